@@ -1,0 +1,154 @@
+// fathom::Index: the one batch interface every vector index implements (Flat, HNSW, ...).
+//
+// An index stores float32 vectors of a fixed dimension under caller-chosen integer labels (the
+// database layer uses its dense 32-bit slots; Faiss users use their ids) and answers k-nearest-
+// neighbour queries in batches. Build one from a factory string ("Flat", "HNSW32", "HNSW32,SQ8",
+// "HNSW16,efC=100"; see docs/format/factory.md) with MakeIndex.
+//
+// Distances are always "smaller is closer": squared L2 for kL2, the negated inner product for
+// kInnerProduct, 1 - cosine similarity for kCosine (cosine indexes store normalised vectors).
+//
+// Concurrency: Search, Add, Remove may all be called from many threads at once on the same
+// index; each call sees a consistent index (a search never returns a removed label, nor a
+// label that was never added). Save may run concurrently with Search but not with Add/Remove.
+// Per-query knobs travel in SearchParams, never by mutating the shared index.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fathom/status.h"
+
+namespace fathom {
+
+enum class Metric : uint8_t { kL2 = 0, kInnerProduct = 1, kCosine = 2 };
+
+// "l2", "ip", "cosine".
+const char* MetricName(Metric metric);
+// Accepts "l2", "ip" (or "inner_product", "dot"), "cosine".
+Result<Metric> ParseMetric(std::string_view name);
+
+using label_t = int64_t;
+// Fills result slots that have no neighbour (fewer than k live, allowed vectors).
+inline constexpr label_t kNoLabel = -1;
+
+// An allow-predicate consulted during search: labels it rejects are never returned, but the
+// graph may still walk through them (so selective filters do not disconnect the search).
+class LabelFilter {
+ public:
+  virtual ~LabelFilter() = default;
+  virtual bool Allowed(label_t label) const = 0;
+};
+
+// A LabelFilter over a dense bitset of labels [0, n): the cheap form for the database's slots.
+class BitsetFilter final : public LabelFilter {
+ public:
+  explicit BitsetFilter(size_t n) : words_((n + 63) / 64, 0), n_(n) {}
+  void Set(label_t label) { words_[static_cast<size_t>(label) >> 6] |= 1ull << (label & 63); }
+  bool Allowed(label_t label) const override {
+    return label >= 0 && static_cast<size_t>(label) < n_ &&
+           ((words_[static_cast<size_t>(label) >> 6] >> (label & 63)) & 1) != 0;
+  }
+  size_t count() const;
+
+ private:
+  std::vector<uint64_t> words_;
+  size_t n_;
+};
+
+// A LabelFilter from any callable bool(label_t).
+template <class Fn>
+class FunctionFilter final : public LabelFilter {
+ public:
+  explicit FunctionFilter(Fn fn) : fn_(std::move(fn)) {}
+  bool Allowed(label_t label) const override { return fn_(label); }
+
+ private:
+  Fn fn_;
+};
+
+struct SearchParams {
+  // HNSW beam width (candidates kept while searching): higher is slower and more accurate.
+  // 0 uses the index default (efS in the factory string, 64 unless set); never below k.
+  int ef = 0;
+  // Quantized traversal (",SQ8"): how many candidates are re-ranked with exact float32
+  // distances. 0 uses 2k. Higher costs a little time and recovers quantization loss.
+  int rerank = 0;
+  // Only labels this accepts are returned; nullptr accepts all. Not owned.
+  const LabelFilter* filter = nullptr;
+};
+
+struct AddOptions {
+  // Threads used to insert this batch (the calling thread included); 0 = all hardware threads.
+  int threads = 1;
+};
+
+class Index {
+ public:
+  virtual ~Index() = default;
+  Index(const Index&) = delete;
+  Index& operator=(const Index&) = delete;
+
+  size_t dim() const { return dim_; }
+  Metric metric() const { return metric_; }
+
+  // Number of live (added and not removed) vectors.
+  virtual size_t size() const = 0;
+  // The canonical factory string; MakeIndex(factory_string(), dim, metric) builds the same kind.
+  virtual std::string factory_string() const = 0;
+  // Bytes held by the index (vectors, codes, graph, label maps), excluding allocator slack.
+  virtual size_t memory_bytes() const = 0;
+
+  // Adds n vectors (row-major, n * dim floats). labels must be >= 0; nullptr assigns labels
+  // counting up from the largest label seen so far + 1. A label already present is replaced
+  // (upsert). The whole batch is validated first (labels, finite values, no label twice in the
+  // batch); on error nothing is added.
+  virtual Status Add(size_t n, const float* x, const label_t* labels,
+                     const AddOptions& options = {}) = 0;
+  Status Add(size_t n, const float* x) { return Add(n, x, nullptr); }
+
+  // Removes the given labels; labels that are not present are ignored. `removed` (optional)
+  // receives how many were present. A removed label is never returned by a later search.
+  virtual Status Remove(size_t n, const label_t* labels, size_t* removed = nullptr) = 0;
+
+  virtual bool Contains(label_t label) const = 0;
+  // Copies the stored vector (normalised for cosine) into out[dim].
+  virtual Status Reconstruct(label_t label, float* out) const = 0;
+
+  // For each of the n queries writes k (distance, label) pairs, closest first, into
+  // distances[n * k] and labels[n * k]; missing results get kNoLabel and +infinity.
+  virtual Status Search(size_t n, const float* queries, size_t k, float* distances,
+                        label_t* labels, const SearchParams& params = {}) const = 0;
+
+  // Writes the index to `path` atomically (temporary file, fsync, rename). The file carries a
+  // magic, format version, factory string, dimension, metric, count, and a checksum
+  // (docs/format/index_file.md).
+  Status Save(const std::string& path) const;
+  // Reads an index written by Save. A truncated, corrupted or foreign file is rejected.
+  static Result<std::unique_ptr<Index>> Load(const std::string& path);
+
+ protected:
+  Index(size_t dim, Metric metric) : dim_(dim), metric_(metric) {}
+  // Checks a batch of n vectors for non-finite values; the error names the row and column.
+  Status ValidateVectors(size_t n, const float* x) const;
+
+ private:
+  friend class IndexIO;
+  // Body of the index file after the common header, and its inverse on an index made by
+  // MakeIndex from the file's factory string.
+  virtual Status SerializeBody(std::string* out) const = 0;
+  virtual Status DeserializeBody(std::string_view body, uint64_t count) = 0;
+
+  size_t dim_;
+  Metric metric_;
+};
+
+// Builds an empty index from a factory string. Errors say what was expected, e.g.
+// "unknown index type 'HNSX32' in 'HNSX32': expected Flat or HNSW<M>".
+Result<std::unique_ptr<Index>> MakeIndex(std::string_view factory, size_t dim, Metric metric);
+
+}  // namespace fathom

@@ -1,0 +1,61 @@
+#include "index/factory.h"
+
+#include <gtest/gtest.h>
+
+#include "fathom/index.h"
+
+namespace fathom {
+namespace {
+
+TEST(FactoryTest, ParsesAndRoundTripsCanonicalForms) {
+  for (const char* s : {"Flat", "HNSW32", "HNSW16,efC=100", "HNSW32,SQ8", "HNSW8,SQ8,efC=50,efS=20"}) {
+    auto spec = ParseFactory(s);
+    ASSERT_TRUE(spec.ok()) << s << ": " << spec.status().ToString();
+    EXPECT_EQ(ToFactoryString(*spec), s);
+    EXPECT_EQ(*ParseFactory(ToFactoryString(*spec)), *spec);
+  }
+  auto spec = ParseFactory("HNSW16, efS=32 ,SQ8,efC=200");
+  ASSERT_TRUE(spec.ok());
+  EXPECT_EQ(spec->m, 16);
+  EXPECT_TRUE(spec->sq8);
+  EXPECT_EQ(spec->ef_search, 32);
+  EXPECT_EQ(ToFactoryString(*spec), "HNSW16,SQ8,efS=32");  // canonical order, defaults omitted
+}
+
+TEST(FactoryTest, MakeIndexReportsItsFactoryString) {
+  auto index = MakeIndex("HNSW24,efC=120", 8, Metric::kCosine);
+  ASSERT_TRUE(index.ok());
+  EXPECT_EQ((*index)->factory_string(), "HNSW24,efC=120");
+  EXPECT_EQ((*index)->dim(), 8u);
+  EXPECT_EQ((*index)->metric(), Metric::kCosine);
+}
+
+TEST(FactoryTest, ErrorsSayWhatWasExpected) {
+  auto expect_error = [](const char* s, const std::string& message) {
+    auto spec = ParseFactory(s);
+    ASSERT_FALSE(spec.ok()) << s;
+    EXPECT_TRUE(spec.status().IsInvalidArgument());
+    EXPECT_EQ(spec.status().message(), message);
+  };
+  expect_error("HNSX32", "unknown index type 'HNSX32': expected Flat or HNSW<M> (e.g. HNSW32) in index spec 'HNSX32'");
+  expect_error("", "empty index type: expected Flat or HNSW<M> (e.g. HNSW32) in index spec ''");
+  expect_error("HNSW", "'HNSW' needs a link count M between 2 and 256 after HNSW (e.g. HNSW32) in index spec 'HNSW'");
+  expect_error("HNSW1000", "'HNSW1000' needs a link count M between 2 and 256 after HNSW (e.g. HNSW32) in index spec 'HNSW1000'");
+  expect_error("HNSW32,efC=abc", "option 'efC=abc' needs an integer between 1 and 100000 in index spec 'HNSW32,efC=abc'");
+  expect_error("HNSW32,PQ16", "unknown HNSW option 'PQ16': expected SQ8, efC=<n> or efS=<n> in index spec 'HNSW32,PQ16'");
+  expect_error("Flat,SQ8", "unexpected option 'SQ8' after Flat: Flat takes no options in index spec 'Flat,SQ8'");
+  expect_error("HNSW32,SQ8,SQ8", "SQ8 given twice in index spec 'HNSW32,SQ8,SQ8'");
+}
+
+TEST(FactoryTest, MakeIndexRejectsBadDimensionAndMetricNames) {
+  auto index = MakeIndex("Flat", 0, Metric::kL2);
+  ASSERT_FALSE(index.ok());
+  EXPECT_EQ(index.status().message(), "dimension 0 is out of range: expected 1 to 65536");
+  auto metric = ParseMetric("hamming");
+  ASSERT_FALSE(metric.ok());
+  EXPECT_EQ(metric.status().message(), "unknown metric 'hamming': expected l2, ip or cosine");
+  EXPECT_EQ(*ParseMetric("cosine"), Metric::kCosine);
+}
+
+}  // namespace
+}  // namespace fathom

@@ -1,0 +1,867 @@
+#include "index/hnsw.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <thread>
+
+#include "index/flat.h"
+#include "index/topk.h"
+#include "simd/distance.h"
+#include "util/file.h"
+
+namespace fathom {
+namespace {
+
+constexpr uint64_t kNoEntry = ~uint64_t{0};
+constexpr size_t kLockStripes = 1 << 14;
+constexpr int kMaxLevel = 15;
+constexpr uint8_t kLive = 0, kTombstone = 1, kFree = 2;
+// Neighbours ahead whose data is prefetched while the current distance is computed.
+constexpr size_t kPrefetchAhead = 2;
+// Consolidate once tombstones exceed this fraction of allocated nodes.
+constexpr double kTombstoneFraction = 0.10;
+constexpr size_t kMinTombstonesForConsolidation = 64;
+
+inline uint32_t LoadLink(const uint32_t* p) {
+  return std::atomic_ref<uint32_t>(*const_cast<uint32_t*>(p)).load(std::memory_order_acquire);
+}
+inline void StoreLink(uint32_t* p, uint32_t v) {
+  std::atomic_ref<uint32_t>(*p).store(v, std::memory_order_release);
+}
+
+inline uint64_t PackEntry(int level, uint32_t node) {
+  return (uint64_t(uint32_t(level)) << 32) | node;
+}
+
+inline uint64_t Mix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+size_t RoundUp(size_t x, size_t to) { return (x + to - 1) / to * to; }
+
+inline void Prefetch(const void* p, size_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 3);
+}
+
+}  // namespace
+
+struct HnswIndex::Query {
+  const float* vec = nullptr;     // normalised for cosine
+  const uint8_t* code = nullptr;  // SQ8 code of the query
+  float sum = 0;                  // sum of vec (SQ8 inner product)
+};
+
+// Per-search working memory, pooled so a query allocates nothing.
+struct HnswIndex::Scratch {
+  std::vector<uint16_t> visited;
+  uint16_t epoch = 0;
+  CandidatePool pool;
+  std::vector<std::pair<float, uint32_t>> heap;     // filtered search: candidates (min-heap)
+  std::vector<std::pair<float, uint32_t>> results;  // filtered search: results (max-heap)
+  std::vector<std::pair<float, uint32_t>> cands;
+  std::vector<uint32_t> selected;
+  std::vector<float> qvec;
+  std::vector<uint8_t> qcode;
+  std::vector<uint32_t> batch;
+
+  void NewEpoch(size_t nodes) {
+    if (visited.size() < nodes) visited.resize(nodes + nodes / 2 + 16, 0);
+    if (++epoch == 0) {
+      std::fill(visited.begin(), visited.end(), 0);
+      epoch = 1;
+    }
+  }
+  bool Visit(uint32_t node) {
+    if (visited[node] == epoch) return false;
+    visited[node] = epoch;
+    return true;
+  }
+};
+
+class HnswIndex::ScratchLease {
+ public:
+  explicit ScratchLease(const HnswIndex& index) : index_(index) {
+    std::lock_guard lock(index_.scratch_mutex_);
+    if (!index_.scratch_pool_.empty()) {
+      scratch_ = std::move(index_.scratch_pool_.back());
+      index_.scratch_pool_.pop_back();
+    } else {
+      scratch_ = std::make_unique<Scratch>();
+    }
+  }
+  ~ScratchLease() {
+    std::lock_guard lock(index_.scratch_mutex_);
+    index_.scratch_pool_.push_back(std::move(scratch_));
+  }
+  Scratch& operator*() { return *scratch_; }
+
+ private:
+  const HnswIndex& index_;
+  std::unique_ptr<Scratch> scratch_;
+};
+
+HnswIndex::HnswIndex(size_t dim, Metric metric, const IndexSpec& spec)
+    : Index(dim, metric),
+      spec_(spec),
+      m_(spec.m),
+      m0_(2 * spec.m),
+      level_mult_(1.0 / std::log(std::max(2, spec.m))),
+      links0_bytes_(sizeof(uint32_t) * (1 + 2 * spec.m)),
+      code_bytes_(spec.sq8 ? dim : dim * sizeof(float)),
+      node_bytes_(RoundUp(links0_bytes_ + code_bytes_, 64)),
+      ip_offset_(metric == Metric::kCosine ? 1.0f : 0.0f),
+      entry_(kNoEntry),
+      link_locks_(new std::mutex[kLockStripes]) {}
+
+HnswIndex::~HnswIndex() { std::free(blocks_); }
+
+uint32_t* HnswIndex::Links(uint32_t node, int level) const {
+  if (level == 0) return reinterpret_cast<uint32_t*>(blocks_ + size_t{node} * node_bytes_);
+  return upper_[node].get() + size_t(level - 1) * (1 + m_);
+}
+const uint8_t* HnswIndex::Code(uint32_t node) const {
+  return reinterpret_cast<const uint8_t*>(blocks_ + size_t{node} * node_bytes_ + links0_bytes_);
+}
+float* HnswIndex::Vector(uint32_t node) const {
+  if (spec_.sq8) return const_cast<float*>(vectors_.data()) + size_t{node} * dim();
+  return reinterpret_cast<float*>(blocks_ + size_t{node} * node_bytes_ + links0_bytes_);
+}
+bool HnswIndex::Live(uint32_t node) const {
+  return state_[node].load(std::memory_order_acquire) == kLive;
+}
+
+HnswIndex::DistKind HnswIndex::SearchKind() const {
+  if (spec_.sq8) return metric() == Metric::kL2 ? DistKind::kSq8L2 : DistKind::kSq8Ip;
+  return metric() == Metric::kL2 ? DistKind::kFloatL2 : DistKind::kFloatIp;
+}
+// Construction compares stored nodes with each other, so it needs a symmetric distance: codes
+// for SQ8 with L2 (exact integer arithmetic), float vectors otherwise.
+HnswIndex::DistKind HnswIndex::BuildKind() const {
+  if (spec_.sq8 && metric() == Metric::kL2) return DistKind::kSq8L2;
+  return metric() == Metric::kL2 ? DistKind::kFloatL2 : DistKind::kFloatIp;
+}
+
+size_t HnswIndex::size() const {
+  std::lock_guard lock(label_mutex_);
+  return node_of_.size();
+}
+size_t HnswIndex::tombstones() const {
+  std::lock_guard lock(label_mutex_);
+  return tombstones_;
+}
+size_t HnswIndex::allocated_nodes() const {
+  std::lock_guard lock(label_mutex_);
+  return num_nodes_;
+}
+
+size_t HnswIndex::memory_bytes() const {
+  std::shared_lock lock(structure_mutex_);
+  std::lock_guard label_lock(label_mutex_);
+  size_t per_node = sizeof(label_t) + sizeof(uint8_t) + sizeof(uint8_t) + sizeof(void*);
+  return capacity_ * (node_bytes_ + per_node) + vectors_.capacity() * sizeof(float) +
+         upper_words_.load() * sizeof(uint32_t) +
+         node_of_.size() * (sizeof(label_t) + sizeof(uint32_t) + 2 * sizeof(void*)) +
+         free_nodes_.capacity() * sizeof(uint32_t);
+}
+
+void HnswIndex::GrowLocked(size_t min_capacity) {
+  if (min_capacity <= capacity_) return;
+  size_t cap = std::max({min_capacity, capacity_ * 2, size_t{1024}});
+  char* blocks = static_cast<char*>(std::aligned_alloc(64, cap * node_bytes_));
+  FATHOM_CHECK(blocks != nullptr, "out of memory growing HNSW to " + std::to_string(cap));
+  if (blocks_ != nullptr) std::memcpy(blocks, blocks_, capacity_ * node_bytes_);
+  std::memset(blocks + capacity_ * node_bytes_, 0, (cap - capacity_) * node_bytes_);
+  std::free(blocks_);
+  blocks_ = blocks;
+  if (spec_.sq8) vectors_.resize(cap * dim());
+  labels_.resize(cap, kNoLabel);
+  levels_.resize(cap, 0);
+  upper_.resize(cap);
+  std::unique_ptr<std::atomic<uint8_t>[]> state(new std::atomic<uint8_t>[cap]);
+  for (size_t i = 0; i < cap; ++i) {
+    state[i].store(i < capacity_ ? state_[i].load() : kFree, std::memory_order_relaxed);
+  }
+  state_ = std::move(state);
+  capacity_ = cap;
+}
+
+void HnswIndex::TrainQuantizerLocked(size_t n, const float* x) {
+  float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+  std::vector<float> row(dim());
+  for (size_t i = 0; i < n; ++i) {
+    row.assign(x + i * dim(), x + (i + 1) * dim());
+    if (metric() == Metric::kCosine) simd::Normalize(row.data(), dim());
+    for (float v : row) {
+      lo = std::min(lo, v);
+      hi = std::max(hi, v);
+    }
+  }
+  if (n < 1000) {
+    // A small first batch says little about the range: leave room on both sides.
+    float pad = 0.25f * (hi - lo) + 1e-3f;
+    lo -= pad;
+    hi += pad;
+  }
+  sq_lo_ = lo;
+  sq_scale_ = hi > lo ? (hi - lo) / 255.0f : 1.0f;
+  sq_trained_ = true;
+}
+
+void HnswIndex::EncodeNode(uint32_t node, const float* v) {
+  float* dst = Vector(node);
+  std::memcpy(dst, v, dim() * sizeof(float));
+  if (metric() == Metric::kCosine) simd::Normalize(dst, dim());
+  if (spec_.sq8) {
+    uint8_t* code = const_cast<uint8_t*>(Code(node));
+    float inv = 1.0f / sq_scale_;
+    for (size_t j = 0; j < dim(); ++j) {
+      float c = std::nearbyint((dst[j] - sq_lo_) * inv);
+      code[j] = static_cast<uint8_t>(std::clamp(c, 0.0f, 255.0f));
+    }
+  }
+}
+
+int HnswIndex::RandomLevel() {
+  uint64_t r = Mix64(level_counter_.fetch_add(1, std::memory_order_relaxed) ^ 0x5eedf00dull);
+  double u = (double(r >> 11) + 1.0) * (1.0 / 9007199254740993.0);  // (0, 1]
+  return std::min(kMaxLevel, static_cast<int>(-std::log(u) * level_mult_));
+}
+
+template <HnswIndex::DistKind K>
+float HnswIndex::Distance(const Query& q, uint32_t node) const {
+  const auto& kern = simd::Active();
+  if constexpr (K == DistKind::kFloatL2) {
+    return kern.l2_sqr(q.vec, Vector(node), dim());
+  } else if constexpr (K == DistKind::kFloatIp) {
+    return ip_offset_ - kern.dot(q.vec, Vector(node), dim());
+  } else if constexpr (K == DistKind::kSq8L2) {
+    return static_cast<float>(kern.l2_sqr_u8(q.code, Code(node), dim()));
+  } else {
+    return ip_offset_ - (sq_lo_ * q.sum + sq_scale_ * kern.dot_f32_u8(q.vec, Code(node), dim()));
+  }
+}
+
+float HnswIndex::NodeDistance(uint32_t a, uint32_t b) const {
+  Query q;
+  q.vec = Vector(a);
+  q.code = Code(a);
+  switch (BuildKind()) {
+    case DistKind::kSq8L2: return Distance<DistKind::kSq8L2>(q, b);
+    case DistKind::kFloatL2: return Distance<DistKind::kFloatL2>(q, b);
+    default: return Distance<DistKind::kFloatIp>(q, b);
+  }
+}
+
+void HnswIndex::PrepareQuery(const float* v, Scratch& s, Query* q) const {
+  const size_t d = dim();
+  q->vec = v;
+  if (metric() == Metric::kCosine) {
+    s.qvec.assign(v, v + d);
+    simd::Normalize(s.qvec.data(), d);
+    q->vec = s.qvec.data();
+  }
+  if (spec_.sq8) {
+    s.qcode.resize(d);
+    float inv = 1.0f / sq_scale_, sum = 0;
+    for (size_t j = 0; j < d; ++j) {
+      float c = std::nearbyint((q->vec[j] - sq_lo_) * inv);
+      s.qcode[j] = static_cast<uint8_t>(std::clamp(c, 0.0f, 255.0f));
+      sum += q->vec[j];
+    }
+    q->code = s.qcode.data();
+    q->sum = sum;
+  }
+}
+
+template <HnswIndex::DistKind K>
+uint32_t HnswIndex::GreedyDescend(const Query& q, uint32_t start, int from_level, int to_level,
+                                  float* dist) const {
+  uint32_t cur = start;
+  *dist = Distance<K>(q, cur);
+  for (int level = from_level; level > to_level; --level) {
+    for (bool changed = true; changed;) {
+      changed = false;
+      const uint32_t* links = Links(cur, level);
+      uint32_t count = std::min<uint32_t>(LoadLink(links), m_);
+      for (uint32_t j = 1; j <= count; ++j) {
+        uint32_t v = LoadLink(links + j);
+        float d = Distance<K>(q, v);
+        if (d < *dist) {
+          *dist = d;
+          cur = v;
+          changed = true;
+        }
+      }
+    }
+  }
+  return cur;
+}
+
+template <HnswIndex::DistKind K>
+void HnswIndex::SearchLevel(const Query& q, uint32_t entry, float entry_dist, int level,
+                            size_t ef, Scratch& s) const {
+  s.NewEpoch(capacity_);
+  s.pool.Reset(ef);
+  s.pool.Insert(entry_dist, entry);
+  s.Visit(entry);
+  const uint32_t max_links = static_cast<uint32_t>(MaxLinks(level));
+  s.batch.resize(m0_ + 1);
+  const size_t prefetch_bytes = std::min<size_t>(code_bytes_, 256);
+  while (s.pool.HasNext()) {
+    uint32_t u = s.pool.Next();
+    const uint32_t* links = Links(u, level);
+    uint32_t count = std::min(LoadLink(links), max_links);
+    size_t n = 0;
+    for (uint32_t j = 1; j <= count; ++j) {
+      uint32_t v = LoadLink(links + j);
+      if (s.Visit(v)) s.batch[n++] = v;
+    }
+    for (size_t i = 0; i < std::min(n, kPrefetchAhead); ++i) Prefetch(Code(s.batch[i]), prefetch_bytes);
+    for (size_t i = 0; i < n; ++i) {
+      if (i + kPrefetchAhead < n) Prefetch(Code(s.batch[i + kPrefetchAhead]), prefetch_bytes);
+      uint32_t v = s.batch[i];
+      float d = Distance<K>(q, v);
+      if (d < s.pool.worst()) s.pool.Insert(d, v);
+    }
+  }
+}
+
+// Like SearchLevel on level 0, but results only hold live nodes the filter allows, and the
+// search goes on until it has ef of them (walking through rejected nodes on the way).
+template <HnswIndex::DistKind K>
+void HnswIndex::SearchLevelFiltered(const Query& q, uint32_t entry, float entry_dist,
+                                    size_t ef, const LabelFilter* filter, Scratch& s) const {
+  s.NewEpoch(capacity_);
+  auto& cand = s.heap;     // min-heap by distance
+  auto& res = s.results;   // max-heap by distance
+  cand.clear();
+  res.clear();
+  auto greater = std::greater<std::pair<float, uint32_t>>();
+  auto accept = [&](uint32_t v) {
+    return Live(v) && (filter == nullptr || filter->Allowed(labels_[v]));
+  };
+  s.Visit(entry);
+  cand.emplace_back(entry_dist, entry);
+  if (accept(entry)) res.emplace_back(entry_dist, entry);
+  const size_t prefetch_bytes = std::min<size_t>(code_bytes_, 256);
+  s.batch.resize(m0_ + 1);
+  while (!cand.empty()) {
+    std::pop_heap(cand.begin(), cand.end(), greater);
+    auto [du, u] = cand.back();
+    cand.pop_back();
+    if (res.size() >= ef && du > res.front().first) break;
+    const uint32_t* links = Links(u, 0);
+    uint32_t count = std::min<uint32_t>(LoadLink(links), m0_);
+    size_t n = 0;
+    for (uint32_t j = 1; j <= count; ++j) {
+      uint32_t v = LoadLink(links + j);
+      if (s.Visit(v)) s.batch[n++] = v;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if (i + kPrefetchAhead < n) Prefetch(Code(s.batch[i + kPrefetchAhead]), prefetch_bytes);
+      uint32_t v = s.batch[i];
+      float d = Distance<K>(q, v);
+      if (res.size() < ef || d < res.front().first) {
+        cand.emplace_back(d, v);
+        std::push_heap(cand.begin(), cand.end(), greater);
+        if (accept(v)) {
+          res.emplace_back(d, v);
+          std::push_heap(res.begin(), res.end());
+          if (res.size() > ef) {
+            std::pop_heap(res.begin(), res.end());
+            res.pop_back();
+          }
+        }
+      }
+    }
+  }
+  std::sort(res.begin(), res.end());
+}
+
+template <HnswIndex::DistKind K>
+void HnswIndex::SearchOne(const float* query, size_t k, const SearchParams& params, Scratch& s,
+                          float* distances, label_t* labels) const {
+  TopK top(k);
+  uint64_t entry = entry_.load(std::memory_order_acquire);
+  if (entry == kNoEntry) {
+    top.Extract(distances, labels);
+    return;
+  }
+  Query q;
+  PrepareQuery(query, s, &q);
+  size_t ef = std::max<size_t>(params.ef > 0 ? size_t(params.ef) : size_t(spec_.ef_search), k);
+  float entry_dist;
+  uint32_t ep = GreedyDescend<K>(q, uint32_t(entry), static_cast<int>(entry >> 32), 0, &entry_dist);
+
+  // Candidates (distance in traversal units, node), closest first, live and allowed only.
+  auto& found = s.cands;
+  found.clear();
+  size_t tombstones = tombstones_.load(std::memory_order_relaxed);
+  if (params.filter != nullptr) {
+    SearchLevelFiltered<K>(q, ep, entry_dist, ef, params.filter, s);
+    found.assign(s.results.begin(), s.results.end());
+  } else {
+    // Tombstones may occupy beam slots: widen the beam by their share.
+    size_t nodes = std::max<size_t>(1, num_nodes_.load(std::memory_order_relaxed));
+    size_t widened = ef + ef * tombstones / nodes + (tombstones > 0 ? k : 0);
+    SearchLevel<K>(q, ep, entry_dist, 0, widened, s);
+    for (size_t i = 0; i < s.pool.size(); ++i) {
+      uint32_t v = s.pool.node(i);
+      if (tombstones == 0 || Live(v)) found.emplace_back(s.pool.distance(i), v);
+    }
+  }
+  if (spec_.sq8) {
+    size_t rerank = params.rerank > 0 ? size_t(params.rerank) : 2 * k;
+    rerank = std::min(std::max(rerank, k), found.size());
+    const auto& kern = simd::Active();
+    for (size_t i = 0; i < rerank; ++i) {
+      uint32_t v = found[i].second;
+      float d = metric() == Metric::kL2 ? kern.l2_sqr(q.vec, Vector(v), dim())
+                                        : ip_offset_ - kern.dot(q.vec, Vector(v), dim());
+      top.Push(d, labels_[v]);
+    }
+  } else {
+    for (size_t i = 0; i < std::min(k, found.size()); ++i) {
+      top.Push(found[i].first, labels_[found[i].second]);
+    }
+  }
+  top.Extract(distances, labels);
+}
+
+Status HnswIndex::Search(size_t n, const float* queries, size_t k, float* distances,
+                         label_t* labels, const SearchParams& params) const {
+  if (k == 0) return Status::InvalidArgument("k must be at least 1");
+  if (params.ef < 0) return Status::InvalidArgument("ef must be >= 0, got " + std::to_string(params.ef));
+  FATHOM_RETURN_IF_ERROR(ValidateVectors(n, queries));
+  std::shared_lock lock(structure_mutex_);
+  ScratchLease lease(*this);
+  Scratch& s = *lease;
+  for (size_t i = 0; i < n; ++i) {
+    const float* q = queries + i * dim();
+    float* d = distances + i * k;
+    label_t* l = labels + i * k;
+    switch (SearchKind()) {
+      case DistKind::kFloatL2: SearchOne<DistKind::kFloatL2>(q, k, params, s, d, l); break;
+      case DistKind::kFloatIp: SearchOne<DistKind::kFloatIp>(q, k, params, s, d, l); break;
+      case DistKind::kSq8L2: SearchOne<DistKind::kSq8L2>(q, k, params, s, d, l); break;
+      case DistKind::kSq8Ip: SearchOne<DistKind::kSq8Ip>(q, k, params, s, d, l); break;
+    }
+  }
+  return Status::OK();
+}
+
+// The neighbour-selection heuristic (HNSW paper, algorithm 4): keep a candidate only if it is
+// closer to the base than to every neighbour already kept, which spreads links across
+// directions and keeps the graph navigable in clustered data.
+void HnswIndex::SelectNeighbors(std::vector<std::pair<float, uint32_t>>& candidates,
+                                size_t max_links, std::vector<uint32_t>* selected) const {
+  selected->clear();
+  std::sort(candidates.begin(), candidates.end());
+  if (candidates.size() <= max_links) {
+    for (auto& c : candidates) selected->push_back(c.second);
+    return;
+  }
+  for (auto& [dist, c] : candidates) {
+    if (selected->size() >= max_links) break;
+    bool keep = true;
+    for (uint32_t s : *selected) {
+      if (NodeDistance(c, s) < dist) {
+        keep = false;
+        break;
+      }
+    }
+    if (keep) selected->push_back(c);
+  }
+}
+
+void HnswIndex::AddBackLink(uint32_t target, uint32_t node, int level) {
+  std::lock_guard lock(link_locks_[target % kLockStripes]);
+  uint32_t* links = Links(target, level);
+  uint32_t count = links[0];
+  const uint32_t max_links = static_cast<uint32_t>(MaxLinks(level));
+  for (uint32_t j = 1; j <= count; ++j) {
+    if (links[j] == node) return;
+  }
+  if (count < max_links) {
+    StoreLink(links + 1 + count, node);
+    StoreLink(links, count + 1);
+    return;
+  }
+  std::vector<std::pair<float, uint32_t>> cands;
+  cands.reserve(count + 1);
+  cands.emplace_back(NodeDistance(target, node), node);
+  for (uint32_t j = 1; j <= count; ++j) cands.emplace_back(NodeDistance(target, links[j]), links[j]);
+  std::vector<uint32_t> selected;
+  SelectNeighbors(cands, max_links, &selected);
+  for (size_t j = 0; j < selected.size(); ++j) StoreLink(links + 1 + j, selected[j]);
+  StoreLink(links, static_cast<uint32_t>(selected.size()));
+}
+
+template <HnswIndex::DistKind K>
+void HnswIndex::Link(uint32_t node, Scratch& s) {
+  Query q;
+  q.vec = Vector(node);
+  q.code = Code(node);
+  const int level = levels_[node];
+  uint64_t entry = entry_.load(std::memory_order_acquire);
+  if (entry == kNoEntry) {
+    std::lock_guard lock(entry_mutex_);
+    entry = entry_.load(std::memory_order_acquire);
+    if (entry == kNoEntry) {
+      entry_.store(PackEntry(level, node), std::memory_order_release);
+      return;
+    }
+  }
+  const int top = static_cast<int>(entry >> 32);
+  float dist;
+  uint32_t cur = GreedyDescend<K>(q, uint32_t(entry), top, level, &dist);
+  for (int l = std::min(level, top); l >= 0; --l) {
+    SearchLevel<K>(q, cur, dist, l, size_t(spec_.ef_construction), s);
+    s.cands.clear();
+    for (size_t i = 0; i < s.pool.size(); ++i) {
+      uint32_t v = s.pool.node(i);
+      if (v != node && Live(v)) s.cands.emplace_back(s.pool.distance(i), v);
+    }
+    if (s.pool.size() > 0) {
+      cur = s.pool.node(0);
+      dist = s.pool.distance(0);
+    }
+    SelectNeighbors(s.cands, size_t(m_), &s.selected);
+    {
+      std::lock_guard lock(link_locks_[node % kLockStripes]);
+      uint32_t* links = Links(node, l);
+      for (size_t j = 0; j < s.selected.size(); ++j) StoreLink(links + 1 + j, s.selected[j]);
+      StoreLink(links, static_cast<uint32_t>(s.selected.size()));
+    }
+    for (uint32_t v : s.selected) AddBackLink(v, node, l);
+  }
+  if (level > top) {
+    std::lock_guard lock(entry_mutex_);
+    if (level > static_cast<int>(entry_.load() >> 32)) {
+      entry_.store(PackEntry(level, node), std::memory_order_release);
+    }
+  }
+}
+
+// Allocates a node for `label` and links it. Returns false (having changed nothing) when the
+// arrays are full and must grow under the exclusive lock first.
+bool HnswIndex::TryInsert(const float* v, label_t label, Scratch& s) {
+  uint32_t node;
+  {
+    std::lock_guard lock(label_mutex_);
+    if (!free_nodes_.empty()) {
+      node = free_nodes_.back();
+      free_nodes_.pop_back();
+    } else if (num_nodes_ < capacity_) {
+      node = num_nodes_++;
+    } else {
+      return false;
+    }
+    // Replacing: the old node becomes a tombstone before the new one is reachable, so a search
+    // never returns the label twice.
+    auto [it, inserted] = node_of_.try_emplace(label, node);
+    if (!inserted) {
+      state_[it->second].store(kTombstone, std::memory_order_release);
+      ++tombstones_;
+      it->second = node;
+    }
+  }
+  labels_[node] = label;
+  int level = RandomLevel();
+  levels_[node] = static_cast<uint8_t>(level);
+  std::memset(Links(node, 0), 0, links0_bytes_);
+  if (level > 0) {
+    size_t words = size_t(level) * (1 + m_);
+    upper_[node].reset(new uint32_t[words]());
+    upper_words_ += words;
+  }
+  EncodeNode(node, v);
+  state_[node].store(kLive, std::memory_order_release);
+  switch (BuildKind()) {
+    case DistKind::kSq8L2: Link<DistKind::kSq8L2>(node, s); break;
+    case DistKind::kFloatL2: Link<DistKind::kFloatL2>(node, s); break;
+    default: Link<DistKind::kFloatIp>(node, s); break;
+  }
+  return true;
+}
+
+Status HnswIndex::Add(size_t n, const float* x, const label_t* labels, const AddOptions& options) {
+  FATHOM_RETURN_IF_ERROR(ValidateVectors(n, x));
+  if (n == 0) return Status::OK();
+  std::vector<label_t> assigned;
+  {
+    std::lock_guard lock(label_mutex_);
+    label_t next = next_label_;
+    FATHOM_RETURN_IF_ERROR(PrepareLabels(n, labels, &next, &assigned));
+    next_label_ = next;
+  }
+  {
+    std::unique_lock lock(structure_mutex_);
+    if (spec_.sq8 && !sq_trained_) TrainQuantizerLocked(n, x);
+    size_t free_count;
+    {
+      std::lock_guard label_lock(label_mutex_);
+      free_count = free_nodes_.size();
+      GrowLocked(num_nodes_ + (n > free_count ? n - free_count : 0));
+    }
+  }
+  std::atomic<size_t> next_item{0};
+  auto worker = [&] {
+    ScratchLease lease(*this);
+    for (size_t i = next_item++; i < n; i = next_item++) {
+      while (true) {
+        {
+          std::shared_lock lock(structure_mutex_);
+          if (TryInsert(x + i * dim(), assigned[i], *lease)) break;
+        }
+        std::unique_lock lock(structure_mutex_);
+        std::lock_guard label_lock(label_mutex_);
+        GrowLocked(num_nodes_ + 1);
+      }
+    }
+  };
+  size_t threads = options.threads > 0 ? size_t(options.threads)
+                                       : std::max(1u, std::thread::hardware_concurrency());
+  threads = std::min(threads, n);
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
+  worker();
+  for (auto& t : pool) t.join();
+  return MaybeConsolidate();
+}
+
+Status HnswIndex::Remove(size_t n, const label_t* labels, size_t* removed) {
+  size_t count = 0;
+  {
+    std::shared_lock lock(structure_mutex_);
+    std::lock_guard label_lock(label_mutex_);
+    for (size_t i = 0; i < n; ++i) {
+      auto it = node_of_.find(labels[i]);
+      if (it == node_of_.end()) continue;
+      state_[it->second].store(kTombstone, std::memory_order_release);
+      node_of_.erase(it);
+      ++tombstones_;
+      ++count;
+    }
+  }
+  if (removed != nullptr) *removed = count;
+  return MaybeConsolidate();
+}
+
+Status HnswIndex::MaybeConsolidate() {
+  {
+    std::lock_guard lock(label_mutex_);
+    if (tombstones_ < kMinTombstonesForConsolidation ||
+        double(tombstones_) < kTombstoneFraction * double(num_nodes_)) {
+      return Status::OK();
+    }
+  }
+  Consolidate();
+  return Status::OK();
+}
+
+void HnswIndex::Consolidate() {
+  std::unique_lock lock(structure_mutex_);
+  std::lock_guard label_lock(label_mutex_);
+  if (tombstones_ == 0) return;
+  ScratchLease lease(*this);
+  Scratch& s = *lease;
+  std::vector<uint32_t> old_links;
+  for (uint32_t u = 0; u < num_nodes_; ++u) {
+    if (state_[u].load() != kLive) continue;
+    for (int l = 0; l <= levels_[u]; ++l) {
+      uint32_t* links = Links(u, l);
+      uint32_t count = links[0];
+      bool affected = false;
+      for (uint32_t j = 1; j <= count && !affected; ++j) affected = state_[links[j]].load() != kLive;
+      if (!affected) continue;
+      // Candidates: u's live neighbours, and the live neighbours of its dead ones.
+      s.NewEpoch(capacity_);
+      s.Visit(u);
+      s.cands.clear();
+      old_links.assign(links + 1, links + 1 + count);
+      for (uint32_t v : old_links) {
+        if (!s.Visit(v)) continue;
+        if (state_[v].load() == kLive) {
+          s.cands.emplace_back(NodeDistance(u, v), v);
+          continue;
+        }
+        const uint32_t* vl = Links(v, l);
+        for (uint32_t j = 1; j <= vl[0]; ++j) {
+          uint32_t w = vl[j];
+          if (state_[w].load() == kLive && s.Visit(w)) s.cands.emplace_back(NodeDistance(u, w), w);
+        }
+      }
+      SelectNeighbors(s.cands, size_t(MaxLinks(l)), &s.selected);
+      for (size_t j = 0; j < s.selected.size(); ++j) links[1 + j] = s.selected[j];
+      links[0] = static_cast<uint32_t>(s.selected.size());
+    }
+  }
+  uint64_t entry = entry_.load();
+  bool entry_dead = entry != kNoEntry && state_[uint32_t(entry)].load() != kLive;
+  for (uint32_t u = 0; u < num_nodes_; ++u) {
+    if (state_[u].load() != kTombstone) continue;
+    state_[u].store(kFree);
+    if (upper_[u]) {
+      upper_words_ -= size_t(levels_[u]) * (1 + m_);
+      upper_[u].reset();
+    }
+    levels_[u] = 0;
+    free_nodes_.push_back(u);
+  }
+  tombstones_ = 0;
+  if (entry_dead) {
+    uint64_t best = kNoEntry;
+    int best_level = -1;
+    for (uint32_t u = 0; u < num_nodes_; ++u) {
+      if (state_[u].load() == kLive && levels_[u] > best_level) {
+        best_level = levels_[u];
+        best = PackEntry(best_level, u);
+      }
+    }
+    entry_.store(best);
+  }
+}
+
+bool HnswIndex::Contains(label_t label) const {
+  std::lock_guard lock(label_mutex_);
+  return node_of_.count(label) != 0;
+}
+
+Status HnswIndex::Reconstruct(label_t label, float* out) const {
+  std::shared_lock lock(structure_mutex_);
+  std::lock_guard label_lock(label_mutex_);
+  auto it = node_of_.find(label);
+  if (it == node_of_.end()) {
+    return Status::NotFound("label " + std::to_string(label) + " is not in the index");
+  }
+  std::memcpy(out, Vector(it->second), dim() * sizeof(float));
+  return Status::OK();
+}
+
+// Body: node count, entry, quantizer, next label; then per node (label, level, state); the
+// level-0 blocks; float vectors (SQ8); upper-level lists of nodes that have them.
+Status HnswIndex::SerializeBody(std::string* out) const {
+  std::shared_lock lock(structure_mutex_);
+  std::lock_guard label_lock(label_mutex_);
+  AppendPod(out, num_nodes_);
+  AppendPod(out, entry_.load());
+  AppendPod(out, uint8_t{sq_trained_});
+  AppendPod(out, sq_lo_);
+  AppendPod(out, sq_scale_);
+  AppendPod(out, next_label_);
+  for (uint32_t u = 0; u < num_nodes_; ++u) {
+    AppendPod(out, labels_[u]);
+    AppendPod(out, levels_[u]);
+    AppendPod(out, state_[u].load());
+  }
+  AppendBytes(out, blocks_, size_t{num_nodes_} * node_bytes_);
+  if (spec_.sq8) AppendBytes(out, vectors_.data(), size_t{num_nodes_} * dim() * sizeof(float));
+  for (uint32_t u = 0; u < num_nodes_; ++u) {
+    if (upper_[u]) AppendBytes(out, upper_[u].get(), size_t(levels_[u]) * (1 + m_) * sizeof(uint32_t));
+  }
+  return Status::OK();
+}
+
+Status HnswIndex::DeserializeBody(std::string_view body, uint64_t count) {
+  std::unique_lock lock(structure_mutex_);
+  std::lock_guard label_lock(label_mutex_);
+  ByteReader r(body, "HNSW index body");
+  uint32_t nodes;
+  uint64_t entry;
+  uint8_t trained;
+  FATHOM_RETURN_IF_ERROR(r.Read(&nodes));
+  FATHOM_RETURN_IF_ERROR(r.Read(&entry));
+  FATHOM_RETURN_IF_ERROR(r.Read(&trained));
+  FATHOM_RETURN_IF_ERROR(r.Read(&sq_lo_));
+  FATHOM_RETURN_IF_ERROR(r.Read(&sq_scale_));
+  FATHOM_RETURN_IF_ERROR(r.Read(&next_label_));
+  sq_trained_ = trained != 0;
+  const size_t per_node = sizeof(label_t) + 2;
+  if (r.remaining() < size_t{nodes} * (per_node + node_bytes_)) {
+    return Status::Corruption("HNSW index body is truncated: " + std::to_string(nodes) +
+                              " nodes need more than the " + std::to_string(r.remaining()) +
+                              " bytes left");
+  }
+  GrowLocked(nodes);
+  num_nodes_ = nodes;
+  node_of_.clear();
+  free_nodes_.clear();
+  tombstones_ = 0;
+  for (uint32_t u = 0; u < nodes; ++u) {
+    uint8_t state;
+    FATHOM_RETURN_IF_ERROR(r.Read(&labels_[u]));
+    FATHOM_RETURN_IF_ERROR(r.Read(&levels_[u]));
+    FATHOM_RETURN_IF_ERROR(r.Read(&state));
+    if (state > kFree || levels_[u] > kMaxLevel) {
+      return Status::Corruption("HNSW node " + std::to_string(u) + " has an invalid state or level");
+    }
+    state_[u].store(state);
+    if (state == kLive) {
+      if (labels_[u] < 0 || !node_of_.emplace(labels_[u], u).second) {
+        return Status::Corruption("HNSW node " + std::to_string(u) + " has an invalid or repeated label " +
+                                  std::to_string(labels_[u]));
+      }
+    } else if (state == kTombstone) {
+      ++tombstones_;
+    } else {
+      free_nodes_.push_back(u);
+    }
+  }
+  if (node_of_.size() != count) {
+    return Status::Corruption("HNSW index holds " + std::to_string(node_of_.size()) +
+                              " live vectors but its header says " + std::to_string(count));
+  }
+  FATHOM_RETURN_IF_ERROR(r.ReadBytes(blocks_, size_t{nodes} * node_bytes_));
+  if (spec_.sq8) {
+    FATHOM_RETURN_IF_ERROR(r.ReadBytes(vectors_.data(), size_t{nodes} * dim() * sizeof(float)));
+  }
+  upper_words_ = 0;
+  for (uint32_t u = 0; u < nodes; ++u) {
+    if (state_[u].load() == kFree || levels_[u] == 0) continue;
+    size_t words = size_t(levels_[u]) * (1 + m_);
+    upper_[u].reset(new uint32_t[words]);
+    upper_words_ += words;
+    FATHOM_RETURN_IF_ERROR(r.ReadBytes(upper_[u].get(), words * sizeof(uint32_t)));
+  }
+  if (r.remaining() != 0) {
+    return Status::Corruption("HNSW index body has " + std::to_string(r.remaining()) +
+                              " unexpected trailing bytes");
+  }
+  // Never trust links read from disk: every id must name an allocated node.
+  for (uint32_t u = 0; u < nodes; ++u) {
+    if (state_[u].load() == kFree) continue;
+    for (int l = 0; l <= levels_[u]; ++l) {
+      const uint32_t* links = Links(u, l);
+      if (links[0] > uint32_t(MaxLinks(l))) {
+        return Status::Corruption("HNSW node " + std::to_string(u) + " has " +
+                                  std::to_string(links[0]) + " links at level " + std::to_string(l));
+      }
+      for (uint32_t j = 1; j <= links[0]; ++j) {
+        if (links[j] >= nodes || state_[links[j]].load() == kFree || levels_[links[j]] < l) {
+          return Status::Corruption("HNSW node " + std::to_string(u) + " links to invalid node " +
+                                    std::to_string(links[j]));
+        }
+      }
+    }
+  }
+  if (entry != kNoEntry) {
+    uint32_t e = uint32_t(entry);
+    if (e >= nodes || state_[e].load() == kFree || levels_[e] != int(entry >> 32)) {
+      return Status::Corruption("HNSW entry point " + std::to_string(e) + " is invalid");
+    }
+  } else if (!node_of_.empty()) {
+    return Status::Corruption("HNSW index has vectors but no entry point");
+  }
+  entry_.store(entry);
+  return Status::OK();
+}
+
+}  // namespace fathom

@@ -1,0 +1,151 @@
+// HnswIndex: a hierarchical navigable small-world graph (Malkov & Yashunin, 2016), our own
+// implementation, built for concurrent use inside a database.
+//
+// Layout: every node has one 64-byte-aligned block holding its level-0 neighbour list and its
+// vector (float32, or 8-bit codes with ",SQ8"); upper-level lists live in a separate small
+// allocation per node (only ~1/M of nodes have one). Labels map to internal node ids; a node
+// whose label is removed or replaced becomes a tombstone: never returned, still traversable.
+// When tombstones exceed 10% of the nodes, Consolidate() relinks their neighbours around them
+// and frees their blocks for reuse, so churn neither leaks memory nor degrades recall.
+//
+// Concurrency: Add, Remove and Search may run from many threads at once. Neighbour lists are
+// read and written through std::atomic_ref (acquire/release: plain moves on x86), writers take
+// a per-node (striped) lock, and a reader never waits for a writer except while the index grows
+// its arrays or consolidates tombstones (both rare, under an exclusive structure lock).
+//
+// ",SQ8": the graph is walked on 8-bit scalar codes (one range for all dimensions, learnt from
+// the first batch; later values outside it are clamped), which moves 4x fewer bytes per visited
+// node; the best candidates are then re-ranked with exact float32 distances, so returned
+// distances are exact.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "fathom/index.h"
+#include "index/factory.h"
+
+namespace fathom {
+
+class HnswIndex final : public Index {
+ public:
+  HnswIndex(size_t dim, Metric metric, const IndexSpec& spec);
+  ~HnswIndex() override;
+
+  size_t size() const override;
+  std::string factory_string() const override { return ToFactoryString(spec_); }
+  size_t memory_bytes() const override;
+  Status Add(size_t n, const float* x, const label_t* labels,
+             const AddOptions& options = {}) override;
+  using Index::Add;
+  Status Remove(size_t n, const label_t* labels, size_t* removed = nullptr) override;
+  bool Contains(label_t label) const override;
+  Status Reconstruct(label_t label, float* out) const override;
+  Status Search(size_t n, const float* queries, size_t k, float* distances, label_t* labels,
+                const SearchParams& params = {}) const override;
+
+  // Relinks around every tombstone and frees their nodes for reuse. Runs automatically from
+  // Remove/Add when tombstones exceed 10% of nodes; public for tests and maintenance.
+  void Consolidate();
+  size_t tombstones() const;
+  // Nodes allocated (live + tombstones + free); grows only when no free node is left.
+  size_t allocated_nodes() const;
+
+ private:
+  enum class DistKind { kFloatL2, kFloatIp, kSq8L2, kSq8Ip };
+  struct Query;
+  struct Scratch;
+  class ScratchLease;
+
+  Status SerializeBody(std::string* out) const override;
+  Status DeserializeBody(std::string_view body, uint64_t count) override;
+
+  // Storage.
+  uint32_t* Links(uint32_t node, int level) const;
+  const uint8_t* Code(uint32_t node) const;
+  float* Vector(uint32_t node) const;
+  int MaxLinks(int level) const { return level == 0 ? m0_ : m_; }
+  void GrowLocked(size_t min_capacity);
+  void EncodeNode(uint32_t node, const float* v);
+  void TrainQuantizerLocked(size_t n, const float* x);
+  bool Live(uint32_t node) const;
+
+  // Insert path.
+  bool TryInsert(const float* v, label_t label, Scratch& scratch);
+  template <DistKind K>
+  void Link(uint32_t node, Scratch& scratch);
+  void SelectNeighbors(std::vector<std::pair<float, uint32_t>>& candidates, size_t max_links,
+                       std::vector<uint32_t>* selected) const;
+  float NodeDistance(uint32_t a, uint32_t b) const;
+  void AddBackLink(uint32_t target, uint32_t node, int level);
+  int RandomLevel();
+  Status MaybeConsolidate();
+
+  // Search path.
+  void PrepareQuery(const float* v, Scratch& scratch, Query* q) const;
+  template <DistKind K>
+  float Distance(const Query& q, uint32_t node) const;
+  template <DistKind K>
+  uint32_t GreedyDescend(const Query& q, uint32_t start, int from_level, int to_level, float* dist) const;
+  template <DistKind K>
+  void SearchLevel(const Query& q, uint32_t entry, float entry_dist, int level, size_t ef,
+                   Scratch& scratch) const;
+  template <DistKind K>
+  void SearchLevelFiltered(const Query& q, uint32_t entry, float entry_dist, size_t ef,
+                           const LabelFilter* filter, Scratch& scratch) const;
+  template <DistKind K>
+  void SearchOne(const float* query, size_t k, const SearchParams& params, Scratch& scratch,
+                 float* distances, label_t* labels) const;
+  DistKind SearchKind() const;
+  DistKind BuildKind() const;
+
+  const IndexSpec spec_;
+  const int m_;
+  const int m0_;
+  const double level_mult_;
+  const size_t links0_bytes_;
+  const size_t code_bytes_;
+  const size_t node_bytes_;
+  const float ip_offset_;  // 0 for inner product, 1 for cosine (distance = offset - dot)
+
+  // Guards the arrays below against reallocation and consolidation: shared for Add, Remove and
+  // Search; exclusive for growth, quantizer training and consolidation.
+  mutable std::shared_mutex structure_mutex_;
+  char* blocks_ = nullptr;   // capacity_ * node_bytes_, level-0 links then vector or code
+  std::vector<float> vectors_;  // float32 copies for re-ranking (SQ8 only)
+  std::vector<label_t> labels_;
+  std::vector<uint8_t> levels_;
+  std::unique_ptr<std::atomic<uint8_t>[]> state_;  // kLive, kTombstone, kFree
+  std::vector<std::unique_ptr<uint32_t[]>> upper_;
+  size_t capacity_ = 0;
+  std::atomic<size_t> upper_words_{0};
+
+  // SQ8 quantizer: code = round((x - sq_lo_) / sq_scale_), clamped to [0, 255].
+  bool sq_trained_ = false;
+  float sq_lo_ = 0;
+  float sq_scale_ = 1;
+
+  // Entry point: (level << 32) | node, or kNoEntry; changed under entry_mutex_.
+  std::atomic<uint64_t> entry_;
+  std::mutex entry_mutex_;
+  std::unique_ptr<std::mutex[]> link_locks_;
+
+  // Label map, node allocation, tombstone count.
+  mutable std::mutex label_mutex_;
+  std::unordered_map<label_t, uint32_t> node_of_;
+  std::vector<uint32_t> free_nodes_;
+  // Atomic only so that searches may read them without the lock (to size their beam).
+  std::atomic<uint32_t> num_nodes_{0};
+  std::atomic<size_t> tombstones_{0};
+  label_t next_label_ = 0;
+  std::atomic<uint64_t> level_counter_{0};
+
+  mutable std::mutex scratch_mutex_;
+  mutable std::vector<std::unique_ptr<Scratch>> scratch_pool_;
+};
+
+}  // namespace fathom

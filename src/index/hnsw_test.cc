@@ -1,0 +1,257 @@
+#include "index/hnsw.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <thread>
+
+#include "index/test_data.h"
+#include "simd/distance.h"
+
+namespace fathom {
+namespace {
+
+using testing::BruteForce;
+using testing::Clustered;
+using testing::Dataset;
+using testing::Recall;
+
+std::vector<label_t> SearchAll(const Index& index, const Dataset& data, size_t k, int ef,
+                               const LabelFilter* filter = nullptr) {
+  std::vector<float> dist(data.nq() * k);
+  std::vector<label_t> labels(data.nq() * k);
+  SearchParams params;
+  params.ef = ef;
+  params.filter = filter;
+  Status s = index.Search(data.nq(), data.queries.data(), k, dist.data(), labels.data(), params);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return labels;
+}
+
+std::unique_ptr<Index> Build(const std::string& factory, const Dataset& data, Metric metric,
+                             int threads = 2) {
+  auto made = MakeIndex(factory, data.dim, metric);
+  EXPECT_TRUE(made.ok()) << made.status().ToString();
+  auto index = std::move(made).value();
+  AddOptions opts;
+  opts.threads = threads;
+  Status s = index->Add(data.n(), data.base.data(), nullptr, opts);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return index;
+}
+
+struct RecallCase {
+  const char* factory;
+  Metric metric;
+};
+
+class HnswRecallTest : public ::testing::TestWithParam<RecallCase> {};
+
+// Documented parameters: M=16, efConstruction=200, ef=64, k=10.
+TEST_P(HnswRecallTest, ClusteredSyntheticRecallAtLeast95) {
+  auto [factory, metric] = GetParam();
+  auto data = Clustered(10000, 200, 48, 40, 17);
+  auto index = Build(factory, data, metric);
+  auto truth = BruteForce(data, 10, metric);
+  double recall = Recall(truth, SearchAll(*index, data, 10, 64), 10);
+  EXPECT_GE(recall, 0.95) << factory << " " << MetricName(metric);
+  // A wider beam never hurts much and usually helps.
+  EXPECT_GE(Recall(truth, SearchAll(*index, data, 10, 200), 10), recall - 0.005);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Configs, HnswRecallTest,
+    ::testing::Values(RecallCase{"HNSW16", Metric::kL2}, RecallCase{"HNSW16", Metric::kInnerProduct},
+                      RecallCase{"HNSW16", Metric::kCosine}, RecallCase{"HNSW16,SQ8", Metric::kL2},
+                      RecallCase{"HNSW16,SQ8", Metric::kCosine},
+                      RecallCase{"HNSW16,SQ8", Metric::kInnerProduct}),
+    [](const auto& info) {
+      std::string name = std::string(info.param.factory) + "_" + MetricName(info.param.metric);
+      for (char& c : name) {
+        if (c == ',') c = '_';
+      }
+      return name;
+    });
+
+TEST(HnswTest, FashionMnistSubsetRecallAtLeast95) {
+  auto data = testing::FashionMnist(10000, 200);
+  if (data.dim == 0) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  auto truth = BruteForce(data, 10, Metric::kL2);
+  for (const char* factory : {"HNSW16", "HNSW16,SQ8"}) {
+    auto index = Build(factory, data, Metric::kL2);
+    double recall = Recall(truth, SearchAll(*index, data, 10, 64), 10);
+    EXPECT_GE(recall, 0.95) << factory;
+    EXPECT_GE(Recall(truth, SearchAll(*index, data, 10, 256), 10), 0.99) << factory;
+  }
+}
+
+TEST(HnswTest, EmptyIndexAndTinyIndexes) {
+  auto index = std::move(MakeIndex("HNSW8", 4, Metric::kL2)).value();
+  float q[4] = {0, 0, 0, 0};
+  float d[3];
+  label_t l[3];
+  ASSERT_TRUE(index->Search(1, q, 3, d, l).ok());
+  EXPECT_EQ(l[0], kNoLabel);
+  float v[8] = {1, 0, 0, 0, 0, 2, 0, 0};
+  ASSERT_TRUE(index->Add(2, v).ok());
+  ASSERT_TRUE(index->Search(1, q, 3, d, l).ok());
+  EXPECT_EQ(l[0], 0);
+  EXPECT_EQ(l[1], 1);
+  EXPECT_EQ(l[2], kNoLabel);
+  EXPECT_FLOAT_EQ(d[0], 1.f);
+  EXPECT_FLOAT_EQ(d[1], 4.f);
+}
+
+TEST(HnswTest, ReplacingALabelMovesItAndKeepsOneCopy) {
+  auto data = Clustered(2000, 1, 16, 8, 3);
+  auto index = Build("HNSW16", data, Metric::kL2);
+  std::vector<float> target(data.queries.begin(), data.queries.begin() + 16);
+  label_t label = 1234;
+  ASSERT_TRUE(index->Add(1, target.data(), &label).ok());
+  EXPECT_EQ(index->size(), 2000u);
+  float d[10];
+  label_t l[10];
+  ASSERT_TRUE(index->Search(1, target.data(), 10, d, l).ok());
+  EXPECT_EQ(l[0], 1234);
+  EXPECT_NEAR(d[0], 0.f, 1e-5);
+  EXPECT_EQ(std::count(l, l + 10, 1234), 1);
+}
+
+// Deleting and re-adding half the points: deleted labels never come back, nodes are reused
+// (no growth), and recall stays within 0.01 of a fresh build of the same final data.
+TEST(HnswTest, ChurnKeepsRecallAndReusesNodes) {
+  auto data = Clustered(10000, 200, 32, 40, 23);
+  for (const char* factory : {"HNSW16", "HNSW16,SQ8"}) {
+    auto index = Build(factory, data, Metric::kL2);
+    auto* hnsw = dynamic_cast<HnswIndex*>(index.get());
+    const size_t allocated = hnsw->allocated_nodes();
+    std::vector<label_t> odd;
+    for (label_t i = 1; i < label_t(data.n()); i += 2) odd.push_back(i);
+    size_t removed = 0;
+    ASSERT_TRUE(index->Remove(odd.size(), odd.data(), &removed).ok());
+    EXPECT_EQ(removed, odd.size());
+    EXPECT_EQ(index->size(), data.n() - odd.size());
+    auto labels = SearchAll(*index, data, 10, 64);
+    for (label_t l : labels) EXPECT_TRUE(l == kNoLabel || l % 2 == 0) << "deleted label " << l;
+    std::vector<bool> alive(data.n());
+    for (size_t i = 0; i < data.n(); i += 2) alive[i] = true;
+    EXPECT_GE(Recall(BruteForce(data, 10, Metric::kL2, &alive), labels, 10), 0.95);
+
+    // Re-add the odd rows under their old labels.
+    std::vector<float> rows;
+    for (label_t i : odd) {
+      rows.insert(rows.end(), data.base.begin() + i * data.dim, data.base.begin() + (i + 1) * data.dim);
+    }
+    AddOptions opts;
+    opts.threads = 2;
+    ASSERT_TRUE(index->Add(odd.size(), rows.data(), odd.data(), opts).ok());
+    hnsw->Consolidate();
+    EXPECT_EQ(index->size(), data.n());
+    EXPECT_LE(hnsw->allocated_nodes(), allocated + allocated / 10) << factory;
+    auto truth = BruteForce(data, 10, Metric::kL2);
+    double churned = Recall(truth, SearchAll(*index, data, 10, 64), 10);
+    auto fresh_index = Build(factory, data, Metric::kL2);
+    double fresh = Recall(truth, SearchAll(*fresh_index, data, 10, 64), 10);
+    EXPECT_GE(churned, fresh - 0.01) << factory << " fresh=" << fresh << " churned=" << churned;
+    EXPECT_LE(index->memory_bytes(), fresh_index->memory_bytes() * 11 / 10) << factory;
+  }
+}
+
+TEST(HnswTest, FilterIsHonouredDuringSearchWithHighRecall) {
+  auto data = Clustered(10000, 100, 32, 40, 29);
+  auto index = Build("HNSW16", data, Metric::kL2);
+  for (int modulus : {2, 10}) {  // 50% and 10% of the points allowed
+    FunctionFilter filter([modulus](label_t l) { return l % modulus == 0; });
+    std::vector<bool> alive(data.n());
+    for (size_t i = 0; i < data.n(); ++i) alive[i] = (i % modulus == 0);
+    auto labels = SearchAll(*index, data, 10, 64, &filter);
+    for (label_t l : labels) ASSERT_TRUE(l != kNoLabel && l % modulus == 0);
+    EXPECT_GE(Recall(BruteForce(data, 10, Metric::kL2, &alive), labels, 10), 0.95) << modulus;
+  }
+  BitsetFilter bits(data.n());
+  bits.Set(17);
+  bits.Set(4242);
+  EXPECT_EQ(bits.count(), 2u);
+  auto labels = SearchAll(*index, data, 3, 64, &bits);
+  for (size_t q = 0; q < data.nq(); ++q) {
+    EXPECT_TRUE((labels[q * 3] == 17 && labels[q * 3 + 1] == 4242) ||
+                (labels[q * 3] == 4242 && labels[q * 3 + 1] == 17));
+    EXPECT_EQ(labels[q * 3 + 2], kNoLabel);
+  }
+}
+
+// Writers add disjoint label ranges from several threads while readers search; every result a
+// reader sees must be a label that exists, with its exact distance, in order. Run under
+// ThreadSanitizer with -DFATHOM_SANITIZE=thread.
+TEST(HnswTest, ConcurrentAddRemoveAndSearchStress) {
+  auto data = Clustered(6000, 50, 24, 20, 31);
+  auto index = std::move(MakeIndex("HNSW12,efC=64", data.dim, Metric::kL2)).value();
+  const size_t writers = 3;
+  const size_t per_writer = data.n() / writers;
+  std::atomic<bool> done{false};
+  std::atomic<size_t> bad{0}, searches{0};
+  std::vector<std::thread> threads;
+  for (size_t w = 0; w < writers; ++w) {
+    threads.emplace_back([&, w] {
+      for (size_t i = w * per_writer; i < (w + 1) * per_writer; i += 50) {
+        std::vector<label_t> ids;
+        for (size_t j = i; j < i + 50; ++j) ids.push_back(label_t(j));
+        ASSERT_TRUE(index->Add(50, data.base.data() + i * data.dim, ids.data()).ok());
+        // Remove every 7th label of the chunk again: it must never be returned afterwards.
+        std::vector<label_t> gone;
+        for (label_t id : ids) {
+          if (id % 7 == 0) gone.push_back(id);
+        }
+        ASSERT_TRUE(index->Remove(gone.size(), gone.data()).ok());
+      }
+    });
+  }
+  for (int r = 0; r < 2; ++r) {
+    threads.emplace_back([&, r] {
+      const size_t k = 10;
+      std::vector<float> d(k);
+      std::vector<label_t> l(k);
+      for (size_t q = r; !done.load(); q = (q + 1) % data.nq()) {
+        const float* qv = data.queries.data() + q * data.dim;
+        if (!index->Search(1, qv, k, d.data(), l.data()).ok()) ++bad;
+        for (size_t i = 0; i < k; ++i) {
+          if (l[i] == kNoLabel) continue;
+          if (l[i] < 0 || l[i] >= label_t(data.n())) ++bad;
+          float exact = simd::ForIsa(simd::Isa::kScalar)->l2_sqr(
+              qv, data.base.data() + l[i] * data.dim, data.dim);
+          if (std::fabs(exact - d[i]) > 1e-3f * std::max(1.f, exact)) ++bad;
+          if (i > 0 && d[i] < d[i - 1]) ++bad;
+        }
+        ++searches;
+      }
+    });
+  }
+  for (size_t w = 0; w < writers; ++w) threads[w].join();
+  done = true;
+  for (size_t t = writers; t < threads.size(); ++t) threads[t].join();
+  EXPECT_EQ(bad.load(), 0u);
+  EXPECT_GT(searches.load(), 0u);
+  std::vector<bool> alive(data.n());
+  for (size_t i = 0; i < data.n(); ++i) alive[i] = (i % 7 != 0);
+  auto labels = SearchAll(*index, data, 10, 128);
+  for (label_t l : labels) EXPECT_NE(l % 7, 0) << "removed label returned";
+  EXPECT_GE(Recall(BruteForce(data, 10, Metric::kL2, &alive), labels, 10), 0.95);
+}
+
+TEST(HnswTest, RejectsBadSearchInput) {
+  auto index = std::move(MakeIndex("HNSW8", 2, Metric::kL2)).value();
+  float q[2] = {0, INFINITY};
+  float d;
+  label_t l;
+  Status s = index->Search(1, q, 1, &d, &l);
+  EXPECT_EQ(s.message(), "vector 0 has a non-finite value (inf) at dimension 1");
+  q[1] = 0;
+  SearchParams params;
+  params.ef = -1;
+  s = index->Search(1, q, 1, &d, &l, params);
+  EXPECT_EQ(s.message(), "ef must be >= 0, got -1");
+}
+
+}  // namespace
+}  // namespace fathom

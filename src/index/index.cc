@@ -1,0 +1,64 @@
+#include <bit>
+#include <cmath>
+
+#include "fathom/index.h"
+#include "index/factory.h"
+#include "index/flat.h"
+#include "index/hnsw.h"
+
+namespace fathom {
+
+const char* MetricName(Metric metric) {
+  switch (metric) {
+    case Metric::kL2: return "l2";
+    case Metric::kInnerProduct: return "ip";
+    case Metric::kCosine: return "cosine";
+  }
+  return "unknown";
+}
+
+Result<Metric> ParseMetric(std::string_view name) {
+  if (name == "l2" || name == "L2" || name == "euclidean") return Metric::kL2;
+  if (name == "ip" || name == "inner_product" || name == "dot") return Metric::kInnerProduct;
+  if (name == "cosine") return Metric::kCosine;
+  return Status::InvalidArgument("unknown metric '" + std::string(name) +
+                                 "': expected l2, ip or cosine");
+}
+
+size_t BitsetFilter::count() const {
+  size_t c = 0;
+  for (uint64_t w : words_) c += static_cast<size_t>(std::popcount(w));
+  return c;
+}
+
+Status Index::ValidateVectors(size_t n, const float* x) const {
+  if (n > 0 && x == nullptr) return Status::InvalidArgument("vector data is null");
+  for (size_t i = 0; i < n; ++i) {
+    const float* row = x + i * dim_;
+    for (size_t j = 0; j < dim_; ++j) {
+      if (!std::isfinite(row[j])) {
+        return Status::InvalidArgument("vector " + std::to_string(i) + " has a non-finite value (" +
+                                       std::to_string(row[j]) + ") at dimension " +
+                                       std::to_string(j));
+      }
+    }
+  }
+  return Status::OK();
+}
+
+Result<std::unique_ptr<Index>> MakeIndex(std::string_view factory, size_t dim, Metric metric) {
+  if (dim == 0 || dim > 65536) {
+    return Status::InvalidArgument("dimension " + std::to_string(dim) +
+                                   " is out of range: expected 1 to 65536");
+  }
+  FATHOM_ASSIGN_OR_RETURN(IndexSpec spec, ParseFactory(factory));
+  switch (spec.type) {
+    case IndexSpec::Type::kFlat:
+      return std::unique_ptr<Index>(new FlatIndex(dim, metric));
+    case IndexSpec::Type::kHnsw:
+      return std::unique_ptr<Index>(new HnswIndex(dim, metric, spec));
+  }
+  return Status::Internal("unhandled index type");
+}
+
+}  // namespace fathom

@@ -1,0 +1,49 @@
+// Distance kernels with run-time CPU dispatch.
+//
+// One binary carries a scalar, an AVX2+FMA and an AVX-512 version of each kernel; Active() picks
+// the best one the CPU supports, once, unless FATHOM_SIMD=scalar|avx2|avx512 asks for a specific
+// path (a path the CPU cannot run falls back to the best supported one, with a warning on stderr).
+// All kernels are pure functions: safe to call from any number of threads.
+//
+// Conventions: l2_sqr is the squared Euclidean distance; dot is the inner product. The u8
+// kernels serve scalar-quantized codes: l2_sqr_u8 is exact integer arithmetic, dot_f32_u8 takes
+// a float query against u8 codes.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace fathom::simd {
+
+enum class Isa : uint8_t { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
+
+const char* IsaName(Isa isa);
+
+struct Kernels {
+  Isa isa;
+  float (*l2_sqr)(const float* a, const float* b, size_t d);
+  float (*dot)(const float* a, const float* b, size_t d);
+  uint32_t (*l2_sqr_u8)(const uint8_t* a, const uint8_t* b, size_t d);
+  float (*dot_f32_u8)(const float* q, const uint8_t* codes, size_t d);
+};
+
+// The kernels used by every index; chosen once per process.
+const Kernels& Active();
+
+// The kernels for one ISA, or nullptr when this CPU cannot run them.
+const Kernels* ForIsa(Isa isa);
+
+// The widest ISA this CPU (and OS) supports.
+Isa BestSupportedIsa();
+
+// Scales v to unit length; returns its original norm (a zero vector is left as is).
+float Normalize(float* v, size_t d);
+
+// Per-ISA tables, defined in distance_<isa>.cc.
+namespace detail {
+extern const Kernels kScalarKernels;
+extern const Kernels kAvx2Kernels;
+extern const Kernels kAvx512Kernels;
+}  // namespace detail
+
+}  // namespace fathom::simd

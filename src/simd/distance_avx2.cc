@@ -1,0 +1,113 @@
+// AVX2 + FMA kernels. Only this file is compiled with -mavx2 -mfma; it is called through the
+// dispatch table when the CPU supports it.
+#include <immintrin.h>
+
+#include "simd/distance.h"
+
+namespace fathom::simd {
+namespace {
+
+inline float HorizontalSum(__m256 v) {
+  __m128 lo = _mm256_castps256_ps128(v);
+  __m128 hi = _mm256_extractf128_ps(v, 1);
+  lo = _mm_add_ps(lo, hi);
+  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+  lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+  return _mm_cvtss_f32(lo);
+}
+
+inline uint32_t HorizontalSumI32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return static_cast<uint32_t>(_mm_cvtsi128_si32(s));
+}
+
+float L2Sqr(const float* a, const float* b, size_t d) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 32 <= d; i += 32) {
+    __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+    __m256 d1 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8));
+    __m256 d2 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16));
+    __m256 d3 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24));
+    acc0 = _mm256_fmadd_ps(d0, d0, acc0);
+    acc1 = _mm256_fmadd_ps(d1, d1, acc1);
+    acc2 = _mm256_fmadd_ps(d2, d2, acc2);
+    acc3 = _mm256_fmadd_ps(d3, d3, acc3);
+  }
+  for (; i + 8 <= d; i += 8) {
+    __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+    acc0 = _mm256_fmadd_ps(d0, d0, acc0);
+  }
+  float sum = HorizontalSum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+  for (; i < d; ++i) {
+    float diff = a[i] - b[i];
+    sum += diff * diff;
+  }
+  return sum;
+}
+
+float Dot(const float* a, const float* b, size_t d) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 32 <= d; i += 32) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), acc2);
+    acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), acc3);
+  }
+  for (; i + 8 <= d; i += 8) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+  }
+  float sum = HorizontalSum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+  for (; i < d; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+uint32_t L2SqrU8(const uint8_t* a, const uint8_t* b, size_t d) {
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i + 32 <= d; i += 32) {
+    __m256i va = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i));
+    __m256i vb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + i));
+    // |a - b| in u8 is exact: max - min.
+    __m256i diff = _mm256_sub_epi8(_mm256_max_epu8(va, vb), _mm256_min_epu8(va, vb));
+    __m256i lo = _mm256_unpacklo_epi8(diff, zero);
+    __m256i hi = _mm256_unpackhi_epi8(diff, zero);
+    acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(lo, lo));
+    acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(hi, hi));
+  }
+  uint32_t sum = HorizontalSumI32(_mm256_add_epi32(acc0, acc1));
+  for (; i < d; ++i) {
+    int diff = int{a[i]} - int{b[i]};
+    sum += static_cast<uint32_t>(diff * diff);
+  }
+  return sum;
+}
+
+float DotF32U8(const float* q, const uint8_t* codes, size_t d) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 16 <= d; i += 16) {
+    __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i));
+    __m256 c0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c));
+    __m256 c1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(c, 8)));
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), c0, acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), c1, acc1);
+  }
+  float sum = HorizontalSum(_mm256_add_ps(acc0, acc1));
+  for (; i < d; ++i) sum += q[i] * static_cast<float>(codes[i]);
+  return sum;
+}
+
+}  // namespace
+
+namespace detail {
+const Kernels kAvx2Kernels{Isa::kAvx2, L2Sqr, Dot, L2SqrU8, DotF32U8};
+}  // namespace detail
+
+}  // namespace fathom::simd

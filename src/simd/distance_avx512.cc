@@ -1,0 +1,102 @@
+// AVX-512 (F, BW, VL, DQ) kernels. Only this file is compiled with AVX-512 flags; it is called
+// through the dispatch table when the CPU supports it. Tails use masked loads, not scalar loops.
+#include <immintrin.h>
+
+#include "simd/distance.h"
+
+namespace fathom::simd {
+namespace {
+
+inline __mmask16 TailMask16(size_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
+
+float L2Sqr(const float* a, const float* b, size_t d) {
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  __m512 acc2 = _mm512_setzero_ps(), acc3 = _mm512_setzero_ps();
+  size_t i = 0;
+  for (; i + 64 <= d; i += 64) {
+    __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
+    __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16));
+    __m512 d2 = _mm512_sub_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32));
+    __m512 d3 = _mm512_sub_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48));
+    acc0 = _mm512_fmadd_ps(d0, d0, acc0);
+    acc1 = _mm512_fmadd_ps(d1, d1, acc1);
+    acc2 = _mm512_fmadd_ps(d2, d2, acc2);
+    acc3 = _mm512_fmadd_ps(d3, d3, acc3);
+  }
+  for (; i + 16 <= d; i += 16) {
+    __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
+    acc0 = _mm512_fmadd_ps(d0, d0, acc0);
+  }
+  if (i < d) {
+    __mmask16 m = TailMask16(d - i);
+    __m512 d0 = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i));
+    acc1 = _mm512_fmadd_ps(d0, d0, acc1);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3)));
+}
+
+float Dot(const float* a, const float* b, size_t d) {
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  __m512 acc2 = _mm512_setzero_ps(), acc3 = _mm512_setzero_ps();
+  size_t i = 0;
+  for (; i + 64 <= d; i += 64) {
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
+    acc2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), acc2);
+    acc3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), acc3);
+  }
+  for (; i + 16 <= d; i += 16) {
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+  }
+  if (i < d) {
+    __mmask16 m = TailMask16(d - i);
+    acc1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc1);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3)));
+}
+
+uint32_t L2SqrU8(const uint8_t* a, const uint8_t* b, size_t d) {
+  const __m512i zero = _mm512_setzero_si512();
+  __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+  size_t i = 0;
+  auto step = [&](__m512i va, __m512i vb) {
+    __m512i diff = _mm512_sub_epi8(_mm512_max_epu8(va, vb), _mm512_min_epu8(va, vb));
+    __m512i lo = _mm512_unpacklo_epi8(diff, zero);
+    __m512i hi = _mm512_unpackhi_epi8(diff, zero);
+    acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(lo, lo));
+    acc1 = _mm512_add_epi32(acc1, _mm512_madd_epi16(hi, hi));
+  };
+  for (; i + 64 <= d; i += 64) step(_mm512_loadu_si512(a + i), _mm512_loadu_si512(b + i));
+  if (i < d) {
+    __mmask64 m = (d - i == 64) ? ~__mmask64{0} : ((__mmask64{1} << (d - i)) - 1);
+    step(_mm512_maskz_loadu_epi8(m, a + i), _mm512_maskz_loadu_epi8(m, b + i));
+  }
+  return static_cast<uint32_t>(_mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1)));
+}
+
+float DotF32U8(const float* q, const uint8_t* codes, size_t d) {
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  size_t i = 0;
+  for (; i + 32 <= d; i += 32) {
+    __m512 c0 = _mm512_cvtepi32_ps(
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i))));
+    __m512 c1 = _mm512_cvtepi32_ps(
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i + 16))));
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), c0, acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i + 16), c1, acc1);
+  }
+  for (; i < d; i += 16) {
+    __mmask16 m = (d - i >= 16) ? __mmask16{0xffff} : TailMask16(d - i);
+    __m512 c = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, codes + i)));
+    acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), c, acc0);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+}  // namespace
+
+namespace detail {
+const Kernels kAvx512Kernels{Isa::kAvx512, L2Sqr, Dot, L2SqrU8, DotF32U8};
+}  // namespace detail
+
+}  // namespace fathom::simd
