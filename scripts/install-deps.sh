@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what Fathom needs from Debian 12's packages. Idempotent and non-interactive.
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git
+  libopenblas-dev zlib1g-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libhnswlib-dev libfaiss-dev
+  dataset-fashion-mnist python3-matplotlib
+  librocksdb-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libroaring-dev
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "fathom: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
