@@ -7,6 +7,8 @@
 #include <limits>
 #include <thread>
 
+#include <sys/mman.h>
+
 #include "index/flat.h"
 #include "index/topk.h"
 #include "simd/distance.h"
@@ -19,11 +21,15 @@ constexpr uint64_t kNoEntry = ~uint64_t{0};
 constexpr size_t kLockStripes = 1 << 14;
 constexpr int kMaxLevel = 15;
 constexpr uint8_t kLive = 0, kTombstone = 1, kFree = 2;
-// Neighbours ahead whose data is prefetched while the current distance is computed.
-constexpr size_t kPrefetchAhead = 2;
+// Neighbours ahead whose whole code is prefetched while the current distance is computed.
+// Measured on Fashion-MNIST (SQ8, 784 bytes per code): prefetching whole codes 2-3 ahead beat
+// prefetching their first 256 bytes by 10-30%; 4 or more ahead was slower again.
+constexpr size_t kPrefetchAhead = 3;
+constexpr size_t kMaxPrefetchBytes = 1024;
 // Consolidate once tombstones exceed this fraction of allocated nodes.
 constexpr double kTombstoneFraction = 0.10;
 constexpr size_t kMinTombstonesForConsolidation = 64;
+constexpr size_t kHugePage = size_t{2} << 20;
 
 inline uint32_t LoadLink(const uint32_t* p) {
   return std::atomic_ref<uint32_t>(*const_cast<uint32_t*>(p)).load(std::memory_order_acquire);
@@ -174,7 +180,12 @@ size_t HnswIndex::memory_bytes() const {
 void HnswIndex::GrowLocked(size_t min_capacity) {
   if (min_capacity <= capacity_) return;
   size_t cap = std::max({min_capacity, capacity_ * 2, size_t{1024}});
-  char* blocks = static_cast<char*>(std::aligned_alloc(64, cap * node_bytes_));
+  // Graph search touches nodes at random: on large graphs back the blocks with huge pages
+  // (transparent, where the kernel allows) so that most visits do not also miss the TLB.
+  const size_t bytes = cap * node_bytes_;
+  const size_t align = bytes >= kHugePage * 2 ? kHugePage : 64;
+  char* blocks = static_cast<char*>(std::aligned_alloc(align, RoundUp(bytes, align)));
+  if (align == kHugePage) ::madvise(blocks, RoundUp(bytes, align), MADV_HUGEPAGE);
   FATHOM_CHECK(blocks != nullptr, "out of memory growing HNSW to " + std::to_string(cap));
   if (blocks_ != nullptr) std::memcpy(blocks, blocks_, capacity_ * node_bytes_);
   std::memset(blocks + capacity_ * node_bytes_, 0, (cap - capacity_) * node_bytes_);
@@ -222,8 +233,8 @@ void HnswIndex::EncodeNode(uint32_t node, const float* v) {
     uint8_t* code = const_cast<uint8_t*>(Code(node));
     float inv = 1.0f / sq_scale_;
     for (size_t j = 0; j < dim(); ++j) {
-      float c = std::nearbyint((dst[j] - sq_lo_) * inv);
-      code[j] = static_cast<uint8_t>(std::clamp(c, 0.0f, 255.0f));
+      float c = std::clamp((dst[j] - sq_lo_) * inv + 0.5f, 0.0f, 255.0f);
+      code[j] = static_cast<uint8_t>(c);
     }
   }
 }
@@ -271,8 +282,8 @@ void HnswIndex::PrepareQuery(const float* v, Scratch& s, Query* q) const {
     s.qcode.resize(d);
     float inv = 1.0f / sq_scale_, sum = 0;
     for (size_t j = 0; j < d; ++j) {
-      float c = std::nearbyint((q->vec[j] - sq_lo_) * inv);
-      s.qcode[j] = static_cast<uint8_t>(std::clamp(c, 0.0f, 255.0f));
+      float c = std::clamp((q->vec[j] - sq_lo_) * inv + 0.5f, 0.0f, 255.0f);
+      s.qcode[j] = static_cast<uint8_t>(c);
       sum += q->vec[j];
     }
     q->code = s.qcode.data();
@@ -313,7 +324,7 @@ void HnswIndex::SearchLevel(const Query& q, uint32_t entry, float entry_dist, in
   s.Visit(entry);
   const uint32_t max_links = static_cast<uint32_t>(MaxLinks(level));
   s.batch.resize(m0_ + 1);
-  const size_t prefetch_bytes = std::min<size_t>(code_bytes_, 256);
+  const size_t prefetch_bytes = std::min(code_bytes_, kMaxPrefetchBytes);
   while (s.pool.HasNext()) {
     uint32_t u = s.pool.Next();
     const uint32_t* links = Links(u, level);
@@ -350,7 +361,7 @@ void HnswIndex::SearchLevelFiltered(const Query& q, uint32_t entry, float entry_
   s.Visit(entry);
   cand.emplace_back(entry_dist, entry);
   if (accept(entry)) res.emplace_back(entry_dist, entry);
-  const size_t prefetch_bytes = std::min<size_t>(code_bytes_, 256);
+  const size_t prefetch_bytes = std::min(code_bytes_, kMaxPrefetchBytes);
   s.batch.resize(m0_ + 1);
   while (!cand.empty()) {
     std::pop_heap(cand.begin(), cand.end(), greater);
@@ -421,6 +432,8 @@ void HnswIndex::SearchOne(const float* query, size_t k, const SearchParams& para
     size_t rerank = params.rerank > 0 ? size_t(params.rerank) : 2 * k;
     rerank = std::min(std::max(rerank, k), found.size());
     const auto& kern = simd::Active();
+    // Re-ranking reads full float vectors that are rarely cached: request them all at once.
+    for (size_t i = 0; i < rerank; ++i) Prefetch(Vector(found[i].second), dim() * sizeof(float));
     for (size_t i = 0; i < rerank; ++i) {
       uint32_t v = found[i].second;
       float d = metric() == Metric::kL2 ? kern.l2_sqr(q.vec, Vector(v), dim())
