@@ -18,11 +18,14 @@ namespace fathom {
 
 // Every format here is little-endian on disk except IDX (big-endian, handled explicitly); we
 // read raw bytes into native values, so a big-endian host would need byte swaps everywhere.
-static_assert(std::endian::native == std::endian::little, "vector_file assumes a little-endian host");
+static_assert(std::endian::native == std::endian::little,
+              "vector_file assumes a little-endian host");
 
 namespace {
 
-std::string Quote(const std::string& path) { return "'" + path + "'"; }
+std::string Quote(const std::string& path) {
+  return "'" + path + "'";
+}
 
 struct FileCloser {
   void operator()(std::FILE* f) const { std::fclose(f); }
@@ -60,7 +63,8 @@ Status ReadExact(std::FILE* f, const std::string& path, void* dst, size_t n) {
   if (n == 0) return Status::OK();
   if (std::fread(dst, 1, n, f) == n) return Status::OK();
   if (std::ferror(f)) return ErrnoStatus(path, "read failed", errno);
-  return Status::Corruption(Quote(path) + ": unexpected end of file (was it truncated while being read?)");
+  return Status::Corruption(Quote(path) +
+                            ": unexpected end of file (was it truncated while being read?)");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -81,7 +85,8 @@ Status ReadVecs(const std::string& path, size_t max_rows, size_t* rows, size_t* 
   if (max_rows == 0) return Status::OK();
 
   if (in.size < sizeof(int32_t)) {
-    return Status::Corruption(Quote(path) + ": truncated at vector 0: expected at least 4 bytes, found " +
+    return Status::Corruption(Quote(path) +
+                              ": truncated at vector 0: expected at least 4 bytes, found " +
                               std::to_string(in.size));
   }
   int32_t first_dim = 0;
@@ -110,9 +115,9 @@ Status ReadVecs(const std::string& path, size_t max_rows, size_t* rows, size_t* 
       int32_t d = 0;
       FATHOM_RETURN_IF_ERROR(ReadExact(f, path, &d, sizeof(d)));
       if (d != first_dim) {
-        return Status::Corruption(Quote(path) + ": vector " + std::to_string(i) + " has dimension " +
-                                  std::to_string(d) + ", expected " + std::to_string(dim) +
-                                  " (the dimension of vector 0)");
+        return Status::Corruption(Quote(path) + ": vector " + std::to_string(i) +
+                                  " has dimension " + std::to_string(d) + ", expected " +
+                                  std::to_string(dim) + " (the dimension of vector 0)");
       }
     }
     const size_t old_size = data->size();
@@ -191,7 +196,8 @@ class NpyDictParser {
       if (p == std::string_view::npos) continue;
       p += needle.size();
       SkipSpaces(&p);
-      if (p >= text_.size() || text_[p] != ':') return Bad(std::string("no ':' after '") + key + "'");
+      if (p >= text_.size() || text_[p] != ':')
+        return Bad(std::string("no ':' after '") + key + "'");
       ++p;
       SkipSpaces(&p);
       *pos = p;
@@ -224,7 +230,8 @@ class NpyDictParser {
       uint64_t v = 0;
       size_t digits = 0;
       while (p < text_.size() && text_[p] >= '0' && text_[p] <= '9') {
-        if (v > (std::numeric_limits<uint64_t>::max() - 9) / 10) return Bad("'shape' value overflows");
+        if (v > (std::numeric_limits<uint64_t>::max() - 9) / 10)
+          return Bad("'shape' value overflows");
         v = v * 10 + static_cast<uint64_t>(text_[p] - '0');
         ++p;
         ++digits;
@@ -273,7 +280,8 @@ Status ReadNpyHeader(std::FILE* f, const std::string& path, uint64_t file_size, 
     uint8_t len[4];
     if (file_size < 12) return Status::Corruption(Quote(path) + ": truncated .npy preamble");
     FATHOM_RETURN_IF_ERROR(ReadExact(f, path, len, 4));
-    header_len = len[0] | (uint64_t{len[1]} << 8) | (uint64_t{len[2]} << 16) | (uint64_t{len[3]} << 24);
+    header_len =
+        len[0] | (uint64_t{len[1]} << 8) | (uint64_t{len[2]} << 16) | (uint64_t{len[3]} << 24);
     preamble = 12;
   } else {
     return Status::NotSupported(Quote(path) + ": unsupported .npy format version " +
@@ -317,7 +325,8 @@ Status CheckNpyLayout(const std::string& path, const NpyHeader& h, uint64_t file
   }
   if (h.shape.size() != 2) {
     return Status::NotSupported(Quote(path) + ": expected a 2-D array, found " +
-                                std::to_string(h.shape.size()) + "-D shape " + ShapeString(h.shape));
+                                std::to_string(h.shape.size()) + "-D shape " +
+                                ShapeString(h.shape));
   }
   const uint64_t rows = h.shape[0], cols = h.shape[1];
   if (cols != 0 && rows > std::numeric_limits<uint64_t>::max() / cols / *item_size) {
@@ -336,7 +345,8 @@ Status CheckNpyLayout(const std::string& path, const NpyHeader& h, uint64_t file
 // Reads count items of type Src and converts each with `convert(value, index) -> Result<Dst>`
 // in chunks, so a float64 file never needs a second full-size buffer.
 template <class Src, class Dst, class Convert>
-Status ReadConverted(std::FILE* f, const std::string& path, size_t count, Dst* out, Convert convert) {
+Status ReadConverted(std::FILE* f, const std::string& path, size_t count, Dst* out,
+                     Convert convert) {
   if constexpr (std::is_same_v<Src, Dst>) {
     return ReadExact(f, path, out, count * sizeof(Src));
   } else {
@@ -449,11 +459,12 @@ bool EndsWith(std::string_view s, std::string_view suffix) {
 }
 
 Status CheckMatrixSize(const std::string& path, size_t rows, size_t cols, size_t data_size) {
-  if (cols != 0 && rows > SIZE_MAX / cols) return Status::InvalidArgument(Quote(path) + ": matrix too large");
+  if (cols != 0 && rows > SIZE_MAX / cols)
+    return Status::InvalidArgument(Quote(path) + ": matrix too large");
   if (data_size != rows * cols) {
     return Status::InvalidArgument(Quote(path) + ": matrix claims " + std::to_string(rows) + " x " +
-                                   std::to_string(cols) + " but holds " + std::to_string(data_size) +
-                                   " values");
+                                   std::to_string(cols) + " but holds " +
+                                   std::to_string(data_size) + " values");
   }
   if (cols > static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
     return Status::InvalidArgument(Quote(path) + ": " + std::to_string(cols) +
@@ -524,8 +535,9 @@ Result<Matrix> ReadIdxImages(const std::string& path, size_t max_rows) {
     FATHOM_ASSIGN_OR_RETURN(size_t got, GzRead(f.get(), path, bytes.data(), bytes.size()));
     if (got < bytes.size()) {
       const size_t row = got / m.cols;
-      return Status::Corruption(Quote(path) + ": truncated at image " + std::to_string(m.rows + row) +
-                                ": expected " + std::to_string(m.cols) + " bytes, found " +
+      return Status::Corruption(Quote(path) + ": truncated at image " +
+                                std::to_string(m.rows + row) + ": expected " +
+                                std::to_string(m.cols) + " bytes, found " +
                                 std::to_string(got - row * m.cols) + GzNote(f.get(), path));
     }
     m.data.insert(m.data.end(), bytes.begin(), bytes.end());
@@ -552,9 +564,9 @@ Result<std::vector<int>> ReadIdxLabels(const std::string& path) {
     FATHOM_ASSIGN_OR_RETURN(size_t got, GzRead(f.get(), path, bytes.data(), bytes.size()));
     labels.insert(labels.end(), bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(got));
     if (got < bytes.size()) {
-      return Status::Corruption(Quote(path) + ": truncated at label " + std::to_string(labels.size()) +
-                                ": header promises " + std::to_string(count) + " labels" +
-                                GzNote(f.get(), path));
+      return Status::Corruption(Quote(path) + ": truncated at label " +
+                                std::to_string(labels.size()) + ": header promises " +
+                                std::to_string(count) + " labels" + GzNote(f.get(), path));
     }
   }
   return labels;
@@ -593,7 +605,7 @@ Result<Matrix> ReadNpy(const std::string& path, size_t max_rows) {
   const size_t count = m.data.size();
   if (item_size == 4) {
     FATHOM_RETURN_IF_ERROR((ReadConverted<float, float>(in.file.get(), path, count, m.data.data(),
-                                                         [](float v, size_t) { return v; })));
+                                                        [](float v, size_t) { return v; })));
   } else {
     FATHOM_RETURN_IF_ERROR((ReadConverted<double, float>(
         in.file.get(), path, count, m.data.data(),
@@ -607,23 +619,23 @@ Result<IntMatrix> ReadNpyInt(const std::string& path, size_t max_rows) {
   NpyHeader h;
   FATHOM_RETURN_IF_ERROR(ReadNpyHeader(in.file.get(), path, in.size, &h));
   size_t item_size = 0;
-  FATHOM_RETURN_IF_ERROR(CheckNpyLayout(path, h, in.size, {"i4", "i8"},
-                                        "'<i4' or '<i8' (little-endian int32 or int64)", &item_size));
+  FATHOM_RETURN_IF_ERROR(CheckNpyLayout(
+      path, h, in.size, {"i4", "i8"}, "'<i4' or '<i8' (little-endian int32 or int64)", &item_size));
   IntMatrix m;
   m.rows = static_cast<size_t>(std::min<uint64_t>(h.shape[0], max_rows));
   m.cols = static_cast<size_t>(h.shape[1]);
   m.data.resize(m.rows * m.cols);
   const size_t count = m.data.size();
   if (item_size == 4) {
-    FATHOM_RETURN_IF_ERROR((ReadConverted<int32_t, int32_t>(in.file.get(), path, count, m.data.data(),
-                                                            [](int32_t v, size_t) { return v; })));
+    FATHOM_RETURN_IF_ERROR((ReadConverted<int32_t, int32_t>(
+        in.file.get(), path, count, m.data.data(), [](int32_t v, size_t) { return v; })));
   } else {
     const size_t cols = m.cols;
     FATHOM_RETURN_IF_ERROR((ReadConverted<int64_t, int32_t>(
         in.file.get(), path, count, m.data.data(), [&](int64_t v, size_t index) -> Result<int32_t> {
           if (v < std::numeric_limits<int32_t>::min() || v > std::numeric_limits<int32_t>::max()) {
-            return Status::InvalidArgument(Quote(path) + ": value " + std::to_string(v) + " at row " +
-                                           std::to_string(index / cols) + ", column " +
+            return Status::InvalidArgument(Quote(path) + ": value " + std::to_string(v) +
+                                           " at row " + std::to_string(index / cols) + ", column " +
                                            std::to_string(index % cols) + " does not fit in int32");
           }
           return static_cast<int32_t>(v);
@@ -645,8 +657,8 @@ Result<Matrix> ReadVectors(const std::string& path, size_t max_rows) {
 Result<IntMatrix> ReadIntVectors(const std::string& path, size_t max_rows) {
   if (EndsWith(path, ".ivecs")) return ReadIvecs(path, max_rows);
   if (EndsWith(path, ".npy")) return ReadNpyInt(path, max_rows);
-  return Status::InvalidArgument(Quote(path) +
-                                 ": unknown id file type: expected a name ending in .ivecs or .npy");
+  return Status::InvalidArgument(
+      Quote(path) + ": unknown id file type: expected a name ending in .ivecs or .npy");
 }
 
 Status WriteFvecs(const std::string& path, const Matrix& m) {
@@ -659,18 +671,26 @@ Status WriteIvecs(const std::string& path, const IntMatrix& m) {
 
 Status WriteNpy(const std::string& path, const Matrix& m) {
   FATHOM_RETURN_IF_ERROR(CheckMatrixSize(path, m.rows, m.cols, m.data.size()));
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(m.rows) +
-                       ", " + std::to_string(m.cols) + "), }";
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" +
+                       std::to_string(m.rows) + ", " + std::to_string(m.cols) + "), }";
   // NumPy pads so the data starts on a 64-byte boundary (aligned loads when memory-mapped); the
   // header ends with '\n'. 10 = magic (6) + version (2) + header length (2).
   constexpr size_t kPreamble = 10;
   const size_t total = (kPreamble + header.size() + 1 + 63) / 64 * 64;
   header.append(total - kPreamble - header.size() - 1, ' ');
   header.push_back('\n');
-  if (header.size() > 0xffff) return Status::InvalidArgument(Quote(path) + ": .npy header too long");
+  if (header.size() > 0xffff)
+    return Status::InvalidArgument(Quote(path) + ": .npy header too long");
 
   FATHOM_ASSIGN_OR_RETURN(FilePtr f, OpenOutput(path));
-  const uint8_t preamble[kPreamble] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
+  const uint8_t preamble[kPreamble] = {0x93,
+                                       'N',
+                                       'U',
+                                       'M',
+                                       'P',
+                                       'Y',
+                                       1,
+                                       0,
                                        static_cast<uint8_t>(header.size() & 0xff),
                                        static_cast<uint8_t>(header.size() >> 8)};
   FATHOM_RETURN_IF_ERROR(WriteBytes(f.get(), path, preamble, sizeof(preamble)));

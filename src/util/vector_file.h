@@ -70,7 +70,8 @@ Result<IntMatrix> ReadIntVectors(const std::string& path, size_t max_rows = SIZE
 // scratch data, not database state.
 Status WriteFvecs(const std::string& path, const Matrix& m);
 Status WriteIvecs(const std::string& path, const IntMatrix& m);
-// Writes format version 1.0, dtype '<f4', C order, with the header padded to 64 bytes as NumPy does.
+// Writes format version 1.0, dtype '<f4', C order, with the header padded to 64 bytes as NumPy
+// does.
 Status WriteNpy(const std::string& path, const Matrix& m);
 
 }  // namespace fathom

@@ -14,8 +14,10 @@
 namespace fathom {
 namespace {
 
-constexpr char kFashionMnistTestImages[] = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
-constexpr char kFashionMnistTestLabels[] = "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz";
+constexpr char kFashionMnistTestImages[] =
+    "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
+constexpr char kFashionMnistTestLabels[] =
+    "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz";
 
 class VectorFileTest : public ::testing::Test {
  protected:
@@ -59,7 +61,8 @@ class VectorFileTest : public ::testing::Test {
                               const std::vector<uint8_t>& payload) {
     std::string out = {0, 0, 0x08, static_cast<char>(rank)};
     for (uint32_t d : dims) {
-      for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((d >> shift) & 0xff));
+      for (int shift = 24; shift >= 0; shift -= 8)
+        out.push_back(static_cast<char>((d >> shift) & 0xff));
     }
     out.append(payload.begin(), payload.end());
     return out;
@@ -68,7 +71,8 @@ class VectorFileTest : public ::testing::Test {
   static void WriteGz(const std::string& path, const std::string& bytes) {
     gzFile f = gzopen(path.c_str(), "wb");
     ASSERT_NE(f, nullptr);
-    ASSERT_EQ(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())), static_cast<int>(bytes.size()));
+    ASSERT_EQ(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())),
+              static_cast<int>(bytes.size()));
     ASSERT_EQ(gzclose(f), Z_OK);
   }
 
@@ -120,7 +124,8 @@ TEST_F(VectorFileTest, BvecsWidensBytes) {
   std::string bytes;
   for (int row = 0; row < 2; ++row) {
     Append(&bytes, int32_t{3});
-    for (uint8_t v : {uint8_t(row), uint8_t(128), uint8_t(255)}) bytes.push_back(static_cast<char>(v));
+    for (uint8_t v : {uint8_t(row), uint8_t(128), uint8_t(255)})
+      bytes.push_back(static_cast<char>(v));
   }
   const std::string path = Path("a.bvecs");
   WriteRaw(path, bytes);
@@ -142,7 +147,8 @@ TEST_F(VectorFileTest, TruncatedFvecsNamesVectorAndBytes) {
   Result<Matrix> m = ReadFvecs(path);
   ASSERT_FALSE(m.ok());
   EXPECT_TRUE(m.status().IsCorruption());
-  EXPECT_EQ(m.status().message(), "'" + path + "': truncated at vector 17: expected 516 bytes, found 100");
+  EXPECT_EQ(m.status().message(),
+            "'" + path + "': truncated at vector 17: expected 516 bytes, found 100");
 
   // Reading only the intact prefix succeeds: the damage is past what was asked for.
   Result<Matrix> head = ReadFvecs(path, 17);
@@ -238,7 +244,8 @@ TEST_F(VectorFileTest, NpyBadMagic) {
   Result<Matrix> m = ReadNpy(path);
   ASSERT_FALSE(m.ok());
   EXPECT_TRUE(m.status().IsCorruption());
-  EXPECT_EQ(m.status().message(), "'" + path + "': not a .npy file: bad magic (expected \\x93NUMPY)");
+  EXPECT_EQ(m.status().message(),
+            "'" + path + "': not a .npy file: bad magic (expected \\x93NUMPY)");
 }
 
 TEST_F(VectorFileTest, NpyRejectsThreeDimensions) {
@@ -248,7 +255,8 @@ TEST_F(VectorFileTest, NpyRejectsThreeDimensions) {
   Result<Matrix> m = ReadNpy(path);
   ASSERT_FALSE(m.ok());
   EXPECT_TRUE(m.status().IsNotSupported());
-  EXPECT_EQ(m.status().message(), "'" + path + "': expected a 2-D array, found 3-D shape (2, 3, 4)");
+  EXPECT_EQ(m.status().message(),
+            "'" + path + "': expected a 2-D array, found 3-D shape (2, 3, 4)");
 }
 
 TEST_F(VectorFileTest, NpyRejectsFortranOrderAndForeignDtypes) {
@@ -301,7 +309,8 @@ TEST_F(VectorFileTest, NpyIntNarrowsInt64) {
   WriteRaw(big, NpyBytes("{'descr': '<i8', 'fortran_order': False, 'shape': (1, 2), }", payload));
   m = ReadNpyInt(big);
   ASSERT_FALSE(m.ok());
-  EXPECT_EQ(m.status().message(), "'" + big + "': value 5000000000 at row 0, column 1 does not fit in int32");
+  EXPECT_EQ(m.status().message(),
+            "'" + big + "': value 5000000000 at row 0, column 1 does not fit in int32");
 }
 
 TEST_F(VectorFileTest, IdxImagesPlainAndGzipped) {
@@ -334,7 +343,8 @@ TEST_F(VectorFileTest, IdxTruncatedAndForeign) {
   WriteGz(torn, IdxBytes(3, {3, 2, 2}, std::vector<uint8_t>(9, 7)));
   Result<Matrix> m = ReadIdxImages(torn);
   ASSERT_FALSE(m.ok());
-  EXPECT_EQ(m.status().message(), "'" + torn + "': truncated at image 2: expected 4 bytes, found 1");
+  EXPECT_EQ(m.status().message(),
+            "'" + torn + "': truncated at image 2: expected 4 bytes, found 1");
 
   const std::string floats = Path("f-idx3-ubyte");
   std::string bytes = IdxBytes(3, {1, 1, 1}, {0, 0, 0, 0});
@@ -343,8 +353,9 @@ TEST_F(VectorFileTest, IdxTruncatedAndForeign) {
   m = ReadIdxImages(floats);
   ASSERT_FALSE(m.ok());
   EXPECT_TRUE(m.status().IsNotSupported());
-  EXPECT_EQ(m.status().message(),
-            "'" + floats + "': IDX element type 0x0d is not supported: expected 0x08 (unsigned byte)");
+  EXPECT_EQ(
+      m.status().message(),
+      "'" + floats + "': IDX element type 0x0d is not supported: expected 0x08 (unsigned byte)");
 
   const std::string foreign = Path("npy-idx3-ubyte");
   WriteRaw(foreign, "\x93NUMPY\x01\x00");

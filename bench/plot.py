@@ -1,0 +1,88 @@
+#!/usr/bin/python3
+"""Plot ann_bench --json output: recall (x) against QPS (y, log scale), one curve per library/index.
+
+Usage: /usr/bin/python3 bench/plot.py results.json --out results.png [--min-recall 0.9] [--title T]
+
+Curves are drawn in the benchmark's ef order (not re-sorted by recall), so timing noise shows
+as a kink instead of being hidden. Exact indexes (one point each) are drawn as single markers.
+"""
+
+import argparse
+import collections
+import json
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on build machines
+import matplotlib.pyplot as plt  # noqa: E402  (must follow the backend choice)
+
+# A few related, still distinguishable colours per library, so each library reads as a group.
+LIBRARY_COLORS = {
+    "fathom": ["#1f77b4", "#9467bd", "#17becf", "#08306b", "#e377c2", "#7f7f7f"],
+    "hnswlib": ["#d62728", "#ff7f0e"],
+    "faiss": ["#2ca02c", "#8c564b"],
+}
+MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
+TARGET_RECALLS = (0.95, 0.99)
+
+
+def load_curves(path):
+    with open(path, encoding="utf-8") as f:
+        points = json.load(f)
+    if not isinstance(points, list):
+        sys.exit(f"{path}: expected a JSON array of points, found {type(points).__name__}")
+    curves = collections.OrderedDict()
+    for i, p in enumerate(points):
+        missing = {"library", "index", "recall", "qps"} - p.keys()
+        if missing:
+            sys.exit(f"{path}: point {i} lacks {', '.join(sorted(missing))}")
+        curves.setdefault((p["library"], p["index"]), []).append(p)
+    return curves
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("json", help="file written by ann_bench --json")
+    parser.add_argument("--out", default="ann_bench.png", help="PNG to write (default ann_bench.png)")
+    parser.add_argument("--min-recall", type=float, default=None,
+                        help="left edge of the x axis (default: just below the lowest recall)")
+    parser.add_argument("--title", default="ann_bench: recall@10 vs QPS (one query at a time, one thread)")
+    args = parser.parse_args()
+
+    curves = load_curves(args.json)
+    if not curves:
+        sys.exit(f"{args.json}: no points")
+
+    fig, ax = plt.subplots(figsize=(10, 6.5))
+    used = collections.Counter()
+    for n, ((library, index), pts) in enumerate(curves.items()):
+        palette = LIBRARY_COLORS.get(library, ["#525252", "#969696"])
+        color = palette[used[library] % len(palette)]
+        used[library] += 1
+        first = pts[0]
+        label = f"{library} {index}"
+        if "build_s" in first and "memory_bytes" in first:
+            label += f"  (build {first['build_s']:.1f} s, {first['memory_bytes'] / 1e6:.0f} MB)"
+        ax.plot([p["recall"] for p in pts], [p["qps"] for p in pts],
+                marker=MARKERS[n % len(MARKERS)], markersize=4 if len(pts) > 1 else 8,
+                linestyle="-" if len(pts) > 1 else "none", linewidth=1.5, color=color, label=label)
+
+    for target in TARGET_RECALLS:
+        ax.axvline(target, color="#bdbdbd", linestyle=":", linewidth=1)
+    all_recalls = [p["recall"] for pts in curves.values() for p in pts]
+    left = args.min_recall if args.min_recall is not None else max(0.0, min(all_recalls) - 0.01)
+    ax.set_xlim(left, 1.0 + (1.0 - left) * 0.02)
+    ax.set_yscale("log")
+    ax.set_xlabel("recall@10")
+    ax.set_ylabel("queries per second (log scale)")
+    ax.set_title(args.title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=120)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

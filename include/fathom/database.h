@@ -1,0 +1,137 @@
+// fathom::Database and fathom::Collection: durable named collections of records on RocksDB.
+//
+// A database is a directory. It holds collections; a collection holds records, each with an
+// id (uint64 or string), one or more float32 vectors (one unnamed vector in the common case,
+// or several named ones, e.g. "image" and "text", each with its own dimension, metric and index)
+// and a JSON-object payload. Every upsert or delete is one atomic RocksDB write batch (records,
+// operation log) written with fsync by default, then applied to the in-memory indexes, then
+// acknowledged: an acknowledged write survives a crash, and a batch is all or nothing.
+// Indexes are checkpointed to checksummed files; on open the newest valid checkpoint is loaded
+// and the operation log after it replayed (docs/format/database.md).
+//
+// Thread-safety: a Database and its Collections may be used from many threads. Writers to one
+// collection are serialised; searches and gets run concurrently with writes (a search may see
+// part of a batch that is being applied, never any of a batch that failed). Collection pointers
+// stay valid until the collection is dropped or the database closed.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "fathom/index.h"
+#include "fathom/status.h"
+
+namespace fathom {
+
+enum class Durability {
+  kFsync,     // default: every acknowledged write is on disk (survives power loss)
+  kBuffered,  // writes reach the OS, not the disk: survives a process crash, ~10x faster ingest
+};
+
+struct DatabaseOptions {
+  Durability durability = Durability::kFsync;
+  // Checkpoint a collection's indexes after this many logged operations (and on Close).
+  uint64_t checkpoint_every = 50000;
+};
+
+enum class FieldType : uint8_t { kKeyword, kInteger, kFloat, kBool };
+
+struct VectorSpec {
+  std::string name;  // "" for the single unnamed vector
+  size_t dim = 0;
+  Metric metric = Metric::kL2;
+  std::string index = "HNSW32";  // factory string
+};
+
+struct CollectionSpec {
+  std::string name;  // letters, digits, '_', '-', '.'; 1..64 chars; no '/'
+  std::vector<VectorSpec> vectors;
+  std::map<std::string, FieldType> indexed_fields;
+};
+
+// A record id: an unsigned 64-bit integer or a string (1..256 bytes).
+using PointId = std::variant<uint64_t, std::string>;
+std::string PointIdToString(const PointId& id);
+
+struct Record {
+  PointId id;
+  std::map<std::string, std::vector<float>> vectors;  // key "" for the unnamed vector
+  std::string payload = "{}";                          // JSON object text
+};
+
+struct ScoredPoint {
+  PointId id;
+  float distance = 0;  // smaller is closer (see fathom/index.h)
+  std::string payload;                                 // when requested
+  std::map<std::string, std::vector<float>> vectors;  // when requested
+};
+
+struct SearchRequest {
+  std::string vector;              // which named vector to search ("" = the unnamed one)
+  std::vector<float> queries;      // n * dim, row-major
+  size_t k = 10;
+  int ef = 0;                      // 0 = index default
+  std::string filter;              // text form ("price < 50 AND NOT sold") or JSON form
+  bool with_payload = true;
+  bool with_vectors = false;
+};
+
+struct SearchStats {
+  std::string strategy;  // "graph", "exact-scan" or "graph+filter"
+  size_t allowed = 0;    // points the filter allowed (all points when there is none)
+};
+
+class Collection {
+ public:
+  virtual ~Collection() = default;
+  virtual const CollectionSpec& spec() const = 0;
+
+  // Inserts or replaces records. The whole batch is validated first (ids, dimensions, finite
+  // values, JSON-object payloads, no id twice); on error nothing is written.
+  virtual Status Upsert(const std::vector<Record>& records) = 0;
+  // One entry per id, std::nullopt for ids that do not exist.
+  virtual Result<std::vector<std::optional<Record>>> Get(const std::vector<PointId>& ids,
+                                                         bool with_vectors = true) const = 0;
+  // Returns how many of the ids existed.
+  virtual Result<size_t> Delete(const std::vector<PointId>& ids) = 0;
+  virtual Result<size_t> DeleteByFilter(const std::string& filter) = 0;
+  virtual size_t Count() const = 0;
+  virtual Result<size_t> CountByFilter(const std::string& filter) const = 0;
+  // One result list per query, closest first.
+  virtual Result<std::vector<std::vector<ScoredPoint>>> Search(const SearchRequest& request,
+                                                               SearchStats* stats = nullptr) const = 0;
+  // Writes a consistent copy of this collection into `dir` (which must not exist).
+  virtual Status Snapshot(const std::string& dir) const = 0;
+  // Writes index checkpoints now and trims the operation log.
+  virtual Status Checkpoint() = 0;
+  virtual size_t memory_bytes() const = 0;
+};
+
+class Database {
+ public:
+  // Opens (creating if missing) the database in `dir`, recovering every collection.
+  static Result<std::unique_ptr<Database>> Open(const std::string& dir,
+                                                const DatabaseOptions& options = {});
+  // Restores a snapshot written by Collection::Snapshot into database `db_dir` (which must be
+  // closed or not yet exist), under the snapshot's collection name or `new_name`.
+  static Status Restore(const std::string& snapshot_dir, const std::string& db_dir,
+                        const std::string& new_name = "");
+
+  virtual ~Database() = default;
+  // Checkpoints every collection and closes; also done by the destructor.
+  virtual Status Close() = 0;
+  virtual std::vector<std::string> ListCollections() const = 0;
+  virtual Result<Collection*> CreateCollection(const CollectionSpec& spec) = 0;
+  virtual Status DropCollection(const std::string& name) = 0;
+  virtual Result<Collection*> GetCollection(const std::string& name) const = 0;
+};
+
+const char* FieldTypeName(FieldType type);
+Result<FieldType> ParseFieldType(std::string_view name);
+
+}  // namespace fathom

@@ -1,0 +1,704 @@
+#include "db/collection.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <set>
+#include <unordered_set>
+
+#include <spdlog/spdlog.h>
+
+#include "db/record_codec.h"
+#include "index/topk.h"
+#include "simd/distance.h"
+#include "util/file.h"
+
+namespace fathom {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr uint8_t kOpUpsert = 1;
+constexpr uint8_t kOpDelete = 2;
+constexpr size_t kMaxK = 10000;
+constexpr size_t kMaxIdBytes = 256;
+// Filtered search scans the allowed points exactly when there are few of them (cheap and
+// exact), and walks the graph with the filter otherwise (see docs/BENCHMARKS.md).
+constexpr size_t kExactScanMaxPoints = 20000;
+constexpr size_t kExactScanMaxFloats = size_t{16} << 20;
+
+std::string EncodeOp(uint8_t op, const std::vector<uint32_t>& slots) {
+  std::string out;
+  AppendPod(&out, op);
+  AppendPod(&out, static_cast<uint32_t>(slots.size()));
+  AppendBytes(&out, slots.data(), slots.size() * sizeof(uint32_t));
+  return out;
+}
+
+std::string VectorLabel(const std::string& name) {
+  return name.empty() ? std::string("the vector") : "vector '" + name + "'";
+}
+
+}  // namespace
+
+CollectionImpl::CollectionImpl(KvStore* kv, std::string index_dir, CollectionSpec spec,
+                               uint32_t id, const DatabaseOptions& options,
+                               PayloadIndex payload_index)
+    : kv_(kv),
+      index_dir_(std::move(index_dir)),
+      spec_(std::move(spec)),
+      id_(id),
+      options_(options),
+      payload_index_(std::move(payload_index)) {}
+
+Status CollectionImpl::ValidateSpec(const CollectionSpec& spec) {
+  FATHOM_RETURN_IF_ERROR(ValidateCollectionName(spec.name));
+  if (spec.vectors.empty()) {
+    return Status::InvalidArgument("collection '" + spec.name + "' needs at least one vector");
+  }
+  std::set<std::string> names;
+  for (const auto& v : spec.vectors) {
+    if (!names.insert(v.name).second) {
+      return Status::InvalidArgument("collection '" + spec.name + "' names vector '" + v.name +
+                                     "' twice");
+    }
+    if (v.name.size() > 64) return Status::InvalidArgument("vector name '" + v.name + "' is too long");
+    auto index = MakeIndex(v.index, v.dim, v.metric);
+    if (!index.ok()) return index.status();
+  }
+  if (spec.vectors.size() > 1) {
+    for (const auto& v : spec.vectors) {
+      if (v.name.empty()) {
+        return Status::InvalidArgument("collection '" + spec.name +
+                                       "' has several vectors: each needs a name");
+      }
+    }
+  }
+  auto payload_index = PayloadIndex::Create(spec.indexed_fields);
+  if (!payload_index.ok()) return payload_index.status();
+  return Status::OK();
+}
+
+Result<std::unique_ptr<CollectionImpl>> CollectionImpl::Open(KvStore* kv, std::string index_dir,
+                                                             CollectionSpec spec, uint32_t id,
+                                                             const DatabaseOptions& options) {
+  FATHOM_RETURN_IF_ERROR(ValidateSpec(spec));
+  FATHOM_ASSIGN_OR_RETURN(PayloadIndex payload_index, PayloadIndex::Create(spec.indexed_fields));
+  std::unique_ptr<CollectionImpl> c(new CollectionImpl(kv, std::move(index_dir), std::move(spec),
+                                                       id, options, std::move(payload_index)));
+  std::error_code ec;
+  fs::create_directories(c->index_dir_, ec);
+  if (ec) return Status::IOError("cannot create '" + c->index_dir_ + "': " + ec.message());
+  FATHOM_RETURN_IF_ERROR(c->Recover());
+  return c;
+}
+
+std::string CollectionImpl::CheckpointPath(size_t vector, uint64_t seq) const {
+  return index_dir_ + "/" + std::to_string(vector) + "." + std::to_string(seq) + ".fathom";
+}
+
+// Recovery: records are the truth. Each index comes from its newest valid checkpoint plus the
+// slots the operation log touched after it, or is rebuilt from the records.
+Status CollectionImpl::Recover() {
+  const std::string prefix = CollectionPrefix(id_);
+  FATHOM_ASSIGN_OR_RETURN(auto trimmed_value, kv_->Get(Cf::kMeta, "trimmed/" + prefix));
+  uint64_t trimmed = trimmed_value ? ReadBigEndian64(trimmed_value->data()) : 0;
+  FATHOM_ASSIGN_OR_RETURN(auto last_key, kv_->LastKey(Cf::kOplog, prefix));
+  seq_ = last_key ? ReadBigEndian64(last_key->data() + 4) : trimmed;
+  seq_ = std::max(seq_, trimmed);
+
+  // Newest valid checkpoint per vector.
+  std::vector<uint64_t> loaded_seq(spec_.vectors.size(), 0);
+  std::vector<bool> loaded(spec_.vectors.size(), false);
+  indexes_.resize(spec_.vectors.size());
+  for (size_t v = 0; v < spec_.vectors.size(); ++v) {
+    const VectorSpec& vs = spec_.vectors[v];
+    std::vector<std::pair<uint64_t, std::string>> files;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(index_dir_, ec)) {
+      std::string name = entry.path().filename().string();
+      std::string head = std::to_string(v) + ".";
+      if (name.rfind(head, 0) != 0 || entry.path().extension() != ".fathom") continue;
+      std::string middle = name.substr(head.size(), name.size() - head.size() - 7);
+      if (middle.empty() || middle.find_first_not_of("0123456789") != std::string::npos) continue;
+      files.emplace_back(std::stoull(middle), entry.path().string());
+    }
+    std::sort(files.rbegin(), files.rend());
+    for (const auto& [seq, path] : files) {
+      if (seq < trimmed || seq > seq_) continue;  // the log cannot bridge the gap
+      auto index = Index::Load(path);
+      if (!index.ok()) {
+        spdlog::warn("collection '{}': skipping checkpoint {}: {}", spec_.name, path,
+                     index.status().ToString());
+        continue;
+      }
+      if ((*index)->dim() != vs.dim || (*index)->metric() != vs.metric) {
+        spdlog::warn("collection '{}': skipping checkpoint {}: it does not match the spec",
+                     spec_.name, path);
+        continue;
+      }
+      indexes_[v] = std::move(index).value();
+      loaded[v] = true;
+      loaded_seq[v] = seq;
+      break;
+    }
+    if (!loaded[v]) {
+      FATHOM_ASSIGN_OR_RETURN(indexes_[v], MakeIndex(vs.index, vs.dim, vs.metric));
+    }
+  }
+  checkpoint_seq_ = seq_;
+  uint64_t replay_from = seq_;
+  for (size_t v = 0; v < indexes_.size(); ++v) {
+    if (loaded[v]) replay_from = std::min(replay_from, loaded_seq[v]);
+  }
+  checkpoint_seq_ = replay_from;
+  // Slots touched after the oldest loaded checkpoint.
+  std::unordered_set<uint32_t> touched;
+  Status scan = kv_->Scan(Cf::kOplog, prefix, [&](std::string_view key, std::string_view value) {
+    uint64_t seq = ReadBigEndian64(key.data() + 4);
+    if (seq <= replay_from || value.size() < 5) return true;
+    uint32_t n;
+    std::memcpy(&n, value.data() + 1, 4);
+    for (uint32_t i = 0; i < n && 5 + 4 * (i + 1) <= value.size(); ++i) {
+      uint32_t slot;
+      std::memcpy(&slot, value.data() + 5 + 4 * i, 4);
+      touched.insert(slot);
+    }
+    return true;
+  });
+  FATHOM_RETURN_IF_ERROR(scan);
+
+  // Records: rebuild maps and payload index; collect vectors the indexes still need.
+  std::vector<std::vector<float>> pending(indexes_.size());
+  std::vector<std::vector<label_t>> pending_labels(indexes_.size());
+  Status decode_error;
+  scan = kv_->Scan(Cf::kRecords, prefix, [&](std::string_view key, std::string_view value) {
+    uint32_t slot = ReadBigEndian32(key.data() + 4);
+    Record record;
+    Status s = DecodeRecord(value, &record);
+    if (!s.ok()) {
+      decode_error = Status::Corruption("collection '" + spec_.name + "' slot " +
+                                        std::to_string(slot) + ": " + s.message());
+      return false;
+    }
+    auto payload = nlohmann::json::parse(record.payload, nullptr, false);
+    if (payload.is_discarded()) payload = nlohmann::json::object();
+    if (slot >= id_of_.size()) {
+      id_of_.resize(slot + 1);
+      payloads_.resize(slot + 1);
+    }
+    slot_of_[IdKey(record.id)] = slot;
+    id_of_[slot] = record.id;
+    payload_index_.Insert(slot, payload);
+    payloads_[slot] = std::move(payload);
+    live_.add(slot);
+    bool replay = touched.count(slot) != 0;
+    for (size_t v = 0; v < indexes_.size(); ++v) {
+      if (loaded[v] && !(replay && loaded_seq[v] < seq_)) continue;
+      auto it = record.vectors.find(spec_.vectors[v].name);
+      if (it == record.vectors.end()) continue;
+      pending[v].insert(pending[v].end(), it->second.begin(), it->second.end());
+      pending_labels[v].push_back(slot);
+    }
+    return true;
+  });
+  FATHOM_RETURN_IF_ERROR(scan);
+  FATHOM_RETURN_IF_ERROR(decode_error);
+  next_slot_ = static_cast<uint32_t>(id_of_.size());
+  for (uint32_t s = 0; s < next_slot_; ++s) {
+    if (!id_of_[s]) free_slots_.push_back(s);
+  }
+  std::reverse(free_slots_.begin(), free_slots_.end());
+  AddOptions add_options;
+  add_options.threads = 0;
+  for (size_t v = 0; v < indexes_.size(); ++v) {
+    if (loaded[v]) {
+      // Touched slots that no longer hold a record were deleted after the checkpoint.
+      std::vector<label_t> gone;
+      for (uint32_t slot : touched) {
+        if (!live_.contains(slot)) gone.push_back(slot);
+      }
+      FATHOM_RETURN_IF_ERROR(indexes_[v]->Remove(gone.size(), gone.data()));
+    }
+    if (!pending_labels[v].empty()) {
+      FATHOM_RETURN_IF_ERROR(indexes_[v]->Add(pending_labels[v].size(), pending[v].data(),
+                                              pending_labels[v].data(), add_options));
+    }
+    if (!loaded[v] && !pending_labels[v].empty()) {
+      spdlog::info("collection '{}': rebuilt {} from {} records", spec_.name,
+                   VectorLabel(spec_.vectors[v].name), pending_labels[v].size());
+    }
+  }
+  return Status::OK();
+}
+
+Status CollectionImpl::ValidateRecords(const std::vector<Record>& records,
+                                       std::vector<nlohmann::json>* payloads) const {
+  if (records.empty()) return Status::InvalidArgument("upsert batch is empty");
+  std::unordered_set<std::string> seen;
+  payloads->clear();
+  payloads->reserve(records.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    const Record& r = records[i];
+    const std::string who = "point " + PointIdToString(r.id);
+    if (const auto* s = std::get_if<std::string>(&r.id)) {
+      if (s->empty() || s->size() > kMaxIdBytes) {
+        return Status::InvalidArgument("point at position " + std::to_string(i) +
+                                       ": string ids must be 1 to 256 bytes");
+      }
+    }
+    if (!seen.insert(IdKey(r.id)).second) {
+      return Status::InvalidArgument(who + " appears more than once in the batch");
+    }
+    for (const auto& [name, values] : r.vectors) {
+      bool known = std::any_of(spec_.vectors.begin(), spec_.vectors.end(),
+                               [&](const VectorSpec& v) { return v.name == name; });
+      if (!known) {
+        return Status::InvalidArgument(who + " has " + VectorLabel(name) + ", which collection '" +
+                                       spec_.name + "' does not define");
+      }
+    }
+    for (const auto& vs : spec_.vectors) {
+      auto it = r.vectors.find(vs.name);
+      if (it == r.vectors.end()) {
+        return Status::InvalidArgument(who + " is missing " + VectorLabel(vs.name));
+      }
+      if (it->second.size() != vs.dim) {
+        return Status::InvalidArgument(who + ": " + VectorLabel(vs.name) + " has " +
+                                       std::to_string(it->second.size()) +
+                                       " dimensions, collection '" + spec_.name + "' expects " +
+                                       std::to_string(vs.dim));
+      }
+      for (size_t j = 0; j < it->second.size(); ++j) {
+        if (!std::isfinite(it->second[j])) {
+          return Status::InvalidArgument(who + ": " + VectorLabel(vs.name) +
+                                         " has a non-finite value at dimension " + std::to_string(j));
+        }
+      }
+    }
+    const std::string& text = r.payload.empty() ? std::string("{}") : r.payload;
+    auto payload = nlohmann::json::parse(text, nullptr, false);
+    if (payload.is_discarded()) {
+      return Status::InvalidArgument(who + ": payload is not valid JSON");
+    }
+    if (!payload.is_object()) {
+      return Status::InvalidArgument(who + ": payload must be a JSON object, got " +
+                                     std::string(payload.type_name()));
+    }
+    payloads->push_back(std::move(payload));
+  }
+  return Status::OK();
+}
+
+Status CollectionImpl::Upsert(const std::vector<Record>& records) {
+  std::vector<nlohmann::json> payloads;
+  FATHOM_RETURN_IF_ERROR(ValidateRecords(records, &payloads));
+  std::lock_guard write_lock(write_mutex_);
+  // Slots: existing ids keep theirs; new ids take free slots, then fresh ones.
+  std::vector<uint32_t> slots(records.size());
+  std::vector<bool> fresh(records.size(), false);
+  {
+    std::shared_lock lock(state_mutex_);
+    size_t next_free = free_slots_.size();
+    uint32_t next_slot = next_slot_;
+    for (size_t i = 0; i < records.size(); ++i) {
+      auto it = slot_of_.find(IdKey(records[i].id));
+      if (it != slot_of_.end()) {
+        slots[i] = it->second;
+      } else {
+        fresh[i] = true;
+        slots[i] = next_free > 0 ? free_slots_[--next_free] : next_slot++;
+      }
+    }
+  }
+  KvStore::Batch batch(*kv_);
+  std::vector<std::string> encoded(records.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    Record stored = records[i];
+    stored.payload = payloads[i].dump();
+    batch.Put(Cf::kRecords, RecordKey(id_, slots[i]), EncodeRecord(stored));
+  }
+  batch.Put(Cf::kOplog, OplogKey(id_, seq_ + 1), EncodeOp(kOpUpsert, slots));
+  FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
+  ++seq_;
+  // Durable: now make it visible. Maps first, so every slot an index returns has its id.
+  {
+    std::unique_lock lock(state_mutex_);
+    for (size_t i = 0; i < records.size(); ++i) {
+      uint32_t slot = slots[i];
+      if (fresh[i]) {
+        if (!free_slots_.empty() && free_slots_.back() == slot) {
+          free_slots_.pop_back();
+        } else {
+          next_slot_ = std::max(next_slot_, slot + 1);
+        }
+        if (slot >= id_of_.size()) {
+          id_of_.resize(slot + 1);
+          payloads_.resize(slot + 1);
+        }
+        slot_of_[IdKey(records[i].id)] = slot;
+        id_of_[slot] = records[i].id;
+        live_.add(slot);
+      } else {
+        payload_index_.Remove(slot, payloads_[slot]);
+      }
+      payload_index_.Insert(slot, payloads[i]);
+      payloads_[slot] = std::move(payloads[i]);
+    }
+  }
+  std::vector<float> data;
+  std::vector<label_t> labels(slots.begin(), slots.end());
+  for (size_t v = 0; v < indexes_.size(); ++v) {
+    const VectorSpec& vs = spec_.vectors[v];
+    data.clear();
+    data.reserve(records.size() * vs.dim);
+    for (const Record& r : records) {
+      const auto& values = r.vectors.at(vs.name);
+      data.insert(data.end(), values.begin(), values.end());
+    }
+    Status s = indexes_[v]->Add(records.size(), data.data(), labels.data());
+    FATHOM_CHECK(s.ok(), "index rejected a validated batch: " + s.ToString());
+  }
+  ops_since_checkpoint_ += records.size();
+  return MaybeCheckpointLocked();
+}
+
+Result<std::vector<std::optional<Record>>> CollectionImpl::Get(const std::vector<PointId>& ids,
+                                                               bool with_vectors) const {
+  std::vector<std::optional<Record>> out(ids.size());
+  std::vector<std::pair<size_t, uint32_t>> found;
+  {
+    std::shared_lock lock(state_mutex_);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      auto it = slot_of_.find(IdKey(ids[i]));
+      if (it != slot_of_.end()) found.emplace_back(i, it->second);
+    }
+  }
+  for (auto [i, slot] : found) {
+    FATHOM_ASSIGN_OR_RETURN(auto value, kv_->Get(Cf::kRecords, RecordKey(id_, slot)));
+    if (!value) continue;  // deleted meanwhile
+    Record record;
+    FATHOM_RETURN_IF_ERROR(DecodeRecord(*value, &record, with_vectors));
+    out[i] = std::move(record);
+  }
+  return out;
+}
+
+Result<size_t> CollectionImpl::DeleteSlots(const std::vector<uint32_t>& slots) {
+  if (slots.empty()) return size_t{0};
+  KvStore::Batch batch(*kv_);
+  for (uint32_t slot : slots) batch.Delete(Cf::kRecords, RecordKey(id_, slot));
+  batch.Put(Cf::kOplog, OplogKey(id_, seq_ + 1), EncodeOp(kOpDelete, slots));
+  FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
+  ++seq_;
+  // Out of the indexes first, so a search never maps a removed slot to a reused id.
+  std::vector<label_t> labels(slots.begin(), slots.end());
+  for (auto& index : indexes_) FATHOM_RETURN_IF_ERROR(index->Remove(labels.size(), labels.data()));
+  {
+    std::unique_lock lock(state_mutex_);
+    for (uint32_t slot : slots) {
+      slot_of_.erase(IdKey(*id_of_[slot]));
+      id_of_[slot].reset();
+      payload_index_.Remove(slot, payloads_[slot]);
+      payloads_[slot] = nlohmann::json();
+      live_.remove(slot);
+      free_slots_.push_back(slot);
+    }
+  }
+  ops_since_checkpoint_ += slots.size();
+  FATHOM_RETURN_IF_ERROR(MaybeCheckpointLocked());
+  return slots.size();
+}
+
+Result<size_t> CollectionImpl::Delete(const std::vector<PointId>& ids) {
+  if (ids.empty()) return Status::InvalidArgument("delete batch is empty");
+  std::lock_guard write_lock(write_mutex_);
+  std::vector<uint32_t> slots;
+  {
+    std::shared_lock lock(state_mutex_);
+    std::unordered_set<uint32_t> seen;
+    for (const auto& id : ids) {
+      auto it = slot_of_.find(IdKey(id));
+      if (it != slot_of_.end() && seen.insert(it->second).second) slots.push_back(it->second);
+    }
+  }
+  return DeleteSlots(slots);
+}
+
+Result<Filter> CollectionImpl::ParseFilter(const std::string& text) const {
+  size_t start = text.find_first_not_of(" \t\r\n");
+  Result<Filter> filter = start != std::string::npos && text[start] == '{'
+                              ? Filter::ParseJson(std::string_view(text))
+                              : Filter::ParseText(text);
+  if (!filter.ok()) return filter.status();
+  FATHOM_RETURN_IF_ERROR(filter->CheckTypes(spec_.indexed_fields));
+  return filter;
+}
+
+// Caller holds state_mutex_ (shared).
+Result<SlotBitmap> CollectionImpl::MatchingSlots(const Filter& filter, EvalStats* stats) const {
+  PayloadLookup lookup = [this](uint32_t slot) -> const nlohmann::json* {
+    return slot < payloads_.size() ? &payloads_[slot] : nullptr;
+  };
+  return payload_index_.Evaluate(filter, live_, lookup, stats);
+}
+
+Result<size_t> CollectionImpl::DeleteByFilter(const std::string& filter_text) {
+  FATHOM_ASSIGN_OR_RETURN(Filter filter, ParseFilter(filter_text));
+  std::lock_guard write_lock(write_mutex_);
+  std::vector<uint32_t> slots;
+  {
+    std::shared_lock lock(state_mutex_);
+    FATHOM_ASSIGN_OR_RETURN(SlotBitmap matching, MatchingSlots(filter, nullptr));
+    for (uint32_t slot : matching) slots.push_back(slot);
+  }
+  return DeleteSlots(slots);
+}
+
+size_t CollectionImpl::Count() const {
+  std::shared_lock lock(state_mutex_);
+  return slot_of_.size();
+}
+
+Result<size_t> CollectionImpl::CountByFilter(const std::string& filter_text) const {
+  FATHOM_ASSIGN_OR_RETURN(Filter filter, ParseFilter(filter_text));
+  std::shared_lock lock(state_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(SlotBitmap matching, MatchingSlots(filter, nullptr));
+  return static_cast<size_t>(matching.cardinality());
+}
+
+void CollectionImpl::SearchExact(size_t vector, const float* query, size_t k,
+                                 const SlotBitmap& allowed, float* distances,
+                                 label_t* labels) const {
+  const VectorSpec& vs = spec_.vectors[vector];
+  const auto& kern = simd::Active();
+  std::vector<float> q(query, query + vs.dim), v(vs.dim);
+  if (vs.metric == Metric::kCosine) simd::Normalize(q.data(), vs.dim);
+  TopK top(k);
+  for (uint32_t slot : allowed) {
+    if (!indexes_[vector]->Reconstruct(slot, v.data()).ok()) continue;
+    float d = vs.metric == Metric::kL2 ? kern.l2_sqr(q.data(), v.data(), vs.dim)
+                                       : (vs.metric == Metric::kCosine ? 1.0f : 0.0f) -
+                                             kern.dot(q.data(), v.data(), vs.dim);
+    top.Push(d, slot);
+  }
+  top.Extract(distances, labels);
+}
+
+Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const SearchRequest& request,
+                                                                     SearchStats* stats) const {
+  size_t vector = spec_.vectors.size();
+  for (size_t v = 0; v < spec_.vectors.size(); ++v) {
+    if (spec_.vectors[v].name == request.vector) vector = v;
+  }
+  if (vector == spec_.vectors.size()) {
+    return Status::InvalidArgument("collection '" + spec_.name + "' has no " +
+                                   VectorLabel(request.vector));
+  }
+  const size_t dim = spec_.vectors[vector].dim;
+  if (request.queries.empty() || request.queries.size() % dim != 0) {
+    return Status::InvalidArgument("query has " + std::to_string(request.queries.size()) +
+                                   " values, collection '" + spec_.name + "' expects a multiple of " +
+                                   std::to_string(dim));
+  }
+  if (request.k == 0 || request.k > kMaxK) {
+    return Status::InvalidArgument("k must be between 1 and " + std::to_string(kMaxK) + ", got " +
+                                   std::to_string(request.k));
+  }
+  for (size_t j = 0; j < request.queries.size(); ++j) {
+    if (!std::isfinite(request.queries[j])) {
+      return Status::InvalidArgument("query vector " + std::to_string(j / dim) +
+                                     " has a non-finite value at dimension " + std::to_string(j % dim));
+    }
+  }
+  const size_t n = request.queries.size() / dim;
+  const size_t k = request.k;
+  std::optional<Filter> filter;
+  if (!request.filter.empty()) {
+    FATHOM_ASSIGN_OR_RETURN(filter, ParseFilter(request.filter));
+  }
+  std::vector<float> distances(n * k);
+  std::vector<label_t> labels(n * k);
+  SearchStats local_stats;
+  SearchParams params;
+  params.ef = request.ef;
+  if (filter) {
+    std::optional<SlotBitmap> allowed;
+    size_t capacity;
+    {
+      std::shared_lock lock(state_mutex_);
+      EvalStats eval;
+      FATHOM_ASSIGN_OR_RETURN(allowed, MatchingSlots(*filter, &eval));
+      capacity = next_slot_;
+      spdlog::debug("collection '{}': filter {}", spec_.name, eval.ToString());
+    }
+    local_stats.allowed = allowed->cardinality();
+    if (local_stats.allowed <= kExactScanMaxPoints ||
+        local_stats.allowed * dim <= kExactScanMaxFloats) {
+      local_stats.strategy = "exact-scan";
+      for (size_t q = 0; q < n; ++q) {
+        SearchExact(vector, request.queries.data() + q * dim, k, *allowed, distances.data() + q * k,
+                    labels.data() + q * k);
+      }
+    } else {
+      local_stats.strategy = "graph+filter";
+      BitsetFilter bits(capacity);
+      for (uint32_t slot : *allowed) bits.Set(slot);
+      params.filter = &bits;
+      params.ef = std::max<int>(params.ef, static_cast<int>(2 * k));
+      FATHOM_RETURN_IF_ERROR(indexes_[vector]->Search(n, request.queries.data(), k, distances.data(),
+                                                      labels.data(), params));
+    }
+  } else {
+    local_stats.strategy = "graph";
+    local_stats.allowed = Count();
+    FATHOM_RETURN_IF_ERROR(indexes_[vector]->Search(n, request.queries.data(), k, distances.data(),
+                                                    labels.data(), params));
+  }
+  std::vector<std::vector<ScoredPoint>> results(n);
+  {
+    std::shared_lock lock(state_mutex_);
+    for (size_t q = 0; q < n; ++q) {
+      for (size_t i = 0; i < k; ++i) {
+        label_t slot = labels[q * k + i];
+        if (slot == kNoLabel || size_t(slot) >= id_of_.size() || !id_of_[slot]) continue;
+        ScoredPoint p;
+        p.id = *id_of_[slot];
+        p.distance = distances[q * k + i];
+        if (request.with_payload) p.payload = payloads_[slot].dump();
+        results[q].push_back(std::move(p));
+      }
+    }
+  }
+  if (request.with_vectors) {
+    for (auto& list : results) {
+      for (auto& p : list) {
+        auto got = Get({p.id}, true);
+        if (got.ok() && (*got)[0]) p.vectors = std::move((*got)[0]->vectors);
+      }
+    }
+  }
+  if (stats != nullptr) *stats = local_stats;
+  return results;
+}
+
+Status CollectionImpl::MaybeCheckpointLocked() {
+  if (ops_since_checkpoint_ < options_.checkpoint_every) return Status::OK();
+  return CheckpointLocked();
+}
+
+Status CollectionImpl::Checkpoint() {
+  std::lock_guard write_lock(write_mutex_);
+  return CheckpointLocked();
+}
+
+// Index files first (atomic each), then the log trim: a crash in between leaves a newer
+// checkpoint and a longer log, which recovery handles.
+Status CollectionImpl::CheckpointLocked() {
+  if (seq_ == checkpoint_seq_ && ops_since_checkpoint_ == 0) {
+    bool all_present = true;
+    for (size_t v = 0; v < indexes_.size(); ++v) {
+      all_present = all_present && fs::exists(CheckpointPath(v, seq_));
+    }
+    if (all_present) return Status::OK();
+  }
+  for (size_t v = 0; v < indexes_.size(); ++v) {
+    FATHOM_RETURN_IF_ERROR(indexes_[v]->Save(CheckpointPath(v, seq_)));
+  }
+  KvStore::Batch batch(*kv_);
+  std::string seq_value;
+  AppendBigEndian64(&seq_value, seq_);
+  batch.Put(Cf::kMeta, "trimmed/" + CollectionPrefix(id_), seq_value);
+  batch.DeleteRange(Cf::kOplog, OplogKey(id_, 0), OplogKey(id_, seq_ + 1));
+  FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
+  checkpoint_seq_ = seq_;
+  ops_since_checkpoint_ = 0;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(index_dir_, ec)) {
+    std::string name = entry.path().filename().string();
+    bool current = false;
+    for (size_t v = 0; v < indexes_.size(); ++v) {
+      current = current || entry.path().string() == CheckpointPath(v, seq_);
+    }
+    if (!current && entry.path().extension() == ".fathom") fs::remove(entry.path(), ec);
+  }
+  spdlog::info("collection '{}': checkpoint at sequence {}", spec_.name, seq_);
+  return Status::OK();
+}
+
+size_t CollectionImpl::memory_bytes() const {
+  size_t bytes = 0;
+  for (const auto& index : indexes_) bytes += index->memory_bytes();
+  std::shared_lock lock(state_mutex_);
+  bytes += payload_index_.memory_bytes();
+  bytes += slot_of_.size() * 64 + id_of_.size() * sizeof(std::optional<PointId>);
+  return bytes;
+}
+
+// Snapshot layout: collection.json (spec), records.bin (slot, length, record value ...; then a
+// CRC-32 of all of it), and one index file per vector ("<position>.fathom").
+Status CollectionImpl::Snapshot(const std::string& dir) const {
+  std::lock_guard write_lock(write_mutex_);
+  std::error_code ec;
+  if (fs::exists(dir, ec)) return Status::AlreadyExists("snapshot directory '" + dir + "' already exists");
+  fs::create_directories(dir, ec);
+  if (ec) return Status::IOError("cannot create '" + dir + "': " + ec.message());
+  FATHOM_RETURN_IF_ERROR(WriteFileAtomic(dir + "/collection.json", EncodeSpec(spec_, 0)));
+  std::string records;
+  Status scan = kv_->Scan(Cf::kRecords, CollectionPrefix(id_),
+                          [&](std::string_view key, std::string_view value) {
+                            AppendPod(&records, ReadBigEndian32(key.data() + 4));
+                            AppendPod(&records, static_cast<uint32_t>(value.size()));
+                            records.append(value);
+                            return true;
+                          });
+  FATHOM_RETURN_IF_ERROR(scan);
+  AppendPod(&records, Crc32(records));
+  FATHOM_RETURN_IF_ERROR(WriteFileAtomic(dir + "/records.bin", records));
+  for (size_t v = 0; v < indexes_.size(); ++v) {
+    FATHOM_RETURN_IF_ERROR(indexes_[v]->Save(dir + "/" + std::to_string(v) + ".fathom"));
+  }
+  return Status::OK();
+}
+
+Status CollectionImpl::ImportSnapshot(KvStore* kv, const std::string& dir,
+                                      const std::string& index_dir, uint32_t id) {
+  FATHOM_ASSIGN_OR_RETURN(std::string records, ReadFile(dir + "/records.bin"));
+  if (records.size() < 4) return Status::Corruption("snapshot '" + dir + "' has a truncated records.bin");
+  uint32_t stored_crc;
+  std::memcpy(&stored_crc, records.data() + records.size() - 4, 4);
+  std::string_view body(records.data(), records.size() - 4);
+  if (Crc32(body) != stored_crc) {
+    return Status::Corruption("snapshot '" + dir + "' records.bin is corrupted: checksum mismatch");
+  }
+  ByteReader r(body, "snapshot records");
+  auto batch = std::make_unique<KvStore::Batch>(*kv);
+  size_t in_batch = 0;
+  while (r.remaining() > 0) {
+    uint32_t slot, len;
+    FATHOM_RETURN_IF_ERROR(r.Read(&slot));
+    FATHOM_RETURN_IF_ERROR(r.Read(&len));
+    std::string value(len, '\0');
+    FATHOM_RETURN_IF_ERROR(r.ReadBytes(value.data(), len));
+    batch->Put(Cf::kRecords, RecordKey(id, slot), value);
+    if (++in_batch == 10000) {
+      FATHOM_RETURN_IF_ERROR(kv->Write(*batch));
+      batch = std::make_unique<KvStore::Batch>(*kv);
+      in_batch = 0;
+    }
+  }
+  FATHOM_RETURN_IF_ERROR(kv->Write(*batch));
+  std::error_code ec;
+  fs::create_directories(index_dir, ec);
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    std::string name = entry.path().filename().string();
+    if (entry.path().extension() != ".fathom") continue;
+    std::string position = name.substr(0, name.size() - 7);
+    fs::copy_file(entry.path(), index_dir + "/" + position + ".0.fathom",
+                  fs::copy_options::overwrite_existing, ec);
+    if (ec) return Status::IOError("cannot copy '" + entry.path().string() + "': " + ec.message());
+  }
+  return Status::OK();
+}
+
+}  // namespace fathom

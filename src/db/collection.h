@@ -1,0 +1,92 @@
+// CollectionImpl: one collection of a Database (see fathom/database.h for the contract).
+//
+// In memory: one Index per named vector (labels are record slots), the id <-> slot maps, the
+// parsed payloads and their PayloadIndex. In RocksDB: every record under (collection, slot) and
+// an operation log of touched slots under (collection, sequence). Index checkpoints are files
+// "<index_dir>/<vector position>.<sequence>.fathom".
+//
+// Locking: write_mutex_ serialises writers and checkpoints; state_mutex_ guards the maps and is
+// held exclusively only while they change (never during index inserts), shared by readers.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "db/payload_index.h"
+#include "fathom/database.h"
+#include "storage/kv_store.h"
+
+namespace fathom {
+
+class CollectionImpl final : public Collection {
+ public:
+  static Status ValidateSpec(const CollectionSpec& spec);
+  // Recovers the collection from RocksDB and its checkpoints (or creates it empty).
+  static Result<std::unique_ptr<CollectionImpl>> Open(KvStore* kv, std::string index_dir,
+                                                      CollectionSpec spec, uint32_t id,
+                                                      const DatabaseOptions& options);
+
+  const CollectionSpec& spec() const override { return spec_; }
+  uint32_t id() const { return id_; }
+  Status Upsert(const std::vector<Record>& records) override;
+  Result<std::vector<std::optional<Record>>> Get(const std::vector<PointId>& ids,
+                                                 bool with_vectors = true) const override;
+  Result<size_t> Delete(const std::vector<PointId>& ids) override;
+  Result<size_t> DeleteByFilter(const std::string& filter) override;
+  size_t Count() const override;
+  Result<size_t> CountByFilter(const std::string& filter) const override;
+  Result<std::vector<std::vector<ScoredPoint>>> Search(const SearchRequest& request,
+                                                       SearchStats* stats = nullptr) const override;
+  Status Snapshot(const std::string& dir) const override;
+  Status Checkpoint() override;
+  size_t memory_bytes() const override;
+
+  // Used by Database::Restore: writes a snapshot's records and index files as collection `id`.
+  static Status ImportSnapshot(KvStore* kv, const std::string& snapshot_dir,
+                               const std::string& index_dir, uint32_t id);
+
+ private:
+  CollectionImpl(KvStore* kv, std::string index_dir, CollectionSpec spec, uint32_t id,
+                 const DatabaseOptions& options, PayloadIndex payload_index);
+
+  Status Recover();
+  Status ValidateRecords(const std::vector<Record>& records,
+                         std::vector<nlohmann::json>* payloads) const;
+  Result<Filter> ParseFilter(const std::string& text) const;
+  Result<SlotBitmap> MatchingSlots(const Filter& filter, EvalStats* stats) const;
+  Result<size_t> DeleteSlots(const std::vector<uint32_t>& slots);
+  Status CheckpointLocked();
+  Status MaybeCheckpointLocked();
+  std::string CheckpointPath(size_t vector, uint64_t seq) const;
+  void SearchExact(size_t vector, const float* query, size_t k, const SlotBitmap& allowed,
+                   float* distances, label_t* labels) const;
+
+  KvStore* const kv_;
+  const std::string index_dir_;
+  const CollectionSpec spec_;
+  const uint32_t id_;
+  const DatabaseOptions options_;
+  std::vector<std::unique_ptr<Index>> indexes_;  // one per spec_.vectors entry
+
+  mutable std::mutex write_mutex_;
+  uint64_t seq_ = 0;             // last logged operation
+  uint64_t checkpoint_seq_ = 0;  // operations up to here are in the index files
+  uint64_t ops_since_checkpoint_ = 0;
+
+  mutable std::shared_mutex state_mutex_;
+  std::unordered_map<std::string, uint32_t> slot_of_;  // IdKey(id) -> slot
+  std::vector<std::optional<PointId>> id_of_;          // slot -> id
+  std::vector<nlohmann::json> payloads_;               // slot -> payload
+  SlotBitmap live_;
+  PayloadIndex payload_index_;
+  std::vector<uint32_t> free_slots_;
+  uint32_t next_slot_ = 0;
+};
+
+}  // namespace fathom

@@ -1,0 +1,186 @@
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <shared_mutex>
+
+#include <spdlog/spdlog.h>
+
+#include "db/collection.h"
+#include "db/record_codec.h"
+#include "fathom/database.h"
+#include "storage/kv_store.h"
+#include "util/file.h"
+
+namespace fathom {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kSpecPrefix = "collection/";
+constexpr const char* kNextIdKey = "next_collection_id";
+
+class DatabaseImpl final : public Database {
+ public:
+  DatabaseImpl(std::string dir, DatabaseOptions options, std::unique_ptr<KvStore> kv)
+      : dir_(std::move(dir)), options_(options), kv_(std::move(kv)) {}
+  ~DatabaseImpl() override {
+    Status s = Close();
+    if (!s.ok()) spdlog::error("closing database '{}': {}", dir_, s.ToString());
+  }
+
+  Status Load() {
+    std::vector<std::pair<CollectionSpec, uint32_t>> specs;
+    Status decode;
+    FATHOM_RETURN_IF_ERROR(kv_->Scan(Cf::kMeta, kSpecPrefix, [&](std::string_view, std::string_view v) {
+      CollectionSpec spec;
+      uint32_t id;
+      decode = DecodeSpec(v, &spec, &id);
+      if (!decode.ok()) return false;
+      specs.emplace_back(std::move(spec), id);
+      return true;
+    }));
+    FATHOM_RETURN_IF_ERROR(decode);
+    for (auto& [spec, id] : specs) {
+      std::string name = spec.name;
+      FATHOM_ASSIGN_OR_RETURN(auto collection,
+                              CollectionImpl::Open(kv_.get(), IndexDir(id), std::move(spec), id, options_));
+      collections_[name] = std::move(collection);
+    }
+    return Status::OK();
+  }
+
+  Status Close() override {
+    std::unique_lock lock(mutex_);
+    if (!kv_) return Status::OK();
+    Status first;
+    for (auto& [name, collection] : collections_) {
+      Status s = collection->Checkpoint();
+      if (!s.ok() && first.ok()) first = s;
+    }
+    collections_.clear();
+    kv_.reset();
+    return first;
+  }
+
+  std::vector<std::string> ListCollections() const override {
+    std::shared_lock lock(mutex_);
+    std::vector<std::string> names;
+    for (const auto& [name, c] : collections_) names.push_back(name);
+    return names;
+  }
+
+  Result<Collection*> CreateCollection(const CollectionSpec& spec) override {
+    FATHOM_RETURN_IF_ERROR(CollectionImpl::ValidateSpec(spec));
+    std::unique_lock lock(mutex_);
+    FATHOM_RETURN_IF_ERROR(CheckOpen());
+    if (collections_.count(spec.name) != 0) {
+      return Status::AlreadyExists("collection '" + spec.name + "' already exists");
+    }
+    FATHOM_ASSIGN_OR_RETURN(uint32_t id, NextCollectionId());
+    KvStore::Batch batch(*kv_);
+    batch.Put(Cf::kMeta, kSpecPrefix + spec.name, EncodeSpec(spec, id));
+    FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
+    FATHOM_ASSIGN_OR_RETURN(auto collection,
+                            CollectionImpl::Open(kv_.get(), IndexDir(id), spec, id, options_));
+    Collection* raw = collection.get();
+    collections_[spec.name] = std::move(collection);
+    spdlog::info("created collection '{}'", spec.name);
+    return raw;
+  }
+
+  Status DropCollection(const std::string& name) override {
+    std::unique_lock lock(mutex_);
+    FATHOM_RETURN_IF_ERROR(CheckOpen());
+    auto it = collections_.find(name);
+    if (it == collections_.end()) return Status::NotFound("collection '" + name + "' does not exist");
+    uint32_t id = it->second->id();
+    std::string prefix = CollectionPrefix(id);
+    std::string end = CollectionPrefix(id + 1);
+    KvStore::Batch batch(*kv_);
+    batch.Delete(Cf::kMeta, kSpecPrefix + name);
+    batch.Delete(Cf::kMeta, "trimmed/" + prefix);
+    batch.DeleteRange(Cf::kRecords, prefix, end);
+    batch.DeleteRange(Cf::kOplog, prefix, end);
+    FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
+    collections_.erase(it);
+    std::error_code ec;
+    fs::remove_all(IndexDir(id), ec);
+    spdlog::info("dropped collection '{}'", name);
+    return Status::OK();
+  }
+
+  Result<Collection*> GetCollection(const std::string& name) const override {
+    std::shared_lock lock(mutex_);
+    auto it = collections_.find(name);
+    if (it == collections_.end()) return Status::NotFound("collection '" + name + "' does not exist");
+    return static_cast<Collection*>(it->second.get());
+  }
+
+  Status RestoreSnapshot(const std::string& snapshot_dir, const std::string& new_name) {
+    FATHOM_ASSIGN_OR_RETURN(std::string spec_text, ReadFile(snapshot_dir + "/collection.json"));
+    CollectionSpec spec;
+    uint32_t ignored;
+    FATHOM_RETURN_IF_ERROR(DecodeSpec(spec_text, &spec, &ignored));
+    if (!new_name.empty()) spec.name = new_name;
+    FATHOM_RETURN_IF_ERROR(CollectionImpl::ValidateSpec(spec));
+    std::unique_lock lock(mutex_);
+    if (collections_.count(spec.name) != 0) {
+      return Status::AlreadyExists("collection '" + spec.name + "' already exists");
+    }
+    FATHOM_ASSIGN_OR_RETURN(uint32_t id, NextCollectionId());
+    FATHOM_RETURN_IF_ERROR(CollectionImpl::ImportSnapshot(kv_.get(), snapshot_dir, IndexDir(id), id));
+    // The spec goes in last: a crash before this leaves orphan records, never a half collection.
+    KvStore::Batch batch(*kv_);
+    batch.Put(Cf::kMeta, kSpecPrefix + spec.name, EncodeSpec(spec, id));
+    FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
+    FATHOM_ASSIGN_OR_RETURN(auto collection,
+                            CollectionImpl::Open(kv_.get(), IndexDir(id), spec, id, options_));
+    collections_[spec.name] = std::move(collection);
+    return Status::OK();
+  }
+
+ private:
+  std::string IndexDir(uint32_t id) const { return dir_ + "/indexes/" + std::to_string(id); }
+
+  Status CheckOpen() const {
+    if (!kv_) return Status::FailedPrecondition("database '" + dir_ + "' is closed");
+    return Status::OK();
+  }
+
+  Result<uint32_t> NextCollectionId() {
+    FATHOM_ASSIGN_OR_RETURN(auto value, kv_->Get(Cf::kMeta, kNextIdKey));
+    uint32_t id = value ? ReadBigEndian32(value->data()) : 1;
+    std::string next;
+    AppendBigEndian32(&next, id + 1);
+    KvStore::Batch batch(*kv_);
+    batch.Put(Cf::kMeta, kNextIdKey, next);
+    FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
+    return id;
+  }
+
+  const std::string dir_;
+  const DatabaseOptions options_;
+  mutable std::shared_mutex mutex_;
+  std::unique_ptr<KvStore> kv_;
+  std::map<std::string, std::unique_ptr<CollectionImpl>> collections_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Database>> Database::Open(const std::string& dir, const DatabaseOptions& options) {
+  FATHOM_ASSIGN_OR_RETURN(auto kv, KvStore::Open(dir + "/store", options.durability == Durability::kFsync));
+  auto db = std::make_unique<DatabaseImpl>(dir, options, std::move(kv));
+  FATHOM_RETURN_IF_ERROR(db->Load());
+  return std::unique_ptr<Database>(std::move(db));
+}
+
+Status Database::Restore(const std::string& snapshot_dir, const std::string& db_dir,
+                         const std::string& new_name) {
+  FATHOM_ASSIGN_OR_RETURN(auto kv, KvStore::Open(db_dir + "/store", true));
+  DatabaseImpl db(db_dir, DatabaseOptions(), std::move(kv));
+  FATHOM_RETURN_IF_ERROR(db.Load());
+  FATHOM_RETURN_IF_ERROR(db.RestoreSnapshot(snapshot_dir, new_name));
+  return db.Close();
+}
+
+}  // namespace fathom

@@ -1,0 +1,331 @@
+#include "fathom/database.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
+
+#include "index/test_data.h"
+
+namespace fathom {
+namespace {
+namespace fs = std::filesystem;
+
+class DatabaseTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = (fs::temp_directory_path() /
+            ("fathom_db_" + std::to_string(::getpid()) + "_" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name()))
+               .string();
+    fs::remove_all(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::unique_ptr<Database> OpenDb(Durability durability = Durability::kBuffered) {
+    DatabaseOptions options;
+    options.durability = durability;
+    auto db = Database::Open(dir_ + "/db", options);
+    EXPECT_TRUE(db.ok()) << db.status().ToString();
+    return std::move(db).value();
+  }
+
+  static CollectionSpec Spec(const std::string& name, size_t dim, const std::string& index = "HNSW16") {
+    CollectionSpec spec;
+    spec.name = name;
+    spec.vectors.push_back({"", dim, Metric::kL2, index});
+    spec.indexed_fields = {{"label", FieldType::kInteger}, {"color", FieldType::kKeyword}};
+    return spec;
+  }
+
+  static std::vector<Record> Records(const testing::Dataset& data, size_t begin, size_t end) {
+    std::vector<Record> out;
+    for (size_t i = begin; i < end; ++i) {
+      Record r;
+      r.id = uint64_t(i);
+      r.vectors[""] = std::vector<float>(data.base.begin() + i * data.dim,
+                                         data.base.begin() + (i + 1) * data.dim);
+      r.payload = "{\"label\": " + std::to_string(i % 1000) + ", \"color\": \"" +
+                  (i % 2 ? "red" : "blue") + "\", \"i\": " + std::to_string(i) + "}";
+      out.push_back(std::move(r));
+    }
+    return out;
+  }
+
+  std::string dir_;
+};
+
+TEST_F(DatabaseTest, UpsertGetSearchDeleteAndReopen) {
+  auto data = testing::Clustered(2000, 20, 16, 10, 3);
+  {
+    auto db = OpenDb();
+    auto c = db->CreateCollection(Spec("items", 16));
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    ASSERT_TRUE((*c)->Upsert(Records(data, 0, 2000)).ok());
+    EXPECT_EQ((*c)->Count(), 2000u);
+    // A string id next to integer ids.
+    Record s;
+    s.id = std::string("alpha");
+    s.vectors[""] = std::vector<float>(16, 0.5f);
+    s.payload = R"({"label": 7, "color": "green"})";
+    ASSERT_TRUE((*c)->Upsert({s}).ok());
+    auto deleted = (*c)->Delete({PointId{uint64_t{5}}, PointId{uint64_t{999999}}});
+    ASSERT_TRUE(deleted.ok());
+    EXPECT_EQ(*deleted, 1u);
+    EXPECT_EQ(db->ListCollections(), std::vector<std::string>{"items"});
+  }
+  auto db = OpenDb();
+  auto c = db->GetCollection("items");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ((*c)->Count(), 2000u);
+  auto got = (*c)->Get({PointId{std::string("alpha")}, PointId{uint64_t{5}}, PointId{uint64_t{6}}});
+  ASSERT_TRUE(got.ok());
+  ASSERT_TRUE((*got)[0].has_value());
+  EXPECT_EQ((*got)[0]->payload, R"({"color":"green","label":7})");
+  EXPECT_EQ((*got)[0]->vectors.at("")[3], 0.5f);
+  EXPECT_FALSE((*got)[1].has_value());
+  ASSERT_TRUE((*got)[2].has_value());
+  // "More like this": search with point 6's own vector finds point 6 first at distance 0.
+  SearchRequest req;
+  req.queries = (*got)[2]->vectors.at("");
+  req.k = 5;
+  req.filter = "color = \"blue\"";
+  SearchStats stats;
+  auto res = (*c)->Search(req, &stats);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  ASSERT_FALSE((*res)[0].empty());
+  EXPECT_EQ(std::get<uint64_t>((*res)[0][0].id), 6u);
+  EXPECT_FLOAT_EQ((*res)[0][0].distance, 0.f);
+  for (const auto& p : (*res)[0]) EXPECT_NE(p.payload.find("\"blue\""), std::string::npos);
+  EXPECT_EQ(stats.allowed, 1000u);
+  auto count = (*c)->CountByFilter(R"({"must": [{"key": "color", "match": {"value": "red"}}]})");
+  ASSERT_TRUE(count.ok()) << count.status().ToString();
+  EXPECT_EQ(*count, 999u);  // 1000 red minus deleted id 5
+  auto removed = (*c)->DeleteByFilter("label < 10");
+  ASSERT_TRUE(removed.ok());
+  EXPECT_EQ(*removed, 20u);  // ids 0..9 and 1000..1009, minus 5, plus "alpha" (label 7)
+  EXPECT_EQ((*c)->Count(), 1980u);
+}
+
+TEST_F(DatabaseTest, BadInputIsRejectedWithPreciseErrorsAndNothingIsWritten) {
+  auto db = OpenDb();
+  auto c = std::move(db->CreateCollection(Spec("items", 4))).value();
+  Record good;
+  good.id = uint64_t{1};
+  good.vectors[""] = {1, 2, 3, 4};
+  good.payload = R"({"label": 1})";
+  auto expect_error = [&](std::vector<Record> batch, const std::string& message) {
+    Status s = c->Upsert(batch);
+    EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+    EXPECT_EQ(s.message(), message);
+    EXPECT_EQ(c->Count(), 0u);
+  };
+  Record wrong_dim = good;
+  wrong_dim.id = uint64_t{2};
+  wrong_dim.vectors[""] = {1, 2, 3};
+  expect_error({good, wrong_dim}, "point 2: the vector has 3 dimensions, collection 'items' expects 4");
+  Record nan = good;
+  nan.vectors[""][2] = NAN;
+  expect_error({nan}, "point 1: the vector has a non-finite value at dimension 2");
+  expect_error({}, "upsert batch is empty");
+  expect_error({good, good}, "point 1 appears more than once in the batch");
+  Record array_payload = good;
+  array_payload.payload = "[1, 2]";
+  expect_error({array_payload}, "point 1: payload must be a JSON object, got array");
+  Record broken_payload = good;
+  broken_payload.payload = "{\"label\": ";
+  expect_error({broken_payload}, "point 1: payload is not valid JSON");
+  Record extra = good;
+  extra.vectors["text"] = {1};
+  expect_error({extra}, "point 1 has vector 'text', which collection 'items' does not define");
+
+  auto missing = db->GetCollection("nope");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_TRUE(missing.status().IsNotFound());
+  EXPECT_EQ(missing.status().message(), "collection 'nope' does not exist");
+  auto slash = db->CreateCollection(Spec("a/b", 4));
+  ASSERT_FALSE(slash.ok());
+  EXPECT_EQ(slash.status().message(), "collection name 'a/b' contains '/': use letters, digits, '_', '-' and '.'");
+  auto dup = db->CreateCollection(Spec("items", 4));
+  EXPECT_TRUE(dup.status().IsAlreadyExists());
+  auto bad_index = db->CreateCollection(Spec("x", 4, "HNSX"));
+  EXPECT_TRUE(bad_index.status().IsInvalidArgument());
+
+  ASSERT_TRUE(c->Upsert({good}).ok());
+  SearchRequest req;
+  req.queries = {1, 2, 3, 4};
+  req.filter = "label = \"one\"";
+  auto res = c->Search(req);
+  ASSERT_FALSE(res.ok());
+  EXPECT_EQ(res.status().message(), "filter compares field 'label' (integer) with string \"one\"");
+  req.filter = "label = ";
+  res = c->Search(req);
+  ASSERT_FALSE(res.ok());
+  EXPECT_NE(res.status().message().find("column"), std::string::npos) << res.status().message();
+  req.filter = "";
+  req.queries = {1, 2, 3};
+  res = c->Search(req);
+  EXPECT_EQ(res.status().message(), "query has 3 values, collection 'items' expects a multiple of 4");
+  req.queries = {1, 2, 3, 4};
+  req.k = 0;
+  res = c->Search(req);
+  EXPECT_EQ(res.status().message(), "k must be between 1 and 10000, got 0");
+  EXPECT_EQ(c->Count(), 1u);
+}
+
+TEST_F(DatabaseTest, NamedVectorsAreSearchedByName) {
+  auto db = OpenDb();
+  CollectionSpec spec;
+  spec.name = "media";
+  spec.vectors = {{"image", 3, Metric::kL2, "Flat"}, {"text", 2, Metric::kCosine, "HNSW8"}};
+  auto c = std::move(db->CreateCollection(spec)).value();
+  std::vector<Record> batch;
+  for (uint64_t i = 0; i < 50; ++i) {
+    Record r;
+    r.id = i;
+    r.vectors["image"] = {float(i), 0, 0};
+    r.vectors["text"] = {std::cos(i * 0.1f), std::sin(i * 0.1f)};
+    batch.push_back(r);
+  }
+  ASSERT_TRUE(c->Upsert(batch).ok());
+  SearchRequest req;
+  req.vector = "image";
+  req.queries = {20.2f, 0, 0};
+  req.k = 1;
+  EXPECT_EQ(std::get<uint64_t>((*c->Search(req))[0][0].id), 20u);
+  req.vector = "text";
+  req.queries = {std::cos(3.0f), std::sin(3.0f)};
+  EXPECT_EQ(std::get<uint64_t>((*c->Search(req))[0][0].id), 30u);
+  req.vector = "audio";
+  EXPECT_EQ(c->Search(req).status().message(), "collection 'media' has no vector 'audio'");
+}
+
+// Filtered search keeps recall@10 >= 0.95 against exact filtered search from 90% down to 0.1%.
+TEST_F(DatabaseTest, FilteredRecallAtEverySelectivity) {
+  auto data = testing::Clustered(20000, 50, 24, 40, 11);
+  auto db = OpenDb();
+  auto c = std::move(db->CreateCollection(Spec("items", 24))).value();
+  for (size_t b = 0; b < data.n(); b += 5000) ASSERT_TRUE(c->Upsert(Records(data, b, b + 5000)).ok());
+  for (int cut : {900, 100, 10, 1}) {  // label < cut: 90%, 10%, 1%, 0.1%
+    std::vector<bool> alive(data.n());
+    for (size_t i = 0; i < data.n(); ++i) alive[i] = int(i % 1000) < cut;
+    auto truth = testing::BruteForce(data, 10, Metric::kL2, &alive);
+    SearchRequest req;
+    req.queries = data.queries;
+    req.k = 10;
+    req.ef = 64;
+    req.with_payload = false;
+    req.filter = "label < " + std::to_string(cut);
+    SearchStats stats;
+    auto res = c->Search(req, &stats);
+    ASSERT_TRUE(res.ok()) << res.status().ToString();
+    std::vector<label_t> found(data.nq() * 10, kNoLabel);
+    for (size_t q = 0; q < data.nq(); ++q) {
+      for (size_t i = 0; i < (*res)[q].size(); ++i) {
+        found[q * 10 + i] = label_t(std::get<uint64_t>((*res)[q][i].id));
+        EXPECT_TRUE(alive[found[q * 10 + i]]);
+      }
+    }
+    double recall = testing::Recall(truth, found, 10);
+    EXPECT_GE(recall, 0.95) << "cut=" << cut << " strategy=" << stats.strategy;
+    EXPECT_EQ(stats.allowed, data.n() * cut / 1000);
+  }
+}
+
+TEST_F(DatabaseTest, SnapshotThenRestoreGivesIdenticalResults) {
+  auto data = testing::Clustered(3000, 30, 16, 10, 13);
+  SearchRequest req;
+  req.queries = data.queries;
+  req.k = 10;
+  std::vector<std::vector<ScoredPoint>> before;
+  {
+    auto db = OpenDb();
+    auto c = std::move(db->CreateCollection(Spec("items", 16))).value();
+    ASSERT_TRUE(c->Upsert(Records(data, 0, 3000)).ok());
+    ASSERT_TRUE(c->Delete({PointId{uint64_t{7}}}).ok());
+    before = std::move(c->Search(req)).value();
+    ASSERT_TRUE(c->Snapshot(dir_ + "/snap").ok());
+    Status again = c->Snapshot(dir_ + "/snap");
+    EXPECT_TRUE(again.IsAlreadyExists());
+  }
+  ASSERT_TRUE(Database::Restore(dir_ + "/snap", dir_ + "/db2", "copy").ok());
+  auto db2 = Database::Open(dir_ + "/db2");
+  ASSERT_TRUE(db2.ok());
+  auto c2 = std::move((*db2)->GetCollection("copy")).value();
+  EXPECT_EQ(c2->Count(), 2999u);
+  auto after = std::move(c2->Search(req)).value();
+  ASSERT_EQ(before.size(), after.size());
+  for (size_t q = 0; q < before.size(); ++q) {
+    ASSERT_EQ(before[q].size(), after[q].size());
+    for (size_t i = 0; i < before[q].size(); ++i) {
+      EXPECT_EQ(before[q][i].id, after[q][i].id);
+      EXPECT_EQ(before[q][i].distance, after[q][i].distance);
+      EXPECT_EQ(before[q][i].payload, after[q][i].payload);
+    }
+  }
+}
+
+// A corrupt checkpoint is detected, skipped and the index rebuilt from the records.
+TEST_F(DatabaseTest, CorruptCheckpointIsSkippedAndIndexRebuilt) {
+  auto data = testing::Clustered(1000, 10, 8, 5, 17);
+  {
+    auto db = OpenDb();
+    auto c = std::move(db->CreateCollection(Spec("items", 8))).value();
+    ASSERT_TRUE(c->Upsert(Records(data, 0, 1000)).ok());
+    ASSERT_TRUE(c->Checkpoint().ok());
+  }
+  size_t corrupted = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(dir_ + "/db/indexes")) {
+    if (entry.path().extension() != ".fathom") continue;
+    fs::resize_file(entry.path(), fs::file_size(entry.path()) / 2);
+    ++corrupted;
+  }
+  ASSERT_EQ(corrupted, 1u);
+  auto db = OpenDb();
+  auto c = std::move(db->GetCollection("items")).value();
+  EXPECT_EQ(c->Count(), 1000u);
+  SearchRequest req;
+  req.queries.assign(data.base.begin() + 42 * 8, data.base.begin() + 43 * 8);
+  req.k = 1;
+  EXPECT_EQ(std::get<uint64_t>((*c->Search(req))[0][0].id), 42u);
+}
+
+// Deleting and re-inserting half the points: recall within 0.01 of a fresh build, memory
+// within 10% of it, slots reused.
+TEST_F(DatabaseTest, ChurnKeepsRecallAndMemory) {
+  auto data = testing::Clustered(10000, 100, 32, 40, 19);
+  auto db = OpenDb();
+  auto churned = std::move(db->CreateCollection(Spec("churned", 32))).value();
+  auto fresh = std::move(db->CreateCollection(Spec("fresh", 32))).value();
+  ASSERT_TRUE(churned->Upsert(Records(data, 0, 10000)).ok());
+  std::vector<PointId> odd;
+  for (uint64_t i = 1; i < 10000; i += 2) odd.push_back(i);
+  ASSERT_EQ(*churned->Delete(odd), 5000u);
+  std::vector<Record> again;
+  for (auto& r : Records(data, 0, 10000)) {
+    if (std::get<uint64_t>(r.id) % 2 == 1) again.push_back(std::move(r));
+  }
+  ASSERT_TRUE(churned->Upsert(again).ok());
+  ASSERT_TRUE(fresh->Upsert(Records(data, 0, 10000)).ok());
+  auto truth = testing::BruteForce(data, 10, Metric::kL2);
+  auto recall = [&](Collection* c) {
+    SearchRequest req;
+    req.queries = data.queries;
+    req.k = 10;
+    req.ef = 64;
+    req.with_payload = false;
+    auto res = std::move(c->Search(req)).value();
+    std::vector<label_t> found(data.nq() * 10, kNoLabel);
+    for (size_t q = 0; q < data.nq(); ++q) {
+      for (size_t i = 0; i < res[q].size(); ++i) found[q * 10 + i] = label_t(std::get<uint64_t>(res[q][i].id));
+    }
+    return testing::Recall(truth, found, 10);
+  };
+  double r_churned = recall(churned), r_fresh = recall(fresh);
+  EXPECT_GE(r_churned, r_fresh - 0.01) << "fresh " << r_fresh;
+  EXPECT_LE(churned->memory_bytes(), fresh->memory_bytes() * 11 / 10)
+      << "fresh " << fresh->memory_bytes();
+}
+
+}  // namespace
+}  // namespace fathom

@@ -1,0 +1,1047 @@
+#include "db/filter.h"
+
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <system_error>
+
+#include <nlohmann/json.hpp>
+
+namespace fathom {
+namespace {
+
+using json = nlohmann::json;
+
+// 2^63 as a double: the first double above every int64.
+constexpr double kTwoPow63 = 9223372036854775808.0;
+
+std::partial_ordering CompareIntDouble(int64_t i, double d) {
+  if (std::isnan(d)) return std::partial_ordering::unordered;
+  if (d >= kTwoPow63) return std::partial_ordering::less;
+  if (d < -kTwoPow63) return std::partial_ordering::greater;
+  // d is now within int64 range, so its integral part converts exactly; the fraction decides ties.
+  const double whole = std::trunc(d);
+  const auto whole_int = static_cast<int64_t>(whole);
+  if (i != whole_int) return i <=> whole_int;
+  const double fraction = d - whole;
+  if (fraction > 0) return std::partial_ordering::less;
+  if (fraction < 0) return std::partial_ordering::greater;
+  return std::partial_ordering::equivalent;
+}
+
+std::partial_ordering Reverse(std::partial_ordering order) {
+  if (order == std::partial_ordering::less) return std::partial_ordering::greater;
+  if (order == std::partial_ordering::greater) return std::partial_ordering::less;
+  return order;
+}
+
+// Calls `visit` on each value `path` reaches from `node` (see the array rules in filter.h) and
+// returns true as soon as `visit` does. Recursion is bounded by twice the path length, whatever
+// the payload's nesting, because arrays are unwrapped only once per path position.
+template <class Visit>
+bool AnyValue(const json& node, const std::vector<std::string>& path, size_t position,
+              bool may_unwrap, const Visit& visit) {
+  if (node.is_array()) {
+    if (!may_unwrap) return false;
+    for (const json& element : node) {
+      if (AnyValue(element, path, position, false, visit)) return true;
+    }
+    return false;
+  }
+  if (position == path.size()) return visit(node);
+  if (!node.is_object()) return false;
+  const auto it = node.find(path[position]);
+  if (it == node.end()) return false;
+  return AnyValue(*it, path, position + 1, true, visit);
+}
+
+const char* JsonTypeName(const json& value) {
+  switch (value.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::object: return "object";
+    case json::value_t::array: return "array";
+    case json::value_t::string: return "string";
+    case json::value_t::boolean: return "bool";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned:
+    case json::value_t::number_float: return "number";
+    case json::value_t::binary: return "binary";
+    case json::value_t::discarded: return "discarded";
+  }
+  return "unknown";
+}
+
+// A string as a JSON literal, never throwing on invalid UTF-8 (messages must always render).
+std::string QuoteJson(const std::string& text) {
+  return json(text).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+FilterNode MakeCondition(Condition condition) {
+  FilterNode node;
+  node.type = FilterNode::Type::kCondition;
+  node.condition = std::move(condition);
+  return node;
+}
+
+FilterNode MakeNot(FilterNode child) {
+  FilterNode node;
+  node.type = FilterNode::Type::kNot;
+  node.children.push_back(std::move(child));
+  return node;
+}
+
+Status NestedTooDeep() {
+  return Status::InvalidArgument("filter is nested deeper than " + std::to_string(kMaxFilterDepth) +
+                                 " levels");
+}
+
+// ---- JSON form ----------------------------------------------------------------------------
+
+Result<Literal> JsonLiteral(const json& value, const std::string& what) {
+  if (value.is_boolean()) return Literal(value.get<bool>());
+  if (value.is_string()) return Literal(value.get<std::string>());
+  if (value.is_number()) {
+    Number number = *Number::FromJson(value);
+    if (!number.is_int() && std::isnan(number.float_value())) {
+      return Status::InvalidArgument(what + " is NaN");
+    }
+    return Literal(number);
+  }
+  return Status::InvalidArgument(what + " must be a string, number or bool, got " +
+                                 JsonTypeName(value));
+}
+
+Status ParseMatch(const json& match, Condition* condition) {
+  const std::string& key = condition->key;
+  if (!match.is_object()) {
+    return Status::InvalidArgument("'match' for key '" + key + "' must be an object, got " +
+                                   JsonTypeName(match));
+  }
+  const json* value = nullptr;
+  const json* any = nullptr;
+  for (const auto& [kind, operand] : match.items()) {
+    if (kind == "value") {
+      value = &operand;
+    } else if (kind == "any") {
+      any = &operand;
+    } else {
+      return Status::InvalidArgument("unknown match kind '" + kind + "' for key '" + key +
+                                     "': expected value or any");
+    }
+  }
+  if (value != nullptr && any != nullptr) {
+    return Status::InvalidArgument("'match' for key '" + key + "' has both 'value' and 'any'");
+  }
+  if (value != nullptr) {
+    FATHOM_ASSIGN_OR_RETURN(Literal literal, JsonLiteral(*value, "match value for key '" + key + "'"));
+    condition->op = Condition::Op::kEqual;
+    condition->values.push_back(std::move(literal));
+    return Status::OK();
+  }
+  if (any != nullptr) {
+    if (!any->is_array()) {
+      return Status::InvalidArgument("match 'any' for key '" + key + "' must be an array, got " +
+                                     JsonTypeName(*any));
+    }
+    condition->op = Condition::Op::kIn;
+    for (size_t i = 0; i < any->size(); ++i) {
+      FATHOM_ASSIGN_OR_RETURN(
+          Literal literal,
+          JsonLiteral((*any)[i], "match 'any' for key '" + key + "' element " + std::to_string(i)));
+      condition->values.push_back(std::move(literal));
+    }
+    return Status::OK();
+  }
+  return Status::InvalidArgument("'match' for key '" + key + "' needs 'value' or 'any'");
+}
+
+Status ParseRange(const json& range, Condition* condition) {
+  const std::string& key = condition->key;
+  if (!range.is_object()) {
+    return Status::InvalidArgument("'range' for key '" + key + "' must be an object, got " +
+                                   JsonTypeName(range));
+  }
+  condition->op = Condition::Op::kRange;
+  for (const auto& [bound, operand] : range.items()) {
+    std::optional<Number>* slot = nullptr;
+    if (bound == "gt") slot = &condition->gt;
+    else if (bound == "gte") slot = &condition->gte;
+    else if (bound == "lt") slot = &condition->lt;
+    else if (bound == "lte") slot = &condition->lte;
+    else {
+      return Status::InvalidArgument("unknown range bound '" + bound + "' for key '" + key +
+                                     "': expected gt, gte, lt, lte");
+    }
+    // Clients that serialise every optional field (Qdrant's Python models) send null bounds.
+    if (operand.is_null()) continue;
+    if (!operand.is_number()) {
+      return Status::InvalidArgument("range bound '" + bound + "' for key '" + key +
+                                     "' must be a number, got " + JsonTypeName(operand));
+    }
+    Number number = *Number::FromJson(operand);
+    if (!number.is_int() && std::isnan(number.float_value())) {
+      return Status::InvalidArgument("range bound '" + bound + "' for key '" + key + "' is NaN");
+    }
+    *slot = number;
+  }
+  if (!condition->gt && !condition->gte && !condition->lt && !condition->lte) {
+    return Status::InvalidArgument("'range' for key '" + key +
+                                   "' needs at least one of gt, gte, lt, lte");
+  }
+  return Status::OK();
+}
+
+bool IsCombinator(const std::string& name) {
+  return name == "must" || name == "should" || name == "must_not";
+}
+
+Result<FilterNode> ParseFieldCondition(const json& clause) {
+  const json& key_json = clause["key"];
+  if (!key_json.is_string()) {
+    return Status::InvalidArgument(std::string("filter 'key' must be a string, got ") +
+                                   JsonTypeName(key_json));
+  }
+  Condition condition;
+  condition.key = key_json.get<std::string>();
+  FATHOM_ASSIGN_OR_RETURN(condition.path, SplitFieldPath(condition.key));
+  const json* match = nullptr;
+  const json* range = nullptr;
+  for (const auto& [name, operand] : clause.items()) {
+    if (name == "key") continue;
+    if (name == "match") {
+      match = &operand;
+    } else if (name == "range") {
+      range = &operand;
+    } else if (IsCombinator(name) || name == "is_null") {
+      return Status::InvalidArgument("filter clause cannot mix 'key' with '" + name + "'");
+    } else {
+      return Status::InvalidArgument("unknown filter clause '" + name + "' in condition on key '" +
+                                     condition.key + "': expected match or range");
+    }
+  }
+  if (match != nullptr && range != nullptr) {
+    return Status::InvalidArgument("condition on key '" + condition.key +
+                                   "' has both 'match' and 'range'; use one per condition");
+  }
+  if (match != nullptr) {
+    FATHOM_RETURN_IF_ERROR(ParseMatch(*match, &condition));
+  } else if (range != nullptr) {
+    FATHOM_RETURN_IF_ERROR(ParseRange(*range, &condition));
+  } else {
+    return Status::InvalidArgument("condition on key '" + condition.key +
+                                   "' needs 'match' or 'range'");
+  }
+  return MakeCondition(std::move(condition));
+}
+
+Result<FilterNode> ParseIsNull(const json& clause) {
+  for (const auto& [name, operand] : clause.items()) {
+    if (name == "is_null") continue;
+    if (IsCombinator(name)) {
+      return Status::InvalidArgument("filter clause cannot mix 'is_null' with '" + name + "'");
+    }
+    return Status::InvalidArgument("unknown filter clause '" + name +
+                                   "': expected must, should, must_not, key, is_null");
+  }
+  const json& operand = clause["is_null"];
+  if (!operand.is_object()) {
+    return Status::InvalidArgument(std::string("'is_null' must be an object with a 'key', got ") +
+                                   JsonTypeName(operand));
+  }
+  const json* key = nullptr;
+  for (const auto& [name, value] : operand.items()) {
+    if (name != "key") {
+      return Status::InvalidArgument("unknown field '" + name + "' in 'is_null': expected key");
+    }
+    key = &value;
+  }
+  if (key == nullptr) return Status::InvalidArgument("'is_null' needs a 'key'");
+  if (!key->is_string()) {
+    return Status::InvalidArgument(std::string("'is_null' key must be a string, got ") +
+                                   JsonTypeName(*key));
+  }
+  Condition condition;
+  condition.op = Condition::Op::kIsNull;
+  condition.key = key->get<std::string>();
+  FATHOM_ASSIGN_OR_RETURN(condition.path, SplitFieldPath(condition.key));
+  return MakeCondition(std::move(condition));
+}
+
+Result<FilterNode> ParseClause(const json& clause, size_t depth);
+
+Result<std::vector<FilterNode>> ParseClauseList(const json& list, const std::string& name,
+                                                size_t depth) {
+  std::vector<FilterNode> nodes;
+  if (list.is_null()) return nodes;
+  // Qdrant accepts a single clause where a list is expected; so do we.
+  if (list.is_object()) {
+    FATHOM_ASSIGN_OR_RETURN(FilterNode node, ParseClause(list, depth + 1));
+    nodes.push_back(std::move(node));
+    return nodes;
+  }
+  if (!list.is_array()) {
+    return Status::InvalidArgument("filter clause '" + name + "' must be an array of clauses, got " +
+                                   JsonTypeName(list));
+  }
+  for (size_t i = 0; i < list.size(); ++i) {
+    const json& element = list[i];
+    if (!element.is_object()) {
+      return Status::InvalidArgument("filter clause '" + name + "' element " + std::to_string(i) +
+                                     " must be an object, got " + JsonTypeName(element));
+    }
+    FATHOM_ASSIGN_OR_RETURN(FilterNode node, ParseClause(element, depth + 1));
+    nodes.push_back(std::move(node));
+  }
+  return nodes;
+}
+
+// `depth` counts clause objects from the root (1); only objects recurse, so it bounds the stack.
+Result<FilterNode> ParseClause(const json& clause, size_t depth) {
+  if (depth > kMaxFilterDepth) return NestedTooDeep();
+  if (clause.contains("key")) return ParseFieldCondition(clause);
+  if (clause.contains("is_null")) return ParseIsNull(clause);
+
+  std::vector<FilterNode> must;
+  std::vector<FilterNode> should;
+  std::vector<FilterNode> must_not;
+  for (const auto& [name, operand] : clause.items()) {
+    if (name == "must") {
+      FATHOM_ASSIGN_OR_RETURN(must, ParseClauseList(operand, name, depth));
+    } else if (name == "should") {
+      FATHOM_ASSIGN_OR_RETURN(should, ParseClauseList(operand, name, depth));
+    } else if (name == "must_not") {
+      FATHOM_ASSIGN_OR_RETURN(must_not, ParseClauseList(operand, name, depth));
+    } else if (name == "match" || name == "range") {
+      return Status::InvalidArgument("filter clause has '" + name + "' but no 'key'");
+    } else {
+      return Status::InvalidArgument("unknown filter clause '" + name +
+                                     "': expected must, should, must_not, key, is_null");
+    }
+  }
+
+  FilterNode node;  // AND of: every must, at least one should, no must_not
+  node.type = FilterNode::Type::kAnd;
+  for (FilterNode& child : must) node.children.push_back(std::move(child));
+  if (should.size() == 1) {
+    node.children.push_back(std::move(should.front()));
+  } else if (should.size() > 1) {
+    FilterNode any;
+    any.type = FilterNode::Type::kOr;
+    any.children = std::move(should);
+    node.children.push_back(std::move(any));
+  }
+  for (FilterNode& child : must_not) node.children.push_back(MakeNot(std::move(child)));
+  // A lone part needs no AND around it; keeping the tree shallow keeps Depth() honest.
+  if (node.children.size() == 1) return std::move(node.children.front());
+  return node;
+}
+
+// ---- Text form ----------------------------------------------------------------------------
+
+enum class Tok : uint8_t {
+  kEnd, kField, kString, kNumber, kLParen, kRParen, kComma,
+  kEq, kNe, kLt, kLe, kGt, kGe,
+  kAnd, kOr, kNot, kIn, kIs, kNull, kTrue, kFalse,
+};
+
+struct Token {
+  Tok kind = Tok::kEnd;
+  size_t column = 0;         // 1-based byte column of the first character
+  std::string_view text;     // as written
+  std::string string_value;  // kString: unescaped
+  std::optional<Number> number;
+};
+
+bool IsWordStart(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+bool IsWordChar(char c) { return IsWordStart(c) || (c >= '0' && c <= '9'); }
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (x != b[i]) return false;
+  }
+  return true;
+}
+
+std::string DescribeChar(char c) {
+  if (c >= 0x20 && c < 0x7f) return std::string("'") + c + "'";
+  static const char kHex[] = "0123456789abcdef";
+  const auto byte = static_cast<unsigned char>(c);
+  return std::string("byte 0x") + kHex[byte >> 4] + kHex[byte & 15];
+}
+
+void AppendUtf8(uint32_t code_point, std::string* out) {
+  if (code_point < 0x80) {
+    out->push_back(static_cast<char>(code_point));
+  } else if (code_point < 0x800) {
+    out->push_back(static_cast<char>(0xc0 | (code_point >> 6)));
+    out->push_back(static_cast<char>(0x80 | (code_point & 0x3f)));
+  } else if (code_point < 0x10000) {
+    out->push_back(static_cast<char>(0xe0 | (code_point >> 12)));
+    out->push_back(static_cast<char>(0x80 | ((code_point >> 6) & 0x3f)));
+    out->push_back(static_cast<char>(0x80 | (code_point & 0x3f)));
+  } else {
+    out->push_back(static_cast<char>(0xf0 | (code_point >> 18)));
+    out->push_back(static_cast<char>(0x80 | ((code_point >> 12) & 0x3f)));
+    out->push_back(static_cast<char>(0x80 | ((code_point >> 6) & 0x3f)));
+    out->push_back(static_cast<char>(0x80 | (code_point & 0x3f)));
+  }
+}
+
+class TextParser {
+ public:
+  explicit TextParser(std::string_view text) : text_(text) {}
+
+  Result<FilterNode> Parse() {
+    FATHOM_RETURN_IF_ERROR(Advance());
+    FATHOM_ASSIGN_OR_RETURN(FilterNode node, ParseOr(0));
+    if (tok_.kind != Tok::kEnd) {
+      return Error(tok_.column, "expected AND, OR or end of input, found " + Describe(tok_));
+    }
+    return node;
+  }
+
+ private:
+  Status Error(size_t column, const std::string& message) const {
+    return Status::InvalidArgument("filter parse error at column " + std::to_string(column) + ": " +
+                                   message);
+  }
+
+  static std::string Describe(const Token& token) {
+    switch (token.kind) {
+      case Tok::kEnd: return "end of input";
+      case Tok::kString: return "string " + QuoteJson(token.string_value);
+      case Tok::kNumber: return "number " + std::string(token.text);
+      default: return "'" + std::string(token.text) + "'";
+    }
+  }
+
+  Status Advance() {
+    prev_text_ = tok_.text;
+    has_prev_ = tok_.column != 0;
+    tok_ = Token();
+    return Lex(&tok_);
+  }
+
+  // ---- grammar: or := and (OR and)*; and := not (AND not)*; not := NOT not | primary ----
+
+  Result<FilterNode> ParseOr(size_t depth) {
+    FATHOM_ASSIGN_OR_RETURN(FilterNode first, ParseAnd(depth));
+    if (tok_.kind != Tok::kOr) return first;
+    FilterNode node;
+    node.type = FilterNode::Type::kOr;
+    node.children.push_back(std::move(first));
+    while (tok_.kind == Tok::kOr) {
+      FATHOM_RETURN_IF_ERROR(Advance());
+      FATHOM_ASSIGN_OR_RETURN(FilterNode next, ParseAnd(depth));
+      node.children.push_back(std::move(next));
+    }
+    return node;
+  }
+
+  Result<FilterNode> ParseAnd(size_t depth) {
+    FATHOM_ASSIGN_OR_RETURN(FilterNode first, ParseNot(depth));
+    if (tok_.kind != Tok::kAnd) return first;
+    FilterNode node;
+    node.type = FilterNode::Type::kAnd;
+    node.children.push_back(std::move(first));
+    while (tok_.kind == Tok::kAnd) {
+      FATHOM_RETURN_IF_ERROR(Advance());
+      FATHOM_ASSIGN_OR_RETURN(FilterNode next, ParseNot(depth));
+      node.children.push_back(std::move(next));
+    }
+    return node;
+  }
+
+  // `depth` counts NOTs and parentheses around the current point; each one is a recursion.
+  Result<FilterNode> ParseNot(size_t depth) {
+    if (tok_.kind != Tok::kNot) return ParsePrimary(depth);
+    if (depth + 1 > kMaxFilterDepth) return Error(tok_.column, NestedTooDeep().message());
+    FATHOM_RETURN_IF_ERROR(Advance());
+    FATHOM_ASSIGN_OR_RETURN(FilterNode child, ParseNot(depth + 1));
+    return MakeNot(std::move(child));
+  }
+
+  Result<FilterNode> ParsePrimary(size_t depth) {
+    if (tok_.kind == Tok::kLParen) {
+      if (depth + 1 > kMaxFilterDepth) return Error(tok_.column, NestedTooDeep().message());
+      const size_t open_column = tok_.column;
+      FATHOM_RETURN_IF_ERROR(Advance());
+      FATHOM_ASSIGN_OR_RETURN(FilterNode inner, ParseOr(depth + 1));
+      if (tok_.kind != Tok::kRParen) {
+        return Error(tok_.column, "expected AND, OR or ')' to close the '(' at column " +
+                                      std::to_string(open_column) + ", found " + Describe(tok_));
+      }
+      FATHOM_RETURN_IF_ERROR(Advance());
+      return inner;
+    }
+    if (tok_.kind == Tok::kField) return ParseCondition();
+    std::string after = has_prev_ ? " after '" + std::string(prev_text_) + "'" : "";
+    return Error(tok_.column, "expected a condition (a field name, NOT or '(')" + after +
+                                  ", found " + Describe(tok_));
+  }
+
+  Result<FilterNode> ParseCondition() {
+    Condition condition;
+    condition.key = std::string(tok_.text);
+    FATHOM_ASSIGN_OR_RETURN(condition.path, SplitFieldPath(condition.key));
+    FATHOM_RETURN_IF_ERROR(Advance());
+
+    switch (tok_.kind) {
+      case Tok::kEq:
+      case Tok::kNe:
+      case Tok::kLt:
+      case Tok::kLe:
+      case Tok::kGt:
+      case Tok::kGe: {
+        const Tok op = tok_.kind;
+        const std::string op_text(tok_.text);
+        FATHOM_RETURN_IF_ERROR(Advance());
+        const size_t value_column = tok_.column;
+        const char* null_hint = op == Tok::kEq ? "IS NULL" : op == Tok::kNe ? "IS NOT NULL" : nullptr;
+        FATHOM_ASSIGN_OR_RETURN(Literal value, ParseValue("after '" + op_text + "'", null_hint));
+        if (op == Tok::kEq || op == Tok::kNe) {
+          condition.op = op == Tok::kEq ? Condition::Op::kEqual : Condition::Op::kNotEqual;
+          condition.values.push_back(std::move(value));
+          return MakeCondition(std::move(condition));
+        }
+        if (!std::holds_alternative<Number>(value)) {
+          return Error(value_column, "'" + op_text + "' needs a number, found " + DescribeLiteral(value));
+        }
+        const Number bound = std::get<Number>(value);
+        condition.op = Condition::Op::kRange;
+        if (op == Tok::kLt) condition.lt = bound;
+        if (op == Tok::kLe) condition.lte = bound;
+        if (op == Tok::kGt) condition.gt = bound;
+        if (op == Tok::kGe) condition.gte = bound;
+        return MakeCondition(std::move(condition));
+      }
+      case Tok::kIn: {
+        FATHOM_RETURN_IF_ERROR(Advance());
+        if (tok_.kind != Tok::kLParen) {
+          return Error(tok_.column, "expected '(' after IN, found " + Describe(tok_));
+        }
+        FATHOM_RETURN_IF_ERROR(Advance());
+        condition.op = Condition::Op::kIn;
+        if (tok_.kind == Tok::kRParen) {
+          FATHOM_RETURN_IF_ERROR(Advance());
+          return MakeCondition(std::move(condition));
+        }
+        while (true) {
+          FATHOM_ASSIGN_OR_RETURN(Literal value, ParseValue("in the IN list", nullptr));
+          condition.values.push_back(std::move(value));
+          if (tok_.kind == Tok::kComma) {
+            FATHOM_RETURN_IF_ERROR(Advance());
+            continue;
+          }
+          if (tok_.kind == Tok::kRParen) {
+            FATHOM_RETURN_IF_ERROR(Advance());
+            return MakeCondition(std::move(condition));
+          }
+          return Error(tok_.column, "expected ',' or ')' in the IN list, found " + Describe(tok_));
+        }
+      }
+      case Tok::kIs: {
+        FATHOM_RETURN_IF_ERROR(Advance());
+        bool negated = false;
+        if (tok_.kind == Tok::kNot) {
+          negated = true;
+          FATHOM_RETURN_IF_ERROR(Advance());
+        }
+        if (tok_.kind != Tok::kNull) {
+          return Error(tok_.column, std::string(negated ? "expected NULL after IS NOT"
+                                                        : "expected NULL or NOT NULL after IS") +
+                                        ", found " + Describe(tok_));
+        }
+        FATHOM_RETURN_IF_ERROR(Advance());
+        condition.op = Condition::Op::kIsNull;
+        FilterNode node = MakeCondition(std::move(condition));
+        return negated ? MakeNot(std::move(node)) : std::move(node);
+      }
+      default:
+        // A bare field name is a flag: `NOT sold` reads as NOT (sold = true).
+        condition.op = Condition::Op::kEqual;
+        condition.values.push_back(Literal(true));
+        return MakeCondition(std::move(condition));
+    }
+  }
+
+  Result<Literal> ParseValue(const std::string& context, const char* null_hint) {
+    Literal value;
+    switch (tok_.kind) {
+      case Tok::kString: value = std::move(tok_.string_value); break;
+      case Tok::kNumber: value = *tok_.number; break;
+      case Tok::kTrue: value = true; break;
+      case Tok::kFalse: value = false; break;
+      default: {
+        std::string message =
+            "expected a value (string, number, true or false) " + context + ", found " + Describe(tok_);
+        if (tok_.kind == Tok::kNull && null_hint != nullptr) {
+          message += std::string(" (use ") + null_hint + ")";
+        }
+        return Error(tok_.column, message);
+      }
+    }
+    FATHOM_RETURN_IF_ERROR(Advance());
+    return value;
+  }
+
+  // ---- lexer ----
+
+  Status Lex(Token* token) {
+    while (pos_ < text_.size() &&
+           (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\n' || text_[pos_] == '\r')) {
+      ++pos_;
+    }
+    token->column = pos_ + 1;
+    const size_t start = pos_;
+    if (pos_ == text_.size()) {
+      token->kind = Tok::kEnd;
+      token->text = text_.substr(start, 0);
+      return Status::OK();
+    }
+    const char c = text_[pos_];
+    const char next = pos_ + 1 < text_.size() ? text_[pos_ + 1] : '\0';
+    auto punct = [&](Tok kind, size_t length) {
+      token->kind = kind;
+      token->text = text_.substr(start, length);
+      pos_ += length;
+      return Status::OK();
+    };
+    switch (c) {
+      case '(': return punct(Tok::kLParen, 1);
+      case ')': return punct(Tok::kRParen, 1);
+      case ',': return punct(Tok::kComma, 1);
+      case '=': return punct(Tok::kEq, next == '=' ? 2 : 1);
+      case '!':
+        if (next == '=') return punct(Tok::kNe, 2);
+        return Error(token->column, "unexpected character '!' (use != or NOT)");
+      case '<':
+        if (next == '=') return punct(Tok::kLe, 2);
+        if (next == '>') return punct(Tok::kNe, 2);
+        return punct(Tok::kLt, 1);
+      case '>':
+        if (next == '=') return punct(Tok::kGe, 2);
+        return punct(Tok::kGt, 1);
+      case '"':
+      case '\'': return LexString(token);
+      default: break;
+    }
+    if (c == '-' || IsDigit(c)) return LexNumber(token);
+    if (IsWordStart(c)) return LexWord(token);
+    return Error(token->column, "unexpected character " + DescribeChar(c));
+  }
+
+  Status LexWord(Token* token) {
+    const size_t start = pos_;
+    while (pos_ < text_.size() && IsWordChar(text_[pos_])) ++pos_;
+    bool dotted = false;
+    while (pos_ < text_.size() && text_[pos_] == '.') {
+      if (pos_ + 1 >= text_.size() || !IsWordChar(text_[pos_ + 1])) {
+        const std::string found =
+            pos_ + 1 >= text_.size() ? "end of input" : DescribeChar(text_[pos_ + 1]);
+        return Error(pos_ + 2, "expected a field name segment after '.', found " + found);
+      }
+      dotted = true;
+      ++pos_;
+      while (pos_ < text_.size() && IsWordChar(text_[pos_])) ++pos_;
+    }
+    token->text = text_.substr(start, pos_ - start);
+    token->kind = Tok::kField;
+    if (dotted) return Status::OK();
+    static constexpr std::pair<std::string_view, Tok> kKeywords[] = {
+        {"and", Tok::kAnd}, {"or", Tok::kOr},     {"not", Tok::kNot},   {"in", Tok::kIn},
+        {"is", Tok::kIs},   {"null", Tok::kNull}, {"true", Tok::kTrue}, {"false", Tok::kFalse},
+    };
+    for (const auto& [word, kind] : kKeywords) {
+      if (EqualsIgnoreCase(token->text, word)) token->kind = kind;
+    }
+    return Status::OK();
+  }
+
+  Status LexNumber(Token* token) {
+    const size_t start = pos_;
+    if (text_[pos_] == '-') {
+      ++pos_;
+      if (pos_ >= text_.size() || !IsDigit(text_[pos_])) {
+        const std::string found = pos_ >= text_.size() ? "end of input" : DescribeChar(text_[pos_]);
+        return Error(start + 1, "expected a number after '-', found " + found);
+      }
+    }
+    bool is_float = false;
+    while (pos_ < text_.size() && IsDigit(text_[pos_])) ++pos_;
+    if (pos_ + 1 < text_.size() && text_[pos_] == '.' && IsDigit(text_[pos_ + 1])) {
+      is_float = true;
+      ++pos_;
+      while (pos_ < text_.size() && IsDigit(text_[pos_])) ++pos_;
+    }
+    if (pos_ < text_.size() && (text_[pos_] == 'e' || text_[pos_] == 'E')) {
+      size_t p = pos_ + 1;
+      if (p < text_.size() && (text_[p] == '+' || text_[p] == '-')) ++p;
+      if (p < text_.size() && IsDigit(text_[p])) {
+        is_float = true;
+        pos_ = p;
+        while (pos_ < text_.size() && IsDigit(text_[pos_])) ++pos_;
+      }
+    }
+    // "5abc", "1.2.3", "5." are typos, not a number followed by a field.
+    if (pos_ < text_.size() && (IsWordChar(text_[pos_]) || text_[pos_] == '.')) {
+      while (pos_ < text_.size() && (IsWordChar(text_[pos_]) || text_[pos_] == '.')) ++pos_;
+      return Error(start + 1, "invalid number '" + std::string(text_.substr(start, pos_ - start)) + "'");
+    }
+    token->kind = Tok::kNumber;
+    token->text = text_.substr(start, pos_ - start);
+    const char* first = token->text.data();
+    const char* last = first + token->text.size();
+    if (!is_float) {
+      int64_t value = 0;
+      const auto [ptr, ec] = std::from_chars(first, last, value);
+      if (ec == std::errc() && ptr == last) {
+        token->number = Number::Int(value);
+        return Status::OK();
+      }
+      // Integers beyond int64 become doubles, as unsigned JSON integers above 2^63-1 do.
+    }
+    double value = 0;
+    const auto [ptr, ec] = std::from_chars(first, last, value);
+    if (ec != std::errc() || ptr != last || !std::isfinite(value)) {
+      return Error(start + 1, "number '" + std::string(token->text) + "' is out of range");
+    }
+    token->number = Number::Float(value);
+    return Status::OK();
+  }
+
+  Status LexString(Token* token) {
+    const size_t start = pos_;
+    const char quote = text_[pos_++];
+    std::string value;
+    while (true) {
+      if (pos_ >= text_.size()) return Error(start + 1, "unterminated string");
+      const char c = text_[pos_];
+      if (c == quote) {
+        ++pos_;
+        break;
+      }
+      if (c != '\\') {
+        value.push_back(c);
+        ++pos_;
+        continue;
+      }
+      const size_t escape_column = pos_ + 1;
+      if (pos_ + 1 >= text_.size()) return Error(start + 1, "unterminated string");
+      const char e = text_[pos_ + 1];
+      pos_ += 2;
+      switch (e) {
+        case '"': case '\'': case '\\': case '/': value.push_back(e); break;
+        case 'b': value.push_back('\b'); break;
+        case 'f': value.push_back('\f'); break;
+        case 'n': value.push_back('\n'); break;
+        case 'r': value.push_back('\r'); break;
+        case 't': value.push_back('\t'); break;
+        case 'u': {
+          uint32_t code_point = 0;
+          if (!ReadHex4(&code_point)) {
+            return Error(escape_column, "invalid \\u escape in string: expected 4 hex digits");
+          }
+          if (code_point >= 0xd800 && code_point <= 0xdbff) {
+            uint32_t low = 0;
+            if (pos_ + 1 < text_.size() && text_[pos_] == '\\' && text_[pos_ + 1] == 'u') {
+              pos_ += 2;
+              if (!ReadHex4(&low)) {
+                return Error(escape_column, "invalid \\u escape in string: expected 4 hex digits");
+              }
+            }
+            if (low < 0xdc00 || low > 0xdfff) {
+              return Error(escape_column, "invalid \\u escape in string: unpaired surrogate");
+            }
+            code_point = 0x10000 + ((code_point - 0xd800) << 10) + (low - 0xdc00);
+          } else if (code_point >= 0xdc00 && code_point <= 0xdfff) {
+            return Error(escape_column, "invalid \\u escape in string: unpaired surrogate");
+          }
+          AppendUtf8(code_point, &value);
+          break;
+        }
+        default:
+          return Error(escape_column, "invalid escape " + std::string("'\\") + e + "' in string");
+      }
+    }
+    token->kind = Tok::kString;
+    token->text = text_.substr(start, pos_ - start);
+    token->string_value = std::move(value);
+    return Status::OK();
+  }
+
+  bool ReadHex4(uint32_t* out) {
+    if (pos_ + 4 > text_.size()) return false;
+    uint32_t value = 0;
+    for (size_t i = 0; i < 4; ++i) {
+      const char h = text_[pos_ + i];
+      value <<= 4;
+      if (h >= '0' && h <= '9') value |= static_cast<uint32_t>(h - '0');
+      else if (h >= 'a' && h <= 'f') value |= static_cast<uint32_t>(h - 'a' + 10);
+      else if (h >= 'A' && h <= 'F') value |= static_cast<uint32_t>(h - 'A' + 10);
+      else return false;
+    }
+    pos_ += 4;
+    *out = value;
+    return true;
+  }
+
+  std::string_view text_;
+  size_t pos_ = 0;
+  Token tok_;
+  std::string_view prev_text_;
+  bool has_prev_ = false;
+};
+
+// ---- tree walks ---------------------------------------------------------------------------
+
+size_t NodeDepth(const FilterNode& node) {
+  size_t deepest_child = 0;
+  for (const FilterNode& child : node.children) deepest_child = std::max(deepest_child, NodeDepth(child));
+  return 1 + deepest_child;
+}
+
+void CollectKeys(const FilterNode& node, std::vector<std::string>* keys) {
+  if (node.type == FilterNode::Type::kCondition) {
+    for (const std::string& key : *keys) {
+      if (key == node.condition.key) return;
+    }
+    keys->push_back(node.condition.key);
+    return;
+  }
+  for (const FilterNode& child : node.children) CollectKeys(child, keys);
+}
+
+bool Fits(FieldType type, const Literal& literal) {
+  switch (type) {
+    case FieldType::kKeyword: return std::holds_alternative<std::string>(literal);
+    case FieldType::kInteger:
+    case FieldType::kFloat: return std::holds_alternative<Number>(literal);
+    case FieldType::kBool: return std::holds_alternative<bool>(literal);
+  }
+  return false;
+}
+
+Status CheckNodeTypes(const FilterNode& node, const std::map<std::string, FieldType>& indexed) {
+  if (node.type != FilterNode::Type::kCondition) {
+    for (const FilterNode& child : node.children) {
+      FATHOM_RETURN_IF_ERROR(CheckNodeTypes(child, indexed));
+    }
+    return Status::OK();
+  }
+  const Condition& condition = node.condition;
+  const auto it = indexed.find(condition.key);
+  if (it == indexed.end()) return Status::OK();
+  auto check = [&](const Literal& literal) {
+    if (Fits(it->second, literal)) return Status::OK();
+    return Status::InvalidArgument("filter compares field '" + condition.key + "' (" +
+                                   FieldTypeName(it->second) + ") with " + DescribeLiteral(literal));
+  };
+  for (const Literal& literal : condition.values) FATHOM_RETURN_IF_ERROR(check(literal));
+  for (const auto* bound : {&condition.gt, &condition.gte, &condition.lt, &condition.lte}) {
+    if (bound->has_value()) FATHOM_RETURN_IF_ERROR(check(Literal(**bound)));
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+// ---- Number, literals ---------------------------------------------------------------------
+
+std::optional<Number> Number::FromJson(const json& value) {
+  if (value.is_number_unsigned()) {
+    const auto u = value.get<uint64_t>();
+    if (u <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return Int(static_cast<int64_t>(u));
+    }
+    return Float(static_cast<double>(u));
+  }
+  if (value.is_number_integer()) return Int(value.get<int64_t>());
+  if (value.is_number_float()) return Float(value.get<double>());
+  return std::nullopt;
+}
+
+std::string Number::ToString() const {
+  if (is_int_) return std::to_string(int_);
+  char buffer[64];
+  const auto result = std::to_chars(buffer, buffer + sizeof(buffer), float_);
+  std::string text(buffer, result.ptr);
+  // Keep floats recognisable as floats ("5.0", not "5"); 'n' covers inf and nan.
+  if (text.find_first_of(".en") == std::string::npos) text += ".0";
+  return text;
+}
+
+std::partial_ordering operator<=>(const Number& a, const Number& b) {
+  if (a.is_int_ && b.is_int_) return a.int_ <=> b.int_;
+  if (!a.is_int_ && !b.is_int_) return a.float_ <=> b.float_;
+  if (a.is_int_) return CompareIntDouble(a.int_, b.float_);
+  return Reverse(CompareIntDouble(b.int_, a.float_));
+}
+
+std::string DescribeLiteral(const Literal& literal) {
+  if (const bool* b = std::get_if<bool>(&literal)) return *b ? "bool true" : "bool false";
+  if (const Number* n = std::get_if<Number>(&literal)) return "number " + n->ToString();
+  return "string " + QuoteJson(std::get<std::string>(literal));
+}
+
+bool LiteralEquals(const Literal& literal, const json& value) {
+  if (const bool* b = std::get_if<bool>(&literal)) return value.is_boolean() && value.get<bool>() == *b;
+  if (const Number* n = std::get_if<Number>(&literal)) {
+    const std::optional<Number> number = Number::FromJson(value);
+    return number.has_value() && *number == *n;
+  }
+  return value.is_string() && value.get_ref<const std::string&>() == std::get<std::string>(literal);
+}
+
+// ---- Condition, FilterNode ----------------------------------------------------------------
+
+bool Condition::InRange(const Number& number) const {
+  if (gt && !(number > *gt)) return false;
+  if (gte && !(number >= *gte)) return false;
+  if (lt && !(number < *lt)) return false;
+  if (lte && !(number <= *lte)) return false;
+  return true;
+}
+
+bool Condition::Matches(const json& payload) const {
+  switch (op) {
+    case Op::kIsNull:
+      return !AnyValue(payload, path, 0, true, [](const json& v) { return !v.is_null(); });
+    case Op::kEqual:
+      if (values.empty()) return false;
+      return AnyValue(payload, path, 0, true,
+                      [&](const json& v) { return LiteralEquals(values.front(), v); });
+    case Op::kNotEqual: {
+      if (values.empty()) return false;
+      bool has_value = false;
+      const bool equal = AnyValue(payload, path, 0, true, [&](const json& v) {
+        has_value = has_value || !v.is_null();
+        return LiteralEquals(values.front(), v);
+      });
+      return has_value && !equal;
+    }
+    case Op::kIn:
+      return AnyValue(payload, path, 0, true, [&](const json& v) {
+        for (const Literal& literal : values) {
+          if (LiteralEquals(literal, v)) return true;
+        }
+        return false;
+      });
+    case Op::kRange:
+      return AnyValue(payload, path, 0, true, [&](const json& v) {
+        const std::optional<Number> number = Number::FromJson(v);
+        return number.has_value() && InRange(*number);
+      });
+  }
+  return false;
+}
+
+bool FilterNode::Matches(const json& payload) const {
+  switch (type) {
+    case Type::kAnd:
+      for (const FilterNode& child : children) {
+        if (!child.Matches(payload)) return false;
+      }
+      return true;
+    case Type::kOr:
+      for (const FilterNode& child : children) {
+        if (child.Matches(payload)) return true;
+      }
+      return false;
+    case Type::kNot: return children.empty() || !children.front().Matches(payload);
+    case Type::kCondition: return condition.Matches(payload);
+  }
+  return false;
+}
+
+// ---- Filter -------------------------------------------------------------------------------
+
+Result<Filter> Filter::ParseJson(std::string_view json_text) {
+  json parsed;
+  try {
+    parsed = json::parse(json_text);
+  } catch (const json::parse_error& e) {
+    // nlohmann says "[json.exception.parse_error.101] parse error at line 1, column 17: <why>";
+    // keep <why> and report the byte offset, which is unambiguous for one-line bodies too.
+    std::string detail = e.what();
+    const size_t at = detail.find("parse error");
+    const size_t colon = at == std::string::npos ? std::string::npos : detail.find(": ", at);
+    if (colon != std::string::npos) detail = detail.substr(colon + 2);
+    return Status::InvalidArgument("filter is not valid JSON at byte " + std::to_string(e.byte) +
+                                   ": " + detail);
+  } catch (const json::exception& e) {
+    std::string detail = e.what();
+    const size_t bracket = detail.find("] ");
+    if (bracket != std::string::npos) detail = detail.substr(bracket + 2);
+    return Status::InvalidArgument("filter is not valid JSON: " + detail);
+  }
+  return ParseJsonValue(parsed);
+}
+
+Result<Filter> Filter::ParseJsonValue(const json& value) {
+  if (!value.is_object()) {
+    return Status::InvalidArgument(std::string("filter must be a JSON object, got ") +
+                                   JsonTypeName(value));
+  }
+  try {
+    FATHOM_ASSIGN_OR_RETURN(FilterNode root, ParseClause(value, 1));
+    return Filter(std::move(root));
+  } catch (const json::exception& e) {
+    // Every access above is type-checked first; this only guards against a library surprise.
+    return Status::InvalidArgument(std::string("filter could not be read: ") + e.what());
+  }
+}
+
+Result<Filter> Filter::ParseText(std::string_view text) {
+  TextParser parser(text);
+  FATHOM_ASSIGN_OR_RETURN(FilterNode root, parser.Parse());
+  return Filter(std::move(root));
+}
+
+size_t Filter::Depth() const { return NodeDepth(root_); }
+
+std::vector<std::string> Filter::Fields() const {
+  std::vector<std::string> keys;
+  CollectKeys(root_, &keys);
+  return keys;
+}
+
+Status Filter::CheckTypes(const std::map<std::string, FieldType>& indexed) const {
+  return CheckNodeTypes(root_, indexed);
+}
+
+// ---- field paths --------------------------------------------------------------------------
+
+Result<std::vector<std::string>> SplitFieldPath(std::string_view key) {
+  if (key.empty()) return Status::InvalidArgument("field path is empty");
+  std::vector<std::string> path;
+  size_t begin = 0;
+  while (true) {
+    const size_t dot = key.find('.', begin);
+    const std::string_view segment =
+        key.substr(begin, dot == std::string_view::npos ? std::string_view::npos : dot - begin);
+    if (segment.empty()) {
+      return Status::InvalidArgument("field path '" + std::string(key) + "' has an empty segment");
+    }
+    path.emplace_back(segment);
+    if (dot == std::string_view::npos) break;
+    begin = dot + 1;
+  }
+  return path;
+}
+
+void CollectFieldValues(const json& payload, const std::vector<std::string>& path,
+                        std::vector<const json*>* out) {
+  AnyValue(payload, path, 0, true, [out](const json& value) {
+    out->push_back(&value);
+    return false;
+  });
+}
+
+}  // namespace fathom

@@ -1,0 +1,173 @@
+// Filter: a predicate over a record's JSON-object payload, parsed from a Qdrant-style JSON form or
+// a text form for people, and evaluated either directly (Matches) or through a PayloadIndex.
+//
+//   JSON: {"must": [{"key": "category", "match": {"value": "shoe"}},
+//                   {"key": "price", "range": {"lt": 50}}],
+//          "should": [...], "must_not": [{"key": "sold", "match": {"value": true}}]}
+//   text: category = "shoe" AND price < 50 AND tag IN ("a", "b") AND NOT sold
+//
+// The parsed form is a small tree (FilterNode): AND / OR / NOT over conditions on a field path
+// ("meta.color" walks nested objects). Semantics, shared by Matches and the payload index:
+//   * A field's values are what its path reaches: arrays are unwrapped one level wherever they
+//     appear (so "tags" over ["a","b"] has the values "a" and "b", and "meta.color" over
+//     {"meta": [{"color": "red"}, {"color": "blue"}]} has "red" and "blue"); arrays nested
+//     directly in arrays are not unwrapped further.
+//   * A condition holds when ANY value satisfies it (Qdrant's array semantics); a missing field
+//     has no values, so it never satisfies =, IN or a range.
+//   * Numbers compare by value across integer and float (5 = 5.0), exactly: an int64 and a
+//     double are never rounded into each other. Unsigned JSON integers above 2^63-1 are read as
+//     doubles. Strings match strings, bools match bools; no cross-type coercion ("5" != 5).
+//   * IS NULL holds when the field has no non-null value (missing, null, [] or [null]);
+//     IS NOT NULL is its negation.
+//   * `x != v` holds when x has a non-null value and no value of x equals v (so a missing field
+//     never matches it, as in SQL); it is text-form only.
+//   * An empty AND (the filter `{}`) matches everything; an empty "should" list adds no
+//     constraint; an empty IN list matches nothing.
+//
+// Both parsers refuse trees nested deeper than kMaxFilterDepth, so a hostile filter gets an error
+// instead of exhausting the stack. Errors are InvalidArgument with a message meant for the user.
+//
+// Thread-safety: a Filter is an immutable value after parsing; all const methods may run
+// concurrently from any number of threads.
+#pragma once
+
+#include <compare>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "db/field_type.h"
+#include "fathom/status.h"
+
+namespace fathom {
+
+// Deepest AND/OR/NOT/parenthesis nesting the parsers accept.
+inline constexpr size_t kMaxFilterDepth = 64;
+
+// A number from a payload or a filter literal, kept as the int64 or double it was written as so
+// that comparisons are exact (2^53 + 1 is not equal to the double 2^53).
+class Number {
+ public:
+  static Number Int(int64_t value) { return Number(true, value, 0.0); }
+  static Number Float(double value) { return Number(false, 0, value); }
+  // The number a JSON value holds; nullopt for anything that is not a number.
+  static std::optional<Number> FromJson(const nlohmann::json& value);
+
+  bool is_int() const { return is_int_; }
+  int64_t int_value() const { return int_; }      // valid when is_int()
+  double float_value() const { return float_; }  // valid when !is_int()
+
+  // "5", "-3", "2.5", "5.0" (floats always show a '.' or an exponent).
+  std::string ToString() const;
+
+  // Exact comparison; unordered only when a NaN is involved.
+  friend std::partial_ordering operator<=>(const Number& a, const Number& b);
+  friend bool operator==(const Number& a, const Number& b) {
+    return (a <=> b) == std::partial_ordering::equivalent;
+  }
+
+ private:
+  Number(bool is_int, int64_t i, double d) : is_int_(is_int), int_(i), float_(d) {}
+  bool is_int_;
+  int64_t int_;
+  double float_;
+};
+
+// A literal in a condition: true/false, a number, or a string.
+using Literal = std::variant<bool, Number, std::string>;
+
+// `string "shoe"`, `number 5`, `bool true`: how error messages name a literal.
+std::string DescribeLiteral(const Literal& literal);
+
+// True when the payload value `value` equals the literal under the rules above.
+bool LiteralEquals(const Literal& literal, const nlohmann::json& value);
+
+// A test on one field.
+struct Condition {
+  enum class Op : uint8_t {
+    kEqual,     // values[0]; `x = v`, {"match": {"value": v}}
+    kNotEqual,  // values[0]; `x != v` (text form only)
+    kIn,        // any of values; `x IN (a, b)`, {"match": {"any": [a, b]}}
+    kRange,     // gt/gte/lt/lte, all of which one value must satisfy
+    kIsNull,    // `x IS NULL`, {"is_null": {"key": "x"}}
+  };
+
+  Op op = Op::kEqual;
+  std::string key;                // as written: "meta.color"
+  std::vector<std::string> path;  // key split at the dots: {"meta", "color"}
+  std::vector<Literal> values;
+  std::optional<Number> gt, gte, lt, lte;
+
+  // True when `number` satisfies every bound of a kRange condition.
+  bool InRange(const Number& number) const;
+  // Evaluates this condition against a payload (the payload's root should be an object).
+  bool Matches(const nlohmann::json& payload) const;
+};
+
+// One node of a parsed filter.
+struct FilterNode {
+  enum class Type : uint8_t { kAnd, kOr, kNot, kCondition };
+
+  Type type = Type::kAnd;          // a default node is an empty AND: it matches everything
+  std::vector<FilterNode> children;  // kAnd / kOr: any number; kNot: exactly one
+  Condition condition;               // kCondition only
+
+  bool Matches(const nlohmann::json& payload) const;
+};
+
+class Filter {
+ public:
+  // The filter that matches every payload.
+  Filter() = default;
+
+  // Qdrant-style JSON. The first overload reports malformed text with its byte position.
+  static Result<Filter> ParseJson(std::string_view json_text);
+  // Taking exactly an nlohmann::json (not anything convertible to one) keeps
+  // ParseJson("...") unambiguous.
+  template <class Json>
+    requires std::same_as<Json, nlohmann::json>
+  static Result<Filter> ParseJson(const Json& json) {
+    return ParseJsonValue(json);
+  }
+
+  // The text form (see the file comment); errors name the 1-based column and what was expected.
+  static Result<Filter> ParseText(std::string_view text);
+
+  bool Matches(const nlohmann::json& payload) const { return root_.Matches(payload); }
+
+  // Nesting depth of the tree: 1 for a single condition or an empty filter, +1 per AND/OR/NOT.
+  size_t Depth() const;
+  // Every field key the filter mentions, once each, in order of first appearance.
+  std::vector<std::string> Fields() const;
+  // Rejects a condition whose literal cannot be a value of the field's declared type, e.g.
+  // "filter compares field 'price' (integer) with string "cheap"". Integer and float fields
+  // accept any number; keyword fields strings; bool fields true/false. Unlisted fields pass.
+  Status CheckTypes(const std::map<std::string, FieldType>& indexed) const;
+
+  const FilterNode& root() const { return root_; }
+
+ private:
+  explicit Filter(FilterNode root) : root_(std::move(root)) {}
+  static Result<Filter> ParseJsonValue(const nlohmann::json& json);
+
+  FilterNode root_;
+};
+
+// Splits "meta.color" into {"meta", "color"}; rejects an empty key or an empty segment.
+Result<std::vector<std::string>> SplitFieldPath(std::string_view key);
+
+// Appends to `out` every value `path` reaches in `payload`, under the array rules in the file
+// comment (null values included). The pointers point into `payload`.
+void CollectFieldValues(const nlohmann::json& payload, const std::vector<std::string>& path,
+                        std::vector<const nlohmann::json*>* out);
+
+}  // namespace fathom

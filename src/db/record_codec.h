@@ -1,0 +1,30 @@
+// Binary encodings of what the db layer stores in RocksDB (docs/format/database.md): record
+// values, record/oplog keys, point-id map keys, and collection specs (JSON).
+// Pure functions; safe from any thread.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "fathom/database.h"
+
+namespace fathom {
+
+// records CF value: the record and its slot-independent content.
+std::string EncodeRecord(const Record& record);
+Status DecodeRecord(std::string_view value, Record* record, bool with_vectors = true);
+
+// A PointId as a hash-map key: "\0" + 8 bytes big-endian, or "\1" + string bytes.
+std::string IdKey(const PointId& id);
+
+std::string RecordKey(uint32_t collection, uint32_t slot);
+std::string OplogKey(uint32_t collection, uint64_t seq);
+std::string CollectionPrefix(uint32_t collection);
+
+std::string EncodeSpec(const CollectionSpec& spec, uint32_t collection_id);
+Status DecodeSpec(std::string_view json, CollectionSpec* spec, uint32_t* collection_id);
+
+// Validates a collection name: 1..64 of [A-Za-z0-9_.-], not "." or "..".
+Status ValidateCollectionName(const std::string& name);
+
+}  // namespace fathom

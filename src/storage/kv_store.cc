@@ -1,0 +1,139 @@
+#include "storage/kv_store.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
+
+#include <filesystem>
+#include <vector>
+
+namespace fathom {
+namespace {
+
+constexpr const char* kCfNames[3] = {"meta", "records", "oplog"};
+
+Status FromRocks(const rocksdb::Status& s, const std::string& what) {
+  if (s.ok()) return Status::OK();
+  if (s.IsCorruption()) return Status::Corruption(what + ": " + s.ToString());
+  if (s.IsNotFound()) return Status::NotFound(what + ": " + s.ToString());
+  return Status::IOError(what + ": " + s.ToString());
+}
+
+rocksdb::Slice ToSlice(std::string_view s) { return {s.data(), s.size()}; }
+
+}  // namespace
+
+void AppendBigEndian32(std::string* out, uint32_t v) {
+  for (int i = 3; i >= 0; --i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+void AppendBigEndian64(std::string* out, uint64_t v) {
+  for (int i = 7; i >= 0; --i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+uint32_t ReadBigEndian32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+uint64_t ReadBigEndian64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+
+KvStore::Batch::Batch(const KvStore& store)
+    : store_(store), batch_(std::make_unique<rocksdb::WriteBatch>()) {}
+KvStore::Batch::~Batch() = default;
+
+void KvStore::Batch::Put(Cf cf, std::string_view key, std::string_view value) {
+  batch_->Put(store_.Handle(cf), ToSlice(key), ToSlice(value));
+}
+void KvStore::Batch::Delete(Cf cf, std::string_view key) {
+  batch_->Delete(store_.Handle(cf), ToSlice(key));
+}
+void KvStore::Batch::DeleteRange(Cf cf, std::string_view begin, std::string_view end) {
+  batch_->DeleteRange(store_.Handle(cf), ToSlice(begin), ToSlice(end));
+}
+
+Result<std::unique_ptr<KvStore>> KvStore::Open(const std::string& dir, bool sync) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Status::IOError("cannot create directory '" + dir + "': " + ec.message());
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.create_missing_column_families = true;
+  options.paranoid_checks = true;
+  options.IncreaseParallelism(2);
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  cfs.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
+  for (const char* name : kCfNames) cfs.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(options, dir, cfs, &handles, &raw);
+  if (!s.ok()) return FromRocks(s, "cannot open database '" + dir + "'");
+  std::unique_ptr<KvStore> store(new KvStore());
+  store->db_.reset(raw);
+  store->sync_ = sync;
+  // handles[0] is the default family, unused; RocksDB frees it with the DB.
+  for (int i = 0; i < 3; ++i) store->handles_[i] = handles[i + 1];
+  store->default_handle_ = handles[0];
+  return store;
+}
+
+KvStore::~KvStore() {
+  if (!db_) return;
+  for (auto* h : handles_) {
+    if (h != nullptr) db_->DestroyColumnFamilyHandle(h);
+  }
+  if (default_handle_ != nullptr) db_->DestroyColumnFamilyHandle(default_handle_);
+  db_->Close();
+}
+
+rocksdb::ColumnFamilyHandle* KvStore::Handle(Cf cf) const { return handles_[static_cast<int>(cf)]; }
+
+Status KvStore::Write(Batch& batch) {
+  rocksdb::WriteOptions options;
+  options.sync = sync_;
+  return FromRocks(db_->Write(options, batch.batch_.get()), "write failed");
+}
+
+Result<std::optional<std::string>> KvStore::Get(Cf cf, std::string_view key) const {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), Handle(cf), ToSlice(key), &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  FATHOM_RETURN_IF_ERROR(FromRocks(s, "read failed"));
+  return std::optional<std::string>(std::move(value));
+}
+
+Status KvStore::Scan(Cf cf, std::string_view prefix,
+                     const std::function<bool(std::string_view, std::string_view)>& fn) const {
+  rocksdb::ReadOptions options;
+  options.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options, Handle(cf)));
+  for (it->Seek(ToSlice(prefix)); it->Valid(); it->Next()) {
+    rocksdb::Slice key = it->key();
+    if (!key.starts_with(ToSlice(prefix))) break;
+    rocksdb::Slice value = it->value();
+    if (!fn({key.data(), key.size()}, {value.data(), value.size()})) break;
+  }
+  return FromRocks(it->status(), "scan failed");
+}
+
+Result<std::optional<std::string>> KvStore::LastKey(Cf cf, std::string_view prefix) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), Handle(cf)));
+  // Seek past every key with this prefix, then step back.
+  std::string upper(prefix);
+  upper.push_back(static_cast<char>(0xff));
+  upper.append(8, static_cast<char>(0xff));
+  it->SeekForPrev(ToSlice(upper));
+  FATHOM_RETURN_IF_ERROR(FromRocks(it->status(), "seek failed"));
+  if (!it->Valid() || !it->key().starts_with(ToSlice(prefix))) return std::optional<std::string>();
+  return std::optional<std::string>(it->key().ToString());
+}
+
+Status KvStore::Flush() {
+  rocksdb::FlushOptions options;
+  for (auto* h : handles_) FATHOM_RETURN_IF_ERROR(FromRocks(db_->Flush(options, h), "flush failed"));
+  return Status::OK();
+}
+
+}  // namespace fathom
