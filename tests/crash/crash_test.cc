@@ -1,0 +1,335 @@
+// Crash test: a writer process upserts and deletes batches on a database (fsync durability) and
+// logs each batch before it starts and each acknowledgement after it returns; this driver kills
+// it with SIGKILL at random moments, reopens the database and checks that every acknowledged
+// operation is there (vector, payload, presence or absence) and that the batch in flight was
+// applied entirely or not at all.
+//
+//   crash_test [--kills N] [--seed S] [--dir DIR] [--keep]
+//
+// Prints "crash-test: kills=N acked=N lost=0 half_applied=0 reopen_failures=0" and exits 0 only
+// when nothing was lost.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "fathom/database.h"
+
+extern char** environ;
+
+namespace fathom {
+namespace {
+namespace fs = std::filesystem;
+
+constexpr size_t kDim = 8;
+constexpr uint64_t kIdSpace = 400;
+constexpr const char* kCollection = "crash";
+
+std::vector<float> VectorFor(uint64_t batch, uint64_t id) {
+  std::vector<float> v(kDim);
+  uint64_t x = batch * 1000003 + id * 7919 + 1;
+  for (size_t j = 0; j < kDim; ++j) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    v[j] = static_cast<float>(x % 10000) / 100.0f;
+  }
+  return v;
+}
+
+std::string PayloadFor(uint64_t batch, uint64_t id) {
+  return "{\"batch\":" + std::to_string(batch) + ",\"id\":" + std::to_string(id) + "}";
+}
+
+struct Op {
+  uint64_t batch = 0;
+  bool upsert = true;
+  std::vector<uint64_t> ids;
+};
+
+// The model: id -> batch that last wrote it (absent = deleted / never written).
+using Model = std::map<uint64_t, uint64_t>;
+
+void Apply(const Op& op, Model* model) {
+  for (uint64_t id : op.ids) {
+    if (op.upsert) {
+      (*model)[id] = op.batch;
+    } else {
+      model->erase(id);
+    }
+  }
+}
+
+Op MakeOp(uint64_t batch, std::mt19937_64& rng) {
+  Op op;
+  op.batch = batch;
+  op.upsert = rng() % 4 != 0;
+  size_t n = op.upsert ? 1 + rng() % 40 : 1 + rng() % 15;
+  std::vector<bool> used(kIdSpace, false);
+  while (op.ids.size() < n) {
+    uint64_t id = rng() % kIdSpace;
+    if (!used[id]) {
+      used[id] = true;
+      op.ids.push_back(id);
+    }
+  }
+  return op;
+}
+
+std::unique_ptr<Database> OpenDb(const std::string& dir, uint64_t checkpoint_every) {
+  DatabaseOptions options;
+  options.durability = Durability::kFsync;
+  options.checkpoint_every = checkpoint_every;
+  auto db = Database::Open(dir, options);
+  if (!db.ok()) {
+    std::fprintf(stderr, "crash-test: open failed: %s\n", db.status().ToString().c_str());
+    return nullptr;
+  }
+  return std::move(db).value();
+}
+
+int RunWriter(const std::string& dir, const std::string& log_path, uint64_t first_batch,
+              uint64_t seed) {
+  auto db = OpenDb(dir, 300);
+  if (!db) return 2;
+  auto c = (*db).GetCollection(kCollection);
+  if (!c.ok()) {
+    CollectionSpec spec;
+    spec.name = kCollection;
+    spec.vectors.push_back({"", kDim, Metric::kL2, "HNSW8"});
+    spec.indexed_fields["batch"] = FieldType::kInteger;
+    c = db->CreateCollection(spec);
+    if (!c.ok()) return 2;
+  }
+  int log = ::open(log_path.c_str(), O_WRONLY | O_APPEND | O_CREAT, 0644);
+  if (log < 0) return 2;
+  std::mt19937_64 rng(seed);
+  for (uint64_t b = first_batch;; ++b) {
+    Op op = MakeOp(b, rng);
+    std::string line = "B " + std::to_string(b) + (op.upsert ? " U" : " D");
+    for (uint64_t id : op.ids) line += " " + std::to_string(id);
+    line += "\n";
+    if (::write(log, line.data(), line.size()) != ssize_t(line.size())) return 2;
+    Status s;
+    if (op.upsert) {
+      std::vector<Record> records;
+      for (uint64_t id : op.ids) {
+        Record r;
+        r.id = id;
+        r.vectors[""] = VectorFor(b, id);
+        r.payload = PayloadFor(b, id);
+        records.push_back(std::move(r));
+      }
+      s = (*c)->Upsert(records);
+    } else {
+      std::vector<PointId> ids(op.ids.begin(), op.ids.end());
+      s = (*c)->Delete(ids).status();
+    }
+    if (!s.ok()) {
+      std::fprintf(stderr, "crash-test writer: batch %llu failed: %s\n", (unsigned long long)b,
+                   s.ToString().c_str());
+      return 3;
+    }
+    std::string ack = "A " + std::to_string(b) + "\n";
+    if (::write(log, ack.data(), ack.size()) != ssize_t(ack.size())) return 2;
+  }
+}
+
+struct Log {
+  std::vector<Op> resolved;   // acknowledged, or found applied after a kill
+  std::optional<Op> pending;  // begun, not acknowledged, not yet resolved
+  uint64_t next_batch = 0;
+  size_t acked = 0;
+};
+
+Log ReadLog(const std::string& path) {
+  Log log;
+  std::ifstream in(path);
+  std::string line;
+  std::optional<Op> current;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string tag;
+    uint64_t b;
+    ls >> tag >> b;
+    log.next_batch = std::max(log.next_batch, b + 1);
+    if (tag == "B") {
+      Op op;
+      op.batch = b;
+      std::string kind;
+      ls >> kind;
+      op.upsert = kind == "U";
+      for (uint64_t id; ls >> id;) op.ids.push_back(id);
+      current = op;
+    } else if ((tag == "A" || tag == "R") && current && current->batch == b) {
+      if (tag == "A") ++log.acked;
+      log.resolved.push_back(*current);
+      current.reset();
+    } else if (tag == "X" && current && current->batch == b) {
+      current.reset();  // killed before it was applied
+    }
+  }
+  log.pending = current;
+  return log;
+}
+
+// Compares the database with a model; returns the number of ids that differ.
+size_t Differences(Collection& c, const Model& model, const std::vector<uint64_t>& ids) {
+  std::vector<PointId> pids(ids.begin(), ids.end());
+  auto got = c.Get(pids, true);
+  if (!got.ok()) return ids.size();
+  size_t diff = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto it = model.find(ids[i]);
+    const auto& rec = (*got)[i];
+    if (it == model.end()) {
+      diff += rec.has_value();
+      continue;
+    }
+    if (!rec || rec->vectors.at("") != VectorFor(it->second, ids[i]) ||
+        rec->payload != PayloadFor(it->second, ids[i])) {
+      ++diff;
+    }
+  }
+  return diff;
+}
+
+std::string Self() { return fs::read_symlink("/proc/self/exe").string(); }
+
+int RunDriver(int kills, uint64_t seed, const std::string& dir, bool keep) {
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string db_dir = dir + "/db";
+  const std::string log_path = dir + "/ops.log";
+  std::mt19937_64 rng(seed);
+  size_t lost = 0, half_applied = 0, reopen_failures = 0, acked = 0;
+  std::vector<uint64_t> all_ids(kIdSpace);
+  for (uint64_t i = 0; i < kIdSpace; ++i) all_ids[i] = i;
+  for (int k = 0; k < kills; ++k) {
+    Log before = ReadLog(log_path);
+    std::string self = Self();
+    std::vector<std::string> args = {self, "--writer", db_dir, log_path,
+                                     std::to_string(before.next_batch), std::to_string(rng())};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid;
+    if (posix_spawn(&pid, self.c_str(), nullptr, nullptr, argv.data(), environ) != 0) {
+      std::perror("posix_spawn");
+      return 2;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(150 + rng() % 600));
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    if (WIFEXITED(status)) {
+      std::fprintf(stderr, "crash-test: writer exited early with status %d\n", WEXITSTATUS(status));
+      return 2;
+    }
+
+    Log log = ReadLog(log_path);
+    acked = log.acked;
+    Model model;
+    for (const Op& op : log.resolved) Apply(op, &model);
+    auto db = OpenDb(db_dir, 300);
+    if (!db) {
+      ++reopen_failures;
+      continue;
+    }
+    auto c = db->GetCollection(kCollection);
+    if (!c.ok()) {
+      // Killed before the collection was created: nothing may have been acknowledged.
+      lost += log.acked;
+      continue;
+    }
+    std::vector<uint64_t> untouched = all_ids;
+    std::string resolution;
+    if (log.pending) {
+      Model applied = model;
+      Apply(*log.pending, &applied);
+      size_t diff_before = Differences(**c, model, log.pending->ids);
+      size_t diff_after = Differences(**c, applied, log.pending->ids);
+      if (diff_after == 0) {
+        model = applied;
+        resolution = "R";
+      } else if (diff_before == 0) {
+        resolution = "X";
+      } else {
+        ++half_applied;
+        resolution = "X";
+      }
+      std::erase_if(untouched, [&](uint64_t id) {
+        return std::find(log.pending->ids.begin(), log.pending->ids.end(), id) !=
+               log.pending->ids.end();
+      });
+    }
+    lost += Differences(**c, model, untouched);
+    if ((*c)->Count() != model.size() && half_applied == 0) ++lost;
+    // The index agrees with the records: every point is found by its own vector.
+    for (size_t probe = 0; probe < 5 && !model.empty(); ++probe) {
+      auto it = std::next(model.begin(), rng() % model.size());
+      SearchRequest req;
+      req.queries = VectorFor(it->second, it->first);
+      req.k = 1;
+      auto res = (*c)->Search(req);
+      if (!res.ok() || (*res)[0].empty() || (*res)[0][0].distance != 0.0f) ++lost;
+    }
+    db.reset();
+    if (!resolution.empty()) {
+      std::ofstream(log_path, std::ios::app) << resolution << " " << log.pending->batch << "\n";
+    }
+  }
+  std::printf("crash-test: kills=%d acked=%zu lost=%zu half_applied=%zu reopen_failures=%zu\n",
+              kills, acked, lost, half_applied, reopen_failures);
+  if (!keep) fs::remove_all(dir);
+  bool ok = lost == 0 && half_applied == 0 && reopen_failures == 0 && acked > 0;
+  return ok ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace fathom
+
+int main(int argc, char** argv) {
+  spdlog::set_level(spdlog::level::warn);
+  if (argc >= 6 && std::strcmp(argv[1], "--writer") == 0) {
+    return fathom::RunWriter(argv[2], argv[3], std::stoull(argv[4]), std::stoull(argv[5]));
+  }
+  int kills = 20;
+  uint64_t seed = 42;
+  bool keep = false;
+  std::string dir = (std::filesystem::temp_directory_path() /
+                     ("fathom_crash_" + std::to_string(::getpid()))).string();
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--kills" && i + 1 < argc) {
+      kills = std::atoi(argv[++i]);
+    } else if (a == "--seed" && i + 1 < argc) {
+      seed = std::stoull(argv[++i]);
+    } else if (a == "--dir" && i + 1 < argc) {
+      dir = argv[++i];
+    } else if (a == "--keep") {
+      keep = true;
+    } else {
+      std::fprintf(stderr, "usage: crash_test [--kills N] [--seed S] [--dir DIR] [--keep]\n");
+      return 2;
+    }
+  }
+  return fathom::RunDriver(kills, seed, dir, keep);
+}
