@@ -520,18 +520,17 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
   std::vector<float> distances(n * k);
   std::vector<label_t> labels(n * k);
   SearchStats local_stats;
+  // Held from the filter through the index search to the id lookup, so a slot the index returns
+  // still belongs to the id it had when the search began (deleted slots are reused).
+  std::shared_lock state_lock(state_mutex_);
   SearchParams params;
   params.ef = request.ef;
   if (filter) {
     std::optional<SlotBitmap> allowed;
-    size_t capacity;
-    {
-      std::shared_lock lock(state_mutex_);
-      EvalStats eval;
-      FATHOM_ASSIGN_OR_RETURN(allowed, MatchingSlots(*filter, &eval));
-      capacity = next_slot_;
-      spdlog::debug("collection '{}': filter {}", spec_.name, eval.ToString());
-    }
+    EvalStats eval;
+    FATHOM_ASSIGN_OR_RETURN(allowed, MatchingSlots(*filter, &eval));
+    const size_t capacity = next_slot_;
+    spdlog::debug("collection '{}': filter {}", spec_.name, eval.ToString());
     local_stats.allowed = allowed->cardinality();
     if (local_stats.allowed <= kExactScanMaxPoints ||
         local_stats.allowed * dim <= kExactScanMaxFloats) {
@@ -551,25 +550,23 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
     }
   } else {
     local_stats.strategy = "graph";
-    local_stats.allowed = Count();
+    local_stats.allowed = slot_of_.size();
     FATHOM_RETURN_IF_ERROR(indexes_[vector]->Search(n, request.queries.data(), k, distances.data(),
                                                     labels.data(), params));
   }
   std::vector<std::vector<ScoredPoint>> results(n);
-  {
-    std::shared_lock lock(state_mutex_);
-    for (size_t q = 0; q < n; ++q) {
-      for (size_t i = 0; i < k; ++i) {
-        label_t slot = labels[q * k + i];
-        if (slot == kNoLabel || size_t(slot) >= id_of_.size() || !id_of_[slot]) continue;
-        ScoredPoint p;
-        p.id = *id_of_[slot];
-        p.distance = distances[q * k + i];
-        if (request.with_payload) p.payload = payloads_[slot].dump();
-        results[q].push_back(std::move(p));
-      }
+  for (size_t q = 0; q < n; ++q) {
+    for (size_t i = 0; i < k; ++i) {
+      label_t slot = labels[q * k + i];
+      if (slot == kNoLabel || size_t(slot) >= id_of_.size() || !id_of_[slot]) continue;
+      ScoredPoint p;
+      p.id = *id_of_[slot];
+      p.distance = distances[q * k + i];
+      if (request.with_payload) p.payload = payloads_[slot].dump();
+      results[q].push_back(std::move(p));
     }
   }
+  state_lock.unlock();
   if (request.with_vectors) {
     for (auto& list : results) {
       for (auto& p : list) {

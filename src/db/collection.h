@@ -21,6 +21,7 @@
 #include "db/payload_index.h"
 #include "fathom/database.h"
 #include "storage/kv_store.h"
+#include "util/rw_lock.h"
 
 namespace fathom {
 
@@ -79,7 +80,7 @@ class CollectionImpl final : public Collection {
   uint64_t checkpoint_seq_ = 0;  // operations up to here are in the index files
   uint64_t ops_since_checkpoint_ = 0;
 
-  mutable std::shared_mutex state_mutex_;
+  mutable RwLock state_mutex_;
   std::unordered_map<std::string, uint32_t> slot_of_;  // IdKey(id) -> slot
   std::vector<std::optional<PointId>> id_of_;          // slot -> id
   std::vector<nlohmann::json> payloads_;               // slot -> payload

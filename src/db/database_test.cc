@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <atomic>
 #include <random>
+#include <thread>
 
 #include "index/test_data.h"
 
@@ -325,6 +327,66 @@ TEST_F(DatabaseTest, ChurnKeepsRecallAndMemory) {
   EXPECT_GE(r_churned, r_fresh - 0.01) << "fresh " << r_fresh;
   EXPECT_LE(churned->memory_bytes(), fresh->memory_bytes() * 11 / 10)
       << "fresh " << fresh->memory_bytes();
+}
+
+}  // namespace
+}  // namespace fathom
+
+namespace fathom {
+namespace {
+
+// Searches, gets and filtered counts run while another thread upserts and deletes; every result
+// must be internally consistent (payload belongs to the id, distances ordered). Run under
+// ThreadSanitizer with -DFATHOM_SANITIZE=thread.
+TEST_F(DatabaseTest, ConcurrentSearchesDuringUpsertsAndDeletes) {
+  auto data = testing::Clustered(3000, 20, 16, 10, 23);
+  auto db = OpenDb();
+  auto c = std::move(db->CreateCollection(Spec("items", 16))).value();
+  ASSERT_TRUE(c->Upsert(Records(data, 0, 1000)).ok());
+  std::atomic<bool> done{false};
+  std::atomic<size_t> bad{0}, searches{0};
+  std::thread writer([&] {
+    std::mt19937 rng(5);
+    for (size_t round = 0; round < 60; ++round) {
+      size_t begin = rng() % 2900;
+      if (!c->Upsert(Records(data, begin, begin + 50)).ok()) ++bad;
+      std::vector<PointId> ids;
+      for (int i = 0; i < 20; ++i) ids.push_back(uint64_t(rng() % 3000));
+      std::sort(ids.begin(), ids.end());
+      ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+      if (!c->Delete(ids).ok()) ++bad;
+    }
+    done = true;
+  });
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 2; ++r) {
+    readers.emplace_back([&, r] {
+      for (size_t q = r; !done.load(); q = (q + 1) % data.nq()) {
+        SearchRequest req;
+        req.queries.assign(data.queries.begin() + q * 16, data.queries.begin() + (q + 1) * 16);
+        req.k = 10;
+        if (q % 2 == 0) req.filter = "color = \"red\"";
+        auto res = c->Search(req);
+        if (!res.ok()) {
+          ++bad;
+          continue;
+        }
+        const auto& list = (*res)[0];
+        for (size_t i = 0; i < list.size(); ++i) {
+          uint64_t id = std::get<uint64_t>(list[i].id);
+          if (list[i].payload.find("\"i\":" + std::to_string(id) + ",") == std::string::npos) ++bad;
+          if (q % 2 == 0 && id % 2 == 0) ++bad;  // red points have odd ids
+          if (i > 0 && list[i].distance < list[i - 1].distance) ++bad;
+        }
+        if (!c->Get({PointId{uint64_t(q)}}).ok()) ++bad;
+        ++searches;
+      }
+    });
+  }
+  writer.join();
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(bad.load(), 0u);
+  EXPECT_GT(searches.load(), 0u);
 }
 
 }  // namespace

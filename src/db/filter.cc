@@ -3,9 +3,8 @@
 #include <charconv>
 #include <cmath>
 #include <limits>
-#include <system_error>
-
 #include <nlohmann/json.hpp>
+#include <system_error>
 
 namespace fathom {
 namespace {
@@ -133,7 +132,8 @@ Status ParseMatch(const json& match, Condition* condition) {
     return Status::InvalidArgument("'match' for key '" + key + "' has both 'value' and 'any'");
   }
   if (value != nullptr) {
-    FATHOM_ASSIGN_OR_RETURN(Literal literal, JsonLiteral(*value, "match value for key '" + key + "'"));
+    FATHOM_ASSIGN_OR_RETURN(Literal literal,
+                            JsonLiteral(*value, "match value for key '" + key + "'"));
     condition->op = Condition::Op::kEqual;
     condition->values.push_back(std::move(literal));
     return Status::OK();
@@ -164,10 +164,14 @@ Status ParseRange(const json& range, Condition* condition) {
   condition->op = Condition::Op::kRange;
   for (const auto& [bound, operand] : range.items()) {
     std::optional<Number>* slot = nullptr;
-    if (bound == "gt") slot = &condition->gt;
-    else if (bound == "gte") slot = &condition->gte;
-    else if (bound == "lt") slot = &condition->lt;
-    else if (bound == "lte") slot = &condition->lte;
+    if (bound == "gt")
+      slot = &condition->gt;
+    else if (bound == "gte")
+      slot = &condition->gte;
+    else if (bound == "lt")
+      slot = &condition->lt;
+    else if (bound == "lte")
+      slot = &condition->lte;
     else {
       return Status::InvalidArgument("unknown range bound '" + bound + "' for key '" + key +
                                      "': expected gt, gte, lt, lte");
@@ -280,8 +284,8 @@ Result<std::vector<FilterNode>> ParseClauseList(const json& list, const std::str
     return nodes;
   }
   if (!list.is_array()) {
-    return Status::InvalidArgument("filter clause '" + name + "' must be an array of clauses, got " +
-                                   JsonTypeName(list));
+    return Status::InvalidArgument("filter clause '" + name +
+                                   "' must be an array of clauses, got " + JsonTypeName(list));
   }
   for (size_t i = 0; i < list.size(); ++i) {
     const json& element = list[i];
@@ -339,9 +343,27 @@ Result<FilterNode> ParseClause(const json& clause, size_t depth) {
 // ---- Text form ----------------------------------------------------------------------------
 
 enum class Tok : uint8_t {
-  kEnd, kField, kString, kNumber, kLParen, kRParen, kComma,
-  kEq, kNe, kLt, kLe, kGt, kGe,
-  kAnd, kOr, kNot, kIn, kIs, kNull, kTrue, kFalse,
+  kEnd,
+  kField,
+  kString,
+  kNumber,
+  kLParen,
+  kRParen,
+  kComma,
+  kEq,
+  kNe,
+  kLt,
+  kLe,
+  kGt,
+  kGe,
+  kAnd,
+  kOr,
+  kNot,
+  kIn,
+  kIs,
+  kNull,
+  kTrue,
+  kFalse,
 };
 
 struct Token {
@@ -355,8 +377,12 @@ struct Token {
 bool IsWordStart(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
 }
-bool IsWordChar(char c) { return IsWordStart(c) || (c >= '0' && c <= '9'); }
-bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+bool IsWordChar(char c) {
+  return IsWordStart(c) || (c >= '0' && c <= '9');
+}
+bool IsDigit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -503,7 +529,9 @@ class TextParser {
         const std::string op_text(tok_.text);
         FATHOM_RETURN_IF_ERROR(Advance());
         const size_t value_column = tok_.column;
-        const char* null_hint = op == Tok::kEq ? "IS NULL" : op == Tok::kNe ? "IS NOT NULL" : nullptr;
+        const char* null_hint = op == Tok::kEq   ? "IS NULL"
+                                : op == Tok::kNe ? "IS NOT NULL"
+                                                 : nullptr;
         FATHOM_ASSIGN_OR_RETURN(Literal value, ParseValue("after '" + op_text + "'", null_hint));
         if (op == Tok::kEq || op == Tok::kNe) {
           condition.op = op == Tok::kEq ? Condition::Op::kEqual : Condition::Op::kNotEqual;
@@ -511,7 +539,8 @@ class TextParser {
           return MakeCondition(std::move(condition));
         }
         if (!std::holds_alternative<Number>(value)) {
-          return Error(value_column, "'" + op_text + "' needs a number, found " + DescribeLiteral(value));
+          return Error(value_column,
+                       "'" + op_text + "' needs a number, found " + DescribeLiteral(value));
         }
         const Number bound = std::get<Number>(value);
         condition.op = Condition::Op::kRange;
@@ -579,8 +608,8 @@ class TextParser {
       case Tok::kTrue: value = true; break;
       case Tok::kFalse: value = false; break;
       default: {
-        std::string message =
-            "expected a value (string, number, true or false) " + context + ", found " + Describe(tok_);
+        std::string message = "expected a value (string, number, true or false) " + context +
+                              ", found " + Describe(tok_);
         if (tok_.kind == Tok::kNull && null_hint != nullptr) {
           message += std::string(" (use ") + null_hint + ")";
         }
@@ -594,8 +623,8 @@ class TextParser {
   // ---- lexer ----
 
   Status Lex(Token* token) {
-    while (pos_ < text_.size() &&
-           (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\n' || text_[pos_] == '\r')) {
+    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t' ||
+                                   text_[pos_] == '\n' || text_[pos_] == '\r')) {
       ++pos_;
     }
     token->column = pos_ + 1;
@@ -692,7 +721,8 @@ class TextParser {
     // "5abc", "1.2.3", "5." are typos, not a number followed by a field.
     if (pos_ < text_.size() && (IsWordChar(text_[pos_]) || text_[pos_] == '.')) {
       while (pos_ < text_.size() && (IsWordChar(text_[pos_]) || text_[pos_] == '.')) ++pos_;
-      return Error(start + 1, "invalid number '" + std::string(text_.substr(start, pos_ - start)) + "'");
+      return Error(start + 1,
+                   "invalid number '" + std::string(text_.substr(start, pos_ - start)) + "'");
     }
     token->kind = Tok::kNumber;
     token->text = text_.substr(start, pos_ - start);
@@ -737,7 +767,10 @@ class TextParser {
       const char e = text_[pos_ + 1];
       pos_ += 2;
       switch (e) {
-        case '"': case '\'': case '\\': case '/': value.push_back(e); break;
+        case '"':
+        case '\'':
+        case '\\':
+        case '/': value.push_back(e); break;
         case 'b': value.push_back('\b'); break;
         case 'f': value.push_back('\f'); break;
         case 'n': value.push_back('\n'); break;
@@ -782,10 +815,14 @@ class TextParser {
     for (size_t i = 0; i < 4; ++i) {
       const char h = text_[pos_ + i];
       value <<= 4;
-      if (h >= '0' && h <= '9') value |= static_cast<uint32_t>(h - '0');
-      else if (h >= 'a' && h <= 'f') value |= static_cast<uint32_t>(h - 'a' + 10);
-      else if (h >= 'A' && h <= 'F') value |= static_cast<uint32_t>(h - 'A' + 10);
-      else return false;
+      if (h >= '0' && h <= '9')
+        value |= static_cast<uint32_t>(h - '0');
+      else if (h >= 'a' && h <= 'f')
+        value |= static_cast<uint32_t>(h - 'a' + 10);
+      else if (h >= 'A' && h <= 'F')
+        value |= static_cast<uint32_t>(h - 'A' + 10);
+      else
+        return false;
     }
     pos_ += 4;
     *out = value;
@@ -803,7 +840,8 @@ class TextParser {
 
 size_t NodeDepth(const FilterNode& node) {
   size_t deepest_child = 0;
-  for (const FilterNode& child : node.children) deepest_child = std::max(deepest_child, NodeDepth(child));
+  for (const FilterNode& child : node.children)
+    deepest_child = std::max(deepest_child, NodeDepth(child));
   return 1 + deepest_child;
 }
 
@@ -841,7 +879,8 @@ Status CheckNodeTypes(const FilterNode& node, const std::map<std::string, FieldT
   auto check = [&](const Literal& literal) {
     if (Fits(it->second, literal)) return Status::OK();
     return Status::InvalidArgument("filter compares field '" + condition.key + "' (" +
-                                   FieldTypeName(it->second) + ") with " + DescribeLiteral(literal));
+                                   FieldTypeName(it->second) + ") with " +
+                                   DescribeLiteral(literal));
   };
   for (const Literal& literal : condition.values) FATHOM_RETURN_IF_ERROR(check(literal));
   for (const auto* bound : {&condition.gt, &condition.gte, &condition.lt, &condition.lte}) {
@@ -891,7 +930,8 @@ std::string DescribeLiteral(const Literal& literal) {
 }
 
 bool LiteralEquals(const Literal& literal, const json& value) {
-  if (const bool* b = std::get_if<bool>(&literal)) return value.is_boolean() && value.get<bool>() == *b;
+  if (const bool* b = std::get_if<bool>(&literal))
+    return value.is_boolean() && value.get<bool>() == *b;
   if (const Number* n = std::get_if<Number>(&literal)) {
     const std::optional<Number> number = Number::FromJson(value);
     return number.has_value() && *number == *n;
@@ -1004,7 +1044,9 @@ Result<Filter> Filter::ParseText(std::string_view text) {
   return Filter(std::move(root));
 }
 
-size_t Filter::Depth() const { return NodeDepth(root_); }
+size_t Filter::Depth() const {
+  return NodeDepth(root_);
+}
 
 std::vector<std::string> Filter::Fields() const {
   std::vector<std::string> keys;

@@ -36,14 +36,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "db/field_type.h"
 #include "fathom/status.h"
@@ -63,7 +62,7 @@ class Number {
   static std::optional<Number> FromJson(const nlohmann::json& value);
 
   bool is_int() const { return is_int_; }
-  int64_t int_value() const { return int_; }      // valid when is_int()
+  int64_t int_value() const { return int_; }     // valid when is_int()
   double float_value() const { return float_; }  // valid when !is_int()
 
   // "5", "-3", "2.5", "5.0" (floats always show a '.' or an exponent).
@@ -117,7 +116,7 @@ struct Condition {
 struct FilterNode {
   enum class Type : uint8_t { kAnd, kOr, kNot, kCondition };
 
-  Type type = Type::kAnd;          // a default node is an empty AND: it matches everything
+  Type type = Type::kAnd;            // a default node is an empty AND: it matches everything
   std::vector<FilterNode> children;  // kAnd / kOr: any number; kNot: exactly one
   Condition condition;               // kCondition only
 
@@ -134,10 +133,8 @@ class Filter {
   // Taking exactly an nlohmann::json (not anything convertible to one) keeps
   // ParseJson("...") unambiguous.
   template <class Json>
-    requires std::same_as<Json, nlohmann::json>
-  static Result<Filter> ParseJson(const Json& json) {
-    return ParseJsonValue(json);
-  }
+  requires std::same_as<Json, nlohmann::json>
+  static Result<Filter> ParseJson(const Json& json) { return ParseJsonValue(json); }
 
   // The text form (see the file comment); errors name the 1-based column and what was expected.
   static Result<Filter> ParseText(std::string_view text);

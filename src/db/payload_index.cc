@@ -3,9 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <new>
-#include <stdexcept>
-
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 namespace fathom {
 
@@ -62,8 +61,12 @@ SlotBitmap RangeUnion(const Map& map, const Condition& condition) {
   };
   Iterator first = map.begin();
   Iterator last = map.end();  // one past the final key in range
-  const auto raise = [&](Iterator at) { if (after(at, first)) first = at; };
-  const auto lower = [&](Iterator at) { if (after(last, at)) last = at; };
+  const auto raise = [&](Iterator at) {
+    if (after(at, first)) first = at;
+  };
+  const auto lower = [&](Iterator at) {
+    if (after(last, at)) last = at;
+  };
   if (condition.gt) raise(map.upper_bound(*condition.gt));
   if (condition.gte) raise(map.lower_bound(*condition.gte));
   if (condition.lt) lower(map.lower_bound(*condition.lt));
@@ -111,9 +114,13 @@ Result<PayloadIndex> PayloadIndex::Create(std::map<std::string, FieldType> field
   return index;
 }
 
-void PayloadIndex::Insert(uint32_t slot, const json& payload) { Update(slot, payload, true); }
+void PayloadIndex::Insert(uint32_t slot, const json& payload) {
+  Update(slot, payload, true);
+}
 
-void PayloadIndex::Remove(uint32_t slot, const json& payload) { Update(slot, payload, false); }
+void PayloadIndex::Remove(uint32_t slot, const json& payload) {
+  Update(slot, payload, false);
+}
 
 void PayloadIndex::Update(uint32_t slot, const json& payload, bool insert) {
   std::vector<const json*> values;
@@ -176,9 +183,12 @@ size_t PayloadIndex::memory_bytes() const {
     for (const auto& [value, bitmap] : field.keywords) {
       bytes += kEntryOverhead + value.capacity() + bitmap.getSizeInBytes(false);
     }
-    for (const auto& [value, bitmap] : field.integers) bytes += kEntryOverhead + bitmap.getSizeInBytes(false);
-    for (const auto& [value, bitmap] : field.floats) bytes += kEntryOverhead + bitmap.getSizeInBytes(false);
-    for (const SlotBitmap* bitmap : {&field.bool_true, &field.bool_false, &field.has_value, &field.irregular}) {
+    for (const auto& [value, bitmap] : field.integers)
+      bytes += kEntryOverhead + bitmap.getSizeInBytes(false);
+    for (const auto& [value, bitmap] : field.floats)
+      bytes += kEntryOverhead + bitmap.getSizeInBytes(false);
+    for (const SlotBitmap* bitmap :
+         {&field.bool_true, &field.bool_false, &field.has_value, &field.irregular}) {
       bytes += bitmap->getSizeInBytes(false);
     }
   }
@@ -281,7 +291,8 @@ class PayloadIndex::Evaluator {
                           bool all) {
     if (!payload_of_) {
       // Scanned nodes hold no indexed condition, so any key in them is an unindexed one.
-      return Status::FailedPrecondition("filter needs payloads (field '" + FirstKey(*nodes.front()) +
+      return Status::FailedPrecondition("filter needs payloads (field '" +
+                                        FirstKey(*nodes.front()) +
                                         "' is not indexed) but no payload lookup was given");
     }
     if (stats_ != nullptr) {
@@ -316,7 +327,8 @@ class PayloadIndex::Evaluator {
     SlotBitmap hits;
     switch (condition.op) {
       case Condition::Op::kEqual:
-        if (const SlotBitmap* equal = Lookup(field, condition.values.front())) hits = *equal & candidates;
+        if (const SlotBitmap* equal = Lookup(field, condition.values.front()))
+          hits = *equal & candidates;
         break;
       case Condition::Op::kNotEqual:
         hits = field.has_value & candidates;
@@ -331,8 +343,10 @@ class PayloadIndex::Evaluator {
         break;
       }
       case Condition::Op::kRange:
-        if (field.type == FieldType::kInteger) hits = RangeUnion(field.integers, condition) & candidates;
-        if (field.type == FieldType::kFloat) hits = RangeUnion(field.floats, condition) & candidates;
+        if (field.type == FieldType::kInteger)
+          hits = RangeUnion(field.integers, condition) & candidates;
+        if (field.type == FieldType::kFloat)
+          hits = RangeUnion(field.floats, condition) & candidates;
         break;
       case Condition::Op::kIsNull: break;
     }

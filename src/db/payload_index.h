@@ -28,14 +28,13 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <nlohmann/json_fwd.hpp>
+#include <roaring/roaring.hh>
 #include <string>
 #include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
-#include <roaring/roaring.hh>
 
 #include "db/field_type.h"
 #include "db/filter.h"
@@ -117,7 +116,7 @@ class PayloadIndex {
     SlotBitmap bool_false;                                 // kBool
     std::map<int64_t, SlotBitmap, NumberLess> integers;    // kInteger (NaN never stored)
     std::map<double, SlotBitmap, NumberLess> floats;       // kFloat (NaN never stored)
-    SlotBitmap has_value;  // slots with at least one non-null value
+    SlotBitmap has_value;                                  // slots with at least one non-null value
     SlotBitmap irregular;  // slots with a non-null value the typed structure does not hold
   };
   class Evaluator;

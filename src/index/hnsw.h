@@ -28,6 +28,7 @@
 
 #include "fathom/index.h"
 #include "index/factory.h"
+#include "util/rw_lock.h"
 
 namespace fathom {
 
@@ -114,7 +115,7 @@ class HnswIndex final : public Index {
 
   // Guards the arrays below against reallocation and consolidation: shared for Add, Remove and
   // Search; exclusive for growth, quantizer training and consolidation.
-  mutable std::shared_mutex structure_mutex_;
+  mutable RwLock structure_mutex_;
   char* blocks_ = nullptr;   // capacity_ * node_bytes_, level-0 links then vector or code
   std::vector<float> vectors_;  // float32 copies for re-ranking (SQ8 only)
   std::vector<label_t> labels_;
