@@ -124,6 +124,11 @@ class Index {
   virtual Status Search(size_t n, const float* queries, size_t k, float* distances,
                         label_t* labels, const SearchParams& params = {}) const = 0;
 
+  // Exact k-NN among the given candidate labels only (labels not in the index are skipped):
+  // what a selective filter needs, without walking the graph. Same output layout as Search.
+  virtual Status SearchAmong(size_t n, const float* queries, size_t k, const label_t* candidates,
+                             size_t num_candidates, float* distances, label_t* labels) const = 0;
+
   // Writes the index to `path` atomically (temporary file, fsync, rename). The file carries a
   // magic, format version, factory string, dimension, metric, count, and a checksum
   // (docs/format/index_file.md).

@@ -9,8 +9,6 @@
 #include <spdlog/spdlog.h>
 
 #include "db/record_codec.h"
-#include "index/topk.h"
-#include "simd/distance.h"
 #include "util/file.h"
 
 namespace fathom {
@@ -24,8 +22,10 @@ constexpr size_t kMaxK = 10000;
 constexpr size_t kMaxIdBytes = 256;
 // Filtered search scans the allowed points exactly when there are few of them (cheap and
 // exact), and walks the graph with the filter otherwise (see docs/BENCHMARKS.md).
-constexpr size_t kExactScanMaxPoints = 20000;
-constexpr size_t kExactScanMaxFloats = size_t{16} << 20;
+// Measured on Fashion-MNIST (docs/BENCHMARKS.md): below ~5% of the collection or a few thousand
+// points the scan is faster than a filtered walk that must skip most nodes it visits.
+constexpr size_t kExactScanMaxPoints = 4000;
+constexpr size_t kExactScanMaxShare = 20;  // allowed <= 1/20 of the points
 
 std::string EncodeOp(uint8_t op, const std::vector<uint32_t>& slots) {
   std::string out;
@@ -467,24 +467,6 @@ Result<size_t> CollectionImpl::CountByFilter(const std::string& filter_text) con
   return static_cast<size_t>(matching.cardinality());
 }
 
-void CollectionImpl::SearchExact(size_t vector, const float* query, size_t k,
-                                 const SlotBitmap& allowed, float* distances,
-                                 label_t* labels) const {
-  const VectorSpec& vs = spec_.vectors[vector];
-  const auto& kern = simd::Active();
-  std::vector<float> q(query, query + vs.dim), v(vs.dim);
-  if (vs.metric == Metric::kCosine) simd::Normalize(q.data(), vs.dim);
-  TopK top(k);
-  for (uint32_t slot : allowed) {
-    if (!indexes_[vector]->Reconstruct(slot, v.data()).ok()) continue;
-    float d = vs.metric == Metric::kL2 ? kern.l2_sqr(q.data(), v.data(), vs.dim)
-                                       : (vs.metric == Metric::kCosine ? 1.0f : 0.0f) -
-                                             kern.dot(q.data(), v.data(), vs.dim);
-    top.Push(d, slot);
-  }
-  top.Extract(distances, labels);
-}
-
 Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const SearchRequest& request,
                                                                      SearchStats* stats) const {
   size_t vector = spec_.vectors.size();
@@ -533,12 +515,12 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
     spdlog::debug("collection '{}': filter {}", spec_.name, eval.ToString());
     local_stats.allowed = allowed->cardinality();
     if (local_stats.allowed <= kExactScanMaxPoints ||
-        local_stats.allowed * dim <= kExactScanMaxFloats) {
+        local_stats.allowed * kExactScanMaxShare <= slot_of_.size()) {
       local_stats.strategy = "exact-scan";
-      for (size_t q = 0; q < n; ++q) {
-        SearchExact(vector, request.queries.data() + q * dim, k, *allowed, distances.data() + q * k,
-                    labels.data() + q * k);
-      }
+      std::vector<label_t> candidates(allowed->begin(), allowed->end());
+      FATHOM_RETURN_IF_ERROR(indexes_[vector]->SearchAmong(n, request.queries.data(), k,
+                                                           candidates.data(), candidates.size(),
+                                                           distances.data(), labels.data()));
     } else {
       local_stats.strategy = "graph+filter";
       BitsetFilter bits(capacity);

@@ -65,8 +65,6 @@ class CollectionImpl final : public Collection {
   Status CheckpointLocked();
   Status MaybeCheckpointLocked();
   std::string CheckpointPath(size_t vector, uint64_t seq) const;
-  void SearchExact(size_t vector, const float* query, size_t k, const SlotBitmap& allowed,
-                   float* distances, label_t* labels) const;
 
   KvStore* const kv_;
   const std::string index_dir_;

@@ -28,6 +28,8 @@ class FlatIndex final : public Index {
   Status Reconstruct(label_t label, float* out) const override;
   Status Search(size_t n, const float* queries, size_t k, float* distances, label_t* labels,
                 const SearchParams& params = {}) const override;
+  Status SearchAmong(size_t n, const float* queries, size_t k, const label_t* candidates,
+                     size_t num_candidates, float* distances, label_t* labels) const override;
 
  private:
   Status SerializeBody(std::string* out) const override;

@@ -48,6 +48,8 @@ class HnswIndex final : public Index {
   Status Reconstruct(label_t label, float* out) const override;
   Status Search(size_t n, const float* queries, size_t k, float* distances, label_t* labels,
                 const SearchParams& params = {}) const override;
+  Status SearchAmong(size_t n, const float* queries, size_t k, const label_t* candidates,
+                     size_t num_candidates, float* distances, label_t* labels) const override;
 
   // Relinks around every tombstone and frees their nodes for reuse. Runs automatically from
   // Remove/Add when tombstones exceed 10% of nodes; public for tests and maintenance.

@@ -255,3 +255,33 @@ TEST(HnswTest, RejectsBadSearchInput) {
 
 }  // namespace
 }  // namespace fathom
+
+namespace fathom {
+namespace {
+
+// SearchAmong is exact within the candidates, for both index kinds and every metric.
+TEST(SearchAmongTest, ExactWithinCandidates) {
+  auto data = testing::Clustered(2000, 20, 12, 8, 37);
+  for (const char* factory : {"Flat", "HNSW8", "HNSW8,SQ8"}) {
+    for (Metric metric : {Metric::kL2, Metric::kInnerProduct, Metric::kCosine}) {
+      auto index = std::move(MakeIndex(factory, data.dim, metric)).value();
+      ASSERT_TRUE(index->Add(data.n(), data.base.data()).ok());
+      std::vector<label_t> candidates;
+      std::vector<bool> alive(data.n());
+      for (label_t i = 3; i < label_t(data.n()); i += 7) {
+        candidates.push_back(i);
+        alive[i] = true;
+      }
+      candidates.push_back(999999);  // unknown labels are skipped
+      std::vector<float> d(data.nq() * 5);
+      std::vector<label_t> l(data.nq() * 5);
+      ASSERT_TRUE(index->SearchAmong(data.nq(), data.queries.data(), 5, candidates.data(),
+                                     candidates.size(), d.data(), l.data()).ok());
+      auto truth = testing::BruteForce(data, 5, metric, &alive);
+      EXPECT_GE(testing::Recall(truth, l, 5), 0.99) << factory << " " << MetricName(metric);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace fathom
