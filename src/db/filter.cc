@@ -1,5 +1,6 @@
 #include "db/filter.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <limits>
@@ -396,7 +397,7 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
 
 std::string DescribeChar(char c) {
   if (c >= 0x20 && c < 0x7f) return std::string("'") + c + "'";
-  static const char kHex[] = "0123456789abcdef";
+  static constexpr char kHex[] = "0123456789abcdef";
   const auto byte = static_cast<unsigned char>(c);
   return std::string("byte 0x") + kHex[byte >> 4] + kHex[byte & 15];
 }

@@ -470,6 +470,10 @@ TEST(FilterJsonTest, DeepNestingIsAnErrorNotACrash) {
   EXPECT_TRUE(Filter::ParseJson(nested(kMaxFilterDepth)).ok());
   EXPECT_EQ(JsonError(nested(kMaxFilterDepth + 1)), "filter is nested deeper than 64 levels");
   EXPECT_EQ(JsonError(nested(5000)), "filter is nested deeper than 64 levels");
+  // Deep JSON that is not clauses fails on its shape; parsing and freeing it must not recurse.
+  const std::string arrays = std::string(1000000, '[') + std::string(1000000, ']');
+  EXPECT_EQ(JsonError(R"({"must":)" + arrays + "}"),
+            "filter clause 'must' element 0 must be an object, got array");
 }
 
 // ---- text and JSON agree ------------------------------------------------------------------

@@ -1,6 +1,5 @@
 #include "db/payload_index.h"
 
-#include <algorithm>
 #include <cmath>
 #include <new>
 #include <nlohmann/json.hpp>
@@ -403,8 +402,8 @@ class PayloadIndex::Evaluator {
   }
 
   static const json& EmptyObject() {
-    static const json kEmpty = json::object();
-    return kEmpty;
+    static const json empty = json::object();
+    return empty;
   }
 
   const PayloadIndex& index_;

@@ -608,15 +608,8 @@ bool HnswIndex::TryInsert(const float* v, label_t label, Scratch& s) {
     } else {
       return false;
     }
-    // Replacing: the old node becomes a tombstone before the new one is reachable, so a search
-    // never returns the label twice.
-    auto [it, inserted] = node_of_.try_emplace(label, node);
-    if (!inserted) {
-      state_[it->second].store(kTombstone, std::memory_order_release);
-      ++tombstones_;
-      it->second = node;
-    }
   }
+  // The node is unreachable until linked and its label unpublished: fill it without locks.
   labels_[node] = label;
   int level = RandomLevel();
   levels_[node] = static_cast<uint8_t>(level);
@@ -628,6 +621,18 @@ bool HnswIndex::TryInsert(const float* v, label_t label, Scratch& s) {
   }
   EncodeNode(node, v);
   state_[node].store(kLive, std::memory_order_release);
+  {
+    // Publishing the label after the vector is written lets Reconstruct and SearchAmong read
+    // it safely. Replacing: the old node becomes a tombstone before the new one is linked, so
+    // a search never returns the label twice.
+    std::lock_guard lock(label_mutex_);
+    auto [it, inserted] = node_of_.try_emplace(label, node);
+    if (!inserted) {
+      state_[it->second].store(kTombstone, std::memory_order_release);
+      ++tombstones_;
+      it->second = node;
+    }
+  }
   switch (BuildKind()) {
     case DistKind::kSq8L2: Link<DistKind::kSq8L2>(node, s); break;
     case DistKind::kFloatL2: Link<DistKind::kFloatL2>(node, s); break;
