@@ -20,6 +20,7 @@ constexpr uint8_t kOpUpsert = 1;
 constexpr uint8_t kOpDelete = 2;
 constexpr size_t kMaxK = 10000;
 constexpr size_t kMaxIdBytes = 256;
+constexpr size_t kParallelAddMinBatch = 256;
 // Filtered search scans the allowed points exactly when there are few of them (cheap and
 // exact), and walks the graph with the filter otherwise (see docs/BENCHMARKS.md).
 // Measured on Fashion-MNIST (docs/BENCHMARKS.md): below ~5% of the collection or a few thousand
@@ -348,6 +349,9 @@ Status CollectionImpl::Upsert(const std::vector<Record>& records) {
   }
   std::vector<float> data;
   std::vector<label_t> labels(slots.begin(), slots.end());
+  // Large batches insert on every core; small ones are not worth starting threads for.
+  AddOptions add_options;
+  add_options.threads = records.size() >= kParallelAddMinBatch ? 0 : 1;
   for (size_t v = 0; v < indexes_.size(); ++v) {
     const VectorSpec& vs = spec_.vectors[v];
     data.clear();
@@ -356,7 +360,7 @@ Status CollectionImpl::Upsert(const std::vector<Record>& records) {
       const auto& values = r.vectors.at(vs.name);
       data.insert(data.end(), values.begin(), values.end());
     }
-    Status s = indexes_[v]->Add(records.size(), data.data(), labels.data());
+    Status s = indexes_[v]->Add(records.size(), data.data(), labels.data(), add_options);
     FATHOM_CHECK(s.ok(), "index rejected a validated batch: " + s.ToString());
   }
   ops_since_checkpoint_ += records.size();

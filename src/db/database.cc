@@ -116,7 +116,7 @@ class DatabaseImpl final : public Database {
     return static_cast<Collection*>(it->second.get());
   }
 
-  Status RestoreSnapshot(const std::string& snapshot_dir, const std::string& new_name) {
+  Status RestoreSnapshot(const std::string& snapshot_dir, const std::string& new_name) override {
     FATHOM_ASSIGN_OR_RETURN(std::string spec_text, ReadFile(snapshot_dir + "/collection.json"));
     CollectionSpec spec;
     uint32_t ignored;

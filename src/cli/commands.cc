@@ -1,0 +1,426 @@
+#include "cli/commands.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <utility>
+
+#include "cli/args.h"
+#include "cli/import.h"
+#include "cli/output.h"
+#include "fathom/index.h"
+
+namespace fathom::cli {
+
+// ordered_json keeps keys in the order written (id before distance before payload) and payload
+// keys in their stored order, instead of sorting them.
+using json = nlohmann::ordered_json;
+
+Result<std::unique_ptr<Database>> OpenDatabase(const Context& ctx, bool create) {
+  std::error_code ec;
+  if (!create && !std::filesystem::exists(ctx.data_dir, ec)) {
+    return Status::NotFound("no database at '" + ctx.data_dir +
+                            "' (create a collection first, or pass --data DIR)");
+  }
+  return Database::Open(ctx.data_dir, ctx.db_options);
+}
+
+namespace {
+
+constexpr float kDisplayZero = 1e-6f;
+
+// Invalid UTF-8 in a stored payload string must not abort the command with a json exception:
+// it is printed with U+FFFD in its place.
+std::string Dump(const json& value) {
+  return value.dump(2, ' ', /*ensure_ascii=*/false, json::error_handler_t::replace);
+}
+
+std::string VectorSummary(const VectorSpec& v) {
+  return std::to_string(v.dim) + " " + MetricName(v.metric) + " " + v.index;
+}
+
+json SpecToJson(const CollectionSpec& spec) {
+  json vectors = json::array();
+  for (const VectorSpec& v : spec.vectors) {
+    vectors.push_back(
+        {{"name", v.name}, {"dim", v.dim}, {"metric", MetricName(v.metric)}, {"index", v.index}});
+  }
+  json fields = json::object();
+  for (const auto& [name, type] : spec.indexed_fields) fields[name] = FieldTypeName(type);
+  return {{"name", spec.name}, {"vectors", vectors}, {"fields", fields}};
+}
+
+Result<std::vector<PointId>> ParseIds(const std::vector<std::string>& texts, bool string_id) {
+  std::vector<PointId> ids;
+  for (const std::string& text : texts) {
+    FATHOM_ASSIGN_OR_RETURN(PointId id, ParsePointId(text, string_id));
+    ids.push_back(std::move(id));
+  }
+  return ids;
+}
+
+Status NotFoundIds(const std::vector<PointId>& ids, const std::string& collection) {
+  std::string list;
+  for (const PointId& id : ids) list += (list.empty() ? "" : ", ") + FormatPointId(id);
+  return Status::NotFound((ids.size() == 1 ? "point " : "points ") + list +
+                          " not found in collection '" + collection + "'");
+}
+
+// The query vector of `search`, from exactly one of its three sources.
+Result<std::vector<float>> QueryVector(const Collection& collection, const VectorSpec& target,
+                                       const SearchOptions& options) {
+  int sources = !options.vector_file.empty() + !options.id.empty() + !options.vector.empty();
+  if (sources != 1) {
+    return Status::InvalidArgument(
+        "give exactly one query: --vector-file FILE [--row R], --id ID or --vector \"x,y,...\"");
+  }
+  std::vector<float> query;
+  if (!options.vector.empty()) {
+    FATHOM_ASSIGN_OR_RETURN(query, ParseFloatList(options.vector));
+  } else if (!options.vector_file.empty()) {
+    FATHOM_ASSIGN_OR_RETURN(Matrix m, ReadInputVectors(options.vector_file, options.row + 1));
+    if (m.rows <= options.row) {
+      return Status::InvalidArgument("--row " + std::to_string(options.row) + ": '" +
+                                     options.vector_file + "' has only " + std::to_string(m.rows) +
+                                     " rows");
+    }
+    query.assign(m.row(options.row), m.row(options.row) + m.cols);
+  } else {
+    FATHOM_ASSIGN_OR_RETURN(PointId id, ParsePointId(options.id, options.string_id));
+    FATHOM_ASSIGN_OR_RETURN(auto records, collection.Get({id}, /*with_vectors=*/true));
+    if (records.empty() || !records[0]) return NotFoundIds({id}, collection.spec().name);
+    auto it = records[0]->vectors.find(target.name);
+    if (it == records[0]->vectors.end()) {
+      return Status::NotFound("point " + FormatPointId(id) + " has no " +
+                              DescribeVector(target.name));
+    }
+    query = it->second;
+  }
+  if (query.size() != target.dim) {
+    return Status::InvalidArgument(
+        "query has " + std::to_string(query.size()) + " dimensions, collection '" +
+        collection.spec().name + "' expects " + std::to_string(target.dim) +
+        (target.name.empty() ? "" : " for vector '" + target.name + "'"));
+  }
+  return query;
+}
+
+}  // namespace
+
+Status RunCreate(const Context& ctx, const CreateOptions& options) {
+  CollectionSpec spec;
+  spec.name = options.name;
+  if (options.dim > 0 && !options.vectors.empty()) {
+    return Status::InvalidArgument(
+        "give either --dim (one unnamed vector) or --vector (named "
+        "vectors), not both");
+  }
+  if (options.dim == 0 && options.vectors.empty()) {
+    return Status::InvalidArgument(
+        "give --dim D, or --vector NAME:DIM[:METRIC[:INDEX]] for "
+        "named vectors");
+  }
+  if (options.dim > 0) {
+    VectorSpec v;
+    v.dim = options.dim;
+    FATHOM_ASSIGN_OR_RETURN(v.metric, ParseMetric(options.metric));
+    v.index = options.index;
+    spec.vectors.push_back(std::move(v));
+  }
+  std::set<std::string> seen;
+  for (const std::string& text : options.vectors) {
+    FATHOM_ASSIGN_OR_RETURN(VectorSpec v, ParseVectorSpec(text));
+    if (!seen.insert(v.name).second) {
+      return Status::InvalidArgument("vector '" + v.name + "' is given twice");
+    }
+    spec.vectors.push_back(std::move(v));
+  }
+  for (const std::string& text : options.fields) {
+    FATHOM_ASSIGN_OR_RETURN(auto field, ParseFieldSpec(text));
+    if (!spec.indexed_fields.emplace(field.first, field.second).second) {
+      return Status::InvalidArgument("field '" + field.first + "' is given twice");
+    }
+  }
+  // Building a throwaway empty index checks the factory string against the dimension and metric
+  // before anything is written, with the index layer's own message.
+  for (const VectorSpec& v : spec.vectors) {
+    auto index = MakeIndex(v.index, v.dim, v.metric);
+    if (!index.ok()) return index.status();
+  }
+  FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/true));
+  FATHOM_ASSIGN_OR_RETURN(Collection * collection, db->CreateCollection(spec));
+  std::string vectors;
+  for (const VectorSpec& v : collection->spec().vectors) {
+    vectors += (vectors.empty() ? "" : "; ") + (v.name.empty() ? "" : v.name + ": ") + "dim " +
+               std::to_string(v.dim) + ", " + MetricName(v.metric) + ", " + v.index;
+  }
+  *ctx.out << "created collection '" << spec.name << "' (" << vectors << ")\n";
+  return db->Close();
+}
+
+Status RunDrop(const Context& ctx, const std::string& name) {
+  FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
+  FATHOM_RETURN_IF_ERROR(db->DropCollection(name));
+  *ctx.out << "dropped collection '" << name << "'\n";
+  return db->Close();
+}
+
+Status RunList(const Context& ctx, bool as_json) {
+  FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
+  std::vector<std::string> names = db->ListCollections();
+  std::sort(names.begin(), names.end());
+  json out = json::array();
+  std::vector<std::vector<std::string>> rows;
+  for (const std::string& name : names) {
+    FATHOM_ASSIGN_OR_RETURN(Collection * c, db->GetCollection(name));
+    if (as_json) {
+      json item = SpecToJson(c->spec());
+      item["points"] = c->Count();
+      out.push_back(std::move(item));
+      continue;
+    }
+    std::string vectors;
+    for (const VectorSpec& v : c->spec().vectors) {
+      vectors +=
+          (vectors.empty() ? "" : "; ") + (v.name.empty() ? "" : v.name + ": ") + VectorSummary(v);
+    }
+    rows.push_back({name, std::to_string(c->Count()), vectors});
+  }
+  if (as_json) {
+    *ctx.out << Dump(out) << '\n';
+  } else if (!rows.empty()) {
+    PrintTable(*ctx.out, {"name", "points", "vectors (dim metric index)"}, rows,
+               {false, true, false});
+  }
+  return db->Close();
+}
+
+Status RunInfo(const Context& ctx, const std::string& name, bool as_json) {
+  FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
+  FATHOM_ASSIGN_OR_RETURN(Collection * c, db->GetCollection(name));
+  const CollectionSpec& spec = c->spec();
+  if (as_json) {
+    json out = SpecToJson(spec);
+    out["points"] = c->Count();
+    out["memory_bytes"] = c->memory_bytes();
+    *ctx.out << Dump(out) << '\n';
+    return db->Close();
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"collection", spec.name},
+      {"points", std::to_string(c->Count())},
+      {"memory", FormatBytes(c->memory_bytes())},
+  };
+  for (const VectorSpec& v : spec.vectors) {
+    rows.push_back({"vector", (v.name.empty() ? "(unnamed)" : v.name) + ": dim " +
+                                  std::to_string(v.dim) + ", metric " + MetricName(v.metric) +
+                                  ", index " + v.index});
+  }
+  for (const auto& [field, type] : spec.indexed_fields) {
+    rows.push_back({"field", field + ": " + FieldTypeName(type)});
+  }
+  // A key/value listing reads better without a header row.
+  size_t width = 0;
+  for (const auto& row : rows) width = std::max(width, row[0].size());
+  for (const auto& row : rows) {
+    *ctx.out << row[0] << std::string(width - row[0].size() + 2, ' ') << row[1] << '\n';
+  }
+  return db->Close();
+}
+
+Status RunImport(const Context& ctx, const std::string& name, const ImportOptions& options) {
+  FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
+  FATHOM_ASSIGN_OR_RETURN(Collection * c, db->GetCollection(name));
+  ImportOptions import_options = options;
+  import_options.progress = ctx.progress;
+  ImportSummary summary;
+  FATHOM_RETURN_IF_ERROR(Import(*c, import_options, &summary));
+  // Close checkpoints the indexes; it belongs to the cost of an import, so it is timed too.
+  auto close_start = std::chrono::steady_clock::now();
+  FATHOM_RETURN_IF_ERROR(db->Close());
+  double seconds =
+      summary.seconds +
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - close_start).count();
+  char line[160];
+  std::snprintf(line, sizeof(line), "imported %llu points in %.2f s (%.0f points/s)",
+                static_cast<unsigned long long>(summary.points), seconds,
+                seconds > 0 ? static_cast<double>(summary.points) / seconds : 0.0);
+  *ctx.out << line << '\n';
+  return Status::OK();
+}
+
+Status RunSearch(const Context& ctx, const SearchOptions& options) {
+  if (options.k == 0) return Status::InvalidArgument("-k must be at least 1");
+  if (options.ef < 0) return Status::InvalidArgument("--ef must be >= 0 (0 = index default)");
+  FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
+  FATHOM_ASSIGN_OR_RETURN(Collection * c, db->GetCollection(options.name));
+  FATHOM_ASSIGN_OR_RETURN(const VectorSpec* target, ResolveVector(c->spec(), options.using_vector));
+  SearchRequest request;
+  request.vector = target->name;
+  FATHOM_ASSIGN_OR_RETURN(request.queries, QueryVector(*c, *target, options));
+  request.k = options.k;
+  request.ef = options.ef;
+  request.filter = options.filter;
+  request.with_payload = !options.no_payload;
+  request.with_vectors = options.with_vectors;
+  SearchStats stats;
+  FATHOM_ASSIGN_OR_RETURN(auto results, c->Search(request, &stats));
+  const std::vector<ScoredPoint> empty;
+  const std::vector<ScoredPoint>& hits = results.empty() ? empty : results[0];
+  if (options.json) {
+    json items = json::array();
+    for (const ScoredPoint& p : hits) {
+      json item = {{"id", PointIdToJson(p.id)}, {"distance", FloatForJson(p.distance)}};
+      if (request.with_payload) item["payload"] = PayloadToJson(p.payload);
+      if (request.with_vectors) item["vectors"] = VectorsToJson(p.vectors);
+      items.push_back(std::move(item));
+    }
+    json out = {{"collection", options.name},
+                {"strategy", stats.strategy},
+                {"allowed", stats.allowed},
+                {"results", std::move(items)}};
+    *ctx.out << Dump(out) << '\n';
+    return db->Close();
+  }
+  std::vector<std::string> headers = {"rank", "id", "distance"};
+  if (request.with_payload) headers.push_back("payload");
+  if (request.with_vectors) headers.push_back("vector");
+  std::vector<std::vector<std::string>> rows;
+  for (size_t i = 0; i < hits.size(); ++i) {
+    // A point's distance to itself under cosine or ip comes out as +-1e-7 from float rounding;
+    // the table shows 0 so "more like this" reads right, --json keeps the raw value.
+    float distance = std::fabs(hits[i].distance) < kDisplayZero ? 0.0f : hits[i].distance;
+    std::vector<std::string> row = {std::to_string(i + 1), FormatPointId(hits[i].id),
+                                    FormatFloat(distance)};
+    if (request.with_payload) row.push_back(hits[i].payload);
+    if (request.with_vectors) row.push_back(VectorsPreview(hits[i].vectors));
+    rows.push_back(std::move(row));
+  }
+  if (rows.empty()) {
+    *ctx.out << "no results\n";
+  } else {
+    PrintTable(*ctx.out, headers, rows, {true, false, true});
+  }
+  return db->Close();
+}
+
+Status RunGet(const Context& ctx, const PointsOptions& options) {
+  FATHOM_ASSIGN_OR_RETURN(std::vector<PointId> ids, ParseIds(options.ids, options.string_id));
+  if (ids.empty()) return Status::InvalidArgument("give at least one id");
+  FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
+  FATHOM_ASSIGN_OR_RETURN(Collection * c, db->GetCollection(options.name));
+  FATHOM_ASSIGN_OR_RETURN(auto records, c->Get(ids, /*with_vectors=*/true));
+  std::vector<PointId> missing;
+  json items = json::array();
+  std::vector<std::vector<std::string>> rows;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i >= records.size() || !records[i]) {
+      missing.push_back(ids[i]);
+      continue;
+    }
+    const Record& r = *records[i];
+    if (options.json) {
+      items.push_back({{"id", PointIdToJson(r.id)},
+                       {"payload", PayloadToJson(r.payload)},
+                       {"vectors", VectorsToJson(r.vectors)}});
+    } else {
+      rows.push_back({FormatPointId(r.id), r.payload, VectorsPreview(r.vectors)});
+    }
+  }
+  if (options.json) {
+    *ctx.out << Dump(items) << '\n';
+  } else if (!rows.empty()) {
+    PrintTable(*ctx.out, {"id", "payload", "vector"}, rows);
+  }
+  ctx.out->flush();
+  FATHOM_RETURN_IF_ERROR(db->Close());
+  // Found points are still printed so one bad id in a list does not hide the rest.
+  if (!missing.empty()) return NotFoundIds(missing, options.name);
+  return Status::OK();
+}
+
+Status RunDelete(const Context& ctx, const PointsOptions& options) {
+  if (options.ids.empty() && options.filter.empty()) {
+    return Status::InvalidArgument("give the ids to delete, or --filter F");
+  }
+  if (!options.ids.empty() && !options.filter.empty()) {
+    return Status::InvalidArgument("give either ids or --filter F to delete, not both");
+  }
+  FATHOM_ASSIGN_OR_RETURN(std::vector<PointId> ids, ParseIds(options.ids, options.string_id));
+  FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
+  FATHOM_ASSIGN_OR_RETURN(Collection * c, db->GetCollection(options.name));
+  size_t deleted = 0;
+  if (!ids.empty()) {
+    FATHOM_ASSIGN_OR_RETURN(deleted, c->Delete(ids));
+  } else {
+    FATHOM_ASSIGN_OR_RETURN(deleted, c->DeleteByFilter(options.filter));
+  }
+  *ctx.out << "deleted " << deleted << (deleted == 1 ? " point\n" : " points\n");
+  return db->Close();
+}
+
+Status RunCount(const Context& ctx, const std::string& name, const std::string& filter) {
+  FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
+  FATHOM_ASSIGN_OR_RETURN(Collection * c, db->GetCollection(name));
+  size_t count = 0;
+  if (filter.empty()) {
+    count = c->Count();
+  } else {
+    FATHOM_ASSIGN_OR_RETURN(count, c->CountByFilter(filter));
+  }
+  *ctx.out << count << '\n';
+  return db->Close();
+}
+
+Status RunSnapshot(const Context& ctx, const std::string& name, const std::string& dir) {
+  FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
+  FATHOM_ASSIGN_OR_RETURN(Collection * c, db->GetCollection(name));
+  std::error_code ec;
+  if (std::filesystem::exists(dir, ec)) {
+    return Status::AlreadyExists("snapshot directory '" + dir +
+                                 "' already exists: a snapshot goes into a new directory");
+  }
+  FATHOM_RETURN_IF_ERROR(c->Snapshot(dir));
+  *ctx.out << "snapshot of collection '" << name << "' (" << c->Count() << " points) written to '"
+           << dir << "'\n";
+  return db->Close();
+}
+
+Status RunRestore(const Context& ctx, const std::string& snapshot_dir,
+                  const std::string& new_name) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(snapshot_dir, ec)) {
+    return Status::NotFound("no snapshot directory '" + snapshot_dir + "'");
+  }
+  // Restore needs the database closed, so the names before and after come from two short opens;
+  // their difference is the restored collection when --name is not given.
+  std::set<std::string> before;
+  if (std::filesystem::exists(ctx.data_dir, ec)) {
+    FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
+    for (std::string& n : db->ListCollections()) before.insert(std::move(n));
+    FATHOM_RETURN_IF_ERROR(db->Close());
+  }
+  FATHOM_RETURN_IF_ERROR(Database::Restore(snapshot_dir, ctx.data_dir, new_name));
+  FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
+  std::string restored = new_name;
+  if (restored.empty()) {
+    for (const std::string& n : db->ListCollections()) {
+      if (!before.count(n)) restored = n;
+    }
+  }
+  if (restored.empty()) {
+    *ctx.out << "restored '" << snapshot_dir << "' into '" << ctx.data_dir << "'\n";
+  } else {
+    FATHOM_ASSIGN_OR_RETURN(Collection * c, db->GetCollection(restored));
+    *ctx.out << "restored collection '" << restored << "' (" << c->Count() << " points) into '"
+             << ctx.data_dir << "'\n";
+  }
+  return db->Close();
+}
+
+}  // namespace fathom::cli

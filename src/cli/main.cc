@@ -1,0 +1,305 @@
+// fathom: the command-line tool over a Fathom database directory.
+//
+//   fathom [--data DIR] create NAME --dim 128 [--metric cosine] [--index HNSW32] [--field
+//   label:integer] fathom import NAME points.jsonl | vectors.npy | base.fvecs fathom search NAME
+//   --id 42 -k 5 --filter 'label = 3' fathom --help, fathom SUBCOMMAND --help
+//
+// Exit status: 0 success; 1 usage error or invalid input; 2 something named does not exist;
+// 3 any other failure (I/O, corruption, internal). Every error is one "error: ..." line on stderr.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "cli/demo.h"
+#include "server/server.h"
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
+#include <iostream>
+#include <string>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+
+namespace fathom::cli {
+namespace {
+
+constexpr const char* kIdHelp =
+    "ids: all digits is an integer id, anything else a string id (--string-id forces strings)";
+
+// Options every subcommand takes. Registered on each subcommand rather than only on the root so
+// that `fathom search x --data d` and `fathom --data d search x` both work and --help shows them.
+// Only the root reads FATHOM_DATA: were every subcommand to read it too, the environment would
+// override a --data given before the subcommand.
+void AddCommonOptions(CLI::App* app, Context* ctx, std::string* durability, bool* verbose) {
+  auto* data =
+      app->add_option("--data", ctx->data_dir, "database directory")->capture_default_str();
+  if (app->get_parent() == nullptr) data->envname("FATHOM_DATA");
+  app->add_option("--durability", *durability,
+                  "fsync: every write on disk before it returns; buffered: survives a process "
+                  "crash, not a power loss, and imports ~10x faster")
+      ->check(CLI::IsMember({"fsync", "buffered"}))
+      ->capture_default_str();
+  app->add_flag("-v,--verbose", *verbose, "log the library's progress messages to stderr");
+}
+
+// The library logs through spdlog's default logger, which writes to stdout; stdout is the
+// command's result (a count, a table, JSON) and must stay clean for scripts, so logs go to
+// stderr, and only warnings unless --verbose.
+void RouteLogsToStderr() {
+  auto logger = spdlog::stderr_color_mt("fathom");
+  logger->set_pattern("%^%l%$: %v");
+  spdlog::set_default_logger(std::move(logger));
+  spdlog::set_level(spdlog::level::warn);
+}
+
+int Run(int argc, char** argv) {
+  Context ctx;
+  ctx.out = &std::cout;
+  ctx.progress = true;
+  std::string durability = "fsync";
+  bool verbose = false;
+  RouteLogsToStderr();
+
+  CLI::App app{"fathom: a vector database on a directory"};
+  app.name("fathom");
+  app.require_subcommand(1);
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return "error: " + std::string(e.what()) + " (run with --help for usage)\n";
+  });
+  app.footer(
+      "Exit status: 0 ok, 1 usage or invalid input, 2 not found, 3 other failure.\n"
+      "FATHOM_DATA sets the default --data.");
+  AddCommonOptions(&app, &ctx, &durability, &verbose);
+
+  // create
+  CreateOptions create;
+  auto* create_cmd = app.add_subcommand("create", "create a collection");
+  create_cmd->add_option("name", create.name, "collection name (letters, digits, _ - .)")
+      ->required();
+  auto* dim_opt = create_cmd->add_option("--dim", create.dim, "dimension of the (unnamed) vector")
+                      ->check(CLI::PositiveNumber);
+  create_cmd->add_option("--metric", create.metric, "l2, ip or cosine")->capture_default_str();
+  create_cmd
+      ->add_option("--index", create.index, "index factory string: Flat, HNSW32, HNSW32,SQ8 ...")
+      ->capture_default_str();
+  create_cmd
+      ->add_option("--vector", create.vectors,
+                   "named vector NAME:DIM[:METRIC[:INDEX]] (repeat; instead of --dim)")
+      ->excludes(dim_opt);
+  create_cmd->add_option("--field", create.fields,
+                         "indexed payload field NAME:TYPE, TYPE one of "
+                         "keyword integer float bool (repeat)");
+  AddCommonOptions(create_cmd, &ctx, &durability, &verbose);
+
+  // drop
+  std::string drop_name;
+  auto* drop_cmd = app.add_subcommand("drop", "delete a collection and all its points");
+  drop_cmd->add_option("name", drop_name, "collection name")->required();
+  AddCommonOptions(drop_cmd, &ctx, &durability, &verbose);
+
+  // list
+  bool list_json = false;
+  auto* list_cmd = app.add_subcommand("list", "list collections with their sizes and vectors");
+  list_cmd->add_flag("--json", list_json, "print JSON");
+  AddCommonOptions(list_cmd, &ctx, &durability, &verbose);
+
+  // info
+  std::string info_name;
+  bool info_json = false;
+  auto* info_cmd = app.add_subcommand("info", "show a collection's spec, point count and memory");
+  info_cmd->add_option("name", info_name, "collection name")->required();
+  info_cmd->add_flag("--json", info_json, "print JSON");
+  AddCommonOptions(info_cmd, &ctx, &durability, &verbose);
+
+  // import
+  std::string import_name;
+  ImportOptions import;
+  bool import_quiet = false;
+  auto* import_cmd = app.add_subcommand(
+      "import", "upsert points from .jsonl/.ndjson (- = stdin), .fvecs, .bvecs, .npy or IDX files");
+  import_cmd->add_option("name", import_name, "collection name")->required();
+  import_cmd->add_option("file", import.path, "file to import")->required();
+  import_cmd->add_option("--batch", import.batch, "points per atomic write")->capture_default_str();
+  import_cmd
+      ->add_option("--id-start", import.id_start,
+                   "id of the first row (matrix files) or of id-less JSONL lines")
+      ->capture_default_str();
+  import_cmd->add_option("--using", import.using_vector,
+                         "named vector that matrix rows and JSONL \"vector\" fill");
+  import_cmd->add_flag("--quiet,-q", import_quiet, "no progress report");
+  AddCommonOptions(import_cmd, &ctx, &durability, &verbose);
+
+  // search
+  SearchOptions search;
+  auto* search_cmd = app.add_subcommand("search", "find the nearest points to a query");
+  search_cmd->add_option("name", search.name, "collection name")->required();
+  auto* vf_opt = search_cmd->add_option("--vector-file", search.vector_file,
+                                        "query from a row of a .fvecs/.npy/... file");
+  search_cmd->add_option("--row", search.row, "row of --vector-file")
+      ->capture_default_str()
+      ->needs(vf_opt);
+  auto* id_opt = search_cmd->add_option("--id", search.id,
+                                        "more like this: query with the vector of point ID");
+  auto* vec_opt = search_cmd->add_option("--vector", search.vector, "query as \"0.1,0.2,...\"");
+  vf_opt->excludes(id_opt)->excludes(vec_opt);
+  id_opt->excludes(vec_opt);
+  search_cmd->add_flag("--string-id", search.string_id, "treat --id as a string id");
+  search_cmd->add_option("-k", search.k, "number of results")->capture_default_str();
+  search_cmd->add_option("--ef", search.ef, "HNSW search beam (0 = index default)")
+      ->capture_default_str();
+  search_cmd->add_option("--filter", search.filter,
+                         "payload filter, text form (label = 3 AND price < 50) or JSON");
+  search_cmd->add_option("--using", search.using_vector, "which named vector to search");
+  search_cmd->add_flag("--with-vectors", search.with_vectors, "also return the stored vectors");
+  search_cmd->add_flag("--no-payload", search.no_payload, "do not return payloads");
+  search_cmd->add_flag("--json", search.json, "print JSON");
+  AddCommonOptions(search_cmd, &ctx, &durability, &verbose);
+
+  // get
+  PointsOptions get;
+  auto* get_cmd = app.add_subcommand("get", "print points by id");
+  get_cmd->add_option("name", get.name, "collection name")->required();
+  get_cmd->add_option("ids", get.ids, kIdHelp)->required();
+  get_cmd->add_flag("--string-id", get.string_id, "treat every id as a string id");
+  get_cmd->add_flag("--json", get.json, "print JSON (full vectors)");
+  AddCommonOptions(get_cmd, &ctx, &durability, &verbose);
+
+  // delete
+  PointsOptions del;
+  auto* delete_cmd = app.add_subcommand("delete", "delete points by id or by filter");
+  delete_cmd->add_option("name", del.name, "collection name")->required();
+  auto* del_ids = delete_cmd->add_option("ids", del.ids, kIdHelp);
+  delete_cmd->add_option("--filter", del.filter, "delete every point the filter matches")
+      ->excludes(del_ids);
+  delete_cmd->add_flag("--string-id", del.string_id, "treat every id as a string id");
+  AddCommonOptions(delete_cmd, &ctx, &durability, &verbose);
+
+  // count
+  std::string count_name, count_filter;
+  auto* count_cmd = app.add_subcommand("count", "count points, optionally those matching a filter");
+  count_cmd->add_option("name", count_name, "collection name")->required();
+  count_cmd->add_option("--filter", count_filter, "count only points the filter matches");
+  AddCommonOptions(count_cmd, &ctx, &durability, &verbose);
+
+  // snapshot
+  std::string snapshot_name, snapshot_dir;
+  auto* snapshot_cmd =
+      app.add_subcommand("snapshot", "write a consistent copy of a collection to a new directory");
+  snapshot_cmd->add_option("name", snapshot_name, "collection name")->required();
+  snapshot_cmd->add_option("dir", snapshot_dir, "snapshot directory (must not exist)")->required();
+  AddCommonOptions(snapshot_cmd, &ctx, &durability, &verbose);
+
+  // restore
+  std::string restore_dir, restore_name;
+  auto* restore_cmd = app.add_subcommand("restore", "add a collection from a snapshot directory");
+  restore_cmd->add_option("snapshot_dir", restore_dir, "directory written by `fathom snapshot`")
+      ->required();
+  restore_cmd->add_option("--name", restore_name, "restore under this name instead");
+  AddCommonOptions(restore_cmd, &ctx, &durability, &verbose);
+
+  // bench
+  BenchOptions bench;
+  auto* bench_cmd =
+      app.add_subcommand("bench", "time searches per ef: QPS, latency p50/p99 and recall");
+  bench_cmd->add_option("name", bench.name, "collection name")->required();
+  bench_cmd->add_option("--queries", bench.queries_file,
+                        "query vectors (.fvecs/.npy/...); default: sample the collection");
+  bench_cmd->add_option("--ground-truth", bench.ground_truth_file,
+                        "true neighbour ids per query (.ivecs/.npy), for exact recall");
+  bench_cmd->add_option("-n,--num-queries", bench.num_queries, "queries to run")
+      ->capture_default_str();
+  bench_cmd->add_option("-k", bench.k, "neighbours per query")->capture_default_str();
+  bench_cmd->add_option("--ef", bench.efs, "ef values to try, e.g. 16,64,256")
+      ->delimiter(',')
+      ->capture_default_str();
+  bench_cmd->add_option("--filter", bench.filter, "payload filter applied to every query");
+  bench_cmd->add_option("--using", bench.using_vector, "which named vector to search");
+  bench_cmd->add_option("--seed", bench.seed, "random seed for sampling")->capture_default_str();
+  AddCommonOptions(bench_cmd, &ctx, &durability, &verbose);
+
+  ServerOptions serve;
+  bool serve_demo = false;
+  auto* serve_cmd = app.add_subcommand(
+      "serve", "run the REST server on the database (Ctrl-C stops it cleanly)");
+  serve_cmd->add_option("--host", serve.host, "address to listen on")->capture_default_str();
+  serve_cmd->add_option("--port", serve.port, "port (0 picks a free one)")->capture_default_str();
+  serve_cmd->add_option("--threads", serve.threads, "worker threads (0 = automatic)");
+  serve_cmd->add_flag("--insecure", serve.insecure,
+                      "allow a non-loopback address without an API key");
+  serve_cmd->add_option("--max-body", serve.max_body_bytes, "largest request body in bytes")
+      ->capture_default_str();
+  serve_cmd->add_flag("--demo", serve_demo,
+                      "first load Fashion-MNIST into collection 'fashion-mnist' if it is missing");
+  AddCommonOptions(serve_cmd, &ctx, &durability, &verbose);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    // CLI11's own codes (105, 106, ...) mean nothing to a script; ours say "usage error".
+    return code == 0 ? 0 : 1;
+  }
+  ctx.db_options.durability = durability == "buffered" ? Durability::kBuffered : Durability::kFsync;
+  ctx.progress = !import_quiet;
+  if (verbose) spdlog::set_level(spdlog::level::info);
+  Status status;
+  if (*create_cmd) {
+    status = RunCreate(ctx, create);
+  } else if (*drop_cmd) {
+    status = RunDrop(ctx, drop_name);
+  } else if (*list_cmd) {
+    status = RunList(ctx, list_json);
+  } else if (*info_cmd) {
+    status = RunInfo(ctx, info_name, info_json);
+  } else if (*import_cmd) {
+    status = RunImport(ctx, import_name, import);
+  } else if (*search_cmd) {
+    status = RunSearch(ctx, search);
+  } else if (*get_cmd) {
+    status = RunGet(ctx, get);
+  } else if (*delete_cmd) {
+    status = RunDelete(ctx, del);
+  } else if (*count_cmd) {
+    status = RunCount(ctx, count_name, count_filter);
+  } else if (*snapshot_cmd) {
+    status = RunSnapshot(ctx, snapshot_name, snapshot_dir);
+  } else if (*restore_cmd) {
+    status = RunRestore(ctx, restore_dir, restore_name);
+  } else if (*bench_cmd) {
+    status = RunBench(ctx, bench);
+  } else if (*serve_cmd) {
+    spdlog::set_level(verbose ? spdlog::level::debug : spdlog::level::info);
+    if (serve_demo) status = LoadDemo(ctx.data_dir);
+    if (status.ok()) {
+      serve.data_dir = ctx.data_dir;
+      serve.database = ctx.db_options;
+      status = RunServer(serve);
+    }
+  }
+  if (!status.ok()) {
+    std::cout.flush();
+    std::fprintf(stderr, "error: %s\n", status.message().c_str());
+    return ExitCodeFor(status);
+  }
+  std::cout.flush();
+  if (!std::cout) {
+    std::fprintf(stderr, "error: could not write the output\n");
+    return 3;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace fathom::cli
+
+int main(int argc, char** argv) {
+  try {
+    return fathom::cli::Run(argc, argv);
+  } catch (const std::exception& e) {
+    // Library code reports errors by Status; reaching here means a bug or exhausted memory, and
+    // it still deserves one clean line rather than a core dump.
+    std::fprintf(stderr, "error: internal error: %s\n", e.what());
+    return 3;
+  }
+}

@@ -1,0 +1,898 @@
+#include "server/api.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <map>
+#include <system_error>
+#include <tuple>
+
+#include <spdlog/spdlog.h>
+
+#include "server/metrics.h"
+
+namespace fathom::server {
+namespace fs = std::filesystem;
+
+namespace {
+
+// Qdrant's names first, so responses look familiar to its users; ours are accepted too.
+const char* DistanceName(Metric metric) {
+  switch (metric) {
+    case Metric::kL2: return "Euclid";
+    case Metric::kInnerProduct: return "Dot";
+    case Metric::kCosine: return "Cosine";
+  }
+  return "Euclid";
+}
+
+Result<Metric> ParseDistance(const std::string& text, std::string_view what) {
+  std::string lower;
+  for (char c : text) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (lower == "cosine") return Metric::kCosine;
+  if (lower == "euclid" || lower == "euclidean" || lower == "l2") return Metric::kL2;
+  if (lower == "dot" || lower == "ip" || lower == "inner_product") return Metric::kInnerProduct;
+  return Status::InvalidArgument(std::string(what) + ": unknown distance '" + text +
+                                 "': use Cosine, Euclid or Dot (or cosine, l2, ip)");
+}
+
+// Qdrant's "score": similarity for Cosine and Dot (higher is closer), the Euclidean distance for
+// Euclid. The library's raw "smaller is closer" distance is returned next to it.
+double Score(Metric metric, float distance) {
+  switch (metric) {
+    case Metric::kCosine: return 1.0 - distance;
+    case Metric::kInnerProduct: return -static_cast<double>(distance);
+    case Metric::kL2: return std::sqrt(std::max(0.0f, distance));
+  }
+  return distance;
+}
+
+const VectorSpec* FindVector(const CollectionSpec& spec, const std::string& name) {
+  for (const auto& v : spec.vectors) {
+    if (v.name == name) return &v;
+  }
+  return nullptr;
+}
+
+// A collection with one vector takes an unnamed vector as that one, whatever its name.
+std::string DefaultVectorName(const CollectionSpec& spec) {
+  return spec.vectors.size() == 1 ? spec.vectors[0].name : std::string();
+}
+
+bool IsUnnamedOnly(const CollectionSpec& spec) {
+  return spec.vectors.size() == 1 && spec.vectors[0].name.empty();
+}
+
+// A record's vectors: a bare array when the collection has only the unnamed vector, else an
+// object of named arrays.
+void AppendVectors(std::string* out, const CollectionSpec& spec,
+                   const std::map<std::string, std::vector<float>>& vectors) {
+  if (IsUnnamedOnly(spec)) {
+    auto it = vectors.find("");
+    if (it != vectors.end()) {
+      AppendFloats(out, it->second);
+    } else {
+      *out += "null";
+    }
+    return;
+  }
+  out->push_back('{');
+  bool first = true;
+  for (const auto& [name, values] : vectors) {
+    if (!first) out->push_back(',');
+    first = false;
+    AppendJsonString(out, name);
+    out->push_back(':');
+    AppendFloats(out, values);
+  }
+  out->push_back('}');
+}
+
+void AppendRecord(std::string* out, const CollectionSpec& spec, const Record& record,
+                  bool with_payload, bool with_vector) {
+  *out += "{\"id\":";
+  AppendPointId(out, record.id);
+  if (with_payload) {
+    *out += ",\"payload\":";
+    *out += record.payload.empty() ? "{}" : record.payload;
+  }
+  if (with_vector) {
+    *out += ",\"vector\":";
+    AppendVectors(out, spec, record.vectors);
+  }
+  out->push_back('}');
+}
+
+Json SpecToJson(const CollectionSpec& spec) {
+  auto vector_json = [](const VectorSpec& v) {
+    return Json{{"size", v.dim}, {"distance", DistanceName(v.metric)}, {"index", v.index}};
+  };
+  Json vectors;
+  if (IsUnnamedOnly(spec)) {
+    vectors = vector_json(spec.vectors[0]);
+  } else {
+    vectors = Json::object();
+    for (const auto& v : spec.vectors) vectors[v.name] = vector_json(v);
+  }
+  Json fields = Json::object();
+  for (const auto& [name, type] : spec.indexed_fields) fields[name] = FieldTypeName(type);
+  return Json{{"vectors", std::move(vectors)}, {"indexed_fields", std::move(fields)}};
+}
+
+Result<VectorSpec> ParseVectorSpec(const Json& value, const std::string& name, std::string_view what) {
+  FATHOM_RETURN_IF_ERROR(CheckFields(value, what, {"size", "distance", "index"}));
+  VectorSpec spec;
+  spec.name = name;
+  if (!value.contains("size")) {
+    return Status::InvalidArgument(std::string(what) + ": field 'size' (the dimension) is required");
+  }
+  FATHOM_ASSIGN_OR_RETURN(uint64_t size, GetUint(value, "size", 0, what));
+  constexpr uint64_t kMaxDim = 65536;
+  if (size == 0 || size > kMaxDim) {
+    return Status::InvalidArgument(std::string(what) + ": size must be between 1 and " +
+                                   std::to_string(kMaxDim) + ", got " + std::to_string(size));
+  }
+  spec.dim = size;
+  FATHOM_ASSIGN_OR_RETURN(std::string distance, GetString(value, "distance", what));
+  FATHOM_ASSIGN_OR_RETURN(spec.metric, ParseDistance(distance, what));
+  if (value.contains("index") && !value["index"].is_null()) {
+    FATHOM_ASSIGN_OR_RETURN(spec.index, GetString(value, "index", what));
+  }
+  return spec;
+}
+
+// Ids from a JSON array, at most `max` of them.
+Result<std::vector<PointId>> ParseIds(const Json& value, std::string_view field, size_t max) {
+  if (!value.is_array()) {
+    return Status::InvalidArgument("field '" + std::string(field) + "' must be an array of ids, got " +
+                                   TypeName(value));
+  }
+  if (value.size() > max) {
+    return Status::InvalidArgument("field '" + std::string(field) + "' has " +
+                                   std::to_string(value.size()) + " ids; the limit is " +
+                                   std::to_string(max));
+  }
+  std::vector<PointId> ids;
+  ids.reserve(value.size());
+  for (size_t i = 0; i < value.size(); ++i) {
+    FATHOM_ASSIGN_OR_RETURN(PointId id,
+                            ParsePointId(value[i], std::string(field) + "[" + std::to_string(i) + "]"));
+    ids.push_back(std::move(id));
+  }
+  return ids;
+}
+
+// "with_vector" is Qdrant's spelling in searches, "with_vectors" in some other calls: take both.
+Result<bool> GetWithVector(const Json& body, std::string_view what) {
+  FATHOM_ASSIGN_OR_RETURN(bool a, GetBool(body, "with_vector", false, what));
+  FATHOM_ASSIGN_OR_RETURN(bool b, GetBool(body, "with_vectors", false, what));
+  return a || b;
+}
+
+std::string IsoTime(fs::file_time_type t) {
+  auto sys = std::chrono::time_point_cast<std::chrono::system_clock::duration>(std::chrono::file_clock::to_sys(t));
+  std::time_t tt = std::chrono::system_clock::to_time_t(sys);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+uint64_t DirectorySize(const fs::path& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    std::error_code size_ec;
+    if (it->is_regular_file(size_ec)) {
+      uint64_t size = it->file_size(size_ec);
+      if (!size_ec) total += size;
+    }
+  }
+  return total;
+}
+
+Json SnapshotJson(const fs::path& dir, std::string_view collection) {
+  std::error_code ec;
+  auto time = fs::last_write_time(dir, ec);
+  return Json{{"name", dir.filename().string()},
+              {"collection", collection},
+              {"creation_time", ec ? Json(nullptr) : Json(IsoTime(time))},
+              {"size", DirectorySize(dir)}};
+}
+
+// Database::RestoreSnapshot, when the library offers restoring into an open database; a
+// template so that the call compiles to nothing when it does not.
+template <class Db>
+Status RestoreInOpenDatabase(Db& db, const std::string& snapshot_dir, const std::string& name,
+                             bool* supported) {
+  if constexpr (requires { db.RestoreSnapshot(snapshot_dir, name); }) {
+    *supported = true;
+    return db.RestoreSnapshot(snapshot_dir, name);
+  } else {
+    *supported = false;
+    return Status::OK();
+  }
+}
+
+}  // namespace
+
+// ---- Reply ---------------------------------------------------------------------------------
+
+Reply::Reply(Status status) {
+  if (status.ok()) {
+    result = "true";
+  } else {
+    http_status = HttpStatusFor(status);
+    error = status.message();
+  }
+}
+
+Reply Reply::Ok(std::string result_json) {
+  Reply r(Status::OK());
+  r.result = std::move(result_json);
+  return r;
+}
+
+Reply Reply::Error(int http_status, std::string message) {
+  Reply r(Status::OK());
+  r.http_status = http_status;
+  r.result.clear();
+  r.error = std::move(message);
+  return r;
+}
+
+int HttpStatusFor(const Status& status) {
+  switch (status.code()) {
+    case Status::Code::kOk: return 200;
+    case Status::Code::kInvalidArgument: return 400;
+    case Status::Code::kNotFound: return 404;
+    case Status::Code::kAlreadyExists: return 409;
+    // Out of memory while evaluating a request: the server is fine, try again later.
+    case Status::Code::kResourceExhausted: return 503;
+    default: return 500;
+  }
+}
+
+// ---- Api -----------------------------------------------------------------------------------
+
+struct Api::ParsedSearch {
+  std::string vector;  // resolved vector name
+  std::vector<float> query;
+  size_t limit = 10;
+  size_t offset = 0;
+  int ef = 0;
+  std::string filter;
+  bool with_payload = false;
+  bool with_vector = false;
+  Metric metric = Metric::kL2;
+};
+
+Api::Api(std::string data_dir, DatabaseOptions db_options, std::unique_ptr<Database> db,
+         ApiLimits limits)
+    : data_dir_(std::move(data_dir)), db_options_(db_options), limits_(limits), db_(std::move(db)) {}
+
+Api::~Api() {
+  Status s = Close();
+  if (!s.ok()) spdlog::error("closing the database: {}", s.ToString());
+}
+
+Status Api::Close() {
+  std::unique_lock lock(db_mutex_);
+  if (!db_) return Status::OK();
+  Status s = db_->Close();
+  db_.reset();
+  return s;
+}
+
+bool Api::ready() const {
+  std::shared_lock lock(db_mutex_);
+  return db_ != nullptr;
+}
+
+Result<Collection*> Api::Find(std::string_view name) const {
+  FATHOM_RETURN_IF_ERROR(ValidateName(name, "collection name"));
+  if (!db_) return Status::Internal("the database is closed");
+  return db_->GetCollection(std::string(name));
+}
+
+std::string Api::SnapshotDir(std::string_view collection) const {
+  return data_dir_ + "/snapshots/" + std::string(collection);
+}
+
+Reply Api::ListCollections(const ApiRequest&) {
+  std::shared_lock lock(db_mutex_);
+  if (!db_) return Reply::Error(503, "the database is closed");
+  Json list = Json::array();
+  for (const auto& name : db_->ListCollections()) list.push_back(Json{{"name", name}});
+  return Reply::Ok(Dump(Json{{"collections", std::move(list)}}));
+}
+
+Reply Api::CreateCollection(const ApiRequest& req) {
+  const std::string& name = req.params.at(0);
+  FATHOM_RETURN_IF_ERROR(ValidateName(name, "collection name"));
+  FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
+  FATHOM_RETURN_IF_ERROR(CheckFields(body, "create-collection request", {"vectors", "indexed_fields"}));
+  CollectionSpec spec;
+  spec.name = name;
+  auto vectors = body.find("vectors");
+  if (vectors == body.end() || !vectors->is_object()) {
+    return Status::InvalidArgument(
+        "field 'vectors' is required: {\"size\": N, \"distance\": \"Cosine\"} or an object of named "
+        "vectors");
+  }
+  if (vectors->contains("size")) {
+    FATHOM_ASSIGN_OR_RETURN(VectorSpec v, ParseVectorSpec(*vectors, "", "vectors"));
+    spec.vectors.push_back(std::move(v));
+  } else {
+    if (vectors->empty()) return Status::InvalidArgument("field 'vectors' names no vector");
+    for (const auto& [vector_name, value] : vectors->items()) {
+      FATHOM_ASSIGN_OR_RETURN(VectorSpec v,
+                              ParseVectorSpec(value, vector_name, "vectors." + vector_name));
+      spec.vectors.push_back(std::move(v));
+    }
+  }
+  if (auto fields = body.find("indexed_fields"); fields != body.end() && !fields->is_null()) {
+    if (!fields->is_object()) {
+      return Status::InvalidArgument("field 'indexed_fields' must be an object of field types, got " +
+                                     TypeName(*fields));
+    }
+    for (const auto& [field, type] : fields->items()) {
+      if (!type.is_string()) {
+        return Status::InvalidArgument("indexed_fields." + field + " must be a type name string, got " +
+                                       TypeName(type));
+      }
+      FATHOM_ASSIGN_OR_RETURN(FieldType t, ParseFieldType(type.get<std::string>()));
+      spec.indexed_fields[field] = t;
+    }
+  }
+  std::shared_lock lock(db_mutex_);
+  if (!db_) return Reply::Error(503, "the database is closed");
+  auto created = db_->CreateCollection(spec);
+  if (!created.ok()) return created.status();
+  return Status::OK();
+}
+
+Reply Api::GetCollection(const ApiRequest& req) {
+  std::shared_lock lock(db_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(Collection* c, Find(req.params.at(0)));
+  Json info = SpecToJson(c->spec());
+  Json out{{"name", c->spec().name},
+           {"status", "green"},
+           {"points_count", c->Count()},
+           {"memory_bytes", c->memory_bytes()},
+           {"config", std::move(info)}};
+  return Reply::Ok(Dump(out));
+}
+
+Reply Api::DeleteCollection(const ApiRequest& req) {
+  const std::string& name = req.params.at(0);
+  FATHOM_RETURN_IF_ERROR(ValidateName(name, "collection name"));
+  std::unique_lock lock(db_mutex_);
+  if (!db_) return Reply::Error(503, "the database is closed");
+  return db_->DropCollection(name);
+}
+
+Reply Api::UpsertPoints(const ApiRequest& req) {
+  FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
+  FATHOM_RETURN_IF_ERROR(CheckFields(body, "upsert request", {"points", "batch"}));
+  std::shared_lock lock(db_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(Collection* c, Find(req.params.at(0)));
+  const CollectionSpec& spec = c->spec();
+  const std::string default_vector = DefaultVectorName(spec);
+  std::vector<Record> records;
+
+  // One vector field: an array, a base64 string, or an object of named vectors.
+  auto parse_vectors = [&](const Json& value, const std::string& what, Record* record) -> Status {
+    if (value.is_object()) {
+      for (const auto& [name, v] : value.items()) {
+        FATHOM_RETURN_IF_ERROR(ParseVector(v, what + " vector '" + name + "'", &record->vectors[name]));
+      }
+      return Status::OK();
+    }
+    return ParseVector(value, what, &record->vectors[default_vector]);
+  };
+  auto parse_payload = [&](const Json& value, const std::string& what, Record* record) -> Status {
+    if (value.is_null()) {
+      record->payload = "{}";
+      return Status::OK();
+    }
+    if (!value.is_object()) {
+      return Status::InvalidArgument(what + ": payload must be a JSON object, got " + TypeName(value));
+    }
+    record->payload = Dump(value);
+    return Status::OK();
+  };
+
+  if (auto points = body.find("points"); points != body.end()) {
+    if (body.contains("batch")) {
+      return Status::InvalidArgument("send either 'points' or 'batch', not both");
+    }
+    if (!points->is_array()) {
+      return Status::InvalidArgument("field 'points' must be an array of points, got " + TypeName(*points));
+    }
+    if (points->size() > limits_.max_batch) {
+      return Status::InvalidArgument("upsert has " + std::to_string(points->size()) +
+                                     " points; the limit is " + std::to_string(limits_.max_batch));
+    }
+    records.resize(points->size());
+    for (size_t i = 0; i < points->size(); ++i) {
+      const Json& p = (*points)[i];
+      std::string where = "points[" + std::to_string(i) + "]";
+      FATHOM_RETURN_IF_ERROR(CheckFields(p, where, {"id", "vector", "payload"}));
+      if (!p.contains("id")) return Status::InvalidArgument(where + ": field 'id' is required");
+      FATHOM_ASSIGN_OR_RETURN(records[i].id, ParsePointId(p["id"], where));
+      where = "point " + PointIdToString(records[i].id);
+      if (!p.contains("vector")) return Status::InvalidArgument(where + ": field 'vector' is required");
+      FATHOM_RETURN_IF_ERROR(parse_vectors(p["vector"], where, &records[i]));
+      if (p.contains("payload")) FATHOM_RETURN_IF_ERROR(parse_payload(p["payload"], where, &records[i]));
+    }
+  } else if (auto batch = body.find("batch"); batch != body.end()) {
+    FATHOM_RETURN_IF_ERROR(CheckFields(*batch, "batch", {"ids", "vectors", "payloads"}));
+    if (!batch->contains("ids")) return Status::InvalidArgument("batch: field 'ids' is required");
+    FATHOM_ASSIGN_OR_RETURN(std::vector<PointId> ids, ParseIds((*batch)["ids"], "batch.ids", limits_.max_batch));
+    const size_t n = ids.size();
+    records.resize(n);
+    for (size_t i = 0; i < n; ++i) records[i].id = std::move(ids[i]);
+    if (!batch->contains("vectors")) return Status::InvalidArgument("batch: field 'vectors' is required");
+    // Vectors for one name: an array of n vectors, or one base64 string of n * dim floats.
+    auto parse_column = [&](const Json& value, const std::string& name) -> Status {
+      std::string what = name.empty() ? "batch.vectors" : "batch.vectors." + name;
+      if (value.is_string()) {
+        const VectorSpec* vs = FindVector(spec, name);
+        if (vs == nullptr) {
+          return Status::InvalidArgument("collection '" + spec.name + "' has no vector '" + name + "'");
+        }
+        std::vector<float> all;
+        FATHOM_RETURN_IF_ERROR(DecodeBase64Floats(value.get_ref<const std::string&>(), what, &all));
+        if (all.size() != n * vs->dim) {
+          return Status::InvalidArgument(what + ": base64 holds " + std::to_string(all.size()) +
+                                         " values, expected " + std::to_string(n) + " points x " +
+                                         std::to_string(vs->dim) + " dimensions");
+        }
+        for (size_t i = 0; i < n; ++i) {
+          records[i].vectors[name].assign(all.begin() + i * vs->dim, all.begin() + (i + 1) * vs->dim);
+        }
+        return Status::OK();
+      }
+      if (!value.is_array() || value.size() != n) {
+        return Status::InvalidArgument(what + " must be an array of " + std::to_string(n) +
+                                       " vectors (one per id) or a base64 string");
+      }
+      for (size_t i = 0; i < n; ++i) {
+        FATHOM_RETURN_IF_ERROR(ParseVector(value[i], what + "[" + std::to_string(i) + "]",
+                                           &records[i].vectors[name]));
+      }
+      return Status::OK();
+    };
+    const Json& vectors = (*batch)["vectors"];
+    if (vectors.is_object()) {
+      for (const auto& [name, value] : vectors.items()) FATHOM_RETURN_IF_ERROR(parse_column(value, name));
+    } else {
+      FATHOM_RETURN_IF_ERROR(parse_column(vectors, default_vector));
+    }
+    if (auto payloads = batch->find("payloads"); payloads != batch->end() && !payloads->is_null()) {
+      if (!payloads->is_array() || payloads->size() != n) {
+        return Status::InvalidArgument("batch.payloads must be an array of " + std::to_string(n) +
+                                       " objects (one per id)");
+      }
+      for (size_t i = 0; i < n; ++i) {
+        FATHOM_RETURN_IF_ERROR(parse_payload((*payloads)[i], "batch.payloads[" + std::to_string(i) + "]",
+                                             &records[i]));
+      }
+    }
+  } else {
+    return Status::InvalidArgument("upsert request needs 'points' (a list of points) or 'batch'");
+  }
+  if (records.empty()) return Status::InvalidArgument("upsert batch is empty");
+  FATHOM_RETURN_IF_ERROR(c->Upsert(records));
+  return Reply::Ok(Dump(Json{{"status", "completed"}, {"upserted", records.size()}}));
+}
+
+Reply Api::GetPoints(const ApiRequest& req) {
+  FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
+  FATHOM_RETURN_IF_ERROR(CheckFields(body, "get-points request",
+                                     {"ids", "with_payload", "with_vector", "with_vectors"}));
+  if (!body.contains("ids")) return Status::InvalidArgument("field 'ids' is required");
+  FATHOM_ASSIGN_OR_RETURN(std::vector<PointId> ids, ParseIds(body["ids"], "ids", limits_.max_batch));
+  FATHOM_ASSIGN_OR_RETURN(bool with_payload, GetBool(body, "with_payload", true, ""));
+  FATHOM_ASSIGN_OR_RETURN(bool with_vector, GetWithVector(body, ""));
+  std::shared_lock lock(db_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(Collection* c, Find(req.params.at(0)));
+  std::string out = "[";
+  if (!ids.empty()) {
+    FATHOM_ASSIGN_OR_RETURN(auto records, c->Get(ids, with_vector));
+    bool first = true;
+    for (const auto& r : records) {
+      if (!r) continue;
+      if (!first) out.push_back(',');
+      first = false;
+      AppendRecord(&out, c->spec(), *r, with_payload, with_vector);
+    }
+  }
+  out.push_back(']');
+  return Reply::Ok(std::move(out));
+}
+
+Reply Api::GetPoint(const ApiRequest& req) {
+  std::shared_lock lock(db_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(Collection* c, Find(req.params.at(0)));
+  PointId id = PointIdFromPath(req.params.at(1));
+  FATHOM_ASSIGN_OR_RETURN(auto records, c->Get({id}, true));
+  if (records.empty() || !records[0]) {
+    return Status::NotFound("point " + PointIdToString(id) + " does not exist in collection '" +
+                            c->spec().name + "'");
+  }
+  std::string out;
+  AppendRecord(&out, c->spec(), *records[0], true, true);
+  return Reply::Ok(std::move(out));
+}
+
+Reply Api::DeletePoints(const ApiRequest& req) {
+  FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
+  FATHOM_RETURN_IF_ERROR(CheckFields(body, "delete-points request", {"points", "filter"}));
+  bool has_points = body.contains("points") && !body["points"].is_null();
+  bool has_filter = body.contains("filter") && !body["filter"].is_null();
+  if (has_points == has_filter) {
+    return Status::InvalidArgument("send either 'points' (a list of ids) or 'filter', exactly one");
+  }
+  std::shared_lock lock(db_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(Collection* c, Find(req.params.at(0)));
+  size_t deleted = 0;
+  if (has_points) {
+    FATHOM_ASSIGN_OR_RETURN(std::vector<PointId> ids, ParseIds(body["points"], "points", limits_.max_batch));
+    if (!ids.empty()) {
+      FATHOM_ASSIGN_OR_RETURN(deleted, c->Delete(ids));
+    }
+  } else {
+    FATHOM_ASSIGN_OR_RETURN(std::string filter,
+                            ParseFilter(body["filter"], limits_.max_filter_depth, limits_.max_filter_text));
+    if (filter.empty()) {
+      return Status::InvalidArgument("an empty filter would delete every point; delete the collection instead");
+    }
+    FATHOM_ASSIGN_OR_RETURN(deleted, c->DeleteByFilter(filter));
+  }
+  return Reply::Ok(Dump(Json{{"status", "completed"}, {"deleted", deleted}}));
+}
+
+Reply Api::CountPoints(const ApiRequest& req) {
+  FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
+  FATHOM_RETURN_IF_ERROR(CheckFields(body, "count request", {"filter", "exact"}));
+  FATHOM_ASSIGN_OR_RETURN(bool exact, GetBool(body, "exact", true, ""));
+  (void)exact;  // counts are always exact; the field is accepted for Qdrant clients
+  std::string filter;
+  if (body.contains("filter")) {
+    FATHOM_ASSIGN_OR_RETURN(filter, ParseFilter(body["filter"], limits_.max_filter_depth,
+                                                limits_.max_filter_text));
+  }
+  std::shared_lock lock(db_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(Collection* c, Find(req.params.at(0)));
+  size_t count = 0;
+  if (filter.empty()) {
+    count = c->Count();
+  } else {
+    FATHOM_ASSIGN_OR_RETURN(count, c->CountByFilter(filter));
+  }
+  return Reply::Ok(Dump(Json{{"count", count}}));
+}
+
+Result<Api::ParsedSearch> Api::ParseSearch(const Json& s, const CollectionSpec& spec,
+                                           std::string_view what) const {
+  FATHOM_RETURN_IF_ERROR(CheckFields(s, what,
+                                     {"vector", "limit", "offset", "params", "filter", "with_payload",
+                                      "with_vector", "with_vectors"}));
+  ParsedSearch out;
+  auto vector = s.find("vector");
+  if (vector == s.end() || vector->is_null()) {
+    return Status::InvalidArgument(std::string(what) + ": field 'vector' is required");
+  }
+  if (vector->is_object()) {
+    FATHOM_RETURN_IF_ERROR(CheckFields(*vector, std::string(what) + " vector", {"name", "vector"}));
+    FATHOM_ASSIGN_OR_RETURN(out.vector, GetString(*vector, "name", std::string(what) + " vector"));
+    if (!vector->contains("vector")) {
+      return Status::InvalidArgument(std::string(what) + ": field 'vector.vector' is required");
+    }
+    FATHOM_RETURN_IF_ERROR(ParseVector((*vector)["vector"], what, &out.query));
+  } else {
+    out.vector = DefaultVectorName(spec);
+    FATHOM_RETURN_IF_ERROR(ParseVector(*vector, what, &out.query));
+  }
+  const VectorSpec* vs = FindVector(spec, out.vector);
+  if (vs == nullptr) {
+    return Status::InvalidArgument("collection '" + spec.name + "' has no vector '" + out.vector + "'");
+  }
+  if (out.query.size() != vs->dim) {
+    return Status::InvalidArgument(std::string(what) + ": the query vector has " +
+                                   std::to_string(out.query.size()) + " dimensions, collection '" +
+                                   spec.name + "' expects " + std::to_string(vs->dim));
+  }
+  out.metric = vs->metric;
+  FATHOM_ASSIGN_OR_RETURN(uint64_t limit, GetUint(s, "limit", 10, what));
+  FATHOM_ASSIGN_OR_RETURN(uint64_t offset, GetUint(s, "offset", 0, what));
+  if (limit == 0 || limit > limits_.max_k || offset > limits_.max_k - limit) {
+    return Status::InvalidArgument(std::string(what) + ": limit must be between 1 and " +
+                                   std::to_string(limits_.max_k) + " (with offset), got limit " +
+                                   std::to_string(limit) + " and offset " + std::to_string(offset));
+  }
+  out.limit = limit;
+  out.offset = offset;
+  if (auto params = s.find("params"); params != s.end() && !params->is_null()) {
+    FATHOM_RETURN_IF_ERROR(CheckFields(*params, std::string(what) + " params", {"ef", "hnsw_ef"}));
+    FATHOM_ASSIGN_OR_RETURN(uint64_t ef, GetUint(*params, "ef", 0, "params"));
+    FATHOM_ASSIGN_OR_RETURN(uint64_t hnsw_ef, GetUint(*params, "hnsw_ef", 0, "params"));
+    ef = std::max(ef, hnsw_ef);
+    if (ef > static_cast<uint64_t>(limits_.max_ef)) {
+      return Status::InvalidArgument(std::string(what) + ": params.ef must be at most " +
+                                     std::to_string(limits_.max_ef) + ", got " + std::to_string(ef));
+    }
+    out.ef = static_cast<int>(ef);
+  }
+  if (auto filter = s.find("filter"); filter != s.end()) {
+    FATHOM_ASSIGN_OR_RETURN(out.filter, ParseFilter(*filter, limits_.max_filter_depth, limits_.max_filter_text));
+  }
+  FATHOM_ASSIGN_OR_RETURN(out.with_payload, GetBool(s, "with_payload", false, what));
+  FATHOM_ASSIGN_OR_RETURN(out.with_vector, GetWithVector(s, what));
+  return out;
+}
+
+namespace {
+
+void AppendHits(std::string* out, const CollectionSpec& spec, Metric metric,
+                const std::vector<ScoredPoint>& hits, size_t offset, bool with_payload, bool with_vector) {
+  out->push_back('[');
+  for (size_t i = offset; i < hits.size(); ++i) {
+    const ScoredPoint& p = hits[i];
+    if (i > offset) out->push_back(',');
+    *out += "{\"id\":";
+    AppendPointId(out, p.id);
+    *out += ",\"score\":";
+    AppendNumber(out, Score(metric, p.distance));
+    *out += ",\"distance\":";
+    AppendNumber(out, p.distance);
+    if (with_payload) {
+      *out += ",\"payload\":";
+      *out += p.payload.empty() ? "{}" : p.payload;
+    }
+    if (with_vector) {
+      *out += ",\"vector\":";
+      AppendVectors(out, spec, p.vectors);
+    }
+    out->push_back('}');
+  }
+  out->push_back(']');
+}
+
+}  // namespace
+
+Reply Api::Search(const ApiRequest& req) {
+  FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
+  std::shared_lock lock(db_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(Collection* c, Find(req.params.at(0)));
+  FATHOM_ASSIGN_OR_RETURN(ParsedSearch s, ParseSearch(body, c->spec(), "search request"));
+  SearchRequest request;
+  request.vector = s.vector;
+  request.queries = std::move(s.query);
+  request.k = s.limit + s.offset;
+  request.ef = s.ef;
+  request.filter = std::move(s.filter);
+  request.with_payload = s.with_payload;
+  request.with_vectors = s.with_vector;
+  FATHOM_ASSIGN_OR_RETURN(auto results, c->Search(request));
+  std::string out;
+  AppendHits(&out, c->spec(), s.metric, results.at(0), s.offset, s.with_payload, s.with_vector);
+  return Reply::Ok(std::move(out));
+}
+
+Reply Api::SearchBatch(const ApiRequest& req) {
+  FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
+  FATHOM_RETURN_IF_ERROR(CheckFields(body, "batch search request", {"searches"}));
+  auto searches = body.find("searches");
+  if (searches == body.end() || !searches->is_array()) {
+    return Status::InvalidArgument("field 'searches' must be an array of search requests");
+  }
+  if (searches->size() > limits_.max_batch) {
+    return Status::InvalidArgument("batch has " + std::to_string(searches->size()) +
+                                   " searches; the limit is " + std::to_string(limits_.max_batch));
+  }
+  std::shared_lock lock(db_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(Collection* c, Find(req.params.at(0)));
+  const CollectionSpec& spec = c->spec();
+  std::vector<ParsedSearch> parsed;
+  parsed.reserve(searches->size());
+  size_t total_results = 0;
+  for (size_t i = 0; i < searches->size(); ++i) {
+    FATHOM_ASSIGN_OR_RETURN(ParsedSearch s,
+                            ParseSearch((*searches)[i], spec, "searches[" + std::to_string(i) + "]"));
+    total_results += s.limit + s.offset;
+    parsed.push_back(std::move(s));
+  }
+  if (total_results > limits_.max_batch_results) {
+    return Status::InvalidArgument("batch asks for " + std::to_string(total_results) +
+                                   " results in all; the limit is " +
+                                   std::to_string(limits_.max_batch_results));
+  }
+  // Searches that differ only in their query vector run as one library call, which searches
+  // them together (the fast path for clients batching many queries).
+  using Key = std::tuple<std::string, size_t, int, std::string, bool, bool>;
+  std::map<Key, std::vector<size_t>> groups;
+  for (size_t i = 0; i < parsed.size(); ++i) {
+    const ParsedSearch& s = parsed[i];
+    groups[Key{s.vector, s.limit + s.offset, s.ef, s.filter, s.with_payload, s.with_vector}].push_back(i);
+  }
+  std::vector<std::vector<ScoredPoint>> results(parsed.size());
+  size_t done = 0;
+  for (const auto& [key, members] : groups) {
+    if (std::chrono::steady_clock::now() > req.deadline) {
+      return Reply::Error(408, "batch search ran past the request time limit after " +
+                                   std::to_string(done) + " of " + std::to_string(parsed.size()) +
+                                   " searches; send smaller batches");
+    }
+    const ParsedSearch& first = parsed[members.front()];
+    SearchRequest request;
+    request.vector = first.vector;
+    request.k = first.limit + first.offset;
+    request.ef = first.ef;
+    request.filter = first.filter;
+    request.with_payload = first.with_payload;
+    request.with_vectors = first.with_vector;
+    request.queries.reserve(members.size() * first.query.size());
+    for (size_t i : members) {
+      request.queries.insert(request.queries.end(), parsed[i].query.begin(), parsed[i].query.end());
+    }
+    FATHOM_ASSIGN_OR_RETURN(auto group_results, c->Search(request));
+    for (size_t j = 0; j < members.size() && j < group_results.size(); ++j) {
+      results[members[j]] = std::move(group_results[j]);
+    }
+    done += members.size();
+  }
+  std::string out = "[";
+  for (size_t i = 0; i < parsed.size(); ++i) {
+    if (i) out.push_back(',');
+    const ParsedSearch& s = parsed[i];
+    AppendHits(&out, spec, s.metric, results[i], s.offset, s.with_payload, s.with_vector);
+  }
+  out.push_back(']');
+  return Reply::Ok(std::move(out));
+}
+
+Reply Api::CreateSnapshot(const ApiRequest& req) {
+  const std::string& name = req.params.at(0);
+  std::shared_lock lock(db_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(Collection* c, Find(name));
+  const std::string dir = SnapshotDir(name);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return Status::IOError("cannot create '" + dir + "': " + ec.message());
+  std::lock_guard snapshot_lock(snapshot_mutex_);
+  // UTC timestamps sort by time and say when; a suffix separates snapshots in the same second.
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+  std::string snapshot = stamp;
+  for (int i = 2; fs::exists(dir + "/" + snapshot, ec); ++i) snapshot = std::string(stamp) + "-" + std::to_string(i);
+  const std::string path = dir + "/" + snapshot;
+  Status s = c->Snapshot(path);
+  if (!s.ok()) {
+    fs::remove_all(path, ec);
+    return s;
+  }
+  spdlog::info("snapshot '{}' of collection '{}' written to {}", snapshot, name, path);
+  return Reply::Ok(Dump(SnapshotJson(path, name)));
+}
+
+Reply Api::ListSnapshots(const ApiRequest& req) {
+  const std::string& name = req.params.at(0);
+  FATHOM_RETURN_IF_ERROR(ValidateName(name, "collection name"));
+  // Snapshots outlive their collection (that is what they are for), so a dropped collection's
+  // snapshots are still listed.
+  std::vector<fs::path> dirs;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(SnapshotDir(name), ec)) {
+    std::error_code type_ec;
+    if (entry.is_directory(type_ec)) dirs.push_back(entry.path());
+  }
+  std::sort(dirs.begin(), dirs.end());
+  Json list = Json::array();
+  for (const auto& d : dirs) list.push_back(SnapshotJson(d, name));
+  return Reply::Ok(Dump(list));
+}
+
+Reply Api::DeleteSnapshot(const ApiRequest& req) {
+  const std::string& name = req.params.at(0);
+  const std::string& snapshot = req.params.at(1);
+  FATHOM_RETURN_IF_ERROR(ValidateName(name, "collection name"));
+  FATHOM_RETURN_IF_ERROR(ValidateName(snapshot, "snapshot name"));
+  const std::string path = SnapshotDir(name) + "/" + snapshot;
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) {
+    return Status::NotFound("snapshot '" + snapshot + "' of collection '" + name + "' does not exist");
+  }
+  fs::remove_all(path, ec);
+  if (ec) return Status::IOError("cannot delete '" + path + "': " + ec.message());
+  return Status::OK();
+}
+
+Reply Api::RecoverSnapshot(const ApiRequest& req) {
+  const std::string& name = req.params.at(0);
+  FATHOM_RETURN_IF_ERROR(ValidateName(name, "collection name"));
+  FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
+  FATHOM_RETURN_IF_ERROR(CheckFields(body, "recover request", {"snapshot", "name"}));
+  FATHOM_ASSIGN_OR_RETURN(std::string snapshot, GetString(body, "snapshot", ""));
+  FATHOM_RETURN_IF_ERROR(ValidateName(snapshot, "snapshot name"));
+  std::string target = name;
+  if (body.contains("name") && !body["name"].is_null()) {
+    FATHOM_ASSIGN_OR_RETURN(target, GetString(body, "name", ""));
+    FATHOM_RETURN_IF_ERROR(ValidateName(target, "collection name"));
+  }
+  const std::string path = SnapshotDir(name) + "/" + snapshot;
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) {
+    return Status::NotFound("snapshot '" + snapshot + "' of collection '" + name + "' does not exist");
+  }
+  FATHOM_RETURN_IF_ERROR(RestoreSnapshot(path, target));
+  spdlog::info("recovered snapshot '{}' of collection '{}' as '{}'", snapshot, name, target);
+  std::shared_lock lock(db_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(Collection* c, Find(target));
+  return Reply::Ok(Dump(Json{{"name", target}, {"points_count", c->Count()}}));
+}
+
+Status Api::RestoreSnapshot(const std::string& snapshot_dir, const std::string& name) {
+  {
+    std::shared_lock lock(db_mutex_);
+    if (!db_) return Status::Internal("the database is closed");
+    if (db_->GetCollection(name).ok()) {
+      return Status::AlreadyExists("collection '" + name +
+                                   "' already exists: delete it first or recover under another "
+                                   "\"name\"");
+    }
+    bool supported = false;
+    Status s = RestoreInOpenDatabase(*db_, snapshot_dir, name, &supported);
+    if (supported) return s;
+  }
+  // The library can only restore into a closed database: close it, restore, reopen. Requests
+  // wait on the exclusive lock meanwhile; a collection dropped or created in between is seen.
+  std::unique_lock lock(db_mutex_);
+  if (!db_) return Status::Internal("the database is closed");
+  if (db_->GetCollection(name).ok()) {
+    return Status::AlreadyExists("collection '" + name + "' already exists");
+  }
+  FATHOM_RETURN_IF_ERROR(db_->Close());
+  db_.reset();
+  Status restored = Database::Restore(snapshot_dir, data_dir_, name);
+  auto reopened = Database::Open(data_dir_, db_options_);
+  if (!reopened.ok()) {
+    spdlog::error("reopening the database after a restore failed: {}", reopened.status().ToString());
+    return reopened.status();
+  }
+  db_ = std::move(reopened).value();
+  return restored;
+}
+
+void Api::RenderMetrics(std::string* out) const {
+  std::shared_lock lock(db_mutex_);
+  if (!db_) return;
+  std::vector<std::pair<std::string, Collection*>> collections;
+  for (const auto& name : db_->ListCollections()) {
+    auto c = db_->GetCollection(name);
+    if (c.ok()) collections.emplace_back(name, *c);
+  }
+  *out += "# HELP fathom_collection_points Live points per collection.\n";
+  *out += "# TYPE fathom_collection_points gauge\n";
+  for (const auto& [name, c] : collections) {
+    *out += "fathom_collection_points{collection=\"" + PrometheusLabel(name) + "\"} " +
+            std::to_string(c->Count()) + "\n";
+  }
+  *out += "# HELP fathom_collection_memory_bytes Memory held by a collection's indexes.\n";
+  *out += "# TYPE fathom_collection_memory_bytes gauge\n";
+  for (const auto& [name, c] : collections) {
+    *out += "fathom_collection_memory_bytes{collection=\"" + PrometheusLabel(name) + "\"} " +
+            std::to_string(c->memory_bytes()) + "\n";
+  }
+}
+
+}  // namespace fathom::server

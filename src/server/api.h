@@ -1,0 +1,111 @@
+// Api: the REST endpoints as plain functions from a request (body and path parameters) to a Reply,
+// over one open fathom::Database. It knows JSON and HTTP status codes but no sockets, so it can be
+// driven directly by tests and fuzzers; server.cc adds HTTP, auth, metrics and signals.
+//
+// Ownership: Api owns the Database. Every handler holds a shared lock on it for its duration;
+// dropping a collection and recovering a snapshot take it exclusively, because both can
+// invalidate Collection pointers that concurrent requests are using.
+// Thread-safety: all handlers may run concurrently from any number of threads.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fathom/database.h"
+#include "fathom/status.h"
+#include "server/json_util.h"
+
+namespace fathom::server {
+
+// What a handler answers: the JSON text of "result" (HTTP 200), or an HTTP error status with a
+// message for the error object.
+struct Reply {
+  // From a library Status: OK becomes `true`, errors map to HTTP statuses by code (HttpStatusFor).
+  // Implicit so that FATHOM_RETURN_IF_ERROR and FATHOM_ASSIGN_OR_RETURN work in handlers.
+  Reply(Status status);  // NOLINT(google-explicit-constructor)
+  static Reply Ok(std::string result_json);
+  static Reply Error(int http_status, std::string message);
+
+  bool ok() const { return http_status < 400; }
+  int http_status = 200;
+  std::string result;  // JSON text, when ok()
+  std::string error;   // message, when !ok()
+  // Set for the few non-envelope answers (metrics text, the OpenAPI document): `result` is then
+  // the whole body, sent as is with this type.
+  std::string content_type;
+};
+
+// InvalidArgument 400, NotFound 404, AlreadyExists 409, ResourceExhausted 503, others 500.
+int HttpStatusFor(const Status& status);
+
+struct ApiLimits {
+  size_t max_batch = 10000;          // points per upsert, ids per get/delete, searches per batch
+  size_t max_k = 10000;              // limit + offset of one search
+  size_t max_filter_depth = 32;      // JSON nesting of a filter object, parentheses of a text one
+  size_t max_filter_text = 65536;    // bytes of a text filter
+  size_t max_json_depth = 64;        // nesting of a whole request body (payloads included)
+  size_t max_batch_results = 1000000;  // sum of limit + offset over a batch search
+  int max_ef = 100000;               // params.ef
+};
+
+struct ApiRequest {
+  std::string_view body;
+  std::vector<std::string> params;  // path parameters in template order: {name}, then {id} / {snapshot}
+  // After this, a batch search stops between searches and answers 408.
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+};
+
+class Api {
+ public:
+  // `db` is open on `data_dir` with `db_options` (kept to reopen it after a restore).
+  Api(std::string data_dir, DatabaseOptions db_options, std::unique_ptr<Database> db, ApiLimits limits);
+  ~Api();
+  Api(const Api&) = delete;
+  Api& operator=(const Api&) = delete;
+
+  Reply ListCollections(const ApiRequest& req);
+  Reply CreateCollection(const ApiRequest& req);
+  Reply GetCollection(const ApiRequest& req);
+  Reply DeleteCollection(const ApiRequest& req);
+  Reply UpsertPoints(const ApiRequest& req);
+  Reply GetPoints(const ApiRequest& req);
+  Reply GetPoint(const ApiRequest& req);
+  Reply DeletePoints(const ApiRequest& req);
+  Reply CountPoints(const ApiRequest& req);
+  Reply Search(const ApiRequest& req);
+  Reply SearchBatch(const ApiRequest& req);
+  Reply CreateSnapshot(const ApiRequest& req);
+  Reply ListSnapshots(const ApiRequest& req);
+  Reply DeleteSnapshot(const ApiRequest& req);
+  Reply RecoverSnapshot(const ApiRequest& req);
+
+  // Appends Prometheus gauges per collection: points and index memory.
+  void RenderMetrics(std::string* out) const;
+  // True while the database is open.
+  bool ready() const;
+  // Checkpoints and closes the database; later requests answer 503.
+  Status Close();
+
+ private:
+  struct ParsedSearch;
+
+  Result<Collection*> Find(std::string_view name) const;  // caller holds db_mutex_
+  Result<ParsedSearch> ParseSearch(const Json& search, const CollectionSpec& spec,
+                                   std::string_view what) const;
+  Status RestoreSnapshot(const std::string& snapshot_dir, const std::string& name);
+  std::string SnapshotDir(std::string_view collection) const;
+
+  const std::string data_dir_;
+  const DatabaseOptions db_options_;
+  const ApiLimits limits_;
+  mutable std::shared_mutex db_mutex_;
+  std::unique_ptr<Database> db_;  // null once closed
+  std::mutex snapshot_mutex_;      // serialises choosing snapshot names
+};
+
+}  // namespace fathom::server

@@ -1,0 +1,447 @@
+#include "server/server.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <thread>
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include "server/api.h"
+#include "server/auth.h"
+#include "server/json_util.h"
+#include "server/metrics.h"
+#include "server/openapi.h"
+#include "server/router.h"
+
+#ifndef FATHOM_VERSION
+#define FATHOM_VERSION "unknown"
+#endif
+
+namespace fathom {
+namespace server {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Handler = std::function<Reply(const ApiRequest&)>;
+
+constexpr const char* kUnmatchedRoute = "(unmatched)";
+
+std::string Envelope(const Reply& reply, double seconds) {
+  std::string body;
+  body.reserve(reply.result.size() + 64);
+  if (reply.ok()) {
+    body += "{\"result\":";
+    body += reply.result.empty() ? "null" : reply.result;
+    body += ",\"status\":\"ok\",\"time\":";
+  } else {
+    body += "{\"result\":null,\"status\":{\"error\":";
+    body += Dump(Json(reply.error));
+    body += "},\"time\":";
+  }
+  AppendNumber(&body, seconds);
+  body += "}";
+  return body;
+}
+
+const char* DefaultMessage(int status) {
+  switch (status) {
+    case 400: return "malformed HTTP request";
+    case 404: return "no such endpoint";
+    case 405: return "method not allowed";
+    case 408: return "the request was not received in time";
+    case 413: return "request body is too large";
+    case 414: return "request URI is too long";
+    case 416: return "range not satisfiable";
+    case 431: return "request headers are too large";
+    default: return status >= 500 ? "internal server error" : "bad request";
+  }
+}
+
+// The HTTP front: routes a request, checks its key, runs its handler, wraps the answer in the
+// {"result", "status", "time"} envelope and records metrics.
+class Frontend {
+ public:
+  Frontend(const ServerOptions& options, ApiKeys keys, Api* api)
+      : options_(options), keys_(std::move(keys)), api_(api) {
+    AddRoutes();
+  }
+
+  // `body_error` is 0, or 413 / 400 when the body was too large or could not be read (the client
+  // is asked to close the connection, which may be out of step), or 415 for a multipart body.
+  void Handle(const httplib::Request& req, httplib::Response& res, std::string_view body,
+              int body_error) {
+    const auto start = Clock::now();
+    in_flight_.fetch_add(1, std::memory_order_relaxed);
+    RouteMatch match = router_.Match(req.method, req.path);
+    std::string_view route = match.route != nullptr ? std::string_view(match.route->path)
+                                                    : std::string_view(kUnmatchedRoute);
+    Reply reply(Status::OK());
+    if (body_error == 415) {
+      reply = Reply::Error(415, "multipart bodies are not supported: send JSON");
+    } else if (body_error != 0) {
+      reply = Reply::Error(body_error, body_error == 413
+                                           ? "request body is larger than the limit of " +
+                                                 std::to_string(options_.max_body_bytes) + " bytes"
+                                           : std::string("request body is truncated or malformed, or did not arrive "
+                                                         "within the request timeout"));
+      res.set_header("Connection", "close");
+    } else if (match.route == nullptr) {
+      reply = Reply::Error(match.error_status, match.error);
+      if (match.error_status == 405) res.set_header("Allow", match.allow);
+    } else if (AuthResult auth = Authorize(keys_, req.get_header_value("api-key"),
+                                           req.get_header_value("Authorization"), match.route->access);
+               auth.status != 0) {
+      reply = Reply::Error(auth.status, auth.message + " (" + req.method + " " + match.route->path + ")");
+      if (auth.status == 401) res.set_header("WWW-Authenticate", "Bearer");
+    } else {
+      ApiRequest api_request;
+      api_request.body = body;
+      api_request.params = std::move(match.params);
+      api_request.deadline = start + options_.request_timeout;
+      try {
+        reply = handlers_[match.route->id](api_request);
+      } catch (const std::exception& e) {
+        // Handlers report failures as Status; an exception here is a bug, and still only
+        // this request's problem.
+        reply = Reply::Error(500, std::string("internal error: ") + e.what());
+      } catch (...) {
+        reply = Reply::Error(500, "internal error");
+      }
+    }
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    res.status = reply.http_status;
+    if (!reply.content_type.empty()) {
+      res.set_content(std::move(reply.result), reply.content_type.c_str());
+    } else {
+      res.set_content(Envelope(reply, seconds), "application/json");
+    }
+    metrics_.Record(route, req.method, reply.http_status, seconds);
+    in_flight_.fetch_sub(1, std::memory_order_relaxed);
+    if (reply.http_status >= 500) {
+      spdlog::error("{} {} -> {}: {}", req.method, req.path, reply.http_status, reply.error);
+    } else {
+      spdlog::debug("{} {} -> {} in {:.3f} ms{}{}", req.method, req.path, reply.http_status,
+                    seconds * 1e3, reply.ok() ? "" : ": ", reply.error);
+    }
+  }
+
+  // Errors the HTTP library answers before any handler runs (413, malformed requests): give
+  // them the same JSON envelope. Responses from Handle already have a body and pass through.
+  httplib::Server::HandlerResponse HandleLibraryError(const httplib::Request& req,
+                                                      httplib::Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    std::string message = DefaultMessage(res.status);
+    if (res.status == 400 && (req.method == "POST" || req.method == "PUT" || req.method == "PATCH") &&
+        !req.has_header("Content-Length") && !req.has_header("Transfer-Encoding")) {
+      message = "a " + req.method + " request needs a Content-Length header (Content-Length: 0 " +
+                "when there is no body)";
+    } else if (res.status == 413) {
+      message = "request body is larger than the limit of " + std::to_string(options_.max_body_bytes) +
+                " bytes";
+    }
+    res.set_content(Envelope(Reply::Error(res.status, message), 0), "application/json");
+    metrics_.Record(kUnmatchedRoute, req.method.empty() ? "-" : req.method, res.status, 0);
+    spdlog::debug("{} {} -> {}: {}", req.method, req.path, res.status, message);
+    return httplib::Server::HandlerResponse::Handled;
+  }
+
+  void set_stopping() { stopping_ = true; }
+
+ private:
+  void Add(const char* method, const char* path, Access access, Handler handler) {
+    router_.Add(method, path, access, static_cast<int>(handlers_.size()));
+    handlers_.push_back(std::move(handler));
+  }
+
+  void AddRoutes() {
+    auto api = [this](Reply (Api::*fn)(const ApiRequest&)) {
+      return [this, fn](const ApiRequest& r) { return (api_->*fn)(r); };
+    };
+    Add("GET", "/", Access::kPublic, [](const ApiRequest&) {
+      return Reply::Ok(Dump(Json{{"title", "fathom"}, {"version", FATHOM_VERSION}}));
+    });
+    Add("GET", "/healthz", Access::kPublic,
+        [](const ApiRequest&) { return Reply::Ok("{\"status\":\"healthy\"}"); });
+    Add("GET", "/readyz", Access::kPublic, [this](const ApiRequest&) {
+      if (stopping_ || !api_->ready()) return Reply::Error(503, "not ready: the server is shutting down");
+      return Reply::Ok("{\"status\":\"ready\"}");
+    });
+    Add("GET", "/metrics", Access::kRead, [this](const ApiRequest&) { return Metrics(); });
+    Add("GET", "/openapi.json", Access::kRead, [](const ApiRequest&) {
+      Reply r = Reply::Ok(OpenApiJson());
+      r.content_type = "application/json";
+      return r;
+    });
+    Add("GET", "/collections", Access::kRead, api(&Api::ListCollections));
+    Add("GET", "/collections/{name}", Access::kRead, api(&Api::GetCollection));
+    Add("PUT", "/collections/{name}", Access::kWrite, api(&Api::CreateCollection));
+    Add("DELETE", "/collections/{name}", Access::kWrite, api(&Api::DeleteCollection));
+    Add("PUT", "/collections/{name}/points", Access::kWrite, api(&Api::UpsertPoints));
+    Add("POST", "/collections/{name}/points", Access::kRead, api(&Api::GetPoints));
+    Add("POST", "/collections/{name}/points/delete", Access::kWrite, api(&Api::DeletePoints));
+    Add("POST", "/collections/{name}/points/count", Access::kRead, api(&Api::CountPoints));
+    Add("POST", "/collections/{name}/points/search", Access::kRead, api(&Api::Search));
+    Add("POST", "/collections/{name}/points/search/batch", Access::kRead, api(&Api::SearchBatch));
+    Add("GET", "/collections/{name}/points/{id}", Access::kRead, api(&Api::GetPoint));
+    Add("GET", "/collections/{name}/snapshots", Access::kRead, api(&Api::ListSnapshots));
+    Add("POST", "/collections/{name}/snapshots", Access::kWrite, api(&Api::CreateSnapshot));
+    Add("PUT", "/collections/{name}/snapshots/recover", Access::kWrite, api(&Api::RecoverSnapshot));
+    Add("DELETE", "/collections/{name}/snapshots/{snapshot}", Access::kWrite, api(&Api::DeleteSnapshot));
+  }
+
+  Reply Metrics() {
+    std::string out;
+    metrics_.Render(&out);
+    out += "# HELP fathom_http_requests_in_flight Requests being handled now.\n";
+    out += "# TYPE fathom_http_requests_in_flight gauge\n";
+    out += "fathom_http_requests_in_flight " + std::to_string(in_flight_.load()) + "\n";
+    out += "# HELP fathom_uptime_seconds Seconds since the server started.\n";
+    out += "# TYPE fathom_uptime_seconds gauge\n";
+    out += "fathom_uptime_seconds ";
+    AppendNumber(&out, std::chrono::duration<double>(Clock::now() - started_).count());
+    out += "\n";
+    api_->RenderMetrics(&out);
+    Reply r = Reply::Ok(std::move(out));
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    return r;
+  }
+
+  const ServerOptions& options_;
+  const ApiKeys keys_;
+  Api* const api_;
+  Router router_;
+  std::vector<Handler> handlers_;
+  HttpMetrics metrics_;
+  std::atomic<int64_t> in_flight_{0};
+  std::atomic<bool> stopping_{false};
+  const Clock::time_point started_ = Clock::now();
+};
+
+bool IsLoopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
+
+std::string EnvOr(const std::string& value, const char* name) {
+  if (!value.empty()) return value;
+  const char* env = std::getenv(name);
+  return env != nullptr ? env : "";
+}
+
+// SIGTERM/SIGINT: a handler that only writes the signal number to a pipe (all it may safely do),
+// and a thread that reads it and stops the listener. A handler rather than a blocked mask because
+// threads started before RunServer (OpenBLAS starts its pool when the library loads) would still
+// receive the signal and take its default action, killing the process mid-request.
+int g_signal_pipe[2] = {-1, -1};
+
+extern "C" void OnTerminationSignal(int sig) {
+  const int saved_errno = errno;
+  const char c = static_cast<char>(sig);
+  [[maybe_unused]] ssize_t written = write(g_signal_pipe[1], &c, 1);
+  errno = saved_errno;
+}
+
+class SignalWatcher {
+ public:
+  SignalWatcher(httplib::Server* server, Frontend* frontend) : server_(server), frontend_(frontend) {
+    if (pipe(g_signal_pipe) != 0) {
+      spdlog::error("cannot create the signal pipe: {}; SIGTERM will not shut down cleanly",
+                    std::strerror(errno));
+      return;
+    }
+    fcntl(g_signal_pipe[1], F_SETFL, fcntl(g_signal_pipe[1], F_GETFL) | O_NONBLOCK);
+    struct sigaction action {};
+    action.sa_handler = OnTerminationSignal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &action, &old_term_);
+    sigaction(SIGINT, &action, &old_int_);
+    installed_ = true;
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~SignalWatcher() {
+    done_ = true;
+    if (thread_.joinable()) thread_.join();
+    if (!installed_) return;
+    sigaction(SIGTERM, &old_term_, nullptr);
+    sigaction(SIGINT, &old_int_, nullptr);
+    close(g_signal_pipe[0]);
+    close(g_signal_pipe[1]);
+    g_signal_pipe[0] = g_signal_pipe[1] = -1;
+  }
+
+ private:
+  void Run() {
+    while (!done_) {
+      pollfd fd{g_signal_pipe[0], POLLIN, 0};
+      if (poll(&fd, 1, 100) <= 0) continue;  // timeout or EINTR: check done_ again
+      char sig = 0;
+      if (read(g_signal_pipe[0], &sig, 1) != 1) continue;
+      spdlog::info("received {}: finishing in-flight requests, then closing the database",
+                   sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      frontend_->set_stopping();
+      // stop() is a no-op until listen has started; a signal that early must not be lost.
+      while (!done_ && !server_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      server_->stop();
+      return;
+    }
+  }
+
+  httplib::Server* server_;
+  Frontend* frontend_;
+  bool installed_ = false;
+  struct sigaction old_term_ {};
+  struct sigaction old_int_ {};
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+}  // namespace
+}  // namespace server
+
+Status RunServer(const ServerOptions& options) {
+  using namespace server;
+  if (options.data_dir.empty()) return Status::InvalidArgument("the data directory is required (--data DIR)");
+  if (options.port < 0 || options.port > 65535) {
+    return Status::InvalidArgument("port must be between 0 and 65535, got " + std::to_string(options.port));
+  }
+  ApiKeys keys{EnvOr(options.api_key, "FATHOM_API_KEY"),
+               EnvOr(options.read_only_api_key, "FATHOM_READ_ONLY_API_KEY")};
+  if (!keys.enabled() && !IsLoopback(options.host) && !options.insecure) {
+    return Status::FailedPrecondition(
+        "refusing to listen on '" + options.host +
+        "' with no API key: anyone who can reach it could read and change every collection. Set "
+        "FATHOM_API_KEY (and optionally FATHOM_READ_ONLY_API_KEY), listen on 127.0.0.1, or pass "
+        "--insecure");
+  }
+  const size_t threads =
+      options.threads != 0 ? options.threads
+                           : std::max<size_t>(64, 4 * std::max(1u, std::thread::hardware_concurrency()));
+
+  auto db = Database::Open(options.data_dir, options.database);
+  if (!db.ok()) return db.status();
+  ApiLimits limits;
+  limits.max_batch = options.max_batch;
+  limits.max_k = options.max_k;
+  limits.max_filter_depth = options.max_filter_depth;
+  limits.max_json_depth = std::max<size_t>(64, options.max_filter_depth + 16);
+  Api api(options.data_dir, options.database, std::move(db).value(), limits);
+  Frontend frontend(options, keys, &api);
+
+  httplib::Server http;
+  http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  http.set_payload_max_length(options.max_body_bytes);
+  http.set_read_timeout(options.request_timeout);
+  http.set_write_timeout(options.request_timeout);
+  // Load generators and client libraries reuse connections; httplib's default closes one after
+  // 5 requests, which costs a TCP handshake every 5 searches.
+  http.set_keep_alive_max_count(100000);
+  http.set_keep_alive_timeout(5);
+  http.set_tcp_nodelay(true);
+  auto handle = [&frontend](const httplib::Request& req, httplib::Response& res) {
+    frontend.Handle(req, res, req.body, 0);
+  };
+  // Bodies are read here rather than by the library because httplib 0.11 enforces its payload
+  // limit only on Content-Length bodies: a chunked body would grow without bound.
+  const size_t max_body = options.max_body_bytes;
+  const auto timeout = options.request_timeout;
+  auto handle_with_body = [&frontend, max_body, timeout](const httplib::Request& req,
+                                                         httplib::Response& res,
+                                                         const httplib::ContentReader& reader) {
+    std::string body;
+    bool too_large = false;
+    // Past the limit the rest of the body is read and dropped, so the connection stays in step
+    // for its next request (httplib offers no way to close it from a handler), but only for as
+    // long as the request timeout: a client streaming without end is then cut off.
+    const auto drain_deadline = Clock::now() + timeout;
+    // RFC 9112: a request with neither Content-Length nor Transfer-Encoding has no body (httplib
+    // would call it malformed, which trips up `curl -X POST` without -d).
+    const bool has_body = req.has_header("Content-Length") || req.has_header("Transfer-Encoding");
+    if (has_body && req.is_multipart_form_data()) {
+      // httplib routes multipart bodies to a separate receiver (calling an empty one otherwise);
+      // drain it so the connection stays usable, and refuse the request.
+      size_t drained = 0;
+      reader([](const httplib::MultipartFormData&) { return true; },
+             [&](const char*, size_t n) {
+               drained += n;
+               return drained <= max_body || Clock::now() < drain_deadline;
+             });
+      frontend.Handle(req, res, "", 415);
+      return;
+    }
+    bool complete = !has_body || reader([&](const char* data, size_t n) {
+      if (too_large || n > max_body - body.size()) {
+        if (!too_large) std::string().swap(body);
+        too_large = true;
+        return Clock::now() < drain_deadline;
+      }
+      body.append(data, n);
+      return true;
+    });
+    int body_error = 0;
+    if (too_large || (!complete && res.status == 413)) {
+      body_error = 413;
+    } else if (!complete) {
+      body_error = 400;
+    }
+    frontend.Handle(req, res, body, body_error);
+  };
+  const char* kAnyPath = R"([\s\S]*)";
+  http.Get(kAnyPath, handle);
+  http.Options(kAnyPath, handle);
+  http.Post(kAnyPath, handle_with_body);
+  http.Put(kAnyPath, handle_with_body);
+  http.Delete(kAnyPath, handle_with_body);
+  http.Patch(kAnyPath, handle_with_body);
+  http.set_error_handler(httplib::Server::HandlerWithResponse(
+      [&frontend](const httplib::Request& req, httplib::Response& res) {
+        return frontend.HandleLibraryError(req, res);
+      }));
+
+  int port = options.port;
+  if (port == 0) {
+    port = http.bind_to_any_port(options.host);
+  } else if (!http.bind_to_port(options.host, port)) {
+    port = -1;
+  }
+  if (port < 0) {
+    return Status::IOError("cannot listen on " + options.host + ":" + std::to_string(options.port) +
+                           (errno != 0 ? std::string(": ") + std::strerror(errno) : std::string()));
+  }
+  const std::string url_host = options.host.find(':') != std::string::npos && options.host.front() != '['
+                                   ? "[" + options.host + "]"
+                                   : options.host;
+  spdlog::info("fathom {} serving '{}' on http://{}:{} ({} threads, {})", FATHOM_VERSION,
+               options.data_dir, url_host, port, threads,
+               keys.enabled() ? "API keys required" : "no API key");
+  std::printf("fathom: listening on http://%s:%d\n", url_host.c_str(), port);
+  std::fflush(stdout);
+
+  bool listened;
+  {
+    SignalWatcher watcher(&http, &frontend);
+    listened = http.listen_after_bind();
+  }
+  frontend.set_stopping();
+  Status closed = api.Close();
+  if (!closed.ok()) {
+    spdlog::error("closing the database: {}", closed.ToString());
+    return closed;
+  }
+  if (!listened) return Status::IOError("the listener on port " + std::to_string(port) + " failed");
+  spdlog::info("fathom stopped; database '{}' closed cleanly", options.data_dir);
+  return Status::OK();
+}
+
+}  // namespace fathom

@@ -1,0 +1,54 @@
+// The Fathom REST server: one process with the database embedded, speaking a Qdrant-like JSON
+// API over HTTP/1.1 (docs/API.md, GET /openapi.json).
+//
+// RunServer opens the database, listens, and serves until SIGTERM or SIGINT; then it stops
+// accepting connections, lets in-flight requests finish, and closes the database (which
+// checkpoints every collection). It installs SIGTERM/SIGINT handlers while it runs (restoring the
+// previous ones on return), so run one at a time per process.
+//
+// HTTP library: cpp-httplib (Debian libcpp-httplib-dev), a thread per connection from a fixed
+// pool. Chosen over Boost.Beast because a search costs far more than parsing its request, so
+// an event loop buys little here, while a blocking handler on a worker thread keeps the code
+// plain; the load benchmark (docs/BENCHMARKS.md) checks that the HTTP layer keeps REST search
+// throughput close to in-process throughput.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "fathom/database.h"
+#include "fathom/status.h"
+
+namespace fathom {
+
+struct ServerOptions {
+  std::string data_dir;              // required: the database directory (created if missing)
+  std::string host = "127.0.0.1";    // loopback by default; anything else needs an API key or insecure
+  int port = 6333;                   // 0 picks a free port (printed on stdout)
+  // Worker threads, each serving one connection at a time. 0 = max(64, 4 x cores): idle
+  // keep-alive connections hold a thread, so fewer threads than concurrent clients queues them.
+  size_t threads = 0;
+  // Allow listening on a non-loopback address with no API key configured.
+  bool insecure = false;
+  size_t max_body_bytes = size_t{64} << 20;  // larger bodies get 413
+  size_t max_batch = 10000;                  // points per upsert, ids per get/delete, searches per batch
+  size_t max_k = 10000;                      // limit + offset of one search
+  size_t max_filter_depth = 32;              // nesting of a JSON filter / parentheses of a text one
+  // Limit on reading a request and writing its response (slow clients), and on a batch search,
+  // which stops between searches with 408. A single search is not interrupted.
+  std::chrono::seconds request_timeout{30};
+  // API keys; empty means "read FATHOM_API_KEY / FATHOM_READ_ONLY_API_KEY from the environment".
+  // With no key at all, every request is allowed (hence loopback only, unless insecure).
+  std::string api_key;
+  std::string read_only_api_key;
+  DatabaseOptions database;  // durability and checkpoint interval
+};
+
+// Serves until SIGTERM/SIGINT (see above). Returns an error if the database cannot be opened, the
+// address cannot be bound, or the options are refused (non-loopback host without a key); OK after
+// a clean shutdown. Prints "fathom: listening on http://HOST:PORT" on stdout once accepting.
+Status RunServer(const ServerOptions& options);
+
+}  // namespace fathom

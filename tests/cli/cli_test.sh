@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# End-to-end test of the `fathom` command-line tool: every subcommand on small generated data,
+# checking outputs, exit codes and error messages.
+#
+#   bash tests/cli/cli_test.sh path/to/fathom
+#
+# Needs bash and python3 (standard library only: it writes the .npy/.fvecs inputs and reads the
+# --json outputs). Works in a temporary directory that is removed on exit.
+set -euo pipefail
+
+if [[ $# -ne 1 || ! -x "$1" ]]; then
+  echo "usage: $0 PATH_TO_FATHOM_BINARY" >&2
+  exit 2
+fi
+BIN=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+T=$(mktemp -d "${TMPDIR:-/tmp}/fathom-cli-test.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+cd "$T"
+export FATHOM_DATA="$T/db"   # the default --data for every command below
+unset FATHOM_API_KEY || true
+
+CHECKS=0
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+pass() { CHECKS=$((CHECKS + 1)); }
+
+fathom() { "$BIN" "$@"; }
+
+expect_eq() {  # ACTUAL EXPECTED WHAT
+  [[ "$1" == "$2" ]] || fail "$3: expected '$2', got '$1'"
+  pass
+}
+
+expect_contains() {  # HAYSTACK NEEDLE WHAT
+  [[ "$1" == *"$2"* ]] || fail "$3: expected to contain '$2', got: $1"
+  pass
+}
+
+expect_not_contains() {  # HAYSTACK NEEDLE WHAT
+  [[ "$1" != *"$2"* ]] || fail "$3: expected not to contain '$2', got: $1"
+  pass
+}
+
+# expect_error EXIT_CODE MESSAGE_PART COMMAND...: the command fails with that exit code and one
+# "error: ..." line on stderr that contains MESSAGE_PART.
+expect_error() {
+  local want_rc=$1 want_msg=$2 rc=0 err
+  shift 2
+  err=$("$@" 2>&1 >/dev/null) || rc=$?
+  [[ $rc -eq $want_rc ]] || fail "'$*': expected exit $want_rc, got $rc (stderr: $err)"
+  [[ "$err" == "error: "* ]] || fail "'$*': stderr should start with 'error: ', got: $err"
+  [[ "$err" == *"$want_msg"* ]] || fail "'$*': expected '$want_msg' in the error, got: $err"
+  pass
+}
+
+# json_get EXPRESSION: evaluates a Python expression over the JSON document on stdin (bound to d).
+json_get() { python3 -c "import json, sys; d = json.load(sys.stdin); print($1)"; }
+
+# --- generated data -----------------------------------------------------------------------------
+
+# 100 points in 4-D: point i is [i, i % 7, i % 3, 1], so point 42 is [42, 0, 0, 1].
+python3 - <<'EOF'
+import json
+with open("grid.jsonl", "w") as f:
+    for i in range(100):
+        f.write(json.dumps({"id": i, "vector": [i, i % 7, i % 3, 1],
+                            "payload": {"label": i % 5, "color": "red" if i % 2 == 0 else "blue",
+                                        "name": "p%d" % i}}) + "\n")
+EOF
+
+# 50 random 8-D rows as float32 .npy (format 1.0, written without NumPy) and two of them as fvecs.
+python3 - <<'EOF'
+import random, struct
+random.seed(7)
+rows, cols = 50, 8
+data = [[random.gauss(0, 1) for _ in range(cols)] for _ in range(rows)]
+header = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % (rows, cols)
+header += " " * (63 - (10 + len(header)) % 64) + "\n"
+with open("mat.npy", "wb") as f:
+    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
+    for row in data:
+        f.write(struct.pack("<%df" % cols, *row))
+with open("q.fvecs", "wb") as f:
+    for row in (data[7], data[31]):
+        f.write(struct.pack("<i", cols) + struct.pack("<%df" % cols, *row))
+EOF
+
+cat > multi.jsonl <<'EOF'
+{"id": "a", "vectors": {"image": [1, 0, 0], "text": [1, 0]}, "payload": {"tag": "x"}}
+{"id": "b", "vectors": {"image": [0, 1, 0], "text": [0, 1]}, "payload": {"tag": "y"}}
+
+{"id": "7", "vectors": {"image": [0, 0, 1], "text": [0.7, 0.7]}}
+EOF
+
+# Lines 1-4 are good, line 5 is cut off: with --batch 2, lines 1-4 land in two batches first.
+cat > bad.jsonl <<'EOF'
+{"id": 500, "vector": [1, 2, 3, 4]}
+{"id": 501, "vector": [1, 2, 3, 4]}
+{"id": 502, "vector": [1, 2, 3, 4]}
+{"id": 503, "vector": [1, 2, 3, 4]}
+{"id": 504, "vector": [1, 2, 3
+{"id": 505, "vector": [1, 2, 3, 4]}
+EOF
+printf '{"id": 600, "vector": [1, 2, 3, 4]}\n{"id": 601, "vector": [1, 2, 3]}\n' > wrongdim.jsonl
+
+# --- usage --------------------------------------------------------------------------------------
+
+out=$(fathom --help)
+expect_contains "$out" "bench" "top-level help lists subcommands"
+expect_error 1 "subcommand" fathom
+expect_error 1 "" fathom frobnicate
+expect_error 2 "no database" fathom list
+
+# --- create / list / info -----------------------------------------------------------------------
+
+out=$(fathom create grid --dim 4 --metric l2 --index HNSW32 --field label:integer --field color:keyword)
+expect_contains "$out" "created collection 'grid'" "create"
+fathom create mat --dim 8 --metric cosine --index Flat >/dev/null
+fathom create multi --vector image:3:l2:Flat --vector text:2:cosine:HNSW16 --field tag:keyword >/dev/null
+expect_error 1 "already exists" fathom create grid --dim 4
+expect_error 1 "a/b" fathom create a/b --dim 4
+expect_error 1 "field type" fathom create f1 --dim 4 --field label:int
+expect_error 1 "" fathom create f2 --dim 4 --metric manhattan
+expect_error 1 "" fathom create f3 --dim 4 --vector x:4
+expect_error 1 "--dim" fathom create f4
+
+out=$(fathom list)
+expect_contains "$out" "grid" "list shows grid"
+expect_contains "$out" "multi" "list shows multi"
+expect_eq "$(fathom list --json | json_get 'sorted(c["name"] for c in d)')" \
+  "['grid', 'mat', 'multi']" "list --json names"
+
+# --- import -------------------------------------------------------------------------------------
+
+out=$(fathom import grid grid.jsonl --batch 32 2>/dev/null)
+expect_contains "$out" "imported 100 points in" "import jsonl summary"
+expect_contains "$out" "points/s)" "import throughput"
+expect_eq "$(fathom count grid)" "100" "count after jsonl import"
+
+out=$(fathom import mat mat.npy --id-start 1000 2>/dev/null)
+expect_contains "$out" "imported 50 points" "import npy summary"
+expect_eq "$(fathom count mat)" "50" "count after npy import"
+
+out=$(fathom import multi multi.jsonl 2>/dev/null)
+expect_contains "$out" "imported 3 points" "import named vectors (blank line skipped)"
+
+expect_error 1 "line 5" fathom import grid bad.jsonl --batch 2
+expect_eq "$(fathom count grid)" "104" "batches before a malformed line stay imported"
+fathom delete grid 500 501 502 503 >/dev/null
+expect_error 1 "line 2" fathom import grid wrongdim.jsonl
+expect_error 1 "expects 4" fathom import grid wrongdim.jsonl
+expect_error 1 "expects 4" fathom import grid mat.npy
+expect_error 1 "unknown file type" fathom import grid grid.csv
+expect_error 2 "no such file" fathom import grid missing.jsonl
+printf 'not a numpy file' > garbage.npy
+expect_error 1 "garbage.npy" fathom import grid garbage.npy
+expect_error 2 "does not exist" fathom import nope grid.jsonl
+expect_eq "$(fathom count grid)" "100" "failed imports left grid unchanged"
+
+# --- info ---------------------------------------------------------------------------------------
+
+out=$(fathom info grid)
+expect_contains "$out" "points      100" "info points"
+expect_contains "$out" "label: integer" "info field"
+expect_contains "$out" "memory" "info memory"
+expect_eq "$(fathom info multi --json | json_get '[(v["name"], v["dim"], v["metric"]) for v in d["vectors"]]')" \
+  "[('image', 3, 'l2'), ('text', 2, 'cosine')]" "info --json vectors"
+expect_error 2 "nope" fathom info nope
+
+# --- count with filters -------------------------------------------------------------------------
+
+expect_eq "$(fathom count grid --filter 'label = 3')" "20" "count label = 3"
+expect_eq "$(fathom count grid --filter 'color = "red" AND label = 3')" "10" "count red AND label 3"
+expect_eq "$(fathom count grid --filter '{"must": [{"key": "label", "match": {"value": 0}}]}')" \
+  "20" "count with a JSON filter"
+expect_error 1 "" fathom count grid --filter 'label ='
+
+# --- search -------------------------------------------------------------------------------------
+
+out=$(fathom search grid --id 42 -k 5)
+expect_eq "$(echo "$out" | awk 'NR == 2 {print $1, $2, $3}')" "1 42 0" "search --id: self first at distance 0"
+expect_eq "$(echo "$out" | wc -l | tr -d ' ')" "6" "search -k 5 prints a header and 5 rows"
+expect_contains "$out" '"name":"p42"' "search shows payloads"
+
+json=$(fathom search grid --id 42 -k 5 --json)
+expect_eq "$(echo "$json" | json_get '(d["results"][0]["id"], d["results"][0]["distance"])')" "(42, 0.0)" \
+  "search --id --json"
+expect_eq "$(echo "$json" | json_get 'len(d["results"])')" "5" "search --json -k 5"
+
+json=$(fathom search grid --id 42 -k 10 --filter 'label = 3' --json)
+expect_eq "$(echo "$json" | json_get 'len(d["results"])')" "10" "filtered search fills k"
+expect_eq "$(echo "$json" | json_get 'sorted(set(r["payload"]["label"] for r in d["results"]))')" "[3]" \
+  "filter restricts results"
+expect_eq "$(echo "$json" | json_get '42 in [r["id"] for r in d["results"]]')" "False" \
+  "filtered search drops the query point, whose label is 2"
+
+out=$(fathom search grid --vector "42,0,0,1" -k 1)
+expect_eq "$(echo "$out" | awk 'NR == 2 {print $2, $3}')" "42 0" "search --vector"
+out=$(fathom search grid --vector "[-1, 0, 0, 1]" -k 1 --no-payload)
+expect_eq "$(echo "$out" | awk 'NR == 2 {print $2}')" "0" "search with a negative component"
+expect_not_contains "$out" "payload" "--no-payload"
+json=$(fathom search grid --id 42 -k 1 --with-vectors --json)
+expect_eq "$(echo "$json" | json_get 'd["results"][0]["vectors"][""]')" "[42.0, 0.0, 0.0, 1.0]" \
+  "search --with-vectors"
+
+out=$(fathom search mat --vector-file mat.npy --row 7 -k 1)
+expect_eq "$(echo "$out" | awk 'NR == 2 {print $2, $3}')" "1007 0" "search --vector-file npy --row"
+out=$(fathom search mat --vector-file q.fvecs --row 1 -k 1)
+expect_eq "$(echo "$out" | awk 'NR == 2 {print $2}')" "1031" "search --vector-file fvecs"
+
+out=$(fathom search multi --id a --using text -k 3)
+expect_eq "$(echo "$out" | awk 'NR == 2 {print $2, $3}')" "a 0" "search named vector"
+expect_eq "$(echo "$out" | awk 'NR == 3 {print $2}')" '"7"' "numeric string ids are shown quoted"
+expect_error 1 "--using" fathom search multi --id a
+expect_error 1 "no vector named 'audio'" fathom search multi --id a --using audio
+
+expect_error 2 "nope" fathom search nope --id 1
+expect_error 1 "dimensions" fathom search grid --vector "1,2,3"
+expect_error 1 "not a number" fathom search grid --vector "1,x,3,4"
+expect_error 2 "not found" fathom search grid --id 12345
+expect_error 1 "exactly one query" fathom search grid
+expect_error 1 "" fathom search grid --id 1 --vector "1,2,3,4"
+expect_error 1 "only 50 rows" fathom search mat --vector-file mat.npy --row 50
+expect_error 1 "" fathom search grid --id 1 --filter 'label = '
+
+# --- get ----------------------------------------------------------------------------------------
+
+json=$(fathom get grid 42 7 --json)
+expect_eq "$(echo "$json" | json_get '[(r["id"], r["payload"]["name"]) for r in d]')" \
+  "[(42, 'p42'), (7, 'p7')]" "get --json"
+out=$(fathom get multi 7 --string-id)
+expect_contains "$out" '"7"' "get --string-id"
+expect_error 2 "not found" fathom get multi 7
+out=$(fathom get grid 42 999 2>/dev/null) && fail "get with a missing id should fail" || true
+expect_contains "$out" "p42" "get prints the points it found"
+expect_error 2 "999" fathom get grid 42 999
+expect_error 1 "--string-id" fathom get grid 99999999999999999999999
+
+# --- delete -------------------------------------------------------------------------------------
+
+expect_eq "$(fathom delete grid 1 2 3 12345)" "deleted 3 points" "delete by id counts existing ids"
+expect_eq "$(fathom count grid)" "97" "count after delete"
+expect_eq "$(fathom delete grid --filter 'label = 4')" "deleted 20 points" "delete by filter"
+expect_eq "$(fathom count grid)" "77" "count after delete by filter"
+expect_eq "$(fathom count grid --filter 'label = 4')" "0" "no label 4 left"
+json=$(fathom search grid --vector "2,2,2,1" -k 10 --json)
+expect_eq "$(echo "$json" | json_get 'sorted(set([1, 2, 3, 4, 9, 14]) & set(r["id"] for r in d["results"]))')" \
+  "[]" "deleted points are never returned"
+expect_error 1 "" fathom delete grid
+expect_error 1 "" fathom delete grid 5 --filter 'label = 1'
+
+# --- snapshot / restore -------------------------------------------------------------------------
+
+out=$(fathom snapshot grid "$T/snap")
+expect_contains "$out" "77 points" "snapshot"
+expect_error 1 "already exists" fathom snapshot grid "$T/snap"
+out=$(fathom restore "$T/snap" --name grid_copy)
+expect_contains "$out" "grid_copy" "restore --name"
+expect_eq "$(fathom count grid_copy)" "77" "restored copy count"
+out=$(fathom search grid_copy --id 42 -k 1)
+expect_eq "$(echo "$out" | awk 'NR == 2 {print $2, $3}')" "42 0" "restored copy searches"
+expect_error 1 "already exists" fathom restore "$T/snap"
+out=$(fathom --data "$T/db2" restore "$T/snap")
+expect_contains "$out" "restored collection 'grid'" "restore into a new database"
+expect_eq "$(fathom count grid --data "$T/db2")" "77" "count in the new database (--data after the subcommand)"
+expect_error 2 "" fathom restore "$T/no-such-snapshot"
+
+# --- bench --------------------------------------------------------------------------------------
+
+out=$(fathom bench grid -n 20 -k 5 --ef 8,64)
+expect_contains "$out" "recall@5" "bench prints recall"
+expect_eq "$(echo "$out" | awk '$1 == "8" || $1 == "64"' | wc -l | tr -d ' ')" "2" "bench: one row per ef"
+out=$(fathom bench mat --queries q.fvecs -k 3 --ef 16)
+expect_contains "$out" "2 queries from" "bench --queries"
+expect_eq "$(echo "$out" | awk '$1 == "16" {print $5}')" "1.0000" "bench recall on a Flat index"
+expect_error 1 "expects 4" fathom bench grid --queries q.fvecs
+
+# --- drop ---------------------------------------------------------------------------------------
+
+expect_contains "$(fathom drop multi)" "dropped collection 'multi'" "drop"
+expect_not_contains "$(fathom list)" "multi" "dropped collection is not listed"
+expect_error 2 "multi" fathom drop multi
+expect_error 2 "multi" fathom count multi
+
+echo "cli_test: all $CHECKS checks passed"
