@@ -135,7 +135,7 @@ int Run(int argc, char** argv) {
       total += truth[q].size();
     }
     double qps = nq / Seconds(t0);
-    std::printf("%-12s %-9zu %-13s %9.4f %9.0f\n", (std::to_string(cut / 10.0) + "%").c_str(),
+    std::printf("%-12s %-9zu %-13s %9.4f %9.0f\n", (std::to_string(cut / 10) + "." + std::to_string(cut % 10) + "%").c_str(),
                 stats.allowed, stats.strategy.c_str(), hits / total, qps);
   }
   db.reset();
