@@ -159,27 +159,15 @@ Status FlatIndex::SearchAmong(size_t n, const float* queries, size_t k, const la
                               size_t num_candidates, float* distances, label_t* labels) const {
   if (k == 0) return Status::InvalidArgument("k must be at least 1");
   FATHOM_RETURN_IF_ERROR(ValidateVectors(n, queries));
-  const size_t d = dim();
-  const auto& kern = simd::Active();
-  std::vector<float> q(d);
   std::shared_lock lock(mutex_);
-  std::vector<uint32_t> rows;
-  rows.reserve(num_candidates);
+  std::vector<StoredVector> stored;
+  stored.reserve(num_candidates);
   for (size_t i = 0; i < num_candidates; ++i) {
-    if (auto it = row_of_.find(candidates[i]); it != row_of_.end()) rows.push_back(it->second);
-  }
-  TopK top(k);
-  for (size_t i = 0; i < n; ++i) {
-    q.assign(queries + i * d, queries + (i + 1) * d);
-    if (metric() == Metric::kCosine) simd::Normalize(q.data(), d);
-    for (uint32_t row : rows) {
-      const float* v = data_.data() + size_t{row} * d;
-      top.Push(metric() == Metric::kL2 ? kern.l2_sqr(q.data(), v, d)
-                                       : ToDistance(metric(), kern.dot(q.data(), v, d), 0, 0),
-               labels_[row]);
+    if (auto it = row_of_.find(candidates[i]); it != row_of_.end()) {
+      stored.push_back({candidates[i], data_.data() + size_t{it->second} * dim()});
     }
-    top.Extract(distances + i * k, labels + i * k);
   }
+  ExactTopK(metric(), dim(), n, queries, k, stored, distances, labels);
   return Status::OK();
 }
 

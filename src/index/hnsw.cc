@@ -474,30 +474,20 @@ Status HnswIndex::SearchAmong(size_t n, const float* queries, size_t k, const la
                               size_t num_candidates, float* distances, label_t* labels) const {
   if (k == 0) return Status::InvalidArgument("k must be at least 1");
   FATHOM_RETURN_IF_ERROR(ValidateVectors(n, queries));
-  const size_t d = dim();
-  const auto& kern = simd::Active();
-  std::vector<float> q(d);
   std::shared_lock lock(structure_mutex_);
-  std::vector<uint32_t> nodes;
-  nodes.reserve(num_candidates);
+  std::vector<StoredVector> stored;
+  stored.reserve(num_candidates);
   {
+    // A published node's vector is complete, and it stays readable while we hold the structure
+    // lock: nodes are freed for reuse only by Consolidate, which takes that lock exclusively.
     std::lock_guard label_lock(label_mutex_);
     for (size_t i = 0; i < num_candidates; ++i) {
-      if (auto it = node_of_.find(candidates[i]); it != node_of_.end()) nodes.push_back(it->second);
+      if (auto it = node_of_.find(candidates[i]); it != node_of_.end()) {
+        stored.push_back({candidates[i], Vector(it->second)});
+      }
     }
   }
-  TopK top(k);
-  for (size_t i = 0; i < n; ++i) {
-    q.assign(queries + i * d, queries + (i + 1) * d);
-    if (metric() == Metric::kCosine) simd::Normalize(q.data(), d);
-    for (uint32_t node : nodes) {
-      if (!Live(node)) continue;  // removed since the lookup
-      const float* v = Vector(node);
-      top.Push(metric() == Metric::kL2 ? kern.l2_sqr(q.data(), v, d) : ip_offset_ - kern.dot(q.data(), v, d),
-               labels_[node]);
-    }
-    top.Extract(distances + i * k, labels + i * k);
-  }
+  ExactTopK(metric(), dim(), n, queries, k, stored, distances, labels);
   return Status::OK();
 }
 

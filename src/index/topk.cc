@@ -1,5 +1,7 @@
 #include "index/topk.h"
 
+#include "simd/distance.h"
+
 namespace fathom {
 
 void TopK::Extract(float* distances, label_t* labels) {
@@ -14,6 +16,24 @@ void TopK::Extract(float* distances, label_t* labels) {
     labels[i] = kNoLabel;
   }
   heap_.clear();
+}
+
+void ExactTopK(Metric metric, size_t dim, size_t n, const float* queries, size_t k,
+               const std::vector<StoredVector>& candidates, float* distances, label_t* labels) {
+  const auto& kern = simd::Active();
+  std::vector<float> q(dim);
+  TopK top(k);
+  for (size_t i = 0; i < n; ++i) {
+    q.assign(queries + i * dim, queries + (i + 1) * dim);
+    if (metric == Metric::kCosine) simd::Normalize(q.data(), dim);
+    const float offset = metric == Metric::kCosine ? 1.0f : 0.0f;
+    for (const StoredVector& c : candidates) {
+      top.Push(metric == Metric::kL2 ? kern.l2_sqr(q.data(), c.vector, dim)
+                                     : offset - kern.dot(q.data(), c.vector, dim),
+               c.label);
+    }
+    top.Extract(distances + i * k, labels + i * k);
+  }
 }
 
 }  // namespace fathom

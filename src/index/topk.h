@@ -44,6 +44,16 @@ class TopK {
   std::vector<std::pair<float, label_t>> heap_;
 };
 
+// Exact top-k of n queries (row-major, as given: normalised here for cosine) against stored
+// vectors (normalised already for cosine), with the index distance conventions. The shared core
+// of every index's SearchAmong.
+struct StoredVector {
+  label_t label;
+  const float* vector;
+};
+void ExactTopK(Metric metric, size_t dim, size_t n, const float* queries, size_t k,
+               const std::vector<StoredVector>& candidates, float* distances, label_t* labels);
+
 // A fixed-capacity array of candidates sorted by distance, with a cursor at the closest one not
 // yet expanded: the "linear pool" that replaces hnswlib's two heaps (fewer branches, no
 // allocation, cache-friendly for the ef values used in practice).
