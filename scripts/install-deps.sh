@@ -10,6 +10,7 @@ PACKAGES=(
   libhnswlib-dev libfaiss-dev
   dataset-fashion-mnist python3-matplotlib
   librocksdb-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libroaring-dev
+  libcpp-httplib-dev python3 curl
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
