@@ -280,16 +280,31 @@ int RunDriver(int kills, uint64_t seed, const std::string& dir, bool keep) {
                log.pending->ids.end();
       });
     }
-    lost += Differences(**c, model, untouched);
-    if ((*c)->Count() != model.size() && half_applied == 0) ++lost;
+    size_t differ = Differences(**c, model, untouched);
+    if (differ > 0) {
+      std::fprintf(stderr, "crash-test: kill %d: %zu acknowledged points differ\n", k, differ);
+      lost += differ;
+    }
+    if ((*c)->Count() != model.size() && half_applied == 0) {
+      std::fprintf(stderr, "crash-test: kill %d: count %zu, expected %zu\n", k, (*c)->Count(),
+                   model.size());
+      ++lost;
+    }
     // The index agrees with the records: every point is found by its own vector.
     for (size_t probe = 0; probe < 5 && !model.empty(); ++probe) {
       auto it = std::next(model.begin(), rng() % model.size());
+      // ef above the id space makes the graph search exhaustive here: a miss would mean the
+      // index lost the point, not that the search was approximate.
       SearchRequest req;
       req.queries = VectorFor(it->second, it->first);
       req.k = 1;
+      req.ef = int(kIdSpace) * 2;
       auto res = (*c)->Search(req);
-      if (!res.ok() || (*res)[0].empty() || (*res)[0][0].distance != 0.0f) ++lost;
+      if (!res.ok() || (*res)[0].empty() || (*res)[0][0].distance != 0.0f) {
+        std::fprintf(stderr, "crash-test: kill %d: point %llu not found by its own vector\n", k,
+                     static_cast<unsigned long long>(it->first));
+        ++lost;
+      }
     }
     db.reset();
     if (!resolution.empty()) {
