@@ -11,6 +11,7 @@ PACKAGES=(
   dataset-fashion-mnist python3-matplotlib
   librocksdb-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libroaring-dev
   libcpp-httplib-dev python3 curl
+  clang libclang-rt-14-dev
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

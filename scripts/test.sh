@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds Fathom with its tests, and runs every test.
 #   FATHOM_TSAN=1 scripts/test.sh   also builds with ThreadSanitizer and runs the concurrency tests.
+#   FATHOM_FUZZ_SECONDS=600 scripts/test.sh   fuzzes requests and filters longer (default 30 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -8,6 +9,20 @@ JOBS=$(nproc)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DFATHOM_BUILD_TESTS=ON -DFATHOM_BUILD_BENCH=ON
 cmake --build build -j "$JOBS"
 ctest --test-dir build --output-on-failure -j "$JOBS"
+# libFuzzer (clang, ASan + UBSan) on request bodies and both filter syntaxes, for a bounded time.
+CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DFATHOM_BUILD_FUZZERS=ON -DFATHOM_BUILD_TESTS=OFF
+cmake --build build-fuzz -j "$JOBS" --target request_fuzz
+FUZZ_CORPUS=$(mktemp -d)
+cp tests/fuzz/corpus/* "$FUZZ_CORPUS"/
+if ! build-fuzz/request_fuzz -max_total_time="${FATHOM_FUZZ_SECONDS:-30}" -rss_limit_mb=4096 \
+    "$FUZZ_CORPUS" > "$FUZZ_CORPUS.log" 2>&1; then
+  cat "$FUZZ_CORPUS.log"
+  echo "request_fuzz found a failure (reproducer above)" >&2
+  exit 1
+fi
+echo "request_fuzz: $(grep -E '^Done [0-9]+ runs' "$FUZZ_CORPUS.log")"
+rm -rf "$FUZZ_CORPUS" "$FUZZ_CORPUS.log"
 if [ "${FATHOM_TSAN:-0}" = 1 ]; then
   cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFATHOM_SANITIZE=thread \
     -DFATHOM_BUILD_TESTS=ON

@@ -251,7 +251,8 @@ Status CollectionImpl::ValidateRecords(const std::vector<Record>& records,
     if (!seen.insert(IdKey(r.id)).second) {
       return Status::InvalidArgument(who + " appears more than once in the batch");
     }
-    for (const auto& [name, values] : r.vectors) {
+    for (const auto& entry : r.vectors) {
+      const std::string& name = entry.first;
       bool known = std::any_of(spec_.vectors.begin(), spec_.vectors.end(),
                                [&](const VectorSpec& v) { return v.name == name; });
       if (!known) {
