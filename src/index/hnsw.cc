@@ -136,7 +136,7 @@ const uint8_t* HnswIndex::Code(uint32_t node) const {
   return reinterpret_cast<const uint8_t*>(blocks_ + size_t{node} * node_bytes_ + links0_bytes_);
 }
 float* HnswIndex::Vector(uint32_t node) const {
-  if (spec_.sq8) return const_cast<float*>(vectors_.data()) + size_t{node} * dim();
+  if (spec_.sq8) return vectors_.get() + size_t{node} * dim();
   return reinterpret_cast<float*>(blocks_ + size_t{node} * node_bytes_ + links0_bytes_);
 }
 bool HnswIndex::Live(uint32_t node) const {
@@ -171,7 +171,8 @@ size_t HnswIndex::memory_bytes() const {
   std::shared_lock lock(structure_mutex_);
   std::lock_guard label_lock(label_mutex_);
   size_t per_node = sizeof(label_t) + sizeof(uint8_t) + sizeof(uint8_t) + sizeof(void*);
-  return capacity_ * (node_bytes_ + per_node) + vectors_.capacity() * sizeof(float) +
+  const size_t vector_bytes = spec_.sq8 ? capacity_ * dim() * sizeof(float) : 0;
+  return capacity_ * (node_bytes_ + per_node) + vector_bytes +
          upper_words_.load() * sizeof(uint32_t) +
          node_of_.size() * (sizeof(label_t) + sizeof(uint32_t) + 2 * sizeof(void*)) +
          free_nodes_.capacity() * sizeof(uint32_t);
@@ -187,11 +188,16 @@ void HnswIndex::GrowLocked(size_t min_capacity) {
   char* blocks = static_cast<char*>(std::aligned_alloc(align, RoundUp(bytes, align)));
   if (align == kHugePage) ::madvise(blocks, RoundUp(bytes, align), MADV_HUGEPAGE);
   FATHOM_CHECK(blocks != nullptr, "out of memory growing HNSW to " + std::to_string(cap));
+  // Only the used part is copied and nothing new is written: fresh pages stay untouched (no
+  // resident memory) until a node is allocated there (TryInsert clears each block it takes).
   if (blocks_ != nullptr) std::memcpy(blocks, blocks_, capacity_ * node_bytes_);
-  std::memset(blocks + capacity_ * node_bytes_, 0, (cap - capacity_) * node_bytes_);
   std::free(blocks_);
   blocks_ = blocks;
-  if (spec_.sq8) vectors_.resize(cap * dim());
+  if (spec_.sq8) {
+    std::unique_ptr<float[]> vectors(new float[cap * dim()]);
+    if (vectors_) std::memcpy(vectors.get(), vectors_.get(), capacity_ * dim() * sizeof(float));
+    vectors_ = std::move(vectors);
+  }
   labels_.resize(cap, kNoLabel);
   levels_.resize(cap, 0);
   upper_.resize(cap);
@@ -603,7 +609,7 @@ bool HnswIndex::TryInsert(const float* v, label_t label, Scratch& s) {
   labels_[node] = label;
   int level = RandomLevel();
   levels_[node] = static_cast<uint8_t>(level);
-  std::memset(Links(node, 0), 0, links0_bytes_);
+  std::memset(blocks_ + size_t{node} * node_bytes_, 0, node_bytes_);
   if (level > 0) {
     size_t words = size_t(level) * (1 + m_);
     upper_[node].reset(new uint32_t[words]());
@@ -802,7 +808,7 @@ Status HnswIndex::SerializeBody(std::string* out) const {
     AppendPod(out, state_[u].load());
   }
   AppendBytes(out, blocks_, size_t{num_nodes_} * node_bytes_);
-  if (spec_.sq8) AppendBytes(out, vectors_.data(), size_t{num_nodes_} * dim() * sizeof(float));
+  if (spec_.sq8) AppendBytes(out, vectors_.get(), size_t{num_nodes_} * dim() * sizeof(float));
   for (uint32_t u = 0; u < num_nodes_; ++u) {
     if (upper_[u]) AppendBytes(out, upper_[u].get(), size_t(levels_[u]) * (1 + m_) * sizeof(uint32_t));
   }
@@ -860,7 +866,7 @@ Status HnswIndex::DeserializeBody(std::string_view body, uint64_t count) {
   }
   FATHOM_RETURN_IF_ERROR(r.ReadBytes(blocks_, size_t{nodes} * node_bytes_));
   if (spec_.sq8) {
-    FATHOM_RETURN_IF_ERROR(r.ReadBytes(vectors_.data(), size_t{nodes} * dim() * sizeof(float)));
+    FATHOM_RETURN_IF_ERROR(r.ReadBytes(vectors_.get(), size_t{nodes} * dim() * sizeof(float)));
   }
   upper_words_ = 0;
   for (uint32_t u = 0; u < nodes; ++u) {

@@ -119,7 +119,7 @@ class HnswIndex final : public Index {
   // Search; exclusive for growth, quantizer training and consolidation.
   mutable RwLock structure_mutex_;
   char* blocks_ = nullptr;   // capacity_ * node_bytes_, level-0 links then vector or code
-  std::vector<float> vectors_;  // float32 copies for re-ranking (SQ8 only)
+  std::unique_ptr<float[]> vectors_;  // capacity_ * dim float32 copies for re-ranking (SQ8 only)
   std::vector<label_t> labels_;
   std::vector<uint8_t> levels_;
   std::unique_ptr<std::atomic<uint8_t>[]> state_;  // kLive, kTombstone, kFree
