@@ -147,7 +147,6 @@ Status CollectionImpl::Recover() {
       FATHOM_ASSIGN_OR_RETURN(indexes_[v], MakeIndex(vs.index, vs.dim, vs.metric));
     }
   }
-  checkpoint_seq_ = seq_;
   uint64_t replay_from = seq_;
   for (size_t v = 0; v < indexes_.size(); ++v) {
     if (loaded[v]) replay_from = std::min(replay_from, loaded_seq[v]);
@@ -314,11 +313,8 @@ Status CollectionImpl::Upsert(const std::vector<Record>& records) {
     }
   }
   KvStore::Batch batch(*kv_);
-  std::vector<std::string> encoded(records.size());
   for (size_t i = 0; i < records.size(); ++i) {
-    Record stored = records[i];
-    stored.payload = payloads[i].dump();
-    batch.Put(Cf::kRecords, RecordKey(id_, slots[i]), EncodeRecord(stored));
+    batch.Put(Cf::kRecords, RecordKey(id_, slots[i]), EncodeRecord(records[i], payloads[i].dump()));
   }
   batch.Put(Cf::kOplog, OplogKey(id_, seq_ + 1), EncodeOp(kOpUpsert, slots));
   FATHOM_RETURN_IF_ERROR(kv_->Write(batch));

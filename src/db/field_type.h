@@ -1,6 +1,7 @@
 // FieldType: the declared type of an indexed payload field ("keyword", "integer", "float",
 // "bool"). It is part of the public collection spec, so it is declared in fathom/database.h
-// (with FieldTypeName and ParseFieldType); this header keeps the db layer's includes short.
+// (FieldTypeName and ParseFieldType are defined in field_type.cc); this header keeps the db
+// layer's includes short.
 #pragma once
 
 #include "fathom/database.h"

@@ -17,26 +17,7 @@ std::string PointIdToString(const PointId& id) {
   return "\"" + std::get<std::string>(id) + "\"";
 }
 
-const char* FieldTypeName(FieldType type) {
-  switch (type) {
-    case FieldType::kKeyword: return "keyword";
-    case FieldType::kInteger: return "integer";
-    case FieldType::kFloat: return "float";
-    case FieldType::kBool: return "bool";
-  }
-  return "unknown";
-}
-
-Result<FieldType> ParseFieldType(std::string_view name) {
-  if (name == "keyword") return FieldType::kKeyword;
-  if (name == "integer") return FieldType::kInteger;
-  if (name == "float") return FieldType::kFloat;
-  if (name == "bool") return FieldType::kBool;
-  return Status::InvalidArgument("unknown field type '" + std::string(name) +
-                                 "': expected keyword, integer, float or bool");
-}
-
-std::string EncodeRecord(const Record& record) {
+std::string EncodeRecord(const Record& record, std::string_view payload) {
   std::string out;
   AppendPod(&out, kRecordVersion);
   if (const auto* n = std::get_if<uint64_t>(&record.id)) {
@@ -55,8 +36,8 @@ std::string EncodeRecord(const Record& record) {
     AppendPod(&out, static_cast<uint32_t>(values.size()));
     AppendBytes(&out, values.data(), values.size() * sizeof(float));
   }
-  AppendPod(&out, static_cast<uint32_t>(record.payload.size()));
-  out.append(record.payload);
+  AppendPod(&out, static_cast<uint32_t>(payload.size()));
+  out.append(payload);
   return out;
 }
 

@@ -10,8 +10,9 @@
 
 namespace fathom {
 
-// records CF value: the record and its slot-independent content.
-std::string EncodeRecord(const Record& record);
+// records CF value: the record's id and vectors with `payload` (canonical JSON text), which
+// replaces record.payload so the caller need not copy the vectors to normalise it.
+std::string EncodeRecord(const Record& record, std::string_view payload);
 Status DecodeRecord(std::string_view value, Record* record, bool with_vectors = true);
 
 // A PointId as a hash-map key: "\0" + 8 bytes big-endian, or "\1" + string bytes.
