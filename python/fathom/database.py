@@ -1,0 +1,228 @@
+"""The embedded database: durable named collections in a local directory (RocksDB underneath)."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union, overload
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _core
+from ._common import (Filter, Hit, Point, PointId, Vectors, as_matrix, check_ef, check_k,
+                      filter_text, id_list, is_single_id, named_vectors, payload_texts,
+                      simplify_vectors)
+from .errors import InvalidArgumentError
+
+SearchResult = Union[List[Hit], List[List[Hit]]]
+
+
+class Collection:
+    """A named collection of records (id, vector(s), JSON payload) with its indexes.
+
+    Get one from :meth:`Database.create_collection` or :meth:`Database.get_collection`. The
+    methods are the same on :class:`fathom.Client`'s remote collections.
+    """
+
+    def __init__(self, core: _core.Collection) -> None:
+        self._c = core
+
+    @property
+    def name(self) -> str:
+        return self._c.name
+
+    @property
+    def spec(self) -> Dict[str, Any]:
+        """``{"name", "vectors": [{"name", "dim", "metric", "index"}], "indexed_fields"}``."""
+        return self._c.spec()
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the unnamed vector (or of the first named one)."""
+        return self.spec["vectors"][0]["dim"]
+
+    def upsert(self, ids: Sequence[PointId], vectors: Vectors,
+               payloads: Optional[Sequence[Optional[Mapping[str, Any]]]] = None) -> int:
+        """Inserts or replaces records: ``vectors`` is an (n, dim) array (or ``{name: array}`` for
+        named vectors), ``payloads`` n dicts or None. One atomic, durable write; the whole batch
+        is validated first and nothing is written on error. Returns n."""
+        ids = id_list(ids)
+        return self._c.upsert(ids, named_vectors(vectors), payload_texts(payloads, len(ids)))
+
+    @overload
+    def get(self, ids: PointId, with_vector: bool = True) -> Optional[Point]: ...
+    @overload
+    def get(self, ids: Sequence[PointId], with_vector: bool = True) -> List[Optional[Point]]: ...
+
+    def get(self, ids: Any, with_vector: bool = True) -> Any:
+        """Records by id, None for ids that do not exist (one id gives one result)."""
+        single = is_single_id(ids)
+        rows = self._c.get([ids] if single else id_list(ids), with_vector)
+        points = [None if r is None else Point(r[0], json.loads(r[1]), simplify_vectors(r[2]))
+                  for r in rows]
+        return points[0] if single else points
+
+    def delete(self, ids: Optional[Sequence[PointId]] = None, filter: Optional[Filter] = None) -> int:
+        """Deletes by ids or by filter (exactly one); returns how many records were deleted."""
+        if (ids is None) == (filter is None):
+            raise InvalidArgumentError("delete takes either ids or filter")
+        if ids is not None:
+            return self._c.delete([ids] if is_single_id(ids) else id_list(ids))
+        return self._c.delete_by_filter(filter_text(filter))
+
+    def count(self, filter: Optional[Filter] = None) -> int:
+        """Number of records, or of records matching the filter."""
+        return self._c.count(filter_text(filter))
+
+    def __len__(self) -> int:
+        return self._c.count("")
+
+    def search(self, queries: npt.ArrayLike, k: int = 10, *, filter: Optional[Filter] = None,
+               ef: Optional[int] = None, with_payload: bool = True, with_vector: bool = False,
+               vector: str = "") -> SearchResult:
+        """k nearest records to each query, closest first.
+
+        ``queries``: one vector (returns a list of :class:`Hit`) or an (n, dim) array (returns n
+        lists). ``filter``: text form (``'label = 3 AND price < 50'``) or Qdrant-style JSON dict.
+        ``ef``: HNSW beam width for this search. ``vector``: which named vector to search.
+        """
+        results, _ = self._search(queries, k, filter, ef, with_payload, with_vector, vector)
+        return results
+
+    def search_with_strategy(self, queries: npt.ArrayLike, k: int = 10, **kwargs: Any):
+        """Like :meth:`search`, also returning the strategy the collection chose
+        (``"graph"``, ``"exact-scan"`` or ``"graph+filter"``)."""
+        return self._search(queries, k, kwargs.get("filter"), kwargs.get("ef"),
+                            kwargs.get("with_payload", True), kwargs.get("with_vector", False),
+                            kwargs.get("vector", ""))
+
+    def _search(self, queries, k, filter, ef, with_payload, with_vector, vector):
+        single = np.ndim(queries) == 1
+        rows, strategy = self._c.search(queries, check_k(k), check_ef(ef), filter_text(filter),
+                                        with_payload, with_vector, vector)
+        loads = json.loads
+        results = [[Hit(h[0], h[1], None if h[2] is None else loads(h[2]), simplify_vectors(h[3]))
+                    for h in row] for row in rows]
+        return (results[0] if single else results), strategy
+
+    def snapshot(self, path: "str | os.PathLike[str]") -> None:
+        """Writes a consistent copy of this collection into ``path`` (which must not exist)."""
+        self._c.snapshot(os.fspath(path))
+
+    def checkpoint(self) -> None:
+        """Writes index checkpoints now and trims the operation log (recovery gets faster)."""
+        self._c.checkpoint()
+
+    @property
+    def memory_bytes(self) -> int:
+        return self._c.memory_bytes
+
+    def __repr__(self) -> str:
+        return f"fathom.Collection({self.name!r})"
+
+
+def _vector_specs(dim: Optional[int], metric: str, index: str,
+                  vectors: Optional[Mapping[str, Mapping[str, Any]]]) -> List[Dict[str, Any]]:
+    """[{"name", "dim", "metric", "index"}] from create_collection's arguments."""
+    if vectors is None:
+        if dim is None:
+            raise InvalidArgumentError("create_collection needs dim (or vectors={name: {'dim': ...}})")
+        return [{"name": "", "dim": dim, "metric": metric, "index": index}]
+    if dim is not None:
+        raise InvalidArgumentError("create_collection takes dim or vectors, not both")
+    specs = []
+    for name, v in vectors.items():
+        unknown = set(v) - {"dim", "metric", "index"}
+        if unknown or "dim" not in v:
+            raise InvalidArgumentError(
+                f"vectors[{name!r}] must be {{'dim': int, 'metric': str, 'index': str}}, got keys {sorted(v)}")
+        specs.append({"name": name, "dim": v["dim"], "metric": v.get("metric", metric),
+                      "index": v.get("index", index)})
+    return specs
+
+
+class Database:
+    """A durable database in a local directory (created if missing).
+
+    >>> db = fathom.Database("data")
+    >>> col = db.create_collection("images", dim=128, metric="cosine", index="HNSW32",
+    ...                            indexed_fields={"label": "integer"})
+
+    ``durability="fsync"`` (default) makes every acknowledged write survive power loss;
+    ``"buffered"`` survives a process crash and ingests much faster. Use it as a context manager
+    or call :meth:`close` (which checkpoints the indexes so the next open is fast).
+    """
+
+    def __init__(self, path: "str | os.PathLike[str]", *, durability: str = "fsync",
+                 checkpoint_every: int = 50000) -> None:
+        self.path = os.fspath(path)
+        self._db = _core.Database(self.path, durability, checkpoint_every)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._db.closed
+
+    def __enter__(self) -> "Database":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def list_collections(self) -> List[str]:
+        return self._db.list_collections()
+
+    def create_collection(self, name: str, dim: Optional[int] = None, metric: str = "l2",
+                          index: str = "HNSW32", *,
+                          indexed_fields: Optional[Mapping[str, str]] = None,
+                          vectors: Optional[Mapping[str, Mapping[str, Any]]] = None) -> Collection:
+        """Creates a collection. ``metric``: "l2", "ip" or "cosine"; ``index``: a factory string
+        ("HNSW32", "HNSW32,SQ8", "Flat"); ``indexed_fields``: payload fields to index for filters,
+        {field: "keyword" | "integer" | "float" | "bool"}. For several vectors per record pass
+        ``vectors={"image": {"dim": 512, "metric": "cosine"}, "text": {"dim": 384}}`` instead of dim.
+        Raises AlreadyExistsError if the name is taken."""
+        specs = [_core.VectorSpec(s["name"], s["dim"], s["metric"], s["index"])
+                 for s in _vector_specs(dim, metric, index, vectors)]
+        return Collection(self._db.create_collection(name, specs, dict(indexed_fields or {})))
+
+    def get_collection(self, name: str) -> Collection:
+        """The named collection; NotFoundError if there is none."""
+        return Collection(self._db.get_collection(name))
+
+    __getitem__ = get_collection
+
+    def drop_collection(self, name: str) -> None:
+        self._db.drop_collection(name)
+
+    def snapshot(self, path: "str | os.PathLike[str]") -> List[str]:
+        """Writes a consistent snapshot of every collection into ``path/<collection>`` (``path``
+        is created; the collection directories must not exist). Returns the collection names."""
+        path = os.fspath(path)
+        os.makedirs(path, exist_ok=True)
+        names = self.list_collections()
+        for name in names:
+            self.get_collection(name).snapshot(os.path.join(path, name))
+        return names
+
+    def restore_snapshot(self, path: "str | os.PathLike[str]", name: str = "") -> Collection:
+        """Restores one collection snapshot (a directory written by Collection.snapshot) into this
+        database, under its own name or ``name``."""
+        before = set(self.list_collections())
+        self._db.restore_snapshot(os.fspath(path), name)
+        if not name:  # the snapshot's own name: the collection that was not there before
+            (name,) = set(self.list_collections()) - before
+        return self.get_collection(name)
+
+    def restore(self, path: "str | os.PathLike[str]") -> List[str]:
+        """Restores every collection of a database snapshot written by :meth:`snapshot`."""
+        path = os.fspath(path)
+        names = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+        for name in names:
+            self._db.restore_snapshot(os.path.join(path, name), "")
+        return names
+
+    def __repr__(self) -> str:
+        return f"fathom.Database({self.path!r})"
+

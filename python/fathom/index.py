@@ -1,0 +1,105 @@
+"""A Faiss-style vector index: ``add``, ``search`` returning ``(D, I)``, ``remove``, ``save``."""
+from __future__ import annotations
+
+import os
+from typing import Optional, Tuple
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _core
+
+
+class Index:
+    """An in-memory k-NN index built from a factory string, shaped like a Faiss index.
+
+    >>> idx = fathom.Index(128, "HNSW32", metric="l2")
+    >>> idx.add(xb)                    # ids 0..n-1, or idx.add(xb, ids=my_int64_ids)
+    >>> D, I = idx.search(xq, 10)      # (nq, 10) float32 distances, (nq, 10) int64 ids
+
+    Factory strings: ``"Flat"`` (exact), ``"HNSW<M>"``, ``"HNSW<M>,SQ8"`` with optional
+    ``",efC=<n>"`` and ``",efS=<n>"`` (see docs/format/factory.md). Metrics: ``"l2"`` (squared
+    Euclidean distance), ``"ip"`` (distance = negated inner product) and ``"cosine"``
+    (distance = 1 - cosine similarity); smaller is always closer. Missing results (fewer than k
+    vectors) have id -1 and distance +inf, as in Faiss.
+
+    Vectors that are float32 and C-contiguous are read in place; other arrays are converted once.
+    ``search`` and ``add`` release the GIL, so Python threads search one index in parallel, and may
+    run alongside ``add`` and ``remove`` from other threads; ``save`` must not run during ``add``
+    or ``remove``.
+    """
+
+    def __init__(self, dim: int, factory: str = "HNSW32", metric: str = "l2",
+                 *, _core_index: Optional[_core.Index] = None) -> None:
+        self._index = _core_index if _core_index is not None else _core.Index(dim, factory, metric)
+
+    @classmethod
+    def load(cls, path: "str | os.PathLike[str]") -> "Index":
+        """Reads an index written by :meth:`save`; a truncated or corrupted file raises
+        :class:`fathom.CorruptionError`."""
+        return cls(0, _core_index=_core.Index.load(os.fspath(path)))
+
+    def save(self, path: "str | os.PathLike[str]") -> None:
+        """Writes the index atomically (temporary file, fsync, rename) with a checksum."""
+        self._index.save(os.fspath(path))
+
+    def add(self, x: npt.ArrayLike, ids: Optional[npt.ArrayLike] = None, *, threads: int = 0) -> None:
+        """Adds the rows of ``x`` (shape (n, dim)). ``ids`` (n int64 >= 0) defaults to counting
+        up from the largest id so far + 1; an id already present is replaced. ``threads``: 0 uses
+        every core. The batch is validated first (shape, NaN, duplicate ids): on error nothing
+        is added."""
+        self._index.add(x, None if ids is None else np.asarray(ids), threads)
+
+    def search(self, q: npt.ArrayLike, k: int, *, ef: int = 0, rerank: int = 0,
+               D: Optional[np.ndarray] = None, I: Optional[np.ndarray] = None
+               ) -> Tuple[np.ndarray, np.ndarray]:
+        """Returns ``(D, I)``: float32 distances and int64 ids, shape (nq, k), closest first.
+
+        ``ef`` widens the HNSW beam (0: the index default); ``rerank`` is how many candidates an
+        SQ8 index re-ranks with exact distances (0: 2k). ``D`` and ``I`` may be preallocated
+        (float32 / int64, C-contiguous, shape (nq, k)) to search without allocating."""
+        return self._index.search(q, k, ef, rerank, D, I)
+
+    def remove(self, ids: npt.ArrayLike) -> int:
+        """Removes the given ids (absent ones are ignored); returns how many were present."""
+        return self._index.remove(np.asarray(ids))
+
+    def reconstruct(self, id: int) -> np.ndarray:
+        """The stored vector for ``id`` (normalised for cosine); KeyError-like NotFoundError if absent."""
+        return self._index.reconstruct(id)
+
+    def __contains__(self, id: int) -> bool:
+        return self._index.contains(int(id))
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    @property
+    def ntotal(self) -> int:
+        """Number of vectors (Faiss's name for ``len(index)``)."""
+        return len(self._index)
+
+    @property
+    def d(self) -> int:
+        """Dimension (Faiss's name)."""
+        return self._index.dim
+
+    @property
+    def dim(self) -> int:
+        return self._index.dim
+
+    @property
+    def metric(self) -> str:
+        return self._index.metric
+
+    @property
+    def factory(self) -> str:
+        """The canonical factory string, e.g. ``"HNSW32,SQ8"``."""
+        return self._index.factory
+
+    @property
+    def memory_bytes(self) -> int:
+        return self._index.memory_bytes
+
+    def __repr__(self) -> str:
+        return f"fathom.Index(dim={self.dim}, factory={self.factory!r}, metric={self.metric!r}, ntotal={len(self)})"
