@@ -1,0 +1,247 @@
+"""fathom.Index: the Faiss-style API, against numpy brute force and Faiss itself."""
+from __future__ import annotations
+
+import threading
+import tracemalloc
+
+import faiss
+import numpy as np
+import pytest
+
+import fathom
+from helpers import brute_force, clustered, recall
+
+DIM = 48
+
+
+@pytest.fixture(scope="module")
+def data():
+    base = clustered(4000, DIM, seed=1)
+    queries = clustered(200, DIM, seed=2)
+    return base, queries
+
+
+@pytest.fixture(scope="module")
+def hnsw(data):
+    idx = fathom.Index(DIM, "HNSW32", metric="l2")
+    idx.add(data[0])
+    return idx
+
+
+def test_faiss_shaped_outputs(hnsw, data):
+    D, I = hnsw.search(data[1], 10)
+    assert D.shape == (200, 10) and D.dtype == np.float32 and D.flags.c_contiguous
+    assert I.shape == (200, 10) and I.dtype == np.int64
+    assert np.all(np.diff(D, axis=1) >= 0), "closest first"
+    assert len(hnsw) == hnsw.ntotal == 4000 and hnsw.d == DIM
+    assert hnsw.factory == "HNSW32" and hnsw.metric == "l2"
+
+
+@pytest.mark.parametrize("metric,faiss_index", [("l2", faiss.IndexFlatL2), ("ip", faiss.IndexFlatIP)])
+def test_flat_equals_faiss(data, metric, faiss_index):
+    base, queries = data
+    ours = fathom.Index(DIM, "Flat", metric=metric)
+    ours.add(base)
+    theirs = faiss_index(DIM)
+    theirs.add(base)
+    D, I = ours.search(queries, 10)
+    fD, fI = theirs.search(queries, 10)
+    assert D.shape == fD.shape and I.shape == fI.shape and I.dtype == fI.dtype
+    # Faiss's inner-product "distance" is the similarity; ours is its negation (smaller is closer).
+    expected = fD if metric == "l2" else -fD
+    np.testing.assert_allclose(D, expected, rtol=1e-4, atol=1e-3)
+    assert (I == fI).mean() > 0.99  # ties may order differently
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+@pytest.mark.parametrize("factory", ["HNSW32", "HNSW16,SQ8"])
+def test_recall_against_brute_force(data, metric, factory):
+    base, queries = data
+    if metric == "ip":
+        # Inner-product search over vectors of wildly different norms is hard for any graph
+        # index (hnswlib scores the same here); embeddings have similar norms, so test those.
+        scale = np.random.default_rng(4).uniform(0.8, 1.2, size=(len(base), 1)).astype(np.float32)
+        base = base / np.linalg.norm(base, axis=1, keepdims=True) * scale
+    idx = fathom.Index(DIM, factory, metric=metric)
+    idx.add(base)
+    D, I = idx.search(queries, 10, ef=128)
+    true_d, true_i = brute_force(base, queries, 10, metric)
+    assert recall(I, true_i) >= 0.95
+    # Distances are the metric's, not an internal score.
+    same = I[:, 0] == true_i[:, 0]
+    assert same.mean() >= 0.95
+    np.testing.assert_allclose(D[same, 0], true_d[same, 0], rtol=1e-3, atol=1e-3)
+
+
+def test_ef_trades_accuracy(data):
+    base, queries = data
+    idx = fathom.Index(DIM, "HNSW8,efC=16", metric="l2")
+    idx.add(base)
+    _, true_i = brute_force(base, queries, 10)
+    low = recall(idx.search(queries, 10, ef=10)[1], true_i)
+    high = recall(idx.search(queries, 10, ef=400)[1], true_i)
+    assert high >= low and high >= 0.95
+
+
+def test_ids_remove_reconstruct(data):
+    base, queries = data
+    ids = np.arange(1000, 1000 + len(base), dtype=np.int64) * 7
+    idx = fathom.Index(DIM, "HNSW32")
+    idx.add(base, ids=ids)
+    _, I = idx.search(base[:5], 1)
+    assert I[:, 0].tolist() == ids[:5].tolist()
+    assert int(ids[3]) in idx and 3 not in idx
+    np.testing.assert_array_equal(idx.reconstruct(int(ids[3])), base[3])
+    assert idx.remove(ids[:100]) == 100
+    assert idx.remove(ids[:100]) == 0
+    assert len(idx) == len(base) - 100
+    _, I = idx.search(queries, 20)
+    assert not np.isin(I, ids[:100]).any()
+    with pytest.raises(KeyError):
+        idx.reconstruct(int(ids[0]))
+    # Automatic ids continue after the largest id so far.
+    idx.add(base[:1])
+    assert int(ids[-1]) + 1 in idx
+
+
+def test_missing_results_are_minus_one_and_inf():
+    idx = fathom.Index(4, "HNSW16")
+    idx.add(np.eye(4, dtype=np.float32))
+    D, I = idx.search(np.ones((2, 4), dtype=np.float32), 6)
+    assert (I[:, 4:] == -1).all() and np.isinf(D[:, 4:]).all()
+    assert sorted(I[0, :4].tolist()) == [0, 1, 2, 3]
+
+
+def test_save_load_round_trip(tmp_path, hnsw, data):
+    path = tmp_path / "index.fathom"
+    hnsw.save(path)
+    loaded = fathom.Index.load(path)
+    assert len(loaded) == len(hnsw) and loaded.factory == hnsw.factory and loaded.dim == DIM
+    D1, I1 = hnsw.search(data[1], 10)
+    D2, I2 = loaded.search(data[1], 10)
+    np.testing.assert_array_equal(I1, I2)
+    np.testing.assert_array_equal(D1, D2)
+
+
+def test_corrupt_and_missing_files(tmp_path, hnsw):
+    path = tmp_path / "index.fathom"
+    hnsw.save(path)
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (tmp_path / "bad.fathom").write_bytes(bytes(raw))
+    with pytest.raises(fathom.CorruptionError, match="checksum|corrupt"):
+        fathom.Index.load(tmp_path / "bad.fathom")
+    (tmp_path / "short.fathom").write_bytes(bytes(raw[:100]))
+    with pytest.raises(fathom.CorruptionError):
+        fathom.Index.load(tmp_path / "short.fathom")
+    with pytest.raises(fathom.Error, match="missing.fathom"):
+        fathom.Index.load(tmp_path / "missing.fathom")
+
+
+def test_bad_input_errors(hnsw, data):
+    base, queries = data
+    with pytest.raises(ValueError, match=r"dimension 3 .*expected 48"):
+        hnsw.search(queries[:, :3], 10)
+    with pytest.raises(ValueError, match="2-D"):
+        hnsw.search(np.zeros((2, 2, DIM), dtype=np.float32), 10)
+    with pytest.raises(ValueError, match="k must be between 1 and"):
+        hnsw.search(queries, 0)
+    with pytest.raises(ValueError, match="k must be between 1 and"):
+        hnsw.search(queries, 10**9)
+    with pytest.raises(ValueError, match="numeric array"):
+        hnsw.search("not a vector", 10)
+    bad = base[:10].copy()
+    bad[3, 5] = np.nan
+    size = len(hnsw)
+    with pytest.raises(ValueError, match="vector 3 has a non-finite value"):
+        hnsw.add(bad)
+    assert len(hnsw) == size, "a rejected batch adds nothing"
+    with pytest.raises(ValueError, match="ids has 2 entries for 10 vectors"):
+        hnsw.add(base[:10], ids=[1, 2])
+    with pytest.raises(ValueError, match="unknown index type"):
+        fathom.Index(8, "HNSX32")
+    with pytest.raises(ValueError, match="metric"):
+        fathom.Index(8, "Flat", metric="manhattan")
+    with pytest.raises(ValueError, match="dim must be between"):
+        fathom.Index(0, "Flat")
+    with pytest.raises(ValueError, match="D must be a writable C-contiguous float32 array of shape"):
+        hnsw.search(queries, 10, D=np.zeros((200, 10), dtype=np.float64))
+    assert issubclass(fathom.InvalidArgumentError, fathom.Error)
+
+
+def test_float32_input_is_not_copied(hnsw):
+    queries = clustered(2000, DIM, seed=5)  # 384 KB of float32
+    D = np.empty((2000, 10), dtype=np.float32)
+    I = np.empty((2000, 10), dtype=np.int64)
+    hnsw.search(queries, 10, D=D, I=I)  # warm up
+    tracemalloc.start()
+    try:
+        for _ in range(20):
+            D2, I2 = hnsw.search(queries, 10, D=D, I=I)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        hnsw.search(queries.astype(np.float64), 10, D=D, I=I)
+        _, peak_converted = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for _ in range(20):
+            hnsw.search(queries, 10)
+        current, peak_allocating = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert D2 is D and I2 is I, "results land in the caller's arrays"
+    assert peak < 64 * 1024, f"searching float32 queries into given arrays allocated {peak} bytes"
+    assert peak_converted >= queries.nbytes, "float64 queries are converted once (the control)"
+    # Fresh outputs are allocated per call and freed: memory does not grow with repeated calls.
+    assert current < 64 * 1024 and peak_allocating < queries.nbytes
+
+
+def test_threads_search_in_parallel_with_the_gil_released(data):
+    base, _ = data
+    idx = fathom.Index(DIM, "Flat")
+    idx.add(np.tile(base, (5, 1)))
+    queries = clustered(3000, DIM, seed=9)
+    expected = idx.search(queries, 5)[1]
+    # While one thread is inside a long search, Python code keeps running in this thread: the
+    # search does not hold the GIL.
+    done = threading.Event()
+    ticks = 0
+    t = threading.Thread(target=lambda: (idx.search(np.tile(queries, (4, 1)), 5), done.set()))
+    t.start()
+    while not done.is_set():
+        ticks += 1
+    t.join()
+    assert ticks > 1000
+    # Several threads searching one index at once get the single-threaded answers.
+    results = [None] * 4
+    def work(i):
+        results[i] = idx.search(queries, 5)[1]
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for r in results:
+        np.testing.assert_array_equal(r, expected)
+
+
+def test_concurrent_add_and_search():
+    base = clustered(6000, 16, seed=3)
+    idx = fathom.Index(16, "HNSW16")
+    idx.add(base[:2000])
+    errors = []
+    def searcher():
+        try:
+            for _ in range(50):
+                D, I = idx.search(base[:50], 5)
+                assert (I[:, 0] >= 0).all()
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=searcher) for _ in range(2)]
+    for th in threads:
+        th.start()
+    for start in range(2000, 6000, 500):
+        idx.add(base[start:start + 500], ids=np.arange(start, start + 500))
+    for th in threads:
+        th.join()
+    assert not errors
+    assert len(idx) == 6000
