@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import re
 import threading
 import urllib.parse
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -27,6 +28,8 @@ _DISTANCE = {"l2": "Euclid", "ip": "Dot", "cosine": "Cosine"}
 _METRIC = {v: k for k, v in _DISTANCE.items()}
 # Points per upsert request and searches per batch-search request (the server allows 10,000).
 _BATCH = 1000
+# Collection names the server accepts (checked here too: a '/' would otherwise change the route).
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def _b64(row: np.ndarray) -> str:
@@ -135,7 +138,11 @@ class Client:
 
     @staticmethod
     def _quote(name: str) -> str:
-        return urllib.parse.quote(name, safe="")
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
+            raise InvalidArgumentError(
+                f"collection name {name!r} is not valid: use 1 to 64 letters, digits, '_', '-' and '.' "
+                "(not '.' or '..')")
+        return name
 
     # -- collections -------------------------------------------------------------------------
 
