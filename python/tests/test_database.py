@@ -1,0 +1,117 @@
+"""The embedded database: durability across reopen, snapshots, lifetime, threads, and the same
+answers as the C++ command-line tool on the same data directory."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fathom
+from helpers import clustered
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def fill(db, name="items", n=2000, dim=16, seed=1):
+    col = db.create_collection(name, dim=dim, metric="cosine", index="HNSW32",
+                               indexed_fields={"label": "integer"})
+    x = clustered(n, dim, seed=seed)
+    col.upsert(range(n), x, [{"label": i % 10} for i in range(n)])
+    return col, x
+
+
+def ids(results):
+    return [[h.id for h in r] for r in results]
+
+
+def test_data_survives_reopen(tmp_path):
+    queries = clustered(20, 16, seed=2)
+    with fathom.Database(tmp_path / "db") as db:
+        col, _ = fill(db)
+        col.delete([5, 6])
+        before = col.search(queries, k=10, filter="label < 5")
+    with fathom.Database(tmp_path / "db") as db:
+        col = db.get_collection("items")
+        assert col.count() == 1998 and col.get(5) is None
+        assert ids(col.search(queries, k=10, filter="label < 5")) == ids(before)
+
+
+def test_snapshot_and_restore(tmp_path):
+    queries = clustered(20, 16, seed=3)
+    with fathom.Database(tmp_path / "db", durability="buffered") as db:
+        col, _ = fill(db)
+        fill(db, "other", n=100)
+        expected = ids(col.search(queries, k=5))
+        assert sorted(db.snapshot(tmp_path / "snap")) == ["items", "other"]
+        col.upsert([10**6], clustered(1, 16, seed=9))  # after the snapshot: not in it
+        copy = db.restore_snapshot(tmp_path / "snap" / "items", name="items_copy")
+        assert copy.count() == 2000 and ids(copy.search(queries, k=5)) == expected
+        with pytest.raises(fathom.AlreadyExistsError):
+            db.restore_snapshot(tmp_path / "snap" / "items")
+    with fathom.Database(tmp_path / "fresh") as db:
+        assert db.restore(tmp_path / "snap") == ["items", "other"]
+        assert db["items"].count() == 2000 and db["other"].count() == 100
+        assert ids(db["items"].search(queries, k=5)) == expected
+
+
+def test_closed_database_and_stale_handles(tmp_path):
+    db = fathom.Database(tmp_path / "db")
+    col, _ = fill(db, n=10)
+    db.drop_collection("items")
+    with pytest.raises(KeyError, match="items"):
+        col.count()
+    db.close()
+    assert db.closed
+    with pytest.raises(fathom.FailedPreconditionError, match="closed"):
+        db.list_collections()
+    db.close()  # closing twice is harmless
+    with pytest.raises(ValueError, match="durability"):
+        fathom.Database(tmp_path / "db2", durability="sometimes")
+
+
+def test_threads_search_while_one_writes(tmp_path):
+    with fathom.Database(tmp_path / "db", durability="buffered") as db:
+        col, x = fill(db, n=3000)
+        queries = x[:40]
+        expected = ids(col.search(queries, k=1))
+        errors = []
+
+        def searcher():
+            try:
+                for _ in range(20):
+                    assert ids(col.search(queries, k=1)) == expected
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=searcher) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for start in range(10**6, 10**6 + 2000, 200):  # far-away points: top-1 never changes
+            col.upsert(range(start, start + 200), np.full((200, 16), 1e3, dtype=np.float32))
+        for t in threads:
+            t.join()
+        assert not errors and col.count() == 5000
+
+
+def test_same_answers_as_the_cli(tmp_path):
+    """Results through the bindings equal those of the C++ `fathom` tool on the same data."""
+    cli = os.environ.get("FATHOM_CLI_BIN") or str(ROOT / "build" / "src" / "cli" / "fathom")
+    queries = clustered(5, 16, seed=4)
+    with fathom.Database(tmp_path / "db") as db:
+        col, _ = fill(db)
+        ours = col.search(queries, k=7, filter="label >= 4", ef=64)
+    np.save(tmp_path / "q.npy", queries)
+    for row, hits in enumerate(ours):
+        out = subprocess.run([cli, "search", "items", "--data", str(tmp_path / "db"),
+                              "--vector-file", str(tmp_path / "q.npy"), "--row", str(row), "-k", "7",
+                              "--ef", "64", "--filter", "label >= 4", "--json"],
+                             check=True, capture_output=True, text=True).stdout
+        theirs = json.loads(out)["results"]
+        assert [h.id for h in hits] == [r["id"] for r in theirs]
+        np.testing.assert_allclose([h.distance for h in hits], [r["distance"] for r in theirs], rtol=1e-5, atol=1e-6)
+        assert [h.payload for h in hits] == [r["payload"] for r in theirs]
