@@ -6,8 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 JOBS=$(nproc)
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DFATHOM_BUILD_TESTS=ON -DFATHOM_BUILD_BENCH=ON
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DFATHOM_BUILD_TESTS=ON -DFATHOM_BUILD_BENCH=ON \
+  -DFATHOM_BUILD_PYTHON=ON
 cmake --build build -j "$JOBS"
+# The Python package, installed the way users install it (offline, Debian's Python and numpy),
+# into .venv; the build reuses build/. The pytest suite in ctest imports it from build/python.
+/usr/bin/python3 -m venv --system-site-packages .venv
+FATHOM_BUILD_DIR="$PWD/build" .venv/bin/pip install -q --no-build-isolation --no-deps ./python
+(cd /tmp && "$OLDPWD/.venv/bin/python" -c 'import fathom, numpy as np
+i = fathom.Index(8, "HNSW16"); i.add(np.eye(8, dtype=np.float32)); assert i.search(np.eye(8)[:1], 1)[1][0, 0] == 0
+print("python package installed:", fathom.__file__)')
 ctest --test-dir build --output-on-failure -j "$JOBS"
 # libFuzzer (clang, ASan + UBSan) on request bodies and both filter syntaxes, for a bounded time.
 CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
