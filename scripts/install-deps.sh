@@ -13,7 +13,7 @@ PACKAGES=(
   libcpp-httplib-dev python3 curl
   clang libclang-rt-14-dev
   python3-dev pybind11-dev python3-numpy python3-setuptools python3-venv python3-pip
-  python3-pytest python3-torch python3-faiss
+  python3-pytest python3-torch python3-faiss mypy
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -256,7 +256,7 @@ class RemoteCollection:
             raise InvalidArgumentError("delete takes either ids or filter")
         if filter is not None:
             return self._client.request("POST", f"{self._path}/points/delete", {"filter": filter})["deleted"]
-        wanted = [ids] if is_single_id(ids) else id_list(ids)
+        wanted: List[Any] = [ids] if is_single_id(ids) else id_list(ids)
         deleted = 0
         for start in range(0, len(wanted), _BATCH):
             body = {"points": wanted[start:start + _BATCH]}

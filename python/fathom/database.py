@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union, overload
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -50,7 +50,7 @@ class Collection:
         return self._c.upsert(ids, named_vectors(vectors), payload_texts(payloads, len(ids)))
 
     @overload
-    def get(self, ids: PointId, with_vector: bool = True) -> Optional[Point]: ...
+    def get(self, ids: PointId, with_vector: bool = True) -> Optional[Point]: ...  # type: ignore[misc]
     @overload
     def get(self, ids: Sequence[PointId], with_vector: bool = True) -> List[Optional[Point]]: ...
 
@@ -89,19 +89,21 @@ class Collection:
         results, _ = self._search(queries, k, filter, ef, with_payload, with_vector, vector)
         return results
 
-    def search_with_strategy(self, queries: npt.ArrayLike, k: int = 10, **kwargs: Any):
+    def search_with_strategy(self, queries: npt.ArrayLike, k: int = 10,
+                             **kwargs: Any) -> Tuple[SearchResult, str]:
         """Like :meth:`search`, also returning the strategy the collection chose
         (``"graph"``, ``"exact-scan"`` or ``"graph+filter"``)."""
         return self._search(queries, k, kwargs.get("filter"), kwargs.get("ef"),
                             kwargs.get("with_payload", True), kwargs.get("with_vector", False),
                             kwargs.get("vector", ""))
 
-    def _search(self, queries, k, filter, ef, with_payload, with_vector, vector):
+    def _search(self, queries: npt.ArrayLike, k: int, filter: Optional[Filter], ef: Optional[int],
+                with_payload: bool, with_vector: bool, vector: str) -> Tuple[SearchResult, str]:
         single = np.ndim(queries) == 1
         rows, strategy = self._c.search(queries, check_k(k), check_ef(ef), filter_text(filter),
                                         with_payload, with_vector, vector)
         loads = json.loads
-        results = [[Hit(h[0], h[1], None if h[2] is None else loads(h[2]), simplify_vectors(h[3]))
+        results: List[List[Hit]] = [[Hit(h[0], h[1], None if h[2] is None else loads(h[2]), simplify_vectors(h[3]))
                     for h in row] for row in rows]
         return (results[0] if single else results), strategy
 

@@ -528,6 +528,7 @@ class PyDatabase {
   }
 
   bool closed() const {
+    py::gil_scoped_release release;
     std::shared_lock lock(handle_->mu);
     return handle_->db == nullptr;
   }
