@@ -270,6 +270,23 @@ struct DatabaseHandle {
   std::unique_ptr<Database> db;
 };
 
+// Calls fn(db) -> Result<T> with the GIL released and the database held open; returns the T or
+// raises the error (FailedPrecondition once the database is closed).
+template <class Fn, class R = std::invoke_result_t<Fn&, Database*>>
+auto RunOnDatabase(DatabaseHandle& handle, Fn&& fn) -> decltype(Check(std::declval<R>())) {
+  std::optional<R> result;
+  {
+    py::gil_scoped_release release;
+    std::shared_lock lock(handle.mu);
+    if (handle.db) {
+      result.emplace(fn(handle.db.get()));
+    } else {
+      result.emplace(Status::FailedPrecondition("the database is closed"));
+    }
+  }
+  return Check(std::move(*result));
+}
+
 PointId ToPointId(py::handle id) {
   if (py::isinstance<py::str>(id)) return PointId(id.cast<std::string>());
   if (py::isinstance<py::bool_>(id)) InvalidArgument("point ids are integers or strings, got a bool");
@@ -466,19 +483,11 @@ class PyCollection {
   // Calls fn(collection) with the GIL released and the database held open; fn returns a Result.
   template <class Fn, class R = std::invoke_result_t<Fn&, Collection*>>
   auto Run(Fn&& fn) const -> decltype(Check(std::declval<R>())) {
-    std::optional<R> result;
-    {
-      py::gil_scoped_release release;
-      std::shared_lock lock(handle_->mu);
-      if (!handle_->db) {
-        result.emplace(Status::FailedPrecondition("the database is closed"));
-      } else if (auto c = handle_->db->GetCollection(name_); !c.ok()) {
-        result.emplace(c.status());
-      } else {
-        result.emplace(fn(*c));
-      }
-    }
-    return Check(std::move(*result));
+    return RunOnDatabase(*handle_, [&](Database* db) -> R {
+      auto c = db->GetCollection(name_);
+      if (!c.ok()) return c.status();
+      return fn(*c);
+    });
   }
 
   std::shared_ptr<DatabaseHandle> handle_;
@@ -534,7 +543,7 @@ class PyDatabase {
   }
 
   std::vector<std::string> List() const {
-    return Run([](Database* db) -> Result<std::vector<std::string>> { return db->ListCollections(); });
+    return RunOnDatabase(*handle_, [](Database* db) -> Result<std::vector<std::string>> { return db->ListCollections(); });
   }
 
   PyCollection Create(const std::string& name, const std::vector<VectorSpecArg>& vectors,
@@ -553,7 +562,7 @@ class PyDatabase {
     for (const auto& [field, type] : indexed_fields) {
       spec.indexed_fields[field] = Check(ParseFieldType(type));
     }
-    Run([&](Database* db) -> Result<bool> {
+    RunOnDatabase(*handle_, [&](Database* db) -> Result<bool> {
       FATHOM_ASSIGN_OR_RETURN(Collection * c, db->CreateCollection(spec));
       (void)c;
       return true;
@@ -562,7 +571,7 @@ class PyDatabase {
   }
 
   PyCollection Get(const std::string& name) const {
-    Run([&](Database* db) -> Result<bool> {
+    RunOnDatabase(*handle_, [&](Database* db) -> Result<bool> {
       FATHOM_ASSIGN_OR_RETURN(Collection * c, db->GetCollection(name));
       (void)c;
       return true;
@@ -571,35 +580,20 @@ class PyDatabase {
   }
 
   void Drop(const std::string& name) {
-    Run([&](Database* db) -> Result<bool> {
+    RunOnDatabase(*handle_, [&](Database* db) -> Result<bool> {
       FATHOM_RETURN_IF_ERROR(db->DropCollection(name));
       return true;
     });
   }
 
   void RestoreSnapshot(const std::string& dir, const std::string& new_name) {
-    Run([&](Database* db) -> Result<bool> {
+    RunOnDatabase(*handle_, [&](Database* db) -> Result<bool> {
       FATHOM_RETURN_IF_ERROR(db->RestoreSnapshot(dir, new_name));
       return true;
     });
   }
 
  private:
-  template <class Fn, class R = std::invoke_result_t<Fn&, Database*>>
-  auto Run(Fn&& fn) const -> decltype(Check(std::declval<R>())) {
-    std::optional<R> result;
-    {
-      py::gil_scoped_release release;
-      std::shared_lock lock(handle_->mu);
-      if (!handle_->db) {
-        result.emplace(Status::FailedPrecondition("the database is closed"));
-      } else {
-        result.emplace(fn(handle_->db.get()));
-      }
-    }
-    return Check(std::move(*result));
-  }
-
   std::shared_ptr<DatabaseHandle> handle_;
 };
 
