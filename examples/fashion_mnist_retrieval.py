@@ -126,7 +126,8 @@ def save_grid(path: str, queries: np.ndarray, query_labels: np.ndarray, hits, ga
 
 def run(train_images: int = 60000, gallery_images: int = 60000, queries: int = 1000,
         train_seconds: float = 60.0, max_epochs: int = 5, data_dir: Optional[str] = None,
-        picture: Optional[str] = None, seed: int = 0, verbose: bool = True) -> Dict[str, float]:
+        picture: Optional[str] = None, seed: int = 0, verbose: bool = True,
+        save_embeddings: Optional[str] = None) -> Dict[str, float]:
     say = print if verbose else (lambda *a, **k: None)
     torch.set_num_threads(os.cpu_count() or 1)
     train_x, train_y = load_idx("train-images-idx3-ubyte.gz"), load_idx("train-labels-idx1-ubyte.gz")
@@ -143,6 +144,10 @@ def run(train_images: int = 60000, gallery_images: int = 60000, queries: int = 1
     gallery = embed(model, gallery_x)
     query = embed(model, query_x)
     say(f"embedded {len(gallery)} gallery and {len(query)} query images (128-d) in {time.time() - t:.1f} s")
+    if save_embeddings:  # float embeddings for benchmarks (bench/ann_bench --base/--query)
+        os.makedirs(save_embeddings, exist_ok=True)
+        np.save(os.path.join(save_embeddings, "gallery.npy"), gallery)
+        np.save(os.path.join(save_embeddings, "queries.npy"), query)
 
     with tempfile.TemporaryDirectory() as tmp, \
             fathom.Database(data_dir or os.path.join(tmp, "db"), durability="buffered") as db:
@@ -196,8 +201,10 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=5, help="at most this many epochs")
     p.add_argument("--data", help="keep the database in this directory (default: temporary)")
     p.add_argument("--picture", default="fashion-mnist-retrieval.png", help="PNG of queries and neighbours")
+    p.add_argument("--save-embeddings", metavar="DIR", help="also write gallery.npy and queries.npy there")
     a = p.parse_args()
-    run(a.train, a.gallery, a.queries, a.train_seconds, a.epochs, a.data, a.picture)
+    run(a.train, a.gallery, a.queries, a.train_seconds, a.epochs, a.data, a.picture,
+        save_embeddings=a.save_embeddings)
 
 
 if __name__ == "__main__":
