@@ -143,14 +143,20 @@ bool HnswIndex::Live(uint32_t node) const {
   return state_[node].load(std::memory_order_acquire) == kLive;
 }
 
+// SQ8 with cosine walks the graph on L2 between codes: stored vectors are unit length, so L2
+// orders them exactly as cosine does, and L2 stays accurate on codes. The inner product with a
+// dequantised vector does not: quantisation changes each vector's length, and when neighbours'
+// similarities are close (real embeddings) that error reorders them (recall@10 0.85 instead of
+// 0.999 on CNN features of Fashion-MNIST). Plain inner product has no such equivalent and keeps
+// the asymmetric float-by-code dot product. Re-ranking is exact in every case.
 HnswIndex::DistKind HnswIndex::SearchKind() const {
-  if (spec_.sq8) return metric() == Metric::kL2 ? DistKind::kSq8L2 : DistKind::kSq8Ip;
+  if (spec_.sq8) return metric() == Metric::kInnerProduct ? DistKind::kSq8Ip : DistKind::kSq8L2;
   return metric() == Metric::kL2 ? DistKind::kFloatL2 : DistKind::kFloatIp;
 }
 // Construction compares stored nodes with each other, so it needs a symmetric distance: codes
-// for SQ8 with L2 (exact integer arithmetic), float vectors otherwise.
+// for SQ8 with L2 or cosine (exact integer arithmetic), float vectors otherwise.
 HnswIndex::DistKind HnswIndex::BuildKind() const {
-  if (spec_.sq8 && metric() == Metric::kL2) return DistKind::kSq8L2;
+  if (spec_.sq8 && metric() != Metric::kInnerProduct) return DistKind::kSq8L2;
   return metric() == Metric::kL2 ? DistKind::kFloatL2 : DistKind::kFloatIp;
 }
 

@@ -16,7 +16,8 @@
 // ",SQ8": the graph is walked on 8-bit scalar codes (one range for all dimensions, learnt from
 // the first batch; later values outside it are clamped), which moves 4x fewer bytes per visited
 // node; the best candidates are then re-ranked with exact float32 distances, so returned
-// distances are exact.
+// distances are exact. L2 and cosine (unit vectors: the same order) walk on L2 between codes;
+// inner product on the float query against dequantised codes.
 #pragma once
 
 #include <atomic>
