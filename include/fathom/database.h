@@ -15,6 +15,7 @@
 // stay valid until the collection is dropped or the database closed.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -109,6 +110,11 @@ class Collection {
   virtual Status Snapshot(const std::string& dir) const = 0;
   // Writes index checkpoints now and trims the operation log.
   virtual Status Checkpoint() = 0;
+  // When the indexes were last checkpointed successfully by this process (explicitly, every
+  // `checkpoint_every` operations, or by a no-op Checkpoint with nothing to write); the time the
+  // collection was opened or created if that has not happened yet. Monitoring reads it as
+  // "checkpoint age": roughly how much operation log a crash would replay.
+  virtual std::chrono::steady_clock::time_point last_checkpoint() const = 0;
   virtual size_t memory_bytes() const = 0;
 };
 

@@ -225,6 +225,8 @@ int Run(int argc, char** argv) {
   serve_cmd->add_option("--host", serve.host, "address to listen on")->capture_default_str();
   serve_cmd->add_option("--port", serve.port, "port (0 picks a free one)")->capture_default_str();
   serve_cmd->add_option("--threads", serve.threads, "worker threads (0 = automatic)");
+  serve_cmd->add_option("--search-threads", serve.max_concurrent_searches,
+                        "searches executing at once, the rest wait (0 = one per core)");
   serve_cmd->add_flag("--insecure", serve.insecure,
                       "allow a non-loopback address without an API key");
   serve_cmd->add_option("--max-body", serve.max_body_bytes, "largest request body in bytes")

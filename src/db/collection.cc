@@ -580,7 +580,11 @@ Status CollectionImpl::CheckpointLocked() {
     for (size_t v = 0; v < indexes_.size(); ++v) {
       all_present = all_present && fs::exists(CheckpointPath(v, seq_));
     }
-    if (all_present) return Status::OK();
+    if (all_present) {
+      last_checkpoint_ticks_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                                   std::memory_order_relaxed);
+      return Status::OK();
+    }
   }
   for (size_t v = 0; v < indexes_.size(); ++v) {
     FATHOM_RETURN_IF_ERROR(indexes_[v]->Save(CheckpointPath(v, seq_)));
@@ -593,6 +597,8 @@ Status CollectionImpl::CheckpointLocked() {
   FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
   checkpoint_seq_ = seq_;
   ops_since_checkpoint_ = 0;
+  last_checkpoint_ticks_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                               std::memory_order_relaxed);
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(index_dir_, ec)) {
     std::string name = entry.path().filename().string();
@@ -604,6 +610,11 @@ Status CollectionImpl::CheckpointLocked() {
   }
   spdlog::info("collection '{}': checkpoint at sequence {}", spec_.name, seq_);
   return Status::OK();
+}
+
+std::chrono::steady_clock::time_point CollectionImpl::last_checkpoint() const {
+  return std::chrono::steady_clock::time_point(
+      std::chrono::steady_clock::duration(last_checkpoint_ticks_.load(std::memory_order_relaxed)));
 }
 
 size_t CollectionImpl::memory_bytes() const {

@@ -9,6 +9,8 @@
 // held exclusively only while they change (never during index inserts), shared by readers.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -46,6 +48,7 @@ class CollectionImpl final : public Collection {
                                                        SearchStats* stats = nullptr) const override;
   Status Snapshot(const std::string& dir) const override;
   Status Checkpoint() override;
+  std::chrono::steady_clock::time_point last_checkpoint() const override;
   size_t memory_bytes() const override;
 
   // Used by Database::Restore: writes a snapshot's records and index files as collection `id`.
@@ -77,6 +80,10 @@ class CollectionImpl final : public Collection {
   uint64_t seq_ = 0;             // last logged operation
   uint64_t checkpoint_seq_ = 0;  // operations up to here are in the index files
   uint64_t ops_since_checkpoint_ = 0;
+  // steady_clock ticks of the last successful checkpoint (or of opening): written under
+  // write_mutex_, read without it by monitoring.
+  std::atomic<std::chrono::steady_clock::rep> last_checkpoint_ticks_{
+      std::chrono::steady_clock::now().time_since_epoch().count()};
 
   mutable RwLock state_mutex_;
   std::unordered_map<std::string, uint32_t> slot_of_;  // IdKey(id) -> slot

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <map>
 #include <system_error>
+#include <thread>
 #include <tuple>
 
 #include <spdlog/spdlog.h>
@@ -273,7 +274,13 @@ struct Api::ParsedSearch {
 
 Api::Api(std::string data_dir, DatabaseOptions db_options, std::unique_ptr<Database> db,
          ApiLimits limits)
-    : data_dir_(std::move(data_dir)), db_options_(db_options), limits_(limits), db_(std::move(db)) {}
+    : data_dir_(std::move(data_dir)),
+      db_options_(db_options),
+      limits_(limits),
+      db_(std::move(db)),
+      search_slots_(limits.max_concurrent_searches != 0
+                        ? limits.max_concurrent_searches
+                        : std::max<size_t>(1, std::thread::hardware_concurrency())) {}
 
 Api::~Api() {
   Status s = Close();
@@ -668,6 +675,7 @@ void AppendHits(std::string* out, const CollectionSpec& spec, Metric metric,
 }  // namespace
 
 Reply Api::Search(const ApiRequest& req) {
+  SearchSlot slot(&search_slots_);  // parsing, searching, the answer: all CPU
   FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
   std::shared_lock lock(db_mutex_);
   FATHOM_ASSIGN_OR_RETURN(Collection* c, Find(req.params.at(0)));
@@ -687,6 +695,7 @@ Reply Api::Search(const ApiRequest& req) {
 }
 
 Reply Api::SearchBatch(const ApiRequest& req) {
+  SearchSlot slot(&search_slots_);  // parsing, searching, the answer: all CPU
   FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
   FATHOM_RETURN_IF_ERROR(CheckFields(body, "batch search request", {"searches"}));
   auto searches = body.find("searches");
@@ -892,6 +901,15 @@ void Api::RenderMetrics(std::string* out) const {
   for (const auto& [name, c] : collections) {
     *out += "fathom_collection_memory_bytes{collection=\"" + PrometheusLabel(name) + "\"} " +
             std::to_string(c->memory_bytes()) + "\n";
+  }
+  *out += "# HELP fathom_checkpoint_age_seconds Seconds since a collection's indexes were last "
+          "checkpointed (since it was opened, if not yet).\n";
+  *out += "# TYPE fathom_checkpoint_age_seconds gauge\n";
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& [name, c] : collections) {
+    *out += "fathom_checkpoint_age_seconds{collection=\"" + PrometheusLabel(name) + "\"} ";
+    AppendNumber(out, std::max(0.0, std::chrono::duration<double>(now - c->last_checkpoint()).count()));
+    *out += "\n";
   }
 }
 

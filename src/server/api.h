@@ -5,7 +5,8 @@
 // Ownership: Api owns the Database. Every handler holds a shared lock on it for its duration;
 // dropping a collection and recovering a snapshot take it exclusively, because both can
 // invalidate Collection pointers that concurrent requests are using.
-// Thread-safety: all handlers may run concurrently from any number of threads.
+// Thread-safety: all handlers may run concurrently from any number of threads; searches wait for
+// one of ApiLimits::max_concurrent_searches slots.
 #pragma once
 
 #include <chrono>
@@ -19,6 +20,7 @@
 #include "fathom/database.h"
 #include "fathom/status.h"
 #include "server/json_util.h"
+#include "server/search_slots.h"
 
 namespace fathom::server {
 
@@ -51,6 +53,12 @@ struct ApiLimits {
   size_t max_json_depth = 64;        // nesting of a whole request body (payloads included)
   size_t max_batch_results = 1000000;  // sum of limit + offset over a batch search
   int max_ef = 100000;               // params.ef
+  // Search requests (single or batch) executing at once; more wait for a slot. 0 = one per
+  // hardware thread. Searches are CPU-bound, so more of them at once only time-slice the same
+  // cores, and every extra runnable search thread shrinks the CPU share of a concurrent upsert
+  // (measured: 32 searching connections on 2 cores made a 100-point upsert take ~0.9 s instead
+  // of ~60 ms idle; docs/BENCHMARKS.md).
+  size_t max_concurrent_searches = 0;
 };
 
 struct ApiRequest {
@@ -106,6 +114,7 @@ class Api {
   mutable std::shared_mutex db_mutex_;
   std::unique_ptr<Database> db_;  // null once closed
   std::mutex snapshot_mutex_;      // serialises choosing snapshot names
+  SearchSlots search_slots_;       // limits_.max_concurrent_searches
 };
 
 }  // namespace fathom::server

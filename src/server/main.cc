@@ -1,8 +1,8 @@
 // fathom-server: the REST server as a standalone binary (`fathom serve` runs the same RunServer).
 //
-//   fathom-server --data DIR [--host 127.0.0.1] [--port 6333] [--threads N] [--insecure]
-//                 [--max-body BYTES] [--max-batch N] [--max-k N] [--request-timeout S]
-//                 [--durability fsync|buffered] [--log-level info]
+//   fathom-server --data DIR [--host 127.0.0.1] [--port 6333] [--threads N] [--search-threads N]
+//                 [--insecure] [--max-body BYTES] [--max-batch N] [--max-k N] [--request-timeout S]
+//                 [--durability fsync|buffered] [--checkpoint-every N] [--log-level info]
 //
 // API keys come from FATHOM_API_KEY and FATHOM_READ_ONLY_API_KEY. Exit status: 0 after a clean
 // shutdown (SIGTERM / Ctrl-C), 1 for a usage error, 2 when the server cannot start or fails.
@@ -32,6 +32,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--threads", options.threads, "worker threads, one per open connection (0 = max(64, 4 x cores))")
       ->capture_default_str();
+  app.add_option("--search-threads", options.max_concurrent_searches,
+                 "searches executing at once, the rest wait (0 = one per core)")
+      ->capture_default_str();
   app.add_flag("--insecure", options.insecure, "allow a non-loopback address with no API key");
   app.add_option("--max-body", options.max_body_bytes, "largest request body in bytes (413 beyond)")
       ->check(CLI::PositiveNumber)
@@ -49,6 +52,10 @@ int main(int argc, char** argv) {
                  "fsync: every acknowledged write is on disk; buffered: survives a process crash, "
                  "not a power loss, ~10x faster ingest")
       ->check(CLI::IsMember({"fsync", "buffered"}))
+      ->capture_default_str();
+  app.add_option("--checkpoint-every", options.database.checkpoint_every,
+                 "checkpoint a collection's indexes after this many upserted or deleted points")
+      ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_option("--log-level", log_level, "debug logs every request")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}))

@@ -13,7 +13,10 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <mutex>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include <httplib.h>
 #include <spdlog/spdlog.h>
@@ -159,6 +162,12 @@ class Frontend {
 
   void set_stopping() { stopping_ = true; }
 
+  std::vector<std::pair<std::string, std::string>> Routes() const {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const Route& r : router_.routes()) out.emplace_back(r.method, r.path);
+    return out;
+  }
+
  private:
   void Add(const char* method, const char* path, Access access, Handler handler) {
     router_.Add(method, path, access, static_cast<int>(handlers_.size()));
@@ -254,7 +263,7 @@ extern "C" void OnTerminationSignal(int sig) {
 
 class SignalWatcher {
  public:
-  SignalWatcher(httplib::Server* server, Frontend* frontend) : server_(server), frontend_(frontend) {
+  explicit SignalWatcher(HttpServer* server) : server_(server) {
     if (pipe(g_signal_pipe) != 0) {
       spdlog::error("cannot create the signal pipe: {}; SIGTERM will not shut down cleanly",
                     std::strerror(errno));
@@ -290,16 +299,12 @@ class SignalWatcher {
       if (read(g_signal_pipe[0], &sig, 1) != 1) continue;
       spdlog::info("received {}: finishing in-flight requests, then closing the database",
                    sig == SIGTERM ? "SIGTERM" : "SIGINT");
-      frontend_->set_stopping();
-      // stop() is a no-op until listen has started; a signal that early must not be lost.
-      while (!done_ && !server_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      server_->stop();
+      server_->Stop();
       return;
     }
   }
 
-  httplib::Server* server_;
-  Frontend* frontend_;
+  HttpServer* server_;
   bool installed_ = false;
   struct sigaction old_term_ {};
   struct sigaction old_int_ {};
@@ -307,39 +312,39 @@ class SignalWatcher {
   std::thread thread_;
 };
 
+ApiKeys KeysFor(const ServerOptions& options) {
+  return ApiKeys{EnvOr(options.api_key, "FATHOM_API_KEY"),
+                 EnvOr(options.read_only_api_key, "FATHOM_READ_ONLY_API_KEY")};
+}
+
 }  // namespace
-}  // namespace server
 
-Status RunServer(const ServerOptions& options) {
-  using namespace server;
-  if (options.data_dir.empty()) return Status::InvalidArgument("the data directory is required (--data DIR)");
-  if (options.port < 0 || options.port > 65535) {
-    return Status::InvalidArgument("port must be between 0 and 65535, got " + std::to_string(options.port));
-  }
-  ApiKeys keys{EnvOr(options.api_key, "FATHOM_API_KEY"),
-               EnvOr(options.read_only_api_key, "FATHOM_READ_ONLY_API_KEY")};
-  if (!keys.enabled() && !IsLoopback(options.host) && !options.insecure) {
-    return Status::FailedPrecondition(
-        "refusing to listen on '" + options.host +
-        "' with no API key: anyone who can reach it could read and change every collection. Set "
-        "FATHOM_API_KEY (and optionally FATHOM_READ_ONLY_API_KEY), listen on 127.0.0.1, or pass "
-        "--insecure");
-  }
-  const size_t threads =
-      options.threads != 0 ? options.threads
-                           : std::max<size_t>(64, 4 * std::max(1u, std::thread::hardware_concurrency()));
+struct HttpServer::Impl {
+  Impl(const ServerOptions& opts, Api* api)
+      : options(opts),
+        threads(opts.threads != 0
+                    ? opts.threads
+                    : std::max<size_t>(64, 4 * std::max(1u, std::thread::hardware_concurrency()))),
+        frontend(options, KeysFor(options), api) {}
 
-  auto db = Database::Open(options.data_dir, options.database);
-  if (!db.ok()) return db.status();
-  ApiLimits limits;
-  limits.max_batch = options.max_batch;
-  limits.max_k = options.max_k;
-  limits.max_filter_depth = options.max_filter_depth;
-  limits.max_json_depth = std::max<size_t>(64, options.max_filter_depth + 16);
-  Api api(options.data_dir, options.database, std::move(db).value(), limits);
-  Frontend frontend(options, keys, &api);
-
+  const ServerOptions options;
+  const size_t threads;
+  Frontend frontend;
   httplib::Server http;
+  std::mutex mutex;             // orders Listen against Stop
+  bool listen_called = false;
+  bool stop_requested = false;
+  std::atomic<bool> listen_returned{false};
+};
+
+HttpServer::HttpServer(const ServerOptions& options, Api* api)
+    : impl_(std::make_unique<Impl>(options, api)) {
+  Frontend& frontend = impl_->frontend;
+  httplib::Server& http = impl_->http;
+  const size_t threads = impl_->threads;
+  // The pool is deliberately larger than the number of cores: a keep-alive connection holds its
+  // worker between requests, so the pool must exceed the open connections or new ones (an
+  // upsert's) queue behind idle ones. CPU use is bounded separately, by the Api's search slots.
   http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http.set_payload_max_length(options.max_body_bytes);
   http.set_read_timeout(options.request_timeout);
@@ -408,32 +413,105 @@ Status RunServer(const ServerOptions& options) {
       [&frontend](const httplib::Request& req, httplib::Response& res) {
         return frontend.HandleLibraryError(req, res);
       }));
+}
 
+HttpServer::~HttpServer() = default;
+
+size_t HttpServer::threads() const { return impl_->threads; }
+
+Result<int> HttpServer::Bind() {
+  const ServerOptions& options = impl_->options;
+  if (options.port < 0 || options.port > 65535) {
+    return Status::InvalidArgument("port must be between 0 and 65535, got " + std::to_string(options.port));
+  }
+  errno = 0;
   int port = options.port;
   if (port == 0) {
-    port = http.bind_to_any_port(options.host);
-  } else if (!http.bind_to_port(options.host, port)) {
+    port = impl_->http.bind_to_any_port(options.host);
+  } else if (!impl_->http.bind_to_port(options.host, port)) {
     port = -1;
   }
   if (port < 0) {
     return Status::IOError("cannot listen on " + options.host + ":" + std::to_string(options.port) +
                            (errno != 0 ? std::string(": ") + std::strerror(errno) : std::string()));
   }
+  return port;
+}
+
+bool HttpServer::Listen() {
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (impl_->stop_requested) return true;
+    impl_->listen_called = true;
+  }
+  const bool ok = impl_->http.listen_after_bind();
+  impl_->listen_returned = true;
+  return ok;
+}
+
+void HttpServer::Stop() {
+  impl_->frontend.set_stopping();
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->stop_requested = true;
+    if (!impl_->listen_called) return;
+  }
+  // stop() is a no-op until the listener runs; a Stop that early must not be lost.
+  while (!impl_->http.is_running() && !impl_->listen_returned) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  impl_->http.stop();
+}
+
+std::vector<std::pair<std::string, std::string>> HttpServer::Routes() const {
+  return impl_->frontend.Routes();
+}
+
+}  // namespace server
+
+Status RunServer(const ServerOptions& options) {
+  using namespace server;
+  if (options.data_dir.empty()) return Status::InvalidArgument("the data directory is required (--data DIR)");
+  if (options.port < 0 || options.port > 65535) {
+    return Status::InvalidArgument("port must be between 0 and 65535, got " + std::to_string(options.port));
+  }
+  const ApiKeys keys = KeysFor(options);
+  if (!keys.enabled() && !IsLoopback(options.host) && !options.insecure) {
+    return Status::FailedPrecondition(
+        "refusing to listen on '" + options.host +
+        "' with no API key: anyone who can reach it could read and change every collection. Set "
+        "FATHOM_API_KEY (and optionally FATHOM_READ_ONLY_API_KEY), listen on 127.0.0.1, or pass "
+        "--insecure");
+  }
+
+  auto db = Database::Open(options.data_dir, options.database);
+  if (!db.ok()) return db.status();
+  ApiLimits limits;
+  limits.max_batch = options.max_batch;
+  limits.max_k = options.max_k;
+  limits.max_filter_depth = options.max_filter_depth;
+  limits.max_json_depth = std::max<size_t>(64, options.max_filter_depth + 16);
+  limits.max_concurrent_searches = options.max_concurrent_searches;
+  Api api(options.data_dir, options.database, std::move(db).value(), limits);
+  HttpServer http(options, &api);
+  auto bound = http.Bind();
+  if (!bound.ok()) return bound.status();
+  const int port = *bound;
   const std::string url_host = options.host.find(':') != std::string::npos && options.host.front() != '['
                                    ? "[" + options.host + "]"
                                    : options.host;
   spdlog::info("fathom {} serving '{}' on http://{}:{} ({} threads, {})", FATHOM_VERSION,
-               options.data_dir, url_host, port, threads,
+               options.data_dir, url_host, port, http.threads(),
                keys.enabled() ? "API keys required" : "no API key");
   std::printf("fathom: listening on http://%s:%d\n", url_host.c_str(), port);
   std::fflush(stdout);
 
   bool listened;
   {
-    SignalWatcher watcher(&http, &frontend);
-    listened = http.listen_after_bind();
+    SignalWatcher watcher(&http);
+    listened = http.Listen();
   }
-  frontend.set_stopping();
+  http.Stop();
   Status closed = api.Close();
   if (!closed.ok()) {
     spdlog::error("closing the database: {}", closed.ToString());

@@ -16,7 +16,10 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "fathom/database.h"
 #include "fathom/status.h"
@@ -30,6 +33,10 @@ struct ServerOptions {
   // Worker threads, each serving one connection at a time. 0 = max(64, 4 x cores): idle
   // keep-alive connections hold a thread, so fewer threads than concurrent clients queues them.
   size_t threads = 0;
+  // Searches executing at once (the rest wait in line, holding their connection's thread but no
+  // CPU). 0 = one per hardware thread. Keeps upserts from being starved of CPU by many search
+  // connections; raise it only if searches block on something other than the CPU.
+  size_t max_concurrent_searches = 0;
   // Allow listening on a non-loopback address with no API key configured.
   bool insecure = false;
   size_t max_body_bytes = size_t{64} << 20;  // larger bodies get 413
@@ -50,5 +57,41 @@ struct ServerOptions {
 // address cannot be bound, or the options are refused (non-loopback host without a key); OK after
 // a clean shutdown. Prints "fathom: listening on http://HOST:PORT" on stdout once accepting.
 Status RunServer(const ServerOptions& options);
+
+namespace server {
+
+class Api;
+
+// The HTTP side of RunServer over an Api that the caller owns and keeps open: routing, keys,
+// limits, metrics and the worker pool, without opening a database or handling signals. For
+// processes that also use the database directly (bench/rest_bench.cc) and for tests.
+// Use: Bind, then Listen on one thread (it blocks); Stop from any other thread, any time.
+class HttpServer {
+ public:
+  // Uses options' host, port, threads, limits and keys (from the environment when empty);
+  // ignores data_dir and database. `api` must outlive the server; it may be null when the server
+  // is only asked for its routes.
+  HttpServer(const ServerOptions& options, Api* api);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds options.host:options.port (0 picks a free port) and returns the port.
+  Result<int> Bind();
+  // Serves until Stop, letting in-flight requests finish; false if the listener failed.
+  bool Listen();
+  // Makes /readyz answer 503 and Listen return. Safe before Listen starts (it then returns at once).
+  void Stop();
+  // Worker threads in the pool.
+  size_t threads() const;
+  // (method, template) of every route the server answers, e.g. ("GET", "/collections/{name}").
+  std::vector<std::pair<std::string, std::string>> Routes() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace server
 
 }  // namespace fathom

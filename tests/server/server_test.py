@@ -380,6 +380,8 @@ class EndpointTest(ServerTestCase):
         self.assertIn("# TYPE fathom_http_request_duration_seconds histogram", text)
         self.assertIn('fathom_collection_points{collection="met"} 30', text)
         self.assertRegex(text, r'fathom_collection_memory_bytes\{collection="met"\} [1-9]')
+        self.assertIn("# TYPE fathom_checkpoint_age_seconds gauge", text)
+        self.assertGreaterEqual(checkpoint_age(text, "met"), 0)
         # Every sample line parses as NAME{LABELS} VALUE.
         for line in text.splitlines():
             if line and not line.startswith("#"):
@@ -414,6 +416,45 @@ class EndpointTest(ServerTestCase):
             status, doc, _ = self.server.request("GET", "/healthz", conn=conn)
             self.assertEqual(status, 200)
         conn.close()
+
+
+def checkpoint_age(metrics_text, collection):
+    m = re.search(r'^fathom_checkpoint_age_seconds\{collection="%s"\} (\S+)$' % re.escape(collection),
+                  metrics_text, re.M)
+    assert m, "no fathom_checkpoint_age_seconds for %s" % collection
+    return float(m.group(1))
+
+
+class CheckpointMetricTest(ServerTestCase):
+    """fathom_checkpoint_age_seconds grows from the collection's creation and drops to about zero
+    when enough operations trigger a checkpoint (no endpoint checkpoints on demand: a snapshot
+    copies the indexes without checkpointing them)."""
+    server_args = ("--checkpoint-every", "10")
+    DIM = 4
+
+    def metrics(self):
+        status, text, _ = self.server.request("GET", "/metrics")
+        self.assertEqual(status, 200)
+        return text
+
+    def test_age_drops_after_checkpoint(self):
+        self.server.ok("PUT", "/collections/ck", {"vectors": {"size": self.DIM, "distance": "L2"}})
+        time.sleep(1.2)
+        before = checkpoint_age(self.metrics(), "ck")
+        self.assertGreaterEqual(before, 1.0)
+        # Fewer points than --checkpoint-every: no checkpoint, the age keeps growing.
+        self.server.ok("PUT", "/collections/ck/points", {"points": [
+            {"id": i, "vector": vec(i, self.DIM)} for i in range(5)]})
+        self.assertGreaterEqual(checkpoint_age(self.metrics(), "ck"), before)
+        self.server.ok("POST", "/collections/ck/snapshots")
+        self.assertGreaterEqual(checkpoint_age(self.metrics(), "ck"), before)
+        # Reaching it checkpoints.
+        self.server.ok("PUT", "/collections/ck/points", {"points": [
+            {"id": i, "vector": vec(i, self.DIM)} for i in range(5, 10)]})
+        after = checkpoint_age(self.metrics(), "ck")
+        self.assertGreaterEqual(after, 0)
+        self.assertLess(after, before)
+        self.assertLess(after, 1.0)
 
 
 class BadInputTest(ServerTestCase):
