@@ -8,6 +8,19 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
+from .errors import InvalidArgumentError
+
+
+def _int64_ids(ids: npt.ArrayLike) -> np.ndarray:
+    """ids as int64 without silent truncation (floats) or wrap-around (huge unsigned)."""
+    a = np.asarray(ids)
+    if a.size == 0:
+        return a.astype(np.int64).reshape(-1)
+    if a.dtype.kind not in "iu":
+        raise InvalidArgumentError(f"ids must be integers, got an array of dtype {a.dtype}")
+    if a.dtype.kind == "u" and a.max() > np.uint64(np.iinfo(np.int64).max):
+        raise InvalidArgumentError("ids must be below 2**63")
+    return a.astype(np.int64, copy=False)
 
 
 class Index:
@@ -48,7 +61,7 @@ class Index:
         up from the largest id so far + 1; an id already present is replaced. ``threads``: 0 uses
         every core. The batch is validated first (shape, NaN, duplicate ids): on error nothing
         is added."""
-        self._index.add(x, None if ids is None else np.asarray(ids), threads)
+        self._index.add(x, None if ids is None else _int64_ids(ids), threads)
 
     def search(self, q: npt.ArrayLike, k: int, *, ef: int = 0, rerank: int = 0,
                D: Optional[np.ndarray] = None, I: Optional[np.ndarray] = None
@@ -62,7 +75,7 @@ class Index:
 
     def remove(self, ids: npt.ArrayLike) -> int:
         """Removes the given ids (absent ones are ignored); returns how many were present."""
-        return self._index.remove(np.asarray(ids))
+        return self._index.remove(_int64_ids(ids))
 
     def reconstruct(self, id: int) -> np.ndarray:
         """The stored vector for ``id`` (normalised for cosine); KeyError-like NotFoundError if absent."""

@@ -64,7 +64,7 @@ def test_recall_against_brute_force(data, metric, factory):
         base = base / np.linalg.norm(base, axis=1, keepdims=True) * scale
     idx = fathom.Index(DIM, factory, metric=metric)
     idx.add(base)
-    D, I = idx.search(queries, 10, ef=128)
+    D, I = idx.search(queries, 10, ef=256)  # inner product with M=16 needs the wider beam
     true_d, true_i = brute_force(base, queries, 10, metric)
     assert recall(I, true_i) >= 0.95
     # Distances are the metric's, not an internal score.
@@ -158,6 +158,10 @@ def test_bad_input_errors(hnsw, data):
     assert len(hnsw) == size, "a rejected batch adds nothing"
     with pytest.raises(ValueError, match="ids has 2 entries for 10 vectors"):
         hnsw.add(base[:10], ids=[1, 2])
+    with pytest.raises(ValueError, match="ids must be integers, got an array of dtype float64"):
+        hnsw.add(base[:2], ids=[1.5, 2.5])
+    with pytest.raises(ValueError, match="ids must be below 2"):
+        hnsw.add(base[:1], ids=np.array([2**63], dtype=np.uint64))
     with pytest.raises(ValueError, match="unknown index type"):
         fathom.Index(8, "HNSX32")
     with pytest.raises(ValueError, match="metric"):
