@@ -27,6 +27,7 @@ constexpr size_t kParallelAddMinBatch = 256;
 // points the scan is faster than a filtered walk that must skip most nodes it visits.
 constexpr size_t kExactScanMaxPoints = 4000;
 constexpr size_t kExactScanMaxShare = 20;  // allowed <= 1/20 of the points
+constexpr size_t kMaxCachedFilters = 64;
 
 std::string EncodeOp(uint8_t op, const std::vector<uint32_t>& slots) {
   std::string out;
@@ -322,6 +323,7 @@ Status CollectionImpl::Upsert(const std::vector<Record>& records) {
   // Durable: now make it visible. Maps first, so every slot an index returns has its id.
   {
     std::unique_lock lock(state_mutex_);
+    ++state_version_;
     for (size_t i = 0; i < records.size(); ++i) {
       uint32_t slot = slots[i];
       if (fresh[i]) {
@@ -397,6 +399,7 @@ Result<size_t> CollectionImpl::DeleteSlots(const std::vector<uint32_t>& slots) {
   for (auto& index : indexes_) FATHOM_RETURN_IF_ERROR(index->Remove(labels.size(), labels.data()));
   {
     std::unique_lock lock(state_mutex_);
+    ++state_version_;
     for (uint32_t slot : slots) {
       slot_of_.erase(IdKey(*id_of_[slot]));
       id_of_[slot].reset();
@@ -442,6 +445,36 @@ Result<SlotBitmap> CollectionImpl::MatchingSlots(const Filter& filter, EvalStats
     return slot < payloads_.size() ? &payloads_[slot] : nullptr;
   };
   return payload_index_.Evaluate(filter, live_, lookup, stats);
+}
+
+Result<std::shared_ptr<const CollectionImpl::FilterPlan>> CollectionImpl::PlanFilter(
+    const std::string& text) const {
+  {
+    std::lock_guard lock(filter_cache_mutex_);
+    auto it = filter_cache_.find(text);
+    if (it != filter_cache_.end() && it->second.version == state_version_) return it->second.plan;
+  }
+  FATHOM_ASSIGN_OR_RETURN(Filter filter, ParseFilter(text));
+  EvalStats eval;
+  FATHOM_ASSIGN_OR_RETURN(SlotBitmap allowed, MatchingSlots(filter, &eval));
+  spdlog::debug("collection '{}': filter {}", spec_.name, eval.ToString());
+  auto plan = std::make_shared<FilterPlan>();
+  plan->allowed = allowed.cardinality();
+  plan->exact_scan = plan->allowed <= kExactScanMaxPoints ||
+                     plan->allowed * kExactScanMaxShare <= slot_of_.size();
+  if (plan->exact_scan) {
+    plan->candidates.assign(allowed.begin(), allowed.end());
+  } else {
+    plan->bits.emplace(next_slot_);
+    for (uint32_t slot : allowed) plan->bits->Set(slot);
+  }
+  std::lock_guard lock(filter_cache_mutex_);
+  if (filter_cache_.size() >= kMaxCachedFilters) {
+    std::erase_if(filter_cache_, [&](const auto& entry) { return entry.second.version != state_version_; });
+    if (filter_cache_.size() >= kMaxCachedFilters) filter_cache_.erase(filter_cache_.begin());
+  }
+  filter_cache_[text] = CachedPlan{state_version_, plan};
+  return std::shared_ptr<const FilterPlan>(std::move(plan));
 }
 
 Result<size_t> CollectionImpl::DeleteByFilter(const std::string& filter_text) {
@@ -496,10 +529,6 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
   }
   const size_t n = request.queries.size() / dim;
   const size_t k = request.k;
-  std::optional<Filter> filter;
-  if (!request.filter.empty()) {
-    FATHOM_ASSIGN_OR_RETURN(filter, ParseFilter(request.filter));
-  }
   std::vector<float> distances(n * k);
   std::vector<label_t> labels(n * k);
   SearchStats local_stats;
@@ -508,25 +537,18 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
   std::shared_lock state_lock(state_mutex_);
   SearchParams params;
   params.ef = request.ef;
-  if (filter) {
-    std::optional<SlotBitmap> allowed;
-    EvalStats eval;
-    FATHOM_ASSIGN_OR_RETURN(allowed, MatchingSlots(*filter, &eval));
-    const size_t capacity = next_slot_;
-    spdlog::debug("collection '{}': filter {}", spec_.name, eval.ToString());
-    local_stats.allowed = allowed->cardinality();
-    if (local_stats.allowed <= kExactScanMaxPoints ||
-        local_stats.allowed * kExactScanMaxShare <= slot_of_.size()) {
+  if (!request.filter.empty()) {
+    FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<const FilterPlan> plan, PlanFilter(request.filter));
+    local_stats.allowed = plan->allowed;
+    if (plan->exact_scan) {
       local_stats.strategy = "exact-scan";
-      std::vector<label_t> candidates(allowed->begin(), allowed->end());
       FATHOM_RETURN_IF_ERROR(indexes_[vector]->SearchAmong(n, request.queries.data(), k,
-                                                           candidates.data(), candidates.size(),
+                                                           plan->candidates.data(),
+                                                           plan->candidates.size(),
                                                            distances.data(), labels.data()));
     } else {
       local_stats.strategy = "graph+filter";
-      BitsetFilter bits(capacity);
-      for (uint32_t slot : *allowed) bits.Set(slot);
-      params.filter = &bits;
+      params.filter = &*plan->bits;
       params.ef = std::max<int>(params.ef, static_cast<int>(2 * k));
       FATHOM_RETURN_IF_ERROR(indexes_[vector]->Search(n, request.queries.data(), k, distances.data(),
                                                       labels.data(), params));

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -64,6 +65,16 @@ class CollectionImpl final : public Collection {
                          std::vector<nlohmann::json>* payloads) const;
   Result<Filter> ParseFilter(const std::string& text) const;
   Result<SlotBitmap> MatchingSlots(const Filter& filter, EvalStats* stats) const;
+  // How a search applies a filter: the allowed slots in the form its strategy needs.
+  struct FilterPlan {
+    size_t allowed = 0;
+    bool exact_scan = false;
+    std::vector<label_t> candidates;   // exact scan: the allowed slots
+    std::optional<BitsetFilter> bits;  // filtered graph walk: the allowed slots as a bitset
+  };
+  // The plan for `text` at the current state (caller holds state_mutex_ shared): from the cache
+  // when the same filter text was planned since the last change, else parsed and evaluated.
+  Result<std::shared_ptr<const FilterPlan>> PlanFilter(const std::string& text) const;
   Result<size_t> DeleteSlots(const std::vector<uint32_t>& slots);
   Status CheckpointLocked();
   Status MaybeCheckpointLocked();
@@ -93,6 +104,16 @@ class CollectionImpl final : public Collection {
   PayloadIndex payload_index_;
   std::vector<uint32_t> free_slots_;
   uint32_t next_slot_ = 0;
+  uint64_t state_version_ = 0;  // bumped (under state_mutex_ exclusive) whenever the above change
+
+  // Searches repeat the same filters far more often than the data changes: plans are cached by
+  // filter text and used while state_version_ is unchanged (at most kMaxCachedFilters).
+  struct CachedPlan {
+    uint64_t version;
+    std::shared_ptr<const FilterPlan> plan;
+  };
+  mutable std::mutex filter_cache_mutex_;
+  mutable std::unordered_map<std::string, CachedPlan> filter_cache_;
 };
 
 }  // namespace fathom

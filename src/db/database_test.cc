@@ -234,6 +234,49 @@ TEST_F(DatabaseTest, FilteredRecallAtEverySelectivity) {
   }
 }
 
+// Filter plans are cached by filter text: every change to the records (insert, payload
+// replaced, delete) must be seen by the next search with the same filter, for both strategies.
+TEST_F(DatabaseTest, RepeatedFiltersSeeEveryChange) {
+  auto data = testing::Clustered(10000, 1, 24, 40, 12);
+  auto db = OpenDb();
+  auto c = std::move(db->CreateCollection(Spec("items", 24))).value();
+  ASSERT_TRUE(c->Upsert(Records(data, 0, data.n())).ok());
+  std::vector<float> query(data.queries.begin(), data.queries.begin() + 24);
+  auto top = [&](const std::string& filter, std::string* strategy) {
+    SearchRequest req;
+    req.queries = query;
+    req.k = 1;
+    req.ef = 64;
+    req.with_payload = false;
+    req.filter = filter;
+    SearchStats stats;
+    auto res = c->Search(req, &stats);
+    EXPECT_TRUE(res.ok()) << res.status().ToString();
+    *strategy = stats.strategy;
+    return res.ok() && !(*res)[0].empty() ? std::get<uint64_t>((*res)[0][0].id) : ~uint64_t{0};
+  };
+  const uint64_t probe = 1000000;
+  Record r;
+  r.id = probe;
+  r.vectors[""] = query;  // exactly at the query: the nearest whenever the filter allows it
+  for (const std::string filter : {"label = 7", "label >= 100"}) {  // exact scan; graph walk
+    std::string strategy, expected = filter == "label = 7" ? "exact-scan" : "graph+filter";
+    EXPECT_NE(top(filter, &strategy), probe);  // cached before the probe exists
+    EXPECT_EQ(strategy, expected);
+    r.payload = filter == "label = 7" ? R"({"label": 7})" : R"({"label": 500})";
+    ASSERT_TRUE(c->Upsert({r}).ok());
+    EXPECT_EQ(top(filter, &strategy), probe) << filter << ": new point not seen";
+    r.payload = R"({"label": 3})";
+    ASSERT_TRUE(c->Upsert({r}).ok());
+    EXPECT_NE(top(filter, &strategy), probe) << filter << ": replaced payload not seen";
+    r.payload = filter == "label = 7" ? R"({"label": 7})" : R"({"label": 500})";
+    ASSERT_TRUE(c->Upsert({r}).ok());
+    EXPECT_EQ(top(filter, &strategy), probe);
+    ASSERT_TRUE(c->Delete({PointId(probe)}).ok());
+    EXPECT_NE(top(filter, &strategy), probe) << filter << ": deleted point returned";
+  }
+}
+
 TEST_F(DatabaseTest, SnapshotThenRestoreGivesIdenticalResults) {
   auto data = testing::Clustered(3000, 30, 16, 10, 13);
   SearchRequest req;
