@@ -29,7 +29,7 @@ enum class Metric : uint8_t { kL2 = 0, kInnerProduct = 1, kCosine = 2 };
 
 // "l2", "ip", "cosine".
 const char* MetricName(Metric metric);
-// Accepts "l2", "ip" (or "inner_product", "dot"), "cosine".
+// Accepts "l2" (or "euclidean"), "ip" (or "inner_product", "dot"), "cosine", in any case.
 Result<Metric> ParseMetric(std::string_view name);
 
 using label_t = int64_t;

@@ -15,7 +15,7 @@ from .client import Client, RemoteCollection
 from .database import Collection, Database
 from .errors import (AlreadyExistsError, AuthError, CorruptionError, Error, FailedPreconditionError,
                      InvalidArgumentError, NotFoundError, NotSupportedError,
-                     ResourceExhaustedError, StorageError)
+                     ResourceExhaustedError, StorageError, UnavailableError)
 from .index import Index
 
 __version__ = "0.1.0"
@@ -33,5 +33,5 @@ __all__ = [
     "Index", "Database", "Collection", "Client", "RemoteCollection", "Hit", "Point", "errors",
     "Error", "InvalidArgumentError", "NotFoundError", "AlreadyExistsError", "CorruptionError",
     "StorageError", "NotSupportedError", "FailedPreconditionError", "ResourceExhaustedError",
-    "AuthError", "__version__", "set_log_level",
+    "AuthError", "UnavailableError", "__version__", "set_log_level",
 ]

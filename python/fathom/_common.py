@@ -71,6 +71,15 @@ def as_matrix(x: npt.ArrayLike, what: str = "vectors") -> np.ndarray:
     return a
 
 
+def _numpy_to_json(value: Any) -> Any:
+    """numpy scalars and arrays in payloads (labels[i], embeddings' metadata) as plain JSON."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def payload_texts(payloads: Optional[Sequence[Optional[Mapping[str, Any]]]], n: int) -> Optional[List[Optional[str]]]:
     """JSON texts for the payloads (None entries mean an empty payload)."""
     if payloads is None:
@@ -85,7 +94,7 @@ def payload_texts(payloads: Optional[Sequence[Optional[Mapping[str, Any]]]], n: 
         if not isinstance(p, Mapping):
             raise InvalidArgumentError(f"payloads[{i}] must be a dict, got {type(p).__name__}")
         try:
-            out.append(json.dumps(p, allow_nan=False, separators=(",", ":")))
+            out.append(json.dumps(p, allow_nan=False, separators=(",", ":"), default=_numpy_to_json))
         except (TypeError, ValueError) as e:
             raise InvalidArgumentError(f"payloads[{i}] is not JSON-serialisable: {e}") from None
     if len(out) != n:

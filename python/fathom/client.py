@@ -21,7 +21,8 @@ from ._common import (Filter, Hit, Point, PointId, Vectors, as_matrix, check_ef,
                       id_list, is_single_id, named_vectors, payload_texts, simplify_vectors)
 from .database import SearchResult, _vector_specs
 from .errors import (AlreadyExistsError, AuthError, Error, FailedPreconditionError,
-                     InvalidArgumentError, NotFoundError, ResourceExhaustedError)
+                     InvalidArgumentError, NotFoundError, ResourceExhaustedError,
+                     UnavailableError)
 
 # Server distance names <-> library metric names.
 _DISTANCE = {"l2": "Euclid", "ip": "Dot", "cosine": "Cosine"}
@@ -108,12 +109,16 @@ class Client:
                 response = conn.getresponse()
                 raw = response.read()
                 break
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
                 # The server closed an idle keep-alive connection: reconnect once.
                 conn.close()
                 self._local.conn = None
                 if attempt == 1:
-                    raise
+                    raise UnavailableError(f"{method} {self.url}{path}: {e}") from e
+            except OSError as e:  # refused, unreachable, timed out
+                conn.close()
+                self._local.conn = None
+                raise UnavailableError(f"cannot reach the fathom server at {self.url}: {e}") from e
         try:
             doc = json.loads(raw) if raw else {}
         except ValueError:
@@ -123,6 +128,9 @@ class Client:
             message = status.get("error") if isinstance(status, dict) else f"HTTP {response.status}"
             raise _error_class(response.status)(message)
         return doc.get("result") if isinstance(doc, dict) else doc
+
+    def __repr__(self) -> str:
+        return f"fathom.Client({self.url!r})"
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -12,7 +12,7 @@ from . import _core
 from ._common import (Filter, Hit, Point, PointId, Vectors, as_matrix, check_ef, check_k,
                       filter_text, id_list, is_single_id, named_vectors, payload_texts,
                       simplify_vectors)
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, NotFoundError
 
 SearchResult = Union[List[Hit], List[List[Hit]]]
 
@@ -220,6 +220,8 @@ class Database:
     def restore(self, path: "str | os.PathLike[str]") -> List[str]:
         """Restores every collection of a database snapshot written by :meth:`snapshot`."""
         path = os.fspath(path)
+        if not os.path.isdir(path):
+            raise NotFoundError(f"database snapshot {path!r} does not exist or is not a directory")
         names = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
         for name in names:
             self._db.restore_snapshot(os.path.join(path, name), "")

@@ -46,6 +46,10 @@ class ResourceExhaustedError(Error):
     """A limit was exceeded (request size, request time, memory)."""
 
 
+class UnavailableError(Error, ConnectionError):
+    """The HTTP client could not reach the server (refused, reset, timed out)."""
+
+
 class AuthError(Error, PermissionError):
     """The server refused the API key (HTTP 401) or the key may not write (HTTP 403)."""
 
@@ -53,5 +57,5 @@ class AuthError(Error, PermissionError):
 __all__ = [
     "Error", "InvalidArgumentError", "NotFoundError", "AlreadyExistsError", "CorruptionError",
     "StorageError", "NotSupportedError", "FailedPreconditionError", "ResourceExhaustedError",
-    "AuthError",
+    "AuthError", "UnavailableError",
 ]

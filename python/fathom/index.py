@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
+from ._common import check_k
 from .errors import InvalidArgumentError
 
 
@@ -71,7 +72,7 @@ class Index:
         ``ef`` widens the HNSW beam (0: the index default); ``rerank`` is how many candidates an
         SQ8 index re-ranks with exact distances (0: 2k). ``D`` and ``I`` may be preallocated
         (float32 / int64, C-contiguous, shape (nq, k)) to search without allocating."""
-        return self._index.search(q, k, ef, rerank, D, I)
+        return self._index.search(q, check_k(k), ef, rerank, D, I)
 
     def remove(self, ids: npt.ArrayLike) -> int:
         """Removes the given ids (absent ones are ignored); returns how many were present."""

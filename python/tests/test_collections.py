@@ -48,6 +48,9 @@ def test_string_ids_and_payload_types(backend):
     assert got[0].payload == payloads[0] and got[1].payload == {}
     hits = col.search(vectors[0], k=2)
     assert hits[0].id == "doc-1" and hits[0].distance == pytest.approx(0.0, abs=1e-5)
+    # numpy scalars and arrays (labels[i], features) are stored as plain JSON.
+    col.upsert(["np"], vectors[:1], [{"label": np.int64(3), "score": np.float32(0.5), "v": np.arange(2)}])
+    assert col.get("np").payload == {"label": 3, "score": 0.5, "v": [0, 1]}
 
 
 def test_search_recall_filters_and_shapes(backend):
@@ -165,6 +168,9 @@ def test_client_auth(server):
     fathom.Client(server.url, api_key=API_KEY).drop_collection(name)
 
 
-def test_client_rejects_bad_url():
+def test_client_rejects_bad_url_and_says_when_unreachable():
     with pytest.raises(ValueError, match="url"):
         fathom.Client("ftp://example.com")
+    with pytest.raises(fathom.UnavailableError, match="cannot reach the fathom server at http://127.0.0.1:1"):
+        fathom.Client("http://127.0.0.1:1").list_collections()
+    assert issubclass(fathom.UnavailableError, ConnectionError)

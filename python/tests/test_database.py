@@ -65,11 +65,15 @@ def test_closed_database_and_stale_handles(tmp_path):
     db.drop_collection("items")
     with pytest.raises(KeyError, match="items"):
         col.count()
+    with pytest.raises(fathom.FailedPreconditionError, match="is already open"):
+        fathom.Database(tmp_path / "db")
     db.close()
     assert db.closed
     with pytest.raises(fathom.FailedPreconditionError, match="closed"):
         db.list_collections()
     db.close()  # closing twice is harmless
+    with pytest.raises(KeyError, match="does not exist"):
+        fathom.Database(tmp_path / "db3").restore(tmp_path / "no-such-snapshot")
     with pytest.raises(ValueError, match="durability"):
         fathom.Database(tmp_path / "db2", durability="sometimes")
 

@@ -148,6 +148,8 @@ def test_bad_input_errors(hnsw, data):
         hnsw.search(queries, 0)
     with pytest.raises(ValueError, match="k must be between 1 and"):
         hnsw.search(queries, 10**9)
+    with pytest.raises(ValueError, match="k must be an integer"):
+        hnsw.search(queries, 2.0)
     with pytest.raises(ValueError, match="numeric array"):
         hnsw.search("not a vector", 10)
     bad = base[:10].copy()
@@ -166,6 +168,7 @@ def test_bad_input_errors(hnsw, data):
         fathom.Index(8, "HNSX32")
     with pytest.raises(ValueError, match="metric"):
         fathom.Index(8, "Flat", metric="manhattan")
+    assert fathom.Index(8, "Flat", metric="Cosine").metric == "cosine"
     with pytest.raises(ValueError, match="dim must be between"):
         fathom.Index(0, "Flat")
     with pytest.raises(ValueError, match="D must be a writable C-contiguous float32 array of shape"):

@@ -508,8 +508,19 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
     if (spec_.vectors[v].name == request.vector) vector = v;
   }
   if (vector == spec_.vectors.size()) {
-    return Status::InvalidArgument("collection '" + spec_.name + "' has no " +
-                                   VectorLabel(request.vector));
+    std::string names;
+    for (const auto& v : spec_.vectors) {
+      names += (names.empty() ? "'" : ", '") + v.name + "'";
+    }
+    if (request.vector.empty()) {
+      return Status::InvalidArgument("collection '" + spec_.name + "' has named vectors " + names +
+                                     ": say which one to search");
+    }
+    return Status::InvalidArgument("collection '" + spec_.name + "' has no vector '" +
+                                   request.vector + "'" +
+                                   (spec_.vectors.size() == 1 && spec_.vectors[0].name.empty()
+                                        ? std::string(" (it has one unnamed vector)")
+                                        : ": its vectors are " + names));
   }
   const size_t dim = spec_.vectors[vector].dim;
   if (request.queries.empty() || request.queries.size() % dim != 0) {

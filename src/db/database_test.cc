@@ -199,7 +199,11 @@ TEST_F(DatabaseTest, NamedVectorsAreSearchedByName) {
   req.queries = {std::cos(3.0f), std::sin(3.0f)};
   EXPECT_EQ(std::get<uint64_t>((*c->Search(req))[0][0].id), 30u);
   req.vector = "audio";
-  EXPECT_EQ(c->Search(req).status().message(), "collection 'media' has no vector 'audio'");
+  EXPECT_EQ(c->Search(req).status().message(),
+            "collection 'media' has no vector 'audio': its vectors are 'image', 'text'");
+  req.vector = "";
+  EXPECT_EQ(c->Search(req).status().message(),
+            "collection 'media' has named vectors 'image', 'text': say which one to search");
 }
 
 // Filtered search keeps recall@10 >= 0.95 against exact filtered search from 90% down to 0.1%.
@@ -232,6 +236,16 @@ TEST_F(DatabaseTest, FilteredRecallAtEverySelectivity) {
     EXPECT_GE(recall, 0.95) << "cut=" << cut << " strategy=" << stats.strategy;
     EXPECT_EQ(stats.allowed, data.n() * cut / 1000);
   }
+}
+
+TEST_F(DatabaseTest, SecondOpenOfTheSameDirectoryIsRefused) {
+  auto db = OpenDb();
+  auto again = Database::Open(dir_ + "/db");
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.status().code(), Status::Code::kFailedPrecondition);
+  EXPECT_NE(again.status().message().find("' is already open (by this or another process)"),
+            std::string::npos)
+      << again.status().message();
 }
 
 // Filter plans are cached by filter text: every change to the records (insert, payload

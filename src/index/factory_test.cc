@@ -53,8 +53,11 @@ TEST(FactoryTest, MakeIndexRejectsBadDimensionAndMetricNames) {
   EXPECT_EQ(index.status().message(), "dimension 0 is out of range: expected 1 to 65536");
   auto metric = ParseMetric("hamming");
   ASSERT_FALSE(metric.ok());
-  EXPECT_EQ(metric.status().message(), "unknown metric 'hamming': expected l2, ip or cosine");
+  EXPECT_EQ(metric.status().message(), "unknown metric 'hamming': expected l2 (or euclidean), ip (or inner_product, dot) or cosine");
   EXPECT_EQ(*ParseMetric("cosine"), Metric::kCosine);
+  EXPECT_EQ(*ParseMetric("Cosine"), Metric::kCosine);  // any case, as users type it
+  EXPECT_EQ(*ParseMetric("IP"), Metric::kInnerProduct);
+  EXPECT_EQ(*ParseMetric("Euclidean"), Metric::kL2);
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
 #include <bit>
+#include <cctype>
 #include <cmath>
 
 #include "fathom/index.h"
@@ -18,11 +19,13 @@ const char* MetricName(Metric metric) {
 }
 
 Result<Metric> ParseMetric(std::string_view name) {
-  if (name == "l2" || name == "L2" || name == "euclidean") return Metric::kL2;
-  if (name == "ip" || name == "inner_product" || name == "dot") return Metric::kInnerProduct;
-  if (name == "cosine") return Metric::kCosine;
+  std::string lower(name);
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (lower == "l2" || lower == "euclidean") return Metric::kL2;
+  if (lower == "ip" || lower == "inner_product" || lower == "dot") return Metric::kInnerProduct;
+  if (lower == "cosine") return Metric::kCosine;
   return Status::InvalidArgument("unknown metric '" + std::string(name) +
-                                 "': expected l2, ip or cosine");
+                                 "': expected l2 (or euclidean), ip (or inner_product, dot) or cosine");
 }
 
 size_t BitsetFilter::count() const {

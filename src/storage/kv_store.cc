@@ -69,6 +69,12 @@ Result<std::unique_ptr<KvStore>> KvStore::Open(const std::string& dir, bool sync
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(options, dir, cfs, &handles, &raw);
+  if (!s.ok() && s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
+    // RocksDB's LOCK file: another handle (this process or another) has the directory open.
+    return Status::FailedPrecondition("database '" + dir +
+                                      "' is already open (by this or another process): " +
+                                      s.ToString());
+  }
   if (!s.ok()) return FromRocks(s, "cannot open database '" + dir + "'");
   std::unique_ptr<KvStore> store(new KvStore());
   store->db_.reset(raw);
