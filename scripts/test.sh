@@ -35,5 +35,5 @@ if [ "${FATHOM_TSAN:-0}" = 1 ]; then
   cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFATHOM_SANITIZE=thread \
     -DFATHOM_BUILD_TESTS=ON
   cmake --build build-tsan -j "$JOBS" --target fathom_tests
-  TSAN_OPTIONS="halt_on_error=1" build-tsan/fathom_tests --gtest_filter='*Concurrent*'
+  TSAN_OPTIONS="halt_on_error=1 suppressions=$PWD/tests/tsan.supp" build-tsan/fathom_tests --gtest_filter='*Concurrent*'
 fi
