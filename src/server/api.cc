@@ -260,18 +260,6 @@ int HttpStatusFor(const Status& status) {
 
 // ---- Api -----------------------------------------------------------------------------------
 
-struct Api::ParsedSearch {
-  std::string vector;  // resolved vector name
-  std::vector<float> query;
-  size_t limit = 10;
-  size_t offset = 0;
-  int ef = 0;
-  std::string filter;
-  bool with_payload = false;
-  bool with_vector = false;
-  Metric metric = Metric::kL2;
-};
-
 Api::Api(std::string data_dir, DatabaseOptions db_options, std::unique_ptr<Database> db,
          ApiLimits limits)
     : data_dir_(std::move(data_dir)),
@@ -586,6 +574,39 @@ Reply Api::CountPoints(const ApiRequest& req) {
   return Reply::Ok(Dump(Json{{"count", count}}));
 }
 
+Status Api::ResolveSearchVector(const CollectionSpec& spec, std::string_view what, bool named,
+                                ParsedSearch* out) const {
+  if (!named) out->vector = DefaultVectorName(spec);
+  const VectorSpec* vs = FindVector(spec, out->vector);
+  if (vs == nullptr) {
+    return Status::InvalidArgument("collection '" + spec.name + "' has no vector '" + out->vector + "'");
+  }
+  if (out->query.size() != vs->dim) {
+    return Status::InvalidArgument(std::string(what) + ": the query vector has " +
+                                   std::to_string(out->query.size()) + " dimensions, collection '" +
+                                   spec.name + "' expects " + std::to_string(vs->dim));
+  }
+  out->metric = vs->metric;
+  return Status::OK();
+}
+
+Status Api::CheckSearchLimit(uint64_t limit, uint64_t offset, std::string_view what) const {
+  if (limit == 0 || limit > limits_.max_k || offset > limits_.max_k - limit) {
+    return Status::InvalidArgument(std::string(what) + ": limit must be between 1 and " +
+                                   std::to_string(limits_.max_k) + " (with offset), got limit " +
+                                   std::to_string(limit) + " and offset " + std::to_string(offset));
+  }
+  return Status::OK();
+}
+
+Status Api::CheckSearchEf(uint64_t ef, std::string_view what) const {
+  if (ef > static_cast<uint64_t>(limits_.max_ef)) {
+    return Status::InvalidArgument(std::string(what) + ": params.ef must be at most " +
+                                   std::to_string(limits_.max_ef) + ", got " + std::to_string(ef));
+  }
+  return Status::OK();
+}
+
 Result<Api::ParsedSearch> Api::ParseSearch(const Json& s, const CollectionSpec& spec,
                                            std::string_view what) const {
   FATHOM_RETURN_IF_ERROR(CheckFields(s, what,
@@ -604,26 +625,12 @@ Result<Api::ParsedSearch> Api::ParseSearch(const Json& s, const CollectionSpec& 
     }
     FATHOM_RETURN_IF_ERROR(ParseVector((*vector)["vector"], what, &out.query));
   } else {
-    out.vector = DefaultVectorName(spec);
     FATHOM_RETURN_IF_ERROR(ParseVector(*vector, what, &out.query));
   }
-  const VectorSpec* vs = FindVector(spec, out.vector);
-  if (vs == nullptr) {
-    return Status::InvalidArgument("collection '" + spec.name + "' has no vector '" + out.vector + "'");
-  }
-  if (out.query.size() != vs->dim) {
-    return Status::InvalidArgument(std::string(what) + ": the query vector has " +
-                                   std::to_string(out.query.size()) + " dimensions, collection '" +
-                                   spec.name + "' expects " + std::to_string(vs->dim));
-  }
-  out.metric = vs->metric;
+  FATHOM_RETURN_IF_ERROR(ResolveSearchVector(spec, what, vector->is_object(), &out));
   FATHOM_ASSIGN_OR_RETURN(uint64_t limit, GetUint(s, "limit", 10, what));
   FATHOM_ASSIGN_OR_RETURN(uint64_t offset, GetUint(s, "offset", 0, what));
-  if (limit == 0 || limit > limits_.max_k || offset > limits_.max_k - limit) {
-    return Status::InvalidArgument(std::string(what) + ": limit must be between 1 and " +
-                                   std::to_string(limits_.max_k) + " (with offset), got limit " +
-                                   std::to_string(limit) + " and offset " + std::to_string(offset));
-  }
+  FATHOM_RETURN_IF_ERROR(CheckSearchLimit(limit, offset, what));
   out.limit = limit;
   out.offset = offset;
   if (auto params = s.find("params"); params != s.end() && !params->is_null()) {
@@ -631,10 +638,7 @@ Result<Api::ParsedSearch> Api::ParseSearch(const Json& s, const CollectionSpec& 
     FATHOM_ASSIGN_OR_RETURN(uint64_t ef, GetUint(*params, "ef", 0, "params"));
     FATHOM_ASSIGN_OR_RETURN(uint64_t hnsw_ef, GetUint(*params, "hnsw_ef", 0, "params"));
     ef = std::max(ef, hnsw_ef);
-    if (ef > static_cast<uint64_t>(limits_.max_ef)) {
-      return Status::InvalidArgument(std::string(what) + ": params.ef must be at most " +
-                                     std::to_string(limits_.max_ef) + ", got " + std::to_string(ef));
-    }
+    FATHOM_RETURN_IF_ERROR(CheckSearchEf(ef, what));
     out.ef = static_cast<int>(ef);
   }
   if (auto filter = s.find("filter"); filter != s.end()) {
@@ -676,10 +680,22 @@ void AppendHits(std::string* out, const CollectionSpec& spec, Metric metric,
 
 Reply Api::Search(const ApiRequest& req) {
   SearchSlot slot(&search_slots_);  // parsing, searching, the answer: all CPU
+  if (req.fast_parse) {
+    std::shared_lock lock(db_mutex_);
+    std::vector<ParsedSearch> parsed;
+    auto c = Find(req.params.at(0));
+    if (c.ok() && FastParseSearches(req.body, (*c)->spec(), /*batch=*/false, &parsed)) {
+      return RunSearch(*c, std::move(parsed.at(0)));
+    }
+  }
   FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
   std::shared_lock lock(db_mutex_);
   FATHOM_ASSIGN_OR_RETURN(Collection* c, Find(req.params.at(0)));
   FATHOM_ASSIGN_OR_RETURN(ParsedSearch s, ParseSearch(body, c->spec(), "search request"));
+  return RunSearch(c, std::move(s));
+}
+
+Reply Api::RunSearch(Collection* c, ParsedSearch s) {
   SearchRequest request;
   request.vector = s.vector;
   request.queries = std::move(s.query);
@@ -696,6 +712,14 @@ Reply Api::Search(const ApiRequest& req) {
 
 Reply Api::SearchBatch(const ApiRequest& req) {
   SearchSlot slot(&search_slots_);  // parsing, searching, the answer: all CPU
+  if (req.fast_parse) {
+    std::shared_lock lock(db_mutex_);
+    std::vector<ParsedSearch> parsed;
+    auto c = Find(req.params.at(0));
+    if (c.ok() && FastParseSearches(req.body, (*c)->spec(), /*batch=*/true, &parsed)) {
+      return RunSearchBatch(*c, std::move(parsed), req.deadline);
+    }
+  }
   FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
   FATHOM_RETURN_IF_ERROR(CheckFields(body, "batch search request", {"searches"}));
   auto searches = body.find("searches");
@@ -711,13 +735,19 @@ Reply Api::SearchBatch(const ApiRequest& req) {
   const CollectionSpec& spec = c->spec();
   std::vector<ParsedSearch> parsed;
   parsed.reserve(searches->size());
-  size_t total_results = 0;
   for (size_t i = 0; i < searches->size(); ++i) {
     FATHOM_ASSIGN_OR_RETURN(ParsedSearch s,
                             ParseSearch((*searches)[i], spec, "searches[" + std::to_string(i) + "]"));
-    total_results += s.limit + s.offset;
     parsed.push_back(std::move(s));
   }
+  return RunSearchBatch(c, std::move(parsed), req.deadline);
+}
+
+Reply Api::RunSearchBatch(Collection* c, std::vector<ParsedSearch> parsed,
+                          std::chrono::steady_clock::time_point deadline) {
+  const CollectionSpec& spec = c->spec();
+  size_t total_results = 0;
+  for (const ParsedSearch& s : parsed) total_results += s.limit + s.offset;
   if (total_results > limits_.max_batch_results) {
     return Status::InvalidArgument("batch asks for " + std::to_string(total_results) +
                                    " results in all; the limit is " +
@@ -734,7 +764,7 @@ Reply Api::SearchBatch(const ApiRequest& req) {
   std::vector<std::vector<ScoredPoint>> results(parsed.size());
   size_t done = 0;
   for (const auto& [key, members] : groups) {
-    if (std::chrono::steady_clock::now() > req.deadline) {
+    if (std::chrono::steady_clock::now() > deadline) {
       return Reply::Error(408, "batch search ran past the request time limit after " +
                                    std::to_string(done) + " of " + std::to_string(parsed.size()) +
                                    " searches; send smaller batches");

@@ -66,6 +66,10 @@ struct ApiRequest {
   std::vector<std::string> params;  // path parameters in template order: {name}, then {id} / {snapshot}
   // After this, a batch search stops between searches and answers 408.
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  // Search and batch-search bodies are first read by a simdjson fast path that takes only
+  // well-formed common bodies and hands anything else to the nlohmann path, so answers are the
+  // same either way. Tests and the fuzzer turn it off to compare the two.
+  bool fast_parse = true;
 };
 
 class Api {
@@ -100,11 +104,41 @@ class Api {
   Status Close();
 
  private:
-  struct ParsedSearch;
+  friend struct ApiTestPeer;  // api_test.cc: whether the fast path took a body
+
+  // One search as parsed from a request body.
+  struct ParsedSearch {
+    std::string vector;  // resolved vector name
+    std::vector<float> query;
+    size_t limit = 10;
+    size_t offset = 0;
+    int ef = 0;
+    std::string filter;
+    bool with_payload = false;
+    bool with_vector = false;
+    Metric metric = Metric::kL2;
+  };
 
   Result<Collection*> Find(std::string_view name) const;  // caller holds db_mutex_
   Result<ParsedSearch> ParseSearch(const Json& search, const CollectionSpec& spec,
                                    std::string_view what) const;
+  // The simdjson fast path (search_parse.cc): true with `out` filled (one entry for a single
+  // search) when `body` is well-formed and valid; false, with nothing to report, for anything
+  // else, which the caller then parses with ParseBody and ParseSearch for the precise error.
+  bool FastParseSearches(std::string_view body, const CollectionSpec& spec, bool batch,
+                         std::vector<ParsedSearch>* out) const;
+  struct FastSearchReader;
+  // The checks ParseSearch and the fast path share, in ParseSearch's order.
+  // Names the collection's only vector unless `named` (out->vector set), checks out->query's
+  // dimension against it and sets out->metric.
+  Status ResolveSearchVector(const CollectionSpec& spec, std::string_view what, bool named,
+                             ParsedSearch* out) const;
+  Status CheckSearchLimit(uint64_t limit, uint64_t offset, std::string_view what) const;
+  Status CheckSearchEf(uint64_t ef, std::string_view what) const;
+  // Executing parsed searches and writing the answer, whichever path parsed them.
+  Reply RunSearch(Collection* c, ParsedSearch s);
+  Reply RunSearchBatch(Collection* c, std::vector<ParsedSearch> parsed,
+                       std::chrono::steady_clock::time_point deadline);
   Status RestoreSnapshot(const std::string& snapshot_dir, const std::string& name);
   std::string SnapshotDir(std::string_view collection) const;
 

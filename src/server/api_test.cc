@@ -4,9 +4,22 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
+#include <shared_mutex>
 
 namespace fathom::server {
+
+struct ApiTestPeer {
+  // Whether the simdjson fast path accepts `body` for collection `name`.
+  static bool FastPathTakes(Api& api, std::string_view body, bool batch, const std::string& name) {
+    std::shared_lock lock(api.db_mutex_);
+    auto c = api.Find(name);
+    std::vector<Api::ParsedSearch> parsed;
+    return c.ok() && api.FastParseSearches(body, (*c)->spec(), batch, &parsed);
+  }
+};
+
 namespace {
 namespace fs = std::filesystem;
 
@@ -34,6 +47,30 @@ class ApiTest : public ::testing::Test {
     r.body = body;
     r.params = std::move(params);
     return r;
+  }
+
+  // Answers `body` with the fast path on and off; they must agree on status, result and error.
+  void ExpectSamePaths(const std::string& body, bool batch, const std::string& collection) {
+    ApiRequest fast = Req(body, {collection});
+    ApiRequest slow = Req(body, {collection});
+    slow.fast_parse = false;
+    Reply a = batch ? api_->SearchBatch(fast) : api_->Search(fast);
+    Reply b = batch ? api_->SearchBatch(slow) : api_->Search(slow);
+    EXPECT_EQ(a.http_status, b.http_status) << body;
+    EXPECT_EQ(a.result, b.result) << body;
+    EXPECT_EQ(a.error, b.error) << body;
+  }
+
+  // A collection "c" (2 dimensions, unnamed, L2, with payloads) and "n" (named vectors "a", 2
+  // dimensions, and "b", 3).
+  void MakeSearchCollections() {
+    ASSERT_TRUE(api_->CreateCollection(Req(R"({"vectors": {"size": 2, "distance": "l2", "index": "Flat"}})", {"c"})).ok());
+    ASSERT_TRUE(api_->UpsertPoints(Req(R"({"points": [{"id": 1, "vector": [0, 0], "payload": {"a": 1}},
+        {"id": "two", "vector": [1, 1], "payload": {"a": 2}}, {"id": 3, "vector": [-1, 0.5]}]})", {"c"})).ok());
+    ASSERT_TRUE(api_->CreateCollection(Req(R"({"vectors": {"a": {"size": 2, "distance": "Dot", "index": "Flat"},
+        "b": {"size": 3, "distance": "Cosine", "index": "Flat"}}})", {"n"})).ok());
+    ASSERT_TRUE(api_->UpsertPoints(Req(R"({"points": [{"id": 1, "vector": {"a": [1, 0], "b": [0, 1, 0]}},
+        {"id": 2, "vector": {"a": [0, 1], "b": [1, 0, 0]}}]})", {"n"})).ok());
   }
 
   std::string dir_;
@@ -82,6 +119,131 @@ TEST_F(ApiTest, SnapshotAndRecoverInTheRunningDatabase) {
   EXPECT_TRUE(api_->GetCollection(Req("", {"c"})).ok());
   EXPECT_EQ(api_->RecoverSnapshot(Req(R"({"snapshot": ")" + name + R"("})", {"c"})).http_status, 409);
   EXPECT_EQ(api_->RecoverSnapshot(Req(R"({"snapshot": "../../x"})", {"c"})).http_status, 400);
+}
+
+// The simdjson fast path for search bodies must give exactly what the nlohmann path gives:
+// the same hits for what it takes, and for everything else the same precise error (it declines
+// and the nlohmann path answers).
+TEST_F(ApiTest, SearchFastPathMatchesTheNlohmannPath) {
+  MakeSearchCollections();
+  const float nan_and_one[2] = {std::nanf(""), 1.0f};
+  const float one_two[2] = {1.0f, 2.0f};
+  const std::string b64 = EncodeBase64Floats(one_two, 2);
+  const std::string b64_nan = EncodeBase64Floats(nan_and_one, 2);
+  // Bodies the fast path takes (checked below), then ones it must decline or reject alike.
+  const std::vector<std::string> taken = {
+      R"({"vector": [0.9, 0.9]})",
+      R"({"vector":[1,2],"limit":3,"offset":1,"with_payload":true,"with_vector":true})",
+      R"({"vector": ")" + b64 + R"("})",
+      R"({"vector": ")" + b64 + R"(", "limit": 2, "params": {"ef": 10, "hnsw_ef": 20}})",
+      R"({"vector": [1e-400, -0.0], "filter": "a = 1", "with_vectors": true, "with_vector": false})",
+      R"({"vector": [1, 2], "filter": null, "params": null, "with_payload": null, "limit": null})",
+      R"({"vector": [1, 2], "filter": "   "})",
+      R"({"vec\u0074or": [1, 2], "offset": 0})",
+      R"( {"vector": [18446744073709551615, -9223372036854775808]} )",
+      R"({"vector": [1, 2], "limit": 5000, "offset": 5000})",
+      R"({"vector": {"name": "", "vector": [1, 2]}})",
+      R"({"vector": [3.4028234663852886e38, -1E5], "limit": 1})",
+  };
+  const std::vector<std::string> others = {
+      "", "   ", "[]", "{", "{}", "null", "\xEF\xBB\xBF{\"vector\": [1, 2]}",
+      std::string("{\"vector\": [1, 2]}\0", 19), R"({"vector": [1, 2]} x)", R"({"vector": [1, 2]}{})",
+      R"({"vector": [1, 2], "filter": {"must": [{"key": "a", "match": {"value": 1}}]}})",
+      R"({"vector": [1, 2], "filter": 5})", R"j({"vector": [1, 2], "filter": "((a = 1)"})j",
+      R"({"vector": [1, 2], "lmit": 3})", R"({"vector": [1, 2], "params": {"x": 1}})",
+      R"({"vector": [NaN, 1]})", R"({"vector": [1e39, 1]})", R"({"vector": [1e400, 1]})",
+      R"({"vector": [-3.5e38, 1]})", R"({"vector": ")" + b64_nan + R"("})", R"({"vector": "AAA"})",
+      R"({"vector": "AAAA!AAA"})", R"({"vector": [1, "2"]})", R"({"vector": [1, [2]]})",
+      R"({"vector": [1, null]})", R"({"vector": 5})", R"({"vector": null})", R"({"limit": 3})",
+      R"({"vector": [1, 2], "limit": "3"})", R"({"vector": [1, 2], "limit": 2.0})",
+      R"({"vector": [1, 2], "limit": -1})", R"({"vector": [1, 2], "limit": -0})",
+      R"({"vector": [1, 2], "offset": -0})", R"({"vector": [-0, 2], "offset": 0})",
+      R"({"vector": [1, 2], "params": {"ef": -0}})", R"({"vector": [1, 2], "limit": 0})",
+      R"({"vector": [1, 2], "limit": 10001})", R"({"vector": [1, 2], "limit": 5000, "offset": 5001})",
+      R"({"vector": [1, 2], "limit": 18446744073709551615})",
+      R"({"vector": [1, 2], "limit": 18446744073709551616})",
+      R"({"vector": [1, 2], "params": {"ef": 1000000}})", R"({"vector": [1, 2], "params": [1]})",
+      R"({"vector": [1, 2], "limit": 1, "limit": 2})", R"({"vector": [1, 2], "vector": [3, 4]})",
+      R"({"vector": [1, 2], "params": {"ef": 1, "ef": 2}})",
+      R"({"vector": [1, 2], "with_payload": 1})", R"({"vector": [1, 2], "with_vector": "yes"})",
+      R"({"vector": [1, 2, 3]})", R"({"vector": []})", R"({"vector": {"vector": [1, 2]}})",
+      R"({"vector": {"name": "a"}})", R"({"vector": {"name": null, "vector": [1, 2]}})",
+      R"({"vector": [100000000000000000000000, 1]})", R"({"vector": [1, 2], "filter": "x = \ud800"})",
+      "{\"vector\": [1, 2], \"filter\": \"a = \xff\"}", R"({"vector": [01, 2]})",
+  };
+  for (const auto& body : taken) {
+    EXPECT_TRUE(ApiTestPeer::FastPathTakes(*api_, body, false, "c")) << body;
+    EXPECT_TRUE(ApiTestPeer::FastPathTakes(*api_, R"({"searches": [)" + body + "]}", true, "c")) << body;
+  }
+  for (const auto* list : {&taken, &others}) {
+    for (const auto& body : *list) {
+      ExpectSamePaths(body, false, "c");
+      ExpectSamePaths(R"({"searches": [)" + body + "]}", true, "c");
+      ExpectSamePaths(R"({"searches": [{"vector": [0, 1]}, )" + body + "]}", true, "c");
+    }
+  }
+  EXPECT_TRUE(ApiTestPeer::FastPathTakes(*api_, R"({"vector": {"name": "b", "vector": [1, 2, 3]}})", false, "n"));
+  for (const std::string body : {R"({"vector": {"name": "a", "vector": [1, 2]}, "limit": 1})",
+                                 R"({"vector": {"name": "b", "vector": [1, 2, 3]}, "with_vector": true})",
+                                 R"({"vector": [1, 2]})", R"({"vector": {"name": "z", "vector": [1, 2]}})",
+                                 R"({"vector": {"name": "a", "vector": [1, 2], "name": "b"}})",
+                                 R"({"vector": {"name": "a", "vector": [1, 2], "x": 1}})",
+                                 R"({"vector": {"name": 5, "vector": [1, 2]}})"}) {
+    ExpectSamePaths(body, false, "n");
+    ExpectSamePaths(R"({"searches": [)" + body + "]}", true, "n");
+  }
+  // Batch-level shapes; the grouping of equal searches is shared by both paths.
+  const std::string a = R"({"vector": [0, 1], "limit": 2})";
+  const std::string b = R"({"vector": [1, 1], "limit": 3, "with_payload": true})";
+  EXPECT_TRUE(ApiTestPeer::FastPathTakes(*api_, R"({"searches": []})", true, "c"));
+  EXPECT_TRUE(ApiTestPeer::FastPathTakes(*api_, "{\"searches\": [" + a + "," + b + "," + a + "]}", true, "c"));
+  for (const std::string& body : std::vector<std::string>{R"({"searches": []})", "{\"searches\": [" + a + "," + b + "," + a + "]}",
+                                 R"({"searches": null})", R"({"searches": {}})", R"({"searches": [1]})",
+                                 R"({"searches": [[]]})", "{\"searches\": [" + a + "], \"x\": 1}",
+                                 "{\"searches\": [" + a + "], \"searches\": [" + b + "]}", R"({})"}) {
+    ExpectSamePaths(body, true, "c");
+    ExpectSamePaths(body, false, "c");
+  }
+  // A missing collection: the body's errors come first, as before.
+  ExpectSamePaths(R"({"vector": [1, 2]})", false, "missing");
+  ExpectSamePaths("{", true, "missing");
+}
+
+// Limits that the fast path must honour exactly as the nlohmann path does.
+TEST_F(ApiTest, SearchFastPathHonoursLimits) {
+  ASSERT_TRUE(api_->CreateCollection(Req(R"({"vectors": {"size": 2, "distance": "l2", "index": "Flat"}})", {"c"})).ok());
+  ASSERT_TRUE(api_->UpsertPoints(Req(R"({"points": [{"id": 1, "vector": [0, 0]}]})", {"c"})).ok());
+  api_.reset();
+  ApiLimits limits;
+  limits.max_batch = 2;
+  limits.max_batch_results = 25;
+  limits.max_k = 20;
+  limits.max_ef = 50;
+  DatabaseOptions options;
+  options.durability = Durability::kBuffered;
+  auto db = Database::Open(dir_, options);
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  api_ = std::make_unique<Api>(dir_, options, std::move(db).value(), limits);
+  const std::string one = R"({"vector": [1, 2], "limit": 10})";
+  EXPECT_TRUE(ApiTestPeer::FastPathTakes(*api_, "{\"searches\": [" + one + "," + one + "]}", true, "c"));
+  for (const std::string& body : std::vector<std::string>{"{\"searches\": [" + one + "," + one + "]}",
+                                 "{\"searches\": [" + one + "," + one + "," + one + "]}",
+                                 R"({"searches": [{"vector": {"name": "", "vector": [1, 2]}}]})",
+                                 R"({"searches": [{"vector": [1, 2], "limit": 13}, {"vector": [1, 2], "limit": 13}]})",
+                                 R"({"searches": [{"vector": [1, 2], "limit": 21}]})",
+                                 R"({"searches": [{"vector": [1, 2], "params": {"hnsw_ef": 51}}]})"}) {
+    ExpectSamePaths(body, true, "c");
+  }
+  // Below the depth of its deepest body the fast path steps aside: ParseBody refuses first.
+  api_.reset();
+  limits.max_json_depth = 4;
+  db = Database::Open(dir_, options);
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  api_ = std::make_unique<Api>(dir_, options, std::move(db).value(), limits);
+  const std::string deep = R"({"searches": [{"vector": {"name": "", "vector": [1, 2]}}]})";
+  EXPECT_FALSE(ApiTestPeer::FastPathTakes(*api_, deep, true, "c"));
+  ExpectSamePaths(deep, true, "c");
+  EXPECT_EQ(api_->SearchBatch(Req(deep, {"c"})).http_status, 400);
 }
 
 }  // namespace

@@ -1,11 +1,14 @@
 // libFuzzer target over what the server parses from strangers: request bodies (through the
 // socket-free Api, against a real database), and both filter syntaxes. The first input byte
 // picks the entry point; the rest is the input. Any crash, sanitizer report, hang or exception
-// escaping is a bug: every input must end in a Reply or a Status.
+// escaping is a bug: every input must end in a Reply or a Status. Searches run twice, through
+// the simdjson fast path and the nlohmann path, and must answer identically.
 //
 //   build-fuzz/request_fuzz -max_total_time=30 tests/fuzz/corpus   (scripts/test.sh does this)
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -46,6 +49,21 @@ const nlohmann::json& SamplePayload() {
   return payload;
 }
 
+// The two search-body parsers must agree on every input: same status, result and error.
+void SearchBothWays(fathom::server::ApiRequest req, bool batch) {
+  auto& api = SharedApi();
+  req.fast_parse = true;
+  fathom::server::Reply fast = batch ? api.SearchBatch(req) : api.Search(req);
+  req.fast_parse = false;
+  fathom::server::Reply slow = batch ? api.SearchBatch(req) : api.Search(req);
+  if (fast.http_status != slow.http_status || fast.result != slow.result || fast.error != slow.error) {
+    std::fprintf(stderr, "fast and nlohmann search paths differ: %d '%s' '%s' vs %d '%s' '%s'\n",
+                 fast.http_status, fast.result.substr(0, 200).c_str(), fast.error.c_str(),
+                 slow.http_status, slow.result.substr(0, 200).c_str(), slow.error.c_str());
+    std::abort();
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -70,8 +88,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     }
     case 2: (void)SharedApi().UpsertPoints(req); break;
-    case 3: (void)SharedApi().Search(req); break;
-    case 4: (void)SharedApi().SearchBatch(req); break;
+    case 3: SearchBothWays(req, /*batch=*/false); break;
+    case 4: SearchBothWays(req, /*batch=*/true); break;
     case 5: (void)SharedApi().DeletePoints(req); break;
     case 6: (void)SharedApi().CountPoints(req); break;
     case 7: (void)SharedApi().GetPoints(req); break;
