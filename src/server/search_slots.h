@@ -35,7 +35,7 @@ class SearchSlots {
       --free_;
       return;
     }
-    Waiter self{Clock::now()};
+    Waiter self(Clock::now());
     waiters_.push_back(&self);
     for (;;) {
       self.wake.wait(lock);
@@ -65,6 +65,7 @@ class SearchSlots {
 
  private:
   struct Waiter {
+    explicit Waiter(Clock::time_point t) : since(t) {}
     Clock::time_point since;
     std::condition_variable wake;
     bool granted = false;
