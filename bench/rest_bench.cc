@@ -221,7 +221,7 @@ int Run(int argc, char** argv) {
   // The same database behind the HTTP front.
   server::ApiLimits limits;
   limits.max_concurrent_searches = search_threads;
-  server::Api api(data_dir, db_options, std::move(db), limits);
+  server::Api api(data_dir, std::move(db), limits);
   ServerOptions server_options;
   server_options.port = 0;
   server::HttpServer http(server_options, &api);

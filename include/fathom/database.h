@@ -136,9 +136,10 @@ class Database {
   virtual Status DropCollection(const std::string& name) = 0;
   virtual Result<Collection*> GetCollection(const std::string& name) const = 0;
   // Restores a snapshot written by Collection::Snapshot into this open database, under the
-  // snapshot's collection name or `new_name`. AlreadyExists if that name is taken.
-  virtual Status RestoreSnapshot(const std::string& snapshot_dir,
-                                 const std::string& new_name = "") = 0;
+  // snapshot's collection name or `new_name`, and returns the restored collection.
+  // AlreadyExists if that name is taken.
+  virtual Result<Collection*> RestoreSnapshot(const std::string& snapshot_dir,
+                                              const std::string& new_name = "") = 0;
 };
 
 const char* FieldTypeName(FieldType type);

@@ -100,8 +100,12 @@ class Client:
         return conn
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
-        """Sends one request and returns the response's ``result``; raises on an error status."""
-        data = None if body is None else json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+        """Sends one request (``body``: JSON-serialisable, or a JSON text) and returns the
+        response's ``result``; raises on an error status."""
+        if body is None or isinstance(body, str):  # a str is a JSON text assembled by the caller
+            data = None if body is None else body.encode()
+        else:
+            data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
         for attempt in (0, 1):
             conn = self._connection()
             try:
@@ -209,7 +213,6 @@ class RemoteCollection:
                          "index": v["index"]} for n, v in items],
             "indexed_fields": dict(config.get("indexed_fields", {})),
         }
-        self._unnamed_only = not named
 
     @property
     def dim(self) -> int:
@@ -227,22 +230,24 @@ class RemoteCollection:
                 raise InvalidArgumentError(
                     f"{'vectors' if name == '' else f'vectors[{name!r}]'} has {m.shape[0]} rows for {n} ids")
             parsed[name] = m
-        payload_objs = None if texts is None else [{} if t is None else json.loads(t) for t in texts]
+        # Bodies are assembled as text: the payloads are already JSON (payload_texts checked and
+        # serialised them once), and the vectors are base64 strings.
+        dumps = json.dumps
         for start in range(0, max(n, 1), _BATCH):
             end = min(n, start + _BATCH)
             if set(parsed) == {""}:
-                batch: Dict[str, Any] = {"ids": ids[start:end], "vectors": _b64(parsed[""][start:end])}
-                if payload_objs is not None:
-                    batch["payloads"] = payload_objs[start:end]
-                body: Dict[str, Any] = {"batch": batch}
+                body = '{"batch":{"ids":%s,"vectors":"%s"' % (dumps(ids[start:end]), _b64(parsed[""][start:end]))
+                if texts is not None:
+                    body += ',"payloads":[' + ",".join(t or "{}" for t in texts[start:end]) + "]"
+                body += "}}"
             else:
                 points = []
                 for i in range(start, end):
-                    p: Dict[str, Any] = {"id": ids[i], "vector": {k: _b64(m[i]) for k, m in parsed.items()}}
-                    if payload_objs is not None:
-                        p["payload"] = payload_objs[i]
-                    points.append(p)
-                body = {"points": points}
+                    point = '{"id":%s,"vector":%s' % (dumps(ids[i]), dumps({k: _b64(m[i]) for k, m in parsed.items()}))
+                    if texts is not None:
+                        point += ',"payload":' + (texts[i] or "{}")
+                    points.append(point + "}")
+                body = '{"points":[' + ",".join(points) + "]}"
             self._client.request("PUT", f"{self._path}/points", body)
         return n
 

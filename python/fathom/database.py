@@ -89,13 +89,13 @@ class Collection:
         results, _ = self._search(queries, k, filter, ef, with_payload, with_vector, vector)
         return results
 
-    def search_with_strategy(self, queries: npt.ArrayLike, k: int = 10,
-                             **kwargs: Any) -> Tuple[SearchResult, str]:
+    def search_with_strategy(self, queries: npt.ArrayLike, k: int = 10, *,
+                             filter: Optional[Filter] = None, ef: Optional[int] = None,
+                             with_payload: bool = True, with_vector: bool = False,
+                             vector: str = "") -> Tuple[SearchResult, str]:
         """Like :meth:`search`, also returning the strategy the collection chose
         (``"graph"``, ``"exact-scan"`` or ``"graph+filter"``)."""
-        return self._search(queries, k, kwargs.get("filter"), kwargs.get("ef"),
-                            kwargs.get("with_payload", True), kwargs.get("with_vector", False),
-                            kwargs.get("vector", ""))
+        return self._search(queries, k, filter, ef, with_payload, with_vector, vector)
 
     def _search(self, queries: npt.ArrayLike, k: int, filter: Optional[Filter], ef: Optional[int],
                 with_payload: bool, with_vector: bool, vector: str) -> Tuple[SearchResult, str]:
@@ -211,11 +211,7 @@ class Database:
     def restore_snapshot(self, path: "str | os.PathLike[str]", name: str = "") -> Collection:
         """Restores one collection snapshot (a directory written by Collection.snapshot) into this
         database, under its own name or ``name``."""
-        before = set(self.list_collections())
-        self._db.restore_snapshot(os.fspath(path), name)
-        if not name:  # the snapshot's own name: the collection that was not there before
-            (name,) = set(self.list_collections()) - before
-        return self.get_collection(name)
+        return Collection(self._db.restore_snapshot(os.fspath(path), name))
 
     def restore(self, path: "str | os.PathLike[str]") -> List[str]:
         """Restores every collection of a database snapshot written by :meth:`snapshot`."""
@@ -223,9 +219,7 @@ class Database:
         if not os.path.isdir(path):
             raise NotFoundError(f"database snapshot {path!r} does not exist or is not a directory")
         names = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
-        for name in names:
-            self._db.restore_snapshot(os.path.join(path, name), "")
-        return names
+        return [self._db.restore_snapshot(os.path.join(path, d), "").name for d in names]
 
     def __repr__(self) -> str:
         return f"fathom.Database({self.path!r})"

@@ -586,11 +586,13 @@ class PyDatabase {
     });
   }
 
-  void RestoreSnapshot(const std::string& dir, const std::string& new_name) {
-    RunOnDatabase(*handle_, [&](Database* db) -> Result<bool> {
-      FATHOM_RETURN_IF_ERROR(db->RestoreSnapshot(dir, new_name));
-      return true;
+  // The restored collection (under its snapshot's name or `new_name`).
+  PyCollection RestoreSnapshot(const std::string& dir, const std::string& new_name) {
+    std::string name = RunOnDatabase(*handle_, [&](Database* db) -> Result<std::string> {
+      FATHOM_ASSIGN_OR_RETURN(Collection * c, db->RestoreSnapshot(dir, new_name));
+      return c->spec().name;
     });
+    return PyCollection(handle_, std::move(name));
   }
 
  private:

@@ -116,7 +116,8 @@ class DatabaseImpl final : public Database {
     return static_cast<Collection*>(it->second.get());
   }
 
-  Status RestoreSnapshot(const std::string& snapshot_dir, const std::string& new_name) override {
+  Result<Collection*> RestoreSnapshot(const std::string& snapshot_dir,
+                                      const std::string& new_name) override {
     FATHOM_ASSIGN_OR_RETURN(std::string spec_text, ReadFile(snapshot_dir + "/collection.json"));
     CollectionSpec spec;
     uint32_t ignored;
@@ -135,8 +136,9 @@ class DatabaseImpl final : public Database {
     FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
     FATHOM_ASSIGN_OR_RETURN(auto collection,
                             CollectionImpl::Open(kv_.get(), IndexDir(id), spec, id, options_));
+    Collection* restored = collection.get();
     collections_[spec.name] = std::move(collection);
-    return Status::OK();
+    return restored;
   }
 
  private:
@@ -179,7 +181,7 @@ Status Database::Restore(const std::string& snapshot_dir, const std::string& db_
   FATHOM_ASSIGN_OR_RETURN(auto kv, KvStore::Open(db_dir + "/store", true));
   DatabaseImpl db(db_dir, DatabaseOptions(), std::move(kv));
   FATHOM_RETURN_IF_ERROR(db.Load());
-  FATHOM_RETURN_IF_ERROR(db.RestoreSnapshot(snapshot_dir, new_name));
+  FATHOM_RETURN_IF_ERROR(db.RestoreSnapshot(snapshot_dir, new_name).status());
   return db.Close();
 }
 

@@ -205,20 +205,6 @@ Json SnapshotJson(const fs::path& dir, std::string_view collection) {
               {"size", DirectorySize(dir)}};
 }
 
-// Database::RestoreSnapshot, when the library offers restoring into an open database; a
-// template so that the call compiles to nothing when it does not.
-template <class Db>
-Status RestoreInOpenDatabase(Db& db, const std::string& snapshot_dir, const std::string& name,
-                             bool* supported) {
-  if constexpr (requires { db.RestoreSnapshot(snapshot_dir, name); }) {
-    *supported = true;
-    return db.RestoreSnapshot(snapshot_dir, name);
-  } else {
-    *supported = false;
-    return Status::OK();
-  }
-}
-
 }  // namespace
 
 // ---- Reply ---------------------------------------------------------------------------------
@@ -260,10 +246,8 @@ int HttpStatusFor(const Status& status) {
 
 // ---- Api -----------------------------------------------------------------------------------
 
-Api::Api(std::string data_dir, DatabaseOptions db_options, std::unique_ptr<Database> db,
-         ApiLimits limits)
+Api::Api(std::string data_dir, std::unique_ptr<Database> db, ApiLimits limits)
     : data_dir_(std::move(data_dir)),
-      db_options_(db_options),
       limits_(limits),
       db_(std::move(db)),
       search_slots_(limits.max_concurrent_searches != 0
@@ -881,35 +865,14 @@ Reply Api::RecoverSnapshot(const ApiRequest& req) {
 }
 
 Status Api::RestoreSnapshot(const std::string& snapshot_dir, const std::string& name) {
-  {
-    std::shared_lock lock(db_mutex_);
-    if (!db_) return Status::Internal("the database is closed");
-    if (db_->GetCollection(name).ok()) {
-      return Status::AlreadyExists("collection '" + name +
-                                   "' already exists: delete it first or recover under another "
-                                   "\"name\"");
-    }
-    bool supported = false;
-    Status s = RestoreInOpenDatabase(*db_, snapshot_dir, name, &supported);
-    if (supported) return s;
-  }
-  // The library can only restore into a closed database: close it, restore, reopen. Requests
-  // wait on the exclusive lock meanwhile; a collection dropped or created in between is seen.
-  std::unique_lock lock(db_mutex_);
+  std::shared_lock lock(db_mutex_);
   if (!db_) return Status::Internal("the database is closed");
   if (db_->GetCollection(name).ok()) {
-    return Status::AlreadyExists("collection '" + name + "' already exists");
+    return Status::AlreadyExists("collection '" + name +
+                                 "' already exists: delete it first or recover under another "
+                                 "\"name\"");
   }
-  FATHOM_RETURN_IF_ERROR(db_->Close());
-  db_.reset();
-  Status restored = Database::Restore(snapshot_dir, data_dir_, name);
-  auto reopened = Database::Open(data_dir_, db_options_);
-  if (!reopened.ok()) {
-    spdlog::error("reopening the database after a restore failed: {}", reopened.status().ToString());
-    return reopened.status();
-  }
-  db_ = std::move(reopened).value();
-  return restored;
+  return db_->RestoreSnapshot(snapshot_dir, name).status();
 }
 
 void Api::RenderMetrics(std::string* out) const {

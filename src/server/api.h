@@ -3,8 +3,8 @@
 // driven directly by tests and fuzzers; server.cc adds HTTP, auth, metrics and signals.
 //
 // Ownership: Api owns the Database. Every handler holds a shared lock on it for its duration;
-// dropping a collection and recovering a snapshot take it exclusively, because both can
-// invalidate Collection pointers that concurrent requests are using.
+// dropping a collection and closing take it exclusively, because they invalidate Collection
+// pointers that concurrent requests are using.
 // Thread-safety: all handlers may run concurrently from any number of threads; searches wait for
 // one of ApiLimits::max_concurrent_searches slots.
 #pragma once
@@ -74,8 +74,8 @@ struct ApiRequest {
 
 class Api {
  public:
-  // `db` is open on `data_dir` with `db_options` (kept to reopen it after a restore).
-  Api(std::string data_dir, DatabaseOptions db_options, std::unique_ptr<Database> db, ApiLimits limits);
+  // `db` is open on `data_dir` (where snapshots are kept, under snapshots/).
+  Api(std::string data_dir, std::unique_ptr<Database> db, ApiLimits limits);
   ~Api();
   Api(const Api&) = delete;
   Api& operator=(const Api&) = delete;
@@ -143,7 +143,6 @@ class Api {
   std::string SnapshotDir(std::string_view collection) const;
 
   const std::string data_dir_;
-  const DatabaseOptions db_options_;
   const ApiLimits limits_;
   mutable std::shared_mutex db_mutex_;
   std::unique_ptr<Database> db_;  // null once closed

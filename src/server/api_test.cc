@@ -35,7 +35,7 @@ class ApiTest : public ::testing::Test {
     options.durability = Durability::kBuffered;
     auto db = Database::Open(dir_, options);
     ASSERT_TRUE(db.ok()) << db.status().ToString();
-    api_ = std::make_unique<Api>(dir_, options, std::move(db).value(), ApiLimits{});
+    api_ = std::make_unique<Api>(dir_, std::move(db).value(), ApiLimits{});
   }
   void TearDown() override {
     api_.reset();
@@ -223,7 +223,7 @@ TEST_F(ApiTest, SearchFastPathHonoursLimits) {
   options.durability = Durability::kBuffered;
   auto db = Database::Open(dir_, options);
   ASSERT_TRUE(db.ok()) << db.status().ToString();
-  api_ = std::make_unique<Api>(dir_, options, std::move(db).value(), limits);
+  api_ = std::make_unique<Api>(dir_, std::move(db).value(), limits);
   const std::string one = R"({"vector": [1, 2], "limit": 10})";
   EXPECT_TRUE(ApiTestPeer::FastPathTakes(*api_, "{\"searches\": [" + one + "," + one + "]}", true, "c"));
   for (const std::string& body : std::vector<std::string>{"{\"searches\": [" + one + "," + one + "]}",
@@ -239,7 +239,7 @@ TEST_F(ApiTest, SearchFastPathHonoursLimits) {
   limits.max_json_depth = 4;
   db = Database::Open(dir_, options);
   ASSERT_TRUE(db.ok()) << db.status().ToString();
-  api_ = std::make_unique<Api>(dir_, options, std::move(db).value(), limits);
+  api_ = std::make_unique<Api>(dir_, std::move(db).value(), limits);
   const std::string deep = R"({"searches": [{"vector": {"name": "", "vector": [1, 2]}}]})";
   EXPECT_FALSE(ApiTestPeer::FastPathTakes(*api_, deep, true, "c"));
   ExpectSamePaths(deep, true, "c");

@@ -492,7 +492,7 @@ Status RunServer(const ServerOptions& options) {
   limits.max_filter_depth = options.max_filter_depth;
   limits.max_json_depth = std::max<size_t>(64, options.max_filter_depth + 16);
   limits.max_concurrent_searches = options.max_concurrent_searches;
-  Api api(options.data_dir, options.database, std::move(db).value(), limits);
+  Api api(options.data_dir, std::move(db).value(), limits);
   HttpServer http(options, &api);
   auto bound = http.Bind();
   if (!bound.ok()) return bound.status();

@@ -38,7 +38,7 @@ fathom::server::Api& SharedApi() {
     spec.indexed_fields = {{"label", fathom::FieldType::kInteger},
                            {"color", fathom::FieldType::kKeyword}};
     (void)db->CreateCollection(spec);
-    return new fathom::server::Api(dir, options, std::move(db), fathom::server::ApiLimits{});
+    return new fathom::server::Api(dir, std::move(db), fathom::server::ApiLimits{});
   }();
   return *api;
 }
