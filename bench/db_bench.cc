@@ -74,7 +74,7 @@ int Run(int argc, char** argv) {
   spec.name = "fashion";
   spec.vectors.push_back({"", dim, Metric::kL2, factory});
   spec.indexed_fields = {{"label", FieldType::kInteger}, {"bucket", FieldType::kInteger}};
-  Collection* c = std::move(db->CreateCollection(spec)).value();
+  std::shared_ptr<Collection> c = std::move(db->CreateCollection(spec)).value();
   t0 = Clock::now();
   for (size_t b = 0; b < nb; b += batch) {
     size_t n = std::min(batch, nb - b);

@@ -166,7 +166,7 @@ int Run(int argc, char** argv) {
     return 1;
   }
   std::unique_ptr<Database> db = std::move(opened).value();
-  Collection* collection = *db->GetCollection(cli::kDemoCollection);
+  std::shared_ptr<Collection> collection = *db->GetCollection(cli::kDemoCollection);
 
   auto queries = ReadIdxImages(std::string(kRoot) + "t10k-images-idx3-ubyte.gz", nbatches * kBatch);
   if (!queries.ok() || queries->rows < nbatches * kBatch) {

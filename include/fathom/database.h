@@ -11,8 +11,10 @@
 //
 // Thread-safety: a Database and its Collections may be used from many threads. Writers to one
 // collection are serialised; searches and gets run concurrently with writes (a search may see
-// part of a batch that is being applied, never any of a batch that failed). Collection pointers
-// stay valid until the collection is dropped or the database closed.
+// part of a batch that is being applied, never any of a batch that failed). Collections are
+// shared: a handle stays valid (memory-safe) for as long as it is held. DropCollection and Close
+// wait for calls already running on the collection, then every later call through an old handle
+// fails cleanly (NotFound "was dropped", FailedPrecondition "database is closed").
 #pragma once
 
 #include <chrono>
@@ -27,6 +29,10 @@
 #include "fathom/index.h"
 #include "fathom/status.h"
 
+namespace rocksdb {
+class Env;
+}  // namespace rocksdb
+
 namespace fathom {
 
 enum class Durability {
@@ -38,6 +44,9 @@ struct DatabaseOptions {
   Durability durability = Durability::kFsync;
   // Checkpoint a collection's indexes after this many logged operations (and on Close).
   uint64_t checkpoint_every = 50000;
+  // The file system under the record store (as LevelDB's and RocksDB's Options::env): tests pass
+  // one that injects faults (disk full, power loss). nullptr: the operating system's. Not owned.
+  rocksdb::Env* env = nullptr;
 };
 
 enum class FieldType : uint8_t { kKeyword, kInteger, kFloat, kBool };
@@ -115,6 +124,9 @@ class Collection {
   // collection was opened or created if that has not happened yet. Monitoring reads it as
   // "checkpoint age": roughly how much operation log a crash would replay.
   virtual std::chrono::steady_clock::time_point last_checkpoint() const = 0;
+  // Automatic checkpoints that failed (disk full, I/O error) since the collection was opened.
+  // Such a failure never fails the write that triggered it; it is retried with back-off.
+  virtual uint64_t checkpoint_failures() const = 0;
   virtual size_t memory_bytes() const = 0;
 };
 
@@ -132,13 +144,13 @@ class Database {
   // Checkpoints every collection and closes; also done by the destructor.
   virtual Status Close() = 0;
   virtual std::vector<std::string> ListCollections() const = 0;
-  virtual Result<Collection*> CreateCollection(const CollectionSpec& spec) = 0;
+  virtual Result<std::shared_ptr<Collection>> CreateCollection(const CollectionSpec& spec) = 0;
   virtual Status DropCollection(const std::string& name) = 0;
-  virtual Result<Collection*> GetCollection(const std::string& name) const = 0;
+  virtual Result<std::shared_ptr<Collection>> GetCollection(const std::string& name) const = 0;
   // Restores a snapshot written by Collection::Snapshot into this open database, under the
   // snapshot's collection name or `new_name`, and returns the restored collection.
   // AlreadyExists if that name is taken.
-  virtual Result<Collection*> RestoreSnapshot(const std::string& snapshot_dir,
+  virtual Result<std::shared_ptr<Collection>> RestoreSnapshot(const std::string& snapshot_dir,
                                               const std::string& new_name = "") = 0;
 };
 

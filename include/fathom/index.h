@@ -32,6 +32,14 @@ const char* MetricName(Metric metric);
 // Accepts "l2" (or "euclidean"), "ip" (or "inner_product", "dot"), "cosine", in any case.
 Result<Metric> ParseMetric(std::string_view name);
 
+// Largest squared L2 norm a stored or query vector may have: with both norms below it, every
+// distance between two vectors stays finite in float32 (|a - b|^2 <= 4 * max |v|^2 = FLT_MAX).
+inline constexpr double kMaxSquaredNorm = 3.4028234663852886e38 / 4;
+
+// OK when every value of `v` is finite and its squared norm is at most kMaxSquaredNorm; else
+// InvalidArgument that begins with `what` ("vector 3") and names the offending dimension.
+Status CheckVector(const float* v, size_t dim, const std::string& what);
+
 using label_t = int64_t;
 // Fills result slots that have no neighbour (fewer than k live, allowed vectors).
 inline constexpr label_t kNoLabel = -1;

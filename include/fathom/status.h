@@ -27,6 +27,7 @@ class [[nodiscard]] Status {
     kFailedPrecondition,
     kResourceExhausted,
     kInternal,
+    kNoSpace,  // the disk is full: writes are refused until space is freed; reads go on
   };
 
   Status() = default;
@@ -46,6 +47,7 @@ class [[nodiscard]] Status {
     return {Code::kResourceExhausted, std::move(msg)};
   }
   static Status Internal(std::string msg) { return {Code::kInternal, std::move(msg)}; }
+  static Status NoSpace(std::string msg) { return {Code::kNoSpace, std::move(msg)}; }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }
@@ -57,6 +59,7 @@ class [[nodiscard]] Status {
   bool IsCorruption() const { return code_ == Code::kCorruption; }
   bool IsIOError() const { return code_ == Code::kIOError; }
   bool IsNotSupported() const { return code_ == Code::kNotSupported; }
+  bool IsNoSpace() const { return code_ == Code::kNoSpace; }
 
   // "InvalidArgument: vector has 3 dimensions, index expects 4"; "OK" for success.
   std::string ToString() const;

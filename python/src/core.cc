@@ -72,6 +72,7 @@ const char* ErrorClassName(Status::Code code) {
     case Status::Code::kAlreadyExists: return "AlreadyExistsError";
     case Status::Code::kCorruption: return "CorruptionError";
     case Status::Code::kIOError: return "StorageError";
+    case Status::Code::kNoSpace: return "StorageError";
     case Status::Code::kNotSupported: return "NotSupportedError";
     case Status::Code::kFailedPrecondition: return "FailedPreconditionError";
     case Status::Code::kResourceExhausted: return "ResourceExhaustedError";
@@ -486,7 +487,7 @@ class PyCollection {
     return RunOnDatabase(*handle_, [&](Database* db) -> R {
       auto c = db->GetCollection(name_);
       if (!c.ok()) return c.status();
-      return fn(*c);
+      return fn(c->get());
     });
   }
 
@@ -563,7 +564,7 @@ class PyDatabase {
       spec.indexed_fields[field] = Check(ParseFieldType(type));
     }
     RunOnDatabase(*handle_, [&](Database* db) -> Result<bool> {
-      FATHOM_ASSIGN_OR_RETURN(Collection * c, db->CreateCollection(spec));
+      FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, db->CreateCollection(spec));
       (void)c;
       return true;
     });
@@ -572,7 +573,7 @@ class PyDatabase {
 
   PyCollection Get(const std::string& name) const {
     RunOnDatabase(*handle_, [&](Database* db) -> Result<bool> {
-      FATHOM_ASSIGN_OR_RETURN(Collection * c, db->GetCollection(name));
+      FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, db->GetCollection(name));
       (void)c;
       return true;
     });
@@ -589,7 +590,7 @@ class PyDatabase {
   // The restored collection (under its snapshot's name or `new_name`).
   PyCollection RestoreSnapshot(const std::string& dir, const std::string& new_name) {
     std::string name = RunOnDatabase(*handle_, [&](Database* db) -> Result<std::string> {
-      FATHOM_ASSIGN_OR_RETURN(Collection * c, db->RestoreSnapshot(dir, new_name));
+      FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, db->RestoreSnapshot(dir, new_name));
       return c->spec().name;
     });
     return PyCollection(handle_, std::move(name));

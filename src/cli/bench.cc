@@ -130,7 +130,7 @@ Status RunBench(const Context& ctx, const BenchOptions& options) {
     if (ef < 0) return Status::InvalidArgument("--ef values must be >= 0 (0 = index default)");
   }
   FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
-  FATHOM_ASSIGN_OR_RETURN(Collection * c, db->GetCollection(options.name));
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, db->GetCollection(options.name));
   FATHOM_ASSIGN_OR_RETURN(const VectorSpec* target, ResolveVector(c->spec(), options.using_vector));
   const size_t dim = target->dim;
   if (c->Count() == 0) {

@@ -153,7 +153,7 @@ Status RunCreate(const Context& ctx, const CreateOptions& options) {
     if (!index.ok()) return index.status();
   }
   FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/true));
-  FATHOM_ASSIGN_OR_RETURN(Collection * collection, db->CreateCollection(spec));
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection, db->CreateCollection(spec));
   std::string vectors;
   for (const VectorSpec& v : collection->spec().vectors) {
     vectors += (vectors.empty() ? "" : "; ") + (v.name.empty() ? "" : v.name + ": ") + "dim " +
@@ -177,7 +177,7 @@ Status RunList(const Context& ctx, bool as_json) {
   json out = json::array();
   std::vector<std::vector<std::string>> rows;
   for (const std::string& name : names) {
-    FATHOM_ASSIGN_OR_RETURN(Collection * c, db->GetCollection(name));
+    FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, db->GetCollection(name));
     if (as_json) {
       json item = SpecToJson(c->spec());
       item["points"] = c->Count();
@@ -202,7 +202,7 @@ Status RunList(const Context& ctx, bool as_json) {
 
 Status RunInfo(const Context& ctx, const std::string& name, bool as_json) {
   FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
-  FATHOM_ASSIGN_OR_RETURN(Collection * c, db->GetCollection(name));
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, db->GetCollection(name));
   const CollectionSpec& spec = c->spec();
   if (as_json) {
     json out = SpecToJson(spec);
@@ -235,7 +235,7 @@ Status RunInfo(const Context& ctx, const std::string& name, bool as_json) {
 
 Status RunImport(const Context& ctx, const std::string& name, const ImportOptions& options) {
   FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
-  FATHOM_ASSIGN_OR_RETURN(Collection * c, db->GetCollection(name));
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, db->GetCollection(name));
   ImportOptions import_options = options;
   import_options.progress = ctx.progress;
   ImportSummary summary;
@@ -258,7 +258,7 @@ Status RunSearch(const Context& ctx, const SearchOptions& options) {
   if (options.k == 0) return Status::InvalidArgument("-k must be at least 1");
   if (options.ef < 0) return Status::InvalidArgument("--ef must be >= 0 (0 = index default)");
   FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
-  FATHOM_ASSIGN_OR_RETURN(Collection * c, db->GetCollection(options.name));
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, db->GetCollection(options.name));
   FATHOM_ASSIGN_OR_RETURN(const VectorSpec* target, ResolveVector(c->spec(), options.using_vector));
   SearchRequest request;
   request.vector = target->name;
@@ -313,7 +313,7 @@ Status RunGet(const Context& ctx, const PointsOptions& options) {
   FATHOM_ASSIGN_OR_RETURN(std::vector<PointId> ids, ParseIds(options.ids, options.string_id));
   if (ids.empty()) return Status::InvalidArgument("give at least one id");
   FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
-  FATHOM_ASSIGN_OR_RETURN(Collection * c, db->GetCollection(options.name));
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, db->GetCollection(options.name));
   FATHOM_ASSIGN_OR_RETURN(auto records, c->Get(ids, /*with_vectors=*/true));
   std::vector<PointId> missing;
   json items = json::array();
@@ -353,7 +353,7 @@ Status RunDelete(const Context& ctx, const PointsOptions& options) {
   }
   FATHOM_ASSIGN_OR_RETURN(std::vector<PointId> ids, ParseIds(options.ids, options.string_id));
   FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
-  FATHOM_ASSIGN_OR_RETURN(Collection * c, db->GetCollection(options.name));
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, db->GetCollection(options.name));
   size_t deleted = 0;
   if (!ids.empty()) {
     FATHOM_ASSIGN_OR_RETURN(deleted, c->Delete(ids));
@@ -366,7 +366,7 @@ Status RunDelete(const Context& ctx, const PointsOptions& options) {
 
 Status RunCount(const Context& ctx, const std::string& name, const std::string& filter) {
   FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
-  FATHOM_ASSIGN_OR_RETURN(Collection * c, db->GetCollection(name));
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, db->GetCollection(name));
   size_t count = 0;
   if (filter.empty()) {
     count = c->Count();
@@ -379,7 +379,7 @@ Status RunCount(const Context& ctx, const std::string& name, const std::string& 
 
 Status RunSnapshot(const Context& ctx, const std::string& name, const std::string& dir) {
   FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
-  FATHOM_ASSIGN_OR_RETURN(Collection * c, db->GetCollection(name));
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, db->GetCollection(name));
   std::error_code ec;
   if (std::filesystem::exists(dir, ec)) {
     return Status::AlreadyExists("snapshot directory '" + dir +
@@ -416,7 +416,7 @@ Status RunRestore(const Context& ctx, const std::string& snapshot_dir,
   if (restored.empty()) {
     *ctx.out << "restored '" << snapshot_dir << "' into '" << ctx.data_dir << "'\n";
   } else {
-    FATHOM_ASSIGN_OR_RETURN(Collection * c, db->GetCollection(restored));
+    FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, db->GetCollection(restored));
     *ctx.out << "restored collection '" << restored << "' (" << c->Count() << " points) into '"
              << ctx.data_dir << "'\n";
   }

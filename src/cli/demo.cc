@@ -32,7 +32,7 @@ Status LoadDemo(const std::string& data_dir) {
   spec.name = kDemoCollection;
   spec.vectors.push_back({"", 784, Metric::kL2, "HNSW16,SQ8"});
   spec.indexed_fields = {{"label", FieldType::kInteger}, {"split", FieldType::kKeyword}};
-  FATHOM_ASSIGN_OR_RETURN(Collection * collection, db->CreateCollection(spec));
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection, db->CreateCollection(spec));
   uint64_t next_id = 0;
   for (const Split& split : splits) {
     FATHOM_ASSIGN_OR_RETURN(Matrix images, ReadIdxImages(std::string(kDatasetDir) + split.images));

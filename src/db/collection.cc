@@ -81,17 +81,32 @@ Status CollectionImpl::ValidateSpec(const CollectionSpec& spec) {
   return Status::OK();
 }
 
-Result<std::unique_ptr<CollectionImpl>> CollectionImpl::Open(KvStore* kv, std::string index_dir,
+Result<std::shared_ptr<CollectionImpl>> CollectionImpl::Open(KvStore* kv, std::string index_dir,
                                                              CollectionSpec spec, uint32_t id,
                                                              const DatabaseOptions& options) {
   FATHOM_RETURN_IF_ERROR(ValidateSpec(spec));
   FATHOM_ASSIGN_OR_RETURN(PayloadIndex payload_index, PayloadIndex::Create(spec.indexed_fields));
-  std::unique_ptr<CollectionImpl> c(new CollectionImpl(kv, std::move(index_dir), std::move(spec),
+  std::shared_ptr<CollectionImpl> c(new CollectionImpl(kv, std::move(index_dir), std::move(spec),
                                                        id, options, std::move(payload_index)));
   std::error_code ec;
   fs::create_directories(c->index_dir_, ec);
   if (ec) return Status::IOError("cannot create '" + c->index_dir_ + "': " + ec.message());
+  // Temporary files of checkpoints a crash interrupted: never valid, never read.
+  for (const auto& entry : fs::directory_iterator(c->index_dir_, ec)) {
+    if (entry.path().extension() == ".tmp") {
+      spdlog::info("collection '{}': removing {} left by an interrupted checkpoint", c->spec_.name,
+                   entry.path().string());
+      fs::remove(entry.path(), ec);
+    }
+  }
   FATHOM_RETURN_IF_ERROR(c->Recover());
+  {
+    // Points replayed from the log count toward the next checkpoint, and a long replay is
+    // checkpointed at once: otherwise a process that keeps crashing before the interval never
+    // checkpoints, and every open replays more.
+    std::lock_guard write_lock(c->write_mutex_);
+    FATHOM_RETURN_IF_ERROR(c->MaybeCheckpointLocked());
+  }
   return c;
 }
 
@@ -206,6 +221,10 @@ Status CollectionImpl::Recover() {
   FATHOM_RETURN_IF_ERROR(scan);
   FATHOM_RETURN_IF_ERROR(decode_error);
   next_slot_ = static_cast<uint32_t>(id_of_.size());
+  for (size_t v = 0; v < indexes_.size(); ++v) {
+    ops_since_checkpoint_ = std::max<uint64_t>(ops_since_checkpoint_, pending_labels[v].size());
+  }
+  if (replay_from < seq_) ops_since_checkpoint_ = std::max<uint64_t>(ops_since_checkpoint_, touched.size());
   for (uint32_t s = 0; s < next_slot_; ++s) {
     if (!id_of_[s]) free_slots_.push_back(s);
   }
@@ -271,12 +290,7 @@ Status CollectionImpl::ValidateRecords(const std::vector<Record>& records,
                                        " dimensions, collection '" + spec_.name + "' expects " +
                                        std::to_string(vs.dim));
       }
-      for (size_t j = 0; j < it->second.size(); ++j) {
-        if (!std::isfinite(it->second[j])) {
-          return Status::InvalidArgument(who + ": " + VectorLabel(vs.name) +
-                                         " has a non-finite value at dimension " + std::to_string(j));
-        }
-      }
+      FATHOM_RETURN_IF_ERROR(CheckVector(it->second.data(), vs.dim, who + ": " + VectorLabel(vs.name)));
     }
     const std::string& text = r.payload.empty() ? std::string("{}") : r.payload;
     auto payload = nlohmann::json::parse(text, nullptr, false);
@@ -287,6 +301,7 @@ Status CollectionImpl::ValidateRecords(const std::vector<Record>& records,
       return Status::InvalidArgument(who + ": payload must be a JSON object, got " +
                                      std::string(payload.type_name()));
     }
+    FATHOM_RETURN_IF_ERROR(payload_index_.Validate(payload, who));
     payloads->push_back(std::move(payload));
   }
   return Status::OK();
@@ -295,6 +310,8 @@ Status CollectionImpl::ValidateRecords(const std::vector<Record>& records,
 Status CollectionImpl::Upsert(const std::vector<Record>& records) {
   std::vector<nlohmann::json> payloads;
   FATHOM_RETURN_IF_ERROR(ValidateRecords(records, &payloads));
+  std::shared_lock life(life_mutex_);
+  FATHOM_RETURN_IF_ERROR(retired_);
   std::lock_guard write_lock(write_mutex_);
   // Slots: existing ids keep theirs; new ids take free slots, then fresh ones.
   std::vector<uint32_t> slots(records.size());
@@ -368,6 +385,13 @@ Status CollectionImpl::Upsert(const std::vector<Record>& records) {
 
 Result<std::vector<std::optional<Record>>> CollectionImpl::Get(const std::vector<PointId>& ids,
                                                                bool with_vectors) const {
+  std::shared_lock life(life_mutex_);
+  FATHOM_RETURN_IF_ERROR(retired_);
+  return GetRecords(ids, with_vectors);
+}
+
+Result<std::vector<std::optional<Record>>> CollectionImpl::GetRecords(const std::vector<PointId>& ids,
+                                                                      bool with_vectors) const {
   std::vector<std::optional<Record>> out(ids.size());
   std::vector<std::pair<size_t, uint32_t>> found;
   {
@@ -382,6 +406,8 @@ Result<std::vector<std::optional<Record>>> CollectionImpl::Get(const std::vector
     if (!value) continue;  // deleted meanwhile
     Record record;
     FATHOM_RETURN_IF_ERROR(DecodeRecord(*value, &record, with_vectors));
+    // Read without the lock: the slot may have been freed and reused by another id meanwhile.
+    if (IdKey(record.id) != IdKey(ids[i])) continue;
     out[i] = std::move(record);
   }
   return out;
@@ -416,6 +442,8 @@ Result<size_t> CollectionImpl::DeleteSlots(const std::vector<uint32_t>& slots) {
 
 Result<size_t> CollectionImpl::Delete(const std::vector<PointId>& ids) {
   if (ids.empty()) return Status::InvalidArgument("delete batch is empty");
+  std::shared_lock life(life_mutex_);
+  FATHOM_RETURN_IF_ERROR(retired_);
   std::lock_guard write_lock(write_mutex_);
   std::vector<uint32_t> slots;
   {
@@ -479,6 +507,8 @@ Result<std::shared_ptr<const CollectionImpl::FilterPlan>> CollectionImpl::PlanFi
 
 Result<size_t> CollectionImpl::DeleteByFilter(const std::string& filter_text) {
   FATHOM_ASSIGN_OR_RETURN(Filter filter, ParseFilter(filter_text));
+  std::shared_lock life(life_mutex_);
+  FATHOM_RETURN_IF_ERROR(retired_);
   std::lock_guard write_lock(write_mutex_);
   std::vector<uint32_t> slots;
   {
@@ -532,17 +562,17 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
     return Status::InvalidArgument("k must be between 1 and " + std::to_string(kMaxK) + ", got " +
                                    std::to_string(request.k));
   }
-  for (size_t j = 0; j < request.queries.size(); ++j) {
-    if (!std::isfinite(request.queries[j])) {
-      return Status::InvalidArgument("query vector " + std::to_string(j / dim) +
-                                     " has a non-finite value at dimension " + std::to_string(j % dim));
-    }
+  for (size_t q = 0; q * dim < request.queries.size(); ++q) {
+    FATHOM_RETURN_IF_ERROR(
+        CheckVector(request.queries.data() + q * dim, dim, "query vector " + std::to_string(q)));
   }
   const size_t n = request.queries.size() / dim;
   const size_t k = request.k;
   std::vector<float> distances(n * k);
   std::vector<label_t> labels(n * k);
   SearchStats local_stats;
+  std::shared_lock life(life_mutex_);
+  FATHOM_RETURN_IF_ERROR(retired_);
   // Held from the filter through the index search to the id lookup, so a slot the index returns
   // still belongs to the id it had when the search began (deleted slots are reused).
   std::shared_lock state_lock(state_mutex_);
@@ -586,7 +616,7 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
   if (request.with_vectors) {
     for (auto& list : results) {
       for (auto& p : list) {
-        auto got = Get({p.id}, true);
+        auto got = GetRecords({p.id}, true);
         if (got.ok() && (*got)[0]) p.vectors = std::move((*got)[0]->vectors);
       }
     }
@@ -595,14 +625,54 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
   return results;
 }
 
+// Called after a write is durable and applied: a checkpoint that fails must not fail that write
+// (it is acknowledged whatever happens here). Failures are logged, counted for /metrics, and
+// retried with back-off (1 s doubling to 5 min) rather than on every following write.
 Status CollectionImpl::MaybeCheckpointLocked() {
   if (ops_since_checkpoint_ < options_.checkpoint_every) return Status::OK();
-  return CheckpointLocked();
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_checkpoint_attempt_) return Status::OK();
+  Status s = CheckpointLocked();
+  if (s.ok()) {
+    checkpoint_backoff_ = std::chrono::seconds(0);
+    return Status::OK();
+  }
+  checkpoint_failures_.fetch_add(1, std::memory_order_relaxed);
+  checkpoint_backoff_ = std::min<std::chrono::seconds>(
+      std::chrono::seconds(300), std::max<std::chrono::seconds>(std::chrono::seconds(1), 2 * checkpoint_backoff_));
+  next_checkpoint_attempt_ = now + checkpoint_backoff_;
+  spdlog::warn("collection '{}': checkpoint failed ({}); the write succeeded and the log keeps it; retrying "
+               "in {} s",
+               spec_.name, s.ToString(), checkpoint_backoff_.count());
+  return Status::OK();
+}
+
+uint64_t CollectionImpl::checkpoint_failures() const {
+  return checkpoint_failures_.load(std::memory_order_relaxed);
 }
 
 Status CollectionImpl::Checkpoint() {
+  std::shared_lock life(life_mutex_);
+  FATHOM_RETURN_IF_ERROR(retired_);
   std::lock_guard write_lock(write_mutex_);
   return CheckpointLocked();
+}
+
+Status CollectionImpl::Retire(Status why, bool checkpoint) {
+  std::unique_lock life(life_mutex_);
+  if (!retired_.ok()) return Status::OK();
+  Status s;
+  if (checkpoint) {
+    std::lock_guard write_lock(write_mutex_);
+    s = CheckpointLocked();
+  }
+  retired_ = std::move(why);
+  return s;
+}
+
+void CollectionImpl::Unretire() {
+  std::unique_lock life(life_mutex_);
+  retired_ = Status::OK();
 }
 
 // Index files first (atomic each), then the log trim: a crash in between leaves a newer
@@ -619,6 +689,9 @@ Status CollectionImpl::CheckpointLocked() {
       return Status::OK();
     }
   }
+  // A checkpoint must never be ahead of the durable log: in buffered mode a power loss could
+  // otherwise keep index entries for writes the log lost.
+  FATHOM_RETURN_IF_ERROR(kv_->SyncWal());
   for (size_t v = 0; v < indexes_.size(); ++v) {
     FATHOM_RETURN_IF_ERROR(indexes_[v]->Save(CheckpointPath(v, seq_)));
   }
@@ -662,6 +735,8 @@ size_t CollectionImpl::memory_bytes() const {
 // Snapshot layout: collection.json (spec), records.bin (slot, length, record value ...; then a
 // CRC-32 of all of it), and one index file per vector ("<position>.fathom").
 Status CollectionImpl::Snapshot(const std::string& dir) const {
+  std::shared_lock life(life_mutex_);
+  FATHOM_RETURN_IF_ERROR(retired_);
   std::lock_guard write_lock(write_mutex_);
   std::error_code ec;
   if (fs::exists(dir, ec)) return Status::AlreadyExists("snapshot directory '" + dir + "' already exists");

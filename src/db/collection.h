@@ -32,7 +32,7 @@ class CollectionImpl final : public Collection {
  public:
   static Status ValidateSpec(const CollectionSpec& spec);
   // Recovers the collection from RocksDB and its checkpoints (or creates it empty).
-  static Result<std::unique_ptr<CollectionImpl>> Open(KvStore* kv, std::string index_dir,
+  static Result<std::shared_ptr<CollectionImpl>> Open(KvStore* kv, std::string index_dir,
                                                       CollectionSpec spec, uint32_t id,
                                                       const DatabaseOptions& options);
 
@@ -50,7 +50,15 @@ class CollectionImpl final : public Collection {
   Status Snapshot(const std::string& dir) const override;
   Status Checkpoint() override;
   std::chrono::steady_clock::time_point last_checkpoint() const override;
+  uint64_t checkpoint_failures() const override;
   size_t memory_bytes() const override;
+
+  // Waits for running calls (which hold life_mutex_ shared), optionally checkpoints, then
+  // makes every later call that touches the store or files return `why`: the Database retires
+  // a collection it drops or closes, so handles held elsewhere never reach freed storage.
+  Status Retire(Status why, bool checkpoint);
+  // Undoes Retire when a drop could not be written.
+  void Unretire();
 
   // Used by Database::Restore: writes a snapshot's records and index files as collection `id`.
   static Status ImportSnapshot(KvStore* kv, const std::string& snapshot_dir,
@@ -61,6 +69,8 @@ class CollectionImpl final : public Collection {
                  const DatabaseOptions& options, PayloadIndex payload_index);
 
   Status Recover();
+  Result<std::vector<std::optional<Record>>> GetRecords(const std::vector<PointId>& ids,
+                                                        bool with_vectors) const;
   Status ValidateRecords(const std::vector<Record>& records,
                          std::vector<nlohmann::json>* payloads) const;
   Result<Filter> ParseFilter(const std::string& text) const;
@@ -87,10 +97,18 @@ class CollectionImpl final : public Collection {
   const DatabaseOptions options_;
   std::vector<std::unique_ptr<Index>> indexes_;  // one per spec_.vectors entry
 
+  // Shared by every call that reaches the store or the index files, exclusive in Retire.
+  mutable RwLock life_mutex_;
+  Status retired_;  // OK until retired; guarded by life_mutex_
+
   mutable std::mutex write_mutex_;
   uint64_t seq_ = 0;             // last logged operation
   uint64_t checkpoint_seq_ = 0;  // operations up to here are in the index files
   uint64_t ops_since_checkpoint_ = 0;
+  // Back-off after a failed automatic checkpoint (see MaybeCheckpointLocked).
+  std::chrono::steady_clock::time_point next_checkpoint_attempt_{};
+  std::chrono::seconds checkpoint_backoff_{0};
+  std::atomic<uint64_t> checkpoint_failures_{0};
   // steady_clock ticks of the last successful checkpoint (or of opening): written under
   // write_mutex_, read without it by monitoring.
   std::atomic<std::chrono::steady_clock::rep> last_checkpoint_ticks_{

@@ -53,8 +53,11 @@ class DatabaseImpl final : public Database {
     std::unique_lock lock(mutex_);
     if (!kv_) return Status::OK();
     Status first;
+    // Each collection waits for its running calls, checkpoints, and refuses later ones: handles
+    // held elsewhere outlive the store they used.
     for (auto& [name, collection] : collections_) {
-      Status s = collection->Checkpoint();
+      Status s = collection->Retire(
+          Status::FailedPrecondition("database '" + dir_ + "' is closed"), /*checkpoint=*/true);
       if (!s.ok() && first.ok()) first = s;
     }
     collections_.clear();
@@ -69,7 +72,7 @@ class DatabaseImpl final : public Database {
     return names;
   }
 
-  Result<Collection*> CreateCollection(const CollectionSpec& spec) override {
+  Result<std::shared_ptr<Collection>> CreateCollection(const CollectionSpec& spec) override {
     FATHOM_RETURN_IF_ERROR(CollectionImpl::ValidateSpec(spec));
     std::unique_lock lock(mutex_);
     FATHOM_RETURN_IF_ERROR(CheckOpen());
@@ -82,10 +85,9 @@ class DatabaseImpl final : public Database {
     FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
     FATHOM_ASSIGN_OR_RETURN(auto collection,
                             CollectionImpl::Open(kv_.get(), IndexDir(id), spec, id, options_));
-    Collection* raw = collection.get();
-    collections_[spec.name] = std::move(collection);
+    collections_[spec.name] = collection;
     spdlog::info("created collection '{}'", spec.name);
-    return raw;
+    return std::shared_ptr<Collection>(std::move(collection));
   }
 
   Status DropCollection(const std::string& name) override {
@@ -93,7 +95,11 @@ class DatabaseImpl final : public Database {
     FATHOM_RETURN_IF_ERROR(CheckOpen());
     auto it = collections_.find(name);
     if (it == collections_.end()) return Status::NotFound("collection '" + name + "' does not exist");
-    uint32_t id = it->second->id();
+    std::shared_ptr<CollectionImpl> collection = it->second;
+    // Waits for calls running on it; later calls through handles still held fail cleanly.
+    (void)collection->Retire(Status::NotFound("collection '" + name + "' was dropped"),
+                             /*checkpoint=*/false);
+    uint32_t id = collection->id();
     std::string prefix = CollectionPrefix(id);
     std::string end = CollectionPrefix(id + 1);
     KvStore::Batch batch(*kv_);
@@ -101,7 +107,10 @@ class DatabaseImpl final : public Database {
     batch.Delete(Cf::kMeta, "trimmed/" + prefix);
     batch.DeleteRange(Cf::kRecords, prefix, end);
     batch.DeleteRange(Cf::kOplog, prefix, end);
-    FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
+    if (Status s = kv_->Write(batch); !s.ok()) {
+      collection->Unretire();
+      return s;
+    }
     collections_.erase(it);
     std::error_code ec;
     fs::remove_all(IndexDir(id), ec);
@@ -109,14 +118,14 @@ class DatabaseImpl final : public Database {
     return Status::OK();
   }
 
-  Result<Collection*> GetCollection(const std::string& name) const override {
+  Result<std::shared_ptr<Collection>> GetCollection(const std::string& name) const override {
     std::shared_lock lock(mutex_);
     auto it = collections_.find(name);
     if (it == collections_.end()) return Status::NotFound("collection '" + name + "' does not exist");
-    return static_cast<Collection*>(it->second.get());
+    return std::shared_ptr<Collection>(it->second);
   }
 
-  Result<Collection*> RestoreSnapshot(const std::string& snapshot_dir,
+  Result<std::shared_ptr<Collection>> RestoreSnapshot(const std::string& snapshot_dir,
                                       const std::string& new_name) override {
     FATHOM_ASSIGN_OR_RETURN(std::string spec_text, ReadFile(snapshot_dir + "/collection.json"));
     CollectionSpec spec;
@@ -136,9 +145,8 @@ class DatabaseImpl final : public Database {
     FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
     FATHOM_ASSIGN_OR_RETURN(auto collection,
                             CollectionImpl::Open(kv_.get(), IndexDir(id), spec, id, options_));
-    Collection* restored = collection.get();
-    collections_[spec.name] = std::move(collection);
-    return restored;
+    collections_[spec.name] = collection;
+    return std::shared_ptr<Collection>(std::move(collection));
   }
 
  private:
@@ -164,13 +172,13 @@ class DatabaseImpl final : public Database {
   const DatabaseOptions options_;
   mutable std::shared_mutex mutex_;
   std::unique_ptr<KvStore> kv_;
-  std::map<std::string, std::unique_ptr<CollectionImpl>> collections_;
+  std::map<std::string, std::shared_ptr<CollectionImpl>> collections_;
 };
 
 }  // namespace
 
 Result<std::unique_ptr<Database>> Database::Open(const std::string& dir, const DatabaseOptions& options) {
-  FATHOM_ASSIGN_OR_RETURN(auto kv, KvStore::Open(dir + "/store", options.durability == Durability::kFsync));
+  FATHOM_ASSIGN_OR_RETURN(auto kv, KvStore::Open(dir + "/store", options.durability == Durability::kFsync, options.env));
   auto db = std::make_unique<DatabaseImpl>(dir, options, std::move(kv));
   FATHOM_RETURN_IF_ERROR(db->Load());
   return std::unique_ptr<Database>(std::move(db));

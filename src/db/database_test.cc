@@ -2,8 +2,9 @@
 
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <thread>
 
@@ -128,7 +129,24 @@ TEST_F(DatabaseTest, BadInputIsRejectedWithPreciseErrorsAndNothingIsWritten) {
   expect_error({good, wrong_dim}, "point 2: the vector has 3 dimensions, collection 'items' expects 4");
   Record nan = good;
   nan.vectors[""][2] = NAN;
-  expect_error({nan}, "point 1: the vector has a non-finite value at dimension 2");
+  expect_error({nan}, "point 1: the vector has a non-finite value (nan) at dimension 2");
+  // Regression (issue 9.11): finite values whose squared norm overflows float32 made distances
+  // infinite (hits with "score": null, others missing).
+  Record huge = good;
+  huge.vectors[""] = {1, 3e38f, 2, 0};
+  expect_error({huge}, "point 1: the vector has squared norm 9e+76, above the limit of 8.51e+37 that keeps "
+                       "distances finite in float32 (largest value 3e+38 at dimension 1): scale it down");
+  // Regression (issue 9.12): payload values must have their indexed field's type.
+  Record text_label = good;
+  text_label.payload = R"({"label": "abc"})";
+  expect_error({text_label}, "point 1: payload field 'label' is indexed as integer, got \"abc\"");
+  Record big_label = good;
+  big_label.payload = R"({"label": 1180591620717411303424})";
+  expect_error({big_label}, "point 1: payload field 'label' is indexed as integer, got 1.1805916207174113e+21 "
+                            "(integers must be whole numbers from -2^63 to 2^63-1)");
+  Record number_color = good;
+  number_color.payload = R"({"color": ["red", 7]})";
+  expect_error({number_color}, "point 1: payload field 'color' is indexed as keyword, got 7");
   expect_error({}, "upsert batch is empty");
   expect_error({good, good}, "point 1 appears more than once in the batch");
   Record array_payload = good;
@@ -380,10 +398,210 @@ TEST_F(DatabaseTest, ChurnKeepsRecallAndMemory) {
     }
     return testing::Recall(truth, found, 10);
   };
-  double r_churned = recall(churned), r_fresh = recall(fresh);
+  double r_churned = recall(churned.get()), r_fresh = recall(fresh.get());
   EXPECT_GE(r_churned, r_fresh - 0.01) << "fresh " << r_fresh;
   EXPECT_LE(churned->memory_bytes(), fresh->memory_bytes() * 11 / 10)
       << "fresh " << fresh->memory_bytes();
+}
+
+
+// Regression (issue 9.1): upserting the only point again left the HNSW entry point on a
+// tombstone and search answered [] forever, also after a restart (the graph was checkpointed).
+TEST_F(DatabaseTest, UpsertingTheOnlyPointAgainKeepsItSearchable) {
+  Record r;
+  r.id = uint64_t{1};
+  r.vectors[""] = {1, 2, 3, 4};
+  SearchRequest req;
+  req.queries = {1, 2, 3, 4};
+  req.k = 3;
+  {
+    auto db = OpenDb();
+    auto c = std::move(db->CreateCollection(Spec("items", 4))).value();
+    ASSERT_TRUE(c->Upsert({r}).ok());
+    ASSERT_TRUE(c->Upsert({r}).ok());
+    auto res = std::move(c->Search(req)).value();
+    ASSERT_EQ(res[0].size(), 1u);
+    EXPECT_EQ(std::get<uint64_t>(res[0][0].id), 1u);
+    // Delete everything by filter, then insert again.
+    ASSERT_EQ(c->DeleteByFilter("{}").value(), 1u);
+    ASSERT_TRUE(c->Upsert({r}).ok());
+    ASSERT_TRUE(c->Checkpoint().ok());
+  }
+  auto db = OpenDb();
+  auto c = std::move(db->GetCollection("items")).value();
+  auto res = std::move(c->Search(req)).value();
+  ASSERT_EQ(res[0].size(), 1u);
+  EXPECT_EQ(std::get<uint64_t>(res[0][0].id), 1u);
+}
+
+// Regression (issue 9.3): dropping a collection while other threads use it freed it under them
+// (segfaults). Handles keep it alive; the drop waits for running calls; later calls fail with
+// NotFound; a new collection of the same name is unaffected by old handles.
+TEST_F(DatabaseTest, DropWhileOtherThreadsUseTheCollection) {
+  auto data = testing::Clustered(2000, 20, 8, 4, 3);
+  for (int round = 0; round < 3; ++round) {
+    auto db = OpenDb();
+    const std::string name = "items" + std::to_string(round);
+    auto c = std::move(db->CreateCollection(Spec(name, 8))).value();
+    ASSERT_TRUE(c->Upsert(Records(data, 0, 500)).ok());
+    std::atomic<bool> stop{false};
+    std::atomic<int> started{0};
+    std::atomic<size_t> ok_calls{0}, dropped_errors{0}, other_errors{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 3; ++t) {
+      threads.emplace_back([&, t] {
+        std::shared_ptr<Collection> mine = c;
+        ++started;
+        size_t i = 0;
+        while (!stop) {
+          Status s;
+          if (t == 0) {
+            s = mine->Upsert(Records(data, 500 + i % 1500, 500 + i % 1500 + 1));
+          } else if (t == 1) {
+            SearchRequest req;
+            req.queries.assign(data.queries.begin(), data.queries.begin() + 8);
+            req.with_vectors = true;
+            s = mine->Search(req).status();
+          } else {
+            s = mine->Get({PointId(uint64_t(i % 500))}).status();
+          }
+          ++i;
+          if (s.ok()) {
+            ++ok_calls;
+          } else if (s.IsNotFound() && s.message().find("was dropped") != std::string::npos) {
+            ++dropped_errors;
+          } else {
+            ++other_errors;
+            ADD_FAILURE() << s.ToString();
+          }
+          if (dropped_errors >= 30) break;
+        }
+      });
+    }
+    while (started < 3 || ok_calls < 50) std::this_thread::yield();
+    ASSERT_TRUE(db->DropCollection(name).ok());
+    c.reset();  // the threads' copies are the last handles
+    while (dropped_errors < 30 && other_errors == 0) std::this_thread::yield();
+    stop = true;
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(other_errors.load(), 0u);
+    EXPECT_FALSE(db->GetCollection(name).ok());
+    // Same name again: a fresh, empty collection.
+    auto again = std::move(db->CreateCollection(Spec(name, 8))).value();
+    EXPECT_EQ(again->Count(), 0u);
+  }
+}
+
+// Closing the database under a held handle: later calls fail cleanly instead of using the
+// closed store.
+TEST_F(DatabaseTest, HandlesOutliveTheDatabaseSafely) {
+  auto db = OpenDb();
+  auto c = std::move(db->CreateCollection(Spec("items", 4))).value();
+  Record r;
+  r.id = uint64_t{1};
+  r.vectors[""] = {1, 2, 3, 4};
+  ASSERT_TRUE(c->Upsert({r}).ok());
+  ASSERT_TRUE(db->Close().ok());
+  db.reset();
+  Status s = c->Upsert({r});
+  EXPECT_EQ(s.code(), Status::Code::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("is closed"), std::string::npos) << s.ToString();
+  EXPECT_FALSE(c->Get({PointId(uint64_t{1})}).ok());
+}
+
+// Regression (issue 9.9): Get read the record by slot after dropping the lock; a concurrent
+// delete + insert that reused the slot returned another point.
+TEST_F(DatabaseTest, ConcurrentGetNeverReturnsAnotherPoint) {
+  auto db = OpenDb();
+  auto c = std::move(db->CreateCollection(Spec("items", 4))).value();
+  std::atomic<bool> stop{false};
+  std::atomic<size_t> wrong{0}, reads{0};
+  std::thread reader([&] {
+    while (!stop) {
+      auto got = c->Get({PointId(uint64_t{1})}, false);
+      if (got.ok() && (*got)[0] && std::get<uint64_t>((*got)[0]->id) != 1) ++wrong;
+      ++reads;
+    }
+  });
+  Record a, b;
+  a.id = uint64_t{1};
+  a.vectors[""] = {1, 0, 0, 0};
+  b.id = uint64_t{2};
+  b.vectors[""] = {0, 1, 0, 0};
+  for (int i = 0; i < 2000 || reads < 2000; ++i) {
+    ASSERT_TRUE(c->Upsert({a}).ok());
+    ASSERT_EQ(c->Delete({PointId(uint64_t{1})}).value(), 1u);
+    ASSERT_TRUE(c->Upsert({b}).ok());  // takes the slot id 1 had
+    ASSERT_EQ(c->Delete({PointId(uint64_t{2})}).value(), 1u);
+  }
+  stop = true;
+  reader.join();
+  EXPECT_EQ(wrong.load(), 0u);
+}
+
+// Regression (issue 9.8): points replayed at open did not count toward the next checkpoint, so
+// a process that crashed before the interval never checkpointed and each open replayed more.
+TEST_F(DatabaseTest, ReplayedPointsCountTowardTheNextCheckpoint) {
+  DatabaseOptions options;
+  options.checkpoint_every = 100;
+  options.durability = Durability::kBuffered;
+  auto data = testing::Clustered(300, 1, 8, 4, 9);
+  const std::string index_dir = dir_ + "/indexes/1";
+  auto checkpoints = [&] {
+    size_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(index_dir)) n += e.path().extension() == ".fathom";
+    return n;
+  };
+  {
+    auto db = std::move(Database::Open(dir_, options)).value();
+    auto c = std::move(db->CreateCollection(Spec("items", 8))).value();
+    for (size_t i = 0; i < 60; ++i) ASSERT_TRUE(c->Upsert(Records(data, i, i + 1)).ok());
+    ASSERT_TRUE(c->Checkpoint().ok());  // sequence 60
+    for (size_t i = 60; i < 150; ++i) ASSERT_TRUE(c->Upsert(Records(data, i, i + 1)).ok());
+    // 90 points after the checkpoint: below the interval. Simulate a crash: no Close.
+    std::filesystem::copy(dir_, dir_ + ".crashed", std::filesystem::copy_options::recursive);
+  }
+  std::filesystem::remove_all(dir_);
+  std::filesystem::rename(dir_ + ".crashed", dir_);
+  {
+    auto db = std::move(Database::Open(dir_, options)).value();
+    auto c = std::move(db->GetCollection("items")).value();
+    EXPECT_EQ(c->Count(), 150u);
+    // 90 replayed + 10 new reach the interval of 100: a checkpoint at sequence 160.
+    for (size_t i = 150; i < 160; ++i) ASSERT_TRUE(c->Upsert(Records(data, i, i + 1)).ok());
+    EXPECT_TRUE(std::filesystem::exists(index_dir + "/0.160.fathom")) << checkpoints();
+  }
+}
+
+// Regression (issue 9.7): a write whose automatic checkpoint failed was durable but answered
+// with an error (naming an internal path), and every later write retried and failed again.
+// Also: leftover *.tmp files of an interrupted checkpoint are removed at open.
+TEST_F(DatabaseTest, FailingCheckpointNeverFailsTheWrite) {
+  DatabaseOptions options;
+  options.checkpoint_every = 5;
+  auto data = testing::Clustered(100, 1, 8, 4, 9);
+  const std::string index_dir = dir_ + "/indexes/1";
+  {
+    auto db = std::move(Database::Open(dir_, options)).value();
+    auto c = std::move(db->CreateCollection(Spec("items", 8))).value();
+    // A directory where the checkpoint file must go: writing it fails.
+    std::filesystem::create_directories(index_dir + "/0.5.fathom.tmp/blocker");
+    for (size_t i = 0; i < 5; ++i) {
+      Status s = c->Upsert(Records(data, i, i + 1));
+      EXPECT_TRUE(s.ok()) << s.ToString();
+    }
+    EXPECT_EQ(c->checkpoint_failures(), 1u);
+    // Back-off: the next writes do not retry (and fail) at once.
+    for (size_t i = 5; i < 8; ++i) ASSERT_TRUE(c->Upsert(Records(data, i, i + 1)).ok());
+    EXPECT_EQ(c->checkpoint_failures(), 1u);
+    EXPECT_EQ(c->Count(), 8u);
+    std::filesystem::remove_all(index_dir + "/0.5.fathom.tmp");
+    std::ofstream(index_dir + "/0.7.fathom.tmp") << "torn";
+  }
+  auto db = std::move(Database::Open(dir_, options)).value();
+  auto c = std::move(db->GetCollection("items")).value();
+  EXPECT_EQ(c->Count(), 8u);
+  EXPECT_FALSE(std::filesystem::exists(index_dir + "/0.7.fathom.tmp"));
 }
 
 }  // namespace
@@ -445,6 +663,7 @@ TEST_F(DatabaseTest, ConcurrentSearchesDuringUpsertsAndDeletes) {
   EXPECT_EQ(bad.load(), 0u);
   EXPECT_GT(searches.load(), 0u);
 }
+
 
 }  // namespace
 }  // namespace fathom

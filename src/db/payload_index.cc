@@ -113,6 +113,40 @@ Result<PayloadIndex> PayloadIndex::Create(std::map<std::string, FieldType> field
   return index;
 }
 
+Status PayloadIndex::Validate(const json& payload, const std::string& who) const {
+  std::vector<const json*> values;
+  for (const auto& [key, field] : indexes_) {
+    values.clear();
+    CollectFieldValues(payload, field.path, &values);
+    for (const json* value : values) {
+      if (value->is_null()) continue;
+      bool fits = false;
+      switch (field.type) {
+        case FieldType::kKeyword: fits = value->is_string(); break;
+        case FieldType::kBool: fits = value->is_boolean(); break;
+        case FieldType::kInteger: {
+          const std::optional<Number> number = Number::FromJson(*value);
+          fits = number && IntegerKey(*number);
+          break;
+        }
+        case FieldType::kFloat: {
+          const std::optional<Number> number = Number::FromJson(*value);
+          fits = number && FloatKey(*number);
+          break;
+        }
+      }
+      if (!fits) {
+        std::string text = value->dump();
+        if (text.size() > 64) text = text.substr(0, 61) + "...";
+        return Status::InvalidArgument(
+            who + ": payload field '" + key + "' is indexed as " + FieldTypeName(field.type) + ", got " + text +
+            (field.type == FieldType::kInteger && value->is_number() ? " (integers must be whole numbers from -2^63 to 2^63-1)" : ""));
+      }
+    }
+  }
+  return Status::OK();
+}
+
 void PayloadIndex::Insert(uint32_t slot, const json& payload) {
   Update(slot, payload, true);
 }

@@ -74,6 +74,10 @@ class PayloadIndex {
 
   const std::map<std::string, FieldType>& fields() const { return types_; }
 
+  // InvalidArgument, beginning with `who`, when a value of an indexed field does not have the
+  // field's type (an array's elements are checked one by one; null and absent pass).
+  Status Validate(const nlohmann::json& payload, const std::string& who) const;
+
   // Adds the indexed fields of `payload` under `slot`. The slot must not be indexed already
   // (Remove the old payload first when a record is replaced).
   void Insert(uint32_t slot, const nlohmann::json& payload);

@@ -575,6 +575,15 @@ void HnswIndex::Link(uint32_t node, Scratch& s) {
       uint32_t v = s.pool.node(i);
       if (v != node && Live(v)) s.cands.emplace_back(s.pool.distance(i), v);
     }
+    if (s.cands.empty()) {
+      // Only tombstones around (every point removed, or the only one replaced): link to them.
+      // They stay traversable until consolidation, which relinks around them, so the new node
+      // is reachable from the entry point; with no links at all it never would be.
+      for (size_t i = 0; i < s.pool.size(); ++i) {
+        uint32_t v = s.pool.node(i);
+        if (v != node) s.cands.emplace_back(s.pool.distance(i), v);
+      }
+    }
     if (s.pool.size() > 0) {
       cur = s.pool.node(0);
       dist = s.pool.distance(0);

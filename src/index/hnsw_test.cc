@@ -147,6 +147,59 @@ TEST(HnswTest, ReplacingALabelMovesItAndKeepsOneCopy) {
   EXPECT_EQ(std::count(l, l + 10, 1234), 1);
 }
 
+// Each point, searched by its own vector with a beam wider than the index, is found first.
+size_t FoundSelf(const Index& index, const Dataset& data, label_t first_label, int ef) {
+  size_t found = 0;
+  SearchParams params;
+  params.ef = ef;
+  for (size_t i = 0; i < data.n(); ++i) {
+    float d;
+    label_t l;
+    EXPECT_TRUE(index.Search(1, data.base.data() + i * data.dim, 1, &d, &l, params).ok());
+    found += l == first_label + label_t(i);
+  }
+  return found;
+}
+
+// Regression (issue 9.1): once every point was removed, the entry point stayed on a tombstone
+// whose links led only to tombstones, new nodes were linked to nothing, and the index answered
+// [] forever. Covers: remove all then add many, remove a few (all) then add, and replacing the
+// only point, for float and SQ8 traversal.
+TEST(HnswTest, EmptiedIndexAnswersAgain) {
+  for (const char* factory : {"HNSW16", "HNSW16,SQ8"}) {
+    for (size_t first : {20, 5}) {
+      auto old_data = Clustered(first, 1, 16, 2, 5);
+      auto index = Build(factory, old_data, Metric::kL2, 1);
+      std::vector<label_t> old_labels(first);
+      for (size_t i = 0; i < first; ++i) old_labels[i] = label_t(i);
+      size_t removed = 0;
+      ASSERT_TRUE(index->Remove(first, old_labels.data(), &removed).ok());
+      ASSERT_EQ(removed, first);
+      float d;
+      label_t l;
+      ASSERT_TRUE(index->Search(1, old_data.base.data(), 1, &d, &l).ok());
+      EXPECT_EQ(l, kNoLabel);
+      auto fresh = Clustered(first == 20 ? 1000 : 100, 1, 16, 8, 6);
+      std::vector<label_t> labels(fresh.n());
+      for (size_t i = 0; i < fresh.n(); ++i) labels[i] = label_t(1000 + i);
+      AddOptions opts;
+      opts.threads = 1;
+      ASSERT_TRUE(index->Add(fresh.n(), fresh.base.data(), labels.data(), opts).ok());
+      EXPECT_EQ(FoundSelf(*index, fresh, 1000, 2000), fresh.n()) << factory << " first=" << first;
+    }
+    // Upserting the only point again.
+    auto one = Clustered(1, 1, 16, 1, 7);
+    auto index = MakeIndex(factory, 16, Metric::kL2).value();
+    label_t label = 1;
+    ASSERT_TRUE(index->Add(1, one.base.data(), &label).ok());
+    ASSERT_TRUE(index->Add(1, one.base.data(), &label).ok());
+    float d;
+    label_t l = kNoLabel;
+    ASSERT_TRUE(index->Search(1, one.base.data(), 1, &d, &l).ok());
+    EXPECT_EQ(l, 1) << factory;
+  }
+}
+
 // Deleting and re-adding half the points: deleted labels never come back, nodes are reused
 // (no growth), and recall stays within 0.01 of a fresh build of the same final data.
 TEST(HnswTest, ChurnKeepsRecallAndReusesNodes) {

@@ -1,6 +1,7 @@
 #include <bit>
 #include <cctype>
 #include <cmath>
+#include <cstdio>
 
 #include "fathom/index.h"
 #include "index/factory.h"
@@ -34,17 +35,32 @@ size_t BitsetFilter::count() const {
   return c;
 }
 
+Status CheckVector(const float* v, size_t dim, const std::string& what) {
+  double norm = 0;
+  size_t largest = 0;
+  for (size_t j = 0; j < dim; ++j) {
+    if (!std::isfinite(v[j])) {
+      return Status::InvalidArgument(what + " has a non-finite value (" + std::to_string(v[j]) +
+                                     ") at dimension " + std::to_string(j));
+    }
+    norm += double(v[j]) * double(v[j]);
+    if (std::fabs(v[j]) > std::fabs(v[largest])) largest = j;
+  }
+  if (norm > kMaxSquaredNorm) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf,
+                  " has squared norm %.3g, above the limit of %.3g that keeps distances finite in "
+                  "float32 (largest value %.3g at dimension %zu): scale it down",
+                  norm, kMaxSquaredNorm, double(v[largest]), largest);
+    return Status::InvalidArgument(what + buf);
+  }
+  return Status::OK();
+}
+
 Status Index::ValidateVectors(size_t n, const float* x) const {
   if (n > 0 && x == nullptr) return Status::InvalidArgument("vector data is null");
   for (size_t i = 0; i < n; ++i) {
-    const float* row = x + i * dim_;
-    for (size_t j = 0; j < dim_; ++j) {
-      if (!std::isfinite(row[j])) {
-        return Status::InvalidArgument("vector " + std::to_string(i) + " has a non-finite value (" +
-                                       std::to_string(row[j]) + ") at dimension " +
-                                       std::to_string(j));
-      }
-    }
+    FATHOM_RETURN_IF_ERROR(CheckVector(x + i * dim_, dim_, "vector " + std::to_string(i)));
   }
   return Status::OK();
 }

@@ -240,6 +240,8 @@ int HttpStatusFor(const Status& status) {
     case Status::Code::kAlreadyExists: return 409;
     // Out of memory while evaluating a request: the server is fine, try again later.
     case Status::Code::kResourceExhausted: return 503;
+    // Disk full: nothing was written; writes resume by themselves once space is freed.
+    case Status::Code::kNoSpace: return 507;
     default: return 500;
   }
 }
@@ -272,7 +274,7 @@ bool Api::ready() const {
   return db_ != nullptr;
 }
 
-Result<Collection*> Api::Find(std::string_view name) const {
+Result<std::shared_ptr<Collection>> Api::Find(std::string_view name) const {
   FATHOM_RETURN_IF_ERROR(ValidateName(name, "collection name"));
   if (!db_) return Status::Internal("the database is closed");
   return db_->GetCollection(std::string(name));
@@ -337,7 +339,7 @@ Reply Api::CreateCollection(const ApiRequest& req) {
 
 Reply Api::GetCollection(const ApiRequest& req) {
   std::shared_lock lock(db_mutex_);
-  FATHOM_ASSIGN_OR_RETURN(Collection* c, Find(req.params.at(0)));
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
   Json info = SpecToJson(c->spec());
   Json out{{"name", c->spec().name},
            {"status", "green"},
@@ -359,7 +361,7 @@ Reply Api::UpsertPoints(const ApiRequest& req) {
   FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
   FATHOM_RETURN_IF_ERROR(CheckFields(body, "upsert request", {"points", "batch"}));
   std::shared_lock lock(db_mutex_);
-  FATHOM_ASSIGN_OR_RETURN(Collection* c, Find(req.params.at(0)));
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
   const CollectionSpec& spec = c->spec();
   const std::string default_vector = DefaultVectorName(spec);
   std::vector<Record> records;
@@ -480,7 +482,7 @@ Reply Api::GetPoints(const ApiRequest& req) {
   FATHOM_ASSIGN_OR_RETURN(bool with_payload, GetBool(body, "with_payload", true, ""));
   FATHOM_ASSIGN_OR_RETURN(bool with_vector, GetWithVector(body, ""));
   std::shared_lock lock(db_mutex_);
-  FATHOM_ASSIGN_OR_RETURN(Collection* c, Find(req.params.at(0)));
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
   std::string out = "[";
   if (!ids.empty()) {
     FATHOM_ASSIGN_OR_RETURN(auto records, c->Get(ids, with_vector));
@@ -498,7 +500,7 @@ Reply Api::GetPoints(const ApiRequest& req) {
 
 Reply Api::GetPoint(const ApiRequest& req) {
   std::shared_lock lock(db_mutex_);
-  FATHOM_ASSIGN_OR_RETURN(Collection* c, Find(req.params.at(0)));
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
   PointId id = PointIdFromPath(req.params.at(1));
   FATHOM_ASSIGN_OR_RETURN(auto records, c->Get({id}, true));
   if (records.empty() || !records[0]) {
@@ -519,7 +521,7 @@ Reply Api::DeletePoints(const ApiRequest& req) {
     return Status::InvalidArgument("send either 'points' (a list of ids) or 'filter', exactly one");
   }
   std::shared_lock lock(db_mutex_);
-  FATHOM_ASSIGN_OR_RETURN(Collection* c, Find(req.params.at(0)));
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
   size_t deleted = 0;
   if (has_points) {
     FATHOM_ASSIGN_OR_RETURN(std::vector<PointId> ids, ParseIds(body["points"], "points", limits_.max_batch));
@@ -548,7 +550,7 @@ Reply Api::CountPoints(const ApiRequest& req) {
                                                 limits_.max_filter_text));
   }
   std::shared_lock lock(db_mutex_);
-  FATHOM_ASSIGN_OR_RETURN(Collection* c, Find(req.params.at(0)));
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
   size_t count = 0;
   if (filter.empty()) {
     count = c->Count();
@@ -669,14 +671,14 @@ Reply Api::Search(const ApiRequest& req) {
     std::vector<ParsedSearch> parsed;
     auto c = Find(req.params.at(0));
     if (c.ok() && FastParseSearches(req.body, (*c)->spec(), /*batch=*/false, &parsed)) {
-      return RunSearch(*c, std::move(parsed.at(0)));
+      return RunSearch(c->get(), std::move(parsed.at(0)));
     }
   }
   FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
   std::shared_lock lock(db_mutex_);
-  FATHOM_ASSIGN_OR_RETURN(Collection* c, Find(req.params.at(0)));
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
   FATHOM_ASSIGN_OR_RETURN(ParsedSearch s, ParseSearch(body, c->spec(), "search request"));
-  return RunSearch(c, std::move(s));
+  return RunSearch(c.get(), std::move(s));
 }
 
 Reply Api::RunSearch(Collection* c, ParsedSearch s) {
@@ -701,7 +703,7 @@ Reply Api::SearchBatch(const ApiRequest& req) {
     std::vector<ParsedSearch> parsed;
     auto c = Find(req.params.at(0));
     if (c.ok() && FastParseSearches(req.body, (*c)->spec(), /*batch=*/true, &parsed)) {
-      return RunSearchBatch(*c, std::move(parsed), req.deadline);
+      return RunSearchBatch(c->get(), std::move(parsed), req.deadline);
     }
   }
   FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
@@ -715,7 +717,7 @@ Reply Api::SearchBatch(const ApiRequest& req) {
                                    " searches; the limit is " + std::to_string(limits_.max_batch));
   }
   std::shared_lock lock(db_mutex_);
-  FATHOM_ASSIGN_OR_RETURN(Collection* c, Find(req.params.at(0)));
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
   const CollectionSpec& spec = c->spec();
   std::vector<ParsedSearch> parsed;
   parsed.reserve(searches->size());
@@ -724,7 +726,7 @@ Reply Api::SearchBatch(const ApiRequest& req) {
                             ParseSearch((*searches)[i], spec, "searches[" + std::to_string(i) + "]"));
     parsed.push_back(std::move(s));
   }
-  return RunSearchBatch(c, std::move(parsed), req.deadline);
+  return RunSearchBatch(c.get(), std::move(parsed), req.deadline);
 }
 
 Reply Api::RunSearchBatch(Collection* c, std::vector<ParsedSearch> parsed,
@@ -784,7 +786,7 @@ Reply Api::RunSearchBatch(Collection* c, std::vector<ParsedSearch> parsed,
 Reply Api::CreateSnapshot(const ApiRequest& req) {
   const std::string& name = req.params.at(0);
   std::shared_lock lock(db_mutex_);
-  FATHOM_ASSIGN_OR_RETURN(Collection* c, Find(name));
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(name));
   const std::string dir = SnapshotDir(name);
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -860,7 +862,7 @@ Reply Api::RecoverSnapshot(const ApiRequest& req) {
   FATHOM_RETURN_IF_ERROR(RestoreSnapshot(path, target));
   spdlog::info("recovered snapshot '{}' of collection '{}' as '{}'", snapshot, name, target);
   std::shared_lock lock(db_mutex_);
-  FATHOM_ASSIGN_OR_RETURN(Collection* c, Find(target));
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(target));
   return Reply::Ok(Dump(Json{{"name", target}, {"points_count", c->Count()}}));
 }
 
@@ -878,7 +880,7 @@ Status Api::RestoreSnapshot(const std::string& snapshot_dir, const std::string& 
 void Api::RenderMetrics(std::string* out) const {
   std::shared_lock lock(db_mutex_);
   if (!db_) return;
-  std::vector<std::pair<std::string, Collection*>> collections;
+  std::vector<std::pair<std::string, std::shared_ptr<Collection>>> collections;
   for (const auto& name : db_->ListCollections()) {
     auto c = db_->GetCollection(name);
     if (c.ok()) collections.emplace_back(name, *c);
@@ -903,6 +905,13 @@ void Api::RenderMetrics(std::string* out) const {
     *out += "fathom_checkpoint_age_seconds{collection=\"" + PrometheusLabel(name) + "\"} ";
     AppendNumber(out, std::max(0.0, std::chrono::duration<double>(now - c->last_checkpoint()).count()));
     *out += "\n";
+  }
+  *out += "# HELP fathom_checkpoint_failures_total Automatic checkpoints that failed (retried with "
+          "back-off; the writes that triggered them succeeded).\n";
+  *out += "# TYPE fathom_checkpoint_failures_total counter\n";
+  for (const auto& [name, c] : collections) {
+    *out += "fathom_checkpoint_failures_total{collection=\"" + PrometheusLabel(name) + "\"} " +
+            std::to_string(c->checkpoint_failures()) + "\n";
   }
 }
 

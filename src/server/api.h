@@ -42,7 +42,8 @@ struct Reply {
   std::string content_type;
 };
 
-// InvalidArgument 400, NotFound 404, AlreadyExists 409, ResourceExhausted 503, others 500.
+// InvalidArgument 400, NotFound 404, AlreadyExists 409, ResourceExhausted 503, NoSpace 507,
+// others 500.
 int HttpStatusFor(const Status& status);
 
 struct ApiLimits {
@@ -119,7 +120,7 @@ class Api {
     Metric metric = Metric::kL2;
   };
 
-  Result<Collection*> Find(std::string_view name) const;  // caller holds db_mutex_
+  Result<std::shared_ptr<Collection>> Find(std::string_view name) const;  // caller holds db_mutex_
   Result<ParsedSearch> ParseSearch(const Json& search, const CollectionSpec& spec,
                                    std::string_view what) const;
   // The simdjson fast path (search_parse.cc): true with `out` filled (one entry for a single

@@ -23,6 +23,7 @@
 
 #include "server/api.h"
 #include "server/auth.h"
+#include "server/connection_guard.h"
 #include "server/json_util.h"
 #include "server/metrics.h"
 #include "server/openapi.h"
@@ -74,11 +75,77 @@ const char* DefaultMessage(int status) {
 
 // The HTTP front: routes a request, checks its key, runs its handler, wraps the answer in the
 // {"result", "status", "time"} envelope and records metrics.
+bool IsLoopback(const std::string& host);
+
+// "host" or "host:port" or "[v6]:port" -> host (brackets kept for v6).
+std::string HostOnly(std::string_view authority) {
+  if (!authority.empty() && authority.front() == '[') {
+    size_t close = authority.find(']');
+    return std::string(authority.substr(0, close == std::string_view::npos ? authority.size() : close + 1));
+  }
+  size_t colon = authority.find(':');
+  return std::string(authority.substr(0, colon));
+}
+
 class Frontend {
  public:
-  Frontend(const ServerOptions& options, ApiKeys keys, Api* api)
-      : options_(options), keys_(std::move(keys)), api_(api) {
+  Frontend(const ServerOptions& options, ApiKeys keys, Api* api, ConnectionWatch* watch)
+      : options_(options), keys_(std::move(keys)), api_(api), watch_(watch) {
     AddRoutes();
+  }
+
+  // Keyless servers are reachable by any web page the user opens (a cross-site POST, or DNS
+  // rebinding a hostile name to 127.0.0.1): they accept bodies only as application/json (which
+  // a page cannot send cross-site without a CORS preflight, which is never granted), and refuse
+  // foreign Origin and, when listening on loopback, non-loopback Host headers. Returns the error
+  // reply, or OK.
+  Reply CheckBrowserOrigin(const httplib::Request& req) const {
+    if (keys_.enabled()) return Reply(Status::OK());
+    const std::string host = req.get_header_value("Host");
+    if (IsLoopback(options_.host) && !host.empty() && !IsLoopback(HostOnly(host))) {
+      return Reply::Error(403, "Host '" + host + "' is not a loopback name: a server without an API key " +
+                                   "answers only requests addressed to localhost (DNS rebinding protection)");
+    }
+    const std::string origin = req.get_header_value("Origin");
+    if (!origin.empty() && origin != "null") {
+      size_t scheme = origin.find("://");
+      std::string origin_host = scheme == std::string::npos ? origin : origin.substr(scheme + 3);
+      if (HostOnly(origin_host) != HostOnly(host) && !IsLoopback(HostOnly(origin_host))) {
+        return Reply::Error(403, "requests from web pages of origin '" + origin + "' are refused: the " +
+                                     "server has no API key (set FATHOM_API_KEY to allow other origins)");
+      }
+    } else if (origin == "null") {
+      return Reply::Error(403, "requests from web pages of an opaque origin are refused: the server has no "
+                               "API key");
+    }
+    const bool has_body = (req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0") ||
+                          req.has_header("Transfer-Encoding");
+    if (has_body) {
+      std::string type = req.get_header_value("Content-Type");
+      type = type.substr(0, type.find(';'));
+      while (!type.empty() && type.back() == ' ') type.pop_back();
+      for (char& c : type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (type != "application/json") {
+        return Reply::Error(415, "request bodies must be sent with 'Content-Type: application/json'" +
+                                     std::string(type.empty() ? "" : ", got '" + type + "'") +
+                                     " (required when the server has no API key, so web pages cannot "
+                                     "post to it)");
+      }
+    }
+    return Reply(Status::OK());
+  }
+
+  // Whether the request will be refused whatever its body says (no route, no or wrong key,
+  // refused origin or content type): such a body is never read.
+  bool RefusedBeforeBody(const httplib::Request& req) const {
+    RouteMatch match = router_.Match(req.method, req.path);
+    if (match.route == nullptr) return true;
+    if (Authorize(keys_, req.get_header_value("api-key"), req.get_header_value("Authorization"),
+                  match.route->access)
+            .status != 0) {
+      return true;
+    }
+    return !CheckBrowserOrigin(req).ok();
   }
 
   // `body_error` is 0, or 413 / 400 when the body was too large or could not be read (the client
@@ -86,6 +153,7 @@ class Frontend {
   void Handle(const httplib::Request& req, httplib::Response& res, std::string_view body,
               int body_error) {
     const auto start = Clock::now();
+    if (watch_ != nullptr) watch_->Enter(req.remote_addr, req.remote_port, ConnectionWatch::Phase::kHandling);
     in_flight_.fetch_add(1, std::memory_order_relaxed);
     RouteMatch match = router_.Match(req.method, req.path);
     std::string_view route = match.route != nullptr ? std::string_view(match.route->path)
@@ -103,6 +171,8 @@ class Frontend {
     } else if (match.route == nullptr) {
       reply = Reply::Error(match.error_status, match.error);
       if (match.error_status == 405) res.set_header("Allow", match.allow);
+    } else if (Reply refused = CheckBrowserOrigin(req); !refused.ok()) {
+      reply = std::move(refused);
     } else if (AuthResult auth = Authorize(keys_, req.get_header_value("api-key"),
                                            req.get_header_value("Authorization"), match.route->access);
                auth.status != 0) {
@@ -132,6 +202,7 @@ class Frontend {
     }
     metrics_.Record(route, req.method, reply.http_status, seconds);
     in_flight_.fetch_sub(1, std::memory_order_relaxed);
+    if (watch_ != nullptr) watch_->Leave(req.remote_addr, req.remote_port);
     if (reply.http_status >= 500) {
       spdlog::error("{} {} -> {}: {}", req.method, req.path, reply.http_status, reply.error);
     } else {
@@ -216,6 +287,16 @@ class Frontend {
     out += "# HELP fathom_http_requests_in_flight Requests being handled now.\n";
     out += "# TYPE fathom_http_requests_in_flight gauge\n";
     out += "fathom_http_requests_in_flight " + std::to_string(in_flight_.load()) + "\n";
+    if (watch_ != nullptr) {
+      out += "# HELP fathom_http_connections_closed_total Connections the server cut off, by reason.\n";
+      out += "# TYPE fathom_http_connections_closed_total counter\n";
+      out += "fathom_http_connections_closed_total{reason=\"header_timeout\"} " +
+             std::to_string(watch_->header_timeouts()) + "\n";
+      out += "fathom_http_connections_closed_total{reason=\"body_timeout\"} " +
+             std::to_string(watch_->body_timeouts()) + "\n";
+      out += "fathom_http_connections_closed_total{reason=\"over_client_limit\"} " +
+             std::to_string(watch_->over_limit()) + "\n";
+    }
     out += "# HELP fathom_uptime_seconds Seconds since the server started.\n";
     out += "# TYPE fathom_uptime_seconds gauge\n";
     out += "fathom_uptime_seconds ";
@@ -230,6 +311,7 @@ class Frontend {
   const ServerOptions& options_;
   const ApiKeys keys_;
   Api* const api_;
+  ConnectionWatch* const watch_;
   Router router_;
   std::vector<Handler> handlers_;
   HttpMetrics metrics_;
@@ -325,10 +407,20 @@ struct HttpServer::Impl {
         threads(opts.threads != 0
                     ? opts.threads
                     : std::max<size_t>(64, 4 * std::max(1u, std::thread::hardware_concurrency()))),
-        frontend(options, KeysFor(options), api) {}
+        watch(Limits(opts)),
+        frontend(options, KeysFor(options), api, &watch) {}
+
+  static ConnectionLimits Limits(const ServerOptions& o) {
+    ConnectionLimits limits;
+    limits.header_timeout = o.header_timeout;
+    limits.body_timeout = o.request_timeout;
+    limits.max_per_client = o.max_connections_per_client;
+    return limits;
+  }
 
   const ServerOptions options;
   const size_t threads;
+  ConnectionWatch watch;
   Frontend frontend;
   httplib::Server http;
   std::mutex mutex;             // orders Listen against Stop
@@ -345,7 +437,14 @@ HttpServer::HttpServer(const ServerOptions& options, Api* api)
   // The pool is deliberately larger than the number of cores: a keep-alive connection holds its
   // worker between requests, so the pool must exceed the open connections or new ones (an
   // upsert's) queue behind idle ones. CPU use is bounded separately, by the Api's search slots.
-  http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  const size_t max_threads = std::max(threads, options.max_threads);
+  http.new_task_queue = [threads, max_threads] { return new ElasticPool(threads, max_threads); };
+  // SO_REUSEADDR only (restart while old connections linger in TIME_WAIT). httplib's default
+  // adds SO_REUSEPORT, which let a second server bind the same port and take half the requests.
+  http.set_socket_options([](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   http.set_payload_max_length(options.max_body_bytes);
   http.set_read_timeout(options.request_timeout);
   http.set_write_timeout(options.request_timeout);
@@ -361,7 +460,8 @@ HttpServer::HttpServer(const ServerOptions& options, Api* api)
   // limit only on Content-Length bodies: a chunked body would grow without bound.
   const size_t max_body = options.max_body_bytes;
   const auto timeout = options.request_timeout;
-  auto handle_with_body = [&frontend, max_body, timeout](const httplib::Request& req,
+  ConnectionWatch* watch = &impl_->watch;
+  auto handle_with_body = [&frontend, watch, max_body, timeout](const httplib::Request& req,
                                                          httplib::Response& res,
                                                          const httplib::ContentReader& reader) {
     std::string body;
@@ -373,6 +473,14 @@ HttpServer::HttpServer(const ServerOptions& options, Api* api)
     // RFC 9112: a request with neither Content-Length nor Transfer-Encoding has no body (httplib
     // would call it malformed, which trips up `curl -X POST` without -d).
     const bool has_body = req.has_header("Content-Length") || req.has_header("Transfer-Encoding");
+    if (has_body && frontend.RefusedBeforeBody(req)) {
+      // Refused whatever the body holds (unknown route, missing key, ...): answer at once and
+      // close, never buffering what an unauthenticated client sends.
+      res.set_header("Connection", "close");
+      frontend.Handle(req, res, "", 0);
+      return;
+    }
+    if (watch != nullptr) watch->Enter(req.remote_addr, req.remote_port, ConnectionWatch::Phase::kBody);
     if (has_body && req.is_multipart_form_data()) {
       // httplib routes multipart bodies to a separate receiver (calling an empty one otherwise);
       // drain it so the connection stays usable, and refuse the request.
@@ -433,8 +541,10 @@ Result<int> HttpServer::Bind() {
   }
   if (port < 0) {
     return Status::IOError("cannot listen on " + options.host + ":" + std::to_string(options.port) +
-                           (errno != 0 ? std::string(": ") + std::strerror(errno) : std::string()));
+                           (errno != 0 ? std::string(": ") + std::strerror(errno) : std::string()) +
+                           (errno == EADDRINUSE ? " (is another server running on this port?)" : ""));
   }
+  impl_->watch.Start(port);
   return port;
 }
 

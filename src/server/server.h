@@ -46,6 +46,15 @@ struct ServerOptions {
   // Limit on reading a request and writing its response (slow clients), and on a batch search,
   // which stops between searches with 408. A single search is not interrupted.
   std::chrono::seconds request_timeout{30};
+  // A connection must deliver a request's headers within this long of opening (or of its
+  // previous response), and its body within request_timeout of the headers, or it is cut off:
+  // clients that trickle bytes cannot hold workers (slowloris).
+  std::chrono::seconds header_timeout{10};
+  // Open connections one client address may hold; more are answered 503 and closed.
+  size_t max_connections_per_client = 256;
+  // Threads serving connections at most: `threads` always run, more start while all are busy
+  // (so a health check is served while slow clients hold the others) and exit when idle.
+  size_t max_threads = 1024;
   // API keys; empty means "read FATHOM_API_KEY / FATHOM_READ_ONLY_API_KEY from the environment".
   // With no key at all, every request is allowed (hence loopback only, unless insecure).
   std::string api_key;

@@ -12,8 +12,17 @@ namespace {
 
 constexpr const char* kCfNames[3] = {"meta", "records", "oplog"};
 
+bool IsNoSpace(const rocksdb::Status& s) {
+  return s.subcode() == rocksdb::Status::kNoSpace ||
+         s.ToString().find("No space left on device") != std::string::npos;
+}
+
 Status FromRocks(const rocksdb::Status& s, const std::string& what) {
   if (s.ok()) return Status::OK();
+  if (IsNoSpace(s)) {
+    return Status::NoSpace(what + ": no space left on device; nothing was written, and writes resume "
+                           "once space is freed (reads go on)");
+  }
   if (s.IsCorruption()) return Status::Corruption(what + ": " + s.ToString());
   if (s.IsNotFound()) return Status::NotFound(what + ": " + s.ToString());
   return Status::IOError(what + ": " + s.ToString());
@@ -54,7 +63,7 @@ void KvStore::Batch::DeleteRange(Cf cf, std::string_view begin, std::string_view
   batch_->DeleteRange(store_.Handle(cf), ToSlice(begin), ToSlice(end));
 }
 
-Result<std::unique_ptr<KvStore>> KvStore::Open(const std::string& dir, bool sync) {
+Result<std::unique_ptr<KvStore>> KvStore::Open(const std::string& dir, bool sync, rocksdb::Env* env) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Status::IOError("cannot create directory '" + dir + "': " + ec.message());
@@ -63,6 +72,7 @@ Result<std::unique_ptr<KvStore>> KvStore::Open(const std::string& dir, bool sync
   options.create_missing_column_families = true;
   options.paranoid_checks = true;
   options.IncreaseParallelism(2);
+  if (env != nullptr) options.env = env;
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
   cfs.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
   for (const char* name : kCfNames) cfs.emplace_back(name, rocksdb::ColumnFamilyOptions());
@@ -97,9 +107,31 @@ KvStore::~KvStore() {
 rocksdb::ColumnFamilyHandle* KvStore::Handle(Cf cf) const { return handles_[static_cast<int>(cf)]; }
 
 Status KvStore::Write(Batch& batch) {
+  if (write_stopped_.load(std::memory_order_acquire)) {
+    // RocksDB stopped writes at the last failure (its background error); writing again before
+    // it recovers touches a log writer in a failed state. Resume() flushes the memtables to new
+    // files and starts a new log, and fails while the disk is still full.
+    std::lock_guard lock(resume_mutex_);
+    if (write_stopped_.load(std::memory_order_acquire)) {
+      rocksdb::Status resumed = db_->Resume();
+      if (!resumed.ok()) {
+        Status s = FromRocks(resumed, "write refused");
+        return s.IsNoSpace() ? s : Status::IOError("write refused: the store stopped after a failed write and "
+                                                   "cannot resume yet: " + resumed.ToString());
+      }
+      write_stopped_.store(false, std::memory_order_release);
+    }
+  }
   rocksdb::WriteOptions options;
   options.sync = sync_;
-  return FromRocks(db_->Write(options, batch.batch_.get()), "write failed");
+  rocksdb::Status s = db_->Write(options, batch.batch_.get());
+  if (!s.ok() && !s.IsInvalidArgument() && !s.IsNotSupported()) write_stopped_.store(true, std::memory_order_release);
+  return FromRocks(s, "write failed");
+}
+
+Status KvStore::SyncWal() {
+  if (sync_) return Status::OK();
+  return FromRocks(db_->FlushWAL(/*sync=*/true), "log sync failed");
 }
 
 Result<std::optional<std::string>> KvStore::Get(Cf cf, std::string_view key) const {

@@ -9,7 +9,9 @@
 // All methods are safe to call from many threads (RocksDB's own guarantees).
 #pragma once
 
+#include <atomic>
 #include <functional>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,6 +22,7 @@
 
 namespace rocksdb {
 class DB;
+class Env;
 class ColumnFamilyHandle;
 class WriteBatch;
 }  // namespace rocksdb
@@ -46,10 +49,17 @@ class KvStore {
     std::unique_ptr<rocksdb::WriteBatch> batch_;
   };
 
-  static Result<std::unique_ptr<KvStore>> Open(const std::string& dir, bool sync);
+  // `env`: the file system to use (tests inject faults); nullptr for the operating system's.
+  static Result<std::unique_ptr<KvStore>> Open(const std::string& dir, bool sync,
+                                               rocksdb::Env* env = nullptr);
   ~KvStore();
 
+  // A full disk fails the write with NoSpace and pauses writes (RocksDB stops at its first
+  // failed write); each later Write first asks RocksDB to resume, so writes come back by
+  // themselves once space is freed. Nothing acknowledged is lost: a failed write applied nothing.
   Status Write(Batch& batch);
+  // Makes every acknowledged write durable (for buffered databases, before a checkpoint).
+  Status SyncWal();
   Result<std::optional<std::string>> Get(Cf cf, std::string_view key) const;
   // Calls fn(key, value) for every key starting with prefix, in key order, until it returns false.
   Status Scan(Cf cf, std::string_view prefix,
@@ -66,6 +76,8 @@ class KvStore {
   rocksdb::ColumnFamilyHandle* handles_[3] = {nullptr, nullptr, nullptr};
   rocksdb::ColumnFamilyHandle* default_handle_ = nullptr;
   bool sync_ = true;
+  std::mutex resume_mutex_;
+  std::atomic<bool> write_stopped_{false};  // a write failed; Resume() before the next
 };
 
 // Big-endian integer keys sort numerically in RocksDB's bytewise order.

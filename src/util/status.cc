@@ -17,6 +17,7 @@ const char* CodeName(Status::Code code) {
     case Status::Code::kFailedPrecondition: return "FailedPrecondition";
     case Status::Code::kResourceExhausted: return "ResourceExhausted";
     case Status::Code::kInternal: return "Internal";
+    case Status::Code::kNoSpace: return "NoSpace";
   }
   return "Unknown";
 }
