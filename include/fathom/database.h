@@ -44,6 +44,10 @@ struct DatabaseOptions {
   Durability durability = Durability::kFsync;
   // Checkpoint a collection's indexes after this many logged operations (and on Close).
   uint64_t checkpoint_every = 50000;
+  // Writes fail with NoSpace (nothing written; HTTP 507) while the disk holding the database
+  // has less than this free beyond the write itself, and resume by themselves once it has more:
+  // the store must never run into a full disk mid-write. Reads are unaffected.
+  uint64_t min_free_disk_bytes = uint64_t{256} << 20;
   // The file system under the record store (as LevelDB's and RocksDB's Options::env): tests pass
   // one that injects faults (disk full, power loss). nullptr: the operating system's. Not owned.
   rocksdb::Env* env = nullptr;

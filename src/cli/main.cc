@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/demo.h"
+#include "server/serve_flags.h"
 #include "server/server.h"
 
 #include <CLI/CLI.hpp>
@@ -222,14 +223,11 @@ int Run(int argc, char** argv) {
   bool serve_demo = false;
   auto* serve_cmd = app.add_subcommand(
       "serve", "run the REST server on the database (Ctrl-C stops it cleanly)");
-  serve_cmd->add_option("--host", serve.host, "address to listen on")->capture_default_str();
-  serve_cmd->add_option("--port", serve.port, "port (0 picks a free one)")->capture_default_str();
-  serve_cmd->add_option("--threads", serve.threads, "worker threads (0 = automatic)");
-  serve_cmd->add_option("--search-threads", serve.max_concurrent_searches,
-                        "searches executing at once, the rest wait (0 = one per core)");
-  serve_cmd->add_flag("--insecure", serve.insecure,
-                      "allow a non-loopback address without an API key");
-  serve_cmd->add_option("--max-body", serve.max_body_bytes, "largest request body in bytes")
+  server::ServeFlagSeconds serve_seconds;
+  server::AddServeFlags(serve_cmd, &serve, &serve_seconds);
+  serve_cmd->add_option("--checkpoint-every", ctx.db_options.checkpoint_every,
+                        "checkpoint a collection's indexes after this many upserted or deleted points")
+      ->check(CLI::PositiveNumber)
       ->capture_default_str();
   serve_cmd->add_flag("--demo", serve_demo,
                       "first load Fashion-MNIST into collection 'fashion-mnist' if it is missing");
@@ -276,6 +274,7 @@ int Run(int argc, char** argv) {
     if (status.ok()) {
       serve.data_dir = ctx.data_dir;
       serve.database = ctx.db_options;
+      server::ApplyServeFlags(serve_seconds, &serve);
       status = RunServer(serve);
     }
   }

@@ -692,6 +692,10 @@ Status CollectionImpl::CheckpointLocked() {
   // A checkpoint must never be ahead of the durable log: in buffered mode a power loss could
   // otherwise keep index entries for writes the log lost.
   FATHOM_RETURN_IF_ERROR(kv_->SyncWal());
+  // Index files must not eat the reserve that keeps the store's log off a full disk.
+  size_t estimate = 0;
+  for (const auto& index : indexes_) estimate += index->memory_bytes();
+  FATHOM_RETURN_IF_ERROR(CheckFreeSpace(index_dir_, estimate, options_.min_free_disk_bytes));
   for (size_t v = 0; v < indexes_.size(); ++v) {
     FATHOM_RETURN_IF_ERROR(indexes_[v]->Save(CheckpointPath(v, seq_)));
   }
@@ -740,6 +744,10 @@ Status CollectionImpl::Snapshot(const std::string& dir) const {
   std::lock_guard write_lock(write_mutex_);
   std::error_code ec;
   if (fs::exists(dir, ec)) return Status::AlreadyExists("snapshot directory '" + dir + "' already exists");
+  size_t estimate = 0;
+  for (const auto& index : indexes_) estimate += 2 * index->memory_bytes();  // records + index
+  FATHOM_RETURN_IF_ERROR(CheckFreeSpace(fs::absolute(dir).parent_path().string(), estimate,
+                                        options_.min_free_disk_bytes));
   fs::create_directories(dir, ec);
   if (ec) return Status::IOError("cannot create '" + dir + "': " + ec.message());
   FATHOM_RETURN_IF_ERROR(WriteFileAtomic(dir + "/collection.json", EncodeSpec(spec_, 0)));

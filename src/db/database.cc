@@ -179,6 +179,7 @@ class DatabaseImpl final : public Database {
 
 Result<std::unique_ptr<Database>> Database::Open(const std::string& dir, const DatabaseOptions& options) {
   FATHOM_ASSIGN_OR_RETURN(auto kv, KvStore::Open(dir + "/store", options.durability == Durability::kFsync, options.env));
+  kv->set_min_free_bytes(options.min_free_disk_bytes);
   auto db = std::make_unique<DatabaseImpl>(dir, options, std::move(kv));
   FATHOM_RETURN_IF_ERROR(db->Load());
   return std::unique_ptr<Database>(std::move(db));

@@ -573,6 +573,38 @@ TEST_F(DatabaseTest, ReplayedPointsCountTowardTheNextCheckpoint) {
   }
 }
 
+// Regression (issue 9.2): a full disk must refuse writes cleanly (NoSpace, nothing written)
+// before RocksDB's log meets it, keep reads working, and let writes resume once space is free.
+// The reserve is set above the free space of the test's disk to make it "full".
+TEST_F(DatabaseTest, DiskReserveRefusesWritesAndKeepsReads) {
+  auto data = testing::Clustered(20, 1, 8, 2, 4);
+  {
+    auto db = std::move(Database::Open(dir_)).value();
+    auto c = std::move(db->CreateCollection(Spec("items", 8))).value();
+    ASSERT_TRUE(c->Upsert(Records(data, 0, 10)).ok());
+  }
+  DatabaseOptions full;
+  full.min_free_disk_bytes = uint64_t{1} << 62;
+  {
+    auto db = std::move(Database::Open(dir_, full)).value();
+    auto c = std::move(db->GetCollection("items")).value();
+    Status s = c->Upsert(Records(data, 10, 20));
+    EXPECT_TRUE(s.IsNoSpace()) << s.ToString();
+    EXPECT_NE(s.message().find("nothing was written"), std::string::npos) << s.ToString();
+    EXPECT_TRUE(c->Delete({PointId(uint64_t{0})}).status().IsNoSpace());
+    EXPECT_TRUE(c->Snapshot(dir_ + "/snap").IsNoSpace());
+    EXPECT_EQ(c->Count(), 10u);
+    SearchRequest req;
+    req.queries.assign(data.base.begin(), data.base.begin() + 8);
+    EXPECT_EQ(std::move(c->Search(req)).value()[0].size(), 10u);
+  }
+  auto db = std::move(Database::Open(dir_)).value();
+  auto c = std::move(db->GetCollection("items")).value();
+  EXPECT_EQ(c->Count(), 10u);
+  ASSERT_TRUE(c->Upsert(Records(data, 10, 20)).ok());
+  EXPECT_EQ(c->Count(), 20u);
+}
+
 // Regression (issue 9.7): a write whose automatic checkpoint failed was durable but answered
 // with an error (naming an internal path), and every later write retried and failed again.
 // Also: leftover *.tmp files of an interrupted checkpoint are removed at open.

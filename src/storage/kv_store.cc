@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <vector>
 
+#include "util/file.h"
+
 namespace fathom {
 namespace {
 
@@ -89,6 +91,7 @@ Result<std::unique_ptr<KvStore>> KvStore::Open(const std::string& dir, bool sync
   std::unique_ptr<KvStore> store(new KvStore());
   store->db_.reset(raw);
   store->sync_ = sync;
+  store->dir_ = dir;
   // handles[0] is the default family, unused; RocksDB frees it with the DB.
   for (int i = 0; i < 3; ++i) store->handles_[i] = handles[i + 1];
   store->default_handle_ = handles[0];
@@ -107,6 +110,8 @@ KvStore::~KvStore() {
 rocksdb::ColumnFamilyHandle* KvStore::Handle(Cf cf) const { return handles_[static_cast<int>(cf)]; }
 
 Status KvStore::Write(Batch& batch) {
+  FATHOM_RETURN_IF_ERROR(CheckFreeSpace(dir_, batch.batch_->GetDataSize(),
+                                        min_free_bytes_.load(std::memory_order_relaxed)));
   if (write_stopped_.load(std::memory_order_acquire)) {
     // RocksDB stopped writes at the last failure (its background error); writing again before
     // it recovers touches a log writer in a failed state. Resume() flushes the memtables to new

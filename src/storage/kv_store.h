@@ -52,11 +52,18 @@ class KvStore {
   // `env`: the file system to use (tests inject faults); nullptr for the operating system's.
   static Result<std::unique_ptr<KvStore>> Open(const std::string& dir, bool sync,
                                                rocksdb::Env* env = nullptr);
+
+  // Writes are refused (NoSpace) while the file system holding the store has less than this
+  // many bytes free beyond the batch itself. Debian's RocksDB 7.8 aborts the process (an
+  // assertion in its log writer) when a log append fails for lack of space, so the log must
+  // never reach a full disk: this reserve is the guard. 0 disables it.
+  void set_min_free_bytes(uint64_t bytes) { min_free_bytes_.store(bytes); }
   ~KvStore();
 
-  // A full disk fails the write with NoSpace and pauses writes (RocksDB stops at its first
-  // failed write); each later Write first asks RocksDB to resume, so writes come back by
-  // themselves once space is freed. Nothing acknowledged is lost: a failed write applied nothing.
+  // A full disk (below the reserve above) fails the write with NoSpace before anything is
+  // written. A failure inside RocksDB (a background flush out of space, an I/O error) stops its
+  // writes; each later Write first asks RocksDB to resume, so writes come back by themselves
+  // once space is freed. Nothing acknowledged is lost: a failed write applied nothing.
   Status Write(Batch& batch);
   // Makes every acknowledged write durable (for buffered databases, before a checkpoint).
   Status SyncWal();
@@ -76,6 +83,8 @@ class KvStore {
   rocksdb::ColumnFamilyHandle* handles_[3] = {nullptr, nullptr, nullptr};
   rocksdb::ColumnFamilyHandle* default_handle_ = nullptr;
   bool sync_ = true;
+  std::string dir_;
+  std::atomic<uint64_t> min_free_bytes_{0};
   std::mutex resume_mutex_;
   std::atomic<bool> write_stopped_{false};  // a write failed; Resume() before the next
 };

@@ -1,6 +1,7 @@
 #include "util/file.h"
 
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -106,6 +107,18 @@ Status ByteReader::Skip(size_t n) {
   }
   pos_ += n;
   return Status::OK();
+}
+
+Status CheckFreeSpace(const std::string& path, uint64_t need, uint64_t reserve) {
+  if (reserve == 0) return Status::OK();
+  struct statvfs st;
+  if (::statvfs(path.c_str(), &st) != 0) return Status::OK();
+  const uint64_t free_bytes = uint64_t(st.f_bavail) * st.f_frsize;
+  if (free_bytes >= need + reserve) return Status::OK();
+  return Status::NoSpace("disk full: " + std::to_string(free_bytes >> 20) + " MiB free under '" + path +
+                         "', this write needs " + std::to_string((need + (1 << 20) - 1) >> 20) +
+                         " MiB plus a reserve of " + std::to_string(reserve >> 20) +
+                         " MiB; nothing was written; writes resume once space is freed (reads go on)");
 }
 
 }  // namespace fathom

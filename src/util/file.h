@@ -14,6 +14,11 @@ namespace fathom {
 Result<std::string> ReadFile(const std::string& path);
 // Writes `contents` to `path` so that a crash leaves either the old file or the new one.
 Status WriteFileAtomic(const std::string& path, std::string_view contents);
+
+// NoSpace when the file system holding `path` has fewer than `need` + `reserve` bytes free
+// (the message names both and says that nothing was written); OK otherwise, or when `reserve`
+// is 0, or when the free space cannot be read.
+Status CheckFreeSpace(const std::string& path, uint64_t need, uint64_t reserve);
 uint32_t Crc32(std::string_view data);
 
 // Little-endian append/read helpers for binary formats.

@@ -517,7 +517,7 @@ class BadInputTest(ServerTestCase):
 
     def test_truncated_body(self):
         # Content-Length promises more than arrives: the read times out (--request-timeout 2).
-        status, doc = self.raw(b"POST /collections/bad/points/search HTTP/1.1\r\nHost: x\r\n"
+        status, doc = self.raw(b"POST /collections/bad/points/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                                b"Content-Length: 100\r\n\r\n{\"vector\": [1,", timeout=15)
         self.assertEqual(status, 400)
         self.assertIn("truncated", doc["status"]["error"])
@@ -642,12 +642,12 @@ class BadInputTest(ServerTestCase):
         self.assertIn("262144", doc["status"]["error"])
         # Chunked bodies are held to the same limit.
         chunk = big[:270000]
-        status, doc = self.raw(b"PUT /collections/bad/points HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+        status, doc = self.raw(b"PUT /collections/bad/points HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
                                b"%x\r\n" % len(chunk) + chunk + b"\r\n0\r\n\r\n")
         self.assertEqual(status, 413)
         self.assertIn("larger than", doc["status"]["error"])
         # A client announcing 100 MB and sending little gets 413 once the read times out.
-        status, doc = self.raw(b"PUT /collections/bad/points HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n{}",
+        status, doc = self.raw(b"PUT /collections/bad/points HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{}",
                                timeout=15)
         self.assertEqual(status, 413)
         self.assertEqual(self.server.ok("GET", "/collections/bad")["points_count"], 20)
@@ -716,7 +716,7 @@ class BadInputTest(ServerTestCase):
         status, doc = self.raw(b"GARBAGE\r\n\r\n")
         self.assertEqual(status, 400)
         self.assertIn("error", doc["status"])
-        status, doc = self.raw(b"GET /" + b"a" * 10000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, doc = self.raw(b"GET /" + b"a" * 10000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\r\n")
         self.assertTrue(400 <= status < 500, status)
 
     def test_multipart_body(self):
@@ -930,6 +930,213 @@ class SigtermDuringIngestTest(unittest.TestCase):
             self.assertEqual(server.stop(), 0)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class PortTest(unittest.TestCase):
+    """Regression (issue 9.4): a second server on a busy port printed "listening" (SO_REUSEPORT)
+    and the two split the requests between two databases."""
+
+    def test_second_server_on_a_busy_port_fails(self):
+        tmp = tempfile.mkdtemp(prefix="fathom_port_test_")
+        try:
+            first = Server(os.path.join(tmp, "a"))
+            try:
+                proc = subprocess.run([SERVER_BINARY, "--data", os.path.join(tmp, "b"), "--port", str(first.port)],
+                                      capture_output=True, timeout=60)
+                self.assertEqual(proc.returncode, 2, proc.stderr)
+                self.assertNotIn(b"listening", proc.stdout)
+                self.assertIn(b"Address already in use", proc.stderr)
+                for _ in range(10):
+                    self.assertEqual(first.ok("GET", "/collections"), {"collections": []})
+            finally:
+                self.assertEqual(first.stop(), 0)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+class SlowClientTest(ServerTestCase):
+    """Regression (issue 9.5): connections trickling one header byte at a time held every worker
+    and /healthz timed out for 70 s."""
+    server_args = ("--threads", "8", "--header-timeout", "2", "--max-connections-per-client", "40")
+
+    def trickle(self, sockets, stop):
+        request = b"GET /collections HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 1000
+        pos = 0
+        while not stop.is_set() and pos < len(request):
+            for s in list(sockets):
+                try:
+                    s.send(request[pos:pos + 1])
+                except OSError:
+                    sockets.remove(s)
+            pos += 1
+            stop.wait(0.2)
+
+    def test_slow_clients_are_cut_off_and_health_answers(self):
+        sockets = [socket.create_connection(("127.0.0.1", self.server.port)) for _ in range(30)]
+        stop = threading.Event()
+        t = threading.Thread(target=self.trickle, args=(list(sockets), stop))
+        t.start()
+        try:
+            time.sleep(0.5)
+            # 30 slow connections hold all 8 core workers: health still answers at once.
+            start = time.time()
+            conn = self.server.connect(timeout=5)
+            conn.request("GET", "/healthz")
+            self.assertEqual(conn.getresponse().status, 200)
+            conn.close()
+            self.assertLess(time.time() - start, 1.5)
+            # Past the 2 s header timeout every slow connection is closed by the server.
+            deadline = time.time() + 15
+            closed = 0
+            while time.time() < deadline and closed < 30:
+                closed = 0
+                for s in sockets:
+                    s.setblocking(False)
+                    try:
+                        closed += s.recv(1) == b""
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        closed += 1
+                time.sleep(0.2)
+            self.assertEqual(closed, 30)
+            metrics = self.server.request("GET", "/metrics")[1]
+            m = re.search(r'fathom_http_connections_closed_total\{reason="header_timeout"\} (\d+)', metrics)
+            self.assertGreaterEqual(int(m.group(1)), 30, metrics)
+        finally:
+            stop.set()
+            t.join()
+            for s in sockets:
+                s.close()
+        self.assertEqual(self.server.ok("GET", "/healthz"), {"status": "healthy"})
+
+    def test_connections_per_client_are_bounded(self):
+        sockets = [socket.create_connection(("127.0.0.1", self.server.port)) for _ in range(50)]
+        try:
+            # Idle (header-phase) connections past the allowance of 40 are closed first: the
+            # newest 10, well before the header timeout.
+            deadline = time.time() + 1.8
+            closed = 0
+            while time.time() < deadline and closed < 10:
+                closed = 0
+                for s in sockets:
+                    s.setblocking(False)
+                    try:
+                        closed += s.recv(1) == b""
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        closed += 1
+                time.sleep(0.1)
+            self.assertGreaterEqual(closed, 10)
+        finally:
+            for s in sockets:
+                s.close()
+
+
+class UnauthenticatedBodyTest(ServerTestCase):
+    """Regression (issue 9.6): bodies were read before the key was checked (16 x 60 MB without a
+    key took the server to 1.47 GB)."""
+    server_env = {"FATHOM_API_KEY": "rw-secret-key"}
+    server_args = ("--max-body", str(64 << 20))
+
+    def test_key_is_checked_before_the_body_is_read(self):
+        before = rss_kib(self.server.proc.pid)
+        for i in range(16):
+            s = socket.create_connection(("127.0.0.1", self.server.port), timeout=10)
+            try:
+                s.sendall(b"PUT /collections/x/points HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: 60000000\r\n\r\n" + b"[" * 65536)
+                # The 401 comes while 59.9 MB are still unsent: the server did not wait for them.
+                reply = b""
+                while b"\r\n\r\n" not in reply:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    reply += chunk
+                self.assertTrue(reply.startswith(b"HTTP/1.1 401"), reply[:200])
+                self.assertIn(b"Connection: close", reply)
+            finally:
+                s.close()
+        self.assertLess(rss_kib(self.server.proc.pid) - before, 100 * 1024)
+        self.assertEqual(self.server.ok("GET", "/healthz"), {"status": "healthy"})
+
+
+class BrowserOriginTest(ServerTestCase):
+    """Regression (issue 9.10): a keyless loopback server took text/plain POSTs from any web page
+    (CSRF) and requests for any Host name (DNS rebinding)."""
+
+    def test_keyless_server_refuses_browser_attacks(self):
+        self.server.ok("PUT", "/collections/web", {"vectors": {"size": 2, "distance": "l2", "index": "Flat"}})
+        body = json.dumps({"points": [{"id": 1, "vector": [1, 2]}]}).encode()
+        status, doc, _ = self.server.request("PUT", "/collections/web/points", body, {"Content-Type": "text/plain"})
+        self.assertEqual(status, 415, doc)
+        self.assertIn("application/json", doc["status"]["error"])
+        status, doc, _ = self.server.request("PUT", "/collections/web/points", body,
+                                             {"Origin": "http://evil.example"})
+        self.assertEqual(status, 403, doc)
+        status, doc, _ = self.server.request("GET", "/collections", None, {"Host": "evil.example:6333"})
+        self.assertEqual(status, 403, doc)
+        self.assertIn("DNS rebinding", doc["status"]["error"])
+        self.assertEqual(self.server.ok("POST", "/collections/web/points/count", {})["count"], 0)
+        # Same-machine pages and plain clients still work.
+        self.server.ok("PUT", "/collections/web/points", json.loads(body), {"Origin": "http://localhost:8080"})
+        self.server.ok("PUT", "/collections/web/points", json.loads(body), {"Host": "localhost:%d" % self.server.port})
+        self.assertEqual(self.server.ok("POST", "/collections/web/points/count", {})["count"], 1)
+
+
+class DiskFullTest(unittest.TestCase):
+    """Regression (issue 9.2): on a full disk the second failing write aborted the server (a
+    RocksDB assertion). Runs on a 16 MiB tmpfs, so it needs root (CI runs as root)."""
+
+    def test_disk_full_is_507_and_recovers(self):
+        mnt = tempfile.mkdtemp(prefix="fathom_small_fs_")
+        if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", mnt],
+                                               capture_output=True).returncode != 0:
+            os.rmdir(mnt)
+            self.skipTest("mounting a small tmpfs needs root")
+        try:
+            server = Server(os.path.join(mnt, "data"), ("--min-free-disk", "2"), durability="fsync")
+            try:
+                server.ok("PUT", "/collections/c", {"vectors": {"size": 64, "distance": "L2"}})
+                st = os.statvfs(mnt)
+                with open(os.path.join(mnt, "filler"), "wb") as f:
+                    f.write(b"\0" * (st.f_bavail * st.f_frsize - 3 * 1024 * 1024))
+                acked, errors = [], []
+                for b in range(60):
+                    pts = [{"id": b * 50 + j, "vector": [float(j)] * 64, "payload": {"pad": "x" * 2000}}
+                           for j in range(50)]
+                    status, doc, _ = server.request("PUT", "/collections/c/points", {"points": pts})
+                    if status == 200:
+                        acked += [p["id"] for p in pts]
+                    else:
+                        errors.append((status, doc["status"]["error"]))
+                    self.assertIsNone(server.proc.poll(), "the server died:\n" + server.log_text())
+                self.assertTrue(errors)
+                self.assertEqual({s for s, _ in errors}, {507}, errors[:3])
+                self.assertIn("disk full", errors[0][1])
+                # Reads go on while the disk is full.
+                self.assertEqual(server.ok("POST", "/collections/c/points/count", {})["count"], len(acked))
+                os.remove(os.path.join(mnt, "filler"))
+                server.ok("PUT", "/collections/c/points", {"points": [{"id": 10 ** 6, "vector": [1.0] * 64}]})
+                acked.append(10 ** 6)
+                self.assertEqual(server.stop(), 0)
+                server = Server(os.path.join(mnt, "data"))
+                got = server.ok("POST", "/collections/c/points", {"ids": acked})
+                self.assertEqual(len(got), len(acked))
+            finally:
+                server.stop()
+        finally:
+            subprocess.run(["umount", mnt])
+            os.rmdir(mnt)
 
 
 def main():
