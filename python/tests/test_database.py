@@ -102,6 +102,47 @@ def test_threads_search_while_one_writes(tmp_path):
         assert not errors and col.count() == 5000
 
 
+def test_drop_while_other_threads_use_the_collection(tmp_path):
+    """Regression (issue 9.3): drop_collection while other threads searched and upserted freed the
+    collection under them (segfaults, heap corruption). Now their calls either finish or raise
+    NotFoundError; the process and the database stay usable."""
+    with fathom.Database(tmp_path / "db", durability="buffered") as db:
+        for round_ in range(3):
+            col, x = fill(db, name="items", n=500)
+            started = threading.Barrier(4)
+            outcomes = []
+
+            def user(kind):
+                started.wait()
+                calls = 0
+                try:
+                    while True:
+                        if kind == 0:
+                            col.upsert([10**6 + calls], x[:1])
+                        elif kind == 1:
+                            col.search(x[:5], k=3, with_vector=True)
+                        else:
+                            col.get([calls % 500])
+                        calls += 1
+                except fathom.NotFoundError as e:
+                    outcomes.append((kind, calls, str(e)))
+                except Exception as e:  # noqa: BLE001 - reported below
+                    outcomes.append((kind, calls, "unexpected %r" % e))
+
+            threads = [threading.Thread(target=user, args=(k,)) for k in range(3)]
+            for t in threads:
+                t.start()
+            started.wait()
+            db.drop_collection("items")
+            for t in threads:
+                t.join(60)
+            assert len(outcomes) == 3, outcomes
+            for kind, calls, message in outcomes:
+                assert "unexpected" not in message, message
+                assert "items" in message
+        assert db.list_collections() == []
+
+
 def test_same_answers_as_the_cli(tmp_path):
     """Results through the bindings equal those of the C++ `fathom` tool on the same data."""
     cli = os.environ.get("FATHOM_CLI_BIN") or str(ROOT / "build" / "src" / "cli" / "fathom")
