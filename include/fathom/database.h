@@ -134,8 +134,27 @@ class Collection {
   virtual size_t memory_bytes() const = 0;
 };
 
+// What Database::Repair found and salvaged.
+struct RepairReport {
+  struct CollectionReport {
+    std::string name;
+    size_t records = 0;            // records readable after the repair (now searchable)
+    size_t undecodable = 0;        // records whose bytes no longer decode: removed
+    size_t checkpoint_points = 0;  // points in its newest checkpoint before the repair (0: none)
+  };
+  std::vector<CollectionReport> collections;
+  std::vector<std::string> notes;  // files set aside and other findings, one line each
+};
+
 class Database {
  public:
+  // Salvages a database that no longer opens (a corrupt RocksDB block, a lost file): RocksDB's
+  // repair keeps every table and log it can read (unreadable ones go to store/lost/), records
+  // that no longer decode are removed, every index checkpoint is set aside (indexes/*/pre-repair/)
+  // and the indexes are rebuilt from the records. The database must not be open. Compare each
+  // collection's `records` with `checkpoint_points` to see roughly how many points were lost.
+  static Result<RepairReport> Repair(const std::string& dir);
+
   // Opens (creating if missing) the database in `dir`, recovering every collection.
   static Result<std::unique_ptr<Database>> Open(const std::string& dir,
                                                 const DatabaseOptions& options = {});

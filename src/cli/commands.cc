@@ -170,6 +170,24 @@ Status RunDrop(const Context& ctx, const std::string& name) {
   return db->Close();
 }
 
+Status RunRepair(const Context& ctx) {
+  FATHOM_ASSIGN_OR_RETURN(RepairReport report, Database::Repair(ctx.data_dir));
+  for (const auto& note : report.notes) *ctx.out << note << "\n";
+  for (const auto& c : report.collections) {
+    *ctx.out << "collection '" << c.name << "': " << c.records << " points recovered";
+    if (c.checkpoint_points > c.records) {
+      *ctx.out << ", about " << (c.checkpoint_points - c.records) << " lost (its last checkpoint had "
+               << c.checkpoint_points << ")";
+    } else if (c.checkpoint_points > 0) {
+      *ctx.out << " (its last checkpoint had " << c.checkpoint_points << ")";
+    }
+    if (c.undecodable > 0) *ctx.out << "; " << c.undecodable << " damaged records removed";
+    *ctx.out << "\n";
+  }
+  *ctx.out << "repaired '" << ctx.data_dir << "': indexes rebuilt from the records\n";
+  return Status::OK();
+}
+
 Status RunList(const Context& ctx, bool as_json) {
   FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
   std::vector<std::string> names = db->ListCollections();

@@ -78,6 +78,8 @@ Result<std::unique_ptr<Database>> OpenDatabase(const Context& ctx, bool create);
 
 Status RunCreate(const Context& ctx, const CreateOptions& options);
 Status RunDrop(const Context& ctx, const std::string& name);
+// Salvages a database that no longer opens and reports what each collection kept.
+Status RunRepair(const Context& ctx);
 Status RunList(const Context& ctx, bool json);
 Status RunInfo(const Context& ctx, const std::string& name, bool json);
 Status RunImport(const Context& ctx, const std::string& name, const ImportOptions& options);

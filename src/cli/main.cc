@@ -99,6 +99,12 @@ int Run(int argc, char** argv) {
   drop_cmd->add_option("name", drop_name, "collection name")->required();
   AddCommonOptions(drop_cmd, &ctx, &durability, &verbose);
 
+  // repair
+  auto* repair_cmd = app.add_subcommand(
+      "repair", "salvage a database that no longer opens (corrupt store): keep what can be read, "
+                "rebuild the indexes, report what was lost");
+  AddCommonOptions(repair_cmd, &ctx, &durability, &verbose);
+
   // list
   bool list_json = false;
   auto* list_cmd = app.add_subcommand("list", "list collections with their sizes and vectors");
@@ -248,6 +254,8 @@ int Run(int argc, char** argv) {
     status = RunCreate(ctx, create);
   } else if (*drop_cmd) {
     status = RunDrop(ctx, drop_name);
+  } else if (*repair_cmd) {
+    status = RunRepair(ctx);
   } else if (*list_cmd) {
     status = RunList(ctx, list_json);
   } else if (*info_cmd) {

@@ -1,3 +1,5 @@
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -183,6 +185,90 @@ Result<std::unique_ptr<Database>> Database::Open(const std::string& dir, const D
   auto db = std::make_unique<DatabaseImpl>(dir, options, std::move(kv));
   FATHOM_RETURN_IF_ERROR(db->Load());
   return std::unique_ptr<Database>(std::move(db));
+}
+
+Result<RepairReport> Database::Repair(const std::string& dir) {
+  const std::string store_dir = dir + "/store";
+  std::error_code ec;
+  if (!fs::exists(store_dir + "/CURRENT", ec) && !fs::exists(store_dir, ec)) {
+    return Status::NotFound("'" + dir + "' holds no Fathom database (no store/)");
+  }
+  RepairReport report;
+  FATHOM_RETURN_IF_ERROR(KvStore::Repair(store_dir));
+  if (fs::exists(store_dir + "/lost", ec)) {
+    for (const auto& entry : fs::recursive_directory_iterator(store_dir + "/lost", ec)) {
+      if (entry.is_regular_file(ec)) {
+        report.notes.push_back("unreadable store file set aside: " + entry.path().string());
+      }
+    }
+  }
+  {
+    FATHOM_ASSIGN_OR_RETURN(auto kv, KvStore::Open(store_dir, true));
+    std::vector<std::pair<CollectionSpec, uint32_t>> specs;
+    FATHOM_RETURN_IF_ERROR(kv->Scan(Cf::kMeta, kSpecPrefix, [&](std::string_view key, std::string_view v) {
+      CollectionSpec spec;
+      uint32_t id;
+      if (DecodeSpec(v, &spec, &id).ok()) {
+        specs.emplace_back(std::move(spec), id);
+      } else {
+        report.notes.push_back("undecodable collection spec removed: " + std::string(key));
+      }
+      return true;
+    }));
+    for (const auto& [spec, id] : specs) {
+      RepairReport::CollectionReport c;
+      c.name = spec.name;
+      std::vector<std::string> bad;
+      FATHOM_RETURN_IF_ERROR(kv->Scan(Cf::kRecords, CollectionPrefix(id), [&](std::string_view key, std::string_view v) {
+        Record record;
+        if (DecodeRecord(v, &record).ok()) {
+          ++c.records;
+        } else {
+          bad.emplace_back(key);
+        }
+        return true;
+      }));
+      c.undecodable = bad.size();
+      KvStore::Batch batch(*kv);
+      for (const auto& key : bad) batch.Delete(Cf::kRecords, key);
+      // The log and its trim mark describe index states that no longer exist.
+      batch.Delete(Cf::kMeta, "trimmed/" + CollectionPrefix(id));
+      batch.DeleteRange(Cf::kOplog, CollectionPrefix(id), CollectionPrefix(id + 1));
+      FATHOM_RETURN_IF_ERROR(kv->Write(batch));
+      // Checkpoints: note the newest one's size, then set them all aside.
+      const std::string index_dir = dir + "/indexes/" + std::to_string(id);
+      std::vector<fs::path> files;
+      for (const auto& entry : fs::directory_iterator(index_dir, ec)) {
+        if (entry.path().extension() == ".fathom") files.push_back(entry.path());
+      }
+      std::sort(files.begin(), files.end(), [](const fs::path& a, const fs::path& b) {
+        auto seq = [](const fs::path& p) {
+          std::string stem = p.stem().string();  // "<vector>.<sequence>"
+          size_t dot = stem.find('.');
+          return dot == std::string::npos ? 0ull : std::strtoull(stem.c_str() + dot + 1, nullptr, 10);
+        };
+        return seq(a) > seq(b);
+      });
+      for (const auto& file : files) {
+        if (c.checkpoint_points == 0 && file.filename().string().rfind("0.", 0) == 0) {
+          auto index = Index::Load(file.string());
+          if (index.ok()) c.checkpoint_points = (*index)->size();
+        }
+        fs::create_directories(index_dir + "/pre-repair", ec);
+        fs::rename(file, index_dir + "/pre-repair/" + file.filename().string(), ec);
+        if (ec) return Status::IOError("cannot set aside '" + file.string() + "': " + ec.message());
+      }
+      if (!files.empty()) {
+        report.notes.push_back("collection '" + spec.name + "': " + std::to_string(files.size()) +
+                               " checkpoint file(s) moved to " + index_dir + "/pre-repair");
+      }
+      report.collections.push_back(std::move(c));
+    }
+  }
+  // Opening rebuilds every index from its records; closing checkpoints them.
+  FATHOM_ASSIGN_OR_RETURN(auto db, Database::Open(dir));
+  FATHOM_RETURN_IF_ERROR(db->Close());
+  return report;
 }
 
 Status Database::Restore(const std::string& snapshot_dir, const std::string& db_dir,

@@ -605,6 +605,66 @@ TEST_F(DatabaseTest, DiskReserveRefusesWritesAndKeepsReads) {
   EXPECT_EQ(c->Count(), 20u);
 }
 
+// Issue 9.13: one corrupt RocksDB table made the database refuse to open, with no way back.
+// Repair keeps what can be read, rebuilds the indexes, and says how much was lost.
+TEST_F(DatabaseTest, RepairSalvagesACorruptStore) {
+  auto data = testing::Clustered(400, 1, 8, 4, 11);
+  {
+    auto db = std::move(Database::Open(dir_)).value();
+    auto c = std::move(db->CreateCollection(Spec("items", 8))).value();
+    ASSERT_TRUE(c->Upsert(Records(data, 0, 200)).ok());
+  }  // closing flushes the first 200 records into a table file
+  {
+    auto db = std::move(Database::Open(dir_)).value();
+    auto c = std::move(db->GetCollection("items")).value();
+    ASSERT_TRUE(c->Upsert(Records(data, 200, 400)).ok());
+  }
+  // Damage the largest table file (records) in its middle.
+  fs::path victim;
+  uintmax_t largest = 0;
+  for (const auto& e : fs::directory_iterator(dir_ + "/store")) {
+    if (e.path().extension() == ".sst" && e.file_size() > largest) {
+      largest = e.file_size();
+      victim = e.path();
+    }
+  }
+  ASSERT_FALSE(victim.empty());
+  {
+    std::fstream f(victim, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(std::streamoff(largest / 3));
+    std::string junk(64, '\x5a');
+    f.write(junk.data(), std::streamsize(junk.size()));
+  }
+  auto broken = Database::Open(dir_);
+  ASSERT_FALSE(broken.ok());
+  EXPECT_TRUE(broken.status().IsCorruption()) << broken.status().ToString();
+
+  auto report = Database::Repair(dir_);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  ASSERT_EQ(report->collections.size(), 1u);
+  const auto& c = report->collections[0];
+  EXPECT_EQ(c.name, "items");
+  EXPECT_EQ(c.checkpoint_points, 400u);
+  EXPECT_LT(c.records, 400u);
+
+  auto db = Database::Open(dir_);
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  auto col = std::move((*db)->GetCollection("items")).value();
+  EXPECT_EQ(col->Count(), c.records);
+  // Every point that survived is found by its own vector.
+  for (size_t i = 0; i < 400; ++i) {
+    auto got = std::move(col->Get({PointId(uint64_t(i))}, false)).value();
+    if (!got[0]) continue;
+    SearchRequest req;
+    req.queries.assign(data.base.begin() + i * 8, data.base.begin() + (i + 1) * 8);
+    req.k = 1;
+    req.ef = 200;
+    auto hits = std::move(col->Search(req)).value();
+    ASSERT_EQ(hits[0].size(), 1u);
+    EXPECT_EQ(std::get<uint64_t>(hits[0][0].id), i);
+  }
+}
+
 // Regression (issue 9.7): a write whose automatic checkpoint failed was durable but answered
 // with an error (naming an internal path), and every later write retried and failed again.
 // Also: leftover *.tmp files of an interrupted checkpoint are removed at open.

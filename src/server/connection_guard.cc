@@ -86,6 +86,34 @@ void ConnectionWatch::Leave(const std::string& addr, int port) {
   a.since = Clock::now();
 }
 
+bool ConnectionWatch::RespondAndClose(const std::string& addr, int port, const std::string& response) {
+  const std::string peer = PeerKey(addr, port);
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return false;
+  bool done = false;
+  while (dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
+    const int fd = std::atoi(entry->d_name);
+    if (fd == dirfd(dir)) continue;
+    const int handle = dup(fd);
+    if (handle < 0) continue;
+    if (ConnectionPeer(handle, port_) == peer) {
+      size_t sent = 0;
+      while (sent < response.size()) {
+        ssize_t n = send(handle, response.data() + sent, response.size() - sent, MSG_NOSIGNAL);
+        if (n <= 0) break;
+        sent += size_t(n);
+      }
+      shutdown(handle, SHUT_RDWR);
+      done = true;
+    }
+    close(handle);
+    if (done) break;
+  }
+  closedir(dir);
+  return done;
+}
+
 void ConnectionWatch::Run() {
   std::unique_lock lock(mutex_);
   while (!stopping_) {

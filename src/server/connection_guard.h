@@ -57,6 +57,12 @@ class ConnectionWatch {
   // Its response is done: the connection may wait for its next request (a header deadline).
   void Leave(const std::string& addr, int port);
 
+  // Sends `response` (a whole HTTP response) on the connection of `addr`:`port` and shuts it
+  // down: for a request refused before its body, whose unread body httplib 0.11 would
+  // otherwise read as the next request line, without bound. Finds the descriptor with a scan of
+  // the process's sockets; false if it is gone.
+  bool RespondAndClose(const std::string& addr, int port, const std::string& response);
+
   // Connections cut off so far, by reason (for /metrics).
   uint64_t header_timeouts() const { return header_timeouts_.load(); }
   uint64_t body_timeouts() const { return body_timeouts_.load(); }

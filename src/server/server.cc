@@ -59,6 +59,19 @@ std::string Envelope(const Reply& reply, double seconds) {
   return body;
 }
 
+const char* ReasonPhrase(int status) {
+  switch (status) {
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    default: return "Error";
+  }
+}
+
 const char* DefaultMessage(int status) {
   switch (status) {
     case 400: return "malformed HTTP request";
@@ -478,6 +491,18 @@ HttpServer::HttpServer(const ServerOptions& options, Api* api)
       // close, never buffering what an unauthenticated client sends.
       res.set_header("Connection", "close");
       frontend.Handle(req, res, "", 0);
+      // httplib 0.11 keeps the connection open whatever the response says, and would read the
+      // unread body as the next request line (without bound): send the answer ourselves and
+      // close. httplib's own write of it then fails quietly.
+      if (watch != nullptr) {
+        std::string raw = "HTTP/1.1 " + std::to_string(res.status) + " " + ReasonPhrase(res.status) +
+                          "\r\nContent-Type: application/json\r\nContent-Length: " +
+                          std::to_string(res.body.size()) + "\r\nConnection: close\r\n";
+        if (res.has_header("WWW-Authenticate")) raw += "WWW-Authenticate: Bearer\r\n";
+        if (res.has_header("Allow")) raw += "Allow: " + res.get_header_value("Allow") + "\r\n";
+        raw += "\r\n" + res.body;
+        watch->RespondAndClose(req.remote_addr, req.remote_port, raw);
+      }
       return;
     }
     if (watch != nullptr) watch->Enter(req.remote_addr, req.remote_port, ConnectionWatch::Phase::kBody);

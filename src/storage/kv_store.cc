@@ -98,6 +98,15 @@ Result<std::unique_ptr<KvStore>> KvStore::Open(const std::string& dir, bool sync
   return store;
 }
 
+Status KvStore::Repair(const std::string& dir) {
+  rocksdb::Options options;
+  options.create_if_missing = false;
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  cfs.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
+  for (const char* name : kCfNames) cfs.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  return FromRocks(rocksdb::RepairDB(dir, options, cfs), "repair of '" + dir + "' failed");
+}
+
 KvStore::~KvStore() {
   if (!db_) return;
   for (auto* h : handles_) {

@@ -59,6 +59,9 @@ class KvStore {
   // never reach a full disk: this reserve is the guard. 0 disables it.
   void set_min_free_bytes(uint64_t bytes) { min_free_bytes_.store(bytes); }
   ~KvStore();
+  // RocksDB's repair of the (closed) store in `dir`: rebuilds its metadata from every table and
+  // log it can read; unreadable files are moved to `dir`/lost.
+  static Status Repair(const std::string& dir);
 
   // A full disk (below the reserve above) fails the write with NoSpace before anything is
   // written. A failure inside RocksDB (a background flush out of space, an I/O error) stops its

@@ -1064,6 +1064,10 @@ class UnauthenticatedBodyTest(ServerTestCase):
                     reply += chunk
                 self.assertTrue(reply.startswith(b"HTTP/1.1 401"), reply[:200])
                 self.assertIn(b"Connection: close", reply)
+                # The rest is never read: the server closed the connection.
+                with self.assertRaises(OSError):
+                    for _ in range(60000000 // 65536 + 1):
+                        s.sendall(b"[" * 65536)
             finally:
                 s.close()
         self.assertLess(rss_kib(self.server.proc.pid) - before, 100 * 1024)
