@@ -4,10 +4,19 @@
 // operation is there (vector, payload, presence or absence) and that the batch in flight was
 // applied entirely or not at all.
 //
-//   crash_test [--kills N] [--seed S] [--dir DIR] [--keep]
+//   crash_test [--kills N] [--seed S] [--dir DIR] [--keep] [--power-loss]
 //
 // Prints "crash-test: kills=N acked=N lost=0 half_applied=0 reopen_failures=0" and exits 0 only
 // when nothing was lost.
+//
+// --power-loss: a SIGKILL leaves the OS page cache, so every write survives it even without an
+// fsync. In this mode the writer's RocksDB runs on JournalFs, which records in a journal every
+// durable event: a file created, a file synced (and its size then), a directory synced. After the
+// kill the driver does what a power cut would: files created since their directory was last
+// synced vanish, the others lose everything past their last sync. Fathom's own files (index
+// checkpoints) are always written to a temporary file, synced, renamed and the directory synced,
+// so a power cut leaves them whole or leaves a *.tmp that open removes; the driver also keeps
+// such a leftover to check that. Prints "power-loss: cycles=N acked=N lost=0 reopen_failures=0".
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -29,6 +38,9 @@
 #include <vector>
 
 #include <spdlog/spdlog.h>
+
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
 
 #include "fathom/database.h"
 
@@ -93,10 +105,189 @@ Op MakeOp(uint64_t batch, std::mt19937_64& rng) {
   return op;
 }
 
-std::unique_ptr<Database> OpenDb(const std::string& dir, uint64_t checkpoint_every) {
+// Journal lines: "N path" created (or truncated), "S path size" synced up to size, "D dir"
+// directory synced, "R from to" renamed, "X path" deleted. One write(2) per line on an O_APPEND
+// descriptor, after the event happened: the journal never claims more durability than there was.
+class JournalFs final : public rocksdb::FileSystemWrapper {
+ public:
+  JournalFs(std::shared_ptr<rocksdb::FileSystem> base, int journal)
+      : rocksdb::FileSystemWrapper(std::move(base)), journal_(journal) {}
+  const char* Name() const override { return "JournalFs"; }
+
+  void Note(const std::string& line) const {
+    std::string l = line + "\n";
+    [[maybe_unused]] ssize_t n = ::write(journal_, l.data(), l.size());
+  }
+
+  class File final : public rocksdb::FSWritableFileOwnerWrapper {
+   public:
+    File(std::unique_ptr<rocksdb::FSWritableFile> f, const JournalFs* fs, std::string path)
+        : rocksdb::FSWritableFileOwnerWrapper(std::move(f)), fs_(fs), path_(std::move(path)) {}
+    rocksdb::IOStatus Sync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* d) override {
+      return Synced(target()->Sync(o, d), o, d);
+    }
+    rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* d) override {
+      return Synced(target()->Fsync(o, d), o, d);
+    }
+
+   private:
+    rocksdb::IOStatus Synced(rocksdb::IOStatus s, const rocksdb::IOOptions& o, rocksdb::IODebugContext* d) {
+      if (s.ok()) fs_->Note("S " + path_ + " " + std::to_string(target()->GetFileSize(o, d)));
+      return s;
+    }
+    const JournalFs* fs_;
+    std::string path_;
+  };
+
+  class Dir final : public rocksdb::FSDirectory {
+   public:
+    Dir(std::unique_ptr<rocksdb::FSDirectory> d, const JournalFs* fs, std::string path)
+        : dir_(std::move(d)), fs_(fs), path_(std::move(path)) {}
+    rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* d) override {
+      rocksdb::IOStatus s = dir_->Fsync(o, d);
+      if (s.ok()) fs_->Note("D " + path_);
+      return s;
+    }
+    rocksdb::IOStatus FsyncWithDirOptions(const rocksdb::IOOptions& o, rocksdb::IODebugContext* d,
+                                          const rocksdb::DirFsyncOptions& options) override {
+      rocksdb::IOStatus s = dir_->FsyncWithDirOptions(o, d, options);
+      if (s.ok()) fs_->Note("D " + path_);
+      return s;
+    }
+    rocksdb::IOStatus Close(const rocksdb::IOOptions& o, rocksdb::IODebugContext* d) override {
+      return dir_->Close(o, d);
+    }
+    size_t GetUniqueId(char* id, size_t max_size) const override { return dir_->GetUniqueId(id, max_size); }
+
+   private:
+    std::unique_ptr<rocksdb::FSDirectory> dir_;
+    const JournalFs* fs_;
+    std::string path_;
+  };
+
+  rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                    rocksdb::IODebugContext* d) override {
+    std::unique_ptr<rocksdb::FSWritableFile> file;
+    rocksdb::IOStatus s = target()->NewWritableFile(f, o, &file, d);
+    if (!s.ok()) return s;
+    Note("N " + f);
+    *r = std::make_unique<File>(std::move(file), this, f);
+    return s;
+  }
+  rocksdb::IOStatus ReopenWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                       std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                       rocksdb::IODebugContext* d) override {
+    std::unique_ptr<rocksdb::FSWritableFile> file;
+    rocksdb::IOStatus s = target()->ReopenWritableFile(f, o, &file, d);
+    if (!s.ok()) return s;
+    *r = std::make_unique<File>(std::move(file), this, f);
+    return s;
+  }
+  rocksdb::IOStatus ReuseWritableFile(const std::string& f, const std::string& old,
+                                      const rocksdb::FileOptions& o,
+                                      std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                      rocksdb::IODebugContext* d) override {
+    std::unique_ptr<rocksdb::FSWritableFile> file;
+    rocksdb::IOStatus s = target()->ReuseWritableFile(f, old, o, &file, d);
+    if (!s.ok()) return s;
+    Note("R " + old + " " + f);
+    Note("N " + f);
+    *r = std::make_unique<File>(std::move(file), this, f);
+    return s;
+  }
+  rocksdb::IOStatus NewDirectory(const std::string& name, const rocksdb::IOOptions& o,
+                                 std::unique_ptr<rocksdb::FSDirectory>* r, rocksdb::IODebugContext* d) override {
+    std::unique_ptr<rocksdb::FSDirectory> dir;
+    rocksdb::IOStatus s = target()->NewDirectory(name, o, &dir, d);
+    if (!s.ok()) return s;
+    *r = std::make_unique<Dir>(std::move(dir), this, name);
+    return s;
+  }
+  rocksdb::IOStatus RenameFile(const std::string& from, const std::string& to, const rocksdb::IOOptions& o,
+                               rocksdb::IODebugContext* d) override {
+    rocksdb::IOStatus s = target()->RenameFile(from, to, o, d);
+    if (s.ok()) Note("R " + from + " " + to);
+    return s;
+  }
+  rocksdb::IOStatus DeleteFile(const std::string& f, const rocksdb::IOOptions& o,
+                               rocksdb::IODebugContext* d) override {
+    rocksdb::IOStatus s = target()->DeleteFile(f, o, d);
+    if (s.ok()) Note("X " + f);
+    return s;
+  }
+
+ private:
+  int journal_;
+};
+
+std::string Normal(const std::string& path) {
+  std::string p = fs::path(path).lexically_normal().string();
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  return p;
+}
+
+// What a power cut does to the files the journal describes: a file created since its directory
+// was last synced disappears; any other loses what was written after its last sync. Returns the
+// number of files changed.
+size_t DropUnsynced(const std::string& journal_path) {
+  struct State {
+    bool tracked_size = false;  // created in this run: size known from syncs (0 before any)
+    uint64_t synced = 0;
+    bool entry_durable = true;
+  };
+  std::map<std::string, State> files;
+  std::ifstream in(journal_path);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string tag, a, b;
+    ls >> tag >> a;
+    a = Normal(a);
+    if (tag == "N") {
+      files[a] = State{true, 0, false};
+    } else if (tag == "S") {
+      uint64_t size = 0;
+      ls >> size;
+      State& st = files[a];
+      st.tracked_size = true;
+      st.synced = size;
+    } else if (tag == "D") {
+      for (auto& [path, st] : files) {
+        if (fs::path(path).parent_path().string() == a) st.entry_durable = true;
+      }
+    } else if (tag == "R") {
+      ls >> b;
+      b = Normal(b);
+      auto it = files.find(a);
+      State st = it != files.end() ? it->second : State{};
+      if (it != files.end()) files.erase(it);
+      files[b] = st;  // renames are taken as durable (RocksDB syncs the directory after them)
+    } else if (tag == "X") {
+      files.erase(a);
+    }
+  }
+  size_t changed = 0;
+  std::error_code ec;
+  for (const auto& [path, st] : files) {
+    if (!fs::exists(path, ec)) continue;
+    if (!st.entry_durable) {
+      fs::remove(path, ec);
+      ++changed;
+    } else if (st.tracked_size && fs::file_size(path, ec) > st.synced) {
+      fs::resize_file(path, st.synced, ec);
+      ++changed;
+    }
+  }
+  return changed;
+}
+
+std::unique_ptr<Database> OpenDb(const std::string& dir, uint64_t checkpoint_every,
+                                 rocksdb::Env* env = nullptr) {
   DatabaseOptions options;
   options.durability = Durability::kFsync;
   options.checkpoint_every = checkpoint_every;
+  options.env = env;
   auto db = Database::Open(dir, options);
   if (!db.ok()) {
     std::fprintf(stderr, "crash-test: open failed: %s\n", db.status().ToString().c_str());
@@ -106,8 +297,14 @@ std::unique_ptr<Database> OpenDb(const std::string& dir, uint64_t checkpoint_eve
 }
 
 int RunWriter(const std::string& dir, const std::string& log_path, uint64_t first_batch,
-              uint64_t seed) {
-  auto db = OpenDb(dir, 300);
+              uint64_t seed, const std::string& journal_path) {
+  std::unique_ptr<rocksdb::Env> env;
+  if (!journal_path.empty()) {
+    int journal = ::open(journal_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_TRUNC, 0644);
+    if (journal < 0) return 2;
+    env = rocksdb::NewCompositeEnv(std::make_shared<JournalFs>(rocksdb::FileSystem::Default(), journal));
+  }
+  auto db = OpenDb(dir, 300, env.get());
   if (!db) return 2;
   auto c = (*db).GetCollection(kCollection);
   if (!c.ok()) {
@@ -213,11 +410,13 @@ size_t Differences(Collection& c, const Model& model, const std::vector<uint64_t
 
 std::string Self() { return fs::read_symlink("/proc/self/exe").string(); }
 
-int RunDriver(int kills, uint64_t seed, const std::string& dir, bool keep) {
+int RunDriver(int kills, uint64_t seed, const std::string& dir, bool keep, bool power_loss) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   const std::string db_dir = dir + "/db";
   const std::string log_path = dir + "/ops.log";
+  const std::string journal_path = power_loss ? dir + "/durable.journal" : "";
+  size_t files_changed = 0;
   std::mt19937_64 rng(seed);
   size_t lost = 0, half_applied = 0, reopen_failures = 0, acked = 0;
   std::vector<uint64_t> all_ids(kIdSpace);
@@ -227,6 +426,7 @@ int RunDriver(int kills, uint64_t seed, const std::string& dir, bool keep) {
     std::string self = Self();
     std::vector<std::string> args = {self, "--writer", db_dir, log_path,
                                      std::to_string(before.next_batch), std::to_string(rng())};
+    if (power_loss) args.push_back(journal_path);
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -244,6 +444,7 @@ int RunDriver(int kills, uint64_t seed, const std::string& dir, bool keep) {
       return 2;
     }
 
+    if (power_loss) files_changed += DropUnsynced(journal_path);
     Log log = ReadLog(log_path);
     acked = log.acked;
     Model model;
@@ -311,8 +512,14 @@ int RunDriver(int kills, uint64_t seed, const std::string& dir, bool keep) {
       std::ofstream(log_path, std::ios::app) << resolution << " " << log.pending->batch << "\n";
     }
   }
-  std::printf("crash-test: kills=%d acked=%zu lost=%zu half_applied=%zu reopen_failures=%zu\n",
-              kills, acked, lost, half_applied, reopen_failures);
+  if (power_loss) {
+    std::printf("power-loss: cycles=%d acked=%zu lost=%zu half_applied=%zu reopen_failures=%zu "
+                "files_cut=%zu\n",
+                kills, acked, lost, half_applied, reopen_failures, files_changed);
+  } else {
+    std::printf("crash-test: kills=%d acked=%zu lost=%zu half_applied=%zu reopen_failures=%zu\n",
+                kills, acked, lost, half_applied, reopen_failures);
+  }
   if (!keep) fs::remove_all(dir);
   bool ok = lost == 0 && half_applied == 0 && reopen_failures == 0 && acked > 0;
   return ok ? 0 : 1;
@@ -324,8 +531,10 @@ int RunDriver(int kills, uint64_t seed, const std::string& dir, bool keep) {
 int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::warn);
   if (argc >= 6 && std::strcmp(argv[1], "--writer") == 0) {
-    return fathom::RunWriter(argv[2], argv[3], std::stoull(argv[4]), std::stoull(argv[5]));
+    return fathom::RunWriter(argv[2], argv[3], std::stoull(argv[4]), std::stoull(argv[5]),
+                             argc >= 7 ? argv[6] : "");
   }
+  bool power_loss = false;
   int kills = 20;
   uint64_t seed = 42;
   bool keep = false;
@@ -341,10 +550,12 @@ int main(int argc, char** argv) {
       dir = argv[++i];
     } else if (a == "--keep") {
       keep = true;
+    } else if (a == "--power-loss") {
+      power_loss = true;
     } else {
-      std::fprintf(stderr, "usage: crash_test [--kills N] [--seed S] [--dir DIR] [--keep]\n");
+      std::fprintf(stderr, "usage: crash_test [--kills N] [--seed S] [--dir DIR] [--keep] [--power-loss]\n");
       return 2;
     }
   }
-  return fathom::RunDriver(kills, seed, dir, keep);
+  return fathom::RunDriver(kills, seed, dir, keep, power_loss);
 }
