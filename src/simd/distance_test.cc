@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <string>
+
 #include <cmath>
 #include <random>
 #include <vector>
@@ -82,10 +85,19 @@ INSTANTIATE_TEST_SUITE_P(AllIsas, KernelTest,
                          ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512),
                          [](const auto& info) { return std::string(IsaName(info.param)); });
 
+// tests/simd/kernel_paths.sh runs the suites under each FATHOM_SIMD value and reads the
+// "kernel path:" line to prove which path ran; a forced path the CPU supports must be the one used.
 TEST(DispatchTest, ActiveIsTheBestSupportedUnlessForced) {
   const char* env = std::getenv("FATHOM_SIMD");
-  if (env == nullptr) EXPECT_EQ(Active().isa, BestSupportedIsa());
+  if (env == nullptr || *env == '\0') {
+    EXPECT_EQ(Active().isa, BestSupportedIsa());
+  } else {
+    for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+      if (std::string(env) == IsaName(isa) && ForIsa(isa) != nullptr) EXPECT_EQ(Active().isa, isa);
+    }
+  }
   EXPECT_NE(ForIsa(Isa::kScalar), nullptr);
+  std::printf("kernel path: %s\n", IsaName(Active().isa));
 }
 
 TEST(NormalizeTest, UnitLengthAndZeroVectorUntouched) {
