@@ -28,6 +28,9 @@ constexpr size_t kParallelAddMinBatch = 256;
 constexpr size_t kExactScanMaxPoints = 4000;
 constexpr size_t kExactScanMaxShare = 20;  // allowed <= 1/20 of the points
 constexpr size_t kMaxCachedFilters = 64;
+// records.bin of a snapshot: this magic, a uint32 format version, the records, a CRC-32.
+constexpr char kSnapshotMagic[] = "FATHOMSN";
+constexpr uint32_t kSnapshotVersion = 1;
 
 std::string EncodeOp(uint8_t op, const std::vector<uint32_t>& slots) {
   std::string out;
@@ -751,7 +754,8 @@ Status CollectionImpl::Snapshot(const std::string& dir) const {
   fs::create_directories(dir, ec);
   if (ec) return Status::IOError("cannot create '" + dir + "': " + ec.message());
   FATHOM_RETURN_IF_ERROR(WriteFileAtomic(dir + "/collection.json", EncodeSpec(spec_, 0)));
-  std::string records;
+  std::string records(kSnapshotMagic, sizeof(kSnapshotMagic) - 1);
+  AppendPod(&records, kSnapshotVersion);
   Status scan = kv_->Scan(Cf::kRecords, CollectionPrefix(id_),
                           [&](std::string_view key, std::string_view value) {
                             AppendPod(&records, ReadBigEndian32(key.data() + 4));
@@ -777,6 +781,19 @@ Status CollectionImpl::ImportSnapshot(KvStore* kv, const std::string& dir,
   std::string_view body(records.data(), records.size() - 4);
   if (Crc32(body) != stored_crc) {
     return Status::Corruption("snapshot '" + dir + "' records.bin is corrupted: checksum mismatch");
+  }
+  // Version 1 starts with a magic and a version; version 0 (before 2026-12) has neither.
+  const std::string_view magic(kSnapshotMagic, sizeof(kSnapshotMagic) - 1);
+  if (body.substr(0, magic.size()) == magic) {
+    uint32_t version = 0;
+    if (body.size() < magic.size() + 4) return Status::Corruption("snapshot '" + dir + "' records.bin is truncated");
+    std::memcpy(&version, body.data() + magic.size(), 4);
+    if (version > kSnapshotVersion) {
+      return Status::NotSupported("snapshot '" + dir + "' has format version " + std::to_string(version) +
+                                  "; this build reads versions 0 to " + std::to_string(kSnapshotVersion) +
+                                  " (it was written by a newer Fathom)");
+    }
+    body.remove_prefix(magic.size() + 4);
   }
   ByteReader r(body, "snapshot records");
   auto batch = std::make_unique<KvStore::Batch>(*kv);

@@ -20,6 +20,10 @@ namespace {
 
 constexpr const char* kSpecPrefix = "collection/";
 constexpr const char* kNextIdKey = "next_collection_id";
+// The database directory's format (docs/format/database.md); absent in directories made before
+// it existed, which are version 1.
+constexpr const char* kFormatVersionKey = "format_version";
+constexpr uint32_t kFormatVersion = 1;
 
 class DatabaseImpl final : public Database {
  public:
@@ -31,6 +35,23 @@ class DatabaseImpl final : public Database {
   }
 
   Status Load() {
+    FATHOM_ASSIGN_OR_RETURN(auto format, kv_->Get(Cf::kMeta, kFormatVersionKey));
+    if (format && format->size() == 4) {
+      const uint32_t version = ReadBigEndian32(format->data());
+      if (version > kFormatVersion) {
+        return Status::NotSupported("database '" + dir_ + "' has format version " + std::to_string(version) +
+                                    "; this build reads version " + std::to_string(kFormatVersion) +
+                                    " (it was written by a newer Fathom)");
+      }
+    } else {
+      std::string value;
+      AppendBigEndian32(&value, kFormatVersion);
+      KvStore::Batch batch(*kv_);
+      batch.Put(Cf::kMeta, kFormatVersionKey, value);
+      if (Status s = kv_->Write(batch); !s.ok()) {
+        spdlog::warn("database '{}': cannot record its format version yet: {}", dir_, s.ToString());
+      }
+    }
     std::vector<std::pair<CollectionSpec, uint32_t>> specs;
     Status decode;
     FATHOM_RETURN_IF_ERROR(kv_->Scan(Cf::kMeta, kSpecPrefix, [&](std::string_view, std::string_view v) {

@@ -40,6 +40,9 @@ TEST_P(FlatMetricTest, MatchesNaiveReferenceOnBothPaths) {
   }
   for (size_t q = 0; q < data.nq(); ++q) {
     for (size_t i = 1; i < k; ++i) EXPECT_LE(dist[q * k + i - 1], dist[q * k + i]);
+    // The batch (BLAS) distances against a hand-computed double-precision oracle.
+    EXPECT_EQ(testing::CheckAgainstReference(data, metric, q, k, &dist[q * k], &labels[q * k]), "")
+        << MetricName(metric);
   }
 }
 

@@ -360,7 +360,11 @@ TEST(SearchAmongTest, ExactWithinCandidates) {
       ASSERT_TRUE(index->SearchAmong(data.nq(), data.queries.data(), 5, candidates.data(),
                                      candidates.size(), d.data(), l.data()).ok());
       auto truth = testing::BruteForce(data, 5, metric, &alive);
-      EXPECT_GE(testing::Recall(truth, l, 5), 0.99) << factory << " " << MetricName(metric);
+      EXPECT_EQ(testing::Recall(truth, l, 5), 1.0) << factory << " " << MetricName(metric);
+      for (size_t q = 0; q < data.nq(); ++q) {
+        EXPECT_EQ(testing::CheckAgainstReference(data, metric, q, 5, &d[q * 5], &l[q * 5], &alive), "")
+            << factory << " " << MetricName(metric);
+      }
     }
   }
 }

@@ -40,6 +40,51 @@ Dataset FashionMnist(size_t n, size_t nq) {
   return d;
 }
 
+double ReferenceDistance(Metric metric, const float* a, const float* b, size_t dim) {
+  double l2 = 0, dot = 0, na = 0, nb = 0;
+  for (size_t j = 0; j < dim; ++j) {
+    const double x = a[j], y = b[j];
+    l2 += (x - y) * (x - y);
+    dot += x * y;
+    na += x * x;
+    nb += y * y;
+  }
+  if (metric == Metric::kL2) return l2;
+  if (metric == Metric::kInnerProduct) return -dot;
+  return 1 - dot / (std::sqrt(na) * std::sqrt(nb) + 1e-30);
+}
+
+std::string CheckAgainstReference(const Dataset& data, Metric metric, size_t q, size_t k,
+                                  const float* distances, const label_t* labels,
+                                  const std::vector<bool>* allowed, double tolerance) {
+  const float* qv = data.queries.data() + q * data.dim;
+  std::vector<double> all;
+  for (size_t i = 0; i < data.n(); ++i) {
+    if (allowed == nullptr || (*allowed)[i]) {
+      all.push_back(ReferenceDistance(metric, qv, data.base.data() + i * data.dim, data.dim));
+    }
+  }
+  std::sort(all.begin(), all.end());
+  auto close = [&](double got, double want) {
+    return std::fabs(got - want) <= std::max(1e-4, tolerance * std::fabs(want));
+  };
+  for (size_t i = 0; i < std::min(k, all.size()); ++i) {
+    const label_t l = labels[i];
+    if (l < 0 || size_t(l) >= data.n()) return "query " + std::to_string(q) + " rank " + std::to_string(i) + ": label " + std::to_string(l);
+    const double own = ReferenceDistance(metric, qv, data.base.data() + size_t(l) * data.dim, data.dim);
+    if (!close(distances[i], own)) {
+      return "query " + std::to_string(q) + " rank " + std::to_string(i) + ": distance " +
+             std::to_string(distances[i]) + " but the reference distance of label " + std::to_string(l) +
+             " is " + std::to_string(own);
+    }
+    if (!close(distances[i], all[i])) {
+      return "query " + std::to_string(q) + " rank " + std::to_string(i) + ": distance " +
+             std::to_string(distances[i]) + ", the true " + std::to_string(i) + "-th is " + std::to_string(all[i]);
+    }
+  }
+  return "";
+}
+
 std::vector<std::vector<label_t>> BruteForce(const Dataset& data, size_t k, Metric metric,
                                              const std::vector<bool>* alive) {
   const size_t dim = data.dim;
