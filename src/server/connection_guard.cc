@@ -50,6 +50,30 @@ std::string ConnectionPeer(int fd, int local_port) {
 
 }  // namespace
 
+bool WidenListenBacklog(int port, int backlog) {
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return false;
+  bool done = false;
+  while (dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
+    const int fd = std::atoi(entry->d_name);
+    if (fd == dirfd(dir)) continue;
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+    sockaddr_storage sa{};
+    socklen_t sa_len = sizeof sa;
+    std::string addr;
+    int local_port = 0;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &sa_len) == 0 && SockaddrKey(sa, sa_len, &addr, &local_port) &&
+        local_port == port) {
+      done = ::listen(fd, backlog) == 0;
+    }
+  }
+  closedir(dir);
+  return done;
+}
+
 ConnectionWatch::ConnectionWatch(ConnectionLimits limits) : limits_(limits) {}
 
 ConnectionWatch::~ConnectionWatch() { Stop(); }
@@ -188,8 +212,11 @@ void ConnectionWatch::Scan() {
   for (auto& [addr, conns] : by_addr) {
     if (conns.size() <= limits_.max_per_client) continue;
     // Over the allowance: the newest connections that are not inside a request go first.
+    // (Connections first seen in the same scan: the higher descriptor was accepted later.)
     std::sort(conns.begin(), conns.end(), [](const Candidate& a, const Candidate& b) {
-      return a.idle != b.idle ? a.idle : a.opened > b.opened;
+      if (a.idle != b.idle) return a.idle;
+      if (a.opened != b.opened) return a.opened > b.opened;
+      return a.fd > b.fd;
     });
     size_t excess = conns.size() - limits_.max_per_client;
     for (size_t i = 0; i < conns.size() && excess > 0 && conns[i].idle; ++i, --excess) {

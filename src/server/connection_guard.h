@@ -95,6 +95,11 @@ class ConnectionWatch {
   std::atomic<uint64_t> over_limit_{0};
 };
 
+// httplib 0.11 listens with a backlog of 5: a burst of connections overflows it and each
+// dropped SYN costs the client a 1 s retransmit. Calling listen() again on the bound socket
+// (found by its port) widens the queue. Returns whether it was found.
+bool WidenListenBacklog(int port, int backlog);
+
 // A TaskQueue for httplib: `core` threads always, more (up to `max`) while all are busy; the
 // extra ones exit after idling 10 s.
 class ElasticPool final : public httplib::TaskQueue {

@@ -43,6 +43,7 @@ TEST(SearchSlotsTest, EverySleeperGetsAFreedSlot) {
   std::atomic<int> entered{0};
   std::thread a([&] { SearchSlot s(&slots); ++entered; });
   std::thread b([&] { SearchSlot s(&slots); ++entered; });
+  // Whenever the sleepers get this far, neither may be inside while both slots are held.
   std::this_thread::sleep_for(milliseconds(50));
   EXPECT_EQ(entered.load(), 0);
   slots.Release();
@@ -52,7 +53,9 @@ TEST(SearchSlotsTest, EverySleeperGetsAFreedSlot) {
   EXPECT_EQ(entered.load(), 2);
 }
 
-// A waiter overtaken for longer than the bound is served before newcomers.
+// A waiter overtaken for longer than the bound is served before newcomers: with two threads
+// barging for the slot without pause, the waiter still gets in (without the bound it could wait
+// forever, and the test's ctest TIMEOUT would fail it). No wall-clock assertion.
 TEST(SearchSlotsTest, BoundsHowLongAWaiterIsOvertaken) {
   SearchSlots slots(1, milliseconds(20));
   std::atomic<bool> stop{false};
@@ -67,12 +70,14 @@ TEST(SearchSlotsTest, BoundsHowLongAWaiterIsOvertaken) {
     });
   }
   std::this_thread::sleep_for(milliseconds(10));
-  const auto start = std::chrono::steady_clock::now();
-  { SearchSlot s(&slots); }
-  const auto waited = std::chrono::steady_clock::now() - start;
+  bool served = false;
+  {
+    SearchSlot s(&slots);
+    served = !stop.load();  // got the slot while the hogs were still barging
+  }
   stop = true;
   for (auto& t : hogs) t.join();
-  EXPECT_LT(waited, milliseconds(1000));
+  EXPECT_TRUE(served);
 }
 
 }  // namespace

