@@ -931,6 +931,63 @@ class SigtermDuringIngestTest(unittest.TestCase):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+class ConcurrentDropTest(ServerTestCase):
+    """Searches and upserts overlap (a barrier starts them together) and the collection is dropped
+    under them: every answer is a correct 200 or a clean 404, never a 500 or a crash."""
+
+    def test_search_write_and_drop_overlap(self):
+        dim = 8
+        for round_ in range(3):
+            name = "conc%d" % round_
+            self.server.ok("PUT", "/collections/" + name, {"vectors": {"size": dim, "distance": "L2"}})
+            self.server.ok("PUT", "/collections/%s/points" % name,
+                           {"points": [{"id": i, "vector": vec(i, dim)} for i in range(300)]})
+            start = threading.Barrier(5)
+            progress = [0] * 4
+            problems = []
+
+            def worker(k):
+                conn = self.server.connect()
+                start.wait()
+                i = 0
+                while True:
+                    if k == 0:
+                        body = {"points": [{"id": 1000 + i, "vector": vec(1000 + i, dim)}]}
+                        status, doc, _ = self.server.request("PUT", "/collections/%s/points" % name, body, conn=conn)
+                    else:
+                        body = {"vector": vec(i % 300, dim), "limit": 3}
+                        status, doc, _ = self.server.request("POST", "/collections/%s/points/search" % name, body,
+                                                             conn=conn)
+                        if status == 200 and (not doc["result"] or doc["result"][0]["id"] != i % 300):
+                            problems.append(("wrong hit", i % 300, doc["result"][:1]))
+                    if status == 404:
+                        if "does not exist" not in doc["status"]["error"] and "dropped" not in doc["status"]["error"]:
+                            problems.append((404, doc))
+                        break
+                    if status != 200:
+                        problems.append((status, doc))
+                        break
+                    progress[k] += 1
+                    i += 1
+                conn.close()
+
+            threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+            for t in threads:
+                t.start()
+            start.wait()
+            while min(progress) < 20 and not problems and all(t.is_alive() for t in threads):
+                time.sleep(0.01)
+            self.server.ok("DELETE", "/collections/" + name)
+            for t in threads:
+                t.join(60)
+                self.assertFalse(t.is_alive())
+            self.assertEqual(problems, [])
+            self.assertGreaterEqual(min(progress), 20)
+            self.assertEqual(self.server.ok("GET", "/healthz"), {"status": "healthy"})
+            self.server.ok("PUT", "/collections/" + name, {"vectors": {"size": dim, "distance": "L2"}})
+            self.assertEqual(self.server.ok("POST", "/collections/%s/points/count" % name, {})["count"], 0)
+
+
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
