@@ -595,7 +595,14 @@ void HnswIndex::Link(uint32_t node, Scratch& s) {
       for (size_t j = 0; j < s.selected.size(); ++j) StoreLink(links + 1 + j, s.selected[j]);
       StoreLink(links, static_cast<uint32_t>(s.selected.size()));
     }
-    for (uint32_t v : s.selected) AddBackLink(v, node, l);
+  }
+  // Only now, with its lists written on every level, does the node become reachable: a back-link
+  // on an upper level made earlier would let a concurrent search descend into a node whose
+  // level-0 list is still empty, and return fewer than k results or miss points.
+  for (int l = std::min(level, top); l >= 0; --l) {
+    const uint32_t* links = Links(node, l);
+    const uint32_t count = links[0];
+    for (uint32_t j = 1; j <= count; ++j) AddBackLink(links[j], node, l);
   }
   if (level > top) {
     std::lock_guard lock(entry_mutex_);

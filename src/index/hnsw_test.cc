@@ -200,6 +200,57 @@ TEST(HnswTest, EmptiedIndexAnswersAgain) {
   }
 }
 
+// Regression: a new node used to be back-linked on its upper levels before its level-0 list was
+// written, so a concurrent search could descend into it, find no level-0 neighbours, and return
+// fewer than k results (or miss the point it looked for). Searches during inserts must always
+// return k stored points at their true distances.
+TEST(HnswTest, ConcurrentInsertsNeverShortenResults) {
+  auto data = Clustered(6000, 50, 16, 32, 3);
+  size_t short_results = 0, wrong_distances = 0, searches = 0;
+  for (int trial = 0; trial < 4; ++trial) {
+    auto index = MakeIndex("HNSW16", data.dim, Metric::kL2).value();
+    ASSERT_TRUE(index->Add(2000, data.base.data()).ok());
+    std::atomic<bool> adding{true};
+    std::atomic<size_t> shorts{0}, wrongs{0}, done{0};
+    auto searcher = [&] {
+      std::vector<float> d(50 * 5);
+      std::vector<label_t> l(50 * 5);
+      SearchParams p;
+      p.ef = 128;
+      do {
+        ASSERT_TRUE(index->Search(50, data.base.data(), 5, d.data(), l.data(), p).ok());
+        for (size_t q = 0; q < 50; ++q) {
+          for (size_t i = 0; i < 5; ++i) {
+            const label_t got = l[q * 5 + i];
+            if (got == kNoLabel) {
+              ++shorts;
+              continue;
+            }
+            double ref = testing::ReferenceDistance(Metric::kL2, data.base.data() + q * data.dim,
+                                                    data.base.data() + size_t(got) * data.dim, data.dim);
+            if (std::fabs(ref - d[q * 5 + i]) > 1e-3 * std::max(1.0, ref)) ++wrongs;
+          }
+        }
+        ++done;
+      } while (adding);
+    };
+    std::thread a(searcher), b(searcher);
+    std::vector<label_t> labels(data.n());
+    for (size_t i = 0; i < data.n(); ++i) labels[i] = label_t(i);
+    for (size_t first = 2000; first < data.n(); first += 500) {
+      ASSERT_TRUE(index->Add(500, data.base.data() + first * data.dim, labels.data() + first).ok());
+    }
+    adding = false;
+    a.join();
+    b.join();
+    short_results += shorts;
+    wrong_distances += wrongs;
+    searches += done;
+  }
+  EXPECT_EQ(short_results, 0u) << "over " << searches << " batches of 50 searches";
+  EXPECT_EQ(wrong_distances, 0u);
+}
+
 // Deleting and re-adding half the points: deleted labels never come back, nodes are reused
 // (no growth), and recall stays within 0.01 of a fresh build of the same final data.
 TEST(HnswTest, ChurnKeepsRecallAndReusesNodes) {
