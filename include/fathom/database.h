@@ -93,10 +93,13 @@ struct SearchRequest {
   std::string filter;              // text form ("price < 50 AND NOT sold") or JSON form
   bool with_payload = true;
   bool with_vectors = false;
+  // Brute force over every point the filter allows, bypassing the graph (Qdrant's
+  // params.exact): the reference for measuring recall. O(points) per query.
+  bool exact = false;
 };
 
 struct SearchStats {
-  std::string strategy;  // "graph", "exact-scan" or "graph+filter"
+  std::string strategy;  // "graph", "exact-scan", "graph+filter" or "exact" (request.exact)
   size_t allowed = 0;    // points the filter allowed (all points when there is none)
 };
 

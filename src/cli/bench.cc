@@ -1,9 +1,9 @@
 // `fathom bench`: search latency, throughput and recall of a stored collection, per ef.
 //
 // Queries come from a file or are sampled from the collection itself. Recall is measured against
-// a ground-truth file when one is given (ids = the integer point ids), otherwise against one
-// high-ef search per query, which is exact for Flat indexes and a close reference for HNSW; the
-// header says which, because a number printed without its reference misleads.
+// a ground-truth file when one is given (ids = the integer point ids), otherwise against an exact
+// brute-force search per query (SearchRequest::exact: every allowed point, no graph); the header
+// says which, because a number printed without its reference misleads.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -24,7 +24,6 @@ namespace fathom::cli {
 namespace {
 
 // The reference search's beam: wide enough that HNSW is near-exact on collections of millions.
-constexpr int kReferenceEf = 1024;
 // Untimed queries first, so page faults and cold caches do not land in the first ef's p99.
 constexpr size_t kWarmupQueries = 50;
 
@@ -180,16 +179,15 @@ Status RunBench(const Context& ctx, const BenchOptions& options) {
     }
     reference = "ground truth '" + options.ground_truth_file + "'";
   } else {
-    int ref_ef = std::max<int>(kReferenceEf, static_cast<int>(options.k));
-    for (int ef : options.efs) ref_ef = std::max(ref_ef, 4 * ef);
+    // Brute force over every (allowed) point: independent of the graph being measured.
     SearchRequest ref = request;
     ref.queries = queries.data;
-    ref.ef = ref_ef;
+    ref.exact = true;
     FATHOM_ASSIGN_OR_RETURN(auto results, c->Search(ref));
     for (size_t i = 0; i < queries.n && i < results.size(); ++i) {
       for (const ScoredPoint& p : results[i]) truth[i].push_back(p.id);
     }
-    reference = "an ef=" + std::to_string(ref_ef) + " search (exact for Flat)";
+    reference = "exact brute-force search";
   }
 
   *ctx.out << "collection '" << options.name << "': " << c->Count() << " points, "

@@ -581,7 +581,22 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
   std::shared_lock state_lock(state_mutex_);
   SearchParams params;
   params.ef = request.ef;
-  if (!request.filter.empty()) {
+  if (request.exact) {
+    local_stats.strategy = "exact";
+    std::vector<label_t> candidates;
+    if (!request.filter.empty()) {
+      FATHOM_ASSIGN_OR_RETURN(Filter filter, ParseFilter(request.filter));
+      FATHOM_ASSIGN_OR_RETURN(SlotBitmap matching, MatchingSlots(filter, nullptr));
+      candidates.reserve(matching.cardinality());
+      for (uint32_t slot : matching) candidates.push_back(slot);
+    } else {
+      candidates.reserve(live_.cardinality());
+      for (uint32_t slot : live_) candidates.push_back(slot);
+    }
+    local_stats.allowed = candidates.size();
+    FATHOM_RETURN_IF_ERROR(indexes_[vector]->SearchAmong(n, request.queries.data(), k, candidates.data(),
+                                                         candidates.size(), distances.data(), labels.data()));
+  } else if (!request.filter.empty()) {
     FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<const FilterPlan> plan, PlanFilter(request.filter));
     local_stats.allowed = plan->allowed;
     if (plan->exact_scan) {

@@ -665,6 +665,43 @@ TEST_F(DatabaseTest, RepairSalvagesACorruptStore) {
   }
 }
 
+// SearchRequest::exact (the recall reference of `fathom bench`) is brute force: it equals a
+// double-precision oracle, with and without a filter.
+TEST_F(DatabaseTest, ExactSearchIsBruteForce) {
+  auto data = testing::Clustered(3000, 20, 16, 8, 21);
+  auto db = OpenDb();
+  auto c = std::move(db->CreateCollection(Spec("items", 16, "HNSW8"))).value();
+  ASSERT_TRUE(c->Upsert(Records(data, 0, 3000)).ok());
+  for (const std::string filter : {"", "color = 'red'"}) {
+    SearchRequest req;
+    req.queries = data.queries;
+    req.k = 10;
+    req.exact = true;
+    req.filter = filter;
+    req.with_payload = false;
+    SearchStats stats;
+    auto res = std::move(c->Search(req, &stats)).value();
+    EXPECT_EQ(stats.strategy, "exact");
+    std::vector<bool> allowed(3000, true);
+    if (!filter.empty()) {
+      for (size_t i = 0; i < 3000; ++i) allowed[i] = i % 2 == 1;
+    }
+    auto truth = testing::BruteForce(data, 10, Metric::kL2, &allowed);
+    for (size_t q = 0; q < data.nq(); ++q) {
+      ASSERT_EQ(res[q].size(), 10u);
+      std::vector<label_t> got;
+      std::vector<float> dist;
+      for (const auto& p : res[q]) {
+        got.push_back(label_t(std::get<uint64_t>(p.id)));
+        dist.push_back(p.distance);
+      }
+      EXPECT_EQ(testing::CheckAgainstReference(data, Metric::kL2, q, 10, dist.data(), got.data(), &allowed), "")
+          << "filter '" << filter << "'";
+      EXPECT_EQ(got, truth[q]) << "filter '" << filter << "'";
+    }
+  }
+}
+
 // Regression (issue 9.7): a write whose automatic checkpoint failed was durable but answered
 // with an error (naming an internal path), and every later write retried and failed again.
 // Also: leftover *.tmp files of an interrupted checkpoint are removed at open.

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <ostream>
 #include <string>
 
 #include <cmath>
@@ -80,6 +81,9 @@ TEST_P(KernelTest, ExtremeValuesDoNotOverflowU8Accumulators) {
   std::vector<uint8_t> zeros(d, 0), full(d, 255);
   EXPECT_EQ(k->l2_sqr_u8(zeros.data(), full.data(), d), uint32_t{255 * 255} * d);
 }
+
+// Names in test listings ("GetParam() = avx2", not "1-byte object <01>").
+void PrintTo(Isa isa, std::ostream* os) { *os << IsaName(isa); }
 
 INSTANTIATE_TEST_SUITE_P(AllIsas, KernelTest,
                          ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512),

@@ -271,6 +271,7 @@ expect_error 2 "" fathom restore "$T/no-such-snapshot"
 
 out=$(fathom bench grid -n 20 -k 5 --ef 8,64)
 expect_contains "$out" "recall@5" "bench prints recall"
+expect_contains "$out" "against exact brute-force search" "bench: recall against brute force, not the index itself"
 expect_eq "$(echo "$out" | awk '$1 == "8" || $1 == "64"' | wc -l | tr -d ' ')" "2" "bench: one row per ef"
 out=$(fathom bench mat --queries q.fvecs -k 3 --ef 16)
 expect_contains "$out" "2 queries from" "bench --queries"
