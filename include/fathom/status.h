@@ -27,7 +27,8 @@ class [[nodiscard]] Status {
     kFailedPrecondition,
     kResourceExhausted,
     kInternal,
-    kNoSpace,  // the disk is full: writes are refused until space is freed; reads go on
+    kNoSpace,      // the disk is full: writes are refused until space is freed; reads go on
+    kUnavailable,  // the service is shutting down or not ready: try again (HTTP 503)
   };
 
   Status() = default;
@@ -48,6 +49,7 @@ class [[nodiscard]] Status {
   }
   static Status Internal(std::string msg) { return {Code::kInternal, std::move(msg)}; }
   static Status NoSpace(std::string msg) { return {Code::kNoSpace, std::move(msg)}; }
+  static Status Unavailable(std::string msg) { return {Code::kUnavailable, std::move(msg)}; }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }

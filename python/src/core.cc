@@ -73,6 +73,7 @@ const char* ErrorClassName(Status::Code code) {
     case Status::Code::kCorruption: return "CorruptionError";
     case Status::Code::kIOError: return "StorageError";
     case Status::Code::kNoSpace: return "StorageError";
+    case Status::Code::kUnavailable: return "UnavailableError";
     case Status::Code::kNotSupported: return "NotSupportedError";
     case Status::Code::kFailedPrecondition: return "FailedPreconditionError";
     case Status::Code::kResourceExhausted: return "ResourceExhaustedError";

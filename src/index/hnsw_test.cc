@@ -422,3 +422,65 @@ TEST(SearchAmongTest, ExactWithinCandidates) {
 
 }  // namespace
 }  // namespace fathom
+
+namespace fathom {
+namespace {
+
+// Reconstruct returns what each index stores: the vector itself (normalised for cosine), for
+// every index kind; unknown labels are NotFound.
+TEST(ReconstructTest, EveryIndexReturnsItsStoredVector) {
+  auto data = testing::Clustered(500, 1, 12, 4, 8);
+  for (const char* factory : {"Flat", "HNSW8", "HNSW8,SQ8"}) {
+    for (Metric metric : {Metric::kL2, Metric::kInnerProduct, Metric::kCosine}) {
+      auto index = std::move(MakeIndex(factory, data.dim, metric)).value();
+      ASSERT_TRUE(index->Add(data.n(), data.base.data()).ok());
+      for (label_t l : {label_t(0), label_t(123), label_t(499)}) {
+        std::vector<float> out(data.dim);
+        ASSERT_TRUE(index->Reconstruct(l, out.data()).ok()) << factory;
+        std::vector<float> want(data.base.begin() + l * data.dim, data.base.begin() + (l + 1) * data.dim);
+        if (metric == Metric::kCosine) {
+          double norm = 0;
+          for (float v : want) norm += double(v) * v;
+          for (float& v : want) v = float(v / std::sqrt(norm));
+        }
+        for (size_t j = 0; j < data.dim; ++j) {
+          EXPECT_NEAR(out[j], want[j], 1e-6) << factory << " " << MetricName(metric) << " label " << l;
+        }
+      }
+      std::vector<float> out(data.dim);
+      EXPECT_TRUE(index->Reconstruct(777, out.data()).IsNotFound()) << factory;
+    }
+  }
+}
+
+// SearchParams::rerank (SQ8): every returned distance is exact whatever the re-rank depth, and
+// re-ranking more candidates never loses recall.
+TEST(HnswSq8Test, RerankDepthKeepsExactDistancesAndRecall) {
+  auto data = testing::Clustered(4000, 40, 24, 16, 12);
+  auto index = std::move(MakeIndex("HNSW16,SQ8", data.dim, Metric::kL2)).value();
+  ASSERT_TRUE(index->Add(data.n(), data.base.data()).ok());
+  auto truth = testing::BruteForce(data, 10, Metric::kL2);
+  double previous = 0;
+  for (int rerank : {10, 20, 80}) {
+    SearchParams p;
+    p.ef = 128;
+    p.rerank = rerank;
+    std::vector<float> d(data.nq() * 10);
+    std::vector<label_t> l(data.nq() * 10);
+    ASSERT_TRUE(index->Search(data.nq(), data.queries.data(), 10, d.data(), l.data(), p).ok());
+    for (size_t q = 0; q < data.nq(); ++q) {
+      for (size_t i = 0; i < 10; ++i) {
+        double ref = testing::ReferenceDistance(Metric::kL2, data.queries.data() + q * data.dim,
+                                                data.base.data() + size_t(l[q * 10 + i]) * data.dim, data.dim);
+        EXPECT_NEAR(d[q * 10 + i], ref, 1e-3 * std::max(1.0, ref)) << "rerank " << rerank;
+      }
+    }
+    double recall = testing::Recall(truth, l, 10);
+    EXPECT_GE(recall, previous - 1e-9) << "rerank " << rerank;
+    previous = recall;
+  }
+  EXPECT_GE(previous, 0.95);
+}
+
+}  // namespace
+}  // namespace fathom

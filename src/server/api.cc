@@ -242,6 +242,7 @@ int HttpStatusFor(const Status& status) {
     case Status::Code::kResourceExhausted: return 503;
     // Disk full: nothing was written; writes resume by themselves once space is freed.
     case Status::Code::kNoSpace: return 507;
+    case Status::Code::kUnavailable: return 503;
     default: return 500;
   }
 }
@@ -276,7 +277,7 @@ bool Api::ready() const {
 
 Result<std::shared_ptr<Collection>> Api::Find(std::string_view name) const {
   FATHOM_RETURN_IF_ERROR(ValidateName(name, "collection name"));
-  if (!db_) return Status::Internal("the database is closed");
+  if (!db_) return Status::Unavailable("the database is closed (the server is shutting down)");
   return db_->GetCollection(std::string(name));
 }
 
@@ -868,7 +869,7 @@ Reply Api::RecoverSnapshot(const ApiRequest& req) {
 
 Status Api::RestoreSnapshot(const std::string& snapshot_dir, const std::string& name) {
   std::shared_lock lock(db_mutex_);
-  if (!db_) return Status::Internal("the database is closed");
+  if (!db_) return Status::Unavailable("the database is closed (the server is shutting down)");
   if (db_->GetCollection(name).ok()) {
     return Status::AlreadyExists("collection '" + name +
                                  "' already exists: delete it first or recover under another "

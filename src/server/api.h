@@ -42,7 +42,7 @@ struct Reply {
   std::string content_type;
 };
 
-// InvalidArgument 400, NotFound 404, AlreadyExists 409, ResourceExhausted 503, NoSpace 507,
+// InvalidArgument 400, NotFound 404, AlreadyExists 409, ResourceExhausted 503, Unavailable 503, NoSpace 507,
 // others 500.
 int HttpStatusFor(const Status& status);
 

@@ -246,5 +246,18 @@ TEST_F(ApiTest, SearchFastPathHonoursLimits) {
   EXPECT_EQ(api_->SearchBatch(Req(deep, {"c"})).http_status, 400);
 }
 
+
+// After Close (shutdown), every handler answers 503 rather than touching a closed database.
+TEST_F(ApiTest, ClosedDatabaseAnswers503) {
+  MakeSearchCollections();
+  ASSERT_TRUE(api_->Close().ok());
+  EXPECT_FALSE(api_->ready());
+  EXPECT_EQ(api_->ListCollections(Req("", {})).http_status, 503);
+  EXPECT_EQ(api_->GetCollection(Req("", {"c"})).http_status, 503);
+  EXPECT_EQ(api_->CreateCollection(Req(R"({"vectors": {"size": 2, "distance": "l2"}})", {"x"})).http_status, 503);
+  EXPECT_EQ(api_->Search(Req(R"({"vector": [0, 0], "limit": 1})", {"c"})).http_status, 503);
+  EXPECT_EQ(api_->UpsertPoints(Req(R"({"points": [{"id": 9, "vector": [0, 0]}]})", {"c"})).http_status, 503);
+}
+
 }  // namespace
 }  // namespace fathom::server

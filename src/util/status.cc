@@ -18,6 +18,7 @@ const char* CodeName(Status::Code code) {
     case Status::Code::kResourceExhausted: return "ResourceExhausted";
     case Status::Code::kInternal: return "Internal";
     case Status::Code::kNoSpace: return "NoSpace";
+    case Status::Code::kUnavailable: return "Unavailable";
   }
   return "Unknown";
 }

@@ -159,6 +159,30 @@ expect_error 1 "garbage.npy" fathom import grid garbage.npy
 expect_error 2 "does not exist" fathom import nope grid.jsonl
 expect_eq "$(fathom count grid)" "100" "failed imports left grid unchanged"
 
+# JSON Lines from standard input, .bvecs (uint8 rows) and IDX (Fashion-MNIST's format: 2x2 images).
+fathom create other --dim 4 --metric l2 --index Flat >/dev/null
+printf '%s\n' '{"id": "s1", "vector": [1, 2, 3, 4], "payload": {"from": "stdin"}}' \
+  '{"id": "s2", "vector": [4, 3, 2, 1]}' | fathom import other - >/dev/null 2>&1
+expect_eq "$(fathom get other s1 --string-id --json | json_get 'd[0]["payload"]["from"]')" "stdin" "import from stdin"
+python3 - <<'EOF'
+import struct
+with open("rows.bvecs", "wb") as f:
+    for row in ([9, 8, 7, 6], [255, 0, 1, 2]):
+        f.write(struct.pack("<i", 4) + bytes(row))
+with open("tiny-idx3-ubyte", "wb") as f:  # magic 0x00000803: unsigned bytes, 3 dimensions
+    f.write(struct.pack(">iiii", 0x803, 3, 2, 2) + bytes([1, 2, 3, 4, 5, 6, 7, 8, 10, 20, 30, 40]))
+EOF
+fathom import other rows.bvecs --id-start 100 >/dev/null 2>&1
+expect_eq "$(fathom get other 101 --json | json_get 'd[0]["vectors"][""]')" "[255.0, 0.0, 1.0, 2.0]" "import .bvecs"
+fathom import other tiny-idx3-ubyte --id-start 200 >/dev/null 2>&1
+expect_eq "$(fathom get other 202 --json | json_get 'd[0]["vectors"][""]')" "[10.0, 20.0, 30.0, 40.0]" "import IDX"
+expect_eq "$(fathom count other)" "7" "stdin + bvecs + IDX"
+# String ids on search and delete.
+expect_eq "$(fathom search other --id s2 --string-id -k 1 --json | json_get 'd["results"][0]["id"]')" "s2" \
+  "search by a string id"
+fathom delete other s1 --string-id >/dev/null
+expect_eq "$(fathom count other)" "6" "delete by a string id"
+
 # --- info ---------------------------------------------------------------------------------------
 
 out=$(fathom info grid)

@@ -988,6 +988,26 @@ class ConcurrentDropTest(ServerTestCase):
             self.assertEqual(self.server.ok("POST", "/collections/%s/points/count" % name, {})["count"], 0)
 
 
+class LimitsFlagTest(ServerTestCase):
+    """--max-batch and --max-k are honoured, with errors that name the limit."""
+    server_args = ("--max-batch", "5", "--max-k", "7")
+
+    def test_flags_bound_batches_and_k(self):
+        self.server.ok("PUT", "/collections/lim", {"vectors": {"size": 2, "distance": "L2", "index": "Flat"}})
+        points = [{"id": i, "vector": [i, i]} for i in range(6)]
+        status, doc, _ = self.server.request("PUT", "/collections/lim/points", {"points": points})
+        self.assertEqual(status, 400, doc)
+        self.assertIn("5", doc["status"]["error"])
+        self.server.ok("PUT", "/collections/lim/points", {"points": points[:5]})
+        status, doc, _ = self.server.request("POST", "/collections/lim/points/search", {"vector": [0, 0], "limit": 8})
+        self.assertEqual(status, 400, doc)
+        self.assertIn("7", doc["status"]["error"])
+        self.assertEqual(len(self.server.ok("POST", "/collections/lim/points/search", {"vector": [0, 0], "limit": 7})), 5)
+        status, doc, _ = self.server.request("POST", "/collections/lim/points/search/batch",
+                                             {"searches": [{"vector": [0, 0]}] * 6})
+        self.assertEqual(status, 400, doc)
+
+
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
