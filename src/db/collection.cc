@@ -193,8 +193,15 @@ Status CollectionImpl::Recover() {
   Status decode_error;
   scan = kv_->Scan(Cf::kRecords, prefix, [&](std::string_view key, std::string_view value) {
     uint32_t slot = ReadBigEndian32(key.data() + 4);
+    // Vectors are decoded only for the indexes that still need them (no checkpoint, or a slot
+    // the log touched after it): with a valid checkpoint, open reads ids and payloads only.
+    const bool replay = touched.count(slot) != 0;
+    bool needs_vectors = false;
+    for (size_t v = 0; v < indexes_.size(); ++v) {
+      needs_vectors = needs_vectors || !loaded[v] || (replay && loaded_seq[v] < seq_);
+    }
     Record record;
-    Status s = DecodeRecord(value, &record);
+    Status s = DecodeRecord(value, &record, needs_vectors);
     if (!s.ok()) {
       decode_error = Status::Corruption("collection '" + spec_.name + "' slot " +
                                         std::to_string(slot) + ": " + s.message());
@@ -211,7 +218,6 @@ Status CollectionImpl::Recover() {
     payload_index_.Insert(slot, payload);
     payloads_[slot] = std::move(payload);
     live_.add(slot);
-    bool replay = touched.count(slot) != 0;
     for (size_t v = 0; v < indexes_.size(); ++v) {
       if (loaded[v] && !(replay && loaded_seq[v] < seq_)) continue;
       auto it = record.vectors.find(spec_.vectors[v].name);

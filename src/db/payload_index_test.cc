@@ -308,6 +308,67 @@ TEST(PayloadIndexTest, ConstEvaluateIsSafeFromManyThreads) {
   EXPECT_EQ(mismatches, std::vector<int>(4, 0));
 }
 
+// ---- hand-computed oracle ------------------------------------------------------------------
+// Expected slots worked out by hand from the semantics in filter.h, independently of both the
+// scan path (Filter::Matches) and the index path (Evaluate), which are each checked against it.
+TEST(PayloadIndexOracleTest, HandComputedAnswers) {
+  const std::vector<json> payloads = {
+      json::parse(R"({"cat": "shoe", "n": 3, "price": 9.5, "sold": false, "tags": ["a", "b"], "meta": {"color": "red"}})"),
+      json::parse(R"({"cat": "shirt", "n": 7, "price": 20, "sold": true, "tags": ["b"], "meta": {"color": "blue"}})"),
+      json::parse(R"({"cat": "shoe", "n": -1, "price": 50.25, "tags": [], "meta": [{"color": "green"}, {"color": "red"}]})"),
+      json::parse(R"({"cat": ["shoe", "boot"], "n": null, "sold": false})"),
+      json::parse(R"({"n": 12, "price": "cheap", "sold": true, "meta": "red"})"),
+      json::parse(R"({})"),
+      json::parse(R"({"cat": "hat", "n": 3.0, "price": 0, "sold": false, "tags": ["c", "a"]})"),
+      json::parse(R"({"cat": "shirt", "n": 2.5, "price": 19.99, "sold": null})"),
+  };
+  const std::vector<std::pair<std::string, std::vector<uint32_t>>> cases = {
+      {R"(cat = "shoe")", {0, 2, 3}},
+      {R"(cat != "shoe")", {1, 6, 7}},
+      {"n < 5", {0, 2, 6, 7}},
+      {"n = 3", {0, 6}},
+      {"n >= 7", {1, 4}},
+      {"n = 2.5", {7}},
+      {"price < 20", {0, 6, 7}},
+      {"price > 50", {2}},
+      {"sold", {1, 4}},
+      {"NOT sold", {0, 2, 3, 5, 6, 7}},
+      {"sold = false", {0, 3, 6}},
+      {R"(tags IN ("a", "c"))", {0, 6}},
+      {"tags IS NULL", {2, 3, 4, 5, 7}},
+      {"n IS NULL", {3, 5}},
+      {R"(meta.color = "red")", {0, 2}},
+      {R"(cat = "shoe" AND n < 5)", {0, 2}},
+      {R"(cat = "shirt" OR price < 1)", {1, 6, 7}},
+      {R"(NOT (cat = "shoe" OR sold))", {5, 6, 7}},
+  };
+  const std::map<std::string, std::map<std::string, FieldType>> configs = {
+      {"all indexed",
+       {{"cat", FieldType::kKeyword}, {"n", FieldType::kInteger}, {"price", FieldType::kFloat},
+        {"sold", FieldType::kBool}, {"tags", FieldType::kKeyword}, {"meta.color", FieldType::kKeyword}}},
+      {"none indexed", {}},
+  };
+  const SlotBitmap all = Range(static_cast<uint32_t>(payloads.size()));
+  for (const auto& [name, fields] : configs) {
+    PayloadIndex index = std::move(PayloadIndex::Create(fields)).value();
+    for (uint32_t slot = 0; slot < payloads.size(); ++slot) index.Insert(slot, payloads[slot]);
+    const PayloadLookup lookup = [&payloads](uint32_t slot) { return &payloads[slot]; };
+    for (const auto& [text, want] : cases) {
+      Result<Filter> filter = Filter::ParseText(text);
+      ASSERT_TRUE(filter.ok()) << text << ": " << filter.status().ToString();
+      Result<SlotBitmap> got = index.Evaluate(*filter, all, lookup, nullptr);
+      ASSERT_TRUE(got.ok()) << text;
+      std::vector<uint32_t> got_slots(got->begin(), got->end());
+      EXPECT_EQ(got_slots, want) << name << ": " << text;
+      std::vector<uint32_t> matched;
+      for (uint32_t slot = 0; slot < payloads.size(); ++slot) {
+        if (filter->Matches(payloads[slot])) matched.push_back(slot);
+      }
+      EXPECT_EQ(matched, want) << "Matches: " << text;
+    }
+  }
+}
+
 // ---- randomized: Evaluate == brute-force Matches ------------------------------------------
 
 class RandomCorpus {

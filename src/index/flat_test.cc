@@ -3,10 +3,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <ostream>
 
 #include "index/test_data.h"
 
 namespace fathom {
+
+// Readable parameter names in test listings; found by ADL, so outside the unnamed namespace.
+void PrintTo(Metric metric, std::ostream* os) { *os << MetricName(metric); }
+
 namespace {
 
 using testing::BruteForce;

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <ostream>
 #include <random>
 #include <thread>
 
@@ -46,6 +47,8 @@ struct RecallCase {
   const char* factory;
   Metric metric;
 };
+// Stable, readable parameter text in test listings (not the bytes of a pointer).
+void PrintTo(const RecallCase& c, std::ostream* os) { *os << c.factory << " " << MetricName(c.metric); }
 
 class HnswRecallTest : public ::testing::TestWithParam<RecallCase> {};
 

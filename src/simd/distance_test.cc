@@ -11,6 +11,11 @@
 #include <vector>
 
 namespace fathom::simd {
+
+// Names in test listings ("GetParam() = avx2", not "1-byte object <01>"); found by ADL, so
+// outside the unnamed namespace.
+void PrintTo(Isa isa, std::ostream* os) { *os << IsaName(isa); }
+
 namespace {
 
 double RefL2(const float* a, const float* b, size_t d) {
@@ -81,9 +86,6 @@ TEST_P(KernelTest, ExtremeValuesDoNotOverflowU8Accumulators) {
   std::vector<uint8_t> zeros(d, 0), full(d, 255);
   EXPECT_EQ(k->l2_sqr_u8(zeros.data(), full.data(), d), uint32_t{255 * 255} * d);
 }
-
-// Names in test listings ("GetParam() = avx2", not "1-byte object <01>").
-void PrintTo(Isa isa, std::ostream* os) { *os << IsaName(isa); }
 
 INSTANTIATE_TEST_SUITE_P(AllIsas, KernelTest,
                          ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512),
