@@ -160,3 +160,36 @@ def test_same_answers_as_the_cli(tmp_path):
         assert [h.id for h in hits] == [r["id"] for r in theirs]
         np.testing.assert_allclose([h.distance for h in hits], [r["distance"] for r in theirs], rtol=1e-5, atol=1e-6)
         assert [h.payload for h in hits] == [r["payload"] for r in theirs]
+
+
+def test_checkpoint_and_memory_bytes(tmp_path):
+    """checkpoint() writes the index file for the current log position (so a reopen replays
+    nothing); memory_bytes grows with the data."""
+    with fathom.Database(tmp_path / "db", durability="buffered", checkpoint_every=10**6) as db:
+        col = db.create_collection("items", dim=16)
+        empty = col.memory_bytes
+        col.upsert(range(2000), clustered(2000, 16, seed=2))
+        full = col.memory_bytes
+        assert full > empty + 2000 * 16 * 4, (empty, full)
+        index_dir = tmp_path / "db" / "indexes" / "1"
+        before = {p.name for p in index_dir.glob("*.fathom")}
+        col.checkpoint()
+        after = {p.name for p in index_dir.glob("*.fathom")}
+        assert after - before == {"0.1.fathom"}, (before, after)
+    with fathom.Database(tmp_path / "db") as db:
+        assert db.get_collection("items").count() == 2000
+
+
+def test_client_reconnects_after_the_server_closed_its_connection(server):
+    """The HTTP client keeps one connection per thread; when the server has closed it (idle
+    keep-alive timeout, restart), the next call reconnects once instead of failing."""
+    import socket
+    from conftest import API_KEY
+    client = fathom.Client(server.url, api_key=API_KEY)
+    col = client.create_collection("reconnect", dim=4)
+    col.upsert([1], np.ones((1, 4), dtype=np.float32))
+    for _ in range(3):
+        client._local.conn.sock.shutdown(socket.SHUT_RDWR)  # as the server closing it would
+        assert col.count() == 1
+    client.drop_collection("reconnect")
+    client.close()

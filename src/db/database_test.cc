@@ -702,6 +702,50 @@ TEST_F(DatabaseTest, ExactSearchIsBruteForce) {
   }
 }
 
+// A snapshot taken while another thread upserts and a third searches is a consistent copy:
+// restored, it holds a whole number of the writer's batches (each batch is all or nothing), and
+// every restored point is found by its own vector.
+TEST_F(DatabaseTest, SnapshotDuringWritesAndSearchesIsConsistent) {
+  auto data = testing::Clustered(4000, 10, 8, 8, 31);
+  auto db = OpenDb();
+  auto c = std::move(db->CreateCollection(Spec("items", 8))).value();
+  ASSERT_TRUE(c->Upsert(Records(data, 0, 1000)).ok());
+  std::atomic<bool> stop{false};
+  std::atomic<size_t> batches{0};
+  std::thread writer([&] {
+    for (size_t b = 1000; b + 100 <= 4000 && !stop; b += 100) {
+      ASSERT_TRUE(c->Upsert(Records(data, b, b + 100)).ok());
+      ++batches;
+    }
+  });
+  std::thread searcher([&] {
+    SearchRequest req;
+    req.queries = data.queries;
+    while (!stop) ASSERT_TRUE(c->Search(req).ok());
+  });
+  while (batches < 3) std::this_thread::yield();
+  const std::string snap = dir_ + "/snap";
+  ASSERT_TRUE(c->Snapshot(snap).ok());
+  const size_t after = batches;
+  stop = true;
+  writer.join();
+  searcher.join();
+  auto restored = std::move(db->RestoreSnapshot(snap, "copy")).value();
+  const size_t n = restored->Count();
+  EXPECT_EQ((n - 1000) % 100, 0u) << n;
+  EXPECT_GE(n, 1000 + 3 * 100u);
+  EXPECT_LE(n, 1000 + 100 * (after + 1));
+  for (size_t i = 0; i < n; i += 37) {
+    SearchRequest req;
+    req.queries.assign(data.base.begin() + i * 8, data.base.begin() + (i + 1) * 8);
+    req.k = 1;
+    req.ef = 200;
+    auto hits = std::move(restored->Search(req)).value();
+    ASSERT_EQ(hits[0].size(), 1u);
+    EXPECT_EQ(std::get<uint64_t>(hits[0][0].id), i);
+  }
+}
+
 // Regression (issue 9.7): a write whose automatic checkpoint failed was durable but answered
 // with an error (naming an internal path), and every later write retried and failed again.
 // Also: leftover *.tmp files of an interrupted checkpoint are removed at open.

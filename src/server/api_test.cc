@@ -247,6 +247,21 @@ TEST_F(ApiTest, SearchFastPathHonoursLimits) {
 }
 
 
+// A batch search checks the request deadline between groups of searches: past it, 408 naming
+// how far it got; before it, the whole batch runs.
+TEST_F(ApiTest, BatchSearchStopsAtTheDeadlineWith408) {
+  MakeSearchCollections();
+  const std::string body = R"({"searches": [{"vector": [0, 0], "limit": 1}, {"vector": [1, 1], "limit": 2}]})";
+  ApiRequest late = Req(body, {"c"});
+  late.deadline = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+  Reply r = api_->SearchBatch(late);
+  EXPECT_EQ(r.http_status, 408);
+  EXPECT_EQ(r.error, "batch search ran past the request time limit after 0 of 2 searches; send smaller batches");
+  ApiRequest in_time = Req(body, {"c"});
+  in_time.deadline = std::chrono::steady_clock::now() + std::chrono::hours(1);
+  EXPECT_EQ(api_->SearchBatch(in_time).http_status, 200);
+}
+
 // After Close (shutdown), every handler answers 503 rather than touching a closed database.
 TEST_F(ApiTest, ClosedDatabaseAnswers503) {
   MakeSearchCollections();
