@@ -55,6 +55,17 @@ class DatabaseTest : public ::testing::Test {
     return out;
   }
 
+  // Point `id` (row `id` of `data`) is the first hit for its own vector.
+  static void ExpectFoundByOwnVector(Collection& c, const testing::Dataset& data, uint64_t id) {
+    SearchRequest req;
+    req.queries.assign(data.base.begin() + id * data.dim, data.base.begin() + (id + 1) * data.dim);
+    req.k = 1;
+    req.ef = 200;
+    auto hits = std::move(c.Search(req)).value();
+    ASSERT_EQ(hits[0].size(), 1u);
+    EXPECT_EQ(std::get<uint64_t>(hits[0][0].id), id);
+  }
+
   std::string dir_;
 };
 
@@ -654,14 +665,7 @@ TEST_F(DatabaseTest, RepairSalvagesACorruptStore) {
   // Every point that survived is found by its own vector.
   for (size_t i = 0; i < 400; ++i) {
     auto got = std::move(col->Get({PointId(uint64_t(i))}, false)).value();
-    if (!got[0]) continue;
-    SearchRequest req;
-    req.queries.assign(data.base.begin() + i * 8, data.base.begin() + (i + 1) * 8);
-    req.k = 1;
-    req.ef = 200;
-    auto hits = std::move(col->Search(req)).value();
-    ASSERT_EQ(hits[0].size(), 1u);
-    EXPECT_EQ(std::get<uint64_t>(hits[0][0].id), i);
+    if (got[0]) ExpectFoundByOwnVector(*col, data, i);
   }
 }
 
@@ -735,15 +739,7 @@ TEST_F(DatabaseTest, SnapshotDuringWritesAndSearchesIsConsistent) {
   EXPECT_EQ((n - 1000) % 100, 0u) << n;
   EXPECT_GE(n, 1000 + 3 * 100u);
   EXPECT_LE(n, 1000 + 100 * (after + 1));
-  for (size_t i = 0; i < n; i += 37) {
-    SearchRequest req;
-    req.queries.assign(data.base.begin() + i * 8, data.base.begin() + (i + 1) * 8);
-    req.k = 1;
-    req.ef = 200;
-    auto hits = std::move(restored->Search(req)).value();
-    ASSERT_EQ(hits[0].size(), 1u);
-    EXPECT_EQ(std::get<uint64_t>(hits[0][0].id), i);
-  }
+  for (size_t i = 0; i < n; i += 37) ExpectFoundByOwnVector(*restored, data, i);
 }
 
 // Regression (issue 9.7): a write whose automatic checkpoint failed was durable but answered

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 #include <thread>
+#include <type_traits>
 
 #include <sys/mman.h>
 
@@ -701,7 +702,125 @@ Status HnswIndex::Add(size_t n, const float* x, const label_t* labels, const Add
   for (size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
   worker();
   for (auto& t : pool) t.join();
+  // Amortised: a walk over the graph once the inserts since the last one reach a tenth of it.
+  const size_t since = inserts_since_reachability_check_ += n;
+  if (since >= std::max<size_t>(1024, num_nodes_.load() / 10)) EnsureReachable();
   return MaybeConsolidate();
+}
+
+size_t HnswIndex::EnsureReachable() {
+  std::unique_lock lock(structure_mutex_);
+  std::lock_guard label_lock(label_mutex_);
+  return EnsureReachableLocked();
+}
+
+size_t HnswIndex::EnsureReachableLocked() {
+  inserts_since_reachability_check_ = 0;
+  const uint64_t entry = entry_.load();
+  const uint32_t nodes = num_nodes_.load();
+  if (entry == kNoEntry || nodes == 0) return 0;
+  ScratchLease lease(*this);
+  Scratch& s = *lease;
+  // Level-0 in-degrees, so that a link is only ever moved away from a node that keeps another.
+  std::vector<uint32_t> in_degree(nodes, 0);
+  for (uint32_t u = 0; u < nodes; ++u) {
+    if (state_[u].load() == kFree) continue;
+    const uint32_t* links = Links(u, 0);
+    for (uint32_t j = 1; j <= links[0]; ++j) ++in_degree[links[j]];
+  }
+  std::vector<uint8_t> reached(nodes, 0);
+  std::vector<uint32_t> queue;
+  auto walk_from = [&](uint32_t start) {
+    if (reached[start]) return;
+    reached[start] = 1;
+    queue.assign(1, start);
+    for (size_t head = 0; head < queue.size(); ++head) {
+      const uint32_t* links = Links(queue[head], 0);
+      for (uint32_t j = 1; j <= links[0]; ++j) {
+        const uint32_t v = links[j];
+        if (!reached[v]) {
+          reached[v] = 1;
+          queue.push_back(v);
+        }
+      }
+    }
+  };
+  size_t relinked = 0;
+  // A fix can move a link away from a node whose only other in-link was itself unreached; a few
+  // rounds settle it (one is nearly always enough).
+  for (int round = 0; round < 4; ++round) {
+    std::fill(reached.begin(), reached.end(), 0);
+    walk_from(uint32_t(entry));
+    size_t fixed = 0;
+    for (uint32_t x = 0; x < nodes; ++x) {
+      if (reached[x] || state_[x].load() != kLive) continue;
+      // Candidates to link from: reached nodes near x, nearest first. x's own neighbours come
+      // first; a beam search from the entry point finds more when none of them is reached.
+      s.cands.clear();
+      const uint32_t* own = Links(x, 0);
+      for (uint32_t j = 1; j <= own[0]; ++j) {
+        if (reached[own[j]] && state_[own[j]].load() != kFree) s.cands.emplace_back(NodeDistance(x, own[j]), own[j]);
+      }
+      if (s.cands.empty()) {
+        Query q;
+        q.vec = Vector(x);
+        q.code = Code(x);
+        float d;
+        auto search = [&](auto kind) {
+          constexpr DistKind K = decltype(kind)::value;
+          uint32_t ep = GreedyDescend<K>(q, uint32_t(entry), static_cast<int>(entry >> 32), 0, &d);
+          SearchLevel<K>(q, ep, d, 0, size_t(spec_.ef_construction), s);
+        };
+        switch (BuildKind()) {
+          case DistKind::kSq8L2: search(std::integral_constant<DistKind, DistKind::kSq8L2>()); break;
+          case DistKind::kFloatL2: search(std::integral_constant<DistKind, DistKind::kFloatL2>()); break;
+          default: search(std::integral_constant<DistKind, DistKind::kFloatIp>()); break;
+        }
+        s.cands.clear();
+        for (size_t i = 0; i < s.pool.size(); ++i) {
+          const uint32_t v = s.pool.node(i);
+          if (v != x && reached[v]) s.cands.emplace_back(s.pool.distance(i), v);
+        }
+      }
+      std::sort(s.cands.begin(), s.cands.end());
+      bool linked = false;
+      for (const auto& [dist, r] : s.cands) {
+        uint32_t* links = Links(r, 0);
+        if (links[0] < uint32_t(m0_)) {
+          links[1 + links[0]] = x;
+          ++links[0];
+          linked = true;
+        } else {
+          // Replace r's farthest link whose target has another in-link.
+          float worst = -1;
+          uint32_t slot = 0;
+          for (uint32_t j = 1; j <= links[0]; ++j) {
+            const uint32_t y = links[j];
+            if (in_degree[y] < 2) continue;
+            const float dy = NodeDistance(r, y);
+            if (dy > worst) {
+              worst = dy;
+              slot = j;
+            }
+          }
+          if (slot != 0) {
+            --in_degree[links[slot]];
+            links[slot] = x;
+            linked = true;
+          }
+        }
+        if (linked) {
+          ++in_degree[x];
+          walk_from(x);
+          ++fixed;
+          break;
+        }
+      }
+    }
+    relinked += fixed;
+    if (fixed == 0) break;
+  }
+  return relinked;
 }
 
 Status HnswIndex::Remove(size_t n, const label_t* labels, size_t* removed) {
@@ -795,6 +914,7 @@ void HnswIndex::Consolidate() {
     }
     entry_.store(best);
   }
+  EnsureReachableLocked();
 }
 
 bool HnswIndex::Contains(label_t label) const {
@@ -928,6 +1048,8 @@ Status HnswIndex::DeserializeBody(std::string_view body, uint64_t count) {
     return Status::Corruption("HNSW index has vectors but no entry point");
   }
   entry_.store(entry);
+  // Files written before reachability was maintained may hold nodes no link leads to.
+  EnsureReachableLocked();
   return Status::OK();
 }
 

@@ -55,6 +55,13 @@ class HnswIndex final : public Index {
   // Relinks around every tombstone and frees their nodes for reuse. Runs automatically from
   // Remove/Add when tombstones exceed 10% of nodes; public for tests and maintenance.
   void Consolidate();
+  // Makes every live node reachable on level 0 from the entry point: a breadth-first walk finds
+  // the live nodes no link leads to (pruning during inserts can drop a node's last in-link), and
+  // each gets one from its nearest reachable node (appended, or replacing that node's farthest
+  // link whose target has another in-link). Runs under the exclusive structure lock after bulk
+  // inserts (whenever inserts since the last run reach a tenth of the nodes: amortised O(1) per
+  // insert) and after consolidation. Returns the number of nodes it had to relink.
+  size_t EnsureReachable();
   size_t tombstones() const;
   // Nodes allocated (live + tombstones + free); grows only when no free node is left.
   size_t allocated_nodes() const;
@@ -88,6 +95,7 @@ class HnswIndex final : public Index {
   void AddBackLink(uint32_t target, uint32_t node, int level);
   int RandomLevel();
   Status MaybeConsolidate();
+  size_t EnsureReachableLocked();  // caller holds structure_mutex_ exclusively
 
   // Search path.
   void PrepareQuery(const float* v, Scratch& scratch, Query* q) const;
@@ -147,6 +155,7 @@ class HnswIndex final : public Index {
   std::atomic<size_t> tombstones_{0};
   label_t next_label_ = 0;
   std::atomic<uint64_t> level_counter_{0};
+  std::atomic<size_t> inserts_since_reachability_check_{0};
 
   mutable std::mutex scratch_mutex_;
   mutable std::vector<std::unique_ptr<Scratch>> scratch_pool_;

@@ -48,19 +48,28 @@ std::string ConnectionPeer(int fd, int local_port) {
   return PeerKey(addr, port);
 }
 
-}  // namespace
-
-bool WidenListenBacklog(int port, int backlog) {
+// Calls fn(fd) for every open descriptor of this process until fn returns false.
+template <class Fn>
+void ForEachDescriptor(Fn&& fn) {
   DIR* dir = opendir("/proc/self/fd");
-  if (dir == nullptr) return false;
-  bool done = false;
+  if (dir == nullptr) return;
   while (dirent* entry = readdir(dir)) {
     if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
     const int fd = std::atoi(entry->d_name);
     if (fd == dirfd(dir)) continue;
+    if (!fn(fd)) break;
+  }
+  closedir(dir);
+}
+
+}  // namespace
+
+bool WidenListenBacklog(int port, int backlog) {
+  bool done = false;
+  ForEachDescriptor([&](int fd) {
     int listening = 0;
     socklen_t len = sizeof listening;
-    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) return true;
     sockaddr_storage sa{};
     socklen_t sa_len = sizeof sa;
     std::string addr;
@@ -69,8 +78,8 @@ bool WidenListenBacklog(int port, int backlog) {
         local_port == port) {
       done = ::listen(fd, backlog) == 0;
     }
-  }
-  closedir(dir);
+    return !done;
+  });
   return done;
 }
 
@@ -112,15 +121,10 @@ void ConnectionWatch::Leave(const std::string& addr, int port) {
 
 bool ConnectionWatch::RespondAndClose(const std::string& addr, int port, const std::string& response) {
   const std::string peer = PeerKey(addr, port);
-  DIR* dir = opendir("/proc/self/fd");
-  if (dir == nullptr) return false;
   bool done = false;
-  while (dirent* entry = readdir(dir)) {
-    if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
-    const int fd = std::atoi(entry->d_name);
-    if (fd == dirfd(dir)) continue;
+  ForEachDescriptor([&](int fd) {
     const int handle = dup(fd);
-    if (handle < 0) continue;
+    if (handle < 0) return true;
     if (ConnectionPeer(handle, port_) == peer) {
       size_t sent = 0;
       while (sent < response.size()) {
@@ -132,9 +136,8 @@ bool ConnectionWatch::RespondAndClose(const std::string& addr, int port, const s
       done = true;
     }
     close(handle);
-    if (done) break;
-  }
-  closedir(dir);
+    return !done;
+  });
   return done;
 }
 
@@ -154,21 +157,16 @@ void ConnectionWatch::Scan() {
   // The server's connections, by descriptor. Each descriptor is examined through a dup of it,
   // so that what is checked and what is shut down are the same socket.
   std::unordered_map<int, Seen> current;
-  if (DIR* dir = opendir("/proc/self/fd"); dir != nullptr) {
-    while (dirent* entry = readdir(dir)) {
-      if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
-      const int fd = std::atoi(entry->d_name);
-      if (fd == dirfd(dir)) continue;
-      const int probe = dup(fd);
-      if (probe < 0) continue;
-      std::string peer = ConnectionPeer(probe, port_);
-      close(probe);
-      if (peer.empty()) continue;
-      auto it = seen_.find(fd);
-      current[fd] = Seen{peer, it != seen_.end() && it->second.peer == peer ? it->second.first_seen : now};
-    }
-    closedir(dir);
-  }
+  ForEachDescriptor([&](int fd) {
+    const int probe = dup(fd);
+    if (probe < 0) return true;
+    std::string peer = ConnectionPeer(probe, port_);
+    close(probe);
+    if (peer.empty()) return true;
+    auto it = seen_.find(fd);
+    current[fd] = Seen{peer, it != seen_.end() && it->second.peer == peer ? it->second.first_seen : now};
+    return true;
+  });
   seen_ = std::move(current);
 
   struct Candidate {
