@@ -47,7 +47,7 @@ struct DatabaseOptions {
   // Writes fail with NoSpace (nothing written; HTTP 507) while the disk holding the database
   // has less than this free beyond the write itself, and resume by themselves once it has more:
   // the store must never run into a full disk mid-write. Reads are unaffected.
-  uint64_t min_free_disk_bytes = uint64_t{256} << 20;
+  uint64_t min_free_disk_bytes = uint64_t{64} << 20;  // 64 MiB: a memtable flush (64 MiB) fits
   // The file system under the record store (as LevelDB's and RocksDB's Options::env): tests pass
   // one that injects faults (disk full, power loss). nullptr: the operating system's. Not owned.
   rocksdb::Env* env = nullptr;

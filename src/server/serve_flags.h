@@ -16,7 +16,7 @@ namespace fathom::server {
 struct ServeFlagSeconds {
   int64_t request_timeout = 30;
   int64_t header_timeout = 10;
-  uint64_t min_free_disk_mib = 256;
+  uint64_t min_free_disk_mib = 64;
 };
 
 inline void AddServeFlags(CLI::App* app, ServerOptions* o, ServeFlagSeconds* s) {
