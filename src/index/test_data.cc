@@ -87,31 +87,15 @@ std::string CheckAgainstReference(const Dataset& data, Metric metric, size_t q, 
 
 std::vector<std::vector<label_t>> BruteForce(const Dataset& data, size_t k, Metric metric,
                                              const std::vector<bool>* alive) {
-  const size_t dim = data.dim;
-  auto norm = [&](const float* v) {
-    double s = 0;
-    for (size_t j = 0; j < dim; ++j) s += double(v[j]) * v[j];
-    return std::sqrt(s);
-  };
   std::vector<std::vector<label_t>> truth(data.nq());
   std::vector<std::pair<double, label_t>> all;
   for (size_t q = 0; q < data.nq(); ++q) {
-    const float* qv = data.queries.data() + q * dim;
-    double qn = norm(qv);
+    const float* qv = data.queries.data() + q * data.dim;
     all.clear();
     for (size_t i = 0; i < data.n(); ++i) {
       if (alive != nullptr && !(*alive)[i]) continue;
-      const float* v = data.base.data() + i * dim;
-      double l2 = 0, dot = 0;
-      for (size_t j = 0; j < dim; ++j) {
-        double diff = double(qv[j]) - v[j];
-        l2 += diff * diff;
-        dot += double(qv[j]) * v[j];
-      }
-      double dist = metric == Metric::kL2             ? l2
-                    : metric == Metric::kInnerProduct ? -dot
-                                                      : 1 - dot / (qn * norm(v) + 1e-30);
-      all.emplace_back(dist, static_cast<label_t>(i));
+      all.emplace_back(ReferenceDistance(metric, qv, data.base.data() + i * data.dim, data.dim),
+                       static_cast<label_t>(i));
     }
     size_t kk = std::min(k, all.size());
     std::partial_sort(all.begin(), all.begin() + kk, all.end());
