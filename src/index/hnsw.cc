@@ -74,6 +74,7 @@ struct HnswIndex::Scratch {
   std::vector<std::pair<float, uint32_t>> results;  // filtered search: results (max-heap)
   std::vector<std::pair<float, uint32_t>> cands;
   std::vector<uint32_t> selected;
+  std::vector<std::pair<int, uint32_t>> backlinks;  // insert: (level, neighbour) to link back from
   std::vector<float> qvec;
   std::vector<uint8_t> qcode;
   std::vector<uint32_t> batch;
@@ -553,6 +554,7 @@ void HnswIndex::AddBackLink(uint32_t target, uint32_t node, int level) {
 
 template <HnswIndex::DistKind K>
 void HnswIndex::Link(uint32_t node, Scratch& s) {
+  s.backlinks.clear();
   Query q;
   q.vec = Vector(node);
   q.code = Code(node);
@@ -596,15 +598,14 @@ void HnswIndex::Link(uint32_t node, Scratch& s) {
       for (size_t j = 0; j < s.selected.size(); ++j) StoreLink(links + 1 + j, s.selected[j]);
       StoreLink(links, static_cast<uint32_t>(s.selected.size()));
     }
+    for (uint32_t v : s.selected) s.backlinks.emplace_back(l, v);
   }
   // Only now, with its lists written on every level, does the node become reachable: a back-link
   // on an upper level made earlier would let a concurrent search descend into a node whose
   // level-0 list is still empty, and return fewer than k results or miss points.
-  for (int l = std::min(level, top); l >= 0; --l) {
-    const uint32_t* links = Links(node, l);
-    const uint32_t count = links[0];
-    for (uint32_t j = 1; j <= count; ++j) AddBackLink(links[j], node, l);
-  }
+  // (From the list chosen above, not re-read: once reachable on one level, other inserts may
+  // already be rewriting the node's lists on the others.)
+  for (const auto& [l, v] : s.backlinks) AddBackLink(v, node, l);
   if (level > top) {
     std::lock_guard lock(entry_mutex_);
     if (level > static_cast<int>(entry_.load() >> 32)) {
