@@ -25,6 +25,9 @@
 
 namespace fathom {
 
+class ByteSink;
+class ByteSource;
+
 enum class Metric : uint8_t { kL2 = 0, kInnerProduct = 1, kCosine = 2 };
 
 // "l2", "ip", "cosine".
@@ -95,6 +98,16 @@ struct AddOptions {
   int threads = 1;
 };
 
+struct SaveOptions {
+  // The save runs while other threads Add and Remove (a database checkpoint). An index that
+  // supports it (supports_concurrent_save()) copies itself in small pieces, each under its
+  // structure lock only, so writers and searches go on; the file may then mix states from
+  // during the save: Load repairs what that can leave (a label on two nodes, a link to a node
+  // that was still unused) and the caller must re-apply every change made after the save began
+  // (the database replays its log). Other indexes hold their writers for the whole save.
+  bool concurrent = false;
+};
+
 class Index {
  public:
   virtual ~Index() = default;
@@ -137,12 +150,14 @@ class Index {
   virtual Status SearchAmong(size_t n, const float* queries, size_t k, const label_t* candidates,
                              size_t num_candidates, float* distances, label_t* labels) const = 0;
 
-  // Writes the index to `path` atomically (temporary file, fsync, rename). The file carries a
-  // magic, format version, factory string, dimension, metric, count, and a checksum
-  // (docs/format/index_file.md).
-  Status Save(const std::string& path) const;
-  // Reads an index written by Save. A truncated, corrupted or foreign file is rejected.
+  // Writes the index to `path` atomically (temporary file, fsync, rename), streamed: it never
+  // holds a second copy of the index in memory. The file carries a magic, format version,
+  // factory string, dimension, metric, count, and a checksum (docs/format/index_file.md).
+  Status Save(const std::string& path, const SaveOptions& options = {}) const;
+  // Reads an index written by Save, streamed. A truncated, corrupted or foreign file is
+  // rejected.
   static Result<std::unique_ptr<Index>> Load(const std::string& path);
+  virtual bool supports_concurrent_save() const { return false; }
 
  protected:
   Index(size_t dim, Metric metric) : dim_(dim), metric_(metric) {}
@@ -153,8 +168,9 @@ class Index {
   friend class IndexIO;
   // Body of the index file after the common header, and its inverse on an index made by
   // MakeIndex from the file's factory string.
-  virtual Status SerializeBody(std::string* out) const = 0;
-  virtual Status DeserializeBody(std::string_view body, uint64_t count) = 0;
+  // `version` is the file's format version; `fuzzy` says it was saved concurrently.
+  virtual Status SerializeBody(ByteSink& out, const SaveOptions& options) const = 0;
+  virtual Status DeserializeBody(ByteSource& in, uint64_t count, uint32_t version, bool fuzzy) = 0;
 
   size_t dim_;
   Metric metric_;

@@ -223,16 +223,20 @@ void FlatIndex::SearchBlas(size_t n, const float* queries, size_t k, float* dist
   }
 }
 
-Status FlatIndex::SerializeBody(std::string* out) const {
+Status FlatIndex::SerializeBody(ByteSink& out, const SaveOptions&) const {
+  // Writers wait for the whole save (the shared lock), searches go on.
   std::shared_lock lock(mutex_);
-  AppendBytes(out, labels_.data(), labels_.size() * sizeof(label_t));
-  AppendBytes(out, data_.data(), data_.size() * sizeof(float));
-  return Status::OK();
+  FATHOM_RETURN_IF_ERROR(out.Write(labels_.data(), labels_.size() * sizeof(label_t)));
+  return out.Write(data_.data(), data_.size() * sizeof(float));
 }
 
-Status FlatIndex::DeserializeBody(std::string_view body, uint64_t count) {
+Status FlatIndex::DeserializeBody(ByteSource& reader, uint64_t count, uint32_t, bool) {
   std::unique_lock lock(mutex_);
-  ByteReader reader(body, "Flat index body");
+  if (reader.remaining() < count * (sizeof(label_t) + dim() * sizeof(float))) {
+    return Status::Corruption("Flat index body is truncated: " + std::to_string(count) +
+                              " vectors need more than the " + std::to_string(reader.remaining()) +
+                              " bytes left");
+  }
   labels_.resize(count);
   data_.resize(count * dim());
   FATHOM_RETURN_IF_ERROR(reader.ReadBytes(labels_.data(), count * sizeof(label_t)));

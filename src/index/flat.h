@@ -32,8 +32,8 @@ class FlatIndex final : public Index {
                      size_t num_candidates, float* distances, label_t* labels) const override;
 
  private:
-  Status SerializeBody(std::string* out) const override;
-  Status DeserializeBody(std::string_view body, uint64_t count) override;
+  Status SerializeBody(ByteSink& out, const SaveOptions& options) const override;
+  Status DeserializeBody(ByteSource& in, uint64_t count, uint32_t version, bool fuzzy) override;
   void SearchOne(const float* query, size_t k, float* distances, label_t* labels,
                  const LabelFilter* filter) const;
   void SearchBlas(size_t n, const float* queries, size_t k, float* distances, label_t* labels,

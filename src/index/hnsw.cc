@@ -934,34 +934,79 @@ Status HnswIndex::Reconstruct(label_t label, float* out) const {
   return Status::OK();
 }
 
-// Body: node count, entry, quantizer, next label; then per node (label, level, state); the
-// level-0 blocks; float vectors (SQ8); upper-level lists of nodes that have them.
-Status HnswIndex::SerializeBody(std::string* out) const {
-  std::shared_lock lock(structure_mutex_);
-  std::lock_guard label_lock(label_mutex_);
-  AppendPod(out, num_nodes_);
-  AppendPod(out, entry_.load());
-  AppendPod(out, uint8_t{sq_trained_});
-  AppendPod(out, sq_lo_);
-  AppendPod(out, sq_scale_);
-  AppendPod(out, next_label_);
-  for (uint32_t u = 0; u < num_nodes_; ++u) {
-    AppendPod(out, labels_[u]);
-    AppendPod(out, levels_[u]);
-    AppendPod(out, state_[u].load());
+// Body (format version 2): node count, entry, quantizer, next label, whether float vectors are
+// stored; then per node its state and, unless free, its label, level, level-0 block, float
+// vector (SQ8) and upper-level lists. Node-major, so a concurrent save can copy the graph a
+// chunk of nodes at a time under the shared structure lock and write each chunk to disk with
+// no lock held: Add, Remove and Search go on meanwhile (a growth or consolidation waits for at
+// most one chunk).
+Status HnswIndex::SerializeBody(ByteSink& out, const SaveOptions& options) const {
+  // Without `concurrent` the caller promises no writers: hold the locks for the whole save.
+  std::shared_lock whole(structure_mutex_, std::defer_lock);
+  std::unique_lock whole_labels(label_mutex_, std::defer_lock);
+  if (!options.concurrent) {
+    whole.lock();
+    whole_labels.lock();
   }
-  AppendBytes(out, blocks_, size_t{num_nodes_} * node_bytes_);
-  if (spec_.sq8) AppendBytes(out, vectors_.get(), size_t{num_nodes_} * dim() * sizeof(float));
-  for (uint32_t u = 0; u < num_nodes_; ++u) {
-    if (upper_[u]) AppendBytes(out, upper_[u].get(), size_t(levels_[u]) * (1 + m_) * sizeof(uint32_t));
+  std::string head;
+  uint32_t nodes;
+  {
+    std::shared_lock lock(structure_mutex_, std::defer_lock);
+    std::unique_lock label_lock(label_mutex_, std::defer_lock);
+    if (options.concurrent) {
+      lock.lock();
+      label_lock.lock();
+    }
+    nodes = num_nodes_;
+    AppendPod(&head, nodes);
+    AppendPod(&head, entry_.load());
+    AppendPod(&head, uint8_t{sq_trained_});
+    AppendPod(&head, sq_lo_);
+    AppendPod(&head, sq_scale_);
+    AppendPod(&head, next_label_);
+    AppendPod(&head, uint8_t{spec_.sq8});  // float vectors follow each SQ8 node's block
+  }
+  FATHOM_RETURN_IF_ERROR(out.Write(head.data(), head.size()));
+  constexpr uint32_t kChunk = 4096;
+  std::string chunk;
+  for (uint32_t begin = 0; begin < nodes; begin += kChunk) {
+    const uint32_t end = std::min(nodes, begin + kChunk);
+    chunk.clear();
+    {
+      std::shared_lock lock(structure_mutex_, std::defer_lock);
+      if (options.concurrent) lock.lock();
+      for (uint32_t u = begin; u < end; ++u) {
+        // The state is read first (acquire): a node seen live or tombstoned has its label,
+        // level, code and upper lists written, and none of them changes while we hold the
+        // structure lock (only Consolidate frees a node); its links may, so they are read
+        // word by word with atomic loads.
+        const uint8_t state = state_[u].load(std::memory_order_acquire);
+        AppendPod(&chunk, state);
+        if (state == kFree) continue;
+        AppendPod(&chunk, labels_[u]);
+        AppendPod(&chunk, levels_[u]);
+        const size_t at = chunk.size();
+        chunk.resize(at + node_bytes_);
+        auto* links = reinterpret_cast<uint32_t*>(chunk.data() + at);
+        const uint32_t* src = Links(u, 0);
+        for (size_t j = 0; j < size_t(1 + m0_); ++j) links[j] = LoadLink(src + j);
+        std::memcpy(chunk.data() + at + links0_bytes_, blocks_ + size_t{u} * node_bytes_ + links0_bytes_,
+                    node_bytes_ - links0_bytes_);
+        if (spec_.sq8) AppendBytes(&chunk, Vector(u), dim() * sizeof(float));
+        for (int l = 1; l <= levels_[u]; ++l) {
+          const uint32_t* list = Links(u, l);
+          for (size_t j = 0; j < size_t(1 + m_); ++j) AppendPod(&chunk, LoadLink(list + j));
+        }
+      }
+    }
+    FATHOM_RETURN_IF_ERROR(out.Write(chunk.data(), chunk.size()));
   }
   return Status::OK();
 }
 
-Status HnswIndex::DeserializeBody(std::string_view body, uint64_t count) {
+Status HnswIndex::DeserializeBody(ByteSource& r, uint64_t count, uint32_t version, bool fuzzy) {
   std::unique_lock lock(structure_mutex_);
   std::lock_guard label_lock(label_mutex_);
-  ByteReader r(body, "HNSW index body");
   uint32_t nodes;
   uint64_t entry;
   uint8_t trained;
@@ -972,8 +1017,8 @@ Status HnswIndex::DeserializeBody(std::string_view body, uint64_t count) {
   FATHOM_RETURN_IF_ERROR(r.Read(&sq_scale_));
   FATHOM_RETURN_IF_ERROR(r.Read(&next_label_));
   sq_trained_ = trained != 0;
-  const size_t per_node = sizeof(label_t) + 2;
-  if (r.remaining() < size_t{nodes} * (per_node + node_bytes_)) {
+  const size_t per_node = version >= 2 ? 1 : sizeof(label_t) + 2 + node_bytes_;
+  if (r.remaining() < size_t{nodes} * per_node) {
     return Status::Corruption("HNSW index body is truncated: " + std::to_string(nodes) +
                               " nodes need more than the " + std::to_string(r.remaining()) +
                               " bytes left");
@@ -983,73 +1028,136 @@ Status HnswIndex::DeserializeBody(std::string_view body, uint64_t count) {
   node_of_.clear();
   free_nodes_.clear();
   tombstones_ = 0;
-  for (uint32_t u = 0; u < nodes; ++u) {
-    uint8_t state;
-    FATHOM_RETURN_IF_ERROR(r.Read(&labels_[u]));
-    FATHOM_RETURN_IF_ERROR(r.Read(&levels_[u]));
-    FATHOM_RETURN_IF_ERROR(r.Read(&state));
-    if (state > kFree || levels_[u] > kMaxLevel) {
-      return Status::Corruption("HNSW node " + std::to_string(u) + " has an invalid state or level");
-    }
-    state_[u].store(state);
-    if (state == kLive) {
-      if (labels_[u] < 0 || !node_of_.emplace(labels_[u], u).second) {
-        return Status::Corruption("HNSW node " + std::to_string(u) + " has an invalid or repeated label " +
-                                  std::to_string(labels_[u]));
-      }
-    } else if (state == kTombstone) {
-      ++tombstones_;
-    } else {
-      free_nodes_.push_back(u);
-    }
-  }
-  if (node_of_.size() != count) {
-    return Status::Corruption("HNSW index holds " + std::to_string(node_of_.size()) +
-                              " live vectors but its header says " + std::to_string(count));
-  }
-  FATHOM_RETURN_IF_ERROR(r.ReadBytes(blocks_, size_t{nodes} * node_bytes_));
-  if (spec_.sq8) {
-    FATHOM_RETURN_IF_ERROR(r.ReadBytes(vectors_.get(), size_t{nodes} * dim() * sizeof(float)));
-  }
   upper_words_ = 0;
-  for (uint32_t u = 0; u < nodes; ++u) {
-    if (state_[u].load() == kFree || levels_[u] == 0) continue;
+  auto read_upper = [&](uint32_t u) -> Status {
+    if (levels_[u] == 0) return Status::OK();
     size_t words = size_t(levels_[u]) * (1 + m_);
     upper_[u].reset(new uint32_t[words]);
     upper_words_ += words;
-    FATHOM_RETURN_IF_ERROR(r.ReadBytes(upper_[u].get(), words * sizeof(uint32_t)));
+    return r.ReadBytes(upper_[u].get(), words * sizeof(uint32_t));
+  };
+  auto read_head = [&](uint32_t u, uint8_t state) -> Status {
+    if (state > kFree) return Status::Corruption("HNSW node " + std::to_string(u) + " has an invalid state");
+    state_[u].store(state);
+    if (state == kFree) {
+      levels_[u] = 0;
+      return Status::OK();
+    }
+    FATHOM_RETURN_IF_ERROR(r.Read(&labels_[u]));
+    FATHOM_RETURN_IF_ERROR(r.Read(&levels_[u]));
+    if (levels_[u] > kMaxLevel) return Status::Corruption("HNSW node " + std::to_string(u) + " has an invalid level");
+    return Status::OK();
+  };
+  if (version >= 2) {
+    uint8_t inline_vectors;
+    FATHOM_RETURN_IF_ERROR(r.Read(&inline_vectors));
+    if (inline_vectors != uint8_t{spec_.sq8}) {
+      return Status::Corruption("HNSW index body says float vectors are " +
+                                std::string(inline_vectors ? "" : "not ") + "stored, which '" +
+                                factory_string() + "' does not expect");
+    }
+    for (uint32_t u = 0; u < nodes; ++u) {
+      uint8_t state;
+      FATHOM_RETURN_IF_ERROR(r.Read(&state));
+      FATHOM_RETURN_IF_ERROR(read_head(u, state));
+      if (state == kFree) continue;
+      FATHOM_RETURN_IF_ERROR(r.ReadBytes(blocks_ + size_t{u} * node_bytes_, node_bytes_));
+      if (spec_.sq8) FATHOM_RETURN_IF_ERROR(r.ReadBytes(Vector(u), dim() * sizeof(float)));
+      FATHOM_RETURN_IF_ERROR(read_upper(u));
+    }
+  } else {
+    // Version 1: all (label, level, state) triples, all blocks, all float vectors, then the
+    // upper lists.
+    for (uint32_t u = 0; u < nodes; ++u) {
+      uint8_t state;
+      FATHOM_RETURN_IF_ERROR(r.Read(&labels_[u]));
+      FATHOM_RETURN_IF_ERROR(r.Read(&levels_[u]));
+      FATHOM_RETURN_IF_ERROR(r.Read(&state));
+      if (state > kFree || levels_[u] > kMaxLevel) {
+        return Status::Corruption("HNSW node " + std::to_string(u) + " has an invalid state or level");
+      }
+      state_[u].store(state);
+    }
+    FATHOM_RETURN_IF_ERROR(r.ReadBytes(blocks_, size_t{nodes} * node_bytes_));
+    if (spec_.sq8) FATHOM_RETURN_IF_ERROR(r.ReadBytes(vectors_.get(), size_t{nodes} * dim() * sizeof(float)));
+    for (uint32_t u = 0; u < nodes; ++u) {
+      if (state_[u].load() == kFree) {
+        levels_[u] = 0;
+        continue;
+      }
+      FATHOM_RETURN_IF_ERROR(read_upper(u));
+    }
   }
-  if (r.remaining() != 0) {
-    return Status::Corruption("HNSW index body has " + std::to_string(r.remaining()) +
-                              " unexpected trailing bytes");
+  // Labels. A concurrent save can catch a label on two nodes (its old and its new node during
+  // a replacement): one becomes a tombstone, and the caller's replay re-applies that label.
+  for (uint32_t u = 0; u < nodes; ++u) {
+    const uint8_t state = state_[u].load();
+    if (state == kTombstone) {
+      ++tombstones_;
+    } else if (state == kFree) {
+      free_nodes_.push_back(u);
+    } else if (labels_[u] < 0 || !node_of_.emplace(labels_[u], u).second) {
+      if (!fuzzy || labels_[u] < 0) {
+        return Status::Corruption("HNSW node " + std::to_string(u) + " has an invalid or repeated label " +
+                                  std::to_string(labels_[u]));
+      }
+      state_[u].store(kTombstone);
+      ++tombstones_;
+    }
   }
-  // Never trust links read from disk: every id must name an allocated node.
+  if (node_of_.size() != count && !fuzzy) {
+    return Status::Corruption("HNSW index holds " + std::to_string(node_of_.size()) +
+                              " live vectors but its header says " + std::to_string(count));
+  }
+  // Never trust links read from disk: every id must name an allocated node of that level. A
+  // concurrent save may have caught a link to a node that was allocated after that node's
+  // chunk was copied, or a list mid-update: such links are dropped (reachability is restored
+  // below), anything else is corruption.
   for (uint32_t u = 0; u < nodes; ++u) {
     if (state_[u].load() == kFree) continue;
     for (int l = 0; l <= levels_[u]; ++l) {
-      const uint32_t* links = Links(u, l);
+      uint32_t* links = Links(u, l);
       if (links[0] > uint32_t(MaxLinks(l))) {
-        return Status::Corruption("HNSW node " + std::to_string(u) + " has " +
-                                  std::to_string(links[0]) + " links at level " + std::to_string(l));
-      }
-      for (uint32_t j = 1; j <= links[0]; ++j) {
-        if (links[j] >= nodes || state_[links[j]].load() == kFree || levels_[links[j]] < l) {
-          return Status::Corruption("HNSW node " + std::to_string(u) + " links to invalid node " +
-                                    std::to_string(links[j]));
+        if (!fuzzy) {
+          return Status::Corruption("HNSW node " + std::to_string(u) + " has " + std::to_string(links[0]) +
+                                    " links at level " + std::to_string(l));
         }
+        links[0] = uint32_t(MaxLinks(l));
       }
+      uint32_t kept = 0;
+      for (uint32_t j = 1; j <= links[0]; ++j) {
+        const uint32_t v = links[j];
+        const bool valid = v < nodes && state_[v].load() != kFree && levels_[v] >= l;
+        if (!valid && !fuzzy) {
+          return Status::Corruption("HNSW node " + std::to_string(u) + " links to invalid node " +
+                                    std::to_string(v));
+        }
+        if (valid) links[1 + kept++] = v;
+      }
+      links[0] = kept;
     }
   }
   if (entry != kNoEntry) {
     uint32_t e = uint32_t(entry);
     if (e >= nodes || state_[e].load() == kFree || levels_[e] != int(entry >> 32)) {
-      return Status::Corruption("HNSW entry point " + std::to_string(e) + " is invalid");
+      if (!fuzzy) return Status::Corruption("HNSW entry point " + std::to_string(e) + " is invalid");
+      entry = kNoEntry;
     }
-  } else if (!node_of_.empty()) {
-    return Status::Corruption("HNSW index has vectors but no entry point");
+  }
+  if (entry == kNoEntry) {
+    // Empty, or (concurrent save) an entry that changed: the highest live node.
+    int best_level = -1;
+    for (uint32_t u = 0; u < nodes; ++u) {
+      if (state_[u].load() == kLive && levels_[u] > best_level) {
+        best_level = levels_[u];
+        entry = PackEntry(best_level, u);
+      }
+    }
+    if (entry != kNoEntry && !fuzzy) return Status::Corruption("HNSW index has vectors but no entry point");
   }
   entry_.store(entry);
-  // Files written before reachability was maintained may hold nodes no link leads to.
+  // Files written before reachability was maintained, and concurrent saves, may hold nodes no
+  // link leads to.
   EnsureReachableLocked();
   return Status::OK();
 }

@@ -51,6 +51,7 @@ class HnswIndex final : public Index {
                 const SearchParams& params = {}) const override;
   Status SearchAmong(size_t n, const float* queries, size_t k, const label_t* candidates,
                      size_t num_candidates, float* distances, label_t* labels) const override;
+  bool supports_concurrent_save() const override { return true; }
 
   // Relinks around every tombstone and frees their nodes for reuse. Runs automatically from
   // Remove/Add when tombstones exceed 10% of nodes; public for tests and maintenance.
@@ -72,8 +73,8 @@ class HnswIndex final : public Index {
   struct Scratch;
   class ScratchLease;
 
-  Status SerializeBody(std::string* out) const override;
-  Status DeserializeBody(std::string_view body, uint64_t count) override;
+  Status SerializeBody(ByteSink& out, const SaveOptions& options) const override;
+  Status DeserializeBody(ByteSource& in, uint64_t count, uint32_t version, bool fuzzy) override;
 
   // Storage.
   uint32_t* Links(uint32_t node, int level) const;

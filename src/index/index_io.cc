@@ -1,6 +1,9 @@
 // Index files (docs/format/index_file.md): a fixed header naming the index, its body, and a
-// CRC-32 over everything before it. Load checks magic, version, length and checksum before it
-// parses anything, so a truncated, corrupted or foreign file is rejected, never half-trusted.
+// CRC-32 over everything before it. Both directions stream through a 1 MiB buffer (a 10M-node
+// graph is never copied whole in memory). Load checks magic, version and length before it
+// parses, validates every value as the body streams in, and returns the index only when the
+// checksum over the whole file matches: a truncated, corrupted or foreign file is rejected,
+// never half-trusted.
 #include <cstring>
 
 #include "fathom/index.h"
@@ -10,66 +13,102 @@ namespace fathom {
 
 namespace {
 constexpr char kMagic[8] = {'F', 'A', 'T', 'H', 'O', 'M', 'I', 'X'};
-constexpr uint32_t kFormatVersion = 1;
+// Version 2 (2026-12): HNSW bodies are node-major (each node's record in one piece, so a save
+// can stream the graph in chunks while writers run). Version 1 is still read.
+constexpr uint32_t kFormatVersion = 2;
+constexpr uint32_t kMinFormatVersion = 1;
+constexpr uint32_t kFlagFuzzy = 1;  // saved concurrently with writers (SaveOptions::concurrent)
+
+// The body part of a file source: remaining() stops at the body's end.
+class BodySource final : public ByteSource {
+ public:
+  BodySource(ByteSource& in, uint64_t length) : in_(in), left_(length) {}
+  Status ReadBytes(void* dst, size_t n) override {
+    if (n > left_) return Status::Corruption("index body is truncated: needed " + std::to_string(n) +
+                                             " more bytes, " + std::to_string(left_) + " left");
+    left_ -= n;
+    return in_.ReadBytes(dst, n);
+  }
+  Status Skip(size_t n) override {
+    if (n > left_) return Status::Corruption("index body is truncated");
+    left_ -= n;
+    return in_.Skip(n);
+  }
+  size_t remaining() const override { return left_; }
+
+ private:
+  ByteSource& in_;
+  uint64_t left_;
+};
 }  // namespace
 
 class IndexIO {
  public:
-  static Status Serialize(const Index& index, std::string* out) {
-    std::string body;
-    FATHOM_RETURN_IF_ERROR(index.SerializeBody(&body));
+  static Status Save(const Index& index, const std::string& path, const SaveOptions& options) {
+    FATHOM_ASSIGN_OR_RETURN(auto file, AtomicFileWriter::Create(path));
+    const bool concurrent = options.concurrent && index.supports_concurrent_save();
     std::string factory = index.factory_string();
-    out->clear();
-    out->reserve(body.size() + 64 + factory.size());
-    AppendBytes(out, kMagic, sizeof(kMagic));
-    AppendPod(out, kFormatVersion);
-    AppendPod(out, uint32_t{0});  // flags, reserved
-    AppendPod(out, static_cast<uint16_t>(factory.size()));
-    out->append(factory);
-    AppendPod(out, static_cast<uint64_t>(index.dim()));
-    AppendPod(out, static_cast<uint8_t>(index.metric()));
-    AppendPod(out, static_cast<uint64_t>(index.size()));
-    AppendPod(out, static_cast<uint64_t>(body.size()));
-    out->append(body);
-    AppendPod(out, Crc32(*out));
-    return Status::OK();
+    std::string header;
+    AppendBytes(&header, kMagic, sizeof(kMagic));
+    AppendPod(&header, kFormatVersion);
+    AppendPod(&header, concurrent ? kFlagFuzzy : uint32_t{0});
+    AppendPod(&header, static_cast<uint16_t>(factory.size()));
+    header.append(factory);
+    AppendPod(&header, static_cast<uint64_t>(index.dim()));
+    AppendPod(&header, static_cast<uint8_t>(index.metric()));
+    AppendPod(&header, static_cast<uint64_t>(index.size()));
+    const size_t body_len_offset = header.size();
+    AppendPod(&header, uint64_t{0});  // body length, patched below
+    FATHOM_RETURN_IF_ERROR(file->Write(header.data(), header.size()));
+    file->ResetCrc();
+    SaveOptions body_options = options;
+    body_options.concurrent = concurrent;
+    FATHOM_RETURN_IF_ERROR(index.SerializeBody(*file, body_options));
+    const uint64_t body_len = file->size() - header.size();
+    const uint32_t body_crc = file->crc();
+    std::memcpy(header.data() + body_len_offset, &body_len, sizeof(body_len));
+    FATHOM_RETURN_IF_ERROR(file->Patch(body_len_offset, &body_len, sizeof(body_len)));
+    const uint32_t crc = Crc32Combine(Crc32(header), body_crc, body_len);
+    FATHOM_RETURN_IF_ERROR(file->Pod(crc));
+    return file->Commit();
   }
 
-  static Result<std::unique_ptr<Index>> Parse(std::string_view data, const std::string& path) {
+  static Result<std::unique_ptr<Index>> Load(const std::string& path) {
     const std::string what = "index file '" + path + "'";
-    if (data.size() < sizeof(kMagic) || std::memcmp(data.data(), kMagic, sizeof(kMagic)) != 0) {
+    FATHOM_ASSIGN_OR_RETURN(auto file, FileSource::Open(path));
+    FileSource& r = *file;
+    char magic[sizeof(kMagic)] = {};
+    if (r.remaining() < sizeof(kMagic) || !r.ReadBytes(magic, sizeof(magic)).ok() ||
+        std::memcmp(magic, kMagic, sizeof(kMagic)) != 0) {
       return Status::Corruption(what + " is not a Fathom index (bad magic; expected 'FATHOMIX')");
     }
-    ByteReader r(data, what);
-    FATHOM_RETURN_IF_ERROR(r.Skip(sizeof(kMagic)));
+    auto fail = [&](const Status& s) { return Status(s.code(), what + ": " + s.message()); };
     uint32_t version, flags;
-    FATHOM_RETURN_IF_ERROR(r.Read(&version));
-    if (version != kFormatVersion) {
+    if (Status s = r.Read(&version); !s.ok()) return fail(s);
+    if (version < kMinFormatVersion || version > kFormatVersion) {
       return Status::NotSupported(what + " has format version " + std::to_string(version) +
-                                  "; this build reads version " + std::to_string(kFormatVersion));
+                                  "; this build reads versions " + std::to_string(kMinFormatVersion) +
+                                  " to " + std::to_string(kFormatVersion));
     }
-    FATHOM_RETURN_IF_ERROR(r.Read(&flags));
     uint16_t factory_len;
-    FATHOM_RETURN_IF_ERROR(r.Read(&factory_len));
-    std::string factory(factory_len, '\0');
-    FATHOM_RETURN_IF_ERROR(r.ReadBytes(factory.data(), factory_len));
     uint64_t dim, count, body_len;
     uint8_t metric;
-    FATHOM_RETURN_IF_ERROR(r.Read(&dim));
-    FATHOM_RETURN_IF_ERROR(r.Read(&metric));
-    FATHOM_RETURN_IF_ERROR(r.Read(&count));
-    FATHOM_RETURN_IF_ERROR(r.Read(&body_len));
-    const size_t body_start = r.position();
+    std::string factory;
+    Status s = r.Read(&flags);
+    if (s.ok()) s = r.Read(&factory_len);
+    if (s.ok()) {
+      factory.resize(factory_len);
+      s = r.ReadBytes(factory.data(), factory_len);
+    }
+    if (s.ok()) s = r.Read(&dim);
+    if (s.ok()) s = r.Read(&metric);
+    if (s.ok()) s = r.Read(&count);
+    if (s.ok()) s = r.Read(&body_len);
+    if (!s.ok()) return fail(s);
     if (r.remaining() < sizeof(uint32_t) || r.remaining() - sizeof(uint32_t) != body_len) {
       return Status::Corruption(what + " is truncated or has trailing bytes: header promises a " +
                                 std::to_string(body_len) + "-byte body and checksum, file has " +
                                 std::to_string(r.remaining()) + " bytes after the header");
-    }
-    uint32_t stored_crc;
-    std::memcpy(&stored_crc, data.data() + data.size() - sizeof(uint32_t), sizeof(uint32_t));
-    uint32_t actual_crc = Crc32(data.substr(0, data.size() - sizeof(uint32_t)));
-    if (stored_crc != actual_crc) {
-      return Status::Corruption(what + " is corrupted: checksum mismatch");
     }
     if (metric > static_cast<uint8_t>(Metric::kCosine)) {
       return Status::Corruption(what + " names unknown metric " + std::to_string(metric));
@@ -80,21 +119,32 @@ class IndexIO {
                                 made.status().message());
     }
     std::unique_ptr<Index> index = std::move(made).value();
-    Status s = index->DeserializeBody(data.substr(body_start, body_len), count);
-    if (!s.ok()) return Status(s.code(), what + ": " + s.message());
+    // The body is parsed as it streams in (every value is bounds-checked and every node id
+    // validated); the index is returned only if the checksum over the whole file then matches.
+    BodySource body(r, body_len);
+    s = index->DeserializeBody(body, count, version, (flags & kFlagFuzzy) != 0);
+    if (s.ok() && body.remaining() != 0) {
+      s = Status::Corruption("index body has " + std::to_string(body.remaining()) +
+                             " unexpected trailing bytes");
+    }
+    // A body that did not parse is still checksummed, so damage is reported as such.
+    if (!s.ok() && !body.Skip(body.remaining()).ok()) return fail(s);
+    const uint32_t actual_crc = r.crc();
+    uint32_t stored_crc = 0;
+    Status crc_read = r.Read(&stored_crc);
+    if (!crc_read.ok()) return fail(crc_read);
+    if (stored_crc != actual_crc) return Status::Corruption(what + " is corrupted: checksum mismatch");
+    if (!s.ok()) return fail(s);
     return index;
   }
 };
 
-Status Index::Save(const std::string& path) const {
-  std::string data;
-  FATHOM_RETURN_IF_ERROR(IndexIO::Serialize(*this, &data));
-  return WriteFileAtomic(path, data);
+Status Index::Save(const std::string& path, const SaveOptions& options) const {
+  return IndexIO::Save(*this, path, options);
 }
 
 Result<std::unique_ptr<Index>> Index::Load(const std::string& path) {
-  FATHOM_ASSIGN_OR_RETURN(std::string data, ReadFile(path));
-  return IndexIO::Parse(data, path);
+  return IndexIO::Load(path);
 }
 
 }  // namespace fathom

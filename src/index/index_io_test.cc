@@ -82,14 +82,14 @@ TEST_P(IndexFileTest, TruncatedCorruptedAndForeignFilesAreRejected) {
             "index file '" + foreign + "' is not a Fathom index (bad magic; expected 'FATHOMIX')");
 
   std::string future = Path("future.fathom");
-  std::string v2 = bytes;
-  v2[8] = 2;  // format version field
-  ASSERT_TRUE(WriteFileAtomic(future, v2).ok());
+  std::string v3 = bytes;
+  v3[8] = 3;  // format version field
+  ASSERT_TRUE(WriteFileAtomic(future, v3).ok());
   r = Index::Load(future);
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(r.status().IsNotSupported());
   EXPECT_EQ(r.status().message(),
-            "index file '" + future + "' has format version 2; this build reads version 1");
+            "index file '" + future + "' has format version 3; this build reads versions 1 to 2");
 
   r = Index::Load(Path("missing.fathom"));
   ASSERT_FALSE(r.ok());

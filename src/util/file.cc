@@ -28,6 +28,16 @@ Status WriteAll(int fd, std::string_view data, const std::string& path) {
   return Status::OK();
 }
 
+void SyncParentDir(const std::string& path) {
+  std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  const std::string dir = parent.empty() ? std::string(".") : parent.string();
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
 }  // namespace
 
 Result<std::string> ReadFile(const std::string& path) {
@@ -69,25 +79,166 @@ Status WriteFileAtomic(const std::string& path, std::string_view contents) {
     ::unlink(tmp.c_str());
     return s;
   }
-  std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  const std::string dir = parent.empty() ? std::string(".") : parent.string();
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
+  SyncParentDir(path);
+  return Status::OK();
+}
+
+uint32_t Crc32Update(uint32_t crc, const void* data, size_t n) {
+  uLong c = crc;
+  const auto* p = static_cast<const Bytef*>(data);
+  // zlib takes uInt lengths; feed large buffers in pieces.
+  while (n > 0) {
+    uInt piece = static_cast<uInt>(std::min<size_t>(n, 1u << 30));
+    c = crc32(c, p, piece);
+    p += piece;
+    n -= piece;
+  }
+  return static_cast<uint32_t>(c);
+}
+
+uint32_t Crc32(std::string_view data) {
+  return Crc32Update(static_cast<uint32_t>(crc32(0L, Z_NULL, 0)), data.data(), data.size());
+}
+
+uint32_t Crc32Combine(uint32_t crc_a, uint32_t crc_b, uint64_t length_b) {
+  return static_cast<uint32_t>(crc32_combine64(crc_a, crc_b, static_cast<z_off64_t>(length_b)));
+}
+
+namespace {
+constexpr size_t kStreamBuffer = size_t{1} << 20;
+
+}  // namespace
+
+Result<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Create(const std::string& path) {
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Errno("cannot create", tmp);
+  return std::unique_ptr<AtomicFileWriter>(new AtomicFileWriter(path, fd));
+}
+
+AtomicFileWriter::AtomicFileWriter(std::string path, int fd)
+    : path_(std::move(path)), tmp_(path_ + ".tmp"), fd_(fd), crc_(Crc32({})) {
+  buffer_.reserve(kStreamBuffer);
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_) ::unlink(tmp_.c_str());
+}
+
+void AtomicFileWriter::ResetCrc() { crc_ = Crc32({}); }
+
+Status AtomicFileWriter::Write(const void* data, size_t n) {
+  crc_ = Crc32Update(crc_, data, n);
+  size_ += n;
+  const char* p = static_cast<const char*>(data);
+  if (buffer_.size() + n > kStreamBuffer) FATHOM_RETURN_IF_ERROR(Flush());
+  if (n >= kStreamBuffer) return WriteAll(fd_, std::string_view(p, n), tmp_);
+  buffer_.append(p, n);
+  return Status::OK();
+}
+
+Status AtomicFileWriter::Flush() {
+  Status s = WriteAll(fd_, buffer_, tmp_);
+  buffer_.clear();
+  return s;
+}
+
+Status AtomicFileWriter::Patch(uint64_t offset, const void* data, size_t n) {
+  FATHOM_RETURN_IF_ERROR(Flush());
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    ssize_t w = ::pwrite(fd_, p, n, static_cast<off_t>(offset));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return Errno("cannot write", tmp_);
+    }
+    p += w;
+    offset += static_cast<uint64_t>(w);
+    n -= static_cast<size_t>(w);
   }
   return Status::OK();
 }
 
-uint32_t Crc32(std::string_view data) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  // zlib takes uInt lengths; feed large buffers in pieces.
-  while (!data.empty()) {
-    uInt n = static_cast<uInt>(std::min<size_t>(data.size(), 1u << 30));
-    crc = crc32(crc, reinterpret_cast<const Bytef*>(data.data()), n);
-    data.remove_prefix(n);
+Status AtomicFileWriter::Commit() {
+  FATHOM_RETURN_IF_ERROR(Flush());
+  if (::fsync(fd_) != 0) return Errno("cannot fsync", tmp_);
+  ::close(fd_);
+  fd_ = -1;
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) return Errno("cannot rename to", path_);
+  committed_ = true;
+  SyncParentDir(path_);
+  return Status::OK();
+}
+
+Result<std::unique_ptr<FileSource>> FileSource::Open(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return Status::NotFound("file '" + path + "' does not exist");
+    return Errno("cannot open", path);
   }
-  return static_cast<uint32_t>(crc);
+  off_t size = ::lseek(fd, 0, SEEK_END);
+  if (size < 0 || ::lseek(fd, 0, SEEK_SET) != 0) {
+    Status s = Errno("cannot seek in", path);
+    ::close(fd);
+    return s;
+  }
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  return std::unique_ptr<FileSource>(new FileSource(path, fd, static_cast<uint64_t>(size)));
+}
+
+FileSource::FileSource(std::string path, int fd, uint64_t size)
+    : path_(std::move(path)), fd_(fd), size_(size), crc_(Crc32({})) {}
+
+FileSource::~FileSource() { ::close(fd_); }
+
+Status FileSource::Fill() {
+  buffer_.resize(kStreamBuffer);
+  size_t got = 0;
+  const size_t want = static_cast<size_t>(std::min<uint64_t>(kStreamBuffer, size_ - pos_));
+  while (got < want) {
+    ssize_t r = ::read(fd_, buffer_.data() + got, want - got);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return Errno("cannot read", path_);
+    }
+    if (r == 0) return Status::Corruption("file '" + path_ + "' shrank while it was read");
+    got += static_cast<size_t>(r);
+  }
+  buffer_.resize(got);
+  buffer_pos_ = 0;
+  return Status::OK();
+}
+
+Status FileSource::ReadBytes(void* dst, size_t n) {
+  if (remaining() < n) {
+    return Status::Corruption("file '" + path_ + "' is truncated: needed " + std::to_string(n) +
+                              " more bytes at offset " + std::to_string(pos_) + ", " +
+                              std::to_string(remaining()) + " left");
+  }
+  char* out = static_cast<char*>(dst);
+  while (n > 0) {
+    if (buffer_pos_ == buffer_.size()) FATHOM_RETURN_IF_ERROR(Fill());
+    const size_t take = std::min(n, buffer_.size() - buffer_pos_);
+    std::memcpy(out, buffer_.data() + buffer_pos_, take);
+    crc_ = Crc32Update(crc_, out, take);
+    buffer_pos_ += take;
+    pos_ += take;
+    out += take;
+    n -= take;
+  }
+  return Status::OK();
+}
+
+Status FileSource::Skip(size_t n) {
+  // Skipped bytes still enter the checksum.
+  char scratch[4096];
+  while (n > 0) {
+    const size_t take = std::min(n, sizeof(scratch));
+    FATHOM_RETURN_IF_ERROR(ReadBytes(scratch, take));
+    n -= take;
+  }
+  return Status::OK();
 }
 
 Status ByteReader::ReadBytes(void* dst, size_t n) {
