@@ -124,8 +124,12 @@ class Collection {
                                                                SearchStats* stats = nullptr) const = 0;
   // Writes a consistent copy of this collection into `dir` (which must not exist).
   virtual Status Snapshot(const std::string& dir) const = 0;
-  // Writes index checkpoints now and trims the operation log.
+  // Writes index checkpoints now and trims the operation log. Writes and searches go on while
+  // the files are written. (Automatic checkpoints run on a background thread.)
   virtual Status Checkpoint() = 0;
+  // Runs index housekeeping now (HNSW: relinks around deleted points and frees them for reuse),
+  // which otherwise runs in the background once deletions pass 10% of a graph.
+  virtual Status Optimize() = 0;
   // When the indexes were last checkpointed successfully by this process (explicitly, every
   // `checkpoint_every` operations, or by a no-op Checkpoint with nothing to write); the time the
   // collection was opened or created if that has not happened yet. Monitoring reads it as

@@ -159,6 +159,14 @@ class Index {
   static Result<std::unique_ptr<Index>> Load(const std::string& path);
   virtual bool supports_concurrent_save() const { return false; }
 
+  // Housekeeping (for HNSW: relinking around tombstones and freeing them). By default Add and
+  // Remove do it themselves when due; a database turns that off with
+  // set_inline_maintenance(false) and calls Maintain() from its own thread when
+  // NeedsMaintenance() says so, so no caller's write pays for it.
+  virtual void set_inline_maintenance(bool) {}
+  virtual bool NeedsMaintenance() const { return false; }
+  virtual void Maintain() {}
+
  protected:
   Index(size_t dim, Metric metric) : dim_(dim), metric_(metric) {}
   // Checks a batch of n vectors for non-finite values; the error names the row and column.

@@ -103,14 +103,84 @@ Result<std::shared_ptr<CollectionImpl>> CollectionImpl::Open(KvStore* kv, std::s
     }
   }
   FATHOM_RETURN_IF_ERROR(c->Recover());
-  {
-    // Points replayed from the log count toward the next checkpoint, and a long replay is
-    // checkpointed at once: otherwise a process that keeps crashing before the interval never
-    // checkpoints, and every open replays more.
-    std::lock_guard write_lock(c->write_mutex_);
-    FATHOM_RETURN_IF_ERROR(c->MaybeCheckpointLocked());
-  }
+  for (auto& index : c->indexes_) index->set_inline_maintenance(false);
+  // Points replayed from the log count toward the next checkpoint, and a long replay is
+  // checkpointed at once (in the background): otherwise a process that keeps crashing before
+  // the interval never checkpoints, and every open replays more.
+  c->StartMaintenance();
+  if (c->ops_since_checkpoint_ >= c->options_.checkpoint_every) c->WakeMaintenance();
   return c;
+}
+
+CollectionImpl::~CollectionImpl() { StopMaintenance(); }
+
+void CollectionImpl::StartMaintenance() {
+  std::lock_guard lock(maintenance_mutex_);
+  if (maintenance_.joinable()) return;
+  maintenance_stop_ = false;
+  maintenance_ = std::thread([this] { MaintenanceLoop(); });
+}
+
+void CollectionImpl::StopMaintenance() {
+  {
+    std::lock_guard lock(maintenance_mutex_);
+    maintenance_stop_ = true;
+  }
+  maintenance_cv_.notify_all();
+  if (maintenance_.joinable()) maintenance_.join();
+}
+
+void CollectionImpl::WakeMaintenance() {
+  {
+    std::lock_guard lock(maintenance_mutex_);
+    maintenance_wanted_ = true;
+  }
+  maintenance_cv_.notify_all();
+}
+
+void CollectionImpl::MaintenanceLoop() {
+  while (true) {
+    {
+      std::unique_lock lock(maintenance_mutex_);
+      // Woken by writes that reach the checkpoint interval; the timeout retries a failed
+      // checkpoint after its back-off and catches consolidation that deletes made due.
+      maintenance_cv_.wait_for(lock, std::chrono::seconds(1),
+                               [&] { return maintenance_stop_ || maintenance_wanted_; });
+      if (maintenance_stop_) return;
+      maintenance_wanted_ = false;
+    }
+    MaintainOnce();
+  }
+}
+
+// Called on the maintenance thread. A checkpoint that fails must not fail any write (they are
+// acknowledged whatever happens here): failures are logged, counted for /metrics, and retried
+// with back-off (1 s doubling to 5 min).
+void CollectionImpl::MaintainOnce() {
+  std::shared_lock life(life_mutex_);
+  if (!retired_.ok()) return;
+  for (auto& index : indexes_) {
+    if (index->NeedsMaintenance()) index->Maintain();
+  }
+  uint64_t ops;
+  {
+    std::lock_guard write_lock(write_mutex_);
+    ops = ops_since_checkpoint_;
+  }
+  if (ops < options_.checkpoint_every) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_checkpoint_attempt_) return;
+  Status s = RunCheckpoint();
+  if (s.ok()) {
+    checkpoint_backoff_ = std::chrono::seconds(0);
+    return;
+  }
+  checkpoint_failures_.fetch_add(1, std::memory_order_relaxed);
+  checkpoint_backoff_ = std::min<std::chrono::seconds>(
+      std::chrono::seconds(300), std::max<std::chrono::seconds>(std::chrono::seconds(1), 2 * checkpoint_backoff_));
+  next_checkpoint_attempt_ = std::chrono::steady_clock::now() + checkpoint_backoff_;
+  spdlog::warn("collection '{}': checkpoint failed ({}); every write is in the log; retrying in {} s",
+               spec_.name, s.ToString(), checkpoint_backoff_.count());
 }
 
 std::string CollectionImpl::CheckpointPath(size_t vector, uint64_t seq) const {
@@ -389,7 +459,8 @@ Status CollectionImpl::Upsert(const std::vector<Record>& records) {
     FATHOM_CHECK(s.ok(), "index rejected a validated batch: " + s.ToString());
   }
   ops_since_checkpoint_ += records.size();
-  return MaybeCheckpointLocked();
+  if (ops_since_checkpoint_ >= options_.checkpoint_every) WakeMaintenance();
+  return Status::OK();
 }
 
 Result<std::vector<std::optional<Record>>> CollectionImpl::Get(const std::vector<PointId>& ids,
@@ -431,7 +502,12 @@ Result<size_t> CollectionImpl::DeleteSlots(const std::vector<uint32_t>& slots) {
   ++seq_;
   // Out of the indexes first, so a search never maps a removed slot to a reused id.
   std::vector<label_t> labels(slots.begin(), slots.end());
-  for (auto& index : indexes_) FATHOM_RETURN_IF_ERROR(index->Remove(labels.size(), labels.data()));
+  bool maintenance_due = false;
+  for (auto& index : indexes_) {
+    FATHOM_RETURN_IF_ERROR(index->Remove(labels.size(), labels.data()));
+    maintenance_due = maintenance_due || index->NeedsMaintenance();
+  }
+  if (maintenance_due) WakeMaintenance();
   {
     std::unique_lock lock(state_mutex_);
     ++state_version_;
@@ -445,7 +521,7 @@ Result<size_t> CollectionImpl::DeleteSlots(const std::vector<uint32_t>& slots) {
     }
   }
   ops_since_checkpoint_ += slots.size();
-  FATHOM_RETURN_IF_ERROR(MaybeCheckpointLocked());
+  if (ops_since_checkpoint_ >= options_.checkpoint_every) WakeMaintenance();
   return slots.size();
 }
 
@@ -649,28 +725,6 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
   return results;
 }
 
-// Called after a write is durable and applied: a checkpoint that fails must not fail that write
-// (it is acknowledged whatever happens here). Failures are logged, counted for /metrics, and
-// retried with back-off (1 s doubling to 5 min) rather than on every following write.
-Status CollectionImpl::MaybeCheckpointLocked() {
-  if (ops_since_checkpoint_ < options_.checkpoint_every) return Status::OK();
-  const auto now = std::chrono::steady_clock::now();
-  if (now < next_checkpoint_attempt_) return Status::OK();
-  Status s = CheckpointLocked();
-  if (s.ok()) {
-    checkpoint_backoff_ = std::chrono::seconds(0);
-    return Status::OK();
-  }
-  checkpoint_failures_.fetch_add(1, std::memory_order_relaxed);
-  checkpoint_backoff_ = std::min<std::chrono::seconds>(
-      std::chrono::seconds(300), std::max<std::chrono::seconds>(std::chrono::seconds(1), 2 * checkpoint_backoff_));
-  next_checkpoint_attempt_ = now + checkpoint_backoff_;
-  spdlog::warn("collection '{}': checkpoint failed ({}); the write succeeded and the log keeps it; retrying "
-               "in {} s",
-               spec_.name, s.ToString(), checkpoint_backoff_.count());
-  return Status::OK();
-}
-
 uint64_t CollectionImpl::checkpoint_failures() const {
   return checkpoint_failures_.load(std::memory_order_relaxed);
 }
@@ -678,71 +732,94 @@ uint64_t CollectionImpl::checkpoint_failures() const {
 Status CollectionImpl::Checkpoint() {
   std::shared_lock life(life_mutex_);
   FATHOM_RETURN_IF_ERROR(retired_);
-  std::lock_guard write_lock(write_mutex_);
-  return CheckpointLocked();
+  return RunCheckpoint();
+}
+
+Status CollectionImpl::Optimize() {
+  std::shared_lock life(life_mutex_);
+  FATHOM_RETURN_IF_ERROR(retired_);
+  for (auto& index : indexes_) index->Maintain();
+  return Status::OK();
 }
 
 Status CollectionImpl::Retire(Status why, bool checkpoint) {
+  // The maintenance thread takes life_mutex_: stop it before waiting for that lock.
+  StopMaintenance();
   std::unique_lock life(life_mutex_);
   if (!retired_.ok()) return Status::OK();
   Status s;
-  if (checkpoint) {
-    std::lock_guard write_lock(write_mutex_);
-    s = CheckpointLocked();
-  }
+  if (checkpoint) s = RunCheckpoint();
   retired_ = std::move(why);
   return s;
 }
 
 void CollectionImpl::Unretire() {
-  std::unique_lock life(life_mutex_);
-  retired_ = Status::OK();
+  {
+    std::unique_lock life(life_mutex_);
+    retired_ = Status::OK();
+  }
+  StartMaintenance();
 }
 
-// Index files first (atomic each), then the log trim: a crash in between leaves a newer
-// checkpoint and a longer log, which recovery handles.
-Status CollectionImpl::CheckpointLocked() {
-  if (seq_ == checkpoint_seq_ && ops_since_checkpoint_ == 0) {
-    bool all_present = true;
-    for (size_t v = 0; v < indexes_.size(); ++v) {
-      all_present = all_present && fs::exists(CheckpointPath(v, seq_));
+// 1. Under write_mutex_ (no write in flight): make the log durable up to here and cut its
+//    position `cut`. 2. Without it: save each index concurrently with writers (they and
+//    searches go on; the file may also hold some changes after `cut`, which recovery replays
+//    again: replay sets each touched slot to its record, so applying it twice is harmless).
+// 3. Under write_mutex_: trim the log up to `cut`. A crash before 3 leaves a newer checkpoint
+// and a longer log, which recovery handles; the files of older checkpoints go last.
+Status CollectionImpl::RunCheckpoint() {
+  std::lock_guard checkpoint_lock(checkpoint_mutex_);
+  uint64_t cut, ops_at_cut;
+  {
+    std::lock_guard write_lock(write_mutex_);
+    if (seq_ == checkpoint_seq_ && ops_since_checkpoint_ == 0) {
+      bool all_present = true;
+      for (size_t v = 0; v < indexes_.size(); ++v) {
+        all_present = all_present && fs::exists(CheckpointPath(v, seq_));
+      }
+      if (all_present) {
+        last_checkpoint_ticks_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                                     std::memory_order_relaxed);
+        return Status::OK();
+      }
     }
-    if (all_present) {
-      last_checkpoint_ticks_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
-                                   std::memory_order_relaxed);
-      return Status::OK();
-    }
+    // A checkpoint must never be ahead of the durable log: in buffered mode a power loss could
+    // otherwise keep index entries for writes the log lost.
+    FATHOM_RETURN_IF_ERROR(kv_->SyncWal());
+    cut = seq_;
+    ops_at_cut = ops_since_checkpoint_;
   }
-  // A checkpoint must never be ahead of the durable log: in buffered mode a power loss could
-  // otherwise keep index entries for writes the log lost.
-  FATHOM_RETURN_IF_ERROR(kv_->SyncWal());
   // Index files must not eat the reserve that keeps the store's log off a full disk.
   size_t estimate = 0;
   for (const auto& index : indexes_) estimate += index->memory_bytes();
   FATHOM_RETURN_IF_ERROR(CheckFreeSpace(index_dir_, estimate, options_.min_free_disk_bytes));
+  SaveOptions save;
+  save.concurrent = true;
   for (size_t v = 0; v < indexes_.size(); ++v) {
-    FATHOM_RETURN_IF_ERROR(indexes_[v]->Save(CheckpointPath(v, seq_)));
+    FATHOM_RETURN_IF_ERROR(indexes_[v]->Save(CheckpointPath(v, cut), save));
   }
-  KvStore::Batch batch(*kv_);
-  std::string seq_value;
-  AppendBigEndian64(&seq_value, seq_);
-  batch.Put(Cf::kMeta, "trimmed/" + CollectionPrefix(id_), seq_value);
-  batch.DeleteRange(Cf::kOplog, OplogKey(id_, 0), OplogKey(id_, seq_ + 1));
-  FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
-  checkpoint_seq_ = seq_;
-  ops_since_checkpoint_ = 0;
-  last_checkpoint_ticks_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
-                               std::memory_order_relaxed);
+  {
+    std::lock_guard write_lock(write_mutex_);
+    KvStore::Batch batch(*kv_);
+    std::string seq_value;
+    AppendBigEndian64(&seq_value, cut);
+    batch.Put(Cf::kMeta, "trimmed/" + CollectionPrefix(id_), seq_value);
+    batch.DeleteRange(Cf::kOplog, OplogKey(id_, 0), OplogKey(id_, cut + 1));
+    FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
+    checkpoint_seq_ = cut;
+    ops_since_checkpoint_ -= std::min(ops_since_checkpoint_, ops_at_cut);
+    last_checkpoint_ticks_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                                 std::memory_order_relaxed);
+  }
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(index_dir_, ec)) {
-    std::string name = entry.path().filename().string();
     bool current = false;
     for (size_t v = 0; v < indexes_.size(); ++v) {
-      current = current || entry.path().string() == CheckpointPath(v, seq_);
+      current = current || entry.path().string() == CheckpointPath(v, cut);
     }
     if (!current && entry.path().extension() == ".fathom") fs::remove(entry.path(), ec);
   }
-  spdlog::info("collection '{}': checkpoint at sequence {}", spec_.name, seq_);
+  spdlog::info("collection '{}': checkpoint at sequence {}", spec_.name, cut);
   return Status::OK();
 }
 

@@ -5,17 +5,24 @@
 // an operation log of touched slots under (collection, sequence). Index checkpoints are files
 // "<index_dir>/<vector position>.<sequence>.fathom".
 //
-// Locking: write_mutex_ serialises writers and checkpoints; state_mutex_ guards the maps and is
-// held exclusively only while they change (never during index inserts), shared by readers.
+// Locking: write_mutex_ serialises writers; state_mutex_ guards the maps and is held
+// exclusively only while they change (never during index inserts), shared by readers.
+// Checkpoints (checkpoint_mutex_, one at a time) hold write_mutex_ only to cut the log position
+// and to trim the log: the index files are written while writes and searches go on (see
+// docs/format/database.md, "Checkpoints"). A background thread per collection runs automatic
+// checkpoints and tombstone consolidation, so no user's write pays for either. Lock order:
+// life_mutex_, checkpoint_mutex_, write_mutex_, state_mutex_.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -49,6 +56,7 @@ class CollectionImpl final : public Collection {
                                                        SearchStats* stats = nullptr) const override;
   Status Snapshot(const std::string& dir) const override;
   Status Checkpoint() override;
+  Status Optimize() override;
   std::chrono::steady_clock::time_point last_checkpoint() const override;
   uint64_t checkpoint_failures() const override;
   size_t memory_bytes() const override;
@@ -67,6 +75,18 @@ class CollectionImpl final : public Collection {
  private:
   CollectionImpl(KvStore* kv, std::string index_dir, CollectionSpec spec, uint32_t id,
                  const DatabaseOptions& options, PayloadIndex payload_index);
+ public:
+  ~CollectionImpl() override;
+
+ private:
+  // Background maintenance: automatic checkpoints (with back-off after failures) and tombstone
+  // consolidation. Started by Open and Unretire, stopped by Retire and the destructor.
+  void StartMaintenance();
+  void StopMaintenance();
+  void MaintenanceLoop();
+  void WakeMaintenance();
+  // One maintenance pass: checkpoint when due, consolidate indexes that need it.
+  void MaintainOnce();
 
   Status Recover();
   Result<std::vector<std::optional<Record>>> GetRecords(const std::vector<PointId>& ids,
@@ -86,8 +106,9 @@ class CollectionImpl final : public Collection {
   // when the same filter text was planned since the last change, else parsed and evaluated.
   Result<std::shared_ptr<const FilterPlan>> PlanFilter(const std::string& text) const;
   Result<size_t> DeleteSlots(const std::vector<uint32_t>& slots);
-  Status CheckpointLocked();
-  Status MaybeCheckpointLocked();
+  // Writes every index file at the current log position while writes go on, then trims the
+  // log. Caller holds life_mutex_ (shared or exclusive) and not write_mutex_.
+  Status RunCheckpoint();
   std::string CheckpointPath(size_t vector, uint64_t seq) const;
 
   KvStore* const kv_;
@@ -101,13 +122,19 @@ class CollectionImpl final : public Collection {
   mutable RwLock life_mutex_;
   Status retired_;  // OK until retired; guarded by life_mutex_
 
+  std::mutex checkpoint_mutex_;
   mutable std::mutex write_mutex_;
   uint64_t seq_ = 0;             // last logged operation
   uint64_t checkpoint_seq_ = 0;  // operations up to here are in the index files
   uint64_t ops_since_checkpoint_ = 0;
-  // Back-off after a failed automatic checkpoint (see MaybeCheckpointLocked).
+  // Back-off after a failed automatic checkpoint (maintenance thread only).
   std::chrono::steady_clock::time_point next_checkpoint_attempt_{};
   std::chrono::seconds checkpoint_backoff_{0};
+  std::thread maintenance_;
+  std::mutex maintenance_mutex_;
+  std::condition_variable maintenance_cv_;
+  bool maintenance_stop_ = false;   // guarded by maintenance_mutex_
+  bool maintenance_wanted_ = false;  // guarded by maintenance_mutex_
   std::atomic<uint64_t> checkpoint_failures_{0};
   // steady_clock ticks of the last successful checkpoint (or of opening): written under
   // write_mutex_, read without it by monitoring.

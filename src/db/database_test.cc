@@ -14,6 +14,16 @@ namespace fathom {
 namespace {
 namespace fs = std::filesystem;
 
+// Polls `done` for up to 30 s (background work such as checkpoints); true once it holds.
+template <class F>
+bool WaitUntil(F done) {
+  for (int i = 0; i < 3000; ++i) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return done();
+}
+
 class DatabaseTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -389,6 +399,9 @@ TEST_F(DatabaseTest, ChurnKeepsRecallAndMemory) {
   std::vector<PointId> odd;
   for (uint64_t i = 1; i < 10000; i += 2) odd.push_back(i);
   ASSERT_EQ(*churned->Delete(odd), 5000u);
+  // Housekeeping runs in the background; Optimize runs it now, so that the re-inserted points
+  // reuse the freed nodes.
+  ASSERT_TRUE(churned->Optimize().ok());
   std::vector<Record> again;
   for (auto& r : Records(data, 0, 10000)) {
     if (std::get<uint64_t>(r.id) % 2 == 1) again.push_back(std::move(r));
@@ -580,7 +593,9 @@ TEST_F(DatabaseTest, ReplayedPointsCountTowardTheNextCheckpoint) {
     EXPECT_EQ(c->Count(), 150u);
     // 90 replayed + 10 new reach the interval of 100: a checkpoint at sequence 160.
     for (size_t i = 150; i < 160; ++i) ASSERT_TRUE(c->Upsert(Records(data, i, i + 1)).ok());
-    EXPECT_TRUE(std::filesystem::exists(index_dir + "/0.160.fathom")) << checkpoints();
+    // Checkpoints run in the background.
+    EXPECT_TRUE(WaitUntil([&] { return std::filesystem::exists(index_dir + "/0.160.fathom"); }))
+        << checkpoints();
   }
 }
 
@@ -759,6 +774,7 @@ TEST_F(DatabaseTest, FailingCheckpointNeverFailsTheWrite) {
       Status s = c->Upsert(Records(data, i, i + 1));
       EXPECT_TRUE(s.ok()) << s.ToString();
     }
+    EXPECT_TRUE(WaitUntil([&] { return c->checkpoint_failures() >= 1; }));
     EXPECT_EQ(c->checkpoint_failures(), 1u);
     // Back-off: the next writes do not retry (and fail) at once.
     for (size_t i = 5; i < 8; ++i) ASSERT_TRUE(c->Upsert(Records(data, i, i + 1)).ok());

@@ -842,15 +842,14 @@ Status HnswIndex::Remove(size_t n, const label_t* labels, size_t* removed) {
   return MaybeConsolidate();
 }
 
+bool HnswIndex::NeedsMaintenance() const {
+  std::lock_guard lock(label_mutex_);
+  return tombstones_ >= kMinTombstonesForConsolidation &&
+         double(tombstones_) >= kTombstoneFraction * double(num_nodes_);
+}
+
 Status HnswIndex::MaybeConsolidate() {
-  {
-    std::lock_guard lock(label_mutex_);
-    if (tombstones_ < kMinTombstonesForConsolidation ||
-        double(tombstones_) < kTombstoneFraction * double(num_nodes_)) {
-      return Status::OK();
-    }
-  }
-  Consolidate();
+  if (inline_maintenance_.load() && NeedsMaintenance()) Consolidate();
   return Status::OK();
 }
 

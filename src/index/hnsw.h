@@ -52,6 +52,9 @@ class HnswIndex final : public Index {
   Status SearchAmong(size_t n, const float* queries, size_t k, const label_t* candidates,
                      size_t num_candidates, float* distances, label_t* labels) const override;
   bool supports_concurrent_save() const override { return true; }
+  void set_inline_maintenance(bool on) override { inline_maintenance_.store(on); }
+  bool NeedsMaintenance() const override;
+  void Maintain() override { Consolidate(); }
 
   // Relinks around every tombstone and frees their nodes for reuse. Runs automatically from
   // Remove/Add when tombstones exceed 10% of nodes; public for tests and maintenance.
@@ -157,6 +160,7 @@ class HnswIndex final : public Index {
   label_t next_label_ = 0;
   std::atomic<uint64_t> level_counter_{0};
   std::atomic<size_t> inserts_since_reachability_check_{0};
+  std::atomic<bool> inline_maintenance_{true};
 
   mutable std::mutex scratch_mutex_;
   mutable std::vector<std::unique_ptr<Scratch>> scratch_pool_;

@@ -4,7 +4,11 @@
 // operation is there (vector, payload, presence or absence) and that the batch in flight was
 // applied entirely or not at all.
 //
-//   crash_test [--kills N] [--seed S] [--dir DIR] [--keep] [--power-loss]
+//   crash_test [--kills N] [--seed S] [--dir DIR] [--keep] [--power-loss] [--maintenance]
+//
+// --maintenance: a workload whose background work (checkpoints written while writes go on,
+// HNSW consolidation of deleted points) runs most of the time, so kills land inside it; the
+// summary counts kills that interrupted a checkpoint file ("killed_mid_checkpoint").
 //
 // Prints "crash-test: kills=N acked=N lost=0 half_applied=0 reopen_failures=0" and exits 0 only
 // when nothing was lost.
@@ -26,6 +30,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -50,9 +55,25 @@ namespace fathom {
 namespace {
 namespace fs = std::filesystem;
 
-constexpr size_t kDim = 8;
-constexpr uint64_t kIdSpace = 400;
 constexpr const char* kCollection = "crash";
+
+// The workload. --maintenance (inherited by the writer through FATHOM_CRASH_MODE) makes the
+// background work frequent and long enough for kills to land inside it: a checkpoint every 40
+// operations of a larger, wider collection, and half the batches deletes, so that HNSW
+// consolidation (relinking around tombstones) runs over and over.
+size_t kDim = 8;
+uint64_t kIdSpace = 400;
+uint64_t kCheckpointEvery = 300;
+uint64_t kDeleteOneIn = 4;
+size_t kMaxDelete = 15;
+
+void UseMaintenanceWorkload() {
+  kDim = 96;
+  kIdSpace = 4000;
+  kCheckpointEvery = 40;
+  kDeleteOneIn = 2;
+  kMaxDelete = 60;
+}
 
 std::vector<float> VectorFor(uint64_t batch, uint64_t id) {
   std::vector<float> v(kDim);
@@ -92,8 +113,8 @@ void Apply(const Op& op, Model* model) {
 Op MakeOp(uint64_t batch, std::mt19937_64& rng) {
   Op op;
   op.batch = batch;
-  op.upsert = rng() % 4 != 0;
-  size_t n = op.upsert ? 1 + rng() % 40 : 1 + rng() % 15;
+  op.upsert = rng() % kDeleteOneIn != 0;
+  size_t n = op.upsert ? 1 + rng() % 40 : 1 + rng() % kMaxDelete;
   std::vector<bool> used(kIdSpace, false);
   while (op.ids.size() < n) {
     uint64_t id = rng() % kIdSpace;
@@ -304,7 +325,7 @@ int RunWriter(const std::string& dir, const std::string& log_path, uint64_t firs
     if (journal < 0) return 2;
     env = rocksdb::NewCompositeEnv(std::make_shared<JournalFs>(rocksdb::FileSystem::Default(), journal));
   }
-  auto db = OpenDb(dir, 300, env.get());
+  auto db = OpenDb(dir, kCheckpointEvery, env.get());
   if (!db) return 2;
   auto c = (*db).GetCollection(kCollection);
   if (!c.ok()) {
@@ -418,7 +439,7 @@ int RunDriver(int kills, uint64_t seed, const std::string& dir, bool keep, bool 
   const std::string journal_path = power_loss ? dir + "/durable.journal" : "";
   size_t files_changed = 0;
   std::mt19937_64 rng(seed);
-  size_t lost = 0, half_applied = 0, reopen_failures = 0, acked = 0;
+  size_t lost = 0, half_applied = 0, reopen_failures = 0, acked = 0, mid_checkpoint = 0;
   std::vector<uint64_t> all_ids(kIdSpace);
   for (uint64_t i = 0; i < kIdSpace; ++i) all_ids[i] = i;
   for (int k = 0; k < kills; ++k) {
@@ -449,7 +470,16 @@ int RunDriver(int kills, uint64_t seed, const std::string& dir, bool keep, bool 
     acked = log.acked;
     Model model;
     for (const Op& op : log.resolved) Apply(op, &model);
-    auto db = OpenDb(db_dir, 300);
+    // Checkpoint files a kill interrupted (their *.tmp): evidence that kills land inside
+    // checkpoints, which run in the background while writes go on.
+    std::error_code ec;
+    for (const auto& e : fs::recursive_directory_iterator(db_dir + "/indexes", ec)) {
+      if (e.path().extension() == ".tmp") {
+        ++mid_checkpoint;
+        break;
+      }
+    }
+    auto db = OpenDb(db_dir, kCheckpointEvery);
     if (!db) {
       ++reopen_failures;
       continue;
@@ -517,8 +547,10 @@ int RunDriver(int kills, uint64_t seed, const std::string& dir, bool keep, bool 
                 "files_cut=%zu\n",
                 kills, acked, lost, half_applied, reopen_failures, files_changed);
   } else {
-    std::printf("crash-test: kills=%d acked=%zu lost=%zu half_applied=%zu reopen_failures=%zu\n",
-                kills, acked, lost, half_applied, reopen_failures);
+    std::printf("crash-test%s: kills=%d acked=%zu lost=%zu half_applied=%zu reopen_failures=%zu "
+                "killed_mid_checkpoint=%zu\n",
+                kCheckpointEvery == 300 ? "" : " (maintenance)", kills, acked, lost, half_applied,
+                reopen_failures, mid_checkpoint);
   }
   if (!keep) fs::remove_all(dir);
   bool ok = lost == 0 && half_applied == 0 && reopen_failures == 0 && acked > 0;
@@ -530,6 +562,9 @@ int RunDriver(int kills, uint64_t seed, const std::string& dir, bool keep, bool 
 
 int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::warn);
+  if (const char* mode = std::getenv("FATHOM_CRASH_MODE"); mode && std::strcmp(mode, "maintenance") == 0) {
+    fathom::UseMaintenanceWorkload();
+  }
   if (argc >= 6 && std::strcmp(argv[1], "--writer") == 0) {
     return fathom::RunWriter(argv[2], argv[3], std::stoull(argv[4]), std::stoull(argv[5]),
                              argc >= 7 ? argv[6] : "");
@@ -552,8 +587,13 @@ int main(int argc, char** argv) {
       keep = true;
     } else if (a == "--power-loss") {
       power_loss = true;
+    } else if (a == "--maintenance") {
+      ::setenv("FATHOM_CRASH_MODE", "maintenance", 1);  // the writers inherit it
+      fathom::UseMaintenanceWorkload();
     } else {
-      std::fprintf(stderr, "usage: crash_test [--kills N] [--seed S] [--dir DIR] [--keep] [--power-loss]\n");
+      std::fprintf(stderr,
+                   "usage: crash_test [--kills N] [--seed S] [--dir DIR] [--keep] [--power-loss] "
+                   "[--maintenance]\n");
       return 2;
     }
   }
