@@ -60,12 +60,31 @@ struct VectorSpec {
   size_t dim = 0;
   Metric metric = Metric::kL2;
   std::string index = "HNSW32";  // factory string
+  // Float32 vectors live in a file on disk (read back only to re-rank the final candidates)
+  // and only the index's codes and graph in RAM. Needs an index that walks codes: "...,SQ8"
+  // HNSW with l2 or cosine.
+  bool on_disk = false;
 };
 
 struct CollectionSpec {
   std::string name;  // letters, digits, '_', '-', '.'; 1..64 chars; no '/'
   std::vector<VectorSpec> vectors;
   std::map<std::string, FieldType> indexed_fields;
+  // Payloads are not cached in RAM: they are read from the record store when a search returns
+  // them or a filter needs a field that has no payload index (slower for such filters).
+  bool on_disk_payload = false;
+};
+
+// Where a collection's bytes are: RAM (indexes' graphs, codes and in-RAM vectors, id maps,
+// payload indexes, cached payloads) and disk (records and log in the store, on-disk vectors,
+// index checkpoint files). Disk figures are what the files occupy; the store's is RocksDB's
+// estimate.
+struct StorageUsage {
+  uint64_t ram_bytes = 0;
+  uint64_t vectors_disk_bytes = 0;
+  uint64_t records_disk_bytes = 0;
+  uint64_t index_files_bytes = 0;
+  uint64_t disk_bytes() const { return vectors_disk_bytes + records_disk_bytes + index_files_bytes; }
 };
 
 // A record id: an unsigned 64-bit integer or a string (1..256 bytes).
@@ -130,6 +149,8 @@ class Collection {
   // Runs index housekeeping now (HNSW: relinks around deleted points and frees them for reuse),
   // which otherwise runs in the background once deletions pass 10% of a graph.
   virtual Status Optimize() = 0;
+  // RAM and disk bytes, by part (see StorageUsage); usage().ram_bytes == memory_bytes().
+  virtual StorageUsage usage() const = 0;
   // When the indexes were last checkpointed successfully by this process (explicitly, every
   // `checkpoint_every` operations, or by a no-op Checkpoint with nothing to write); the time the
   // collection was opened or created if that has not happened yet. Monitoring reads it as

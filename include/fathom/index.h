@@ -98,6 +98,27 @@ struct AddOptions {
   int threads = 1;
 };
 
+// Float vectors kept outside an index, on disk, by label: with one attached
+// (Index::SetVectorStore) an index that walks compressed codes ("HNSW32,SQ8", l2 or cosine)
+// keeps only its codes and graph in RAM, writes each added vector here (normalised for cosine)
+// and reads back only the few it needs: re-ranking the final candidates, Reconstruct,
+// SearchAmong. Implementations must allow concurrent reads, and reads concurrent with writes of
+// other labels.
+class VectorStore {
+ public:
+  virtual ~VectorStore() = default;
+  virtual size_t dim() const = 0;
+  // Stores (replaces) the vector of `label`.
+  virtual Status Write(label_t label, const float* v) = 0;
+  // Copies the vectors of labels[0..n) into out[n * dim]. A hint first lets the store fetch
+  // them in parallel (cold pages).
+  virtual Status Read(size_t n, const label_t* labels, float* out) const = 0;
+  // Makes every Write so far durable.
+  virtual Status Sync() = 0;
+  // Bytes the store occupies on disk.
+  virtual uint64_t disk_bytes() const = 0;
+};
+
 struct SaveOptions {
   // The save runs while other threads Add and Remove (a database checkpoint). An index that
   // supports it (supports_concurrent_save()) copies itself in small pieces, each under its
@@ -106,6 +127,12 @@ struct SaveOptions {
   // that was still unused) and the caller must re-apply every change made after the save began
   // (the database replays its log). Other indexes hold their writers for the whole save.
   bool concurrent = false;
+};
+
+struct LoadOptions {
+  // The store the saved index kept its float vectors in (see SetVectorStore); null when it
+  // kept them itself.
+  std::shared_ptr<VectorStore> vectors;
 };
 
 class Index {
@@ -156,8 +183,14 @@ class Index {
   Status Save(const std::string& path, const SaveOptions& options = {}) const;
   // Reads an index written by Save, streamed. A truncated, corrupted or foreign file is
   // rejected.
-  static Result<std::unique_ptr<Index>> Load(const std::string& path);
+  static Result<std::unique_ptr<Index>> Load(const std::string& path, const LoadOptions& options = {});
   virtual bool supports_concurrent_save() const { return false; }
+
+  // Attaches a store for the float vectors (see VectorStore), before the first Add (or, for
+  // Load, through LoadOptions). NotSupported for indexes that need every float in RAM.
+  virtual Status SetVectorStore(std::shared_ptr<VectorStore> store);
+  // Bytes of the index held on disk (its vector store), beside memory_bytes() in RAM.
+  virtual uint64_t disk_bytes() const { return 0; }
 
   // Housekeeping (for HNSW: relinking around tombstones and freeing them). By default Add and
   // Remove do it themselves when due; a database turns that off with

@@ -9,6 +9,9 @@
 #include <spdlog/spdlog.h>
 
 #include "db/record_codec.h"
+#include "index/factory.h"
+#include "index/vector_store.h"
+#include "simd/distance.h"
 #include "util/file.h"
 
 namespace fathom {
@@ -70,6 +73,18 @@ Status CollectionImpl::ValidateSpec(const CollectionSpec& spec) {
     if (v.name.size() > 64) return Status::InvalidArgument("vector name '" + v.name + "' is too long");
     auto index = MakeIndex(v.index, v.dim, v.metric);
     if (!index.ok()) return index.status();
+    if (v.on_disk) {
+      auto kind = ParseFactory(v.index);
+      const bool walks_codes = kind.ok() && kind->type == IndexSpec::Type::kHnsw && kind->sq8 &&
+                               v.metric != Metric::kInnerProduct;
+      if (!walks_codes) {
+        return Status::InvalidArgument(
+            VectorLabel(v.name) + ": on_disk keeps float vectors on disk and re-ranks from there, so its "
+            "index must walk compressed codes in RAM: use '" +
+            (kind.ok() && kind->type == IndexSpec::Type::kHnsw ? "HNSW" + std::to_string(kind->m) : std::string("HNSW32")) +
+            ",SQ8' with l2 or cosine (got '" + v.index + "' with " + MetricName(v.metric) + ")");
+      }
+    }
   }
   if (spec.vectors.size() > 1) {
     for (const auto& v : spec.vectors) {
@@ -201,8 +216,13 @@ Status CollectionImpl::Recover() {
   std::vector<uint64_t> loaded_seq(spec_.vectors.size(), 0);
   std::vector<bool> loaded(spec_.vectors.size(), false);
   indexes_.resize(spec_.vectors.size());
+  stores_.resize(spec_.vectors.size());
   for (size_t v = 0; v < spec_.vectors.size(); ++v) {
     const VectorSpec& vs = spec_.vectors[v];
+    bool store_created = false;
+    if (vs.on_disk) {
+      FATHOM_ASSIGN_OR_RETURN(stores_[v], FileVectorStore::Open(VectorStorePath(v), vs.dim, &store_created));
+    }
     std::vector<std::pair<uint64_t, std::string>> files;
     std::error_code ec;
     for (const auto& entry : fs::directory_iterator(index_dir_, ec)) {
@@ -214,9 +234,17 @@ Status CollectionImpl::Recover() {
       files.emplace_back(std::stoull(middle), entry.path().string());
     }
     std::sort(files.rbegin(), files.rend());
+    if (store_created && !files.empty()) {
+      // The vectors a checkpoint re-ranks with are gone (the file was removed): rebuild.
+      spdlog::warn("collection '{}': {} has no vector file; rebuilding its index from the records",
+                   spec_.name, VectorLabel(vs.name));
+      files.clear();
+    }
+    LoadOptions load_options;
+    load_options.vectors = stores_[v];
     for (const auto& [seq, path] : files) {
       if (seq < trimmed || seq > seq_) continue;  // the log cannot bridge the gap
-      auto index = Index::Load(path);
+      auto index = Index::Load(path, load_options);
       if (!index.ok()) {
         spdlog::warn("collection '{}': skipping checkpoint {}: {}", spec_.name, path,
                      index.status().ToString());
@@ -234,6 +262,7 @@ Status CollectionImpl::Recover() {
     }
     if (!loaded[v]) {
       FATHOM_ASSIGN_OR_RETURN(indexes_[v], MakeIndex(vs.index, vs.dim, vs.metric));
+      if (stores_[v]) FATHOM_RETURN_IF_ERROR(indexes_[v]->SetVectorStore(stores_[v]));
     }
   }
   uint64_t replay_from = seq_;
@@ -281,12 +310,15 @@ Status CollectionImpl::Recover() {
     if (payload.is_discarded()) payload = nlohmann::json::object();
     if (slot >= id_of_.size()) {
       id_of_.resize(slot + 1);
-      payloads_.resize(slot + 1);
+      if (!spec_.on_disk_payload) payloads_.resize(slot + 1);
     }
     slot_of_[IdKey(record.id)] = slot;
     id_of_[slot] = record.id;
     payload_index_.Insert(slot, payload);
-    payloads_[slot] = std::move(payload);
+    if (!spec_.on_disk_payload) {
+      payload_text_bytes_ += record.payload.size();
+      payloads_[slot] = std::move(payload);
+    }
     live_.add(slot);
     for (size_t v = 0; v < indexes_.size(); ++v) {
       if (loaded[v] && !(replay && loaded_seq[v] < seq_)) continue;
@@ -320,6 +352,7 @@ Status CollectionImpl::Recover() {
       FATHOM_RETURN_IF_ERROR(indexes_[v]->Remove(gone.size(), gone.data()));
     }
     if (!pending_labels[v].empty()) {
+      FATHOM_RETURN_IF_ERROR(WriteStoreRows(v, pending_labels[v].size(), pending[v].data(), pending_labels[v].data()));
       FATHOM_RETURN_IF_ERROR(indexes_[v]->Add(pending_labels[v].size(), pending[v].data(),
                                               pending_labels[v].data(), add_options));
     }
@@ -409,9 +442,21 @@ Status CollectionImpl::Upsert(const std::vector<Record>& records) {
       }
     }
   }
+  // Payloads not cached in RAM: the replaced ones come from the store (for the payload index).
+  std::vector<nlohmann::json> old_payloads;
+  if (spec_.on_disk_payload) {
+    old_payloads.resize(records.size());
+    for (size_t i = 0; i < records.size(); ++i) {
+      if (!fresh[i]) {
+        FATHOM_ASSIGN_OR_RETURN(old_payloads[i], StoredPayload(slots[i]));
+      }
+    }
+  }
   KvStore::Batch batch(*kv_);
+  std::vector<std::string> payload_texts(records.size());
   for (size_t i = 0; i < records.size(); ++i) {
-    batch.Put(Cf::kRecords, RecordKey(id_, slots[i]), EncodeRecord(records[i], payloads[i].dump()));
+    payload_texts[i] = payloads[i].dump();
+    batch.Put(Cf::kRecords, RecordKey(id_, slots[i]), EncodeRecord(records[i], payload_texts[i]));
   }
   batch.Put(Cf::kOplog, OplogKey(id_, seq_ + 1), EncodeOp(kOpUpsert, slots));
   FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
@@ -430,20 +475,44 @@ Status CollectionImpl::Upsert(const std::vector<Record>& records) {
         }
         if (slot >= id_of_.size()) {
           id_of_.resize(slot + 1);
-          payloads_.resize(slot + 1);
+          if (!spec_.on_disk_payload) payloads_.resize(slot + 1);
         }
         slot_of_[IdKey(records[i].id)] = slot;
         id_of_[slot] = records[i].id;
         live_.add(slot);
       } else {
-        payload_index_.Remove(slot, payloads_[slot]);
+        payload_index_.Remove(slot, spec_.on_disk_payload ? old_payloads[i] : payloads_[slot]);
+        if (!spec_.on_disk_payload) payload_text_bytes_ -= std::min(payload_text_bytes_, payloads_[slot].dump().size());
       }
       payload_index_.Insert(slot, payloads[i]);
-      payloads_[slot] = std::move(payloads[i]);
+      if (!spec_.on_disk_payload) {
+        payload_text_bytes_ += payload_texts[i].size();
+        payloads_[slot] = std::move(payloads[i]);
+      }
     }
   }
   std::vector<float> data;
   std::vector<label_t> labels(slots.begin(), slots.end());
+  // On-disk vectors: their rows, after the commit (the records are the log of them: recovery
+  // rewrites the rows of every slot the log touched after the last checkpoint).
+  for (size_t v = 0; v < indexes_.size(); ++v) {
+    if (!stores_[v]) continue;
+    const VectorSpec& vs = spec_.vectors[v];
+    data.clear();
+    for (const Record& r : records) {
+      const auto& values = r.vectors.at(vs.name);
+      data.insert(data.end(), values.begin(), values.end());
+    }
+    Status s = WriteStoreRows(v, records.size(), data.data(), labels.data());
+    if (!s.ok()) {
+      // The write is durable and stays acknowledged; the file misses it until recovery
+      // rewrites it, so no checkpoint may trim the log meanwhile.
+      store_damaged_.store(true);
+      spdlog::error("collection '{}': the write is durable but {}'s vector file missed it ({}); "
+                    "checkpoints are held until a restart repairs the file from the log",
+                    spec_.name, VectorLabel(vs.name), s.ToString());
+    }
+  }
   // Large batches insert on every core; small ones are not worth starting threads for.
   AddOptions add_options;
   add_options.threads = records.size() >= kParallelAddMinBatch ? 0 : 1;
@@ -495,6 +564,13 @@ Result<std::vector<std::optional<Record>>> CollectionImpl::GetRecords(const std:
 
 Result<size_t> CollectionImpl::DeleteSlots(const std::vector<uint32_t>& slots) {
   if (slots.empty()) return size_t{0};
+  std::vector<nlohmann::json> old_payloads;
+  if (spec_.on_disk_payload) {
+    old_payloads.resize(slots.size());
+    for (size_t i = 0; i < slots.size(); ++i) {
+      FATHOM_ASSIGN_OR_RETURN(old_payloads[i], StoredPayload(slots[i]));
+    }
+  }
   KvStore::Batch batch(*kv_);
   for (uint32_t slot : slots) batch.Delete(Cf::kRecords, RecordKey(id_, slot));
   batch.Put(Cf::kOplog, OplogKey(id_, seq_ + 1), EncodeOp(kOpDelete, slots));
@@ -511,11 +587,17 @@ Result<size_t> CollectionImpl::DeleteSlots(const std::vector<uint32_t>& slots) {
   {
     std::unique_lock lock(state_mutex_);
     ++state_version_;
-    for (uint32_t slot : slots) {
+    for (size_t i = 0; i < slots.size(); ++i) {
+      const uint32_t slot = slots[i];
       slot_of_.erase(IdKey(*id_of_[slot]));
       id_of_[slot].reset();
-      payload_index_.Remove(slot, payloads_[slot]);
-      payloads_[slot] = nlohmann::json();
+      if (spec_.on_disk_payload) {
+        payload_index_.Remove(slot, old_payloads[i]);
+      } else {
+        payload_index_.Remove(slot, payloads_[slot]);
+        payload_text_bytes_ -= std::min(payload_text_bytes_, payloads_[slot].dump().size());
+        payloads_[slot] = nlohmann::json();
+      }
       live_.remove(slot);
       free_slots_.push_back(slot);
     }
@@ -554,6 +636,23 @@ Result<Filter> CollectionImpl::ParseFilter(const std::string& text) const {
 
 // Caller holds state_mutex_ (shared).
 Result<SlotBitmap> CollectionImpl::MatchingSlots(const Filter& filter, EvalStats* stats) const {
+  if (spec_.on_disk_payload) {
+    // Fields without a payload index are read from the stored records, one at a time.
+    nlohmann::json current;
+    Status error;
+    PayloadLookup lookup = [&](uint32_t slot) -> const nlohmann::json* {
+      auto payload = StoredPayload(slot);
+      if (!payload.ok()) {
+        if (error.ok()) error = payload.status();
+        return nullptr;
+      }
+      current = std::move(payload).value();
+      return &current;
+    };
+    auto matched = payload_index_.Evaluate(filter, live_, lookup, stats);
+    FATHOM_RETURN_IF_ERROR(error);
+    return matched;
+  }
   PayloadLookup lookup = [this](uint32_t slot) -> const nlohmann::json* {
     return slot < payloads_.size() ? &payloads_[slot] : nullptr;
   };
@@ -708,16 +807,18 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
       ScoredPoint p;
       p.id = *id_of_[slot];
       p.distance = distances[q * k + i];
-      if (request.with_payload) p.payload = payloads_[slot].dump();
+      if (request.with_payload && !spec_.on_disk_payload) p.payload = payloads_[slot].dump();
       results[q].push_back(std::move(p));
     }
   }
   state_lock.unlock();
-  if (request.with_vectors) {
+  if (request.with_vectors || (request.with_payload && spec_.on_disk_payload)) {
     for (auto& list : results) {
       for (auto& p : list) {
-        auto got = GetRecords({p.id}, true);
-        if (got.ok() && (*got)[0]) p.vectors = std::move((*got)[0]->vectors);
+        auto got = GetRecords({p.id}, request.with_vectors);
+        if (!got.ok() || !(*got)[0]) continue;
+        if (request.with_vectors) p.vectors = std::move((*got)[0]->vectors);
+        if (request.with_payload && spec_.on_disk_payload) p.payload = std::move((*got)[0]->payload);
       }
     }
   }
@@ -793,6 +894,15 @@ Status CollectionImpl::RunCheckpoint() {
   size_t estimate = 0;
   for (const auto& index : indexes_) estimate += index->memory_bytes();
   FATHOM_RETURN_IF_ERROR(CheckFreeSpace(index_dir_, estimate, options_.min_free_disk_bytes));
+  // Rows of every operation up to the cut were written before the cut: make them durable
+  // before a checkpoint relies on them (later ones are replayed, which rewrites their rows).
+  if (store_damaged_.load()) {
+    return Status::IOError("collection '" + spec_.name + "': a vector file missed a write; the log keeps "
+                           "it until a restart repairs the file, so no checkpoint is written");
+  }
+  for (const auto& store : stores_) {
+    if (store) FATHOM_RETURN_IF_ERROR(store->Sync());
+  }
   SaveOptions save;
   save.concurrent = true;
   for (size_t v = 0; v < indexes_.size(); ++v) {
@@ -828,12 +938,56 @@ std::chrono::steady_clock::time_point CollectionImpl::last_checkpoint() const {
       std::chrono::steady_clock::duration(last_checkpoint_ticks_.load(std::memory_order_relaxed)));
 }
 
+StorageUsage CollectionImpl::usage() const {
+  StorageUsage u;
+  u.ram_bytes = memory_bytes();
+  for (const auto& index : indexes_) u.vectors_disk_bytes += index->disk_bytes();
+  const std::string prefix = CollectionPrefix(id_);
+  u.records_disk_bytes = kv_->ApproximateBytes(Cf::kRecords, prefix) + kv_->ApproximateBytes(Cf::kOplog, prefix);
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(index_dir_, ec)) {
+    if (entry.path().extension() == ".fathom") u.index_files_bytes += entry.file_size(ec);
+  }
+  return u;
+}
+
+std::string CollectionImpl::VectorStorePath(size_t vector) const {
+  return index_dir_ + "/" + std::to_string(vector) + ".vectors";
+}
+
+// Rows as the index would hold them (unit length for cosine), by slot.
+Status CollectionImpl::WriteStoreRows(size_t v, size_t n, const float* x, const label_t* labels) {
+  if (!stores_[v]) return Status::OK();
+  const VectorSpec& vs = spec_.vectors[v];
+  std::vector<float> row(vs.dim);
+  for (size_t i = 0; i < n; ++i) {
+    std::copy(x + i * vs.dim, x + (i + 1) * vs.dim, row.begin());
+    if (vs.metric == Metric::kCosine) simd::Normalize(row.data(), vs.dim);
+    FATHOM_RETURN_IF_ERROR(stores_[v]->Write(labels[i], row.data()));
+  }
+  return Status::OK();
+}
+
+Result<nlohmann::json> CollectionImpl::StoredPayload(uint32_t slot) const {
+  FATHOM_ASSIGN_OR_RETURN(auto value, kv_->Get(Cf::kRecords, RecordKey(id_, slot)));
+  if (!value) return nlohmann::json::object();
+  Record record;
+  FATHOM_RETURN_IF_ERROR(DecodeRecord(*value, &record, false));
+  auto payload = nlohmann::json::parse(record.payload, nullptr, false);
+  if (payload.is_discarded()) return nlohmann::json::object();
+  return payload;
+}
+
 size_t CollectionImpl::memory_bytes() const {
   size_t bytes = 0;
   for (const auto& index : indexes_) bytes += index->memory_bytes();
   std::shared_lock lock(state_mutex_);
   bytes += payload_index_.memory_bytes();
   bytes += slot_of_.size() * 64 + id_of_.size() * sizeof(std::optional<PointId>);
+  // Cached payloads are JSON trees: measured at about 64 bytes per payload plus 8 per byte of
+  // its text (a 47-byte payload takes 448 bytes of heap). on_disk_payload caches none.
+  bytes += payloads_.capacity() * sizeof(nlohmann::json);
+  if (!spec_.on_disk_payload) bytes += slot_of_.size() * 64 + 8 * payload_text_bytes_;
   return bytes;
 }
 

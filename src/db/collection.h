@@ -60,6 +60,7 @@ class CollectionImpl final : public Collection {
   std::chrono::steady_clock::time_point last_checkpoint() const override;
   uint64_t checkpoint_failures() const override;
   size_t memory_bytes() const override;
+  StorageUsage usage() const override;
 
   // Waits for running calls (which hold life_mutex_ shared), optionally checkpoints, then
   // makes every later call that touches the store or files return `why`: the Database retires
@@ -110,6 +111,13 @@ class CollectionImpl final : public Collection {
   // log. Caller holds life_mutex_ (shared or exclusive) and not write_mutex_.
   Status RunCheckpoint();
   std::string CheckpointPath(size_t vector, uint64_t seq) const;
+  std::string VectorStorePath(size_t vector) const;
+  // Writes rows of vector `v`'s on-disk store (nothing when it keeps vectors in RAM). Upsert
+  // writes them after the records commit and before the index insert; recovery rewrites the
+  // rows of every slot it replays, so a crash in between loses nothing.
+  Status WriteStoreRows(size_t v, size_t n, const float* x, const label_t* labels);
+  // The stored payload of a live slot (on_disk_payload: payloads are not cached).
+  Result<nlohmann::json> StoredPayload(uint32_t slot) const;
 
   KvStore* const kv_;
   const std::string index_dir_;
@@ -117,6 +125,7 @@ class CollectionImpl final : public Collection {
   const uint32_t id_;
   const DatabaseOptions options_;
   std::vector<std::unique_ptr<Index>> indexes_;  // one per spec_.vectors entry
+  std::vector<std::shared_ptr<VectorStore>> stores_;  // per vector: its on-disk store, or null
 
   // Shared by every call that reaches the store or the index files, exclusive in Retire.
   mutable RwLock life_mutex_;
@@ -136,6 +145,7 @@ class CollectionImpl final : public Collection {
   bool maintenance_stop_ = false;   // guarded by maintenance_mutex_
   bool maintenance_wanted_ = false;  // guarded by maintenance_mutex_
   std::atomic<uint64_t> checkpoint_failures_{0};
+  std::atomic<bool> store_damaged_{false};  // a vector-file write failed after its commit
   // steady_clock ticks of the last successful checkpoint (or of opening): written under
   // write_mutex_, read without it by monitoring.
   std::atomic<std::chrono::steady_clock::rep> last_checkpoint_ticks_{
@@ -144,7 +154,8 @@ class CollectionImpl final : public Collection {
   mutable RwLock state_mutex_;
   std::unordered_map<std::string, uint32_t> slot_of_;  // IdKey(id) -> slot
   std::vector<std::optional<PointId>> id_of_;          // slot -> id
-  std::vector<nlohmann::json> payloads_;               // slot -> payload
+  std::vector<nlohmann::json> payloads_;               // slot -> payload (empty: on_disk_payload)
+  size_t payload_text_bytes_ = 0;                       // text size of the cached payloads
   SlotBitmap live_;
   PayloadIndex payload_index_;
   std::vector<uint32_t> free_slots_;

@@ -121,9 +121,11 @@ std::string EncodeSpec(const CollectionSpec& spec, uint32_t collection_id) {
   j["name"] = spec.name;
   j["vectors"] = nlohmann::json::array();
   for (const auto& v : spec.vectors) {
-    j["vectors"].push_back(
-        {{"name", v.name}, {"dim", v.dim}, {"metric", MetricName(v.metric)}, {"index", v.index}});
+    nlohmann::json vj = {{"name", v.name}, {"dim", v.dim}, {"metric", MetricName(v.metric)}, {"index", v.index}};
+    if (v.on_disk) vj["on_disk"] = true;
+    j["vectors"].push_back(std::move(vj));
   }
+  if (spec.on_disk_payload) j["on_disk_payload"] = true;
   j["indexed_fields"] = nlohmann::json::object();
   for (const auto& [field, type] : spec.indexed_fields) j["indexed_fields"][field] = FieldTypeName(type);
   return j.dump();
@@ -142,8 +144,10 @@ Status DecodeSpec(std::string_view text, CollectionSpec* spec, uint32_t* collect
       vs.dim = v.at("dim").get<size_t>();
       FATHOM_ASSIGN_OR_RETURN(vs.metric, ParseMetric(v.at("metric").get<std::string>()));
       vs.index = v.at("index").get<std::string>();
+      vs.on_disk = v.value("on_disk", false);
       spec->vectors.push_back(std::move(vs));
     }
+    spec->on_disk_payload = j.value("on_disk_payload", false);
     spec->indexed_fields.clear();
     for (const auto& [field, type] : j.at("indexed_fields").items()) {
       FATHOM_ASSIGN_OR_RETURN(spec->indexed_fields[field], ParseFieldType(type.get<std::string>()));

@@ -78,6 +78,9 @@ struct HnswIndex::Scratch {
   std::vector<float> qvec;
   std::vector<uint8_t> qcode;
   std::vector<uint32_t> batch;
+  std::vector<label_t> rerank_labels;  // on-disk vectors: the candidates to read back
+  std::vector<float> rerank_vectors;
+  Status error;  // a failed read of on-disk vectors, reported by Search
 
   void NewEpoch(size_t nodes) {
     if (visited.size() < nodes) visited.resize(nodes + nodes / 2 + 16, 0);
@@ -138,7 +141,7 @@ const uint8_t* HnswIndex::Code(uint32_t node) const {
   return reinterpret_cast<const uint8_t*>(blocks_ + size_t{node} * node_bytes_ + links0_bytes_);
 }
 float* HnswIndex::Vector(uint32_t node) const {
-  if (spec_.sq8) return vectors_.get() + size_t{node} * dim();
+  if (spec_.sq8) return vectors_ ? vectors_.get() + size_t{node} * dim() : nullptr;
   return reinterpret_cast<float*>(blocks_ + size_t{node} * node_bytes_ + links0_bytes_);
 }
 bool HnswIndex::Live(uint32_t node) const {
@@ -179,7 +182,7 @@ size_t HnswIndex::memory_bytes() const {
   std::shared_lock lock(structure_mutex_);
   std::lock_guard label_lock(label_mutex_);
   size_t per_node = sizeof(label_t) + sizeof(uint8_t) + sizeof(uint8_t) + sizeof(void*);
-  const size_t vector_bytes = spec_.sq8 ? capacity_ * dim() * sizeof(float) : 0;
+  const size_t vector_bytes = vectors_ ? capacity_ * dim() * sizeof(float) : 0;
   return capacity_ * (node_bytes_ + per_node) + vector_bytes +
          upper_words_.load() * sizeof(uint32_t) +
          node_of_.size() * (sizeof(label_t) + sizeof(uint32_t) + 2 * sizeof(void*)) +
@@ -201,7 +204,7 @@ void HnswIndex::GrowLocked(size_t min_capacity) {
   if (blocks_ != nullptr) std::memcpy(blocks, blocks_, capacity_ * node_bytes_);
   std::free(blocks_);
   blocks_ = blocks;
-  if (spec_.sq8) {
+  if (spec_.sq8 && !store_) {
     std::unique_ptr<float[]> vectors(new float[cap * dim()]);
     if (vectors_) std::memcpy(vectors.get(), vectors_.get(), capacity_ * dim() * sizeof(float));
     vectors_ = std::move(vectors);
@@ -240,7 +243,13 @@ void HnswIndex::TrainQuantizerLocked(size_t n, const float* x) {
 }
 
 void HnswIndex::EncodeNode(uint32_t node, const float* v) {
+  // With on-disk vectors the caller has written the vector to the store: only codes are kept.
+  thread_local std::vector<float> normalised;
   float* dst = Vector(node);
+  if (dst == nullptr) {
+    normalised.resize(dim());
+    dst = normalised.data();
+  }
   std::memcpy(dst, v, dim() * sizeof(float));
   if (metric() == Metric::kCosine) simd::Normalize(dst, dim());
   if (spec_.sq8) {
@@ -442,7 +451,25 @@ void HnswIndex::SearchOne(const float* query, size_t k, const SearchParams& para
       if (tombstones == 0 || Live(v)) found.emplace_back(s.pool.distance(i), v);
     }
   }
-  if (spec_.sq8) {
+  if (spec_.sq8 && store_) {
+    // On-disk vectors: read back only the candidates being re-ranked, in one batch.
+    size_t rerank = params.rerank > 0 ? size_t(params.rerank) : 2 * k;
+    rerank = std::min(std::max(rerank, k), found.size());
+    s.rerank_labels.resize(rerank);
+    s.rerank_vectors.resize(rerank * dim());
+    for (size_t i = 0; i < rerank; ++i) s.rerank_labels[i] = labels_[found[i].second];
+    Status read = store_->Read(rerank, s.rerank_labels.data(), s.rerank_vectors.data());
+    if (!read.ok()) {
+      s.error = read;
+      rerank = 0;
+    }
+    const auto& kern = simd::Active();
+    for (size_t i = 0; i < rerank; ++i) {
+      const float* v = s.rerank_vectors.data() + i * dim();
+      float d = metric() == Metric::kL2 ? kern.l2_sqr(q.vec, v, dim()) : ip_offset_ - kern.dot(q.vec, v, dim());
+      top.Push(d, s.rerank_labels[i]);
+    }
+  } else if (spec_.sq8) {
     size_t rerank = params.rerank > 0 ? size_t(params.rerank) : 2 * k;
     rerank = std::min(std::max(rerank, k), found.size());
     const auto& kern = simd::Active();
@@ -480,6 +507,11 @@ Status HnswIndex::Search(size_t n, const float* queries, size_t k, float* distan
       case DistKind::kSq8L2: SearchOne<DistKind::kSq8L2>(q, k, params, s, d, l); break;
       case DistKind::kSq8Ip: SearchOne<DistKind::kSq8Ip>(q, k, params, s, d, l); break;
     }
+    if (!s.error.ok()) {
+      Status error = std::move(s.error);
+      s.error = Status::OK();
+      return error;
+    }
   }
   return Status::OK();
 }
@@ -491,6 +523,7 @@ Status HnswIndex::SearchAmong(size_t n, const float* queries, size_t k, const la
   std::shared_lock lock(structure_mutex_);
   std::vector<StoredVector> stored;
   stored.reserve(num_candidates);
+  std::vector<float> fetched;
   {
     // A published node's vector is complete, and it stays readable while we hold the structure
     // lock: nodes are freed for reuse only by Consolidate, which takes that lock exclusively.
@@ -500,6 +533,13 @@ Status HnswIndex::SearchAmong(size_t n, const float* queries, size_t k, const la
         stored.push_back({candidates[i], Vector(it->second)});
       }
     }
+  }
+  if (store_) {
+    std::vector<label_t> present(stored.size());
+    for (size_t i = 0; i < stored.size(); ++i) present[i] = stored[i].label;
+    fetched.resize(stored.size() * dim());
+    FATHOM_RETURN_IF_ERROR(store_->Read(present.size(), present.data(), fetched.data()));
+    for (size_t i = 0; i < stored.size(); ++i) stored[i].vector = fetched.data() + i * dim();
   }
   ExactTopK(metric(), dim(), n, queries, k, stored, distances, labels);
   return Status::OK();
@@ -842,6 +882,21 @@ Status HnswIndex::Remove(size_t n, const label_t* labels, size_t* removed) {
   return MaybeConsolidate();
 }
 
+Status HnswIndex::SetVectorStore(std::shared_ptr<VectorStore> store) {
+  if (!spec_.sq8 || metric() == Metric::kInnerProduct) return Index::SetVectorStore(std::move(store));
+  if (store == nullptr || store->dim() != dim()) {
+    return Status::InvalidArgument("vector store dimension does not match the index's " + std::to_string(dim()));
+  }
+  std::unique_lock lock(structure_mutex_);
+  std::lock_guard label_lock(label_mutex_);
+  if (num_nodes_ != 0) return Status::InvalidArgument("a vector store must be attached before the first Add");
+  store_ = std::move(store);
+  vectors_.reset();
+  return Status::OK();
+}
+
+uint64_t HnswIndex::disk_bytes() const { return store_ ? store_->disk_bytes() : 0; }
+
 bool HnswIndex::NeedsMaintenance() const {
   std::lock_guard lock(label_mutex_);
   return tombstones_ >= kMinTombstonesForConsolidation &&
@@ -929,6 +984,7 @@ Status HnswIndex::Reconstruct(label_t label, float* out) const {
   if (it == node_of_.end()) {
     return Status::NotFound("label " + std::to_string(label) + " is not in the index");
   }
+  if (store_) return store_->Read(1, &label, out);
   std::memcpy(out, Vector(it->second), dim() * sizeof(float));
   return Status::OK();
 }
@@ -963,7 +1019,7 @@ Status HnswIndex::SerializeBody(ByteSink& out, const SaveOptions& options) const
     AppendPod(&head, sq_lo_);
     AppendPod(&head, sq_scale_);
     AppendPod(&head, next_label_);
-    AppendPod(&head, uint8_t{spec_.sq8});  // float vectors follow each SQ8 node's block
+    AppendPod(&head, uint8_t{vectors_ != nullptr});  // float vectors follow each SQ8 node's block
   }
   FATHOM_RETURN_IF_ERROR(out.Write(head.data(), head.size()));
   constexpr uint32_t kChunk = 4096;
@@ -991,7 +1047,7 @@ Status HnswIndex::SerializeBody(ByteSink& out, const SaveOptions& options) const
         for (size_t j = 0; j < size_t(1 + m0_); ++j) links[j] = LoadLink(src + j);
         std::memcpy(chunk.data() + at + links0_bytes_, blocks_ + size_t{u} * node_bytes_ + links0_bytes_,
                     node_bytes_ - links0_bytes_);
-        if (spec_.sq8) AppendBytes(&chunk, Vector(u), dim() * sizeof(float));
+        if (vectors_) AppendBytes(&chunk, Vector(u), dim() * sizeof(float));
         for (int l = 1; l <= levels_[u]; ++l) {
           const uint32_t* list = Links(u, l);
           for (size_t j = 0; j < size_t(1 + m_); ++j) AppendPod(&chunk, LoadLink(list + j));
@@ -1050,10 +1106,12 @@ Status HnswIndex::DeserializeBody(ByteSource& r, uint64_t count, uint32_t versio
   if (version >= 2) {
     uint8_t inline_vectors;
     FATHOM_RETURN_IF_ERROR(r.Read(&inline_vectors));
-    if (inline_vectors != uint8_t{spec_.sq8}) {
-      return Status::Corruption("HNSW index body says float vectors are " +
-                                std::string(inline_vectors ? "" : "not ") + "stored, which '" +
-                                factory_string() + "' does not expect");
+    const bool expect_inline = spec_.sq8 && !store_;
+    if (inline_vectors != uint8_t{expect_inline}) {
+      return Status::Corruption(
+          "HNSW index body " + std::string(inline_vectors ? "holds" : "does not hold") +
+          " float vectors, but this '" + factory_string() + "' index " +
+          (store_ ? "keeps them in a vector store (on disk)" : spec_.sq8 ? "needs them" : "keeps them in its nodes"));
     }
     for (uint32_t u = 0; u < nodes; ++u) {
       uint8_t state;
@@ -1061,7 +1119,7 @@ Status HnswIndex::DeserializeBody(ByteSource& r, uint64_t count, uint32_t versio
       FATHOM_RETURN_IF_ERROR(read_head(u, state));
       if (state == kFree) continue;
       FATHOM_RETURN_IF_ERROR(r.ReadBytes(blocks_ + size_t{u} * node_bytes_, node_bytes_));
-      if (spec_.sq8) FATHOM_RETURN_IF_ERROR(r.ReadBytes(Vector(u), dim() * sizeof(float)));
+      if (vectors_) FATHOM_RETURN_IF_ERROR(r.ReadBytes(Vector(u), dim() * sizeof(float)));
       FATHOM_RETURN_IF_ERROR(read_upper(u));
     }
   } else {

@@ -52,6 +52,10 @@ class HnswIndex final : public Index {
   Status SearchAmong(size_t n, const float* queries, size_t k, const label_t* candidates,
                      size_t num_candidates, float* distances, label_t* labels) const override;
   bool supports_concurrent_save() const override { return true; }
+  // ",SQ8" with l2 or cosine only (other kinds compare float vectors while building). The
+  // caller writes each vector to the store (normalised for cosine) before adding it.
+  Status SetVectorStore(std::shared_ptr<VectorStore> store) override;
+  uint64_t disk_bytes() const override;
   void set_inline_maintenance(bool on) override { inline_maintenance_.store(on); }
   bool NeedsMaintenance() const override;
   void Maintain() override { Consolidate(); }
@@ -133,6 +137,7 @@ class HnswIndex final : public Index {
   mutable RwLock structure_mutex_;
   char* blocks_ = nullptr;   // capacity_ * node_bytes_, level-0 links then vector or code
   std::unique_ptr<float[]> vectors_;  // capacity_ * dim float32 copies for re-ranking (SQ8 only)
+  std::shared_ptr<VectorStore> store_;  // instead of vectors_: float32 vectors on disk
   std::vector<label_t> labels_;
   std::vector<uint8_t> levels_;
   std::unique_ptr<std::atomic<uint8_t>[]> state_;  // kLive, kTombstone, kFree

@@ -29,6 +29,12 @@ Result<Metric> ParseMetric(std::string_view name) {
                                  "': expected l2 (or euclidean), ip (or inner_product, dot) or cosine");
 }
 
+Status Index::SetVectorStore(std::shared_ptr<VectorStore>) {
+  return Status::NotSupported("index '" + factory_string() +
+                              "' reads float vectors throughout its search, so they cannot live on disk: "
+                              "use an index that walks compressed codes in RAM, e.g. 'HNSW32,SQ8' (l2 or cosine)");
+}
+
 size_t BitsetFilter::count() const {
   size_t c = 0;
   for (uint64_t w : words_) c += static_cast<size_t>(std::popcount(w));

@@ -73,7 +73,7 @@ class IndexIO {
     return file->Commit();
   }
 
-  static Result<std::unique_ptr<Index>> Load(const std::string& path) {
+  static Result<std::unique_ptr<Index>> Load(const std::string& path, const LoadOptions& options) {
     const std::string what = "index file '" + path + "'";
     FATHOM_ASSIGN_OR_RETURN(auto file, FileSource::Open(path));
     FileSource& r = *file;
@@ -119,6 +119,9 @@ class IndexIO {
                                 made.status().message());
     }
     std::unique_ptr<Index> index = std::move(made).value();
+    if (options.vectors) {
+      if (Status attach = index->SetVectorStore(options.vectors); !attach.ok()) return fail(attach);
+    }
     // The body is parsed as it streams in (every value is bounds-checked and every node id
     // validated); the index is returned only if the checksum over the whole file then matches.
     BodySource body(r, body_len);
@@ -143,8 +146,8 @@ Status Index::Save(const std::string& path, const SaveOptions& options) const {
   return IndexIO::Save(*this, path, options);
 }
 
-Result<std::unique_ptr<Index>> Index::Load(const std::string& path) {
-  return IndexIO::Load(path);
+Result<std::unique_ptr<Index>> Index::Load(const std::string& path, const LoadOptions& options) {
+  return IndexIO::Load(path, options);
 }
 
 }  // namespace fathom

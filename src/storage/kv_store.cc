@@ -188,4 +188,19 @@ Status KvStore::Flush() {
   return Status::OK();
 }
 
+uint64_t KvStore::ApproximateBytes(Cf cf, std::string_view prefix) const {
+  std::string end(prefix);
+  // The smallest key after every key with this prefix (prefixes here never end in 0xff).
+  while (!end.empty() && static_cast<unsigned char>(end.back()) == 0xff) end.pop_back();
+  if (end.empty()) return 0;
+  end.back() = static_cast<char>(static_cast<unsigned char>(end.back()) + 1);
+  rocksdb::Range range{rocksdb::Slice(prefix.data(), prefix.size()), rocksdb::Slice(end)};
+  uint64_t size = 0;
+  rocksdb::SizeApproximationOptions options;
+  options.include_memtables = true;
+  options.include_files = true;
+  if (!db_->GetApproximateSizes(options, Handle(cf), &range, 1, &size).ok()) return 0;
+  return size;
+}
+
 }  // namespace fathom

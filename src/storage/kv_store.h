@@ -77,6 +77,8 @@ class KvStore {
   // The last key starting with prefix, if any.
   Result<std::optional<std::string>> LastKey(Cf cf, std::string_view prefix) const;
   Status Flush();
+  // Approximate bytes on disk (tables and memtables) of the keys starting with prefix.
+  uint64_t ApproximateBytes(Cf cf, std::string_view prefix) const;
 
  private:
   KvStore() = default;

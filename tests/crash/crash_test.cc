@@ -60,14 +60,16 @@ constexpr const char* kCollection = "crash";
 // The workload. --maintenance (inherited by the writer through FATHOM_CRASH_MODE) makes the
 // background work frequent and long enough for kills to land inside it: a checkpoint every 40
 // operations of a larger, wider collection, and half the batches deletes, so that HNSW
-// consolidation (relinking around tombstones) runs over and over.
+// consolidation (relinking around tombstones) runs over and over; vectors and payloads on disk.
 size_t kDim = 8;
 uint64_t kIdSpace = 400;
 uint64_t kCheckpointEvery = 300;
 uint64_t kDeleteOneIn = 4;
 size_t kMaxDelete = 15;
+bool kOnDisk = false;
 
 void UseMaintenanceWorkload() {
+  kOnDisk = true;
   kDim = 96;
   kIdSpace = 4000;
   kCheckpointEvery = 40;
@@ -331,7 +333,10 @@ int RunWriter(const std::string& dir, const std::string& log_path, uint64_t firs
   if (!c.ok()) {
     CollectionSpec spec;
     spec.name = kCollection;
-    spec.vectors.push_back({"", kDim, Metric::kL2, "HNSW8"});
+    // --maintenance also keeps vectors and payloads on disk (their rows are rewritten by
+    // recovery, and checked below by exact search among one point).
+    spec.vectors.push_back({"", kDim, Metric::kL2, kOnDisk ? "HNSW8,SQ8" : "HNSW8", kOnDisk});
+    spec.on_disk_payload = kOnDisk;
     spec.indexed_fields["batch"] = FieldType::kInteger;
     c = db->CreateCollection(spec);
     if (!c.ok()) return 2;
