@@ -171,18 +171,20 @@ class Client:
     def create_collection(self, name: str, dim: Optional[int] = None, metric: str = "l2",
                           index: str = "HNSW32", *,
                           indexed_fields: Optional[Mapping[str, str]] = None,
-                          vectors: Optional[Mapping[str, Mapping[str, Any]]] = None) -> "RemoteCollection":
+                          vectors: Optional[Mapping[str, Mapping[str, Any]]] = None,
+                          on_disk: bool = False, on_disk_payload: bool = False) -> "RemoteCollection":
         """Same arguments as :meth:`fathom.Database.create_collection`."""
-        specs = _vector_specs(dim, metric, index, vectors)
+        specs = _vector_specs(dim, metric, index, on_disk, vectors)
 
         def vector_json(s: Dict[str, Any]) -> Dict[str, Any]:
-            return {"size": s["dim"], "distance": s["metric"], "index": s["index"]}
+            return {"size": s["dim"], "distance": s["metric"], "index": s["index"], "on_disk": s["on_disk"]}
 
         if vectors is None:
             body_vectors: Any = vector_json(specs[0])
         else:
             body_vectors = {s["name"]: vector_json(s) for s in specs}
-        body = {"vectors": body_vectors, "indexed_fields": dict(indexed_fields or {})}
+        body = {"vectors": body_vectors, "indexed_fields": dict(indexed_fields or {}),
+                "on_disk_payload": on_disk_payload}
         self.request("PUT", f"/collections/{self._quote(name)}", body)
         return self.get_collection(name)
 

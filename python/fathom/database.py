@@ -112,34 +112,48 @@ class Collection:
         self._c.snapshot(os.fspath(path))
 
     def checkpoint(self) -> None:
-        """Writes index checkpoints now and trims the operation log (recovery gets faster)."""
+        """Writes index checkpoints now and trims the operation log (recovery gets faster).
+        Writes and searches go on meanwhile; automatic checkpoints run in the background."""
         self._c.checkpoint()
+
+    def optimize(self) -> None:
+        """Runs index housekeeping now (relinking around deleted points and freeing them), which
+        otherwise runs in the background once deletions pass 10% of a graph."""
+        self._c.optimize()
 
     @property
     def memory_bytes(self) -> int:
+        """RAM held by the collection (indexes, id maps, payload indexes, cached payloads)."""
         return self._c.memory_bytes
+
+    def usage(self) -> Dict[str, int]:
+        """Where the collection's bytes are: ``ram_bytes``, ``disk_bytes`` and its parts
+        ``vectors_disk_bytes`` (on-disk vectors), ``records_disk_bytes`` (records and log, an
+        estimate) and ``index_files_bytes`` (checkpoints)."""
+        return dict(self._c.usage())
 
     def __repr__(self) -> str:
         return f"fathom.Collection({self.name!r})"
 
 
-def _vector_specs(dim: Optional[int], metric: str, index: str,
+def _vector_specs(dim: Optional[int], metric: str, index: str, on_disk: bool,
                   vectors: Optional[Mapping[str, Mapping[str, Any]]]) -> List[Dict[str, Any]]:
-    """[{"name", "dim", "metric", "index"}] from create_collection's arguments."""
+    """[{"name", "dim", "metric", "index", "on_disk"}] from create_collection's arguments."""
     if vectors is None:
         if dim is None:
             raise InvalidArgumentError("create_collection needs dim (or vectors={name: {'dim': ...}})")
-        return [{"name": "", "dim": dim, "metric": metric, "index": index}]
+        return [{"name": "", "dim": dim, "metric": metric, "index": index, "on_disk": on_disk}]
     if dim is not None:
         raise InvalidArgumentError("create_collection takes dim or vectors, not both")
     specs = []
     for name, v in vectors.items():
-        unknown = set(v) - {"dim", "metric", "index"}
+        unknown = set(v) - {"dim", "metric", "index", "on_disk"}
         if unknown or "dim" not in v:
             raise InvalidArgumentError(
-                f"vectors[{name!r}] must be {{'dim': int, 'metric': str, 'index': str}}, got keys {sorted(v)}")
+                f"vectors[{name!r}] must be {{'dim': int, 'metric': str, 'index': str, 'on_disk': bool}}, "
+                f"got keys {sorted(v)}")
         specs.append({"name": name, "dim": v["dim"], "metric": v.get("metric", metric),
-                      "index": v.get("index", index)})
+                      "index": v.get("index", index), "on_disk": bool(v.get("on_disk", on_disk))})
     return specs
 
 
@@ -179,15 +193,19 @@ class Database:
     def create_collection(self, name: str, dim: Optional[int] = None, metric: str = "l2",
                           index: str = "HNSW32", *,
                           indexed_fields: Optional[Mapping[str, str]] = None,
-                          vectors: Optional[Mapping[str, Mapping[str, Any]]] = None) -> Collection:
+                          vectors: Optional[Mapping[str, Mapping[str, Any]]] = None,
+                          on_disk: bool = False, on_disk_payload: bool = False) -> Collection:
         """Creates a collection. ``metric``: "l2", "ip" or "cosine"; ``index``: a factory string
         ("HNSW32", "HNSW32,SQ8", "Flat"); ``indexed_fields``: payload fields to index for filters,
         {field: "keyword" | "integer" | "float" | "bool"}. For several vectors per record pass
         ``vectors={"image": {"dim": 512, "metric": "cosine"}, "text": {"dim": 384}}`` instead of dim.
-        Raises AlreadyExistsError if the name is taken."""
-        specs = [_core.VectorSpec(s["name"], s["dim"], s["metric"], s["index"])
-                 for s in _vector_specs(dim, metric, index, vectors)]
-        return Collection(self._db.create_collection(name, specs, dict(indexed_fields or {})))
+        ``on_disk=True`` keeps float vectors in a file and only the index's codes in RAM (needs an
+        index that walks codes: "HNSW32,SQ8" with l2 or cosine); ``on_disk_payload=True`` keeps
+        payloads only in the record store. Raises AlreadyExistsError if the name is taken."""
+        specs = [_core.VectorSpec(s["name"], s["dim"], s["metric"], s["index"], s["on_disk"])
+                 for s in _vector_specs(dim, metric, index, on_disk, vectors)]
+        return Collection(self._db.create_collection(name, specs, dict(indexed_fields or {}),
+                                                     on_disk_payload))
 
     def get_collection(self, name: str) -> Collection:
         """The named collection; NotFoundError if there is none."""

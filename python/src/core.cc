@@ -334,6 +334,7 @@ py::dict SpecToDict(const CollectionSpec& spec) {
     d["dim"] = v.dim;
     d["metric"] = MetricName(v.metric);
     d["index"] = v.index;
+    d["on_disk"] = v.on_disk;
     vectors.append(std::move(d));
   }
   py::dict fields;
@@ -342,6 +343,7 @@ py::dict SpecToDict(const CollectionSpec& spec) {
   out["name"] = spec.name;
   out["vectors"] = std::move(vectors);
   out["indexed_fields"] = std::move(fields);
+  out["on_disk_payload"] = spec.on_disk_payload;
   return out;
 }
 
@@ -481,6 +483,22 @@ class PyCollection {
     return Run([](Collection* c) -> Result<size_t> { return c->memory_bytes(); });
   }
 
+  std::map<std::string, uint64_t> Usage() const {
+    StorageUsage u = Run([](Collection* c) -> Result<StorageUsage> { return c->usage(); });
+    return {{"ram_bytes", u.ram_bytes},
+            {"disk_bytes", u.disk_bytes()},
+            {"vectors_disk_bytes", u.vectors_disk_bytes},
+            {"records_disk_bytes", u.records_disk_bytes},
+            {"index_files_bytes", u.index_files_bytes}};
+  }
+
+  void Optimize() {
+    Run([&](Collection* c) -> Result<bool> {
+      FATHOM_RETURN_IF_ERROR(c->Optimize());
+      return true;
+    });
+  }
+
  private:
   // Calls fn(collection) with the GIL released and the database held open; fn returns a Result.
   template <class Fn, class R = std::invoke_result_t<Fn&, Collection*>>
@@ -501,6 +519,7 @@ struct VectorSpecArg {
   int64_t dim;
   std::string metric;
   std::string index;
+  bool on_disk = false;
 };
 
 class PyDatabase {
@@ -549,9 +568,10 @@ class PyDatabase {
   }
 
   PyCollection Create(const std::string& name, const std::vector<VectorSpecArg>& vectors,
-                      const std::map<std::string, std::string>& indexed_fields) {
+                      const std::map<std::string, std::string>& indexed_fields, bool on_disk_payload) {
     CollectionSpec spec;
     spec.name = name;
+    spec.on_disk_payload = on_disk_payload;
     for (const auto& v : vectors) {
       if (v.dim < 1) InvalidArgument("dim must be at least 1, got " + std::to_string(v.dim));
       VectorSpec vs;
@@ -559,6 +579,7 @@ class PyDatabase {
       vs.dim = static_cast<size_t>(v.dim);
       vs.metric = Check(ParseMetric(v.metric));
       vs.index = v.index;
+      vs.on_disk = v.on_disk;
       spec.vectors.push_back(std::move(vs));
     }
     for (const auto& [field, type] : indexed_fields) {
@@ -659,11 +680,13 @@ PYBIND11_MODULE(_core, m) {
            py::arg("filter"), py::arg("with_payload"), py::arg("with_vectors"), py::arg("vector"))
       .def("snapshot", &fp::PyCollection::Snapshot, py::arg("dir"))
       .def("checkpoint", &fp::PyCollection::Checkpoint)
+      .def("optimize", &fp::PyCollection::Optimize)
+      .def("usage", &fp::PyCollection::Usage)
       .def_property_readonly("memory_bytes", &fp::PyCollection::memory_bytes);
 
   py::class_<fp::VectorSpecArg>(m, "VectorSpec")
-      .def(py::init<std::string, int64_t, std::string, std::string>(), py::arg("name"),
-           py::arg("dim"), py::arg("metric"), py::arg("index"));
+      .def(py::init<std::string, int64_t, std::string, std::string, bool>(), py::arg("name"),
+           py::arg("dim"), py::arg("metric"), py::arg("index"), py::arg("on_disk") = false);
 
   py::class_<fp::PyDatabase>(m, "Database")
       .def(py::init<const std::string&, const std::string&, uint64_t>(), py::arg("path"),
@@ -672,7 +695,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("closed", &fp::PyDatabase::closed)
       .def("list_collections", &fp::PyDatabase::List)
       .def("create_collection", &fp::PyDatabase::Create, py::arg("name"), py::arg("vectors"),
-           py::arg("indexed_fields"))
+           py::arg("indexed_fields"), py::arg("on_disk_payload") = false)
       .def("get_collection", &fp::PyDatabase::Get, py::arg("name"))
       .def("drop_collection", &fp::PyDatabase::Drop, py::arg("name"))
       .def("restore_snapshot", &fp::PyDatabase::RestoreSnapshot, py::arg("dir"), py::arg("new_name"));

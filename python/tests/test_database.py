@@ -180,6 +180,42 @@ def test_checkpoint_and_memory_bytes(tmp_path):
         assert db.get_collection("items").count() == 2000
 
 
+def test_vectors_on_disk_and_usage(tmp_path):
+    """on_disk=True: the floats go to a file (usage() counts it on disk, not in RAM), answers
+    match an in-RAM collection, and everything is back after a reopen. optimize() runs the
+    housekeeping that deletions otherwise trigger in the background."""
+    n, dim = 3000, 32
+    x = clustered(n, dim, seed=7)
+    queries = clustered(20, dim, seed=8)
+    with fathom.Database(tmp_path / "db") as db:
+        ram = db.create_collection("ram", dim=dim, metric="cosine", index="HNSW16,SQ8")
+        disk = db.create_collection("disk", dim=dim, metric="cosine", index="HNSW16,SQ8",
+                                    on_disk=True, on_disk_payload=True)
+        for col in (ram, disk):
+            col.upsert(range(n), x, [{"i": i} for i in range(n)])
+            col.delete(range(0, n, 3))
+            col.optimize()
+        assert disk.spec["vectors"][0]["on_disk"] is True
+        assert disk.spec["on_disk_payload"] is True
+        u_ram, u_disk = ram.usage(), disk.usage()
+        assert u_ram["vectors_disk_bytes"] == 0
+        assert u_disk["vectors_disk_bytes"] >= n * dim * 4
+        assert u_disk["ram_bytes"] + n * dim * 4 * 0.9 < u_ram["ram_bytes"], (u_ram, u_disk)
+        assert u_disk["disk_bytes"] == (u_disk["vectors_disk_bytes"] + u_disk["records_disk_bytes"]
+                                        + u_disk["index_files_bytes"])
+        expected = ram.search(queries, k=5, ef=128, filter="i > 100")
+        got = disk.search(queries, k=5, ef=128, filter="i > 100")
+        assert ids(got) == ids(expected)
+        assert got[0][0].payload == expected[0][0].payload
+    with fathom.Database(tmp_path / "db") as db:
+        disk = db.get_collection("disk")
+        assert disk.count() == n - len(range(0, n, 3))
+        assert ids(disk.search(queries, k=5, ef=128, filter="i > 100")) == ids(expected)
+    with pytest.raises(fathom.InvalidArgumentError, match="on_disk"):
+        with fathom.Database(tmp_path / "db") as db:
+            db.create_collection("bad", dim=dim, index="HNSW16", on_disk=True)
+
+
 def test_client_reconnects_after_the_server_closed_its_connection(server):
     """The HTTP client keeps one connection per thread; when the server has closed it (idle
     keep-alive timeout, restart), the next call reconnects once instead of failing."""

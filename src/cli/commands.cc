@@ -47,12 +47,15 @@ std::string VectorSummary(const VectorSpec& v) {
 json SpecToJson(const CollectionSpec& spec) {
   json vectors = json::array();
   for (const VectorSpec& v : spec.vectors) {
-    vectors.push_back(
-        {{"name", v.name}, {"dim", v.dim}, {"metric", MetricName(v.metric)}, {"index", v.index}});
+    vectors.push_back({{"name", v.name},
+                       {"dim", v.dim},
+                       {"metric", MetricName(v.metric)},
+                       {"index", v.index},
+                       {"on_disk", v.on_disk}});
   }
   json fields = json::object();
   for (const auto& [name, type] : spec.indexed_fields) fields[name] = FieldTypeName(type);
-  return {{"name", spec.name}, {"vectors", vectors}, {"fields", fields}};
+  return {{"name", spec.name}, {"vectors", vectors}, {"fields", fields}, {"on_disk_payload", spec.on_disk_payload}};
 }
 
 Result<std::vector<PointId>> ParseIds(const std::vector<std::string>& texts, bool string_id) {
@@ -140,6 +143,8 @@ Status RunCreate(const Context& ctx, const CreateOptions& options) {
     }
     spec.vectors.push_back(std::move(v));
   }
+  spec.on_disk_payload = options.on_disk_payload;
+  for (VectorSpec& v : spec.vectors) v.on_disk = options.on_disk;
   for (const std::string& text : options.fields) {
     FATHOM_ASSIGN_OR_RETURN(auto field, ParseFieldSpec(text));
     if (!spec.indexed_fields.emplace(field.first, field.second).second) {
@@ -222,23 +227,35 @@ Status RunInfo(const Context& ctx, const std::string& name, bool as_json) {
   FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
   FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, db->GetCollection(name));
   const CollectionSpec& spec = c->spec();
+  const StorageUsage usage = c->usage();
   if (as_json) {
     json out = SpecToJson(spec);
     out["points"] = c->Count();
-    out["memory_bytes"] = c->memory_bytes();
+    out["memory_bytes"] = usage.ram_bytes;
+    out["storage"] = {{"ram_bytes", usage.ram_bytes},
+                      {"disk_bytes", usage.disk_bytes()},
+                      {"vectors_disk_bytes", usage.vectors_disk_bytes},
+                      {"records_disk_bytes", usage.records_disk_bytes},
+                      {"index_files_bytes", usage.index_files_bytes}};
     *ctx.out << Dump(out) << '\n';
     return db->Close();
   }
   std::vector<std::vector<std::string>> rows = {
       {"collection", spec.name},
       {"points", std::to_string(c->Count())},
-      {"memory", FormatBytes(c->memory_bytes())},
+      {"RAM", FormatBytes(usage.ram_bytes) + " (indexes, id maps, payload indexes" +
+                  (spec.on_disk_payload ? std::string(")") : std::string(", payloads)"))},
+      {"disk", FormatBytes(usage.disk_bytes()) + " (vectors " + FormatBytes(usage.vectors_disk_bytes) +
+                   ", records " + FormatBytes(usage.records_disk_bytes) + ", index files " +
+                   FormatBytes(usage.index_files_bytes) + ")"},
   };
   for (const VectorSpec& v : spec.vectors) {
     rows.push_back({"vector", (v.name.empty() ? "(unnamed)" : v.name) + ": dim " +
                                   std::to_string(v.dim) + ", metric " + MetricName(v.metric) +
-                                  ", index " + v.index});
+                                  ", index " + v.index +
+                                  (v.on_disk ? ", floats on disk (codes in RAM)" : ", floats in RAM")});
   }
+  rows.push_back({"payloads", spec.on_disk_payload ? "on disk (record store only)" : "in RAM and the record store"});
   for (const auto& [field, type] : spec.indexed_fields) {
     rows.push_back({"field", field + ": " + FieldTypeName(type)});
   }

@@ -34,6 +34,8 @@ struct CreateOptions {
   std::string index = "HNSW32";
   std::vector<std::string> vectors;  // --vector NAME:DIM[:METRIC[:INDEX]]
   std::vector<std::string> fields;   // --field NAME:TYPE
+  bool on_disk = false;              // --on-disk: every vector's floats on disk
+  bool on_disk_payload = false;      // --on-disk-payload
 };
 
 struct SearchOptions {

@@ -91,6 +91,11 @@ int Run(int argc, char** argv) {
   create_cmd->add_option("--field", create.fields,
                          "indexed payload field NAME:TYPE, TYPE one of "
                          "keyword integer float bool (repeat)");
+  create_cmd->add_flag("--on-disk", create.on_disk,
+                       "keep float vectors on disk and only the index's codes in RAM (needs an "
+                       "index such as HNSW32,SQ8 with l2 or cosine)");
+  create_cmd->add_flag("--on-disk-payload", create.on_disk_payload,
+                       "keep payloads only in the record store (no RAM cache)");
   AddCommonOptions(create_cmd, &ctx, &durability, &verbose);
 
   // drop

@@ -108,7 +108,7 @@ void AppendRecord(std::string* out, const CollectionSpec& spec, const Record& re
 
 Json SpecToJson(const CollectionSpec& spec) {
   auto vector_json = [](const VectorSpec& v) {
-    return Json{{"size", v.dim}, {"distance", DistanceName(v.metric)}, {"index", v.index}};
+    return Json{{"size", v.dim}, {"distance", DistanceName(v.metric)}, {"index", v.index}, {"on_disk", v.on_disk}};
   };
   Json vectors;
   if (IsUnnamedOnly(spec)) {
@@ -119,11 +119,13 @@ Json SpecToJson(const CollectionSpec& spec) {
   }
   Json fields = Json::object();
   for (const auto& [name, type] : spec.indexed_fields) fields[name] = FieldTypeName(type);
-  return Json{{"vectors", std::move(vectors)}, {"indexed_fields", std::move(fields)}};
+  return Json{{"vectors", std::move(vectors)},
+              {"indexed_fields", std::move(fields)},
+              {"on_disk_payload", spec.on_disk_payload}};
 }
 
 Result<VectorSpec> ParseVectorSpec(const Json& value, const std::string& name, std::string_view what) {
-  FATHOM_RETURN_IF_ERROR(CheckFields(value, what, {"size", "distance", "index"}));
+  FATHOM_RETURN_IF_ERROR(CheckFields(value, what, {"size", "distance", "index", "on_disk"}));
   VectorSpec spec;
   spec.name = name;
   if (!value.contains("size")) {
@@ -140,6 +142,13 @@ Result<VectorSpec> ParseVectorSpec(const Json& value, const std::string& name, s
   FATHOM_ASSIGN_OR_RETURN(spec.metric, ParseDistance(distance, what));
   if (value.contains("index") && !value["index"].is_null()) {
     FATHOM_ASSIGN_OR_RETURN(spec.index, GetString(value, "index", what));
+  }
+  if (value.contains("on_disk") && !value["on_disk"].is_null()) {
+    if (!value["on_disk"].is_boolean()) {
+      return Status::InvalidArgument(std::string(what) + ".on_disk must be true or false, got " +
+                                     TypeName(value["on_disk"]));
+    }
+    spec.on_disk = value["on_disk"].get<bool>();
   }
   return spec;
 }
@@ -297,9 +306,16 @@ Reply Api::CreateCollection(const ApiRequest& req) {
   const std::string& name = req.params.at(0);
   FATHOM_RETURN_IF_ERROR(ValidateName(name, "collection name"));
   FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
-  FATHOM_RETURN_IF_ERROR(CheckFields(body, "create-collection request", {"vectors", "indexed_fields"}));
+  FATHOM_RETURN_IF_ERROR(
+      CheckFields(body, "create-collection request", {"vectors", "indexed_fields", "on_disk_payload"}));
   CollectionSpec spec;
   spec.name = name;
+  if (auto p = body.find("on_disk_payload"); p != body.end() && !p->is_null()) {
+    if (!p->is_boolean()) {
+      return Status::InvalidArgument("field 'on_disk_payload' must be true or false, got " + TypeName(*p));
+    }
+    spec.on_disk_payload = p->get<bool>();
+  }
   auto vectors = body.find("vectors");
   if (vectors == body.end() || !vectors->is_object()) {
     return Status::InvalidArgument(
@@ -342,10 +358,17 @@ Reply Api::GetCollection(const ApiRequest& req) {
   std::shared_lock lock(db_mutex_);
   FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
   Json info = SpecToJson(c->spec());
+  const StorageUsage usage = c->usage();
   Json out{{"name", c->spec().name},
            {"status", "green"},
            {"points_count", c->Count()},
-           {"memory_bytes", c->memory_bytes()},
+           {"memory_bytes", usage.ram_bytes},
+           {"storage",
+            {{"ram_bytes", usage.ram_bytes},
+             {"disk_bytes", usage.disk_bytes()},
+             {"vectors_disk_bytes", usage.vectors_disk_bytes},
+             {"records_disk_bytes", usage.records_disk_bytes},
+             {"index_files_bytes", usage.index_files_bytes}}},
            {"config", std::move(info)}};
   return Reply::Ok(Dump(out));
 }
@@ -892,11 +915,24 @@ void Api::RenderMetrics(std::string* out) const {
     *out += "fathom_collection_points{collection=\"" + PrometheusLabel(name) + "\"} " +
             std::to_string(c->Count()) + "\n";
   }
-  *out += "# HELP fathom_collection_memory_bytes Memory held by a collection's indexes.\n";
+  *out += "# HELP fathom_collection_memory_bytes RAM held by a collection (indexes, id maps, payloads).\n";
   *out += "# TYPE fathom_collection_memory_bytes gauge\n";
   for (const auto& [name, c] : collections) {
     *out += "fathom_collection_memory_bytes{collection=\"" + PrometheusLabel(name) + "\"} " +
             std::to_string(c->memory_bytes()) + "\n";
+  }
+  *out += "# HELP fathom_collection_disk_bytes Disk held by a collection, by part (vectors, records, "
+          "index_files).\n";
+  *out += "# TYPE fathom_collection_disk_bytes gauge\n";
+  for (const auto& [name, c] : collections) {
+    const StorageUsage u = c->usage();
+    const std::string label = PrometheusLabel(name);
+    *out += "fathom_collection_disk_bytes{collection=\"" + label + "\",part=\"vectors\"} " +
+            std::to_string(u.vectors_disk_bytes) + "\n";
+    *out += "fathom_collection_disk_bytes{collection=\"" + label + "\",part=\"records\"} " +
+            std::to_string(u.records_disk_bytes) + "\n";
+    *out += "fathom_collection_disk_bytes{collection=\"" + label + "\",part=\"index_files\"} " +
+            std::to_string(u.index_files_bytes) + "\n";
   }
   *out += "# HELP fathom_checkpoint_age_seconds Seconds since a collection's indexes were last "
           "checkpointed (since it was opened, if not yet).\n";

@@ -188,10 +188,24 @@ expect_eq "$(fathom count other)" "6" "delete by a string id"
 out=$(fathom info grid)
 expect_contains "$out" "points      100" "info points"
 expect_contains "$out" "label: integer" "info field"
-expect_contains "$out" "memory" "info memory"
+expect_contains "$out" "RAM  " "info RAM"
+expect_contains "$out" "index files" "info disk parts"
 expect_eq "$(fathom info multi --json | json_get '[(v["name"], v["dim"], v["metric"]) for v in d["vectors"]]')" \
   "[('image', 3, 'l2'), ('text', 2, 'cosine')]" "info --json vectors"
 expect_error 2 "nope" fathom info nope
+
+# Vectors on disk: floats in a file, codes in RAM; info says where each part lives.
+fathom create disky --dim 8 --metric cosine --index HNSW16,SQ8 --on-disk --on-disk-payload >/dev/null
+fathom import disky mat.npy 2>/dev/null >/dev/null
+out=$(fathom info disky)
+expect_contains "$out" "floats on disk (codes in RAM)" "info says the floats are on disk"
+expect_contains "$out" "on disk (record store only)" "info says the payloads are on disk"
+expect_eq "$(fathom info disky --json | json_get 'd["storage"]["vectors_disk_bytes"] >= 50 * 8 * 4 and d["vectors"][0]["on_disk"]')" \
+  "True" "info --json reports the vector file's bytes"
+expect_eq "$(fathom search disky --vector-file mat.npy --row 7 -k 1 --json | json_get 'd["results"][0]["id"]')" "7" \
+  "on-disk collection finds a point by its own vector"
+expect_error 1 "on_disk keeps float vectors on disk" fathom create f5 --dim 4 --index HNSW16 --on-disk
+fathom drop disky >/dev/null
 
 # --- count with filters -------------------------------------------------------------------------
 

@@ -221,7 +221,9 @@ class EndpointTest(ServerTestCase):
         self.assertEqual(info["name"], "life")
         self.assertEqual(info["points_count"], 0)
         self.assertGreaterEqual(info["memory_bytes"], 0)
-        self.assertEqual(info["config"]["vectors"], {"size": self.DIM, "distance": "Cosine", "index": "HNSW16"})
+        self.assertEqual(info["config"]["vectors"],
+                         {"size": self.DIM, "distance": "Cosine", "index": "HNSW16", "on_disk": False})
+        self.assertEqual(info["storage"]["vectors_disk_bytes"], 0)
         self.assertEqual(info["config"]["indexed_fields"], {"label": "integer", "color": "keyword"})
         status, doc, _ = self.server.request("PUT", "/collections/life", {"vectors": {"size": 4, "distance": "l2"}})
         self.assertError(status, doc, 409, "already exists")
@@ -331,6 +333,37 @@ class EndpointTest(ServerTestCase):
         status, doc, _ = self.server.request("POST", "/collections/media/points/search",
                                              {"vector": {"name": "audio", "vector": [1, 2]}})
         self.assertError(status, doc, 400, "audio")
+
+    def test_vectors_and_payloads_on_disk(self):
+        # Qdrant's create body: vectors.on_disk and on_disk_payload.
+        self.server.ok("PUT", "/collections/ondisk", {
+            "vectors": {"size": self.DIM, "distance": "Cosine", "index": "HNSW16,SQ8", "on_disk": True},
+            "on_disk_payload": True, "indexed_fields": {"label": "integer", "color": "keyword"}})
+        self.fill("ondisk", 300)
+        info = self.server.ok("GET", "/collections/ondisk")
+        self.assertIs(info["config"]["vectors"]["on_disk"], True)
+        self.assertIs(info["config"]["on_disk_payload"], True)
+        storage = info["storage"]
+        self.assertGreaterEqual(storage["vectors_disk_bytes"], 300 * self.DIM * 4)
+        self.assertEqual(storage["disk_bytes"], storage["vectors_disk_bytes"] + storage["records_disk_bytes"]
+                         + storage["index_files_bytes"])
+        self.assertEqual(storage["ram_bytes"], info["memory_bytes"])
+        hits = self.server.ok("POST", "/collections/ondisk/points/search",
+                              {"vector": vec(42, self.DIM), "limit": 3, "with_payload": True})
+        self.assertEqual(hits[0]["id"], 42)
+        self.assertAlmostEqual(hits[0]["score"], 1.0, places=5)  # exact, re-ranked from the file
+        self.assertEqual(hits[0]["payload"], {"label": 2, "color": "blue", "i": 42})
+        hits = self.server.ok("POST", "/collections/ondisk/points/search",
+                              {"vector": vec(42, self.DIM), "limit": 3, "filter": "i = 43"})
+        self.assertEqual([h["id"] for h in hits], [43])  # a field with no payload index, read from disk
+        metrics = self.server.request("GET", "/metrics")[1]
+        self.assertIn('fathom_collection_disk_bytes{collection="ondisk",part="vectors"}', metrics)
+        status, doc, _ = self.server.request("PUT", "/collections/ondisk2", {
+            "vectors": {"size": 4, "distance": "Cosine", "index": "HNSW16", "on_disk": True}})
+        self.assertError(status, doc, 400, "on_disk keeps float vectors on disk")
+        status, doc, _ = self.server.request("PUT", "/collections/ondisk3", {
+            "vectors": {"size": 4, "distance": "Cosine", "on_disk": "yes"}})
+        self.assertError(status, doc, 400, "on_disk must be true or false")
 
     def test_snapshots(self):
         self.create("snap")
@@ -448,10 +481,14 @@ class CheckpointMetricTest(ServerTestCase):
         self.assertGreaterEqual(checkpoint_age(self.metrics(), "ck"), before)
         self.server.ok("POST", "/collections/ck/snapshots")
         self.assertGreaterEqual(checkpoint_age(self.metrics(), "ck"), before)
-        # Reaching it checkpoints.
+        # Reaching it checkpoints (in the background, soon after).
         self.server.ok("PUT", "/collections/ck/points", {"points": [
             {"id": i, "vector": vec(i, self.DIM)} for i in range(5, 10)]})
+        deadline = time.time() + 30
         after = checkpoint_age(self.metrics(), "ck")
+        while after >= before and time.time() < deadline:
+            time.sleep(0.05)
+            after = checkpoint_age(self.metrics(), "ck")
         self.assertGreaterEqual(after, 0)
         self.assertLess(after, before)
 
@@ -613,7 +650,7 @@ class BadInputTest(ServerTestCase):
             ("POST", "/collections/bad/points/delete", {"points": [1], "ids": [1]}, "'ids'"),
             ("POST", "/collections/bad/points/count", {"filters": "label = 1"}, "filters"),
             ("PUT", "/collections/newc", {"vectors": {"size": 4, "distance": "l2"}, "hnsw_config": {}}, "hnsw_config"),
-            ("PUT", "/collections/newc", {"vectors": {"size": 4, "distance": "l2", "on_disk": True}}, "on_disk"),
+            ("PUT", "/collections/newc", {"vectors": {"size": 4, "distance": "l2", "on_dsk": True}}, "on_dsk"),
             ("PUT", "/collections/bad/snapshots/recover", {"snapshot": "x", "priority": "high"}, "priority"),
         ]
         for method, path, body, contains in cases:
