@@ -197,7 +197,20 @@ Status ImportMatrix(Collection& collection, const ImportOptions& options, Import
   if (!target.ok()) return target.status();
   const VectorSpec& vspec = **target;
   auto start = std::chrono::steady_clock::now();
-  auto matrix = ReadInputVectors(options.path);
+  // .npy streams a batch at a time (files larger than RAM); other formats are read whole.
+  std::unique_ptr<NpyRowReader> stream;
+  Result<Matrix> matrix = Matrix{};
+  if (EndsWith(options.path, ".npy")) {
+    auto opened = NpyRowReader::Open(options.path);
+    if (!opened.ok()) {
+      return opened.status().IsCorruption() ? Status::InvalidArgument(opened.status().message()) : opened.status();
+    }
+    stream = std::move(opened).value();
+    matrix->rows = stream->rows();
+    matrix->cols = stream->cols();
+  } else {
+    matrix = ReadInputVectors(options.path);
+  }
   if (!matrix.ok()) return matrix.status();
   if (matrix->cols != vspec.dim) {
     return Status::InvalidArgument(Quote(options.path) + " has vectors of " +
@@ -212,12 +225,20 @@ Status ImportMatrix(Collection& collection, const ImportOptions& options, Import
   }
   Progress progress("import", matrix->rows, options.progress ? stderr : nullptr);
   Batcher batcher(collection, options.batch, /*dedupe=*/false);
+  Matrix chunk;
   for (size_t first = 0; first < matrix->rows; first += options.batch) {
     size_t last = std::min<size_t>(matrix->rows, first + options.batch);
+    const Matrix* rows = &*matrix;
+    size_t offset = 0;
+    if (stream) {
+      FATHOM_RETURN_IF_ERROR(stream->Next(last - first, &chunk));
+      rows = &chunk;
+      offset = first;
+    }
     for (size_t r = first; r < last; ++r) {
       Record record;
       record.id = options.id_start + r;
-      record.vectors[vspec.name].assign(matrix->row(r), matrix->row(r) + matrix->cols);
+      record.vectors[vspec.name].assign(rows->row(r - offset), rows->row(r - offset) + rows->cols);
       batcher.Add(std::move(record));
     }
     Status s = batcher.Flush("rows " + std::to_string(first) + "-" + std::to_string(last - 1) +

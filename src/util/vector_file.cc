@@ -614,6 +614,42 @@ Result<Matrix> ReadNpy(const std::string& path, size_t max_rows) {
   return m;
 }
 
+Result<std::unique_ptr<NpyRowReader>> NpyRowReader::Open(const std::string& path) {
+  FATHOM_ASSIGN_OR_RETURN(InputFile in, OpenInput(path));
+  NpyHeader h;
+  FATHOM_RETURN_IF_ERROR(ReadNpyHeader(in.file.get(), path, in.size, &h));
+  std::unique_ptr<NpyRowReader> r(new NpyRowReader());
+  FATHOM_RETURN_IF_ERROR(CheckNpyLayout(path, h, in.size, {"f4", "f8"},
+                                        "'<f4' or '<f8' (little-endian float32 or float64)",
+                                        &r->item_size_));
+  r->path_ = path;
+  r->rows_ = static_cast<size_t>(h.shape[0]);
+  r->cols_ = static_cast<size_t>(h.shape[1]);
+  r->file_ = in.file.release();
+  return r;
+}
+
+NpyRowReader::~NpyRowReader() {
+  if (file_ != nullptr) std::fclose(file_);
+}
+
+Status NpyRowReader::Next(size_t n, Matrix* m) {
+  m->cols = cols_;
+  m->rows = std::min(n, rows_ - next_);
+  m->data.resize(m->rows * m->cols);
+  const size_t count = m->data.size();
+  if (item_size_ == 4) {
+    FATHOM_RETURN_IF_ERROR((ReadConverted<float, float>(file_, path_, count, m->data.data(),
+                                                        [](float v, size_t) { return v; })));
+  } else {
+    FATHOM_RETURN_IF_ERROR((ReadConverted<double, float>(
+        file_, path_, count, m->data.data(),
+        [](double v, size_t) -> Result<float> { return static_cast<float>(v); })));
+  }
+  next_ += m->rows;
+  return Status::OK();
+}
+
 Result<IntMatrix> ReadNpyInt(const std::string& path, size_t max_rows) {
   FATHOM_ASSIGN_OR_RETURN(InputFile in, OpenInput(path));
   NpyHeader h;

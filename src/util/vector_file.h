@@ -12,6 +12,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -59,6 +61,24 @@ Result<Matrix> ReadNpy(const std::string& path, size_t max_rows = SIZE_MAX);
 // .npy holding a 2-D C-order array of little-endian int32, or int64 narrowed to int32 (a value
 // outside int32 is an error, not a silent wrap).
 Result<IntMatrix> ReadNpyInt(const std::string& path, size_t max_rows = SIZE_MAX);
+
+// Streams the rows of a float .npy file (the checks of ReadNpy), a chunk at a time, so that an
+// import of a file larger than RAM holds only the chunk.
+class NpyRowReader {
+ public:
+  static Result<std::unique_ptr<NpyRowReader>> Open(const std::string& path);
+  ~NpyRowReader();
+  size_t rows() const { return rows_; }
+  size_t cols() const { return cols_; }
+  // Reads the next min(n, rows left) rows into `m` (m->rows = 0 once every row was read).
+  Status Next(size_t n, Matrix* m);
+
+ private:
+  NpyRowReader() = default;
+  std::string path_;
+  std::FILE* file_ = nullptr;
+  size_t rows_ = 0, cols_ = 0, item_size_ = 4, next_ = 0;
+};
 
 // Chooses the reader by file name: .fvecs, .bvecs, .npy, or an IDX image file ("-ubyte" or
 // "-ubyte.gz", as (Fashion-)MNIST ship them).

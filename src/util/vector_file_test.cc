@@ -205,6 +205,26 @@ TEST_F(VectorFileTest, UnknownExtension) {
   EXPECT_NE(m.status().message().find("unknown vector file type"), std::string::npos);
 }
 
+TEST_F(VectorFileTest, NpyRowReaderStreamsChunks) {
+  const Matrix m = Sample(10, 3);
+  const std::string path = Path("s.npy");
+  ASSERT_TRUE(WriteNpy(path, m).ok());
+  auto reader = NpyRowReader::Open(path);
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  EXPECT_EQ((*reader)->rows(), 10u);
+  EXPECT_EQ((*reader)->cols(), 3u);
+  std::vector<float> all;
+  std::vector<size_t> sizes;
+  Matrix chunk;
+  do {
+    ASSERT_TRUE((*reader)->Next(4, &chunk).ok());
+    sizes.push_back(chunk.rows);
+    all.insert(all.end(), chunk.data.begin(), chunk.data.end());
+  } while (chunk.rows > 0);
+  EXPECT_EQ(sizes, (std::vector<size_t>{4, 4, 2, 0}));
+  EXPECT_EQ(all, m.data);
+}
+
 TEST_F(VectorFileTest, NpyRoundTripIsNumpyAligned) {
   const Matrix m = Sample(6, 3);
   const std::string path = Path("a.npy");
