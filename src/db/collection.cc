@@ -205,6 +205,9 @@ std::string CollectionImpl::CheckpointPath(size_t vector, uint64_t seq) const {
 // Recovery: records are the truth. Each index comes from its newest valid checkpoint plus the
 // slots the operation log touched after it, or is rebuilt from the records.
 Status CollectionImpl::Recover() {
+  using Clock = std::chrono::steady_clock;
+  const auto t_start = Clock::now();
+  auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
   const std::string prefix = CollectionPrefix(id_);
   FATHOM_ASSIGN_OR_RETURN(auto trimmed_value, kv_->Get(Cf::kMeta, "trimmed/" + prefix));
   uint64_t trimmed = trimmed_value ? ReadBigEndian64(trimmed_value->data()) : 0;
@@ -265,6 +268,8 @@ Status CollectionImpl::Recover() {
       if (stores_[v]) FATHOM_RETURN_IF_ERROR(indexes_[v]->SetVectorStore(stores_[v]));
     }
   }
+  const double load_seconds = since(t_start);
+  const auto t_scan = Clock::now();
   uint64_t replay_from = seq_;
   for (size_t v = 0; v < indexes_.size(); ++v) {
     if (loaded[v]) replay_from = std::min(replay_from, loaded_seq[v]);
@@ -300,7 +305,9 @@ Status CollectionImpl::Recover() {
       needs_vectors = needs_vectors || !loaded[v] || (replay && loaded_seq[v] < seq_);
     }
     Record record;
-    Status s = DecodeRecord(value, &record, needs_vectors);
+    bool inline_vectors = false;
+    Status s = DecodeRecord(value, &record, needs_vectors, &inline_vectors);
+    if (s.ok() && needs_vectors && !inline_vectors) s = ReadVectors(slot, &record);
     if (!s.ok()) {
       decode_error = Status::Corruption("collection '" + spec_.name + "' slot " +
                                         std::to_string(slot) + ": " + s.message());
@@ -332,6 +339,8 @@ Status CollectionImpl::Recover() {
   FATHOM_RETURN_IF_ERROR(scan);
   FATHOM_RETURN_IF_ERROR(decode_error);
   next_slot_ = static_cast<uint32_t>(id_of_.size());
+  const double scan_seconds = since(t_scan);
+  const auto t_replay = Clock::now();
   for (size_t v = 0; v < indexes_.size(); ++v) {
     ops_since_checkpoint_ = std::max<uint64_t>(ops_since_checkpoint_, pending_labels[v].size());
   }
@@ -361,6 +370,10 @@ Status CollectionImpl::Recover() {
                    VectorLabel(spec_.vectors[v].name), pending_labels[v].size());
     }
   }
+  spdlog::info("collection '{}': opened in {:.2f} s ({} points; index files {:.2f} s, record scan {:.2f} s, "
+               "replay of {} slots {:.2f} s)",
+               spec_.name, since(t_start), slot_of_.size(), load_seconds, scan_seconds, touched.size(),
+               since(t_replay));
   return Status::OK();
 }
 
@@ -456,7 +469,9 @@ Status CollectionImpl::Upsert(const std::vector<Record>& records) {
   std::vector<std::string> payload_texts(records.size());
   for (size_t i = 0; i < records.size(); ++i) {
     payload_texts[i] = payloads[i].dump();
-    batch.Put(Cf::kRecords, RecordKey(id_, slots[i]), EncodeRecord(records[i], payload_texts[i]));
+    const std::string key = RecordKey(id_, slots[i]);
+    batch.Put(Cf::kRecords, key, EncodeRecord(records[i], payload_texts[i], /*with_vectors=*/false));
+    batch.Put(Cf::kVectors, key, EncodeVectors(records[i].vectors));
   }
   batch.Put(Cf::kOplog, OplogKey(id_, seq_ + 1), EncodeOp(kOpUpsert, slots));
   FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
@@ -554,9 +569,11 @@ Result<std::vector<std::optional<Record>>> CollectionImpl::GetRecords(const std:
     FATHOM_ASSIGN_OR_RETURN(auto value, kv_->Get(Cf::kRecords, RecordKey(id_, slot)));
     if (!value) continue;  // deleted meanwhile
     Record record;
-    FATHOM_RETURN_IF_ERROR(DecodeRecord(*value, &record, with_vectors));
+    bool inline_vectors = false;
+    FATHOM_RETURN_IF_ERROR(DecodeRecord(*value, &record, with_vectors, &inline_vectors));
     // Read without the lock: the slot may have been freed and reused by another id meanwhile.
     if (IdKey(record.id) != IdKey(ids[i])) continue;
+    if (with_vectors && !inline_vectors) FATHOM_RETURN_IF_ERROR(ReadVectors(slot, &record));
     out[i] = std::move(record);
   }
   return out;
@@ -572,7 +589,10 @@ Result<size_t> CollectionImpl::DeleteSlots(const std::vector<uint32_t>& slots) {
     }
   }
   KvStore::Batch batch(*kv_);
-  for (uint32_t slot : slots) batch.Delete(Cf::kRecords, RecordKey(id_, slot));
+  for (uint32_t slot : slots) {
+    batch.Delete(Cf::kRecords, RecordKey(id_, slot));
+    batch.Delete(Cf::kVectors, RecordKey(id_, slot));
+  }
   batch.Put(Cf::kOplog, OplogKey(id_, seq_ + 1), EncodeOp(kOpDelete, slots));
   FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
   ++seq_;
@@ -943,7 +963,8 @@ StorageUsage CollectionImpl::usage() const {
   u.ram_bytes = memory_bytes();
   for (const auto& index : indexes_) u.vectors_disk_bytes += index->disk_bytes();
   const std::string prefix = CollectionPrefix(id_);
-  u.records_disk_bytes = kv_->ApproximateBytes(Cf::kRecords, prefix) + kv_->ApproximateBytes(Cf::kOplog, prefix);
+  u.records_disk_bytes = kv_->ApproximateBytes(Cf::kRecords, prefix) + kv_->ApproximateBytes(Cf::kVectors, prefix) +
+                         kv_->ApproximateBytes(Cf::kOplog, prefix);
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(index_dir_, ec)) {
     if (entry.path().extension() == ".fathom") u.index_files_bytes += entry.file_size(ec);
@@ -966,6 +987,15 @@ Status CollectionImpl::WriteStoreRows(size_t v, size_t n, const float* x, const 
     FATHOM_RETURN_IF_ERROR(stores_[v]->Write(labels[i], row.data()));
   }
   return Status::OK();
+}
+
+Status CollectionImpl::ReadVectors(uint32_t slot, Record* record) const {
+  FATHOM_ASSIGN_OR_RETURN(auto value, kv_->Get(Cf::kVectors, RecordKey(id_, slot)));
+  if (!value) {
+    return Status::Corruption("collection '" + spec_.name + "' slot " + std::to_string(slot) +
+                              ": the record's vectors are missing (run `fathom repair`)");
+  }
+  return DecodeVectors(*value, &record->vectors);
 }
 
 Result<nlohmann::json> CollectionImpl::StoredPayload(uint32_t slot) const {
@@ -1008,14 +1038,24 @@ Status CollectionImpl::Snapshot(const std::string& dir) const {
   FATHOM_RETURN_IF_ERROR(WriteFileAtomic(dir + "/collection.json", EncodeSpec(spec_, 0)));
   std::string records(kSnapshotMagic, sizeof(kSnapshotMagic) - 1);
   AppendPod(&records, kSnapshotVersion);
+  // Snapshot records carry their vectors inline (one value per record, as in format 1).
+  Status inner;
   Status scan = kv_->Scan(Cf::kRecords, CollectionPrefix(id_),
                           [&](std::string_view key, std::string_view value) {
-                            AppendPod(&records, ReadBigEndian32(key.data() + 4));
-                            AppendPod(&records, static_cast<uint32_t>(value.size()));
-                            records.append(value);
+                            const uint32_t slot = ReadBigEndian32(key.data() + 4);
+                            Record record;
+                            bool inline_vectors = false;
+                            inner = DecodeRecord(value, &record, true, &inline_vectors);
+                            if (inner.ok() && !inline_vectors) inner = ReadVectors(slot, &record);
+                            if (!inner.ok()) return false;
+                            const std::string full = EncodeRecord(record, record.payload);
+                            AppendPod(&records, slot);
+                            AppendPod(&records, static_cast<uint32_t>(full.size()));
+                            records.append(full);
                             return true;
                           });
   FATHOM_RETURN_IF_ERROR(scan);
+  FATHOM_RETURN_IF_ERROR(inner);
   AppendPod(&records, Crc32(records));
   FATHOM_RETURN_IF_ERROR(WriteFileAtomic(dir + "/records.bin", records));
   for (size_t v = 0; v < indexes_.size(); ++v) {
@@ -1056,7 +1096,10 @@ Status CollectionImpl::ImportSnapshot(KvStore* kv, const std::string& dir,
     FATHOM_RETURN_IF_ERROR(r.Read(&len));
     std::string value(len, '\0');
     FATHOM_RETURN_IF_ERROR(r.ReadBytes(value.data(), len));
-    batch->Put(Cf::kRecords, RecordKey(id, slot), value);
+    Record record;
+    FATHOM_RETURN_IF_ERROR(DecodeRecord(value, &record, true));
+    batch->Put(Cf::kRecords, RecordKey(id, slot), EncodeRecord(record, record.payload, /*with_vectors=*/false));
+    batch->Put(Cf::kVectors, RecordKey(id, slot), EncodeVectors(record.vectors));
     if (++in_batch == 10000) {
       FATHOM_RETURN_IF_ERROR(kv->Write(*batch));
       batch = std::make_unique<KvStore::Batch>(*kv);

@@ -116,6 +116,8 @@ class CollectionImpl final : public Collection {
   // writes them after the records commit and before the index insert; recovery rewrites the
   // rows of every slot it replays, so a crash in between loses nothing.
   Status WriteStoreRows(size_t v, size_t n, const float* x, const label_t* labels);
+  // Reads a slot's vectors from the vectors column family into record->vectors.
+  Status ReadVectors(uint32_t slot, Record* record) const;
   // The stored payload of a live slot (on_disk_payload: payloads are not cached).
   Result<nlohmann::json> StoredPayload(uint32_t slot) const;
 

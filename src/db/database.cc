@@ -23,7 +23,9 @@ constexpr const char* kNextIdKey = "next_collection_id";
 // The database directory's format (docs/format/database.md); absent in directories made before
 // it existed, which are version 1.
 constexpr const char* kFormatVersionKey = "format_version";
-constexpr uint32_t kFormatVersion = 1;
+// 2 (2026-12): a record's vectors live in the vectors column family, apart from its id and
+// payload. Version 1 stores are read as they are (inline vectors) and marked 2 on open.
+constexpr uint32_t kFormatVersion = 2;
 
 class DatabaseImpl final : public Database {
  public:
@@ -36,14 +38,13 @@ class DatabaseImpl final : public Database {
 
   Status Load() {
     FATHOM_ASSIGN_OR_RETURN(auto format, kv_->Get(Cf::kMeta, kFormatVersionKey));
-    if (format && format->size() == 4) {
-      const uint32_t version = ReadBigEndian32(format->data());
-      if (version > kFormatVersion) {
-        return Status::NotSupported("database '" + dir_ + "' has format version " + std::to_string(version) +
-                                    "; this build reads version " + std::to_string(kFormatVersion) +
-                                    " (it was written by a newer Fathom)");
-      }
-    } else {
+    const uint32_t version = format && format->size() == 4 ? ReadBigEndian32(format->data()) : 0;
+    if (version > kFormatVersion) {
+      return Status::NotSupported("database '" + dir_ + "' has format version " + std::to_string(version) +
+                                  "; this build reads versions 1 to " + std::to_string(kFormatVersion) +
+                                  " (it was written by a newer Fathom)");
+    }
+    if (version < kFormatVersion) {
       std::string value;
       AppendBigEndian32(&value, kFormatVersion);
       KvStore::Batch batch(*kv_);
@@ -129,6 +130,7 @@ class DatabaseImpl final : public Database {
     batch.Delete(Cf::kMeta, kSpecPrefix + name);
     batch.Delete(Cf::kMeta, "trimmed/" + prefix);
     batch.DeleteRange(Cf::kRecords, prefix, end);
+    batch.DeleteRange(Cf::kVectors, prefix, end);
     batch.DeleteRange(Cf::kOplog, prefix, end);
     if (Status s = kv_->Write(batch); !s.ok()) {
       collection->Unretire();
@@ -242,7 +244,13 @@ Result<RepairReport> Database::Repair(const std::string& dir) {
       std::vector<std::string> bad;
       FATHOM_RETURN_IF_ERROR(kv->Scan(Cf::kRecords, CollectionPrefix(id), [&](std::string_view key, std::string_view v) {
         Record record;
-        if (DecodeRecord(v, &record).ok()) {
+        bool inline_vectors = false;
+        bool ok = DecodeRecord(v, &record, true, &inline_vectors).ok();
+        if (ok && !inline_vectors) {
+          auto vectors = kv->Get(Cf::kVectors, key);
+          ok = vectors.ok() && vectors->has_value() && DecodeVectors(**vectors, &record.vectors).ok();
+        }
+        if (ok) {
           ++c.records;
         } else {
           bad.emplace_back(key);
@@ -251,7 +259,10 @@ Result<RepairReport> Database::Repair(const std::string& dir) {
       }));
       c.undecodable = bad.size();
       KvStore::Batch batch(*kv);
-      for (const auto& key : bad) batch.Delete(Cf::kRecords, key);
+      for (const auto& key : bad) {
+        batch.Delete(Cf::kRecords, key);
+        batch.Delete(Cf::kVectors, key);
+      }
       // The log and its trim mark describe index states that no longer exist.
       batch.Delete(Cf::kMeta, "trimmed/" + CollectionPrefix(id));
       batch.DeleteRange(Cf::kOplog, CollectionPrefix(id), CollectionPrefix(id + 1));

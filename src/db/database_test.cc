@@ -645,11 +645,16 @@ TEST_F(DatabaseTest, RepairSalvagesACorruptStore) {
     auto c = std::move(db->GetCollection("items")).value();
     ASSERT_TRUE(c->Upsert(Records(data, 200, 400)).ok());
   }
-  // Damage the largest table file (records) in its middle.
+  // Damage the largest table file of the records column family (its name is in the file's
+  // properties) in its middle.
   fs::path victim;
   uintmax_t largest = 0;
   for (const auto& e : fs::directory_iterator(dir_ + "/store")) {
-    if (e.path().extension() == ".sst" && e.file_size() > largest) {
+    if (e.path().extension() != ".sst") continue;
+    std::ifstream in(e.path(), std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (bytes.find("records") == std::string::npos) continue;
+    if (e.file_size() > largest) {
       largest = e.file_size();
       victim = e.path();
     }

@@ -41,8 +41,8 @@ class FormatFixtureTest : public ::testing::Test {
   }
 
   // The collection answers as the fixture's data says.
-  static void ExpectGolden(Collection& c) {
-    EXPECT_EQ(c.Count(), 20u);
+  static void ExpectGolden(Collection& c, size_t count = 20) {
+    EXPECT_EQ(c.Count(), count);
     EXPECT_EQ(c.CountByFilter("label = 1").value(), 7u);
     auto got = std::move(c.Get({PointId(std::string("p-5")), PointId(uint64_t{3})})).value();
     ASSERT_TRUE(got[0].has_value());
@@ -61,11 +61,46 @@ class FormatFixtureTest : public ::testing::Test {
 };
 
 TEST_F(FormatFixtureTest, DatabaseVersion1Opens) {
-  auto db = Database::Open(Copy("database_v1"));
-  ASSERT_TRUE(db.ok()) << db.status().ToString();
-  auto c = (*db)->GetCollection("golden");
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
-  ExpectGolden(**c);
+  const std::string dir = Copy("database_v1");
+  {
+    auto db = Database::Open(dir);
+    ASSERT_TRUE(db.ok()) << db.status().ToString();
+    auto c = (*db)->GetCollection("golden");
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    ExpectGolden(**c);
+    // Format 2 writes (vectors apart from the record) beside format-1 records (inline vectors).
+    auto old = std::move((*c)->Get({PointId(uint64_t{3})})).value();
+    Record fresh;
+    fresh.id = uint64_t{1000};
+    fresh.vectors[""] = old[0]->vectors.at("");
+    fresh.vectors[""][0] += 1.0f;
+    fresh.payload = R"({"label":9})";
+    ASSERT_TRUE((*c)->Upsert({fresh}).ok());
+    ASSERT_TRUE((*c)->Snapshot((tmp_ / "mixed").string()).ok());
+  }
+  // Rebuilt from the records alone (no checkpoint): both kinds give their vectors.
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (e.path().extension() == ".fathom") fs::remove(e.path());
+  }
+  for (const std::string& source : {std::string("reopened"), std::string("restored")}) {
+    SCOPED_TRACE(source);
+    auto db = std::move(Database::Open(source == "reopened" ? dir : (tmp_ / "restored_db").string())).value();
+    std::shared_ptr<Collection> c;
+    if (source == "reopened") {
+      c = std::move(db->GetCollection("golden")).value();
+    } else {
+      c = std::move(db->RestoreSnapshot((tmp_ / "mixed").string(), "golden")).value();
+    }
+    ExpectGolden(*c, 21);
+    auto got = std::move(c->Get({PointId(uint64_t{1000})})).value();
+    ASSERT_TRUE(got[0].has_value());
+    SearchRequest req;
+    req.queries = got[0]->vectors.at("");
+    req.k = 1;
+    auto hits = std::move(c->Search(req)).value();
+    ASSERT_EQ(hits[0].size(), 1u);
+    EXPECT_EQ(hits[0][0].id, PointId(uint64_t{1000}));
+  }
 }
 
 TEST_F(FormatFixtureTest, SnapshotsOfEveryVersionRestore) {
@@ -123,7 +158,7 @@ TEST_F(FormatFixtureTest, FutureDatabaseVersionIsRefusedClearly) {
   auto db = Database::Open(dir);
   ASSERT_FALSE(db.ok());
   EXPECT_EQ(db.status().code(), Status::Code::kNotSupported) << db.status().ToString();
-  EXPECT_NE(db.status().message().find("has format version 7; this build reads version 1"), std::string::npos)
+  EXPECT_NE(db.status().message().find("has format version 7; this build reads versions 1 to 2"), std::string::npos)
       << db.status().ToString();
 }
 

@@ -17,7 +17,62 @@ std::string PointIdToString(const PointId& id) {
   return "\"" + std::get<std::string>(id) + "\"";
 }
 
-std::string EncodeRecord(const Record& record, std::string_view payload) {
+namespace {
+void AppendVectors(std::string* out, const std::map<std::string, std::vector<float>>& vectors) {
+  AppendPod(out, static_cast<uint16_t>(vectors.size()));
+  for (const auto& [name, values] : vectors) {
+    AppendPod(out, static_cast<uint8_t>(name.size()));
+    out->append(name);
+    AppendPod(out, static_cast<uint32_t>(values.size()));
+    AppendBytes(out, values.data(), values.size() * sizeof(float));
+  }
+}
+
+Status ReadVectors(ByteReader& r, std::map<std::string, std::vector<float>>* vectors, bool keep,
+                   uint16_t* count) {
+  uint16_t nvec;
+  FATHOM_RETURN_IF_ERROR(r.Read(&nvec));
+  if (count != nullptr) *count = nvec;
+  vectors->clear();
+  for (uint16_t i = 0; i < nvec; ++i) {
+    uint8_t name_len;
+    FATHOM_RETURN_IF_ERROR(r.Read(&name_len));
+    std::string name(name_len, '\0');
+    FATHOM_RETURN_IF_ERROR(r.ReadBytes(name.data(), name_len));
+    uint32_t dim;
+    FATHOM_RETURN_IF_ERROR(r.Read(&dim));
+    if (keep) {
+      std::vector<float> values(dim);
+      FATHOM_RETURN_IF_ERROR(r.ReadBytes(values.data(), size_t{dim} * sizeof(float)));
+      vectors->emplace(std::move(name), std::move(values));
+    } else {
+      FATHOM_RETURN_IF_ERROR(r.Skip(size_t{dim} * sizeof(float)));
+    }
+  }
+  return Status::OK();
+}
+}  // namespace
+
+std::string EncodeVectors(const std::map<std::string, std::vector<float>>& vectors) {
+  std::string out;
+  AppendPod(&out, kRecordVersion);
+  AppendVectors(&out, vectors);
+  return out;
+}
+
+Status DecodeVectors(std::string_view value, std::map<std::string, std::vector<float>>* vectors) {
+  ByteReader r(value, "stored vectors");
+  uint8_t version;
+  FATHOM_RETURN_IF_ERROR(r.Read(&version));
+  if (version != kRecordVersion) {
+    return Status::Corruption("stored vectors have unknown version " + std::to_string(version));
+  }
+  FATHOM_RETURN_IF_ERROR(ReadVectors(r, vectors, true, nullptr));
+  if (r.remaining() != 0) return Status::Corruption("stored vectors have trailing bytes");
+  return Status::OK();
+}
+
+std::string EncodeRecord(const Record& record, std::string_view payload, bool with_vectors) {
   std::string out;
   AppendPod(&out, kRecordVersion);
   if (const auto* n = std::get_if<uint64_t>(&record.id)) {
@@ -29,19 +84,17 @@ std::string EncodeRecord(const Record& record, std::string_view payload) {
     AppendPod(&out, static_cast<uint16_t>(s.size()));
     out.append(s);
   }
-  AppendPod(&out, static_cast<uint16_t>(record.vectors.size()));
-  for (const auto& [name, values] : record.vectors) {
-    AppendPod(&out, static_cast<uint8_t>(name.size()));
-    out.append(name);
-    AppendPod(&out, static_cast<uint32_t>(values.size()));
-    AppendBytes(&out, values.data(), values.size() * sizeof(float));
+  if (with_vectors) {
+    AppendVectors(&out, record.vectors);
+  } else {
+    AppendPod(&out, uint16_t{0});
   }
   AppendPod(&out, static_cast<uint32_t>(payload.size()));
   out.append(payload);
   return out;
 }
 
-Status DecodeRecord(std::string_view value, Record* record, bool with_vectors) {
+Status DecodeRecord(std::string_view value, Record* record, bool with_vectors, bool* inline_vectors) {
   ByteReader r(value, "stored record");
   uint8_t version, id_type;
   FATHOM_RETURN_IF_ERROR(r.Read(&version));
@@ -60,24 +113,9 @@ Status DecodeRecord(std::string_view value, Record* record, bool with_vectors) {
     FATHOM_RETURN_IF_ERROR(r.ReadBytes(s.data(), len));
     record->id = std::move(s);
   }
-  uint16_t nvec;
-  FATHOM_RETURN_IF_ERROR(r.Read(&nvec));
-  record->vectors.clear();
-  for (uint16_t i = 0; i < nvec; ++i) {
-    uint8_t name_len;
-    FATHOM_RETURN_IF_ERROR(r.Read(&name_len));
-    std::string name(name_len, '\0');
-    FATHOM_RETURN_IF_ERROR(r.ReadBytes(name.data(), name_len));
-    uint32_t dim;
-    FATHOM_RETURN_IF_ERROR(r.Read(&dim));
-    if (with_vectors) {
-      std::vector<float> values(dim);
-      FATHOM_RETURN_IF_ERROR(r.ReadBytes(values.data(), size_t{dim} * sizeof(float)));
-      record->vectors.emplace(std::move(name), std::move(values));
-    } else {
-      FATHOM_RETURN_IF_ERROR(r.Skip(size_t{dim} * sizeof(float)));
-    }
-  }
+  uint16_t nvec = 0;
+  FATHOM_RETURN_IF_ERROR(ReadVectors(r, &record->vectors, with_vectors, &nvec));
+  if (inline_vectors != nullptr) *inline_vectors = nvec > 0;
   uint32_t payload_len;
   FATHOM_RETURN_IF_ERROR(r.Read(&payload_len));
   record->payload.resize(payload_len);

@@ -3,7 +3,9 @@
 // Pure functions; safe from any thread.
 #pragma once
 
+#include <map>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "fathom/database.h"
@@ -11,9 +13,16 @@
 namespace fathom {
 
 // records CF value: the record's id and vectors with `payload` (canonical JSON text), which
-// replaces record.payload so the caller need not copy the vectors to normalise it.
-std::string EncodeRecord(const Record& record, std::string_view payload);
-Status DecodeRecord(std::string_view value, Record* record, bool with_vectors = true);
+// replaces record.payload so the caller need not copy the vectors to normalise it. Since
+// database format 2 the vectors go to the vectors CF (EncodeVectors) and the records CF value
+// holds none (with_vectors = false); format-1 values with inline vectors are still read.
+std::string EncodeRecord(const Record& record, std::string_view payload, bool with_vectors = true);
+// `inline_vectors` (optional) says whether the value held vectors.
+Status DecodeRecord(std::string_view value, Record* record, bool with_vectors = true,
+                    bool* inline_vectors = nullptr);
+// vectors CF value: the record's named vectors.
+std::string EncodeVectors(const std::map<std::string, std::vector<float>>& vectors);
+Status DecodeVectors(std::string_view value, std::map<std::string, std::vector<float>>* vectors);
 
 // A PointId as a hash-map key: "\0" + 8 bytes big-endian, or "\1" + string bytes.
 std::string IdKey(const PointId& id);

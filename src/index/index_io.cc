@@ -77,6 +77,7 @@ class IndexIO {
     const std::string what = "index file '" + path + "'";
     FATHOM_ASSIGN_OR_RETURN(auto file, FileSource::Open(path));
     FileSource& r = *file;
+    if (r.size() >= sizeof(uint32_t)) r.set_crc_end(r.size() - sizeof(uint32_t));
     char magic[sizeof(kMagic)] = {};
     if (r.remaining() < sizeof(kMagic) || !r.ReadBytes(magic, sizeof(magic)).ok() ||
         std::memcmp(magic, kMagic, sizeof(kMagic)) != 0) {

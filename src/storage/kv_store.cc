@@ -12,7 +12,7 @@
 namespace fathom {
 namespace {
 
-constexpr const char* kCfNames[3] = {"meta", "records", "oplog"};
+constexpr const char* kCfNames[4] = {"meta", "records", "oplog", "vectors"};
 
 bool IsNoSpace(const rocksdb::Status& s) {
   return s.subcode() == rocksdb::Status::kNoSpace ||
@@ -93,7 +93,7 @@ Result<std::unique_ptr<KvStore>> KvStore::Open(const std::string& dir, bool sync
   store->sync_ = sync;
   store->dir_ = dir;
   // handles[0] is the default family, unused; RocksDB frees it with the DB.
-  for (int i = 0; i < 3; ++i) store->handles_[i] = handles[i + 1];
+  for (int i = 0; i < 4; ++i) store->handles_[i] = handles[i + 1];
   store->default_handle_ = handles[0];
   return store;
 }

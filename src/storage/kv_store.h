@@ -29,7 +29,10 @@ class WriteBatch;
 
 namespace fathom {
 
-enum class Cf { kMeta = 0, kRecords = 1, kOplog = 2 };
+// kRecords: (collection, slot) -> id and payload; kVectors: the same key -> the record's
+// vectors (apart, so that opening a collection scans ids and payloads without reading every
+// vector); kOplog: (collection, sequence) -> touched slots; kMeta: specs, trim marks.
+enum class Cf { kMeta = 0, kRecords = 1, kOplog = 2, kVectors = 3 };
 
 class KvStore {
  public:
@@ -85,7 +88,7 @@ class KvStore {
   rocksdb::ColumnFamilyHandle* Handle(Cf cf) const;
 
   std::unique_ptr<rocksdb::DB> db_;
-  rocksdb::ColumnFamilyHandle* handles_[3] = {nullptr, nullptr, nullptr};
+  rocksdb::ColumnFamilyHandle* handles_[4] = {nullptr, nullptr, nullptr, nullptr};
   rocksdb::ColumnFamilyHandle* default_handle_ = nullptr;
   bool sync_ = true;
   std::string dir_;

@@ -207,6 +207,13 @@ Status FileSource::Fill() {
   }
   buffer_.resize(got);
   buffer_pos_ = 0;
+  // The buffer starts at pos_; checksum its part below crc_end_ (callers read every byte in
+  // order, so each buffer is checksummed exactly once).
+  const uint64_t upto = std::min<uint64_t>(pos_ + got, crc_end_);
+  if (upto > crc_pos_) {
+    crc_ = Crc32Update(crc_, buffer_.data() + (crc_pos_ - pos_), static_cast<size_t>(upto - crc_pos_));
+    crc_pos_ = upto;
+  }
   return Status::OK();
 }
 
@@ -221,7 +228,6 @@ Status FileSource::ReadBytes(void* dst, size_t n) {
     if (buffer_pos_ == buffer_.size()) FATHOM_RETURN_IF_ERROR(Fill());
     const size_t take = std::min(n, buffer_.size() - buffer_pos_);
     std::memcpy(out, buffer_.data() + buffer_pos_, take);
-    crc_ = Crc32Update(crc_, out, take);
     buffer_pos_ += take;
     pos_ += take;
     out += take;
@@ -231,7 +237,6 @@ Status FileSource::ReadBytes(void* dst, size_t n) {
 }
 
 Status FileSource::Skip(size_t n) {
-  // Skipped bytes still enter the checksum.
   char scratch[4096];
   while (n > 0) {
     const size_t take = std::min(n, sizeof(scratch));

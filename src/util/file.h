@@ -112,10 +112,12 @@ class AtomicFileWriter final : public ByteSink {
   bool committed_ = false;
 };
 
-// Reads a file sequentially through a 1 MiB buffer, with a running CRC-32 of what was read.
+// Reads a file sequentially through a 1 MiB buffer. crc() is the CRC-32 of the bytes in
+// [0, crc_end) (default: all of them) that were read so far, computed a buffer at a time.
 class FileSource final : public ByteSource {
  public:
   static Result<std::unique_ptr<FileSource>> Open(const std::string& path);
+  void set_crc_end(uint64_t end) { crc_end_ = end; }
   ~FileSource() override;
   Status ReadBytes(void* dst, size_t n) override;
   Status Skip(size_t n) override;
@@ -134,6 +136,8 @@ class FileSource final : public ByteSource {
   uint64_t pos_ = 0;
   std::string buffer_;
   size_t buffer_pos_ = 0;
+  uint64_t crc_end_ = UINT64_MAX;
+  uint64_t crc_pos_ = 0;  // bytes [0, crc_pos_) are in crc_
   uint32_t crc_;
 };
 
