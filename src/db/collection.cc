@@ -292,6 +292,10 @@ Status CollectionImpl::Recover() {
   FATHOM_RETURN_IF_ERROR(scan);
 
   // Records: rebuild maps and payload index; collect vectors the indexes still need.
+  size_t expected = 0;
+  for (size_t v = 0; v < indexes_.size(); ++v) expected = std::max(expected, indexes_[v]->size());
+  slot_of_.reserve(expected + expected / 8);
+  id_of_.reserve(expected + expected / 8);
   std::vector<std::vector<float>> pending(indexes_.size());
   std::vector<std::vector<label_t>> pending_labels(indexes_.size());
   Status decode_error;

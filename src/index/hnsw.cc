@@ -52,6 +52,14 @@ inline uint64_t Mix64(uint64_t x) {
 
 size_t RoundUp(size_t x, size_t to) { return (x + to - 1) / to * to; }
 
+// 64-byte aligned, and backed by transparent huge pages (where the kernel allows) when large.
+char* AllocLarge(size_t bytes) {
+  const size_t align = bytes >= kHugePage * 2 ? kHugePage : 64;
+  char* p = static_cast<char*>(std::aligned_alloc(align, RoundUp(std::max<size_t>(bytes, 1), align)));
+  if (p != nullptr && align == kHugePage) ::madvise(p, RoundUp(bytes, align), MADV_HUGEPAGE);
+  return p;
+}
+
 inline void Prefetch(const void* p, size_t bytes) {
   const char* c = static_cast<const char*>(p);
   for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 3);
@@ -194,10 +202,7 @@ void HnswIndex::GrowLocked(size_t min_capacity) {
   size_t cap = std::max({min_capacity, capacity_ * 2, size_t{1024}});
   // Graph search touches nodes at random: on large graphs back the blocks with huge pages
   // (transparent, where the kernel allows) so that most visits do not also miss the TLB.
-  const size_t bytes = cap * node_bytes_;
-  const size_t align = bytes >= kHugePage * 2 ? kHugePage : 64;
-  char* blocks = static_cast<char*>(std::aligned_alloc(align, RoundUp(bytes, align)));
-  if (align == kHugePage) ::madvise(blocks, RoundUp(bytes, align), MADV_HUGEPAGE);
+  char* blocks = AllocLarge(cap * node_bytes_);
   FATHOM_CHECK(blocks != nullptr, "out of memory growing HNSW to " + std::to_string(cap));
   // Only the used part is copied and nothing new is written: fresh pages stay untouched (no
   // resident memory) until a node is allocated there (TryInsert clears each block it takes).
@@ -205,7 +210,10 @@ void HnswIndex::GrowLocked(size_t min_capacity) {
   std::free(blocks_);
   blocks_ = blocks;
   if (spec_.sq8 && !store_) {
-    std::unique_ptr<float[]> vectors(new float[cap * dim()]);
+    // Huge pages here too: fewer page faults while loading and growing, fewer TLB misses
+    // while re-ranking.
+    FloatArray vectors(reinterpret_cast<float*>(AllocLarge(cap * dim() * sizeof(float))));
+    FATHOM_CHECK(vectors != nullptr, "out of memory growing HNSW to " + std::to_string(cap));
     if (vectors_) std::memcpy(vectors.get(), vectors_.get(), capacity_ * dim() * sizeof(float));
     vectors_ = std::move(vectors);
   }
@@ -762,13 +770,19 @@ size_t HnswIndex::EnsureReachableLocked() {
   if (entry == kNoEntry || nodes == 0) return 0;
   ScratchLease lease(*this);
   Scratch& s = *lease;
-  // Level-0 in-degrees, so that a link is only ever moved away from a node that keeps another.
-  std::vector<uint32_t> in_degree(nodes, 0);
-  for (uint32_t u = 0; u < nodes; ++u) {
-    if (state_[u].load() == kFree) continue;
-    const uint32_t* links = Links(u, 0);
-    for (uint32_t j = 1; j <= links[0]; ++j) ++in_degree[links[j]];
-  }
+  // Level-0 in-degrees, so that a link is only ever moved away from a node that keeps another;
+  // counted only once a walk has found an unreached node (nearly never: the walk alone is the
+  // common cost, e.g. at every load).
+  std::vector<uint32_t> in_degree;
+  auto count_in_degrees = [&] {
+    if (!in_degree.empty()) return;
+    in_degree.assign(nodes, 0);
+    for (uint32_t u = 0; u < nodes; ++u) {
+      if (state_[u].load(std::memory_order_relaxed) == kFree) continue;
+      const uint32_t* links = Links(u, 0);
+      for (uint32_t j = 1; j <= links[0]; ++j) ++in_degree[links[j]];
+    }
+  };
   std::vector<uint8_t> reached(nodes, 0);
   std::vector<uint32_t> queue;
   auto walk_from = [&](uint32_t start) {
@@ -776,6 +790,9 @@ size_t HnswIndex::EnsureReachableLocked() {
     reached[start] = 1;
     queue.assign(1, start);
     for (size_t head = 0; head < queue.size(); ++head) {
+      // The queue says which blocks come next: fetch them ahead (a random walk over a large
+      // graph is otherwise one cache and TLB miss per node).
+      if (head + 16 < queue.size()) __builtin_prefetch(Links(queue[head + 16], 0), 0, 1);
       const uint32_t* links = Links(queue[head], 0);
       for (uint32_t j = 1; j <= links[0]; ++j) {
         const uint32_t v = links[j];
@@ -794,7 +811,8 @@ size_t HnswIndex::EnsureReachableLocked() {
     walk_from(uint32_t(entry));
     size_t fixed = 0;
     for (uint32_t x = 0; x < nodes; ++x) {
-      if (reached[x] || state_[x].load() != kLive) continue;
+      if (reached[x] || state_[x].load(std::memory_order_relaxed) != kLive) continue;
+      count_in_degrees();
       // Candidates to link from: reached nodes near x, nearest first. x's own neighbours come
       // first; a beam search from the entry point finds more when none of them is reached.
       s.cands.clear();

@@ -136,7 +136,11 @@ class HnswIndex final : public Index {
   // Search; exclusive for growth, quantizer training and consolidation.
   mutable RwLock structure_mutex_;
   char* blocks_ = nullptr;   // capacity_ * node_bytes_, level-0 links then vector or code
-  std::unique_ptr<float[]> vectors_;  // capacity_ * dim float32 copies for re-ranking (SQ8 only)
+  struct FreeDeleter {
+    void operator()(float* p) const { std::free(p); }
+  };
+  using FloatArray = std::unique_ptr<float[], FreeDeleter>;
+  FloatArray vectors_;  // capacity_ * dim float32 copies for re-ranking (SQ8 only)
   std::shared_ptr<VectorStore> store_;  // instead of vectors_: float32 vectors on disk
   std::vector<label_t> labels_;
   std::vector<uint8_t> levels_;
