@@ -9,7 +9,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libhnswlib-dev libfaiss-dev
   dataset-fashion-mnist python3-matplotlib
-  librocksdb-dev nlohmann-json3-dev libsimdjson-dev libcli11-dev libspdlog-dev libroaring-dev
+  librocksdb-dev nlohmann-json3-dev libsimdjson-dev libcli11-dev libspdlog-dev libroaring-dev libabsl-dev
   libcpp-httplib-dev python3 curl
   clang libclang-rt-14-dev
   python3-dev pybind11-dev python3-numpy python3-setuptools python3-venv python3-pip

@@ -294,8 +294,7 @@ Status CollectionImpl::Recover() {
   // Records: rebuild maps and payload index; collect vectors the indexes still need.
   size_t expected = 0;
   for (size_t v = 0; v < indexes_.size(); ++v) expected = std::max(expected, indexes_[v]->size());
-  slot_of_.reserve(expected + expected / 8);
-  id_of_.reserve(expected + expected / 8);
+  ids_.Reserve(expected + expected / 8);
   std::vector<std::vector<float>> pending(indexes_.size());
   std::vector<std::vector<label_t>> pending_labels(indexes_.size());
   Status decode_error;
@@ -319,12 +318,8 @@ Status CollectionImpl::Recover() {
     }
     auto payload = nlohmann::json::parse(record.payload, nullptr, false);
     if (payload.is_discarded()) payload = nlohmann::json::object();
-    if (slot >= id_of_.size()) {
-      id_of_.resize(slot + 1);
-      if (!spec_.on_disk_payload) payloads_.resize(slot + 1);
-    }
-    slot_of_[IdKey(record.id)] = slot;
-    id_of_[slot] = record.id;
+    if (!spec_.on_disk_payload && slot >= payloads_.size()) payloads_.resize(size_t{slot} + 1);
+    ids_.Set(slot, record.id);
     payload_index_.Insert(slot, payload);
     if (!spec_.on_disk_payload) {
       payload_text_bytes_ += record.payload.size();
@@ -342,7 +337,7 @@ Status CollectionImpl::Recover() {
   });
   FATHOM_RETURN_IF_ERROR(scan);
   FATHOM_RETURN_IF_ERROR(decode_error);
-  next_slot_ = static_cast<uint32_t>(id_of_.size());
+  next_slot_ = ids_.slots();
   const double scan_seconds = since(t_scan);
   const auto t_replay = Clock::now();
   for (size_t v = 0; v < indexes_.size(); ++v) {
@@ -350,7 +345,7 @@ Status CollectionImpl::Recover() {
   }
   if (replay_from < seq_) ops_since_checkpoint_ = std::max<uint64_t>(ops_since_checkpoint_, touched.size());
   for (uint32_t s = 0; s < next_slot_; ++s) {
-    if (!id_of_[s]) free_slots_.push_back(s);
+    if (!ids_.Has(s)) free_slots_.push_back(s);
   }
   std::reverse(free_slots_.begin(), free_slots_.end());
   AddOptions add_options;
@@ -376,7 +371,7 @@ Status CollectionImpl::Recover() {
   }
   spdlog::info("collection '{}': opened in {:.2f} s ({} points; index files {:.2f} s, record scan {:.2f} s, "
                "replay of {} slots {:.2f} s)",
-               spec_.name, since(t_start), slot_of_.size(), load_seconds, scan_seconds, touched.size(),
+               spec_.name, since(t_start), ids_.size(), load_seconds, scan_seconds, touched.size(),
                since(t_replay));
   return Status::OK();
 }
@@ -450,9 +445,8 @@ Status CollectionImpl::Upsert(const std::vector<Record>& records) {
     size_t next_free = free_slots_.size();
     uint32_t next_slot = next_slot_;
     for (size_t i = 0; i < records.size(); ++i) {
-      auto it = slot_of_.find(IdKey(records[i].id));
-      if (it != slot_of_.end()) {
-        slots[i] = it->second;
+      if (auto found = ids_.Find(records[i].id)) {
+        slots[i] = *found;
       } else {
         fresh[i] = true;
         slots[i] = next_free > 0 ? free_slots_[--next_free] : next_slot++;
@@ -492,12 +486,8 @@ Status CollectionImpl::Upsert(const std::vector<Record>& records) {
         } else {
           next_slot_ = std::max(next_slot_, slot + 1);
         }
-        if (slot >= id_of_.size()) {
-          id_of_.resize(slot + 1);
-          if (!spec_.on_disk_payload) payloads_.resize(slot + 1);
-        }
-        slot_of_[IdKey(records[i].id)] = slot;
-        id_of_[slot] = records[i].id;
+        if (!spec_.on_disk_payload && slot >= payloads_.size()) payloads_.resize(size_t{slot} + 1);
+        ids_.Set(slot, records[i].id);
         live_.add(slot);
       } else {
         payload_index_.Remove(slot, spec_.on_disk_payload ? old_payloads[i] : payloads_[slot]);
@@ -565,8 +555,7 @@ Result<std::vector<std::optional<Record>>> CollectionImpl::GetRecords(const std:
   {
     std::shared_lock lock(state_mutex_);
     for (size_t i = 0; i < ids.size(); ++i) {
-      auto it = slot_of_.find(IdKey(ids[i]));
-      if (it != slot_of_.end()) found.emplace_back(i, it->second);
+      if (auto slot = ids_.Find(ids[i])) found.emplace_back(i, *slot);
     }
   }
   for (auto [i, slot] : found) {
@@ -613,8 +602,7 @@ Result<size_t> CollectionImpl::DeleteSlots(const std::vector<uint32_t>& slots) {
     ++state_version_;
     for (size_t i = 0; i < slots.size(); ++i) {
       const uint32_t slot = slots[i];
-      slot_of_.erase(IdKey(*id_of_[slot]));
-      id_of_[slot].reset();
+      ids_.Clear(slot);
       if (spec_.on_disk_payload) {
         payload_index_.Remove(slot, old_payloads[i]);
       } else {
@@ -641,8 +629,8 @@ Result<size_t> CollectionImpl::Delete(const std::vector<PointId>& ids) {
     std::shared_lock lock(state_mutex_);
     std::unordered_set<uint32_t> seen;
     for (const auto& id : ids) {
-      auto it = slot_of_.find(IdKey(id));
-      if (it != slot_of_.end() && seen.insert(it->second).second) slots.push_back(it->second);
+      auto slot = ids_.Find(id);
+      if (slot && seen.insert(*slot).second) slots.push_back(*slot);
     }
   }
   return DeleteSlots(slots);
@@ -697,7 +685,7 @@ Result<std::shared_ptr<const CollectionImpl::FilterPlan>> CollectionImpl::PlanFi
   auto plan = std::make_shared<FilterPlan>();
   plan->allowed = allowed.cardinality();
   plan->exact_scan = plan->allowed <= kExactScanMaxPoints ||
-                     plan->allowed * kExactScanMaxShare <= slot_of_.size();
+                     plan->allowed * kExactScanMaxShare <= ids_.size();
   if (plan->exact_scan) {
     plan->candidates.assign(allowed.begin(), allowed.end());
   } else {
@@ -729,7 +717,7 @@ Result<size_t> CollectionImpl::DeleteByFilter(const std::string& filter_text) {
 
 size_t CollectionImpl::Count() const {
   std::shared_lock lock(state_mutex_);
-  return slot_of_.size();
+  return ids_.size();
 }
 
 Result<size_t> CollectionImpl::CountByFilter(const std::string& filter_text) const {
@@ -819,7 +807,7 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
     }
   } else {
     local_stats.strategy = "graph";
-    local_stats.allowed = slot_of_.size();
+    local_stats.allowed = ids_.size();
     FATHOM_RETURN_IF_ERROR(indexes_[vector]->Search(n, request.queries.data(), k, distances.data(),
                                                     labels.data(), params));
   }
@@ -827,9 +815,9 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
   for (size_t q = 0; q < n; ++q) {
     for (size_t i = 0; i < k; ++i) {
       label_t slot = labels[q * k + i];
-      if (slot == kNoLabel || size_t(slot) >= id_of_.size() || !id_of_[slot]) continue;
+      if (slot == kNoLabel || slot > label_t(UINT32_MAX) || !ids_.Has(uint32_t(slot))) continue;
       ScoredPoint p;
-      p.id = *id_of_[slot];
+      p.id = ids_.IdOf(uint32_t(slot));
       p.distance = distances[q * k + i];
       if (request.with_payload && !spec_.on_disk_payload) p.payload = payloads_[slot].dump();
       results[q].push_back(std::move(p));
@@ -1017,11 +1005,11 @@ size_t CollectionImpl::memory_bytes() const {
   for (const auto& index : indexes_) bytes += index->memory_bytes();
   std::shared_lock lock(state_mutex_);
   bytes += payload_index_.memory_bytes();
-  bytes += slot_of_.size() * 64 + id_of_.size() * sizeof(std::optional<PointId>);
+  bytes += ids_.memory_bytes();
   // Cached payloads are JSON trees: measured at about 64 bytes per payload plus 8 per byte of
   // its text (a 47-byte payload takes 448 bytes of heap). on_disk_payload caches none.
   bytes += payloads_.capacity() * sizeof(nlohmann::json);
-  if (!spec_.on_disk_payload) bytes += slot_of_.size() * 64 + 8 * payload_text_bytes_;
+  if (!spec_.on_disk_payload) bytes += ids_.size() * 64 + 8 * payload_text_bytes_;
   return bytes;
 }
 

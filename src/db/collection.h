@@ -28,6 +28,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "db/id_table.h"
 #include "db/payload_index.h"
 #include "fathom/database.h"
 #include "storage/kv_store.h"
@@ -154,8 +155,7 @@ class CollectionImpl final : public Collection {
       std::chrono::steady_clock::now().time_since_epoch().count()};
 
   mutable RwLock state_mutex_;
-  std::unordered_map<std::string, uint32_t> slot_of_;  // IdKey(id) -> slot
-  std::vector<std::optional<PointId>> id_of_;          // slot -> id
+  IdTable ids_;                                          // id <-> slot
   std::vector<nlohmann::json> payloads_;               // slot -> payload (empty: on_disk_payload)
   size_t payload_text_bytes_ = 0;                       // text size of the cached payloads
   SlotBitmap live_;

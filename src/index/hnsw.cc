@@ -193,7 +193,7 @@ size_t HnswIndex::memory_bytes() const {
   const size_t vector_bytes = vectors_ ? capacity_ * dim() * sizeof(float) : 0;
   return capacity_ * (node_bytes_ + per_node) + vector_bytes +
          upper_words_.load() * sizeof(uint32_t) +
-         node_of_.size() * (sizeof(label_t) + sizeof(uint32_t) + 2 * sizeof(void*)) +
+         node_of_.capacity() * (sizeof(std::pair<label_t, uint32_t>) + 1) +
          free_nodes_.capacity() * sizeof(uint32_t);
 }
 

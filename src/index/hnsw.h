@@ -27,6 +27,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <absl/container/flat_hash_map.h>
+
 #include "fathom/index.h"
 #include "index/factory.h"
 #include "util/rw_lock.h"
@@ -161,7 +163,7 @@ class HnswIndex final : public Index {
 
   // Label map, node allocation, tombstone count.
   mutable std::mutex label_mutex_;
-  std::unordered_map<label_t, uint32_t> node_of_;
+  absl::flat_hash_map<label_t, uint32_t> node_of_;  // flat: ~18 bytes per label, not ~48
   std::vector<uint32_t> free_nodes_;
   // Atomic only so that searches may read them without the lock (to size their beam).
   std::atomic<uint32_t> num_nodes_{0};
