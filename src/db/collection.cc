@@ -43,6 +43,13 @@ std::string EncodeOp(uint8_t op, const std::vector<uint32_t>& slots) {
   return out;
 }
 
+// The RAM cache holds an empty payload as null: an empty JSON object allocates a map (~64
+// bytes), which for collections without payloads would be most of their per-point overhead.
+nlohmann::json CachedPayload(nlohmann::json payload) {
+  if (payload.is_object() && payload.empty()) return nlohmann::json();
+  return payload;
+}
+
 std::string VectorLabel(const std::string& name) {
   return name.empty() ? std::string("the vector") : "vector '" + name + "'";
 }
@@ -323,7 +330,7 @@ Status CollectionImpl::Recover() {
     payload_index_.Insert(slot, payload);
     if (!spec_.on_disk_payload) {
       payload_text_bytes_ += record.payload.size();
-      payloads_[slot] = std::move(payload);
+      payloads_[slot] = CachedPayload(std::move(payload));
     }
     live_.add(slot);
     for (size_t v = 0; v < indexes_.size(); ++v) {
@@ -496,7 +503,7 @@ Status CollectionImpl::Upsert(const std::vector<Record>& records) {
       payload_index_.Insert(slot, payloads[i]);
       if (!spec_.on_disk_payload) {
         payload_text_bytes_ += payload_texts[i].size();
-        payloads_[slot] = std::move(payloads[i]);
+        payloads_[slot] = CachedPayload(std::move(payloads[i]));
       }
     }
   }
@@ -666,7 +673,7 @@ Result<SlotBitmap> CollectionImpl::MatchingSlots(const Filter& filter, EvalStats
     return matched;
   }
   PayloadLookup lookup = [this](uint32_t slot) -> const nlohmann::json* {
-    return slot < payloads_.size() ? &payloads_[slot] : nullptr;
+    return slot < payloads_.size() && !payloads_[slot].is_null() ? &payloads_[slot] : nullptr;
   };
   return payload_index_.Evaluate(filter, live_, lookup, stats);
 }
@@ -819,7 +826,9 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
       ScoredPoint p;
       p.id = ids_.IdOf(uint32_t(slot));
       p.distance = distances[q * k + i];
-      if (request.with_payload && !spec_.on_disk_payload) p.payload = payloads_[slot].dump();
+      if (request.with_payload && !spec_.on_disk_payload) {
+        p.payload = payloads_[slot].is_null() ? "{}" : payloads_[slot].dump();
+      }
       results[q].push_back(std::move(p));
     }
   }
