@@ -566,14 +566,30 @@ Result<std::vector<std::optional<Record>>> CollectionImpl::GetRecords(const std:
     }
   }
   for (auto [i, slot] : found) {
-    FATHOM_ASSIGN_OR_RETURN(auto value, kv_->Get(Cf::kRecords, RecordKey(id_, slot)));
+    const std::string key = RecordKey(id_, slot);
+    std::optional<std::string> value, vectors;
+    if (with_vectors) {
+      // Record and vectors from one snapshot: a slot freed and reused meanwhile must not pair
+      // one record's id with another's vectors.
+      FATHOM_ASSIGN_OR_RETURN(auto both, kv_->GetBoth(Cf::kRecords, Cf::kVectors, key));
+      value = std::move(both.first);
+      vectors = std::move(both.second);
+    } else {
+      FATHOM_ASSIGN_OR_RETURN(value, kv_->Get(Cf::kRecords, key));
+    }
     if (!value) continue;  // deleted meanwhile
     Record record;
     bool inline_vectors = false;
     FATHOM_RETURN_IF_ERROR(DecodeRecord(*value, &record, with_vectors, &inline_vectors));
     // Read without the lock: the slot may have been freed and reused by another id meanwhile.
     if (IdKey(record.id) != IdKey(ids[i])) continue;
-    if (with_vectors && !inline_vectors) FATHOM_RETURN_IF_ERROR(ReadVectors(slot, &record));
+    if (with_vectors && !inline_vectors) {
+      if (!vectors) {
+        return Status::Corruption("collection '" + spec_.name + "' slot " + std::to_string(slot) +
+                                  ": the record's vectors are missing (run `fathom repair`)");
+      }
+      FATHOM_RETURN_IF_ERROR(DecodeVectors(*vectors, &record.vectors));
+    }
     out[i] = std::move(record);
   }
   return out;

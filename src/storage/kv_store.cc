@@ -156,6 +156,26 @@ Result<std::optional<std::string>> KvStore::Get(Cf cf, std::string_view key) con
   return std::optional<std::string>(std::move(value));
 }
 
+Result<std::pair<std::optional<std::string>, std::optional<std::string>>> KvStore::GetBoth(
+    Cf first, Cf second, std::string_view key) const {
+  // One snapshot for both reads: they see the same committed writes.
+  const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
+  rocksdb::ReadOptions options;
+  options.snapshot = snapshot;
+  std::pair<std::optional<std::string>, std::optional<std::string>> out;
+  Status status;
+  for (int i = 0; i < 2 && status.ok(); ++i) {
+    std::string value;
+    rocksdb::Status s = db_->Get(options, Handle(i == 0 ? first : second), ToSlice(key), &value);
+    if (s.IsNotFound()) continue;
+    status = FromRocks(s, "read failed");
+    if (status.ok()) (i == 0 ? out.first : out.second) = std::move(value);
+  }
+  db_->ReleaseSnapshot(snapshot);
+  FATHOM_RETURN_IF_ERROR(status);
+  return out;
+}
+
 Status KvStore::Scan(Cf cf, std::string_view prefix,
                      const std::function<bool(std::string_view, std::string_view)>& fn) const {
   rocksdb::ReadOptions options;

@@ -74,6 +74,9 @@ class KvStore {
   // Makes every acknowledged write durable (for buffered databases, before a checkpoint).
   Status SyncWal();
   Result<std::optional<std::string>> Get(Cf cf, std::string_view key) const;
+  // The values of `key` in two column families, read from one snapshot.
+  Result<std::pair<std::optional<std::string>, std::optional<std::string>>> GetBoth(Cf first, Cf second,
+                                                                                     std::string_view key) const;
   // Calls fn(key, value) for every key starting with prefix, in key order, until it returns false.
   Status Scan(Cf cf, std::string_view prefix,
               const std::function<bool(std::string_view, std::string_view)>& fn) const;
