@@ -2,10 +2,12 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "util/file.h"
 
@@ -86,13 +88,22 @@ Status FileVectorStore::Write(label_t label, const float* v) {
 }
 
 Status FileVectorStore::Read(size_t n, const label_t* labels, float* out) const {
-  if (n > 1) {
-    for (size_t i = 0; i < n; ++i) {
+  // Rows already in the page cache are copied without blocking (RWF_NOWAIT); for the others
+  // the kernel is first asked for all of them at once (WILLNEED starts their reads in
+  // parallel), then each is read.
+  std::vector<size_t> missing;
+  for (size_t i = 0; i < n; ++i) {
+    struct iovec iov = {out + i * dim_, row_bytes_};
+    ssize_t r = ::preadv2(fd_, &iov, 1, static_cast<off_t>(Offset(labels[i])), RWF_NOWAIT);
+    if (r != ssize_t(row_bytes_)) missing.push_back(i);
+  }
+  if (missing.size() > 1) {
+    for (size_t i : missing) {
       ::posix_fadvise(fd_, static_cast<off_t>(Offset(labels[i])), static_cast<off_t>(row_bytes_),
                       POSIX_FADV_WILLNEED);
     }
   }
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i : missing) {
     char* p = reinterpret_cast<char*>(out + i * dim_);
     size_t left = row_bytes_;
     uint64_t offset = Offset(labels[i]);

@@ -5,10 +5,11 @@
 // `label` at offset 4096 + label * dim * 4. Labels are a collection's dense slots, so the file
 // is about (largest slot + 1) rows; rows of deleted slots are reused with their slots.
 //
-// Reads use pread, not a memory map: resident pages stay in the kernel's page cache (which is
-// the cache, shared and evictable) instead of counting in the process's RSS, and an I/O error
-// is a Status, not a SIGBUS. A batch read first asks the kernel for every row it needs
-// (POSIX_FADV_WILLNEED) so that cold rows are fetched in parallel.
+// Reads use preadv2/pread, not a memory map: resident pages stay in the kernel's page cache
+// (which is the cache, shared and evictable) instead of counting in the process's RSS, and an
+// I/O error is a Status, not a SIGBUS. A batch read copies the rows already cached without
+// blocking (RWF_NOWAIT), then asks the kernel for all the others at once
+// (POSIX_FADV_WILLNEED) so that cold rows are fetched in parallel, then reads them.
 //
 // Durability: writes are plain pwrites; Sync() makes them durable (fdatasync). The database
 // syncs at each checkpoint and rewrites the rows of every slot its log touched after the
