@@ -18,7 +18,7 @@ i = fathom.Index(8, "HNSW16"); i.add(np.eye(8, dtype=np.float32)); assert i.sear
 print("python package installed:", fathom.__file__)')
 ctest --test-dir build --output-on-failure -j "$JOBS"
 # What the durability and SIMD tests exercised (ctest keeps passing tests' output in its log).
-grep -hE "^(crash-test|power-loss|kernel paths|snippets):" build/Testing/Temporary/LastTest.log || true
+grep -hE "^(crash-test|power-loss|kernel paths|snippets)( \(maintenance\))?:" build/Testing/Temporary/LastTest.log || true
 # libFuzzer (clang, ASan + UBSan) on request bodies and both filter syntaxes, for a bounded time.
 CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DFATHOM_BUILD_FUZZERS=ON -DFATHOM_BUILD_TESTS=OFF
