@@ -5,9 +5,11 @@ with durability on, then measured from the Python package.
   PYTHONPATH=build/python /usr/bin/python3 bench/scale_bench.py --n 10000000 --dim 96
   PYTHONPATH=build/python /usr/bin/python3 bench/scale_bench.py --n 2000000 --dim 768 --on-disk
 
-Data: clustered synthetic float32 (--clusters Gaussian centres, unit-variance noise scaled so
-that clusters overlap; written to a .npy file chunk by chunk, never whole in memory), 200
-queries drawn the same way, exact top-10 by brute force over the memory-mapped file.
+Data: clustered synthetic float32 (--clusters Gaussian centres; each cluster spreads in its own
+random --latent-dimensional subspace plus a little isotropic noise, like real embeddings;
+--latent 0 gives isotropic Gaussian clusters, the worst case for any graph index), written to a
+.npy file chunk by chunk, never whole in memory; 200 queries drawn the same way; exact top-10 by
+brute force over the memory-mapped file.
 
 Reports (printed, and as JSON with --json FILE): ingest points/s over time and the import
 process's peak and steady RSS; bytes on disk by part; open time after a clean close (warm page
@@ -61,19 +63,35 @@ def du(path):
     return total
 
 
-def make_data(path, n, dim, clusters, seed, chunk=200_000):
+def make_data(path, n, dim, clusters, seed, latent, chunk=200_000):
+    """Cluster centres plus, per cluster, a random `latent`-dimensional subspace the points
+    spread in, plus a little isotropic noise: low intrinsic dimension, as real embeddings have
+    (latent=0: isotropic Gaussian clusters, intrinsic dimension = dim, the worst case)."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(clusters, dim)).astype(np.float32) * 4.0
+    bases = (rng.normal(size=(clusters, latent, dim)) / np.sqrt(latent)).astype(np.float32) if latent else None
+
+    def draw(m):
+        which = rng.integers(0, clusters, size=m)
+        if bases is None:
+            return centres[which] + rng.normal(size=(m, dim)).astype(np.float32)
+        z = rng.normal(size=(m, latent)).astype(np.float32) * 2.0
+        out = centres[which] + 0.05 * rng.normal(size=(m, dim)).astype(np.float32)
+        order = np.argsort(which, kind="stable")  # per cluster: one small matrix product each
+        bounds = np.searchsorted(which[order], np.arange(clusters + 1))
+        for c in range(clusters):
+            rows = order[bounds[c]:bounds[c + 1]]
+            if len(rows):
+                out[rows] += z[rows] @ bases[c]
+        return out
+
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, dim))
     for first in range(0, n, chunk):
         m = min(chunk, n - first)
-        which = rng.integers(0, clusters, size=m)
-        out[first:first + m] = centres[which] + rng.normal(size=(m, dim)).astype(np.float32)
+        out[first:first + m] = draw(m)
     out.flush()
     del out
-    which = rng.integers(0, clusters, size=200)
-    queries = centres[which] + rng.normal(size=(200, dim)).astype(np.float32)
-    return queries.astype(np.float32)
+    return draw(200).astype(np.float32)
 
 
 def exact_top10(data_path, queries, metric):
@@ -219,6 +237,8 @@ def main():
     ap.add_argument("--index", default="HNSW16,SQ8,efC=100")
     ap.add_argument("--on-disk", action="store_true", help="vectors and payloads on disk")
     ap.add_argument("--clusters", type=int, default=1000)
+    ap.add_argument("--latent", type=int, default=16,
+                    help="intrinsic dimension of each cluster (0: isotropic Gaussian clusters)")
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--ef", default="16,32,64,128,256,512")
     ap.add_argument("--dir", default="/tmp/fathom_scale")
@@ -235,11 +255,12 @@ def main():
     work.mkdir(parents=True)
     data_path, data_dir, name = work / "data.npy", work / "db", "scale"
     report = {"n": args.n, "dim": args.dim, "metric": args.metric, "index": args.index,
-              "on_disk": args.on_disk, "data": f"clustered synthetic, {args.clusters} clusters",
+              "on_disk": args.on_disk,
+              "data": f"clustered synthetic, {args.clusters} clusters, latent dimension {args.latent or args.dim}",
               "float_bytes": args.n * args.dim * 4,
               "simd": os.environ.get("FATHOM_SIMD", "default (best the CPU has)")}
     t = time.time()
-    queries = make_data(data_path, args.n, args.dim, args.clusters, seed=7)
+    queries = make_data(data_path, args.n, args.dim, args.clusters, seed=7, latent=args.latent)
     print(f"data: {args.n} x {args.dim} written in {time.time() - t:.0f} s", flush=True)
     t = time.time()
     truth = exact_top10(data_path, queries, args.metric)
