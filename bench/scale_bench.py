@@ -181,15 +181,16 @@ def timed_open(fathom, data_dir, name):
     return db, col, time.time() - t
 
 
-def search_sweep(col, queries, truth, efs):
+def search_sweep(col, queries, truth, efs, rerank=None):
     rows = []
     for ef in efs:
-        col.search(queries[:10], k=10, ef=ef, with_payload=False)  # warm the code path
+        col.search(queries[:10], k=10, ef=ef, with_payload=False, rerank=rerank)  # warm the code path
         t = time.time()
-        res = [col.search(q, k=10, ef=ef, with_payload=False) for q in queries]
+        res = [col.search(q, k=10, ef=ef, with_payload=False, rerank=rerank) for q in queries]
         dt = time.time() - t
         found = [[h.id for h in r] for r in res]
-        rows.append({"ef": ef, "recall": round(recall(found, truth), 4), "qps": round(len(queries) / dt)})
+        rows.append({"ef": ef, "rerank": rerank or 20, "recall": round(recall(found, truth), 4),
+                     "qps": round(len(queries) / dt)})
     return rows
 
 
@@ -241,6 +242,8 @@ def main():
                     help="intrinsic dimension of each cluster (0: isotropic Gaussian clusters)")
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--ef", default="16,32,64,128,256,512")
+    ap.add_argument("--rerank", default="0",
+                    help="comma list of re-ranking depths to sweep too (0: the default, 2k)")
     ap.add_argument("--dir", default="/tmp/fathom_scale")
     ap.add_argument("--cli", default=str(ROOT / "build/src/cli/fathom"))
     ap.add_argument("--kill-upserts", type=int, default=50_000,
@@ -289,8 +292,11 @@ def main():
     efs = [int(e) for e in args.ef.split(",")]
     if cold_ok:
         drop_caches()
-        report["search_cold"] = search_sweep(col, queries, truth, [efs[len(efs) // 2]])
-    report["search_warm"] = search_sweep(col, queries, truth, efs)
+        report["search_cold"] = search_sweep(col, queries, truth, [efs[len(efs) // 2]],
+                                             int(args.rerank.split(",")[-1]) or None)
+    report["search_warm"] = []
+    for rr in [int(r) for r in args.rerank.split(",")]:
+        report["search_warm"] += search_sweep(col, queries, truth, efs, rr or None)
     report["rss_after_searches_bytes"] = rss_bytes() - base_rss
     print("search:", json.dumps(report["search_warm"]), flush=True)
 

@@ -109,6 +109,10 @@ struct SearchRequest {
   std::vector<float> queries;      // n * dim, row-major
   size_t k = 10;
   int ef = 0;                      // 0 = index default
+  // Quantized indexes (",SQ8"): how many of the best candidates by code distance are re-ranked
+  // with exact float distances (read from disk with on_disk); 0 = 2k. More costs a little time
+  // and lifts the recall ceiling of the codes (Qdrant's quantization.oversampling).
+  int rerank = 0;
   std::string filter;              // text form ("price < 50 AND NOT sold") or JSON form
   bool with_payload = true;
   bool with_vectors = false;

@@ -427,11 +427,12 @@ class PyCollection {
   // A list per query of (id, distance, payload JSON text or None, vectors dict or None), and the
   // strategy the collection chose.
   py::tuple Search(py::handle queries, int64_t k, int ef, const std::string& filter,
-                   bool with_payload, bool with_vectors, const std::string& vector_name) const {
+                   bool with_payload, bool with_vectors, const std::string& vector_name, int rerank) const {
     SearchRequest request;
     request.vector = vector_name;
     request.k = CheckK(k);
     request.ef = ef;
+    request.rerank = rerank;
     request.filter = filter;
     request.with_payload = with_payload;
     request.with_vectors = with_vectors;
@@ -677,7 +678,8 @@ PYBIND11_MODULE(_core, m) {
       .def("delete_by_filter", &fp::PyCollection::DeleteByFilter, py::arg("filter"))
       .def("count", &fp::PyCollection::Count, py::arg("filter"))
       .def("search", &fp::PyCollection::Search, py::arg("queries"), py::arg("k"), py::arg("ef"),
-           py::arg("filter"), py::arg("with_payload"), py::arg("with_vectors"), py::arg("vector"))
+           py::arg("filter"), py::arg("with_payload"), py::arg("with_vectors"), py::arg("vector"),
+           py::arg("rerank") = 0)
       .def("snapshot", &fp::PyCollection::Snapshot, py::arg("dir"))
       .def("checkpoint", &fp::PyCollection::Checkpoint)
       .def("optimize", &fp::PyCollection::Optimize)

@@ -206,6 +206,16 @@ def test_vectors_on_disk_and_usage(tmp_path):
         expected = ram.search(queries, k=5, ef=128, filter="i > 100")
         got = disk.search(queries, k=5, ef=128, filter="i > 100")
         assert ids(got) == ids(expected)
+        # A deeper re-ranking (exact distances for the best 200 by code) finds the exact top 5.
+        deep = disk.search(queries, k=5, ef=200, rerank=200, with_payload=False)
+        for q, hits in zip(queries, deep):
+            qn = q / np.linalg.norm(q)
+            xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+            alive = np.array([i % 3 != 0 for i in range(n)])
+            d = np.where(alive, 1.0 - xn @ qn, np.inf)
+            assert [h.id for h in hits] == list(np.argsort(d)[:5])
+        with pytest.raises(fathom.InvalidArgumentError, match="rerank"):
+            disk.search(queries[0], k=5, rerank=-1)
         assert got[0][0].payload == expected[0][0].payload
     with fathom.Database(tmp_path / "db") as db:
         disk = db.get_collection("disk")

@@ -803,6 +803,7 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
   std::shared_lock state_lock(state_mutex_);
   SearchParams params;
   params.ef = request.ef;
+  params.rerank = request.rerank;
   if (request.exact) {
     local_stats.strategy = "exact";
     std::vector<label_t> candidates;

@@ -644,12 +644,28 @@ Result<Api::ParsedSearch> Api::ParseSearch(const Json& s, const CollectionSpec& 
   out.limit = limit;
   out.offset = offset;
   if (auto params = s.find("params"); params != s.end() && !params->is_null()) {
-    FATHOM_RETURN_IF_ERROR(CheckFields(*params, std::string(what) + " params", {"ef", "hnsw_ef"}));
+    FATHOM_RETURN_IF_ERROR(
+        CheckFields(*params, std::string(what) + " params", {"ef", "hnsw_ef", "exact", "quantization"}));
     FATHOM_ASSIGN_OR_RETURN(uint64_t ef, GetUint(*params, "ef", 0, "params"));
     FATHOM_ASSIGN_OR_RETURN(uint64_t hnsw_ef, GetUint(*params, "hnsw_ef", 0, "params"));
     ef = std::max(ef, hnsw_ef);
     FATHOM_RETURN_IF_ERROR(CheckSearchEf(ef, what));
     out.ef = static_cast<int>(ef);
+    FATHOM_ASSIGN_OR_RETURN(out.exact, GetBool(*params, "exact", false, "params"));
+    // Qdrant's quantization params: re-rank oversampling x limit candidates with exact
+    // distances (rescore false or ignore true: the default depth).
+    if (auto q = params->find("quantization"); q != params->end() && !q->is_null()) {
+      FATHOM_RETURN_IF_ERROR(CheckFields(*q, "params.quantization", {"ignore", "rescore", "oversampling"}));
+      FATHOM_ASSIGN_OR_RETURN(bool ignore, GetBool(*q, "ignore", false, "params.quantization"));
+      FATHOM_ASSIGN_OR_RETURN(bool rescore, GetBool(*q, "rescore", true, "params.quantization"));
+      if (auto o = q->find("oversampling"); o != q->end() && !o->is_null() && !ignore && rescore) {
+        if (!o->is_number() || !(o->get<double>() >= 1.0) || o->get<double>() > 100.0) {
+          return Status::InvalidArgument("params.quantization.oversampling must be a number from 1 to 100");
+        }
+        const double depth = std::ceil(o->get<double>() * double(limit + offset));
+        out.rerank = static_cast<int>(std::min(depth, 100000.0));
+      }
+    }
   }
   if (auto filter = s.find("filter"); filter != s.end()) {
     FATHOM_ASSIGN_OR_RETURN(out.filter, ParseFilter(*filter, limits_.max_filter_depth, limits_.max_filter_text));
@@ -711,6 +727,8 @@ Reply Api::RunSearch(Collection* c, ParsedSearch s) {
   request.queries = std::move(s.query);
   request.k = s.limit + s.offset;
   request.ef = s.ef;
+  request.rerank = s.rerank;
+  request.exact = s.exact;
   request.filter = std::move(s.filter);
   request.with_payload = s.with_payload;
   request.with_vectors = s.with_vector;
@@ -765,11 +783,12 @@ Reply Api::RunSearchBatch(Collection* c, std::vector<ParsedSearch> parsed,
   }
   // Searches that differ only in their query vector run as one library call, which searches
   // them together (the fast path for clients batching many queries).
-  using Key = std::tuple<std::string, size_t, int, std::string, bool, bool>;
+  using Key = std::tuple<std::string, size_t, int, std::string, bool, bool, int, bool>;
   std::map<Key, std::vector<size_t>> groups;
   for (size_t i = 0; i < parsed.size(); ++i) {
     const ParsedSearch& s = parsed[i];
-    groups[Key{s.vector, s.limit + s.offset, s.ef, s.filter, s.with_payload, s.with_vector}].push_back(i);
+    groups[Key{s.vector, s.limit + s.offset, s.ef, s.filter, s.with_payload, s.with_vector, s.rerank, s.exact}]
+        .push_back(i);
   }
   std::vector<std::vector<ScoredPoint>> results(parsed.size());
   size_t done = 0;
@@ -784,6 +803,8 @@ Reply Api::RunSearchBatch(Collection* c, std::vector<ParsedSearch> parsed,
     request.vector = first.vector;
     request.k = first.limit + first.offset;
     request.ef = first.ef;
+    request.rerank = first.rerank;
+    request.exact = first.exact;
     request.filter = first.filter;
     request.with_payload = first.with_payload;
     request.with_vectors = first.with_vector;

@@ -114,6 +114,8 @@ class Api {
     size_t limit = 10;
     size_t offset = 0;
     int ef = 0;
+    int rerank = 0;     // params.quantization.oversampling x limit; 0 = the index default
+    bool exact = false;  // params.exact
     std::string filter;
     bool with_payload = false;
     bool with_vector = false;

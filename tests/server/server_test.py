@@ -356,6 +356,16 @@ class EndpointTest(ServerTestCase):
         hits = self.server.ok("POST", "/collections/ondisk/points/search",
                               {"vector": vec(42, self.DIM), "limit": 3, "filter": "i = 43"})
         self.assertEqual([h["id"] for h in hits], [43])  # a field with no payload index, read from disk
+        # Qdrant's search params: re-ranking depth (quantization.oversampling) and exact search.
+        exact = self.server.ok("POST", "/collections/ondisk/points/search",
+                               {"vector": vec(7, self.DIM), "limit": 10, "params": {"exact": True}})
+        deep = self.server.ok("POST", "/collections/ondisk/points/search", {
+            "vector": vec(7, self.DIM), "limit": 10,
+            "params": {"hnsw_ef": 128, "quantization": {"rescore": True, "oversampling": 8.0}}})
+        self.assertEqual([h["id"] for h in deep], [h["id"] for h in exact])
+        status, doc, _ = self.server.request("POST", "/collections/ondisk/points/search", {
+            "vector": vec(7, self.DIM), "params": {"quantization": {"oversampling": 0.5}}})
+        self.assertError(status, doc, 400, "oversampling must be a number from 1 to 100")
         metrics = self.server.request("GET", "/metrics")[1]
         self.assertIn('fathom_collection_disk_bytes{collection="ondisk",part="vectors"}', metrics)
         status, doc, _ = self.server.request("PUT", "/collections/ondisk2", {
