@@ -100,9 +100,9 @@ struct AddOptions {
 
 // Float vectors kept outside an index, on disk, by label: with one attached
 // (Index::SetVectorStore) an index that walks compressed codes ("HNSW32,SQ8", l2 or cosine)
-// keeps only its codes and graph in RAM, writes each added vector here (normalised for cosine)
-// and reads back only the few it needs: re-ranking the final candidates, Reconstruct,
-// SearchAmong. Implementations must allow concurrent reads, and reads concurrent with writes of
+// keeps only its codes and graph in RAM and reads back only the few vectors it needs:
+// re-ranking the final candidates, Reconstruct, SearchAmong. The caller writes each vector to
+// the store (normalised for cosine) before adding it to the index. Implementations must allow concurrent reads, and reads concurrent with writes of
 // other labels.
 class VectorStore {
  public:
