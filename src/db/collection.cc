@@ -515,26 +515,6 @@ Status CollectionImpl::Upsert(const std::vector<Record>& records) {
   }
   std::vector<float> data;
   std::vector<label_t> labels(slots.begin(), slots.end());
-  // On-disk vectors: their rows, after the commit (the records are the log of them: recovery
-  // rewrites the rows of every slot the log touched after the last checkpoint).
-  for (size_t v = 0; v < indexes_.size(); ++v) {
-    if (!stores_[v]) continue;
-    const VectorSpec& vs = spec_.vectors[v];
-    data.clear();
-    for (const Record& r : records) {
-      const auto& values = r.vectors.at(vs.name);
-      data.insert(data.end(), values.begin(), values.end());
-    }
-    Status s = WriteStoreRows(v, records.size(), data.data(), labels.data());
-    if (!s.ok()) {
-      // The write is durable and stays acknowledged; the file misses it until recovery
-      // rewrites it, so no checkpoint may trim the log meanwhile.
-      store_damaged_.store(true);
-      spdlog::error("collection '{}': the write is durable but {}'s vector file missed it ({}); "
-                    "checkpoints are held until a restart repairs the file from the log",
-                    spec_.name, VectorLabel(vs.name), s.ToString());
-    }
-  }
   // Large batches insert on every core; small ones are not worth starting threads for.
   AddOptions add_options;
   add_options.threads = records.size() >= kParallelAddMinBatch ? 0 : 1;
@@ -545,6 +525,16 @@ Status CollectionImpl::Upsert(const std::vector<Record>& records) {
     for (const Record& r : records) {
       const auto& values = r.vectors.at(vs.name);
       data.insert(data.end(), values.begin(), values.end());
+    }
+    // On-disk vectors: their rows first, after the commit (the records are the log of them:
+    // recovery rewrites the rows of every slot the log touched after the last checkpoint).
+    if (Status s = WriteStoreRows(v, records.size(), data.data(), labels.data()); !s.ok()) {
+      // The write is durable and stays acknowledged; the file misses it until recovery
+      // rewrites it, so no checkpoint may trim the log meanwhile.
+      store_damaged_.store(true);
+      spdlog::error("collection '{}': the write is durable but {}'s vector file missed it ({}); "
+                    "checkpoints are held until a restart repairs the file from the log",
+                    spec_.name, VectorLabel(vs.name), s.ToString());
     }
     Status s = indexes_[v]->Add(records.size(), data.data(), labels.data(), add_options);
     FATHOM_CHECK(s.ok(), "index rejected a validated batch: " + s.ToString());

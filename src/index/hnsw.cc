@@ -459,35 +459,28 @@ void HnswIndex::SearchOne(const float* query, size_t k, const SearchParams& para
       if (tombstones == 0 || Live(v)) found.emplace_back(s.pool.distance(i), v);
     }
   }
-  if (spec_.sq8 && store_) {
-    // On-disk vectors: read back only the candidates being re-ranked, in one batch.
+  if (spec_.sq8) {
     size_t rerank = params.rerank > 0 ? size_t(params.rerank) : 2 * k;
     rerank = std::min(std::max(rerank, k), found.size());
     s.rerank_labels.resize(rerank);
-    s.rerank_vectors.resize(rerank * dim());
     for (size_t i = 0; i < rerank; ++i) s.rerank_labels[i] = labels_[found[i].second];
-    Status read = store_->Read(rerank, s.rerank_labels.data(), s.rerank_vectors.data());
-    if (!read.ok()) {
-      s.error = read;
-      rerank = 0;
+    if (store_) {
+      // On-disk vectors: read back only the candidates being re-ranked, in one batch.
+      s.rerank_vectors.resize(rerank * dim());
+      Status read = store_->Read(rerank, s.rerank_labels.data(), s.rerank_vectors.data());
+      if (!read.ok()) {
+        s.error = read;
+        rerank = 0;
+      }
+    } else {
+      // Re-ranking reads full float vectors that are rarely cached: request them all at once.
+      for (size_t i = 0; i < rerank; ++i) Prefetch(Vector(found[i].second), dim() * sizeof(float));
     }
     const auto& kern = simd::Active();
     for (size_t i = 0; i < rerank; ++i) {
-      const float* v = s.rerank_vectors.data() + i * dim();
+      const float* v = store_ ? s.rerank_vectors.data() + i * dim() : Vector(found[i].second);
       float d = metric() == Metric::kL2 ? kern.l2_sqr(q.vec, v, dim()) : ip_offset_ - kern.dot(q.vec, v, dim());
       top.Push(d, s.rerank_labels[i]);
-    }
-  } else if (spec_.sq8) {
-    size_t rerank = params.rerank > 0 ? size_t(params.rerank) : 2 * k;
-    rerank = std::min(std::max(rerank, k), found.size());
-    const auto& kern = simd::Active();
-    // Re-ranking reads full float vectors that are rarely cached: request them all at once.
-    for (size_t i = 0; i < rerank; ++i) Prefetch(Vector(found[i].second), dim() * sizeof(float));
-    for (size_t i = 0; i < rerank; ++i) {
-      uint32_t v = found[i].second;
-      float d = metric() == Metric::kL2 ? kern.l2_sqr(q.vec, Vector(v), dim())
-                                        : ip_offset_ - kern.dot(q.vec, Vector(v), dim());
-      top.Push(d, labels_[v]);
     }
   } else {
     for (size_t i = 0; i < std::min(k, found.size()); ++i) {

@@ -71,20 +71,7 @@ FileVectorStore::~FileVectorStore() { ::close(fd_); }
 
 Status FileVectorStore::Write(label_t label, const float* v) {
   if (label < 0) return Status::InvalidArgument("vector store: negative label");
-  const char* p = reinterpret_cast<const char*>(v);
-  size_t left = row_bytes_;
-  uint64_t offset = Offset(label);
-  while (left > 0) {
-    ssize_t w = ::pwrite(fd_, p, left, static_cast<off_t>(offset));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return Errno("cannot write to vector store", path_);
-    }
-    p += w;
-    left -= size_t(w);
-    offset += uint64_t(w);
-  }
-  return Status::OK();
+  return PwriteAll(fd_, v, row_bytes_, Offset(label), path_);
 }
 
 Status FileVectorStore::Read(size_t n, const label_t* labels, float* out) const {

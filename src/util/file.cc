@@ -144,20 +144,24 @@ Status AtomicFileWriter::Flush() {
   return s;
 }
 
-Status AtomicFileWriter::Patch(uint64_t offset, const void* data, size_t n) {
-  FATHOM_RETURN_IF_ERROR(Flush());
+Status PwriteAll(int fd, const void* data, size_t n, uint64_t offset, const std::string& path) {
   const char* p = static_cast<const char*>(data);
   while (n > 0) {
-    ssize_t w = ::pwrite(fd_, p, n, static_cast<off_t>(offset));
+    ssize_t w = ::pwrite(fd, p, n, static_cast<off_t>(offset));
     if (w < 0) {
       if (errno == EINTR) continue;
-      return Errno("cannot write", tmp_);
+      return Errno("cannot write", path);
     }
     p += w;
     offset += static_cast<uint64_t>(w);
     n -= static_cast<size_t>(w);
   }
   return Status::OK();
+}
+
+Status AtomicFileWriter::Patch(uint64_t offset, const void* data, size_t n) {
+  FATHOM_RETURN_IF_ERROR(Flush());
+  return PwriteAll(fd_, data, n, offset, tmp_);
 }
 
 Status AtomicFileWriter::Commit() {

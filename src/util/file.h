@@ -21,6 +21,8 @@ Status WriteFileAtomic(const std::string& path, std::string_view contents);
 // is 0, or when the free space cannot be read.
 Status CheckFreeSpace(const std::string& path, uint64_t need, uint64_t reserve);
 uint32_t Crc32(std::string_view data);
+// Writes all n bytes at `offset` of `fd` (retrying short writes and EINTR); errors name `path`.
+Status PwriteAll(int fd, const void* data, size_t n, uint64_t offset, const std::string& path);
 
 // Little-endian append/read helpers for binary formats.
 template <class T>
