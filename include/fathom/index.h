@@ -89,6 +89,9 @@ struct SearchParams {
   // Quantized traversal (",SQ8"): how many candidates are re-ranked with exact float32
   // distances. 0 uses 2k. Higher costs a little time and recovers quantization loss.
   int rerank = 0;
+  // IVF: how many inverted lists are scanned (the nearest centroids' lists). 0 uses the index
+  // default (nprobe in the factory string, 16 unless set); more is slower and more accurate.
+  int nprobe = 0;
   // Only labels this accepts are returned; nullptr accepts all. Not owned.
   const LabelFilter* filter = nullptr;
 };
@@ -163,6 +166,13 @@ class Index {
   // receives how many were present. A removed label is never returned by a later search.
   virtual Status Remove(size_t n, const label_t* labels, size_t* removed = nullptr) = 0;
 
+  // Learns what the index needs from sample vectors: IVF centroids, quantizer ranges and
+  // codebooks. Indexes that need no training ignore it. An IVF index that was never trained
+  // trains itself on its first vectors once it holds enough (39 per list), answering searches
+  // exactly until then, so a database can use it without a separate training step.
+  virtual Status Train(size_t n, const float* x);
+  virtual bool is_trained() const { return true; }
+
   virtual bool Contains(label_t label) const = 0;
   // Copies the stored vector (normalised for cosine) into out[dim].
   virtual Status Reconstruct(label_t label, float* out) const = 0;
@@ -218,7 +228,7 @@ class Index {
 };
 
 // Builds an empty index from a factory string. Errors say what was expected, e.g.
-// "unknown index type 'HNSX32' in 'HNSX32': expected Flat or HNSW<M>".
+// "unknown index type 'HNSX32': expected Flat, HNSW<M> (e.g. HNSW32) or IVF<nlist> ...".
 Result<std::unique_ptr<Index>> MakeIndex(std::string_view factory, size_t dim, Metric metric);
 
 }  // namespace fathom

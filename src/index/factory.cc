@@ -22,6 +22,64 @@ Status Bad(std::string_view factory, const std::string& what) {
   return Status::InvalidArgument(what + " in index spec '" + std::string(factory) + "'");
 }
 
+Result<IndexSpec> ParseIvf(std::string_view factory, const std::vector<std::string_view>& parts) {
+  IndexSpec spec;
+  spec.type = IndexSpec::Type::kIvf;
+  std::string_view head = parts[0].substr(3);
+  const size_t underscore = head.find('_');
+  std::string_view nlist = head.substr(0, underscore);
+  if (!ParseInt(nlist, &spec.nlist) || spec.nlist < 1 || spec.nlist > (1 << 20)) {
+    return Bad(factory, "'" + std::string(parts[0]) +
+                            "' needs a list count between 1 and 1048576 after IVF (e.g. IVF1024)");
+  }
+  if (underscore != std::string_view::npos) {
+    std::string_view coarse = head.substr(underscore + 1);
+    if (coarse.substr(0, 4) != "HNSW" || !ParseInt(coarse.substr(4), &spec.coarse_hnsw_m) ||
+        spec.coarse_hnsw_m < 2 || spec.coarse_hnsw_m > 256) {
+      return Bad(factory, "unknown coarse quantizer '" + std::string(coarse) +
+                              "': expected HNSW<M> with M between 2 and 256 (e.g. IVF1024_HNSW32)");
+    }
+  }
+  if (parts.size() < 2) {
+    return Bad(factory, "IVF needs the code of its lists after a comma: Flat, SQ8 or PQ<m> (e.g. IVF1024,Flat)");
+  }
+  std::string_view code = parts[1];
+  if (code == "Flat") {
+    spec.code = IndexSpec::Code::kFlat;
+  } else if (code == "SQ8") {
+    spec.code = IndexSpec::Code::kSq8;
+  } else if (code.substr(0, 2) == "PQ") {
+    std::string_view m = code.substr(2);
+    if (m.size() > 2 && m.substr(m.size() - 2) == "x8") m.remove_suffix(2);
+    if (m.find('x') != std::string_view::npos) {
+      return Bad(factory, "'" + std::string(code) +
+                              "': only 8-bit product-quantizer codes are built so far (PQ<m> or PQ<m>x8); "
+                              "4-bit fast scan (x4fs) is planned");
+    }
+    spec.code = IndexSpec::Code::kPq;
+    if (!ParseInt(m, &spec.pq_m) || spec.pq_m < 1 || spec.pq_m > 4096) {
+      return Bad(factory, "'" + std::string(code) + "' needs a sub-quantizer count between 1 and 4096 after PQ (e.g. PQ32)");
+    }
+  } else {
+    return Bad(factory, "unknown IVF code '" + std::string(code) + "': expected Flat, SQ8 or PQ<m> (e.g. PQ32)");
+  }
+  bool seen_nprobe = false;
+  for (size_t i = 2; i < parts.size(); ++i) {
+    std::string_view p = parts[i];
+    const size_t eq = p.find('=');
+    if (p.substr(0, eq) != "nprobe") {
+      return Bad(factory, "unknown IVF option '" + std::string(p) + "': expected nprobe=<n>");
+    }
+    if (seen_nprobe) return Bad(factory, "nprobe given twice");
+    seen_nprobe = true;
+    if (eq == std::string_view::npos || !ParseInt(p.substr(eq + 1), &spec.nprobe) || spec.nprobe < 1 ||
+        spec.nprobe > (1 << 20)) {
+      return Bad(factory, "option '" + std::string(p) + "' needs an integer between 1 and 1048576");
+    }
+  }
+  return spec;
+}
+
 }  // namespace
 
 Result<IndexSpec> ParseFactory(std::string_view factory) {
@@ -35,7 +93,7 @@ Result<IndexSpec> ParseFactory(std::string_view factory) {
   IndexSpec spec;
   std::string_view head = parts[0];
   if (head.empty()) {
-    return Bad(factory, "empty index type: expected Flat or HNSW<M> (e.g. HNSW32)");
+    return Bad(factory, "empty index type: expected Flat, HNSW<M> (e.g. HNSW32) or IVF<nlist> (e.g. IVF1024,Flat)");
   }
   if (head == "Flat") {
     spec.type = IndexSpec::Type::kFlat;
@@ -45,9 +103,10 @@ Result<IndexSpec> ParseFactory(std::string_view factory) {
     }
     return spec;
   }
+  if (head.substr(0, 3) == "IVF") return ParseIvf(factory, parts);
   if (head.substr(0, 4) != "HNSW") {
     return Bad(factory, "unknown index type '" + std::string(head) +
-                            "': expected Flat or HNSW<M> (e.g. HNSW32)");
+                            "': expected Flat, HNSW<M> (e.g. HNSW32) or IVF<nlist> (e.g. IVF1024,Flat)");
   }
   spec.type = IndexSpec::Type::kHnsw;
   std::string_view m = head.substr(4);
@@ -89,6 +148,17 @@ Result<IndexSpec> ParseFactory(std::string_view factory) {
 
 std::string ToFactoryString(const IndexSpec& spec) {
   if (spec.type == IndexSpec::Type::kFlat) return "Flat";
+  if (spec.type == IndexSpec::Type::kIvf) {
+    std::string s = "IVF" + std::to_string(spec.nlist);
+    if (spec.coarse_hnsw_m > 0) s += "_HNSW" + std::to_string(spec.coarse_hnsw_m);
+    switch (spec.code) {
+      case IndexSpec::Code::kFlat: s += ",Flat"; break;
+      case IndexSpec::Code::kSq8: s += ",SQ8"; break;
+      case IndexSpec::Code::kPq: s += ",PQ" + std::to_string(spec.pq_m); break;
+    }
+    if (spec.nprobe != IndexSpec::kDefaultNprobe) s += ",nprobe=" + std::to_string(spec.nprobe);
+    return s;
+  }
   std::string s = "HNSW" + std::to_string(spec.m);
   if (spec.sq8) s += ",SQ8";
   if (spec.ef_construction != IndexSpec::kDefaultEfConstruction) {

@@ -5,6 +5,12 @@
 //                                HNSW graph with M links per node (2M on level 0); SQ8 traverses
 //                                the graph on 8-bit codes and re-ranks with float32; efC is the
 //                                construction beam (default 200), efS the default search beam (64).
+//   IVF<nlist>[_HNSW<M>],<Flat|SQ8|PQ<m>>[,nprobe=<n>]
+//                                inverted file: k-means coarse quantizer with nlist lists (a
+//                                flat scan of the centroids, or an HNSW<M> graph over them),
+//                                lists of float vectors, per-dimension 8-bit codes or m-byte
+//                                product-quantizer codes; nprobe lists are scanned per query
+//                                (default 16).
 //
 // ToFactoryString(ParseFactory(s)) is the canonical form of s (options in the order above,
 // defaults omitted); ParseFactory(ToFactoryString(spec)) == spec.
@@ -18,15 +24,23 @@
 namespace fathom {
 
 struct IndexSpec {
-  enum class Type { kFlat, kHnsw };
+  enum class Type { kFlat, kHnsw, kIvf };
+  enum class Code { kFlat, kSq8, kPq };
   static constexpr int kDefaultEfConstruction = 200;
   static constexpr int kDefaultEfSearch = 64;
+  static constexpr int kDefaultNprobe = 16;
 
   Type type = Type::kFlat;
   int m = 32;
   bool sq8 = false;
   int ef_construction = kDefaultEfConstruction;
   int ef_search = kDefaultEfSearch;
+  // IVF.
+  int nlist = 0;
+  int coarse_hnsw_m = 0;  // 0: the centroids are scanned; else an HNSW<M> over them
+  Code code = Code::kFlat;
+  int pq_m = 0;
+  int nprobe = kDefaultNprobe;
 
   bool operator==(const IndexSpec&) const = default;
 };

@@ -7,6 +7,7 @@
 #include "index/factory.h"
 #include "index/flat.h"
 #include "index/hnsw.h"
+#include "index/ivf.h"
 
 namespace fathom {
 
@@ -34,6 +35,8 @@ Status Index::SetVectorStore(std::shared_ptr<VectorStore>) {
                               "' reads float vectors throughout its search, so they cannot live on disk: "
                               "use an index that walks compressed codes in RAM, e.g. 'HNSW32,SQ8' (l2 or cosine)");
 }
+
+Status Index::Train(size_t n, const float* x) { return ValidateVectors(n, x); }
 
 size_t BitsetFilter::count() const {
   size_t c = 0;
@@ -82,6 +85,15 @@ Result<std::unique_ptr<Index>> MakeIndex(std::string_view factory, size_t dim, M
       return std::unique_ptr<Index>(new FlatIndex(dim, metric));
     case IndexSpec::Type::kHnsw:
       return std::unique_ptr<Index>(new HnswIndex(dim, metric, spec));
+    case IndexSpec::Type::kIvf: {
+      if (spec.code == IndexSpec::Code::kPq && dim % size_t(spec.pq_m) != 0) {
+        return Status::InvalidArgument("'" + std::string(factory) + "': PQ" + std::to_string(spec.pq_m) +
+                                       " splits vectors into " + std::to_string(spec.pq_m) +
+                                       " equal parts, but dimension " + std::to_string(dim) +
+                                       " is not a multiple of " + std::to_string(spec.pq_m));
+      }
+      return std::unique_ptr<Index>(new IvfIndex(dim, metric, spec));
+    }
   }
   return Status::Internal("unhandled index type");
 }

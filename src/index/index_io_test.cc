@@ -96,7 +96,8 @@ TEST_P(IndexFileTest, TruncatedCorruptedAndForeignFilesAreRejected) {
   EXPECT_TRUE(r.status().IsNotFound());
 }
 
-INSTANTIATE_TEST_SUITE_P(Kinds, IndexFileTest, ::testing::Values("Flat", "HNSW16", "HNSW16,SQ8"),
+INSTANTIATE_TEST_SUITE_P(Kinds, IndexFileTest, ::testing::Values("Flat", "HNSW16", "HNSW16,SQ8", "IVF16,Flat", "IVF16,SQ8",
+                                                           "IVF8,PQ4", "IVF16_HNSW8,SQ8"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (char& c : n) {

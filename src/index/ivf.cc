@@ -1,0 +1,643 @@
+#include "index/ivf.h"
+
+#include <algorithm>
+#include <cmath>
+#include <mutex>
+#include <thread>
+
+#include "index/flat.h"
+#include "index/hnsw.h"
+#include "index/kmeans.h"
+#include "index/topk.h"
+#include "simd/distance.h"
+#include "util/file.h"
+
+namespace fathom {
+namespace {
+
+constexpr uint32_t kPendingList = 0xFFFFFFFFu;
+constexpr size_t kMaxPqTrainingPoints = 65536;
+
+inline uint64_t Where(uint32_t list, uint32_t pos) { return uint64_t{list} << 32 | pos; }
+inline uint32_t ListOf(uint64_t where) { return uint32_t(where >> 32); }
+inline uint32_t PosOf(uint64_t where) { return uint32_t(where); }
+
+// Runs fn(begin, end) over [0, n) split across up to `threads` threads (0 = all cores);
+// batches too small to be worth a thread run on the caller's.
+template <class Fn>
+void ParallelFor(size_t n, int threads, Fn fn) {
+  size_t t = threads > 0 ? size_t(threads) : std::max(1u, std::thread::hardware_concurrency());
+  t = std::min(t, std::max<size_t>(1, n / 512));
+  if (t <= 1) {
+    fn(size_t{0}, n);
+    return;
+  }
+  const size_t chunk = (n + t - 1) / t;
+  std::vector<std::thread> pool;
+  for (size_t i = 1; i < t; ++i) {
+    const size_t b = std::min(n, i * chunk), e = std::min(n, (i + 1) * chunk);
+    if (b < e) pool.emplace_back(fn, b, e);
+  }
+  fn(size_t{0}, std::min(n, chunk));
+  for (auto& th : pool) th.join();
+}
+
+}  // namespace
+
+struct IvfIndex::Encoded {
+  std::vector<uint32_t> lists;
+  std::vector<uint8_t> codes;
+  std::vector<float> terms;
+};
+
+IvfIndex::IvfIndex(size_t dim, Metric metric, const IndexSpec& spec)
+    : Index(dim, metric),
+      spec_(spec),
+      sq_(dim),
+      pq_(dim, spec.code == IndexSpec::Code::kPq ? size_t(spec.pq_m) : 1) {
+  code_size_ = spec.code == IndexSpec::Code::kSq8 ? dim : spec.code == IndexSpec::Code::kPq ? size_t(spec.pq_m) : 0;
+  lists_.resize(size_t(spec.nlist));
+}
+
+IvfIndex::~IvfIndex() = default;
+
+size_t IvfIndex::size() const {
+  std::shared_lock lock(mutex_);
+  return where_.size();
+}
+
+bool IvfIndex::is_trained() const {
+  std::shared_lock lock(mutex_);
+  return trained_;
+}
+
+size_t IvfIndex::train_threshold() const {
+  size_t t = kTrainPointsPerList * size_t(spec_.nlist);
+  if (spec_.code == IndexSpec::Code::kPq) t = std::max<size_t>(t, 10 * ProductQuantizer::kCentroids);
+  return t;
+}
+
+size_t IvfIndex::memory_bytes() const {
+  std::shared_lock lock(mutex_);
+  size_t bytes = (centroids_.capacity() + centroid_norms_.capacity() + pending_.capacity()) * sizeof(float) +
+                 pending_labels_.capacity() * sizeof(label_t) + sq_.memory_bytes() + pq_.memory_bytes() +
+                 lists_.capacity() * sizeof(List) + where_.capacity() * (sizeof(label_t) + sizeof(uint64_t) + 1);
+  for (const List& l : lists_) {
+    bytes += l.labels.capacity() * sizeof(label_t) + l.codes.capacity() +
+             (l.terms.capacity() + l.floats.capacity()) * sizeof(float);
+  }
+  if (coarse_) bytes += coarse_->memory_bytes();
+  return bytes;
+}
+
+uint64_t IvfIndex::disk_bytes() const { return store_ ? store_->disk_bytes() : 0; }
+
+Status IvfIndex::SetVectorStore(std::shared_ptr<VectorStore> store) {
+  if (spec_.code == IndexSpec::Code::kFlat) {
+    return Status::NotSupported("index '" + factory_string() +
+                                "' keeps float vectors in its lists, so they cannot live on disk: use "
+                                "compressed lists, e.g. 'IVF" + std::to_string(spec_.nlist) + ",SQ8' or 'IVF" +
+                                std::to_string(spec_.nlist) + ",PQ<m>'");
+  }
+  if (!store || store->dim() != dim()) {
+    return Status::InvalidArgument("vector store dimension does not match the index's " + std::to_string(dim()));
+  }
+  std::unique_lock lock(mutex_);
+  if (!where_.empty()) return Status::InvalidArgument("a vector store must be attached before the first Add");
+  store_ = std::move(store);
+  return Status::OK();
+}
+
+Status IvfIndex::Train(size_t n, const float* x) {
+  FATHOM_RETURN_IF_ERROR(ValidateVectors(n, x));
+  std::unique_lock lock(mutex_);
+  if (trained_) {
+    return Status::InvalidArgument("index '" + factory_string() + "' is already trained (it trains once, "
+                                   "before vectors are added to its lists)");
+  }
+  std::vector<float> data(x, x + n * dim());
+  if (metric() == Metric::kCosine) {
+    for (size_t i = 0; i < n; ++i) simd::Normalize(data.data() + i * dim(), dim());
+  }
+  return TrainLocked(n, data.data());
+}
+
+// x is normalised for cosine. Trains the centroids and codes, then moves the pending vectors
+// into their lists.
+Status IvfIndex::TrainLocked(size_t n, const float* x) {
+  const size_t d = dim(), nlist = size_t(spec_.nlist);
+  if (n < nlist) {
+    return Status::InvalidArgument("index '" + factory_string() + "' needs at least " + std::to_string(nlist) +
+                                   " training vectors (one per list; " + std::to_string(kTrainPointsPerList) +
+                                   " per list recommended), got " + std::to_string(n));
+  }
+  if (spec_.code == IndexSpec::Code::kPq && n < ProductQuantizer::kCentroids) {
+    return Status::InvalidArgument("index '" + factory_string() + "' needs at least " +
+                                   std::to_string(ProductQuantizer::kCentroids) +
+                                   " training vectors for its product quantizer, got " + std::to_string(n));
+  }
+  KMeansOptions options;
+  options.spherical = metric() == Metric::kCosine;
+  FATHOM_ASSIGN_OR_RETURN(std::vector<float> centroids, TrainKMeans(n, d, x, nlist, options));
+  std::vector<float> norms = RowNorms(nlist, d, centroids.data());
+  if (spec_.code == IndexSpec::Code::kSq8) sq_.Train(n, x);
+  if (spec_.code == IndexSpec::Code::kPq) {
+    // Codes describe the residual to the list's centroid: train on residuals of a sample.
+    const size_t m = std::min(n, kMaxPqTrainingPoints);
+    const size_t step = n / m;
+    std::vector<float> residuals(m * d);
+    for (size_t i = 0; i < m; ++i) std::copy(x + i * step * d, x + (i * step + 1) * d, residuals.begin() + i * d);
+    std::vector<uint32_t> assign(m);
+    AssignNearest(m, d, residuals.data(), nlist, centroids.data(), norms.data(), assign.data());
+    for (size_t i = 0; i < m; ++i) {
+      for (size_t j = 0; j < d; ++j) residuals[i * d + j] -= centroids[size_t{assign[i]} * d + j];
+    }
+    FATHOM_RETURN_IF_ERROR(pq_.Train(m, residuals.data()));
+  }
+  centroids_ = std::move(centroids);
+  centroid_norms_ = std::move(norms);
+  BuildCoarse();
+  trained_ = true;
+  // The vectors added before training go to their lists.
+  std::vector<label_t> labels = std::move(pending_labels_);
+  std::vector<float> vectors = std::move(pending_);
+  pending_labels_.clear();
+  pending_.clear();
+  const size_t p = labels.size();
+  Encoded enc;
+  enc.lists.resize(p);
+  Assign(p, vectors.data(), enc.lists.data(), 0);
+  FATHOM_RETURN_IF_ERROR(Encode(p, vectors.data(), enc.lists.data(), 0, &enc));
+  for (size_t i = 0; i < p; ++i) {
+    where_.erase(labels[i]);
+    Insert(labels[i], enc.lists[i], enc.codes.data() + i * code_size_,
+           enc.terms.empty() ? 0.0f : enc.terms[i], vectors.data() + i * d);
+  }
+  return Status::OK();
+}
+
+void IvfIndex::BuildCoarse() {
+  coarse_.reset();
+  if (spec_.coarse_hnsw_m == 0) return;
+  IndexSpec hnsw;
+  hnsw.type = IndexSpec::Type::kHnsw;
+  hnsw.m = spec_.coarse_hnsw_m;
+  coarse_ = std::make_unique<HnswIndex>(dim(), Metric::kL2, hnsw);
+  AddOptions options;
+  options.threads = 0;
+  (void)coarse_->Add(size_t(spec_.nlist), centroids_.data(), nullptr, options);
+}
+
+void IvfIndex::Assign(size_t n, const float* x, uint32_t* lists, int threads) const {
+  if (n == 0) return;
+  if (!coarse_) {
+    AssignNearest(n, dim(), x, size_t(spec_.nlist), centroids_.data(), centroid_norms_.data(), lists);
+    return;
+  }
+  ParallelFor(n, threads, [&](size_t b, size_t e) {
+    SearchParams params;
+    params.ef = 64;
+    for (size_t i = b; i < e; ++i) {
+      float dist;
+      label_t label = 0;
+      (void)coarse_->Search(1, x + i * dim(), 1, &dist, &label, params);
+      lists[i] = uint32_t(std::max<label_t>(0, label));
+    }
+  });
+}
+
+Status IvfIndex::Encode(size_t n, const float* x, const uint32_t* lists, int threads, Encoded* out) const {
+  const size_t d = dim();
+  out->codes.resize(n * code_size_);
+  if (spec_.code == IndexSpec::Code::kSq8) {
+    out->terms.resize(n);
+    ParallelFor(n, threads, [&](size_t b, size_t e) {
+      for (size_t i = b; i < e; ++i) {
+        sq_.Encode(x + i * d, out->codes.data() + i * code_size_);
+        out->terms[i] = sq_.DecodedNorm(out->codes.data() + i * code_size_);
+      }
+    });
+  } else if (spec_.code == IndexSpec::Code::kPq) {
+    ParallelFor(n, threads, [&](size_t b, size_t e) {
+      std::vector<float> residuals((e - b) * d);
+      for (size_t i = b; i < e; ++i) {
+        const float* c = centroids_.data() + size_t{lists[i]} * d;
+        for (size_t j = 0; j < d; ++j) residuals[(i - b) * d + j] = x[i * d + j] - c[j];
+      }
+      pq_.Encode(e - b, residuals.data(), out->codes.data() + b * code_size_);
+    });
+  }
+  return Status::OK();
+}
+
+void IvfIndex::Insert(label_t label, uint32_t list, const uint8_t* code, float term, const float* vec) {
+  List& l = lists_[list];
+  const uint32_t pos = uint32_t(l.labels.size());
+  l.labels.push_back(label);
+  if (code_size_ > 0) l.codes.insert(l.codes.end(), code, code + code_size_);
+  if (spec_.code == IndexSpec::Code::kSq8) l.terms.push_back(term);
+  if (floats_in_lists()) l.floats.insert(l.floats.end(), vec, vec + dim());
+  where_[label] = Where(list, pos);
+}
+
+void IvfIndex::RemoveLocked(label_t label) {
+  auto it = where_.find(label);
+  if (it == where_.end()) return;
+  const uint64_t where = it->second;
+  where_.erase(it);
+  const size_t d = dim();
+  const uint32_t pos = PosOf(where);
+  if (ListOf(where) == kPendingList) {
+    const size_t last = pending_labels_.size() - 1;
+    if (pos != last) {
+      pending_labels_[pos] = pending_labels_[last];
+      std::copy(pending_.begin() + last * d, pending_.begin() + (last + 1) * d, pending_.begin() + pos * d);
+      where_[pending_labels_[pos]] = Where(kPendingList, pos);
+    }
+    pending_labels_.pop_back();
+    pending_.resize(last * d);
+    return;
+  }
+  List& l = lists_[ListOf(where)];
+  const size_t last = l.labels.size() - 1;
+  if (pos != last) {
+    l.labels[pos] = l.labels[last];
+    if (code_size_ > 0) {
+      std::copy(l.codes.begin() + last * code_size_, l.codes.begin() + (last + 1) * code_size_,
+                l.codes.begin() + pos * code_size_);
+    }
+    if (!l.terms.empty()) l.terms[pos] = l.terms[last];
+    if (!l.floats.empty()) std::copy(l.floats.begin() + last * d, l.floats.begin() + (last + 1) * d, l.floats.begin() + pos * d);
+    where_[l.labels[pos]] = Where(ListOf(where), pos);
+  }
+  l.labels.pop_back();
+  if (code_size_ > 0) l.codes.resize(last * code_size_);
+  if (!l.terms.empty()) l.terms.pop_back();
+  if (!l.floats.empty()) l.floats.resize(last * d);
+}
+
+Status IvfIndex::Add(size_t n, const float* x, const label_t* labels, const AddOptions& options) {
+  FATHOM_RETURN_IF_ERROR(ValidateVectors(n, x));
+  const size_t d = dim();
+  std::vector<float> normalised;
+  if (metric() == Metric::kCosine) {
+    normalised.assign(x, x + n * d);
+    for (size_t i = 0; i < n; ++i) simd::Normalize(normalised.data() + i * d, d);
+    x = normalised.data();
+  }
+  bool trained;
+  {
+    std::shared_lock lock(mutex_);
+    trained = trained_;
+  }
+  // Assignment and encoding need only the (immutable once trained) centroids and codebooks.
+  Encoded enc;
+  if (trained) {
+    enc.lists.resize(n);
+    Assign(n, x, enc.lists.data(), options.threads);
+    FATHOM_RETURN_IF_ERROR(Encode(n, x, enc.lists.data(), options.threads, &enc));
+  }
+  std::unique_lock lock(mutex_);
+  std::vector<label_t> assigned;
+  label_t next = next_label_;
+  FATHOM_RETURN_IF_ERROR(PrepareLabels(n, labels, &next, &assigned));
+  next_label_ = next;
+  if (!trained_) {
+    for (size_t i = 0; i < n; ++i) {
+      RemoveLocked(assigned[i]);
+      where_[assigned[i]] = Where(kPendingList, uint32_t(pending_labels_.size()));
+      pending_labels_.push_back(assigned[i]);
+      pending_.insert(pending_.end(), x + i * d, x + (i + 1) * d);
+    }
+    if (pending_labels_.size() >= train_threshold()) {
+      std::vector<float> sample = pending_;
+      FATHOM_RETURN_IF_ERROR(TrainLocked(pending_labels_.size(), sample.data()));
+    }
+    return Status::OK();
+  }
+  if (!trained) {  // another thread trained the index meanwhile
+    enc.lists.resize(n);
+    Assign(n, x, enc.lists.data(), options.threads);
+    FATHOM_RETURN_IF_ERROR(Encode(n, x, enc.lists.data(), options.threads, &enc));
+  }
+  for (size_t i = 0; i < n; ++i) {
+    RemoveLocked(assigned[i]);
+    Insert(assigned[i], enc.lists[i], enc.codes.data() + i * code_size_, enc.terms.empty() ? 0.0f : enc.terms[i],
+           x + i * d);
+  }
+  return Status::OK();
+}
+
+Status IvfIndex::Remove(size_t n, const label_t* labels, size_t* removed) {
+  std::unique_lock lock(mutex_);
+  size_t count = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (!where_.contains(labels[i])) continue;
+    RemoveLocked(labels[i]);
+    ++count;
+  }
+  if (removed) *removed = count;
+  return Status::OK();
+}
+
+bool IvfIndex::Contains(label_t label) const {
+  std::shared_lock lock(mutex_);
+  return where_.contains(label);
+}
+
+Status IvfIndex::FloatsOf(label_t label, uint64_t where, float* buf, const float** out) const {
+  const uint32_t list = ListOf(where), pos = PosOf(where);
+  if (list == kPendingList) {
+    *out = pending_.data() + size_t{pos} * dim();
+  } else if (floats_in_lists()) {
+    *out = lists_[list].floats.data() + size_t{pos} * dim();
+  } else {
+    FATHOM_RETURN_IF_ERROR(store_->Read(1, &label, buf));
+    *out = buf;
+  }
+  return Status::OK();
+}
+
+Status IvfIndex::Reconstruct(label_t label, float* out) const {
+  std::shared_lock lock(mutex_);
+  auto it = where_.find(label);
+  if (it == where_.end()) return Status::NotFound("label " + std::to_string(label) + " is not in the index");
+  const float* v;
+  FATHOM_RETURN_IF_ERROR(FloatsOf(label, it->second, out, &v));
+  if (v != out) std::copy(v, v + dim(), out);
+  return Status::OK();
+}
+
+float IvfIndex::Exact(const float* q, const float* v) const {
+  const auto& k = simd::Active();
+  switch (metric()) {
+    case Metric::kL2: return k.l2_sqr(q, v, dim());
+    case Metric::kInnerProduct: return -k.dot(q, v, dim());
+    case Metric::kCosine: return 1 - k.dot(q, v, dim());
+  }
+  return 0;
+}
+
+void IvfIndex::Probe(const float* q, size_t nprobe, std::vector<std::pair<float, uint32_t>>* out) const {
+  out->clear();
+  if (coarse_) {
+    std::vector<float> dist(nprobe);
+    std::vector<label_t> labels(nprobe);
+    SearchParams params;
+    params.ef = int(std::max<size_t>(nprobe, 64));
+    (void)coarse_->Search(1, q, nprobe, dist.data(), labels.data(), params);
+    for (size_t i = 0; i < nprobe; ++i) {
+      if (labels[i] != kNoLabel) out->emplace_back(dist[i], uint32_t(labels[i]));
+    }
+    return;
+  }
+  const auto& k = simd::Active();
+  const size_t nlist = size_t(spec_.nlist);
+  out->resize(nlist);
+  for (size_t c = 0; c < nlist; ++c) (*out)[c] = {k.l2_sqr(q, centroids_.data() + c * dim(), dim()), uint32_t(c)};
+  std::partial_sort(out->begin(), out->begin() + nprobe, out->end());
+  out->resize(nprobe);
+}
+
+Status IvfIndex::SearchOne(const float* q, size_t k, const SearchParams& params, float* distances,
+                           label_t* labels) const {
+  const size_t d = dim();
+  const LabelFilter* filter = params.filter;
+  const bool approx = spec_.code != IndexSpec::Code::kFlat;
+  size_t depth = k;
+  if (approx) {
+    const size_t default_depth = spec_.code == IndexSpec::Code::kPq ? 4 * k : 2 * k;
+    depth = std::max(k, params.rerank > 0 ? size_t(params.rerank) : default_depth);
+  }
+  TopK top(depth);
+  for (size_t i = 0; i < pending_labels_.size(); ++i) {
+    if (filter && !filter->Allowed(pending_labels_[i])) continue;
+    top.Push(Exact(q, pending_.data() + i * d), pending_labels_[i]);
+  }
+  if (trained_) {
+    const size_t nprobe = std::min<size_t>(size_t(spec_.nlist), params.nprobe > 0 ? size_t(params.nprobe) : size_t(spec_.nprobe));
+    std::vector<std::pair<float, uint32_t>> probes;
+    Probe(q, nprobe, &probes);
+    const auto& kernels = simd::Active();
+    if (spec_.code == IndexSpec::Code::kFlat) {
+      for (const auto& [unused, list] : probes) {
+        const List& l = lists_[list];
+        for (size_t j = 0; j < l.labels.size(); ++j) {
+          if (filter && !filter->Allowed(l.labels[j])) continue;
+          top.Push(Exact(q, l.floats.data() + j * d), l.labels[j]);
+        }
+      }
+    } else if (spec_.code == IndexSpec::Code::kSq8) {
+      ScalarQuantizer8::Query prepared;
+      sq_.Prepare(q, &prepared);
+      for (const auto& [unused, list] : probes) {
+        const List& l = lists_[list];
+        for (size_t j = 0; j < l.labels.size(); ++j) {
+          if (filter && !filter->Allowed(l.labels[j])) continue;
+          const float dot = sq_.Dot(prepared, l.codes.data() + j * code_size_);
+          float dist;
+          switch (metric()) {
+            case Metric::kL2: dist = prepared.q_norm - 2 * dot + l.terms[j]; break;
+            case Metric::kInnerProduct: dist = -dot; break;
+            default: dist = 1 - dot; break;
+          }
+          top.Push(dist, l.labels[j]);
+        }
+      }
+    } else {
+      std::vector<float> table(pq_.m() * ProductQuantizer::kCentroids);
+      std::vector<float> residual(d);
+      if (metric() != Metric::kL2) pq_.DotTable(q, table.data());
+      for (const auto& [unused, list] : probes) {
+        const List& l = lists_[list];
+        if (l.labels.empty()) continue;
+        const float* c = centroids_.data() + size_t{list} * d;
+        float base = 0;
+        if (metric() == Metric::kL2) {
+          for (size_t j = 0; j < d; ++j) residual[j] = q[j] - c[j];
+          pq_.L2Table(residual.data(), table.data());
+        } else {
+          base = kernels.dot(q, c, d);
+        }
+        for (size_t j = 0; j < l.labels.size(); ++j) {
+          if (filter && !filter->Allowed(l.labels[j])) continue;
+          const float sum = pq_.Lookup(table.data(), l.codes.data() + j * code_size_);
+          const float dist = metric() == Metric::kL2 ? sum
+                             : metric() == Metric::kInnerProduct ? -(base + sum)
+                                                                 : 1 - (base + sum);
+          top.Push(dist, l.labels[j]);
+        }
+      }
+    }
+  }
+  if (!approx) {
+    top.Extract(distances, labels);
+    return Status::OK();
+  }
+  // Re-rank the candidates with exact float distances.
+  std::vector<float> cand_d(depth);
+  std::vector<label_t> cand_l(depth);
+  top.Extract(cand_d.data(), cand_l.data());
+  size_t found = 0;
+  while (found < depth && cand_l[found] != kNoLabel) ++found;
+  TopK exact(k);
+  std::vector<float> fetched;
+  if (!floats_in_lists()) {
+    // One batched read from the store for every candidate that is not pending.
+    std::vector<label_t> wanted;
+    for (size_t i = 0; i < found; ++i) {
+      if (ListOf(where_.at(cand_l[i])) != kPendingList) wanted.push_back(cand_l[i]);
+    }
+    fetched.resize(wanted.size() * d);
+    FATHOM_RETURN_IF_ERROR(store_->Read(wanted.size(), wanted.data(), fetched.data()));
+    for (size_t i = 0; i < wanted.size(); ++i) exact.Push(Exact(q, fetched.data() + i * d), wanted[i]);
+  }
+  for (size_t i = 0; i < found; ++i) {
+    const uint64_t where = where_.at(cand_l[i]);
+    if (!floats_in_lists() && ListOf(where) != kPendingList) continue;
+    const float* v;
+    FATHOM_RETURN_IF_ERROR(FloatsOf(cand_l[i], where, nullptr, &v));
+    exact.Push(Exact(q, v), cand_l[i]);
+  }
+  exact.Extract(distances, labels);
+  return Status::OK();
+}
+
+Status IvfIndex::Search(size_t n, const float* queries, size_t k, float* distances, label_t* labels,
+                        const SearchParams& params) const {
+  if (k == 0) return Status::InvalidArgument("k must be at least 1");
+  if (params.nprobe < 0) return Status::InvalidArgument("nprobe must be >= 0, got " + std::to_string(params.nprobe));
+  if (params.rerank < 0) return Status::InvalidArgument("rerank must be >= 0, got " + std::to_string(params.rerank));
+  FATHOM_RETURN_IF_ERROR(ValidateVectors(n, queries));
+  std::shared_lock lock(mutex_);
+  std::vector<float> q(dim());
+  for (size_t i = 0; i < n; ++i) {
+    std::copy(queries + i * dim(), queries + (i + 1) * dim(), q.begin());
+    if (metric() == Metric::kCosine) simd::Normalize(q.data(), dim());
+    FATHOM_RETURN_IF_ERROR(SearchOne(q.data(), k, params, distances + i * k, labels + i * k));
+  }
+  return Status::OK();
+}
+
+Status IvfIndex::SearchAmong(size_t n, const float* queries, size_t k, const label_t* candidates,
+                             size_t num_candidates, float* distances, label_t* labels) const {
+  if (k == 0) return Status::InvalidArgument("k must be at least 1");
+  FATHOM_RETURN_IF_ERROR(ValidateVectors(n, queries));
+  std::shared_lock lock(mutex_);
+  std::vector<StoredVector> stored;
+  std::vector<label_t> from_store;
+  for (size_t i = 0; i < num_candidates; ++i) {
+    auto it = where_.find(candidates[i]);
+    if (it == where_.end()) continue;
+    if (!floats_in_lists() && ListOf(it->second) != kPendingList) {
+      from_store.push_back(candidates[i]);
+      continue;
+    }
+    const float* v;
+    FATHOM_RETURN_IF_ERROR(FloatsOf(candidates[i], it->second, nullptr, &v));
+    stored.push_back({candidates[i], v});
+  }
+  std::vector<float> fetched(from_store.size() * dim());
+  if (!from_store.empty()) FATHOM_RETURN_IF_ERROR(store_->Read(from_store.size(), from_store.data(), fetched.data()));
+  for (size_t i = 0; i < from_store.size(); ++i) stored.push_back({from_store[i], fetched.data() + i * dim()});
+  ExactTopK(metric(), dim(), n, queries, k, stored, distances, labels);
+  return Status::OK();
+}
+
+// Body (docs/format/index_file.md): trained flag, floats-in-lists flag, next label; when
+// trained the centroids and the code's parameters; then each list (count, labels, codes, SQ8
+// terms, floats when kept in the lists) and the pending (not yet trained) vectors.
+Status IvfIndex::SerializeBody(ByteSink& out, const SaveOptions&) const {
+  std::shared_lock lock(mutex_);  // writers wait for the whole save; searches go on
+  FATHOM_RETURN_IF_ERROR(out.Pod(uint8_t{trained_}));
+  FATHOM_RETURN_IF_ERROR(out.Pod(uint8_t{floats_in_lists()}));
+  FATHOM_RETURN_IF_ERROR(out.Pod(next_label_));
+  if (trained_) {
+    FATHOM_RETURN_IF_ERROR(out.Write(centroids_.data(), centroids_.size() * sizeof(float)));
+    if (spec_.code == IndexSpec::Code::kSq8) FATHOM_RETURN_IF_ERROR(sq_.Serialize(out));
+    if (spec_.code == IndexSpec::Code::kPq) FATHOM_RETURN_IF_ERROR(pq_.Serialize(out));
+  }
+  for (const List& l : lists_) {
+    FATHOM_RETURN_IF_ERROR(out.Pod(uint32_t(l.labels.size())));
+    FATHOM_RETURN_IF_ERROR(out.Write(l.labels.data(), l.labels.size() * sizeof(label_t)));
+    FATHOM_RETURN_IF_ERROR(out.Write(l.codes.data(), l.codes.size()));
+    FATHOM_RETURN_IF_ERROR(out.Write(l.terms.data(), l.terms.size() * sizeof(float)));
+    FATHOM_RETURN_IF_ERROR(out.Write(l.floats.data(), l.floats.size() * sizeof(float)));
+  }
+  FATHOM_RETURN_IF_ERROR(out.Pod(uint32_t(pending_labels_.size())));
+  FATHOM_RETURN_IF_ERROR(out.Write(pending_labels_.data(), pending_labels_.size() * sizeof(label_t)));
+  return out.Write(pending_.data(), pending_.size() * sizeof(float));
+}
+
+Status IvfIndex::DeserializeBody(ByteSource& in, uint64_t count, uint32_t, bool) {
+  std::unique_lock lock(mutex_);
+  const size_t d = dim();
+  uint8_t trained, inline_floats;
+  FATHOM_RETURN_IF_ERROR(in.Read(&trained));
+  FATHOM_RETURN_IF_ERROR(in.Read(&inline_floats));
+  FATHOM_RETURN_IF_ERROR(in.Read(&next_label_));
+  if (trained > 1 || inline_floats != uint8_t{floats_in_lists()}) {
+    return Status::Corruption(std::string("IVF index body ") + (inline_floats ? "holds" : "does not hold") +
+                              " float vectors in its lists, but this index " +
+                              (floats_in_lists() ? "keeps them there" : "keeps them in a vector store (on disk)"));
+  }
+  trained_ = trained != 0;
+  if (trained_) {
+    centroids_.resize(size_t(spec_.nlist) * d);
+    FATHOM_RETURN_IF_ERROR(in.ReadBytes(centroids_.data(), centroids_.size() * sizeof(float)));
+    for (float v : centroids_) {
+      if (!std::isfinite(v)) return Status::Corruption("IVF centroids hold a non-finite value");
+    }
+    centroid_norms_ = RowNorms(size_t(spec_.nlist), d, centroids_.data());
+    if (spec_.code == IndexSpec::Code::kSq8) FATHOM_RETURN_IF_ERROR(sq_.Deserialize(in));
+    if (spec_.code == IndexSpec::Code::kPq) FATHOM_RETURN_IF_ERROR(pq_.Deserialize(in));
+  }
+  const size_t entry_bytes = sizeof(label_t) + code_size_ + (spec_.code == IndexSpec::Code::kSq8 ? sizeof(float) : 0) +
+                             (floats_in_lists() ? d * sizeof(float) : 0);
+  where_.clear();
+  where_.reserve(count);
+  auto check_label = [&](label_t label, uint64_t where) -> Status {
+    if (label < 0 || !where_.emplace(label, where).second) {
+      return Status::Corruption("IVF index body has an invalid or repeated label " + std::to_string(label));
+    }
+    next_label_ = std::max(next_label_, label + 1);
+    return Status::OK();
+  };
+  for (uint32_t list = 0; list < uint32_t(spec_.nlist); ++list) {
+    uint32_t n;
+    FATHOM_RETURN_IF_ERROR(in.Read(&n));
+    if (n > 0 && !trained_) return Status::Corruption("IVF index body has vectors in lists but no centroids");
+    if (size_t{n} * entry_bytes > in.remaining()) {
+      return Status::Corruption("IVF list " + std::to_string(list) + " is truncated: " + std::to_string(n) +
+                                " entries need more than the " + std::to_string(in.remaining()) + " bytes left");
+    }
+    List& l = lists_[list];
+    l.labels.resize(n);
+    l.codes.resize(size_t{n} * code_size_);
+    l.terms.resize(spec_.code == IndexSpec::Code::kSq8 ? n : 0);
+    l.floats.resize(floats_in_lists() ? size_t{n} * d : 0);
+    FATHOM_RETURN_IF_ERROR(in.ReadBytes(l.labels.data(), l.labels.size() * sizeof(label_t)));
+    FATHOM_RETURN_IF_ERROR(in.ReadBytes(l.codes.data(), l.codes.size()));
+    FATHOM_RETURN_IF_ERROR(in.ReadBytes(l.terms.data(), l.terms.size() * sizeof(float)));
+    FATHOM_RETURN_IF_ERROR(in.ReadBytes(l.floats.data(), l.floats.size() * sizeof(float)));
+    for (uint32_t j = 0; j < n; ++j) FATHOM_RETURN_IF_ERROR(check_label(l.labels[j], Where(list, j)));
+  }
+  uint32_t p;
+  FATHOM_RETURN_IF_ERROR(in.Read(&p));
+  if (size_t{p} * (sizeof(label_t) + d * sizeof(float)) > in.remaining()) {
+    return Status::Corruption("IVF pending vectors are truncated");
+  }
+  pending_labels_.resize(p);
+  pending_.resize(size_t{p} * d);
+  FATHOM_RETURN_IF_ERROR(in.ReadBytes(pending_labels_.data(), pending_labels_.size() * sizeof(label_t)));
+  FATHOM_RETURN_IF_ERROR(in.ReadBytes(pending_.data(), pending_.size() * sizeof(float)));
+  for (uint32_t j = 0; j < p; ++j) FATHOM_RETURN_IF_ERROR(check_label(pending_labels_[j], Where(kPendingList, j)));
+  if (where_.size() != count) {
+    return Status::Corruption("IVF index holds " + std::to_string(where_.size()) + " vectors but its header says " +
+                              std::to_string(count));
+  }
+  if (trained_) BuildCoarse();
+  return Status::OK();
+}
+
+}  // namespace fathom

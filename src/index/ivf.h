@@ -1,0 +1,107 @@
+// IvfIndex: an inverted file (Sivic & Zisserman 2003; Jegou et al. 2011) — vectors are
+// partitioned by their nearest k-means centroid into nlist lists, and a query scans only the
+// lists of its nprobe nearest centroids.
+//
+// Lists hold float32 vectors (",Flat"), per-dimension 8-bit codes (",SQ8", trained ranges) or
+// m-byte product-quantizer codes of the residual to the list's centroid (",PQ<m>"). With codes,
+// the float vectors are kept too (in RAM, or in an attached VectorStore on disk) and the best
+// `rerank` candidates (SearchParams::rerank; 0 = 2k for SQ8, 4k for PQ) are re-ranked with exact
+// float32 distances, so returned distances are exact. The coarse quantizer is a scan of the
+// centroids, or an HNSW graph over them ("IVF65536_HNSW32,...") for large nlist.
+//
+// Training: Train(x) runs k-means (and trains the codes) on a sample; an index that was never
+// trained keeps its first vectors as floats, searches them exactly, and trains itself once it
+// holds 39 per list (so a database collection needs no separate training step).
+//
+// Removal is O(1): the last entry of the list moves into the hole. Concurrency: a reader/writer
+// lock; searches run in parallel, Add and Remove are exclusive while they insert (encoding
+// happens before the lock is taken).
+#pragma once
+
+#include <memory>
+#include <shared_mutex>
+#include <vector>
+
+#include <absl/container/flat_hash_map.h>
+
+#include "fathom/index.h"
+#include "index/factory.h"
+#include "index/quantizer.h"
+
+namespace fathom {
+
+class HnswIndex;
+
+class IvfIndex final : public Index {
+ public:
+  IvfIndex(size_t dim, Metric metric, const IndexSpec& spec);
+  ~IvfIndex() override;
+
+  size_t size() const override;
+  std::string factory_string() const override { return ToFactoryString(spec_); }
+  size_t memory_bytes() const override;
+  Status Train(size_t n, const float* x) override;
+  bool is_trained() const override;
+  Status Add(size_t n, const float* x, const label_t* labels,
+             const AddOptions& options = {}) override;
+  using Index::Add;
+  Status Remove(size_t n, const label_t* labels, size_t* removed = nullptr) override;
+  bool Contains(label_t label) const override;
+  Status Reconstruct(label_t label, float* out) const override;
+  Status Search(size_t n, const float* queries, size_t k, float* distances, label_t* labels,
+                const SearchParams& params = {}) const override;
+  Status SearchAmong(size_t n, const float* queries, size_t k, const label_t* candidates,
+                     size_t num_candidates, float* distances, label_t* labels) const override;
+  // ",SQ8" and ",PQ<m>" only (",Flat" lists are the float vectors).
+  Status SetVectorStore(std::shared_ptr<VectorStore> store) override;
+  uint64_t disk_bytes() const override;
+
+  // Points a list must hold on average before an untrained index trains itself.
+  static constexpr size_t kTrainPointsPerList = 39;
+
+ private:
+  struct List {
+    std::vector<label_t> labels;
+    std::vector<uint8_t> codes;   // code_size_ bytes per entry (SQ8, PQ)
+    std::vector<float> terms;     // SQ8: |decoded|^2 per entry
+    std::vector<float> floats;    // dim floats per entry (Flat; codes kept in RAM)
+  };
+  struct Encoded;  // a batch's lists, codes and terms, computed before the write lock
+
+  Status SerializeBody(ByteSink& out, const SaveOptions& options) const override;
+  Status DeserializeBody(ByteSource& in, uint64_t count, uint32_t version, bool fuzzy) override;
+
+  bool floats_in_lists() const { return spec_.code == IndexSpec::Code::kFlat || !store_; }
+  size_t train_threshold() const;
+  Status TrainLocked(size_t n, const float* x);
+  void BuildCoarse();
+  void Assign(size_t n, const float* x, uint32_t* lists, int threads) const;
+  Status Encode(size_t n, const float* x, const uint32_t* lists, int threads, Encoded* out) const;
+  void Insert(label_t label, uint32_t list, const uint8_t* code, float term, const float* vec);
+  void RemoveLocked(label_t label);
+  void Probe(const float* q, size_t nprobe, std::vector<std::pair<float, uint32_t>>* out) const;
+  float Exact(const float* q, const float* v) const;
+  Status SearchOne(const float* q, size_t k, const SearchParams& params, float* distances,
+                   label_t* labels) const;
+  // The float vector of an entry: from its list, the pending set or the store (into buf).
+  Status FloatsOf(label_t label, uint64_t where, float* buf, const float** out) const;
+
+  IndexSpec spec_;
+  size_t code_size_ = 0;
+  mutable std::shared_mutex mutex_;
+  bool trained_ = false;
+  std::vector<float> centroids_;       // nlist * dim
+  std::vector<float> centroid_norms_;  // |c|^2
+  std::unique_ptr<HnswIndex> coarse_;  // over the centroids, when coarse_hnsw_m > 0
+  ScalarQuantizer8 sq_;
+  ProductQuantizer pq_;
+  std::vector<List> lists_;
+  // label -> (list << 32 | position); list kPendingList = not trained yet (pending_ arrays).
+  absl::flat_hash_map<label_t, uint64_t> where_;
+  std::vector<label_t> pending_labels_;
+  std::vector<float> pending_;
+  label_t next_label_ = 0;
+  std::shared_ptr<VectorStore> store_;
+};
+
+}  // namespace fathom

@@ -1,0 +1,230 @@
+#include "index/ivf.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <ostream>
+
+#include "index/test_data.h"
+#include "index/vector_store.h"
+
+namespace fathom {
+namespace {
+
+using testing::BruteForce;
+using testing::Clustered;
+using testing::Dataset;
+using testing::Recall;
+
+struct Result2 {
+  std::vector<float> d;
+  std::vector<label_t> l;
+};
+
+Result2 SearchAll(const Index& index, const Dataset& data, size_t k, int nprobe, int rerank = 0,
+                  const LabelFilter* filter = nullptr) {
+  Result2 r{std::vector<float>(data.nq() * k), std::vector<label_t>(data.nq() * k)};
+  SearchParams p;
+  p.nprobe = nprobe;
+  p.rerank = rerank;
+  p.filter = filter;
+  Status s = index.Search(data.nq(), data.queries.data(), k, r.d.data(), r.l.data(), p);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return r;
+}
+
+std::unique_ptr<Index> Make(const std::string& factory, size_t dim, Metric metric) {
+  auto made = MakeIndex(factory, dim, metric);
+  EXPECT_TRUE(made.ok()) << made.status().ToString();
+  return std::move(made).value();
+}
+
+struct IvfCase {
+  const char* factory;
+  Metric metric;
+  double min_recall;  // at nprobe 16 of 64 lists
+};
+void PrintTo(const IvfCase& c, std::ostream* os) { *os << c.factory << " " << MetricName(c.metric); }
+
+class IvfRecallTest : public ::testing::TestWithParam<IvfCase> {};
+
+// Trained explicitly, then added; every returned distance is the exact distance of its label
+// (codes are re-ranked with floats), and probing every list of ",Flat" is exact search.
+TEST_P(IvfRecallTest, RecallAgainstBruteForceAndExactDistances) {
+  const IvfCase& c = GetParam();
+  auto data = Clustered(8000, 50, 32, 40, 71);
+  auto index = Make(c.factory, data.dim, c.metric);
+  EXPECT_FALSE(index->is_trained());
+  ASSERT_TRUE(index->Train(data.n(), data.base.data()).ok());
+  EXPECT_TRUE(index->is_trained());
+  ASSERT_TRUE(index->Add(data.n(), data.base.data()).ok());
+  EXPECT_EQ(index->size(), data.n());
+  auto truth = BruteForce(data, 10, c.metric);
+  auto r = SearchAll(*index, data, 10, 16, 100);
+  EXPECT_GE(Recall(truth, r.l, 10), c.min_recall);
+  for (size_t q = 0; q < data.nq(); ++q) {
+    for (size_t i = 0; i < 10; ++i) {
+      const double ref = testing::ReferenceDistance(c.metric, data.queries.data() + q * data.dim,
+                                                    data.base.data() + size_t(r.l[q * 10 + i]) * data.dim, data.dim);
+      ASSERT_NEAR(r.d[q * 10 + i], ref, 1e-3 * std::max(1.0, std::fabs(ref)));
+    }
+  }
+  // More lists never hurt; all of them with float lists is exact search.
+  auto all = SearchAll(*index, data, 10, 64, 400);
+  EXPECT_GE(Recall(truth, all.l, 10), Recall(truth, r.l, 10) - 1e-9);
+  if (std::string(c.factory).find("Flat") != std::string::npos) {
+    for (size_t q = 0; q < data.nq(); ++q) {
+      EXPECT_EQ(testing::CheckAgainstReference(data, c.metric, q, 10, all.d.data() + q * 10, all.l.data() + q * 10), "");
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Codes, IvfRecallTest,
+                         ::testing::Values(IvfCase{"IVF64,Flat", Metric::kL2, 0.97},
+                                           IvfCase{"IVF64,Flat", Metric::kInnerProduct, 0.9},
+                                           IvfCase{"IVF64,Flat", Metric::kCosine, 0.97},
+                                           IvfCase{"IVF64,SQ8", Metric::kL2, 0.95},
+                                           IvfCase{"IVF64,SQ8", Metric::kCosine, 0.95},
+                                           IvfCase{"IVF64,SQ8", Metric::kInnerProduct, 0.9},
+                                           IvfCase{"IVF64,PQ16", Metric::kL2, 0.9},
+                                           IvfCase{"IVF64,PQ16", Metric::kCosine, 0.9},
+                                           IvfCase{"IVF64,PQ16", Metric::kInnerProduct, 0.85},
+                                           IvfCase{"IVF64_HNSW8,SQ8", Metric::kL2, 0.95}));
+
+// A collection never calls Train: the index searches its first vectors exactly and trains
+// itself when it holds 39 per list, keeping every label.
+TEST(IvfTest, UntrainedIndexSearchesExactlyThenTrainsItself) {
+  auto data = Clustered(3000, 40, 16, 20, 73);
+  auto index = Make("IVF32,Flat", data.dim, Metric::kL2);
+  const size_t first = 1000;  // below 32 * 39 = 1248
+  ASSERT_TRUE(index->Add(first, data.base.data()).ok());
+  EXPECT_FALSE(index->is_trained());
+  Dataset head = data;
+  head.base.resize(first * data.dim);
+  auto r = SearchAll(*index, head, 10, 1);
+  for (size_t q = 0; q < head.nq(); ++q) {
+    EXPECT_EQ(testing::CheckAgainstReference(head, Metric::kL2, q, 10, r.d.data() + q * 10, r.l.data() + q * 10), "");
+  }
+  std::vector<label_t> labels(data.n() - first);
+  for (size_t i = 0; i < labels.size(); ++i) labels[i] = label_t(first + i);
+  ASSERT_TRUE(index->Add(labels.size(), data.base.data() + first * data.dim, labels.data()).ok());
+  EXPECT_TRUE(index->is_trained());
+  EXPECT_EQ(index->size(), data.n());
+  auto truth = BruteForce(data, 10, Metric::kL2);
+  EXPECT_EQ(Recall(truth, SearchAll(*index, data, 10, 32).l, 10), 1.0);
+  std::vector<float> v(data.dim);
+  ASSERT_TRUE(index->Reconstruct(5, v.data()).ok());
+  EXPECT_EQ(v, std::vector<float>(data.base.begin() + 5 * data.dim, data.base.begin() + 6 * data.dim));
+}
+
+TEST(IvfTest, RemoveReplaceAndFilter) {
+  auto data = Clustered(4000, 30, 16, 20, 79);
+  auto index = Make("IVF32,SQ8", data.dim, Metric::kL2);
+  ASSERT_TRUE(index->Add(data.n(), data.base.data()).ok());
+  ASSERT_TRUE(index->is_trained());
+  std::vector<label_t> odd;
+  for (label_t i = 1; i < label_t(data.n()); i += 2) odd.push_back(i);
+  size_t removed = 0;
+  ASSERT_TRUE(index->Remove(odd.size(), odd.data(), &removed).ok());
+  EXPECT_EQ(removed, odd.size());
+  EXPECT_EQ(index->size(), data.n() - odd.size());
+  EXPECT_FALSE(index->Contains(1));
+  std::vector<bool> alive(data.n());
+  for (size_t i = 0; i < data.n(); i += 2) alive[i] = true;
+  auto truth = BruteForce(data, 10, Metric::kL2, &alive);
+  auto r = SearchAll(*index, data, 10, 32, 100);
+  for (label_t l : r.l) EXPECT_EQ(l % 2, 0) << "removed label " << l << " returned";
+  EXPECT_GE(Recall(truth, r.l, 10), 0.95);
+  // Replacing label 0 moves it: a search for the new vector finds it first.
+  std::vector<float> moved(data.base.begin() + 2 * data.dim, data.base.begin() + 3 * data.dim);
+  for (float& x : moved) x += 0.001f;
+  label_t zero = 0;
+  ASSERT_TRUE(index->Add(1, moved.data(), &zero).ok());
+  EXPECT_EQ(index->size(), data.n() - odd.size());
+  float d;
+  label_t l;
+  ASSERT_TRUE(index->Search(1, moved.data(), 1, &d, &l).ok());
+  EXPECT_EQ(l, 0);
+  // A filter admitting multiples of 4 only.
+  FunctionFilter filter([](label_t x) { return x % 4 == 0; });
+  std::vector<bool> allowed(data.n());
+  for (size_t i = 4; i < data.n(); i += 4) allowed[i] = true;
+  auto fr = SearchAll(*index, data, 10, 32, 100, &filter);
+  for (label_t x : fr.l) EXPECT_TRUE(x == kNoLabel || x % 4 == 0) << x;
+  EXPECT_GE(Recall(BruteForce(data, 10, Metric::kL2, &allowed), fr.l, 10), 0.9);
+}
+
+TEST(IvfTest, BadParametersSayWhatWasExpected) {
+  auto expect_error = [](const std::string& factory, size_t dim, const std::string& message) {
+    auto made = MakeIndex(factory, dim, Metric::kL2);
+    ASSERT_FALSE(made.ok()) << factory;
+    EXPECT_EQ(made.status().message(), message);
+  };
+  expect_error("IVF0,Flat", 8, "'IVF0' needs a list count between 1 and 1048576 after IVF (e.g. IVF1024) in index spec 'IVF0,Flat'");
+  expect_error("IVF16", 8, "IVF needs the code of its lists after a comma: Flat, SQ8 or PQ<m> (e.g. IVF1024,Flat) in index spec 'IVF16'");
+  expect_error("IVF16,PQ3", 8, "'IVF16,PQ3': PQ3 splits vectors into 3 equal parts, but dimension 8 is not a multiple of 3");
+  expect_error("IVF16,SQ4", 8, "unknown IVF code 'SQ4': expected Flat, SQ8 or PQ<m> (e.g. PQ32) in index spec 'IVF16,SQ4'");
+  expect_error("IVF16_HNSW,Flat", 8, "unknown coarse quantizer 'HNSW': expected HNSW<M> with M between 2 and 256 (e.g. IVF1024_HNSW32) in index spec 'IVF16_HNSW,Flat'");
+  expect_error("IVF16,Flat,nprobe=0", 8, "option 'nprobe=0' needs an integer between 1 and 1048576 in index spec 'IVF16,Flat,nprobe=0'");
+  auto index = Make("IVF16,PQ4", 8, Metric::kL2);
+  std::vector<float> few(100 * 8, 1.0f);
+  Status s = index->Train(10, few.data());
+  EXPECT_EQ(s.message(), "index 'IVF16,PQ4' needs at least 16 training vectors (one per list; 39 per list recommended), got 10");
+  s = index->Train(100, few.data());
+  EXPECT_EQ(s.message(), "index 'IVF16,PQ4' needs at least 256 training vectors for its product quantizer, got 100");
+  auto data = Clustered(1000, 1, 8, 10, 3);
+  ASSERT_TRUE(index->Train(data.n(), data.base.data()).ok());
+  s = index->Train(data.n(), data.base.data());
+  EXPECT_EQ(s.message(), "index 'IVF16,PQ4' is already trained (it trains once, before vectors are added to its lists)");
+  SearchParams p;
+  p.nprobe = -1;
+  float d;
+  label_t l;
+  EXPECT_EQ(index->Search(1, data.queries.data(), 1, &d, &l, p).message(), "nprobe must be >= 0, got -1");
+  EXPECT_TRUE(MakeIndex("IVF16,Flat", 8, Metric::kL2).value()->SetVectorStore(nullptr).IsNotSupported());
+}
+
+TEST(IvfTest, FactoryStringsRoundTrip) {
+  for (const char* f : {"IVF1024,Flat", "IVF1024,SQ8", "IVF4096,PQ32", "IVF1024_HNSW32,PQ32", "IVF64,Flat,nprobe=8"}) {
+    auto index = Make(f, 64, Metric::kL2);
+    EXPECT_EQ(index->factory_string(), f);
+  }
+  EXPECT_EQ(Make("IVF64,PQ8x8", 64, Metric::kL2)->factory_string(), "IVF64,PQ8");
+  EXPECT_EQ(Make("IVF64,Flat,nprobe=16", 64, Metric::kL2)->factory_string(), "IVF64,Flat");
+}
+
+// Codes in RAM, float vectors in a file: re-ranking reads them back; the results match the
+// in-RAM index exactly.
+TEST(IvfTest, VectorsOnDiskGiveTheSameResults) {
+  auto dir = std::filesystem::temp_directory_path() / ("fathom_ivf_store_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto data = Clustered(3000, 30, 16, 20, 83);
+  auto store = FileVectorStore::Open((dir / "v.vectors").string(), data.dim);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  std::shared_ptr<VectorStore> shared = std::move(store).value();
+  for (size_t i = 0; i < data.n(); ++i) ASSERT_TRUE(shared->Write(label_t(i), data.base.data() + i * data.dim).ok());
+  auto on_disk = Make("IVF32,PQ4", data.dim, Metric::kL2);
+  ASSERT_TRUE(on_disk->SetVectorStore(shared).ok());
+  auto in_ram = Make("IVF32,PQ4", data.dim, Metric::kL2);
+  ASSERT_TRUE(on_disk->Train(data.n(), data.base.data()).ok());
+  ASSERT_TRUE(in_ram->Train(data.n(), data.base.data()).ok());
+  ASSERT_TRUE(on_disk->Add(data.n(), data.base.data()).ok());
+  ASSERT_TRUE(in_ram->Add(data.n(), data.base.data()).ok());
+  EXPECT_LT(on_disk->memory_bytes() * 2, in_ram->memory_bytes());
+  auto a = SearchAll(*on_disk, data, 10, 8, 50);
+  auto b = SearchAll(*in_ram, data, 10, 8, 50);
+  EXPECT_EQ(a.l, b.l);
+  EXPECT_EQ(a.d, b.d);
+  const std::string path = (dir / "i.fathom").string();
+  ASSERT_TRUE(on_disk->Save(path).ok());
+  LoadOptions lo;
+  lo.vectors = shared;
+  auto loaded = Index::Load(path, lo);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(SearchAll(**loaded, data, 10, 8, 50).l, a.l);
+  EXPECT_FALSE(Index::Load(path).ok());  // without its store the file is refused, not misread
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace fathom

@@ -1,0 +1,173 @@
+#include "index/quantizer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "index/kmeans.h"
+#include "simd/distance.h"
+#include "util/file.h"
+
+namespace fathom {
+
+// ---------------------------------------------------------------- ScalarQuantizer8
+
+void ScalarQuantizer8::Train(size_t n, const float* x) {
+  lo_.assign(dim_, std::numeric_limits<float>::infinity());
+  std::vector<float> hi(dim_, -std::numeric_limits<float>::infinity());
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t j = 0; j < dim_; ++j) {
+      lo_[j] = std::min(lo_[j], x[i * dim_ + j]);
+      hi[j] = std::max(hi[j], x[i * dim_ + j]);
+    }
+  }
+  scale_.assign(dim_, 0.0f);
+  for (size_t j = 0; j < dim_; ++j) {
+    if (n == 0) lo_[j] = 0, hi[j] = 0;
+    // A constant dimension gets a tiny positive step so encoding never divides by zero.
+    scale_[j] = std::max((hi[j] - lo_[j]) / 255.0f, std::numeric_limits<float>::min() * 256);
+  }
+}
+
+void ScalarQuantizer8::Encode(const float* x, uint8_t* code) const {
+  for (size_t j = 0; j < dim_; ++j) {
+    const float t = std::nearbyint((x[j] - lo_[j]) / scale_[j]);
+    code[j] = static_cast<uint8_t>(std::clamp(t, 0.0f, 255.0f));
+  }
+}
+
+void ScalarQuantizer8::Decode(const uint8_t* code, float* x) const {
+  for (size_t j = 0; j < dim_; ++j) x[j] = lo_[j] + scale_[j] * float(code[j]);
+}
+
+float ScalarQuantizer8::DecodedNorm(const uint8_t* code) const {
+  double sum = 0;
+  for (size_t j = 0; j < dim_; ++j) {
+    const double v = double(lo_[j]) + double(scale_[j]) * code[j];
+    sum += v * v;
+  }
+  return float(sum);
+}
+
+void ScalarQuantizer8::Prepare(const float* q, Query* out) const {
+  out->scaled.resize(dim_);
+  double q_lo = 0, q_norm = 0;
+  for (size_t j = 0; j < dim_; ++j) {
+    out->scaled[j] = q[j] * scale_[j];
+    q_lo += double(q[j]) * lo_[j];
+    q_norm += double(q[j]) * q[j];
+  }
+  out->q_lo = float(q_lo);
+  out->q_norm = float(q_norm);
+}
+
+float ScalarQuantizer8::Dot(const Query& q, const uint8_t* code) const {
+  return q.q_lo + simd::Active().dot_f32_u8(q.scaled.data(), code, dim_);
+}
+
+Status ScalarQuantizer8::Serialize(ByteSink& out) const {
+  FATHOM_RETURN_IF_ERROR(out.Write(lo_.data(), dim_ * sizeof(float)));
+  return out.Write(scale_.data(), dim_ * sizeof(float));
+}
+
+Status ScalarQuantizer8::Deserialize(ByteSource& in) {
+  lo_.resize(dim_);
+  scale_.resize(dim_);
+  FATHOM_RETURN_IF_ERROR(in.ReadBytes(lo_.data(), dim_ * sizeof(float)));
+  FATHOM_RETURN_IF_ERROR(in.ReadBytes(scale_.data(), dim_ * sizeof(float)));
+  for (size_t j = 0; j < dim_; ++j) {
+    if (!std::isfinite(lo_[j]) || !std::isfinite(scale_[j]) || scale_[j] <= 0) {
+      return Status::Corruption("scalar quantizer range of dimension " + std::to_string(j) + " is invalid");
+    }
+  }
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------- ProductQuantizer
+
+Status ProductQuantizer::Train(size_t n, const float* x, uint32_t seed) {
+  if (n < kCentroids) {
+    return Status::InvalidArgument("product quantizer training needs at least " + std::to_string(kCentroids) +
+                                   " vectors, got " + std::to_string(n));
+  }
+  KMeansOptions options;
+  options.seed = seed;
+  options.max_points_per_centroid = 64;
+  options.iterations = 15;
+  centroids_.assign(m_ * kCentroids * dsub_, 0.0f);
+  std::vector<float> sub(n * dsub_);
+  for (size_t s = 0; s < m_; ++s) {
+    for (size_t i = 0; i < n; ++i) {
+      std::copy(x + i * dim_ + s * dsub_, x + i * dim_ + (s + 1) * dsub_, sub.begin() + i * dsub_);
+    }
+    options.seed = seed + uint32_t(s);
+    FATHOM_ASSIGN_OR_RETURN(std::vector<float> c, TrainKMeans(n, dsub_, sub.data(), kCentroids, options));
+    std::copy(c.begin(), c.end(), centroids_.begin() + s * kCentroids * dsub_);
+  }
+  norms_ = RowNorms(m_ * kCentroids, dsub_, centroids_.data());
+  return Status::OK();
+}
+
+void ProductQuantizer::Encode(size_t n, const float* x, uint8_t* codes) const {
+  std::vector<float> sub(n * dsub_);
+  std::vector<uint32_t> assign(n);
+  for (size_t s = 0; s < m_; ++s) {
+    for (size_t i = 0; i < n; ++i) {
+      std::copy(x + i * dim_ + s * dsub_, x + i * dim_ + (s + 1) * dsub_, sub.begin() + i * dsub_);
+    }
+    AssignNearest(n, dsub_, sub.data(), kCentroids, centroids_.data() + s * kCentroids * dsub_,
+                  norms_.data() + s * kCentroids, assign.data());
+    for (size_t i = 0; i < n; ++i) codes[i * m_ + s] = static_cast<uint8_t>(assign[i]);
+  }
+}
+
+void ProductQuantizer::Decode(const uint8_t* code, float* x) const {
+  for (size_t s = 0; s < m_; ++s) {
+    const float* c = centroids_.data() + (s * kCentroids + code[s]) * dsub_;
+    std::copy(c, c + dsub_, x + s * dsub_);
+  }
+}
+
+void ProductQuantizer::L2Table(const float* q, float* table) const {
+  for (size_t s = 0; s < m_; ++s) {
+    const float* qs = q + s * dsub_;
+    const float* c = centroids_.data() + s * kCentroids * dsub_;
+    float* t = table + s * kCentroids;
+    float qn = 0;
+    for (size_t j = 0; j < dsub_; ++j) qn += qs[j] * qs[j];
+    for (size_t k = 0; k < kCentroids; ++k) {
+      float dot = 0;
+      for (size_t j = 0; j < dsub_; ++j) dot += qs[j] * c[k * dsub_ + j];
+      t[k] = qn - 2 * dot + norms_[s * kCentroids + k];
+    }
+  }
+}
+
+void ProductQuantizer::DotTable(const float* q, float* table) const {
+  for (size_t s = 0; s < m_; ++s) {
+    const float* qs = q + s * dsub_;
+    const float* c = centroids_.data() + s * kCentroids * dsub_;
+    float* t = table + s * kCentroids;
+    for (size_t k = 0; k < kCentroids; ++k) {
+      float dot = 0;
+      for (size_t j = 0; j < dsub_; ++j) dot += qs[j] * c[k * dsub_ + j];
+      t[k] = dot;
+    }
+  }
+}
+
+Status ProductQuantizer::Serialize(ByteSink& out) const {
+  return out.Write(centroids_.data(), centroids_.size() * sizeof(float));
+}
+
+Status ProductQuantizer::Deserialize(ByteSource& in) {
+  centroids_.resize(m_ * kCentroids * dsub_);
+  FATHOM_RETURN_IF_ERROR(in.ReadBytes(centroids_.data(), centroids_.size() * sizeof(float)));
+  for (float v : centroids_) {
+    if (!std::isfinite(v)) return Status::Corruption("product quantizer codebook holds a non-finite value");
+  }
+  norms_ = RowNorms(m_ * kCentroids, dsub_, centroids_.data());
+  return Status::OK();
+}
+
+}  // namespace fathom

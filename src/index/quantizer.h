@@ -1,0 +1,86 @@
+// Vector codes shared by the indexes: a per-dimension 8-bit scalar quantizer and a product
+// quantizer with 8-bit sub-codes (Jegou et al., 2011).
+//
+// Both answer distances against a float query without decoding: the scalar quantizer through
+// the SIMD float x u8 dot product and a per-vector norm term, the product quantizer through a
+// per-query table of m x 256 sub-distances summed over the code's bytes.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "fathom/status.h"
+
+namespace fathom {
+
+class ByteSink;
+class ByteSource;
+
+// x_j ~ lo_j + scale_j * code_j, code_j in 0..255, with lo and scale per dimension, trained
+// from the data's range (values outside it are clamped).
+class ScalarQuantizer8 {
+ public:
+  explicit ScalarQuantizer8(size_t dim = 0) : dim_(dim) {}
+  size_t dim() const { return dim_; }
+  size_t code_size() const { return dim_; }
+  bool trained() const { return !lo_.empty(); }
+  void Train(size_t n, const float* x);
+  void Encode(const float* x, uint8_t* code) const;
+  void Decode(const uint8_t* code, float* x) const;
+  // |decoded x|^2: the per-vector term of an L2 distance.
+  float DecodedNorm(const uint8_t* code) const;
+
+  // Per-query preparation: distances against codes are then one SIMD dot product each.
+  struct Query {
+    std::vector<float> scaled;  // q_j * scale_j
+    float q_lo = 0;             // <q, lo>
+    float q_norm = 0;           // |q|^2
+  };
+  void Prepare(const float* q, Query* out) const;
+  // <q, decoded x>.
+  float Dot(const Query& q, const uint8_t* code) const;
+
+  Status Serialize(ByteSink& out) const;
+  Status Deserialize(ByteSource& in);
+  size_t memory_bytes() const { return 2 * lo_.capacity() * sizeof(float); }
+
+ private:
+  size_t dim_;
+  std::vector<float> lo_, scale_;
+};
+
+// m sub-spaces of dim/m dimensions, each with 256 centroids; a code is m bytes.
+class ProductQuantizer {
+ public:
+  ProductQuantizer(size_t dim = 0, size_t m = 1) : dim_(dim), m_(m), dsub_(m ? dim / m : 0) {}
+  static constexpr size_t kCentroids = 256;
+  size_t dim() const { return dim_; }
+  size_t m() const { return m_; }
+  size_t code_size() const { return m_; }
+  bool trained() const { return !centroids_.empty(); }
+  // Needs at least 256 points.
+  Status Train(size_t n, const float* x, uint32_t seed = 1234);
+  void Encode(size_t n, const float* x, uint8_t* codes) const;
+  void Decode(const uint8_t* code, float* x) const;
+  // table[s * 256 + c] = |q_s - centroid_{s,c}|^2 (L2) or <q_s, centroid_{s,c}> (inner product).
+  void L2Table(const float* q, float* table) const;
+  void DotTable(const float* q, float* table) const;
+  // Sum over sub-spaces of table[s * 256 + code[s]].
+  float Lookup(const float* table, const uint8_t* code) const {
+    float sum = 0;
+    for (size_t s = 0; s < m_; ++s) sum += table[s * kCentroids + code[s]];
+    return sum;
+  }
+
+  Status Serialize(ByteSink& out) const;
+  Status Deserialize(ByteSource& in);
+  size_t memory_bytes() const { return centroids_.capacity() * sizeof(float); }
+
+ private:
+  size_t dim_, m_, dsub_;
+  std::vector<float> centroids_;  // m * 256 * dsub
+  std::vector<float> norms_;      // m * 256: |centroid|^2
+};
+
+}  // namespace fathom
