@@ -10,7 +10,11 @@
 // Usage: ann_bench [--quick] [--json FILE] [--base FILE --query FILE [--gt FILE]] ...
 // (--help lists every option). Progress goes to stderr, results to stdout.
 #include <faiss/IndexFlat.h>
+#include <faiss/IVFlib.h>
 #include <faiss/IndexHNSW.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/IndexRefine.h>
+#include <faiss/index_factory.h>
 #include <malloc.h>
 #include <omp.h>
 #include <unistd.h>
@@ -71,6 +75,7 @@ struct Options {
   std::vector<std::string> faiss = {"HNSW32", "Flat"};
   int ef_construction = 200;
   std::vector<int> ef = {10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512};
+  std::vector<int> nprobe = {1, 2, 4, 8, 16, 32, 64, 128, 256};
   int repeats = 3;
   int build_threads = 2;
   // Exact (Flat) indexes scan everything per query; timing them on a prefix of the queries
@@ -98,12 +103,15 @@ Indexes (an empty list skips that library):
   --fathom 'F1;F2'     Fathom factory strings, ';'-separated
                        (default 'Flat;HNSW16,efC=200;HNSW32,efC=200;HNSW32,SQ8,efC=200')
   --hnswlib-m 16,32    hnswlib M values                              (default 16)
-  --faiss 'HNSW32;Flat'  Faiss indexes: HNSW<M> (IndexHNSWFlat) or Flat (default 'HNSW32;Flat')
+  --faiss 'HNSW32;Flat'  Faiss indexes: HNSW<M> (IndexHNSWFlat), Flat, or any IVF factory
+                       string (index_factory: 'IVF1024,PQ32x4fs,RFlat'; RFlat re-ranks
+                       --rerank / k times k candidates, default 4)  (default 'HNSW32;Flat')
   --efc N              efConstruction for hnswlib and Faiss          (default 200)
   --rerank N           SearchParams.rerank for Fathom (0 = its default)
 
 Measurement:
   --ef 10,16,...       search beam sweep for graph indexes
+  --nprobe 1,2,4,...   lists-probed sweep for IVF indexes (Fathom and Faiss)
                        (default 10,16,24,32,48,64,96,128,192,256,384,512)
   --repeats N          timed passes over the queries; QPS is their median (default 3)
   --build-threads N    threads for every library's build             (default 2)
@@ -197,6 +205,9 @@ Result<Options> ParseOptions(int argc, char** argv) {
     } else if (flag == "--ef") {
       FATHOM_ASSIGN_OR_RETURN(opt.ef, ParseIntList<int>(flag, value, 1));
       if (opt.ef.empty()) return Status::InvalidArgument("--ef needs at least one value");
+    } else if (flag == "--nprobe") {
+      FATHOM_ASSIGN_OR_RETURN(opt.nprobe, ParseIntList<int>(flag, value, 1));
+      if (opt.nprobe.empty()) return Status::InvalidArgument("--nprobe needs at least one value");
     } else if (flag == "--repeats") {
       FATHOM_ASSIGN_OR_RETURN(long long v, ParseInt(flag, value, 1));
       opt.repeats = static_cast<int>(v);
@@ -441,6 +452,8 @@ class Runner {
   const std::string& index() const { return index_; }
   // Whether ef means anything (graph indexes); exact indexes give one point.
   virtual bool sweeps_ef() const = 0;
+  // IVF indexes sweep nprobe instead (SetEf receives it).
+  virtual bool sweeps_nprobe() const { return false; }
   virtual Status Build(const Matrix& base, int threads) = 0;
   virtual void SetEf(int ef) = 0;
   virtual std::string Param(int ef) const { return sweeps_ef() ? "ef=" + std::to_string(ef) : "-"; }
@@ -466,23 +479,26 @@ class FathomRunner final : public Runner {
         metric_(metric),
         rerank_(rerank) {}
 
-  bool sweeps_ef() const override { return factory_.find("HNSW") != std::string::npos; }
+  bool ivf() const { return factory_.rfind("IVF", 0) == 0; }
+  bool sweeps_ef() const override { return !ivf() && factory_.find("HNSW") != std::string::npos; }
+  bool sweeps_nprobe() const override { return ivf(); }
 
   Status Build(const Matrix& base, int threads) override {
     FATHOM_ASSIGN_OR_RETURN(index_, MakeIndex(factory_, base.cols, metric_));
+    if (ivf()) FATHOM_RETURN_IF_ERROR(index_->Train(base.rows, base.data.data()));
     std::vector<label_t> labels(base.rows);
     for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<label_t>(i);
     return index_->Add(base.rows, base.data.data(), labels.data(), AddOptions{threads});
   }
 
   void SetEf(int ef) override {
-    params_.ef = ef;
+    (ivf() ? params_.nprobe : params_.ef) = ef;
     params_.rerank = rerank_;
   }
 
   std::string Param(int ef) const override {
-    std::string p = Runner::Param(ef);
-    if (rerank_ > 0 && factory_.find("SQ8") != std::string::npos)
+    std::string p = ivf() ? "nprobe=" + std::to_string(ef) : Runner::Param(ef);
+    if (rerank_ > 0 && (factory_.find("SQ8") != std::string::npos || factory_.find("PQ") != std::string::npos))
       p += ",rerank=" + std::to_string(rerank_);
     return p;
   }
@@ -539,8 +555,14 @@ class FaissRunner final : public Runner {
  public:
   // spec is "Flat" (IndexFlat) or "HNSW<M>" (IndexHNSWFlat).
   static Result<std::unique_ptr<FaissRunner>> Create(const std::string& spec, int ef_construction,
-                                                     Metric metric) {
+                                                     Metric metric, int rerank = 0, size_t k = 10) {
     const char* metric_suffix = metric == Metric::kL2 ? "L2" : "IP";
+    if (spec.rfind("IVF", 0) == 0) {
+      auto r = std::make_unique<FaissRunner>(spec, 0, 0, metric);
+      r->factory_ = spec;
+      r->k_factor_ = rerank > 0 ? float(rerank) / float(k) : 4.0f;
+      return r;
+    }
     if (spec == "Flat") {
       return std::make_unique<FaissRunner>(std::string("IndexFlat") + metric_suffix, 0, 0, metric);
     }
@@ -563,11 +585,25 @@ class FaissRunner final : public Runner {
         metric_(metric == Metric::kL2 ? faiss::METRIC_L2 : faiss::METRIC_INNER_PRODUCT) {}
 
   bool sweeps_ef() const override { return m_ > 0; }
+  bool sweeps_nprobe() const override { return !factory_.empty(); }
+  std::string Param(int v) const override {
+    if (factory_.empty()) return Runner::Param(v);
+    std::string p = "nprobe=" + std::to_string(v);
+    if (refine_ != nullptr) p += ",k_factor=" + std::to_string(int(k_factor_));
+    return p;
+  }
 
   Status Build(const Matrix& base, int threads) override {
     try {
       const int d = static_cast<int>(base.cols);
-      if (m_ > 0) {
+      if (!factory_.empty()) {
+        index_.reset(faiss::index_factory(d, factory_.c_str(), metric_));
+        refine_ = dynamic_cast<faiss::IndexRefine*>(index_.get());
+        ivf_ = faiss::ivflib::extract_index_ivf(refine_ != nullptr ? refine_->base_index : index_.get());
+        if (refine_ != nullptr) refine_->k_factor = k_factor_;
+        omp_set_num_threads(threads);
+        index_->train(static_cast<FaissId>(base.rows), base.data.data());
+      } else if (m_ > 0) {
         auto hnsw = std::make_unique<faiss::IndexHNSWFlat>(d, m_, metric_);
         // Must be set before add: Faiss reads it while inserting.
         hnsw->hnsw.efConstruction = ef_construction_;
@@ -588,6 +624,7 @@ class FaissRunner final : public Runner {
 
   void SetEf(int ef) override {
     if (hnsw_ != nullptr) hnsw_->hnsw.efSearch = ef;
+    if (ivf_ != nullptr) ivf_->nprobe = static_cast<size_t>(ef);
   }
 
   Status SearchOne(const float* query, size_t k, float* distances, int64_t* labels) override {
@@ -603,6 +640,15 @@ class FaissRunner final : public Runner {
   // offsets into it and the per-node levels.
   size_t memory_bytes() const override {
     if (!index_) return 0;
+    if (ivf_ != nullptr) {
+      // Inverted lists (codes and ids) and centroids, plus the float copy a refine stage keeps.
+      size_t bytes = ivf_->quantizer->ntotal * ivf_->d * sizeof(float);
+      for (size_t l = 0; l < ivf_->nlist; ++l) {
+        bytes += ivf_->invlists->list_size(l) * (ivf_->code_size + sizeof(FaissId));
+      }
+      if (refine_ != nullptr) bytes += refine_->ntotal * ivf_->d * sizeof(float);
+      return bytes;
+    }
     const faiss::IndexFlatCodes* storage = dynamic_cast<const faiss::IndexFlatCodes*>(
         hnsw_ != nullptr ? hnsw_->storage : index_.get());
     size_t bytes = storage != nullptr ? storage->codes.size() : 0;
@@ -620,6 +666,10 @@ class FaissRunner final : public Runner {
   faiss::MetricType metric_;
   std::unique_ptr<faiss::Index> index_;
   faiss::IndexHNSW* hnsw_ = nullptr;
+  std::string factory_;  // IVF: the index_factory string
+  float k_factor_ = 4;
+  faiss::IndexIVF* ivf_ = nullptr;
+  faiss::IndexRefine* refine_ = nullptr;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -685,11 +735,12 @@ Result<std::vector<Point>> Measure(Runner& runner, const Dataset& ds, const Opti
   omp_set_num_threads(1);
 
   const Matrix& queries = runner.QueriesFor(ds);
-  const size_t nq = runner.sweeps_ef() ? queries.rows : std::min(opt.flat_nq, queries.rows);
+  const bool sweeps = runner.sweeps_ef() || runner.sweeps_nprobe();
+  const size_t nq = sweeps ? queries.rows : std::min(opt.flat_nq, queries.rows);
   const size_t k = opt.k;
   std::vector<float> distances(nq * k);
   std::vector<int64_t> labels(nq * k);
-  const std::vector<int> sweep = runner.sweeps_ef() ? opt.ef : std::vector<int>{0};
+  const std::vector<int> sweep = runner.sweeps_nprobe() ? opt.nprobe : runner.sweeps_ef() ? opt.ef : std::vector<int>{0};
 
   std::vector<Point> points;
   for (int ef : sweep) {
@@ -879,7 +930,7 @@ int Run(int argc, char** argv) {
   }
   for (const std::string& spec : opt.faiss) {
     Result<std::unique_ptr<FaissRunner>> r =
-        FaissRunner::Create(spec, opt.ef_construction, ds.metric);
+        FaissRunner::Create(spec, opt.ef_construction, ds.metric, opt.rerank, opt.k);
     if (!r.ok()) {
       std::fprintf(stderr, "ann_bench: --faiss: %s\n", r.status().message().c_str());
       return 2;

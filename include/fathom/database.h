@@ -113,6 +113,8 @@ struct SearchRequest {
   // with exact float distances (read from disk with on_disk); 0 = 2k. More costs a little time
   // and lifts the recall ceiling of the codes (Qdrant's quantization.oversampling).
   int rerank = 0;
+  // IVF indexes: how many inverted lists are scanned; 0 = the index default.
+  int nprobe = 0;
   std::string filter;              // text form ("price < 50 AND NOT sold") or JSON form
   bool with_payload = true;
   bool with_vectors = false;

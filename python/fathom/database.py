@@ -79,35 +79,39 @@ class Collection:
 
     def search(self, queries: npt.ArrayLike, k: int = 10, *, filter: Optional[Filter] = None,
                ef: Optional[int] = None, with_payload: bool = True, with_vector: bool = False,
-               vector: str = "", rerank: Optional[int] = None) -> SearchResult:
+               vector: str = "", rerank: Optional[int] = None, nprobe: Optional[int] = None) -> SearchResult:
         """k nearest records to each query, closest first.
 
         ``queries``: one vector (returns a list of :class:`Hit`) or an (n, dim) array (returns n
         lists). ``filter``: text form (``'label = 3 AND price < 50'``) or Qdrant-style JSON dict.
         ``ef``: HNSW beam width for this search. ``vector``: which named vector to search.
         ``rerank``: for ",SQ8" indexes, how many best candidates by code distance get exact
-        distances (default 2k; more lifts the recall ceiling of the codes).
+        distances (default 2k; more lifts the recall ceiling of the codes). ``nprobe``: for IVF
+        indexes, how many inverted lists are scanned (default: the index's, 16).
         """
-        results, _ = self._search(queries, k, filter, ef, with_payload, with_vector, vector, rerank)
+        results, _ = self._search(queries, k, filter, ef, with_payload, with_vector, vector, rerank, nprobe)
         return results
 
     def search_with_strategy(self, queries: npt.ArrayLike, k: int = 10, *,
                              filter: Optional[Filter] = None, ef: Optional[int] = None,
                              with_payload: bool = True, with_vector: bool = False,
-                             vector: str = "", rerank: Optional[int] = None) -> Tuple[SearchResult, str]:
+                             vector: str = "", rerank: Optional[int] = None,
+                             nprobe: Optional[int] = None) -> Tuple[SearchResult, str]:
         """Like :meth:`search`, also returning the strategy the collection chose
         (``"graph"``, ``"exact-scan"`` or ``"graph+filter"``)."""
-        return self._search(queries, k, filter, ef, with_payload, with_vector, vector, rerank)
+        return self._search(queries, k, filter, ef, with_payload, with_vector, vector, rerank, nprobe)
 
     def _search(self, queries: npt.ArrayLike, k: int, filter: Optional[Filter], ef: Optional[int],
                 with_payload: bool, with_vector: bool, vector: str,
-                rerank: Optional[int] = None) -> Tuple[SearchResult, str]:
+                rerank: Optional[int] = None, nprobe: Optional[int] = None) -> Tuple[SearchResult, str]:
         single = np.ndim(queries) == 1
-        if rerank is not None and (isinstance(rerank, bool) or not isinstance(rerank, (int, np.integer))
-                                   or rerank < 0):
-            raise InvalidArgumentError(f"rerank must be a non-negative integer, got {rerank!r}")
+        for name, value in (("rerank", rerank), ("nprobe", nprobe)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                                      or value < 0):
+                raise InvalidArgumentError(f"{name} must be a non-negative integer, got {value!r}")
         rows, strategy = self._c.search(queries, check_k(k), check_ef(ef), filter_text(filter),
-                                        with_payload, with_vector, vector, int(rerank or 0))
+                                        with_payload, with_vector, vector, int(rerank or 0),
+                                        int(nprobe or 0))
         loads = json.loads
         results: List[List[Hit]] = [[Hit(h[0], h[1], None if h[2] is None else loads(h[2]), simplify_vectors(h[3]))
                     for h in row] for row in rows]

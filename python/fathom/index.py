@@ -32,7 +32,10 @@ class Index:
     >>> D, I = idx.search(xq, 10)      # (nq, 10) float32 distances, (nq, 10) int64 ids
 
     Factory strings: ``"Flat"`` (exact), ``"HNSW<M>"``, ``"HNSW<M>,SQ8"`` with optional
-    ``",efC=<n>"`` and ``",efS=<n>"`` (see docs/format/factory.md). Metrics: ``"l2"`` (squared
+    ``",efC=<n>"`` and ``",efS=<n>"``, and inverted files ``"IVF<nlist>,Flat"``,
+    ``"IVF<nlist>,SQ8"``, ``"IVF<nlist>,PQ<m>"``, ``"IVF<nlist>_HNSW<M>,..."`` (see
+    docs/format/factory.md). IVF indexes learn centroids with :meth:`train` (as in Faiss), or
+    train themselves once they hold 39 vectors per list, searching exactly until then. Metrics: ``"l2"`` (squared
     Euclidean distance), ``"ip"`` (distance = negated inner product) and ``"cosine"``
     (distance = 1 - cosine similarity); smaller is always closer. Missing results (fewer than k
     vectors) have id -1 and distance +inf, as in Faiss.
@@ -64,15 +67,27 @@ class Index:
         is added."""
         self._index.add(x, None if ids is None else _int64_ids(ids), threads)
 
-    def search(self, q: npt.ArrayLike, k: int, *, ef: int = 0, rerank: int = 0,
+    def train(self, x: npt.ArrayLike) -> None:
+        """Learns centroids and codes (IVF) from the rows of ``x``; indexes that need no
+        training accept and ignore it. An IVF index trains once, before vectors reach its lists."""
+        self._index.train(x)
+
+    @property
+    def is_trained(self) -> bool:
+        """Whether the index has what it needs to encode vectors (Faiss's name)."""
+        return self._index.is_trained
+
+    def search(self, q: npt.ArrayLike, k: int, *, ef: int = 0, rerank: int = 0, nprobe: int = 0,
                D: Optional[np.ndarray] = None, I: Optional[np.ndarray] = None
                ) -> Tuple[np.ndarray, np.ndarray]:
         """Returns ``(D, I)``: float32 distances and int64 ids, shape (nq, k), closest first.
 
         ``ef`` widens the HNSW beam (0: the index default); ``rerank`` is how many candidates an
-        SQ8 index re-ranks with exact distances (0: 2k). ``D`` and ``I`` may be preallocated
-        (float32 / int64, C-contiguous, shape (nq, k)) to search without allocating."""
-        return self._index.search(q, check_k(k), ef, rerank, D, I)
+        index with compressed codes (SQ8, PQ) re-ranks with exact distances (0: 2k for SQ8, 4k
+        for IVF PQ); ``nprobe`` is how many IVF lists are scanned (0: the index default, 16).
+        ``D`` and ``I`` may be preallocated (float32 / int64, C-contiguous, shape (nq, k)) to
+        search without allocating."""
+        return self._index.search(q, check_k(k), ef, rerank, nprobe, D, I)
 
     def remove(self, ids: npt.ArrayLike) -> int:
         """Removes the given ids (absent ones are ignored); returns how many were present."""

@@ -210,7 +210,18 @@ class PyIndex {
     Check(status);
   }
 
-  py::tuple Search(py::handle q, int64_t k_arg, int ef, int rerank, py::object distances_out,
+  void Train(py::handle x) {
+    Matrix m = AsMatrix(x, dim(), "vectors");
+    Status status;
+    {
+      py::gil_scoped_release release;
+      status = index_->Train(m.n, m.data);
+    }
+    Check(status);
+  }
+  bool is_trained() const { return index_->is_trained(); }
+
+  py::tuple Search(py::handle q, int64_t k_arg, int ef, int rerank, int nprobe, py::object distances_out,
                    py::object labels_out) const {
     size_t k = CheckK(k_arg);
     Matrix m = AsMatrix(q, dim(), "queries");
@@ -219,6 +230,7 @@ class PyIndex {
     SearchParams params;
     params.ef = ef;
     params.rerank = rerank;
+    params.nprobe = nprobe;
     Status status;
     if (m.n > 0) {
       float* d = distances.mutable_data();
@@ -427,12 +439,14 @@ class PyCollection {
   // A list per query of (id, distance, payload JSON text or None, vectors dict or None), and the
   // strategy the collection chose.
   py::tuple Search(py::handle queries, int64_t k, int ef, const std::string& filter,
-                   bool with_payload, bool with_vectors, const std::string& vector_name, int rerank) const {
+                   bool with_payload, bool with_vectors, const std::string& vector_name, int rerank,
+                   int nprobe) const {
     SearchRequest request;
     request.vector = vector_name;
     request.k = CheckK(k);
     request.ef = ef;
     request.rerank = rerank;
+    request.nprobe = nprobe;
     request.filter = filter;
     request.with_payload = with_payload;
     request.with_vectors = with_vectors;
@@ -663,8 +677,10 @@ PYBIND11_MODULE(_core, m) {
       .def("__len__", &fp::PyIndex::size)
       .def("contains", &fp::PyIndex::contains, py::arg("id"))
       .def("add", &fp::PyIndex::Add, py::arg("x"), py::arg("ids"), py::arg("threads"))
+      .def("train", &fp::PyIndex::Train, py::arg("x"))
+      .def_property_readonly("is_trained", &fp::PyIndex::is_trained)
       .def("search", &fp::PyIndex::Search, py::arg("q"), py::arg("k"), py::arg("ef"),
-           py::arg("rerank"), py::arg("D"), py::arg("I"))
+           py::arg("rerank"), py::arg("nprobe"), py::arg("D"), py::arg("I"))
       .def("remove", &fp::PyIndex::Remove, py::arg("ids"))
       .def("reconstruct", &fp::PyIndex::Reconstruct, py::arg("id"))
       .def("save", &fp::PyIndex::Save, py::arg("path"));
@@ -679,7 +695,7 @@ PYBIND11_MODULE(_core, m) {
       .def("count", &fp::PyCollection::Count, py::arg("filter"))
       .def("search", &fp::PyCollection::Search, py::arg("queries"), py::arg("k"), py::arg("ef"),
            py::arg("filter"), py::arg("with_payload"), py::arg("with_vectors"), py::arg("vector"),
-           py::arg("rerank") = 0)
+           py::arg("rerank") = 0, py::arg("nprobe") = 0)
       .def("snapshot", &fp::PyCollection::Snapshot, py::arg("dir"))
       .def("checkpoint", &fp::PyCollection::Checkpoint)
       .def("optimize", &fp::PyCollection::Optimize)

@@ -278,3 +278,48 @@ def test_concurrent_add_and_search():
     assert not errors, errors
     assert min(overlapped) >= 1, "a searcher never ran while points were being added"
     assert len(idx) == 6000
+
+
+@pytest.mark.parametrize("factory", ["IVF32,Flat", "IVF32,SQ8", "IVF32,PQ12", "IVF32_HNSW16,SQ8"])
+def test_ivf_train_add_search_save_like_faiss(tmp_path, data, factory):
+    base, queries = data
+    idx = fathom.Index(DIM, factory, metric="l2")
+    assert not idx.is_trained
+    idx.train(base)
+    assert idx.is_trained and len(idx) == 0
+    idx.add(base)
+    true_d, true_i = brute_force(base, queries, 10, "l2")
+    D, I = idx.search(queries, 10, nprobe=32, rerank=100)  # every list: exact for Flat
+    assert recall(I, true_i) >= (0.999 if factory.endswith("Flat") else 0.95)
+    narrow = idx.search(queries, 10, nprobe=1)[1]
+    assert recall(narrow, true_i) < recall(I, true_i), "nprobe trades speed for accuracy"
+    # Faiss's IVF on the same data and settings scans the same lists (same recall, +-0.02).
+    if factory == "IVF32,Flat":
+        quantizer = faiss.IndexFlatL2(DIM)
+        theirs = faiss.IndexIVFFlat(quantizer, DIM, 32)
+        theirs.train(base)
+        theirs.add(base)
+        theirs.nprobe = 4
+        ours_4 = idx.search(queries, 10, nprobe=4)[1]
+        assert abs(recall(ours_4, true_i) - recall(theirs.search(queries, 10)[1], true_i)) < 0.05
+    path = tmp_path / "ivf.fathom"
+    idx.save(path)
+    loaded = fathom.Index.load(path)
+    assert loaded.factory == factory and loaded.is_trained
+    D2, I2 = loaded.search(queries, 10, nprobe=32, rerank=100)
+    np.testing.assert_array_equal(I, I2)
+    with pytest.raises(fathom.InvalidArgumentError, match="already trained"):
+        idx.train(base)
+
+
+def test_ivf_trains_itself_when_never_trained(data):
+    base, queries = data
+    idx = fathom.Index(DIM, "IVF64,Flat")
+    idx.add(base[:1000])            # below 64 * 39: searched exactly
+    assert not idx.is_trained
+    true_i = brute_force(base[:1000], queries, 5, "l2")[1]
+    assert recall(idx.search(queries, 5)[1], true_i) == 1.0
+    idx.add(base[1000:])            # crosses 39 per list: trains on what it holds
+    assert idx.is_trained and len(idx) == len(base)
+    with pytest.raises(fathom.InvalidArgumentError, match="dimension 48 is not a multiple of 5"):
+        fathom.Index(DIM, "IVF64,PQ5")

@@ -82,14 +82,16 @@ Status CollectionImpl::ValidateSpec(const CollectionSpec& spec) {
     if (!index.ok()) return index.status();
     if (v.on_disk) {
       auto kind = ParseFactory(v.index);
-      const bool walks_codes = kind.ok() && kind->type == IndexSpec::Type::kHnsw && kind->sq8 &&
-                               v.metric != Metric::kInnerProduct;
+      const bool walks_codes =
+          kind.ok() && ((kind->type == IndexSpec::Type::kHnsw && kind->sq8 && v.metric != Metric::kInnerProduct) ||
+                        (kind->type == IndexSpec::Type::kIvf && kind->code != IndexSpec::Code::kFlat));
       if (!walks_codes) {
         return Status::InvalidArgument(
             VectorLabel(v.name) + ": on_disk keeps float vectors on disk and re-ranks from there, so its "
             "index must walk compressed codes in RAM: use '" +
             (kind.ok() && kind->type == IndexSpec::Type::kHnsw ? "HNSW" + std::to_string(kind->m) : std::string("HNSW32")) +
-            ",SQ8' with l2 or cosine (got '" + v.index + "' with " + MetricName(v.metric) + ")");
+            ",SQ8' with l2 or cosine, or IVF lists of codes such as 'IVF1024,SQ8' (got '" + v.index + "' with " +
+            MetricName(v.metric) + ")");
       }
     }
   }
@@ -794,6 +796,7 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
   SearchParams params;
   params.ef = request.ef;
   params.rerank = request.rerank;
+  params.nprobe = request.nprobe;
   if (request.exact) {
     local_stats.strategy = "exact";
     std::vector<label_t> candidates;

@@ -1020,10 +1020,71 @@ TEST_F(OnDiskTest, NeedsAnIndexThatWalksCodes) {
   ASSERT_FALSE(made.ok());
   EXPECT_EQ(made.status().message(),
             "the vector: on_disk keeps float vectors on disk and re-ranks from there, so its index must walk "
-            "compressed codes in RAM: use 'HNSW16,SQ8' with l2 or cosine (got 'HNSW16' with cosine)");
+            "compressed codes in RAM: use 'HNSW16,SQ8' with l2 or cosine, or IVF lists of codes such as "
+            "'IVF1024,SQ8' (got 'HNSW16' with cosine)");
   spec.vectors[0].index = "HNSW16,SQ8";
   spec.vectors[0].metric = Metric::kInnerProduct;
   EXPECT_FALSE(db->CreateCollection(spec).ok());
+  spec.vectors[0].index = "IVF16,Flat";
+  EXPECT_FALSE(db->CreateCollection(spec).ok());
+}
+
+// An IVF index as a collection's index: it trains itself once the collection holds 39 points
+// per list, vectors can live on disk, and a reopen (checkpoint, and log replay after a crash)
+// answers exactly as before.
+TEST_F(OnDiskTest, IvfCollectionTrainsItselfAndSurvivesReopen) {
+  auto data = testing::Clustered(3000, 30, kDim, 15, 95);
+  for (const bool on_disk : {false, true}) {
+    SCOPED_TRACE(on_disk ? "on disk" : "in RAM");
+    fs::remove_all(dir_);
+    CollectionSpec spec = Spec("ivf", on_disk);
+    spec.vectors[0].index = "IVF32,PQ8";  // trains itself at 2,560 points (PQ needs 10 per code)
+    std::vector<std::vector<ScoredPoint>> before;
+    {
+      auto db = std::move(Database::Open(dir_)).value();
+      auto c = std::move(db->CreateCollection(spec)).value();
+      for (size_t b = 0; b < 3000; b += 500) ASSERT_TRUE(c->Upsert(Records(data, b, b + 500)).ok());
+      ASSERT_TRUE(c->Checkpoint().ok());
+      ASSERT_TRUE(c->Delete({PointId(uint64_t{7})}).ok());  // only the log knows this one
+      SearchRequest exact;
+      exact.queries = data.queries;
+      exact.k = 10;
+      exact.exact = true;
+      auto truth = std::move(c->Search(exact)).value();
+      SearchRequest req = exact;
+      req.exact = false;
+      req.nprobe = 16;
+      req.rerank = 300;  // PQ8 on 48-d isotropic clusters needs a deep re-rank
+      before = std::move(c->Search(req)).value();
+      size_t hits = 0;
+      for (size_t q = 0; q < truth.size(); ++q) {
+        for (const auto& t : truth[q]) {
+          for (const auto& f : before[q]) hits += f.id == t.id;
+        }
+      }
+      EXPECT_GE(double(hits) / double(10 * truth.size()), 0.9);
+      fs::copy(dir_, dir_ + ".crashed", fs::copy_options::recursive);
+    }
+    for (const std::string& path : {dir_, dir_ + ".crashed"}) {
+      auto db = std::move(Database::Open(path)).value();
+      auto c = std::move(db->GetCollection("ivf")).value();
+      SearchRequest req;
+      req.queries = data.queries;
+      req.k = 10;
+      req.nprobe = 16;
+      req.rerank = 300;  // PQ8 on 48-d isotropic clusters needs a deep re-rank
+      auto after = std::move(c->Search(req)).value();
+      ASSERT_EQ(after.size(), before.size());
+      for (size_t q = 0; q < after.size(); ++q) {
+        ASSERT_EQ(after[q].size(), before[q].size());
+        for (size_t i = 0; i < after[q].size(); ++i) {
+          EXPECT_EQ(after[q][i].id, before[q][i].id);
+          EXPECT_NE(after[q][i].id, PointId(uint64_t{7}));
+        }
+      }
+    }
+    fs::remove_all(dir_ + ".crashed");
+  }
 }
 
 }  // namespace

@@ -645,12 +645,15 @@ Result<Api::ParsedSearch> Api::ParseSearch(const Json& s, const CollectionSpec& 
   out.offset = offset;
   if (auto params = s.find("params"); params != s.end() && !params->is_null()) {
     FATHOM_RETURN_IF_ERROR(
-        CheckFields(*params, std::string(what) + " params", {"ef", "hnsw_ef", "exact", "quantization"}));
+        CheckFields(*params, std::string(what) + " params", {"ef", "hnsw_ef", "nprobe", "exact", "quantization"}));
     FATHOM_ASSIGN_OR_RETURN(uint64_t ef, GetUint(*params, "ef", 0, "params"));
     FATHOM_ASSIGN_OR_RETURN(uint64_t hnsw_ef, GetUint(*params, "hnsw_ef", 0, "params"));
     ef = std::max(ef, hnsw_ef);
     FATHOM_RETURN_IF_ERROR(CheckSearchEf(ef, what));
     out.ef = static_cast<int>(ef);
+    FATHOM_ASSIGN_OR_RETURN(uint64_t nprobe, GetUint(*params, "nprobe", 0, "params"));
+    if (nprobe > (1u << 20)) return Status::InvalidArgument("params.nprobe must be at most 1048576");
+    out.nprobe = static_cast<int>(nprobe);
     FATHOM_ASSIGN_OR_RETURN(out.exact, GetBool(*params, "exact", false, "params"));
     // Qdrant's quantization params: re-rank oversampling x limit candidates with exact
     // distances (rescore false or ignore true: the default depth).
@@ -728,6 +731,7 @@ Reply Api::RunSearch(Collection* c, ParsedSearch s) {
   request.k = s.limit + s.offset;
   request.ef = s.ef;
   request.rerank = s.rerank;
+  request.nprobe = s.nprobe;
   request.exact = s.exact;
   request.filter = std::move(s.filter);
   request.with_payload = s.with_payload;
@@ -783,11 +787,11 @@ Reply Api::RunSearchBatch(Collection* c, std::vector<ParsedSearch> parsed,
   }
   // Searches that differ only in their query vector run as one library call, which searches
   // them together (the fast path for clients batching many queries).
-  using Key = std::tuple<std::string, size_t, int, std::string, bool, bool, int, bool>;
+  using Key = std::tuple<std::string, size_t, int, std::string, bool, bool, int, bool, int>;
   std::map<Key, std::vector<size_t>> groups;
   for (size_t i = 0; i < parsed.size(); ++i) {
     const ParsedSearch& s = parsed[i];
-    groups[Key{s.vector, s.limit + s.offset, s.ef, s.filter, s.with_payload, s.with_vector, s.rerank, s.exact}]
+    groups[Key{s.vector, s.limit + s.offset, s.ef, s.filter, s.with_payload, s.with_vector, s.rerank, s.exact, s.nprobe}]
         .push_back(i);
   }
   std::vector<std::vector<ScoredPoint>> results(parsed.size());
@@ -804,6 +808,7 @@ Reply Api::RunSearchBatch(Collection* c, std::vector<ParsedSearch> parsed,
     request.k = first.limit + first.offset;
     request.ef = first.ef;
     request.rerank = first.rerank;
+    request.nprobe = first.nprobe;
     request.exact = first.exact;
     request.filter = first.filter;
     request.with_payload = first.with_payload;

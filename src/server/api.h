@@ -115,6 +115,7 @@ class Api {
     size_t offset = 0;
     int ef = 0;
     int rerank = 0;     // params.quantization.oversampling x limit; 0 = the index default
+    int nprobe = 0;     // params.nprobe (IVF indexes; a Fathom extension)
     bool exact = false;  // params.exact
     std::string filter;
     bool with_payload = false;
