@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <future>
 #include <set>
 #include <unordered_set>
 
@@ -219,6 +220,11 @@ std::string CollectionImpl::CheckpointPath(size_t vector, uint64_t seq) const {
 
 // Recovery: records are the truth. Each index comes from its newest valid checkpoint plus the
 // slots the operation log touched after it, or is rebuilt from the records.
+//
+// The index files load on a second thread while this one scans the log and the records (the
+// two halves of an open take similar time at 10M points). The scans assume each vector's newest
+// checkpoint file will load; in the rare case it does not (corrupt, or from another build), the
+// vectors the fallback needs are collected by a second pass.
 Status CollectionImpl::Recover() {
   using Clock = std::chrono::steady_clock;
   const auto t_start = Clock::now();
@@ -230,18 +236,17 @@ Status CollectionImpl::Recover() {
   seq_ = last_key ? ReadBigEndian64(last_key->data() + 4) : trimmed;
   seq_ = std::max(seq_, trimmed);
 
-  // Newest valid checkpoint per vector.
-  std::vector<uint64_t> loaded_seq(spec_.vectors.size(), 0);
-  std::vector<bool> loaded(spec_.vectors.size(), false);
-  indexes_.resize(spec_.vectors.size());
-  stores_.resize(spec_.vectors.size());
-  for (size_t v = 0; v < spec_.vectors.size(); ++v) {
+  // Checkpoint files per vector that the log can bridge, newest first.
+  const size_t nv = spec_.vectors.size();
+  std::vector<std::vector<std::pair<uint64_t, std::string>>> files(nv);
+  indexes_.resize(nv);
+  stores_.resize(nv);
+  for (size_t v = 0; v < nv; ++v) {
     const VectorSpec& vs = spec_.vectors[v];
     bool store_created = false;
     if (vs.on_disk) {
       FATHOM_ASSIGN_OR_RETURN(stores_[v], FileVectorStore::Open(VectorStorePath(v), vs.dim, &store_created));
     }
-    std::vector<std::pair<uint64_t, std::string>> files;
     std::error_code ec;
     for (const auto& entry : fs::directory_iterator(index_dir_, ec)) {
       std::string name = entry.path().filename().string();
@@ -249,113 +254,170 @@ Status CollectionImpl::Recover() {
       if (name.rfind(head, 0) != 0 || entry.path().extension() != ".fathom") continue;
       std::string middle = name.substr(head.size(), name.size() - head.size() - 7);
       if (middle.empty() || middle.find_first_not_of("0123456789") != std::string::npos) continue;
-      files.emplace_back(std::stoull(middle), entry.path().string());
+      const uint64_t seq = std::stoull(middle);
+      if (seq < trimmed || seq > seq_) continue;  // the log cannot bridge the gap
+      files[v].emplace_back(seq, entry.path().string());
     }
-    std::sort(files.rbegin(), files.rend());
-    if (store_created && !files.empty()) {
+    std::sort(files[v].rbegin(), files[v].rend());
+    if (store_created && !files[v].empty()) {
       // The vectors a checkpoint re-ranks with are gone (the file was removed): rebuild.
       spdlog::warn("collection '{}': {} has no vector file; rebuilding its index from the records",
                    spec_.name, VectorLabel(vs.name));
-      files.clear();
-    }
-    LoadOptions load_options;
-    load_options.vectors = stores_[v];
-    for (const auto& [seq, path] : files) {
-      if (seq < trimmed || seq > seq_) continue;  // the log cannot bridge the gap
-      auto index = Index::Load(path, load_options);
-      if (!index.ok()) {
-        spdlog::warn("collection '{}': skipping checkpoint {}: {}", spec_.name, path,
-                     index.status().ToString());
-        continue;
-      }
-      if ((*index)->dim() != vs.dim || (*index)->metric() != vs.metric) {
-        spdlog::warn("collection '{}': skipping checkpoint {}: it does not match the spec",
-                     spec_.name, path);
-        continue;
-      }
-      indexes_[v] = std::move(index).value();
-      loaded[v] = true;
-      loaded_seq[v] = seq;
-      break;
-    }
-    if (!loaded[v]) {
-      FATHOM_ASSIGN_OR_RETURN(indexes_[v], MakeIndex(vs.index, vs.dim, vs.metric));
-      if (stores_[v]) FATHOM_RETURN_IF_ERROR(indexes_[v]->SetVectorStore(stores_[v]));
+      files[v].clear();
     }
   }
-  const double load_seconds = since(t_start);
-  const auto t_scan = Clock::now();
-  uint64_t replay_from = seq_;
-  for (size_t v = 0; v < indexes_.size(); ++v) {
-    if (loaded[v]) replay_from = std::min(replay_from, loaded_seq[v]);
+  // What the scans assume: each vector's newest file loads.
+  std::vector<bool> loaded(nv, false);
+  std::vector<uint64_t> loaded_seq(nv, 0);
+  for (size_t v = 0; v < nv; ++v) {
+    loaded[v] = !files[v].empty();
+    loaded_seq[v] = loaded[v] ? files[v].front().first : 0;
   }
-  checkpoint_seq_ = replay_from;
-  // Slots touched after the oldest loaded checkpoint.
-  std::unordered_set<uint32_t> touched;
-  Status scan = kv_->Scan(Cf::kOplog, prefix, [&](std::string_view key, std::string_view value) {
-    uint64_t seq = ReadBigEndian64(key.data() + 4);
-    if (seq <= replay_from || value.size() < 5) return true;
-    uint32_t n;
-    std::memcpy(&n, value.data() + 1, 4);
-    for (uint32_t i = 0; i < n && 5 + 4 * (i + 1) <= value.size(); ++i) {
-      uint32_t slot;
-      std::memcpy(&slot, value.data() + 5 + 4 * i, 4);
-      touched.insert(slot);
-    }
-    return true;
-  });
-  FATHOM_RETURN_IF_ERROR(scan);
+  const std::vector<bool> assumed_loaded = loaded;
+  const std::vector<uint64_t> assumed_seq = loaded_seq;
 
-  // Records: rebuild maps and payload index; collect vectors the indexes still need.
-  size_t expected = 0;
-  for (size_t v = 0; v < indexes_.size(); ++v) expected = std::max(expected, indexes_[v]->size());
-  ids_.Reserve(expected + expected / 8);
-  std::vector<std::vector<float>> pending(indexes_.size());
-  std::vector<std::vector<label_t>> pending_labels(indexes_.size());
-  Status decode_error;
-  scan = kv_->Scan(Cf::kRecords, prefix, [&](std::string_view key, std::string_view value) {
-    uint32_t slot = ReadBigEndian32(key.data() + 4);
-    // Vectors are decoded only for the indexes that still need them (no checkpoint, or a slot
-    // the log touched after it): with a valid checkpoint, open reads ids and payloads only.
-    const bool replay = touched.count(slot) != 0;
-    bool needs_vectors = false;
-    for (size_t v = 0; v < indexes_.size(); ++v) {
-      needs_vectors = needs_vectors || !loaded[v] || (replay && loaded_seq[v] < seq_);
+  double load_seconds = 0;
+  auto load_indexes = [&]() -> Status {
+    const auto t_load = Clock::now();
+    for (size_t v = 0; v < nv; ++v) {
+      const VectorSpec& vs = spec_.vectors[v];
+      loaded[v] = false;
+      LoadOptions load_options;
+      load_options.vectors = stores_[v];
+      for (const auto& [seq, path] : files[v]) {
+        auto index = Index::Load(path, load_options);
+        if (!index.ok()) {
+          spdlog::warn("collection '{}': skipping checkpoint {}: {}", spec_.name, path,
+                       index.status().ToString());
+          continue;
+        }
+        if ((*index)->dim() != vs.dim || (*index)->metric() != vs.metric) {
+          spdlog::warn("collection '{}': skipping checkpoint {}: it does not match the spec",
+                       spec_.name, path);
+          continue;
+        }
+        indexes_[v] = std::move(index).value();
+        loaded[v] = true;
+        loaded_seq[v] = seq;
+        break;
+      }
+      if (!loaded[v]) {
+        FATHOM_ASSIGN_OR_RETURN(indexes_[v], MakeIndex(vs.index, vs.dim, vs.metric));
+        if (stores_[v]) FATHOM_RETURN_IF_ERROR(indexes_[v]->SetVectorStore(stores_[v]));
+      }
     }
-    Record record;
-    bool inline_vectors = false;
-    Status s = DecodeRecord(value, &record, needs_vectors, &inline_vectors);
-    if (s.ok() && needs_vectors && !inline_vectors) s = ReadVectors(slot, &record);
-    if (!s.ok()) {
-      decode_error = Status::Corruption("collection '" + spec_.name + "' slot " +
-                                        std::to_string(slot) + ": " + s.message());
-      return false;
+    load_seconds = since(t_load);
+    return Status::OK();
+  };
+  std::future<Status> loading = std::async(std::launch::async, load_indexes);
+  // Whatever happens below, the loader must finish before this frame goes away.
+  struct JoinLoader {
+    std::future<Status>& f;
+    ~JoinLoader() {
+      if (f.valid()) f.wait();
     }
-    auto payload = nlohmann::json::parse(record.payload, nullptr, false);
-    if (payload.is_discarded()) payload = nlohmann::json::object();
-    if (!spec_.on_disk_payload && slot >= payloads_.size()) payloads_.resize(size_t{slot} + 1);
-    ids_.Set(slot, record.id);
-    payload_index_.Insert(slot, payload);
-    if (!spec_.on_disk_payload) {
-      payload_text_bytes_ += record.payload.size();
-      payloads_[slot] = CachedPayload(std::move(payload));
+  } join_loader{loading};
+
+  // Slots the log touched after `from`.
+  auto touched_since = [&](uint64_t from, std::unordered_set<uint32_t>* touched) -> Status {
+    touched->clear();
+    return kv_->Scan(Cf::kOplog, prefix, [&](std::string_view key, std::string_view value) {
+      uint64_t seq = ReadBigEndian64(key.data() + 4);
+      if (seq <= from || value.size() < 5) return true;
+      uint32_t n;
+      std::memcpy(&n, value.data() + 1, 4);
+      for (uint32_t i = 0; i < n && 5 + 4 * (i + 1) <= value.size(); ++i) {
+        uint32_t slot;
+        std::memcpy(&slot, value.data() + 5 + 4 * i, 4);
+        touched->insert(slot);
+      }
+      return true;
+    });
+  };
+  auto replay_point = [&](const std::vector<bool>& is_loaded, const std::vector<uint64_t>& seqs) {
+    uint64_t from = seq_;
+    for (size_t v = 0; v < nv; ++v) {
+      if (is_loaded[v]) from = std::min(from, seqs[v]);
     }
-    live_.add(slot);
-    for (size_t v = 0; v < indexes_.size(); ++v) {
-      if (loaded[v] && !(replay && loaded_seq[v] < seq_)) continue;
-      auto it = record.vectors.find(spec_.vectors[v].name);
-      if (it == record.vectors.end()) continue;
-      pending[v].insert(pending[v].end(), it->second.begin(), it->second.end());
-      pending_labels[v].push_back(slot);
-    }
-    return true;
-  });
-  FATHOM_RETURN_IF_ERROR(scan);
-  FATHOM_RETURN_IF_ERROR(decode_error);
+    return from;
+  };
+  // Vector v needs the vectors of `slot` when its index did not load, or when the log touched
+  // the slot after v's checkpoint.
+  auto needs = [&](size_t v, bool replayed, const std::vector<bool>& is_loaded, const std::vector<uint64_t>& seqs) {
+    return !is_loaded[v] || (replayed && seqs[v] < seq_);
+  };
+  std::vector<std::vector<float>> pending(nv);
+  std::vector<std::vector<label_t>> pending_labels(nv);
+  // One pass over the records: with `build_maps` the id maps, payloads and payload index;
+  // vectors for each v in `collect` that needs them.
+  auto scan_records = [&](bool build_maps, const std::unordered_set<uint32_t>& touched,
+                          const std::vector<bool>& collect, const std::vector<bool>& is_loaded,
+                          const std::vector<uint64_t>& seqs) -> Status {
+    Status decode_error;
+    Status scan = kv_->Scan(Cf::kRecords, prefix, [&](std::string_view key, std::string_view value) {
+      uint32_t slot = ReadBigEndian32(key.data() + 4);
+      // Vectors are decoded only for the indexes that still need them: with a valid
+      // checkpoint, open reads ids and payloads only.
+      const bool replayed = touched.count(slot) != 0;
+      bool needs_vectors = false;
+      for (size_t v = 0; v < nv; ++v) needs_vectors = needs_vectors || (collect[v] && needs(v, replayed, is_loaded, seqs));
+      if (!build_maps && !needs_vectors) return true;
+      Record record;
+      bool inline_vectors = false;
+      Status s = DecodeRecord(value, &record, needs_vectors, &inline_vectors);
+      if (s.ok() && needs_vectors && !inline_vectors) s = ReadVectors(slot, &record);
+      if (!s.ok()) {
+        decode_error = Status::Corruption("collection '" + spec_.name + "' slot " + std::to_string(slot) + ": " +
+                                          s.message());
+        return false;
+      }
+      if (build_maps) {
+        auto payload = nlohmann::json::parse(record.payload, nullptr, false);
+        if (payload.is_discarded()) payload = nlohmann::json::object();
+        if (!spec_.on_disk_payload && slot >= payloads_.size()) payloads_.resize(size_t{slot} + 1);
+        ids_.Set(slot, record.id);
+        payload_index_.Insert(slot, payload);
+        if (!spec_.on_disk_payload) {
+          payload_text_bytes_ += record.payload.size();
+          payloads_[slot] = CachedPayload(std::move(payload));
+        }
+        live_.add(slot);
+      }
+      for (size_t v = 0; v < nv; ++v) {
+        if (!collect[v] || !needs(v, replayed, is_loaded, seqs)) continue;
+        auto it = record.vectors.find(spec_.vectors[v].name);
+        if (it == record.vectors.end()) continue;
+        pending[v].insert(pending[v].end(), it->second.begin(), it->second.end());
+        pending_labels[v].push_back(slot);
+      }
+      return true;
+    });
+    FATHOM_RETURN_IF_ERROR(scan);
+    return decode_error;
+  };
+
+  const auto t_scan = Clock::now();
+  std::unordered_set<uint32_t> touched;
+  FATHOM_RETURN_IF_ERROR(touched_since(replay_point(assumed_loaded, assumed_seq), &touched));
+  FATHOM_RETURN_IF_ERROR(scan_records(true, touched, std::vector<bool>(nv, true), assumed_loaded, assumed_seq));
   next_slot_ = ids_.slots();
   const double scan_seconds = since(t_scan);
+  FATHOM_RETURN_IF_ERROR(loading.get());
+  if (loaded != assumed_loaded || loaded_seq != assumed_seq) {
+    // A checkpoint file did not load: collect what the fallback needs.
+    std::vector<bool> redo(nv, false);
+    for (size_t v = 0; v < nv; ++v) {
+      redo[v] = loaded[v] != assumed_loaded[v] || loaded_seq[v] != assumed_seq[v];
+      if (redo[v]) pending[v].clear(), pending_labels[v].clear();
+    }
+    FATHOM_RETURN_IF_ERROR(touched_since(replay_point(loaded, loaded_seq), &touched));
+    FATHOM_RETURN_IF_ERROR(scan_records(false, touched, redo, loaded, loaded_seq));
+  }
+  const uint64_t replay_from = replay_point(loaded, loaded_seq);
+  checkpoint_seq_ = replay_from;
+
   const auto t_replay = Clock::now();
-  for (size_t v = 0; v < indexes_.size(); ++v) {
+  for (size_t v = 0; v < nv; ++v) {
     ops_since_checkpoint_ = std::max<uint64_t>(ops_since_checkpoint_, pending_labels[v].size());
   }
   if (replay_from < seq_) ops_since_checkpoint_ = std::max<uint64_t>(ops_since_checkpoint_, touched.size());
@@ -365,7 +427,7 @@ Status CollectionImpl::Recover() {
   std::reverse(free_slots_.begin(), free_slots_.end());
   AddOptions add_options;
   add_options.threads = 0;
-  for (size_t v = 0; v < indexes_.size(); ++v) {
+  for (size_t v = 0; v < nv; ++v) {
     if (loaded[v]) {
       // Touched slots that no longer hold a record were deleted after the checkpoint.
       std::vector<label_t> gone;
@@ -384,8 +446,8 @@ Status CollectionImpl::Recover() {
                    VectorLabel(spec_.vectors[v].name), pending_labels[v].size());
     }
   }
-  spdlog::info("collection '{}': opened in {:.2f} s ({} points; index files {:.2f} s, record scan {:.2f} s, "
-               "replay of {} slots {:.2f} s)",
+  spdlog::info("collection '{}': opened in {:.2f} s ({} points; index files {:.2f} s in parallel with "
+               "log and record scan {:.2f} s, replay of {} slots {:.2f} s)",
                spec_.name, since(t_start), ids_.size(), load_seconds, scan_seconds, touched.size(),
                since(t_replay));
   return Status::OK();
