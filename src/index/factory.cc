@@ -93,7 +93,7 @@ Result<IndexSpec> ParseFactory(std::string_view factory) {
   IndexSpec spec;
   std::string_view head = parts[0];
   if (head.empty()) {
-    return Bad(factory, "empty index type: expected Flat, HNSW<M> (e.g. HNSW32) or IVF<nlist> (e.g. IVF1024,Flat)");
+    return Bad(factory, "empty index type: expected Flat, HNSW<M> (e.g. HNSW32), IVF<nlist> (e.g. IVF1024,Flat) or KDTree");
   }
   if (head == "Flat") {
     spec.type = IndexSpec::Type::kFlat;
@@ -104,9 +104,19 @@ Result<IndexSpec> ParseFactory(std::string_view factory) {
     return spec;
   }
   if (head.substr(0, 3) == "IVF") return ParseIvf(factory, parts);
+  if (head.substr(0, 6) == "KDTree") {
+    spec.type = IndexSpec::Type::kKdTree;
+    if (head.size() > 6 && (!ParseInt(head.substr(6), &spec.leaf) || spec.leaf < 1 || spec.leaf > 4096)) {
+      return Bad(factory, "'" + std::string(head) + "' needs a leaf size between 1 and 4096 after KDTree (e.g. KDTree16)");
+    }
+    if (parts.size() > 1) {
+      return Bad(factory, "unexpected option '" + std::string(parts[1]) + "' after KDTree: it takes none");
+    }
+    return spec;
+  }
   if (head.substr(0, 4) != "HNSW") {
     return Bad(factory, "unknown index type '" + std::string(head) +
-                            "': expected Flat, HNSW<M> (e.g. HNSW32) or IVF<nlist> (e.g. IVF1024,Flat)");
+                            "': expected Flat, HNSW<M> (e.g. HNSW32), IVF<nlist> (e.g. IVF1024,Flat) or KDTree");
   }
   spec.type = IndexSpec::Type::kHnsw;
   std::string_view m = head.substr(4);
@@ -148,6 +158,7 @@ Result<IndexSpec> ParseFactory(std::string_view factory) {
 
 std::string ToFactoryString(const IndexSpec& spec) {
   if (spec.type == IndexSpec::Type::kFlat) return "Flat";
+  if (spec.type == IndexSpec::Type::kKdTree) return spec.leaf == 16 ? "KDTree" : "KDTree" + std::to_string(spec.leaf);
   if (spec.type == IndexSpec::Type::kIvf) {
     std::string s = "IVF" + std::to_string(spec.nlist);
     if (spec.coarse_hnsw_m > 0) s += "_HNSW" + std::to_string(spec.coarse_hnsw_m);

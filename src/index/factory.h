@@ -11,6 +11,7 @@
 //                                lists of float vectors, per-dimension 8-bit codes or m-byte
 //                                product-quantizer codes; nprobe lists are scanned per query
 //                                (default 16).
+//   KDTree[<leaf>]               exact k-d tree for low dimensions (l2, cosine), leaf size 16
 //
 // ToFactoryString(ParseFactory(s)) is the canonical form of s (options in the order above,
 // defaults omitted); ParseFactory(ToFactoryString(spec)) == spec.
@@ -24,7 +25,7 @@
 namespace fathom {
 
 struct IndexSpec {
-  enum class Type { kFlat, kHnsw, kIvf };
+  enum class Type { kFlat, kHnsw, kIvf, kKdTree };
   enum class Code { kFlat, kSq8, kPq };
   static constexpr int kDefaultEfConstruction = 200;
   static constexpr int kDefaultEfSearch = 64;
@@ -41,6 +42,8 @@ struct IndexSpec {
   Code code = Code::kFlat;
   int pq_m = 0;
   int nprobe = kDefaultNprobe;
+  // KDTree: points per leaf.
+  int leaf = 16;
 
   bool operator==(const IndexSpec&) const = default;
 };

@@ -1,0 +1,117 @@
+#include "index/kdtree.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
+
+#include "index/test_data.h"
+
+namespace fathom {
+namespace {
+
+using testing::Dataset;
+
+Dataset Uniform(size_t n, size_t nq, size_t dim, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  Dataset d;
+  d.dim = dim;
+  d.base.resize(n * dim);
+  d.queries.resize(nq * dim);
+  for (float& x : d.base) x = u(rng);
+  for (float& x : d.queries) x = u(rng);
+  return d;
+}
+
+void ExpectExact(const Index& index, const Dataset& data, Metric metric, size_t k,
+                 const std::vector<bool>* alive = nullptr, const LabelFilter* filter = nullptr) {
+  std::vector<float> d(data.nq() * k);
+  std::vector<label_t> l(data.nq() * k);
+  SearchParams p;
+  p.filter = filter;
+  ASSERT_TRUE(index.Search(data.nq(), data.queries.data(), k, d.data(), l.data(), p).ok());
+  for (size_t q = 0; q < data.nq(); ++q) {
+    ASSERT_EQ(testing::CheckAgainstReference(data, metric, q, k, d.data() + q * k, l.data() + q * k, alive), "")
+        << "query " << q;
+  }
+}
+
+// Exact: every result list equals brute force (distances by an independent double loop), in
+// 2, 3, 8 and 20 dimensions (the last through the generic code path), uniform and clustered,
+// l2 and cosine, with leaves of 1, 16 and 64 points.
+TEST(KdTreeTest, ExactOnUniformAndClusteredData) {
+  for (size_t dim : {2, 3, 8, 20}) {
+    for (const char* factory : {"KDTree", "KDTree1", "KDTree64"}) {
+      for (Metric metric : {Metric::kL2, Metric::kCosine}) {
+        SCOPED_TRACE(std::string(factory) + " dim " + std::to_string(dim) + " " + MetricName(metric));
+        for (const Dataset& data : {Uniform(5000, 30, dim, 7), testing::Clustered(5000, 30, dim, 12, 8)}) {
+          auto index = std::move(MakeIndex(factory, dim, metric)).value();
+          ASSERT_TRUE(index->Add(data.n(), data.base.data()).ok());
+          ExpectExact(*index, data, metric, 10);
+        }
+      }
+    }
+  }
+}
+
+// Points added after the build (the buffer), removed points and replaced labels: still exact,
+// across the rebuilds that updates trigger; a filter is honoured exactly.
+TEST(KdTreeTest, UpdatesStayExact) {
+  Dataset data = Uniform(20000, 40, 3, 11);
+  auto index = std::move(MakeIndex("KDTree", 3, Metric::kL2)).value();
+  for (size_t b = 0; b < data.n(); b += 700) {
+    const size_t n = std::min<size_t>(700, data.n() - b);
+    std::vector<label_t> labels(n);
+    for (size_t i = 0; i < n; ++i) labels[i] = label_t(b + i);
+    ASSERT_TRUE(index->Add(n, data.base.data() + b * 3, labels.data()).ok());
+  }
+  ExpectExact(*index, data, Metric::kL2, 10);
+  std::vector<label_t> gone;
+  std::vector<bool> alive(data.n(), true);
+  for (size_t i = 0; i < data.n(); i += 3) gone.push_back(label_t(i)), alive[i] = false;
+  size_t removed = 0;
+  ASSERT_TRUE(index->Remove(gone.size(), gone.data(), &removed).ok());
+  EXPECT_EQ(removed, gone.size());
+  EXPECT_EQ(index->size(), data.n() - gone.size());
+  ExpectExact(*index, data, Metric::kL2, 10, &alive);
+  FunctionFilter even([](label_t x) { return x % 2 == 0; });
+  std::vector<bool> allowed(data.n());
+  for (size_t i = 0; i < data.n(); ++i) allowed[i] = alive[i] && i % 2 == 0;
+  ExpectExact(*index, data, Metric::kL2, 5, &allowed, &even);
+  // Replacing a live label moves its point.
+  const float there[3] = {5.0f, 5.0f, 5.0f};
+  label_t one = 1;
+  ASSERT_TRUE(index->Add(1, there, &one).ok());
+  float d;
+  label_t l;
+  ASSERT_TRUE(index->Search(1, there, 1, &d, &l).ok());
+  EXPECT_EQ(l, 1);
+  EXPECT_EQ(d, 0.0f);
+  EXPECT_EQ(index->size(), data.n() - gone.size());
+}
+
+TEST(KdTreeTest, SaveLoadDuplicatesAndErrors) {
+  Dataset data = Uniform(3000, 20, 8, 13);
+  // Many identical points must not break the build (one large leaf).
+  std::fill(data.base.begin(), data.base.begin() + 1000 * 8, 0.25f);
+  auto index = std::move(MakeIndex("KDTree8", 8, Metric::kL2)).value();
+  ASSERT_TRUE(index->Add(data.n(), data.base.data()).ok());
+  ExpectExact(*index, data, Metric::kL2, 10);
+  auto dir = std::filesystem::temp_directory_path() / ("fathom_kd_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "kd.fathom").string();
+  ASSERT_TRUE(index->Save(path).ok());
+  auto loaded = Index::Load(path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ((*loaded)->factory_string(), "KDTree8");
+  ExpectExact(**loaded, data, Metric::kL2, 10);
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(MakeIndex("KDTree", 8, Metric::kInnerProduct).status().message(),
+            "'KDTree' answers l2 and cosine queries; inner product has no metric tree (use Flat, HNSW or IVF)");
+  EXPECT_EQ(MakeIndex("KDTree0", 8, Metric::kL2).status().message(),
+            "'KDTree0' needs a leaf size between 1 and 4096 after KDTree (e.g. KDTree16) in index spec 'KDTree0'");
+}
+
+}  // namespace
+}  // namespace fathom
