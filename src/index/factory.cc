@@ -50,15 +50,21 @@ Result<IndexSpec> ParseIvf(std::string_view factory, const std::vector<std::stri
     spec.code = IndexSpec::Code::kSq8;
   } else if (code.substr(0, 2) == "PQ") {
     std::string_view m = code.substr(2);
-    if (m.size() > 2 && m.substr(m.size() - 2) == "x8") m.remove_suffix(2);
-    if (m.find('x') != std::string_view::npos) {
-      return Bad(factory, "'" + std::string(code) +
-                              "': only 8-bit product-quantizer codes are built so far (PQ<m> or PQ<m>x8); "
-                              "4-bit fast scan (x4fs) is planned");
-    }
     spec.code = IndexSpec::Code::kPq;
+    if (m.size() > 2 && m.substr(m.size() - 2) == "x8") {
+      m.remove_suffix(2);
+    } else if (m.size() > 4 && m.substr(m.size() - 4) == "x4fs") {
+      m.remove_suffix(4);
+      spec.code = IndexSpec::Code::kPq4fs;
+    } else if (m.find('x') != std::string_view::npos) {
+      return Bad(factory, "'" + std::string(code) +
+                              "': expected PQ<m> (8-bit codes), PQ<m>x8 (the same) or PQ<m>x4fs (4-bit fast scan)");
+    }
     if (!ParseInt(m, &spec.pq_m) || spec.pq_m < 1 || spec.pq_m > 4096) {
       return Bad(factory, "'" + std::string(code) + "' needs a sub-quantizer count between 1 and 4096 after PQ (e.g. PQ32)");
+    }
+    if (spec.code == IndexSpec::Code::kPq4fs && (spec.pq_m % 2 != 0 || spec.pq_m > 256)) {
+      return Bad(factory, "'" + std::string(code) + "': fast scan packs sub-quantizers in pairs: m must be even and at most 256");
     }
   } else {
     return Bad(factory, "unknown IVF code '" + std::string(code) + "': expected Flat, SQ8 or PQ<m> (e.g. PQ32)");
@@ -166,6 +172,7 @@ std::string ToFactoryString(const IndexSpec& spec) {
       case IndexSpec::Code::kFlat: s += ",Flat"; break;
       case IndexSpec::Code::kSq8: s += ",SQ8"; break;
       case IndexSpec::Code::kPq: s += ",PQ" + std::to_string(spec.pq_m); break;
+      case IndexSpec::Code::kPq4fs: s += ",PQ" + std::to_string(spec.pq_m) + "x4fs"; break;
     }
     if (spec.nprobe != IndexSpec::kDefaultNprobe) s += ",nprobe=" + std::to_string(spec.nprobe);
     return s;

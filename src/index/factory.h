@@ -5,11 +5,12 @@
 //                                HNSW graph with M links per node (2M on level 0); SQ8 traverses
 //                                the graph on 8-bit codes and re-ranks with float32; efC is the
 //                                construction beam (default 200), efS the default search beam (64).
-//   IVF<nlist>[_HNSW<M>],<Flat|SQ8|PQ<m>>[,nprobe=<n>]
+//   IVF<nlist>[_HNSW<M>],<Flat|SQ8|PQ<m>|PQ<m>x4fs>[,nprobe=<n>]
 //                                inverted file: k-means coarse quantizer with nlist lists (a
 //                                flat scan of the centroids, or an HNSW<M> graph over them),
 //                                lists of float vectors, per-dimension 8-bit codes or m-byte
-//                                product-quantizer codes; nprobe lists are scanned per query
+//                                product-quantizer codes (x4fs: 4-bit codes scanned with SIMD
+//                                shuffles); nprobe lists are scanned per query
 //                                (default 16).
 //   KDTree[<leaf>]               exact k-d tree for low dimensions (l2, cosine), leaf size 16
 //
@@ -26,7 +27,7 @@ namespace fathom {
 
 struct IndexSpec {
   enum class Type { kFlat, kHnsw, kIvf, kKdTree };
-  enum class Code { kFlat, kSq8, kPq };
+  enum class Code { kFlat, kSq8, kPq, kPq4fs };
   static constexpr int kDefaultEfConstruction = 200;
   static constexpr int kDefaultEfSearch = 64;
   static constexpr int kDefaultNprobe = 16;

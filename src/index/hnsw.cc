@@ -798,11 +798,13 @@ size_t HnswIndex::EnsureReachableLocked() {
   };
   size_t relinked = 0;
   // A fix can move a link away from a node whose only other in-link was itself unreached; a few
-  // rounds settle it (one is nearly always enough).
+  // rounds settle it (one is nearly always enough). A round whose fixes only appended links
+  // removed none, so nothing it reached can have become unreachable: no re-walk is needed.
   for (int round = 0; round < 4; ++round) {
     std::fill(reached.begin(), reached.end(), 0);
     walk_from(uint32_t(entry));
     size_t fixed = 0;
+    bool moved_links = false;
     for (uint32_t x = 0; x < nodes; ++x) {
       if (reached[x] || state_[x].load(std::memory_order_relaxed) != kLive) continue;
       count_in_degrees();
@@ -859,6 +861,7 @@ size_t HnswIndex::EnsureReachableLocked() {
             --in_degree[links[slot]];
             links[slot] = x;
             linked = true;
+            moved_links = true;
           }
         }
         if (linked) {
@@ -870,7 +873,7 @@ size_t HnswIndex::EnsureReachableLocked() {
       }
     }
     relinked += fixed;
-    if (fixed == 0) break;
+    if (fixed == 0 || !moved_links) break;
   }
   return relinked;
 }
@@ -1092,6 +1095,7 @@ Status HnswIndex::DeserializeBody(ByteSource& r, uint64_t count, uint32_t versio
   GrowLocked(nodes);
   num_nodes_ = nodes;
   node_of_.clear();
+  node_of_.reserve(count);
   free_nodes_.clear();
   tombstones_ = 0;
   upper_words_ = 0;
@@ -1156,8 +1160,13 @@ Status HnswIndex::DeserializeBody(ByteSource& r, uint64_t count, uint32_t versio
       FATHOM_RETURN_IF_ERROR(read_upper(u));
     }
   }
-  // Labels. A concurrent save can catch a label on two nodes (its old and its new node during
-  // a replacement): one becomes a tombstone, and the caller's replay re-applies that label.
+  // Labels, on a second thread while the links are checked below (the two passes touch
+  // different memory; at 10M nodes each takes seconds). A concurrent save can catch a label on
+  // two nodes (its old and its new node during a replacement): one becomes a tombstone, and the
+  // caller's replay re-applies that label. Only the atomic node states are shared: the checks
+  // below read whether a node is free, which this pass never changes.
+  Status label_status;
+  std::thread label_pass([&] {
   for (uint32_t u = 0; u < nodes; ++u) {
     const uint8_t state = state_[u].load();
     if (state == kTombstone) {
@@ -1166,17 +1175,25 @@ Status HnswIndex::DeserializeBody(ByteSource& r, uint64_t count, uint32_t versio
       free_nodes_.push_back(u);
     } else if (labels_[u] < 0 || !node_of_.emplace(labels_[u], u).second) {
       if (!fuzzy || labels_[u] < 0) {
-        return Status::Corruption("HNSW node " + std::to_string(u) + " has an invalid or repeated label " +
-                                  std::to_string(labels_[u]));
+        label_status = Status::Corruption("HNSW node " + std::to_string(u) + " has an invalid or repeated label " +
+                                          std::to_string(labels_[u]));
+        return;
       }
       state_[u].store(kTombstone);
       ++tombstones_;
     }
   }
   if (node_of_.size() != count && !fuzzy) {
-    return Status::Corruption("HNSW index holds " + std::to_string(node_of_.size()) +
-                              " live vectors but its header says " + std::to_string(count));
+    label_status = Status::Corruption("HNSW index holds " + std::to_string(node_of_.size()) +
+                                      " live vectors but its header says " + std::to_string(count));
   }
+  });
+  struct Join {
+    std::thread& t;
+    ~Join() {
+      if (t.joinable()) t.join();
+    }
+  } join_label_pass{label_pass};
   // Never trust links read from disk: every id must name an allocated node of that level. A
   // concurrent save may have caught a link to a node that was allocated after that node's
   // chunk was copied, or a list mid-update: such links are dropped (reachability is restored
@@ -1227,7 +1244,8 @@ Status HnswIndex::DeserializeBody(ByteSource& r, uint64_t count, uint32_t versio
   // Files written before reachability was maintained, and concurrent saves, may hold nodes no
   // link leads to.
   EnsureReachableLocked();
-  return Status::OK();
+  label_pass.join();
+  return label_status;
 }
 
 }  // namespace fathom

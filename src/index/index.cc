@@ -87,7 +87,7 @@ Result<std::unique_ptr<Index>> MakeIndex(std::string_view factory, size_t dim, M
     case IndexSpec::Type::kHnsw:
       return std::unique_ptr<Index>(new HnswIndex(dim, metric, spec));
     case IndexSpec::Type::kIvf: {
-      if (spec.code == IndexSpec::Code::kPq && dim % size_t(spec.pq_m) != 0) {
+      if ((spec.code == IndexSpec::Code::kPq || spec.code == IndexSpec::Code::kPq4fs) && dim % size_t(spec.pq_m) != 0) {
         return Status::InvalidArgument("'" + std::string(factory) + "': PQ" + std::to_string(spec.pq_m) +
                                        " splits vectors into " + std::to_string(spec.pq_m) +
                                        " equal parts, but dimension " + std::to_string(dim) +

@@ -54,8 +54,12 @@ IvfIndex::IvfIndex(size_t dim, Metric metric, const IndexSpec& spec)
     : Index(dim, metric),
       spec_(spec),
       sq_(dim),
-      pq_(dim, spec.code == IndexSpec::Code::kPq ? size_t(spec.pq_m) : 1) {
-  code_size_ = spec.code == IndexSpec::Code::kSq8 ? dim : spec.code == IndexSpec::Code::kPq ? size_t(spec.pq_m) : 0;
+      pq_(dim, spec.code == IndexSpec::Code::kPq || spec.code == IndexSpec::Code::kPq4fs ? size_t(spec.pq_m) : 1,
+          spec.code == IndexSpec::Code::kPq4fs ? 4 : 8) {
+  // Bytes per entry of a batch's codes (fast scan packs them into blocks in the lists).
+  code_size_ = spec.code == IndexSpec::Code::kSq8 ? dim
+               : spec.code == IndexSpec::Code::kFlat ? 0
+                                                     : size_t(spec.pq_m);
   lists_.resize(size_t(spec.nlist));
 }
 
@@ -73,7 +77,7 @@ bool IvfIndex::is_trained() const {
 
 size_t IvfIndex::train_threshold() const {
   size_t t = kTrainPointsPerList * size_t(spec_.nlist);
-  if (spec_.code == IndexSpec::Code::kPq) t = std::max<size_t>(t, 10 * ProductQuantizer::kCentroids);
+  if (product_codes()) t = std::max<size_t>(t, 10 * pq_.ksub());
   return t;
 }
 
@@ -131,9 +135,9 @@ Status IvfIndex::TrainLocked(size_t n, const float* x) {
                                    " training vectors (one per list; " + std::to_string(kTrainPointsPerList) +
                                    " per list recommended), got " + std::to_string(n));
   }
-  if (spec_.code == IndexSpec::Code::kPq && n < ProductQuantizer::kCentroids) {
+  if (product_codes() && n < pq_.ksub()) {
     return Status::InvalidArgument("index '" + factory_string() + "' needs at least " +
-                                   std::to_string(ProductQuantizer::kCentroids) +
+                                   std::to_string(pq_.ksub()) +
                                    " training vectors for its product quantizer, got " + std::to_string(n));
   }
   KMeansOptions options;
@@ -141,7 +145,7 @@ Status IvfIndex::TrainLocked(size_t n, const float* x) {
   FATHOM_ASSIGN_OR_RETURN(std::vector<float> centroids, TrainKMeans(n, d, x, nlist, options));
   std::vector<float> norms = RowNorms(nlist, d, centroids.data());
   if (spec_.code == IndexSpec::Code::kSq8) sq_.Train(n, x);
-  if (spec_.code == IndexSpec::Code::kPq) {
+  if (product_codes()) {
     // Codes describe the residual to the list's centroid: train on residuals of a sample.
     const size_t m = std::min(n, kMaxPqTrainingPoints);
     const size_t step = n / m;
@@ -217,7 +221,7 @@ Status IvfIndex::Encode(size_t n, const float* x, const uint32_t* lists, int thr
         out->terms[i] = sq_.DecodedNorm(out->codes.data() + i * code_size_);
       }
     });
-  } else if (spec_.code == IndexSpec::Code::kPq) {
+  } else if (product_codes()) {
     ParallelFor(n, threads, [&](size_t b, size_t e) {
       std::vector<float> residuals((e - b) * d);
       for (size_t i = b; i < e; ++i) {
@@ -234,7 +238,12 @@ void IvfIndex::Insert(label_t label, uint32_t list, const uint8_t* code, float t
   List& l = lists_[list];
   const uint32_t pos = uint32_t(l.labels.size());
   l.labels.push_back(label);
-  if (code_size_ > 0) l.codes.insert(l.codes.end(), code, code + code_size_);
+  if (fast_scan()) {
+    l.codes.resize(codes_bytes(pos + 1));
+    SetCode4(l, pos, code);
+  } else if (code_size_ > 0) {
+    l.codes.insert(l.codes.end(), code, code + code_size_);
+  }
   if (spec_.code == IndexSpec::Code::kSq8) l.terms.push_back(term);
   if (floats_in_lists()) l.floats.insert(l.floats.end(), vec, vec + dim());
   where_[label] = Where(list, pos);
@@ -262,7 +271,11 @@ void IvfIndex::RemoveLocked(label_t label) {
   const size_t last = l.labels.size() - 1;
   if (pos != last) {
     l.labels[pos] = l.labels[last];
-    if (code_size_ > 0) {
+    if (fast_scan()) {
+      std::vector<uint8_t> moved(pq_.m());
+      GetCode4(l, last, moved.data());
+      SetCode4(l, pos, moved.data());
+    } else if (code_size_ > 0) {
       std::copy(l.codes.begin() + last * code_size_, l.codes.begin() + (last + 1) * code_size_,
                 l.codes.begin() + pos * code_size_);
     }
@@ -271,9 +284,27 @@ void IvfIndex::RemoveLocked(label_t label) {
     where_[l.labels[pos]] = Where(ListOf(where), pos);
   }
   l.labels.pop_back();
-  if (code_size_ > 0) l.codes.resize(last * code_size_);
+  l.codes.resize(codes_bytes(last));
   if (!l.terms.empty()) l.terms.pop_back();
   if (!l.floats.empty()) l.floats.resize(last * d);
+}
+
+void IvfIndex::GetCode4(const List& l, size_t pos, uint8_t* code) const {
+  const uint8_t* block = l.codes.data() + pos / 32 * 16 * pq_.m();
+  const size_t j = pos % 32;
+  for (size_t s = 0; s < pq_.m(); ++s) {
+    const uint8_t byte = block[s * 16 + j % 16];
+    code[s] = j < 16 ? byte & 15 : byte >> 4;
+  }
+}
+
+void IvfIndex::SetCode4(List& l, size_t pos, const uint8_t* code) const {
+  uint8_t* block = l.codes.data() + pos / 32 * 16 * pq_.m();
+  const size_t j = pos % 32;
+  for (size_t s = 0; s < pq_.m(); ++s) {
+    uint8_t& byte = block[s * 16 + j % 16];
+    byte = j < 16 ? uint8_t((byte & 0xF0) | (code[s] & 15)) : uint8_t((byte & 0x0F) | (code[s] << 4));
+  }
 }
 
 Status IvfIndex::Add(size_t n, const float* x, const label_t* labels, const AddOptions& options) {
@@ -406,7 +437,7 @@ Status IvfIndex::SearchOne(const float* q, size_t k, const SearchParams& params,
   const bool approx = spec_.code != IndexSpec::Code::kFlat;
   size_t depth = k;
   if (approx) {
-    const size_t default_depth = spec_.code == IndexSpec::Code::kPq ? 4 * k : 2 * k;
+    const size_t default_depth = product_codes() ? 4 * k : 2 * k;
     depth = std::max(k, params.rerank > 0 ? size_t(params.rerank) : default_depth);
   }
   TopK top(depth);
@@ -444,8 +475,62 @@ Status IvfIndex::SearchOne(const float* q, size_t k, const SearchParams& params,
           top.Push(dist, l.labels[j]);
         }
       }
+    } else if (fast_scan()) {
+      // Per list: the float table of sub-distances, quantized to uint8 (per sub-quantizer
+      // offset, one common step), summed 32 entries at a time by the SIMD kernel; the sum is
+      // turned back into a distance estimate for the candidate list, re-ranked below.
+      const size_t m = pq_.m();
+      std::vector<float> table(m * 16), dot_table;
+      std::vector<uint8_t> lut(m * 16);
+      std::vector<float> residual(d);
+      alignas(32) uint16_t sums[32];
+      if (metric() != Metric::kL2) {
+        dot_table.resize(m * 16);
+        pq_.DotTable(q, dot_table.data());
+      }
+      for (const auto& [unused, list] : probes) {
+        const List& l = lists_[list];
+        if (l.labels.empty()) continue;
+        const float* c = centroids_.data() + size_t{list} * d;
+        float base = 0;
+        if (metric() == Metric::kL2) {
+          for (size_t j = 0; j < d; ++j) residual[j] = q[j] - c[j];
+          pq_.L2Table(residual.data(), table.data());
+        } else {
+          const float dot = kernels.dot(q, c, d);
+          base = metric() == Metric::kInnerProduct ? -dot : 1 - dot;
+          for (size_t i = 0; i < m * 16; ++i) table[i] = -dot_table[i];
+        }
+        float bias = base, widest = 0;
+        std::vector<float> lows(m);
+        for (size_t s = 0; s < m; ++s) {
+          const auto [lo, hi] = std::minmax_element(table.begin() + s * 16, table.begin() + (s + 1) * 16);
+          lows[s] = *lo;
+          bias += *lo;
+          widest = std::max(widest, *hi - *lo);
+        }
+        const float step = widest > 0 ? widest / 255.0f : 1.0f;
+        for (size_t s = 0; s < m; ++s) {
+          for (size_t i = 0; i < 16; ++i) {
+            lut[s * 16 + i] = uint8_t(std::lround((table[s * 16 + i] - lows[s]) / step));
+          }
+        }
+        const size_t count = l.labels.size();
+        for (size_t b = 0; b * 32 < count; ++b) {
+          kernels.pq4_block_sums(l.codes.data() + b * 16 * m, lut.data(), m, sums);
+          const size_t in_block = std::min<size_t>(32, count - b * 32);
+          const float threshold = top.threshold();
+          for (size_t j = 0; j < in_block; ++j) {
+            const float est = bias + step * float(sums[j]);
+            if (est >= threshold) continue;
+            const label_t label = l.labels[b * 32 + j];
+            if (filter && !filter->Allowed(label)) continue;
+            top.Push(est, label);
+          }
+        }
+      }
     } else {
-      std::vector<float> table(pq_.m() * ProductQuantizer::kCentroids);
+      std::vector<float> table(pq_.m() * pq_.ksub());
       std::vector<float> residual(d);
       if (metric() != Metric::kL2) pq_.DotTable(q, table.data());
       for (const auto& [unused, list] : probes) {
@@ -555,7 +640,7 @@ Status IvfIndex::SerializeBody(ByteSink& out, const SaveOptions&) const {
   if (trained_) {
     FATHOM_RETURN_IF_ERROR(out.Write(centroids_.data(), centroids_.size() * sizeof(float)));
     if (spec_.code == IndexSpec::Code::kSq8) FATHOM_RETURN_IF_ERROR(sq_.Serialize(out));
-    if (spec_.code == IndexSpec::Code::kPq) FATHOM_RETURN_IF_ERROR(pq_.Serialize(out));
+    if (product_codes()) FATHOM_RETURN_IF_ERROR(pq_.Serialize(out));
   }
   for (const List& l : lists_) {
     FATHOM_RETURN_IF_ERROR(out.Pod(uint32_t(l.labels.size())));
@@ -590,9 +675,10 @@ Status IvfIndex::DeserializeBody(ByteSource& in, uint64_t count, uint32_t, bool)
     }
     centroid_norms_ = RowNorms(size_t(spec_.nlist), d, centroids_.data());
     if (spec_.code == IndexSpec::Code::kSq8) FATHOM_RETURN_IF_ERROR(sq_.Deserialize(in));
-    if (spec_.code == IndexSpec::Code::kPq) FATHOM_RETURN_IF_ERROR(pq_.Deserialize(in));
+    if (product_codes()) FATHOM_RETURN_IF_ERROR(pq_.Deserialize(in));
   }
-  const size_t entry_bytes = sizeof(label_t) + code_size_ + (spec_.code == IndexSpec::Code::kSq8 ? sizeof(float) : 0) +
+  const size_t entry_bytes = sizeof(label_t) + (fast_scan() ? pq_.m() / 2 : code_size_) +
+                             (spec_.code == IndexSpec::Code::kSq8 ? sizeof(float) : 0) +
                              (floats_in_lists() ? d * sizeof(float) : 0);
   where_.clear();
   where_.reserve(count);
@@ -613,7 +699,7 @@ Status IvfIndex::DeserializeBody(ByteSource& in, uint64_t count, uint32_t, bool)
     }
     List& l = lists_[list];
     l.labels.resize(n);
-    l.codes.resize(size_t{n} * code_size_);
+    l.codes.resize(codes_bytes(n));
     l.terms.resize(spec_.code == IndexSpec::Code::kSq8 ? n : 0);
     l.floats.resize(floats_in_lists() ? size_t{n} * d : 0);
     FATHOM_RETURN_IF_ERROR(in.ReadBytes(l.labels.data(), l.labels.size() * sizeof(label_t)));

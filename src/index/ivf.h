@@ -62,7 +62,9 @@ class IvfIndex final : public Index {
  private:
   struct List {
     std::vector<label_t> labels;
-    std::vector<uint8_t> codes;   // code_size_ bytes per entry (SQ8, PQ)
+    // code_size_ bytes per entry (SQ8, PQ); PQ x4fs: blocks of 32 entries, m * 16 bytes each
+    // (simd::Kernels::pq4_block_sums's layout), the last block partly used.
+    std::vector<uint8_t> codes;
     std::vector<float> terms;     // SQ8: |decoded|^2 per entry
     std::vector<float> floats;    // dim floats per entry (Flat; codes kept in RAM)
   };
@@ -71,6 +73,13 @@ class IvfIndex final : public Index {
   Status SerializeBody(ByteSink& out, const SaveOptions& options) const override;
   Status DeserializeBody(ByteSource& in, uint64_t count, uint32_t version, bool fuzzy) override;
 
+  bool fast_scan() const { return spec_.code == IndexSpec::Code::kPq4fs; }
+  bool product_codes() const { return spec_.code == IndexSpec::Code::kPq || fast_scan(); }
+  // Bytes of a list's codes for n entries.
+  size_t codes_bytes(size_t n) const { return fast_scan() ? (n + 31) / 32 * 16 * pq_.m() : n * code_size_; }
+  // One entry's m-byte code in a fast-scan list, read and written by position.
+  void GetCode4(const List& l, size_t pos, uint8_t* code) const;
+  void SetCode4(List& l, size_t pos, const uint8_t* code) const;
   bool floats_in_lists() const { return spec_.code == IndexSpec::Code::kFlat || !store_; }
   size_t train_threshold() const;
   Status TrainLocked(size_t n, const float* x);

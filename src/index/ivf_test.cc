@@ -4,9 +4,11 @@
 
 #include <filesystem>
 #include <ostream>
+#include <random>
 
 #include "index/test_data.h"
 #include "index/vector_store.h"
+#include "simd/distance.h"
 
 namespace fathom {
 namespace {
@@ -89,7 +91,34 @@ INSTANTIATE_TEST_SUITE_P(Codes, IvfRecallTest,
                                            IvfCase{"IVF64,PQ16", Metric::kL2, 0.9},
                                            IvfCase{"IVF64,PQ16", Metric::kCosine, 0.9},
                                            IvfCase{"IVF64,PQ16", Metric::kInnerProduct, 0.85},
+                                           IvfCase{"IVF64,PQ16x4fs", Metric::kL2, 0.9},
+                                           IvfCase{"IVF64,PQ16x4fs", Metric::kCosine, 0.9},
+                                           IvfCase{"IVF64,PQ16x4fs", Metric::kInnerProduct, 0.85},
                                            IvfCase{"IVF64_HNSW8,SQ8", Metric::kL2, 0.95}));
+
+// The fast-scan kernel of every ISA this CPU runs gives the scalar kernel's sums exactly.
+TEST(IvfTest, FastScanKernelsAgreeWithScalar) {
+  std::mt19937 rng(5);
+  for (size_t m : {2, 8, 16, 64}) {
+    std::vector<uint8_t> codes(m * 16), luts(m * 16);
+    for (auto& c : codes) c = uint8_t(rng());
+    for (auto& t : luts) t = uint8_t(rng());
+    uint16_t want[32];
+    simd::Pq4BlockSumsScalar(codes.data(), luts.data(), m, want);
+    for (simd::Isa isa : {simd::Isa::kScalar, simd::Isa::kAvx2, simd::Isa::kAvx512}) {
+      const simd::Kernels* k = simd::ForIsa(isa);
+      if (k == nullptr) continue;
+      uint16_t got[32];
+      k->pq4_block_sums(codes.data(), luts.data(), m, got);
+      EXPECT_EQ(std::vector<uint16_t>(got, got + 32), std::vector<uint16_t>(want, want + 32))
+          << simd::IsaName(isa) << " m " << m;
+    }
+    // By hand for one vector: vector 20 is the high nibble of byte 4.
+    uint32_t sum = 0;
+    for (size_t s = 0; s < m; ++s) sum += luts[s * 16 + (codes[s * 16 + 4] >> 4)];
+    EXPECT_EQ(want[20], sum);
+  }
+}
 
 // A collection never calls Train: the index searches its first vectors exactly and trains
 // itself when it holds 39 per list, keeping every label.
@@ -118,8 +147,10 @@ TEST(IvfTest, UntrainedIndexSearchesExactlyThenTrainsItself) {
 }
 
 TEST(IvfTest, RemoveReplaceAndFilter) {
+  for (const char* factory : {"IVF32,SQ8", "IVF32,PQ8x4fs"}) {
+  SCOPED_TRACE(factory);
   auto data = Clustered(4000, 30, 16, 20, 79);
-  auto index = Make("IVF32,SQ8", data.dim, Metric::kL2);
+  auto index = Make(factory, data.dim, Metric::kL2);
   ASSERT_TRUE(index->Add(data.n(), data.base.data()).ok());
   ASSERT_TRUE(index->is_trained());
   std::vector<label_t> odd;
@@ -152,6 +183,7 @@ TEST(IvfTest, RemoveReplaceAndFilter) {
   auto fr = SearchAll(*index, data, 10, 32, 100, &filter);
   for (label_t x : fr.l) EXPECT_TRUE(x == kNoLabel || x % 4 == 0) << x;
   EXPECT_GE(Recall(BruteForce(data, 10, Metric::kL2, &allowed), fr.l, 10), 0.9);
+  }
 }
 
 TEST(IvfTest, BadParametersSayWhatWasExpected) {
@@ -163,6 +195,8 @@ TEST(IvfTest, BadParametersSayWhatWasExpected) {
   expect_error("IVF0,Flat", 8, "'IVF0' needs a list count between 1 and 1048576 after IVF (e.g. IVF1024) in index spec 'IVF0,Flat'");
   expect_error("IVF16", 8, "IVF needs the code of its lists after a comma: Flat, SQ8 or PQ<m> (e.g. IVF1024,Flat) in index spec 'IVF16'");
   expect_error("IVF16,PQ3", 8, "'IVF16,PQ3': PQ3 splits vectors into 3 equal parts, but dimension 8 is not a multiple of 3");
+  expect_error("IVF16,PQ3x4fs", 9, "'PQ3x4fs': fast scan packs sub-quantizers in pairs: m must be even and at most 256 in index spec 'IVF16,PQ3x4fs'");
+  expect_error("IVF16,PQ4x5", 8, "'PQ4x5': expected PQ<m> (8-bit codes), PQ<m>x8 (the same) or PQ<m>x4fs (4-bit fast scan) in index spec 'IVF16,PQ4x5'");
   expect_error("IVF16,SQ4", 8, "unknown IVF code 'SQ4': expected Flat, SQ8 or PQ<m> (e.g. PQ32) in index spec 'IVF16,SQ4'");
   expect_error("IVF16_HNSW,Flat", 8, "unknown coarse quantizer 'HNSW': expected HNSW<M> with M between 2 and 256 (e.g. IVF1024_HNSW32) in index spec 'IVF16_HNSW,Flat'");
   expect_error("IVF16,Flat,nprobe=0", 8, "option 'nprobe=0' needs an integer between 1 and 1048576 in index spec 'IVF16,Flat,nprobe=0'");
@@ -185,7 +219,8 @@ TEST(IvfTest, BadParametersSayWhatWasExpected) {
 }
 
 TEST(IvfTest, FactoryStringsRoundTrip) {
-  for (const char* f : {"IVF1024,Flat", "IVF1024,SQ8", "IVF4096,PQ32", "IVF1024_HNSW32,PQ32", "IVF64,Flat,nprobe=8"}) {
+  for (const char* f : {"IVF1024,Flat", "IVF1024,SQ8", "IVF4096,PQ32", "IVF1024_HNSW32,PQ32", "IVF1024_HNSW32,PQ32x4fs",
+                        "IVF64,Flat,nprobe=8"}) {
     auto index = Make(f, 64, Metric::kL2);
     EXPECT_EQ(index->factory_string(), f);
   }

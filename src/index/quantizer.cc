@@ -86,25 +86,25 @@ Status ScalarQuantizer8::Deserialize(ByteSource& in) {
 // ---------------------------------------------------------------- ProductQuantizer
 
 Status ProductQuantizer::Train(size_t n, const float* x, uint32_t seed) {
-  if (n < kCentroids) {
-    return Status::InvalidArgument("product quantizer training needs at least " + std::to_string(kCentroids) +
+  if (n < ksub_) {
+    return Status::InvalidArgument("product quantizer training needs at least " + std::to_string(ksub_) +
                                    " vectors, got " + std::to_string(n));
   }
   KMeansOptions options;
   options.seed = seed;
   options.max_points_per_centroid = 64;
   options.iterations = 15;
-  centroids_.assign(m_ * kCentroids * dsub_, 0.0f);
+  centroids_.assign(m_ * ksub_ * dsub_, 0.0f);
   std::vector<float> sub(n * dsub_);
   for (size_t s = 0; s < m_; ++s) {
     for (size_t i = 0; i < n; ++i) {
       std::copy(x + i * dim_ + s * dsub_, x + i * dim_ + (s + 1) * dsub_, sub.begin() + i * dsub_);
     }
     options.seed = seed + uint32_t(s);
-    FATHOM_ASSIGN_OR_RETURN(std::vector<float> c, TrainKMeans(n, dsub_, sub.data(), kCentroids, options));
-    std::copy(c.begin(), c.end(), centroids_.begin() + s * kCentroids * dsub_);
+    FATHOM_ASSIGN_OR_RETURN(std::vector<float> c, TrainKMeans(n, dsub_, sub.data(), ksub_, options));
+    std::copy(c.begin(), c.end(), centroids_.begin() + s * ksub_ * dsub_);
   }
-  norms_ = RowNorms(m_ * kCentroids, dsub_, centroids_.data());
+  norms_ = RowNorms(m_ * ksub_, dsub_, centroids_.data());
   return Status::OK();
 }
 
@@ -115,15 +115,15 @@ void ProductQuantizer::Encode(size_t n, const float* x, uint8_t* codes) const {
     for (size_t i = 0; i < n; ++i) {
       std::copy(x + i * dim_ + s * dsub_, x + i * dim_ + (s + 1) * dsub_, sub.begin() + i * dsub_);
     }
-    AssignNearest(n, dsub_, sub.data(), kCentroids, centroids_.data() + s * kCentroids * dsub_,
-                  norms_.data() + s * kCentroids, assign.data());
+    AssignNearest(n, dsub_, sub.data(), ksub_, centroids_.data() + s * ksub_ * dsub_,
+                  norms_.data() + s * ksub_, assign.data());
     for (size_t i = 0; i < n; ++i) codes[i * m_ + s] = static_cast<uint8_t>(assign[i]);
   }
 }
 
 void ProductQuantizer::Decode(const uint8_t* code, float* x) const {
   for (size_t s = 0; s < m_; ++s) {
-    const float* c = centroids_.data() + (s * kCentroids + code[s]) * dsub_;
+    const float* c = centroids_.data() + (s * ksub_ + code[s]) * dsub_;
     std::copy(c, c + dsub_, x + s * dsub_);
   }
 }
@@ -131,14 +131,14 @@ void ProductQuantizer::Decode(const uint8_t* code, float* x) const {
 void ProductQuantizer::L2Table(const float* q, float* table) const {
   for (size_t s = 0; s < m_; ++s) {
     const float* qs = q + s * dsub_;
-    const float* c = centroids_.data() + s * kCentroids * dsub_;
-    float* t = table + s * kCentroids;
+    const float* c = centroids_.data() + s * ksub_ * dsub_;
+    float* t = table + s * ksub_;
     float qn = 0;
     for (size_t j = 0; j < dsub_; ++j) qn += qs[j] * qs[j];
-    for (size_t k = 0; k < kCentroids; ++k) {
+    for (size_t k = 0; k < ksub_; ++k) {
       float dot = 0;
       for (size_t j = 0; j < dsub_; ++j) dot += qs[j] * c[k * dsub_ + j];
-      t[k] = qn - 2 * dot + norms_[s * kCentroids + k];
+      t[k] = qn - 2 * dot + norms_[s * ksub_ + k];
     }
   }
 }
@@ -146,9 +146,9 @@ void ProductQuantizer::L2Table(const float* q, float* table) const {
 void ProductQuantizer::DotTable(const float* q, float* table) const {
   for (size_t s = 0; s < m_; ++s) {
     const float* qs = q + s * dsub_;
-    const float* c = centroids_.data() + s * kCentroids * dsub_;
-    float* t = table + s * kCentroids;
-    for (size_t k = 0; k < kCentroids; ++k) {
+    const float* c = centroids_.data() + s * ksub_ * dsub_;
+    float* t = table + s * ksub_;
+    for (size_t k = 0; k < ksub_; ++k) {
       float dot = 0;
       for (size_t j = 0; j < dsub_; ++j) dot += qs[j] * c[k * dsub_ + j];
       t[k] = dot;
@@ -161,12 +161,12 @@ Status ProductQuantizer::Serialize(ByteSink& out) const {
 }
 
 Status ProductQuantizer::Deserialize(ByteSource& in) {
-  centroids_.resize(m_ * kCentroids * dsub_);
+  centroids_.resize(m_ * ksub_ * dsub_);
   FATHOM_RETURN_IF_ERROR(in.ReadBytes(centroids_.data(), centroids_.size() * sizeof(float)));
   for (float v : centroids_) {
     if (!std::isfinite(v)) return Status::Corruption("product quantizer codebook holds a non-finite value");
   }
-  norms_ = RowNorms(m_ * kCentroids, dsub_, centroids_.data());
+  norms_ = RowNorms(m_ * ksub_, dsub_, centroids_.data());
   return Status::OK();
 }
 

@@ -50,26 +50,27 @@ class ScalarQuantizer8 {
   std::vector<float> lo_, scale_;
 };
 
-// m sub-spaces of dim/m dimensions, each with 256 centroids; a code is m bytes.
+// m sub-spaces of dim/m dimensions, each with 2^bits centroids (bits 8: 256, or 4: 16 for
+// fast scan); Encode writes one byte per sub-space (the centroid's number).
 class ProductQuantizer {
  public:
-  ProductQuantizer(size_t dim = 0, size_t m = 1) : dim_(dim), m_(m), dsub_(m ? dim / m : 0) {}
-  static constexpr size_t kCentroids = 256;
+  ProductQuantizer(size_t dim = 0, size_t m = 1, int bits = 8)
+      : dim_(dim), m_(m), dsub_(m ? dim / m : 0), ksub_(size_t{1} << bits) {}
   size_t dim() const { return dim_; }
   size_t m() const { return m_; }
-  size_t code_size() const { return m_; }
+  size_t ksub() const { return ksub_; }
   bool trained() const { return !centroids_.empty(); }
-  // Needs at least 256 points.
+  // Needs at least ksub() points.
   Status Train(size_t n, const float* x, uint32_t seed = 1234);
   void Encode(size_t n, const float* x, uint8_t* codes) const;
   void Decode(const uint8_t* code, float* x) const;
-  // table[s * 256 + c] = |q_s - centroid_{s,c}|^2 (L2) or <q_s, centroid_{s,c}> (inner product).
+  // table[s * ksub + c] = |q_s - centroid_{s,c}|^2 (L2) or <q_s, centroid_{s,c}> (inner product).
   void L2Table(const float* q, float* table) const;
   void DotTable(const float* q, float* table) const;
   // Sum over sub-spaces of table[s * 256 + code[s]].
   float Lookup(const float* table, const uint8_t* code) const {
     float sum = 0;
-    for (size_t s = 0; s < m_; ++s) sum += table[s * kCentroids + code[s]];
+    for (size_t s = 0; s < m_; ++s) sum += table[s * ksub_ + code[s]];
     return sum;
   }
 
@@ -78,9 +79,9 @@ class ProductQuantizer {
   size_t memory_bytes() const { return centroids_.capacity() * sizeof(float); }
 
  private:
-  size_t dim_, m_, dsub_;
-  std::vector<float> centroids_;  // m * 256 * dsub
-  std::vector<float> norms_;      // m * 256: |centroid|^2
+  size_t dim_, m_, dsub_, ksub_;
+  std::vector<float> centroids_;  // m * ksub * dsub
+  std::vector<float> norms_;      // m * ksub: |centroid|^2
 };
 
 }  // namespace fathom

@@ -69,8 +69,21 @@ const Kernels& Choose() {
 
 }  // namespace
 
+void Pq4BlockSumsScalar(const uint8_t* codes, const uint8_t* luts, size_t m, uint16_t* out) {
+  uint16_t acc[32] = {};
+  for (size_t s = 0; s < m; ++s) {
+    const uint8_t* c = codes + s * 16;
+    const uint8_t* t = luts + s * 16;
+    for (size_t j = 0; j < 16; ++j) {
+      acc[j] = uint16_t(acc[j] + t[c[j] & 15]);
+      acc[j + 16] = uint16_t(acc[j + 16] + t[c[j] >> 4]);
+    }
+  }
+  std::memcpy(out, acc, sizeof(acc));
+}
+
 namespace detail {
-const Kernels kScalarKernels{Isa::kScalar, L2SqrScalar, DotScalar, L2SqrU8Scalar, DotF32U8Scalar};
+const Kernels kScalarKernels{Isa::kScalar, L2SqrScalar, DotScalar, L2SqrU8Scalar, DotF32U8Scalar, Pq4BlockSumsScalar};
 }  // namespace detail
 
 const char* IsaName(Isa isa) {

@@ -25,6 +25,11 @@ struct Kernels {
   float (*dot)(const float* a, const float* b, size_t d);
   uint32_t (*l2_sqr_u8)(const uint8_t* a, const uint8_t* b, size_t d);
   float (*dot_f32_u8)(const float* q, const uint8_t* codes, size_t d);
+  // 4-bit product-quantizer fast scan: for one block of 32 vectors, out[i] = sum over the m
+  // sub-quantizers s of luts[s * 16 + code_{s,i}]. codes holds m * 16 bytes: for sub-quantizer
+  // s, byte j has vector j's code in its low nibble and vector j + 16's in its high nibble.
+  // m must be even; each lut entry is uint8, sums are exact in uint16 for m <= 256.
+  void (*pq4_block_sums)(const uint8_t* codes, const uint8_t* luts, size_t m, uint16_t* out);
 };
 
 // The kernels used by every index; chosen once per process.
@@ -32,6 +37,9 @@ const Kernels& Active();
 
 // The kernels for one ISA, or nullptr when this CPU cannot run them.
 const Kernels* ForIsa(Isa isa);
+
+// The scalar fast-scan kernel, shared as the reference for tests.
+void Pq4BlockSumsScalar(const uint8_t* codes, const uint8_t* luts, size_t m, uint16_t* out);
 
 // The widest ISA this CPU (and OS) supports.
 Isa BestSupportedIsa();
@@ -43,6 +51,8 @@ float Normalize(float* v, size_t d);
 namespace detail {
 extern const Kernels kScalarKernels;
 extern const Kernels kAvx2Kernels;
+// The AVX2 fast-scan kernel, also the AVX-512 table's (its 32-vector block fills 256 bits).
+void Pq4BlockSumsAvx2(const uint8_t* codes, const uint8_t* luts, size_t m, uint16_t* out);
 extern const Kernels kAvx512Kernels;
 }  // namespace detail
 

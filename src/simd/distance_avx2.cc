@@ -104,10 +104,42 @@ float DotF32U8(const float* q, const uint8_t* codes, size_t d) {
   return sum;
 }
 
+// Two sub-quantizers per 256-bit step (one per 128-bit lane): vpshufb looks up 16 codes in a
+// 16-entry table per lane; the 8-bit results are added into 16-bit accumulators as even and odd
+// bytes (mask and shift), so no widening instruction is needed.
+void Pq4BlockSums(const uint8_t* codes, const uint8_t* luts, size_t m, uint16_t* out) {
+  const __m256i nibble = _mm256_set1_epi8(0x0F);
+  const __m256i low_byte = _mm256_set1_epi16(0x00FF);
+  __m256i lo_even = _mm256_setzero_si256(), lo_odd = _mm256_setzero_si256();
+  __m256i hi_even = _mm256_setzero_si256(), hi_odd = _mm256_setzero_si256();
+  for (size_t s = 0; s < m; s += 2) {
+    const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + s * 16));
+    const __m256i t = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(luts + s * 16));
+    const __m256i dlo = _mm256_shuffle_epi8(t, _mm256_and_si256(c, nibble));
+    const __m256i dhi = _mm256_shuffle_epi8(t, _mm256_and_si256(_mm256_srli_epi16(c, 4), nibble));
+    lo_even = _mm256_add_epi16(lo_even, _mm256_and_si256(dlo, low_byte));
+    lo_odd = _mm256_add_epi16(lo_odd, _mm256_srli_epi16(dlo, 8));
+    hi_even = _mm256_add_epi16(hi_even, _mm256_and_si256(dhi, low_byte));
+    hi_odd = _mm256_add_epi16(hi_odd, _mm256_srli_epi16(dhi, 8));
+  }
+  // Fold the two lanes (even and odd sub-quantizers), then interleave even/odd vectors.
+  auto fold = [](__m256i v) {
+    return _mm_add_epi16(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  };
+  const __m128i le = fold(lo_even), lo = fold(lo_odd), he = fold(hi_even), ho = fold(hi_odd);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm_unpacklo_epi16(le, lo));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 8), _mm_unpackhi_epi16(le, lo));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16), _mm_unpacklo_epi16(he, ho));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 24), _mm_unpackhi_epi16(he, ho));
+}
+
 }  // namespace
 
 namespace detail {
-const Kernels kAvx2Kernels{Isa::kAvx2, L2Sqr, Dot, L2SqrU8, DotF32U8};
+void Pq4BlockSumsAvx2(const uint8_t* codes, const uint8_t* luts, size_t m, uint16_t* out) {
+  Pq4BlockSums(codes, luts, m, out);
+}
+const Kernels kAvx2Kernels{Isa::kAvx2, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2};
 }  // namespace detail
 
 }  // namespace fathom::simd

@@ -96,7 +96,7 @@ float DotF32U8(const float* q, const uint8_t* codes, size_t d) {
 }  // namespace
 
 namespace detail {
-const Kernels kAvx512Kernels{Isa::kAvx512, L2Sqr, Dot, L2SqrU8, DotF32U8};
+const Kernels kAvx512Kernels{Isa::kAvx512, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2};
 }  // namespace detail
 
 }  // namespace fathom::simd
