@@ -197,6 +197,15 @@ FileSource::FileSource(std::string path, int fd, uint64_t size)
 FileSource::~FileSource() { ::close(fd_); }
 
 Status FileSource::Fill() {
+  // Ask for the next 64 MiB ahead of the parser whenever it is within 32 MiB of what was asked
+  // for: a cold multi-gigabyte index file then streams at the disk's speed instead of one
+  // synchronous 1 MiB read after another (the sequential hint alone reads ahead ~256 KiB).
+  constexpr uint64_t kAhead = 64 << 20;
+  if (pos_ + kAhead / 2 >= readahead_until_ && readahead_until_ < size_) {
+    const uint64_t from = std::max(pos_, readahead_until_);
+    readahead_until_ = std::min(size_, pos_ + kAhead);
+    ::posix_fadvise(fd_, static_cast<off_t>(from), static_cast<off_t>(readahead_until_ - from), POSIX_FADV_WILLNEED);
+  }
   buffer_.resize(kStreamBuffer);
   size_t got = 0;
   const size_t want = static_cast<size_t>(std::min<uint64_t>(kStreamBuffer, size_ - pos_));

@@ -141,6 +141,7 @@ class FileSource final : public ByteSource {
   uint64_t crc_end_ = UINT64_MAX;
   uint64_t crc_pos_ = 0;  // bytes [0, crc_pos_) are in crc_
   uint32_t crc_;
+  uint64_t readahead_until_ = 0;  // the kernel was asked to fetch the file up to here
 };
 
 // CRC-32 of A followed by B, from crc(A), crc(B) and B's length.
