@@ -111,8 +111,9 @@ Indexes (an empty list skips that library):
 
 Measurement:
   --ef 10,16,...       search beam sweep for graph indexes
-  --nprobe 1,2,4,...   lists-probed sweep for IVF indexes (Fathom and Faiss)
                        (default 10,16,24,32,48,64,96,128,192,256,384,512)
+  --nprobe 1,2,4,...   lists-probed sweep for IVF indexes (Fathom and Faiss)
+                       (default 1,2,4,8,16,32,64,128,256)
   --repeats N          timed passes over the queries; QPS is their median (default 3)
   --build-threads N    threads for every library's build             (default 2)
   --flat-nq N          queries timed for exact (Flat) indexes        (default 200)

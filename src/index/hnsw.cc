@@ -803,7 +803,7 @@ size_t HnswIndex::EnsureReachableLocked() {
   for (int round = 0; round < 4; ++round) {
     std::fill(reached.begin(), reached.end(), 0);
     walk_from(uint32_t(entry));
-    size_t fixed = 0;
+    size_t fixed = 0, unlinked = 0;
     bool moved_links = false;
     for (uint32_t x = 0; x < nodes; ++x) {
       if (reached[x] || state_[x].load(std::memory_order_relaxed) != kLive) continue;
@@ -871,9 +871,11 @@ size_t HnswIndex::EnsureReachableLocked() {
           break;
         }
       }
+      // No candidate could take a link this round: one reached later in the round may.
+      if (!reached[x]) ++unlinked;
     }
     relinked += fixed;
-    if (fixed == 0 || !moved_links) break;
+    if (fixed == 0 || (!moved_links && unlinked == 0)) break;
   }
   return relinked;
 }
@@ -1095,7 +1097,7 @@ Status HnswIndex::DeserializeBody(ByteSource& r, uint64_t count, uint32_t versio
   GrowLocked(nodes);
   num_nodes_ = nodes;
   node_of_.clear();
-  node_of_.reserve(count);
+  node_of_.reserve(std::min<uint64_t>(count, nodes));  // count is not trusted until the checksum is
   free_nodes_.clear();
   tombstones_ = 0;
   upper_words_ = 0;
@@ -1163,10 +1165,13 @@ Status HnswIndex::DeserializeBody(ByteSource& r, uint64_t count, uint32_t versio
   // Labels, on a second thread while the links are checked below (the two passes touch
   // different memory; at 10M nodes each takes seconds). A concurrent save can catch a label on
   // two nodes (its old and its new node during a replacement): one becomes a tombstone, and the
-  // caller's replay re-applies that label. Only the atomic node states are shared: the checks
-  // below read whether a node is free, which this pass never changes.
+  // caller's replay re-applies that label. Only the atomic node states are shared: the link
+  // check reads whether a node is free, which this pass never changes; the entry-point choice
+  // and the reachability walk may see a duplicate become a tombstone early or late, which
+  // changes nothing they guarantee (the caller replays that label anyway).
   Status label_status;
-  std::thread label_pass([&] {
+  std::thread label_pass([&]() noexcept {
+  try {
   for (uint32_t u = 0; u < nodes; ++u) {
     const uint8_t state = state_[u].load();
     if (state == kTombstone) {
@@ -1186,6 +1191,9 @@ Status HnswIndex::DeserializeBody(ByteSource& r, uint64_t count, uint32_t versio
   if (node_of_.size() != count && !fuzzy) {
     label_status = Status::Corruption("HNSW index holds " + std::to_string(node_of_.size()) +
                                       " live vectors but its header says " + std::to_string(count));
+  }
+  } catch (const std::exception& e) {
+    label_status = Status::Internal(std::string("HNSW load: ") + e.what());
   }
   });
   struct Join {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <mutex>
 #include <thread>
 
@@ -439,6 +440,7 @@ Status IvfIndex::SearchOne(const float* q, size_t k, const SearchParams& params,
   if (approx) {
     const size_t default_depth = product_codes() ? 4 * k : 2 * k;
     depth = std::max(k, params.rerank > 0 ? size_t(params.rerank) : default_depth);
+    depth = std::max(k, std::min(depth, where_.size()));  // never more than the index holds
   }
   TopK top(depth);
   for (size_t i = 0; i < pending_labels_.size(); ++i) {
@@ -668,6 +670,9 @@ Status IvfIndex::DeserializeBody(ByteSource& in, uint64_t count, uint32_t, bool)
   }
   trained_ = trained != 0;
   if (trained_) {
+    if (size_t(spec_.nlist) * d * sizeof(float) > in.remaining()) {
+      return Status::Corruption("IVF centroids are truncated");
+    }
     centroids_.resize(size_t(spec_.nlist) * d);
     FATHOM_RETURN_IF_ERROR(in.ReadBytes(centroids_.data(), centroids_.size() * sizeof(float)));
     for (float v : centroids_) {
@@ -681,12 +686,12 @@ Status IvfIndex::DeserializeBody(ByteSource& in, uint64_t count, uint32_t, bool)
                              (spec_.code == IndexSpec::Code::kSq8 ? sizeof(float) : 0) +
                              (floats_in_lists() ? d * sizeof(float) : 0);
   where_.clear();
-  where_.reserve(count);
+  where_.reserve(std::min<uint64_t>(count, in.remaining() / sizeof(label_t)));  // count is not trusted yet
   auto check_label = [&](label_t label, uint64_t where) -> Status {
     if (label < 0 || !where_.emplace(label, where).second) {
       return Status::Corruption("IVF index body has an invalid or repeated label " + std::to_string(label));
     }
-    next_label_ = std::max(next_label_, label + 1);
+    if (label >= next_label_) next_label_ = label == std::numeric_limits<label_t>::max() ? label : label + 1;
     return Status::OK();
   };
   for (uint32_t list = 0; list < uint32_t(spec_.nlist); ++list) {

@@ -335,7 +335,8 @@ Status KdTreeIndex::DeserializeBody(ByteSource& in, uint64_t count, uint32_t, bo
   std::unique_lock lock(mutex_);
   const size_t d = dim();
   FATHOM_RETURN_IF_ERROR(in.Read(&next_label_));
-  if (count * (sizeof(label_t) + d * sizeof(float)) != in.remaining()) {
+  const size_t row_bytes = sizeof(label_t) + d * sizeof(float);
+  if (count > in.remaining() / row_bytes || count * row_bytes != in.remaining()) {
     return Status::Corruption("KDTree body holds " + std::to_string(in.remaining()) + " bytes, not the " +
                               std::to_string(count) + " rows its header promises");
   }
@@ -352,7 +353,9 @@ Status KdTreeIndex::DeserializeBody(ByteSource& in, uint64_t count, uint32_t, bo
     for (size_t j = 0; j < d; ++j) {
       if (!std::isfinite(points_[r * d + j])) return Status::Corruption("KDTree body holds a non-finite value");
     }
-    next_label_ = std::max(next_label_, labels_[r] + 1);
+    if (labels_[r] >= next_label_) {
+      next_label_ = labels_[r] == std::numeric_limits<label_t>::max() ? labels_[r] : labels_[r] + 1;
+    }
   }
   tree_size_ = 0;
   dead_count_ = 0;

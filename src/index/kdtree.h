@@ -8,7 +8,7 @@
 // is below the current k-th distance, so results are exact.
 //
 // Updates: new points go to a small buffer that searches scan exhaustively; removed points are
-// marked dead. When the buffer exceeds 1/8 of the tree (at least 4,096 points) or dead points
+// marked dead. When the buffer exceeds 1/32 of the tree (at least 2,048 points) or dead points
 // exceed 1/4, the tree is rebuilt (amortised O(log n) per update). Metrics: l2, and cosine (on
 // unit vectors cosine order is L2 order); inner product has no metric tree and is refused.
 // Concurrency: a reader/writer lock.

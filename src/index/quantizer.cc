@@ -128,31 +128,27 @@ void ProductQuantizer::Decode(const uint8_t* code, float* x) const {
   }
 }
 
+// Tables cost m * ksub * dsub = ksub * dim multiply-adds: the SIMD dot kernel does them.
 void ProductQuantizer::L2Table(const float* q, float* table) const {
+  const auto& kernels = simd::Active();
   for (size_t s = 0; s < m_; ++s) {
     const float* qs = q + s * dsub_;
     const float* c = centroids_.data() + s * ksub_ * dsub_;
     float* t = table + s * ksub_;
-    float qn = 0;
-    for (size_t j = 0; j < dsub_; ++j) qn += qs[j] * qs[j];
+    const float qn = kernels.dot(qs, qs, dsub_);
     for (size_t k = 0; k < ksub_; ++k) {
-      float dot = 0;
-      for (size_t j = 0; j < dsub_; ++j) dot += qs[j] * c[k * dsub_ + j];
-      t[k] = qn - 2 * dot + norms_[s * ksub_ + k];
+      t[k] = std::max(0.0f, qn - 2 * kernels.dot(qs, c + k * dsub_, dsub_) + norms_[s * ksub_ + k]);
     }
   }
 }
 
 void ProductQuantizer::DotTable(const float* q, float* table) const {
+  const auto& kernels = simd::Active();
   for (size_t s = 0; s < m_; ++s) {
     const float* qs = q + s * dsub_;
     const float* c = centroids_.data() + s * ksub_ * dsub_;
     float* t = table + s * ksub_;
-    for (size_t k = 0; k < ksub_; ++k) {
-      float dot = 0;
-      for (size_t j = 0; j < dsub_; ++j) dot += qs[j] * c[k * dsub_ + j];
-      t[k] = dot;
-    }
+    for (size_t k = 0; k < ksub_; ++k) t[k] = kernels.dot(qs, c + k * dsub_, dsub_);
   }
 }
 
