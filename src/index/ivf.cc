@@ -352,6 +352,21 @@ Status IvfIndex::Add(size_t n, const float* x, const label_t* labels, const AddO
     Assign(n, x, enc.lists.data(), options.threads);
     FATHOM_RETURN_IF_ERROR(Encode(n, x, enc.lists.data(), options.threads, &enc));
   }
+  if (n >= 1024) {
+    // A bulk load: grow each list once, to its exact size (doubling would leave up to half of
+    // every list's memory unused).
+    std::vector<size_t> adds(lists_.size(), 0);
+    for (size_t i = 0; i < n; ++i) ++adds[enc.lists[i]];
+    for (size_t l = 0; l < lists_.size(); ++l) {
+      if (adds[l] == 0) continue;
+      List& list = lists_[l];
+      const size_t total = list.labels.size() + adds[l];
+      list.labels.reserve(total);
+      list.codes.reserve(codes_bytes(total));
+      if (spec_.code == IndexSpec::Code::kSq8) list.terms.reserve(total);
+      if (floats_in_lists()) list.floats.reserve(total * d);
+    }
+  }
   for (size_t i = 0; i < n; ++i) {
     RemoveLocked(assigned[i]);
     Insert(assigned[i], enc.lists[i], enc.codes.data() + i * code_size_, enc.terms.empty() ? 0.0f : enc.terms[i],
