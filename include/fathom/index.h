@@ -92,6 +92,9 @@ struct SearchParams {
   // IVF: how many inverted lists are scanned (the nearest centroids' lists). 0 uses the index
   // default (nprobe in the factory string, 16 unless set); more is slower and more accurate.
   int nprobe = 0;
+  // Trees (BallTree): stop after examining this many points (FLANN's "checks"), trading
+  // recall for speed; 0 = exact search.
+  int checks = 0;
   // Only labels this accepts are returned; nullptr accepts all. Not owned.
   const LabelFilter* filter = nullptr;
 };

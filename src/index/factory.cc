@@ -99,7 +99,7 @@ Result<IndexSpec> ParseFactory(std::string_view factory) {
   IndexSpec spec;
   std::string_view head = parts[0];
   if (head.empty()) {
-    return Bad(factory, "empty index type: expected Flat, HNSW<M> (e.g. HNSW32), IVF<nlist> (e.g. IVF1024,Flat) or KDTree");
+    return Bad(factory, "empty index type: expected Flat, HNSW<M> (e.g. HNSW32), IVF<nlist> (e.g. IVF1024,Flat), KDTree or BallTree");
   }
   if (head == "Flat") {
     spec.type = IndexSpec::Type::kFlat;
@@ -110,6 +110,16 @@ Result<IndexSpec> ParseFactory(std::string_view factory) {
     return spec;
   }
   if (head.substr(0, 3) == "IVF") return ParseIvf(factory, parts);
+  if (head.substr(0, 8) == "BallTree") {
+    spec.type = IndexSpec::Type::kBallTree;
+    if (head.size() > 8 && (!ParseInt(head.substr(8), &spec.branching) || spec.branching < 2 || spec.branching > 256)) {
+      return Bad(factory, "'" + std::string(head) + "' needs a branching factor between 2 and 256 after BallTree (e.g. BallTree8)");
+    }
+    if (parts.size() > 1) {
+      return Bad(factory, "unexpected option '" + std::string(parts[1]) + "' after BallTree: it takes none");
+    }
+    return spec;
+  }
   if (head.substr(0, 6) == "KDTree") {
     spec.type = IndexSpec::Type::kKdTree;
     if (head.size() > 6 && (!ParseInt(head.substr(6), &spec.leaf) || spec.leaf < 1 || spec.leaf > 4096)) {
@@ -122,7 +132,7 @@ Result<IndexSpec> ParseFactory(std::string_view factory) {
   }
   if (head.substr(0, 4) != "HNSW") {
     return Bad(factory, "unknown index type '" + std::string(head) +
-                            "': expected Flat, HNSW<M> (e.g. HNSW32), IVF<nlist> (e.g. IVF1024,Flat) or KDTree");
+                            "': expected Flat, HNSW<M> (e.g. HNSW32), IVF<nlist> (e.g. IVF1024,Flat), KDTree or BallTree");
   }
   spec.type = IndexSpec::Type::kHnsw;
   std::string_view m = head.substr(4);
@@ -164,6 +174,9 @@ Result<IndexSpec> ParseFactory(std::string_view factory) {
 
 std::string ToFactoryString(const IndexSpec& spec) {
   if (spec.type == IndexSpec::Type::kFlat) return "Flat";
+  if (spec.type == IndexSpec::Type::kBallTree) {
+    return spec.branching == 8 ? "BallTree" : "BallTree" + std::to_string(spec.branching);
+  }
   if (spec.type == IndexSpec::Type::kKdTree) return spec.leaf == 16 ? "KDTree" : "KDTree" + std::to_string(spec.leaf);
   if (spec.type == IndexSpec::Type::kIvf) {
     std::string s = "IVF" + std::to_string(spec.nlist);

@@ -13,6 +13,8 @@
 //                                shuffles); nprobe lists are scanned per query
 //                                (default 16).
 //   KDTree[<leaf>]               exact k-d tree for low dimensions (l2, cosine), leaf size 16
+//   BallTree[<b>]                k-means ball tree (l2, cosine), b children per node (8); exact,
+//                                or budgeted with SearchParams::checks
 //
 // ToFactoryString(ParseFactory(s)) is the canonical form of s (options in the order above,
 // defaults omitted); ParseFactory(ToFactoryString(spec)) == spec.
@@ -26,7 +28,7 @@
 namespace fathom {
 
 struct IndexSpec {
-  enum class Type { kFlat, kHnsw, kIvf, kKdTree };
+  enum class Type { kFlat, kHnsw, kIvf, kKdTree, kBallTree };
   enum class Code { kFlat, kSq8, kPq, kPq4fs };
   static constexpr int kDefaultEfConstruction = 200;
   static constexpr int kDefaultEfSearch = 64;
@@ -45,6 +47,8 @@ struct IndexSpec {
   int nprobe = kDefaultNprobe;
   // KDTree: points per leaf.
   int leaf = 16;
+  // BallTree: children per node.
+  int branching = 8;
 
   bool operator==(const IndexSpec&) const = default;
 };

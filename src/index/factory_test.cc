@@ -37,8 +37,8 @@ TEST(FactoryTest, ErrorsSayWhatWasExpected) {
     EXPECT_TRUE(spec.status().IsInvalidArgument());
     EXPECT_EQ(spec.status().message(), message);
   };
-  expect_error("HNSX32", "unknown index type 'HNSX32': expected Flat, HNSW<M> (e.g. HNSW32), IVF<nlist> (e.g. IVF1024,Flat) or KDTree in index spec 'HNSX32'");
-  expect_error("", "empty index type: expected Flat, HNSW<M> (e.g. HNSW32), IVF<nlist> (e.g. IVF1024,Flat) or KDTree in index spec ''");
+  expect_error("HNSX32", "unknown index type 'HNSX32': expected Flat, HNSW<M> (e.g. HNSW32), IVF<nlist> (e.g. IVF1024,Flat), KDTree or BallTree in index spec 'HNSX32'");
+  expect_error("", "empty index type: expected Flat, HNSW<M> (e.g. HNSW32), IVF<nlist> (e.g. IVF1024,Flat), KDTree or BallTree in index spec ''");
   expect_error("HNSW", "'HNSW' needs a link count M between 2 and 256 after HNSW (e.g. HNSW32) in index spec 'HNSW'");
   expect_error("HNSW1000", "'HNSW1000' needs a link count M between 2 and 256 after HNSW (e.g. HNSW32) in index spec 'HNSW1000'");
   expect_error("HNSW32,efC=abc", "option 'efC=abc' needs an integer between 1 and 100000 in index spec 'HNSW32,efC=abc'");

@@ -8,6 +8,7 @@
 #include "index/flat.h"
 #include "index/hnsw.h"
 #include "index/ivf.h"
+#include "index/balltree.h"
 #include "index/kdtree.h"
 
 namespace fathom {
@@ -96,10 +97,14 @@ Result<std::unique_ptr<Index>> MakeIndex(std::string_view factory, size_t dim, M
       return std::unique_ptr<Index>(new IvfIndex(dim, metric, spec));
     }
     case IndexSpec::Type::kKdTree:
+    case IndexSpec::Type::kBallTree:
       if (metric == Metric::kInnerProduct) {
         return Status::InvalidArgument("'" + std::string(factory) +
                                        "' answers l2 and cosine queries; inner product has no metric tree "
                                        "(use Flat, HNSW or IVF)");
+      }
+      if (spec.type == IndexSpec::Type::kBallTree) {
+        return std::unique_ptr<Index>(new BallTreeIndex(dim, metric, spec.branching));
       }
       return std::unique_ptr<Index>(new KdTreeIndex(dim, metric, spec.leaf));
   }

@@ -3,43 +3,24 @@
 //
 // Build: split the widest dimension of each cell at its median until a cell holds at most
 // `leaf` points (factory "KDTree" = 16, "KDTree<leaf>"); points are copied into leaf order, so
-// a leaf is one contiguous block. Search: depth first, nearer child first; a cell is visited
-// only while its distance to the query (kept incrementally per dimension, Arya & Mount 1993)
-// is below the current k-th distance, so results are exact.
-//
-// Updates: new points go to a small buffer that searches scan exhaustively; removed points are
-// marked dead. When the buffer exceeds 1/32 of the tree (at least 2,048 points) or dead points
-// exceed 1/4, the tree is rebuilt (amortised O(log n) per update). Metrics: l2, and cosine (on
-// unit vectors cosine order is L2 order); inner product has no metric tree and is refused.
-// Concurrency: a reader/writer lock.
+// a leaf is one contiguous block. Search: depth first, nearer child first; each inner node keeps
+// the largest coordinate of its left subtree and the smallest of its right one, and the
+// distance from the query to a cell is kept per dimension and updated at each split (Arya &
+// Mount 1993), so a subtree is entered only while it can hold a closer point: results are
+// exact. Updates, metrics and locking: see PointTreeIndex.
 #pragma once
 
-#include <shared_mutex>
 #include <vector>
 
-#include <absl/container/flat_hash_map.h>
-
-#include "fathom/index.h"
+#include "index/point_tree.h"
 
 namespace fathom {
 
-class KdTreeIndex final : public Index {
+class KdTreeIndex final : public PointTreeIndex {
  public:
   static constexpr int kDefaultLeaf = 16;
-  KdTreeIndex(size_t dim, Metric metric, int leaf);
-
-  size_t size() const override;
+  KdTreeIndex(size_t dim, Metric metric, int leaf) : PointTreeIndex(dim, metric, leaf) {}
   std::string factory_string() const override;
-  size_t memory_bytes() const override;
-  Status Add(size_t n, const float* x, const label_t* labels, const AddOptions& options = {}) override;
-  using Index::Add;
-  Status Remove(size_t n, const label_t* labels, size_t* removed = nullptr) override;
-  bool Contains(label_t label) const override;
-  Status Reconstruct(label_t label, float* out) const override;
-  Status Search(size_t n, const float* queries, size_t k, float* distances, label_t* labels,
-                const SearchParams& params = {}) const override;
-  Status SearchAmong(size_t n, const float* queries, size_t k, const label_t* candidates,
-                     size_t num_candidates, float* distances, label_t* labels) const override;
 
  private:
   struct Node {
@@ -56,27 +37,14 @@ class KdTreeIndex final : public Index {
   };
   class Searcher;
 
-  Status SerializeBody(ByteSink& out, const SaveOptions& options) const override;
-  Status DeserializeBody(ByteSource& in, uint64_t count, uint32_t version, bool fuzzy) override;
+  void BuildTree() override;
+  void SearchTree(const float* q, const SearchParams& params, TopK& top) const override;
+  size_t tree_bytes() const override { return nodes_.capacity() * sizeof(Node) + 2 * root_lo_.capacity() * sizeof(float); }
+  const char* kind() const override { return "KDTree"; }
+  uint32_t BuildNode(uint32_t begin, uint32_t end);
 
-  // Rebuilds the tree from every live point (tree and buffer).
-  void Rebuild();
-  uint32_t BuildNode(uint32_t begin, uint32_t end, std::vector<float>& lo, std::vector<float>& hi);
-  void MaybeRebuild();
-  void RemoveLocked(label_t label);
-
-  int leaf_;
-  mutable std::shared_mutex mutex_;
-  // Points in tree order: rows [0, tree_size_) belong to the tree, the rest are the buffer.
-  std::vector<float> points_;
-  std::vector<label_t> labels_;
-  std::vector<uint8_t> dead_;
-  size_t tree_size_ = 0;
-  size_t dead_count_ = 0;
   std::vector<Node> nodes_;
   std::vector<float> root_lo_, root_hi_;  // bounding box of the tree's points
-  absl::flat_hash_map<label_t, uint32_t> row_of_;
-  label_t next_label_ = 0;
 };
 
 }  // namespace fathom

@@ -1,3 +1,4 @@
+#include "index/balltree.h"
 #include "index/kdtree.h"
 
 #include <gtest/gtest.h>
@@ -42,7 +43,7 @@ void ExpectExact(const Index& index, const Dataset& data, Metric metric, size_t 
 // l2 and cosine, with leaves of 1, 16 and 64 points.
 TEST(KdTreeTest, ExactOnUniformAndClusteredData) {
   for (size_t dim : {2, 3, 8, 20}) {
-    for (const char* factory : {"KDTree", "KDTree1", "KDTree64"}) {
+    for (const char* factory : {"KDTree", "KDTree1", "KDTree64", "BallTree", "BallTree2", "BallTree32"}) {
       for (Metric metric : {Metric::kL2, Metric::kCosine}) {
         SCOPED_TRACE(std::string(factory) + " dim " + std::to_string(dim) + " " + MetricName(metric));
         for (const Dataset& data : {Uniform(5000, 30, dim, 7), testing::Clustered(5000, 30, dim, 12, 8)}) {
@@ -58,8 +59,10 @@ TEST(KdTreeTest, ExactOnUniformAndClusteredData) {
 // Points added after the build (the buffer), removed points and replaced labels: still exact,
 // across the rebuilds that updates trigger; a filter is honoured exactly.
 TEST(KdTreeTest, UpdatesStayExact) {
+  for (const char* factory : {"KDTree", "BallTree"}) {
+  SCOPED_TRACE(factory);
   Dataset data = Uniform(20000, 40, 3, 11);
-  auto index = std::move(MakeIndex("KDTree", 3, Metric::kL2)).value();
+  auto index = std::move(MakeIndex(factory, 3, Metric::kL2)).value();
   for (size_t b = 0; b < data.n(); b += 700) {
     const size_t n = std::min<size_t>(700, data.n() - b);
     std::vector<label_t> labels(n);
@@ -89,13 +92,43 @@ TEST(KdTreeTest, UpdatesStayExact) {
   EXPECT_EQ(l, 1);
   EXPECT_EQ(d, 0.0f);
   EXPECT_EQ(index->size(), data.n() - gone.size());
+  }
+}
+
+// The ball tree's checks budget trades recall for work: recall grows with it, and no budget is
+// exact search; the tree also answers in 64 dimensions, where a k-d tree degrades.
+TEST(KdTreeTest, BallTreeChecksBudgetAndHigherDimensions) {
+  auto data = testing::Clustered(20000, 50, 64, 40, 17);
+  auto index = std::move(MakeIndex("BallTree", 64, Metric::kL2)).value();
+  ASSERT_TRUE(index->Add(data.n(), data.base.data()).ok());
+  ExpectExact(*index, data, Metric::kL2, 10);
+  auto truth = testing::BruteForce(data, 10, Metric::kL2);
+  double previous = 0;
+  for (int checks : {64, 512, 4096}) {
+    std::vector<float> d(data.nq() * 10);
+    std::vector<label_t> l(data.nq() * 10);
+    SearchParams p;
+    p.checks = checks;
+    ASSERT_TRUE(index->Search(data.nq(), data.queries.data(), 10, d.data(), l.data(), p).ok());
+    const double recall = testing::Recall(truth, l, 10);
+    EXPECT_GE(recall, previous - 0.01) << "checks " << checks;
+    previous = recall;
+  }
+  EXPECT_GE(previous, 0.9);
+  SearchParams bad;
+  bad.checks = -1;
+  float d;
+  label_t l;
+  EXPECT_EQ(index->Search(1, data.queries.data(), 1, &d, &l, bad).message(), "checks must be >= 0, got -1");
 }
 
 TEST(KdTreeTest, SaveLoadDuplicatesAndErrors) {
+  for (const char* factory : {"KDTree8", "BallTree4"}) {
+  SCOPED_TRACE(factory);
   Dataset data = Uniform(3000, 20, 8, 13);
   // Many identical points must not break the build (one large leaf).
   std::fill(data.base.begin(), data.base.begin() + 1000 * 8, 0.25f);
-  auto index = std::move(MakeIndex("KDTree8", 8, Metric::kL2)).value();
+  auto index = std::move(MakeIndex(factory, 8, Metric::kL2)).value();
   ASSERT_TRUE(index->Add(data.n(), data.base.data()).ok());
   ExpectExact(*index, data, Metric::kL2, 10);
   auto dir = std::filesystem::temp_directory_path() / ("fathom_kd_" + std::to_string(::getpid()));
@@ -104,11 +137,16 @@ TEST(KdTreeTest, SaveLoadDuplicatesAndErrors) {
   ASSERT_TRUE(index->Save(path).ok());
   auto loaded = Index::Load(path);
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
-  EXPECT_EQ((*loaded)->factory_string(), "KDTree8");
+  EXPECT_EQ((*loaded)->factory_string(), factory);
   ExpectExact(**loaded, data, Metric::kL2, 10);
   std::filesystem::remove_all(dir);
+  }
   EXPECT_EQ(MakeIndex("KDTree", 8, Metric::kInnerProduct).status().message(),
             "'KDTree' answers l2 and cosine queries; inner product has no metric tree (use Flat, HNSW or IVF)");
+  EXPECT_EQ(MakeIndex("BallTree", 8, Metric::kInnerProduct).status().message(),
+            "'BallTree' answers l2 and cosine queries; inner product has no metric tree (use Flat, HNSW or IVF)");
+  EXPECT_EQ(MakeIndex("BallTree1", 8, Metric::kL2).status().message(),
+            "'BallTree1' needs a branching factor between 2 and 256 after BallTree (e.g. BallTree8) in index spec 'BallTree1'");
   EXPECT_EQ(MakeIndex("KDTree0", 8, Metric::kL2).status().message(),
             "'KDTree0' needs a leaf size between 1 and 4096 after KDTree (e.g. KDTree16) in index spec 'KDTree0'");
 }

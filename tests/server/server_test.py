@@ -651,7 +651,7 @@ class BadInputTest(ServerTestCase):
     def test_unknown_fields(self):
         cases = [
             ("POST", "/collections/bad/points/search", {"vector": [1, 2, 3, 4], "limt": 3}, "limt"),
-            ("POST", "/collections/bad/points/search", {"vector": [1, 2, 3, 4], "params": {"nprobe": 3}}, "nprobe"),
+            ("POST", "/collections/bad/points/search", {"vector": [1, 2, 3, 4], "params": {"beam": 3}}, "beam"),
             ("POST", "/collections/bad/points/search", {"vector": {"name": "", "vector": [1, 2, 3, 4], "x": 1}}, "'x'"),
             ("POST", "/collections/bad/points/search/batch", {"searches": [], "extra": 1}, "extra"),
             ("PUT", "/collections/bad/points", {"points": [{"id": 1, "vector": [1, 2, 3, 4], "vectors": [1]}]}, "vectors"),
