@@ -426,7 +426,12 @@ struct HttpServer::Impl {
   static ConnectionLimits Limits(const ServerOptions& o) {
     ConnectionLimits limits;
     limits.header_timeout = o.header_timeout;
-    limits.body_timeout = o.request_timeout;
+    // The watch is the backstop for bodies trickled in byte by byte (each byte restarts the HTTP
+    // library's read timeout). It must fire after that read timeout, never with it: a body that
+    // simply stops arriving gets the library's timeout and a 400 saying so, where the watch
+    // would close the connection without an answer (seen under load when both were equal).
+    limits.body_timeout = o.request_timeout + std::max<std::chrono::steady_clock::duration>(
+                                                  std::chrono::seconds(1), o.request_timeout / 2);
     limits.max_per_client = o.max_connections_per_client;
     return limits;
   }
