@@ -323,3 +323,20 @@ def test_ivf_trains_itself_when_never_trained(data):
     assert idx.is_trained and len(idx) == len(base)
     with pytest.raises(fathom.InvalidArgumentError, match="dimension 48 is not a multiple of 5"):
         fathom.Index(DIM, "IVF64,PQ5")
+
+
+@pytest.mark.parametrize("factory", ["KDTree", "BallTree"])
+def test_trees_are_exact_and_round_trip(tmp_path, factory):
+    base = clustered(5000, 8, seed=21)
+    queries = clustered(50, 8, seed=22)
+    idx = fathom.Index(8, factory)
+    idx.train(base)                          # accepted and ignored: trees need no training
+    idx.add(base)
+    D, I = idx.search(queries, 10)
+    true_d, true_i = brute_force(base, queries, 10, "l2")
+    np.testing.assert_allclose(D, true_d, rtol=1e-4, atol=1e-5)
+    assert recall(I, true_i) == 1.0
+    idx.save(tmp_path / "tree.fathom")
+    loaded = fathom.Index.load(tmp_path / "tree.fathom")
+    assert loaded.factory == factory
+    np.testing.assert_array_equal(loaded.search(queries, 10)[1], I)
