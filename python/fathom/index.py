@@ -33,8 +33,9 @@ class Index:
 
     Factory strings: ``"Flat"`` (exact), ``"HNSW<M>"``, ``"HNSW<M>,SQ8"`` with optional
     ``",efC=<n>"`` and ``",efS=<n>"``, and inverted files ``"IVF<nlist>,Flat"``,
-    ``"IVF<nlist>,SQ8"``, ``"IVF<nlist>,PQ<m>"``, ``"IVF<nlist>_HNSW<M>,..."`` (see
-    docs/format/factory.md). IVF indexes learn centroids with :meth:`train` (as in Faiss), or
+    ``"IVF<nlist>,SQ8"``, ``"IVF<nlist>,PQ<m>"``, ``"IVF<nlist>,PQ<m>x4fs"`` (4-bit fast scan),
+    ``"IVF<nlist>_HNSW<M>,..."``, and the exact trees for low dimensions ``"KDTree"`` and
+    ``"BallTree"`` (see docs/format/factory.md). IVF indexes learn centroids with :meth:`train` (as in Faiss), or
     train themselves once they hold 39 vectors per list, searching exactly until then. Metrics: ``"l2"`` (squared
     Euclidean distance), ``"ip"`` (distance = negated inner product) and ``"cosine"``
     (distance = 1 - cosine similarity); smaller is always closer. Missing results (fewer than k
