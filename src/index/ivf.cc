@@ -446,6 +446,37 @@ void IvfIndex::Probe(const float* q, size_t nprobe, std::vector<std::pair<float,
   out->resize(nprobe);
 }
 
+std::vector<float> IvfIndex::NegatedDotTable(const float* q) const {
+  std::vector<float> table;
+  if (metric() == Metric::kL2) return table;
+  table.resize(pq_.m() * pq_.ksub());
+  pq_.DotTable(q, table.data());
+  for (float& t : table) t = -t;
+  return table;
+}
+
+// Product codes hold the residual r = x - c of their list's centroid c, so an entry's distance
+// is base + sum over sub-quantizers of table[s][code_s]: for l2 |q - c - r|^2 with the table of
+// the residual query q - c (computed here, into `scratch`); for inner product -<q, c> - <q, r>
+// and for cosine 1 - <q, c> - <q, r>, with the query's negated dot table (the same for every
+// list).
+const float* IvfIndex::ListTable(const float* q, uint32_t list, const std::vector<float>& neg_dots,
+                                 std::vector<float>& scratch, std::vector<float>& residual, float* base) const {
+  const size_t d = dim();
+  const float* c = centroids_.data() + size_t{list} * d;
+  if (metric() != Metric::kL2) {
+    const float dot = simd::Active().dot(q, c, d);
+    *base = metric() == Metric::kInnerProduct ? -dot : 1 - dot;
+    return neg_dots.data();
+  }
+  *base = 0;
+  residual.resize(d);
+  scratch.resize(pq_.m() * pq_.ksub());
+  for (size_t j = 0; j < d; ++j) residual[j] = q[j] - c[j];
+  pq_.L2Table(residual.data(), scratch.data());
+  return scratch.data();
+}
+
 Status IvfIndex::SearchOne(const float* q, size_t k, const SearchParams& params, float* distances,
                            label_t* labels) const {
   const size_t d = dim();
@@ -497,31 +528,19 @@ Status IvfIndex::SearchOne(const float* q, size_t k, const SearchParams& params,
       // offset, one common step), summed 32 entries at a time by the SIMD kernel; the sum is
       // turned back into a distance estimate for the candidate list, re-ranked below.
       const size_t m = pq_.m();
-      std::vector<float> table(m * 16), dot_table;
+      std::vector<float> scratch, residual;
+      const std::vector<float> neg_dots = NegatedDotTable(q);
       std::vector<uint8_t> lut(m * 16);
-      std::vector<float> residual(d);
       alignas(32) uint16_t sums[32];
-      if (metric() != Metric::kL2) {
-        dot_table.resize(m * 16);
-        pq_.DotTable(q, dot_table.data());
-      }
       for (const auto& [unused, list] : probes) {
         const List& l = lists_[list];
         if (l.labels.empty()) continue;
-        const float* c = centroids_.data() + size_t{list} * d;
-        float base = 0;
-        if (metric() == Metric::kL2) {
-          for (size_t j = 0; j < d; ++j) residual[j] = q[j] - c[j];
-          pq_.L2Table(residual.data(), table.data());
-        } else {
-          const float dot = kernels.dot(q, c, d);
-          base = metric() == Metric::kInnerProduct ? -dot : 1 - dot;
-          for (size_t i = 0; i < m * 16; ++i) table[i] = -dot_table[i];
-        }
+        float base;
+        const float* table = ListTable(q, list, neg_dots, scratch, residual, &base);
         float bias = base, widest = 0;
         std::vector<float> lows(m);
         for (size_t s = 0; s < m; ++s) {
-          const auto [lo, hi] = std::minmax_element(table.begin() + s * 16, table.begin() + (s + 1) * 16);
+          const auto [lo, hi] = std::minmax_element(table + s * 16, table + (s + 1) * 16);
           lows[s] = *lo;
           bias += *lo;
           widest = std::max(widest, *hi - *lo);
@@ -547,27 +566,16 @@ Status IvfIndex::SearchOne(const float* q, size_t k, const SearchParams& params,
         }
       }
     } else {
-      std::vector<float> table(pq_.m() * pq_.ksub());
-      std::vector<float> residual(d);
-      if (metric() != Metric::kL2) pq_.DotTable(q, table.data());
+      std::vector<float> scratch, residual;
+      const std::vector<float> neg_dots = NegatedDotTable(q);
       for (const auto& [unused, list] : probes) {
         const List& l = lists_[list];
         if (l.labels.empty()) continue;
-        const float* c = centroids_.data() + size_t{list} * d;
-        float base = 0;
-        if (metric() == Metric::kL2) {
-          for (size_t j = 0; j < d; ++j) residual[j] = q[j] - c[j];
-          pq_.L2Table(residual.data(), table.data());
-        } else {
-          base = kernels.dot(q, c, d);
-        }
+        float base;
+        const float* table = ListTable(q, list, neg_dots, scratch, residual, &base);
         for (size_t j = 0; j < l.labels.size(); ++j) {
           if (filter && !filter->Allowed(l.labels[j])) continue;
-          const float sum = pq_.Lookup(table.data(), l.codes.data() + j * code_size_);
-          const float dist = metric() == Metric::kL2 ? sum
-                             : metric() == Metric::kInnerProduct ? -(base + sum)
-                                                                 : 1 - (base + sum);
-          top.Push(dist, l.labels[j]);
+          top.Push(base + pq_.Lookup(table, l.codes.data() + j * code_size_), l.labels[j]);
         }
       }
     }

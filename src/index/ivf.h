@@ -89,6 +89,10 @@ class IvfIndex final : public Index {
   void Insert(label_t label, uint32_t list, const uint8_t* code, float term, const float* vec);
   void RemoveLocked(label_t label);
   void Probe(const float* q, size_t nprobe, std::vector<std::pair<float, uint32_t>>* out) const;
+  // Product codes: the query's negated dot table (empty for l2), and one list's distance table.
+  std::vector<float> NegatedDotTable(const float* q) const;
+  const float* ListTable(const float* q, uint32_t list, const std::vector<float>& neg_dots, std::vector<float>& scratch,
+                         std::vector<float>& residual, float* base) const;
   float Exact(const float* q, const float* v) const;
   Status SearchOne(const float* q, size_t k, const SearchParams& params, float* distances,
                    label_t* labels) const;
