@@ -42,7 +42,10 @@ enum class Durability {
 
 struct DatabaseOptions {
   Durability durability = Durability::kFsync;
-  // Checkpoint a collection's indexes after this many logged operations (and on Close).
+  // Checkpoint a collection's indexes after this many logged operations. Close checkpoints a
+  // collection only when its log holds at least min(checkpoint_every, max(1,000, 1% of its
+  // points)) operations: closing after a few writes to a large collection is then a log sync,
+  // not a rewrite of its index, and the next open replays those few operations.
   uint64_t checkpoint_every = 50000;
   // Writes fail with NoSpace (nothing written; HTTP 507) while the disk holding the database
   // has less than this free beyond the write itself, and resume by themselves once it has more:

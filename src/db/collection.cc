@@ -948,7 +948,21 @@ Status CollectionImpl::Retire(Status why, bool checkpoint) {
   std::unique_lock life(life_mutex_);
   if (!retired_.ok()) return Status::OK();
   Status s;
-  if (checkpoint) s = RunCheckpoint();
+  if (checkpoint) {
+    uint64_t ops, points;
+    {
+      std::lock_guard write_lock(write_mutex_);
+      ops = ops_since_checkpoint_;
+    }
+    {
+      std::shared_lock state_lock(state_mutex_);
+      points = ids_.size();
+    }
+    const uint64_t worth = std::min<uint64_t>(options_.checkpoint_every, std::max<uint64_t>(1000, points / 100));
+    // A few operations are cheaper to replay at the next open than a full index rewrite now
+    // (seconds at 10M points); the log only needs to be durable.
+    s = ops >= worth ? RunCheckpoint() : kv_->SyncWal();
+  }
   retired_ = std::move(why);
   return s;
 }

@@ -63,7 +63,8 @@ class CollectionImpl final : public Collection {
   size_t memory_bytes() const override;
   StorageUsage usage() const override;
 
-  // Waits for running calls (which hold life_mutex_ shared), optionally checkpoints, then
+  // Waits for running calls (which hold life_mutex_ shared), optionally checkpoints (when the
+  // log holds enough to be worth it, see DatabaseOptions::checkpoint_every; else it syncs the log), then
   // makes every later call that touches the store or files return `why`: the Database retires
   // a collection it drops or closes, so handles held elsewhere never reach freed storage.
   Status Retire(Status why, bool checkpoint);

@@ -633,6 +633,48 @@ TEST_F(DatabaseTest, DiskReserveRefusesWritesAndKeepsReads) {
   EXPECT_EQ(c->Count(), 20u);
 }
 
+// Close after a few writes syncs the log instead of rewriting the index (seconds at 10M
+// points); the next open replays them. Many writes still get a checkpoint at Close.
+TEST_F(DatabaseTest, CloseCheckpointsOnlyWhenTheLogIsWorthIt) {
+  auto data = testing::Clustered(3000, 10, 8, 4, 13);
+  auto checkpoint_files = [&] {
+    std::vector<std::string> names;
+    for (const auto& e : fs::recursive_directory_iterator(dir_ + "/db/indexes")) {
+      if (e.path().extension() == ".fathom") names.push_back(e.path().filename().string());
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+  };
+  {
+    auto db = OpenDb();
+    auto c = std::move(db->CreateCollection(Spec("items", 8))).value();
+    ASSERT_TRUE(c->Upsert(Records(data, 0, 1500)).ok());
+    ASSERT_TRUE(c->Checkpoint().ok());
+  }
+  const auto after_checkpoint = checkpoint_files();
+  ASSERT_EQ(after_checkpoint.size(), 1u);
+  {
+    auto db = OpenDb();
+    auto c = std::move(db->GetCollection("items")).value();
+    ASSERT_TRUE(c->Upsert(Records(data, 1500, 1600)).ok());  // 1 operation, 100 points
+    ASSERT_TRUE(c->Delete({PointId(uint64_t{3})}).ok());
+  }
+  EXPECT_EQ(checkpoint_files(), after_checkpoint) << "a close after 2 operations rewrote the index";
+  {
+    auto db = OpenDb();
+    auto c = std::move(db->GetCollection("items")).value();
+    EXPECT_EQ(c->Count(), 1599u);
+    ExpectFoundByOwnVector(*c, data, 1550);
+    EXPECT_FALSE(std::move(c->Get({PointId(uint64_t{3})}, false)).value()[0]);
+    for (size_t b = 1600; b < 3000; b += 1) {
+      ASSERT_TRUE(c->Upsert(Records(data, b, b + 1)).ok());  // 1,400 operations: worth a checkpoint
+    }
+  }
+  EXPECT_NE(checkpoint_files(), after_checkpoint);
+  auto db = OpenDb();
+  EXPECT_EQ(std::move(db->GetCollection("items")).value()->Count(), 2999u);
+}
+
 // Issue 9.13: one corrupt RocksDB table made the database refuse to open, with no way back.
 // Repair keeps what can be read, rebuilds the indexes, and says how much was lost.
 TEST_F(DatabaseTest, RepairSalvagesACorruptStore) {
@@ -646,6 +688,7 @@ TEST_F(DatabaseTest, RepairSalvagesACorruptStore) {
     auto db = std::move(Database::Open(dir_)).value();
     auto c = std::move(db->GetCollection("items")).value();
     ASSERT_TRUE(c->Upsert(Records(data, 200, 400)).ok());
+    ASSERT_TRUE(c->Checkpoint().ok());  // Close alone would not: 400 operations are cheap to replay
   }
   // Damage the largest table file of the records column family (its name is in the file's
   // properties) in its middle.
