@@ -620,3 +620,27 @@ TEST(HnswSq8Test, RerankDepthKeepsExactDistancesAndRecall) {
 
 }  // namespace
 }  // namespace fathom
+
+namespace fathom {
+namespace {
+
+// The first insert after a load must not reallocate the graph: a loaded index keeps room for
+// 1/8 more nodes (untouched pages cost nothing), where it used to be exactly full, so a
+// 10-point upsert after opening a 10M-point collection copied the whole graph under the
+// structure lock (11 s without searches).
+TEST(HnswTest, FirstInsertAfterLoadDoesNotReallocate) {
+  auto data = testing::Clustered(5000, 1, 16, 10, 77);
+  auto index = std::move(MakeIndex("HNSW8,SQ8", data.dim, Metric::kL2)).value();
+  ASSERT_TRUE(index->Add(data.n(), data.base.data()).ok());
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("fathom_hnsw_headroom_" + std::to_string(::getpid()) + ".fathom")).string();
+  ASSERT_TRUE(index->Save(path).ok());
+  auto loaded = std::move(Index::Load(path)).value();
+  std::filesystem::remove(path);
+  const size_t before = loaded->memory_bytes();
+  ASSERT_TRUE(loaded->Add(1, data.queries.data()).ok());
+  EXPECT_LT(double(loaded->memory_bytes()), 1.05 * double(before)) << "the first insert regrew the arrays";
+}
+
+}  // namespace
+}  // namespace fathom
