@@ -415,16 +415,6 @@ Status IvfIndex::Reconstruct(label_t label, float* out) const {
   return Status::OK();
 }
 
-float IvfIndex::Exact(const float* q, const float* v) const {
-  const auto& k = simd::Active();
-  switch (metric()) {
-    case Metric::kL2: return k.l2_sqr(q, v, dim());
-    case Metric::kInnerProduct: return -k.dot(q, v, dim());
-    case Metric::kCosine: return 1 - k.dot(q, v, dim());
-  }
-  return 0;
-}
-
 void IvfIndex::Probe(const float* q, size_t nprobe, std::vector<std::pair<float, uint32_t>>* out) const {
   out->clear();
   if (coarse_) {
@@ -491,7 +481,7 @@ Status IvfIndex::SearchOne(const float* q, size_t k, const SearchParams& params,
   TopK top(depth);
   for (size_t i = 0; i < pending_labels_.size(); ++i) {
     if (filter && !filter->Allowed(pending_labels_[i])) continue;
-    top.Push(Exact(q, pending_.data() + i * d), pending_labels_[i]);
+    top.Push(MetricDistance(metric(), q, pending_.data() + i * d, d), pending_labels_[i]);
   }
   if (trained_) {
     const size_t nprobe = std::min<size_t>(size_t(spec_.nlist), params.nprobe > 0 ? size_t(params.nprobe) : size_t(spec_.nprobe));
@@ -503,7 +493,7 @@ Status IvfIndex::SearchOne(const float* q, size_t k, const SearchParams& params,
         const List& l = lists_[list];
         for (size_t j = 0; j < l.labels.size(); ++j) {
           if (filter && !filter->Allowed(l.labels[j])) continue;
-          top.Push(Exact(q, l.floats.data() + j * d), l.labels[j]);
+          top.Push(MetricDistance(metric(), q, l.floats.data() + j * d, d), l.labels[j]);
         }
       }
     } else if (spec_.code == IndexSpec::Code::kSq8) {
@@ -590,26 +580,32 @@ Status IvfIndex::SearchOne(const float* q, size_t k, const SearchParams& params,
   top.Extract(cand_d.data(), cand_l.data());
   size_t found = 0;
   while (found < depth && cand_l[found] != kNoLabel) ++found;
-  TopK exact(k);
+  std::vector<StoredVector> stored;
   std::vector<float> fetched;
-  if (!floats_in_lists()) {
-    // One batched read from the store for every candidate that is not pending.
-    std::vector<label_t> wanted;
-    for (size_t i = 0; i < found; ++i) {
-      if (ListOf(where_.at(cand_l[i])) != kPendingList) wanted.push_back(cand_l[i]);
+  FATHOM_RETURN_IF_ERROR(GatherFloats(found, cand_l.data(), &stored, &fetched));
+  ExactTopK(metric(), d, 1, q, k, stored, distances, labels);
+  return Status::OK();
+}
+
+Status IvfIndex::GatherFloats(size_t n, const label_t* labels, std::vector<StoredVector>* stored,
+                              std::vector<float>* fetched) const {
+  std::vector<label_t> from_store;
+  for (size_t i = 0; i < n; ++i) {
+    auto it = where_.find(labels[i]);
+    if (it == where_.end()) continue;
+    if (!floats_in_lists() && ListOf(it->second) != kPendingList) {
+      from_store.push_back(labels[i]);
+      continue;
     }
-    fetched.resize(wanted.size() * d);
-    FATHOM_RETURN_IF_ERROR(store_->Read(wanted.size(), wanted.data(), fetched.data()));
-    for (size_t i = 0; i < wanted.size(); ++i) exact.Push(Exact(q, fetched.data() + i * d), wanted[i]);
-  }
-  for (size_t i = 0; i < found; ++i) {
-    const uint64_t where = where_.at(cand_l[i]);
-    if (!floats_in_lists() && ListOf(where) != kPendingList) continue;
     const float* v;
-    FATHOM_RETURN_IF_ERROR(FloatsOf(cand_l[i], where, nullptr, &v));
-    exact.Push(Exact(q, v), cand_l[i]);
+    FATHOM_RETURN_IF_ERROR(FloatsOf(labels[i], it->second, nullptr, &v));
+    stored->push_back({labels[i], v});
   }
-  exact.Extract(distances, labels);
+  if (from_store.empty()) return Status::OK();
+  // One batched read (the store fetches cold pages in parallel).
+  fetched->resize(from_store.size() * dim());
+  FATHOM_RETURN_IF_ERROR(store_->Read(from_store.size(), from_store.data(), fetched->data()));
+  for (size_t i = 0; i < from_store.size(); ++i) stored->push_back({from_store[i], fetched->data() + i * dim()});
   return Status::OK();
 }
 
@@ -635,21 +631,8 @@ Status IvfIndex::SearchAmong(size_t n, const float* queries, size_t k, const lab
   FATHOM_RETURN_IF_ERROR(ValidateVectors(n, queries));
   std::shared_lock lock(mutex_);
   std::vector<StoredVector> stored;
-  std::vector<label_t> from_store;
-  for (size_t i = 0; i < num_candidates; ++i) {
-    auto it = where_.find(candidates[i]);
-    if (it == where_.end()) continue;
-    if (!floats_in_lists() && ListOf(it->second) != kPendingList) {
-      from_store.push_back(candidates[i]);
-      continue;
-    }
-    const float* v;
-    FATHOM_RETURN_IF_ERROR(FloatsOf(candidates[i], it->second, nullptr, &v));
-    stored.push_back({candidates[i], v});
-  }
-  std::vector<float> fetched(from_store.size() * dim());
-  if (!from_store.empty()) FATHOM_RETURN_IF_ERROR(store_->Read(from_store.size(), from_store.data(), fetched.data()));
-  for (size_t i = 0; i < from_store.size(); ++i) stored.push_back({from_store[i], fetched.data() + i * dim()});
+  std::vector<float> fetched;
+  FATHOM_RETURN_IF_ERROR(GatherFloats(num_candidates, candidates, &stored, &fetched));
   ExactTopK(metric(), dim(), n, queries, k, stored, distances, labels);
   return Status::OK();
 }

@@ -27,6 +27,7 @@
 #include "fathom/index.h"
 #include "index/factory.h"
 #include "index/quantizer.h"
+#include "index/topk.h"
 
 namespace fathom {
 
@@ -93,9 +94,12 @@ class IvfIndex final : public Index {
   std::vector<float> NegatedDotTable(const float* q) const;
   const float* ListTable(const float* q, uint32_t list, const std::vector<float>& neg_dots, std::vector<float>& scratch,
                          std::vector<float>& residual, float* base) const;
-  float Exact(const float* q, const float* v) const;
   Status SearchOne(const float* q, size_t k, const SearchParams& params, float* distances,
                    label_t* labels) const;
+  // The float vectors of the labels present (others skipped): pointers into the lists or the
+  // pending set, or into `fetched` for those one batched read takes from the store.
+  Status GatherFloats(size_t n, const label_t* labels, std::vector<StoredVector>* stored,
+                      std::vector<float>* fetched) const;
   // The float vector of an entry: from its list, the pending set or the store (into buf).
   Status FloatsOf(label_t label, uint64_t where, float* buf, const float** out) const;
 

@@ -20,18 +20,12 @@ void TopK::Extract(float* distances, label_t* labels) {
 
 void ExactTopK(Metric metric, size_t dim, size_t n, const float* queries, size_t k,
                const std::vector<StoredVector>& candidates, float* distances, label_t* labels) {
-  const auto& kern = simd::Active();
   std::vector<float> q(dim);
   TopK top(k);
   for (size_t i = 0; i < n; ++i) {
     q.assign(queries + i * dim, queries + (i + 1) * dim);
     if (metric == Metric::kCosine) simd::Normalize(q.data(), dim);
-    const float offset = metric == Metric::kCosine ? 1.0f : 0.0f;
-    for (const StoredVector& c : candidates) {
-      top.Push(metric == Metric::kL2 ? kern.l2_sqr(q.data(), c.vector, dim)
-                                     : offset - kern.dot(q.data(), c.vector, dim),
-               c.label);
-    }
+    for (const StoredVector& c : candidates) top.Push(MetricDistance(metric, q.data(), c.vector, dim), c.label);
     top.Extract(distances + i * k, labels + i * k);
   }
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "fathom/index.h"
+#include "simd/distance.h"
 
 namespace fathom {
 
@@ -51,6 +52,11 @@ struct StoredVector {
   label_t label;
   const float* vector;
 };
+// The index distance of stored vector v to query q (both normalised already for cosine).
+inline float MetricDistance(Metric metric, const float* q, const float* v, size_t dim) {
+  const auto& k = simd::Active();
+  return metric == Metric::kL2 ? k.l2_sqr(q, v, dim) : (metric == Metric::kCosine ? 1.0f : 0.0f) - k.dot(q, v, dim);
+}
 void ExactTopK(Metric metric, size_t dim, size_t n, const float* queries, size_t k,
                const std::vector<StoredVector>& candidates, float* distances, label_t* labels);
 
