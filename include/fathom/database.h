@@ -90,6 +90,15 @@ struct StorageUsage {
   uint64_t disk_bytes() const { return vectors_disk_bytes + records_disk_bytes + index_files_bytes; }
 };
 
+// Upsert requests and the log commits that carried them since the collection was opened:
+// concurrent upserts share one commit (one write and fsync of the log, one index insert), so
+// requests / commits is the group-commit factor. `queued` upserts wait for the commit in flight.
+struct WriteStats {
+  uint64_t upsert_requests = 0;
+  uint64_t upsert_commits = 0;
+  uint64_t queued = 0;
+};
+
 // A record id: an unsigned 64-bit integer or a string (1..256 bytes).
 using PointId = std::variant<uint64_t, std::string>;
 std::string PointIdToString(const PointId& id);
@@ -137,7 +146,9 @@ class Collection {
   virtual const CollectionSpec& spec() const = 0;
 
   // Inserts or replaces records. The whole batch is validated first (ids, dimensions, finite
-  // values, JSON-object payloads, no id twice); on error nothing is written.
+  // values, JSON-object payloads, no id twice); on error nothing is written. Upserts that arrive
+  // while another is committing are committed together (group commit: one log write and fsync,
+  // one index insert on all cores), each still atomic and applied in arrival order.
   virtual Status Upsert(const std::vector<Record>& records) = 0;
   // One entry per id, std::nullopt for ids that do not exist.
   virtual Result<std::vector<std::optional<Record>>> Get(const std::vector<PointId>& ids,
@@ -169,6 +180,7 @@ class Collection {
   // Such a failure never fails the write that triggered it; it is retried with back-off.
   virtual uint64_t checkpoint_failures() const = 0;
   virtual size_t memory_bytes() const = 0;
+  virtual WriteStats write_stats() const = 0;
 };
 
 // What Database::Repair found and salvaged.

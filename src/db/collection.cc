@@ -24,7 +24,9 @@ constexpr uint8_t kOpUpsert = 1;
 constexpr uint8_t kOpDelete = 2;
 constexpr size_t kMaxK = 10000;
 constexpr size_t kMaxIdBytes = 256;
-constexpr size_t kParallelAddMinBatch = 256;
+constexpr size_t kParallelAddMinBatch = 32;
+// Group commit takes queued upserts up to this many points (always at least one upsert).
+constexpr size_t kMaxCommitGroupPoints = 65536;
 // Filtered search scans the allowed points exactly when there are few of them (cheap and
 // exact), and walks the graph with the filter otherwise (see docs/BENCHMARKS.md).
 // Measured on Fashion-MNIST (docs/BENCHMARKS.md): below ~5% of the collection or a few thousand
@@ -509,90 +511,189 @@ Status CollectionImpl::ValidateRecords(const std::vector<Record>& records,
 }
 
 Status CollectionImpl::Upsert(const std::vector<Record>& records) {
-  std::vector<nlohmann::json> payloads;
-  FATHOM_RETURN_IF_ERROR(ValidateRecords(records, &payloads));
+  PendingUpsert me;
+  me.records = &records;
+  FATHOM_RETURN_IF_ERROR(ValidateRecords(records, &me.payloads));
   std::shared_lock life(life_mutex_);
   FATHOM_RETURN_IF_ERROR(retired_);
-  std::lock_guard write_lock(write_mutex_);
-  // Slots: existing ids keep theirs; new ids take free slots, then fresh ones.
-  std::vector<uint32_t> slots(records.size());
-  std::vector<bool> fresh(records.size(), false);
+  upsert_requests_.fetch_add(1, std::memory_order_relaxed);
+  std::unique_lock queue_lock(commit_mutex_);
+  commit_queue_.push_back(&me);
+  commit_cv_.wait(queue_lock, [&] { return me.done || !committing_; });
+  // Leader until this upsert is committed: each round takes the queue from its front (upserts
+  // that arrived first, then this one and those behind it), up to kMaxCommitGroupPoints points.
+  while (!me.done) {
+    committing_ = true;
+    std::vector<PendingUpsert*> group;
+    size_t points = 0;
+    auto taken = commit_queue_.begin();
+    while (taken != commit_queue_.end() && (group.empty() || points + (*taken)->records->size() <= kMaxCommitGroupPoints)) {
+      points += (*taken)->records->size();
+      group.push_back(*taken++);
+    }
+    commit_queue_.erase(commit_queue_.begin(), taken);
+    queue_lock.unlock();
+    {
+      std::lock_guard write_lock(write_mutex_);
+      CommitUpserts(group);
+    }
+    upsert_commits_.fetch_add(1, std::memory_order_relaxed);
+    queue_lock.lock();
+    for (PendingUpsert* p : group) p->done = true;
+    committing_ = false;
+    commit_cv_.notify_all();
+  }
+  return me.status;
+}
+
+void CollectionImpl::CommitUpserts(const std::vector<PendingUpsert*>& group) {
+  auto fail_all = [&](const Status& s) {
+    for (PendingUpsert* p : group) p->status = s;
+  };
+  // Slots: existing ids keep theirs, also ids an earlier upsert of this group writes; new ids
+  // take free slots, then fresh ones.
+  struct Placed {
+    std::vector<uint32_t> slots;
+    std::vector<bool> fresh;
+    std::vector<const nlohmann::json*> earlier;  // the payload an earlier upsert of the group gives it
+  };
+  std::vector<Placed> placed(group.size());
+  bool repeats = false;  // some id is written by two upserts of the group
   {
+    std::unordered_map<std::string, std::pair<uint32_t, const nlohmann::json*>> in_group;
     std::shared_lock lock(state_mutex_);
     size_t next_free = free_slots_.size();
     uint32_t next_slot = next_slot_;
-    for (size_t i = 0; i < records.size(); ++i) {
-      if (auto found = ids_.Find(records[i].id)) {
-        slots[i] = *found;
-      } else {
-        fresh[i] = true;
-        slots[i] = next_free > 0 ? free_slots_[--next_free] : next_slot++;
+    for (size_t g = 0; g < group.size(); ++g) {
+      const std::vector<Record>& records = *group[g]->records;
+      Placed& pl = placed[g];
+      pl.slots.resize(records.size());
+      pl.fresh.assign(records.size(), false);
+      pl.earlier.assign(records.size(), nullptr);
+      for (size_t i = 0; i < records.size(); ++i) {
+        std::pair<uint32_t, const nlohmann::json*>* mine = nullptr;
+        if (group.size() > 1) {  // (ids are distinct within one upsert)
+          const nlohmann::json* payload = &group[g]->payloads[i];
+          auto [it, added] = in_group.try_emplace(IdKey(records[i].id), 0u, payload);
+          if (!added) {
+            repeats = true;
+            pl.slots[i] = it->second.first;
+            pl.earlier[i] = it->second.second;
+            it->second.second = payload;
+            continue;
+          }
+          mine = &it->second;
+        }
+        if (auto found = ids_.Find(records[i].id)) {
+          pl.slots[i] = *found;
+        } else {
+          pl.fresh[i] = true;
+          pl.slots[i] = next_free > 0 ? free_slots_[--next_free] : next_slot++;
+        }
+        if (mine) mine->first = pl.slots[i];
       }
     }
   }
-  // Payloads not cached in RAM: the replaced ones come from the store (for the payload index).
-  std::vector<nlohmann::json> old_payloads;
+  // Payloads not cached in RAM: the replaced ones come from the store or from an earlier upsert
+  // of the group (for the payload index).
+  std::vector<std::vector<nlohmann::json>> old_payloads(group.size());
   if (spec_.on_disk_payload) {
-    old_payloads.resize(records.size());
-    for (size_t i = 0; i < records.size(); ++i) {
-      if (!fresh[i]) {
-        FATHOM_ASSIGN_OR_RETURN(old_payloads[i], StoredPayload(slots[i]));
+    for (size_t g = 0; g < group.size(); ++g) {
+      old_payloads[g].resize(placed[g].slots.size());
+      for (size_t i = 0; i < placed[g].slots.size(); ++i) {
+        if (placed[g].earlier[i]) {
+          old_payloads[g][i] = *placed[g].earlier[i];
+        } else if (!placed[g].fresh[i]) {
+          Result<nlohmann::json> old = StoredPayload(placed[g].slots[i]);
+          if (!old.ok()) return fail_all(old.status());
+          old_payloads[g][i] = std::move(*old);
+        }
       }
     }
   }
   KvStore::Batch batch(*kv_);
-  std::vector<std::string> payload_texts(records.size());
-  for (size_t i = 0; i < records.size(); ++i) {
-    payload_texts[i] = payloads[i].dump();
-    const std::string key = RecordKey(id_, slots[i]);
-    batch.Put(Cf::kRecords, key, EncodeRecord(records[i], payload_texts[i], /*with_vectors=*/false));
-    batch.Put(Cf::kVectors, key, EncodeVectors(records[i].vectors));
+  std::vector<std::vector<std::string>> payload_texts(group.size());
+  size_t total = 0;
+  for (size_t g = 0; g < group.size(); ++g) {
+    const std::vector<Record>& records = *group[g]->records;
+    payload_texts[g].resize(records.size());
+    for (size_t i = 0; i < records.size(); ++i) {
+      payload_texts[g][i] = group[g]->payloads[i].dump();
+      const std::string key = RecordKey(id_, placed[g].slots[i]);
+      batch.Put(Cf::kRecords, key, EncodeRecord(records[i], payload_texts[g][i], /*with_vectors=*/false));
+      batch.Put(Cf::kVectors, key, EncodeVectors(records[i].vectors));
+    }
+    batch.Put(Cf::kOplog, OplogKey(id_, seq_ + 1 + g), EncodeOp(kOpUpsert, placed[g].slots));
+    total += records.size();
   }
-  batch.Put(Cf::kOplog, OplogKey(id_, seq_ + 1), EncodeOp(kOpUpsert, slots));
-  FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
-  ++seq_;
-  // Durable: now make it visible. Maps first, so every slot an index returns has its id.
+  if (Status s = kv_->Write(batch); !s.ok()) return fail_all(s);
+  seq_ += group.size();
+  // Durable: now make it visible, upsert by upsert. Maps first, so every slot an index returns
+  // has its id.
   {
     std::unique_lock lock(state_mutex_);
     ++state_version_;
-    for (size_t i = 0; i < records.size(); ++i) {
-      uint32_t slot = slots[i];
-      if (fresh[i]) {
-        if (!free_slots_.empty() && free_slots_.back() == slot) {
-          free_slots_.pop_back();
+    for (size_t g = 0; g < group.size(); ++g) {
+      const std::vector<Record>& records = *group[g]->records;
+      std::vector<nlohmann::json>& payloads = group[g]->payloads;
+      for (size_t i = 0; i < records.size(); ++i) {
+        uint32_t slot = placed[g].slots[i];
+        if (placed[g].fresh[i]) {
+          if (!free_slots_.empty() && free_slots_.back() == slot) {
+            free_slots_.pop_back();
+          } else {
+            next_slot_ = std::max(next_slot_, slot + 1);
+          }
+          if (!spec_.on_disk_payload && slot >= payloads_.size()) payloads_.resize(size_t{slot} + 1);
+          ids_.Set(slot, records[i].id);
+          live_.add(slot);
         } else {
-          next_slot_ = std::max(next_slot_, slot + 1);
+          payload_index_.Remove(slot, spec_.on_disk_payload ? old_payloads[g][i] : payloads_[slot]);
+          if (!spec_.on_disk_payload) payload_text_bytes_ -= std::min(payload_text_bytes_, payloads_[slot].dump().size());
         }
-        if (!spec_.on_disk_payload && slot >= payloads_.size()) payloads_.resize(size_t{slot} + 1);
-        ids_.Set(slot, records[i].id);
-        live_.add(slot);
-      } else {
-        payload_index_.Remove(slot, spec_.on_disk_payload ? old_payloads[i] : payloads_[slot]);
-        if (!spec_.on_disk_payload) payload_text_bytes_ -= std::min(payload_text_bytes_, payloads_[slot].dump().size());
+        payload_index_.Insert(slot, payloads[i]);
+        if (!spec_.on_disk_payload) {
+          payload_text_bytes_ += payload_texts[g][i].size();
+          payloads_[slot] = CachedPayload(std::move(payloads[i]));
+        }
       }
-      payload_index_.Insert(slot, payloads[i]);
-      if (!spec_.on_disk_payload) {
-        payload_text_bytes_ += payload_texts[i].size();
-        payloads_[slot] = CachedPayload(std::move(payloads[i]));
+    }
+  }
+  // One index insert for the group: a slot written twice gets its last vectors only.
+  std::vector<std::pair<size_t, size_t>> rows;  // (upsert, record), in arrival order
+  rows.reserve(total);
+  {
+    std::unordered_map<uint32_t, size_t> last;  // slot -> its last position in rows
+    for (size_t g = 0; g < group.size(); ++g) {
+      for (size_t i = 0; i < placed[g].slots.size(); ++i) {
+        if (repeats) {
+          auto [it, added] = last.try_emplace(placed[g].slots[i], rows.size());
+          if (!added) {
+            rows[it->second] = {g, i};  // keeps the first position, takes the later record
+            continue;
+          }
+        }
+        rows.emplace_back(g, i);
       }
     }
   }
   std::vector<float> data;
-  std::vector<label_t> labels(slots.begin(), slots.end());
-  // Large batches insert on every core; small ones are not worth starting threads for.
+  std::vector<label_t> labels(rows.size());
+  for (size_t r = 0; r < rows.size(); ++r) labels[r] = placed[rows[r].first].slots[rows[r].second];
+  // Large groups insert on every core; small ones are not worth starting threads for.
   AddOptions add_options;
-  add_options.threads = records.size() >= kParallelAddMinBatch ? 0 : 1;
+  add_options.threads = rows.size() >= kParallelAddMinBatch ? 0 : 1;
   for (size_t v = 0; v < indexes_.size(); ++v) {
     const VectorSpec& vs = spec_.vectors[v];
     data.clear();
-    data.reserve(records.size() * vs.dim);
-    for (const Record& r : records) {
-      const auto& values = r.vectors.at(vs.name);
+    data.reserve(rows.size() * vs.dim);
+    for (auto [g, i] : rows) {
+      const auto& values = (*group[g]->records)[i].vectors.at(vs.name);
       data.insert(data.end(), values.begin(), values.end());
     }
     // On-disk vectors: their rows first, after the commit (the records are the log of them:
     // recovery rewrites the rows of every slot the log touched after the last checkpoint).
-    if (Status s = WriteStoreRows(v, records.size(), data.data(), labels.data()); !s.ok()) {
+    if (Status s = WriteStoreRows(v, rows.size(), data.data(), labels.data()); !s.ok()) {
       // The write is durable and stays acknowledged; the file misses it until recovery
       // rewrites it, so no checkpoint may trim the log meanwhile.
       store_damaged_.store(true);
@@ -600,12 +701,11 @@ Status CollectionImpl::Upsert(const std::vector<Record>& records) {
                     "checkpoints are held until a restart repairs the file from the log",
                     spec_.name, VectorLabel(vs.name), s.ToString());
     }
-    Status s = indexes_[v]->Add(records.size(), data.data(), labels.data(), add_options);
+    Status s = indexes_[v]->Add(rows.size(), data.data(), labels.data(), add_options);
     FATHOM_CHECK(s.ok(), "index rejected a validated batch: " + s.ToString());
   }
-  ops_since_checkpoint_ += records.size();
+  ops_since_checkpoint_ += total;
   if (ops_since_checkpoint_ >= options_.checkpoint_every) WakeMaintenance();
-  return Status::OK();
 }
 
 Result<std::vector<std::optional<Record>>> CollectionImpl::Get(const std::vector<PointId>& ids,
@@ -1099,6 +1199,15 @@ Result<nlohmann::json> CollectionImpl::StoredPayload(uint32_t slot) const {
   auto payload = nlohmann::json::parse(record.payload, nullptr, false);
   if (payload.is_discarded()) return nlohmann::json::object();
   return payload;
+}
+
+WriteStats CollectionImpl::write_stats() const {
+  WriteStats stats;
+  stats.upsert_requests = upsert_requests_.load(std::memory_order_relaxed);
+  stats.upsert_commits = upsert_commits_.load(std::memory_order_relaxed);
+  std::lock_guard lock(commit_mutex_);
+  stats.queued = commit_queue_.size();
+  return stats;
 }
 
 size_t CollectionImpl::memory_bytes() const {

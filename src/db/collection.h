@@ -5,13 +5,15 @@
 // an operation log of touched slots under (collection, sequence). Index checkpoints are files
 // "<index_dir>/<vector position>.<sequence>.fathom".
 //
-// Locking: write_mutex_ serialises writers; state_mutex_ guards the maps and is held
+// Locking: upserts queue under commit_mutex_ and the first in line commits the whole queue as
+// one group (group commit) under write_mutex_, which serialises writers; state_mutex_ guards the maps and is held
 // exclusively only while they change (never during index inserts), shared by readers.
 // Checkpoints (checkpoint_mutex_, one at a time) hold write_mutex_ only to cut the log position
 // and to trim the log: the index files are written while writes and searches go on (see
 // docs/format/database.md, "Checkpoints"). A background thread per collection runs automatic
 // checkpoints and tombstone consolidation, so no user's write pays for either. Lock order:
-// life_mutex_, checkpoint_mutex_, write_mutex_, state_mutex_.
+// life_mutex_, checkpoint_mutex_, commit_mutex_ (never held while taking another), write_mutex_,
+// state_mutex_.
 #pragma once
 
 #include <atomic>
@@ -62,6 +64,7 @@ class CollectionImpl final : public Collection {
   uint64_t checkpoint_failures() const override;
   size_t memory_bytes() const override;
   StorageUsage usage() const override;
+  WriteStats write_stats() const override;
 
   // Waits for running calls (which hold life_mutex_ shared), optionally checkpoints (when the
   // log holds enough to be worth it, see DatabaseOptions::checkpoint_every; else it syncs the log), then
@@ -109,6 +112,16 @@ class CollectionImpl final : public Collection {
   // when the same filter text was planned since the last change, else parsed and evaluated.
   Result<std::shared_ptr<const FilterPlan>> PlanFilter(const std::string& text) const;
   Result<size_t> DeleteSlots(const std::vector<uint32_t>& slots);
+  // An upsert waiting in the commit queue (validated; its payloads parsed).
+  struct PendingUpsert {
+    const std::vector<Record>* records = nullptr;
+    std::vector<nlohmann::json> payloads;
+    Status status;
+    bool done = false;  // guarded by commit_mutex_
+  };
+  // Commits `group` in arrival order as one log write (one operation per upsert) and one index
+  // insert, setting each upsert's status. Caller holds write_mutex_.
+  void CommitUpserts(const std::vector<PendingUpsert*>& group);
   // Writes every index file at the current log position while writes go on, then trims the
   // log. Caller holds life_mutex_ (shared or exclusive) and not write_mutex_.
   Status RunCheckpoint();
@@ -136,6 +149,13 @@ class CollectionImpl final : public Collection {
   Status retired_;  // OK until retired; guarded by life_mutex_
 
   std::mutex checkpoint_mutex_;
+  // Group commit: upserts wait here while one of them (the leader) commits the queue.
+  mutable std::mutex commit_mutex_;
+  std::condition_variable commit_cv_;
+  std::vector<PendingUpsert*> commit_queue_;  // guarded by commit_mutex_
+  bool committing_ = false;                   // guarded by commit_mutex_
+  std::atomic<uint64_t> upsert_requests_{0};
+  std::atomic<uint64_t> upsert_commits_{0};
   mutable std::mutex write_mutex_;
   uint64_t seq_ = 0;             // last logged operation
   uint64_t checkpoint_seq_ = 0;  // operations up to here are in the index files

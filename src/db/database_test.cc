@@ -1,6 +1,8 @@
 #include "fathom/database.h"
 
 #include <gtest/gtest.h>
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
 
 #include <atomic>
 #include <filesystem>
@@ -25,6 +27,71 @@ bool WaitUntil(F done) {
   }
   return done();
 }
+
+// A file system whose log syncs (RocksDB's *.log files) wait while the gate is closed and are
+// counted: a test holds one commit inside its fsync while other writers queue behind it.
+class GatedLogFs final : public rocksdb::FileSystemWrapper {
+ public:
+  explicit GatedLogFs(std::shared_ptr<rocksdb::FileSystem> base) : rocksdb::FileSystemWrapper(std::move(base)) {}
+  const char* Name() const override { return "GatedLogFs"; }
+  void Close() { std::lock_guard l(mu_); open_ = false; }
+  void Open() {
+    std::lock_guard l(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  int waiting() const { std::lock_guard l(mu_); return waiting_; }
+  int syncs() const { std::lock_guard l(mu_); return syncs_; }
+
+  rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                    rocksdb::IODebugContext* d) override {
+    rocksdb::IOStatus s = target()->NewWritableFile(f, o, r, d);
+    if (s.ok() && f.size() > 4 && f.compare(f.size() - 4, 4, ".log") == 0) {
+      *r = std::make_unique<File>(std::move(*r), this);
+    }
+    return s;
+  }
+  rocksdb::IOStatus ReopenWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                       std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                       rocksdb::IODebugContext* d) override {
+    rocksdb::IOStatus s = target()->ReopenWritableFile(f, o, r, d);
+    if (s.ok() && f.size() > 4 && f.compare(f.size() - 4, 4, ".log") == 0) {
+      *r = std::make_unique<File>(std::move(*r), this);
+    }
+    return s;
+  }
+
+ private:
+  class File final : public rocksdb::FSWritableFileOwnerWrapper {
+   public:
+    File(std::unique_ptr<rocksdb::FSWritableFile> f, GatedLogFs* fs)
+        : rocksdb::FSWritableFileOwnerWrapper(std::move(f)), fs_(fs) {}
+    rocksdb::IOStatus Sync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* d) override {
+      fs_->Pass();
+      return target()->Sync(o, d);
+    }
+    rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* d) override {
+      fs_->Pass();
+      return target()->Fsync(o, d);
+    }
+
+   private:
+    GatedLogFs* fs_;
+  };
+  void Pass() {
+    std::unique_lock l(mu_);
+    ++syncs_;
+    ++waiting_;
+    cv_.wait(l, [&] { return open_; });
+    --waiting_;
+  }
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = true;
+  int waiting_ = 0;
+  int syncs_ = 0;
+};
 
 class DatabaseTest : public ::testing::Test {
  protected:
@@ -1223,6 +1290,119 @@ TEST_F(DatabaseTest, ConcurrentWritesAndSearchesDuringCheckpoints) {
     }
   }
   fs::remove_all(dir_ + ".crashed");
+}
+
+
+// Group commit (issue 10): upserts that arrive while one is inside its log fsync are committed
+// together, with one more fsync, and all of them are acknowledged and searchable.
+TEST_F(DatabaseTest, ConcurrentUpsertsShareOneLogCommit) {
+  auto fs = std::make_shared<GatedLogFs>(rocksdb::FileSystem::Default());
+  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
+  DatabaseOptions options;
+  options.durability = Durability::kFsync;
+  options.env = env.get();
+  auto data = testing::Clustered(100, 1, 8, 10, 5);
+  {
+    auto db = std::move(Database::Open(dir_ + "/db", options)).value();
+    auto c = std::move(db->CreateCollection(Spec("items", 8))).value();
+    ASSERT_TRUE(c->Upsert(Records(data, 0, 10)).ok());
+    fs->Close();
+    const int syncs_before = fs->syncs();
+    std::thread first([&] { EXPECT_TRUE(c->Upsert(Records(data, 10, 11)).ok()); });
+    bool first_in_fsync = WaitUntil([&] { return fs->waiting() == 1; });
+    std::vector<std::thread> rest;
+    for (size_t t = 0; t < 7; ++t) {
+      rest.emplace_back([&, t] { EXPECT_TRUE(c->Upsert(Records(data, 11 + t, 12 + t)).ok()); });
+    }
+    bool all_queued = WaitUntil([&] { return c->write_stats().queued == 7; });
+    fs->Open();
+    first.join();
+    for (auto& t : rest) t.join();
+    ASSERT_TRUE(first_in_fsync);
+    ASSERT_TRUE(all_queued) << "queued: " << c->write_stats().queued;
+    // The first upsert's fsync, then one for the seven that queued behind it.
+    EXPECT_EQ(fs->syncs() - syncs_before, 2);
+    WriteStats w = c->write_stats();
+    EXPECT_EQ(w.upsert_requests, 9u);
+    EXPECT_EQ(w.upsert_commits, 3u);
+    EXPECT_EQ(w.queued, 0u);
+    EXPECT_EQ(c->Count(), 18u);
+    for (uint64_t id = 0; id < 18; ++id) ExpectFoundByOwnVector(*c, data, id);
+  }
+  // Nothing checkpointed: the reopen replays the group's log entries.
+  auto db = std::move(Database::Open(dir_ + "/db", options)).value();
+  auto c = std::move(db->GetCollection("items")).value();
+  EXPECT_EQ(c->Count(), 18u);
+  for (uint64_t id = 0; id < 18; ++id) ExpectFoundByOwnVector(*c, data, id);
+}
+
+// Two upserts of one group that write the same ids (an existing one and a new one) apply in
+// arrival order: the later wins in the record, the vector index and the payload index, the new
+// id takes one slot, and a reopen (log replay) agrees. With payloads cached and on disk.
+TEST_F(DatabaseTest, ConcurrentUpsertsOfSameIdsApplyInArrivalOrder) {
+  for (bool on_disk_payload : {false, true}) {
+    SCOPED_TRACE(on_disk_payload ? "on_disk_payload" : "payloads in RAM");
+    fs::remove_all(dir_);
+    auto fs = std::make_shared<GatedLogFs>(rocksdb::FileSystem::Default());
+    std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
+    DatabaseOptions options;
+    options.durability = Durability::kFsync;
+    options.env = env.get();
+    auto data = testing::Clustered(20, 1, 4, 2, 9);
+    auto point = [](uint64_t id, float value, int label) {
+      Record r;
+      r.id = id;
+      r.vectors[""] = std::vector<float>(4, value);
+      r.payload = "{\"label\": " + std::to_string(label) + "}";
+      return r;
+    };
+    auto check = [&](Collection& c) {
+      EXPECT_EQ(c.Count(), 12u);
+      auto got = std::move(c.Get({PointId(uint64_t{1}), PointId(uint64_t{100})})).value();
+      ASSERT_TRUE(got[0] && got[1]);
+      EXPECT_EQ(got[0]->payload, R"({"label":101})");
+      EXPECT_EQ(got[0]->vectors.at("")[0], -30.0f);
+      EXPECT_EQ(got[1]->payload, R"({"label":201})");
+      EXPECT_EQ(got[1]->vectors.at("")[0], -50.0f);
+      EXPECT_EQ(c.CountByFilter("label = 100").value(), 0u);
+      EXPECT_EQ(c.CountByFilter("label = 101").value(), 1u);
+      EXPECT_EQ(c.CountByFilter("label = 200").value(), 0u);
+      EXPECT_EQ(c.CountByFilter("label = 201").value(), 1u);
+      for (auto [value, id, exact] : {std::tuple{-30.0f, 1u, true}, std::tuple{-50.0f, 100u, true},
+                                      std::tuple{30.0f, 1u, false}, std::tuple{50.0f, 100u, false}}) {
+        SearchRequest req;
+        req.queries = std::vector<float>(4, value);
+        req.k = 1;
+        auto hits = std::move(c.Search(req)).value();
+        ASSERT_EQ(hits[0].size(), 1u);
+        EXPECT_EQ(hits[0][0].distance == 0.0f, exact) << value;
+        if (exact) EXPECT_EQ(std::get<uint64_t>(hits[0][0].id), id);
+      }
+    };
+    {
+      auto db = std::move(Database::Open(dir_ + "/db", options)).value();
+      CollectionSpec spec = Spec("items", 4, "Flat");
+      spec.on_disk_payload = on_disk_payload;
+      auto c = std::move(db->CreateCollection(spec)).value();
+      ASSERT_TRUE(c->Upsert(Records(data, 0, 10)).ok());
+      fs->Close();
+      std::thread leader([&] { EXPECT_TRUE(c->Upsert({point(50, 7.0f, 7)}).ok()); });
+      bool in_fsync = WaitUntil([&] { return fs->waiting() == 1; });
+      std::thread a([&] { EXPECT_TRUE(c->Upsert({point(1, 30.0f, 100), point(100, 50.0f, 200)}).ok()); });
+      bool a_queued = WaitUntil([&] { return c->write_stats().queued == 1; });
+      std::thread b([&] { EXPECT_TRUE(c->Upsert({point(100, -50.0f, 201), point(1, -30.0f, 101)}).ok()); });
+      bool b_queued = WaitUntil([&] { return c->write_stats().queued == 2; });
+      fs->Open();
+      leader.join();
+      a.join();
+      b.join();
+      ASSERT_TRUE(in_fsync && a_queued && b_queued);
+      EXPECT_EQ(c->write_stats().upsert_commits, 3u);  // the first batch, the leader, a and b together
+      check(*c);
+    }
+    auto db = std::move(Database::Open(dir_ + "/db", options)).value();
+    check(*std::move(db->GetCollection("items")).value());
+  }
 }
 
 }  // namespace

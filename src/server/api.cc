@@ -976,6 +976,19 @@ void Api::RenderMetrics(std::string* out) const {
     *out += "fathom_checkpoint_failures_total{collection=\"" + PrometheusLabel(name) + "\"} " +
             std::to_string(c->checkpoint_failures()) + "\n";
   }
+  *out += "# HELP fathom_upsert_requests_total Upsert requests accepted for commit.\n";
+  *out += "# TYPE fathom_upsert_requests_total counter\n";
+  for (const auto& [name, c] : collections) {
+    *out += "fathom_upsert_requests_total{collection=\"" + PrometheusLabel(name) + "\"} " +
+            std::to_string(c->write_stats().upsert_requests) + "\n";
+  }
+  *out += "# HELP fathom_upsert_commits_total Log commits (one write and fsync each) that carried "
+          "them: concurrent upserts share one (group commit).\n";
+  *out += "# TYPE fathom_upsert_commits_total counter\n";
+  for (const auto& [name, c] : collections) {
+    *out += "fathom_upsert_commits_total{collection=\"" + PrometheusLabel(name) + "\"} " +
+            std::to_string(c->write_stats().upsert_commits) + "\n";
+  }
 }
 
 }  // namespace fathom::server

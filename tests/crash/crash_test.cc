@@ -5,6 +5,11 @@
 // applied entirely or not at all.
 //
 //   crash_test [--kills N] [--seed S] [--dir DIR] [--keep] [--power-loss] [--maintenance]
+//              [--writers N]
+//
+// --writers N: the writer process runs N threads, each on its own ids (id % N) with its own log
+// of batches, so upserts arrive concurrently and share log commits (group commit); each
+// thread's batch in flight at the kill must be applied entirely or not at all.
 //
 // --maintenance: a workload whose background work (checkpoints written while writes go on,
 // HNSW consolidation of deleted points) runs most of the time, so kills land inside it; the
@@ -67,6 +72,12 @@ uint64_t kCheckpointEvery = 300;
 uint64_t kDeleteOneIn = 4;
 size_t kMaxDelete = 15;
 bool kOnDisk = false;
+uint64_t kWriters = 1;  // --writers (inherited by the writer through FATHOM_CRASH_WRITERS)
+
+// Writer thread t's log of batches.
+std::string LogFor(const std::string& log_path, uint64_t t) {
+  return kWriters == 1 ? log_path : log_path + "." + std::to_string(t);
+}
 
 void UseMaintenanceWorkload() {
   kOnDisk = true;
@@ -112,7 +123,8 @@ void Apply(const Op& op, Model* model) {
   }
 }
 
-Op MakeOp(uint64_t batch, std::mt19937_64& rng) {
+// A batch of writer thread `t`: its ids are those with id % kWriters == t.
+Op MakeOp(uint64_t batch, std::mt19937_64& rng, uint64_t t) {
   Op op;
   op.batch = batch;
   op.upsert = rng() % kDeleteOneIn != 0;
@@ -120,6 +132,8 @@ Op MakeOp(uint64_t batch, std::mt19937_64& rng) {
   std::vector<bool> used(kIdSpace, false);
   while (op.ids.size() < n) {
     uint64_t id = rng() % kIdSpace;
+    id = id - id % kWriters + t;
+    if (id >= kIdSpace) continue;
     if (!used[id]) {
       used[id] = true;
       op.ids.push_back(id);
@@ -341,38 +355,45 @@ int RunWriter(const std::string& dir, const std::string& log_path, uint64_t firs
     c = db->CreateCollection(spec);
     if (!c.ok()) return 2;
   }
-  int log = ::open(log_path.c_str(), O_WRONLY | O_APPEND | O_CREAT, 0644);
-  if (log < 0) return 2;
-  std::mt19937_64 rng(seed);
-  for (uint64_t b = first_batch;; ++b) {
-    Op op = MakeOp(b, rng);
-    std::string line = "B " + std::to_string(b) + (op.upsert ? " U" : " D");
-    for (uint64_t id : op.ids) line += " " + std::to_string(id);
-    line += "\n";
-    if (::write(log, line.data(), line.size()) != ssize_t(line.size())) return 2;
-    Status s;
-    if (op.upsert) {
-      std::vector<Record> records;
-      for (uint64_t id : op.ids) {
-        Record r;
-        r.id = id;
-        r.vectors[""] = VectorFor(b, id);
-        r.payload = PayloadFor(b, id);
-        records.push_back(std::move(r));
+  // Thread t writes batches first_batch + t, + t + kWriters, ... and logs them in its own file.
+  auto write = [&](uint64_t t) {
+    int log = ::open(LogFor(log_path, t).c_str(), O_WRONLY | O_APPEND | O_CREAT, 0644);
+    if (log < 0) std::_Exit(2);
+    std::mt19937_64 rng(seed + t);
+    for (uint64_t b = first_batch + t;; b += kWriters) {
+      Op op = MakeOp(b, rng, t);
+      std::string line = "B " + std::to_string(b) + (op.upsert ? " U" : " D");
+      for (uint64_t id : op.ids) line += " " + std::to_string(id);
+      line += "\n";
+      if (::write(log, line.data(), line.size()) != ssize_t(line.size())) std::_Exit(2);
+      Status s;
+      if (op.upsert) {
+        std::vector<Record> records;
+        for (uint64_t id : op.ids) {
+          Record r;
+          r.id = id;
+          r.vectors[""] = VectorFor(b, id);
+          r.payload = PayloadFor(b, id);
+          records.push_back(std::move(r));
+        }
+        s = (*c)->Upsert(records);
+      } else {
+        std::vector<PointId> ids(op.ids.begin(), op.ids.end());
+        s = (*c)->Delete(ids).status();
       }
-      s = (*c)->Upsert(records);
-    } else {
-      std::vector<PointId> ids(op.ids.begin(), op.ids.end());
-      s = (*c)->Delete(ids).status();
+      if (!s.ok()) {
+        std::fprintf(stderr, "crash-test writer: batch %llu failed: %s\n", (unsigned long long)b,
+                     s.ToString().c_str());
+        std::_Exit(3);
+      }
+      std::string ack = "A " + std::to_string(b) + "\n";
+      if (::write(log, ack.data(), ack.size()) != ssize_t(ack.size())) std::_Exit(2);
     }
-    if (!s.ok()) {
-      std::fprintf(stderr, "crash-test writer: batch %llu failed: %s\n", (unsigned long long)b,
-                   s.ToString().c_str());
-      return 3;
-    }
-    std::string ack = "A " + std::to_string(b) + "\n";
-    if (::write(log, ack.data(), ack.size()) != ssize_t(ack.size())) return 2;
-  }
+  };
+  std::vector<std::thread> threads;
+  for (uint64_t t = 1; t < kWriters; ++t) threads.emplace_back(write, t);
+  write(0);  // never returns: the driver kills the process
+  return 2;
 }
 
 struct Log {
@@ -448,10 +469,12 @@ int RunDriver(int kills, uint64_t seed, const std::string& dir, bool keep, bool 
   std::vector<uint64_t> all_ids(kIdSpace);
   for (uint64_t i = 0; i < kIdSpace; ++i) all_ids[i] = i;
   for (int k = 0; k < kills; ++k) {
-    Log before = ReadLog(log_path);
+    uint64_t next_batch = 0;
+    for (uint64_t t = 0; t < kWriters; ++t) next_batch = std::max(next_batch, ReadLog(LogFor(log_path, t)).next_batch);
+    next_batch += (kWriters - next_batch % kWriters) % kWriters;  // thread t's batches stay t mod kWriters
     std::string self = Self();
     std::vector<std::string> args = {self, "--writer", db_dir, log_path,
-                                     std::to_string(before.next_batch), std::to_string(rng())};
+                                     std::to_string(next_batch), std::to_string(rng())};
     if (power_loss) args.push_back(journal_path);
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
@@ -471,10 +494,14 @@ int RunDriver(int kills, uint64_t seed, const std::string& dir, bool keep, bool 
     }
 
     if (power_loss) files_changed += DropUnsynced(journal_path);
-    Log log = ReadLog(log_path);
-    acked = log.acked;
+    std::vector<Log> logs;
     Model model;
-    for (const Op& op : log.resolved) Apply(op, &model);
+    acked = 0;
+    for (uint64_t t = 0; t < kWriters; ++t) {
+      logs.push_back(ReadLog(LogFor(log_path, t)));
+      acked += logs.back().acked;
+      for (const Op& op : logs.back().resolved) Apply(op, &model);  // (threads' ids are disjoint)
+    }
     // Checkpoint files a kill interrupted (their *.tmp): evidence that kills land inside
     // checkpoints, which run in the background while writes go on.
     std::error_code ec;
@@ -492,12 +519,15 @@ int RunDriver(int kills, uint64_t seed, const std::string& dir, bool keep, bool 
     auto c = db->GetCollection(kCollection);
     if (!c.ok()) {
       // Killed before the collection was created: nothing may have been acknowledged.
-      lost += log.acked;
+      for (const Log& log : logs) lost += log.acked;
       continue;
     }
     std::vector<uint64_t> untouched = all_ids;
-    std::string resolution;
-    if (log.pending) {
+    std::vector<std::string> resolutions(kWriters);
+    for (uint64_t t = 0; t < kWriters; ++t) {
+      const Log& log = logs[t];
+      std::string& resolution = resolutions[t];
+      if (!log.pending) continue;
       Model applied = model;
       Apply(*log.pending, &applied);
       size_t diff_before = Differences(**c, model, log.pending->ids);
@@ -543,8 +573,10 @@ int RunDriver(int kills, uint64_t seed, const std::string& dir, bool keep, bool 
       }
     }
     db.reset();
-    if (!resolution.empty()) {
-      std::ofstream(log_path, std::ios::app) << resolution << " " << log.pending->batch << "\n";
+    for (uint64_t t = 0; t < kWriters; ++t) {
+      if (!resolutions[t].empty()) {
+        std::ofstream(LogFor(log_path, t), std::ios::app) << resolutions[t] << " " << logs[t].pending->batch << "\n";
+      }
     }
   }
   if (power_loss) {
@@ -570,6 +602,7 @@ int main(int argc, char** argv) {
   if (const char* mode = std::getenv("FATHOM_CRASH_MODE"); mode && std::strcmp(mode, "maintenance") == 0) {
     fathom::UseMaintenanceWorkload();
   }
+  if (const char* writers = std::getenv("FATHOM_CRASH_WRITERS")) fathom::kWriters = std::max(1, std::atoi(writers));
   if (argc >= 6 && std::strcmp(argv[1], "--writer") == 0) {
     return fathom::RunWriter(argv[2], argv[3], std::stoull(argv[4]), std::stoull(argv[5]),
                              argc >= 7 ? argv[6] : "");
@@ -592,13 +625,16 @@ int main(int argc, char** argv) {
       keep = true;
     } else if (a == "--power-loss") {
       power_loss = true;
+    } else if (a == "--writers" && i + 1 < argc) {
+      fathom::kWriters = std::max(1, std::atoi(argv[++i]));
+      ::setenv("FATHOM_CRASH_WRITERS", std::to_string(fathom::kWriters).c_str(), 1);  // the writers inherit it
     } else if (a == "--maintenance") {
       ::setenv("FATHOM_CRASH_MODE", "maintenance", 1);  // the writers inherit it
       fathom::UseMaintenanceWorkload();
     } else {
       std::fprintf(stderr,
                    "usage: crash_test [--kills N] [--seed S] [--dir DIR] [--keep] [--power-loss] "
-                   "[--maintenance]\n");
+                   "[--maintenance] [--writers N]\n");
       return 2;
     }
   }

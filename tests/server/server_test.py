@@ -425,6 +425,9 @@ class EndpointTest(ServerTestCase):
         self.assertRegex(text, r'fathom_collection_memory_bytes\{collection="met"\} [1-9]')
         self.assertIn("# TYPE fathom_checkpoint_age_seconds gauge", text)
         self.assertGreaterEqual(checkpoint_age(text, "met"), 0)
+        # fill() sent three upserts; with no other writer each was its own commit.
+        self.assertIn('fathom_upsert_requests_total{collection="met"} 3', text)
+        self.assertIn('fathom_upsert_commits_total{collection="met"} 3', text)
         # Every sample line parses as NAME{LABELS} VALUE.
         for line in text.splitlines():
             if line and not line.startswith("#"):
