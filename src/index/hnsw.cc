@@ -75,8 +75,7 @@ struct HnswIndex::Query {
 
 // Per-search working memory, pooled so a query allocates nothing.
 struct HnswIndex::Scratch {
-  std::vector<uint16_t> visited;
-  uint16_t epoch = 0;
+  VisitedSet visited;
   CandidatePool pool;
   std::vector<std::pair<float, uint32_t>> heap;     // filtered search: candidates (min-heap)
   std::vector<std::pair<float, uint32_t>> results;  // filtered search: results (max-heap)
@@ -90,18 +89,8 @@ struct HnswIndex::Scratch {
   std::vector<float> rerank_vectors;
   Status error;  // a failed read of on-disk vectors, reported by Search
 
-  void NewEpoch(size_t nodes) {
-    if (visited.size() < nodes) visited.resize(nodes + nodes / 2 + 16, 0);
-    if (++epoch == 0) {
-      std::fill(visited.begin(), visited.end(), 0);
-      epoch = 1;
-    }
-  }
-  bool Visit(uint32_t node) {
-    if (visited[node] == epoch) return false;
-    visited[node] = epoch;
-    return true;
-  }
+  void NewEpoch(size_t nodes, size_t dense_max_nodes) { visited.Reset(nodes, dense_max_nodes); }
+  bool Visit(uint32_t node) { return visited.Insert(node); }
 };
 
 class HnswIndex::ScratchLease {
@@ -349,7 +338,7 @@ uint32_t HnswIndex::GreedyDescend(const Query& q, uint32_t start, int from_level
 template <HnswIndex::DistKind K>
 void HnswIndex::SearchLevel(const Query& q, uint32_t entry, float entry_dist, int level,
                             size_t ef, Scratch& s) const {
-  s.NewEpoch(capacity_);
+  s.NewEpoch(capacity_, dense_visited_max_nodes_);
   s.pool.Reset(ef);
   s.pool.Insert(entry_dist, entry);
   s.Visit(entry);
@@ -380,7 +369,7 @@ void HnswIndex::SearchLevel(const Query& q, uint32_t entry, float entry_dist, in
 template <HnswIndex::DistKind K>
 void HnswIndex::SearchLevelFiltered(const Query& q, uint32_t entry, float entry_dist,
                                     size_t ef, const LabelFilter* filter, Scratch& s) const {
-  s.NewEpoch(capacity_);
+  s.NewEpoch(capacity_, dense_visited_max_nodes_);
   auto& cand = s.heap;     // min-heap by distance
   auto& res = s.results;   // max-heap by distance
   cand.clear();
@@ -940,7 +929,7 @@ void HnswIndex::Consolidate() {
       for (uint32_t j = 1; j <= count && !affected; ++j) affected = state_[links[j]].load() != kLive;
       if (!affected) continue;
       // Candidates: u's live neighbours, and the live neighbours of its dead ones.
-      s.NewEpoch(capacity_);
+      s.NewEpoch(capacity_, dense_visited_max_nodes_);
       s.Visit(u);
       s.cands.clear();
       old_links.assign(links + 1, links + 1 + count);

@@ -31,6 +31,7 @@
 
 #include "fathom/index.h"
 #include "index/factory.h"
+#include "index/visited_set.h"
 #include "util/rw_lock.h"
 
 namespace fathom {
@@ -75,6 +76,10 @@ class HnswIndex final : public Index {
   size_t tombstones() const;
   // Nodes allocated (live + tombstones + free); grows only when no free node is left.
   size_t allocated_nodes() const;
+  // Graphs up to this many nodes mark visits in a per-node array, larger ones in a hash set sized
+  // to the search (VisitedSet; default VisitedSet::kDenseMaxNodes). Tests set 0 to run the
+  // hashed path on small graphs. Set before searches start.
+  void set_dense_visited_max_nodes_for_testing(size_t nodes) { dense_visited_max_nodes_ = nodes; }
 
  private:
   enum class DistKind { kFloatL2, kFloatIp, kSq8L2, kSq8Ip };
@@ -149,6 +154,7 @@ class HnswIndex final : public Index {
   std::unique_ptr<std::atomic<uint8_t>[]> state_;  // kLive, kTombstone, kFree
   std::vector<std::unique_ptr<uint32_t[]>> upper_;
   size_t capacity_ = 0;
+  size_t dense_visited_max_nodes_ = VisitedSet::kDenseMaxNodes;
   std::atomic<size_t> upper_words_{0};
 
   // SQ8 quantizer: code = round((x - sq_lo_) / sq_scale_), clamped to [0, 255].

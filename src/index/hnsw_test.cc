@@ -642,5 +642,65 @@ TEST(HnswTest, FirstInsertAfterLoadDoesNotReallocate) {
   EXPECT_LT(double(loaded->memory_bytes()), 1.05 * double(before)) << "the first insert regrew the arrays";
 }
 
+
+// VisitedSet (issue 10: visited marks sized to the work): the per-node array and the hashed set
+// answer exactly as a std::unordered_set does, across growth of the hashed set, and the hashed
+// set gives back the memory one wide search took after many narrow ones.
+TEST(VisitedSetTest, BothModesMatchAnOracle) {
+  std::mt19937 rng(5);
+  for (size_t dense_max : {size_t{1} << 30, size_t{0}}) {
+    VisitedSet visited;
+    const size_t nodes = 200000;
+    for (int round = 0; round < 60; ++round) {
+      visited.Reset(nodes, dense_max);
+      EXPECT_EQ(visited.hashed(), dense_max == 0);
+      std::unordered_set<uint32_t> oracle;
+      const size_t inserts = round % 10 == 0 ? 60000 : rng() % 3000;
+      for (size_t i = 0; i < inserts; ++i) {
+        uint32_t node = rng() % (round % 2 ? nodes : 5000);  // dense and sparse id ranges
+        ASSERT_EQ(visited.Insert(node), oracle.insert(node).second) << "round " << round;
+      }
+    }
+  }
+  VisitedSet visited;
+  visited.Reset(1000000, 0);
+  for (uint32_t i = 0; i < 100000; ++i) visited.Insert(i * 7);
+  const size_t wide = visited.bytes();
+  for (int round = 0; round < 2000; ++round) {
+    visited.Reset(1000000, 0);
+    for (uint32_t i = 0; i < 100; ++i) visited.Insert(i);
+  }
+  EXPECT_LE(visited.bytes(), 128u << 10) << "after a wide search: " << wide;
+  EXPECT_GE(wide, 1u << 20);
+}
+
+// The hashed visited set (what graphs above 2M nodes use) builds the same graph and finds the
+// same neighbours as the per-node array, for searches, filtered searches and consolidation.
+TEST(HnswTest, HashedVisitedSetGivesTheSameGraphAndResults) {
+  auto data = Clustered(6000, 100, 24, 20, 31);
+  std::vector<std::unique_ptr<Index>> indexes;
+  for (size_t dense_max : {VisitedSet::kDenseMaxNodes, size_t{0}}) {
+    auto index = std::move(MakeIndex("HNSW16,SQ8", data.dim, Metric::kL2)).value();
+    dynamic_cast<HnswIndex*>(index.get())->set_dense_visited_max_nodes_for_testing(dense_max);
+    AddOptions one_thread;  // a deterministic build
+    one_thread.threads = 1;
+    ASSERT_TRUE(index->Add(data.n(), data.base.data(), nullptr, one_thread).ok());
+    std::vector<label_t> gone;
+    for (label_t i = 0; i < label_t(data.n()); i += 3) gone.push_back(i);
+    ASSERT_TRUE(index->Remove(gone.size(), gone.data()).ok());
+    dynamic_cast<HnswIndex*>(index.get())->Consolidate();
+    indexes.push_back(std::move(index));
+  }
+  BitsetFilter even(data.n());
+  for (label_t i = 0; i < label_t(data.n()); i += 2) even.Set(i);
+  for (int ef : {16, 128}) {
+    EXPECT_EQ(SearchAll(*indexes[0], data, 10, ef), SearchAll(*indexes[1], data, 10, ef)) << ef;
+    EXPECT_EQ(SearchAll(*indexes[0], data, 10, ef, &even), SearchAll(*indexes[1], data, 10, ef, &even)) << ef;
+  }
+  std::vector<bool> alive(data.n(), true);
+  for (size_t i = 0; i < data.n(); i += 3) alive[i] = false;
+  EXPECT_GE(Recall(BruteForce(data, 10, Metric::kL2, &alive), SearchAll(*indexes[1], data, 10, 128), 10), 0.95);
+}
+
 }  // namespace
 }  // namespace fathom
