@@ -30,7 +30,6 @@ constexpr size_t kMaxPrefetchBytes = 1024;
 // Consolidate once tombstones exceed this fraction of allocated nodes.
 constexpr double kTombstoneFraction = 0.10;
 constexpr size_t kMinTombstonesForConsolidation = 64;
-constexpr size_t kHugePage = size_t{2} << 20;
 
 inline uint32_t LoadLink(const uint32_t* p) {
   return std::atomic_ref<uint32_t>(*const_cast<uint32_t*>(p)).load(std::memory_order_acquire);
@@ -51,14 +50,6 @@ inline uint64_t Mix64(uint64_t x) {
 }
 
 size_t RoundUp(size_t x, size_t to) { return (x + to - 1) / to * to; }
-
-// 64-byte aligned, and backed by transparent huge pages (where the kernel allows) when large.
-char* AllocLarge(size_t bytes) {
-  const size_t align = bytes >= kHugePage * 2 ? kHugePage : 64;
-  char* p = static_cast<char*>(std::aligned_alloc(align, RoundUp(std::max<size_t>(bytes, 1), align)));
-  if (p != nullptr && align == kHugePage) ::madvise(p, RoundUp(bytes, align), MADV_HUGEPAGE);
-  return p;
-}
 
 inline void Prefetch(const void* p, size_t bytes) {
   const char* c = static_cast<const char*>(p);
@@ -128,18 +119,18 @@ HnswIndex::HnswIndex(size_t dim, Metric metric, const IndexSpec& spec)
       entry_(kNoEntry),
       link_locks_(new std::mutex[kLockStripes]) {}
 
-HnswIndex::~HnswIndex() { std::free(blocks_); }
+HnswIndex::~HnswIndex() = default;
 
 uint32_t* HnswIndex::Links(uint32_t node, int level) const {
-  if (level == 0) return reinterpret_cast<uint32_t*>(blocks_ + size_t{node} * node_bytes_);
+  if (level == 0) return reinterpret_cast<uint32_t*>(blocks_.data() + size_t{node} * node_bytes_);
   return upper_[node].get() + size_t(level - 1) * (1 + m_);
 }
 const uint8_t* HnswIndex::Code(uint32_t node) const {
-  return reinterpret_cast<const uint8_t*>(blocks_ + size_t{node} * node_bytes_ + links0_bytes_);
+  return reinterpret_cast<const uint8_t*>(blocks_.data() + size_t{node} * node_bytes_ + links0_bytes_);
 }
 float* HnswIndex::Vector(uint32_t node) const {
-  if (spec_.sq8) return vectors_ ? vectors_.get() + size_t{node} * dim() : nullptr;
-  return reinterpret_cast<float*>(blocks_ + size_t{node} * node_bytes_ + links0_bytes_);
+  if (spec_.sq8) return vectors_ ? reinterpret_cast<float*>(vectors_.data()) + size_t{node} * dim() : nullptr;
+  return reinterpret_cast<float*>(blocks_.data() + size_t{node} * node_bytes_ + links0_bytes_);
 }
 bool HnswIndex::Live(uint32_t node) const {
   return state_[node].load(std::memory_order_acquire) == kLive;
@@ -189,22 +180,12 @@ size_t HnswIndex::memory_bytes() const {
 void HnswIndex::GrowLocked(size_t min_capacity) {
   if (min_capacity <= capacity_) return;
   size_t cap = std::max({min_capacity, capacity_ * 2, size_t{1024}});
-  // Graph search touches nodes at random: on large graphs back the blocks with huge pages
-  // (transparent, where the kernel allows) so that most visits do not also miss the TLB.
-  char* blocks = AllocLarge(cap * node_bytes_);
-  FATHOM_CHECK(blocks != nullptr, "out of memory growing HNSW to " + std::to_string(cap));
-  // Only the used part is copied and nothing new is written: fresh pages stay untouched (no
-  // resident memory) until a node is allocated there (TryInsert clears each block it takes).
-  if (blocks_ != nullptr) std::memcpy(blocks, blocks_, capacity_ * node_bytes_);
-  std::free(blocks_);
-  blocks_ = blocks;
+  // No copy: the pages move to the grown range, and fresh pages stay untouched (no resident
+  // memory) until a node is allocated there (TryInsert clears each block it takes).
+  FATHOM_CHECK(blocks_.Grow(cap * node_bytes_), "out of memory growing HNSW to " + std::to_string(cap));
   if (spec_.sq8 && !store_) {
-    // Huge pages here too: fewer page faults while loading and growing, fewer TLB misses
-    // while re-ranking.
-    FloatArray vectors(reinterpret_cast<float*>(AllocLarge(cap * dim() * sizeof(float))));
-    FATHOM_CHECK(vectors != nullptr, "out of memory growing HNSW to " + std::to_string(cap));
-    if (vectors_) std::memcpy(vectors.get(), vectors_.get(), capacity_ * dim() * sizeof(float));
-    vectors_ = std::move(vectors);
+    FATHOM_CHECK(vectors_.Grow(cap * dim() * sizeof(float)),
+                 "out of memory growing HNSW to " + std::to_string(cap));
   }
   labels_.resize(cap, kNoLabel);
   levels_.resize(cap, 0);
@@ -663,7 +644,7 @@ bool HnswIndex::TryInsert(const float* v, label_t label, Scratch& s) {
   labels_[node] = label;
   int level = RandomLevel();
   levels_[node] = static_cast<uint8_t>(level);
-  std::memset(blocks_ + size_t{node} * node_bytes_, 0, node_bytes_);
+  std::memset(blocks_.data() + size_t{node} * node_bytes_, 0, node_bytes_);
   if (level > 0) {
     size_t words = size_t(level) * (1 + m_);
     upper_[node].reset(new uint32_t[words]());
@@ -896,7 +877,7 @@ Status HnswIndex::SetVectorStore(std::shared_ptr<VectorStore> store) {
   std::lock_guard label_lock(label_mutex_);
   if (num_nodes_ != 0) return Status::InvalidArgument("a vector store must be attached before the first Add");
   store_ = std::move(store);
-  vectors_.reset();
+  vectors_.Reset();
   return Status::OK();
 }
 
@@ -1024,7 +1005,7 @@ Status HnswIndex::SerializeBody(ByteSink& out, const SaveOptions& options) const
     AppendPod(&head, sq_lo_);
     AppendPod(&head, sq_scale_);
     AppendPod(&head, next_label_);
-    AppendPod(&head, uint8_t{vectors_ != nullptr});  // float vectors follow each SQ8 node's block
+    AppendPod(&head, uint8_t{bool(vectors_)});  // float vectors follow each SQ8 node's block
   }
   FATHOM_RETURN_IF_ERROR(out.Write(head.data(), head.size()));
   constexpr uint32_t kChunk = 4096;
@@ -1050,7 +1031,7 @@ Status HnswIndex::SerializeBody(ByteSink& out, const SaveOptions& options) const
         auto* links = reinterpret_cast<uint32_t*>(chunk.data() + at);
         const uint32_t* src = Links(u, 0);
         for (size_t j = 0; j < size_t(1 + m0_); ++j) links[j] = LoadLink(src + j);
-        std::memcpy(chunk.data() + at + links0_bytes_, blocks_ + size_t{u} * node_bytes_ + links0_bytes_,
+        std::memcpy(chunk.data() + at + links0_bytes_, blocks_.data() + size_t{u} * node_bytes_ + links0_bytes_,
                     node_bytes_ - links0_bytes_);
         if (vectors_) AppendBytes(&chunk, Vector(u), dim() * sizeof(float));
         for (int l = 1; l <= levels_[u]; ++l) {
@@ -1127,7 +1108,7 @@ Status HnswIndex::DeserializeBody(ByteSource& r, uint64_t count, uint32_t versio
       FATHOM_RETURN_IF_ERROR(r.Read(&state));
       FATHOM_RETURN_IF_ERROR(read_head(u, state));
       if (state == kFree) continue;
-      FATHOM_RETURN_IF_ERROR(r.ReadBytes(blocks_ + size_t{u} * node_bytes_, node_bytes_));
+      FATHOM_RETURN_IF_ERROR(r.ReadBytes(blocks_.data() + size_t{u} * node_bytes_, node_bytes_));
       if (vectors_) FATHOM_RETURN_IF_ERROR(r.ReadBytes(Vector(u), dim() * sizeof(float)));
       FATHOM_RETURN_IF_ERROR(read_upper(u));
     }
@@ -1144,8 +1125,8 @@ Status HnswIndex::DeserializeBody(ByteSource& r, uint64_t count, uint32_t versio
       }
       state_[u].store(state);
     }
-    FATHOM_RETURN_IF_ERROR(r.ReadBytes(blocks_, size_t{nodes} * node_bytes_));
-    if (spec_.sq8) FATHOM_RETURN_IF_ERROR(r.ReadBytes(vectors_.get(), size_t{nodes} * dim() * sizeof(float)));
+    FATHOM_RETURN_IF_ERROR(r.ReadBytes(blocks_.data(), size_t{nodes} * node_bytes_));
+    if (spec_.sq8) FATHOM_RETURN_IF_ERROR(r.ReadBytes(vectors_.data(), size_t{nodes} * dim() * sizeof(float)));
     for (uint32_t u = 0; u < nodes; ++u) {
       if (state_[u].load() == kFree) {
         levels_[u] = 0;

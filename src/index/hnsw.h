@@ -32,6 +32,7 @@
 #include "fathom/index.h"
 #include "index/factory.h"
 #include "index/visited_set.h"
+#include "util/region.h"
 #include "util/rw_lock.h"
 
 namespace fathom {
@@ -142,12 +143,9 @@ class HnswIndex final : public Index {
   // Guards the arrays below against reallocation and consolidation: shared for Add, Remove and
   // Search; exclusive for growth, quantizer training and consolidation.
   mutable RwLock structure_mutex_;
-  char* blocks_ = nullptr;   // capacity_ * node_bytes_, level-0 links then vector or code
-  struct FreeDeleter {
-    void operator()(float* p) const { std::free(p); }
-  };
-  using FloatArray = std::unique_ptr<float[], FreeDeleter>;
-  FloatArray vectors_;  // capacity_ * dim float32 copies for re-ranking (SQ8 only)
+  // Both grow without copying (Region: mremap), so growth holds the lock for milliseconds.
+  Region blocks_;   // capacity_ * node_bytes_, level-0 links then vector or code
+  Region vectors_;  // capacity_ * dim float32 copies for re-ranking (SQ8 in RAM only)
   std::shared_ptr<VectorStore> store_;  // instead of vectors_: float32 vectors on disk
   std::vector<label_t> labels_;
   std::vector<uint8_t> levels_;
