@@ -46,13 +46,6 @@ std::string EncodeOp(uint8_t op, const std::vector<uint32_t>& slots) {
   return out;
 }
 
-// The RAM cache holds an empty payload as null: an empty JSON object allocates a map (~64
-// bytes), which for collections without payloads would be most of their per-point overhead.
-nlohmann::json CachedPayload(nlohmann::json payload) {
-  if (payload.is_object() && payload.empty()) return nlohmann::json();
-  return payload;
-}
-
 std::string VectorLabel(const std::string& name) {
   return name.empty() ? std::string("the vector") : "vector '" + name + "'";
 }
@@ -376,13 +369,9 @@ Status CollectionImpl::Recover() {
       if (build_maps) {
         auto payload = nlohmann::json::parse(record.payload, nullptr, false);
         if (payload.is_discarded()) payload = nlohmann::json::object();
-        if (!spec_.on_disk_payload && slot >= payloads_.size()) payloads_.resize(size_t{slot} + 1);
         ids_.Set(slot, record.id);
         payload_index_.Insert(slot, payload);
-        if (!spec_.on_disk_payload) {
-          payload_text_bytes_ += record.payload.size();
-          payloads_[slot] = CachedPayload(std::move(payload));
-        }
+        if (!spec_.on_disk_payload) payloads_.Set(slot, record.payload);
         live_.add(slot);
       }
       for (size_t v = 0; v < nv; ++v) {
@@ -644,17 +633,14 @@ void CollectionImpl::CommitUpserts(const std::vector<PendingUpsert*>& group) {
           } else {
             next_slot_ = std::max(next_slot_, slot + 1);
           }
-          if (!spec_.on_disk_payload && slot >= payloads_.size()) payloads_.resize(size_t{slot} + 1);
           ids_.Set(slot, records[i].id);
           live_.add(slot);
         } else {
-          payload_index_.Remove(slot, spec_.on_disk_payload ? old_payloads[g][i] : payloads_[slot]);
-          if (!spec_.on_disk_payload) payload_text_bytes_ -= std::min(payload_text_bytes_, payloads_[slot].dump().size());
+          payload_index_.Remove(slot, spec_.on_disk_payload ? old_payloads[g][i] : CachedPayload(slot));
         }
         payload_index_.Insert(slot, payloads[i]);
         if (!spec_.on_disk_payload) {
-          payload_text_bytes_ += payload_texts[g][i].size();
-          payloads_[slot] = CachedPayload(std::move(payloads[i]));
+          payloads_.Set(slot, payload_texts[g][i]);
         }
       }
     }
@@ -789,9 +775,8 @@ Result<size_t> CollectionImpl::DeleteSlots(const std::vector<uint32_t>& slots) {
       if (spec_.on_disk_payload) {
         payload_index_.Remove(slot, old_payloads[i]);
       } else {
-        payload_index_.Remove(slot, payloads_[slot]);
-        payload_text_bytes_ -= std::min(payload_text_bytes_, payloads_[slot].dump().size());
-        payloads_[slot] = nlohmann::json();
+        payload_index_.Remove(slot, CachedPayload(slot));
+        payloads_.Clear(slot);
       }
       live_.remove(slot);
       free_slots_.push_back(slot);
@@ -848,8 +833,10 @@ Result<SlotBitmap> CollectionImpl::MatchingSlots(const Filter& filter, EvalStats
     FATHOM_RETURN_IF_ERROR(error);
     return matched;
   }
-  PayloadLookup lookup = [this](uint32_t slot) -> const nlohmann::json* {
-    return slot < payloads_.size() && !payloads_[slot].is_null() ? &payloads_[slot] : nullptr;
+  nlohmann::json current;
+  PayloadLookup lookup = [&](uint32_t slot) -> const nlohmann::json* {
+    current = CachedPayload(slot);
+    return &current;
   };
   return payload_index_.Evaluate(filter, live_, lookup, stats);
 }
@@ -1005,7 +992,7 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
       p.id = ids_.IdOf(uint32_t(slot));
       p.distance = distances[q * k + i];
       if (request.with_payload && !spec_.on_disk_payload) {
-        p.payload = payloads_[slot].is_null() ? "{}" : payloads_[slot].dump();
+        p.payload = payloads_.Get(uint32_t(slot));
       }
       results[q].push_back(std::move(p));
     }
@@ -1201,6 +1188,11 @@ Result<nlohmann::json> CollectionImpl::StoredPayload(uint32_t slot) const {
   return payload;
 }
 
+nlohmann::json CollectionImpl::CachedPayload(uint32_t slot) const {
+  auto payload = nlohmann::json::parse(payloads_.Get(slot), nullptr, false);
+  return payload.is_discarded() ? nlohmann::json::object() : payload;
+}
+
 WriteStats CollectionImpl::write_stats() const {
   WriteStats stats;
   stats.upsert_requests = upsert_requests_.load(std::memory_order_relaxed);
@@ -1216,10 +1208,7 @@ size_t CollectionImpl::memory_bytes() const {
   std::shared_lock lock(state_mutex_);
   bytes += payload_index_.memory_bytes();
   bytes += ids_.memory_bytes();
-  // Cached payloads are JSON trees: measured at about 64 bytes per payload plus 8 per byte of
-  // its text (a 47-byte payload takes 448 bytes of heap). on_disk_payload caches none.
-  bytes += payloads_.capacity() * sizeof(nlohmann::json);
-  if (!spec_.on_disk_payload) bytes += ids_.size() * 64 + 8 * payload_text_bytes_;
+  bytes += payloads_.memory_bytes();  // (none with on_disk_payload)
   return bytes;
 }
 

@@ -32,6 +32,7 @@
 
 #include "db/id_table.h"
 #include "db/payload_index.h"
+#include "db/payload_texts.h"
 #include "fathom/database.h"
 #include "storage/kv_store.h"
 #include "util/rw_lock.h"
@@ -135,6 +136,9 @@ class CollectionImpl final : public Collection {
   Status ReadVectors(uint32_t slot, Record* record) const;
   // The stored payload of a live slot (on_disk_payload: payloads are not cached).
   Result<nlohmann::json> StoredPayload(uint32_t slot) const;
+  // The cached payload of a slot, parsed (an empty object when it has none). Caller holds
+  // state_mutex_.
+  nlohmann::json CachedPayload(uint32_t slot) const;
 
   KvStore* const kv_;
   const std::string index_dir_;
@@ -177,8 +181,7 @@ class CollectionImpl final : public Collection {
 
   mutable RwLock state_mutex_;
   IdTable ids_;                                          // id <-> slot
-  std::vector<nlohmann::json> payloads_;               // slot -> payload (empty: on_disk_payload)
-  size_t payload_text_bytes_ = 0;                       // text size of the cached payloads
+  PayloadTexts payloads_;                               // slot -> payload text (none: on_disk_payload)
   SlotBitmap live_;
   PayloadIndex payload_index_;
   std::vector<uint32_t> free_slots_;

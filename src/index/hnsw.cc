@@ -721,9 +721,50 @@ Status HnswIndex::Add(size_t n, const float* x, const label_t* labels, const Add
 }
 
 size_t HnswIndex::EnsureReachable() {
+  // The walk first runs under the shared lock, beside searches: it nearly always finds every
+  // live node reached, and then the exclusive lock (which stops searches for a walk over the
+  // whole graph, seconds at 10M nodes) is not taken at all.
+  {
+    std::shared_lock lock(structure_mutex_);
+    const uint64_t entry = entry_.load();
+    const uint32_t nodes = num_nodes_.load();
+    if (entry == kNoEntry || nodes == 0) return 0;
+    std::vector<uint8_t> reached(nodes, 0);
+    std::vector<uint32_t> queue;
+    WalkLevel0(uint32_t(entry), reached, queue);
+    bool all = true;
+    for (uint32_t x = 0; x < nodes && all; ++x) {
+      all = reached[x] || state_[x].load(std::memory_order_relaxed) != kLive;
+    }
+    if (all) {
+      inserts_since_reachability_check_ = 0;
+      return 0;
+    }
+  }
   std::unique_lock lock(structure_mutex_);
   std::lock_guard label_lock(label_mutex_);
   return EnsureReachableLocked();
+}
+
+void HnswIndex::WalkLevel0(uint32_t start, std::vector<uint8_t>& reached, std::vector<uint32_t>& queue) const {
+  if (reached[start]) return;
+  reached[start] = 1;
+  queue.assign(1, start);
+  const uint32_t nodes = static_cast<uint32_t>(reached.size());
+  for (size_t head = 0; head < queue.size(); ++head) {
+    // The queue says which blocks come next: fetch them ahead (a random walk over a large
+    // graph is otherwise one cache and TLB miss per node).
+    if (head + 16 < queue.size()) __builtin_prefetch(Links(queue[head + 16], 0), 0, 1);
+    const uint32_t* links = Links(queue[head], 0);
+    const uint32_t count = std::min<uint32_t>(LoadLink(links), m0_);
+    for (uint32_t j = 1; j <= count; ++j) {
+      const uint32_t v = LoadLink(links + j);
+      if (v < nodes && !reached[v]) {  // (a node allocated after the walk began: not counted)
+        reached[v] = 1;
+        queue.push_back(v);
+      }
+    }
+  }
 }
 
 size_t HnswIndex::EnsureReachableLocked() {
@@ -748,24 +789,7 @@ size_t HnswIndex::EnsureReachableLocked() {
   };
   std::vector<uint8_t> reached(nodes, 0);
   std::vector<uint32_t> queue;
-  auto walk_from = [&](uint32_t start) {
-    if (reached[start]) return;
-    reached[start] = 1;
-    queue.assign(1, start);
-    for (size_t head = 0; head < queue.size(); ++head) {
-      // The queue says which blocks come next: fetch them ahead (a random walk over a large
-      // graph is otherwise one cache and TLB miss per node).
-      if (head + 16 < queue.size()) __builtin_prefetch(Links(queue[head + 16], 0), 0, 1);
-      const uint32_t* links = Links(queue[head], 0);
-      for (uint32_t j = 1; j <= links[0]; ++j) {
-        const uint32_t v = links[j];
-        if (!reached[v]) {
-          reached[v] = 1;
-          queue.push_back(v);
-        }
-      }
-    }
-  };
+  auto walk_from = [&](uint32_t start) { WalkLevel0(start, reached, queue); };
   size_t relinked = 0;
   // A fix can move a link away from a node whose only other in-link was itself unreached; a few
   // rounds settle it (one is nearly always enough). A round whose fixes only appended links

@@ -112,6 +112,9 @@ class HnswIndex final : public Index {
   int RandomLevel();
   Status MaybeConsolidate();
   size_t EnsureReachableLocked();  // caller holds structure_mutex_ exclusively
+  // Marks in `reached` (one byte per node) every node reachable on level 0 from `start`;
+  // `queue` is working memory. Safe beside concurrent inserts (links are read atomically).
+  void WalkLevel0(uint32_t start, std::vector<uint8_t>& reached, std::vector<uint32_t>& queue) const;
 
   // Search path.
   void PrepareQuery(const float* v, Scratch& scratch, Query* q) const;
