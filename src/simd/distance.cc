@@ -38,6 +38,21 @@ float DotF32U8Scalar(const float* q, const uint8_t* codes, size_t d) {
   return sum;
 }
 
+float L2SqrF16Scalar(const float* q, const uint16_t* x, size_t d) {
+  float sum = 0;
+  for (size_t i = 0; i < d; ++i) {
+    float diff = q[i] - HalfToFloat(x[i]);
+    sum += diff * diff;
+  }
+  return sum;
+}
+
+float DotF16Scalar(const float* q, const uint16_t* x, size_t d) {
+  float sum = 0;
+  for (size_t i = 0; i < d; ++i) sum += q[i] * HalfToFloat(x[i]);
+  return sum;
+}
+
 bool CpuHasAvx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 bool CpuHasAvx512() {
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -83,7 +98,8 @@ void Pq4BlockSumsScalar(const uint8_t* codes, const uint8_t* luts, size_t m, uin
 }
 
 namespace detail {
-const Kernels kScalarKernels{Isa::kScalar, L2SqrScalar, DotScalar, L2SqrU8Scalar, DotF32U8Scalar, Pq4BlockSumsScalar};
+const Kernels kScalarKernels{Isa::kScalar,        L2SqrScalar,    DotScalar,   L2SqrU8Scalar,
+                             DotF32U8Scalar,      Pq4BlockSumsScalar, L2SqrF16Scalar, DotF16Scalar};
 }  // namespace detail
 
 const char* IsaName(Isa isa) {
@@ -114,6 +130,57 @@ const Kernels* ForIsa(Isa isa) {
 const Kernels& Active() {
   static const Kernels& kernels = Choose();
   return kernels;
+}
+
+uint16_t FloatToHalf(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, sizeof(x));
+  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
+  x &= 0x7fffffffu;
+  if (x >= 0x7f800000u) return sign | (x > 0x7f800000u ? 0x7e00u : 0x7c00u);  // NaN, infinity
+  if (x >= 0x477ff000u) return sign | 0x7c00u;  // rounds above 65504: infinity
+  if (x < 0x38800000u) {
+    // Subnormal half (or zero): value / 2^-24, rounded to nearest even.
+    if (x < 0x33000000u) return sign;  // below half the smallest subnormal
+    const uint32_t mant = (x & 0x7fffffu) | 0x800000u;
+    const int shift = 126 - int(x >> 23);  // 14..24 for exponents -12..-2 (as float: 113..103)
+    uint32_t h = mant >> shift;
+    const uint32_t rest = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rest > half || (rest == half && (h & 1))) ++h;
+    return sign | static_cast<uint16_t>(h);
+  }
+  // Normal: rebias the exponent (127 -> 15), keep 10 mantissa bits, round to nearest even (a
+  // carry into the exponent is the correct result).
+  uint32_t h = ((x - 0x38000000u) >> 13);
+  const uint32_t rest = x & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (h & 1))) ++h;
+  return sign | static_cast<uint16_t>(h);
+}
+
+float HalfToFloat(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+  uint32_t x;
+  if (exp == 0) {
+    if (mant == 0) {
+      x = sign;
+    } else {  // subnormal: normalise
+      int e = -1;
+      uint32_t m = mant;
+      do {
+        ++e;
+        m <<= 1;
+      } while ((m & 0x400u) == 0);
+      x = sign | (uint32_t(112 - e) << 23) | ((m & 0x3ffu) << 13);
+    }
+  } else if (exp == 31) {
+    x = sign | 0x7f800000u | (mant << 13);
+  } else {
+    x = sign | ((exp + 112) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &x, sizeof(f));
+  return f;
 }
 
 float Normalize(float* v, size_t d) {

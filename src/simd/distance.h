@@ -7,7 +7,8 @@
 //
 // Conventions: l2_sqr is the squared Euclidean distance; dot is the inner product. The u8
 // kernels serve scalar-quantized codes: l2_sqr_u8 is exact integer arithmetic, dot_f32_u8 takes
-// a float query against u8 codes.
+// a float query against u8 codes. The f16 kernels take a float query against IEEE half-precision
+// values (FP16 codes).
 #pragma once
 
 #include <cstddef>
@@ -30,6 +31,8 @@ struct Kernels {
   // s, byte j has vector j's code in its low nibble and vector j + 16's in its high nibble.
   // m must be even; each lut entry is uint8, sums are exact in uint16 for m <= 256.
   void (*pq4_block_sums)(const uint8_t* codes, const uint8_t* luts, size_t m, uint16_t* out);
+  float (*l2_sqr_f16)(const float* q, const uint16_t* x, size_t d);
+  float (*dot_f16)(const float* q, const uint16_t* x, size_t d);
 };
 
 // The kernels used by every index; chosen once per process.
@@ -40,6 +43,12 @@ const Kernels* ForIsa(Isa isa);
 
 // The scalar fast-scan kernel, shared as the reference for tests.
 void Pq4BlockSumsScalar(const uint8_t* codes, const uint8_t* luts, size_t m, uint16_t* out);
+
+// IEEE 754 half precision: round to nearest even; magnitudes above 65504 become infinity (FP16
+// indexes reject such values before encoding).
+uint16_t FloatToHalf(float f);
+float HalfToFloat(uint16_t h);
+constexpr float kHalfMax = 65504.0f;
 
 // The widest ISA this CPU (and OS) supports.
 Isa BestSupportedIsa();

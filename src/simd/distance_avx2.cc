@@ -133,13 +133,55 @@ void Pq4BlockSums(const uint8_t* codes, const uint8_t* luts, size_t m, uint16_t*
   _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 24), _mm_unpackhi_epi16(he, ho));
 }
 
+float L2SqrF16(const float* q, const uint16_t* x, size_t d) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 16 <= d; i += 16) {
+    __m256 x0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
+    __m256 x1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i + 8)));
+    __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(q + i), x0);
+    __m256 d1 = _mm256_sub_ps(_mm256_loadu_ps(q + i + 8), x1);
+    acc0 = _mm256_fmadd_ps(d0, d0, acc0);
+    acc1 = _mm256_fmadd_ps(d1, d1, acc1);
+  }
+  for (; i + 8 <= d; i += 8) {
+    __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(q + i),
+                              _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
+    acc0 = _mm256_fmadd_ps(d0, d0, acc0);
+  }
+  float sum = HorizontalSum(_mm256_add_ps(acc0, acc1));
+  for (; i < d; ++i) {
+    float diff = q[i] - _cvtsh_ss(x[i]);
+    sum += diff * diff;
+  }
+  return sum;
+}
+
+float DotF16(const float* q, const uint16_t* x, size_t d) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 16 <= d; i += 16) {
+    __m256 x0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
+    __m256 x1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i + 8)));
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), x0, acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), x1, acc1);
+  }
+  for (; i + 8 <= d; i += 8) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i),
+                           _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))), acc0);
+  }
+  float sum = HorizontalSum(_mm256_add_ps(acc0, acc1));
+  for (; i < d; ++i) sum += q[i] * _cvtsh_ss(x[i]);
+  return sum;
+}
+
 }  // namespace
 
 namespace detail {
 void Pq4BlockSumsAvx2(const uint8_t* codes, const uint8_t* luts, size_t m, uint16_t* out) {
   Pq4BlockSums(codes, luts, m, out);
 }
-const Kernels kAvx2Kernels{Isa::kAvx2, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2};
+const Kernels kAvx2Kernels{Isa::kAvx2, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16};
 }  // namespace detail
 
 }  // namespace fathom::simd

@@ -93,10 +93,47 @@ float DotF32U8(const float* q, const uint8_t* codes, size_t d) {
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
+float L2SqrF16(const float* q, const uint16_t* x, size_t d) {
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  size_t i = 0;
+  for (; i + 32 <= d; i += 32) {
+    __m512 x0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)));
+    __m512 x1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i + 16)));
+    __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(q + i), x0);
+    __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(q + i + 16), x1);
+    acc0 = _mm512_fmadd_ps(d0, d0, acc0);
+    acc1 = _mm512_fmadd_ps(d1, d1, acc1);
+  }
+  for (; i < d; i += 16) {
+    const __mmask16 m = d - i >= 16 ? __mmask16(0xffff) : TailMask16(d - i);
+    __m512 x0 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + i));
+    __m512 d0 = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, q + i), x0);
+    acc0 = _mm512_fmadd_ps(d0, d0, acc0);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+float DotF16(const float* q, const uint16_t* x, size_t d) {
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  size_t i = 0;
+  for (; i + 32 <= d; i += 32) {
+    __m512 x0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)));
+    __m512 x1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i + 16)));
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), x0, acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i + 16), x1, acc1);
+  }
+  for (; i < d; i += 16) {
+    const __mmask16 m = d - i >= 16 ? __mmask16(0xffff) : TailMask16(d - i);
+    __m512 x0 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + i));
+    acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), x0, acc0);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
 }  // namespace
 
 namespace detail {
-const Kernels kAvx512Kernels{Isa::kAvx512, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2};
+const Kernels kAvx512Kernels{Isa::kAvx512, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16};
 }  // namespace detail
 
 }  // namespace fathom::simd

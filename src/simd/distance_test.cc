@@ -53,6 +53,30 @@ TEST_P(KernelTest, FloatKernelsMatchDoubleReferenceForEveryDimension) {
   }
 }
 
+// FP16 kernels against a double reference over the decoded halves (so only the kernels'
+// arithmetic is tested here; the encoding is tested below), every dimension, unaligned.
+TEST_P(KernelTest, F16KernelsMatchDoubleReferenceForEveryDimension) {
+  const Kernels* k = ForIsa(GetParam());
+  if (k == nullptr) GTEST_SKIP() << "this CPU cannot run " << IsaName(GetParam());
+  std::mt19937 rng(11);
+  std::normal_distribution<float> dist(0.f, 3.f);
+  for (size_t d : kDims) {
+    std::vector<float> q_buf(d + 1), decoded(d);
+    std::vector<uint16_t> h_buf(d + 1);
+    for (auto& v : q_buf) v = dist(rng);
+    for (size_t i = 0; i < d; ++i) {
+      h_buf[i + 1] = FloatToHalf(dist(rng));
+      decoded[i] = HalfToFloat(h_buf[i + 1]);
+    }
+    const float* q = q_buf.data() + 1;
+    const uint16_t* h = h_buf.data() + 1;
+    const double l2 = RefL2(q, decoded.data(), d), dot = RefDot(q, decoded.data(), d);
+    double tol = 1e-4 * std::sqrt(double(d)) + 1e-5;
+    EXPECT_NEAR(k->l2_sqr_f16(q, h, d), l2, tol * l2 + 1e-5) << "d=" << d;
+    EXPECT_NEAR(k->dot_f16(q, h, d), dot, tol * 9 * std::sqrt(double(d))) << "d=" << d;
+  }
+}
+
 TEST_P(KernelTest, U8KernelsAreExactOrNearExact) {
   const Kernels* k = ForIsa(GetParam());
   if (k == nullptr) GTEST_SKIP() << "this CPU cannot run " << IsaName(GetParam());
@@ -104,6 +128,39 @@ TEST(DispatchTest, ActiveIsTheBestSupportedUnlessForced) {
   }
   EXPECT_NE(ForIsa(Isa::kScalar), nullptr);
   std::printf("kernel path: %s\n", IsaName(Active().isa));
+}
+
+// Half-precision conversion: every half survives a round trip through float; known values;
+// rounding to nearest even at a tie; overflow to infinity beyond 65504; subnormals; and for
+// random floats in range the relative error is at most 2^-11.
+TEST(HalfTest, ConversionIsIeeeRoundToNearestEven) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float f = HalfToFloat(uint16_t(h));
+    if (std::isnan(f)) {
+      EXPECT_TRUE((h & 0x7c00u) == 0x7c00u && (h & 0x3ffu) != 0) << h;
+      continue;
+    }
+    ASSERT_EQ(FloatToHalf(f), h) << "half " << h << " -> " << f;
+  }
+  EXPECT_EQ(FloatToHalf(1.0f), 0x3c00u);
+  EXPECT_EQ(FloatToHalf(-2.0f), 0xc000u);
+  EXPECT_EQ(FloatToHalf(65504.0f), 0x7bffu);
+  EXPECT_EQ(FloatToHalf(65519.0f), 0x7bffu);
+  EXPECT_EQ(FloatToHalf(65520.0f), 0x7c00u);  // the tie rounds to even: infinity
+  EXPECT_EQ(FloatToHalf(1e9f), 0x7c00u);
+  EXPECT_EQ(FloatToHalf(std::ldexp(1.0f, -24)), 0x0001u);    // smallest subnormal
+  EXPECT_EQ(FloatToHalf(std::ldexp(1.0f, -25)), 0x0000u);    // its half: tie to even (zero)
+  EXPECT_EQ(FloatToHalf(std::ldexp(1.5f, -25)), 0x0001u);
+  EXPECT_EQ(FloatToHalf(1.0f + std::ldexp(1.0f, -11)), 0x3c00u);  // tie, even stays
+  EXPECT_EQ(FloatToHalf(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3c02u);  // tie, odd rounds up
+  EXPECT_EQ(HalfToFloat(0x0001u), std::ldexp(1.0f, -24));
+  EXPECT_EQ(HalfToFloat(0x03ffu), std::ldexp(1023.0f, -24));
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-60000.f, 60000.f);
+  for (int i = 0; i < 100000; ++i) {
+    float f = u(rng) * (i % 2 ? 1.0f : 1e-3f);
+    EXPECT_LE(std::fabs(HalfToFloat(FloatToHalf(f)) - f), std::fabs(f) * std::ldexp(1.0f, -11) + 1e-7f) << f;
+  }
 }
 
 TEST(NormalizeTest, UnitLengthAndZeroVectorUntouched) {
