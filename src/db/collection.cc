@@ -80,13 +80,14 @@ Status CollectionImpl::ValidateSpec(const CollectionSpec& spec) {
       auto kind = ParseFactory(v.index);
       const bool walks_codes =
           kind.ok() && ((kind->type == IndexSpec::Type::kHnsw && kind->sq8 && v.metric != Metric::kInnerProduct) ||
+                        (kind->type == IndexSpec::Type::kHnsw && kind->fp16) ||
                         (kind->type == IndexSpec::Type::kIvf && kind->code != IndexSpec::Code::kFlat));
       if (!walks_codes) {
         return Status::InvalidArgument(
             VectorLabel(v.name) + ": on_disk keeps float vectors on disk and re-ranks from there, so its "
             "index must walk compressed codes in RAM: use '" +
             (kind.ok() && kind->type == IndexSpec::Type::kHnsw ? "HNSW" + std::to_string(kind->m) : std::string("HNSW32")) +
-            ",SQ8' with l2 or cosine, or IVF lists of codes such as 'IVF1024,SQ8' (got '" + v.index + "' with " +
+            ",SQ8' with l2 or cosine, '...,FP16' (any metric), or IVF lists of codes such as 'IVF1024,SQ8' (got '" + v.index + "' with " +
             MetricName(v.metric) + ")");
       }
     }
@@ -471,7 +472,8 @@ Status CollectionImpl::ValidateRecords(const std::vector<Record>& records,
                                        spec_.name + "' does not define");
       }
     }
-    for (const auto& vs : spec_.vectors) {
+    for (size_t v = 0; v < spec_.vectors.size(); ++v) {
+      const VectorSpec& vs = spec_.vectors[v];
       auto it = r.vectors.find(vs.name);
       if (it == r.vectors.end()) {
         return Status::InvalidArgument(who + " is missing " + VectorLabel(vs.name));
@@ -483,6 +485,10 @@ Status CollectionImpl::ValidateRecords(const std::vector<Record>& records,
                                        std::to_string(vs.dim));
       }
       FATHOM_RETURN_IF_ERROR(CheckVector(it->second.data(), vs.dim, who + ": " + VectorLabel(vs.name)));
+      // What the index's codes can hold (FP16: magnitudes up to 65504).
+      if (Status s = indexes_[v]->CheckValues(1, it->second.data()); !s.ok()) {
+        return Status::InvalidArgument(who + ": " + VectorLabel(vs.name) + ": " + s.message());
+      }
     }
     const std::string& text = r.payload.empty() ? std::string("{}") : r.payload;
     auto payload = nlohmann::json::parse(text, nullptr, false);

@@ -1122,6 +1122,50 @@ TEST_F(OnDiskTest, SurvivesCloseCrashAndALostVectorFile) {
   fs::remove_all(dir_ + ".crashed");
 }
 
+// FP16 codes in RAM, floats on disk (issue 11): the graph walks half-precision vectors and the
+// final candidates are re-ranked from the vector file, so distances are exact and the answers
+// are those of a float graph; the RAM is well under the float collection's.
+TEST_F(OnDiskTest, Fp16WalksHalvesAndReranksExactlyFromDisk) {
+  auto data = testing::Clustered(4000, 40, kDim, 20, 93);
+  auto db = std::move(Database::Open(dir_)).value();
+  CollectionSpec float_spec = Spec("float", false), half_spec = Spec("half", true);
+  float_spec.vectors[0].index = "HNSW16";
+  half_spec.vectors[0].index = "HNSW16,FP16";
+  auto floats = std::move(db->CreateCollection(float_spec)).value();
+  auto halves = std::move(db->CreateCollection(half_spec)).value();
+  for (auto* c : {floats.get(), halves.get()}) ASSERT_TRUE(c->Upsert(Records(data, 0, 4000)).ok());
+  const auto want = Answers(*floats, data), got = Answers(*halves, data);
+  ExpectSameAnswers(want, got);
+  for (size_t q = 0; q < got.size(); ++q) {
+    for (const ScoredPoint& p : got[q]) {  // exact cosine distance of the float vectors
+      const float* x = data.base.data() + std::get<uint64_t>(p.id) * kDim;
+      const float* y = data.queries.data() + q * kDim;
+      double dot = 0, nx = 0, ny = 0;
+      for (size_t j = 0; j < kDim; ++j) {
+        dot += double(x[j]) * y[j];
+        nx += double(x[j]) * x[j];
+        ny += double(y[j]) * y[j];
+      }
+      EXPECT_NEAR(p.distance, 1.0 - dot / std::sqrt(nx * ny), 1e-5);
+    }
+  }
+  EXPECT_LE(halves->usage().ram_bytes * 10, floats->usage().ram_bytes * 7)
+      << halves->usage().ram_bytes << " vs " << floats->usage().ram_bytes;
+  // Values an FP16 code cannot hold are refused with the reason, and nothing is written.
+  CollectionSpec l2 = half_spec;
+  l2.name = "half_l2";
+  l2.vectors[0].metric = Metric::kL2;
+  auto c = std::move(db->CreateCollection(l2)).value();
+  Record r;
+  r.id = uint64_t{1};
+  r.vectors[""] = std::vector<float>(kDim, 1.0f);
+  r.vectors[""][5] = 70000.0f;
+  Status s = c->Upsert({r});
+  EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+  EXPECT_NE(s.message().find("beyond the range of an FP16 index (magnitudes up to 65504)"), std::string::npos) << s.message();
+  EXPECT_EQ(c->Count(), 0u);
+}
+
 TEST_F(OnDiskTest, NeedsAnIndexThatWalksCodes) {
   auto db = std::move(Database::Open(dir_)).value();
   CollectionSpec spec = Spec("bad", true);
@@ -1130,8 +1174,8 @@ TEST_F(OnDiskTest, NeedsAnIndexThatWalksCodes) {
   ASSERT_FALSE(made.ok());
   EXPECT_EQ(made.status().message(),
             "the vector: on_disk keeps float vectors on disk and re-ranks from there, so its index must walk "
-            "compressed codes in RAM: use 'HNSW16,SQ8' with l2 or cosine, or IVF lists of codes such as "
-            "'IVF1024,SQ8' (got 'HNSW16' with cosine)");
+            "compressed codes in RAM: use 'HNSW16,SQ8' with l2 or cosine, '...,FP16' (any metric), or IVF "
+            "lists of codes such as 'IVF1024,SQ8' (got 'HNSW16' with cosine)");
   spec.vectors[0].index = "HNSW16,SQ8";
   spec.vectors[0].metric = Metric::kInnerProduct;
   EXPECT_FALSE(db->CreateCollection(spec).ok());

@@ -37,6 +37,7 @@ struct IndexSpec {
   Type type = Type::kFlat;
   int m = 32;
   bool sq8 = false;
+  bool fp16 = false;  // HNSW: nodes hold IEEE half-precision vectors (",FP16")
   int ef_construction = kDefaultEfConstruction;
   int ef_search = kDefaultEfSearch;
   // IVF.

@@ -78,6 +78,7 @@ struct HnswIndex::Scratch {
   std::vector<uint32_t> batch;
   std::vector<label_t> rerank_labels;  // on-disk vectors: the candidates to read back
   std::vector<float> rerank_vectors;
+  std::vector<float> node_floats;  // FP16: a node's vector, decoded
   Status error;  // a failed read of on-disk vectors, reported by Search
 
   void NewEpoch(size_t nodes, size_t dense_max_nodes) { visited.Reset(nodes, dense_max_nodes); }
@@ -113,7 +114,7 @@ HnswIndex::HnswIndex(size_t dim, Metric metric, const IndexSpec& spec)
       m0_(2 * spec.m),
       level_mult_(1.0 / std::log(std::max(2, spec.m))),
       links0_bytes_(sizeof(uint32_t) * (1 + 2 * spec.m)),
-      code_bytes_(spec.sq8 ? dim : dim * sizeof(float)),
+      code_bytes_(spec.sq8 ? dim : spec.fp16 ? dim * sizeof(uint16_t) : dim * sizeof(float)),
       node_bytes_(RoundUp(links0_bytes_ + code_bytes_, 64)),
       ip_offset_(metric == Metric::kCosine ? 1.0f : 0.0f),
       entry_(kNoEntry),
@@ -129,6 +130,7 @@ const uint8_t* HnswIndex::Code(uint32_t node) const {
   return reinterpret_cast<const uint8_t*>(blocks_.data() + size_t{node} * node_bytes_ + links0_bytes_);
 }
 float* HnswIndex::Vector(uint32_t node) const {
+  if (spec_.fp16) return nullptr;  // (NodeFloats decodes the code)
   if (spec_.sq8) return vectors_ ? reinterpret_cast<float*>(vectors_.data()) + size_t{node} * dim() : nullptr;
   return reinterpret_cast<float*>(blocks_.data() + size_t{node} * node_bytes_ + links0_bytes_);
 }
@@ -143,12 +145,14 @@ bool HnswIndex::Live(uint32_t node) const {
 // 0.999 on CNN features of Fashion-MNIST). Plain inner product has no such equivalent and keeps
 // the asymmetric float-by-code dot product. Re-ranking is exact in every case.
 HnswIndex::DistKind HnswIndex::SearchKind() const {
+  if (spec_.fp16) return metric() == Metric::kL2 ? DistKind::kF16L2 : DistKind::kF16Ip;
   if (spec_.sq8) return metric() == Metric::kInnerProduct ? DistKind::kSq8Ip : DistKind::kSq8L2;
   return metric() == Metric::kL2 ? DistKind::kFloatL2 : DistKind::kFloatIp;
 }
 // Construction compares stored nodes with each other, so it needs a symmetric distance: codes
 // for SQ8 with L2 or cosine (exact integer arithmetic), float vectors otherwise.
 HnswIndex::DistKind HnswIndex::BuildKind() const {
+  if (spec_.fp16) return SearchKind();  // (float query, half nodes; NodeFloats decodes one side)
   if (spec_.sq8 && metric() != Metric::kInnerProduct) return DistKind::kSq8L2;
   return metric() == Metric::kL2 ? DistKind::kFloatL2 : DistKind::kFloatIp;
 }
@@ -230,6 +234,10 @@ void HnswIndex::EncodeNode(uint32_t node, const float* v) {
   }
   std::memcpy(dst, v, dim() * sizeof(float));
   if (metric() == Metric::kCosine) simd::Normalize(dst, dim());
+  if (spec_.fp16) {
+    uint16_t* half = reinterpret_cast<uint16_t*>(const_cast<uint8_t*>(Code(node)));
+    for (size_t j = 0; j < dim(); ++j) half[j] = simd::FloatToHalf(dst[j]);
+  }
   if (spec_.sq8) {
     uint8_t* code = const_cast<uint8_t*>(Code(node));
     float inv = 1.0f / sq_scale_;
@@ -255,18 +263,32 @@ float HnswIndex::Distance(const Query& q, uint32_t node) const {
     return ip_offset_ - kern.dot(q.vec, Vector(node), dim());
   } else if constexpr (K == DistKind::kSq8L2) {
     return static_cast<float>(kern.l2_sqr_u8(q.code, Code(node), dim()));
+  } else if constexpr (K == DistKind::kF16L2) {
+    return kern.l2_sqr_f16(q.vec, reinterpret_cast<const uint16_t*>(Code(node)), dim());
+  } else if constexpr (K == DistKind::kF16Ip) {
+    return ip_offset_ - kern.dot_f16(q.vec, reinterpret_cast<const uint16_t*>(Code(node)), dim());
   } else {
     return ip_offset_ - (sq_lo_ * q.sum + sq_scale_ * kern.dot_f32_u8(q.vec, Code(node), dim()));
   }
 }
 
+const float* HnswIndex::NodeFloats(uint32_t node, std::vector<float>& buffer) const {
+  if (!spec_.fp16) return Vector(node);
+  buffer.resize(dim());
+  simd::Active().f16_to_f32(reinterpret_cast<const uint16_t*>(Code(node)), buffer.data(), dim());
+  return buffer.data();
+}
+
 float HnswIndex::NodeDistance(uint32_t a, uint32_t b) const {
+  thread_local std::vector<float> decoded;
   Query q;
-  q.vec = Vector(a);
+  q.vec = NodeFloats(a, decoded);
   q.code = Code(a);
   switch (BuildKind()) {
     case DistKind::kSq8L2: return Distance<DistKind::kSq8L2>(q, b);
     case DistKind::kFloatL2: return Distance<DistKind::kFloatL2>(q, b);
+    case DistKind::kF16L2: return Distance<DistKind::kF16L2>(q, b);
+    case DistKind::kF16Ip: return Distance<DistKind::kF16Ip>(q, b);
     default: return Distance<DistKind::kFloatIp>(q, b);
   }
 }
@@ -429,7 +451,7 @@ void HnswIndex::SearchOne(const float* query, size_t k, const SearchParams& para
       if (tombstones == 0 || Live(v)) found.emplace_back(s.pool.distance(i), v);
     }
   }
-  if (spec_.sq8) {
+  if (spec_.sq8 || (spec_.fp16 && store_)) {
     size_t rerank = params.rerank > 0 ? size_t(params.rerank) : 2 * k;
     rerank = std::min(std::max(rerank, k), found.size());
     s.rerank_labels.resize(rerank);
@@ -477,6 +499,8 @@ Status HnswIndex::Search(size_t n, const float* queries, size_t k, float* distan
       case DistKind::kFloatIp: SearchOne<DistKind::kFloatIp>(q, k, params, s, d, l); break;
       case DistKind::kSq8L2: SearchOne<DistKind::kSq8L2>(q, k, params, s, d, l); break;
       case DistKind::kSq8Ip: SearchOne<DistKind::kSq8Ip>(q, k, params, s, d, l); break;
+      case DistKind::kF16L2: SearchOne<DistKind::kF16L2>(q, k, params, s, d, l); break;
+      case DistKind::kF16Ip: SearchOne<DistKind::kF16Ip>(q, k, params, s, d, l); break;
     }
     if (!s.error.ok()) {
       Status error = std::move(s.error);
@@ -495,6 +519,7 @@ Status HnswIndex::SearchAmong(size_t n, const float* queries, size_t k, const la
   std::vector<StoredVector> stored;
   stored.reserve(num_candidates);
   std::vector<float> fetched;
+  std::vector<uint32_t> nodes;  // FP16: the node of each stored entry
   {
     // A published node's vector is complete, and it stays readable while we hold the structure
     // lock: nodes are freed for reuse only by Consolidate, which takes that lock exclusively.
@@ -502,6 +527,7 @@ Status HnswIndex::SearchAmong(size_t n, const float* queries, size_t k, const la
     for (size_t i = 0; i < num_candidates; ++i) {
       if (auto it = node_of_.find(candidates[i]); it != node_of_.end()) {
         stored.push_back({candidates[i], Vector(it->second)});
+        if (spec_.fp16) nodes.push_back(it->second);
       }
     }
   }
@@ -511,6 +537,13 @@ Status HnswIndex::SearchAmong(size_t n, const float* queries, size_t k, const la
     fetched.resize(stored.size() * dim());
     FATHOM_RETURN_IF_ERROR(store_->Read(present.size(), present.data(), fetched.data()));
     for (size_t i = 0; i < stored.size(); ++i) stored[i].vector = fetched.data() + i * dim();
+  } else if (spec_.fp16) {
+    // The half-precision vectors, decoded.
+    fetched.resize(stored.size() * dim());
+    for (size_t i = 0; i < stored.size(); ++i) {
+      simd::Active().f16_to_f32(reinterpret_cast<const uint16_t*>(Code(nodes[i])), fetched.data() + i * dim(), dim());
+      stored[i].vector = fetched.data() + i * dim();
+    }
   }
   ExactTopK(metric(), dim(), n, queries, k, stored, distances, labels);
   return Status::OK();
@@ -567,7 +600,7 @@ template <HnswIndex::DistKind K>
 void HnswIndex::Link(uint32_t node, Scratch& s) {
   s.backlinks.clear();
   Query q;
-  q.vec = Vector(node);
+  q.vec = NodeFloats(node, s.node_floats);
   q.code = Code(node);
   const int level = levels_[node];
   uint64_t entry = entry_.load(std::memory_order_acquire);
@@ -667,13 +700,29 @@ bool HnswIndex::TryInsert(const float* v, label_t label, Scratch& s) {
   switch (BuildKind()) {
     case DistKind::kSq8L2: Link<DistKind::kSq8L2>(node, s); break;
     case DistKind::kFloatL2: Link<DistKind::kFloatL2>(node, s); break;
+    case DistKind::kF16L2: Link<DistKind::kF16L2>(node, s); break;
+    case DistKind::kF16Ip: Link<DistKind::kF16Ip>(node, s); break;
     default: Link<DistKind::kFloatIp>(node, s); break;
   }
   return true;
 }
 
-Status HnswIndex::Add(size_t n, const float* x, const label_t* labels, const AddOptions& options) {
+Status HnswIndex::CheckValues(size_t n, const float* x) const {
   FATHOM_RETURN_IF_ERROR(ValidateVectors(n, x));
+  if (spec_.fp16 && metric() != Metric::kCosine) {  // (cosine stores unit vectors)
+    for (size_t i = 0; i < n * dim(); ++i) {
+      if (std::fabs(x[i]) > simd::kHalfMax) {
+        return Status::InvalidArgument("row " + std::to_string(i / dim()) + ", dimension " +
+                                       std::to_string(i % dim()) + ": " + std::to_string(x[i]) +
+                                       " is beyond the range of an FP16 index (magnitudes up to 65504)");
+      }
+    }
+  }
+  return Status::OK();
+}
+
+Status HnswIndex::Add(size_t n, const float* x, const label_t* labels, const AddOptions& options) {
+  FATHOM_RETURN_IF_ERROR(CheckValues(n, x));
   if (n == 0) return Status::OK();
   std::vector<label_t> assigned;
   {
@@ -811,7 +860,7 @@ size_t HnswIndex::EnsureReachableLocked() {
       }
       if (s.cands.empty()) {
         Query q;
-        q.vec = Vector(x);
+        q.vec = NodeFloats(x, s.node_floats);
         q.code = Code(x);
         float d;
         auto search = [&](auto kind) {
@@ -822,6 +871,8 @@ size_t HnswIndex::EnsureReachableLocked() {
         switch (BuildKind()) {
           case DistKind::kSq8L2: search(std::integral_constant<DistKind, DistKind::kSq8L2>()); break;
           case DistKind::kFloatL2: search(std::integral_constant<DistKind, DistKind::kFloatL2>()); break;
+          case DistKind::kF16L2: search(std::integral_constant<DistKind, DistKind::kF16L2>()); break;
+          case DistKind::kF16Ip: search(std::integral_constant<DistKind, DistKind::kF16Ip>()); break;
           default: search(std::integral_constant<DistKind, DistKind::kFloatIp>()); break;
         }
         s.cands.clear();
@@ -893,7 +944,7 @@ Status HnswIndex::Remove(size_t n, const label_t* labels, size_t* removed) {
 }
 
 Status HnswIndex::SetVectorStore(std::shared_ptr<VectorStore> store) {
-  if (!spec_.sq8 || metric() == Metric::kInnerProduct) return Index::SetVectorStore(std::move(store));
+  if (!(spec_.sq8 && metric() != Metric::kInnerProduct) && !spec_.fp16) return Index::SetVectorStore(std::move(store));
   if (store == nullptr || store->dim() != dim()) {
     return Status::InvalidArgument("vector store dimension does not match the index's " + std::to_string(dim()));
   }
@@ -995,6 +1046,10 @@ Status HnswIndex::Reconstruct(label_t label, float* out) const {
     return Status::NotFound("label " + std::to_string(label) + " is not in the index");
   }
   if (store_) return store_->Read(1, &label, out);
+  if (spec_.fp16) {
+    simd::Active().f16_to_f32(reinterpret_cast<const uint16_t*>(Code(it->second)), out, dim());
+    return Status::OK();
+  }
   std::memcpy(out, Vector(it->second), dim() * sizeof(float));
   return Status::OK();
 }

@@ -60,6 +60,7 @@ class HnswIndex final : public Index {
   // caller writes each vector to the store (normalised for cosine) before adding it.
   Status SetVectorStore(std::shared_ptr<VectorStore> store) override;
   uint64_t disk_bytes() const override;
+  Status CheckValues(size_t n, const float* x) const override;
   void set_inline_maintenance(bool on) override { inline_maintenance_.store(on); }
   bool NeedsMaintenance() const override;
   void Maintain() override { Consolidate(); }
@@ -83,7 +84,7 @@ class HnswIndex final : public Index {
   void set_dense_visited_max_nodes_for_testing(size_t nodes) { dense_visited_max_nodes_ = nodes; }
 
  private:
-  enum class DistKind { kFloatL2, kFloatIp, kSq8L2, kSq8Ip };
+  enum class DistKind { kFloatL2, kFloatIp, kSq8L2, kSq8Ip, kF16L2, kF16Ip };
   struct Query;
   struct Scratch;
   class ScratchLease;
@@ -107,6 +108,8 @@ class HnswIndex final : public Index {
   void Link(uint32_t node, Scratch& scratch);
   void SelectNeighbors(std::vector<std::pair<float, uint32_t>>& candidates, size_t max_links,
                        std::vector<uint32_t>* selected) const;
+  // A node's float vector: its stored floats, or (FP16) its code decoded into `buffer`.
+  const float* NodeFloats(uint32_t node, std::vector<float>& buffer) const;
   float NodeDistance(uint32_t a, uint32_t b) const;
   void AddBackLink(uint32_t target, uint32_t node, int level);
   int RandomLevel();

@@ -73,7 +73,9 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(RecallCase{"HNSW16", Metric::kL2}, RecallCase{"HNSW16", Metric::kInnerProduct},
                       RecallCase{"HNSW16", Metric::kCosine}, RecallCase{"HNSW16,SQ8", Metric::kL2},
                       RecallCase{"HNSW16,SQ8", Metric::kCosine},
-                      RecallCase{"HNSW16,SQ8", Metric::kInnerProduct}),
+                      RecallCase{"HNSW16,SQ8", Metric::kInnerProduct}, RecallCase{"HNSW16,FP16", Metric::kL2},
+                      RecallCase{"HNSW16,FP16", Metric::kCosine},
+                      RecallCase{"HNSW16,FP16", Metric::kInnerProduct}),
     [](const auto& info) {
       std::string name = std::string(info.param.factory) + "_" + MetricName(info.param.metric);
       for (char& c : name) {
@@ -531,7 +533,7 @@ namespace {
 // SearchAmong is exact within the candidates, for both index kinds and every metric.
 TEST(SearchAmongTest, ExactWithinCandidates) {
   auto data = testing::Clustered(2000, 20, 12, 8, 37);
-  for (const char* factory : {"Flat", "HNSW8", "HNSW8,SQ8"}) {
+  for (const char* factory : {"Flat", "HNSW8", "HNSW8,SQ8", "HNSW8,FP16"}) {
     for (Metric metric : {Metric::kL2, Metric::kInnerProduct, Metric::kCosine}) {
       auto index = std::move(MakeIndex(factory, data.dim, metric)).value();
       ASSERT_TRUE(index->Add(data.n(), data.base.data()).ok());
@@ -566,7 +568,7 @@ namespace {
 // every index kind; unknown labels are NotFound.
 TEST(ReconstructTest, EveryIndexReturnsItsStoredVector) {
   auto data = testing::Clustered(500, 1, 12, 4, 8);
-  for (const char* factory : {"Flat", "HNSW8", "HNSW8,SQ8"}) {
+  for (const char* factory : {"Flat", "HNSW8", "HNSW8,SQ8", "HNSW8,FP16"}) {
     for (Metric metric : {Metric::kL2, Metric::kInnerProduct, Metric::kCosine}) {
       auto index = std::move(MakeIndex(factory, data.dim, metric)).value();
       ASSERT_TRUE(index->Add(data.n(), data.base.data()).ok());
@@ -580,7 +582,9 @@ TEST(ReconstructTest, EveryIndexReturnsItsStoredVector) {
           for (float& v : want) v = float(v / std::sqrt(norm));
         }
         for (size_t j = 0; j < data.dim; ++j) {
-          EXPECT_NEAR(out[j], want[j], 1e-6) << factory << " " << MetricName(metric) << " label " << l;
+          // FP16 keeps 11 significant bits: relative error at most 2^-11.
+          const double tol = std::string(factory).ends_with("FP16") ? std::fabs(want[j]) / 2048 + 1e-7 : 1e-6;
+          EXPECT_NEAR(out[j], want[j], tol) << factory << " " << MetricName(metric) << " label " << l;
         }
       }
       std::vector<float> out(data.dim);

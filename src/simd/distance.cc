@@ -53,6 +53,10 @@ float DotF16Scalar(const float* q, const uint16_t* x, size_t d) {
   return sum;
 }
 
+void F16ToF32Scalar(const uint16_t* x, float* out, size_t d) {
+  for (size_t i = 0; i < d; ++i) out[i] = HalfToFloat(x[i]);
+}
+
 bool CpuHasAvx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 bool CpuHasAvx512() {
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -99,7 +103,8 @@ void Pq4BlockSumsScalar(const uint8_t* codes, const uint8_t* luts, size_t m, uin
 
 namespace detail {
 const Kernels kScalarKernels{Isa::kScalar,        L2SqrScalar,    DotScalar,   L2SqrU8Scalar,
-                             DotF32U8Scalar,      Pq4BlockSumsScalar, L2SqrF16Scalar, DotF16Scalar};
+                             DotF32U8Scalar,      Pq4BlockSumsScalar, L2SqrF16Scalar, DotF16Scalar,
+                             F16ToF32Scalar};
 }  // namespace detail
 
 const char* IsaName(Isa isa) {

@@ -33,6 +33,7 @@ struct Kernels {
   void (*pq4_block_sums)(const uint8_t* codes, const uint8_t* luts, size_t m, uint16_t* out);
   float (*l2_sqr_f16)(const float* q, const uint16_t* x, size_t d);
   float (*dot_f16)(const float* q, const uint16_t* x, size_t d);
+  void (*f16_to_f32)(const uint16_t* x, float* out, size_t d);
 };
 
 // The kernels used by every index; chosen once per process.

@@ -175,13 +175,21 @@ float DotF16(const float* q, const uint16_t* x, size_t d) {
   return sum;
 }
 
+void F16ToF32(const uint16_t* x, float* out, size_t d) {
+  size_t i = 0;
+  for (; i + 8 <= d; i += 8) {
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
+  }
+  for (; i < d; ++i) out[i] = _cvtsh_ss(x[i]);
+}
+
 }  // namespace
 
 namespace detail {
 void Pq4BlockSumsAvx2(const uint8_t* codes, const uint8_t* luts, size_t m, uint16_t* out) {
   Pq4BlockSums(codes, luts, m, out);
 }
-const Kernels kAvx2Kernels{Isa::kAvx2, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16};
+const Kernels kAvx2Kernels{Isa::kAvx2, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16, F16ToF32};
 }  // namespace detail
 
 }  // namespace fathom::simd

@@ -130,10 +130,17 @@ float DotF16(const float* q, const uint16_t* x, size_t d) {
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
+void F16ToF32(const uint16_t* x, float* out, size_t d) {
+  for (size_t i = 0; i < d; i += 16) {
+    const __mmask16 m = d - i >= 16 ? __mmask16(0xffff) : TailMask16(d - i);
+    _mm512_mask_storeu_ps(out + i, m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + i)));
+  }
+}
+
 }  // namespace
 
 namespace detail {
-const Kernels kAvx512Kernels{Isa::kAvx512, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16};
+const Kernels kAvx512Kernels{Isa::kAvx512, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16, F16ToF32};
 }  // namespace detail
 
 }  // namespace fathom::simd

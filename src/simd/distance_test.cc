@@ -74,6 +74,10 @@ TEST_P(KernelTest, F16KernelsMatchDoubleReferenceForEveryDimension) {
     double tol = 1e-4 * std::sqrt(double(d)) + 1e-5;
     EXPECT_NEAR(k->l2_sqr_f16(q, h, d), l2, tol * l2 + 1e-5) << "d=" << d;
     EXPECT_NEAR(k->dot_f16(q, h, d), dot, tol * 9 * std::sqrt(double(d))) << "d=" << d;
+    std::vector<float> out(d + 1, -7.0f);
+    k->f16_to_f32(h, out.data(), d);
+    for (size_t i = 0; i < d; ++i) ASSERT_EQ(out[i], decoded[i]) << "d=" << d << " i=" << i;
+    EXPECT_EQ(out[d], -7.0f) << "wrote past the end, d=" << d;
   }
 }
 
