@@ -46,20 +46,12 @@ class GatedLogFs final : public rocksdb::FileSystemWrapper {
   rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
                                     std::unique_ptr<rocksdb::FSWritableFile>* r,
                                     rocksdb::IODebugContext* d) override {
-    rocksdb::IOStatus s = target()->NewWritableFile(f, o, r, d);
-    if (s.ok() && f.size() > 4 && f.compare(f.size() - 4, 4, ".log") == 0) {
-      *r = std::make_unique<File>(std::move(*r), this);
-    }
-    return s;
+    return Gated(f, target()->NewWritableFile(f, o, r, d), r);
   }
   rocksdb::IOStatus ReopenWritableFile(const std::string& f, const rocksdb::FileOptions& o,
                                        std::unique_ptr<rocksdb::FSWritableFile>* r,
                                        rocksdb::IODebugContext* d) override {
-    rocksdb::IOStatus s = target()->ReopenWritableFile(f, o, r, d);
-    if (s.ok() && f.size() > 4 && f.compare(f.size() - 4, 4, ".log") == 0) {
-      *r = std::make_unique<File>(std::move(*r), this);
-    }
-    return s;
+    return Gated(f, target()->ReopenWritableFile(f, o, r, d), r);
   }
 
  private:
@@ -79,6 +71,11 @@ class GatedLogFs final : public rocksdb::FileSystemWrapper {
    private:
     GatedLogFs* fs_;
   };
+  // Wraps the log files (*.log) that `s` opened.
+  rocksdb::IOStatus Gated(const std::string& f, rocksdb::IOStatus s, std::unique_ptr<rocksdb::FSWritableFile>* r) {
+    if (s.ok() && f.ends_with(".log")) *r = std::make_unique<File>(std::move(*r), this);
+    return s;
+  }
   void Pass() {
     std::unique_lock l(mu_);
     ++syncs_;
