@@ -110,6 +110,22 @@ TEST(HnswTest, Sq8CosineOrdersCloseNeighbours) {
     auto truth = BruteForce(data, 10, metric);
     EXPECT_GE(Recall(truth, SearchAll(*index, data, 10, 2000), 10), 0.97) << MetricName(metric);
   }
+  // FP16 keeps no floats to re-rank with, so its own distances must order such neighbours:
+  // walking cosine on 1 - q.x fell below 0.97 here (and capped CNN embeddings at 0.95); on L2 between
+  // unit vectors it passes, and the distances it returns are cosine distances.
+  for (Metric metric : {Metric::kCosine, Metric::kL2}) {
+    auto index = Build("HNSW16,FP16", data, metric);
+    auto truth = BruteForce(data, 10, metric);
+    EXPECT_GE(Recall(truth, SearchAll(*index, data, 10, 2000), 10), 0.97) << "FP16 " << MetricName(metric);
+  }
+  auto fp16 = Build("HNSW16,FP16", data, Metric::kCosine);
+  auto exact = Build("Flat", data, Metric::kCosine);
+  float d16, dflat;
+  label_t l16, lflat;
+  ASSERT_TRUE(fp16->Search(1, data.queries.data(), 1, &d16, &l16).ok());
+  ASSERT_TRUE(exact->Search(1, data.queries.data(), 1, &dflat, &lflat).ok());
+  EXPECT_EQ(l16, lflat);
+  EXPECT_NEAR(d16, dflat, 1e-3 * std::max(dflat, 1e-3f));
 }
 
 TEST(HnswTest, FashionMnistSubsetRecallAtLeast95) {
