@@ -127,6 +127,8 @@ struct SearchRequest {
   int rerank = 0;
   // IVF indexes: how many inverted lists are scanned; 0 = the index default.
   int nprobe = 0;
+  // HNSW: beam width on level 1 (SearchParams::upper_ef); 0 = greedy descent.
+  int upper_ef = 0;
   std::string filter;              // text form ("price < 50 AND NOT sold") or JSON form
   bool with_payload = true;
   bool with_vectors = false;

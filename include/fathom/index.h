@@ -92,6 +92,12 @@ struct SearchParams {
   // IVF: how many inverted lists are scanned (the nearest centroids' lists). 0 uses the index
   // default (nprobe in the factory string, 16 unless set); more is slower and more accurate.
   int nprobe = 0;
+  // HNSW: beam width on level 1, whose best nodes all seed the level-0 search; 0 (or 1) descends
+  // greedily, as hnswlib does. For data of many separated clusters at large scale, where a
+  // greedy descent can end next to the query's cluster: at 10M points in 1,000 clusters, ef 512
+  // with upper_ef 512 reached recall 0.906 at 380 QPS, where greedy needed ef 4096 (119 QPS).
+  // Costs ~15-30% of QPS where the greedy descent already works. Unfiltered searches only.
+  int upper_ef = 0;
   // Trees (BallTree): stop after examining this many points (FLANN's "checks"), trading
   // recall for speed; 0 = exact search.
   int checks = 0;

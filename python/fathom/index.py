@@ -79,16 +79,18 @@ class Index:
         return self._index.is_trained
 
     def search(self, q: npt.ArrayLike, k: int, *, ef: int = 0, rerank: int = 0, nprobe: int = 0,
-               D: Optional[np.ndarray] = None, I: Optional[np.ndarray] = None
+               D: Optional[np.ndarray] = None, I: Optional[np.ndarray] = None, upper_ef: int = 0
                ) -> Tuple[np.ndarray, np.ndarray]:
         """Returns ``(D, I)``: float32 distances and int64 ids, shape (nq, k), closest first.
 
         ``ef`` widens the HNSW beam (0: the index default); ``rerank`` is how many candidates an
         index with compressed codes (SQ8, PQ) re-ranks with exact distances (0: 2k for SQ8, 4k
-        for IVF PQ); ``nprobe`` is how many IVF lists are scanned (0: the index default, 16).
+        for IVF PQ); ``nprobe`` is how many IVF lists are scanned (0: the index default, 16);
+        ``upper_ef`` is the HNSW beam on level 1 (0: greedy descent; for data of many separated
+        clusters at large scale, see docs/python.md).
         ``D`` and ``I`` may be preallocated (float32 / int64, C-contiguous, shape (nq, k)) to
         search without allocating."""
-        return self._index.search(q, check_k(k), ef, rerank, nprobe, D, I)
+        return self._index.search(q, check_k(k), ef, rerank, nprobe, D, I, upper_ef)
 
     def remove(self, ids: npt.ArrayLike) -> int:
         """Removes the given ids (absent ones are ignored); returns how many were present."""

@@ -54,7 +54,7 @@ def test_flat_equals_faiss(data, metric, faiss_index):
 
 
 @pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
-@pytest.mark.parametrize("factory", ["HNSW32", "HNSW16,SQ8"])
+@pytest.mark.parametrize("factory", ["HNSW32", "HNSW16,SQ8", "HNSW16,FP16"])
 def test_recall_against_brute_force(data, metric, factory):
     base, queries = data
     if metric == "ip":
@@ -81,6 +81,8 @@ def test_ef_trades_accuracy(data):
     low = recall(idx.search(queries, 10, ef=10)[1], true_i)
     high = recall(idx.search(queries, 10, ef=400)[1], true_i)
     assert high >= low and high >= 0.95
+    # A beam on level 1 (upper_ef) never loses what the greedy descent finds here, by much.
+    assert recall(idx.search(queries, 10, ef=10, upper_ef=10)[1], true_i) >= low - 0.02
 
 
 def test_ids_remove_reconstruct(data):

@@ -952,6 +952,7 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
   params.ef = request.ef;
   params.rerank = request.rerank;
   params.nprobe = request.nprobe;
+  params.upper_ef = request.upper_ef;
   if (request.exact) {
     local_stats.strategy = "exact";
     std::vector<label_t> candidates;

@@ -79,6 +79,7 @@ struct HnswIndex::Scratch {
   std::vector<label_t> rerank_labels;  // on-disk vectors: the candidates to read back
   std::vector<float> rerank_vectors;
   std::vector<float> node_floats;  // FP16: a node's vector, decoded
+  std::vector<std::pair<float, uint32_t>> seeds;  // where a level's beam search starts
   Status error;  // a failed read of on-disk vectors, reported by Search
 
   void NewEpoch(size_t nodes, size_t dense_max_nodes) { visited.Reset(nodes, dense_max_nodes); }
@@ -344,10 +345,17 @@ uint32_t HnswIndex::GreedyDescend(const Query& q, uint32_t start, int from_level
 template <HnswIndex::DistKind K>
 void HnswIndex::SearchLevel(const Query& q, uint32_t entry, float entry_dist, int level,
                             size_t ef, Scratch& s) const {
+  s.seeds.assign(1, {entry_dist, entry});
+  SearchLevelFrom<K>(q, level, ef, s);
+}
+
+template <HnswIndex::DistKind K>
+void HnswIndex::SearchLevelFrom(const Query& q, int level, size_t ef, Scratch& s) const {
   s.NewEpoch(capacity_, dense_visited_max_nodes_);
   s.pool.Reset(ef);
-  s.pool.Insert(entry_dist, entry);
-  s.Visit(entry);
+  for (auto [d, node] : s.seeds) {
+    if (s.Visit(node)) s.pool.Insert(d, node);
+  }
   const uint32_t max_links = static_cast<uint32_t>(MaxLinks(level));
   s.batch.resize(m0_ + 1);
   const size_t prefetch_bytes = std::min(code_bytes_, kMaxPrefetchBytes);
@@ -435,7 +443,17 @@ void HnswIndex::SearchOne(const float* query, size_t k, const SearchParams& para
   PrepareQuery(query, s, &q);
   size_t ef = std::max<size_t>(params.ef > 0 ? size_t(params.ef) : size_t(spec_.ef_search), k);
   float entry_dist;
-  uint32_t ep = GreedyDescend<K>(q, uint32_t(entry), static_cast<int>(entry >> 32), 0, &entry_dist);
+  const int top_level = static_cast<int>(entry >> 32);
+  const bool upper_beam = params.upper_ef > 1 && top_level >= 1 && params.filter == nullptr;
+  uint32_t ep = GreedyDescend<K>(q, uint32_t(entry), top_level, upper_beam ? 1 : 0, &entry_dist);
+  if (upper_beam) {
+    // Level 1 with a beam rather than greedily: in data of many separated clusters a greedy
+    // descent can end in a cluster next to the query's, where no beam width on level 0 finds
+    // its way out; the level-1 beam's nodes all seed the level-0 search.
+    SearchLevel<K>(q, ep, entry_dist, 1, size_t(params.upper_ef), s);
+    s.seeds.clear();
+    for (size_t i = 0; i < s.pool.size(); ++i) s.seeds.emplace_back(s.pool.distance(i), s.pool.node(i));
+  }
 
   // Candidates (distance in traversal units, node), closest first, live and allowed only.
   auto& found = s.cands;
@@ -448,7 +466,11 @@ void HnswIndex::SearchOne(const float* query, size_t k, const SearchParams& para
     // Tombstones may occupy beam slots: widen the beam by their share.
     size_t nodes = std::max<size_t>(1, num_nodes_.load(std::memory_order_relaxed));
     size_t widened = ef + ef * tombstones / nodes + (tombstones > 0 ? k : 0);
-    SearchLevel<K>(q, ep, entry_dist, 0, widened, s);
+    if (upper_beam) {
+      SearchLevelFrom<K>(q, 0, widened, s);
+    } else {
+      SearchLevel<K>(q, ep, entry_dist, 0, widened, s);
+    }
     for (size_t i = 0; i < s.pool.size(); ++i) {
       uint32_t v = s.pool.node(i);
       if (tombstones == 0 || Live(v)) found.emplace_back(s.pool.distance(i), v);

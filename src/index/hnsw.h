@@ -128,6 +128,9 @@ class HnswIndex final : public Index {
   template <DistKind K>
   void SearchLevel(const Query& q, uint32_t entry, float entry_dist, int level, size_t ef,
                    Scratch& scratch) const;
+  // The same from several starting nodes at once (scratch.seeds: distance, node).
+  template <DistKind K>
+  void SearchLevelFrom(const Query& q, int level, size_t ef, Scratch& scratch) const;
   template <DistKind K>
   void SearchLevelFiltered(const Query& q, uint32_t entry, float entry_dist, size_t ef,
                            const LabelFilter* filter, Scratch& scratch) const;

@@ -291,6 +291,13 @@ class EndpointTest(ServerTestCase):
         # Offset skips the first results.
         hits3 = self.server.ok("POST", "/collections/srch/points/search", {"vector": q, "limit": 3, "offset": 2, "params": {"ef": 128}})
         self.assertEqual([h["id"] for h in hits3], [h["id"] for h in hits[2:5]])
+        # params.upper_ef (HNSW level-1 beam, a Fathom extension): accepted, bounded like ef.
+        hits4 = self.server.ok("POST", "/collections/srch/points/search",
+                               {"vector": q, "limit": 5, "params": {"ef": 128, "upper_ef": 32}})
+        self.assertEqual(hits4[0]["id"], 17)
+        status, doc, _ = self.server.request("POST", "/collections/srch/points/search",
+                                             {"vector": q, "limit": 5, "params": {"upper_ef": 10**9}})
+        self.assertError(status, doc, 400, "params.upper_ef must be at most")
         # Filters, text and JSON.
         for flt in ["label = 2 AND color = \"blue\"",
                     {"must": [{"key": "label", "match": {"value": 2}}], "must_not": [{"key": "color", "match": {"value": "red"}}]}]:
