@@ -96,7 +96,7 @@ struct SearchParams {
   // greedily, as hnswlib does. For data of many separated clusters at large scale, where a
   // greedy descent can end next to the query's cluster: at 10M points in 1,000 clusters, ef 512
   // with upper_ef 512 reached recall 0.906 at 380 QPS, where greedy needed ef 4096 (119 QPS).
-  // Costs ~15-30% of QPS where the greedy descent already works. Unfiltered searches only.
+  // Costs ~15-30% of QPS where the greedy descent already works.
   int upper_ef = 0;
   // Trees (BallTree): stop after examining this many points (FLANN's "checks"), trading
   // recall for speed; 0 = exact search.

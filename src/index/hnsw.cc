@@ -381,8 +381,7 @@ void HnswIndex::SearchLevelFrom(const Query& q, int level, size_t ef, Scratch& s
 // Like SearchLevel on level 0, but results only hold live nodes the filter allows, and the
 // search goes on until it has ef of them (walking through rejected nodes on the way).
 template <HnswIndex::DistKind K>
-void HnswIndex::SearchLevelFiltered(const Query& q, uint32_t entry, float entry_dist,
-                                    size_t ef, const LabelFilter* filter, Scratch& s) const {
+void HnswIndex::SearchLevelFiltered(const Query& q, size_t ef, const LabelFilter* filter, Scratch& s) const {
   s.NewEpoch(capacity_, dense_visited_max_nodes_);
   auto& cand = s.heap;     // min-heap by distance
   auto& res = s.results;   // max-heap by distance
@@ -392,9 +391,17 @@ void HnswIndex::SearchLevelFiltered(const Query& q, uint32_t entry, float entry_
   auto accept = [&](uint32_t v) {
     return Live(v) && (filter == nullptr || filter->Allowed(labels_[v]));
   };
-  s.Visit(entry);
-  cand.emplace_back(entry_dist, entry);
-  if (accept(entry)) res.emplace_back(entry_dist, entry);
+  for (auto [entry_dist, entry] : s.seeds) {
+    if (!s.Visit(entry)) continue;
+    cand.emplace_back(entry_dist, entry);
+    if (accept(entry)) res.emplace_back(entry_dist, entry);
+  }
+  std::make_heap(cand.begin(), cand.end(), greater);
+  std::make_heap(res.begin(), res.end());
+  while (res.size() > ef) {
+    std::pop_heap(res.begin(), res.end());
+    res.pop_back();
+  }
   const size_t prefetch_bytes = std::min(code_bytes_, kMaxPrefetchBytes);
   s.batch.resize(m0_ + 1);
   while (!cand.empty()) {
@@ -444,7 +451,7 @@ void HnswIndex::SearchOne(const float* query, size_t k, const SearchParams& para
   size_t ef = std::max<size_t>(params.ef > 0 ? size_t(params.ef) : size_t(spec_.ef_search), k);
   float entry_dist;
   const int top_level = static_cast<int>(entry >> 32);
-  const bool upper_beam = params.upper_ef > 1 && top_level >= 1 && params.filter == nullptr;
+  const bool upper_beam = params.upper_ef > 1 && top_level >= 1;
   uint32_t ep = GreedyDescend<K>(q, uint32_t(entry), top_level, upper_beam ? 1 : 0, &entry_dist);
   if (upper_beam) {
     // Level 1 with a beam rather than greedily: in data of many separated clusters a greedy
@@ -460,7 +467,8 @@ void HnswIndex::SearchOne(const float* query, size_t k, const SearchParams& para
   found.clear();
   size_t tombstones = tombstones_.load(std::memory_order_relaxed);
   if (params.filter != nullptr) {
-    SearchLevelFiltered<K>(q, ep, entry_dist, ef, params.filter, s);
+    if (!upper_beam) s.seeds.assign(1, {entry_dist, ep});
+    SearchLevelFiltered<K>(q, ef, params.filter, s);
     found.assign(s.results.begin(), s.results.end());
   } else {
     // Tombstones may occupy beam slots: widen the beam by their share.

@@ -132,8 +132,8 @@ class HnswIndex final : public Index {
   template <DistKind K>
   void SearchLevelFrom(const Query& q, int level, size_t ef, Scratch& scratch) const;
   template <DistKind K>
-  void SearchLevelFiltered(const Query& q, uint32_t entry, float entry_dist, size_t ef,
-                           const LabelFilter* filter, Scratch& scratch) const;
+  // From scratch.seeds (distance, node), like SearchLevelFrom.
+  void SearchLevelFiltered(const Query& q, size_t ef, const LabelFilter* filter, Scratch& scratch) const;
   template <DistKind K>
   void SearchOne(const float* query, size_t k, const SearchParams& params, Scratch& scratch,
                  float* distances, label_t* labels) const;

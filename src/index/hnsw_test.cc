@@ -807,6 +807,25 @@ TEST(HnswTest, UpperBeamFindsTheRightClusterInManyClusteredData) {
   EXPECT_EQ(search(0), SearchAll(*index, data, 10, 16));  // the default is the greedy descent
   EXPECT_EQ(search(1), search(0));
   EXPECT_GE(beam, greedy + 0.08) << "greedy " << greedy << ", upper_ef 64 " << beam;
+  // Filtered searches take the same beam: half the points allowed.
+  BitsetFilter even(kN);
+  for (label_t i = 0; i < label_t(kN); i += 2) even.Set(i);
+  std::vector<bool> allowed(kN);
+  for (size_t i = 0; i < kN; i += 2) allowed[i] = true;
+  auto filtered_truth = BruteForce(data, 10, Metric::kL2, &allowed);
+  auto filtered = [&](int upper_ef) {
+    std::vector<float> d(kNq * 10);
+    std::vector<label_t> l(kNq * 10);
+    SearchParams p;
+    p.ef = 16;
+    p.upper_ef = upper_ef;
+    p.filter = &even;
+    EXPECT_TRUE(index->Search(kNq, data.queries.data(), 10, d.data(), l.data(), p).ok());
+    for (label_t x : l) EXPECT_TRUE(x == kNoLabel || x % 2 == 0);
+    return Recall(filtered_truth, l, 10);
+  };
+  const double greedy_f = filtered(0), beam_f = filtered(64);
+  EXPECT_GE(beam_f, greedy_f + 0.05) << "filtered: greedy " << greedy_f << ", upper_ef 64 " << beam_f;
 }
 
 }  // namespace
