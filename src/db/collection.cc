@@ -528,9 +528,12 @@ Status CollectionImpl::Upsert(const std::vector<Record>& records) {
     }
     commit_queue_.erase(commit_queue_.begin(), taken);
     queue_lock.unlock();
-    {
+    try {
       std::lock_guard write_lock(write_mutex_);
       CommitUpserts(group);
+    } catch (const std::exception& e) {
+      // (Out of memory, say.) The others waiting on this group must still be woken.
+      for (PendingUpsert* p : group) p->status = Status::Internal(std::string("upsert failed: ") + e.what());
     }
     upsert_commits_.fetch_add(1, std::memory_order_relaxed);
     queue_lock.lock();
