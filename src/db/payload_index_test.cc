@@ -1,4 +1,5 @@
 #include "db/payload_index.h"
+#include "db/payload_texts.h"
 
 #include <gtest/gtest.h>
 
@@ -575,6 +576,30 @@ TEST(PayloadIndexRandomTest, EvaluateEqualsBruteForceMatches) {
       EXPECT_GT(scanned_conditions, 0u);
     }
   }
+}
+
+// PayloadTexts (the RAM cache of payloads as text): set, replace, clear, empty payloads held as
+// nothing, and memory accounted as the texts plus a fixed cost per slot and per text (a parsed
+// JSON tree took ~8 bytes per byte of text).
+TEST(PayloadTextsTest, HoldsTextsCompactly) {
+  PayloadTexts texts;
+  EXPECT_EQ(texts.Get(7), "{}");
+  texts.Set(3, R"({"a":1,"s":"\u00e9\"x"})");
+  texts.Set(5, "{}");
+  texts.Set(9, "");
+  EXPECT_EQ(texts.Get(3), R"({"a":1,"s":"\u00e9\"x"})");
+  EXPECT_EQ(texts.Get(5), "{}");
+  EXPECT_EQ(texts.Get(9), "{}");
+  texts.Set(3, R"({"b":2})");
+  EXPECT_EQ(texts.Get(3), R"({"b":2})");
+  const std::string big(5000, 'x');
+  const size_t slots = 1000;
+  for (uint32_t s = 0; s < slots; ++s) texts.Set(s, "{\"t\":\"" + big + "\"}");
+  EXPECT_LE(texts.memory_bytes(), slots * (big.size() + 8 + 64));
+  EXPECT_GE(texts.memory_bytes(), slots * big.size());
+  for (uint32_t s = 0; s < slots; ++s) texts.Clear(s);
+  EXPECT_EQ(texts.Get(3), "{}");
+  EXPECT_LE(texts.memory_bytes(), slots * 16);
 }
 
 }  // namespace
