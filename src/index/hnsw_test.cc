@@ -565,6 +565,12 @@ TEST(SearchAmongTest, ExactWithinCandidates) {
       ASSERT_TRUE(index->SearchAmong(data.nq(), data.queries.data(), 5, candidates.data(),
                                      candidates.size(), d.data(), l.data()).ok());
       auto truth = testing::BruteForce(data, 5, metric, &alive);
+      if (std::string(factory).ends_with("FP16")) {
+        // Exact over the half-precision vectors it holds (no float copy to re-rank with): the
+        // order of near ties can differ from float32's.
+        EXPECT_GE(testing::Recall(truth, l, 5), 0.95) << factory << " " << MetricName(metric);
+        continue;
+      }
       EXPECT_EQ(testing::Recall(truth, l, 5), 1.0) << factory << " " << MetricName(metric);
       for (size_t q = 0; q < data.nq(); ++q) {
         EXPECT_EQ(testing::CheckAgainstReference(data, metric, q, 5, &d[q * 5], &l[q * 5], &alive), "")
