@@ -90,6 +90,15 @@ class GatedLogFs final : public rocksdb::FileSystemWrapper {
   int syncs_ = 0;
 };
 
+// Fsync durability on a GatedLogFs; *env owns the environment the options point to.
+DatabaseOptions GatedOptions(const std::shared_ptr<GatedLogFs>& fs, std::unique_ptr<rocksdb::Env>* env) {
+  *env = rocksdb::NewCompositeEnv(fs);
+  DatabaseOptions options;
+  options.durability = Durability::kFsync;
+  options.env = env->get();
+  return options;
+}
+
 class DatabaseTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -1338,10 +1347,8 @@ TEST_F(DatabaseTest, ConcurrentWritesAndSearchesDuringCheckpoints) {
 // together, with one more fsync, and all of them are acknowledged and searchable.
 TEST_F(DatabaseTest, ConcurrentUpsertsShareOneLogCommit) {
   auto fs = std::make_shared<GatedLogFs>(rocksdb::FileSystem::Default());
-  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
-  DatabaseOptions options;
-  options.durability = Durability::kFsync;
-  options.env = env.get();
+  std::unique_ptr<rocksdb::Env> env;
+  const DatabaseOptions options = GatedOptions(fs, &env);
   auto data = testing::Clustered(100, 1, 8, 10, 5);
   {
     auto db = std::move(Database::Open(dir_ + "/db", options)).value();
@@ -1385,10 +1392,8 @@ TEST_F(DatabaseTest, ConcurrentUpsertsOfSameIdsApplyInArrivalOrder) {
     SCOPED_TRACE(on_disk_payload ? "on_disk_payload" : "payloads in RAM");
     fs::remove_all(dir_);
     auto fs = std::make_shared<GatedLogFs>(rocksdb::FileSystem::Default());
-    std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
-    DatabaseOptions options;
-    options.durability = Durability::kFsync;
-    options.env = env.get();
+    std::unique_ptr<rocksdb::Env> env;
+    const DatabaseOptions options = GatedOptions(fs, &env);
     auto data = testing::Clustered(20, 1, 4, 2, 9);
     auto point = [](uint64_t id, float value, int label) {
       Record r;

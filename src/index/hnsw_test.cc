@@ -800,12 +800,13 @@ TEST(HnswTest, UpperBeamFindsTheRightClusterInManyClusteredData) {
   fill(&data.queries, kNq);
   auto index = Build("HNSW4,efC=32", data, Metric::kL2, /*threads=*/1);
   auto truth = BruteForce(data, 10, Metric::kL2);
-  auto search = [&](int upper_ef) {
+  auto search = [&](int upper_ef, const LabelFilter* filter = nullptr) {
     std::vector<float> d(kNq * 10);
     std::vector<label_t> l(kNq * 10);
     SearchParams p;
     p.ef = 16;
     p.upper_ef = upper_ef;
+    p.filter = filter;
     EXPECT_TRUE(index->Search(kNq, data.queries.data(), 10, d.data(), l.data(), p).ok());
     return l;
   };
@@ -820,13 +821,7 @@ TEST(HnswTest, UpperBeamFindsTheRightClusterInManyClusteredData) {
   for (size_t i = 0; i < kN; i += 2) allowed[i] = true;
   auto filtered_truth = BruteForce(data, 10, Metric::kL2, &allowed);
   auto filtered = [&](int upper_ef) {
-    std::vector<float> d(kNq * 10);
-    std::vector<label_t> l(kNq * 10);
-    SearchParams p;
-    p.ef = 16;
-    p.upper_ef = upper_ef;
-    p.filter = &even;
-    EXPECT_TRUE(index->Search(kNq, data.queries.data(), 10, d.data(), l.data(), p).ok());
+    auto l = search(upper_ef, &even);
     for (label_t x : l) EXPECT_TRUE(x == kNoLabel || x % 2 == 0);
     return Recall(filtered_truth, l, 10);
   };
