@@ -300,6 +300,9 @@ Status RunSearch(const Context& ctx, const SearchOptions& options) {
   FATHOM_ASSIGN_OR_RETURN(request.queries, QueryVector(*c, *target, options));
   request.k = options.k;
   request.ef = options.ef;
+  request.rerank = options.rerank;
+  request.nprobe = options.nprobe;
+  request.upper_ef = options.upper_ef;
   request.filter = options.filter;
   request.with_payload = !options.no_payload;
   request.with_vectors = options.with_vectors;

@@ -47,6 +47,9 @@ struct SearchOptions {
   bool string_id = false;
   size_t k = 10;
   int ef = 0;
+  int rerank = 0;    // candidates re-ranked exactly (codes); 0 = the index default
+  int nprobe = 0;    // IVF lists scanned; 0 = the index default
+  int upper_ef = 0;  // HNSW level-1 beam; 0 = greedy descent
   std::string filter;
   std::string using_vector;
   bool with_vectors = false;

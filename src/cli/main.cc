@@ -159,7 +159,16 @@ int Run(int argc, char** argv) {
   search_cmd->add_flag("--string-id", search.string_id, "treat --id as a string id");
   search_cmd->add_option("-k", search.k, "number of results")->capture_default_str();
   search_cmd->add_option("--ef", search.ef, "HNSW search beam (0 = index default)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000000));
+  search_cmd->add_option("--rerank", search.rerank,
+                         "candidates re-ranked with exact distances (SQ8/PQ/FP16 codes; 0 = 2k, 4k for PQ)")
+      ->check(CLI::Range(0, 1000000));
+  search_cmd->add_option("--nprobe", search.nprobe, "IVF lists scanned (0 = index default, 16)")
+      ->check(CLI::Range(0, 1000000));
+  search_cmd->add_option("--upper-ef", search.upper_ef,
+                         "HNSW beam on level 1 (0 = greedy descent); for many separated clusters")
+      ->check(CLI::Range(0, 1000000));
   search_cmd->add_option("--filter", search.filter,
                          "payload filter, text form (label = 3 AND price < 50) or JSON");
   search_cmd->add_option("--using", search.using_vector, "which named vector to search");

@@ -227,6 +227,12 @@ expect_eq "$(echo "$json" | json_get '(d["results"][0]["id"], d["results"][0]["d
   "search --id --json"
 expect_eq "$(echo "$json" | json_get 'len(d["results"])')" "5" "search --json -k 5"
 
+# Search knobs shared with REST params and Python: --rerank, --nprobe, --upper-ef.
+json=$(fathom search grid --id 42 -k 5 --ef 64 --rerank 40 --upper-ef 16 --json)
+expect_eq "$(echo "$json" | json_get '(d["results"][0]["id"], d["results"][0]["distance"])')" "(42, 0.0)" \
+  "search with --rerank and --upper-ef"
+expect_error 1 "--upper-ef" fathom search grid --id 42 --upper-ef -3
+
 json=$(fathom search grid --id 42 -k 10 --filter 'label = 3' --json)
 expect_eq "$(echo "$json" | json_get 'len(d["results"])')" "10" "filtered search fills k"
 expect_eq "$(echo "$json" | json_get 'sorted(set(r["payload"]["label"] for r in d["results"]))')" "[3]" \
