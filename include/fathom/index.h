@@ -170,10 +170,10 @@ class Index {
   virtual Status Add(size_t n, const float* x, const label_t* labels,
                      const AddOptions& options = {}) = 0;
   Status Add(size_t n, const float* x) { return Add(n, x, nullptr); }
-  // Whether Add would accept these n vectors' values (finite, and within what the index's codes
-  // hold: FP16 holds magnitudes up to 65504); the error names the row, the dimension and the
-  // value. A database checks a batch with it before committing the batch.
-  virtual Status CheckValues(size_t n, const float* x) const { return ValidateVectors(n, x); }
+  // Whether the index's codes can hold these n (finite) vectors' values: FP16 holds magnitudes
+  // up to 65504; the error names the row, the dimension and the value. Add checks it too; a
+  // database checks a batch with it before committing the batch.
+  virtual Status CheckValues(size_t n, const float* x) const { return Status::OK(); }
 
   // Removes the given labels; labels that are not present are ignored. `removed` (optional)
   // receives how many were present. A removed label is never returned by a later search.

@@ -46,6 +46,13 @@ std::string EncodeOp(uint8_t op, const std::vector<uint32_t>& slots) {
   return out;
 }
 
+// A stored payload's text as JSON; text that does not parse (never written by this code) reads
+// as an empty object.
+nlohmann::json ParsePayload(std::string_view text) {
+  auto payload = nlohmann::json::parse(text, nullptr, false);
+  return payload.is_discarded() ? nlohmann::json::object() : payload;
+}
+
 std::string VectorLabel(const std::string& name) {
   return name.empty() ? std::string("the vector") : "vector '" + name + "'";
 }
@@ -368,8 +375,7 @@ Status CollectionImpl::Recover() {
         return false;
       }
       if (build_maps) {
-        auto payload = nlohmann::json::parse(record.payload, nullptr, false);
-        if (payload.is_discarded()) payload = nlohmann::json::object();
+        const nlohmann::json payload = ParsePayload(record.payload);
         ids_.Set(slot, record.id);
         payload_index_.Insert(slot, payload);
         if (!spec_.on_disk_payload) payloads_.Set(slot, record.payload);
@@ -1193,15 +1199,10 @@ Result<nlohmann::json> CollectionImpl::StoredPayload(uint32_t slot) const {
   if (!value) return nlohmann::json::object();
   Record record;
   FATHOM_RETURN_IF_ERROR(DecodeRecord(*value, &record, false));
-  auto payload = nlohmann::json::parse(record.payload, nullptr, false);
-  if (payload.is_discarded()) return nlohmann::json::object();
-  return payload;
+  return ParsePayload(record.payload);
 }
 
-nlohmann::json CollectionImpl::CachedPayload(uint32_t slot) const {
-  auto payload = nlohmann::json::parse(payloads_.Get(slot), nullptr, false);
-  return payload.is_discarded() ? nlohmann::json::object() : payload;
-}
+nlohmann::json CollectionImpl::CachedPayload(uint32_t slot) const { return ParsePayload(payloads_.Get(slot)); }
 
 WriteStats CollectionImpl::write_stats() const {
   WriteStats stats;

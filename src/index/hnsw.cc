@@ -743,7 +743,6 @@ bool HnswIndex::TryInsert(const float* v, label_t label, Scratch& s) {
 }
 
 Status HnswIndex::CheckValues(size_t n, const float* x) const {
-  FATHOM_RETURN_IF_ERROR(ValidateVectors(n, x));
   if (spec_.fp16 && metric() != Metric::kCosine) {  // (cosine stores unit vectors)
     for (size_t i = 0; i < n * dim(); ++i) {
       if (std::fabs(x[i]) > simd::kHalfMax) {
@@ -757,6 +756,7 @@ Status HnswIndex::CheckValues(size_t n, const float* x) const {
 }
 
 Status HnswIndex::Add(size_t n, const float* x, const label_t* labels, const AddOptions& options) {
+  FATHOM_RETURN_IF_ERROR(ValidateVectors(n, x));
   FATHOM_RETURN_IF_ERROR(CheckValues(n, x));
   if (n == 0) return Status::OK();
   std::vector<label_t> assigned;
