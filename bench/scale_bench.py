@@ -181,20 +181,22 @@ def timed_open(fathom, data_dir, name):
     return db, col, time.time() - t
 
 
-def search_sweep(col, queries, truth, efs, rerank=None):
+def search_sweep(col, queries, truth, values, rerank=None, knob="ef"):
+    """Recall@10 and single-thread QPS for each value of `knob` ("ef", or "nprobe" for IVF)."""
     rows = []
-    for ef in efs:
-        col.search(queries[:10], k=10, ef=ef, with_payload=False, rerank=rerank)  # warm the code path
+    for v in values:
+        params = {knob: v, "rerank": rerank, "with_payload": False}
+        col.search(queries[:10], k=10, **params)  # warm the code path
         t = time.time()
-        res = [col.search(q, k=10, ef=ef, with_payload=False, rerank=rerank) for q in queries]
+        res = [col.search(q, k=10, **params) for q in queries]
         dt = time.time() - t
         found = [[h.id for h in r] for r in res]
-        rows.append({"ef": ef, "rerank": rerank or 20, "recall": round(recall(found, truth), 4),
+        rows.append({knob: v, "rerank": rerank or 20, "recall": round(recall(found, truth), 4),
                      "qps": round(len(queries) / dt)})
     return rows
 
 
-def latency_during(col, queries, seconds, action=None):
+def latency_during(col, queries, seconds, action=None, params=None):
     """Single-query latencies (ms) for `seconds`; `action` runs in the middle on another thread.
     Returns (latencies outside the action, latencies during it, action seconds)."""
     stop = threading.Event()
@@ -216,7 +218,7 @@ def latency_during(col, queries, seconds, action=None):
         q = queries[i % len(queries)]
         i += 1
         t0 = time.time()
-        col.search(q, k=10, ef=64, with_payload=False)
+        col.search(q, k=10, with_payload=False, **(params or {"ef": 64}))
         lat.append((t0, (time.time() - t0) * 1000))
     if worker:
         worker.join()
@@ -242,6 +244,7 @@ def main():
                     help="intrinsic dimension of each cluster (0: isotropic Gaussian clusters)")
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--ef", default="16,32,64,128,256,512")
+    ap.add_argument("--nprobe", help="comma list of IVF nprobe values to sweep instead of --ef")
     ap.add_argument("--rerank", default="0",
                     help="comma list of re-ranking depths to sweep too (0: the default, 2k)")
     ap.add_argument("--dir", default="/tmp/fathom_scale")
@@ -289,21 +292,23 @@ def main():
     cold_ok = drop_caches()
     db, col, cold = timed_open(fathom, data_dir, name)
     report["open_cold_s"] = round(cold, 2) if cold_ok else None
-    efs = [int(e) for e in args.ef.split(",")]
+    knob = "nprobe" if args.nprobe else "ef"
+    efs = [int(e) for e in (args.nprobe or args.ef).split(",")]
     if cold_ok:
         drop_caches()
         report["search_cold"] = search_sweep(col, queries, truth, [efs[len(efs) // 2]],
-                                             int(args.rerank.split(",")[-1]) or None)
+                                             int(args.rerank.split(",")[-1]) or None, knob)
     report["search_warm"] = []
     for rr in [int(r) for r in args.rerank.split(",")]:
-        report["search_warm"] += search_sweep(col, queries, truth, efs, rr or None)
+        report["search_warm"] += search_sweep(col, queries, truth, efs, rr or None, knob)
     report["rss_after_searches_bytes"] = rss_bytes() - base_rss
     print("search:", json.dumps(report["search_warm"]), flush=True)
 
     # p99 during a checkpoint: some writes first so that it has work to do.
     extra = np.load(data_path, mmap_mode="r")[: min(20_000, args.n)]
     col.upsert(range(args.n, args.n + len(extra)), np.asarray(extra))
-    outside, inside, ckpt = latency_during(col, queries, 6.0, col.checkpoint)
+    outside, inside, ckpt = latency_during(col, queries, 6.0, col.checkpoint,
+                                           {knob: efs[len(efs) // 2]})
     report["checkpoint"] = {"seconds": round(ckpt, 2), "p99_ms_without": p99(outside),
                             "p99_ms_during": p99(inside), "searches_during": len(inside)}
     print("checkpoint:", json.dumps(report["checkpoint"]), flush=True)

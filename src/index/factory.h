@@ -1,10 +1,12 @@
 // Factory strings: the one name for an index configuration, in configs, logs and file headers.
 //
 //   Flat                         exact search
-//   HNSW<M>[,SQ8][,efC=<n>][,efS=<n>]
+//   HNSW<M>[,SQ8|,FP16|,RBQ][,efC=<n>][,efS=<n>]
 //                                HNSW graph with M links per node (2M on level 0); SQ8 traverses
-//                                the graph on 8-bit codes and re-ranks with float32; efC is the
-//                                construction beam (default 200), efS the default search beam (64).
+//                                the graph on 8-bit codes and re-ranks with float32, FP16 keeps
+//                                half-precision vectors only, RBQ traverses on 1-bit RaBitQ codes
+//                                and re-ranks with float32; efC is the construction beam (default
+//                                200), efS the default search beam (64).
 //   IVF<nlist>[_HNSW<M>],<Flat|SQ8|PQ<m>|PQ<m>x4fs>[,nprobe=<n>]
 //                                inverted file: k-means coarse quantizer with nlist lists (a
 //                                flat scan of the centroids, or an HNSW<M> graph over them),
@@ -38,6 +40,7 @@ struct IndexSpec {
   int m = 32;
   bool sq8 = false;
   bool fp16 = false;  // HNSW: nodes hold IEEE half-precision vectors (",FP16")
+  bool rbq = false;   // HNSW: the graph is walked on 1-bit RaBitQ codes (",RBQ")
   int ef_construction = kDefaultEfConstruction;
   int ef_search = kDefaultEfSearch;
   // IVF.

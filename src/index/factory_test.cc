@@ -8,7 +8,7 @@ namespace fathom {
 namespace {
 
 TEST(FactoryTest, ParsesAndRoundTripsCanonicalForms) {
-  for (const char* s : {"Flat", "HNSW32", "HNSW16,efC=100", "HNSW32,SQ8", "HNSW8,SQ8,efC=50,efS=20", "HNSW16,FP16"}) {
+  for (const char* s : {"Flat", "HNSW32", "HNSW16,efC=100", "HNSW32,SQ8", "HNSW8,SQ8,efC=50,efS=20", "HNSW16,FP16", "HNSW32,RBQ"}) {
     auto spec = ParseFactory(s);
     ASSERT_TRUE(spec.ok()) << s << ": " << spec.status().ToString();
     EXPECT_EQ(ToFactoryString(*spec), s);
@@ -42,10 +42,20 @@ TEST(FactoryTest, ErrorsSayWhatWasExpected) {
   expect_error("HNSW", "'HNSW' needs a link count M between 2 and 256 after HNSW (e.g. HNSW32) in index spec 'HNSW'");
   expect_error("HNSW1000", "'HNSW1000' needs a link count M between 2 and 256 after HNSW (e.g. HNSW32) in index spec 'HNSW1000'");
   expect_error("HNSW32,efC=abc", "option 'efC=abc' needs an integer between 1 and 100000 in index spec 'HNSW32,efC=abc'");
-  expect_error("HNSW32,PQ16", "unknown HNSW option 'PQ16': expected SQ8, FP16, efC=<n> or efS=<n> in index spec 'HNSW32,PQ16'");
+  expect_error("HNSW32,PQ16", "unknown HNSW option 'PQ16': expected SQ8, FP16, RBQ, efC=<n> or efS=<n> in index spec 'HNSW32,PQ16'");
   expect_error("Flat,SQ8", "unexpected option 'SQ8' after Flat: Flat takes no options in index spec 'Flat,SQ8'");
-  expect_error("HNSW32,SQ8,SQ8", "give one code (SQ8 or FP16), once in index spec 'HNSW32,SQ8,SQ8'");
-  expect_error("HNSW32,FP16,SQ8", "give one code (SQ8 or FP16), once in index spec 'HNSW32,FP16,SQ8'");
+  expect_error("HNSW32,SQ8,SQ8", "give one code (SQ8, FP16 or RBQ), once in index spec 'HNSW32,SQ8,SQ8'");
+  expect_error("HNSW32,FP16,SQ8", "give one code (SQ8, FP16 or RBQ), once in index spec 'HNSW32,FP16,SQ8'");
+  expect_error("HNSW32,RBQ,SQ8", "give one code (SQ8, FP16 or RBQ), once in index spec 'HNSW32,RBQ,SQ8'");
+}
+
+TEST(FactoryTest, RaBitQRejectsInnerProduct) {
+  auto made = MakeIndex("HNSW32,RBQ", 64, Metric::kInnerProduct);
+  ASSERT_FALSE(made.ok());
+  EXPECT_EQ(made.status().message(),
+            "'HNSW32,RBQ': RaBitQ codes estimate l2 distances (and cosine, on unit vectors); for inner product "
+            "use SQ8, FP16 or float32");
+  EXPECT_TRUE(MakeIndex("HNSW32,RBQ", 64, Metric::kCosine).ok());
 }
 
 TEST(FactoryTest, MakeIndexRejectsBadDimensionAndMetricNames) {

@@ -62,6 +62,7 @@ struct HnswIndex::Query {
   const float* vec = nullptr;     // normalised for cosine
   const uint8_t* code = nullptr;  // SQ8 code of the query
   float sum = 0;                  // sum of vec (SQ8 inner product)
+  const RaBitQuantizer::Query* rbq = nullptr;  // RBQ: the rotated, quantised query
 };
 
 // Per-search working memory, pooled so a query allocates nothing.
@@ -80,6 +81,7 @@ struct HnswIndex::Scratch {
   std::vector<float> rerank_vectors;
   std::vector<float> node_floats;  // FP16: a node's vector, decoded
   std::vector<std::pair<float, uint32_t>> seeds;  // where a level's beam search starts
+  RaBitQuantizer::Query rbq;
   Status error;  // a failed read of on-disk vectors, reported by Search
 
   void NewEpoch(size_t nodes, size_t dense_max_nodes) { visited.Reset(nodes, dense_max_nodes); }
@@ -115,9 +117,13 @@ HnswIndex::HnswIndex(size_t dim, Metric metric, const IndexSpec& spec)
       m0_(2 * spec.m),
       level_mult_(1.0 / std::log(std::max(2, spec.m))),
       links0_bytes_(sizeof(uint32_t) * (1 + 2 * spec.m)),
-      code_bytes_(spec.sq8 ? dim : spec.fp16 ? dim * sizeof(uint16_t) : dim * sizeof(float)),
+      code_bytes_(spec.sq8    ? dim
+                  : spec.fp16 ? dim * sizeof(uint16_t)
+                  : spec.rbq  ? RaBitQuantizer(dim).code_size()
+                              : dim * sizeof(float)),
       node_bytes_(RoundUp(links0_bytes_ + code_bytes_, 64)),
       ip_offset_(metric == Metric::kCosine ? 1.0f : 0.0f),
+      rbq_(dim),
       entry_(kNoEntry),
       link_locks_(new std::mutex[kLockStripes]) {}
 
@@ -132,7 +138,7 @@ const uint8_t* HnswIndex::Code(uint32_t node) const {
 }
 float* HnswIndex::Vector(uint32_t node) const {
   if (spec_.fp16) return nullptr;  // (NodeFloats decodes the code)
-  if (spec_.sq8) return vectors_ ? reinterpret_cast<float*>(vectors_.data()) + size_t{node} * dim() : nullptr;
+  if (floats_beside_codes()) return vectors_ ? reinterpret_cast<float*>(vectors_.data()) + size_t{node} * dim() : nullptr;
   return reinterpret_cast<float*>(blocks_.data() + size_t{node} * node_bytes_ + links0_bytes_);
 }
 bool HnswIndex::Live(uint32_t node) const {
@@ -151,6 +157,7 @@ HnswIndex::DistKind HnswIndex::SearchKind() const {
   // which on CNN embeddings (cosine distances ~1e-4 apart) capped recall@10 at 0.95.
   if (spec_.fp16) return metric() == Metric::kInnerProduct ? DistKind::kF16Ip : DistKind::kF16L2;
   if (spec_.sq8) return metric() == Metric::kInnerProduct ? DistKind::kSq8Ip : DistKind::kSq8L2;
+  if (spec_.rbq) return DistKind::kRbqL2;  // (l2, or cosine on unit vectors)
   return metric() == Metric::kL2 ? DistKind::kFloatL2 : DistKind::kFloatIp;
 }
 // Construction compares stored nodes with each other, so it needs a symmetric distance: codes
@@ -158,7 +165,21 @@ HnswIndex::DistKind HnswIndex::SearchKind() const {
 HnswIndex::DistKind HnswIndex::BuildKind() const {
   if (spec_.fp16) return SearchKind();  // (float query, half nodes; NodeFloats decodes one side)
   if (spec_.sq8 && metric() != Metric::kInnerProduct) return DistKind::kSq8L2;
+  if (spec_.rbq) return DistKind::kFloatL2;  // (the float vectors, unit length for cosine)
   return metric() == Metric::kL2 ? DistKind::kFloatL2 : DistKind::kFloatIp;
+}
+
+template <class F>
+void HnswIndex::Dispatch(DistKind kind, F&& f) {
+  switch (kind) {
+    case DistKind::kFloatL2: f(std::integral_constant<DistKind, DistKind::kFloatL2>()); return;
+    case DistKind::kFloatIp: f(std::integral_constant<DistKind, DistKind::kFloatIp>()); return;
+    case DistKind::kSq8L2: f(std::integral_constant<DistKind, DistKind::kSq8L2>()); return;
+    case DistKind::kSq8Ip: f(std::integral_constant<DistKind, DistKind::kSq8Ip>()); return;
+    case DistKind::kF16L2: f(std::integral_constant<DistKind, DistKind::kF16L2>()); return;
+    case DistKind::kF16Ip: f(std::integral_constant<DistKind, DistKind::kF16Ip>()); return;
+    case DistKind::kRbqL2: f(std::integral_constant<DistKind, DistKind::kRbqL2>()); return;
+  }
 }
 
 size_t HnswIndex::size() const {
@@ -179,7 +200,7 @@ size_t HnswIndex::memory_bytes() const {
   std::lock_guard label_lock(label_mutex_);
   size_t per_node = sizeof(label_t) + sizeof(uint8_t) + sizeof(uint8_t) + sizeof(void*);
   const size_t vector_bytes = vectors_ ? capacity_ * dim() * sizeof(float) : 0;
-  return capacity_ * (node_bytes_ + per_node) + vector_bytes +
+  return capacity_ * (node_bytes_ + per_node) + vector_bytes + rbq_.memory_bytes() +
          upper_words_.load() * sizeof(uint32_t) +
          node_of_.capacity() * (sizeof(std::pair<label_t, uint32_t>) + 1) +
          free_nodes_.capacity() * sizeof(uint32_t);
@@ -191,7 +212,7 @@ void HnswIndex::GrowLocked(size_t min_capacity) {
   // No copy: the pages move to the grown range, and fresh pages stay untouched (no resident
   // memory) until a node is allocated there (TryInsert clears each block it takes).
   FATHOM_CHECK(blocks_.Grow(cap * node_bytes_), "out of memory growing HNSW to " + std::to_string(cap));
-  if (spec_.sq8 && !store_) {
+  if (floats_beside_codes() && !store_) {
     FATHOM_CHECK(vectors_.Grow(cap * dim() * sizeof(float)),
                  "out of memory growing HNSW to " + std::to_string(cap));
   }
@@ -207,6 +228,16 @@ void HnswIndex::GrowLocked(size_t min_capacity) {
 }
 
 void HnswIndex::TrainQuantizerLocked(size_t n, const float* x) {
+  if (spec_.rbq) {
+    // Centres and rotation from the first batch (unit vectors for cosine).
+    std::vector<float> rows(x, x + n * dim());
+    if (metric() == Metric::kCosine) {
+      for (size_t i = 0; i < n; ++i) simd::Normalize(rows.data() + i * dim(), dim());
+    }
+    const Status trained = rbq_.Train(n, rows.data());
+    FATHOM_CHECK(trained.ok(), "RaBitQ training failed: " + trained.ToString());
+    return;
+  }
   float lo = std::numeric_limits<float>::infinity(), hi = -lo;
   std::vector<float> row(dim());
   for (size_t i = 0; i < n; ++i) {
@@ -242,6 +273,7 @@ void HnswIndex::EncodeNode(uint32_t node, const float* v) {
     uint16_t* half = reinterpret_cast<uint16_t*>(const_cast<uint8_t*>(Code(node)));
     for (size_t j = 0; j < dim(); ++j) half[j] = simd::FloatToHalf(dst[j]);
   }
+  if (spec_.rbq) rbq_.Encode(dst, const_cast<uint8_t*>(Code(node)));
   if (spec_.sq8) {
     uint8_t* code = const_cast<uint8_t*>(Code(node));
     float inv = 1.0f / sq_scale_;
@@ -271,6 +303,8 @@ float HnswIndex::Distance(const Query& q, uint32_t node) const {
     return kern.l2_sqr_f16(q.vec, reinterpret_cast<const uint16_t*>(Code(node)), dim());
   } else if constexpr (K == DistKind::kF16Ip) {
     return ip_offset_ - kern.dot_f16(q.vec, reinterpret_cast<const uint16_t*>(Code(node)), dim());
+  } else if constexpr (K == DistKind::kRbqL2) {
+    return rbq_.Estimate(*q.rbq, Code(node));
   } else {
     return ip_offset_ - (sq_lo_ * q.sum + sq_scale_ * kern.dot_f32_u8(q.vec, Code(node), dim()));
   }
@@ -288,13 +322,9 @@ float HnswIndex::NodeDistance(uint32_t a, uint32_t b) const {
   Query q;
   q.vec = NodeFloats(a, decoded);
   q.code = Code(a);
-  switch (BuildKind()) {
-    case DistKind::kSq8L2: return Distance<DistKind::kSq8L2>(q, b);
-    case DistKind::kFloatL2: return Distance<DistKind::kFloatL2>(q, b);
-    case DistKind::kF16L2: return Distance<DistKind::kF16L2>(q, b);
-    case DistKind::kF16Ip: return Distance<DistKind::kF16Ip>(q, b);
-    default: return Distance<DistKind::kFloatIp>(q, b);
-  }
+  float d = 0;
+  Dispatch(BuildKind(), [&](auto kind) { d = Distance<decltype(kind)::value>(q, b); });
+  return d;
 }
 
 void HnswIndex::PrepareQuery(const float* v, Scratch& s, Query* q) const {
@@ -304,6 +334,10 @@ void HnswIndex::PrepareQuery(const float* v, Scratch& s, Query* q) const {
     s.qvec.assign(v, v + d);
     simd::Normalize(s.qvec.data(), d);
     q->vec = s.qvec.data();
+  }
+  if (spec_.rbq) {
+    rbq_.Prepare(q->vec, &s.rbq);
+    q->rbq = &s.rbq;
   }
   if (spec_.sq8) {
     s.qcode.resize(d);
@@ -484,7 +518,19 @@ void HnswIndex::SearchOne(const float* query, size_t k, const SearchParams& para
       if (tombstones == 0 || Live(v)) found.emplace_back(s.pool.distance(i), v);
     }
   }
-  if (spec_.sq8 || (spec_.fp16 && store_)) {
+  if (spec_.rbq && params.rerank <= 0) {
+    // Re-rank by the error bound: a candidate whose estimate minus its bound is beyond the k-th
+    // exact distance so far cannot enter the top k (with the bound's high probability).
+    const float to_metric = metric() == Metric::kCosine ? 0.5f : 1.0f;  // (walked on L2 of unit vectors)
+    const auto& kern = simd::Active();
+    for (size_t i = 0; i < std::min<size_t>(found.size(), 8); ++i) Prefetch(Vector(found[i].second), dim() * sizeof(float));
+    for (const auto& [estimate, node] : found) {
+      if ((estimate - rbq_.Bound(*q.rbq, Code(node))) * to_metric >= top.threshold()) continue;
+      const float* v = Vector(node);
+      top.Push(metric() == Metric::kL2 ? kern.l2_sqr(q.vec, v, dim()) : ip_offset_ - kern.dot(q.vec, v, dim()),
+               labels_[node]);
+    }
+  } else if (spec_.sq8 || spec_.rbq || (spec_.fp16 && store_)) {
     size_t rerank = params.rerank > 0 ? size_t(params.rerank) : 2 * k;
     rerank = std::min(std::max(rerank, k), found.size());
     s.rerank_labels.resize(rerank);
@@ -529,14 +575,7 @@ Status HnswIndex::Search(size_t n, const float* queries, size_t k, float* distan
     const float* q = queries + i * dim();
     float* d = distances + i * k;
     label_t* l = labels + i * k;
-    switch (SearchKind()) {
-      case DistKind::kFloatL2: SearchOne<DistKind::kFloatL2>(q, k, params, s, d, l); break;
-      case DistKind::kFloatIp: SearchOne<DistKind::kFloatIp>(q, k, params, s, d, l); break;
-      case DistKind::kSq8L2: SearchOne<DistKind::kSq8L2>(q, k, params, s, d, l); break;
-      case DistKind::kSq8Ip: SearchOne<DistKind::kSq8Ip>(q, k, params, s, d, l); break;
-      case DistKind::kF16L2: SearchOne<DistKind::kF16L2>(q, k, params, s, d, l); break;
-      case DistKind::kF16Ip: SearchOne<DistKind::kF16Ip>(q, k, params, s, d, l); break;
-    }
+    Dispatch(SearchKind(), [&](auto kind) { SearchOne<decltype(kind)::value>(q, k, params, s, d, l); });
     if (!s.error.ok()) {
       Status error = std::move(s.error);
       s.error = Status::OK();
@@ -732,13 +771,7 @@ bool HnswIndex::TryInsert(const float* v, label_t label, Scratch& s) {
       it->second = node;
     }
   }
-  switch (BuildKind()) {
-    case DistKind::kSq8L2: Link<DistKind::kSq8L2>(node, s); break;
-    case DistKind::kFloatL2: Link<DistKind::kFloatL2>(node, s); break;
-    case DistKind::kF16L2: Link<DistKind::kF16L2>(node, s); break;
-    case DistKind::kF16Ip: Link<DistKind::kF16Ip>(node, s); break;
-    default: Link<DistKind::kFloatIp>(node, s); break;
-  }
+  Dispatch(BuildKind(), [&](auto kind) { Link<decltype(kind)::value>(node, s); });
   return true;
 }
 
@@ -768,7 +801,7 @@ Status HnswIndex::Add(size_t n, const float* x, const label_t* labels, const Add
   }
   {
     std::unique_lock lock(structure_mutex_);
-    if (spec_.sq8 && !sq_trained_) TrainQuantizerLocked(n, x);
+    if ((spec_.sq8 && !sq_trained_) || (spec_.rbq && !rbq_.trained())) TrainQuantizerLocked(n, x);
     size_t free_count;
     {
       std::lock_guard label_lock(label_mutex_);
@@ -903,13 +936,7 @@ size_t HnswIndex::EnsureReachableLocked() {
           uint32_t ep = GreedyDescend<K>(q, uint32_t(entry), static_cast<int>(entry >> 32), 0, &d);
           SearchLevel<K>(q, ep, d, 0, size_t(spec_.ef_construction), s);
         };
-        switch (BuildKind()) {
-          case DistKind::kSq8L2: search(std::integral_constant<DistKind, DistKind::kSq8L2>()); break;
-          case DistKind::kFloatL2: search(std::integral_constant<DistKind, DistKind::kFloatL2>()); break;
-          case DistKind::kF16L2: search(std::integral_constant<DistKind, DistKind::kF16L2>()); break;
-          case DistKind::kF16Ip: search(std::integral_constant<DistKind, DistKind::kF16Ip>()); break;
-          default: search(std::integral_constant<DistKind, DistKind::kFloatIp>()); break;
-        }
+        Dispatch(BuildKind(), search);
         s.cands.clear();
         for (size_t i = 0; i < s.pool.size(); ++i) {
           const uint32_t v = s.pool.node(i);
@@ -1120,6 +1147,12 @@ Status HnswIndex::SerializeBody(ByteSink& out, const SaveOptions& options) const
     AppendPod(&head, sq_scale_);
     AppendPod(&head, next_label_);
     AppendPod(&head, uint8_t{bool(vectors_)});  // float vectors follow each SQ8 node's block
+    if (spec_.rbq) {
+      // RBQ (a new kind, so no format version): whether trained, then the quantizer.
+      AppendPod(&head, uint8_t{rbq_.trained()});
+      StringSink sink(&head);
+      if (rbq_.trained()) FATHOM_RETURN_IF_ERROR(rbq_.Serialize(sink));
+    }
   }
   FATHOM_RETURN_IF_ERROR(out.Write(head.data(), head.size()));
   constexpr uint32_t kChunk = 4096;
@@ -1210,12 +1243,18 @@ Status HnswIndex::DeserializeBody(ByteSource& r, uint64_t count, uint32_t versio
   if (version >= 2) {
     uint8_t inline_vectors;
     FATHOM_RETURN_IF_ERROR(r.Read(&inline_vectors));
-    const bool expect_inline = spec_.sq8 && !store_;
+    const bool expect_inline = floats_beside_codes() && !store_;
     if (inline_vectors != uint8_t{expect_inline}) {
       return Status::Corruption(
           "HNSW index body " + std::string(inline_vectors ? "holds" : "does not hold") +
           " float vectors, but this '" + factory_string() + "' index " +
-          (store_ ? "keeps them in a vector store (on disk)" : spec_.sq8 ? "needs them" : "keeps them in its nodes"));
+          (store_ ? "keeps them in a vector store (on disk)" : floats_beside_codes() ? "needs them" : "keeps them in its nodes"));
+    }
+    if (spec_.rbq) {
+      uint8_t rbq_trained;
+      FATHOM_RETURN_IF_ERROR(r.Read(&rbq_trained));
+      if (rbq_trained > 1) return Status::Corruption("HNSW index body has an invalid RaBitQ flag");
+      if (rbq_trained) FATHOM_RETURN_IF_ERROR(rbq_.Deserialize(r));
     }
     for (uint32_t u = 0; u < nodes; ++u) {
       uint8_t state;
@@ -1226,6 +1265,8 @@ Status HnswIndex::DeserializeBody(ByteSource& r, uint64_t count, uint32_t versio
       if (vectors_) FATHOM_RETURN_IF_ERROR(r.ReadBytes(Vector(u), dim() * sizeof(float)));
       FATHOM_RETURN_IF_ERROR(read_upper(u));
     }
+  } else if (spec_.rbq) {
+    return Status::Corruption("an HNSW index with RaBitQ codes needs format version 2 or later");
   } else {
     // Version 1: all (label, level, state) triples, all blocks, all float vectors, then the
     // upper lists.

@@ -18,6 +18,12 @@
 // node; the best candidates are then re-ranked with exact float32 distances, so returned
 // distances are exact. L2 and cosine (unit vectors: the same order) walk on L2 between codes;
 // inner product on the float query against dequantised codes.
+//
+// ",RBQ" (l2 and cosine): the graph is walked on 1-bit RaBitQ codes (index/rabitq.h; centre and
+// rotation learnt from the first batch) and built on the float32 vectors, which stay in RAM
+// beside the codes. Re-ranking uses the estimator's error bound: a candidate is re-ranked with
+// its exact distance unless its estimate minus the bound already exceeds the k-th exact distance
+// found (SearchParams::rerank > 0 re-ranks a fixed number instead).
 #pragma once
 
 #include <atomic>
@@ -31,6 +37,7 @@
 
 #include "fathom/index.h"
 #include "index/factory.h"
+#include "index/rabitq.h"
 #include "index/visited_set.h"
 #include "util/region.h"
 #include "util/rw_lock.h"
@@ -84,7 +91,11 @@ class HnswIndex final : public Index {
   void set_dense_visited_max_nodes_for_testing(size_t nodes) { dense_visited_max_nodes_ = nodes; }
 
  private:
-  enum class DistKind { kFloatL2, kFloatIp, kSq8L2, kSq8Ip, kF16L2, kF16Ip };
+  enum class DistKind { kFloatL2, kFloatIp, kSq8L2, kSq8Ip, kF16L2, kF16Ip, kRbqL2 };
+  // Calls f(std::integral_constant<DistKind, K>{}) for the kind given: the one place that maps a
+  // run-time kind to the templates (each kind named, so adding one fails to compile until here).
+  template <class F>
+  static void Dispatch(DistKind kind, F&& f);
   struct Query;
   struct Scratch;
   class ScratchLease;
@@ -139,6 +150,8 @@ class HnswIndex final : public Index {
                  float* distances, label_t* labels) const;
   DistKind SearchKind() const;
   DistKind BuildKind() const;
+  // SQ8 and RBQ keep float32 vectors beside the codes (in vectors_, or in the store on disk).
+  bool floats_beside_codes() const { return spec_.sq8 || spec_.rbq; }
 
   const IndexSpec spec_;
   const int m_;
@@ -168,6 +181,8 @@ class HnswIndex final : public Index {
   bool sq_trained_ = false;
   float sq_lo_ = 0;
   float sq_scale_ = 1;
+  // RBQ quantizer (trained with the first batch, like the SQ8 range).
+  RaBitQuantizer rbq_;
 
   // Entry point: (level << 32) | node, or kNoEntry; changed under entry_mutex_.
   std::atomic<uint64_t> entry_;

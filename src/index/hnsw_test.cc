@@ -75,7 +75,8 @@ INSTANTIATE_TEST_SUITE_P(
                       RecallCase{"HNSW16,SQ8", Metric::kCosine},
                       RecallCase{"HNSW16,SQ8", Metric::kInnerProduct}, RecallCase{"HNSW16,FP16", Metric::kL2},
                       RecallCase{"HNSW16,FP16", Metric::kCosine},
-                      RecallCase{"HNSW16,FP16", Metric::kInnerProduct}),
+                      RecallCase{"HNSW16,FP16", Metric::kInnerProduct}, RecallCase{"HNSW16,RBQ", Metric::kL2},
+                      RecallCase{"HNSW16,RBQ", Metric::kCosine}),
     [](const auto& info) {
       std::string name = std::string(info.param.factory) + "_" + MetricName(info.param.metric);
       for (char& c : name) {
@@ -132,9 +133,10 @@ TEST(HnswTest, FashionMnistSubsetRecallAtLeast95) {
   auto data = testing::FashionMnist(10000, 200);
   if (data.dim == 0) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   auto truth = BruteForce(data, 10, Metric::kL2);
-  for (const char* factory : {"HNSW16", "HNSW16,SQ8"}) {
+  for (const char* factory : {"HNSW16", "HNSW16,SQ8", "HNSW16,RBQ"}) {
     auto index = Build(factory, data, Metric::kL2);
     double recall = Recall(truth, SearchAll(*index, data, 10, 64), 10);
+    std::printf("%s recall@10 at ef 64: %.4f\n", factory, recall);
     EXPECT_GE(recall, 0.95) << factory;
     EXPECT_GE(Recall(truth, SearchAll(*index, data, 10, 256), 10), 0.99) << factory;
   }
@@ -362,24 +364,28 @@ TEST(HnswTest, ChurnKeepsRecallAndReusesNodes) {
 
 TEST(HnswTest, FilterIsHonouredDuringSearchWithHighRecall) {
   auto data = Clustered(10000, 100, 32, 40, 29);
+  auto rbq = Build("HNSW16,RBQ", data, Metric::kL2);
   auto index = Build("HNSW16", data, Metric::kL2);
-  for (int modulus : {2, 10}) {  // 50% and 10% of the points allowed
-    FunctionFilter filter([modulus](label_t l) { return l % modulus == 0; });
-    std::vector<bool> alive(data.n());
-    for (size_t i = 0; i < data.n(); ++i) alive[i] = (i % modulus == 0);
-    auto labels = SearchAll(*index, data, 10, 64, &filter);
-    for (label_t l : labels) ASSERT_TRUE(l != kNoLabel && l % modulus == 0);
-    EXPECT_GE(Recall(BruteForce(data, 10, Metric::kL2, &alive), labels, 10), 0.95) << modulus;
-  }
-  BitsetFilter bits(data.n());
-  bits.Set(17);
-  bits.Set(4242);
-  EXPECT_EQ(bits.count(), 2u);
-  auto labels = SearchAll(*index, data, 3, 64, &bits);
-  for (size_t q = 0; q < data.nq(); ++q) {
-    EXPECT_TRUE((labels[q * 3] == 17 && labels[q * 3 + 1] == 4242) ||
-                (labels[q * 3] == 4242 && labels[q * 3 + 1] == 17));
-    EXPECT_EQ(labels[q * 3 + 2], kNoLabel);
+  for (const Index* searched : {rbq.get(), index.get()}) {
+    SCOPED_TRACE(searched->factory_string());
+    for (int modulus : {2, 10}) {  // 50% and 10% of the points allowed
+      FunctionFilter filter([modulus](label_t l) { return l % modulus == 0; });
+      std::vector<bool> alive(data.n());
+      for (size_t i = 0; i < data.n(); ++i) alive[i] = (i % modulus == 0);
+      auto labels = SearchAll(*searched, data, 10, 64, &filter);
+      for (label_t l : labels) ASSERT_TRUE(l != kNoLabel && l % modulus == 0);
+      EXPECT_GE(Recall(BruteForce(data, 10, Metric::kL2, &alive), labels, 10), 0.95) << modulus;
+    }
+    BitsetFilter bits(data.n());
+    bits.Set(17);
+    bits.Set(4242);
+    EXPECT_EQ(bits.count(), 2u);
+    auto labels = SearchAll(*searched, data, 3, 64, &bits);
+    for (size_t q = 0; q < data.nq(); ++q) {
+      EXPECT_TRUE((labels[q * 3] == 17 && labels[q * 3 + 1] == 4242) ||
+                  (labels[q * 3] == 4242 && labels[q * 3 + 1] == 17));
+      EXPECT_EQ(labels[q * 3 + 2], kNoLabel);
+    }
   }
 }
 
@@ -391,7 +397,7 @@ TEST(HnswTest, FilterIsHonouredDuringSearchWithHighRecall) {
 // (labels on two nodes, links to nodes allocated later, lists mid-update), loading it and
 // re-applying the touched labels must give exactly the written state, searchable.
 TEST(HnswTest, ConcurrentSaveWithReplayMatchesTheWrittenState) {
-  for (const char* factory : {"HNSW16", "HNSW16,SQ8"}) {
+  for (const char* factory : {"HNSW16", "HNSW16,SQ8", "HNSW16,RBQ"}) {
     SCOPED_TRACE(factory);
     auto data = Clustered(6000, 60, 32, 30, 77);
     auto index = std::move(MakeIndex(factory, data.dim, Metric::kL2)).value();
@@ -549,8 +555,9 @@ namespace {
 // SearchAmong is exact within the candidates, for both index kinds and every metric.
 TEST(SearchAmongTest, ExactWithinCandidates) {
   auto data = testing::Clustered(2000, 20, 12, 8, 37);
-  for (const char* factory : {"Flat", "HNSW8", "HNSW8,SQ8", "HNSW8,FP16"}) {
+  for (const char* factory : {"Flat", "HNSW8", "HNSW8,SQ8", "HNSW8,FP16", "HNSW8,RBQ"}) {
     for (Metric metric : {Metric::kL2, Metric::kInnerProduct, Metric::kCosine}) {
+      if (std::string(factory).ends_with("RBQ") && metric == Metric::kInnerProduct) continue;  // (l2, cosine)
       auto index = std::move(MakeIndex(factory, data.dim, metric)).value();
       ASSERT_TRUE(index->Add(data.n(), data.base.data()).ok());
       std::vector<label_t> candidates;
@@ -590,8 +597,9 @@ namespace {
 // every index kind; unknown labels are NotFound.
 TEST(ReconstructTest, EveryIndexReturnsItsStoredVector) {
   auto data = testing::Clustered(500, 1, 12, 4, 8);
-  for (const char* factory : {"Flat", "HNSW8", "HNSW8,SQ8", "HNSW8,FP16"}) {
+  for (const char* factory : {"Flat", "HNSW8", "HNSW8,SQ8", "HNSW8,FP16", "HNSW8,RBQ"}) {
     for (Metric metric : {Metric::kL2, Metric::kInnerProduct, Metric::kCosine}) {
+      if (std::string(factory).ends_with("RBQ") && metric == Metric::kInnerProduct) continue;  // (l2, cosine)
       auto index = std::move(MakeIndex(factory, data.dim, metric)).value();
       ASSERT_TRUE(index->Add(data.n(), data.base.data()).ok());
       for (label_t l : {label_t(0), label_t(123), label_t(499)}) {

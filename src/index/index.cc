@@ -86,6 +86,11 @@ Result<std::unique_ptr<Index>> MakeIndex(std::string_view factory, size_t dim, M
     case IndexSpec::Type::kFlat:
       return std::unique_ptr<Index>(new FlatIndex(dim, metric));
     case IndexSpec::Type::kHnsw:
+      if (spec.rbq && metric == Metric::kInnerProduct) {
+        return Status::InvalidArgument("'" + std::string(factory) +
+                                       "': RaBitQ codes estimate l2 distances (and cosine, on unit vectors); "
+                                       "for inner product use SQ8, FP16 or float32");
+      }
       return std::unique_ptr<Index>(new HnswIndex(dim, metric, spec));
     case IndexSpec::Type::kIvf: {
       if ((spec.code == IndexSpec::Code::kPq || spec.code == IndexSpec::Code::kPq4fs) && dim % size_t(spec.pq_m) != 0) {

@@ -1,5 +1,6 @@
 #include "simd/distance.h"
 
+#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -57,7 +58,9 @@ void F16ToF32Scalar(const uint16_t* x, float* out, size_t d) {
   for (size_t i = 0; i < d; ++i) out[i] = HalfToFloat(x[i]);
 }
 
-bool CpuHasAvx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+bool CpuHasAvx2() {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("popcnt");
+}
 bool CpuHasAvx512() {
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
@@ -102,9 +105,21 @@ void Pq4BlockSumsScalar(const uint8_t* codes, const uint8_t* luts, size_t m, uin
 }
 
 namespace detail {
+uint32_t RbqDotScalar(const uint64_t* code, const uint64_t* planes, size_t words) {
+  uint32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  for (size_t w = 0; w < words; ++w) {
+    const uint64_t c = code[w];
+    s0 += uint32_t(std::popcount(c & planes[w]));
+    s1 += uint32_t(std::popcount(c & planes[words + w]));
+    s2 += uint32_t(std::popcount(c & planes[2 * words + w]));
+    s3 += uint32_t(std::popcount(c & planes[3 * words + w]));
+  }
+  return s0 + 2 * s1 + 4 * s2 + 8 * s3;
+}
+
 const Kernels kScalarKernels{Isa::kScalar,        L2SqrScalar,    DotScalar,   L2SqrU8Scalar,
                              DotF32U8Scalar,      Pq4BlockSumsScalar, L2SqrF16Scalar, DotF16Scalar,
-                             F16ToF32Scalar};
+                             F16ToF32Scalar,      RbqDotScalar};
 }  // namespace detail
 
 const char* IsaName(Isa isa) {

@@ -34,6 +34,10 @@ struct Kernels {
   float (*l2_sqr_f16)(const float* q, const uint16_t* x, size_t d);
   float (*dot_f16)(const float* q, const uint16_t* x, size_t d);
   void (*f16_to_f32)(const uint16_t* x, float* out, size_t d);
+  // RaBitQ: sum over j in 0..3 of 2^j * popcount(code & planes[j]), where code and each of the
+  // four bit planes of the quantised query are `words` 64-bit words (planes[j] starts at
+  // planes + j * words). Exact integer arithmetic: every path returns the same value.
+  uint32_t (*rbq_dot)(const uint64_t* code, const uint64_t* planes, size_t words);
 };
 
 // The kernels used by every index; chosen once per process.
@@ -63,6 +67,8 @@ extern const Kernels kScalarKernels;
 extern const Kernels kAvx2Kernels;
 // The AVX2 fast-scan kernel, also the AVX-512 table's (its 32-vector block fills 256 bits).
 void Pq4BlockSumsAvx2(const uint8_t* codes, const uint8_t* luts, size_t m, uint16_t* out);
+// The popcnt RaBitQ kernel of the AVX2 and AVX-512 tables.
+uint32_t RbqDotPopcnt(const uint64_t* code, const uint64_t* planes, size_t words);
 extern const Kernels kAvx512Kernels;
 }  // namespace detail
 

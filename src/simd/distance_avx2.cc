@@ -186,10 +186,24 @@ void F16ToF32(const uint16_t* x, float* out, size_t d) {
 }  // namespace
 
 namespace detail {
+// (The AVX-512 table's too: without AVX512_VPOPCNTDQ, which many AVX-512 CPUs lack, the scalar
+// popcnt instruction on 64-bit words is the fastest way.)
+uint32_t RbqDotPopcnt(const uint64_t* code, const uint64_t* planes, size_t words) {
+  uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  for (size_t w = 0; w < words; ++w) {
+    const uint64_t c = code[w];
+    s0 += _mm_popcnt_u64(c & planes[w]);
+    s1 += _mm_popcnt_u64(c & planes[words + w]);
+    s2 += _mm_popcnt_u64(c & planes[2 * words + w]);
+    s3 += _mm_popcnt_u64(c & planes[3 * words + w]);
+  }
+  return uint32_t(s0 + 2 * s1 + 4 * s2 + 8 * s3);
+}
 void Pq4BlockSumsAvx2(const uint8_t* codes, const uint8_t* luts, size_t m, uint16_t* out) {
   Pq4BlockSums(codes, luts, m, out);
 }
-const Kernels kAvx2Kernels{Isa::kAvx2, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16, F16ToF32};
+const Kernels kAvx2Kernels{Isa::kAvx2, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16, F16ToF32,
+                          RbqDotPopcnt};
 }  // namespace detail
 
 }  // namespace fathom::simd

@@ -140,7 +140,8 @@ void F16ToF32(const uint16_t* x, float* out, size_t d) {
 }  // namespace
 
 namespace detail {
-const Kernels kAvx512Kernels{Isa::kAvx512, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16, F16ToF32};
+const Kernels kAvx512Kernels{Isa::kAvx512, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16, F16ToF32,
+                            RbqDotPopcnt};
 }  // namespace detail
 
 }  // namespace fathom::simd

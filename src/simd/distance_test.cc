@@ -115,6 +115,25 @@ TEST_P(KernelTest, ExtremeValuesDoNotOverflowU8Accumulators) {
   EXPECT_EQ(k->l2_sqr_u8(zeros.data(), full.data(), d), uint32_t{255 * 255} * d);
 }
 
+// The RaBitQ kernel is exact integer arithmetic: every path equals a bit-by-bit count.
+TEST_P(KernelTest, RbqDotCountsBitsExactly) {
+  const Kernels* k = ForIsa(GetParam());
+  if (k == nullptr) GTEST_SKIP() << "this CPU cannot run " << IsaName(GetParam());
+  std::mt19937_64 rng(3);
+  for (size_t words : {size_t{1}, size_t{2}, size_t{13}, size_t{16}, size_t{64}}) {
+    std::vector<uint64_t> code(words), planes(4 * words);
+    for (auto& w : code) w = rng();
+    for (auto& w : planes) w = rng();
+    if (words == 2) std::fill(code.begin(), code.end(), ~uint64_t{0});  // every bit set
+    uint32_t expected = 0;
+    for (size_t bit = 0; bit < words * 64; ++bit) {
+      if (!((code[bit / 64] >> (bit % 64)) & 1)) continue;
+      for (int j = 0; j < 4; ++j) expected += uint32_t((planes[j * words + bit / 64] >> (bit % 64)) & 1) << j;
+    }
+    EXPECT_EQ(k->rbq_dot(code.data(), planes.data(), words), expected) << words << " words";
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllIsas, KernelTest,
                          ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512),
                          [](const auto& info) { return std::string(IsaName(info.param)); });
