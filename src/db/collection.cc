@@ -89,6 +89,12 @@ Status CollectionImpl::ValidateSpec(const CollectionSpec& spec) {
           kind.ok() && ((kind->type == IndexSpec::Type::kHnsw && kind->sq8 && v.metric != Metric::kInnerProduct) ||
                         (kind->type == IndexSpec::Type::kHnsw && kind->fp16) ||
                         (kind->type == IndexSpec::Type::kIvf && kind->code != IndexSpec::Code::kFlat));
+      if (kind.ok() && kind->type == IndexSpec::Type::kHnsw && kind->rbq) {
+        return Status::InvalidArgument(
+            VectorLabel(v.name) + ": '" + v.index + "' builds its graph on the float vectors and keeps them in RAM, "
+            "so on_disk is not available with RBQ codes yet: use '" + "HNSW" + std::to_string(kind->m) +
+            ",SQ8' (l2 or cosine) or '...,FP16' for vectors on disk");
+      }
       if (!walks_codes) {
         return Status::InvalidArgument(
             VectorLabel(v.name) + ": on_disk keeps float vectors on disk and re-ranks from there, so its "

@@ -1187,6 +1187,13 @@ TEST_F(OnDiskTest, NeedsAnIndexThatWalksCodes) {
   EXPECT_FALSE(db->CreateCollection(spec).ok());
   spec.vectors[0].index = "IVF16,Flat";
   EXPECT_FALSE(db->CreateCollection(spec).ok());
+  spec.vectors[0].index = "HNSW16,RBQ";
+  spec.vectors[0].metric = Metric::kL2;
+  made = db->CreateCollection(spec);
+  ASSERT_FALSE(made.ok());
+  EXPECT_EQ(made.status().message(),
+            "the vector: 'HNSW16,RBQ' builds its graph on the float vectors and keeps them in RAM, so on_disk is "
+            "not available with RBQ codes yet: use 'HNSW16,SQ8' (l2 or cosine) or '...,FP16' for vectors on disk");
 }
 
 // An IVF index as a collection's index: it trains itself once the collection holds 39 points

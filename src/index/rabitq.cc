@@ -22,14 +22,27 @@ uint64_t SplitMix64(uint64_t& state) {
   return z ^ (z >> 31);
 }
 
-// Normalised fast Walsh-Hadamard transform of n (a power of two) values, in place.
+// Normalised fast Walsh-Hadamard transform of n (a power of two, at least 64) values, in place.
+// The first three stages run as one radix-8 pass per group of 8; the rest are loops over
+// contiguous halves the compiler vectorises.
 void Fwht(float* v, size_t n) {
-  for (size_t h = 1; h < n; h *= 2) {
+  for (size_t i = 0; i < n; i += 8) {
+    float* x = v + i;
+    const float a0 = x[0] + x[1], a1 = x[0] - x[1], a2 = x[2] + x[3], a3 = x[2] - x[3];
+    const float a4 = x[4] + x[5], a5 = x[4] - x[5], a6 = x[6] + x[7], a7 = x[6] - x[7];
+    const float b0 = a0 + a2, b1 = a1 + a3, b2 = a0 - a2, b3 = a1 - a3;
+    const float b4 = a4 + a6, b5 = a5 + a7, b6 = a4 - a6, b7 = a5 - a7;
+    x[0] = b0 + b4, x[1] = b1 + b5, x[2] = b2 + b6, x[3] = b3 + b7;
+    x[4] = b0 - b4, x[5] = b1 - b5, x[6] = b2 - b6, x[7] = b3 - b7;
+  }
+  for (size_t h = 8; h < n; h *= 2) {
     for (size_t i = 0; i < n; i += 2 * h) {
-      for (size_t j = i; j < i + h; ++j) {
-        const float a = v[j], b = v[j + h];
-        v[j] = a + b;
-        v[j + h] = a - b;
+      float* __restrict lo = v + i;
+      float* __restrict hi = v + i + h;
+      for (size_t j = 0; j < h; ++j) {
+        const float a = lo[j], b = hi[j];
+        lo[j] = a + b;
+        hi[j] = a - b;
       }
     }
   }
@@ -40,7 +53,10 @@ void Fwht(float* v, size_t n) {
 }  // namespace
 
 RaBitQuantizer::RaBitQuantizer(size_t dim)
-    : dim_(dim), padded_((dim + 63) / 64 * 64), block_(padded_ ? std::bit_floor(padded_) : 0) {}
+    : dim_(dim),
+      padded_((dim + 63) / 64 * 64),
+      block_(padded_ ? std::bit_floor(padded_) : 0),
+      rbq_dot_(simd::Active().rbq_dot) {}
 
 void RaBitQuantizer::Rotate(float* v) const {
   for (int round = 0; round < kRounds; ++round) {
@@ -81,12 +97,17 @@ Status RaBitQuantizer::Train(size_t n, const float* x, uint64_t seed) {
 
 void RaBitQuantizer::FinishCentres() {
   const size_t k = centres();
-  centre_norms_ = RowNorms(k, dim_, centres_.data());
-  rotated_centres_.assign(k * padded_, 0.0f);
+  mean_.assign(dim_, 0.0f);
   for (size_t c = 0; c < k; ++c) {
-    float* rc = rotated_centres_.data() + c * padded_;
-    std::copy(centres_.begin() + c * dim_, centres_.begin() + (c + 1) * dim_, rc);
-    Rotate(rc);
+    for (size_t j = 0; j < dim_; ++j) mean_[j] += centres_[c * dim_ + j] / float(k);
+  }
+  offsets_.assign(k * padded_, 0.0f);
+  offset_norms_.assign(k, 0.0f);
+  for (size_t c = 0; c < k; ++c) {
+    float* o = offsets_.data() + c * padded_;
+    for (size_t j = 0; j < dim_; ++j) o[j] = centres_[c * dim_ + j] - mean_[j];
+    offset_norms_[c] = simd::Active().dot(o, o, padded_);
+    Rotate(o);
   }
 }
 
@@ -99,8 +120,7 @@ void RaBitQuantizer::Encode(const float* x, uint8_t* code) const {
     if (d < best) best = d, nearest = c;
   }
   const float* centre = centres_.data() + size_t{nearest} * dim_;
-  thread_local std::vector<float> v;
-  v.assign(padded_, 0.0f);
+  std::vector<float> v(padded_, 0.0f);
   double norm2 = 0;
   for (size_t j = 0; j < dim_; ++j) {
     v[j] = x[j] - centre[j];
@@ -109,16 +129,20 @@ void RaBitQuantizer::Encode(const float* x, uint8_t* code) const {
   Rotate(v.data());
   auto* bits = reinterpret_cast<uint64_t*>(code);
   std::memset(bits, 0, padded_ / 8);
-  double sum_abs = 0;
+  const float* offset = offsets_.data() + size_t{nearest} * padded_;
+  double sum_abs = 0, shift = 0;
   size_t ones = 0;
   for (size_t i = 0; i < padded_; ++i) {
     sum_abs += std::fabs(v[i]);
     if (v[i] > 0) {
       bits[i / 64] |= uint64_t{1} << (i % 64);
       ++ones;
+      shift += offset[i];
+    } else {
+      shift -= offset[i];
     }
   }
-  Factors f{float(norm2), 0.0f, float(ones), 0.0f, nearest};
+  Factors f{float(norm2), 0.0f, float(ones), 0.0f, nearest, float(shift)};
   if (norm2 > 0 && sum_abs > 0) {
     // <x, r/|r|> = sum|r_i| / (sqrt(D') |r|); rescale = -2 |r| / (ip sqrt(D')) = -2 |r|^2 / sum|r_i|.
     const double norm = std::sqrt(norm2);
@@ -130,41 +154,30 @@ void RaBitQuantizer::Encode(const float* x, uint8_t* code) const {
 }
 
 void RaBitQuantizer::Prepare(const float* q, Query* out) const {
-  out->rotated.assign(padded_, 0.0f);
-  std::copy(q, q + dim_, out->rotated.begin());
-  Rotate(out->rotated.data());
-  out->per_centre.resize(centres());
-  out->planes.resize(centres() * kQueryBits * words());
-  if (++out->stamp == 0) {  // (wrapped: forget every centre's stamp)
-    for (auto& p : out->per_centre) p.stamp = 0;
-    out->stamp = 1;
-  }
-}
-
-void RaBitQuantizer::PrepareCentre(const Query& q, uint32_t c) const {
-  thread_local std::vector<float> s;
-  thread_local std::vector<uint8_t> u;
-  s.resize(padded_);
-  u.resize(padded_);
-  const float* rc = rotated_centres_.data() + size_t{c} * padded_;
-  float lo = std::numeric_limits<float>::infinity(), hi = -lo, norm2 = 0;
+  auto& s = out->rotated;
+  s.assign(padded_, 0.0f);
+  for (size_t j = 0; j < dim_; ++j) s[j] = q[j] - mean_[j];
+  Rotate(s.data());
+  float lo = s[0], hi = s[0], norm2 = 0;
   for (size_t i = 0; i < padded_; ++i) {
-    s[i] = q.rotated[i] - rc[i];
     lo = std::min(lo, s[i]);
     hi = std::max(hi, s[i]);
     norm2 += s[i] * s[i];
   }
   const float delta = (hi - lo) / float((1 << kQueryBits) - 1);
   const float inv = delta > 0 ? 1.0f / delta : 0.0f;
+  auto& u = out->levels;
+  u.resize(padded_);
   uint32_t sum_u = 0;
   for (size_t i = 0; i < padded_; ++i) {
-    u[i] = static_cast<uint8_t>(std::clamp(std::nearbyint((s[i] - lo) * inv), 0.0f, 15.0f));
+    // (s - lo) * inv is in [0, 15] up to rounding: +0.5 and truncation round it to nearest.
+    u[i] = static_cast<uint8_t>(std::min(15.0f, std::max(0.0f, (s[i] - lo) * inv) + 0.5f));
     sum_u += u[i];
   }
   // Bit plane b: bit b of each u_i, 16 at a time (a 16-bit shift by 7 - b puts bit b of both
   // bytes of a lane at their top bits, which movemask collects).
   const size_t w = words();
-  uint64_t* planes = q.planes.data() + size_t{c} * kQueryBits * w;
+  out->planes.resize(size_t{kQueryBits} * w);
   for (int b = 0; b < kQueryBits; ++b) {
     const __m128i shift = _mm_cvtsi32_si128(7 - b);
     for (size_t word = 0; word < w; ++word) {
@@ -173,29 +186,27 @@ void RaBitQuantizer::PrepareCentre(const Query& q, uint32_t c) const {
         const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u.data() + word * 64 + part * 16));
         bits |= uint64_t(uint16_t(_mm_movemask_epi8(_mm_sll_epi16(v, shift)))) << (16 * part);
       }
-      planes[size_t(b) * w + word] = bits;
+      out->planes[size_t(b) * w + word] = bits;
     }
   }
-  auto& p = q.per_centre[c];
-  p.lo = lo;
-  p.delta = delta;
-  p.sum_u = float(sum_u);
-  p.norm2 = norm2;
-  p.norm = std::sqrt(norm2);
-  p.stamp = q.stamp;
+  out->lo = lo;
+  out->delta = delta;
+  out->sum_u = float(sum_u);
+  out->norm2 = norm2;
+  out->per_centre.resize(centres());
+  if (++out->stamp == 0) {  // (wrapped: forget every centre's stamp)
+    for (auto& p : out->per_centre) p.stamp = 0;
+    out->stamp = 1;
+  }
 }
 
-float RaBitQuantizer::Estimate(const Query& q, const uint8_t* code, float* bound) const {
-  Factors f;
-  std::memcpy(&f, code + padded_ / 8, sizeof(f));
-  if (q.per_centre[f.centre].stamp != q.stamp) PrepareCentre(q, f.centre);
-  const auto& p = q.per_centre[f.centre];
-  const uint64_t* planes = q.planes.data() + size_t{f.centre} * kQueryBits * words();
-  const uint32_t dot = simd::Active().rbq_dot(reinterpret_cast<const uint64_t*>(code), planes, words());
-  // sqrt(D') <x, s> = sum_i (2 b_i - 1) s_i with s_i = lo + delta u_i.
-  const float xs = 2 * p.delta * float(dot) + p.lo * (2 * f.ones - float(padded_)) - p.delta * p.sum_u;
-  if (bound != nullptr) *bound = f.error * p.norm * kEpsilon0;
-  return f.add + p.norm2 + f.rescale * xs;
+void RaBitQuantizer::PrepareCentre(const Query& q, uint32_t c) const {
+  // |q - c|^2 = |s0 - R(c - m)|^2 = |s0|^2 - 2 <s0, R(c - m)> + |c - m|^2.
+  const float dot = simd::Active().dot(q.rotated.data(), offsets_.data() + size_t{c} * padded_, padded_);
+  auto& p = q.per_centre[c];
+  p.norm2 = std::max(0.0f, q.norm2 - 2 * dot + offset_norms_[c]);
+  p.norm = std::sqrt(p.norm2);
+  p.stamp = q.stamp;
 }
 
 Status RaBitQuantizer::Serialize(ByteSink& out) const {

@@ -11,10 +11,13 @@
 // with high probability (eps0 = 1.9, the paper's choice: about 1.9 standard deviations). The
 // squared L2 distance follows: |o - q|^2 = |r|^2 + |s|^2 - 2 <r, s>.
 //
-// A query is rotated once (R(q - c) = Rq - Rc, with Rc kept per centre) and, for each centre it
-// meets, quantised to 4 bits per dimension on first use, so the inner product of a code's bits
-// with it is four AND + popcount passes over D' bits (simd::Kernels::rbq_dot): ~50 instructions
-// for 784 dimensions, where a float32 distance moves 3 KB.
+// A query is rotated and quantised to 4 bits per dimension once, relative to the mean m of the
+// centres: s0 = R(q - m). Against centre c, s = s0 - R(c - m), so
+//   sum_i (2 b_i - 1) s_i = sum_i (2 b_i - 1) s0_i - sum_i (2 b_i - 1) R(c - m)_i,
+// and the second term is a constant of the code, computed when it is encoded; |s|^2 is one dot
+// product per centre the query meets. The first term is four AND + popcount passes over D' bits
+// (simd::Kernels::rbq_dot): ~50 instructions for 784 dimensions, where a float32 distance moves
+// 3 KB.
 //
 // The rotation: four rounds of random sign flips and normalised fast Walsh-Hadamard transforms
 // on the first and the last power-of-two block of the D' dimensions (blocks overlap when D' is
@@ -59,22 +62,36 @@ class RaBitQuantizer {
   // Codes x relative to its nearest centre.
   void Encode(const float* x, uint8_t* code) const;
 
-  // Per-search state: the rotated query and, per centre, its quantised form (made on first use;
-  // a Query serves one search at a time).
+  // Per-search state: the rotated, quantised query and, per centre, its distance to the centre
+  // (made on first use; a Query serves one search at a time).
   struct Query {
-    std::vector<float> rotated;      // Rq, D' floats
+    std::vector<float> rotated;    // s0 = R(q - m), D' floats
+    std::vector<uint64_t> planes;  // kQueryBits bit planes of words() words
+    std::vector<uint8_t> levels;   // working memory: the 4-bit values
+    float lo = 0, delta = 0;       // s0_i ~ lo + delta u_i, u_i in 0..15
+    float sum_u = 0;               // sum of u_i
+    float norm2 = 0;               // |s0|^2
     struct PerCentre {
-      float lo, delta, sum_u, norm2, norm;
+      float norm2, norm;  // |q - c|^2, |q - c|
       uint32_t stamp;
     };
     mutable std::vector<PerCentre> per_centre;
-    mutable std::vector<uint64_t> planes;  // per centre, kQueryBits planes of words() words
     mutable uint32_t stamp = 0;
   };
   void Prepare(const float* q, Query* out) const;
   // Estimated squared L2 distance between the query and the coded vector; *bound (optional)
   // gets the error bound of the estimate (|true - estimate| <= bound with high probability).
-  float Estimate(const Query& q, const uint8_t* code, float* bound = nullptr) const;
+  float Estimate(const Query& q, const uint8_t* code, float* bound = nullptr) const {
+    Factors f;
+    std::memcpy(&f, code + padded_ / 8, sizeof(f));
+    if (q.per_centre[f.centre].stamp != q.stamp) PrepareCentre(q, f.centre);
+    const auto& p = q.per_centre[f.centre];
+    const uint32_t dot = rbq_dot_(reinterpret_cast<const uint64_t*>(code), q.planes.data(), padded_ / 64);
+    // sqrt(D') <x, s> = sum_i (2 b_i - 1) s0_i - shift, with s0_i = lo + delta u_i.
+    const float xs = 2 * q.delta * float(dot) + q.lo * (2 * f.ones - float(padded_)) - q.delta * q.sum_u - f.shift;
+    if (bound != nullptr) *bound = f.error * p.norm * kEpsilon0;
+    return f.add + p.norm2 + f.rescale * xs;
+  }
   // The error bound alone (the code's centre must have been met by Estimate for this query).
   float Bound(const Query& q, const uint8_t* code) const {
     Factors f;
@@ -85,7 +102,7 @@ class RaBitQuantizer {
   Status Serialize(ByteSink& out) const;
   Status Deserialize(ByteSource& in);
   size_t memory_bytes() const {
-    return (centres_.capacity() + rotated_centres_.capacity() + signs_.capacity()) * sizeof(float);
+    return (centres_.capacity() + offsets_.capacity() + signs_.capacity()) * sizeof(float);
   }
 
  private:
@@ -95,19 +112,22 @@ class RaBitQuantizer {
     float ones;     // number of set bits
     float error;    // 2 |r| sqrt((1 - ip^2) / ip^2) / sqrt(D' - 1), times |s| eps0 at query time
     uint32_t centre;
+    float shift;    // sum_i (2 b_i - 1) R(c - m)_i
   };
   static constexpr int kRounds = 4;
   // In place: D' floats (the input zero-padded).
   void Rotate(float* v) const;
-  // The query's quantised form against centre c.
+  // The query's distance to centre c.
   void PrepareCentre(const Query& q, uint32_t c) const;
   void FinishCentres();
 
   size_t dim_, padded_, block_;
+  uint32_t (*rbq_dot_)(const uint64_t*, const uint64_t*, size_t);  // simd::Active().rbq_dot
   bool trained_ = false;
   std::vector<float> centres_;          // centres() * dim
-  std::vector<float> centre_norms_;     // |c|^2
-  std::vector<float> rotated_centres_;  // centres() * D': Rc
+  std::vector<float> mean_;             // m, the mean of the centres
+  std::vector<float> offsets_;          // centres() * D': R(c - m)
+  std::vector<float> offset_norms_;     // |c - m|^2
   std::vector<float> signs_;            // kRounds * 2 * D' values of +-1
 };
 

@@ -37,7 +37,7 @@ TEST(RaBitQTest, EstimatesAreUnbiasedAndWithinTheirBound) {
     RaBitQuantizer rq(d);
     ASSERT_TRUE(rq.Train(n, x.data()).ok());
     ASSERT_EQ(rq.padded_dim() % 64, 0u);
-    ASSERT_EQ(rq.code_size(), rq.padded_dim() / 8 + 20);  // bits, 4 factors, the centre
+    ASSERT_EQ(rq.code_size(), rq.padded_dim() / 8 + 24);  // bits, 4 factors, the centre, the shift
     std::vector<uint8_t> codes(n * rq.code_size());
     for (size_t i = 0; i < n; ++i) rq.Encode(x.data() + i * d, codes.data() + i * rq.code_size());
     double sum_error = 0, sum_true = 0;
