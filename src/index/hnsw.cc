@@ -525,7 +525,9 @@ void HnswIndex::SearchOne(const float* query, size_t k, const SearchParams& para
     const auto& kern = simd::Active();
     for (size_t i = 0; i < std::min<size_t>(found.size(), 8); ++i) Prefetch(Vector(found[i].second), dim() * sizeof(float));
     for (const auto& [estimate, node] : found) {
-      if ((estimate - rbq_.Bound(*q.rbq, Code(node))) * to_metric >= top.threshold()) continue;
+      if ((estimate - rbq_.Bound(*q.rbq, Code(node), RaBitQuantizer::kRerankEpsilon)) * to_metric >= top.threshold()) {
+        continue;
+      }
       const float* v = Vector(node);
       top.Push(metric() == Metric::kL2 ? kern.l2_sqr(q.vec, v, dim()) : ip_offset_ - kern.dot(q.vec, v, dim()),
                labels_[node]);
