@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libopenblas-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libhnswlib-dev libfaiss-dev libnanoflann-dev libflann-dev
+  libhnswlib-dev libfaiss-dev libnanoflann-dev libflann-dev liblz4-dev python3-sklearn
   dataset-fashion-mnist python3-matplotlib
   librocksdb-dev nlohmann-json3-dev libsimdjson-dev libcli11-dev libspdlog-dev libroaring-dev libabsl-dev
   libcpp-httplib-dev python3 curl

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <queue>
 
 #include "index/kmeans.h"
@@ -24,7 +25,7 @@ uint32_t BallTreeIndex::BuildNode(uint32_t begin, uint32_t end, uint32_t seed) {
   const size_t d = dim(), n = end - begin;
   const auto& kernels = simd::Active();
   const uint32_t id = uint32_t(nodes_.size());
-  nodes_.push_back(Node{begin, end, 0, 0, 0.0f});
+  nodes_.push_back(Node{begin, end, 0, 0, 0.0f, 0.0f});
   centres_.resize(centres_.size() + d, 0.0f);
   {
     std::vector<double> mean(d, 0.0);
@@ -34,7 +35,13 @@ uint32_t BallTreeIndex::BuildNode(uint32_t begin, uint32_t end, uint32_t seed) {
     float* c = centres_.data() + size_t{id} * d;
     for (size_t j = 0; j < d; ++j) c[j] = float(mean[j] / double(n));
     float radius = 0;
-    for (uint32_t i = begin; i < end; ++i) radius = std::max(radius, kernels.l2_sqr(point(i), c, d));
+    double sum = 0;
+    for (uint32_t i = begin; i < end; ++i) {
+      const float dist = kernels.l2_sqr(point(i), c, d);
+      radius = std::max(radius, dist);
+      sum += dist;
+    }
+    nodes_[id].variance = float(sum / double(n));
     // A hair above the farthest point, so rounding never prunes a point inside the ball.
     nodes_[id].radius = std::sqrt(radius) * (1 + 1e-5f) + 1e-6f;
   }
@@ -72,31 +79,71 @@ uint32_t BallTreeIndex::BuildNode(uint32_t begin, uint32_t end, uint32_t seed) {
 void BallTreeIndex::SearchTree(const float* q, const SearchParams& params, TopK& top) const {
   const size_t d = dim();
   const auto& kernels = simd::Active();
-  auto bound = [&](uint32_t id) {
-    const float dist = std::sqrt(kernels.l2_sqr(q, centres_.data() + size_t{id} * d, d)) - nodes_[id].radius;
-    return dist > 0 ? dist * dist : 0.0f;
-  };
   using Entry = std::pair<float, uint32_t>;
   std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> heap;
-  heap.emplace(bound(0), 0);
-  const size_t budget = params.checks > 0 ? size_t(params.checks) : SIZE_MAX;
+  if (params.checks <= 0) {
+    // Exact: best first by the smallest distance a node's points can have.
+    auto bound = [&](uint32_t id) {
+      const float dist = std::sqrt(kernels.l2_sqr(q, centres_.data() + size_t{id} * d, d)) - nodes_[id].radius;
+      return dist > 0 ? dist * dist : 0.0f;
+    };
+    heap.emplace(bound(0), 0);
+    while (!heap.empty()) {
+      const auto [lb, id] = heap.top();
+      heap.pop();
+      if (lb >= top.threshold()) break;  // no remaining node can hold a closer point
+      const Node& node = nodes_[id];
+      if (node.child_count == 0) {
+        for (uint32_t r = node.begin; r < node.end; ++r) Consider<0>(r, q, params.filter, top);
+        continue;
+      }
+      for (uint32_t c = 0; c < node.child_count; ++c) {
+        const uint32_t child = children_[node.child_begin + c];
+        const float child_lb = bound(child);
+        if (child_lb < top.threshold()) heap.emplace(child_lb, child);
+      }
+    }
+    return;
+  }
+  // Budgeted (FLANN's hierarchical k-means search): in high dimensions every ball contains the
+  // query's neighbourhood, so ball bounds say little; descend instead to the child whose centre
+  // is nearest (less a fifth of its spread: wide clusters are likelier to hold neighbours), and
+  // keep the other children in a heap by the same key, to resume from once a leaf is scanned,
+  // until `checks` points were examined. A ball that cannot hold a closer point is still pruned.
+  constexpr float kSpreadWeight = 0.2f;
+  const size_t budget = size_t(params.checks);
   size_t examined = 0;
-  while (!heap.empty()) {
-    const auto [lb, id] = heap.top();
+  std::vector<float> centre_dist;
+  auto ball_excludes = [&](uint32_t id, float dist2) {
+    const float dist = std::sqrt(dist2) - nodes_[id].radius;
+    return dist > 0 && dist * dist >= top.threshold();
+  };
+  heap.emplace(0.0f, 0);
+  while (!heap.empty() && examined < budget) {
+    uint32_t id = heap.top().second;
     heap.pop();
-    if (lb >= top.threshold()) break;  // no remaining node can hold a closer point
-    const Node& node = nodes_[id];
-    if (node.child_count == 0) {
-      for (uint32_t r = node.begin; r < node.end; ++r) Consider<0>(r, q, params.filter, top);
-      examined += node.end - node.begin;
-      if (examined >= budget) break;
-      continue;
+    // Down to a leaf, pushing the siblings not taken.
+    while (nodes_[id].child_count > 0) {
+      const Node& node = nodes_[id];
+      uint32_t best = UINT32_MAX;
+      float best_key = std::numeric_limits<float>::infinity();
+      centre_dist.resize(node.child_count);
+      for (uint32_t c = 0; c < node.child_count; ++c) {
+        const uint32_t child = children_[node.child_begin + c];
+        centre_dist[c] = kernels.l2_sqr(q, centres_.data() + size_t{child} * d, d);
+        const float key = centre_dist[c] - kSpreadWeight * nodes_[child].variance;
+        if (key < best_key) best_key = key, best = c;
+      }
+      for (uint32_t c = 0; c < node.child_count; ++c) {
+        const uint32_t child = children_[node.child_begin + c];
+        if (c == best || ball_excludes(child, centre_dist[c])) continue;
+        heap.emplace(centre_dist[c] - kSpreadWeight * nodes_[child].variance, child);
+      }
+      id = children_[node.child_begin + best];
     }
-    for (uint32_t c = 0; c < node.child_count; ++c) {
-      const uint32_t child = children_[node.child_begin + c];
-      const float child_lb = bound(child);
-      if (child_lb < top.threshold()) heap.emplace(child_lb, child);
-    }
+    const Node& leaf = nodes_[id];
+    for (uint32_t r = leaf.begin; r < leaf.end; ++r) Consider<0>(r, q, params.filter, top);
+    examined += leaf.end - leaf.begin;
   }
 }
 

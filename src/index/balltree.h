@@ -4,10 +4,12 @@
 // Build: each node's points are split into `branching` clusters by a few rounds of k-means
 // (shared with IVF), recursively, until a node holds at most 32 points; every node keeps its
 // centre (the mean) and radius (the farthest point), and points are copied into leaf order.
-// Search is best first: nodes come off a heap ordered by the smallest distance any of their
-// points can have, (|q - centre| - radius)^2, and the walk stops once that exceeds the current
-// k-th distance, so results are exact; SearchParams::checks stops it after that many points
-// instead (approximate, FLANN's knob). Factory "BallTree" (branching 8) or "BallTree<b>".
+// Exact search is best first: nodes come off a heap ordered by the smallest distance any of
+// their points can have, (|q - centre| - radius)^2, and the walk stops once that exceeds the
+// current k-th distance. With SearchParams::checks (FLANN's knob) it is approximate and
+// searches as FLANN's k-means tree does: down to the child with the nearest centre, the others
+// kept in a heap, until that many points were examined. Factory "BallTree" (branching 8) or
+// "BallTree<b>".
 // Updates, metrics and locking: see PointTreeIndex.
 #pragma once
 
@@ -30,6 +32,7 @@ class BallTreeIndex final : public PointTreeIndex {
     uint32_t begin, end;                     // rows of the subtree's points
     uint32_t child_begin, child_count;       // into children_; a leaf has none
     float radius;                            // farthest point from the centre (Euclidean)
+    float variance;                          // mean squared distance of the points to the centre
   };
 
   void BuildTree() override;
