@@ -22,6 +22,7 @@ LIBRARY_COLORS = {
     "fathom": ["#1f77b4", "#9467bd", "#17becf", "#08306b", "#e377c2", "#7f7f7f"],
     "hnswlib": ["#d62728", "#ff7f0e"],
     "faiss": ["#2ca02c", "#8c564b"],
+    "flann": ["#bcbd22", "#8c6d31"],
 }
 MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
 TARGET_RECALLS = (0.95, 0.99)
