@@ -733,7 +733,8 @@ class FlannRunner final : public Runner {
   std::string Param(int checks) const override { return "checks=" + std::to_string(checks); }
   Status SearchOne(const float* query, size_t k, float* distances, int64_t* labels) override {
     flann::Matrix<float> q(const_cast<float*>(query), 1, dim_);
-    std::vector<size_t> idx(k);
+    idx_.resize(k);  // (kept between calls: no allocation inside the timed loop)
+    std::vector<size_t>& idx = idx_;
     flann::Matrix<size_t> indices(idx.data(), 1, k);
     flann::Matrix<float> dists(distances, 1, k);
     flann::SearchParams params(checks_);
@@ -751,6 +752,7 @@ class FlannRunner final : public Runner {
   int param_;
   int checks_ = 32;
   size_t dim_ = 0;
+  std::vector<size_t> idx_;
   std::unique_ptr<flann::Index<flann::L2<float>>> index_;
 };
 

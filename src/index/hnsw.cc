@@ -522,15 +522,12 @@ void HnswIndex::SearchOne(const float* query, size_t k, const SearchParams& para
     // Re-rank by the error bound: a candidate whose estimate minus its bound is beyond the k-th
     // exact distance so far cannot enter the top k (with the bound's high probability).
     const float to_metric = metric() == Metric::kCosine ? 0.5f : 1.0f;  // (walked on L2 of unit vectors)
-    const auto& kern = simd::Active();
     for (size_t i = 0; i < std::min<size_t>(found.size(), 8); ++i) Prefetch(Vector(found[i].second), dim() * sizeof(float));
     for (const auto& [estimate, node] : found) {
       if ((estimate - rbq_.Bound(*q.rbq, Code(node), RaBitQuantizer::kRerankEpsilon)) * to_metric >= top.threshold()) {
         continue;
       }
-      const float* v = Vector(node);
-      top.Push(metric() == Metric::kL2 ? kern.l2_sqr(q.vec, v, dim()) : ip_offset_ - kern.dot(q.vec, v, dim()),
-               labels_[node]);
+      top.Push(MetricDistance(metric(), q.vec, Vector(node), dim()), labels_[node]);
     }
   } else if (spec_.sq8 || spec_.rbq || (spec_.fp16 && store_)) {
     size_t rerank = params.rerank > 0 ? size_t(params.rerank) : 2 * k;
@@ -549,11 +546,9 @@ void HnswIndex::SearchOne(const float* query, size_t k, const SearchParams& para
       // Re-ranking reads full float vectors that are rarely cached: request them all at once.
       for (size_t i = 0; i < rerank; ++i) Prefetch(Vector(found[i].second), dim() * sizeof(float));
     }
-    const auto& kern = simd::Active();
     for (size_t i = 0; i < rerank; ++i) {
       const float* v = store_ ? s.rerank_vectors.data() + i * dim() : Vector(found[i].second);
-      float d = metric() == Metric::kL2 ? kern.l2_sqr(q.vec, v, dim()) : ip_offset_ - kern.dot(q.vec, v, dim());
-      top.Push(d, s.rerank_labels[i]);
+      top.Push(MetricDistance(metric(), q.vec, v, dim()), s.rerank_labels[i]);
     }
   } else {
     // FP16 cosine walked on L2 between unit vectors: half of it is the cosine distance.

@@ -136,7 +136,6 @@ TEST(HnswTest, FashionMnistSubsetRecallAtLeast95) {
   for (const char* factory : {"HNSW16", "HNSW16,SQ8", "HNSW16,RBQ"}) {
     auto index = Build(factory, data, Metric::kL2);
     double recall = Recall(truth, SearchAll(*index, data, 10, 64), 10);
-    std::printf("%s recall@10 at ef 64: %.4f\n", factory, recall);
     EXPECT_GE(recall, 0.95) << factory;
     EXPECT_GE(Recall(truth, SearchAll(*index, data, 10, 256), 10), 0.99) << factory;
   }

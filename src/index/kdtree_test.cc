@@ -138,7 +138,6 @@ TEST(KdTreeTest, BallTreeBudgetFollowsNearestCentresOnFashionMnist) {
   p.checks = 256;
   ASSERT_TRUE(index->Search(data.nq(), data.queries.data(), 10, d.data(), l.data(), p).ok());
   const double recall = testing::Recall(truth, l, 10);
-  std::printf("BallTree16 recall@10 at 256 checks: %.4f\n", recall);
   EXPECT_GE(recall, 0.9);
 }
 
