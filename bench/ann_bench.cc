@@ -120,7 +120,7 @@ Measurement:
                        (default 10,16,24,32,48,64,96,128,192,256,384,512)
   --nprobe 1,2,4,...   lists-probed sweep for IVF indexes (Fathom and Faiss)
                        (default 1,2,4,8,16,32,64,128,256)
-  --checks 32,64,...   points-examined sweep for budgeted trees (Fathom BallTree, FLANN)
+  --checks 32,64,...   points-examined sweep for budgeted trees (Fathom BallTree and KDForest, FLANN)
                        (default 32,64,128,256,512,1024,2048,4096,8192)
   --repeats N          timed passes over the queries; QPS is their median (default 3)
   --build-threads N    threads for every library's build             (default 2)
@@ -498,7 +498,7 @@ class FathomRunner final : public Runner {
   bool ivf() const { return factory_.rfind("IVF", 0) == 0; }
   bool sweeps_ef() const override { return !ivf() && factory_.find("HNSW") != std::string::npos; }
   bool sweeps_nprobe() const override { return ivf(); }
-  bool sweeps_checks() const override { return factory_.rfind("BallTree", 0) == 0; }
+  bool sweeps_checks() const override { return factory_.rfind("BallTree", 0) == 0 || factory_.rfind("KDForest", 0) == 0; }
 
   Status Build(const Matrix& base, int threads) override {
     FATHOM_ASSIGN_OR_RETURN(index_, MakeIndex(factory_, base.cols, metric_));

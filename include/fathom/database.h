@@ -129,6 +129,8 @@ struct SearchRequest {
   int nprobe = 0;
   // HNSW: beam width on level 1 (SearchParams::upper_ef); 0 = greedy descent.
   int upper_ef = 0;
+  // KDForest and BallTree: points examined (SearchParams::checks); 0 = exact.
+  int checks = 0;
   std::string filter;              // text form ("price < 50 AND NOT sold") or JSON form
   bool with_payload = true;
   bool with_vectors = false;

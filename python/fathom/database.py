@@ -80,7 +80,7 @@ class Collection:
     def search(self, queries: npt.ArrayLike, k: int = 10, *, filter: Optional[Filter] = None,
                ef: Optional[int] = None, with_payload: bool = True, with_vector: bool = False,
                vector: str = "", rerank: Optional[int] = None, nprobe: Optional[int] = None,
-               upper_ef: Optional[int] = None) -> SearchResult:
+               upper_ef: Optional[int] = None, checks: Optional[int] = None) -> SearchResult:
         """k nearest records to each query, closest first.
 
         ``queries``: one vector (returns a list of :class:`Hit`) or an (n, dim) array (returns n
@@ -90,9 +90,11 @@ class Collection:
         distances (default 2k; more lifts the recall ceiling of the codes). ``nprobe``: for IVF
         indexes, how many inverted lists are scanned (default: the index's, 16). ``upper_ef``: HNSW
         beam width on level 1 (default greedy descent); for many separated clusters at scale.
+        ``checks``: for KDForest and BallTree indexes, how many points a search examines (default:
+        exact).
         """
         results, _ = self._search(queries, k, filter, ef, with_payload, with_vector, vector, rerank, nprobe,
-                                  upper_ef)
+                                  upper_ef, checks)
         return results
 
     def search_with_strategy(self, queries: npt.ArrayLike, k: int = 10, *,
@@ -100,24 +102,25 @@ class Collection:
                              with_payload: bool = True, with_vector: bool = False,
                              vector: str = "", rerank: Optional[int] = None,
                              nprobe: Optional[int] = None,
-                             upper_ef: Optional[int] = None) -> Tuple[SearchResult, str]:
+                             upper_ef: Optional[int] = None,
+                             checks: Optional[int] = None) -> Tuple[SearchResult, str]:
         """Like :meth:`search`, also returning the strategy the collection chose
         (``"graph"``, ``"exact-scan"`` or ``"graph+filter"``)."""
         return self._search(queries, k, filter, ef, with_payload, with_vector, vector, rerank, nprobe,
-                            upper_ef)
+                            upper_ef, checks)
 
     def _search(self, queries: npt.ArrayLike, k: int, filter: Optional[Filter], ef: Optional[int],
                 with_payload: bool, with_vector: bool, vector: str,
                 rerank: Optional[int] = None, nprobe: Optional[int] = None,
-                upper_ef: Optional[int] = None) -> Tuple[SearchResult, str]:
+                upper_ef: Optional[int] = None, checks: Optional[int] = None) -> Tuple[SearchResult, str]:
         single = np.ndim(queries) == 1
-        for name, value in (("rerank", rerank), ("nprobe", nprobe), ("upper_ef", upper_ef)):
+        for name, value in (("rerank", rerank), ("nprobe", nprobe), ("upper_ef", upper_ef), ("checks", checks)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
                                       or value < 0):
                 raise InvalidArgumentError(f"{name} must be a non-negative integer, got {value!r}")
         rows, strategy = self._c.search(queries, check_k(k), check_ef(ef), filter_text(filter),
                                         with_payload, with_vector, vector, int(rerank or 0),
-                                        int(nprobe or 0), int(upper_ef or 0))
+                                        int(nprobe or 0), int(upper_ef or 0), int(checks or 0))
         loads = json.loads
         results: List[List[Hit]] = [[Hit(h[0], h[1], None if h[2] is None else loads(h[2]), simplify_vectors(h[3]))
                     for h in row] for row in rows]

@@ -34,8 +34,8 @@ class Index:
     Factory strings: ``"Flat"`` (exact), ``"HNSW<M>"``, ``"HNSW<M>,SQ8"`` with optional
     ``",efC=<n>"`` and ``",efS=<n>"``, and inverted files ``"IVF<nlist>,Flat"``,
     ``"IVF<nlist>,SQ8"``, ``"IVF<nlist>,PQ<m>"``, ``"IVF<nlist>,PQ<m>x4fs"`` (4-bit fast scan),
-    ``"IVF<nlist>_HNSW<M>,..."``, and the exact trees for low dimensions ``"KDTree"`` and
-    ``"BallTree"`` (see docs/format/factory.md). IVF indexes learn centroids with :meth:`train` (as in Faiss), or
+    ``"IVF<nlist>_HNSW<M>,..."``, the exact trees for low dimensions ``"KDTree"`` and
+    ``"BallTree"``, and the randomized k-d forest ``"KDForest<trees>"`` (see docs/format/factory.md). IVF indexes learn centroids with :meth:`train` (as in Faiss), or
     train themselves once they hold 39 vectors per list, searching exactly until then. Metrics: ``"l2"`` (squared
     Euclidean distance), ``"ip"`` (distance = negated inner product) and ``"cosine"``
     (distance = 1 - cosine similarity); smaller is always closer. Missing results (fewer than k
@@ -79,18 +79,19 @@ class Index:
         return self._index.is_trained
 
     def search(self, q: npt.ArrayLike, k: int, *, ef: int = 0, rerank: int = 0, nprobe: int = 0,
-               D: Optional[np.ndarray] = None, I: Optional[np.ndarray] = None, upper_ef: int = 0
-               ) -> Tuple[np.ndarray, np.ndarray]:
+               D: Optional[np.ndarray] = None, I: Optional[np.ndarray] = None, upper_ef: int = 0,
+               checks: int = 0) -> Tuple[np.ndarray, np.ndarray]:
         """Returns ``(D, I)``: float32 distances and int64 ids, shape (nq, k), closest first.
 
         ``ef`` widens the HNSW beam (0: the index default); ``rerank`` is how many candidates an
         index with compressed codes (SQ8, PQ) re-ranks with exact distances (0: 2k for SQ8, 4k
         for IVF PQ); ``nprobe`` is how many IVF lists are scanned (0: the index default, 16);
         ``upper_ef`` is the HNSW beam on level 1 (0: greedy descent; for data of many separated
-        clusters at large scale, see docs/python.md).
+        clusters at large scale, see docs/python.md); ``checks`` is how many points a KDForest or
+        BallTree search examines (0: exact; FLANN's knob).
         ``D`` and ``I`` may be preallocated (float32 / int64, C-contiguous, shape (nq, k)) to
         search without allocating."""
-        return self._index.search(q, check_k(k), ef, rerank, nprobe, D, I, upper_ef)
+        return self._index.search(q, check_k(k), ef, rerank, nprobe, D, I, upper_ef, checks)
 
     def remove(self, ids: npt.ArrayLike) -> int:
         """Removes the given ids (absent ones are ignored); returns how many were present."""

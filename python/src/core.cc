@@ -222,7 +222,7 @@ class PyIndex {
   bool is_trained() const { return index_->is_trained(); }
 
   py::tuple Search(py::handle q, int64_t k_arg, int ef, int rerank, int nprobe, py::object distances_out,
-                   py::object labels_out, int upper_ef) const {
+                   py::object labels_out, int upper_ef, int checks) const {
     size_t k = CheckK(k_arg);
     Matrix m = AsMatrix(q, dim(), "queries");
     auto distances = OutputArray<float>(std::move(distances_out), m.n, k, "D");
@@ -232,6 +232,7 @@ class PyIndex {
     params.rerank = rerank;
     params.nprobe = nprobe;
     params.upper_ef = upper_ef;
+    params.checks = checks;
     Status status;
     if (m.n > 0) {
       float* d = distances.mutable_data();
@@ -441,7 +442,7 @@ class PyCollection {
   // strategy the collection chose.
   py::tuple Search(py::handle queries, int64_t k, int ef, const std::string& filter,
                    bool with_payload, bool with_vectors, const std::string& vector_name, int rerank,
-                   int nprobe, int upper_ef) const {
+                   int nprobe, int upper_ef, int checks) const {
     SearchRequest request;
     request.vector = vector_name;
     request.k = CheckK(k);
@@ -449,6 +450,7 @@ class PyCollection {
     request.rerank = rerank;
     request.nprobe = nprobe;
     request.upper_ef = upper_ef;
+    request.checks = checks;
     request.filter = filter;
     request.with_payload = with_payload;
     request.with_vectors = with_vectors;
@@ -682,7 +684,8 @@ PYBIND11_MODULE(_core, m) {
       .def("train", &fp::PyIndex::Train, py::arg("x"))
       .def_property_readonly("is_trained", &fp::PyIndex::is_trained)
       .def("search", &fp::PyIndex::Search, py::arg("q"), py::arg("k"), py::arg("ef"),
-           py::arg("rerank"), py::arg("nprobe"), py::arg("D"), py::arg("I"), py::arg("upper_ef") = 0)
+           py::arg("rerank"), py::arg("nprobe"), py::arg("D"), py::arg("I"), py::arg("upper_ef") = 0,
+           py::arg("checks") = 0)
       .def("remove", &fp::PyIndex::Remove, py::arg("ids"))
       .def("reconstruct", &fp::PyIndex::Reconstruct, py::arg("id"))
       .def("save", &fp::PyIndex::Save, py::arg("path"));
@@ -697,7 +700,7 @@ PYBIND11_MODULE(_core, m) {
       .def("count", &fp::PyCollection::Count, py::arg("filter"))
       .def("search", &fp::PyCollection::Search, py::arg("queries"), py::arg("k"), py::arg("ef"),
            py::arg("filter"), py::arg("with_payload"), py::arg("with_vectors"), py::arg("vector"),
-           py::arg("rerank") = 0, py::arg("nprobe") = 0, py::arg("upper_ef") = 0)
+           py::arg("rerank") = 0, py::arg("nprobe") = 0, py::arg("upper_ef") = 0, py::arg("checks") = 0)
       .def("snapshot", &fp::PyCollection::Snapshot, py::arg("dir"))
       .def("checkpoint", &fp::PyCollection::Checkpoint)
       .def("optimize", &fp::PyCollection::Optimize)

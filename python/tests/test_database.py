@@ -241,7 +241,7 @@ def test_client_reconnects_after_the_server_closed_its_connection(server):
     client.close()
 
 
-@pytest.mark.parametrize("factory", ["KDTree", "BallTree", "IVF16,SQ8", "IVF16_HNSW8,PQ4x4fs"])
+@pytest.mark.parametrize("factory", ["KDTree", "KDForest8", "BallTree", "IVF16,SQ8", "IVF16_HNSW8,PQ4x4fs"])
 def test_index_family_as_a_collection_index(tmp_path, factory):
     """Every index kind serves a collection: exact answers for the trees, self-training IVF,
     filters, deletes, and the same answers after a reopen (checkpoint and log replay)."""
@@ -257,7 +257,7 @@ def test_index_family_as_a_collection_index(tmp_path, factory):
         found = col.search(queries, k=10, filter="label < 5", nprobe=16, rerank=200)
         for r in found:
             assert all(h.payload["label"] < 5 and h.id not in (0, 1, 2) for h in r)
-        if "Tree" in factory:  # exact indexes: the same neighbours as brute force
+        if "Tree" in factory or "Forest" in factory:  # exact indexes (the forest without checks): the same neighbours as brute force
             brute = [[int(i) for i in np.argsort(((x - q) ** 2).sum(1) + np.where(
                 (np.arange(3000) % 10 < 5) & (np.arange(3000) > 2), 0, np.inf))[:10]] for q in queries]
             assert ids(found) == brute

@@ -327,7 +327,7 @@ def test_ivf_trains_itself_when_never_trained(data):
         fathom.Index(DIM, "IVF64,PQ5")
 
 
-@pytest.mark.parametrize("factory", ["KDTree", "BallTree"])
+@pytest.mark.parametrize("factory", ["KDTree", "KDForest8", "BallTree"])
 def test_trees_are_exact_and_round_trip(tmp_path, factory):
     base = clustered(5000, 8, seed=21)
     queries = clustered(50, 8, seed=22)
@@ -342,3 +342,26 @@ def test_trees_are_exact_and_round_trip(tmp_path, factory):
     loaded = fathom.Index.load(tmp_path / "tree.fathom")
     assert loaded.factory == factory
     np.testing.assert_array_equal(loaded.search(queries, 10)[1], I)
+
+
+def test_kd_forest_checks_trade_recall_for_work(tmp_path):
+    """KDForest: approximate with a checks budget (recall grows with it), exact without one; the
+    budget reaches the index from fathom.Index and from a collection's search."""
+    base = clustered(20000, 64, seed=31)
+    queries = clustered(100, 64, seed=32)
+    true_i = brute_force(base, queries, 10, "l2")[1]
+    idx = fathom.Index(64, "KDForest8")
+    idx.add(base)
+    low = recall(idx.search(queries, 10, checks=32)[1], true_i)
+    high = recall(idx.search(queries, 10, checks=2048)[1], true_i)
+    assert low < 0.9 and high > low + 0.1
+    assert recall(idx.search(queries, 10)[1], true_i) == 1.0
+    with pytest.raises(fathom.InvalidArgumentError, match="checks must be >= 0, got -1"):
+        idx.search(queries, 10, checks=-1)
+    with fathom.Database(tmp_path / "db") as db:
+        col = db.create_collection("f", dim=64, metric="l2", index="KDForest8")
+        col.upsert(range(len(base)), base)
+        hits = col.search(queries, k=10, checks=32, with_payload=False)
+        assert recall(np.array([[h.id for h in r] for r in hits]), true_i) == pytest.approx(low, abs=0.02)
+        hits = col.search(queries, k=10, with_payload=False)
+        assert recall(np.array([[h.id for h in r] for r in hits]), true_i) == 1.0

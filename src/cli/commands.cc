@@ -303,6 +303,7 @@ Status RunSearch(const Context& ctx, const SearchOptions& options) {
   request.rerank = options.rerank;
   request.nprobe = options.nprobe;
   request.upper_ef = options.upper_ef;
+  request.checks = options.checks;
   request.filter = options.filter;
   request.with_payload = !options.no_payload;
   request.with_vectors = options.with_vectors;

@@ -50,6 +50,7 @@ struct SearchOptions {
   int rerank = 0;    // candidates re-ranked exactly (codes); 0 = the index default
   int nprobe = 0;    // IVF lists scanned; 0 = the index default
   int upper_ef = 0;  // HNSW level-1 beam; 0 = greedy descent
+  int checks = 0;    // points a KDForest/BallTree examines; 0 = exact
   std::string filter;
   std::string using_vector;
   bool with_vectors = false;

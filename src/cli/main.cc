@@ -169,6 +169,9 @@ int Run(int argc, char** argv) {
   search_cmd->add_option("--upper-ef", search.upper_ef,
                          "HNSW beam on level 1 (0 = greedy descent); for many separated clusters")
       ->check(CLI::Range(0, 1000000));
+  search_cmd->add_option("--checks", search.checks,
+                         "points a KDForest or BallTree search examines (0 = exact)")
+      ->check(CLI::Range(0, 1 << 30));
   search_cmd->add_option("--filter", search.filter,
                          "payload filter, text form (label = 3 AND price < 50) or JSON");
   search_cmd->add_option("--using", search.using_vector, "which named vector to search");

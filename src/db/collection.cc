@@ -968,6 +968,7 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
   params.rerank = request.rerank;
   params.nprobe = request.nprobe;
   params.upper_ef = request.upper_ef;
+  params.checks = request.checks;
   if (request.exact) {
     local_stats.strategy = "exact";
     std::vector<label_t> candidates;

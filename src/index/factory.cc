@@ -41,13 +41,15 @@ Result<IndexSpec> ParseIvf(std::string_view factory, const std::vector<std::stri
     }
   }
   if (parts.size() < 2) {
-    return Bad(factory, "IVF needs the code of its lists after a comma: Flat, SQ8 or PQ<m> (e.g. IVF1024,Flat)");
+    return Bad(factory, "IVF needs the code of its lists after a comma: Flat, SQ8, PQ<m> or RBQ (e.g. IVF1024,Flat)");
   }
   std::string_view code = parts[1];
   if (code == "Flat") {
     spec.code = IndexSpec::Code::kFlat;
   } else if (code == "SQ8") {
     spec.code = IndexSpec::Code::kSq8;
+  } else if (code == "RBQ") {
+    spec.code = IndexSpec::Code::kRbq;
   } else if (code.substr(0, 2) == "PQ") {
     std::string_view m = code.substr(2);
     spec.code = IndexSpec::Code::kPq;
@@ -67,7 +69,7 @@ Result<IndexSpec> ParseIvf(std::string_view factory, const std::vector<std::stri
       return Bad(factory, "'" + std::string(code) + "': fast scan packs sub-quantizers in pairs: m must be even and at most 256");
     }
   } else {
-    return Bad(factory, "unknown IVF code '" + std::string(code) + "': expected Flat, SQ8 or PQ<m> (e.g. PQ32)");
+    return Bad(factory, "unknown IVF code '" + std::string(code) + "': expected Flat, SQ8, PQ<m> or RBQ (e.g. PQ32)");
   }
   bool seen_nprobe = false;
   for (size_t i = 2; i < parts.size(); ++i) {
@@ -99,7 +101,7 @@ Result<IndexSpec> ParseFactory(std::string_view factory) {
   IndexSpec spec;
   std::string_view head = parts[0];
   if (head.empty()) {
-    return Bad(factory, "empty index type: expected Flat, HNSW<M> (e.g. HNSW32), IVF<nlist> (e.g. IVF1024,Flat), KDTree or BallTree");
+    return Bad(factory, "empty index type: expected Flat, HNSW<M> (e.g. HNSW32), IVF<nlist> (e.g. IVF1024,Flat), KDTree, KDForest or BallTree");
   }
   if (head == "Flat") {
     spec.type = IndexSpec::Type::kFlat;
@@ -120,6 +122,16 @@ Result<IndexSpec> ParseFactory(std::string_view factory) {
     }
     return spec;
   }
+  if (head.substr(0, 8) == "KDForest") {
+    spec.type = IndexSpec::Type::kKdForest;
+    if (head.size() > 8 && (!ParseInt(head.substr(8), &spec.trees) || spec.trees < 1 || spec.trees > 64)) {
+      return Bad(factory, "'" + std::string(head) + "' needs a tree count between 1 and 64 after KDForest (e.g. KDForest8)");
+    }
+    if (parts.size() > 1) {
+      return Bad(factory, "unexpected option '" + std::string(parts[1]) + "' after KDForest: it takes none");
+    }
+    return spec;
+  }
   if (head.substr(0, 6) == "KDTree") {
     spec.type = IndexSpec::Type::kKdTree;
     if (head.size() > 6 && (!ParseInt(head.substr(6), &spec.leaf) || spec.leaf < 1 || spec.leaf > 4096)) {
@@ -132,7 +144,7 @@ Result<IndexSpec> ParseFactory(std::string_view factory) {
   }
   if (head.substr(0, 4) != "HNSW") {
     return Bad(factory, "unknown index type '" + std::string(head) +
-                            "': expected Flat, HNSW<M> (e.g. HNSW32), IVF<nlist> (e.g. IVF1024,Flat), KDTree or BallTree");
+                            "': expected Flat, HNSW<M> (e.g. HNSW32), IVF<nlist> (e.g. IVF1024,Flat), KDTree, KDForest or BallTree");
   }
   spec.type = IndexSpec::Type::kHnsw;
   std::string_view m = head.substr(4);
@@ -177,6 +189,7 @@ std::string ToFactoryString(const IndexSpec& spec) {
   if (spec.type == IndexSpec::Type::kBallTree) {
     return spec.branching == 8 ? "BallTree" : "BallTree" + std::to_string(spec.branching);
   }
+  if (spec.type == IndexSpec::Type::kKdForest) return spec.trees == 4 ? "KDForest" : "KDForest" + std::to_string(spec.trees);
   if (spec.type == IndexSpec::Type::kKdTree) return spec.leaf == 16 ? "KDTree" : "KDTree" + std::to_string(spec.leaf);
   if (spec.type == IndexSpec::Type::kIvf) {
     std::string s = "IVF" + std::to_string(spec.nlist);
@@ -186,6 +199,7 @@ std::string ToFactoryString(const IndexSpec& spec) {
       case IndexSpec::Code::kSq8: s += ",SQ8"; break;
       case IndexSpec::Code::kPq: s += ",PQ" + std::to_string(spec.pq_m); break;
       case IndexSpec::Code::kPq4fs: s += ",PQ" + std::to_string(spec.pq_m) + "x4fs"; break;
+      case IndexSpec::Code::kRbq: s += ",RBQ"; break;
     }
     if (spec.nprobe != IndexSpec::kDefaultNprobe) s += ",nprobe=" + std::to_string(spec.nprobe);
     return s;

@@ -7,16 +7,20 @@
 //                                half-precision vectors only, RBQ traverses on 1-bit RaBitQ codes
 //                                and re-ranks with float32; efC is the construction beam (default
 //                                200), efS the default search beam (64).
-//   IVF<nlist>[_HNSW<M>],<Flat|SQ8|PQ<m>|PQ<m>x4fs>[,nprobe=<n>]
+//   IVF<nlist>[_HNSW<M>],<Flat|SQ8|PQ<m>|PQ<m>x4fs|RBQ>[,nprobe=<n>]
 //                                inverted file: k-means coarse quantizer with nlist lists (a
 //                                flat scan of the centroids, or an HNSW<M> graph over them),
 //                                lists of float vectors, per-dimension 8-bit codes or m-byte
 //                                product-quantizer codes (x4fs: 4-bit codes scanned with SIMD
-//                                shuffles); nprobe lists are scanned per query
+//                                shuffles) or 1-bit RaBitQ codes of the residual (l2, cosine);
+//                                nprobe lists are scanned per query
 //                                (default 16).
 //   KDTree[<leaf>]               exact k-d tree for low dimensions (l2, cosine), leaf size 16
 //   BallTree[<b>]                k-means ball tree (l2, cosine), b children per node (8); exact,
 //                                or budgeted with SearchParams::checks
+//   KDForest[<t>]                t randomized k-d trees (4; 1 to 64) searched together with a
+//                                budget of SearchParams::checks points (l2, cosine); exact
+//                                without checks
 //
 // ToFactoryString(ParseFactory(s)) is the canonical form of s (options in the order above,
 // defaults omitted); ParseFactory(ToFactoryString(spec)) == spec.
@@ -30,8 +34,8 @@
 namespace fathom {
 
 struct IndexSpec {
-  enum class Type { kFlat, kHnsw, kIvf, kKdTree, kBallTree };
-  enum class Code { kFlat, kSq8, kPq, kPq4fs };
+  enum class Type { kFlat, kHnsw, kIvf, kKdTree, kBallTree, kKdForest };
+  enum class Code { kFlat, kSq8, kPq, kPq4fs, kRbq };
   static constexpr int kDefaultEfConstruction = 200;
   static constexpr int kDefaultEfSearch = 64;
   static constexpr int kDefaultNprobe = 16;
@@ -53,6 +57,8 @@ struct IndexSpec {
   int leaf = 16;
   // BallTree: children per node.
   int branching = 8;
+  // KDForest: randomized k-d trees.
+  int trees = 4;
 
   bool operator==(const IndexSpec&) const = default;
 };

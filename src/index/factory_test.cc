@@ -8,7 +8,7 @@ namespace fathom {
 namespace {
 
 TEST(FactoryTest, ParsesAndRoundTripsCanonicalForms) {
-  for (const char* s : {"Flat", "HNSW32", "HNSW16,efC=100", "HNSW32,SQ8", "HNSW8,SQ8,efC=50,efS=20", "HNSW16,FP16", "HNSW32,RBQ"}) {
+  for (const char* s : {"Flat", "HNSW32", "HNSW16,efC=100", "HNSW32,SQ8", "HNSW8,SQ8,efC=50,efS=20", "HNSW16,FP16", "HNSW32,RBQ", "KDForest", "KDForest8"}) {
     auto spec = ParseFactory(s);
     ASSERT_TRUE(spec.ok()) << s << ": " << spec.status().ToString();
     EXPECT_EQ(ToFactoryString(*spec), s);
@@ -37,8 +37,8 @@ TEST(FactoryTest, ErrorsSayWhatWasExpected) {
     EXPECT_TRUE(spec.status().IsInvalidArgument());
     EXPECT_EQ(spec.status().message(), message);
   };
-  expect_error("HNSX32", "unknown index type 'HNSX32': expected Flat, HNSW<M> (e.g. HNSW32), IVF<nlist> (e.g. IVF1024,Flat), KDTree or BallTree in index spec 'HNSX32'");
-  expect_error("", "empty index type: expected Flat, HNSW<M> (e.g. HNSW32), IVF<nlist> (e.g. IVF1024,Flat), KDTree or BallTree in index spec ''");
+  expect_error("HNSX32", "unknown index type 'HNSX32': expected Flat, HNSW<M> (e.g. HNSW32), IVF<nlist> (e.g. IVF1024,Flat), KDTree, KDForest or BallTree in index spec 'HNSX32'");
+  expect_error("", "empty index type: expected Flat, HNSW<M> (e.g. HNSW32), IVF<nlist> (e.g. IVF1024,Flat), KDTree, KDForest or BallTree in index spec ''");
   expect_error("HNSW", "'HNSW' needs a link count M between 2 and 256 after HNSW (e.g. HNSW32) in index spec 'HNSW'");
   expect_error("HNSW1000", "'HNSW1000' needs a link count M between 2 and 256 after HNSW (e.g. HNSW32) in index spec 'HNSW1000'");
   expect_error("HNSW32,efC=abc", "option 'efC=abc' needs an integer between 1 and 100000 in index spec 'HNSW32,efC=abc'");

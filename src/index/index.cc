@@ -9,6 +9,7 @@
 #include "index/hnsw.h"
 #include "index/ivf.h"
 #include "index/balltree.h"
+#include "index/kdforest.h"
 #include "index/kdtree.h"
 
 namespace fathom {
@@ -99,9 +100,15 @@ Result<std::unique_ptr<Index>> MakeIndex(std::string_view factory, size_t dim, M
                                        " equal parts, but dimension " + std::to_string(dim) +
                                        " is not a multiple of " + std::to_string(spec.pq_m));
       }
+      if (spec.code == IndexSpec::Code::kRbq && metric == Metric::kInnerProduct) {
+        return Status::InvalidArgument("'" + std::string(factory) +
+                                       "': RaBitQ codes estimate l2 distances (and cosine, on unit vectors); "
+                                       "for inner product use Flat, SQ8 or PQ lists");
+      }
       return std::unique_ptr<Index>(new IvfIndex(dim, metric, spec));
     }
     case IndexSpec::Type::kKdTree:
+    case IndexSpec::Type::kKdForest:
     case IndexSpec::Type::kBallTree:
       if (metric == Metric::kInnerProduct) {
         return Status::InvalidArgument("'" + std::string(factory) +
@@ -110,6 +117,9 @@ Result<std::unique_ptr<Index>> MakeIndex(std::string_view factory, size_t dim, M
       }
       if (spec.type == IndexSpec::Type::kBallTree) {
         return std::unique_ptr<Index>(new BallTreeIndex(dim, metric, spec.branching));
+      }
+      if (spec.type == IndexSpec::Type::kKdForest) {
+        return std::unique_ptr<Index>(new KdForestIndex(dim, metric, spec.trees));
       }
       return std::unique_ptr<Index>(new KdTreeIndex(dim, metric, spec.leaf));
   }

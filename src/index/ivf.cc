@@ -56,10 +56,12 @@ IvfIndex::IvfIndex(size_t dim, Metric metric, const IndexSpec& spec)
       spec_(spec),
       sq_(dim),
       pq_(dim, spec.code == IndexSpec::Code::kPq || spec.code == IndexSpec::Code::kPq4fs ? size_t(spec.pq_m) : 1,
-          spec.code == IndexSpec::Code::kPq4fs ? 4 : 8) {
+          spec.code == IndexSpec::Code::kPq4fs ? 4 : 8),
+      rbq_(dim) {
   // Bytes per entry of a batch's codes (fast scan packs them into blocks in the lists).
-  code_size_ = spec.code == IndexSpec::Code::kSq8 ? dim
+  code_size_ = spec.code == IndexSpec::Code::kSq8   ? dim
                : spec.code == IndexSpec::Code::kFlat ? 0
+               : spec.code == IndexSpec::Code::kRbq  ? rbq_.code_size()
                                                      : size_t(spec.pq_m);
   lists_.resize(size_t(spec.nlist));
 }
@@ -86,6 +88,7 @@ size_t IvfIndex::memory_bytes() const {
   std::shared_lock lock(mutex_);
   size_t bytes = (centroids_.capacity() + centroid_norms_.capacity() + pending_.capacity()) * sizeof(float) +
                  pending_labels_.capacity() * sizeof(label_t) + sq_.memory_bytes() + pq_.memory_bytes() +
+                 rbq_.memory_bytes() + rbq_centres_.capacity() * sizeof(float) +
                  lists_.capacity() * sizeof(List) + where_.capacity() * (sizeof(label_t) + sizeof(uint64_t) + 1);
   for (const List& l : lists_) {
     bytes += l.labels.capacity() * sizeof(label_t) + l.codes.capacity() +
@@ -146,7 +149,7 @@ Status IvfIndex::TrainLocked(size_t n, const float* x) {
   FATHOM_ASSIGN_OR_RETURN(std::vector<float> centroids, TrainKMeans(n, d, x, nlist, options));
   std::vector<float> norms = RowNorms(nlist, d, centroids.data());
   if (spec_.code == IndexSpec::Code::kSq8) sq_.Train(n, x);
-  if (product_codes()) {
+  if (product_codes() || spec_.code == IndexSpec::Code::kRbq) {
     // Codes describe the residual to the list's centroid: train on residuals of a sample.
     const size_t m = std::min(n, kMaxPqTrainingPoints);
     const size_t step = n / m;
@@ -157,10 +160,12 @@ Status IvfIndex::TrainLocked(size_t n, const float* x) {
     for (size_t i = 0; i < m; ++i) {
       for (size_t j = 0; j < d; ++j) residuals[i * d + j] -= centroids[size_t{assign[i]} * d + j];
     }
-    FATHOM_RETURN_IF_ERROR(pq_.Train(m, residuals.data()));
+    if (product_codes()) FATHOM_RETURN_IF_ERROR(pq_.Train(m, residuals.data()));
+    if (spec_.code == IndexSpec::Code::kRbq) FATHOM_RETURN_IF_ERROR(rbq_.Train(m, residuals.data(), 0x5ab17c0deull, 1));
   }
   centroids_ = std::move(centroids);
   centroid_norms_ = std::move(norms);
+  if (spec_.code == IndexSpec::Code::kRbq) RotateCentroids();
   BuildCoarse();
   trained_ = true;
   // The vectors added before training go to their lists.
@@ -179,6 +184,17 @@ Status IvfIndex::TrainLocked(size_t n, const float* x) {
            enc.terms.empty() ? 0.0f : enc.terms[i], vectors.data() + i * d);
   }
   return Status::OK();
+}
+
+void IvfIndex::RotateCentroids() {
+  const size_t d = dim(), padded = rbq_.padded_dim();
+  const std::vector<float>& mean = rbq_.centre_mean();
+  rbq_centres_.resize(size_t(spec_.nlist) * padded);
+  std::vector<float> shifted(d);
+  for (size_t l = 0; l < size_t(spec_.nlist); ++l) {
+    for (size_t j = 0; j < d; ++j) shifted[j] = centroids_[l * d + j] + mean[j];
+    rbq_.RotateVector(shifted.data(), rbq_centres_.data() + l * padded);
+  }
 }
 
 void IvfIndex::BuildCoarse() {
@@ -220,6 +236,15 @@ Status IvfIndex::Encode(size_t n, const float* x, const uint32_t* lists, int thr
       for (size_t i = b; i < e; ++i) {
         sq_.Encode(x + i * d, out->codes.data() + i * code_size_);
         out->terms[i] = sq_.DecodedNorm(out->codes.data() + i * code_size_);
+      }
+    });
+  } else if (spec_.code == IndexSpec::Code::kRbq) {
+    ParallelFor(n, threads, [&](size_t b, size_t e) {
+      std::vector<float> residual(d);
+      for (size_t i = b; i < e; ++i) {
+        const float* c = centroids_.data() + size_t{lists[i]} * d;
+        for (size_t j = 0; j < d; ++j) residual[j] = x[i * d + j] - c[j];
+        rbq_.Encode(residual.data(), out->codes.data() + i * code_size_);
       }
     });
   } else if (product_codes()) {
@@ -471,10 +496,13 @@ Status IvfIndex::SearchOne(const float* q, size_t k, const SearchParams& params,
                            label_t* labels) const {
   const size_t d = dim();
   const LabelFilter* filter = params.filter;
-  const bool approx = spec_.code != IndexSpec::Code::kFlat;
+  // RBQ with the floats at hand re-ranks as it scans, by the codes' error bound: `top` then
+  // holds exact distances only.
+  const bool by_bound = spec_.code == IndexSpec::Code::kRbq && params.rerank <= 0 && floats_in_lists();
+  const bool approx = spec_.code != IndexSpec::Code::kFlat && !by_bound;
   size_t depth = k;
   if (approx) {
-    const size_t default_depth = product_codes() ? 4 * k : 2 * k;
+    const size_t default_depth = product_codes() ? 4 * k : spec_.code == IndexSpec::Code::kRbq ? 10 * k : 2 * k;
     depth = std::max(k, params.rerank > 0 ? size_t(params.rerank) : default_depth);
     depth = std::max(k, std::min(depth, where_.size()));  // never more than the index holds
   }
@@ -511,6 +539,33 @@ Status IvfIndex::SearchOne(const float* q, size_t k, const SearchParams& params,
             default: dist = 1 - dot; break;
           }
           top.Push(dist, l.labels[j]);
+        }
+      }
+    } else if (spec_.code == IndexSpec::Code::kRbq) {
+      // The query rotated once; per list, its residual R(q - c - m) quantised for the codes.
+      const size_t padded = rbq_.padded_dim();
+      std::vector<float> rotated(padded);
+      rbq_.RotateVector(q, rotated.data());
+      RaBitQuantizer::Query prepared;
+      prepared.rotated.resize(padded);
+      const float to_metric = metric() == Metric::kCosine ? 0.5f : 1.0f;  // unit vectors: 1 - cos = l2 / 2
+      for (const auto& [unused, list] : probes) {
+        const List& l = lists_[list];
+        if (l.labels.empty()) continue;
+        const float* rc = rbq_centres_.data() + size_t{list} * padded;
+        for (size_t i = 0; i < padded; ++i) prepared.rotated[i] = rotated[i] - rc[i];
+        rbq_.PrepareRotated(&prepared);
+        for (size_t j = 0; j < l.labels.size(); ++j) {
+          if (filter && !filter->Allowed(l.labels[j])) continue;
+          const uint8_t* code = l.codes.data() + j * code_size_;
+          const float estimate = rbq_.Estimate(prepared, code);
+          if (!by_bound) {
+            top.Push(estimate * to_metric, l.labels[j]);
+            continue;
+          }
+          const float bound = rbq_.Bound(prepared, code, RaBitQuantizer::kRerankEpsilon);
+          if ((estimate - bound) * to_metric >= top.threshold()) continue;
+          top.Push(MetricDistance(metric(), q, l.floats.data() + j * d, d), l.labels[j]);
         }
       }
     } else if (fast_scan()) {
@@ -649,6 +704,7 @@ Status IvfIndex::SerializeBody(ByteSink& out, const SaveOptions&) const {
     FATHOM_RETURN_IF_ERROR(out.Write(centroids_.data(), centroids_.size() * sizeof(float)));
     if (spec_.code == IndexSpec::Code::kSq8) FATHOM_RETURN_IF_ERROR(sq_.Serialize(out));
     if (product_codes()) FATHOM_RETURN_IF_ERROR(pq_.Serialize(out));
+    if (spec_.code == IndexSpec::Code::kRbq) FATHOM_RETURN_IF_ERROR(rbq_.Serialize(out));
   }
   for (const List& l : lists_) {
     FATHOM_RETURN_IF_ERROR(out.Pod(uint32_t(l.labels.size())));
@@ -687,6 +743,10 @@ Status IvfIndex::DeserializeBody(ByteSource& in, uint64_t count, uint32_t, bool)
     centroid_norms_ = RowNorms(size_t(spec_.nlist), d, centroids_.data());
     if (spec_.code == IndexSpec::Code::kSq8) FATHOM_RETURN_IF_ERROR(sq_.Deserialize(in));
     if (product_codes()) FATHOM_RETURN_IF_ERROR(pq_.Deserialize(in));
+    if (spec_.code == IndexSpec::Code::kRbq) {
+      FATHOM_RETURN_IF_ERROR(rbq_.Deserialize(in));
+      RotateCentroids();
+    }
   }
   const size_t entry_bytes = sizeof(label_t) + (fast_scan() ? pq_.m() / 2 : code_size_) +
                              (spec_.code == IndexSpec::Code::kSq8 ? sizeof(float) : 0) +
@@ -718,6 +778,14 @@ Status IvfIndex::DeserializeBody(ByteSource& in, uint64_t count, uint32_t, bool)
     FATHOM_RETURN_IF_ERROR(in.ReadBytes(l.terms.data(), l.terms.size() * sizeof(float)));
     FATHOM_RETURN_IF_ERROR(in.ReadBytes(l.floats.data(), l.floats.size() * sizeof(float)));
     for (uint32_t j = 0; j < n; ++j) FATHOM_RETURN_IF_ERROR(check_label(l.labels[j], Where(list, j)));
+    if (spec_.code == IndexSpec::Code::kRbq) {
+      for (uint32_t j = 0; j < n; ++j) {
+        if (!rbq_.ValidCode(l.codes.data() + size_t{j} * code_size_)) {
+          return Status::Corruption("IVF list " + std::to_string(list) + " holds an invalid RaBitQ code at entry " +
+                                    std::to_string(j));
+        }
+      }
+    }
   }
   uint32_t p;
   FATHOM_RETURN_IF_ERROR(in.Read(&p));

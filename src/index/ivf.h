@@ -2,11 +2,14 @@
 // partitioned by their nearest k-means centroid into nlist lists, and a query scans only the
 // lists of its nprobe nearest centroids.
 //
-// Lists hold float32 vectors (",Flat"), per-dimension 8-bit codes (",SQ8", trained ranges) or
-// m-byte product-quantizer codes of the residual to the list's centroid (",PQ<m>"). With codes,
-// the float vectors are kept too (in RAM, or in an attached VectorStore on disk) and the best
-// `rerank` candidates (SearchParams::rerank; 0 = 2k for SQ8, 4k for PQ) are re-ranked with exact
-// float32 distances, so returned distances are exact. The coarse quantizer is a scan of the
+// Lists hold float32 vectors (",Flat"), per-dimension 8-bit codes (",SQ8", trained ranges),
+// m-byte product-quantizer codes of the residual to the list's centroid (",PQ<m>") or 1-bit
+// RaBitQ codes of that residual (",RBQ", l2 and cosine; index/rabitq.h). With codes, the float
+// vectors are kept too (in RAM, or in an attached VectorStore on disk) and the best `rerank`
+// candidates (SearchParams::rerank; 0 = 2k for SQ8, 4k for PQ, 10k for RBQ) are re-ranked with
+// exact float32 distances, so returned distances are exact. RBQ with the floats in RAM and no
+// `rerank` re-ranks by the codes' error bound instead: a code is re-ranked unless its estimate
+// less the bound already exceeds the k-th exact distance found (as the RaBitQ paper's IVF does). The coarse quantizer is a scan of the
 // centroids, or an HNSW graph over them ("IVF65536_HNSW32,...") for large nlist.
 //
 // Training: Train(x) runs k-means (and trains the codes) on a sample; an index that was never
@@ -27,6 +30,7 @@
 #include "fathom/index.h"
 #include "index/factory.h"
 #include "index/quantizer.h"
+#include "index/rabitq.h"
 #include "index/topk.h"
 
 namespace fathom {
@@ -53,7 +57,7 @@ class IvfIndex final : public Index {
                 const SearchParams& params = {}) const override;
   Status SearchAmong(size_t n, const float* queries, size_t k, const label_t* candidates,
                      size_t num_candidates, float* distances, label_t* labels) const override;
-  // ",SQ8" and ",PQ<m>" only (",Flat" lists are the float vectors).
+  // Codes only (",Flat" lists are the float vectors).
   Status SetVectorStore(std::shared_ptr<VectorStore> store) override;
   uint64_t disk_bytes() const override;
 
@@ -112,6 +116,12 @@ class IvfIndex final : public Index {
   std::unique_ptr<HnswIndex> coarse_;  // over the centroids, when coarse_hnsw_m > 0
   ScalarQuantizer8 sq_;
   ProductQuantizer pq_;
+  // RBQ: codes of the residual to the list's centroid (one quantizer centre, the mean residual
+  // m), and per list R(centroid + m), so a query is rotated once per search: R(q - c - m) =
+  // R q - R(c + m).
+  RaBitQuantizer rbq_;
+  std::vector<float> rbq_centres_;  // nlist * rbq_.padded_dim()
+  void RotateCentroids();
   std::vector<List> lists_;
   // label -> (list << 32 | position); list kPendingList = not trained yet (pending_ arrays).
   absl::flat_hash_map<label_t, uint64_t> where_;

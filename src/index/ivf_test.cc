@@ -94,7 +94,36 @@ INSTANTIATE_TEST_SUITE_P(Codes, IvfRecallTest,
                                            IvfCase{"IVF64,PQ16x4fs", Metric::kL2, 0.9},
                                            IvfCase{"IVF64,PQ16x4fs", Metric::kCosine, 0.9},
                                            IvfCase{"IVF64,PQ16x4fs", Metric::kInnerProduct, 0.85},
+                                           IvfCase{"IVF64,RBQ", Metric::kL2, 0.95},
+                                           IvfCase{"IVF64,RBQ", Metric::kCosine, 0.95},
                                            IvfCase{"IVF64_HNSW8,SQ8", Metric::kL2, 0.95}));
+
+// RaBitQ lists with the floats in RAM re-rank by the codes' error bound (no rerank depth): the
+// bound rules a code out only when its true distance is surely worse than the k-th found, so
+// the results are those of float lists probed alike, at a fraction of the exact distances.
+TEST(IvfTest, RabitqListsRerankByTheirErrorBound) {
+  for (Metric metric : {Metric::kL2, Metric::kCosine}) {
+    SCOPED_TRACE(MetricName(metric));
+    auto data = Clustered(8000, 50, 64, 40, 73);
+    auto rbq = Make("IVF64,RBQ", data.dim, metric);
+    auto flat = Make("IVF64,Flat", data.dim, metric);
+    ASSERT_TRUE(rbq->Train(data.n(), data.base.data()).ok());
+    ASSERT_TRUE(flat->Train(data.n(), data.base.data()).ok());
+    ASSERT_TRUE(rbq->Add(data.n(), data.base.data()).ok());
+    ASSERT_TRUE(flat->Add(data.n(), data.base.data()).ok());
+    auto truth = BruteForce(data, 10, metric);
+    for (int nprobe : {4, 16}) {
+      const double r_rbq = Recall(truth, SearchAll(*rbq, data, 10, nprobe).l, 10);
+      const double r_flat = Recall(truth, SearchAll(*flat, data, 10, nprobe).l, 10);
+      EXPECT_GE(r_rbq, r_flat - 0.005) << "nprobe " << nprobe;
+    }
+    // 1-bit codes: 64 bits + 24 bytes of factors per 64-d vector, against 256 bytes of floats.
+    EXPECT_EQ(dynamic_cast<const IvfIndex&>(*rbq).factory_string(), "IVF64,RBQ");
+  }
+  EXPECT_EQ(MakeIndex("IVF16,RBQ", 8, Metric::kInnerProduct).status().message(),
+            "'IVF16,RBQ': RaBitQ codes estimate l2 distances (and cosine, on unit vectors); for inner product use "
+            "Flat, SQ8 or PQ lists");
+}
 
 // The fast-scan kernel of every ISA this CPU runs gives the scalar kernel's sums exactly.
 TEST(IvfTest, FastScanKernelsAgreeWithScalar) {
@@ -147,7 +176,7 @@ TEST(IvfTest, UntrainedIndexSearchesExactlyThenTrainsItself) {
 }
 
 TEST(IvfTest, RemoveReplaceAndFilter) {
-  for (const char* factory : {"IVF32,SQ8", "IVF32,PQ8x4fs"}) {
+  for (const char* factory : {"IVF32,SQ8", "IVF32,PQ8x4fs", "IVF32,RBQ"}) {
   SCOPED_TRACE(factory);
   auto data = Clustered(4000, 30, 16, 20, 79);
   auto index = Make(factory, data.dim, Metric::kL2);
@@ -193,11 +222,11 @@ TEST(IvfTest, BadParametersSayWhatWasExpected) {
     EXPECT_EQ(made.status().message(), message);
   };
   expect_error("IVF0,Flat", 8, "'IVF0' needs a list count between 1 and 1048576 after IVF (e.g. IVF1024) in index spec 'IVF0,Flat'");
-  expect_error("IVF16", 8, "IVF needs the code of its lists after a comma: Flat, SQ8 or PQ<m> (e.g. IVF1024,Flat) in index spec 'IVF16'");
+  expect_error("IVF16", 8, "IVF needs the code of its lists after a comma: Flat, SQ8, PQ<m> or RBQ (e.g. IVF1024,Flat) in index spec 'IVF16'");
   expect_error("IVF16,PQ3", 8, "'IVF16,PQ3': PQ3 splits vectors into 3 equal parts, but dimension 8 is not a multiple of 3");
   expect_error("IVF16,PQ3x4fs", 9, "'PQ3x4fs': fast scan packs sub-quantizers in pairs: m must be even and at most 256 in index spec 'IVF16,PQ3x4fs'");
   expect_error("IVF16,PQ4x5", 8, "'PQ4x5': expected PQ<m> (8-bit codes), PQ<m>x8 (the same) or PQ<m>x4fs (4-bit fast scan) in index spec 'IVF16,PQ4x5'");
-  expect_error("IVF16,SQ4", 8, "unknown IVF code 'SQ4': expected Flat, SQ8 or PQ<m> (e.g. PQ32) in index spec 'IVF16,SQ4'");
+  expect_error("IVF16,SQ4", 8, "unknown IVF code 'SQ4': expected Flat, SQ8, PQ<m> or RBQ (e.g. PQ32) in index spec 'IVF16,SQ4'");
   expect_error("IVF16_HNSW,Flat", 8, "unknown coarse quantizer 'HNSW': expected HNSW<M> with M between 2 and 256 (e.g. IVF1024_HNSW32) in index spec 'IVF16_HNSW,Flat'");
   expect_error("IVF16,Flat,nprobe=0", 8, "option 'nprobe=0' needs an integer between 1 and 1048576 in index spec 'IVF16,Flat,nprobe=0'");
   auto index = Make("IVF16,PQ4", 8, Metric::kL2);
@@ -220,7 +249,7 @@ TEST(IvfTest, BadParametersSayWhatWasExpected) {
 
 TEST(IvfTest, FactoryStringsRoundTrip) {
   for (const char* f : {"IVF1024,Flat", "IVF1024,SQ8", "IVF4096,PQ32", "IVF1024_HNSW32,PQ32", "IVF1024_HNSW32,PQ32x4fs",
-                        "IVF64,Flat,nprobe=8"}) {
+                        "IVF64,Flat,nprobe=8", "IVF1024,RBQ"}) {
     auto index = Make(f, 64, Metric::kL2);
     EXPECT_EQ(index->factory_string(), f);
   }
@@ -231,6 +260,8 @@ TEST(IvfTest, FactoryStringsRoundTrip) {
 // Codes in RAM, float vectors in a file: re-ranking reads them back; the results match the
 // in-RAM index exactly.
 TEST(IvfTest, VectorsOnDiskGiveTheSameResults) {
+  for (const char* factory : {"IVF32,PQ4", "IVF32,RBQ"}) {
+  SCOPED_TRACE(factory);
   auto dir = std::filesystem::temp_directory_path() / ("fathom_ivf_store_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   auto data = Clustered(3000, 30, 16, 20, 83);
@@ -238,14 +269,16 @@ TEST(IvfTest, VectorsOnDiskGiveTheSameResults) {
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   std::shared_ptr<VectorStore> shared = std::move(store).value();
   for (size_t i = 0; i < data.n(); ++i) ASSERT_TRUE(shared->Write(label_t(i), data.base.data() + i * data.dim).ok());
-  auto on_disk = Make("IVF32,PQ4", data.dim, Metric::kL2);
+  auto on_disk = Make(factory, data.dim, Metric::kL2);
   ASSERT_TRUE(on_disk->SetVectorStore(shared).ok());
-  auto in_ram = Make("IVF32,PQ4", data.dim, Metric::kL2);
+  auto in_ram = Make(factory, data.dim, Metric::kL2);
   ASSERT_TRUE(on_disk->Train(data.n(), data.base.data()).ok());
   ASSERT_TRUE(in_ram->Train(data.n(), data.base.data()).ok());
   ASSERT_TRUE(on_disk->Add(data.n(), data.base.data()).ok());
   ASSERT_TRUE(in_ram->Add(data.n(), data.base.data()).ok());
-  EXPECT_LT(on_disk->memory_bytes() * 2, in_ram->memory_bytes());
+  // The floats (64 bytes each here) leave RAM: half of it or more for PQ4, less for RBQ's
+  // 32-byte codes.
+  EXPECT_LT(on_disk->memory_bytes() + data.n() * data.dim * sizeof(float), in_ram->memory_bytes() + 1);
   auto a = SearchAll(*on_disk, data, 10, 8, 50);
   auto b = SearchAll(*in_ram, data, 10, 8, 50);
   EXPECT_EQ(a.l, b.l);
@@ -259,6 +292,7 @@ TEST(IvfTest, VectorsOnDiskGiveTheSameResults) {
   EXPECT_EQ(SearchAll(**loaded, data, 10, 8, 50).l, a.l);
   EXPECT_FALSE(Index::Load(path).ok());  // without its store the file is refused, not misread
   std::filesystem::remove_all(dir);
+  }
 }
 
 }  // namespace

@@ -43,7 +43,7 @@ void ExpectExact(const Index& index, const Dataset& data, Metric metric, size_t 
 // l2 and cosine, with leaves of 1, 16 and 64 points.
 TEST(KdTreeTest, ExactOnUniformAndClusteredData) {
   for (size_t dim : {2, 3, 8, 20}) {
-    for (const char* factory : {"KDTree", "KDTree1", "KDTree64", "BallTree", "BallTree2", "BallTree32"}) {
+    for (const char* factory : {"KDTree", "KDTree1", "KDTree64", "BallTree", "BallTree2", "BallTree32", "KDForest", "KDForest1"}) {
       for (Metric metric : {Metric::kL2, Metric::kCosine}) {
         SCOPED_TRACE(std::string(factory) + " dim " + std::to_string(dim) + " " + MetricName(metric));
         for (const Dataset& data : {Uniform(5000, 30, dim, 7), testing::Clustered(5000, 30, dim, 12, 8)}) {
@@ -59,7 +59,7 @@ TEST(KdTreeTest, ExactOnUniformAndClusteredData) {
 // Points added after the build (the buffer), removed points and replaced labels: still exact,
 // across the rebuilds that updates trigger; a filter is honoured exactly.
 TEST(KdTreeTest, UpdatesStayExact) {
-  for (const char* factory : {"KDTree", "BallTree"}) {
+  for (const char* factory : {"KDTree", "BallTree", "KDForest"}) {
   SCOPED_TRACE(factory);
   Dataset data = Uniform(20000, 40, 3, 11);
   auto index = std::move(MakeIndex(factory, 3, Metric::kL2)).value();
@@ -141,8 +141,48 @@ TEST(KdTreeTest, BallTreeBudgetFollowsNearestCentresOnFashionMnist) {
   EXPECT_GE(recall, 0.9);
 }
 
+// The randomized k-d forest on Fashion-MNIST (784-d): recall grows with the checks budget, more
+// trees find more of the true neighbours for the same budget (FLANN's reason for the forest), a point reached through several trees
+// counts once against the budget (else 8 trees would examine fewer distinct points than 1), and
+// the same points build the same forest (seeded), so results repeat exactly.
+TEST(KdTreeTest, KdForestBudgetTreesAndReproducibility) {
+  auto data = testing::FashionMnist(10000, 200);
+  if (data.dim == 0) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  auto truth = testing::BruteForce(data, 10, Metric::kL2);
+  auto recall_at = [&](const Index& index, int checks, std::vector<label_t>* out = nullptr) {
+    std::vector<float> d(data.nq() * 10);
+    std::vector<label_t> l(data.nq() * 10);
+    SearchParams p;
+    p.checks = checks;
+    EXPECT_TRUE(index.Search(data.nq(), data.queries.data(), 10, d.data(), l.data(), p).ok());
+    if (out) *out = l;
+    return testing::Recall(truth, l, 10);
+  };
+  auto one = std::move(MakeIndex("KDForest1", data.dim, Metric::kL2)).value();
+  auto eight = std::move(MakeIndex("KDForest8", data.dim, Metric::kL2)).value();
+  auto again = std::move(MakeIndex("KDForest8", data.dim, Metric::kL2)).value();
+  for (auto* index : {one.get(), eight.get(), again.get()}) ASSERT_TRUE(index->Add(data.n(), data.base.data()).ok());
+  double previous = 0;
+  for (int checks : {64, 256, 1024}) {
+    const double r1 = recall_at(*one, checks), r8 = recall_at(*eight, checks);
+    EXPECT_GT(r8, r1 + 0.02) << "checks " << checks;
+    EXPECT_GE(r8, previous) << "checks " << checks;
+    previous = r8;
+  }
+  EXPECT_GE(previous, 0.9);
+  std::vector<label_t> a, b;
+  recall_at(*eight, 256, &a);
+  recall_at(*again, 256, &b);
+  EXPECT_EQ(a, b);
+  // No budget: exact, also in 784 dimensions.
+  auto small = testing::FashionMnist(2000, 20);
+  auto exact = std::move(MakeIndex("KDForest8", data.dim, Metric::kL2)).value();
+  ASSERT_TRUE(exact->Add(small.n(), small.base.data()).ok());
+  ExpectExact(*exact, small, Metric::kL2, 10);
+}
+
 TEST(KdTreeTest, SaveLoadDuplicatesAndErrors) {
-  for (const char* factory : {"KDTree8", "BallTree4"}) {
+  for (const char* factory : {"KDTree8", "BallTree4", "KDForest2"}) {
   SCOPED_TRACE(factory);
   Dataset data = Uniform(3000, 20, 8, 13);
   // Many identical points must not break the build (one large leaf).
@@ -166,6 +206,12 @@ TEST(KdTreeTest, SaveLoadDuplicatesAndErrors) {
             "'BallTree' answers l2 and cosine queries; inner product has no metric tree (use Flat, HNSW or IVF)");
   EXPECT_EQ(MakeIndex("BallTree1", 8, Metric::kL2).status().message(),
             "'BallTree1' needs a branching factor between 2 and 256 after BallTree (e.g. BallTree8) in index spec 'BallTree1'");
+  EXPECT_EQ(MakeIndex("KDForest", 8, Metric::kInnerProduct).status().message(),
+            "'KDForest' answers l2 and cosine queries; inner product has no metric tree (use Flat, HNSW or IVF)");
+  EXPECT_EQ(MakeIndex("KDForest65", 8, Metric::kL2).status().message(),
+            "'KDForest65' needs a tree count between 1 and 64 after KDForest (e.g. KDForest8) in index spec 'KDForest65'");
+  EXPECT_EQ(MakeIndex("KDForest8,SQ8", 8, Metric::kL2).status().message(),
+            "unexpected option 'SQ8' after KDForest: it takes none in index spec 'KDForest8,SQ8'");
   EXPECT_EQ(MakeIndex("KDTree0", 8, Metric::kL2).status().message(),
             "'KDTree0' needs a leaf size between 1 and 4096 after KDTree (e.g. KDTree16) in index spec 'KDTree0'");
 }

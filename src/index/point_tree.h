@@ -18,6 +18,7 @@
 
 #include "fathom/index.h"
 #include "index/topk.h"
+#include "simd/distance.h"
 
 namespace fathom {
 
@@ -61,6 +62,12 @@ class PointTreeIndex : public Index {
     const label_t label = labels_[row];
     if (filter && !filter->Allowed(label)) return;
     const float* p = point(row);
+    if constexpr (D == 0) {
+      if (dim() > 32) {  // beyond the low dimensions the trees are built for: the SIMD kernel
+        top.Push(simd::Active().l2_sqr(q, p, dim()), label);
+        return;
+      }
+    }
     const size_t d = D > 0 ? size_t(D) : dim();
     float sum = 0;
     for (size_t j = 0; j < d; ++j) {

@@ -69,14 +69,14 @@ void RaBitQuantizer::Rotate(float* v) const {
   }
 }
 
-Status RaBitQuantizer::Train(size_t n, const float* x, uint64_t seed) {
+Status RaBitQuantizer::Train(size_t n, const float* x, uint64_t seed, size_t max_centres) {
   signs_.resize(size_t(2 * kRounds) * padded_);
   uint64_t state = seed;
   for (size_t i = 0; i < signs_.size(); i += 64) {
     const uint64_t bits = SplitMix64(state);
     for (size_t b = 0; b < 64 && i + b < signs_.size(); ++b) signs_[i + b] = (bits >> b) & 1 ? 1.0f : -1.0f;
   }
-  const size_t k = std::min(kMaxCentres, n / kPointsPerCentre);
+  const size_t k = std::min({kMaxCentres, max_centres, n / kPointsPerCentre});
   if (k >= 2) {
     KMeansOptions options;
     options.seed = uint32_t(seed);
@@ -153,11 +153,29 @@ void RaBitQuantizer::Encode(const float* x, uint8_t* code) const {
   std::memcpy(code + padded_ / 8, &f, sizeof(f));
 }
 
+void RaBitQuantizer::RotateVector(const float* x, float* out) const {
+  std::copy(x, x + dim_, out);
+  std::fill(out + dim_, out + padded_, 0.0f);
+  Rotate(out);
+}
+
+bool RaBitQuantizer::ValidCode(const uint8_t* code) const {
+  Factors f;
+  std::memcpy(&f, code + padded_ / 8, sizeof(f));
+  return f.centre < centres() && std::isfinite(f.add) && std::isfinite(f.rescale) && std::isfinite(f.ones) &&
+         std::isfinite(f.error) && std::isfinite(f.shift);
+}
+
 void RaBitQuantizer::Prepare(const float* q, Query* out) const {
   auto& s = out->rotated;
   s.assign(padded_, 0.0f);
   for (size_t j = 0; j < dim_; ++j) s[j] = q[j] - mean_[j];
   Rotate(s.data());
+  PrepareRotated(out);
+}
+
+void RaBitQuantizer::PrepareRotated(Query* out) const {
+  const auto& s = out->rotated;
   float lo = s[0], hi = s[0], norm2 = 0;
   for (size_t i = 0; i < padded_; ++i) {
     lo = std::min(lo, s[i]);

@@ -59,8 +59,17 @@ class RaBitQuantizer {
   bool trained() const { return trained_; }
 
   // Draws the rotation from `seed` and trains the centres on x (n rows): k-means with
-  // min(kMaxCentres, n / kPointsPerCentre) centres, or the mean when that is fewer than two.
-  Status Train(size_t n, const float* x, uint64_t seed = 0x5ab17c0deull);
+  // min(max_centres, n / kPointsPerCentre) centres, or the mean when that is fewer than two
+  // (IVF codes residuals to its lists' centroids: one centre, max_centres 1).
+  Status Train(size_t n, const float* x, uint64_t seed = 0x5ab17c0deull, size_t max_centres = kMaxCentres);
+  // The mean m of the centres (queries are rotated relative to it).
+  const std::vector<float>& centre_mean() const { return mean_; }
+  // out (padded_dim() floats) = R x, x zero-padded. R is linear: R(q - c) = R q - R c, which
+  // lets IVF rotate a query once and subtract each probed list's rotated centroid.
+  void RotateVector(const float* x, float* out) const;
+  // False when a code's factors are not finite or name a centre the quantizer lacks (a file
+  // that would make Estimate read out of bounds).
+  bool ValidCode(const uint8_t* code) const;
 
   // Codes x relative to its nearest centre.
   void Encode(const float* x, uint8_t* code) const;
@@ -82,6 +91,8 @@ class RaBitQuantizer {
     mutable uint32_t stamp = 0;
   };
   void Prepare(const float* q, Query* out) const;
+  // The same, from out->rotated already holding R(q - m) (padded_dim() floats).
+  void PrepareRotated(Query* out) const;
   // Estimated squared L2 distance between the query and the coded vector; *bound (optional)
   // gets the error bound of the estimate (|true - estimate| <= bound with high probability).
   float Estimate(const Query& q, const uint8_t* code, float* bound = nullptr) const {

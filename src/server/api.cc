@@ -645,7 +645,7 @@ Result<Api::ParsedSearch> Api::ParseSearch(const Json& s, const CollectionSpec& 
   out.offset = offset;
   if (auto params = s.find("params"); params != s.end() && !params->is_null()) {
     FATHOM_RETURN_IF_ERROR(
-        CheckFields(*params, std::string(what) + " params", {"ef", "hnsw_ef", "nprobe", "upper_ef", "exact", "quantization"}));
+        CheckFields(*params, std::string(what) + " params", {"ef", "hnsw_ef", "nprobe", "upper_ef", "checks", "exact", "quantization"}));
     FATHOM_ASSIGN_OR_RETURN(uint64_t ef, GetUint(*params, "ef", 0, "params"));
     FATHOM_ASSIGN_OR_RETURN(uint64_t hnsw_ef, GetUint(*params, "hnsw_ef", 0, "params"));
     ef = std::max(ef, hnsw_ef);
@@ -660,6 +660,9 @@ Result<Api::ParsedSearch> Api::ParseSearch(const Json& s, const CollectionSpec& 
                                      std::to_string(limits_.max_ef) + ", got " + std::to_string(upper_ef));
     }
     out.upper_ef = static_cast<int>(upper_ef);
+    FATHOM_ASSIGN_OR_RETURN(uint64_t checks, GetUint(*params, "checks", 0, "params"));
+    if (checks > (1u << 30)) return Status::InvalidArgument("params.checks must be at most 1073741824");
+    out.checks = static_cast<int>(checks);
     FATHOM_ASSIGN_OR_RETURN(out.exact, GetBool(*params, "exact", false, "params"));
     // Qdrant's quantization params: re-rank oversampling x limit candidates with exact
     // distances (rescore false or ignore true: the default depth).
@@ -739,6 +742,7 @@ Reply Api::RunSearch(Collection* c, ParsedSearch s) {
   request.rerank = s.rerank;
   request.nprobe = s.nprobe;
   request.upper_ef = s.upper_ef;
+  request.checks = s.checks;
   request.exact = s.exact;
   request.filter = std::move(s.filter);
   request.with_payload = s.with_payload;
@@ -794,11 +798,11 @@ Reply Api::RunSearchBatch(Collection* c, std::vector<ParsedSearch> parsed,
   }
   // Searches that differ only in their query vector run as one library call, which searches
   // them together (the fast path for clients batching many queries).
-  using Key = std::tuple<std::string, size_t, int, std::string, bool, bool, int, bool, int, int>;
+  using Key = std::tuple<std::string, size_t, int, std::string, bool, bool, int, bool, int, int, int>;
   std::map<Key, std::vector<size_t>> groups;
   for (size_t i = 0; i < parsed.size(); ++i) {
     const ParsedSearch& s = parsed[i];
-    groups[Key{s.vector, s.limit + s.offset, s.ef, s.filter, s.with_payload, s.with_vector, s.rerank, s.exact, s.nprobe, s.upper_ef}]
+    groups[Key{s.vector, s.limit + s.offset, s.ef, s.filter, s.with_payload, s.with_vector, s.rerank, s.exact, s.nprobe, s.upper_ef, s.checks}]
         .push_back(i);
   }
   std::vector<std::vector<ScoredPoint>> results(parsed.size());
@@ -817,6 +821,7 @@ Reply Api::RunSearchBatch(Collection* c, std::vector<ParsedSearch> parsed,
     request.rerank = first.rerank;
     request.nprobe = first.nprobe;
     request.upper_ef = first.upper_ef;
+    request.checks = first.checks;
     request.exact = first.exact;
     request.filter = first.filter;
     request.with_payload = first.with_payload;

@@ -117,6 +117,7 @@ class Api {
     int rerank = 0;     // params.quantization.oversampling x limit; 0 = the index default
     int nprobe = 0;     // params.nprobe (IVF indexes; a Fathom extension)
     int upper_ef = 0;   // params.upper_ef (HNSW level-1 beam; a Fathom extension)
+    int checks = 0;     // params.checks (points a KDForest/BallTree examines; a Fathom extension)
     bool exact = false;  // params.exact
     std::string filter;
     bool with_payload = false;
