@@ -80,6 +80,7 @@ struct Options {
   std::vector<int> checks = {32, 64, 128, 256, 512, 1024, 2048, 4096, 8192};
   std::vector<std::string> flann;  // "kdtree<trees>" or "kmeans<branching>"
   int repeats = 3;
+  int runs = 1;  // whole builds and sweeps, for the spread between builds
   int build_threads = 2;
   // Exact (Flat) indexes scan everything per query; timing them on a prefix of the queries
   // keeps a full run short without changing what they measure.
@@ -123,6 +124,8 @@ Measurement:
   --checks 32,64,...   points-examined sweep for budgeted trees (Fathom BallTree and KDForest, FLANN)
                        (default 32,64,128,256,512,1024,2048,4096,8192)
   --repeats N          timed passes over the queries; QPS is their median (default 3)
+  --runs N             build and sweep every index N times (interleaved) and report the
+                       median and range of QPS@recall over the runs (default 1)
   --build-threads N    threads for every library's build             (default 2)
   --flat-nq N          queries timed for exact (Flat) indexes        (default 200)
   --json FILE          also write every point as a JSON array
@@ -225,6 +228,9 @@ Result<Options> ParseOptions(int argc, char** argv) {
     } else if (flag == "--repeats") {
       FATHOM_ASSIGN_OR_RETURN(long long v, ParseInt(flag, value, 1));
       opt.repeats = static_cast<int>(v);
+    } else if (flag == "--runs") {
+      FATHOM_ASSIGN_OR_RETURN(long long v, ParseInt(flag, value, 1));
+      opt.runs = static_cast<int>(v);
     } else if (flag == "--build-threads") {
       FATHOM_ASSIGN_OR_RETURN(long long v, ParseInt(flag, value, 1));
       opt.build_threads = static_cast<int>(v);
@@ -767,6 +773,7 @@ struct Point {
   size_t memory_bytes = 0;
   long long rss_delta_bytes = 0;
   size_t nq = 0;
+  int run = 0;
 };
 
 long long ResidentBytes() {
@@ -882,16 +889,23 @@ std::optional<double> QpsAtRecall(std::vector<Point> curve, double target, bool*
   return std::exp(std::log(lo.qps) + t * (std::log(hi.qps) - std::log(lo.qps)));
 }
 
-void PrintRatios(const std::vector<std::vector<Point>>& curves, const Options& opt) {
-  // The reference is hnswlib with M=16 (the configuration published figures use), else the
-  // first hnswlib curve run.
+// The reference curve: hnswlib with M=16 (the configuration published figures use), else the
+// first hnswlib curve run; null without hnswlib.
+const std::vector<Point>* Reference(const std::vector<std::vector<Point>>& curves) {
   auto is_m16 = [](const std::vector<Point>& c) { return c.front().index.rfind("M=16,", 0) == 0; };
   const std::vector<Point>* reference = nullptr;
   for (const auto& c : curves) {
     if (c.empty() || c.front().library != "hnswlib") continue;
     if (reference == nullptr || (is_m16(c) && !is_m16(*reference))) reference = &c;
   }
-  const double targets[] = {0.9, 0.95, 0.99};
+  return reference;
+}
+
+constexpr double kTargets[] = {0.9, 0.95, 0.99, 0.999};
+
+void PrintRatios(const std::vector<std::vector<Point>>& curves, const Options& opt) {
+  const std::vector<Point>* reference = Reference(curves);
+  const auto& targets = kTargets;
   std::printf("\nQPS at equal recall@%zu, and its ratio to hnswlib %s\n", opt.k,
               reference != nullptr ? reference->front().index.c_str() : "(not run)");
   std::printf(
@@ -899,8 +913,8 @@ void PrintRatios(const std::vector<std::vector<Point>>& curves, const Options& o
       "linearly in recall;\n '>' = the curve's fastest point is already above that recall, "
       "so the value is a lower bound; n/a = never reaches it)\n",
       opt.repeats);
-  std::printf("%-8s %-22s %11s %9s %11s %9s %11s %9s\n", "library", "index", "QPS@0.9", "ratio", "QPS@0.95",
-              "ratio", "QPS@0.99", "ratio");
+  std::printf("%-8s %-22s %11s %9s %11s %9s %11s %9s %11s %9s\n", "library", "index", "QPS@0.9", "ratio", "QPS@0.95",
+              "ratio", "QPS@0.99", "ratio", "QPS@0.999", "ratio");
 
   auto format_qps = [](std::optional<double> v, bool bound) -> std::string {
     if (!v) return "n/a";
@@ -926,6 +940,56 @@ void PrintRatios(const std::vector<std::vector<Point>>& curves, const Options& o
         ratio = buf;
       }
       std::printf(" %11s %9s", format_qps(v, bound).c_str(), ratio.c_str());
+    }
+    std::printf("\n");
+  }
+}
+
+// With --runs: per index and target, the median and range over the runs of QPS@recall and of
+// its ratio to the reference of the same run (runs where the curve misses the target are
+// counted as "n/a" and left out of the median).
+void PrintSpread(const std::vector<std::vector<std::vector<Point>>>& runs) {
+  std::printf("\nSpread over %zu runs (each run builds every index again): median [min-max] of QPS@recall, and of\n"
+              "the ratio to hnswlib in the same run; n/a runs did not reach the recall\n",
+              runs.size());
+  std::printf("%-8s %-22s", "library", "index");
+  for (double t : kTargets) std::printf(" %27s", ("QPS@" + std::to_string(t).substr(0, t == 0.999 ? 5 : 4)).c_str());
+  std::printf("\n");
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+  };
+  for (size_t i = 0; i < runs.front().size(); ++i) {
+    const Point& head = runs.front()[i].front();
+    if (head.ef == 0) continue;
+    std::printf("%-8s %-22s", head.library.c_str(), head.index.c_str());
+    for (double t : kTargets) {
+      std::vector<double> qps, ratio;
+      size_t missed = 0;
+      for (const auto& curves : runs) {
+        if (i >= curves.size()) continue;
+        bool bound = false, ref_bound = false;
+        const auto v = QpsAtRecall(curves[i], t, &bound);
+        if (!v) {
+          ++missed;
+          continue;
+        }
+        qps.push_back(*v);
+        const std::vector<Point>* ref = Reference(curves);
+        const auto r = ref != nullptr ? QpsAtRecall(*ref, t, &ref_bound) : std::nullopt;
+        if (r) ratio.push_back(*v / *r);
+      }
+      char buf[96] = "n/a";
+      if (!qps.empty()) {
+        const auto [lo, hi] = std::minmax_element(qps.begin(), qps.end());
+        int len = std::snprintf(buf, sizeof(buf), "%.0f [%.0f-%.0f]", median(qps), *lo, *hi);
+        if (!ratio.empty()) {
+          const auto [rlo, rhi] = std::minmax_element(ratio.begin(), ratio.end());
+          std::snprintf(buf + len, sizeof(buf) - size_t(len), " %.2fx[%.2f-%.2f]", median(ratio), *rlo, *rhi);
+        }
+        if (missed > 0) std::snprintf(buf + std::strlen(buf), sizeof(buf) - std::strlen(buf), " %zu n/a", missed);
+      }
+      std::printf(" %27s", buf);
     }
     std::printf("\n");
   }
@@ -957,8 +1021,8 @@ Status WriteJson(const std::string& path, const std::vector<std::vector<Point>>&
     for (const Point& p : curve) {
       std::snprintf(buf, sizeof(buf),
                     "\"recall\": %.6f, \"qps\": %.3f, \"build_s\": %.3f, \"memory_bytes\": %zu, "
-                    "\"rss_delta_bytes\": %lld, \"ef\": %d, \"nq\": %zu}",
-                    p.recall, p.qps, p.build_s, p.memory_bytes, p.rss_delta_bytes, p.ef, p.nq);
+                    "\"rss_delta_bytes\": %lld, \"ef\": %d, \"nq\": %zu, \"run\": %d}",
+                    p.recall, p.qps, p.build_s, p.memory_bytes, p.rss_delta_bytes, p.ef, p.nq, p.run);
       out << (first ? "  " : ",\n  ") << "{\"library\": " << JsonString(p.library)
           << ", \"index\": " << JsonString(p.index) << ", \"param\": " << JsonString(p.param)
           << ", " << buf;
@@ -1000,35 +1064,41 @@ int Run(int argc, char** argv) {
     return 1;
   }
 
-  // Every configuration is checked before the slow part starts, so a typo costs seconds.
+  // Every configuration is checked before the slow part starts, so a typo costs seconds; with
+  // --runs the runners are made again for every run (each is freed after its sweep).
+  auto make_runners = [&](std::vector<std::unique_ptr<Runner>>* runners) -> bool {
+    runners->clear();
+    for (size_t m : opt.hnswlib_m)
+      runners->push_back(std::make_unique<HnswlibBenchRunner>(m, opt.ef_construction, ds.metric));
+    for (const std::string& f : opt.fathom) {
+      Result<std::unique_ptr<Index>> probe = MakeIndex(f, ds.base.cols, ds.metric);
+      if (!probe.ok()) {
+        std::fprintf(stderr, "ann_bench: --fathom: %s\n", probe.status().message().c_str());
+        return false;
+      }
+      runners->push_back(std::make_unique<FathomRunner>(f, ds.metric, opt.rerank));
+    }
+    for (const std::string& spec : opt.flann) {
+      Result<std::unique_ptr<FlannRunner>> r = FlannRunner::Create(spec, ds.metric);
+      if (!r.ok()) {
+        std::fprintf(stderr, "ann_bench: --flann: %s\n", r.status().message().c_str());
+        return false;
+      }
+      runners->push_back(std::move(r).value());
+    }
+    for (const std::string& spec : opt.faiss) {
+      Result<std::unique_ptr<FaissRunner>> r =
+          FaissRunner::Create(spec, opt.ef_construction, ds.metric, opt.rerank, opt.k);
+      if (!r.ok()) {
+        std::fprintf(stderr, "ann_bench: --faiss: %s\n", r.status().message().c_str());
+        return false;
+      }
+      runners->push_back(std::move(r).value());
+    }
+    return true;
+  };
   std::vector<std::unique_ptr<Runner>> runners;
-  for (size_t m : opt.hnswlib_m)
-    runners.push_back(std::make_unique<HnswlibBenchRunner>(m, opt.ef_construction, ds.metric));
-  for (const std::string& f : opt.fathom) {
-    Result<std::unique_ptr<Index>> probe = MakeIndex(f, ds.base.cols, ds.metric);
-    if (!probe.ok()) {
-      std::fprintf(stderr, "ann_bench: --fathom: %s\n", probe.status().message().c_str());
-      return 2;
-    }
-    runners.push_back(std::make_unique<FathomRunner>(f, ds.metric, opt.rerank));
-  }
-  for (const std::string& spec : opt.flann) {
-    Result<std::unique_ptr<FlannRunner>> r = FlannRunner::Create(spec, ds.metric);
-    if (!r.ok()) {
-      std::fprintf(stderr, "ann_bench: --flann: %s\n", r.status().message().c_str());
-      return 2;
-    }
-    runners.push_back(std::move(r).value());
-  }
-  for (const std::string& spec : opt.faiss) {
-    Result<std::unique_ptr<FaissRunner>> r =
-        FaissRunner::Create(spec, opt.ef_construction, ds.metric, opt.rerank, opt.k);
-    if (!r.ok()) {
-      std::fprintf(stderr, "ann_bench: --faiss: %s\n", r.status().message().c_str());
-      return 2;
-    }
-    runners.push_back(std::move(r).value());
-  }
+  if (!make_runners(&runners)) return 2;
 
   s = ComputeGroundTruth(opt, &ds);
   if (!s.ok()) {
@@ -1057,23 +1127,34 @@ int Run(int argc, char** argv) {
       "see the code); rss_MB: resident-set growth over the build\n\n");
   PrintTableHeader();
 
-  std::vector<std::vector<Point>> curves;
+  std::vector<std::vector<std::vector<Point>>> runs;  // per run, per index: its curve
+  std::vector<std::vector<Point>> curves;              // every curve of every run (JSON)
   bool failed = false;
-  for (std::unique_ptr<Runner>& runner : runners) {
-    Result<std::vector<Point>> points = Measure(*runner, ds, opt);
-    if (!points.ok()) {
-      // One broken configuration should not cost the others' numbers.
-      std::printf("%-8s %-22s FAILED: %s\n", runner->library().c_str(), runner->index().c_str(),
-                  points.status().ToString().c_str());
-      std::fflush(stdout);
-      failed = true;
-    } else {
-      curves.push_back(std::move(points).value());
+  for (int run = 0; run < opt.runs; ++run) {
+    if (run > 0) {
+      std::printf("\n# run %d of %d\n", run + 1, opt.runs);
+      if (!make_runners(&runners)) return 2;
     }
-    runner.reset();  // free this index before building the next: memory and caches start clean
+    std::vector<std::vector<Point>> this_run;
+    for (std::unique_ptr<Runner>& runner : runners) {
+      Result<std::vector<Point>> points = Measure(*runner, ds, opt);
+      if (!points.ok()) {
+        // One broken configuration should not cost the others' numbers.
+        std::printf("%-8s %-22s FAILED: %s\n", runner->library().c_str(), runner->index().c_str(),
+                    points.status().ToString().c_str());
+        std::fflush(stdout);
+        failed = true;
+      } else {
+        for (Point& p : *points) p.run = run;
+        this_run.push_back(std::move(points).value());
+      }
+      runner.reset();  // free this index before building the next: memory and caches start clean
+    }
+    PrintRatios(this_run, opt);
+    curves.insert(curves.end(), this_run.begin(), this_run.end());
+    runs.push_back(std::move(this_run));
   }
-
-  PrintRatios(curves, opt);
+  if (runs.size() > 1 && !failed) PrintSpread(runs);
   if (!opt.json_path.empty()) {
     s = WriteJson(opt.json_path, curves);
     if (!s.ok()) {

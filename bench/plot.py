@@ -2,14 +2,22 @@
 """Plot ann_bench --json output: recall (x) against QPS (y, log scale), one curve per library/index.
 
 Usage: /usr/bin/python3 bench/plot.py results.json --out results.png [--min-recall 0.9] [--title T]
+       /usr/bin/python3 bench/plot.py results.json --out bytes.png --bytes DIM [--qps-floor 2000]
 
 Curves are drawn in the benchmark's ef order (not re-sorted by recall), so timing noise shows
 as a kink instead of being hidden. Exact indexes (one point each) are drawn as single markers.
+
+With --bytes DIM (the vectors' dimension) the plot is recall against bytes per vector instead:
+one marker per index at the best recall@10 it reaches at --qps-floor queries per second or more,
+and the bytes per vector a search walks and keeps in RAM (codes, graph links or list ids; float32
+copies kept only for re-ranking are left out, as an on_disk collection keeps them in its vector
+file), computed from the factory string by the formulas in docs/format/ (index_bytes below).
 """
 
 import argparse
 import collections
 import json
+import re
 import sys
 
 import matplotlib
@@ -42,18 +50,92 @@ def load_curves(path):
     return curves
 
 
+def index_bytes(library, index, dim):
+    """Bytes per vector held in RAM for search, from the index's name; None when unknown."""
+    parts = index.split(",")
+    head = parts[0]
+    codes = {"SQ8": dim, "FP16": 2 * dim, "RBQ": -(-dim // 64) * 8 + 24}
+    if library in ("fathom", "faiss") and head.startswith("IVF"):
+        code = parts[1] if len(parts) > 1 else "Flat"
+        if code == "Flat":
+            per = 4 * dim
+        elif code in codes:
+            per = codes[code]
+        elif code.startswith("PQ"):
+            m = int(code[2:].split("x")[0])
+            per = m // 2 if code.endswith("x4fs") else m
+        else:
+            return None
+        return per + 8  # the list's id
+    if head.startswith("HNSW") or library == "hnswlib":
+        found = re.match(r"HNSW(\d+)", head) or re.search(r"M=(\d+)", index)
+        m = int(found.group(1)) if found else 16
+        per = 4 * dim
+        for p in parts[1:]:
+            per = codes.get(p, per)
+        return per + 8 * m + 4  # level-0 list: 2M 4-byte ids and a count
+    if head in ("Flat",):
+        return 4 * dim
+    if library == "fathom" and head.startswith("KDForest"):
+        trees = int(head[8:] or 4)
+        return 4 * dim + 4 * trees + 8
+    if library == "fathom" and (head.startswith("KDTree") or head.startswith("BallTree")):
+        return 4 * dim + 8
+    if library == "flann" and head.startswith("kdtree"):
+        return 4 * dim + 4 * int(head[6:])
+    if library == "flann" and head.startswith("kmeans"):
+        return 4 * dim + 4
+    return None
+
+
+def plot_bytes(curves, args):
+    fig, ax = plt.subplots(figsize=(10, 6.5))
+    used = collections.Counter()
+    for n, ((library, index), pts) in enumerate(curves.items()):
+        fast = [p["recall"] for p in pts if p["qps"] >= args.qps_floor]
+        nbytes = index_bytes(library, index, args.bytes)
+        if not fast or nbytes is None:
+            print(f"skipped {library} {index}: " + ("no point at the QPS floor" if not fast else "unknown size"))
+            continue
+        palette = LIBRARY_COLORS.get(library, ["#525252", "#969696"])
+        color = palette[used[library] % len(palette)]
+        used[library] += 1
+        ax.plot([nbytes], [max(fast)], marker=MARKERS[n % len(MARKERS)], markersize=9, linestyle="none",
+                color=color, label=f"{library} {index}  ({nbytes} B)")
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes per vector in RAM for search (codes + links or ids; re-ranking floats excluded)")
+    ax.set_ylabel(f"best recall@10 at >= {args.qps_floor:g} QPS")
+    ax.set_title(args.title if args.title != DEFAULT_TITLE else
+                 f"ann_bench: recall@10 against bytes per vector (dimension {args.bytes})")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=120)
+    print(f"wrote {args.out}")
+
+
+DEFAULT_TITLE = "ann_bench: recall@10 vs QPS (one query at a time, one thread)"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("json", help="file written by ann_bench --json")
     parser.add_argument("--out", default="ann_bench.png", help="PNG to write (default ann_bench.png)")
     parser.add_argument("--min-recall", type=float, default=None,
                         help="left edge of the x axis (default: just below the lowest recall)")
-    parser.add_argument("--title", default="ann_bench: recall@10 vs QPS (one query at a time, one thread)")
+    parser.add_argument("--title", default=DEFAULT_TITLE)
+    parser.add_argument("--bytes", type=int, default=None, metavar="DIM",
+                        help="plot recall against bytes per vector for vectors of this dimension")
+    parser.add_argument("--qps-floor", type=float, default=2000,
+                        help="with --bytes: the best recall at this many QPS or more (default 2000)")
     args = parser.parse_args()
 
     curves = load_curves(args.json)
     if not curves:
         sys.exit(f"{args.json}: no points")
+    if args.bytes is not None:
+        plot_bytes(curves, args)
+        return
 
     fig, ax = plt.subplots(figsize=(10, 6.5))
     used = collections.Counter()
