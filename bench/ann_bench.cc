@@ -953,7 +953,7 @@ void PrintSpread(const std::vector<std::vector<std::vector<Point>>>& runs) {
               "the ratio to hnswlib in the same run; n/a runs did not reach the recall\n",
               runs.size());
   std::printf("%-8s %-22s", "library", "index");
-  for (double t : kTargets) std::printf(" %27s", ("QPS@" + std::to_string(t).substr(0, t == 0.999 ? 5 : 4)).c_str());
+  for (double t : kTargets) std::printf(" %38s", ("QPS@" + std::to_string(t).substr(0, t == 0.999 ? 5 : 4)).c_str());
   std::printf("\n");
   auto median = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());
@@ -989,7 +989,7 @@ void PrintSpread(const std::vector<std::vector<std::vector<Point>>>& runs) {
         }
         if (missed > 0) std::snprintf(buf + std::strlen(buf), sizeof(buf) - std::strlen(buf), " %zu n/a", missed);
       }
-      std::printf(" %27s", buf);
+      std::printf(" %38s", buf);
     }
     std::printf("\n");
   }

@@ -27,7 +27,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (must follow the backend choice)
 
 # A few related, still distinguishable colours per library, so each library reads as a group.
 LIBRARY_COLORS = {
-    "fathom": ["#1f77b4", "#9467bd", "#17becf", "#08306b", "#e377c2", "#7f7f7f"],
+    "fathom": ["#1f77b4", "#9467bd", "#17becf", "#08306b", "#e377c2", "#7f7f7f", "#6baed6", "#3f007d",
+               "#00441b", "#c994c7"],
     "hnswlib": ["#d62728", "#ff7f0e"],
     "faiss": ["#2ca02c", "#8c564b"],
     "flann": ["#bcbd22", "#8c6d31"],
@@ -108,7 +109,7 @@ def plot_bytes(curves, args):
     ax.set_title(args.title if args.title != DEFAULT_TITLE else
                  f"ann_bench: recall@10 against bytes per vector (dimension {args.bytes})")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     fig.savefig(args.out, dpi=120)
     print(f"wrote {args.out}")

@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 
 #include "index/flat.h"
+#include "index/quantizer.h"
 #include "index/topk.h"
 #include "simd/distance.h"
 #include "util/file.h"
@@ -773,15 +774,8 @@ bool HnswIndex::TryInsert(const float* v, label_t label, Scratch& s) {
 }
 
 Status HnswIndex::CheckValues(size_t n, const float* x) const {
-  if (spec_.fp16 && metric() != Metric::kCosine) {  // (cosine stores unit vectors)
-    for (size_t i = 0; i < n * dim(); ++i) {
-      if (std::fabs(x[i]) > simd::kHalfMax) {
-        return Status::InvalidArgument("row " + std::to_string(i / dim()) + ", dimension " +
-                                       std::to_string(i % dim()) + ": " + std::to_string(x[i]) +
-                                       " is beyond the range of an FP16 index (magnitudes up to 65504)");
-      }
-    }
-  }
+  // (cosine stores unit vectors)
+  if (spec_.fp16 && metric() != Metric::kCosine) return CheckHalfRange(n, dim(), x, "an FP16 index");
   return Status::OK();
 }
 

@@ -62,6 +62,7 @@ IvfIndex::IvfIndex(size_t dim, Metric metric, const IndexSpec& spec)
   code_size_ = spec.code == IndexSpec::Code::kSq8   ? dim
                : spec.code == IndexSpec::Code::kFlat ? 0
                : spec.code == IndexSpec::Code::kRbq  ? rbq_.code_size()
+               : spec.code == IndexSpec::Code::kFp16 ? 2 * dim
                                                      : size_t(spec.pq_m);
   lists_.resize(size_t(spec.nlist));
 }
@@ -238,6 +239,13 @@ Status IvfIndex::Encode(size_t n, const float* x, const uint32_t* lists, int thr
         out->terms[i] = sq_.DecodedNorm(out->codes.data() + i * code_size_);
       }
     });
+  } else if (spec_.code == IndexSpec::Code::kFp16) {
+    ParallelFor(n, threads, [&](size_t b, size_t e) {
+      for (size_t i = b; i < e; ++i) {
+        auto* half = reinterpret_cast<uint16_t*>(out->codes.data() + i * code_size_);
+        for (size_t j = 0; j < d; ++j) half[j] = simd::FloatToHalf(x[i * d + j]);
+      }
+    });
   } else if (spec_.code == IndexSpec::Code::kRbq) {
     ParallelFor(n, threads, [&](size_t b, size_t e) {
       std::vector<float> residual(d);
@@ -333,8 +341,17 @@ void IvfIndex::SetCode4(List& l, size_t pos, const uint8_t* code) const {
   }
 }
 
+Status IvfIndex::CheckValues(size_t n, const float* x) const {
+  // (cosine stores unit vectors)
+  if (spec_.code == IndexSpec::Code::kFp16 && metric() != Metric::kCosine) {
+    return CheckHalfRange(n, dim(), x, "an FP16 index");
+  }
+  return Status::OK();
+}
+
 Status IvfIndex::Add(size_t n, const float* x, const label_t* labels, const AddOptions& options) {
   FATHOM_RETURN_IF_ERROR(ValidateVectors(n, x));
+  FATHOM_RETURN_IF_ERROR(CheckValues(n, x));
   const size_t d = dim();
   std::vector<float> normalised;
   if (metric() == Metric::kCosine) {
@@ -423,6 +440,10 @@ Status IvfIndex::FloatsOf(label_t label, uint64_t where, float* buf, const float
     *out = pending_.data() + size_t{pos} * dim();
   } else if (floats_in_lists()) {
     *out = lists_[list].floats.data() + size_t{pos} * dim();
+  } else if (half_only()) {
+    simd::Active().f16_to_f32(reinterpret_cast<const uint16_t*>(lists_[list].codes.data() + size_t{pos} * code_size_),
+                              buf, dim());
+    *out = buf;
   } else {
     FATHOM_RETURN_IF_ERROR(store_->Read(1, &label, buf));
     *out = buf;
@@ -499,7 +520,8 @@ Status IvfIndex::SearchOne(const float* q, size_t k, const SearchParams& params,
   // RBQ with the floats at hand re-ranks as it scans, by the codes' error bound: `top` then
   // holds exact distances only.
   const bool by_bound = spec_.code == IndexSpec::Code::kRbq && params.rerank <= 0 && floats_in_lists();
-  const bool approx = spec_.code != IndexSpec::Code::kFlat && !by_bound;
+  // Flat lists and FP16 ones without a store hold all there is: their distances are final.
+  const bool approx = spec_.code != IndexSpec::Code::kFlat && !by_bound && !half_only();
   size_t depth = k;
   if (approx) {
     const size_t default_depth = product_codes() ? 4 * k : spec_.code == IndexSpec::Code::kRbq ? 10 * k : 2 * k;
@@ -537,6 +559,21 @@ Status IvfIndex::SearchOne(const float* q, size_t k, const SearchParams& params,
             case Metric::kL2: dist = prepared.q_norm - 2 * dot + l.terms[j]; break;
             case Metric::kInnerProduct: dist = -dot; break;
             default: dist = 1 - dot; break;
+          }
+          top.Push(dist, l.labels[j]);
+        }
+      }
+    } else if (spec_.code == IndexSpec::Code::kFp16) {
+      for (const auto& [unused, list] : probes) {
+        const List& l = lists_[list];
+        for (size_t j = 0; j < l.labels.size(); ++j) {
+          if (filter && !filter->Allowed(l.labels[j])) continue;
+          const auto* half = reinterpret_cast<const uint16_t*>(l.codes.data() + j * code_size_);
+          float dist;
+          switch (metric()) {
+            case Metric::kL2: dist = kernels.l2_sqr_f16(q, half, d); break;
+            case Metric::kInnerProduct: dist = -kernels.dot_f16(q, half, d); break;
+            default: dist = 1 - kernels.dot_f16(q, half, d); break;
           }
           top.Push(dist, l.labels[j]);
         }
@@ -645,6 +682,20 @@ Status IvfIndex::SearchOne(const float* q, size_t k, const SearchParams& params,
 Status IvfIndex::GatherFloats(size_t n, const label_t* labels, std::vector<StoredVector>* stored,
                               std::vector<float>* fetched) const {
   std::vector<label_t> from_store;
+  if (half_only()) {
+    // FP16 lists: decode (the half-precision vectors are all there is).
+    fetched->resize(n * dim());
+    size_t used = 0;
+    for (size_t i = 0; i < n; ++i) {
+      auto it = where_.find(labels[i]);
+      if (it == where_.end()) continue;
+      const float* v;
+      FATHOM_RETURN_IF_ERROR(FloatsOf(labels[i], it->second, fetched->data() + used * dim(), &v));
+      if (v == fetched->data() + used * dim()) ++used;
+      stored->push_back({labels[i], v});
+    }
+    return Status::OK();
+  }
   for (size_t i = 0; i < n; ++i) {
     auto it = where_.find(labels[i]);
     if (it == where_.end()) continue;
@@ -728,7 +779,9 @@ Status IvfIndex::DeserializeBody(ByteSource& in, uint64_t count, uint32_t, bool)
   if (trained > 1 || inline_floats != uint8_t{floats_in_lists()}) {
     return Status::Corruption(std::string("IVF index body ") + (inline_floats ? "holds" : "does not hold") +
                               " float vectors in its lists, but this index " +
-                              (floats_in_lists() ? "keeps them there" : "keeps them in a vector store (on disk)"));
+                              (floats_in_lists() ? "keeps them there"
+                               : half_only()     ? "keeps half-precision vectors only"
+                                                 : "keeps them in a vector store (on disk)"));
   }
   trained_ = trained != 0;
   if (trained_) {

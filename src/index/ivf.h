@@ -2,7 +2,10 @@
 // partitioned by their nearest k-means centroid into nlist lists, and a query scans only the
 // lists of its nprobe nearest centroids.
 //
-// Lists hold float32 vectors (",Flat"), per-dimension 8-bit codes (",SQ8", trained ranges),
+// Lists hold float32 vectors (",Flat"), IEEE half-precision vectors (",FP16": half the bytes,
+// distances the half-precision ones, no float copy unless a VectorStore is attached, which
+// then re-ranks the best `rerank` (default 2k) exactly), per-dimension 8-bit codes (",SQ8",
+// trained ranges),
 // m-byte product-quantizer codes of the residual to the list's centroid (",PQ<m>") or 1-bit
 // RaBitQ codes of that residual (",RBQ", l2 and cosine; index/rabitq.h). With codes, the float
 // vectors are kept too (in RAM, or in an attached VectorStore on disk) and the best `rerank`
@@ -46,6 +49,7 @@ class IvfIndex final : public Index {
   std::string factory_string() const override { return ToFactoryString(spec_); }
   size_t memory_bytes() const override;
   Status Train(size_t n, const float* x) override;
+  Status CheckValues(size_t n, const float* x) const override;
   bool is_trained() const override;
   Status Add(size_t n, const float* x, const label_t* labels,
              const AddOptions& options = {}) override;
@@ -85,7 +89,12 @@ class IvfIndex final : public Index {
   // One entry's m-byte code in a fast-scan list, read and written by position.
   void GetCode4(const List& l, size_t pos, uint8_t* code) const;
   void SetCode4(List& l, size_t pos, const uint8_t* code) const;
-  bool floats_in_lists() const { return spec_.code == IndexSpec::Code::kFlat || !store_; }
+  // Whether the float vectors live in the lists: Flat lists are them; codes keep a copy for
+  // re-ranking there unless it lives in a store; FP16 lists keep none (half precision only).
+  bool floats_in_lists() const {
+    return spec_.code == IndexSpec::Code::kFlat || (!store_ && spec_.code != IndexSpec::Code::kFp16);
+  }
+  bool half_only() const { return spec_.code == IndexSpec::Code::kFp16 && !store_; }
   size_t train_threshold() const;
   Status TrainLocked(size_t n, const float* x);
   void BuildCoarse();

@@ -68,7 +68,9 @@ TEST_P(IvfRecallTest, RecallAgainstBruteForceAndExactDistances) {
     for (size_t i = 0; i < 10; ++i) {
       const double ref = testing::ReferenceDistance(c.metric, data.queries.data() + q * data.dim,
                                                     data.base.data() + size_t(r.l[q * 10 + i]) * data.dim, data.dim);
-      ASSERT_NEAR(r.d[q * 10 + i], ref, 1e-3 * std::max(1.0, std::fabs(ref)));
+      // (FP16 lists: the half-precision distance)
+      const double tolerance = std::string(c.factory).find("FP16") != std::string::npos ? 5e-3 : 1e-3;
+      ASSERT_NEAR(r.d[q * 10 + i], ref, tolerance * std::max(1.0, std::fabs(ref)));
     }
   }
   // More lists never hurt; all of them with float lists is exact search.
@@ -94,9 +96,63 @@ INSTANTIATE_TEST_SUITE_P(Codes, IvfRecallTest,
                                            IvfCase{"IVF64,PQ16x4fs", Metric::kL2, 0.9},
                                            IvfCase{"IVF64,PQ16x4fs", Metric::kCosine, 0.9},
                                            IvfCase{"IVF64,PQ16x4fs", Metric::kInnerProduct, 0.85},
+                                           IvfCase{"IVF64,FP16", Metric::kL2, 0.97},
+                                           IvfCase{"IVF64,FP16", Metric::kInnerProduct, 0.9},
+                                           IvfCase{"IVF64,FP16", Metric::kCosine, 0.97},
                                            IvfCase{"IVF64,RBQ", Metric::kL2, 0.95},
                                            IvfCase{"IVF64,RBQ", Metric::kCosine, 0.95},
                                            IvfCase{"IVF64_HNSW8,SQ8", Metric::kL2, 0.95}));
+
+// FP16 lists: half the bytes of float lists and no float copy; distances are the half-precision
+// ones (within 2^-10 relative of the exact), Reconstruct decodes, and values beyond the half
+// range are refused before anything is added.
+TEST(IvfTest, HalfPrecisionListsKeepNoFloats) {
+  auto data = Clustered(4000, 30, 32, 20, 89);
+  auto half = Make("IVF32,FP16", data.dim, Metric::kL2);
+  auto flat = Make("IVF32,Flat", data.dim, Metric::kL2);
+  for (auto* index : {half.get(), flat.get()}) {
+    ASSERT_TRUE(index->Train(data.n(), data.base.data()).ok());
+    ASSERT_TRUE(index->Add(data.n(), data.base.data()).ok());
+  }
+  // Lists: 8-byte ids + 64 bytes of half floats against + 128 of floats.
+  EXPECT_LT(half->memory_bytes() + data.n() * data.dim * 2, flat->memory_bytes() + 1);
+  auto a = SearchAll(*half, data, 10, 32);
+  auto b = SearchAll(*flat, data, 10, 32);
+  size_t same = 0;
+  for (size_t i = 0; i < a.l.size(); ++i) {
+    same += a.l[i] == b.l[i];
+    ASSERT_NEAR(a.d[i], testing::ReferenceDistance(Metric::kL2, data.queries.data() + (i / 10) * data.dim,
+                                                   data.base.data() + size_t(a.l[i]) * data.dim, data.dim),
+                2e-3 * std::max(1.0f, a.d[i]));
+  }
+  EXPECT_GE(double(same) / double(a.l.size()), 0.98);
+  std::vector<float> v(data.dim);
+  ASSERT_TRUE(half->Reconstruct(7, v.data()).ok());
+  for (size_t j = 0; j < data.dim; ++j) EXPECT_NEAR(v[j], data.base[7 * data.dim + j], 1e-3 * std::max(1.0f, std::fabs(v[j])));
+  std::vector<float> big(2 * data.dim, 1.0f);
+  big[data.dim + 5] = 70000.0f;
+  const size_t before = half->size();
+  label_t ids[2] = {100000, 100001};
+  EXPECT_EQ(half->Add(2, big.data(), ids).message(),
+            "row 1, dimension 5: 70000.000000 is beyond the range of an FP16 index (magnitudes up to 65504)");
+  EXPECT_EQ(half->size(), before);
+  // With a vector store (an on_disk collection) the best candidates are re-ranked exactly.
+  auto dir = std::filesystem::temp_directory_path() / ("fathom_ivf_half_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto store = FileVectorStore::Open((dir / "v.vectors").string(), data.dim);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  std::shared_ptr<VectorStore> shared = std::move(store).value();
+  for (size_t i = 0; i < data.n(); ++i) ASSERT_TRUE(shared->Write(label_t(i), data.base.data() + i * data.dim).ok());
+  auto on_disk = Make("IVF32,FP16", data.dim, Metric::kL2);
+  ASSERT_TRUE(on_disk->SetVectorStore(shared).ok());
+  ASSERT_TRUE(on_disk->Train(data.n(), data.base.data()).ok());
+  ASSERT_TRUE(on_disk->Add(data.n(), data.base.data()).ok());
+  auto exact = SearchAll(*on_disk, data, 10, 32, 50);
+  for (size_t q = 0; q < data.nq(); ++q) {
+    EXPECT_EQ(testing::CheckAgainstReference(data, Metric::kL2, q, 10, exact.d.data() + q * 10, exact.l.data() + q * 10), "");
+  }
+  std::filesystem::remove_all(dir);
+}
 
 // RaBitQ lists with the floats in RAM re-rank by the codes' error bound (no rerank depth): the
 // bound rules a code out only when its true distance is surely worse than the k-th found, so
@@ -176,7 +232,7 @@ TEST(IvfTest, UntrainedIndexSearchesExactlyThenTrainsItself) {
 }
 
 TEST(IvfTest, RemoveReplaceAndFilter) {
-  for (const char* factory : {"IVF32,SQ8", "IVF32,PQ8x4fs", "IVF32,RBQ"}) {
+  for (const char* factory : {"IVF32,SQ8", "IVF32,PQ8x4fs", "IVF32,RBQ", "IVF32,FP16"}) {
   SCOPED_TRACE(factory);
   auto data = Clustered(4000, 30, 16, 20, 79);
   auto index = Make(factory, data.dim, Metric::kL2);
@@ -222,11 +278,11 @@ TEST(IvfTest, BadParametersSayWhatWasExpected) {
     EXPECT_EQ(made.status().message(), message);
   };
   expect_error("IVF0,Flat", 8, "'IVF0' needs a list count between 1 and 1048576 after IVF (e.g. IVF1024) in index spec 'IVF0,Flat'");
-  expect_error("IVF16", 8, "IVF needs the code of its lists after a comma: Flat, SQ8, PQ<m> or RBQ (e.g. IVF1024,Flat) in index spec 'IVF16'");
+  expect_error("IVF16", 8, "IVF needs the code of its lists after a comma: Flat, FP16, SQ8, PQ<m> or RBQ (e.g. IVF1024,Flat) in index spec 'IVF16'");
   expect_error("IVF16,PQ3", 8, "'IVF16,PQ3': PQ3 splits vectors into 3 equal parts, but dimension 8 is not a multiple of 3");
   expect_error("IVF16,PQ3x4fs", 9, "'PQ3x4fs': fast scan packs sub-quantizers in pairs: m must be even and at most 256 in index spec 'IVF16,PQ3x4fs'");
   expect_error("IVF16,PQ4x5", 8, "'PQ4x5': expected PQ<m> (8-bit codes), PQ<m>x8 (the same) or PQ<m>x4fs (4-bit fast scan) in index spec 'IVF16,PQ4x5'");
-  expect_error("IVF16,SQ4", 8, "unknown IVF code 'SQ4': expected Flat, SQ8, PQ<m> or RBQ (e.g. PQ32) in index spec 'IVF16,SQ4'");
+  expect_error("IVF16,SQ4", 8, "unknown IVF code 'SQ4': expected Flat, FP16, SQ8, PQ<m> or RBQ (e.g. PQ32) in index spec 'IVF16,SQ4'");
   expect_error("IVF16_HNSW,Flat", 8, "unknown coarse quantizer 'HNSW': expected HNSW<M> with M between 2 and 256 (e.g. IVF1024_HNSW32) in index spec 'IVF16_HNSW,Flat'");
   expect_error("IVF16,Flat,nprobe=0", 8, "option 'nprobe=0' needs an integer between 1 and 1048576 in index spec 'IVF16,Flat,nprobe=0'");
   auto index = Make("IVF16,PQ4", 8, Metric::kL2);
@@ -249,7 +305,7 @@ TEST(IvfTest, BadParametersSayWhatWasExpected) {
 
 TEST(IvfTest, FactoryStringsRoundTrip) {
   for (const char* f : {"IVF1024,Flat", "IVF1024,SQ8", "IVF4096,PQ32", "IVF1024_HNSW32,PQ32", "IVF1024_HNSW32,PQ32x4fs",
-                        "IVF64,Flat,nprobe=8", "IVF1024,RBQ"}) {
+                        "IVF64,Flat,nprobe=8", "IVF1024,RBQ", "IVF1024,FP16"}) {
     auto index = Make(f, 64, Metric::kL2);
     EXPECT_EQ(index->factory_string(), f);
   }

@@ -10,6 +10,17 @@
 
 namespace fathom {
 
+Status CheckHalfRange(size_t n, size_t dim, const float* x, const char* what) {
+  for (size_t i = 0; i < n * dim; ++i) {
+    if (std::fabs(x[i]) > simd::kHalfMax) {
+      return Status::InvalidArgument("row " + std::to_string(i / dim) + ", dimension " + std::to_string(i % dim) +
+                                     ": " + std::to_string(x[i]) + " is beyond the range of " + what +
+                                     " (magnitudes up to 65504)");
+    }
+  }
+  return Status::OK();
+}
+
 // ---------------------------------------------------------------- ScalarQuantizer8
 
 void ScalarQuantizer8::Train(size_t n, const float* x) {

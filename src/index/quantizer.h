@@ -17,6 +17,10 @@ namespace fathom {
 class ByteSink;
 class ByteSource;
 
+// Whether n rows of dim floats fit IEEE half precision (magnitudes up to 65504): the error names
+// the row, the dimension and the value, for `what` ("an FP16 index").
+Status CheckHalfRange(size_t n, size_t dim, const float* x, const char* what);
+
 // x_j ~ lo_j + scale_j * code_j, code_j in 0..255, with lo and scale per dimension, trained
 // from the data's range (values outside it are clamped).
 class ScalarQuantizer8 {
