@@ -114,6 +114,23 @@ Result<IndexSpec> ParseFactory(std::string_view factory) {
     return spec;
   }
   if (head.substr(0, 3) == "IVF") return ParseIvf(factory, parts);
+  if (head.substr(0, 3) == "OPQ") {
+    int m = 0;
+    if (!ParseInt(head.substr(3), &m) || m < 1 || m > 4096) {
+      return Bad(factory, "'" + std::string(head) + "' needs a sub-quantizer count after OPQ (e.g. OPQ32,IVF1024,PQ32)");
+    }
+    if (parts.size() < 2 || parts[1].substr(0, 3) != "IVF") {
+      return Bad(factory, "OPQ rotates for a product quantizer: expected an IVF index with PQ lists after it "
+                          "(e.g. OPQ32,IVF1024,PQ32)");
+    }
+    FATHOM_ASSIGN_OR_RETURN(IndexSpec spec, ParseIvf(factory, std::vector<std::string_view>(parts.begin() + 1, parts.end())));
+    if ((spec.code != IndexSpec::Code::kPq && spec.code != IndexSpec::Code::kPq4fs) || spec.pq_m != m) {
+      return Bad(factory, "'" + std::string(head) + "' must be followed by PQ lists of the same sub-quantizer count (e.g. OPQ" +
+                              std::to_string(m) + ",IVF1024,PQ" + std::to_string(m) + ")");
+    }
+    spec.opq = true;
+    return spec;
+  }
   if (head.substr(0, 8) == "BallTree") {
     spec.type = IndexSpec::Type::kBallTree;
     if (head.size() > 8 && (!ParseInt(head.substr(8), &spec.branching) || spec.branching < 2 || spec.branching > 256)) {
@@ -194,7 +211,7 @@ std::string ToFactoryString(const IndexSpec& spec) {
   if (spec.type == IndexSpec::Type::kKdForest) return spec.trees == 4 ? "KDForest" : "KDForest" + std::to_string(spec.trees);
   if (spec.type == IndexSpec::Type::kKdTree) return spec.leaf == 16 ? "KDTree" : "KDTree" + std::to_string(spec.leaf);
   if (spec.type == IndexSpec::Type::kIvf) {
-    std::string s = "IVF" + std::to_string(spec.nlist);
+    std::string s = (spec.opq ? "OPQ" + std::to_string(spec.pq_m) + "," : std::string()) + "IVF" + std::to_string(spec.nlist);
     if (spec.coarse_hnsw_m > 0) s += "_HNSW" + std::to_string(spec.coarse_hnsw_m);
     switch (spec.code) {
       case IndexSpec::Code::kFlat: s += ",Flat"; break;

@@ -16,6 +16,9 @@
 //                                shuffles) or 1-bit RaBitQ codes of the residual (l2, cosine);
 //                                nprobe lists are scanned per query
 //                                (default 16).
+//   OPQ<m>,IVF<nlist>...,PQ<m>[x4fs]
+//                                the same with an OPQ rotation learnt for the product
+//                                quantizer (m must match)
 //   KDTree[<leaf>]               exact k-d tree for low dimensions (l2, cosine), leaf size 16
 //   BallTree[<b>]                k-means ball tree (l2, cosine), b children per node (8); exact,
 //                                or budgeted with SearchParams::checks
@@ -53,6 +56,7 @@ struct IndexSpec {
   int coarse_hnsw_m = 0;  // 0: the centroids are scanned; else an HNSW<M> over them
   Code code = Code::kFlat;
   int pq_m = 0;
+  bool opq = false;  // "OPQ<m>," before an IVF...,PQ<m> spec: PQ codes of OPQ-rotated residuals
   int nprobe = kDefaultNprobe;
   // KDTree: points per leaf.
   int leaf = 16;

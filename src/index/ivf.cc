@@ -18,6 +18,7 @@ namespace {
 
 constexpr uint32_t kPendingList = 0xFFFFFFFFu;
 constexpr size_t kMaxPqTrainingPoints = 65536;
+constexpr size_t kMaxOpqTrainingPoints = 16384;
 
 inline uint64_t Where(uint32_t list, uint32_t pos) { return uint64_t{list} << 32 | pos; }
 inline uint32_t ListOf(uint64_t where) { return uint32_t(where >> 32); }
@@ -57,6 +58,7 @@ IvfIndex::IvfIndex(size_t dim, Metric metric, const IndexSpec& spec)
       sq_(dim),
       pq_(dim, spec.code == IndexSpec::Code::kPq || spec.code == IndexSpec::Code::kPq4fs ? size_t(spec.pq_m) : 1,
           spec.code == IndexSpec::Code::kPq4fs ? 4 : 8),
+      opq_(dim),
       rbq_(dim) {
   // Bytes per entry of a batch's codes (fast scan packs them into blocks in the lists).
   code_size_ = spec.code == IndexSpec::Code::kSq8   ? dim
@@ -89,7 +91,8 @@ size_t IvfIndex::memory_bytes() const {
   std::shared_lock lock(mutex_);
   size_t bytes = (centroids_.capacity() + centroid_norms_.capacity() + pending_.capacity()) * sizeof(float) +
                  pending_labels_.capacity() * sizeof(label_t) + sq_.memory_bytes() + pq_.memory_bytes() +
-                 rbq_.memory_bytes() + rbq_centres_.capacity() * sizeof(float) +
+                 rbq_.memory_bytes() + rbq_centres_.capacity() * sizeof(float) + opq_.memory_bytes() +
+                 opq_centroids_.capacity() * sizeof(float) +
                  lists_.capacity() * sizeof(List) + where_.capacity() * (sizeof(label_t) + sizeof(uint64_t) + 1);
   for (const List& l : lists_) {
     bytes += l.labels.capacity() * sizeof(label_t) + l.codes.capacity() +
@@ -161,12 +164,22 @@ Status IvfIndex::TrainLocked(size_t n, const float* x) {
     for (size_t i = 0; i < m; ++i) {
       for (size_t j = 0; j < d; ++j) residuals[i * d + j] -= centroids[size_t{assign[i]} * d + j];
     }
-    if (product_codes()) FATHOM_RETURN_IF_ERROR(pq_.Train(m, residuals.data()));
+    if (spec_.opq) {
+      // OPQ's alternation runs on at most kMaxOpqTrainingPoints of the residuals.
+      const size_t o = std::min(m, kMaxOpqTrainingPoints);
+      FATHOM_RETURN_IF_ERROR(opq_.Train(o, residuals.data(), &pq_));
+    } else if (product_codes()) {
+      FATHOM_RETURN_IF_ERROR(pq_.Train(m, residuals.data()));
+    }
     if (spec_.code == IndexSpec::Code::kRbq) FATHOM_RETURN_IF_ERROR(rbq_.Train(m, residuals.data(), 0x5ab17c0deull, 1));
   }
   centroids_ = std::move(centroids);
   centroid_norms_ = std::move(norms);
   if (spec_.code == IndexSpec::Code::kRbq) RotateCentroids();
+  if (spec_.opq) {
+    opq_centroids_.resize(centroids_.size());
+    opq_.Apply(nlist, centroids_.data(), opq_centroids_.data());
+  }
   BuildCoarse();
   trained_ = true;
   // The vectors added before training go to their lists.
@@ -261,6 +274,11 @@ Status IvfIndex::Encode(size_t n, const float* x, const uint32_t* lists, int thr
       for (size_t i = b; i < e; ++i) {
         const float* c = centroids_.data() + size_t{lists[i]} * d;
         for (size_t j = 0; j < d; ++j) residuals[(i - b) * d + j] = x[i * d + j] - c[j];
+      }
+      if (spec_.opq) {
+        std::vector<float> rotated(residuals.size());
+        opq_.Apply(e - b, residuals.data(), rotated.data());
+        residuals.swap(rotated);
       }
       pq_.Encode(e - b, residuals.data(), out->codes.data() + b * code_size_);
     });
@@ -501,7 +519,8 @@ std::vector<float> IvfIndex::NegatedDotTable(const float* q) const {
 const float* IvfIndex::ListTable(const float* q, uint32_t list, const std::vector<float>& neg_dots,
                                  std::vector<float>& scratch, std::vector<float>& residual, float* base) const {
   const size_t d = dim();
-  const float* c = centroids_.data() + size_t{list} * d;
+  // (With OPQ, q is R q and the centroids are rotated alike.)
+  const float* c = (spec_.opq ? opq_centroids_ : centroids_).data() + size_t{list} * d;
   if (metric() == Metric::kInnerProduct) {
     *base = -simd::Active().dot(q, c, d);
     return neg_dots.data();
@@ -540,6 +559,13 @@ Status IvfIndex::SearchOne(const float* q, size_t k, const SearchParams& params,
     Probe(q, nprobe, &probes);
     const auto& kernels = simd::Active();
     const float scale = metric() == Metric::kCosine ? 0.5f : 1.0f;  // PQ: cosine from l2 tables
+    // PQ tables are made for the query as the codes see it: rotated with OPQ.
+    std::vector<float> rotated_query;
+    if (spec_.opq) {
+      rotated_query.resize(d);
+      opq_.Apply(1, q, rotated_query.data());
+    }
+    const float* tq = spec_.opq ? rotated_query.data() : q;
     if (spec_.code == IndexSpec::Code::kFlat) {
       for (const auto& [unused, list] : probes) {
         const List& l = lists_[list];
@@ -615,14 +641,14 @@ Status IvfIndex::SearchOne(const float* q, size_t k, const SearchParams& params,
       // turned back into a distance estimate for the candidate list, re-ranked below.
       const size_t m = pq_.m();
       std::vector<float> scratch, residual;
-      const std::vector<float> neg_dots = NegatedDotTable(q);
+      const std::vector<float> neg_dots = NegatedDotTable(tq);
       std::vector<uint8_t> lut(m * 16);
       alignas(32) uint16_t sums[32];
       for (const auto& [unused, list] : probes) {
         const List& l = lists_[list];
         if (l.labels.empty()) continue;
         float base;
-        const float* table = ListTable(q, list, neg_dots, scratch, residual, &base);
+        const float* table = ListTable(tq, list, neg_dots, scratch, residual, &base);
         float bias = base, widest = 0;
         std::vector<float> lows(m);
         for (size_t s = 0; s < m; ++s) {
@@ -653,12 +679,12 @@ Status IvfIndex::SearchOne(const float* q, size_t k, const SearchParams& params,
       }
     } else {
       std::vector<float> scratch, residual;
-      const std::vector<float> neg_dots = NegatedDotTable(q);
+      const std::vector<float> neg_dots = NegatedDotTable(tq);
       for (const auto& [unused, list] : probes) {
         const List& l = lists_[list];
         if (l.labels.empty()) continue;
         float base;
-        const float* table = ListTable(q, list, neg_dots, scratch, residual, &base);
+        const float* table = ListTable(tq, list, neg_dots, scratch, residual, &base);
         for (size_t j = 0; j < l.labels.size(); ++j) {
           if (filter && !filter->Allowed(l.labels[j])) continue;
           top.Push(scale * (base + pq_.Lookup(table, l.codes.data() + j * code_size_)), l.labels[j]);
@@ -759,6 +785,7 @@ Status IvfIndex::SerializeBody(ByteSink& out, const SaveOptions&) const {
     FATHOM_RETURN_IF_ERROR(out.Write(centroids_.data(), centroids_.size() * sizeof(float)));
     if (spec_.code == IndexSpec::Code::kSq8) FATHOM_RETURN_IF_ERROR(sq_.Serialize(out));
     if (product_codes()) FATHOM_RETURN_IF_ERROR(pq_.Serialize(out));
+    if (spec_.opq) FATHOM_RETURN_IF_ERROR(opq_.Serialize(out));
     if (spec_.code == IndexSpec::Code::kRbq) FATHOM_RETURN_IF_ERROR(rbq_.Serialize(out));
   }
   for (const List& l : lists_) {
@@ -800,6 +827,11 @@ Status IvfIndex::DeserializeBody(ByteSource& in, uint64_t count, uint32_t, bool)
     centroid_norms_ = RowNorms(size_t(spec_.nlist), d, centroids_.data());
     if (spec_.code == IndexSpec::Code::kSq8) FATHOM_RETURN_IF_ERROR(sq_.Deserialize(in));
     if (product_codes()) FATHOM_RETURN_IF_ERROR(pq_.Deserialize(in));
+    if (spec_.opq) {
+      FATHOM_RETURN_IF_ERROR(opq_.Deserialize(in));
+      opq_centroids_.resize(centroids_.size());
+      opq_.Apply(size_t(spec_.nlist), centroids_.data(), opq_centroids_.data());
+    }
     if (spec_.code == IndexSpec::Code::kRbq) {
       FATHOM_RETURN_IF_ERROR(rbq_.Deserialize(in));
       RotateCentroids();

@@ -125,6 +125,8 @@ class IvfIndex final : public Index {
   std::unique_ptr<HnswIndex> coarse_;  // over the centroids, when coarse_hnsw_m > 0
   ScalarQuantizer8 sq_;
   ProductQuantizer pq_;
+  OpqRotation opq_;  // "OPQ<m>,...": PQ codes of R(x - c), tables of R q - R c
+  std::vector<float> opq_centroids_;  // nlist * dim: R c per list
   // RBQ: codes of the residual to the list's centroid (one quantizer centre, the mean residual
   // m), and per list R(centroid + m), so a query is rotated once per search: R(q - c - m) =
   // R q - R(c + m).

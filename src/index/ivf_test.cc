@@ -99,9 +99,36 @@ INSTANTIATE_TEST_SUITE_P(Codes, IvfRecallTest,
                                            IvfCase{"IVF64,FP16", Metric::kL2, 0.97},
                                            IvfCase{"IVF64,FP16", Metric::kInnerProduct, 0.9},
                                            IvfCase{"IVF64,FP16", Metric::kCosine, 0.97},
+                                           IvfCase{"OPQ16,IVF64,PQ16", Metric::kL2, 0.9},
+                                           IvfCase{"OPQ16,IVF64,PQ16", Metric::kCosine, 0.9},
+                                           IvfCase{"OPQ16,IVF64,PQ16x4fs", Metric::kInnerProduct, 0.85},
                                            IvfCase{"IVF64,RBQ", Metric::kL2, 0.95},
                                            IvfCase{"IVF64,RBQ", Metric::kCosine, 0.95},
                                            IvfCase{"IVF64_HNSW8,SQ8", Metric::kL2, 0.95}));
+
+// OPQ rotates residuals so that product codes lose less: on Fashion-MNIST the codes alone (no
+// re-ranking beyond k) rank better than plain PQ's (0.52 against 0.39 with 16 4-bit codes on 20,000
+// images), and the rotation survives save and load.
+TEST(IvfTest, OpqRotationImprovesProductCodes) {
+  auto images = testing::FashionMnist(5000, 100);
+  if (images.dim == 0) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  const auto truth = BruteForce(images, 10, Metric::kL2);
+  auto pq = Make("IVF16,PQ16x4fs", images.dim, Metric::kL2);
+  auto opq = Make("OPQ16,IVF16,PQ16x4fs", images.dim, Metric::kL2);
+  for (auto* index : {pq.get(), opq.get()}) {
+    ASSERT_TRUE(index->Train(images.n(), images.base.data()).ok());
+    ASSERT_TRUE(index->Add(images.n(), images.base.data()).ok());
+  }
+  const auto with_opq = SearchAll(*opq, images, 10, 16, 10);
+  EXPECT_GT(Recall(truth, with_opq.l, 10), Recall(truth, SearchAll(*pq, images, 10, 16, 10).l, 10) + 0.03);
+  const auto path = std::filesystem::temp_directory_path() / ("fathom_opq_" + std::to_string(::getpid()) + ".fathom");
+  ASSERT_TRUE(opq->Save(path.string()).ok());
+  auto loaded = Index::Load(path.string());
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ((*loaded)->factory_string(), "OPQ16,IVF16,PQ16x4fs");
+  EXPECT_EQ(SearchAll(**loaded, images, 10, 16, 10).l, with_opq.l);
+  std::filesystem::remove(path);
+}
 
 // FP16 lists: half the bytes of float lists and no float copy; distances are the half-precision
 // ones (within 2^-10 relative of the exact), Reconstruct decodes, and values beyond the half
@@ -328,6 +355,10 @@ TEST(IvfTest, BadParametersSayWhatWasExpected) {
   expect_error("IVF16,PQ3x4fs", 9, "'PQ3x4fs': fast scan packs sub-quantizers in pairs: m must be even and at most 256 in index spec 'IVF16,PQ3x4fs'");
   expect_error("IVF16,PQ4x5", 8, "'PQ4x5': expected PQ<m> (8-bit codes), PQ<m>x8 (the same) or PQ<m>x4fs (4-bit fast scan) in index spec 'IVF16,PQ4x5'");
   expect_error("IVF16,SQ4", 8, "unknown IVF code 'SQ4': expected Flat, FP16, SQ8, PQ<m> or RBQ (e.g. PQ32) in index spec 'IVF16,SQ4'");
+  expect_error("OPQ4,IVF16,PQ2", 8, "'OPQ4' must be followed by PQ lists of the same sub-quantizer count (e.g. OPQ4,IVF1024,PQ4) in index spec 'OPQ4,IVF16,PQ2'");
+  expect_error("OPQ4,IVF16,SQ8", 8, "'OPQ4' must be followed by PQ lists of the same sub-quantizer count (e.g. OPQ4,IVF1024,PQ4) in index spec 'OPQ4,IVF16,SQ8'");
+  expect_error("OPQ4,HNSW32", 8, "OPQ rotates for a product quantizer: expected an IVF index with PQ lists after it (e.g. OPQ32,IVF1024,PQ32) in index spec 'OPQ4,HNSW32'");
+  expect_error("OPQ,IVF16,PQ4", 8, "'OPQ' needs a sub-quantizer count after OPQ (e.g. OPQ32,IVF1024,PQ32) in index spec 'OPQ,IVF16,PQ4'");
   expect_error("IVF16_HNSW,Flat", 8, "unknown coarse quantizer 'HNSW': expected HNSW<M> with M between 2 and 256 (e.g. IVF1024_HNSW32) in index spec 'IVF16_HNSW,Flat'");
   expect_error("IVF16,Flat,nprobe=0", 8, "option 'nprobe=0' needs an integer between 1 and 1048576 in index spec 'IVF16,Flat,nprobe=0'");
   auto index = Make("IVF16,PQ4", 8, Metric::kL2);
@@ -350,7 +381,8 @@ TEST(IvfTest, BadParametersSayWhatWasExpected) {
 
 TEST(IvfTest, FactoryStringsRoundTrip) {
   for (const char* f : {"IVF1024,Flat", "IVF1024,SQ8", "IVF4096,PQ32", "IVF1024_HNSW32,PQ32", "IVF1024_HNSW32,PQ32x4fs",
-                        "IVF64,Flat,nprobe=8", "IVF1024,RBQ", "IVF1024,FP16"}) {
+                        "IVF64,Flat,nprobe=8", "IVF1024,RBQ", "IVF1024,FP16",
+                        "OPQ32,IVF1024,PQ32", "OPQ32,IVF1024_HNSW32,PQ32x4fs,nprobe=8"}) {
     auto index = Make(f, 64, Metric::kL2);
     EXPECT_EQ(index->factory_string(), f);
   }

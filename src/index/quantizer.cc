@@ -1,5 +1,7 @@
 #include "index/quantizer.h"
 
+#include <cblas.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -96,7 +98,7 @@ Status ScalarQuantizer8::Deserialize(ByteSource& in) {
 
 // ---------------------------------------------------------------- ProductQuantizer
 
-Status ProductQuantizer::Train(size_t n, const float* x, uint32_t seed) {
+Status ProductQuantizer::Train(size_t n, const float* x, uint32_t seed, int iterations) {
   if (n < ksub_) {
     return Status::InvalidArgument("product quantizer training needs at least " + std::to_string(ksub_) +
                                    " vectors, got " + std::to_string(n));
@@ -104,7 +106,7 @@ Status ProductQuantizer::Train(size_t n, const float* x, uint32_t seed) {
   KMeansOptions options;
   options.seed = seed;
   options.max_points_per_centroid = 64;
-  options.iterations = 15;
+  options.iterations = iterations;
   centroids_.assign(m_ * ksub_ * dsub_, 0.0f);
   std::vector<float> sub(n * dsub_);
   for (size_t s = 0; s < m_; ++s) {
@@ -174,6 +176,77 @@ Status ProductQuantizer::Deserialize(ByteSource& in) {
     if (!std::isfinite(v)) return Status::Corruption("product quantizer codebook holds a non-finite value");
   }
   norms_ = RowNorms(m_ * ksub_, dsub_, centroids_.data());
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------- OpqRotation
+
+extern "C" void sgesvd_(const char* jobu, const char* jobvt, const int* m, const int* n, float* a, const int* lda,
+                        float* s, float* u, const int* ldu, float* vt, const int* ldvt, float* work,
+                        const int* lwork, int* info);
+
+Status OpqRotation::Train(size_t n, const float* x, ProductQuantizer* pq, int iterations) {
+  const size_t d = dim_;
+  const int di = int(d);
+  r_.assign(d * d, 0.0f);
+  for (size_t i = 0; i < d; ++i) r_[i * d + i] = 1.0f;
+  std::vector<float> rotated(n * d), decoded(n * d), m(d * d), u(d * d), vt(d * d), sv(d);
+  std::vector<uint8_t> codes(n * pq->m());
+  for (int it = 0; it < iterations; ++it) {
+    Apply(n, x, rotated.data());
+    // Few k-means rounds per step, as Faiss's OPQMatrix does; the final codebooks get all.
+    FATHOM_RETURN_IF_ERROR(pq->Train(n, rotated.data(), 1234 + uint32_t(it), 4));
+    pq->Encode(n, rotated.data(), codes.data());
+    for (size_t i = 0; i < n; ++i) pq->Decode(codes.data() + i * pq->m(), decoded.data() + i * d);
+    // M = X^T Y (row-major); LAPACK, column-major, sees M^T = V S U^T for M = U S V^T.
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, di, di, int(n), 1.0f, x, di, decoded.data(), di, 0.0f,
+                m.data(), di);
+    int lwork = -1, info = 0;
+    float query;
+    sgesvd_("A", "A", &di, &di, m.data(), &di, sv.data(), u.data(), &di, vt.data(), &di, &query, &lwork, &info);
+    lwork = std::max(1, int(query));
+    std::vector<float> work(static_cast<size_t>(lwork));
+    sgesvd_("A", "A", &di, &di, m.data(), &di, sv.data(), u.data(), &di, vt.data(), &di, work.data(), &lwork, &info);
+    if (info != 0) return Status::Internal("OPQ: the SVD did not converge (LAPACK sgesvd info " + std::to_string(info) + ")");
+    // u holds V and vt holds U^T (column-major); R = (U V^T)^T = V U^T, whose (i, j) is the
+    // column-major product u * vt at (i, j): computed column-major, then stored row-major.
+    std::vector<float> r_col(d * d);
+    cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, di, di, di, 1.0f, u.data(), di, vt.data(), di, 0.0f,
+                r_col.data(), di);
+    for (size_t i = 0; i < d; ++i) {
+      for (size_t j = 0; j < d; ++j) r_[i * d + j] = r_col[i + j * d];
+    }
+  }
+  Apply(n, x, rotated.data());
+  return pq->Train(n, rotated.data());
+}
+
+void OpqRotation::Apply(size_t n, const float* x, float* out) const {
+  if (n < 8) {  // single queries: direct kernels beat a GEMM call (as in AssignNearest)
+    const auto& kernels = simd::Active();
+    for (size_t i = 0; i < n; ++i) {
+      for (size_t r = 0; r < dim_; ++r) out[i * dim_ + r] = kernels.dot(r_.data() + r * dim_, x + i * dim_, dim_);
+    }
+    return;
+  }
+  const int di = int(dim_);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), di, di, 1.0f, x, di, r_.data(), di, 0.0f, out, di);
+}
+
+Status OpqRotation::Serialize(ByteSink& out) const { return out.Write(r_.data(), r_.size() * sizeof(float)); }
+
+Status OpqRotation::Deserialize(ByteSource& in) {
+  r_.resize(dim_ * dim_);
+  FATHOM_RETURN_IF_ERROR(in.ReadBytes(r_.data(), r_.size() * sizeof(float)));
+  for (float v : r_) {
+    if (!std::isfinite(v)) return Status::Corruption("OPQ rotation holds a non-finite value");
+  }
+  // Orthogonal up to rounding: rows of unit length (a cheap check against a corrupted matrix).
+  for (size_t i = 0; i < dim_; ++i) {
+    double norm = 0;
+    for (size_t j = 0; j < dim_; ++j) norm += double(r_[i * dim_ + j]) * r_[i * dim_ + j];
+    if (std::fabs(norm - 1.0) > 1e-3) return Status::Corruption("OPQ rotation is not orthogonal (row " + std::to_string(i) + ")");
+  }
   return Status::OK();
 }
 

@@ -64,8 +64,8 @@ class ProductQuantizer {
   size_t m() const { return m_; }
   size_t ksub() const { return ksub_; }
   bool trained() const { return !centroids_.empty(); }
-  // Needs at least ksub() points.
-  Status Train(size_t n, const float* x, uint32_t seed = 1234);
+  // Needs at least ksub() points; `iterations` of k-means per sub-quantizer.
+  Status Train(size_t n, const float* x, uint32_t seed = 1234, int iterations = 15);
   void Encode(size_t n, const float* x, uint8_t* codes) const;
   void Decode(const uint8_t* code, float* x) const;
   // table[s * ksub + c] = |q_s - centroid_{s,c}|^2 (L2) or <q_s, centroid_{s,c}> (inner product).
@@ -86,6 +86,30 @@ class ProductQuantizer {
   size_t dim_, m_, dsub_, ksub_;
   std::vector<float> centroids_;  // m * ksub * dsub
   std::vector<float> norms_;      // m * ksub: |centroid|^2
+};
+
+// OPQ (Ge, He, Ke & Sun, CVPR 2013, the non-parametric form): an orthogonal rotation R chosen so
+// that product-quantizer codes of R x lose less, by balancing the variance across sub-spaces
+// and aligning correlated dimensions within one. Training alternates: codebooks for the rotated
+// sample, then the R that best maps the sample onto its decoded codes (orthogonal Procrustes:
+// the SVD of X^T Y). Distances are unchanged by R (|R a - R b| = |a - b|, <R a, R b> = <a, b>),
+// so an index rotates vectors and queries and otherwise works as before.
+class OpqRotation {
+ public:
+  explicit OpqRotation(size_t dim = 0) : dim_(dim) {}
+  bool trained() const { return !r_.empty(); }
+  // Trains R and `pq` (its codebooks for rotated vectors) on n rows of x.
+  Status Train(size_t n, const float* x, ProductQuantizer* pq, int iterations = 10);
+  // out = R x for n rows (out may not alias x).
+  void Apply(size_t n, const float* x, float* out) const;
+
+  Status Serialize(ByteSink& out) const;
+  Status Deserialize(ByteSource& in);
+  size_t memory_bytes() const { return r_.capacity() * sizeof(float); }
+
+ private:
+  size_t dim_;
+  std::vector<float> r_;  // dim x dim, row-major: (R x)_i = sum_j r_[i * dim + j] x_j
 };
 
 }  // namespace fathom
