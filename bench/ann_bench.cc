@@ -501,7 +501,7 @@ class FathomRunner final : public Runner {
         metric_(metric),
         rerank_(rerank) {}
 
-  bool ivf() const { return factory_.rfind("IVF", 0) == 0; }
+  bool ivf() const { return factory_.rfind("IVF", 0) == 0 || factory_.rfind("OPQ", 0) == 0; }
   bool sweeps_ef() const override { return !ivf() && factory_.find("HNSW") != std::string::npos; }
   bool sweeps_nprobe() const override { return ivf(); }
   bool sweeps_checks() const override { return factory_.rfind("BallTree", 0) == 0 || factory_.rfind("KDForest", 0) == 0; }
@@ -582,7 +582,7 @@ class FaissRunner final : public Runner {
   static Result<std::unique_ptr<FaissRunner>> Create(const std::string& spec, int ef_construction,
                                                      Metric metric, int rerank = 0, size_t k = 10) {
     const char* metric_suffix = metric == Metric::kL2 ? "L2" : "IP";
-    if (spec.rfind("IVF", 0) == 0) {
+    if (spec.rfind("IVF", 0) == 0 || spec.rfind("OPQ", 0) == 0) {
       auto r = std::make_unique<FaissRunner>(spec, 0, 0, metric);
       r->factory_ = spec;
       r->k_factor_ = rerank > 0 ? float(rerank) / float(k) : 4.0f;

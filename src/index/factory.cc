@@ -41,7 +41,7 @@ Result<IndexSpec> ParseIvf(std::string_view factory, const std::vector<std::stri
     }
   }
   if (parts.size() < 2) {
-    return Bad(factory, "IVF needs the code of its lists after a comma: Flat, FP16, SQ8, PQ<m> or RBQ (e.g. IVF1024,Flat)");
+    return Bad(factory, "IVF needs the code of its lists after a comma: Flat, FP16, SQ8, SQ4, PQ<m> or RBQ (e.g. IVF1024,Flat)");
   }
   std::string_view code = parts[1];
   if (code == "Flat") {
@@ -52,6 +52,8 @@ Result<IndexSpec> ParseIvf(std::string_view factory, const std::vector<std::stri
     spec.code = IndexSpec::Code::kRbq;
   } else if (code == "FP16") {
     spec.code = IndexSpec::Code::kFp16;
+  } else if (code == "SQ4") {
+    spec.code = IndexSpec::Code::kSq4;
   } else if (code.substr(0, 2) == "PQ") {
     std::string_view m = code.substr(2);
     spec.code = IndexSpec::Code::kPq;
@@ -71,7 +73,7 @@ Result<IndexSpec> ParseIvf(std::string_view factory, const std::vector<std::stri
       return Bad(factory, "'" + std::string(code) + "': fast scan packs sub-quantizers in pairs: m must be even and at most 256");
     }
   } else {
-    return Bad(factory, "unknown IVF code '" + std::string(code) + "': expected Flat, FP16, SQ8, PQ<m> or RBQ (e.g. PQ32)");
+    return Bad(factory, "unknown IVF code '" + std::string(code) + "': expected Flat, FP16, SQ8, SQ4, PQ<m> or RBQ (e.g. PQ32)");
   }
   bool seen_nprobe = false;
   for (size_t i = 2; i < parts.size(); ++i) {
@@ -220,6 +222,7 @@ std::string ToFactoryString(const IndexSpec& spec) {
       case IndexSpec::Code::kPq4fs: s += ",PQ" + std::to_string(spec.pq_m) + "x4fs"; break;
       case IndexSpec::Code::kRbq: s += ",RBQ"; break;
       case IndexSpec::Code::kFp16: s += ",FP16"; break;
+      case IndexSpec::Code::kSq4: s += ",SQ4"; break;
     }
     if (spec.nprobe != IndexSpec::kDefaultNprobe) s += ",nprobe=" + std::to_string(spec.nprobe);
     return s;

@@ -7,11 +7,11 @@
 //                                half-precision vectors only, RBQ traverses on 1-bit RaBitQ codes
 //                                and re-ranks with float32; efC is the construction beam (default
 //                                200), efS the default search beam (64).
-//   IVF<nlist>[_HNSW<M>],<Flat|FP16|SQ8|PQ<m>|PQ<m>x4fs|RBQ>[,nprobe=<n>]
+//   IVF<nlist>[_HNSW<M>],<Flat|FP16|SQ8|SQ4|PQ<m>|PQ<m>x4fs|RBQ>[,nprobe=<n>]
 //                                inverted file: k-means coarse quantizer with nlist lists (a
 //                                flat scan of the centroids, or an HNSW<M> graph over them),
 //                                lists of float vectors, half-precision vectors, per-dimension
-//                                8-bit codes or m-byte
+//                                8-bit or 4-bit codes or m-byte
 //                                product-quantizer codes (x4fs: 4-bit codes scanned with SIMD
 //                                shuffles) or 1-bit RaBitQ codes of the residual (l2, cosine);
 //                                nprobe lists are scanned per query
@@ -39,7 +39,7 @@ namespace fathom {
 
 struct IndexSpec {
   enum class Type { kFlat, kHnsw, kIvf, kKdTree, kBallTree, kKdForest };
-  enum class Code { kFlat, kSq8, kPq, kPq4fs, kRbq, kFp16 };
+  enum class Code { kFlat, kSq8, kPq, kPq4fs, kRbq, kFp16, kSq4 };
   static constexpr int kDefaultEfConstruction = 200;
   static constexpr int kDefaultEfSearch = 64;
   static constexpr int kDefaultNprobe = 16;

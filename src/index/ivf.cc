@@ -55,13 +55,14 @@ struct IvfIndex::Encoded {
 IvfIndex::IvfIndex(size_t dim, Metric metric, const IndexSpec& spec)
     : Index(dim, metric),
       spec_(spec),
-      sq_(dim),
+      sq_(dim, spec.code == IndexSpec::Code::kSq4 ? 4 : 8),
       pq_(dim, spec.code == IndexSpec::Code::kPq || spec.code == IndexSpec::Code::kPq4fs ? size_t(spec.pq_m) : 1,
           spec.code == IndexSpec::Code::kPq4fs ? 4 : 8),
       opq_(dim),
       rbq_(dim) {
   // Bytes per entry of a batch's codes (fast scan packs them into blocks in the lists).
   code_size_ = spec.code == IndexSpec::Code::kSq8   ? dim
+               : spec.code == IndexSpec::Code::kSq4  ? (dim + 1) / 2
                : spec.code == IndexSpec::Code::kFlat ? 0
                : spec.code == IndexSpec::Code::kRbq  ? rbq_.code_size()
                : spec.code == IndexSpec::Code::kFp16 ? 2 * dim
@@ -152,7 +153,7 @@ Status IvfIndex::TrainLocked(size_t n, const float* x) {
   options.spherical = metric() == Metric::kCosine;
   FATHOM_ASSIGN_OR_RETURN(std::vector<float> centroids, TrainKMeans(n, d, x, nlist, options));
   std::vector<float> norms = RowNorms(nlist, d, centroids.data());
-  if (spec_.code == IndexSpec::Code::kSq8) sq_.Train(n, x);
+  if (scalar_codes()) sq_.Train(n, x);
   if (product_codes() || spec_.code == IndexSpec::Code::kRbq) {
     // Codes describe the residual to the list's centroid: train on residuals of a sample.
     const size_t m = std::min(n, kMaxPqTrainingPoints);
@@ -244,7 +245,7 @@ void IvfIndex::Assign(size_t n, const float* x, uint32_t* lists, int threads) co
 Status IvfIndex::Encode(size_t n, const float* x, const uint32_t* lists, int threads, Encoded* out) const {
   const size_t d = dim();
   out->codes.resize(n * code_size_);
-  if (spec_.code == IndexSpec::Code::kSq8) {
+  if (scalar_codes()) {
     out->terms.resize(n);
     ParallelFor(n, threads, [&](size_t b, size_t e) {
       for (size_t i = b; i < e; ++i) {
@@ -296,7 +297,7 @@ void IvfIndex::Insert(label_t label, uint32_t list, const uint8_t* code, float t
   } else if (code_size_ > 0) {
     l.codes.insert(l.codes.end(), code, code + code_size_);
   }
-  if (spec_.code == IndexSpec::Code::kSq8) l.terms.push_back(term);
+  if (scalar_codes()) l.terms.push_back(term);
   if (floats_in_lists()) l.floats.insert(l.floats.end(), vec, vec + dim());
   where_[label] = Where(list, pos);
 }
@@ -423,7 +424,7 @@ Status IvfIndex::Add(size_t n, const float* x, const label_t* labels, const AddO
       const size_t total = list.labels.size() + adds[l];
       list.labels.reserve(total);
       list.codes.reserve(codes_bytes(total));
-      if (spec_.code == IndexSpec::Code::kSq8) list.terms.reserve(total);
+      if (scalar_codes()) list.terms.reserve(total);
       if (floats_in_lists()) list.floats.reserve(total * d);
     }
   }
@@ -544,7 +545,9 @@ Status IvfIndex::SearchOne(const float* q, size_t k, const SearchParams& params,
   const bool approx = spec_.code != IndexSpec::Code::kFlat && !by_bound && !half_only();
   size_t depth = k;
   if (approx) {
-    const size_t default_depth = product_codes() ? 4 * k : spec_.code == IndexSpec::Code::kRbq ? 10 * k : 2 * k;
+    const size_t default_depth = spec_.code == IndexSpec::Code::kRbq               ? 10 * k
+                                 : product_codes() || spec_.code == IndexSpec::Code::kSq4 ? 4 * k
+                                                                                          : 2 * k;
     depth = std::max(k, params.rerank > 0 ? size_t(params.rerank) : default_depth);
     depth = std::max(k, std::min(depth, where_.size()));  // never more than the index holds
   }
@@ -574,8 +577,8 @@ Status IvfIndex::SearchOne(const float* q, size_t k, const SearchParams& params,
           top.Push(MetricDistance(metric(), q, l.floats.data() + j * d, d), l.labels[j]);
         }
       }
-    } else if (spec_.code == IndexSpec::Code::kSq8) {
-      ScalarQuantizer8::Query prepared;
+    } else if (scalar_codes()) {
+      ScalarQuantizer::Query prepared;
       sq_.Prepare(q, &prepared);
       for (const auto& [unused, list] : probes) {
         const List& l = lists_[list];
@@ -783,7 +786,7 @@ Status IvfIndex::SerializeBody(ByteSink& out, const SaveOptions&) const {
   FATHOM_RETURN_IF_ERROR(out.Pod(next_label_));
   if (trained_) {
     FATHOM_RETURN_IF_ERROR(out.Write(centroids_.data(), centroids_.size() * sizeof(float)));
-    if (spec_.code == IndexSpec::Code::kSq8) FATHOM_RETURN_IF_ERROR(sq_.Serialize(out));
+    if (scalar_codes()) FATHOM_RETURN_IF_ERROR(sq_.Serialize(out));
     if (product_codes()) FATHOM_RETURN_IF_ERROR(pq_.Serialize(out));
     if (spec_.opq) FATHOM_RETURN_IF_ERROR(opq_.Serialize(out));
     if (spec_.code == IndexSpec::Code::kRbq) FATHOM_RETURN_IF_ERROR(rbq_.Serialize(out));
@@ -825,7 +828,7 @@ Status IvfIndex::DeserializeBody(ByteSource& in, uint64_t count, uint32_t, bool)
       if (!std::isfinite(v)) return Status::Corruption("IVF centroids hold a non-finite value");
     }
     centroid_norms_ = RowNorms(size_t(spec_.nlist), d, centroids_.data());
-    if (spec_.code == IndexSpec::Code::kSq8) FATHOM_RETURN_IF_ERROR(sq_.Deserialize(in));
+    if (scalar_codes()) FATHOM_RETURN_IF_ERROR(sq_.Deserialize(in));
     if (product_codes()) FATHOM_RETURN_IF_ERROR(pq_.Deserialize(in));
     if (spec_.opq) {
       FATHOM_RETURN_IF_ERROR(opq_.Deserialize(in));
@@ -838,7 +841,7 @@ Status IvfIndex::DeserializeBody(ByteSource& in, uint64_t count, uint32_t, bool)
     }
   }
   const size_t entry_bytes = sizeof(label_t) + (fast_scan() ? pq_.m() / 2 : code_size_) +
-                             (spec_.code == IndexSpec::Code::kSq8 ? sizeof(float) : 0) +
+                             (scalar_codes() ? sizeof(float) : 0) +
                              (floats_in_lists() ? d * sizeof(float) : 0);
   where_.clear();
   where_.reserve(std::min<uint64_t>(count, in.remaining() / sizeof(label_t)));  // count is not trusted yet
@@ -860,7 +863,7 @@ Status IvfIndex::DeserializeBody(ByteSource& in, uint64_t count, uint32_t, bool)
     List& l = lists_[list];
     l.labels.resize(n);
     l.codes.resize(codes_bytes(n));
-    l.terms.resize(spec_.code == IndexSpec::Code::kSq8 ? n : 0);
+    l.terms.resize(scalar_codes() ? n : 0);
     l.floats.resize(floats_in_lists() ? size_t{n} * d : 0);
     FATHOM_RETURN_IF_ERROR(in.ReadBytes(l.labels.data(), l.labels.size() * sizeof(label_t)));
     FATHOM_RETURN_IF_ERROR(in.ReadBytes(l.codes.data(), l.codes.size()));

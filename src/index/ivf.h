@@ -4,12 +4,12 @@
 //
 // Lists hold float32 vectors (",Flat"), IEEE half-precision vectors (",FP16": half the bytes,
 // distances the half-precision ones, no float copy unless a VectorStore is attached, which
-// then re-ranks the best `rerank` (default 2k) exactly), per-dimension 8-bit codes (",SQ8",
-// trained ranges),
+// then re-ranks the best `rerank` (default 2k) exactly), per-dimension 8-bit or 4-bit codes
+// (",SQ8", ",SQ4": trained ranges),
 // m-byte product-quantizer codes of the residual to the list's centroid (",PQ<m>") or 1-bit
 // RaBitQ codes of that residual (",RBQ", l2 and cosine; index/rabitq.h). With codes, the float
 // vectors are kept too (in RAM, or in an attached VectorStore on disk) and the best `rerank`
-// candidates (SearchParams::rerank; 0 = 2k for SQ8, 4k for PQ, 10k for RBQ) are re-ranked with
+// candidates (SearchParams::rerank; 0 = 2k for SQ8, 4k for SQ4 and PQ, 10k for RBQ) are re-ranked with
 // exact float32 distances, so returned distances are exact. RBQ with the floats in RAM and no
 // `rerank` re-ranks by the codes' error bound instead: a code is re-ranked unless its estimate
 // less the bound already exceeds the k-th exact distance found (as the RaBitQ paper's IVF does). The coarse quantizer is a scan of the
@@ -83,6 +83,7 @@ class IvfIndex final : public Index {
   Status DeserializeBody(ByteSource& in, uint64_t count, uint32_t version, bool fuzzy) override;
 
   bool fast_scan() const { return spec_.code == IndexSpec::Code::kPq4fs; }
+  bool scalar_codes() const { return spec_.code == IndexSpec::Code::kSq8 || spec_.code == IndexSpec::Code::kSq4; }
   bool product_codes() const { return spec_.code == IndexSpec::Code::kPq || fast_scan(); }
   // Bytes of a list's codes for n entries.
   size_t codes_bytes(size_t n) const { return fast_scan() ? (n + 31) / 32 * 16 * pq_.m() : n * code_size_; }
@@ -123,7 +124,7 @@ class IvfIndex final : public Index {
   std::vector<float> centroids_;       // nlist * dim
   std::vector<float> centroid_norms_;  // |c|^2
   std::unique_ptr<HnswIndex> coarse_;  // over the centroids, when coarse_hnsw_m > 0
-  ScalarQuantizer8 sq_;
+  ScalarQuantizer sq_;  // SQ8, SQ4
   ProductQuantizer pq_;
   OpqRotation opq_;  // "OPQ<m>,...": PQ codes of R(x - c), tables of R q - R c
   std::vector<float> opq_centroids_;  // nlist * dim: R c per list

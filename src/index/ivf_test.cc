@@ -96,6 +96,9 @@ INSTANTIATE_TEST_SUITE_P(Codes, IvfRecallTest,
                                            IvfCase{"IVF64,PQ16x4fs", Metric::kL2, 0.9},
                                            IvfCase{"IVF64,PQ16x4fs", Metric::kCosine, 0.9},
                                            IvfCase{"IVF64,PQ16x4fs", Metric::kInnerProduct, 0.85},
+                                           IvfCase{"IVF64,SQ4", Metric::kL2, 0.9},
+                                           IvfCase{"IVF64,SQ4", Metric::kCosine, 0.9},
+                                           IvfCase{"IVF64,SQ4", Metric::kInnerProduct, 0.85},
                                            IvfCase{"IVF64,FP16", Metric::kL2, 0.97},
                                            IvfCase{"IVF64,FP16", Metric::kInnerProduct, 0.9},
                                            IvfCase{"IVF64,FP16", Metric::kCosine, 0.97},
@@ -304,7 +307,7 @@ TEST(IvfTest, UntrainedIndexSearchesExactlyThenTrainsItself) {
 }
 
 TEST(IvfTest, RemoveReplaceAndFilter) {
-  for (const char* factory : {"IVF32,SQ8", "IVF32,PQ8x4fs", "IVF32,RBQ", "IVF32,FP16"}) {
+  for (const char* factory : {"IVF32,SQ8", "IVF32,SQ4", "IVF32,PQ8x4fs", "IVF32,RBQ", "IVF32,FP16"}) {
   SCOPED_TRACE(factory);
   auto data = Clustered(4000, 30, 16, 20, 79);
   auto index = Make(factory, data.dim, Metric::kL2);
@@ -350,11 +353,11 @@ TEST(IvfTest, BadParametersSayWhatWasExpected) {
     EXPECT_EQ(made.status().message(), message);
   };
   expect_error("IVF0,Flat", 8, "'IVF0' needs a list count between 1 and 1048576 after IVF (e.g. IVF1024) in index spec 'IVF0,Flat'");
-  expect_error("IVF16", 8, "IVF needs the code of its lists after a comma: Flat, FP16, SQ8, PQ<m> or RBQ (e.g. IVF1024,Flat) in index spec 'IVF16'");
+  expect_error("IVF16", 8, "IVF needs the code of its lists after a comma: Flat, FP16, SQ8, SQ4, PQ<m> or RBQ (e.g. IVF1024,Flat) in index spec 'IVF16'");
   expect_error("IVF16,PQ3", 8, "'IVF16,PQ3': PQ3 splits vectors into 3 equal parts, but dimension 8 is not a multiple of 3");
   expect_error("IVF16,PQ3x4fs", 9, "'PQ3x4fs': fast scan packs sub-quantizers in pairs: m must be even and at most 256 in index spec 'IVF16,PQ3x4fs'");
   expect_error("IVF16,PQ4x5", 8, "'PQ4x5': expected PQ<m> (8-bit codes), PQ<m>x8 (the same) or PQ<m>x4fs (4-bit fast scan) in index spec 'IVF16,PQ4x5'");
-  expect_error("IVF16,SQ4", 8, "unknown IVF code 'SQ4': expected Flat, FP16, SQ8, PQ<m> or RBQ (e.g. PQ32) in index spec 'IVF16,SQ4'");
+  expect_error("IVF16,SQ6", 8, "unknown IVF code 'SQ6': expected Flat, FP16, SQ8, SQ4, PQ<m> or RBQ (e.g. PQ32) in index spec 'IVF16,SQ6'");
   expect_error("OPQ4,IVF16,PQ2", 8, "'OPQ4' must be followed by PQ lists of the same sub-quantizer count (e.g. OPQ4,IVF1024,PQ4) in index spec 'OPQ4,IVF16,PQ2'");
   expect_error("OPQ4,IVF16,SQ8", 8, "'OPQ4' must be followed by PQ lists of the same sub-quantizer count (e.g. OPQ4,IVF1024,PQ4) in index spec 'OPQ4,IVF16,SQ8'");
   expect_error("OPQ4,HNSW32", 8, "OPQ rotates for a product quantizer: expected an IVF index with PQ lists after it (e.g. OPQ32,IVF1024,PQ32) in index spec 'OPQ4,HNSW32'");
@@ -381,7 +384,7 @@ TEST(IvfTest, BadParametersSayWhatWasExpected) {
 
 TEST(IvfTest, FactoryStringsRoundTrip) {
   for (const char* f : {"IVF1024,Flat", "IVF1024,SQ8", "IVF4096,PQ32", "IVF1024_HNSW32,PQ32", "IVF1024_HNSW32,PQ32x4fs",
-                        "IVF64,Flat,nprobe=8", "IVF1024,RBQ", "IVF1024,FP16",
+                        "IVF64,Flat,nprobe=8", "IVF1024,RBQ", "IVF1024,FP16", "IVF1024,SQ4",
                         "OPQ32,IVF1024,PQ32", "OPQ32,IVF1024_HNSW32,PQ32x4fs,nprobe=8"}) {
     auto index = Make(f, 64, Metric::kL2);
     EXPECT_EQ(index->factory_string(), f);
@@ -393,7 +396,7 @@ TEST(IvfTest, FactoryStringsRoundTrip) {
 // Codes in RAM, float vectors in a file: re-ranking reads them back; the results match the
 // in-RAM index exactly.
 TEST(IvfTest, VectorsOnDiskGiveTheSameResults) {
-  for (const char* factory : {"IVF32,PQ4", "IVF32,RBQ"}) {
+  for (const char* factory : {"IVF32,PQ4", "IVF32,RBQ", "IVF32,SQ4"}) {
   SCOPED_TRACE(factory);
   auto dir = std::filesystem::temp_directory_path() / ("fathom_ivf_store_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);

@@ -23,9 +23,9 @@ Status CheckHalfRange(size_t n, size_t dim, const float* x, const char* what) {
   return Status::OK();
 }
 
-// ---------------------------------------------------------------- ScalarQuantizer8
+// ---------------------------------------------------------------- ScalarQuantizer
 
-void ScalarQuantizer8::Train(size_t n, const float* x) {
+void ScalarQuantizer::Train(size_t n, const float* x) {
   lo_.assign(dim_, std::numeric_limits<float>::infinity());
   std::vector<float> hi(dim_, -std::numeric_limits<float>::infinity());
   for (size_t i = 0; i < n; ++i) {
@@ -38,31 +38,37 @@ void ScalarQuantizer8::Train(size_t n, const float* x) {
   for (size_t j = 0; j < dim_; ++j) {
     if (n == 0) lo_[j] = 0, hi[j] = 0;
     // A constant dimension gets a tiny positive step so encoding never divides by zero.
-    scale_[j] = std::max((hi[j] - lo_[j]) / 255.0f, std::numeric_limits<float>::min() * 256);
+    scale_[j] = std::max((hi[j] - lo_[j]) / float(levels_), std::numeric_limits<float>::min() * 256);
   }
 }
 
-void ScalarQuantizer8::Encode(const float* x, uint8_t* code) const {
+void ScalarQuantizer::Encode(const float* x, uint8_t* code) const {
+  if (bits_ == 4) std::fill(code, code + code_size(), uint8_t{0});
   for (size_t j = 0; j < dim_; ++j) {
     const float t = std::nearbyint((x[j] - lo_[j]) / scale_[j]);
-    code[j] = static_cast<uint8_t>(std::clamp(t, 0.0f, 255.0f));
+    const auto level = static_cast<uint8_t>(std::clamp(t, 0.0f, float(levels_)));
+    if (bits_ == 8) {
+      code[j] = level;
+    } else {
+      code[j / 2] |= j % 2 ? uint8_t(level << 4) : level;
+    }
   }
 }
 
-void ScalarQuantizer8::Decode(const uint8_t* code, float* x) const {
-  for (size_t j = 0; j < dim_; ++j) x[j] = lo_[j] + scale_[j] * float(code[j]);
+void ScalarQuantizer::Decode(const uint8_t* code, float* x) const {
+  for (size_t j = 0; j < dim_; ++j) x[j] = lo_[j] + scale_[j] * float(Level(code, j));
 }
 
-float ScalarQuantizer8::DecodedNorm(const uint8_t* code) const {
+float ScalarQuantizer::DecodedNorm(const uint8_t* code) const {
   double sum = 0;
   for (size_t j = 0; j < dim_; ++j) {
-    const double v = double(lo_[j]) + double(scale_[j]) * code[j];
+    const double v = double(lo_[j]) + double(scale_[j]) * Level(code, j);
     sum += v * v;
   }
   return float(sum);
 }
 
-void ScalarQuantizer8::Prepare(const float* q, Query* out) const {
+void ScalarQuantizer::Prepare(const float* q, Query* out) const {
   out->scaled.resize(dim_);
   double q_lo = 0, q_norm = 0;
   for (size_t j = 0; j < dim_; ++j) {
@@ -74,16 +80,17 @@ void ScalarQuantizer8::Prepare(const float* q, Query* out) const {
   out->q_norm = float(q_norm);
 }
 
-float ScalarQuantizer8::Dot(const Query& q, const uint8_t* code) const {
-  return q.q_lo + simd::Active().dot_f32_u8(q.scaled.data(), code, dim_);
+float ScalarQuantizer::Dot(const Query& q, const uint8_t* code) const {
+  const auto& kernels = simd::Active();
+  return q.q_lo + (bits_ == 8 ? kernels.dot_f32_u8 : kernels.dot_f32_u4)(q.scaled.data(), code, dim_);
 }
 
-Status ScalarQuantizer8::Serialize(ByteSink& out) const {
+Status ScalarQuantizer::Serialize(ByteSink& out) const {
   FATHOM_RETURN_IF_ERROR(out.Write(lo_.data(), dim_ * sizeof(float)));
   return out.Write(scale_.data(), dim_ * sizeof(float));
 }
 
-Status ScalarQuantizer8::Deserialize(ByteSource& in) {
+Status ScalarQuantizer::Deserialize(ByteSource& in) {
   lo_.resize(dim_);
   scale_.resize(dim_);
   FATHOM_RETURN_IF_ERROR(in.ReadBytes(lo_.data(), dim_ * sizeof(float)));

@@ -21,13 +21,15 @@ class ByteSource;
 // the row, the dimension and the value, for `what` ("an FP16 index").
 Status CheckHalfRange(size_t n, size_t dim, const float* x, const char* what);
 
-// x_j ~ lo_j + scale_j * code_j, code_j in 0..255, with lo and scale per dimension, trained
+// x_j ~ lo_j + scale_j * code_j, code_j in 0..2^bits - 1 (bits 8: one byte per dimension; 4: two
+// dimensions per byte, the even one in the low nibble), with lo and scale per dimension, trained
 // from the data's range (values outside it are clamped).
-class ScalarQuantizer8 {
+class ScalarQuantizer {
  public:
-  explicit ScalarQuantizer8(size_t dim = 0) : dim_(dim) {}
+  explicit ScalarQuantizer(size_t dim = 0, int bits = 8) : dim_(dim), bits_(bits), levels_((1 << bits) - 1) {}
   size_t dim() const { return dim_; }
-  size_t code_size() const { return dim_; }
+  int bits() const { return bits_; }
+  size_t code_size() const { return bits_ == 8 ? dim_ : (dim_ + 1) / 2; }
   bool trained() const { return !lo_.empty(); }
   void Train(size_t n, const float* x);
   void Encode(const float* x, uint8_t* code) const;
@@ -50,7 +52,13 @@ class ScalarQuantizer8 {
   size_t memory_bytes() const { return 2 * lo_.capacity() * sizeof(float); }
 
  private:
+  unsigned Level(const uint8_t* code, size_t j) const {
+    return bits_ == 8 ? code[j] : (j % 2 ? code[j / 2] >> 4 : code[j / 2] & 0x0F);
+  }
+
   size_t dim_;
+  int bits_;
+  int levels_;  // 2^bits - 1
   std::vector<float> lo_, scale_;
 };
 

@@ -39,6 +39,12 @@ float DotF32U8Scalar(const float* q, const uint8_t* codes, size_t d) {
   return sum;
 }
 
+float DotF32U4Scalar(const float* q, const uint8_t* codes, size_t d) {
+  float sum = 0;
+  for (size_t i = 0; i < d; ++i) sum += q[i] * static_cast<float>(i % 2 ? codes[i / 2] >> 4 : codes[i / 2] & 0x0F);
+  return sum;
+}
+
 float L2SqrF16Scalar(const float* q, const uint16_t* x, size_t d) {
   float sum = 0;
   for (size_t i = 0; i < d; ++i) {
@@ -119,7 +125,7 @@ uint32_t RbqDotScalar(const uint64_t* code, const uint64_t* planes, size_t words
 
 const Kernels kScalarKernels{Isa::kScalar,        L2SqrScalar,    DotScalar,   L2SqrU8Scalar,
                              DotF32U8Scalar,      Pq4BlockSumsScalar, L2SqrF16Scalar, DotF16Scalar,
-                             F16ToF32Scalar,      RbqDotScalar};
+                             F16ToF32Scalar,      DotF32U4Scalar, RbqDotScalar};
 }  // namespace detail
 
 const char* IsaName(Isa isa) {

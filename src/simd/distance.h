@@ -34,6 +34,9 @@ struct Kernels {
   float (*l2_sqr_f16)(const float* q, const uint16_t* x, size_t d);
   float (*dot_f16)(const float* q, const uint16_t* x, size_t d);
   void (*f16_to_f32)(const uint16_t* x, float* out, size_t d);
+  // 4-bit scalar codes: sum_i q[i] * code_i, code_i the low nibble of codes[i / 2] for even i
+  // and its high nibble for odd i.
+  float (*dot_f32_u4)(const float* q, const uint8_t* codes, size_t d);
   // RaBitQ: sum over j in 0..3 of 2^j * popcount(code & planes[j]), where code and each of the
   // four bit planes of the quantised query are `words` 64-bit words (planes[j] starts at
   // planes + j * words). Exact integer arithmetic: every path returns the same value.

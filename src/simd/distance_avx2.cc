@@ -104,6 +104,24 @@ float DotF32U8(const float* q, const uint8_t* codes, size_t d) {
   return sum;
 }
 
+// 16 codes per step: 8 bytes split into low and high nibbles, interleaved back into order.
+float DotF32U4(const float* q, const uint8_t* codes, size_t d) {
+  const __m128i nibble = _mm_set1_epi8(0x0F);
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 16 <= d; i += 16) {
+    const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + i / 2));
+    const __m128i c = _mm_unpacklo_epi8(_mm_and_si128(b, nibble), _mm_and_si128(_mm_srli_epi16(b, 4), nibble));
+    __m256 c0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c));
+    __m256 c1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(c, 8)));
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), c0, acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), c1, acc1);
+  }
+  float sum = HorizontalSum(_mm256_add_ps(acc0, acc1));
+  for (; i < d; ++i) sum += q[i] * static_cast<float>(i % 2 ? codes[i / 2] >> 4 : codes[i / 2] & 0x0F);
+  return sum;
+}
+
 // Two sub-quantizers per 256-bit step (one per 128-bit lane): vpshufb looks up 16 codes in a
 // 16-entry table per lane; the 8-bit results are added into 16-bit accumulators as even and odd
 // bytes (mask and shift), so no widening instruction is needed.
@@ -203,7 +221,7 @@ void Pq4BlockSumsAvx2(const uint8_t* codes, const uint8_t* luts, size_t m, uint1
   Pq4BlockSums(codes, luts, m, out);
 }
 const Kernels kAvx2Kernels{Isa::kAvx2, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16, F16ToF32,
-                          RbqDotPopcnt};
+                          DotF32U4, RbqDotPopcnt};
 }  // namespace detail
 
 }  // namespace fathom::simd

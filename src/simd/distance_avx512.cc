@@ -93,6 +93,24 @@ float DotF32U8(const float* q, const uint8_t* codes, size_t d) {
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
+// 32 codes per step: 16 bytes split into low and high nibbles, interleaved back into order.
+float DotF32U4(const float* q, const uint8_t* codes, size_t d) {
+  const __m128i nibble = _mm_set1_epi8(0x0F);
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  size_t i = 0;
+  for (; i + 32 <= d; i += 32) {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i / 2));
+    const __m128i lo = _mm_and_si128(b, nibble), hi = _mm_and_si128(_mm_srli_epi16(b, 4), nibble);
+    __m512 c0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)));
+    __m512 c1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo, hi)));
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), c0, acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i + 16), c1, acc1);
+  }
+  float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+  for (; i < d; ++i) sum += q[i] * static_cast<float>(i % 2 ? codes[i / 2] >> 4 : codes[i / 2] & 0x0F);
+  return sum;
+}
+
 float L2SqrF16(const float* q, const uint16_t* x, size_t d) {
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
   size_t i = 0;
@@ -141,7 +159,7 @@ void F16ToF32(const uint16_t* x, float* out, size_t d) {
 
 namespace detail {
 const Kernels kAvx512Kernels{Isa::kAvx512, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16, F16ToF32,
-                            RbqDotPopcnt};
+                            DotF32U4, RbqDotPopcnt};
 }  // namespace detail
 
 }  // namespace fathom::simd

@@ -107,6 +107,29 @@ TEST_P(KernelTest, U8KernelsAreExactOrNearExact) {
   }
 }
 
+// 4-bit codes, two per byte (low nibble first), unaligned, every length including odd ones: the
+// dot product with a float query matches a double-precision loop over the unpacked codes.
+TEST_P(KernelTest, U4DotReadsNibblesInOrder) {
+  const Kernels* k = ForIsa(GetParam());
+  if (k == nullptr) GTEST_SKIP() << "this CPU cannot run " << IsaName(GetParam());
+  std::mt19937 rng(13);
+  std::uniform_int_distribution<int> nibble(0, 15);
+  std::normal_distribution<float> dist(0.f, 1.f);
+  for (size_t d : kDims) {
+    std::vector<uint8_t> codes((d + 1) / 2 + 1, 0);
+    std::vector<int> values(d);
+    std::vector<float> q(d + 1);
+    for (size_t i = 0; i < d; ++i) {
+      values[i] = nibble(rng);
+      codes[1 + i / 2] |= static_cast<uint8_t>(i % 2 ? values[i] << 4 : values[i]);
+    }
+    for (auto& v : q) v = dist(rng);
+    double ref = 0;
+    for (size_t i = 0; i < d; ++i) ref += double(q[1 + i]) * values[i];
+    EXPECT_NEAR(k->dot_f32_u4(q.data() + 1, codes.data() + 1, d), ref, 1e-5 * 15 * (double(d) + 1)) << "d=" << d;
+  }
+}
+
 TEST_P(KernelTest, ExtremeValuesDoNotOverflowU8Accumulators) {
   const Kernels* k = ForIsa(GetParam());
   if (k == nullptr) GTEST_SKIP() << "this CPU cannot run " << IsaName(GetParam());
