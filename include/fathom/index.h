@@ -212,6 +212,10 @@ class Index {
   // Attaches a store for the float vectors (see VectorStore), before the first Add (or, for
   // Load, through LoadOptions). NotSupported for indexes that need every float in RAM.
   virtual Status SetVectorStore(std::shared_ptr<VectorStore> store);
+  // OK when SetVectorStore would take a store (the index walks compressed codes in RAM);
+  // otherwise NotSupported saying why and which index to use instead. A database asks before it
+  // creates an on_disk collection.
+  virtual Status CanUseVectorStore() const;
   // Bytes of the index held on disk (its vector store), beside memory_bytes() in RAM.
   virtual uint64_t disk_bytes() const { return 0; }
 

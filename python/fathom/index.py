@@ -34,7 +34,7 @@ class Index:
     Factory strings: ``"Flat"`` (exact), ``"HNSW<M>"``, ``"HNSW<M>,SQ8"`` with optional
     ``",efC=<n>"`` and ``",efS=<n>"``, and inverted files ``"IVF<nlist>,Flat"``,
     ``"IVF<nlist>,SQ8"``, ``"IVF<nlist>,PQ<m>"``, ``"IVF<nlist>,PQ<m>x4fs"`` (4-bit fast scan),
-    ``"IVF<nlist>,RBQ"`` (1-bit RaBitQ codes), ``"IVF<nlist>,FP16"`` (half precision), ``"OPQ<m>,IVF<nlist>,PQ<m>"``,
+    ``"IVF<nlist>,RBQ"`` (1-bit RaBitQ codes), ``"IVF<nlist>,FP16"`` (half precision), ``"IVF<nlist>,SQ4"``, ``"OPQ<m>,IVF<nlist>,PQ<m>"``,
     ``"IVF<nlist>_HNSW<M>,..."``, the exact trees for low dimensions ``"KDTree"`` and
     ``"BallTree"``, and the randomized k-d forest ``"KDForest<trees>"`` (see docs/format/factory.md). IVF indexes learn centroids with :meth:`train` (as in Faiss), or
     train themselves once they hold 39 vectors per list, searching exactly until then. Metrics: ``"l2"`` (squared

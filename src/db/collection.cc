@@ -84,24 +84,8 @@ Status CollectionImpl::ValidateSpec(const CollectionSpec& spec) {
     auto index = MakeIndex(v.index, v.dim, v.metric);
     if (!index.ok()) return index.status();
     if (v.on_disk) {
-      auto kind = ParseFactory(v.index);
-      const bool walks_codes =
-          kind.ok() && ((kind->type == IndexSpec::Type::kHnsw && kind->sq8 && v.metric != Metric::kInnerProduct) ||
-                        (kind->type == IndexSpec::Type::kHnsw && kind->fp16) ||
-                        (kind->type == IndexSpec::Type::kIvf && kind->code != IndexSpec::Code::kFlat));
-      if (kind.ok() && kind->type == IndexSpec::Type::kHnsw && kind->rbq) {
-        return Status::InvalidArgument(
-            VectorLabel(v.name) + ": '" + v.index + "' builds its graph on the float vectors and keeps them in RAM, "
-            "so on_disk is not available with RBQ codes yet: use '" + "HNSW" + std::to_string(kind->m) +
-            ",SQ8' (l2 or cosine) or '...,FP16' for vectors on disk");
-      }
-      if (!walks_codes) {
-        return Status::InvalidArgument(
-            VectorLabel(v.name) + ": on_disk keeps float vectors on disk and re-ranks from there, so its "
-            "index must walk compressed codes in RAM: use '" +
-            (kind.ok() && kind->type == IndexSpec::Type::kHnsw ? "HNSW" + std::to_string(kind->m) : std::string("HNSW32")) +
-            ",SQ8' with l2 or cosine, '...,FP16' (any metric), or IVF lists of codes such as 'IVF1024,SQ8' (got '" + v.index + "' with " +
-            MetricName(v.metric) + ")");
+      if (Status s = (*index)->CanUseVectorStore(); !s.ok()) {
+        return Status::InvalidArgument(VectorLabel(v.name) + ": " + s.message());
       }
     }
   }

@@ -12,6 +12,7 @@
 
 #include "index/flat.h"
 #include "index/quantizer.h"
+#include "index/vector_store.h"
 #include "index/topk.h"
 #include "simd/distance.h"
 #include "util/file.h"
@@ -996,8 +997,19 @@ Status HnswIndex::Remove(size_t n, const label_t* labels, size_t* removed) {
   return MaybeConsolidate();
 }
 
+Status HnswIndex::CanUseVectorStore() const {
+  const std::string hnsw = "HNSW" + std::to_string(spec_.m);
+  if (spec_.rbq) {
+    return Status::NotSupported("'" + factory_string() + "' builds its graph on the float vectors and keeps them in RAM, "
+                                "so on_disk is not available with RBQ codes yet: use '" + hnsw +
+                                ",SQ8' (l2 or cosine) or '...,FP16' for vectors on disk");
+  }
+  if ((spec_.sq8 && metric() != Metric::kInnerProduct) || spec_.fp16) return Status::OK();
+  return VectorStoreRefusal(hnsw, factory_string(), metric());
+}
+
 Status HnswIndex::SetVectorStore(std::shared_ptr<VectorStore> store) {
-  if (!(spec_.sq8 && metric() != Metric::kInnerProduct) && !spec_.fp16) return Index::SetVectorStore(std::move(store));
+  FATHOM_RETURN_IF_ERROR(CanUseVectorStore());
   if (store == nullptr || store->dim() != dim()) {
     return Status::InvalidArgument("vector store dimension does not match the index's " + std::to_string(dim()));
   }

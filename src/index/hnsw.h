@@ -66,6 +66,7 @@ class HnswIndex final : public Index {
   // ",SQ8" with l2 or cosine only (other kinds compare float vectors while building). The
   // caller writes each vector to the store (normalised for cosine) before adding it.
   Status SetVectorStore(std::shared_ptr<VectorStore> store) override;
+  Status CanUseVectorStore() const override;
   uint64_t disk_bytes() const override;
   Status CheckValues(size_t n, const float* x) const override;
   void set_inline_maintenance(bool on) override { inline_maintenance_.store(on); }

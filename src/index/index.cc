@@ -11,6 +11,7 @@
 #include "index/balltree.h"
 #include "index/kdforest.h"
 #include "index/kdtree.h"
+#include "index/vector_store.h"
 
 namespace fathom {
 
@@ -33,10 +34,17 @@ Result<Metric> ParseMetric(std::string_view name) {
                                  "': expected l2 (or euclidean), ip (or inner_product, dot) or cosine");
 }
 
-Status Index::SetVectorStore(std::shared_ptr<VectorStore>) {
-  return Status::NotSupported("index '" + factory_string() +
-                              "' reads float vectors throughout its search, so they cannot live on disk: "
-                              "use an index that walks compressed codes in RAM, e.g. 'HNSW32,SQ8' (l2 or cosine)");
+Status Index::SetVectorStore(std::shared_ptr<VectorStore>) { return CanUseVectorStore(); }
+
+Status Index::CanUseVectorStore() const {
+  return VectorStoreRefusal("HNSW32", factory_string(), metric());
+}
+
+Status VectorStoreRefusal(const std::string& hnsw, const std::string& factory, Metric metric) {
+  return Status::NotSupported("on_disk keeps float vectors on disk and re-ranks from there, so its index must walk "
+                              "compressed codes in RAM: use '" + hnsw + ",SQ8' with l2 or cosine, '...,FP16' (any "
+                              "metric), or IVF lists of codes such as 'IVF1024,SQ8' (got '" + factory + "' with " +
+                              MetricName(metric) + ")");
 }
 
 Status Index::Train(size_t n, const float* x) { return ValidateVectors(n, x); }

@@ -105,13 +105,16 @@ size_t IvfIndex::memory_bytes() const {
 
 uint64_t IvfIndex::disk_bytes() const { return store_ ? store_->disk_bytes() : 0; }
 
+Status IvfIndex::CanUseVectorStore() const {
+  if (spec_.code != IndexSpec::Code::kFlat) return Status::OK();
+  return Status::NotSupported("on_disk keeps float vectors on disk and re-ranks from there, but '" + factory_string() +
+                              "' lists are the float vectors: use lists of codes, e.g. 'IVF" +
+                              std::to_string(spec_.nlist) + ",SQ8', 'IVF" + std::to_string(spec_.nlist) +
+                              ",FP16' or 'IVF" + std::to_string(spec_.nlist) + ",PQ<m>'");
+}
+
 Status IvfIndex::SetVectorStore(std::shared_ptr<VectorStore> store) {
-  if (spec_.code == IndexSpec::Code::kFlat) {
-    return Status::NotSupported("index '" + factory_string() +
-                                "' keeps float vectors in its lists, so they cannot live on disk: use "
-                                "compressed lists, e.g. 'IVF" + std::to_string(spec_.nlist) + ",SQ8' or 'IVF" +
-                                std::to_string(spec_.nlist) + ",PQ<m>'");
-  }
+  FATHOM_RETURN_IF_ERROR(CanUseVectorStore());
   if (!store || store->dim() != dim()) {
     return Status::InvalidArgument("vector store dimension does not match the index's " + std::to_string(dim()));
   }

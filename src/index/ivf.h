@@ -63,6 +63,7 @@ class IvfIndex final : public Index {
                      size_t num_candidates, float* distances, label_t* labels) const override;
   // Codes only (",Flat" lists are the float vectors).
   Status SetVectorStore(std::shared_ptr<VectorStore> store) override;
+  Status CanUseVectorStore() const override;
   uint64_t disk_bytes() const override;
 
   // Points a list must hold on average before an untrained index trains itself.

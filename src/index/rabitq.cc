@@ -120,7 +120,8 @@ void RaBitQuantizer::Encode(const float* x, uint8_t* code) const {
     if (d < best) best = d, nearest = c;
   }
   const float* centre = centres_.data() + size_t{nearest} * dim_;
-  std::vector<float> v(padded_, 0.0f);
+  thread_local std::vector<float> v;  // (one allocation per thread, not per code)
+  v.assign(padded_, 0.0f);
   double norm2 = 0;
   for (size_t j = 0; j < dim_; ++j) {
     v[j] = x[j] - centre[j];

@@ -24,6 +24,10 @@
 
 namespace fathom {
 
+// The NotSupported an index answers to CanUseVectorStore when its floats must stay in RAM:
+// names the index that would work (`hnsw`, e.g. "HNSW16"), what was asked and its metric.
+Status VectorStoreRefusal(const std::string& hnsw, const std::string& factory, Metric metric);
+
 class FileVectorStore final : public VectorStore {
  public:
   // Opens or creates the store at `path`. `created` (optional) says whether the file is new:
