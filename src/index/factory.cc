@@ -133,33 +133,33 @@ Result<IndexSpec> ParseFactory(std::string_view factory) {
     spec.opq = true;
     return spec;
   }
-  if (head.substr(0, 8) == "BallTree") {
-    spec.type = IndexSpec::Type::kBallTree;
-    if (head.size() > 8 && (!ParseInt(head.substr(8), &spec.branching) || spec.branching < 2 || spec.branching > 256)) {
-      return Bad(factory, "'" + std::string(head) + "' needs a branching factor between 2 and 256 after BallTree (e.g. BallTree8)");
+  // The trees: a name, an optional number after it, no options.
+  struct Tree {
+    std::string_view name;
+    IndexSpec::Type type;
+    int IndexSpec::*value;
+    int lo, hi;
+    const char* what;
+    const char* example;
+  };
+  static constexpr Tree kTrees[] = {
+      {"BallTree", IndexSpec::Type::kBallTree, &IndexSpec::branching, 2, 256, "a branching factor", "BallTree8"},
+      {"KDForest", IndexSpec::Type::kKdForest, &IndexSpec::trees, 1, 64, "a tree count", "KDForest8"},
+      {"KDTree", IndexSpec::Type::kKdTree, &IndexSpec::leaf, 1, 4096, "a leaf size", "KDTree16"},
+  };
+  for (const Tree& tree : kTrees) {
+    if (head.substr(0, tree.name.size()) != tree.name) continue;
+    spec.type = tree.type;
+    int& value = spec.*tree.value;
+    if (head.size() > tree.name.size() &&
+        (!ParseInt(head.substr(tree.name.size()), &value) || value < tree.lo || value > tree.hi)) {
+      return Bad(factory, "'" + std::string(head) + "' needs " + tree.what + " between " + std::to_string(tree.lo) +
+                              " and " + std::to_string(tree.hi) + " after " + std::string(tree.name) + " (e.g. " +
+                              tree.example + ")");
     }
     if (parts.size() > 1) {
-      return Bad(factory, "unexpected option '" + std::string(parts[1]) + "' after BallTree: it takes none");
-    }
-    return spec;
-  }
-  if (head.substr(0, 8) == "KDForest") {
-    spec.type = IndexSpec::Type::kKdForest;
-    if (head.size() > 8 && (!ParseInt(head.substr(8), &spec.trees) || spec.trees < 1 || spec.trees > 64)) {
-      return Bad(factory, "'" + std::string(head) + "' needs a tree count between 1 and 64 after KDForest (e.g. KDForest8)");
-    }
-    if (parts.size() > 1) {
-      return Bad(factory, "unexpected option '" + std::string(parts[1]) + "' after KDForest: it takes none");
-    }
-    return spec;
-  }
-  if (head.substr(0, 6) == "KDTree") {
-    spec.type = IndexSpec::Type::kKdTree;
-    if (head.size() > 6 && (!ParseInt(head.substr(6), &spec.leaf) || spec.leaf < 1 || spec.leaf > 4096)) {
-      return Bad(factory, "'" + std::string(head) + "' needs a leaf size between 1 and 4096 after KDTree (e.g. KDTree16)");
-    }
-    if (parts.size() > 1) {
-      return Bad(factory, "unexpected option '" + std::string(parts[1]) + "' after KDTree: it takes none");
+      return Bad(factory, "unexpected option '" + std::string(parts[1]) + "' after " + std::string(tree.name) +
+                              ": it takes none");
     }
     return spec;
   }

@@ -1,6 +1,7 @@
 #include "index/kdforest.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <limits>
 #include <numeric>
 #include <queue>
@@ -25,9 +26,12 @@ void KdForestIndex::BuildTree() {
   roots_.clear();
   order_.clear();
   if (n == 0) return;
-  order_.resize(size_t(trees_) * n);
-  nodes_.reserve(size_t(trees_) * 2 * (n / (kLeafSize / 2) + 1));
-  for (int t = 0; t < trees_; ++t) {
+  // Leaves address order_ with 32-bit positions: past 2^32 / n trees (e.g. more than 42 trees of
+  // 100M points, 17 GB of permutations) the forest keeps the trees that fit.
+  const int trees = int(std::min<size_t>(size_t(trees_), std::max<size_t>(1, size_t(UINT32_MAX) / n)));
+  order_.resize(size_t(trees) * n);
+  nodes_.reserve(size_t(trees) * 2 * (n / (kLeafSize / 2) + 1));
+  for (int t = 0; t < trees; ++t) {
     std::mt19937 rng(0x9e3779b9u + uint32_t(t));
     uint32_t* rows = order_.data() + size_t(t) * n;
     std::iota(rows, rows + n, 0u);
