@@ -633,17 +633,27 @@ void HnswIndex::SelectNeighbors(std::vector<std::pair<float, uint32_t>>& candida
     for (auto& c : candidates) selected->push_back(c.second);
     return;
   }
-  for (auto& [dist, c] : candidates) {
-    if (selected->size() >= max_links) break;
-    bool keep = true;
-    for (uint32_t s : *selected) {
-      if (NodeDistance(c, s) < dist) {
-        keep = false;
-        break;
+  // Each candidate is set up as a query once (FP16: decoded once, not once per comparison) and
+  // the distance kind is dispatched once for the whole loop.
+  thread_local std::vector<float> decoded;
+  Dispatch(BuildKind(), [&](auto kind) {
+    for (auto& [dist, c] : candidates) {
+      if (selected->size() >= max_links) break;
+      bool keep = true;
+      if (!selected->empty()) {
+        Query q;
+        q.vec = NodeFloats(c, decoded);
+        q.code = Code(c);
+        for (uint32_t s : *selected) {
+          if (Distance<decltype(kind)::value>(q, s) < dist) {
+            keep = false;
+            break;
+          }
+        }
       }
+      if (keep) selected->push_back(c);
     }
-    if (keep) selected->push_back(c);
-  }
+  });
 }
 
 void HnswIndex::AddBackLink(uint32_t target, uint32_t node, int level) {
