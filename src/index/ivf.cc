@@ -93,7 +93,7 @@ size_t IvfIndex::memory_bytes() const {
   size_t bytes = (centroids_.capacity() + centroid_norms_.capacity() + pending_.capacity()) * sizeof(float) +
                  pending_labels_.capacity() * sizeof(label_t) + sq_.memory_bytes() + pq_.memory_bytes() +
                  rbq_.memory_bytes() + rbq_centres_.capacity() * sizeof(float) + opq_.memory_bytes() +
-                 opq_centroids_.capacity() * sizeof(float) +
+                 (opq_centroids_.capacity() + pq_terms_.capacity()) * sizeof(float) +
                  lists_.capacity() * sizeof(List) + where_.capacity() * (sizeof(label_t) + sizeof(uint64_t) + 1);
   for (const List& l : lists_) {
     bytes += l.labels.capacity() * sizeof(label_t) + l.codes.capacity() +
@@ -184,6 +184,7 @@ Status IvfIndex::TrainLocked(size_t n, const float* x) {
     opq_centroids_.resize(centroids_.size());
     opq_.Apply(nlist, centroids_.data(), opq_centroids_.data());
   }
+  PrecomputeTerms();
   BuildCoarse();
   trained_ = true;
   // The vectors added before training go to their lists.
@@ -504,34 +505,53 @@ void IvfIndex::Probe(const float* q, size_t nprobe, std::vector<std::pair<float,
   out->resize(nprobe);
 }
 
-std::vector<float> IvfIndex::NegatedDotTable(const float* q) const {
+void IvfIndex::PrecomputeTerms() {
+  pq_terms_.clear();
+  if (!product_codes() || metric() == Metric::kInnerProduct) return;
+  const size_t per_list = pq_.m() * pq_.ksub(), nlist = size_t(spec_.nlist), d = dim();
+  if (nlist * per_list * sizeof(float) > kMaxPrecomputedBytes) return;
+  pq_terms_.resize(nlist * per_list);
+  const std::vector<float>& centroids = spec_.opq ? opq_centroids_ : centroids_;
+  for (size_t l = 0; l < nlist; ++l) pq_.CrossTerms(centroids.data() + l * d, pq_terms_.data() + l * per_list);
+}
+
+std::vector<float> IvfIndex::QueryTable(const float* q) const {
   std::vector<float> table;
-  if (metric() != Metric::kInnerProduct) return table;
+  if (metric() != Metric::kInnerProduct && pq_terms_.empty()) return table;
   table.resize(pq_.m() * pq_.ksub());
   pq_.DotTable(q, table.data());
-  for (float& t : table) t = -t;
+  const float factor = metric() == Metric::kInnerProduct ? -1.0f : -2.0f;
+  for (float& t : table) t *= factor;
   return table;
 }
 
 // Product codes hold the residual r = x - c of their list's centroid c, so an entry's distance
-// is base + sum over sub-quantizers of table[s][code_s]: for l2 |q - c - r|^2 with the table of
-// the residual query q - c (computed here, into `scratch`); for inner product -<q, c> - <q, r>,
-// with the query's negated dot table (the same for every list). Cosine (unit vectors) uses the
-// l2 table, halved by the caller (1 - cos = |q - x|^2 / 2): the l2 form's error shrinks with
-// |q - x|, the dot form's does not, and close neighbours differ by less than it (recall@10 0.43
-// against 0.9998 on 128-d CNN features with PQ32).
-const float* IvfIndex::ListTable(const float* q, uint32_t list, const std::vector<float>& neg_dots,
+// is base + sum over sub-quantizers of table[s][code_s]. For l2, |q - c - r|^2: with precomputed
+// terms, base |q - c|^2 and table = terms of c + the query's -2 <q, r> table; otherwise the
+// table of the residual query q - c (computed here, into `scratch`). For inner product,
+// -<q, c> - <q, r>, with the query's negated dot table (the same for every list). Cosine (unit
+// vectors) uses the l2 form, halved by the caller (1 - cos = |q - x|^2 / 2): the l2 form's error
+// shrinks with |q - x|, the dot form's does not, and close neighbours differ by less than it
+// (recall@10 0.43 against 0.9998 on 128-d CNN features with PQ32).
+const float* IvfIndex::ListTable(const float* q, uint32_t list, const std::vector<float>& query_table,
                                  std::vector<float>& scratch, std::vector<float>& residual, float* base) const {
   const size_t d = dim();
   // (With OPQ, q is R q and the centroids are rotated alike.)
   const float* c = (spec_.opq ? opq_centroids_ : centroids_).data() + size_t{list} * d;
   if (metric() == Metric::kInnerProduct) {
     *base = -simd::Active().dot(q, c, d);
-    return neg_dots.data();
+    return query_table.data();
+  }
+  const size_t entries = pq_.m() * pq_.ksub();
+  scratch.resize(entries);
+  if (!pq_terms_.empty()) {
+    *base = simd::Active().l2_sqr(q, c, d);
+    const float* terms = pq_terms_.data() + size_t{list} * entries;
+    for (size_t i = 0; i < entries; ++i) scratch[i] = terms[i] + query_table[i];
+    return scratch.data();
   }
   *base = 0;
   residual.resize(d);
-  scratch.resize(pq_.m() * pq_.ksub());
   for (size_t j = 0; j < d; ++j) residual[j] = q[j] - c[j];
   pq_.L2Table(residual.data(), scratch.data());
   return scratch.data();
@@ -647,14 +667,14 @@ Status IvfIndex::SearchOne(const float* q, size_t k, const SearchParams& params,
       // turned back into a distance estimate for the candidate list, re-ranked below.
       const size_t m = pq_.m();
       std::vector<float> scratch, residual;
-      const std::vector<float> neg_dots = NegatedDotTable(tq);
+      const std::vector<float> query_table = QueryTable(tq);
       std::vector<uint8_t> lut(m * 16);
       alignas(32) uint16_t sums[32];
       for (const auto& [unused, list] : probes) {
         const List& l = lists_[list];
         if (l.labels.empty()) continue;
         float base;
-        const float* table = ListTable(tq, list, neg_dots, scratch, residual, &base);
+        const float* table = ListTable(tq, list, query_table, scratch, residual, &base);
         float bias = base, widest = 0;
         std::vector<float> lows(m);
         for (size_t s = 0; s < m; ++s) {
@@ -685,12 +705,12 @@ Status IvfIndex::SearchOne(const float* q, size_t k, const SearchParams& params,
       }
     } else {
       std::vector<float> scratch, residual;
-      const std::vector<float> neg_dots = NegatedDotTable(tq);
+      const std::vector<float> query_table = QueryTable(tq);
       for (const auto& [unused, list] : probes) {
         const List& l = lists_[list];
         if (l.labels.empty()) continue;
         float base;
-        const float* table = ListTable(tq, list, neg_dots, scratch, residual, &base);
+        const float* table = ListTable(tq, list, query_table, scratch, residual, &base);
         for (size_t j = 0; j < l.labels.size(); ++j) {
           if (filter && !filter->Allowed(l.labels[j])) continue;
           top.Push(scale * (base + pq_.Lookup(table, l.codes.data() + j * code_size_)), l.labels[j]);
@@ -842,6 +862,7 @@ Status IvfIndex::DeserializeBody(ByteSource& in, uint64_t count, uint32_t, bool)
       FATHOM_RETURN_IF_ERROR(rbq_.Deserialize(in));
       RotateCentroids();
     }
+    PrecomputeTerms();
   }
   const size_t entry_bytes = sizeof(label_t) + (fast_scan() ? pq_.m() / 2 : code_size_) +
                              (scalar_codes() ? sizeof(float) : 0) +

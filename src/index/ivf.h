@@ -105,9 +105,12 @@ class IvfIndex final : public Index {
   void Insert(label_t label, uint32_t list, const uint8_t* code, float term, const float* vec);
   void RemoveLocked(label_t label);
   void Probe(const float* q, size_t nprobe, std::vector<std::pair<float, uint32_t>>* out) const;
-  // Product codes: the query's negated dot table (empty for l2), and one list's distance table.
-  std::vector<float> NegatedDotTable(const float* q) const;
-  const float* ListTable(const float* q, uint32_t list, const std::vector<float>& neg_dots, std::vector<float>& scratch,
+  // Product codes: the per-query table (inner product: the negated dot table; l2 and cosine with
+  // precomputed terms: -2 x the dot table; else empty), and one list's distance table.
+  std::vector<float> QueryTable(const float* q) const;
+  // pq_terms_ for every list (l2 and cosine product codes, when they fit kMaxPrecomputedBytes).
+  void PrecomputeTerms();
+  const float* ListTable(const float* q, uint32_t list, const std::vector<float>& query_table, std::vector<float>& scratch,
                          std::vector<float>& residual, float* base) const;
   Status SearchOne(const float* q, size_t k, const SearchParams& params, float* distances,
                    label_t* labels) const;
@@ -128,6 +131,12 @@ class IvfIndex final : public Index {
   ScalarQuantizer sq_;  // SQ8, SQ4
   ProductQuantizer pq_;
   OpqRotation opq_;  // "OPQ<m>,...": PQ codes of R(x - c), tables of R q - R c
+  // Product codes, l2 and cosine: per list, ProductQuantizer::CrossTerms of its centroid (as the
+  // codes see it), so a probed list's table is these plus the query's -2 <q, y> table (m x ksub
+  // additions) instead of a residual table (m x ksub x d/m multiply-adds); empty when larger
+  // than kMaxPrecomputedBytes (then tables are made per list).
+  std::vector<float> pq_terms_;
+  static constexpr size_t kMaxPrecomputedBytes = size_t{256} << 20;
   std::vector<float> opq_centroids_;  // nlist * dim: R c per list
   // RBQ: codes of the residual to the list's centroid (one quantizer centre, the mean residual
   // m), and per list R(centroid + m), so a query is rotated once per search: R(q - c - m) =

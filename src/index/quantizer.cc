@@ -172,6 +172,11 @@ void ProductQuantizer::DotTable(const float* q, float* table) const {
   }
 }
 
+void ProductQuantizer::CrossTerms(const float* x, float* out) const {
+  DotTable(x, out);
+  for (size_t i = 0; i < m_ * ksub_; ++i) out[i] = norms_[i] + 2 * out[i];
+}
+
 Status ProductQuantizer::Serialize(ByteSink& out) const {
   return out.Write(centroids_.data(), centroids_.size() * sizeof(float));
 }

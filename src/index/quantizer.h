@@ -79,6 +79,9 @@ class ProductQuantizer {
   // table[s * ksub + c] = |q_s - centroid_{s,c}|^2 (L2) or <q_s, centroid_{s,c}> (inner product).
   void L2Table(const float* q, float* table) const;
   void DotTable(const float* q, float* table) const;
+  // out[s * ksub + c] = |centroid_{s,c}|^2 + 2 <x_s, centroid_{s,c}>: the query-independent part
+  // of |q - x - y|^2 - |q - x|^2 for a code y relative to x (IVF: x a list's centroid).
+  void CrossTerms(const float* x, float* out) const;
   // Sum over sub-spaces of table[s * 256 + code[s]].
   float Lookup(const float* table, const uint8_t* code) const {
     float sum = 0;
