@@ -241,7 +241,7 @@ def test_client_reconnects_after_the_server_closed_its_connection(server):
     client.close()
 
 
-@pytest.mark.parametrize("factory", ["KDTree", "KDForest8", "BallTree", "IVF16,SQ8", "IVF16_HNSW8,PQ4x4fs", "IVF16,RBQ", "IVF16,FP16", "IVF16,SQ4"])
+@pytest.mark.parametrize("factory", ["KDTree", "KDForest8", "BallTree", "IVF16,SQ8", "IVF16_HNSW8,PQ4x4fs", "IVF16,RBQ", "IVF16,FP16", "IVF16,SQ4", "OPQ4,IVF16,PQ4"])
 def test_index_family_as_a_collection_index(tmp_path, factory):
     """Every index kind serves a collection: exact answers for the trees, self-training IVF,
     filters, deletes, and the same answers after a reopen (checkpoint and log replay)."""
