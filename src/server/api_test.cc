@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <random>
 #include <shared_mutex>
 
 namespace fathom::server {
@@ -92,6 +93,42 @@ TEST_F(ApiTest, CreateUpsertSearch) {
   EXPECT_EQ(hits[1]["payload"], Json::parse(R"({"a": 1})"));
   EXPECT_NEAR(hits[0]["distance"].get<double>(), 0.02, 1e-6);
   EXPECT_NEAR(hits[0]["score"].get<double>(), std::sqrt(0.02), 1e-6);
+}
+
+// params.checks (a Fathom extension) reaches a budgeted tree: a KD forest answers exactly without
+// it and approximately with a tiny budget, in single and batch searches alike; out of range is
+// a 400 that says the limit.
+TEST_F(ApiTest, ChecksBudgetReachesTheTrees) {
+  ASSERT_TRUE(api_->CreateCollection(
+                      Req(R"({"vectors": {"size": 16, "distance": "Euclid", "index": "KDForest8"}})", {"t"}))
+                  .ok());
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  Json points = Json::array();
+  for (int i = 0; i < 3000; ++i) {
+    Json v = Json::array();
+    for (int j = 0; j < 16; ++j) v.push_back(normal(rng));
+    points.push_back(Json{{"id", i}, {"vector", v}});
+  }
+  ASSERT_TRUE(api_->UpsertPoints(Req(Json{{"points", points}}.dump(), {"t"})).ok());
+  size_t differ = 0;
+  for (int q = 0; q < 20; ++q) {
+    Json v = Json::array();
+    for (int j = 0; j < 16; ++j) v.push_back(normal(rng));
+    Json body{{"vector", v}, {"limit", 10}};
+    Reply exact = api_->Search(Req(body.dump(), {"t"}));
+    body["params"] = Json{{"checks", 1}};
+    Reply budget = api_->Search(Req(body.dump(), {"t"}));
+    ASSERT_TRUE(exact.ok() && budget.ok()) << exact.error << budget.error;
+    Reply batch = api_->SearchBatch(Req(Json{{"searches", Json::array({body})}}.dump(), {"t"}));
+    ASSERT_TRUE(batch.ok()) << batch.error;
+    EXPECT_EQ(Json::parse(batch.result)[0], Json::parse(budget.result));
+    differ += exact.result != budget.result;
+  }
+  EXPECT_GT(differ, 0u);  // one leaf per tree is not the exact answer every time
+  Reply r = api_->Search(Req(R"({"vector": [0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0], "params": {"checks": 2000000000}})", {"t"}));
+  EXPECT_EQ(r.http_status, 400);
+  EXPECT_NE(r.error.find("params.checks must be at most 1073741824"), std::string::npos) << r.error;
 }
 
 TEST_F(ApiTest, ErrorsMapToHttpStatuses) {
