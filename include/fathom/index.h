@@ -14,6 +14,7 @@
 // Per-query knobs travel in SearchParams, never by mutating the shared index.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -82,6 +83,17 @@ class FunctionFilter final : public LabelFilter {
   Fn fn_;
 };
 
+// What searches did, summed over their queries (as Faiss's hnsw_stats): for tuning and for
+// tests that check how much work a search does without timing it. Searches from several
+// threads may share one.
+struct SearchCounters {
+  // Distances computed while walking a graph's beam (HNSW: level 0 and the level-1 beam; not
+  // the greedy upper levels or the re-ranking).
+  std::atomic<uint64_t> distances{0};
+  // Nodes whose neighbour lists the beam expanded.
+  std::atomic<uint64_t> expansions{0};
+};
+
 struct SearchParams {
   // HNSW beam width (candidates kept while searching): higher is slower and more accurate.
   // 0 uses the index default (efS in the factory string, 64 unless set); never below k.
@@ -103,6 +115,8 @@ struct SearchParams {
   int checks = 0;
   // Only labels this accepts are returned; nullptr accepts all. Not owned.
   const LabelFilter* filter = nullptr;
+  // Where to add what the search did (HNSW); nullptr counts nothing. Not owned.
+  SearchCounters* counters = nullptr;
 };
 
 struct AddOptions {

@@ -85,6 +85,8 @@ struct HnswIndex::Scratch {
   std::vector<std::pair<float, uint32_t>> seeds;  // where a level's beam search starts
   RaBitQuantizer::Query rbq;
   Status error;  // a failed read of on-disk vectors, reported by Search
+  uint64_t distances = 0;   // SearchCounters of the search in progress
+  uint64_t expansions = 0;
 
   void NewEpoch(size_t nodes, size_t dense_max_nodes) { visited.Reset(nodes, dense_max_nodes); }
   bool Visit(uint32_t node) { return visited.Insert(node); }
@@ -404,6 +406,8 @@ void HnswIndex::SearchLevelFrom(const Query& q, int level, size_t ef, Scratch& s
       uint32_t v = LoadLink(links + j);
       if (s.Visit(v)) s.batch[n++] = v;
     }
+    ++s.expansions;
+    s.distances += n;
     for (size_t i = 0; i < std::min(n, kPrefetchAhead); ++i) Prefetch(Code(s.batch[i]), prefetch_bytes);
     for (size_t i = 0; i < n; ++i) {
       if (i + kPrefetchAhead < n) Prefetch(Code(s.batch[i + kPrefetchAhead]), prefetch_bytes);
@@ -415,68 +419,117 @@ void HnswIndex::SearchLevelFrom(const Query& q, int level, size_t ef, Scratch& s
 }
 
 // Like SearchLevel on level 0, but results only hold live nodes the filter allows, and the
-// search goes on until it has ef of them (walking through rejected nodes on the way).
+// search goes on until it has ef of them. The walk is filter-aware (ACORN's two-hop expansion):
+// from a node it steps to its allowed neighbours and, through each rejected neighbour, to that
+// neighbour's allowed neighbours, until it has seen m0 allowed ones, so distances are computed
+// for allowed nodes only and the walk stays on the allowed points' (denser) two-hop graph. A step
+// that finds no allowed node within two hops walks on through the rejected neighbours, as an
+// unfiltered walk would, so a sparse corner of the allowed set is still reached.
 template <HnswIndex::DistKind K>
 void HnswIndex::SearchLevelFiltered(const Query& q, size_t ef, const LabelFilter* filter, Scratch& s) const {
   s.NewEpoch(capacity_, dense_visited_max_nodes_);
-  auto& cand = s.heap;     // min-heap by distance
-  auto& res = s.results;   // max-heap by distance
-  cand.clear();
-  res.clear();
+  // Allowed nodes go to the pool (the results, and the candidates to expand, as in SearchLevel);
+  // rejected ones the walk must pass through (a rejected entry point, a step with no allowed
+  // node within two hops) to a min-heap beside it.
+  s.pool.Reset(ef);
+  auto& side = s.heap;
+  side.clear();
   auto greater = std::greater<std::pair<float, uint32_t>>();
-  auto accept = [&](uint32_t v) {
-    return Live(v) && (filter == nullptr || filter->Allowed(labels_[v]));
+  const auto* bits = dynamic_cast<const BitsetFilter*>(filter);  // the database's filter, without a virtual call
+  auto accept = [&](uint32_t v) {  // (the filter first: most nodes it rejects are live)
+    if (bits != nullptr) return bits->Allowed(labels_[v]) && Live(v);
+    return (filter == nullptr || filter->Allowed(labels_[v])) && Live(v);
   };
-  for (auto [entry_dist, entry] : s.seeds) {
-    if (!s.Visit(entry)) continue;
-    cand.emplace_back(entry_dist, entry);
-    if (accept(entry)) res.emplace_back(entry_dist, entry);
+  for (auto [d, node] : s.seeds) {
+    if (!s.Visit(node)) continue;
+    if (accept(node)) {
+      s.pool.Insert(d, node);
+    } else {
+      side.emplace_back(d, node);
+    }
   }
-  std::make_heap(cand.begin(), cand.end(), greater);
-  std::make_heap(res.begin(), res.end());
-  while (res.size() > ef) {
-    std::pop_heap(res.begin(), res.end());
-    res.pop_back();
-  }
+  std::make_heap(side.begin(), side.end(), greater);
   const size_t prefetch_bytes = std::min(code_bytes_, kMaxPrefetchBytes);
+  const size_t cap = m0_;
   s.batch.resize(m0_ + 1);
-  while (!cand.empty()) {
-    std::pop_heap(cand.begin(), cand.end(), greater);
-    auto [du, u] = cand.back();
-    cand.pop_back();
-    if (res.size() >= ef && du > res.front().first) break;
+  s.selected.resize(m0_ + 1);  // this step's rejected neighbours (the two-hop hubs)
+  for (;;) {
+    uint32_t u;
+    const float from_pool = s.pool.HasNext() ? s.pool.NextDistance() : std::numeric_limits<float>::infinity();
+    if (!side.empty() && side.front().first < from_pool) {
+      if (!(side.front().first < s.pool.worst())) {
+        side.clear();  // every rejected candidate is beyond the results
+        continue;
+      }
+      std::pop_heap(side.begin(), side.end(), greater);
+      u = side.back().second;
+      side.pop_back();
+    } else if (s.pool.HasNext()) {
+      u = s.pool.Next();
+    } else {
+      break;
+    }
     const uint32_t* links = Links(u, 0);
     uint32_t count = std::min<uint32_t>(LoadLink(links), m0_);
-    size_t n = 0;
+    // `seen` counts allowed neighbours whether visited or not: the two-hop list is cut at m0
+    // of them (ACORN's truncation), so where most neighbours are allowed few hubs are read.
+    size_t n = 0, hubs = 0, seen = 0;
     for (uint32_t j = 1; j <= count; ++j) {
       uint32_t v = LoadLink(links + j);
-      if (s.Visit(v)) s.batch[n++] = v;
+      if (accept(v)) {
+        ++seen;
+        if (s.Visit(v)) s.batch[n++] = v;
+      } else {
+        s.selected[hubs++] = v;
+        // A hub's list is read only while fewer than m0 allowed neighbours have been seen; its
+        // load is the step's latency, so it starts now (two lines: the count and 15 links).
+        if (seen + hubs < cap + 4) Prefetch(Links(v, 0), 2 * 64);
+      }
     }
+    size_t scanned = 0;  // hubs whose lists this step read (and marked visited)
+    for (size_t h = 0; h < hubs && seen < cap; ++h) {
+      uint32_t v = s.selected[h];
+      if (!s.Visit(v)) continue;
+      s.selected[scanned++] = v;
+      const uint32_t* hop = Links(v, 0);
+      uint32_t hop_count = std::min<uint32_t>(LoadLink(hop), m0_);
+      for (uint32_t j = 1; j <= hop_count && seen < cap; ++j) {
+        uint32_t w = LoadLink(hop + j);
+        if (!accept(w)) continue;
+        ++seen;
+        if (s.Visit(w)) s.batch[n++] = w;
+      }
+    }
+    const bool through_rejected = n == 0;
+    if (through_rejected) {
+      std::copy_n(s.selected.begin(), scanned, s.batch.begin());
+      n = scanned;
+    }
+    ++s.expansions;
+    s.distances += n;
+    for (size_t i = 0; i < std::min(n, kPrefetchAhead); ++i) Prefetch(Code(s.batch[i]), prefetch_bytes);
     for (size_t i = 0; i < n; ++i) {
       if (i + kPrefetchAhead < n) Prefetch(Code(s.batch[i + kPrefetchAhead]), prefetch_bytes);
       uint32_t v = s.batch[i];
       float d = Distance<K>(q, v);
-      if (res.size() < ef || d < res.front().first) {
-        cand.emplace_back(d, v);
-        std::push_heap(cand.begin(), cand.end(), greater);
-        if (accept(v)) {
-          res.emplace_back(d, v);
-          std::push_heap(res.begin(), res.end());
-          if (res.size() > ef) {
-            std::pop_heap(res.begin(), res.end());
-            res.pop_back();
-          }
-        }
+      if (!(d < s.pool.worst())) continue;
+      if (through_rejected) {
+        side.emplace_back(d, v);
+        std::push_heap(side.begin(), side.end(), greater);
+      } else {
+        s.pool.Insert(d, v);
       }
     }
   }
-  std::sort(res.begin(), res.end());
+  s.results.clear();
+  for (size_t i = 0; i < s.pool.size(); ++i) s.results.emplace_back(s.pool.distance(i), s.pool.node(i));
 }
 
 template <HnswIndex::DistKind K>
 void HnswIndex::SearchOne(const float* query, size_t k, const SearchParams& params, Scratch& s,
                           float* distances, label_t* labels) const {
   TopK top(k);
+  s.distances = s.expansions = 0;
   uint64_t entry = entry_.load(std::memory_order_acquire);
   if (entry == kNoEntry) {
     top.Extract(distances, labels);
@@ -560,6 +613,10 @@ void HnswIndex::SearchOne(const float* query, size_t k, const SearchParams& para
     }
   }
   top.Extract(distances, labels);
+  if (params.counters != nullptr) {
+    params.counters->distances.fetch_add(s.distances, std::memory_order_relaxed);
+    params.counters->expansions.fetch_add(s.expansions, std::memory_order_relaxed);
+  }
 }
 
 Status HnswIndex::Search(size_t n, const float* queries, size_t k, float* distances,

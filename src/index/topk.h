@@ -96,6 +96,8 @@ class CandidatePool {
     return true;
   }
   bool HasNext() const { return cursor_ < size_; }
+  // The distance of the node Next() would return (HasNext() must hold).
+  float NextDistance() const { return entries_[cursor_].distance; }
   // The closest unexpanded node; marks it expanded.
   uint32_t Next() {
     uint32_t node = entries_[cursor_].node;
