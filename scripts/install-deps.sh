@@ -15,6 +15,9 @@ PACKAGES=(
   python3-dev pybind11-dev python3-numpy python3-setuptools python3-venv python3-pip
   python3-pytest python3-torch python3-faiss mypy
 )
+# Node.js and npm (Qdrant's JavaScript client in the tests): Debian's, unless a node and npm are
+# already on PATH (e.g. from NodeSource, whose nodejs conflicts with Debian's npm package).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then PACKAGES+=(nodejs npm); fi
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -16,6 +16,8 @@ FATHOM_BUILD_DIR="$PWD/build" .venv/bin/pip install -q --no-build-isolation --no
 (cd /tmp && "$OLDPWD/.venv/bin/python" -c 'import fathom, numpy as np
 i = fathom.Index(8, "HNSW16"); i.add(np.eye(8, dtype=np.float32)); assert i.search(np.eye(8)[:1], 1)[1][0, 0] == 0
 print("python package installed:", fathom.__file__)')
+# Qdrant's JavaScript client for the compatibility tests, at the versions package-lock.json pins.
+npm ci --prefix tests/qdrant-js --no-audit --no-fund --loglevel=error
 ctest --test-dir build --output-on-failure -j "$JOBS"
 # What the durability and SIMD tests exercised (ctest keeps passing tests' output in its log).
 grep -hE "^(crash-test|power-loss|kernel paths|snippets)( \(maintenance\))?:" build/Testing/Temporary/LastTest.log || true

@@ -139,6 +139,20 @@ struct SearchRequest {
   bool exact = false;
 };
 
+// One page of Collection::Scroll.
+struct ScrollRequest {
+  std::string filter;             // as in SearchRequest; "" = every point
+  std::optional<PointId> offset;  // where the page starts (a previous page's next_offset); none = the first point
+  size_t limit = 10;
+  bool with_payload = true;
+  bool with_vectors = false;
+};
+
+struct ScrollPage {
+  std::vector<Record> points;
+  std::optional<PointId> next_offset;  // the first point of the next page; none after the last
+};
+
 struct SearchStats {
   std::string strategy;  // "graph", "exact-scan", "graph+filter" or "exact" (request.exact)
   size_t allowed = 0;    // points the filter allowed (all points when there is none)
@@ -162,6 +176,10 @@ class Collection {
   virtual Result<size_t> DeleteByFilter(const std::string& filter) = 0;
   virtual size_t Count() const = 0;
   virtual Result<size_t> CountByFilter(const std::string& filter) const = 0;
+  // The points (matching the filter) page by page, in storage order: each page costs its own
+  // size, not the collection's (plus evaluating the filter, as a count does). A point written
+  // while paging may or may not appear; the offset point must still exist (else NotFound).
+  virtual Result<ScrollPage> Scroll(const ScrollRequest& request) const = 0;
   // One result list per query, closest first.
   virtual Result<std::vector<std::vector<ScoredPoint>>> Search(const SearchRequest& request,
                                                                SearchStats* stats = nullptr) const = 0;

@@ -706,6 +706,52 @@ Result<std::vector<std::optional<Record>>> CollectionImpl::Get(const std::vector
   return GetRecords(ids, with_vectors);
 }
 
+Result<ScrollPage> CollectionImpl::Scroll(const ScrollRequest& request) const {
+  if (request.limit == 0) return Status::InvalidArgument("scroll limit must be at least 1");
+  std::shared_lock life(life_mutex_);
+  FATHOM_RETURN_IF_ERROR(retired_);
+  std::vector<PointId> ids;
+  ScrollPage page;
+  {
+    std::shared_lock lock(state_mutex_);
+    uint32_t start = 0;
+    if (request.offset) {
+      std::optional<uint32_t> slot = ids_.Find(*request.offset);
+      if (!slot) {
+        return Status::NotFound("scroll offset: point " + PointIdToString(*request.offset) +
+                                " does not exist in collection '" + spec_.name +
+                                "' (deleted since the previous page?); start again without an offset");
+      }
+      start = *slot;
+    }
+    SlotBitmap matching;
+    const SlotBitmap* slots = &live_;
+    if (!request.filter.empty()) {
+      FATHOM_ASSIGN_OR_RETURN(Filter filter, ParseFilter(request.filter));
+      FATHOM_ASSIGN_OR_RETURN(matching, MatchingSlots(filter, nullptr));
+      slots = &matching;
+    }
+    auto it = slots->begin();
+    it.equalorlarger(start);
+    for (; it != slots->end(); ++it) {
+      const uint32_t slot = *it;
+      if (!ids_.Has(slot)) continue;
+      if (ids.size() == request.limit) {
+        page.next_offset = ids_.IdOf(slot);
+        break;
+      }
+      ids.push_back(ids_.IdOf(slot));
+    }
+  }
+  FATHOM_ASSIGN_OR_RETURN(auto records, GetRecords(ids, request.with_vectors));
+  for (auto& record : records) {
+    if (!record) continue;  // deleted meanwhile
+    if (!request.with_payload) record->payload.clear();
+    page.points.push_back(std::move(*record));
+  }
+  return page;
+}
+
 Result<std::vector<std::optional<Record>>> CollectionImpl::GetRecords(const std::vector<PointId>& ids,
                                                                       bool with_vectors) const {
   std::vector<std::optional<Record>> out(ids.size());

@@ -56,6 +56,7 @@ class CollectionImpl final : public Collection {
   Result<size_t> DeleteByFilter(const std::string& filter) override;
   size_t Count() const override;
   Result<size_t> CountByFilter(const std::string& filter) const override;
+  Result<ScrollPage> Scroll(const ScrollRequest& request) const override;
   Result<std::vector<std::vector<ScoredPoint>>> Search(const SearchRequest& request,
                                                        SearchStats* stats = nullptr) const override;
   Status Snapshot(const std::string& dir) const override;

@@ -111,7 +111,8 @@ Result<Literal> JsonLiteral(const json& value, const std::string& what) {
                                  JsonTypeName(value));
 }
 
-Status ParseMatch(const json& match, Condition* condition) {
+// `*negate` is set for {"except": [...]}: the caller wraps the IN condition in a NOT.
+Status ParseMatch(const json& match, Condition* condition, bool* negate) {
   const std::string& key = condition->key;
   if (!match.is_object()) {
     return Status::InvalidArgument("'match' for key '" + key + "' must be an object, got " +
@@ -119,18 +120,36 @@ Status ParseMatch(const json& match, Condition* condition) {
   }
   const json* value = nullptr;
   const json* any = nullptr;
+  const json* text = nullptr;
+  size_t kinds = 0;
   for (const auto& [kind, operand] : match.items()) {
+    ++kinds;
     if (kind == "value") {
       value = &operand;
     } else if (kind == "any") {
       any = &operand;
+    } else if (kind == "except") {
+      any = &operand;
+      *negate = true;
+    } else if (kind == "text") {
+      text = &operand;
     } else {
       return Status::InvalidArgument("unknown match kind '" + kind + "' for key '" + key +
-                                     "': expected value or any");
+                                     "': expected value, any, except or text");
     }
   }
-  if (value != nullptr && any != nullptr) {
-    return Status::InvalidArgument("'match' for key '" + key + "' has both 'value' and 'any'");
+  if (kinds > 1) {
+    return Status::InvalidArgument("'match' for key '" + key +
+                                   "' has more than one of 'value', 'any', 'except' and 'text'");
+  }
+  if (text != nullptr) {
+    if (!text->is_string()) {
+      return Status::InvalidArgument("match 'text' for key '" + key + "' must be a string, got " +
+                                     JsonTypeName(*text));
+    }
+    condition->op = Condition::Op::kText;
+    condition->values.push_back(text->get<std::string>());
+    return Status::OK();
   }
   if (value != nullptr) {
     FATHOM_ASSIGN_OR_RETURN(Literal literal,
@@ -141,8 +160,8 @@ Status ParseMatch(const json& match, Condition* condition) {
   }
   if (any != nullptr) {
     if (!any->is_array()) {
-      return Status::InvalidArgument("match 'any' for key '" + key + "' must be an array, got " +
-                                     JsonTypeName(*any));
+      return Status::InvalidArgument(std::string("match '") + (*negate ? "except" : "any") + "' for key '" +
+                                     key + "' must be an array, got " + JsonTypeName(*any));
     }
     condition->op = Condition::Op::kIn;
     for (size_t i = 0; i < any->size(); ++i) {
@@ -153,7 +172,7 @@ Status ParseMatch(const json& match, Condition* condition) {
     }
     return Status::OK();
   }
-  return Status::InvalidArgument("'match' for key '" + key + "' needs 'value' or 'any'");
+  return Status::InvalidArgument("'match' for key '" + key + "' needs 'value', 'any', 'except' or 'text'");
 }
 
 Status ParseRange(const json& range, Condition* condition) {
@@ -217,7 +236,7 @@ Result<FilterNode> ParseFieldCondition(const json& clause) {
       match = &operand;
     } else if (name == "range") {
       range = &operand;
-    } else if (IsCombinator(name) || name == "is_null") {
+    } else if (IsCombinator(name) || name == "is_null" || name == "is_empty") {
       return Status::InvalidArgument("filter clause cannot mix 'key' with '" + name + "'");
     } else {
       return Status::InvalidArgument("unknown filter clause '" + name + "' in condition on key '" +
@@ -229,7 +248,15 @@ Result<FilterNode> ParseFieldCondition(const json& clause) {
                                    "' has both 'match' and 'range'; use one per condition");
   }
   if (match != nullptr) {
-    FATHOM_RETURN_IF_ERROR(ParseMatch(*match, &condition));
+    bool negate = false;
+    FATHOM_RETURN_IF_ERROR(ParseMatch(*match, &condition, &negate));
+    if (negate) {
+      FilterNode node;
+      node.type = FilterNode::Type::kNot;
+      FilterNode in = MakeCondition(std::move(condition));
+      node.children.push_back(std::move(in));
+      return node;
+    }
   } else if (range != nullptr) {
     FATHOM_RETURN_IF_ERROR(ParseRange(*range, &condition));
   } else {
@@ -239,31 +266,31 @@ Result<FilterNode> ParseFieldCondition(const json& clause) {
   return MakeCondition(std::move(condition));
 }
 
-Result<FilterNode> ParseIsNull(const json& clause) {
-  for (const auto& [name, operand] : clause.items()) {
-    if (name == "is_null") continue;
-    if (IsCombinator(name)) {
-      return Status::InvalidArgument("filter clause cannot mix 'is_null' with '" + name + "'");
+// {"is_null": {"key": k}} and {"is_empty": {"key": k}} (`name`): both are IS NULL.
+Result<FilterNode> ParseIsNull(const json& clause, const std::string& name) {
+  for (const auto& [other, operand] : clause.items()) {
+    if (other == name) continue;
+    if (IsCombinator(other) || other == "is_null" || other == "is_empty") {
+      return Status::InvalidArgument("filter clause cannot mix '" + name + "' with '" + other + "'");
     }
-    return Status::InvalidArgument("unknown filter clause '" + name +
-                                   "': expected must, should, must_not, key, is_null");
+    return Status::InvalidArgument("unknown filter clause '" + other +
+                                   "': expected must, should, must_not, key, is_null, is_empty");
   }
-  const json& operand = clause["is_null"];
+  const json& operand = clause[name];
   if (!operand.is_object()) {
-    return Status::InvalidArgument(std::string("'is_null' must be an object with a 'key', got ") +
+    return Status::InvalidArgument("'" + name + "' must be an object with a 'key', got " +
                                    JsonTypeName(operand));
   }
   const json* key = nullptr;
-  for (const auto& [name, value] : operand.items()) {
-    if (name != "key") {
-      return Status::InvalidArgument("unknown field '" + name + "' in 'is_null': expected key");
+  for (const auto& [field, value] : operand.items()) {
+    if (field != "key") {
+      return Status::InvalidArgument("unknown field '" + field + "' in '" + name + "': expected key");
     }
     key = &value;
   }
-  if (key == nullptr) return Status::InvalidArgument("'is_null' needs a 'key'");
+  if (key == nullptr) return Status::InvalidArgument("'" + name + "' needs a 'key'");
   if (!key->is_string()) {
-    return Status::InvalidArgument(std::string("'is_null' key must be a string, got ") +
-                                   JsonTypeName(*key));
+    return Status::InvalidArgument("'" + name + "' key must be a string, got " + JsonTypeName(*key));
   }
   Condition condition;
   condition.op = Condition::Op::kIsNull;
@@ -304,7 +331,8 @@ Result<std::vector<FilterNode>> ParseClauseList(const json& list, const std::str
 Result<FilterNode> ParseClause(const json& clause, size_t depth) {
   if (depth > kMaxFilterDepth) return NestedTooDeep();
   if (clause.contains("key")) return ParseFieldCondition(clause);
-  if (clause.contains("is_null")) return ParseIsNull(clause);
+  if (clause.contains("is_null")) return ParseIsNull(clause, "is_null");
+  if (clause.contains("is_empty")) return ParseIsNull(clause, "is_empty");
 
   std::vector<FilterNode> must;
   std::vector<FilterNode> should;
@@ -320,7 +348,7 @@ Result<FilterNode> ParseClause(const json& clause, size_t depth) {
       return Status::InvalidArgument("filter clause has '" + name + "' but no 'key'");
     } else {
       return Status::InvalidArgument("unknown filter clause '" + name +
-                                     "': expected must, should, must_not, key, is_null");
+                                     "': expected must, should, must_not, key, is_null, is_empty");
     }
   }
 
@@ -979,6 +1007,14 @@ bool Condition::Matches(const json& payload) const {
         const std::optional<Number> number = Number::FromJson(v);
         return number.has_value() && InRange(*number);
       });
+    case Op::kText: {
+      if (values.empty()) return false;
+      const auto* text = std::get_if<std::string>(&values.front());
+      if (text == nullptr) return false;
+      return AnyValue(payload, path, 0, true, [&](const json& v) {
+        return v.is_string() && v.get_ref<const std::string&>().find(*text) != std::string::npos;
+      });
+    }
   }
   return false;
 }

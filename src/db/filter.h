@@ -18,7 +18,12 @@
 //     double are never rounded into each other. Unsigned JSON integers above 2^63-1 are read as
 //     doubles. Strings match strings, bools match bools; no cross-type coercion ("5" != 5).
 //   * IS NULL holds when the field has no non-null value (missing, null, [] or [null]);
-//     IS NOT NULL is its negation.
+//     IS NOT NULL is its negation. Qdrant's is_empty is the same test; its is_null (an explicit
+//     null only) is read as IS NULL too.
+//   * {"match": {"except": [a, b]}} is NOT (x IN (a, b)): it holds for a missing field.
+//   * {"match": {"text": "t"}} holds when a string value contains "t" (substring, case
+//     sensitive; Qdrant without a full-text index does the same). The payload index does not
+//     answer it: payloads are read.
 //   * `x != v` holds when x has a non-null value and no value of x equals v (so a missing field
 //     never matches it, as in SQL); it is text-form only.
 //   * An empty AND (the filter `{}`) matches everything; an empty "should" list adds no
@@ -97,7 +102,8 @@ struct Condition {
     kNotEqual,  // values[0]; `x != v` (text form only)
     kIn,        // any of values; `x IN (a, b)`, {"match": {"any": [a, b]}}
     kRange,     // gt/gte/lt/lte, all of which one value must satisfy
-    kIsNull,    // `x IS NULL`, {"is_null": {"key": "x"}}
+    kIsNull,    // `x IS NULL`, {"is_null": {"key": "x"}} or {"is_empty": {"key": "x"}}
+    kText,      // a string value contains values[0] (a string); {"match": {"text": "..."}}
   };
 
   Op op = Op::kEqual;

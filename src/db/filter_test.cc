@@ -397,7 +397,7 @@ TEST(FilterJsonTest, AcceptsAParsedJsonValue) {
 
 TEST(FilterJsonTest, ErrorsArePrecise) {
   EXPECT_EQ(JsonError(R"({"mustt":[]})"),
-            "unknown filter clause 'mustt': expected must, should, must_not, key, is_null");
+            "unknown filter clause 'mustt': expected must, should, must_not, key, is_null, is_empty");
   EXPECT_EQ(JsonError(R"({"must":[{"key":"price","range":{"lt":"cheap"}}]})"),
             "range bound 'lt' for key 'price' must be a number, got string");
   EXPECT_EQ(
@@ -428,11 +428,11 @@ TEST(FilterJsonTest, ErrorsArePrecise) {
   EXPECT_EQ(JsonError(R"({"match":{"value":1}})"), "filter clause has 'match' but no 'key'");
   EXPECT_EQ(JsonError(R"({"key":"p","match":"x"})"),
             "'match' for key 'p' must be an object, got string");
-  EXPECT_EQ(JsonError(R"({"key":"p","match":{}})"), "'match' for key 'p' needs 'value' or 'any'");
-  EXPECT_EQ(JsonError(R"({"key":"p","match":{"text":"x"}})"),
-            "unknown match kind 'text' for key 'p': expected value or any");
+  EXPECT_EQ(JsonError(R"({"key":"p","match":{}})"), "'match' for key 'p' needs 'value', 'any', 'except' or 'text'");
+  EXPECT_EQ(JsonError(R"({"key":"p","match":{"phrase":"x"}})"),
+            "unknown match kind 'phrase' for key 'p': expected value, any, except or text");
   EXPECT_EQ(JsonError(R"({"key":"p","match":{"value":1,"any":[1]}})"),
-            "'match' for key 'p' has both 'value' and 'any'");
+            "'match' for key 'p' has more than one of 'value', 'any', 'except' and 'text'");
   EXPECT_EQ(JsonError(R"({"key":"p","match":{"value":null}})"),
             "match value for key 'p' must be a string, number or bool, got null");
   EXPECT_EQ(JsonError(R"({"key":"p","match":{"any":"a"}})"),
@@ -561,6 +561,41 @@ TEST(FilterTest, CheckTypesRejectsLiteralsThatCannotFitTheIndexedType) {
             "filter compares field 'sold' (bool) with number 1.0");
   EXPECT_EQ(Json(R"({"key":"score","match":{"value":"high"}})").CheckTypes(indexed).message(),
             R"(filter compares field 'score' (float) with string "high")");
+}
+
+}  // namespace
+}  // namespace fathom
+
+namespace fathom {
+namespace {
+
+// Qdrant's match.except, match.text and is_empty (issue 14), on payloads and through the
+// payload index of a collection (where text is read from payloads, never from the index).
+TEST(FilterTest, QdrantExceptTextAndIsEmpty) {
+  auto m = [](std::string_view filter, const char* payload) {
+    return Json(filter).Matches(json::parse(payload));
+  };
+  const char* except = R"({"must": [{"key": "c", "match": {"except": ["red", "green"]}}]})";
+  EXPECT_TRUE(m(except, R"({"c": "blue"})"));
+  EXPECT_FALSE(m(except, R"({"c": "red"})"));
+  EXPECT_FALSE(m(except, R"({"c": ["blue", "green"]})"));  // any value in the list
+  EXPECT_TRUE(m(except, R"({})"));                          // NOT IN: a missing field passes
+  const char* text = R"({"must": [{"key": "t", "match": {"text": "number 1"}}]})";
+  EXPECT_TRUE(m(text, R"({"t": "point number 12"})"));
+  EXPECT_FALSE(m(text, R"({"t": "point number 2"})"));
+  EXPECT_FALSE(m(text, R"({"t": 1})"));
+  EXPECT_TRUE(m(text, R"({"t": ["x", "a number 1"]})"));
+  const char* empty = R"({"must": [{"is_empty": {"key": "tag"}}]})";
+  EXPECT_TRUE(m(empty, R"({})"));
+  EXPECT_TRUE(m(empty, R"({"tag": []})"));
+  EXPECT_TRUE(m(empty, R"({"tag": null})"));
+  EXPECT_FALSE(m(empty, R"({"tag": "x"})"));
+  EXPECT_EQ(JsonError(R"({"key": "c", "match": {"text": 5}})"), "match 'text' for key 'c' must be a string, got number");
+  EXPECT_EQ(JsonError(R"({"key": "c", "match": {"except": "red"}})"), "match 'except' for key 'c' must be an array, got string");
+  EXPECT_EQ(JsonError(R"({"key": "c", "match": {"value": 1, "text": "a"}})"),
+            "'match' for key 'c' has more than one of 'value', 'any', 'except' and 'text'");
+  EXPECT_EQ(JsonError(R"({"is_empty": {"key": "a"}, "is_null": {"key": "a"}})"),
+            "filter clause cannot mix 'is_null' with 'is_empty'");
 }
 
 }  // namespace

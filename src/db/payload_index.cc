@@ -258,6 +258,8 @@ class PayloadIndex::Evaluator {
   // conditions (an empty AND/OR) counts as fully indexed: it needs no payloads.
   Coverage CoverageOf(const FilterNode& node) const {
     if (node.type == FilterNode::Type::kCondition) {
+      // Substring tests are not in the index: they read payloads.
+      if (node.condition.op == Condition::Op::kText) return Coverage::kNone;
       return index_.indexes_.count(node.condition.key) > 0 ? Coverage::kFull : Coverage::kNone;
     }
     bool any_full = false;
@@ -382,6 +384,7 @@ class PayloadIndex::Evaluator {
           hits = RangeUnion(field.floats, condition) & candidates;
         break;
       case Condition::Op::kIsNull: break;
+      case Condition::Op::kText: break;  // never indexed (CoverageOf)
     }
 
     // An irregular slot's values are only partly in the typed structure; decide it from its

@@ -68,12 +68,33 @@ bool IsUnnamedOnly(const CollectionSpec& spec) {
 
 // A record's vectors: a bare array when the collection has only the unnamed vector, else an
 // object of named arrays.
+// A stored vector as answers show it: a Cosine vector normalised (Qdrant stores and returns
+// them so), others as written.
+void AppendStoredVector(std::string* out, const CollectionSpec& spec, const std::string& name,
+                        const std::vector<float>& values) {
+  const VectorSpec* vs = FindVector(spec, name);
+  if (vs == nullptr || vs->metric != Metric::kCosine) {
+    AppendFloats(out, values);
+    return;
+  }
+  double norm = 0;
+  for (float x : values) norm += double(x) * x;
+  if (norm == 0) {
+    AppendFloats(out, values);
+    return;
+  }
+  std::vector<float> unit(values);
+  const float inv = static_cast<float>(1.0 / std::sqrt(norm));
+  for (float& x : unit) x *= inv;
+  AppendFloats(out, unit);
+}
+
 void AppendVectors(std::string* out, const CollectionSpec& spec,
                    const std::map<std::string, std::vector<float>>& vectors) {
   if (IsUnnamedOnly(spec)) {
     auto it = vectors.find("");
     if (it != vectors.end()) {
-      AppendFloats(out, it->second);
+      AppendStoredVector(out, spec, "", it->second);
     } else {
       *out += "null";
     }
@@ -86,18 +107,82 @@ void AppendVectors(std::string* out, const CollectionSpec& spec,
     first = false;
     AppendJsonString(out, name);
     out->push_back(':');
-    AppendFloats(out, values);
+    AppendStoredVector(out, spec, name, values);
   }
   out->push_back('}');
 }
 
+// Qdrant's with_payload: true / false, a list of fields to include, or {"include": [...]} /
+// {"exclude": [...]}. Returns whether to send a payload at all.
+Result<bool> ParsePayloadSelector(const Json& body, std::string_view what, std::vector<std::string>* include,
+                                  std::vector<std::string>* exclude, bool fallback) {
+  auto it = body.find("with_payload");
+  if (it == body.end() || it->is_null()) return fallback;
+  if (it->is_boolean()) return it->get<bool>();
+  auto names = [&](const Json& list, const std::string& field, std::vector<std::string>* out) -> Status {
+    if (!list.is_array()) {
+      return Status::InvalidArgument(std::string(what) + ": " + field + " must be an array of field names, got " +
+                                     TypeName(list));
+    }
+    for (const auto& name : list) {
+      if (!name.is_string()) {
+        return Status::InvalidArgument(std::string(what) + ": " + field + " must hold field names (strings), got " +
+                                       TypeName(name));
+      }
+      out->push_back(name.get<std::string>());
+    }
+    return Status::OK();
+  };
+  if (it->is_array()) {
+    FATHOM_RETURN_IF_ERROR(names(*it, "with_payload", include));
+    return true;
+  }
+  if (it->is_object()) {
+    FATHOM_RETURN_IF_ERROR(CheckFields(*it, std::string(what) + " with_payload", {"include", "exclude"}));
+    if (auto inc = it->find("include"); inc != it->end()) FATHOM_RETURN_IF_ERROR(names(*inc, "with_payload.include", include));
+    if (auto exc = it->find("exclude"); exc != it->end()) FATHOM_RETURN_IF_ERROR(names(*exc, "with_payload.exclude", exclude));
+    return true;
+  }
+  return Status::InvalidArgument(std::string(what) + ": with_payload must be true, false, a list of fields or "
+                                 "{\"include\"|\"exclude\": [...]}, got " + TypeName(*it));
+}
+
+// The payload JSON text with only the selected top-level fields.
+void AppendSelectedPayload(std::string* out, const std::string& payload, const std::vector<std::string>& include,
+                           const std::vector<std::string>& exclude) {
+  if (payload.empty()) {
+    *out += "{}";
+    return;
+  }
+  if (include.empty() && exclude.empty()) {
+    *out += payload;
+    return;
+  }
+  Json value = Json::parse(payload, nullptr, /*allow_exceptions=*/false);
+  if (!value.is_object()) {
+    *out += payload;
+    return;
+  }
+  Json selected = Json::object();
+  for (auto& [key, field] : value.items()) {
+    if (!include.empty() && std::find(include.begin(), include.end(), key) == include.end()) continue;
+    if (std::find(exclude.begin(), exclude.end(), key) != exclude.end()) continue;
+    selected[key] = std::move(field);
+  }
+  *out += Dump(selected);
+}
+
+void AppendSelectedPayload(std::string* out, const std::string& payload, const std::vector<std::string>& include,
+                           const std::vector<std::string>& exclude);
+
 void AppendRecord(std::string* out, const CollectionSpec& spec, const Record& record,
-                  bool with_payload, bool with_vector) {
+                  bool with_payload, bool with_vector, const std::vector<std::string>& include = {},
+                  const std::vector<std::string>& exclude = {}) {
   *out += "{\"id\":";
   AppendPointId(out, record.id);
   if (with_payload) {
     *out += ",\"payload\":";
-    *out += record.payload.empty() ? "{}" : record.payload;
+    AppendSelectedPayload(out, record.payload, include, exclude);
   }
   if (with_vector) {
     *out += ",\"vector\":";
@@ -125,7 +210,19 @@ Json SpecToJson(const CollectionSpec& spec) {
 }
 
 Result<VectorSpec> ParseVectorSpec(const Json& value, const std::string& name, std::string_view what) {
-  FATHOM_RETURN_IF_ERROR(CheckFields(value, what, {"size", "distance", "index", "on_disk"}));
+  FATHOM_RETURN_IF_ERROR(CheckFields(value, what, {"size", "distance", "index", "on_disk", "hnsw_config",
+                                                   "quantization_config", "datatype", "multivector_config"}));
+  for (const char* field : {"hnsw_config", "quantization_config", "multivector_config"}) {
+    if (auto it = value.find(field); it != value.end() && !it->is_null()) {
+      return Status::InvalidArgument(std::string(what) + "." + field +
+                                     " is not supported per vector; name the index with \"index\" (a factory "
+                                     "string such as \"HNSW16,SQ8\") or set it for the collection");
+    }
+  }
+  if (auto it = value.find("datatype"); it != value.end() && !it->is_null() && *it != "float32") {
+    return Status::InvalidArgument(std::string(what) + ".datatype: only float32 vectors are stored (got " + it->dump() +
+                                   "); name a compressed index such as \"HNSW32,FP16\" instead");
+  }
   VectorSpec spec;
   spec.name = name;
   if (!value.contains("size")) {
@@ -212,6 +309,15 @@ Json SnapshotJson(const fs::path& dir, std::string_view collection) {
               {"collection", collection},
               {"creation_time", ec ? Json(nullptr) : Json(IsoTime(time))},
               {"size", DirectorySize(dir)}};
+}
+
+// Qdrant's write status: "acknowledged" for a client that asked not to wait (?wait=false),
+// else "completed". Fathom's writes are durable and searchable before it answers either way.
+std::string WriteStatus(const ApiRequest& req) {
+  for (const auto& [key, value] : req.query) {
+    if (key == "wait" && value == "false") return "acknowledged";
+  }
+  return "completed";
 }
 
 }  // namespace
@@ -306,10 +412,66 @@ Reply Api::CreateCollection(const ApiRequest& req) {
   const std::string& name = req.params.at(0);
   FATHOM_RETURN_IF_ERROR(ValidateName(name, "collection name"));
   FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
-  FATHOM_RETURN_IF_ERROR(
-      CheckFields(body, "create-collection request", {"vectors", "indexed_fields", "on_disk_payload"}));
+  FATHOM_RETURN_IF_ERROR(CheckFields(body, "create-collection request",
+                                     {"vectors", "indexed_fields", "on_disk_payload", "hnsw_config",
+                                      "optimizers_config", "wal_config", "shard_number", "replication_factor",
+                                      "write_consistency_factor", "quantization_config", "sharding_method",
+                                      "sparse_vectors", "init_from", "strict_mode_config", "metadata"}));
   CollectionSpec spec;
   spec.name = name;
+  // Qdrant's options: one shard and one replica (a single node), no sparse vectors, no init_from;
+  // optimizer and WAL settings have nothing to set here and are accepted.
+  for (const char* field : {"shard_number", "replication_factor", "write_consistency_factor"}) {
+    if (auto it = body.find(field); it != body.end() && !it->is_null() && !(it->is_number_unsigned() && *it == 1)) {
+      return Status::InvalidArgument(std::string("field '") + field +
+                                     "' must be 1: this server is a single node (distributed mode is not built yet)");
+    }
+  }
+  for (const char* field : {"sparse_vectors", "init_from"}) {
+    if (auto it = body.find(field); it != body.end() && !it->is_null()) {
+      return Status::InvalidArgument(std::string("field '") + field + "' is not supported");
+    }
+  }
+  // hnsw_config {m, ef_construct} and quantization_config {scalar: {type: int8}} shape the
+  // index of every vector that does not name its own ("index": a factory string).
+  std::string hnsw = "HNSW32";
+  bool hnsw_given = false;
+  bool sq8 = false;
+  if (auto h = body.find("hnsw_config"); h != body.end() && !h->is_null()) {
+    FATHOM_RETURN_IF_ERROR(CheckFields(*h, "hnsw_config",
+                                       {"m", "ef_construct", "full_scan_threshold", "max_indexing_threads",
+                                        "on_disk", "payload_m", "inline_storage"}));
+    FATHOM_ASSIGN_OR_RETURN(uint64_t m, GetUint(*h, "m", 32, "hnsw_config"));
+    FATHOM_ASSIGN_OR_RETURN(uint64_t efc, GetUint(*h, "ef_construct", 200, "hnsw_config"));
+    if (m < 2 || m > 256) return Status::InvalidArgument("hnsw_config.m must be between 2 and 256, got " + std::to_string(m));
+    if (efc < 1 || efc > 100000) {
+      return Status::InvalidArgument("hnsw_config.ef_construct must be between 1 and 100000, got " + std::to_string(efc));
+    }
+    hnsw = "HNSW" + std::to_string(m);
+    if (efc != 200) hnsw += ",efC=" + std::to_string(efc);
+    hnsw_given = true;
+  }
+  if (auto q = body.find("quantization_config"); q != body.end() && !q->is_null()) {
+    auto scalar = q->is_object() ? q->find("scalar") : q->end();
+    if (scalar == q->end() || q->size() != 1 || !scalar->is_object() || scalar->value("type", "int8") != "int8") {
+      return Status::InvalidArgument(
+          "quantization_config: only {\"scalar\": {\"type\": \"int8\"}} is supported (Fathom's SQ8); name other "
+          "codes with a vector's \"index\" factory string, e.g. \"HNSW32,RBQ\"");
+    }
+    sq8 = true;
+  }
+  auto default_index = [&](VectorSpec* v, const Json& value) {
+    if (value.contains("index") && !value["index"].is_null()) return;
+    if (!hnsw_given && !sq8 && !v->on_disk) return;  // the built-in default
+    // Vectors on disk need codes in RAM to walk: Qdrant's on_disk becomes SQ8 traversal.
+    const bool codes = sq8 || v->on_disk;
+    std::string index = hnsw;
+    if (codes) {
+      auto comma = index.find(',');
+      index.insert(comma == std::string::npos ? index.size() : comma, ",SQ8");
+    }
+    v->index = index;
+  };
   if (auto p = body.find("on_disk_payload"); p != body.end() && !p->is_null()) {
     if (!p->is_boolean()) {
       return Status::InvalidArgument("field 'on_disk_payload' must be true or false, got " + TypeName(*p));
@@ -324,12 +486,14 @@ Reply Api::CreateCollection(const ApiRequest& req) {
   }
   if (vectors->contains("size")) {
     FATHOM_ASSIGN_OR_RETURN(VectorSpec v, ParseVectorSpec(*vectors, "", "vectors"));
+    default_index(&v, *vectors);
     spec.vectors.push_back(std::move(v));
   } else {
     if (vectors->empty()) return Status::InvalidArgument("field 'vectors' names no vector");
     for (const auto& [vector_name, value] : vectors->items()) {
       FATHOM_ASSIGN_OR_RETURN(VectorSpec v,
                               ParseVectorSpec(value, vector_name, "vectors." + vector_name));
+      default_index(&v, value);
       spec.vectors.push_back(std::move(v));
     }
   }
@@ -358,10 +522,35 @@ Reply Api::GetCollection(const ApiRequest& req) {
   std::shared_lock lock(db_mutex_);
   FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
   Json info = SpecToJson(c->spec());
+  // Qdrant's shapes beside ours: config.params (vectors, shards, payload storage) and the
+  // HNSW parameters of the first vector's index.
+  const VectorSpec& first = c->spec().vectors.front();
+  Json params{{"vectors", info["vectors"]},
+              {"shard_number", 1},
+              {"replication_factor", 1},
+              {"write_consistency_factor", 1},
+              {"on_disk_payload", c->spec().on_disk_payload}};
+  info["params"] = std::move(params);
+  int m = 0, ef_construct = 200;
+  if (std::sscanf(first.index.c_str(), "HNSW%d", &m) == 1) {
+    if (auto efc = first.index.find("efC="); efc != std::string::npos) ef_construct = std::atoi(first.index.c_str() + efc + 4);
+    info["hnsw_config"] = Json{{"m", m}, {"ef_construct", ef_construct}, {"full_scan_threshold", 4000},
+                               {"on_disk", false}};
+  }
+  info["optimizer_config"] = Json::object();
+  info["wal_config"] = Json::object();
+  Json schema = Json::object();
+  for (const auto& [field, type] : c->spec().indexed_fields) schema[field] = Json{{"data_type", FieldTypeName(type)}};
+  const size_t count = c->Count();
   const StorageUsage usage = c->usage();
   Json out{{"name", c->spec().name},
            {"status", "green"},
-           {"points_count", c->Count()},
+           {"optimizer_status", "ok"},
+           {"points_count", count},
+           {"vectors_count", count * c->spec().vectors.size()},
+           {"indexed_vectors_count", count * c->spec().vectors.size()},
+           {"segments_count", 1},
+           {"payload_schema", std::move(schema)},
            {"memory_bytes", usage.ram_bytes},
            {"storage",
             {{"ram_bytes", usage.ram_bytes},
@@ -371,6 +560,38 @@ Reply Api::GetCollection(const ApiRequest& req) {
              {"index_files_bytes", usage.index_files_bytes}}},
            {"config", std::move(info)}};
   return Reply::Ok(Dump(out));
+}
+
+Reply Api::CollectionExists(const ApiRequest& req) {
+  const std::string& name = req.params.at(0);
+  FATHOM_RETURN_IF_ERROR(ValidateName(name, "collection name"));
+  std::shared_lock lock(db_mutex_);
+  if (!db_) return Reply::Error(503, "the database is closed");
+  const auto names = db_->ListCollections();
+  const bool exists = std::find(names.begin(), names.end(), name) != names.end();
+  return Reply::Ok(Dump(Json{{"exists", exists}}));
+}
+
+// Qdrant's PATCH /collections/{name}: Fathom has no optimizer or WAL settings to change, so
+// those are accepted and change nothing; what would change the stored data (vectors, HNSW or
+// quantization parameters) is refused with the way to get it.
+Reply Api::UpdateCollection(const ApiRequest& req) {
+  FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
+  FATHOM_RETURN_IF_ERROR(CheckFields(body, "update-collection request",
+                                     {"optimizers_config", "params", "hnsw_config", "vectors",
+                                      "quantization_config", "sparse_vectors", "strict_mode_config",
+                                      "metadata"}));
+  for (const char* field : {"params", "hnsw_config", "vectors", "quantization_config", "sparse_vectors"}) {
+    if (auto it = body.find(field); it != body.end() && !it->is_null() && !(it->is_object() && it->empty())) {
+      return Status::InvalidArgument(std::string("update-collection: changing '") + field +
+                                     "' of a live collection is not supported; create a collection with the new "
+                                     "settings and move the points (optimizers_config is accepted)");
+    }
+  }
+  std::shared_lock lock(db_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
+  (void)c;
+  return Status::OK();
 }
 
 Reply Api::DeleteCollection(const ApiRequest& req) {
@@ -494,7 +715,9 @@ Reply Api::UpsertPoints(const ApiRequest& req) {
   }
   if (records.empty()) return Status::InvalidArgument("upsert batch is empty");
   FATHOM_RETURN_IF_ERROR(c->Upsert(records));
-  return Reply::Ok(Dump(Json{{"status", "completed"}, {"upserted", records.size()}}));
+  return Reply::Ok(Dump(Json{{"operation_id", next_operation_id_.fetch_add(1)},
+                             {"status", WriteStatus(req)},
+                             {"upserted", records.size()}}));
 }
 
 Reply Api::GetPoints(const ApiRequest& req) {
@@ -503,7 +726,8 @@ Reply Api::GetPoints(const ApiRequest& req) {
                                      {"ids", "with_payload", "with_vector", "with_vectors"}));
   if (!body.contains("ids")) return Status::InvalidArgument("field 'ids' is required");
   FATHOM_ASSIGN_OR_RETURN(std::vector<PointId> ids, ParseIds(body["ids"], "ids", limits_.max_batch));
-  FATHOM_ASSIGN_OR_RETURN(bool with_payload, GetBool(body, "with_payload", true, ""));
+  std::vector<std::string> include, exclude;
+  FATHOM_ASSIGN_OR_RETURN(bool with_payload, ParsePayloadSelector(body, "get-points request", &include, &exclude, true));
   FATHOM_ASSIGN_OR_RETURN(bool with_vector, GetWithVector(body, ""));
   std::shared_lock lock(db_mutex_);
   FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
@@ -515,7 +739,7 @@ Reply Api::GetPoints(const ApiRequest& req) {
       if (!r) continue;
       if (!first) out.push_back(',');
       first = false;
-      AppendRecord(&out, c->spec(), *r, with_payload, with_vector);
+      AppendRecord(&out, c->spec(), *r, with_payload, with_vector, include, exclude);
     }
   }
   out.push_back(']');
@@ -560,7 +784,9 @@ Reply Api::DeletePoints(const ApiRequest& req) {
     }
     FATHOM_ASSIGN_OR_RETURN(deleted, c->DeleteByFilter(filter));
   }
-  return Reply::Ok(Dump(Json{{"status", "completed"}, {"deleted", deleted}}));
+  return Reply::Ok(Dump(Json{{"operation_id", next_operation_id_.fetch_add(1)},
+                             {"status", WriteStatus(req)},
+                             {"deleted", deleted}}));
 }
 
 Reply Api::CountPoints(const ApiRequest& req) {
@@ -582,6 +808,52 @@ Reply Api::CountPoints(const ApiRequest& req) {
     FATHOM_ASSIGN_OR_RETURN(count, c->CountByFilter(filter));
   }
   return Reply::Ok(Dump(Json{{"count", count}}));
+}
+
+// Qdrant's scroll: {filter, limit (10), offset (a point id), with_payload (true), with_vector}
+// -> {points, next_page_offset}. Pages follow storage order (Qdrant's follow ids).
+Reply Api::ScrollPoints(const ApiRequest& req) {
+  FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body.empty() ? std::string_view("{}") : req.body,
+                                               limits_.max_json_depth));
+  FATHOM_RETURN_IF_ERROR(CheckFields(body, "scroll request",
+                                     {"filter", "limit", "offset", "with_payload", "with_vector", "with_vectors",
+                                      "order_by", "shard_key"}));
+  if (auto o = body.find("order_by"); o != body.end() && !o->is_null()) {
+    return Status::InvalidArgument("scroll request: order_by is not supported; pages follow storage order");
+  }
+  ScrollRequest request;
+  FATHOM_ASSIGN_OR_RETURN(uint64_t limit, GetUint(body, "limit", 10, "scroll request"));
+  if (limit == 0 || limit > limits_.max_batch) {
+    return Status::InvalidArgument("scroll request: limit must be between 1 and " + std::to_string(limits_.max_batch) +
+                                   ", got " + std::to_string(limit));
+  }
+  request.limit = limit;
+  if (auto o = body.find("offset"); o != body.end() && !o->is_null()) {
+    FATHOM_ASSIGN_OR_RETURN(PointId offset, ParsePointId(*o, "scroll offset"));
+    request.offset = std::move(offset);
+  }
+  if (auto f = body.find("filter"); f != body.end()) {
+    FATHOM_ASSIGN_OR_RETURN(request.filter, ParseFilter(*f, limits_.max_filter_depth, limits_.max_filter_text));
+  }
+  std::vector<std::string> include, exclude;
+  FATHOM_ASSIGN_OR_RETURN(request.with_payload, ParsePayloadSelector(body, "scroll request", &include, &exclude, true));
+  FATHOM_ASSIGN_OR_RETURN(request.with_vectors, GetWithVector(body, "scroll request"));
+  std::shared_lock lock(db_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
+  FATHOM_ASSIGN_OR_RETURN(ScrollPage page, c->Scroll(request));
+  std::string out = "{\"points\":[";
+  for (size_t i = 0; i < page.points.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    AppendRecord(&out, c->spec(), page.points[i], request.with_payload, request.with_vectors, include, exclude);
+  }
+  out += "],\"next_page_offset\":";
+  if (page.next_offset) {
+    AppendPointId(&out, *page.next_offset);
+  } else {
+    out += "null";
+  }
+  out.push_back('}');
+  return Reply::Ok(std::move(out));
 }
 
 Status Api::ResolveSearchVector(const CollectionSpec& spec, std::string_view what, bool named,
@@ -621,7 +893,7 @@ Result<Api::ParsedSearch> Api::ParseSearch(const Json& s, const CollectionSpec& 
                                            std::string_view what) const {
   FATHOM_RETURN_IF_ERROR(CheckFields(s, what,
                                      {"vector", "limit", "offset", "params", "filter", "with_payload",
-                                      "with_vector", "with_vectors"}));
+                                      "with_vector", "with_vectors", "score_threshold", "shard_key"}));
   ParsedSearch out;
   auto vector = s.find("vector");
   if (vector == s.end() || vector->is_null()) {
@@ -682,30 +954,45 @@ Result<Api::ParsedSearch> Api::ParseSearch(const Json& s, const CollectionSpec& 
   if (auto filter = s.find("filter"); filter != s.end()) {
     FATHOM_ASSIGN_OR_RETURN(out.filter, ParseFilter(*filter, limits_.max_filter_depth, limits_.max_filter_text));
   }
-  FATHOM_ASSIGN_OR_RETURN(out.with_payload, GetBool(s, "with_payload", false, what));
+  FATHOM_ASSIGN_OR_RETURN(out.with_payload,
+                          ParsePayloadSelector(s, what, &out.payload_include, &out.payload_exclude, false));
   FATHOM_ASSIGN_OR_RETURN(out.with_vector, GetWithVector(s, what));
+  if (auto t = s.find("score_threshold"); t != s.end() && !t->is_null()) {
+    if (!t->is_number() || !std::isfinite(t->get<double>())) {
+      return Status::InvalidArgument(std::string(what) + ": score_threshold must be a number, got " + TypeName(*t));
+    }
+    out.score_threshold = t->get<double>();
+  }
   return out;
 }
 
 namespace {
 
-void AppendHits(std::string* out, const CollectionSpec& spec, Metric metric,
-                const std::vector<ScoredPoint>& hits, size_t offset, bool with_payload, bool with_vector) {
+// `S` is Api::ParsedSearch (private to Api).
+template <class S>
+void AppendHits(std::string* out, const CollectionSpec& spec, const S& s, const std::vector<ScoredPoint>& hits) {
+  const Metric metric = s.metric;
   out->push_back('[');
-  for (size_t i = offset; i < hits.size(); ++i) {
+  bool first = true;
+  for (size_t i = s.offset; i < hits.size(); ++i) {
     const ScoredPoint& p = hits[i];
-    if (i > offset) out->push_back(',');
+    const double score = Score(metric, p.distance);
+    if (s.score_threshold && (metric == Metric::kL2 ? score > *s.score_threshold : score < *s.score_threshold)) {
+      break;  // hits come best first: the rest score worse
+    }
+    if (!first) out->push_back(',');
+    first = false;
     *out += "{\"id\":";
     AppendPointId(out, p.id);
     *out += ",\"score\":";
-    AppendNumber(out, Score(metric, p.distance));
+    AppendNumber(out, score);
     *out += ",\"distance\":";
     AppendNumber(out, p.distance);
-    if (with_payload) {
+    if (s.with_payload) {
       *out += ",\"payload\":";
-      *out += p.payload.empty() ? "{}" : p.payload;
+      AppendSelectedPayload(out, p.payload, s.payload_include, s.payload_exclude);
     }
-    if (with_vector) {
+    if (s.with_vector) {
       *out += ",\"vector\":";
       AppendVectors(out, spec, p.vectors);
     }
@@ -749,7 +1036,7 @@ Reply Api::RunSearch(Collection* c, ParsedSearch s) {
   request.with_vectors = s.with_vector;
   FATHOM_ASSIGN_OR_RETURN(auto results, c->Search(request));
   std::string out;
-  AppendHits(&out, c->spec(), s.metric, results.at(0), s.offset, s.with_payload, s.with_vector);
+  AppendHits(&out, c->spec(), s, results.at(0));
   return Reply::Ok(std::move(out));
 }
 
@@ -840,7 +1127,7 @@ Reply Api::RunSearchBatch(Collection* c, std::vector<ParsedSearch> parsed,
   for (size_t i = 0; i < parsed.size(); ++i) {
     if (i) out.push_back(',');
     const ParsedSearch& s = parsed[i];
-    AppendHits(&out, spec, s.metric, results[i], s.offset, s.with_payload, s.with_vector);
+    AppendHits(&out, spec, s, results[i]);
   }
   out.push_back(']');
   return Reply::Ok(std::move(out));

@@ -9,7 +9,9 @@
 // one of ApiLimits::max_concurrent_searches slots.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -65,6 +67,8 @@ struct ApiLimits {
 struct ApiRequest {
   std::string_view body;
   std::vector<std::string> params;  // path parameters in template order: {name}, then {id} / {snapshot}
+  // URL query parameters (`?wait=false`), in order.
+  std::vector<std::pair<std::string, std::string>> query;
   // After this, a batch search stops between searches and answers 408.
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   // Search and batch-search bodies are first read by a simdjson fast path that takes only
@@ -84,12 +88,15 @@ class Api {
   Reply ListCollections(const ApiRequest& req);
   Reply CreateCollection(const ApiRequest& req);
   Reply GetCollection(const ApiRequest& req);
+  Reply CollectionExists(const ApiRequest& req);
+  Reply UpdateCollection(const ApiRequest& req);
   Reply DeleteCollection(const ApiRequest& req);
   Reply UpsertPoints(const ApiRequest& req);
   Reply GetPoints(const ApiRequest& req);
   Reply GetPoint(const ApiRequest& req);
   Reply DeletePoints(const ApiRequest& req);
   Reply CountPoints(const ApiRequest& req);
+  Reply ScrollPoints(const ApiRequest& req);
   Reply Search(const ApiRequest& req);
   Reply SearchBatch(const ApiRequest& req);
   Reply CreateSnapshot(const ApiRequest& req);
@@ -121,8 +128,13 @@ class Api {
     bool exact = false;  // params.exact
     std::string filter;
     bool with_payload = false;
+    // with_payload as a list of fields (Qdrant's include form) or {"exclude": [...]}.
+    std::vector<std::string> payload_include, payload_exclude;
     bool with_vector = false;
     Metric metric = Metric::kL2;
+    // score_threshold: hits scoring worse are dropped (below it for Cosine and Dot, above it
+    // for Euclid, whose score is the distance).
+    std::optional<double> score_threshold;
   };
 
   Result<std::shared_ptr<Collection>> Find(std::string_view name) const;  // caller holds db_mutex_
@@ -154,6 +166,8 @@ class Api {
   std::unique_ptr<Database> db_;  // null once closed
   std::mutex snapshot_mutex_;      // serialises choosing snapshot names
   SearchSlots search_slots_;       // limits_.max_concurrent_searches
+  // Qdrant's operation_id in write answers: increasing within this server process.
+  std::atomic<uint64_t> next_operation_id_{1};
 };
 
 }  // namespace fathom::server

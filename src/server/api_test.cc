@@ -85,7 +85,7 @@ TEST_F(ApiTest, CreateUpsertSearch) {
   r = api_->UpsertPoints(Req(R"({"points": [{"id": 1, "vector": [0, 0], "payload": {"a": 1}},
                                             {"id": "two", "vector": [1, 1]}]})", {"c"}));
   ASSERT_TRUE(r.ok()) << r.error;
-  EXPECT_EQ(r.result, R"({"status":"completed","upserted":2})");
+  EXPECT_EQ(r.result, R"({"operation_id":1,"status":"completed","upserted":2})");
   r = api_->Search(Req(R"({"vector": [0.9, 0.9], "limit": 2, "with_payload": true})", {"c"}));
   ASSERT_TRUE(r.ok()) << r.error;
   auto hits = Json::parse(r.result);
@@ -309,6 +309,81 @@ TEST_F(ApiTest, ClosedDatabaseAnswers503) {
   EXPECT_EQ(api_->CreateCollection(Req(R"({"vectors": {"size": 2, "distance": "l2"}})", {"x"})).http_status, 503);
   EXPECT_EQ(api_->Search(Req(R"({"vector": [0, 0], "limit": 1})", {"c"})).http_status, 503);
   EXPECT_EQ(api_->UpsertPoints(Req(R"({"points": [{"id": 9, "vector": [0, 0]}]})", {"c"})).http_status, 503);
+}
+
+}  // namespace
+}  // namespace fathom::server
+
+namespace fathom::server {
+namespace {
+
+// Qdrant's calls and shapes (issue 14; tests/qdrant-js runs its official client): exists,
+// scroll pages with next_page_offset, score_threshold, with_payload selectors, Cosine vectors
+// returned normalised, ?wait=false acknowledged, match.text on an indexed field (read from
+// payloads, not the index).
+TEST_F(ApiTest, QdrantScrollExistsThresholdAndSelectors) {
+  Reply r = api_->CreateCollection(Req(R"({"vectors": {"size": 2, "distance": "Cosine"},
+                                           "indexed_fields": {"t": "keyword"}, "hnsw_config": {"m": 8}})", {"q"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  r = api_->CollectionExists(Req("", {"q"}));
+  EXPECT_EQ(r.result, R"({"exists":true})");
+  r = api_->CollectionExists(Req("", {"nope"}));
+  EXPECT_EQ(r.result, R"({"exists":false})");
+  r = api_->GetCollection(Req("", {"q"}));
+  auto info = Json::parse(r.result);
+  EXPECT_EQ(info["config"]["params"]["vectors"]["distance"], "Cosine");
+  EXPECT_EQ(info["config"]["hnsw_config"]["m"], 8);
+  EXPECT_EQ(info["config"]["vectors"]["index"], "HNSW8");
+  std::string points = R"({"points": [)";
+  for (int i = 1; i <= 7; ++i) {
+    if (i > 1) points += ",";
+    points += R"({"id": )" + std::to_string(i) + R"(, "vector": [)" + std::to_string(i) +
+              R"(, 1], "payload": {"t": "item )" + std::to_string(i) + R"(", "n": )" + std::to_string(i) + "}}";
+  }
+  points += "]}";
+  ApiRequest upsert = Req(points, {"q"});
+  upsert.query = {{"wait", "false"}};
+  r = api_->UpsertPoints(upsert);
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(Json::parse(r.result)["status"], "acknowledged");
+
+  std::vector<int> seen;
+  Json offset = nullptr;
+  for (int page = 0; page < 5; ++page) {
+    Json body{{"limit", 3}, {"with_payload", {"n"}}};
+    if (!offset.is_null()) body["offset"] = offset;
+    const std::string text = body.dump();
+    r = api_->ScrollPoints(Req(text, {"q"}));
+    ASSERT_TRUE(r.ok()) << r.error;
+    auto answer = Json::parse(r.result);
+    for (const auto& p : answer["points"]) {
+      seen.push_back(p["id"].get<int>());
+      EXPECT_EQ(p["payload"].size(), 1u);  // only "n"
+    }
+    offset = answer["next_page_offset"];
+    if (offset.is_null()) break;
+  }
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen, (std::vector<int>{1, 2, 3, 4, 5, 6, 7}));
+  r = api_->ScrollPoints(Req(R"({"filter": {"must": [{"key": "t", "match": {"text": "m 3"}}]}})", {"q"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(Json::parse(r.result)["points"].size(), 1u);
+  r = api_->ScrollPoints(Req(R"({"offset": 99})", {"q"}));
+  EXPECT_EQ(r.http_status, 404);
+
+  r = api_->Search(Req(R"({"vector": [1, 1], "limit": 7, "score_threshold": 0.9, "with_payload": {"exclude": ["t"]}})", {"q"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  auto hits = Json::parse(r.result);
+  ASSERT_FALSE(hits.empty());
+  for (const auto& h : hits) {
+    EXPECT_GE(h["score"].get<double>(), 0.9);
+    EXPECT_FALSE(h["payload"].contains("t"));
+  }
+  EXPECT_LT(hits.size(), 7u);
+  r = api_->GetPoints(Req(R"({"ids": [3], "with_vector": true})", {"q"}));
+  auto v = Json::parse(r.result)[0]["vector"];
+  EXPECT_NEAR(v[0].get<double>(), 3 / std::sqrt(10.0), 1e-6);
+  EXPECT_NEAR(v[1].get<double>(), 1 / std::sqrt(10.0), 1e-6);
 }
 
 }  // namespace

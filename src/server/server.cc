@@ -41,6 +41,8 @@ using Clock = std::chrono::steady_clock;
 using Handler = std::function<Reply(const ApiRequest&)>;
 
 constexpr const char* kUnmatchedRoute = "(unmatched)";
+// The Qdrant REST API level answered in GET / (see AddRoutes).
+constexpr const char* kQdrantApiVersion = "1.18.0";
 
 std::string Envelope(const Reply& reply, double seconds) {
   std::string body;
@@ -195,6 +197,7 @@ class Frontend {
       ApiRequest api_request;
       api_request.body = body;
       api_request.params = std::move(match.params);
+      for (const auto& [key, value] : req.params) api_request.query.emplace_back(key, value);
       api_request.deadline = start + options_.request_timeout;
       try {
         reply = handlers_[match.route->id](api_request);
@@ -262,8 +265,15 @@ class Frontend {
     auto api = [this](Reply (Api::*fn)(const ApiRequest&)) {
       return [this, fn](const ApiRequest& r) { return (api_->*fn)(r); };
     };
+    // As Qdrant answers it (a bare object, no envelope): its clients compare `version` with
+    // their own and warn when the major differs or the minor is more than one apart, so it
+    // names the Qdrant REST API level Fathom is tested against (tests/qdrant-js pins the
+    // client); fathom_version is this server's own.
     Add("GET", "/", Access::kPublic, [](const ApiRequest&) {
-      return Reply::Ok(Dump(Json{{"title", "fathom"}, {"version", FATHOM_VERSION}}));
+      Reply r = Reply::Ok(Dump(Json{{"title", "fathom"}, {"version", kQdrantApiVersion},
+                                    {"fathom_version", FATHOM_VERSION}}));
+      r.content_type = "application/json";
+      return r;
     });
     Add("GET", "/healthz", Access::kPublic,
         [](const ApiRequest&) { return Reply::Ok("{\"status\":\"healthy\"}"); });
@@ -281,10 +291,13 @@ class Frontend {
     Add("GET", "/collections/{name}", Access::kRead, api(&Api::GetCollection));
     Add("PUT", "/collections/{name}", Access::kWrite, api(&Api::CreateCollection));
     Add("DELETE", "/collections/{name}", Access::kWrite, api(&Api::DeleteCollection));
+    Add("PATCH", "/collections/{name}", Access::kWrite, api(&Api::UpdateCollection));
+    Add("GET", "/collections/{name}/exists", Access::kRead, api(&Api::CollectionExists));
     Add("PUT", "/collections/{name}/points", Access::kWrite, api(&Api::UpsertPoints));
     Add("POST", "/collections/{name}/points", Access::kRead, api(&Api::GetPoints));
     Add("POST", "/collections/{name}/points/delete", Access::kWrite, api(&Api::DeletePoints));
     Add("POST", "/collections/{name}/points/count", Access::kRead, api(&Api::CountPoints));
+    Add("POST", "/collections/{name}/points/scroll", Access::kRead, api(&Api::ScrollPoints));
     Add("POST", "/collections/{name}/points/search", Access::kRead, api(&Api::Search));
     Add("POST", "/collections/{name}/points/search/batch", Access::kRead, api(&Api::SearchBatch));
     Add("GET", "/collections/{name}/points/{id}", Access::kRead, api(&Api::GetPoint));

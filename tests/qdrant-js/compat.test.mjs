@@ -1,0 +1,159 @@
+// Qdrant's official JavaScript client (@qdrant/js-client-rest, pinned in package-lock.json)
+// against `fathom serve`, unchanged: each test is a call a Qdrant application makes, with the
+// answer checked for the shape and the values Qdrant gives (issue 14).
+//
+// Run: npm ci --prefix tests/qdrant-js && node --test tests/qdrant-js/
+// FATHOM_BIN names the binary (default build/src/cli/fathom from the repository root).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { QdrantClient } from '@qdrant/js-client-rest';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const bin = process.env.FATHOM_BIN || join(root, 'build', 'src', 'cli', 'fathom');
+let server, dataDir, client, url;
+const warnings = [];
+
+before(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), 'fathom-qdrant-js-'));
+  server = spawn(bin, ['serve', '--port', '0', '--data', dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  url = await new Promise((resolve, reject) => {
+    let out = '';
+    server.stdout.on('data', (chunk) => {
+      out += chunk;
+      const m = out.match(/listening on (http:\/\/\S+)/);
+      if (m) resolve(m[1]);
+    });
+    server.on('exit', (code) => reject(new Error(`fathom serve exited with ${code} before listening`)));
+  });
+  const warn = console.warn;
+  console.warn = (...args) => { warnings.push(args.join(' ')); };
+  client = new QdrantClient({ url });
+  // The constructor checks the server's version in the background.
+  await new Promise((r) => setTimeout(r, 300));
+  console.warn = warn;
+});
+
+after(() => {
+  server?.kill('SIGTERM');
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+// 12 points in 4-d: colours cycle red/green/blue, every third has no 'tag'.
+const colours = ['red', 'green', 'blue'];
+function points() {
+  const out = [];
+  for (let i = 1; i <= 12; ++i) {
+    const payload = { color: colours[i % 3], n: i, text: `point number ${i}` };
+    if (i % 3 !== 0) payload.tag = i % 2 ? 'odd' : 'even';
+    out.push({ id: i, vector: [i, 1, (i % 4) + 1, 2], payload });
+  }
+  return out;
+}
+const norm = (v) => { const n = Math.hypot(...v); return v.map((x) => x / n); };
+const cosineScore = (a, b) => norm(a).reduce((s, x, j) => s + x * norm(b)[j], 0);
+
+test('the version check passes and versionInfo answers', async () => {
+  assert.deepEqual(warnings, []);
+  const info = await client.versionInfo();
+  assert.match(info.version, /^\d+\.\d+\.\d+/);
+});
+
+test('create, exists, get a collection with Qdrant options', async () => {
+  assert.equal(await client.createCollection('things', {
+    vectors: { size: 4, distance: 'Cosine', on_disk: false },
+    hnsw_config: { m: 16, ef_construct: 100 },
+    on_disk_payload: true,
+  }), true);
+  assert.deepEqual(await client.collectionExists('things'), { exists: true });
+  assert.deepEqual(await client.collectionExists('nothing'), { exists: false });
+  const info = await client.getCollection('things');
+  assert.equal(info.config.params.vectors.size, 4);
+  assert.equal(info.config.params.vectors.distance, 'Cosine');
+  assert.equal(info.config.params.on_disk_payload, true);
+  assert.equal(info.config.hnsw_config.m, 16);
+  assert.equal(info.config.hnsw_config.ef_construct, 100);
+  assert.equal(info.status, 'green');
+  const list = await client.getCollections();
+  assert.deepEqual(list.collections.map((c) => c.name), ['things']);
+});
+
+test('upsert answers with an operation id; retrieve gives cosine vectors normalised', async () => {
+  const r = await client.upsert('things', { wait: true, points: points() });
+  assert.equal(r.status, 'completed');
+  assert.equal(typeof r.operation_id, 'number');
+  const again = await client.upsert('things', { wait: false, points: points().slice(11) });
+  assert.equal(again.status, 'acknowledged');
+  assert.ok(again.operation_id > r.operation_id);
+  const got = await client.retrieve('things', { ids: [5], with_vector: true, with_payload: true });
+  assert.equal(got.length, 1);
+  assert.equal(got[0].payload.color, 'blue');
+  const expected = norm([5, 1, 2, 2]);
+  got[0].vector.forEach((x, j) => assert.ok(Math.abs(x - expected[j]) < 1e-6, `${x} vs ${expected[j]}`));
+  assert.equal((await client.count('things', { exact: true })).count, 12);
+});
+
+test('search: scores, score_threshold, exact, payload selectors', async () => {
+  const q = [3, 1, 4, 2];
+  const all = points().map((p) => ({ id: p.id, score: cosineScore(q, p.vector) }))
+    .sort((a, b) => b.score - a.score);
+  const hits = await client.search('things', { vector: q, limit: 5, params: { exact: true } });
+  assert.deepEqual(hits.map((h) => h.id), all.slice(0, 5).map((h) => h.id));
+  hits.forEach((h, i) => assert.ok(Math.abs(h.score - all[i].score) < 1e-5));
+  const threshold = all[3].score - 1e-6;
+  const above = await client.search('things', { vector: q, limit: 10, score_threshold: threshold });
+  assert.deepEqual(above.map((h) => h.id), all.slice(0, 4).map((h) => h.id));
+  const some = await client.search('things', { vector: q, limit: 1, with_payload: ['color', 'n'] });
+  assert.deepEqual(Object.keys(some[0].payload).sort(), ['color', 'n']);
+  const rest = await client.search('things', { vector: q, limit: 1, with_payload: { exclude: ['text', 'tag'] } });
+  assert.deepEqual(Object.keys(rest[0].payload).sort(), ['color', 'n']);
+  const batch = await client.searchBatch('things', { searches: [{ vector: q, limit: 2 }, { vector: [1, 1, 1, 1], limit: 3 }] });
+  assert.equal(batch.length, 2);
+  assert.equal(batch[1].length, 3);
+});
+
+test('filters: is_empty, match any / except / text, range, must_not', async () => {
+  const ids = async (filter) => (await client.scroll('things', { filter, limit: 100 })).points.map((p) => p.id).sort((a, b) => a - b);
+  assert.deepEqual(await ids({ must: [{ is_empty: { key: 'tag' } }] }), [3, 6, 9, 12]);
+  assert.deepEqual(await ids({ must: [{ key: 'color', match: { except: ['red', 'green'] } }] }), [2, 5, 8, 11]);
+  assert.deepEqual(await ids({ must: [{ key: 'color', match: { any: ['red'] } }] }), [3, 6, 9, 12]);
+  assert.deepEqual(await ids({ must: [{ key: 'text', match: { text: 'number 1' } }] }), [1, 10, 11, 12]);
+  assert.deepEqual(await ids({ must: [{ key: 'n', range: { gte: 10 } }], must_not: [{ key: 'n', match: { value: 11 } }] }), [10, 12]);
+});
+
+test('scroll pages through every point', async () => {
+  const seen = [];
+  let offset;
+  for (let page = 0; page < 10; ++page) {
+    const r = await client.scroll('things', { limit: 5, offset, with_payload: false });
+    seen.push(...r.points.map((p) => p.id));
+    r.points.forEach((p) => assert.equal(p.payload, undefined));
+    offset = r.next_page_offset;
+    if (offset === null || offset === undefined) break;
+  }
+  assert.deepEqual(seen, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+});
+
+test('delete by id and by filter; update the collection', async () => {
+  const r = await client.delete('things', { wait: true, points: [1] });
+  assert.equal(r.status, 'completed');
+  await client.delete('things', { wait: true, filter: { must: [{ key: 'color', match: { value: 'green' } }] } });
+  assert.equal((await client.count('things')).count, 8);  // 1, then 4, 7, 10
+  assert.equal(await client.updateCollection('things', { optimizers_config: { indexing_threshold: 20000 } }), true);
+});
+
+test('snapshots: create, list, delete', async () => {
+  const snap = await client.createSnapshot('things');
+  const list = await client.listSnapshots('things');
+  assert.ok(list.some((s) => s.name === snap.name));
+  assert.equal(await client.deleteSnapshot('things', snap.name), true);
+});
+
+test('drop the collection', async () => {
+  assert.equal(await client.deleteCollection('things'), true);
+  assert.deepEqual(await client.collectionExists('things'), { exists: false });
+});
