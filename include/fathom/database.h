@@ -139,6 +139,29 @@ struct SearchRequest {
   bool exact = false;
 };
 
+// Collection::Recommend: points like the positive examples and unlike the negative ones
+// (Qdrant's recommend). Examples are stored points (by id) or vectors.
+struct RecommendRequest {
+  enum class Strategy : uint8_t {
+    // One search for 2 * mean(positives) - mean(negatives) (mean(positives) without negatives).
+    kAverageVector,
+    // Candidates near each positive example are scored against every example: the best
+    // similarity to a positive when it beats the best to a negative, else minus the square of
+    // the best negative similarity. ScoredPoint::distance is then minus that score.
+    kBestScore,
+  };
+  std::string vector;  // which named vector ("" = the unnamed or only one)
+  std::vector<PointId> positive_ids, negative_ids;
+  std::vector<std::vector<float>> positive_vectors, negative_vectors;
+  Strategy strategy = Strategy::kAverageVector;
+  size_t k = 10;
+  int ef = 0;
+  bool exact = false;  // SearchRequest::exact for the searches it runs
+  std::string filter;  // as in SearchRequest
+  bool with_payload = true;
+  bool with_vectors = false;
+};
+
 // One page of Collection::Scroll.
 struct ScrollRequest {
   std::string filter;             // as in SearchRequest; "" = every point
@@ -180,6 +203,9 @@ class Collection {
   // size, not the collection's (plus evaluating the filter, as a count does). A point written
   // while paging may or may not appear; the offset point must still exist (else NotFound).
   virtual Result<ScrollPage> Scroll(const ScrollRequest& request) const = 0;
+  // The k best recommendations, best first; the example points themselves are never returned.
+  // An example id that does not exist is NotFound; no positive example is InvalidArgument.
+  virtual Result<std::vector<ScoredPoint>> Recommend(const RecommendRequest& request) const = 0;
   // One result list per query, closest first.
   virtual Result<std::vector<std::vector<ScoredPoint>>> Search(const SearchRequest& request,
                                                                SearchStats* stats = nullptr) const = 0;

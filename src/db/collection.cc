@@ -752,6 +752,129 @@ Result<ScrollPage> CollectionImpl::Scroll(const ScrollRequest& request) const {
   return page;
 }
 
+Result<std::vector<ScoredPoint>> CollectionImpl::Recommend(const RecommendRequest& request) const {
+  if (request.positive_ids.empty() && request.positive_vectors.empty()) {
+    return Status::InvalidArgument("recommend needs at least one positive example (an id or a vector)");
+  }
+  const VectorSpec* vs = nullptr;
+  for (const auto& v : spec_.vectors) {
+    if (v.name == request.vector || (request.vector.empty() && spec_.vectors.size() == 1)) vs = &v;
+  }
+  if (vs == nullptr) {
+    return Status::InvalidArgument("collection '" + spec_.name + "' has no vector '" + request.vector + "'");
+  }
+  const size_t dim = vs->dim;
+  const bool cosine = vs->metric == Metric::kCosine;
+  // The examples as vectors (unit length for Cosine).
+  std::vector<std::vector<float>> positives, negatives;
+  std::unordered_set<std::string> example_keys;
+  auto gather = [&](const std::vector<PointId>& ids, const std::vector<std::vector<float>>& vectors,
+                    const char* kind, std::vector<std::vector<float>>* out) -> Status {
+    if (!ids.empty()) {
+      FATHOM_ASSIGN_OR_RETURN(auto records, GetRecords(ids, /*with_vectors=*/true));
+      for (size_t i = 0; i < ids.size(); ++i) {
+        if (!records[i]) {
+          return Status::NotFound(std::string(kind) + " example: point " + PointIdToString(ids[i]) +
+                                  " does not exist in collection '" + spec_.name + "'");
+        }
+        auto it = records[i]->vectors.find(vs->name);
+        if (it == records[i]->vectors.end()) {
+          return Status::InvalidArgument(std::string(kind) + " example: point " + PointIdToString(ids[i]) +
+                                         " has no vector '" + vs->name + "'");
+        }
+        out->push_back(std::move(it->second));
+        example_keys.insert(IdKey(ids[i]));
+      }
+    }
+    for (const auto& v : vectors) {
+      if (v.size() != dim) {
+        return Status::InvalidArgument(std::string(kind) + " example vector has " + std::to_string(v.size()) +
+                                       " dimensions, collection '" + spec_.name + "' expects " + std::to_string(dim));
+      }
+      FATHOM_RETURN_IF_ERROR(CheckVector(v.data(), dim, std::string(kind) + " example vector"));
+      out->push_back(v);
+    }
+    if (cosine) {
+      for (auto& v : *out) simd::Normalize(v.data(), dim);
+    }
+    return Status::OK();
+  };
+  FATHOM_RETURN_IF_ERROR(gather(request.positive_ids, request.positive_vectors, "positive", &positives));
+  FATHOM_RETURN_IF_ERROR(gather(request.negative_ids, request.negative_vectors, "negative", &negatives));
+  auto is_example = [&](const PointId& id) { return example_keys.count(IdKey(id)) > 0; };
+  SearchRequest search;
+  search.vector = vs->name;
+  search.k = request.k + example_keys.size();
+  search.ef = request.ef;
+  search.exact = request.exact;
+  search.filter = request.filter;
+  search.with_payload = request.with_payload;
+  std::vector<ScoredPoint> out;
+  if (request.strategy == RecommendRequest::Strategy::kAverageVector) {
+    std::vector<float> query(dim, 0.0f);
+    for (const auto& v : positives) {
+      for (size_t j = 0; j < dim; ++j) query[j] += v[j] / float(positives.size());
+    }
+    if (!negatives.empty()) {
+      for (size_t j = 0; j < dim; ++j) {
+        float neg = 0;
+        for (const auto& v : negatives) neg += v[j] / float(negatives.size());
+        query[j] = 2 * query[j] - neg;
+      }
+    }
+    search.queries = std::move(query);
+    search.with_vectors = request.with_vectors;
+    FATHOM_ASSIGN_OR_RETURN(auto results, Search(search));
+    for (auto& p : results.at(0)) {
+      if (out.size() == request.k) break;
+      if (!is_example(p.id)) out.push_back(std::move(p));
+    }
+    return out;
+  }
+  // Best score: the candidates near any positive example, each scored against every example.
+  search.with_vectors = true;
+  search.k = std::max<size_t>(search.k, 4 * request.k);
+  auto similarity = [&](const std::vector<float>& a, const float* b) {
+    double dot = 0, l2 = 0, nb = 0;
+    for (size_t j = 0; j < dim; ++j) {
+      dot += double(a[j]) * b[j];
+      l2 += (double(a[j]) - b[j]) * (double(a[j]) - b[j]);
+      nb += double(b[j]) * b[j];
+    }
+    switch (vs->metric) {
+      case Metric::kCosine: return nb > 0 ? dot / std::sqrt(nb) : 0.0;
+      case Metric::kInnerProduct: return dot;
+      case Metric::kL2: return -std::sqrt(l2);
+    }
+    return dot;
+  };
+  std::vector<std::pair<double, ScoredPoint>> scored;
+  std::unordered_set<std::string> seen;
+  for (const auto& positive : positives) {
+    search.queries = positive;
+    FATHOM_ASSIGN_OR_RETURN(auto results, Search(search));
+    for (auto& p : results.at(0)) {
+      const std::string key = IdKey(p.id);
+      if (is_example(p.id) || !seen.insert(key).second) continue;
+      auto it = p.vectors.find(vs->name);
+      if (it == p.vectors.end() || it->second.size() != dim) continue;
+      double best_pos = -std::numeric_limits<double>::infinity(), best_neg = -std::numeric_limits<double>::infinity();
+      for (const auto& e : positives) best_pos = std::max(best_pos, similarity(e, it->second.data()));
+      for (const auto& e : negatives) best_neg = std::max(best_neg, similarity(e, it->second.data()));
+      const double score = best_pos > best_neg ? best_pos : -(best_neg * best_neg);
+      p.distance = static_cast<float>(-score);
+      if (!request.with_vectors) p.vectors.clear();
+      scored.emplace_back(score, std::move(p));
+    }
+  }
+  std::stable_sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (auto& [score, p] : scored) {
+    if (out.size() == request.k) break;
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
 Result<std::vector<std::optional<Record>>> CollectionImpl::GetRecords(const std::vector<PointId>& ids,
                                                                       bool with_vectors) const {
   std::vector<std::optional<Record>> out(ids.size());

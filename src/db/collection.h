@@ -57,6 +57,7 @@ class CollectionImpl final : public Collection {
   size_t Count() const override;
   Result<size_t> CountByFilter(const std::string& filter) const override;
   Result<ScrollPage> Scroll(const ScrollRequest& request) const override;
+  Result<std::vector<ScoredPoint>> Recommend(const RecommendRequest& request) const override;
   Result<std::vector<std::vector<ScoredPoint>>> Search(const SearchRequest& request,
                                                        SearchStats* stats = nullptr) const override;
   Status Snapshot(const std::string& dir) const override;

@@ -1003,6 +1003,123 @@ void AppendHits(std::string* out, const CollectionSpec& spec, const S& s, const 
 
 }  // namespace
 
+Result<std::string> Api::RunRecommend(Collection* c, const Json& body, std::string_view what) {
+  FATHOM_RETURN_IF_ERROR(CheckFields(body, what,
+                                     {"positive", "negative", "strategy", "filter", "params", "limit", "offset",
+                                      "with_payload", "with_vector", "with_vectors", "score_threshold", "using",
+                                      "lookup_from", "shard_key"}));
+  if (auto l = body.find("lookup_from"); l != body.end() && !l->is_null()) {
+    return Status::InvalidArgument(std::string(what) + ": lookup_from is not supported");
+  }
+  const CollectionSpec& spec = c->spec();
+  RecommendRequest request;
+  if (auto u = body.find("using"); u != body.end() && !u->is_null()) {
+    FATHOM_ASSIGN_OR_RETURN(request.vector, GetString(body, "using", what));
+  } else {
+    request.vector = DefaultVectorName(spec);
+  }
+  auto examples = [&](const char* field, std::vector<PointId>* ids, std::vector<std::vector<float>>* vectors) -> Status {
+    auto it = body.find(field);
+    if (it == body.end() || it->is_null()) return Status::OK();
+    if (!it->is_array()) {
+      return Status::InvalidArgument(std::string(what) + ": " + field + " must be an array of point ids or vectors, got " +
+                                     TypeName(*it));
+    }
+    if (it->size() > limits_.max_batch) {
+      return Status::InvalidArgument(std::string(what) + ": " + field + " has more than " +
+                                     std::to_string(limits_.max_batch) + " examples");
+    }
+    for (size_t i = 0; i < it->size(); ++i) {
+      const Json& e = (*it)[i];
+      const std::string where = std::string(what) + " " + field + "[" + std::to_string(i) + "]";
+      if (e.is_array()) {  // a vector; anything else is a point id
+        vectors->emplace_back();
+        FATHOM_RETURN_IF_ERROR(ParseVector(e, where, &vectors->back()));
+      } else {
+        FATHOM_ASSIGN_OR_RETURN(PointId id, ParsePointId(e, where));
+        ids->push_back(std::move(id));
+      }
+    }
+    return Status::OK();
+  };
+  FATHOM_RETURN_IF_ERROR(examples("positive", &request.positive_ids, &request.positive_vectors));
+  FATHOM_RETURN_IF_ERROR(examples("negative", &request.negative_ids, &request.negative_vectors));
+  std::string strategy;
+  if (auto st = body.find("strategy"); st != body.end() && !st->is_null()) {
+    FATHOM_ASSIGN_OR_RETURN(strategy, GetString(body, "strategy", what));
+  }
+  if (strategy.empty() || strategy == "average_vector") {
+    request.strategy = RecommendRequest::Strategy::kAverageVector;
+  } else if (strategy == "best_score") {
+    request.strategy = RecommendRequest::Strategy::kBestScore;
+  } else {
+    return Status::InvalidArgument(std::string(what) + ": strategy must be average_vector or best_score, got '" +
+                                   strategy + "'");
+  }
+  // The rest reads as a search: limit, offset, params, filter, payload and vector selection,
+  // score_threshold (ParseSearch's checks, with the first example as a stand-in query).
+  Json as_search = Json::object();
+  for (const char* field : {"limit", "offset", "params", "filter", "with_payload", "with_vector", "with_vectors",
+                            "score_threshold"}) {
+    if (auto it = body.find(field); it != body.end()) as_search[field] = *it;
+  }
+  const VectorSpec* vs = FindVector(spec, request.vector);
+  if (vs == nullptr) {
+    return Status::InvalidArgument("collection '" + spec.name + "' has no vector '" + request.vector + "'");
+  }
+  as_search["vector"] = Json{{"name", request.vector}, {"vector", std::vector<float>(vs->dim, 0.0f)}};
+  FATHOM_ASSIGN_OR_RETURN(ParsedSearch s, ParseSearch(as_search, spec, what));
+  request.k = s.limit + s.offset;
+  request.ef = s.ef;
+  request.exact = s.exact;
+  request.filter = s.filter;
+  request.with_payload = s.with_payload;
+  request.with_vectors = s.with_vector;
+  FATHOM_ASSIGN_OR_RETURN(std::vector<ScoredPoint> hits, c->Recommend(request));
+  if (request.strategy == RecommendRequest::Strategy::kBestScore) {
+    // Scores are the strategy's own (distance is minus the score): report them as they are.
+    s.metric = Metric::kInnerProduct;
+  }
+  std::string out;
+  AppendHits(&out, spec, s, hits);
+  return out;
+}
+
+Reply Api::Recommend(const ApiRequest& req) {
+  SearchSlot slot(&search_slots_);
+  FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
+  std::shared_lock lock(db_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
+  FATHOM_ASSIGN_OR_RETURN(std::string out, RunRecommend(c.get(), body, "recommend request"));
+  return Reply::Ok(std::move(out));
+}
+
+Reply Api::RecommendBatch(const ApiRequest& req) {
+  SearchSlot slot(&search_slots_);
+  FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
+  FATHOM_RETURN_IF_ERROR(CheckFields(body, "recommend-batch request", {"searches"}));
+  auto searches = body.find("searches");
+  if (searches == body.end() || !searches->is_array()) {
+    return Status::InvalidArgument("recommend-batch request: field 'searches' must be an array of recommend requests");
+  }
+  if (searches->size() > limits_.max_batch) {
+    return Status::InvalidArgument("recommend-batch request: more than " + std::to_string(limits_.max_batch) +
+                                   " searches");
+  }
+  std::shared_lock lock(db_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
+  std::string out = "[";
+  for (size_t i = 0; i < searches->size(); ++i) {
+    if (std::chrono::steady_clock::now() > req.deadline) return Reply::Error(408, "recommend-batch request timed out");
+    FATHOM_ASSIGN_OR_RETURN(std::string hits,
+                            RunRecommend(c.get(), (*searches)[i], "searches[" + std::to_string(i) + "]"));
+    if (i > 0) out.push_back(',');
+    out += hits;
+  }
+  out.push_back(']');
+  return Reply::Ok(std::move(out));
+}
+
 Reply Api::Search(const ApiRequest& req) {
   SearchSlot slot(&search_slots_);  // parsing, searching, the answer: all CPU
   if (req.fast_parse) {

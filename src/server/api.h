@@ -97,6 +97,8 @@ class Api {
   Reply DeletePoints(const ApiRequest& req);
   Reply CountPoints(const ApiRequest& req);
   Reply ScrollPoints(const ApiRequest& req);
+  Reply Recommend(const ApiRequest& req);
+  Reply RecommendBatch(const ApiRequest& req);
   Reply Search(const ApiRequest& req);
   Reply SearchBatch(const ApiRequest& req);
   Reply CreateSnapshot(const ApiRequest& req);
@@ -157,6 +159,8 @@ class Api {
   Reply RunSearch(Collection* c, ParsedSearch s);
   Reply RunSearchBatch(Collection* c, std::vector<ParsedSearch> parsed,
                        std::chrono::steady_clock::time_point deadline);
+  // One recommend request body -> its hits as JSON (Recommend and RecommendBatch).
+  Result<std::string> RunRecommend(Collection* c, const Json& body, std::string_view what);
   Status RestoreSnapshot(const std::string& snapshot_dir, const std::string& name);
   std::string SnapshotDir(std::string_view collection) const;
 

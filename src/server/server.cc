@@ -298,6 +298,8 @@ class Frontend {
     Add("POST", "/collections/{name}/points/delete", Access::kWrite, api(&Api::DeletePoints));
     Add("POST", "/collections/{name}/points/count", Access::kRead, api(&Api::CountPoints));
     Add("POST", "/collections/{name}/points/scroll", Access::kRead, api(&Api::ScrollPoints));
+    Add("POST", "/collections/{name}/points/recommend", Access::kRead, api(&Api::Recommend));
+    Add("POST", "/collections/{name}/points/recommend/batch", Access::kRead, api(&Api::RecommendBatch));
     Add("POST", "/collections/{name}/points/search", Access::kRead, api(&Api::Search));
     Add("POST", "/collections/{name}/points/search/batch", Access::kRead, api(&Api::SearchBatch));
     Add("GET", "/collections/{name}/points/{id}", Access::kRead, api(&Api::GetPoint));

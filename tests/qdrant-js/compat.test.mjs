@@ -116,6 +116,27 @@ test('search: scores, score_threshold, exact, payload selectors', async () => {
   assert.equal(batch[1].length, 3);
 });
 
+test('recommend: average_vector and best_score, examples excluded, filter honoured', async () => {
+  const vec = Object.fromEntries(points().map((p) => [p.id, p.vector]));
+  // average_vector: one search for 2 * mean(positives) - mean(negatives).
+  const pos = [vec[2], vec[6]].map(norm), neg = norm(vec[11]);
+  const query = pos[0].map((x, j) => 2 * (x + pos[1][j]) / 2 - neg[j]);
+  const expected = points().filter((p) => ![2, 6, 11].includes(p.id))
+    .map((p) => ({ id: p.id, score: cosineScore(query, p.vector) }))
+    .sort((a, b) => b.score - a.score).slice(0, 3).map((h) => h.id);
+  const hits = await client.recommend('things', { positive: [2, 6], negative: [11], limit: 3, params: { exact: true } });
+  assert.deepEqual(hits.map((h) => h.id), expected);
+  // best_score, with a vector as an example and a filter.
+  const best = await client.recommend('things', {
+    positive: [4, [12, 1, 1, 2]], negative: [1], strategy: 'best_score', limit: 4,
+    filter: { must: [{ key: 'color', match: { value: 'green' } }] }, with_payload: true,
+  });
+  assert.ok(best.length > 0);
+  best.forEach((h) => { assert.equal(h.payload.color, 'green'); assert.notEqual(h.id, 4); assert.notEqual(h.id, 1); });
+  for (let i = 1; i < best.length; ++i) assert.ok(best[i - 1].score >= best[i].score);
+  await assert.rejects(client.recommend('things', { positive: [999], limit: 1 }), /Not Found/);
+});
+
 test('filters: is_empty, match any / except / text, range, must_not', async () => {
   const ids = async (filter) => (await client.scroll('things', { filter, limit: 100 })).points.map((p) => p.id).sort((a, b) => a - b);
   assert.deepEqual(await ids({ must: [{ is_empty: { key: 'tag' } }] }), [3, 6, 9, 12]);
