@@ -41,6 +41,8 @@ ROUTES = [
     ("GET", "/collections/{name}", False),
     ("PUT", "/collections/{name}", True),
     ("DELETE", "/collections/{name}", True),
+    ("PATCH", "/collections/{name}", True),
+    ("GET", "/collections/{name}/exists", False),
     ("PUT", "/collections/{name}/points", True),
     ("POST", "/collections/{name}/points", False),
     ("GET", "/collections/{name}/points/{id}", False),
@@ -48,6 +50,9 @@ ROUTES = [
     ("POST", "/collections/{name}/points/count", False),
     ("POST", "/collections/{name}/points/search", False),
     ("POST", "/collections/{name}/points/search/batch", False),
+    ("POST", "/collections/{name}/points/scroll", False),
+    ("POST", "/collections/{name}/points/recommend", False),
+    ("POST", "/collections/{name}/points/recommend/batch", False),
     ("GET", "/collections/{name}/snapshots", False),
     ("POST", "/collections/{name}/snapshots", True),
     ("PUT", "/collections/{name}/snapshots/recover", True),
@@ -199,6 +204,7 @@ class EndpointTest(ServerTestCase):
         # Three encodings: JSON arrays, per-point base64, and the column batch form with base64.
         third = n // 3
         res = self.server.ok("PUT", "/collections/%s/points" % name, {"points": points[:third]})
+        self.assertIsInstance(res.pop("operation_id"), int)  # Qdrant's write answer
         self.assertEqual(res, {"status": "completed", "upserted": third})
         for p in points[third:2 * third]:
             p["vector"] = b64(p["vector"])
@@ -211,7 +217,12 @@ class EndpointTest(ServerTestCase):
     def test_health_root_and_ready(self):
         self.assertEqual(self.server.ok("GET", "/healthz"), {"status": "healthy"})
         self.assertEqual(self.server.ok("GET", "/readyz"), {"status": "ready"})
-        self.assertEqual(self.server.ok("GET", "/")["title"], "fathom")
+        # Qdrant's shape: a bare object whose version Qdrant clients check.
+        status, doc, _ = self.server.request("GET", "/")
+        self.assertEqual(status, 200)
+        self.assertEqual(doc["title"], "fathom")
+        self.assertRegex(doc["version"], r"^1\.\d+\.\d+$")
+        self.assertIn("fathom_version", doc)
 
     def test_collection_lifecycle(self):
         self.create("life")
@@ -264,6 +275,7 @@ class EndpointTest(ServerTestCase):
             {"count": 30})
 
         res = self.server.ok("POST", "/collections/pts/points/delete", {"points": [0, 1, 2, "alpha", 777777]})
+        self.assertIsInstance(res.pop("operation_id"), int)
         self.assertEqual(res, {"status": "completed", "deleted": 4})
         res = self.server.ok("POST", "/collections/pts/points/delete", {"filter": "label = 4"})
         self.assertEqual(res["deleted"], 60)
@@ -459,7 +471,7 @@ class EndpointTest(ServerTestCase):
     def test_unknown_route_and_method(self):
         status, doc, _ = self.server.request("GET", "/nope")
         self.assertError(status, doc, 404)
-        status, doc, resp = self.server.request("PATCH", "/collections/x")
+        status, doc, resp = self.server.request("PATCH", "/collections/x/points")
         self.assertError(status, doc, 405)
         self.assertIn("PUT", resp.getheader("Allow"))
 
@@ -669,7 +681,7 @@ class BadInputTest(ServerTestCase):
             ("POST", "/collections/bad/points", {"ids": [1], "with_payloads": True}, "with_payloads"),
             ("POST", "/collections/bad/points/delete", {"points": [1], "ids": [1]}, "'ids'"),
             ("POST", "/collections/bad/points/count", {"filters": "label = 1"}, "filters"),
-            ("PUT", "/collections/newc", {"vectors": {"size": 4, "distance": "l2"}, "hnsw_config": {}}, "hnsw_config"),
+            ("PUT", "/collections/newc", {"vectors": {"size": 4, "distance": "l2"}, "hnsw": {}}, "hnsw"),
             ("PUT", "/collections/newc", {"vectors": {"size": 4, "distance": "l2", "on_dsk": True}}, "on_dsk"),
             ("PUT", "/collections/bad/snapshots/recover", {"snapshot": "x", "priority": "high"}, "priority"),
         ]
@@ -835,6 +847,9 @@ class AuthTest(ServerTestCase):
             ("POST", "/collections/{name}/points/count"): {},
             ("POST", "/collections/{name}/points/search"): {"vector": [1, 2], "limit": 1},
             ("POST", "/collections/{name}/points/search/batch"): {"searches": [{"vector": [1, 2]}]},
+            ("POST", "/collections/{name}/points/recommend"): {"positive": [[1, 2]], "limit": 1},
+            ("POST", "/collections/{name}/points/recommend/batch"): {"searches": [{"positive": [1]}]},
+            ("PATCH", "/collections/{name}"): {"optimizers_config": {}},
             ("PUT", "/collections/{name}/snapshots/recover"): {"snapshot": self.snapshot, "name": "auth_copy"},
         }.get((method, path))
 
