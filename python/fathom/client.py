@@ -12,7 +12,7 @@ import json
 import re
 import threading
 import urllib.parse
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -311,6 +311,30 @@ class RemoteCollection:
                                     _vectors_from_json(h.get("vector")) if with_vector else None)
                                 for h in hits])
         return results[0] if single else results
+
+    def recommend(self, positive: Sequence[Union[PointId, npt.ArrayLike]],
+                  negative: Sequence[Union[PointId, npt.ArrayLike]] = (), k: int = 10, *,
+                  strategy: str = "average_vector", filter: Optional[Filter] = None,
+                  ef: Optional[int] = None, with_payload: bool = True, with_vector: bool = False,
+                  vector: str = "") -> List[Hit]:
+        """As :meth:`fathom.Collection.recommend`, over REST (``POST .../points/recommend``)."""
+        def example(e: Union[PointId, npt.ArrayLike]) -> Any:
+            if isinstance(e, (int, str)) and not isinstance(e, bool):
+                return e
+            return [float(x) for x in np.asarray(e, dtype=np.float32).ravel()]
+        body: Dict[str, Any] = {"positive": [example(e) for e in positive],
+                                "negative": [example(e) for e in negative], "strategy": strategy,
+                                "limit": check_k(k), "with_payload": with_payload, "with_vector": with_vector}
+        ef = check_ef(ef)
+        if ef:
+            body["params"] = {"ef": ef}
+        if filter is not None:
+            body["filter"] = filter
+        if vector:
+            body["using"] = vector
+        hits = self._client.request("POST", f"{self._path}/points/recommend", body)
+        return [Hit(h["id"], float(np.float32(h["distance"])), h.get("payload") if with_payload else None,
+                    _vectors_from_json(h.get("vector")) if with_vector else None) for h in hits]
 
     def create_snapshot(self) -> str:
         """Asks the server to snapshot this collection; returns the snapshot's name."""

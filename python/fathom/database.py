@@ -17,6 +17,14 @@ from .errors import InvalidArgumentError, NotFoundError
 SearchResult = Union[List[Hit], List[List[Hit]]]
 
 
+def _examples(examples: Sequence[Union[PointId, npt.ArrayLike]]) -> List[Any]:
+    """Recommend examples for the core: ids as they are, anything else as a float32 vector."""
+    if isinstance(examples, (str, bytes)) or not isinstance(examples, (list, tuple)):
+        raise InvalidArgumentError("examples must be a list of ids or vectors, got " + type(examples).__name__)
+    return [e if isinstance(e, (int, str)) and not isinstance(e, bool) else np.asarray(e, dtype=np.float32)
+            for e in examples]
+
+
 class Collection:
     """A named collection of records (id, vector(s), JSON payload) with its indexes.
 
@@ -125,6 +133,25 @@ class Collection:
         results: List[List[Hit]] = [[Hit(h[0], h[1], None if h[2] is None else loads(h[2]), simplify_vectors(h[3]))
                     for h in row] for row in rows]
         return (results[0] if single else results), strategy
+
+    def recommend(self, positive: Sequence[Union[PointId, npt.ArrayLike]],
+                  negative: Sequence[Union[PointId, npt.ArrayLike]] = (), k: int = 10, *,
+                  strategy: str = "average_vector", filter: Optional[Filter] = None,
+                  ef: Optional[int] = None, with_payload: bool = True, with_vector: bool = False,
+                  vector: str = "") -> List[Hit]:
+        """Records like the ``positive`` examples and unlike the ``negative`` ones ("more like
+        this"), best first; the example records themselves are never returned.
+
+        Examples are stored ids or vectors. ``strategy``: ``"average_vector"`` searches once for
+        2 * mean(positives) - mean(negatives); ``"best_score"`` scores candidates near each
+        positive by their best positive similarity when it beats their best negative one, else by
+        minus the square of the best negative (``Hit.distance`` is minus that score). As Qdrant's
+        recommend.
+        """
+        rows = self._c.recommend(_examples(positive), _examples(negative), check_k(k), strategy,
+                                 filter_text(filter), check_ef(ef), with_payload, with_vector, vector)
+        loads = json.loads
+        return [Hit(h[0], h[1], None if h[2] is None else loads(h[2]), simplify_vectors(h[3])) for h in rows]
 
     def snapshot(self, path: "str | os.PathLike[str]") -> None:
         """Writes a consistent copy of this collection into ``path`` (which must not exist)."""

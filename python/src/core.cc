@@ -484,6 +484,48 @@ class PyCollection {
     return py::make_tuple(std::move(out), stats.strategy);
   }
 
+  // Examples are ids (int or str) or vectors (sequences of numbers); returns one list of
+  // (id, distance, payload JSON text or None, vectors dict or None).
+  py::list Recommend(py::handle positive, py::handle negative, int64_t k, const std::string& strategy,
+                     const std::string& filter, int ef, bool with_payload, bool with_vectors,
+                     const std::string& vector_name) const {
+    RecommendRequest request;
+    request.vector = vector_name;
+    request.k = CheckK(k);
+    request.ef = ef;
+    request.filter = filter;
+    request.with_payload = with_payload;
+    request.with_vectors = with_vectors;
+    if (strategy == "average_vector") {
+      request.strategy = RecommendRequest::Strategy::kAverageVector;
+    } else if (strategy == "best_score") {
+      request.strategy = RecommendRequest::Strategy::kBestScore;
+    } else {
+      InvalidArgument("strategy must be 'average_vector' or 'best_score', got '" + strategy + "'");
+    }
+    auto examples = [&](py::handle list, std::vector<PointId>* ids, std::vector<std::vector<float>>* vectors) {
+      if (list.is_none()) return;
+      for (py::handle e : list) {
+        if (py::isinstance<py::int_>(e) || py::isinstance<py::str>(e)) {
+          ids->push_back(ToPointId(e));
+        } else {
+          Matrix m = AsMatrix(e, 0, "example vector");
+          vectors->emplace_back(m.data, m.data + m.array.size());
+        }
+      }
+    };
+    examples(positive, &request.positive_ids, &request.positive_vectors);
+    examples(negative, &request.negative_ids, &request.negative_vectors);
+    auto hits = Run([&](Collection* c) { return c->Recommend(request); });
+    py::list row;
+    for (const auto& hit : hits) {
+      row.append(py::make_tuple(FromPointId(hit.id), hit.distance,
+                                with_payload ? py::object(py::str(hit.payload)) : py::none(),
+                                with_vectors ? py::object(VectorsToDict(hit.vectors)) : py::none()));
+    }
+    return row;
+  }
+
   void Snapshot(const std::string& dir) const {
     Run([&](Collection* c) -> Result<bool> {
       FATHOM_RETURN_IF_ERROR(c->Snapshot(dir));
@@ -701,6 +743,9 @@ PYBIND11_MODULE(_core, m) {
       .def("search", &fp::PyCollection::Search, py::arg("queries"), py::arg("k"), py::arg("ef"),
            py::arg("filter"), py::arg("with_payload"), py::arg("with_vectors"), py::arg("vector"),
            py::arg("rerank") = 0, py::arg("nprobe") = 0, py::arg("upper_ef") = 0, py::arg("checks") = 0)
+      .def("recommend", &fp::PyCollection::Recommend, py::arg("positive"), py::arg("negative"), py::arg("k"),
+           py::arg("strategy"), py::arg("filter"), py::arg("ef"), py::arg("with_payload"),
+           py::arg("with_vectors"), py::arg("vector"))
       .def("snapshot", &fp::PyCollection::Snapshot, py::arg("dir"))
       .def("checkpoint", &fp::PyCollection::Checkpoint)
       .def("optimize", &fp::PyCollection::Optimize)

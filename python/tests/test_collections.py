@@ -38,6 +38,30 @@ def test_round_trip(backend):
     assert name not in backend.list_collections()
 
 
+def test_recommend_more_like_this(backend):
+    """recommend() embedded and over REST: average_vector is one search for
+    2 * mean(positives) - mean(negatives) (checked against brute force), the examples are never
+    returned, filters hold, best_score ranks candidates best first, unknown ids are NotFound."""
+    name = unique_name()
+    col = backend.create_collection(name, dim=8, metric="l2", index="Flat", indexed_fields={"label": "integer"})
+    x = clustered(300, 8, seed=3)
+    col.upsert(list(range(300)), x, [{"label": i % 3} for i in range(300)])
+    query = 2 * (x[10] + x[20]) / 2 - x[30]
+    order = [int(i) for i in np.argsort(((x - query) ** 2).sum(axis=1)) if i not in (10, 20, 30)]
+    hits = col.recommend(positive=[10, 20], negative=[30], k=5)
+    assert [h.id for h in hits] == order[:5]
+    hits = col.recommend(positive=[x[10]], negative=[30], k=5, filter="label = 1")
+    assert hits and all(col.get(h.id).payload["label"] == 1 and h.id != 30 for h in hits)
+    best = col.recommend(positive=[10, 20], negative=[30], k=8, strategy="best_score")
+    assert len(best) == 8 and all(h.id not in (10, 20, 30) for h in best)
+    assert all(a.distance <= b.distance for a, b in zip(best, best[1:]))
+    with pytest.raises(fathom.NotFoundError):
+        col.recommend(positive=[12345], k=3)
+    with pytest.raises(fathom.InvalidArgumentError):
+        col.recommend(positive=[], k=3)
+    backend.drop_collection(name)
+
+
 def test_string_ids_and_payload_types(backend):
     col = backend.create_collection(unique_name(), dim=4, metric="cosine")
     vectors = np.eye(4, dtype=np.float32) + 0.1
