@@ -289,6 +289,45 @@ Status RunImport(const Context& ctx, const std::string& name, const ImportOption
   return Status::OK();
 }
 
+// A search's or recommendation's hits: a table, or JSON with the strategy (and, for searches,
+// how many points the filter allowed).
+void PrintHits(const Context& ctx, const std::string& collection, const std::vector<ScoredPoint>& hits,
+               const std::string& strategy, const size_t* allowed, bool with_payload, bool with_vectors,
+               bool as_json) {
+  if (as_json) {
+    json items = json::array();
+    for (const ScoredPoint& p : hits) {
+      json item = {{"id", PointIdToJson(p.id)}, {"distance", FloatForJson(p.distance)}};
+      if (with_payload) item["payload"] = PayloadToJson(p.payload);
+      if (with_vectors) item["vectors"] = VectorsToJson(p.vectors);
+      items.push_back(std::move(item));
+    }
+    json out = {{"collection", collection}, {"strategy", strategy}};
+    if (allowed != nullptr) out["allowed"] = *allowed;
+    out["results"] = std::move(items);
+    *ctx.out << Dump(out) << '\n';
+    return;
+  }
+  std::vector<std::string> headers = {"rank", "id", "distance"};
+  if (with_payload) headers.push_back("payload");
+  if (with_vectors) headers.push_back("vector");
+  std::vector<std::vector<std::string>> rows;
+  for (size_t i = 0; i < hits.size(); ++i) {
+    // A point's distance to itself under cosine or ip comes out as +-1e-7 from float rounding;
+    // the table shows 0 so "more like this" reads right, --json keeps the raw value.
+    float distance = std::fabs(hits[i].distance) < kDisplayZero ? 0.0f : hits[i].distance;
+    std::vector<std::string> row = {std::to_string(i + 1), FormatPointId(hits[i].id), FormatFloat(distance)};
+    if (with_payload) row.push_back(hits[i].payload);
+    if (with_vectors) row.push_back(VectorsPreview(hits[i].vectors));
+    rows.push_back(std::move(row));
+  }
+  if (rows.empty()) {
+    *ctx.out << "no results\n";
+  } else {
+    PrintTable(*ctx.out, headers, rows, {true, false, true});
+  }
+}
+
 Status RunSearch(const Context& ctx, const SearchOptions& options) {
   if (options.k == 0) return Status::InvalidArgument("-k must be at least 1");
   if (options.ef < 0) return Status::InvalidArgument("--ef must be >= 0 (0 = index default)");
@@ -310,41 +349,36 @@ Status RunSearch(const Context& ctx, const SearchOptions& options) {
   SearchStats stats;
   FATHOM_ASSIGN_OR_RETURN(auto results, c->Search(request, &stats));
   const std::vector<ScoredPoint> empty;
-  const std::vector<ScoredPoint>& hits = results.empty() ? empty : results[0];
-  if (options.json) {
-    json items = json::array();
-    for (const ScoredPoint& p : hits) {
-      json item = {{"id", PointIdToJson(p.id)}, {"distance", FloatForJson(p.distance)}};
-      if (request.with_payload) item["payload"] = PayloadToJson(p.payload);
-      if (request.with_vectors) item["vectors"] = VectorsToJson(p.vectors);
-      items.push_back(std::move(item));
-    }
-    json out = {{"collection", options.name},
-                {"strategy", stats.strategy},
-                {"allowed", stats.allowed},
-                {"results", std::move(items)}};
-    *ctx.out << Dump(out) << '\n';
-    return db->Close();
-  }
-  std::vector<std::string> headers = {"rank", "id", "distance"};
-  if (request.with_payload) headers.push_back("payload");
-  if (request.with_vectors) headers.push_back("vector");
-  std::vector<std::vector<std::string>> rows;
-  for (size_t i = 0; i < hits.size(); ++i) {
-    // A point's distance to itself under cosine or ip comes out as +-1e-7 from float rounding;
-    // the table shows 0 so "more like this" reads right, --json keeps the raw value.
-    float distance = std::fabs(hits[i].distance) < kDisplayZero ? 0.0f : hits[i].distance;
-    std::vector<std::string> row = {std::to_string(i + 1), FormatPointId(hits[i].id),
-                                    FormatFloat(distance)};
-    if (request.with_payload) row.push_back(hits[i].payload);
-    if (request.with_vectors) row.push_back(VectorsPreview(hits[i].vectors));
-    rows.push_back(std::move(row));
-  }
-  if (rows.empty()) {
-    *ctx.out << "no results\n";
+  PrintHits(ctx, options.name, results.empty() ? empty : results[0], stats.strategy, &stats.allowed,
+            request.with_payload, request.with_vectors, options.json);
+  return db->Close();
+}
+
+Status RunRecommend(const Context& ctx, const RecommendOptions& options) {
+  if (options.k == 0) return Status::InvalidArgument("-k must be at least 1");
+  if (options.ef < 0) return Status::InvalidArgument("--ef must be >= 0 (0 = index default)");
+  RecommendRequest request;
+  FATHOM_ASSIGN_OR_RETURN(request.positive_ids, ParseIds(options.positive, options.string_id));
+  FATHOM_ASSIGN_OR_RETURN(request.negative_ids, ParseIds(options.negative, options.string_id));
+  if (options.strategy == "average_vector") {
+    request.strategy = RecommendRequest::Strategy::kAverageVector;
+  } else if (options.strategy == "best_score") {
+    request.strategy = RecommendRequest::Strategy::kBestScore;
   } else {
-    PrintTable(*ctx.out, headers, rows, {true, false, true});
+    return Status::InvalidArgument("--strategy must be average_vector or best_score, got '" + options.strategy + "'");
   }
+  FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, db->GetCollection(options.name));
+  FATHOM_ASSIGN_OR_RETURN(const VectorSpec* target, ResolveVector(c->spec(), options.using_vector));
+  request.vector = target->name;
+  request.k = options.k;
+  request.ef = options.ef;
+  request.filter = options.filter;
+  request.with_payload = !options.no_payload;
+  request.with_vectors = options.with_vectors;
+  FATHOM_ASSIGN_OR_RETURN(auto hits, c->Recommend(request));
+  PrintHits(ctx, options.name, hits, options.strategy, nullptr, request.with_payload, request.with_vectors,
+            options.json);
   return db->Close();
 }
 

@@ -58,6 +58,20 @@ struct SearchOptions {
   bool json = false;
 };
 
+struct RecommendOptions {
+  std::string name;
+  std::vector<std::string> positive, negative;  // example point ids
+  bool string_id = false;
+  std::string strategy = "average_vector";  // or best_score
+  size_t k = 10;
+  int ef = 0;
+  std::string filter;
+  std::string using_vector;
+  bool with_vectors = false;
+  bool no_payload = false;
+  bool json = false;
+};
+
 struct PointsOptions {  // get and delete
   std::string name;
   std::vector<std::string> ids;
@@ -90,6 +104,8 @@ Status RunList(const Context& ctx, bool json);
 Status RunInfo(const Context& ctx, const std::string& name, bool json);
 Status RunImport(const Context& ctx, const std::string& name, const ImportOptions& options);
 Status RunSearch(const Context& ctx, const SearchOptions& options);
+// "More like these, unlike those": Qdrant's recommend over stored example points.
+Status RunRecommend(const Context& ctx, const RecommendOptions& options);
 Status RunGet(const Context& ctx, const PointsOptions& options);
 Status RunDelete(const Context& ctx, const PointsOptions& options);
 Status RunCount(const Context& ctx, const std::string& name, const std::string& filter);

@@ -180,6 +180,30 @@ int Run(int argc, char** argv) {
   search_cmd->add_flag("--json", search.json, "print JSON");
   AddCommonOptions(search_cmd, &ctx, &durability, &verbose);
 
+  // recommend
+  RecommendOptions recommend;
+  auto* recommend_cmd = app.add_subcommand(
+      "recommend", "more like these points, unlike those (Qdrant's recommend; the examples are not returned)");
+  recommend_cmd->add_option("name", recommend.name, "collection name")->required();
+  recommend_cmd->add_option("--positive", recommend.positive, "ids of points to be like (comma-separated)")
+      ->required()
+      ->delimiter(',');
+  recommend_cmd->add_option("--negative", recommend.negative, "ids of points to be unlike")->delimiter(',');
+  recommend_cmd->add_flag("--string-id", recommend.string_id, "treat every id as a string id");
+  recommend_cmd->add_option("--strategy", recommend.strategy,
+                            "average_vector: one search for 2 mean(positive) - mean(negative); best_score: "
+                            "candidates scored against every example")
+      ->capture_default_str();
+  recommend_cmd->add_option("-k", recommend.k, "number of results")->capture_default_str();
+  recommend_cmd->add_option("--ef", recommend.ef, "HNSW search beam (0 = index default)")
+      ->check(CLI::Range(0, 1000000));
+  recommend_cmd->add_option("--filter", recommend.filter, "payload filter, text form or JSON");
+  recommend_cmd->add_option("--using", recommend.using_vector, "which named vector");
+  recommend_cmd->add_flag("--with-vectors", recommend.with_vectors, "also return the stored vectors");
+  recommend_cmd->add_flag("--no-payload", recommend.no_payload, "do not return payloads");
+  recommend_cmd->add_flag("--json", recommend.json, "print JSON");
+  AddCommonOptions(recommend_cmd, &ctx, &durability, &verbose);
+
   // get
   PointsOptions get;
   auto* get_cmd = app.add_subcommand("get", "print points by id");
@@ -281,6 +305,8 @@ int Run(int argc, char** argv) {
     status = RunImport(ctx, import_name, import);
   } else if (*search_cmd) {
     status = RunSearch(ctx, search);
+  } else if (*recommend_cmd) {
+    status = RunRecommend(ctx, recommend);
   } else if (*get_cmd) {
     status = RunGet(ctx, get);
   } else if (*delete_cmd) {

@@ -240,6 +240,19 @@ expect_eq "$(echo "$json" | json_get 'sorted(set(r["payload"]["label"] for r in 
 expect_eq "$(echo "$json" | json_get '42 in [r["id"] for r in d["results"]]')" "False" \
   "filtered search drops the query point, whose label is 2"
 
+# recommend: more like 21 and 63 (their mean is point 42's vector), examples never returned.
+json=$(fathom recommend grid --positive 21,63 -k 3 --json)
+expect_eq "$(echo "$json" | json_get '[r["id"] for r in d["results"]][0]')" "42" "recommend: the mean of the positives"
+expect_eq "$(echo "$json" | json_get '21 in [r["id"] for r in d["results"]] or 63 in [r["id"] for r in d["results"]]')" \
+  "False" "recommend leaves the examples out"
+json=$(fathom recommend grid --positive 42 --negative 21 -k 1 --json)
+expect_eq "$(echo "$json" | json_get 'd["results"][0]["id"]')" "63" "recommend: 2 x positive - negative"
+json=$(fathom recommend grid --positive 42 --negative 21 --strategy best_score -k 3 --filter 'label = 3' --json)
+expect_eq "$(echo "$json" | json_get 'sorted(set(r["payload"]["label"] for r in d["results"]))')" "[3]" \
+  "recommend best_score with a filter"
+expect_error 2 "does not exist" fathom recommend grid --positive 123456
+expect_error 1 "--strategy" fathom recommend grid --positive 1 --strategy nope
+
 out=$(fathom search grid --vector "42,0,0,1" -k 1)
 expect_eq "$(echo "$out" | awk 'NR == 2 {print $2, $3}')" "42 0" "search --vector"
 out=$(fathom search grid --vector "[-1, 0, 0, 1]" -k 1 --no-payload)
