@@ -243,6 +243,15 @@ struct RepairReport {
   std::vector<std::string> notes;  // files set aside and other findings, one line each
 };
 
+// One change to a database's aliases (Database::UpdateAliases; Qdrant's alias actions).
+struct AliasOperation {
+  enum class Kind : uint8_t { kCreate, kDelete, kRename };
+  Kind kind = Kind::kCreate;
+  std::string alias;       // kCreate / kDelete: the alias; kRename: its old name
+  std::string collection;  // kCreate: the collection it names
+  std::string new_alias;   // kRename: the new name
+};
+
 class Database {
  public:
   // Salvages a database that no longer opens (a corrupt RocksDB block, a lost file): RocksDB's
@@ -266,7 +275,16 @@ class Database {
   virtual std::vector<std::string> ListCollections() const = 0;
   virtual Result<std::shared_ptr<Collection>> CreateCollection(const CollectionSpec& spec) = 0;
   virtual Status DropCollection(const std::string& name) = 0;
+  // By collection name or alias.
   virtual Result<std::shared_ptr<Collection>> GetCollection(const std::string& name) const = 0;
+  // Aliases: second names for collections that every call taking a collection name accepts,
+  // for re-embedding (build images_v2 while the alias `images` serves images_v1, then switch).
+  // The operations apply in order, all or none, in one durable write: a request that resolves
+  // the alias sees the old target or the new one, never none. An alias shares the collection
+  // names' rules and may not equal a collection's name; dropping a collection drops its aliases.
+  virtual Status UpdateAliases(const std::vector<AliasOperation>& operations) = 0;
+  // alias -> collection.
+  virtual std::map<std::string, std::string> ListAliases() const = 0;
   // Restores a snapshot written by Collection::Snapshot into this open database, under the
   // snapshot's collection name or `new_name`, and returns the restored collection.
   // AlreadyExists if that name is taken.

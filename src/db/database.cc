@@ -19,6 +19,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kSpecPrefix = "collection/";
+constexpr const char* kAliasPrefix = "alias/";  // alias/<name> -> the collection it names
 constexpr const char* kNextIdKey = "next_collection_id";
 // The database directory's format (docs/format/database.md); absent in directories made before
 // it existed, which are version 1.
@@ -64,6 +65,10 @@ class DatabaseImpl final : public Database {
       return true;
     }));
     FATHOM_RETURN_IF_ERROR(decode);
+    FATHOM_RETURN_IF_ERROR(kv_->Scan(Cf::kMeta, kAliasPrefix, [&](std::string_view key, std::string_view v) {
+      aliases_[std::string(key.substr(std::string_view(kAliasPrefix).size()))] = std::string(v);
+      return true;
+    }));
     for (auto& [spec, id] : specs) {
       std::string name = spec.name;
       FATHOM_ASSIGN_OR_RETURN(auto collection,
@@ -103,6 +108,10 @@ class DatabaseImpl final : public Database {
     if (collections_.count(spec.name) != 0) {
       return Status::AlreadyExists("collection '" + spec.name + "' already exists");
     }
+    if (aliases_.count(spec.name) != 0) {
+      return Status::AlreadyExists("'" + spec.name + "' is an alias (of collection '" + aliases_.at(spec.name) +
+                                   "'); delete the alias first or choose another name");
+    }
     FATHOM_ASSIGN_OR_RETURN(uint32_t id, NextCollectionId());
     KvStore::Batch batch(*kv_);
     batch.Put(Cf::kMeta, kSpecPrefix + spec.name, EncodeSpec(spec, id));
@@ -129,6 +138,13 @@ class DatabaseImpl final : public Database {
     KvStore::Batch batch(*kv_);
     batch.Delete(Cf::kMeta, kSpecPrefix + name);
     batch.Delete(Cf::kMeta, "trimmed/" + prefix);
+    std::vector<std::string> dropped_aliases;
+    for (const auto& [alias, target] : aliases_) {
+      if (target == name) {
+        batch.Delete(Cf::kMeta, kAliasPrefix + alias);
+        dropped_aliases.push_back(alias);
+      }
+    }
     batch.DeleteRange(Cf::kRecords, prefix, end);
     batch.DeleteRange(Cf::kVectors, prefix, end);
     batch.DeleteRange(Cf::kOplog, prefix, end);
@@ -137,6 +153,7 @@ class DatabaseImpl final : public Database {
       return s;
     }
     collections_.erase(it);
+    for (const auto& alias : dropped_aliases) aliases_.erase(alias);
     std::error_code ec;
     fs::remove_all(IndexDir(id), ec);
     spdlog::info("dropped collection '{}'", name);
@@ -146,8 +163,72 @@ class DatabaseImpl final : public Database {
   Result<std::shared_ptr<Collection>> GetCollection(const std::string& name) const override {
     std::shared_lock lock(mutex_);
     auto it = collections_.find(name);
+    if (it == collections_.end()) {
+      if (auto alias = aliases_.find(name); alias != aliases_.end()) it = collections_.find(alias->second);
+    }
     if (it == collections_.end()) return Status::NotFound("collection '" + name + "' does not exist");
     return std::shared_ptr<Collection>(it->second);
+  }
+
+  Status UpdateAliases(const std::vector<AliasOperation>& operations) override {
+    std::unique_lock lock(mutex_);
+    FATHOM_RETURN_IF_ERROR(CheckOpen());
+    std::map<std::string, std::string> next = aliases_;
+    auto check_new = [&](const std::string& alias) -> Status {
+      if (Status s = ValidateCollectionName(alias); !s.ok()) {
+        return Status::InvalidArgument("alias: " + s.message());
+      }
+      if (collections_.count(alias) != 0) {
+        return Status::AlreadyExists("alias '" + alias + "' is the name of a collection");
+      }
+      if (next.count(alias) != 0) {
+        return Status::AlreadyExists("alias '" + alias + "' already exists (of collection '" + next.at(alias) +
+                                     "'); delete it first in the same request to switch it");
+      }
+      return Status::OK();
+    };
+    for (size_t i = 0; i < operations.size(); ++i) {
+      const AliasOperation& op = operations[i];
+      const std::string where = "alias action " + std::to_string(i) + ": ";
+      switch (op.kind) {
+        case AliasOperation::Kind::kCreate: {
+          if (Status s = check_new(op.alias); !s.ok()) return Status(s.code(), where + s.message());
+          if (collections_.count(op.collection) == 0) {
+            return Status::NotFound(where + "collection '" + op.collection + "' does not exist");
+          }
+          next[op.alias] = op.collection;
+          break;
+        }
+        case AliasOperation::Kind::kDelete:
+          if (next.erase(op.alias) == 0) return Status::NotFound(where + "alias '" + op.alias + "' does not exist");
+          break;
+        case AliasOperation::Kind::kRename: {
+          auto it = next.find(op.alias);
+          if (it == next.end()) return Status::NotFound(where + "alias '" + op.alias + "' does not exist");
+          std::string target = it->second;
+          next.erase(it);
+          if (Status s = check_new(op.new_alias); !s.ok()) return Status(s.code(), where + s.message());
+          next[op.new_alias] = std::move(target);
+          break;
+        }
+      }
+    }
+    KvStore::Batch batch(*kv_);
+    for (const auto& [alias, target] : aliases_) {
+      if (next.count(alias) == 0) batch.Delete(Cf::kMeta, kAliasPrefix + alias);
+    }
+    for (const auto& [alias, target] : next) {
+      auto old = aliases_.find(alias);
+      if (old == aliases_.end() || old->second != target) batch.Put(Cf::kMeta, kAliasPrefix + alias, target);
+    }
+    FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
+    aliases_ = std::move(next);
+    return Status::OK();
+  }
+
+  std::map<std::string, std::string> ListAliases() const override {
+    std::shared_lock lock(mutex_);
+    return aliases_;
   }
 
   Result<std::shared_ptr<Collection>> RestoreSnapshot(const std::string& snapshot_dir,
@@ -161,6 +242,9 @@ class DatabaseImpl final : public Database {
     std::unique_lock lock(mutex_);
     if (collections_.count(spec.name) != 0) {
       return Status::AlreadyExists("collection '" + spec.name + "' already exists");
+    }
+    if (aliases_.count(spec.name) != 0) {
+      return Status::AlreadyExists("'" + spec.name + "' is an alias; delete the alias first or choose another name");
     }
     FATHOM_ASSIGN_OR_RETURN(uint32_t id, NextCollectionId());
     FATHOM_RETURN_IF_ERROR(CollectionImpl::ImportSnapshot(kv_.get(), snapshot_dir, IndexDir(id), id));
@@ -198,6 +282,7 @@ class DatabaseImpl final : public Database {
   mutable std::shared_mutex mutex_;
   std::unique_ptr<KvStore> kv_;
   std::map<std::string, std::shared_ptr<CollectionImpl>> collections_;
+  std::map<std::string, std::string> aliases_;  // alias -> collection, as stored under kAliasPrefix
 };
 
 }  // namespace

@@ -748,6 +748,59 @@ TEST_F(DatabaseTest, CloseCheckpointsOnlyWhenTheLogIsWorthIt) {
   EXPECT_EQ(std::move(db->GetCollection("items")).value()->Count(), 2999u);
 }
 
+// Issue 14: aliases resolve wherever a collection name does, switch in one all-or-none write,
+// survive a reopen, block the name for collections, and go when their collection is dropped.
+TEST_F(DatabaseTest, AliasesSwitchAtomicallyAndPersist) {
+  using Op = AliasOperation;
+  auto create = [](std::string alias, std::string collection) {
+    Op op;
+    op.alias = std::move(alias);
+    op.collection = std::move(collection);
+    return op;
+  };
+  auto remove = [](std::string alias) {
+    Op op;
+    op.kind = Op::Kind::kDelete;
+    op.alias = std::move(alias);
+    return op;
+  };
+  {
+    auto db = std::move(Database::Open(dir_)).value();
+    ASSERT_TRUE(db->CreateCollection(Spec("v1", 4)).ok());
+    ASSERT_TRUE(db->CreateCollection(Spec("v2", 4)).ok());
+    ASSERT_TRUE(db->UpdateAliases({create("images", "v1")}).ok());
+    EXPECT_EQ(std::move(db->GetCollection("images")).value()->spec().name, "v1");
+    // Switch: delete and create in one request.
+    ASSERT_TRUE(db->UpdateAliases({remove("images"), create("images", "v2")}).ok());
+    EXPECT_EQ(std::move(db->GetCollection("images")).value()->spec().name, "v2");
+    // All or none: the second action fails, so the first is not applied either.
+    Status bad = db->UpdateAliases({remove("images"), create("images", "v3")});
+    EXPECT_TRUE(bad.IsNotFound()) << bad.ToString();
+    EXPECT_EQ(bad.message(), "alias action 1: collection 'v3' does not exist");
+    EXPECT_EQ(db->ListAliases(), (std::map<std::string, std::string>{{"images", "v2"}}));
+    EXPECT_EQ(db->UpdateAliases({create("images", "v1")}).message(),
+              "alias action 0: alias 'images' already exists (of collection 'v2'); delete it first in the same "
+              "request to switch it");
+    EXPECT_TRUE(db->UpdateAliases({create("v1", "v2")}).IsAlreadyExists());
+    EXPECT_TRUE(db->UpdateAliases({create("a/b", "v2")}).IsInvalidArgument());
+    EXPECT_TRUE(db->CreateCollection(Spec("images", 4)).status().IsAlreadyExists());
+    Op rename;
+    rename.kind = Op::Kind::kRename;
+    rename.alias = "images";
+    rename.new_alias = "photos";
+    ASSERT_TRUE(db->UpdateAliases({rename, create("old", "v1")}).ok());
+  }
+  auto db = std::move(Database::Open(dir_)).value();
+  EXPECT_EQ(db->ListAliases(), (std::map<std::string, std::string>{{"old", "v1"}, {"photos", "v2"}}));
+  EXPECT_EQ(std::move(db->GetCollection("photos")).value()->spec().name, "v2");
+  EXPECT_TRUE(db->GetCollection("images").status().IsNotFound());
+  ASSERT_TRUE(db->DropCollection("v2").ok());
+  EXPECT_EQ(db->ListAliases(), (std::map<std::string, std::string>{{"old", "v1"}}));
+  ASSERT_TRUE(db->Close().ok());
+  auto again = std::move(Database::Open(dir_)).value();
+  EXPECT_EQ(again->ListAliases(), (std::map<std::string, std::string>{{"old", "v1"}}));
+}
+
 // Issue 9.13: one corrupt RocksDB table made the database refuse to open, with no way back.
 // Repair keeps what can be read, rebuilds the indexes, and says how much was lost.
 TEST_F(DatabaseTest, RepairSalvagesACorruptStore) {

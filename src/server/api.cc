@@ -567,9 +567,77 @@ Reply Api::CollectionExists(const ApiRequest& req) {
   FATHOM_RETURN_IF_ERROR(ValidateName(name, "collection name"));
   std::shared_lock lock(db_mutex_);
   if (!db_) return Reply::Error(503, "the database is closed");
-  const auto names = db_->ListCollections();
-  const bool exists = std::find(names.begin(), names.end(), name) != names.end();
+  const bool exists = db_->GetCollection(name).ok();  // a collection or an alias of one
   return Reply::Ok(Dump(Json{{"exists", exists}}));
+}
+
+// Qdrant's alias actions, applied in order, all or none: {"actions": [{"create_alias":
+// {"collection_name", "alias_name"}}, {"delete_alias": {"alias_name"}}, {"rename_alias":
+// {"old_alias_name", "new_alias_name"}}]}.
+Reply Api::UpdateAliases(const ApiRequest& req) {
+  FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
+  FATHOM_RETURN_IF_ERROR(CheckFields(body, "alias request", {"actions"}));
+  auto actions = body.find("actions");
+  if (actions == body.end() || !actions->is_array()) {
+    return Status::InvalidArgument("alias request: field 'actions' must be an array of create_alias, delete_alias "
+                                   "or rename_alias actions");
+  }
+  std::vector<AliasOperation> operations;
+  for (size_t i = 0; i < actions->size(); ++i) {
+    const Json& action = (*actions)[i];
+    const std::string what = "actions[" + std::to_string(i) + "]";
+    if (!action.is_object() || action.size() != 1) {
+      return Status::InvalidArgument(what + " must be an object with one of create_alias, delete_alias, rename_alias");
+    }
+    const auto& [kind, args] = *action.items().begin();
+    AliasOperation op;
+    if (kind == "create_alias") {
+      FATHOM_RETURN_IF_ERROR(CheckFields(args, what + ".create_alias", {"collection_name", "alias_name"}));
+      op.kind = AliasOperation::Kind::kCreate;
+      FATHOM_ASSIGN_OR_RETURN(op.collection, GetString(args, "collection_name", what + ".create_alias"));
+      FATHOM_ASSIGN_OR_RETURN(op.alias, GetString(args, "alias_name", what + ".create_alias"));
+    } else if (kind == "delete_alias") {
+      FATHOM_RETURN_IF_ERROR(CheckFields(args, what + ".delete_alias", {"alias_name"}));
+      op.kind = AliasOperation::Kind::kDelete;
+      FATHOM_ASSIGN_OR_RETURN(op.alias, GetString(args, "alias_name", what + ".delete_alias"));
+    } else if (kind == "rename_alias") {
+      FATHOM_RETURN_IF_ERROR(CheckFields(args, what + ".rename_alias", {"old_alias_name", "new_alias_name"}));
+      op.kind = AliasOperation::Kind::kRename;
+      FATHOM_ASSIGN_OR_RETURN(op.alias, GetString(args, "old_alias_name", what + ".rename_alias"));
+      FATHOM_ASSIGN_OR_RETURN(op.new_alias, GetString(args, "new_alias_name", what + ".rename_alias"));
+    } else {
+      return Status::InvalidArgument(what + ": unknown action '" + kind +
+                                     "': expected create_alias, delete_alias or rename_alias");
+    }
+    operations.push_back(std::move(op));
+  }
+  std::shared_lock lock(db_mutex_);
+  if (!db_) return Reply::Error(503, "the database is closed");
+  return db_->UpdateAliases(operations);
+}
+
+namespace {
+std::string AliasList(const std::map<std::string, std::string>& aliases, const std::string* collection) {
+  Json list = Json::array();
+  for (const auto& [alias, target] : aliases) {
+    if (collection == nullptr || target == *collection) {
+      list.push_back(Json{{"alias_name", alias}, {"collection_name", target}});
+    }
+  }
+  return Dump(Json{{"aliases", std::move(list)}});
+}
+}  // namespace
+
+Reply Api::ListAliases(const ApiRequest&) {
+  std::shared_lock lock(db_mutex_);
+  if (!db_) return Reply::Error(503, "the database is closed");
+  return Reply::Ok(AliasList(db_->ListAliases(), nullptr));
+}
+
+Reply Api::ListCollectionAliases(const ApiRequest& req) {
+  std::shared_lock lock(db_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
+  return Reply::Ok(AliasList(db_->ListAliases(), &c->spec().name));
 }
 
 // Qdrant's PATCH /collections/{name}: Fathom has no optimizer or WAL settings to change, so

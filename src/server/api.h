@@ -89,6 +89,9 @@ class Api {
   Reply CreateCollection(const ApiRequest& req);
   Reply GetCollection(const ApiRequest& req);
   Reply CollectionExists(const ApiRequest& req);
+  Reply UpdateAliases(const ApiRequest& req);
+  Reply ListAliases(const ApiRequest& req);            // GET /aliases
+  Reply ListCollectionAliases(const ApiRequest& req);  // GET /collections/{name}/aliases
   Reply UpdateCollection(const ApiRequest& req);
   Reply DeleteCollection(const ApiRequest& req);
   Reply UpsertPoints(const ApiRequest& req);

@@ -288,6 +288,9 @@ class Frontend {
       return r;
     });
     Add("GET", "/collections", Access::kRead, api(&Api::ListCollections));
+    Add("POST", "/collections/aliases", Access::kWrite, api(&Api::UpdateAliases));
+    Add("GET", "/aliases", Access::kRead, api(&Api::ListAliases));
+    Add("GET", "/collections/{name}/aliases", Access::kRead, api(&Api::ListCollectionAliases));
     Add("GET", "/collections/{name}", Access::kRead, api(&Api::GetCollection));
     Add("PUT", "/collections/{name}", Access::kWrite, api(&Api::CreateCollection));
     Add("DELETE", "/collections/{name}", Access::kWrite, api(&Api::DeleteCollection));

@@ -174,6 +174,44 @@ test('snapshots: create, list, delete', async () => {
   assert.equal(await client.deleteSnapshot('things', snap.name), true);
 });
 
+test('aliases: the re-embedding switch in one request, with no failed read', async () => {
+  await client.createCollection('things_v2', { vectors: { size: 4, distance: 'Cosine' } });
+  await client.upsert('things_v2', { wait: true, points: [{ id: 100, vector: [1, 2, 3, 4], payload: { v: 2 } }] });
+  assert.equal(await client.updateCollectionAliases({ actions: [{ create_alias: { collection_name: 'things', alias_name: 'live' } }] }), true);
+  assert.deepEqual((await client.getAliases()).aliases, [{ alias_name: 'live', collection_name: 'things' }]);
+  assert.equal((await client.count('live')).count, 8);
+  assert.deepEqual(await client.collectionExists('live'), { exists: true });
+  // Readers keep searching through the alias while it is switched.
+  let failures = 0, reads = 0, stop = false;
+  const reader = (async () => {
+    while (!stop) {
+      try { await client.search('live', { vector: [1, 2, 3, 4], limit: 1 }); ++reads; } catch { ++failures; }
+    }
+  })();
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(await client.updateCollectionAliases({ actions: [
+    { delete_alias: { alias_name: 'live' } },
+    { create_alias: { collection_name: 'things_v2', alias_name: 'live' } },
+  ] }), true);
+  await new Promise((r) => setTimeout(r, 50));
+  stop = true;
+  await reader;
+  assert.equal(failures, 0);
+  assert.ok(reads > 0);
+  assert.equal((await client.count('live')).count, 1);
+  assert.deepEqual((await client.getCollectionAliases('things_v2')).aliases, [{ alias_name: 'live', collection_name: 'things_v2' }]);
+  assert.deepEqual((await client.getCollectionAliases('things')).aliases, []);
+  await client.updateCollectionAliases({ actions: [{ rename_alias: { old_alias_name: 'live', new_alias_name: 'current' } }] });
+  assert.equal((await client.count('current')).count, 1);
+  // All or none: a failing action leaves the aliases as they were.
+  await assert.rejects(client.updateCollectionAliases({ actions: [
+    { delete_alias: { alias_name: 'current' } }, { create_alias: { collection_name: 'nothing', alias_name: 'current' } },
+  ] }), /Not Found/);
+  assert.deepEqual((await client.getAliases()).aliases, [{ alias_name: 'current', collection_name: 'things_v2' }]);
+  assert.equal(await client.deleteCollection('things_v2'), true);  // its aliases go with it
+  assert.deepEqual((await client.getAliases()).aliases, []);
+});
+
 test('drop the collection', async () => {
   assert.equal(await client.deleteCollection('things'), true);
   assert.deepEqual(await client.collectionExists('things'), { exists: false });

@@ -38,6 +38,9 @@ ROUTES = [
     ("GET", "/metrics", False),
     ("GET", "/openapi.json", False),
     ("GET", "/collections", False),
+    ("POST", "/collections/aliases", True),
+    ("GET", "/aliases", False),
+    ("GET", "/collections/{name}/aliases", False),
     ("GET", "/collections/{name}", False),
     ("PUT", "/collections/{name}", True),
     ("DELETE", "/collections/{name}", True),
@@ -850,6 +853,7 @@ class AuthTest(ServerTestCase):
             ("POST", "/collections/{name}/points/recommend"): {"positive": [[1, 2]], "limit": 1},
             ("POST", "/collections/{name}/points/recommend/batch"): {"searches": [{"positive": [1]}]},
             ("PATCH", "/collections/{name}"): {"optimizers_config": {}},
+            ("POST", "/collections/aliases"): {"actions": []},
             ("PUT", "/collections/{name}/snapshots/recover"): {"snapshot": self.snapshot, "name": "auth_copy"},
         }.get((method, path))
 
