@@ -197,6 +197,39 @@ class Client:
     def drop_collection(self, name: str) -> None:
         self.request("DELETE", f"/collections/{self._quote(name)}")
 
+    def create_alias(self, alias: str, collection: str) -> None:
+        """A second name for ``collection``: every call that takes a collection name takes it."""
+        self.update_aliases([("create", alias, collection)])
+
+    def delete_alias(self, alias: str) -> None:
+        self.update_aliases([("delete", alias, "")])
+
+    def switch_alias(self, alias: str, collection: str) -> None:
+        """Points ``alias`` at ``collection`` in one durable step (creating it if missing): the
+        re-embedding switch. A search through the alias sees the old collection or the new one,
+        never neither."""
+        actions = [("delete", alias, "")] if alias in self.aliases() else []
+        self.update_aliases(actions + [("create", alias, collection)])
+
+    def update_aliases(self, actions: Sequence[Tuple[str, str, str]]) -> None:
+        """Applies ``(kind, alias, other)`` actions in order, all or none: ``("create", alias,
+        collection)``, ``("delete", alias, "")``, ``("rename", alias, new_alias)``."""
+        body = []
+        for kind, alias, other in actions:
+            if kind == "create":
+                body.append({"create_alias": {"alias_name": alias, "collection_name": other}})
+            elif kind == "delete":
+                body.append({"delete_alias": {"alias_name": alias}})
+            elif kind == "rename":
+                body.append({"rename_alias": {"old_alias_name": alias, "new_alias_name": other}})
+            else:
+                raise InvalidArgumentError(f"alias action must be create, delete or rename, got {kind!r}")
+        self.request("POST", "/collections/aliases", {"actions": body})
+
+    def aliases(self) -> Dict[str, str]:
+        """{alias: collection}."""
+        return {a["alias_name"]: a["collection_name"] for a in self.request("GET", "/aliases")["aliases"]}
+
 
 class RemoteCollection:
     """A collection on a server: the methods of :class:`fathom.Collection`, over HTTP."""

@@ -260,7 +260,31 @@ class Database:
     __getitem__ = get_collection
 
     def drop_collection(self, name: str) -> None:
+        """Drops a collection (and its aliases)."""
         self._db.drop_collection(name)
+
+    def create_alias(self, alias: str, collection: str) -> None:
+        """A second name for ``collection``: every call that takes a collection name takes it."""
+        self.update_aliases([("create", alias, collection)])
+
+    def delete_alias(self, alias: str) -> None:
+        self.update_aliases([("delete", alias, "")])
+
+    def switch_alias(self, alias: str, collection: str) -> None:
+        """Points ``alias`` at ``collection`` in one durable step (creating it if missing): the
+        re-embedding switch. A search through the alias sees the old collection or the new one,
+        never neither."""
+        actions = [("delete", alias, "")] if alias in self.aliases() else []
+        self.update_aliases(actions + [("create", alias, collection)])
+
+    def update_aliases(self, actions: Sequence[Tuple[str, str, str]]) -> None:
+        """Applies ``(kind, alias, other)`` actions in order, all or none: ``("create", alias,
+        collection)``, ``("delete", alias, "")``, ``("rename", alias, new_alias)``."""
+        self._db.update_aliases([(str(k), str(a), str(o)) for k, a, o in actions])
+
+    def aliases(self) -> Dict[str, str]:
+        """{alias: collection}."""
+        return dict(self._db.aliases())
 
     def snapshot(self, path: "str | os.PathLike[str]") -> List[str]:
         """Writes a consistent snapshot of every collection into ``path/<collection>`` (``path``

@@ -20,6 +20,7 @@
 #include <shared_mutex>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -628,6 +629,37 @@ class PyDatabase {
     return RunOnDatabase(*handle_, [](Database* db) -> Result<std::vector<std::string>> { return db->ListCollections(); });
   }
 
+  // (kind, alias, collection or new alias) with kind "create", "delete" or "rename"; all or none.
+  void UpdateAliases(const std::vector<std::tuple<std::string, std::string, std::string>>& actions) {
+    std::vector<AliasOperation> operations;
+    for (const auto& [kind, alias, other] : actions) {
+      AliasOperation op;
+      op.alias = alias;
+      if (kind == "create") {
+        op.kind = AliasOperation::Kind::kCreate;
+        op.collection = other;
+      } else if (kind == "delete") {
+        op.kind = AliasOperation::Kind::kDelete;
+      } else if (kind == "rename") {
+        op.kind = AliasOperation::Kind::kRename;
+        op.new_alias = other;
+      } else {
+        InvalidArgument("alias action must be create, delete or rename, got '" + kind + "'");
+      }
+      operations.push_back(std::move(op));
+    }
+    RunOnDatabase(*handle_, [&](Database* db) -> Result<bool> {
+      FATHOM_RETURN_IF_ERROR(db->UpdateAliases(operations));
+      return true;
+    });
+  }
+
+  std::map<std::string, std::string> Aliases() const {
+    return RunOnDatabase(*handle_, [](Database* db) -> Result<std::map<std::string, std::string>> {
+      return db->ListAliases();
+    });
+  }
+
   PyCollection Create(const std::string& name, const std::vector<VectorSpecArg>& vectors,
                       const std::map<std::string, std::string>& indexed_fields, bool on_disk_payload) {
     CollectionSpec spec;
@@ -766,5 +798,7 @@ PYBIND11_MODULE(_core, m) {
            py::arg("indexed_fields"), py::arg("on_disk_payload") = false)
       .def("get_collection", &fp::PyDatabase::Get, py::arg("name"))
       .def("drop_collection", &fp::PyDatabase::Drop, py::arg("name"))
+      .def("update_aliases", &fp::PyDatabase::UpdateAliases, py::arg("actions"))
+      .def("aliases", &fp::PyDatabase::Aliases)
       .def("restore_snapshot", &fp::PyDatabase::RestoreSnapshot, py::arg("dir"), py::arg("new_name"));
 }

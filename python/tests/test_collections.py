@@ -62,6 +62,27 @@ def test_recommend_more_like_this(backend):
     backend.drop_collection(name)
 
 
+def test_alias_switch_for_re_embedding(backend):
+    """The re-embedding workflow: `images` (an alias) serves v1 while v2 is built, then
+    switch_alias points it at v2 in one step; a handle opened through the alias follows it."""
+    v1, v2, alias = unique_name(), unique_name(), unique_name()
+    a = backend.create_collection(v1, dim=4, metric="cosine", index="Flat")
+    a.upsert([1], np.ones((1, 4), np.float32), [{"model": "v1"}])
+    backend.switch_alias(alias, v1)
+    images = backend.get_collection(alias)
+    assert images.search(np.ones(4, np.float32), k=1)[0].payload == {"model": "v1"}
+    b = backend.create_collection(v2, dim=4, metric="cosine", index="Flat")
+    b.upsert([1], np.ones((1, 4), np.float32), [{"model": "v2"}])
+    backend.switch_alias(alias, v2)
+    assert backend.aliases()[alias] == v2
+    assert backend.get_collection(alias).search(np.ones(4, np.float32), k=1)[0].payload == {"model": "v2"}
+    with pytest.raises(fathom.NotFoundError):
+        backend.create_alias(unique_name(), "no-such-collection")
+    backend.drop_collection(v2)
+    assert alias not in backend.aliases()
+    backend.drop_collection(v1)
+
+
 def test_string_ids_and_payload_types(backend):
     col = backend.create_collection(unique_name(), dim=4, metric="cosine")
     vectors = np.eye(4, dtype=np.float32) + 0.1
