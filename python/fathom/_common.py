@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -134,3 +134,28 @@ def simplify_vectors(vectors: Optional[Dict[str, np.ndarray]]) -> Optional[Union
     if set(vectors) == {""}:
         return vectors[""]
     return vectors
+
+
+class AliasMethods:
+    """create_alias / delete_alias / switch_alias over a class's update_aliases and aliases
+    (fathom.Database and fathom.Client)."""
+
+    def update_aliases(self, actions: Sequence[Tuple[str, str, str]]) -> None:
+        raise NotImplementedError
+
+    def aliases(self) -> Dict[str, str]:
+        raise NotImplementedError
+
+    def create_alias(self, alias: str, collection: str) -> None:
+        """A second name for ``collection``: every call that takes a collection name takes it."""
+        self.update_aliases([("create", alias, collection)])
+
+    def delete_alias(self, alias: str) -> None:
+        self.update_aliases([("delete", alias, "")])
+
+    def switch_alias(self, alias: str, collection: str) -> None:
+        """Points ``alias`` at ``collection`` in one durable step (creating it if missing): the
+        re-embedding switch. A search through the alias sees the old collection or the new one,
+        never neither."""
+        actions = [("delete", alias, "")] if alias in self.aliases() else []
+        self.update_aliases(actions + [("create", alias, collection)])

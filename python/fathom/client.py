@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 import numpy.typing as npt
 
-from ._common import (Filter, Hit, Point, PointId, Vectors, as_matrix, check_ef, check_k,
+from ._common import (AliasMethods, Filter, Hit, Point, PointId, Vectors, as_matrix, check_ef, check_k,
                       id_list, is_single_id, named_vectors, payload_texts, simplify_vectors)
 from .database import SearchResult, _vector_specs
 from .errors import (AlreadyExistsError, AuthError, Error, FailedPreconditionError,
@@ -61,7 +61,7 @@ def _vectors_from_json(value: Any) -> Any:
     return np.asarray(value, dtype=np.float32)
 
 
-class Client:
+class Client(AliasMethods):
     """A Fathom server at ``url``; ``api_key`` (or none) is sent as the ``api-key`` header.
 
     >>> client = fathom.Client("http://127.0.0.1:6333", api_key=os.environ.get("FATHOM_API_KEY"))
@@ -197,19 +197,6 @@ class Client:
     def drop_collection(self, name: str) -> None:
         self.request("DELETE", f"/collections/{self._quote(name)}")
 
-    def create_alias(self, alias: str, collection: str) -> None:
-        """A second name for ``collection``: every call that takes a collection name takes it."""
-        self.update_aliases([("create", alias, collection)])
-
-    def delete_alias(self, alias: str) -> None:
-        self.update_aliases([("delete", alias, "")])
-
-    def switch_alias(self, alias: str, collection: str) -> None:
-        """Points ``alias`` at ``collection`` in one durable step (creating it if missing): the
-        re-embedding switch. A search through the alias sees the old collection or the new one,
-        never neither."""
-        actions = [("delete", alias, "")] if alias in self.aliases() else []
-        self.update_aliases(actions + [("create", alias, collection)])
 
     def update_aliases(self, actions: Sequence[Tuple[str, str, str]]) -> None:
         """Applies ``(kind, alias, other)`` actions in order, all or none: ``("create", alias,

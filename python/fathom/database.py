@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._common import (Filter, Hit, Point, PointId, Vectors, as_matrix, check_ef, check_k,
+from ._common import (AliasMethods, Filter, Hit, Point, PointId, Vectors, as_matrix, check_ef, check_k,
                       filter_text, id_list, is_single_id, named_vectors, payload_texts,
                       simplify_vectors)
 from .errors import InvalidArgumentError, NotFoundError
@@ -203,7 +203,7 @@ def _vector_specs(dim: Optional[int], metric: str, index: str, on_disk: bool,
     return specs
 
 
-class Database:
+class Database(AliasMethods):
     """A durable database in a local directory (created if missing).
 
     >>> db = fathom.Database("data")
@@ -263,19 +263,6 @@ class Database:
         """Drops a collection (and its aliases)."""
         self._db.drop_collection(name)
 
-    def create_alias(self, alias: str, collection: str) -> None:
-        """A second name for ``collection``: every call that takes a collection name takes it."""
-        self.update_aliases([("create", alias, collection)])
-
-    def delete_alias(self, alias: str) -> None:
-        self.update_aliases([("delete", alias, "")])
-
-    def switch_alias(self, alias: str, collection: str) -> None:
-        """Points ``alias`` at ``collection`` in one durable step (creating it if missing): the
-        re-embedding switch. A search through the alias sees the old collection or the new one,
-        never neither."""
-        actions = [("delete", alias, "")] if alias in self.aliases() else []
-        self.update_aliases(actions + [("create", alias, collection)])
 
     def update_aliases(self, actions: Sequence[Tuple[str, str, str]]) -> None:
         """Applies ``(kind, alias, other)`` actions in order, all or none: ``("create", alias,

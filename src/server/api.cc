@@ -1071,6 +1071,19 @@ void AppendHits(std::string* out, const CollectionSpec& spec, const S& s, const 
 
 }  // namespace
 
+Result<const Json*> Api::BatchSearches(const Json& body, std::string_view kind) const {
+  FATHOM_RETURN_IF_ERROR(CheckFields(body, "batch " + std::string(kind) + " request", {"searches"}));
+  auto searches = body.find("searches");
+  if (searches == body.end() || !searches->is_array()) {
+    return Status::InvalidArgument("field 'searches' must be an array of " + std::string(kind) + " requests");
+  }
+  if (searches->size() > limits_.max_batch) {
+    return Status::InvalidArgument("batch has " + std::to_string(searches->size()) + " searches; the limit is " +
+                                   std::to_string(limits_.max_batch));
+  }
+  return &*searches;
+}
+
 Result<std::string> Api::RunRecommend(Collection* c, const Json& body, std::string_view what) {
   FATHOM_RETURN_IF_ERROR(CheckFields(body, what,
                                      {"positive", "negative", "strategy", "filter", "params", "limit", "offset",
@@ -1165,15 +1178,7 @@ Reply Api::Recommend(const ApiRequest& req) {
 Reply Api::RecommendBatch(const ApiRequest& req) {
   SearchSlot slot(&search_slots_);
   FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
-  FATHOM_RETURN_IF_ERROR(CheckFields(body, "recommend-batch request", {"searches"}));
-  auto searches = body.find("searches");
-  if (searches == body.end() || !searches->is_array()) {
-    return Status::InvalidArgument("recommend-batch request: field 'searches' must be an array of recommend requests");
-  }
-  if (searches->size() > limits_.max_batch) {
-    return Status::InvalidArgument("recommend-batch request: more than " + std::to_string(limits_.max_batch) +
-                                   " searches");
-  }
+  FATHOM_ASSIGN_OR_RETURN(const Json* searches, BatchSearches(body, "recommend"));
   std::shared_lock lock(db_mutex_);
   FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
   std::string out = "[";
@@ -1236,15 +1241,7 @@ Reply Api::SearchBatch(const ApiRequest& req) {
     }
   }
   FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
-  FATHOM_RETURN_IF_ERROR(CheckFields(body, "batch search request", {"searches"}));
-  auto searches = body.find("searches");
-  if (searches == body.end() || !searches->is_array()) {
-    return Status::InvalidArgument("field 'searches' must be an array of search requests");
-  }
-  if (searches->size() > limits_.max_batch) {
-    return Status::InvalidArgument("batch has " + std::to_string(searches->size()) +
-                                   " searches; the limit is " + std::to_string(limits_.max_batch));
-  }
+  FATHOM_ASSIGN_OR_RETURN(const Json* searches, BatchSearches(body, "search"));
   std::shared_lock lock(db_mutex_);
   FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
   const CollectionSpec& spec = c->spec();

@@ -162,6 +162,8 @@ class Api {
   Reply RunSearch(Collection* c, ParsedSearch s);
   Reply RunSearchBatch(Collection* c, std::vector<ParsedSearch> parsed,
                        std::chrono::steady_clock::time_point deadline);
+  // The "searches" array of a batch body (search or recommend), within limits_.max_batch.
+  Result<const Json*> BatchSearches(const Json& body, std::string_view kind) const;
   // One recommend request body -> its hits as JSON (Recommend and RecommendBatch).
   Result<std::string> RunRecommend(Collection* c, const Json& body, std::string_view what);
   Status RestoreSnapshot(const std::string& snapshot_dir, const std::string& name);
