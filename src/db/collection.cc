@@ -804,7 +804,8 @@ Result<std::vector<ScoredPoint>> CollectionImpl::Recommend(const RecommendReques
   auto is_example = [&](const PointId& id) { return example_keys.count(IdKey(id)) > 0; };
   SearchRequest search;
   search.vector = vs->name;
-  search.k = request.k + example_keys.size();
+  // Room for the examples, which are dropped from the results (within the search's k limit).
+  search.k = std::min(request.k + example_keys.size(), std::max(request.k, kMaxK));
   search.ef = request.ef;
   search.exact = request.exact;
   search.filter = request.filter;
@@ -833,7 +834,7 @@ Result<std::vector<ScoredPoint>> CollectionImpl::Recommend(const RecommendReques
   }
   // Best score: the candidates near any positive example, each scored against every example.
   search.with_vectors = true;
-  search.k = std::max<size_t>(search.k, 4 * request.k);
+  search.k = std::max(search.k, std::min(4 * request.k, kMaxK));
   auto similarity = [&](const std::vector<float>& a, const float* b) {
     double dot = 0, l2 = 0, nb = 0;
     for (size_t j = 0; j < dim; ++j) {
