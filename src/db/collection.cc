@@ -835,19 +835,16 @@ Result<std::vector<ScoredPoint>> CollectionImpl::Recommend(const RecommendReques
   // Best score: the candidates near any positive example, each scored against every example.
   search.with_vectors = true;
   search.k = std::max(search.k, std::min(4 * request.k, kMaxK));
-  auto similarity = [&](const std::vector<float>& a, const float* b) {
-    double dot = 0, l2 = 0, nb = 0;
-    for (size_t j = 0; j < dim; ++j) {
-      dot += double(a[j]) * b[j];
-      l2 += (double(a[j]) - b[j]) * (double(a[j]) - b[j]);
-      nb += double(b[j]) * b[j];
-    }
+  // Qdrant's similarity (higher is closer) of an example to a candidate: the examples are unit
+  // length for Cosine, so the candidate's norm is divided out once (`inv_norm`).
+  const auto& kern = simd::Active();
+  auto similarity = [&](const std::vector<float>& example, const float* candidate, float inv_norm) -> double {
     switch (vs->metric) {
-      case Metric::kCosine: return nb > 0 ? dot / std::sqrt(nb) : 0.0;
-      case Metric::kInnerProduct: return dot;
-      case Metric::kL2: return -std::sqrt(l2);
+      case Metric::kCosine: return kern.dot(example.data(), candidate, dim) * inv_norm;
+      case Metric::kInnerProduct: return kern.dot(example.data(), candidate, dim);
+      case Metric::kL2: return -std::sqrt(kern.l2_sqr(example.data(), candidate, dim));
     }
-    return dot;
+    return 0.0;
   };
   std::vector<std::pair<double, ScoredPoint>> scored;
   std::unordered_set<std::string> seen;
@@ -859,9 +856,12 @@ Result<std::vector<ScoredPoint>> CollectionImpl::Recommend(const RecommendReques
       if (is_example(p.id) || !seen.insert(key).second) continue;
       auto it = p.vectors.find(vs->name);
       if (it == p.vectors.end() || it->second.size() != dim) continue;
+      const float* v = it->second.data();
+      const float norm = cosine ? std::sqrt(kern.dot(v, v, dim)) : 1.0f;
+      const float inv_norm = norm > 0 ? 1.0f / norm : 0.0f;
       double best_pos = -std::numeric_limits<double>::infinity(), best_neg = -std::numeric_limits<double>::infinity();
-      for (const auto& e : positives) best_pos = std::max(best_pos, similarity(e, it->second.data()));
-      for (const auto& e : negatives) best_neg = std::max(best_neg, similarity(e, it->second.data()));
+      for (const auto& e : positives) best_pos = std::max(best_pos, similarity(e, v, inv_norm));
+      for (const auto& e : negatives) best_neg = std::max(best_neg, similarity(e, v, inv_norm));
       const double score = best_pos > best_neg ? best_pos : -(best_neg * best_neg);
       p.distance = static_cast<float>(-score);
       if (!request.with_vectors) p.vectors.clear();

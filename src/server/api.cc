@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "server/metrics.h"
+#include "simd/distance.h"
 
 namespace fathom::server {
 namespace fs = std::filesystem;
@@ -77,15 +78,8 @@ void AppendStoredVector(std::string* out, const CollectionSpec& spec, const std:
     AppendFloats(out, values);
     return;
   }
-  double norm = 0;
-  for (float x : values) norm += double(x) * x;
-  if (norm == 0) {
-    AppendFloats(out, values);
-    return;
-  }
   std::vector<float> unit(values);
-  const float inv = static_cast<float>(1.0 / std::sqrt(norm));
-  for (float& x : unit) x *= inv;
+  simd::Normalize(unit.data(), unit.size());  // (a zero vector stays as it is)
   AppendFloats(out, unit);
 }
 
