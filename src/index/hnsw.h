@@ -2,7 +2,8 @@
 // implementation, built for concurrent use inside a database.
 //
 // Layout: every node has one 64-byte-aligned block holding its level-0 neighbour list and its
-// vector (float32, or 8-bit codes with ",SQ8"); upper-level lists live in a separate small
+// vector (float32, or 8-bit codes with ",SQ8"; on a cache-line boundary where that costs no
+// memory); upper-level lists live in a separate small
 // allocation per node (only ~1/M of nodes have one). Labels map to internal node ids; a node
 // whose label is removed or replaced becomes a tombstone: never returned, still traversable.
 // When tombstones exceed 10% of the nodes, Consolidate() relinks their neighbours around them
@@ -113,6 +114,8 @@ class HnswIndex final : public Index {
   void EncodeNode(uint32_t node, const float* v);
   void TrainQuantizerLocked(size_t n, const float* x);
   bool Live(uint32_t node) const;
+  // A block read from a file holds the code right after the links; moves it to code_offset_.
+  void PlaceCodeAfterLoad(uint32_t node);
 
   // Insert path.
   bool TryInsert(const float* v, label_t label, Scratch& scratch);
@@ -161,6 +164,7 @@ class HnswIndex final : public Index {
   const size_t links0_bytes_;
   const size_t code_bytes_;
   const size_t node_bytes_;
+  const size_t code_offset_;  // of the code (or float vector) in a node's block
   const float ip_offset_;  // 0 for inner product, 1 for cosine (distance = offset - dot)
 
   // Guards the arrays below against reallocation and consolidation: shared for Add, Remove and
