@@ -4,6 +4,8 @@
 //   snapshot_v0/   a snapshot from before records.bin had a magic and version
 //   snapshot_v1/   a snapshot of the current format
 // All hold collection 'golden' (4-d cosine, HNSW16, 20 points of tests/fixtures/points.jsonl).
+//   index_v2/      index files (format version 2) written before HNSW moved its codes onto a
+//                  cache line in memory: 200 64-d l2 vectors, "HNSW4,FP16" and "HNSW8,SQ8".
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -12,6 +14,7 @@
 #include <iterator>
 
 #include "fathom/database.h"
+#include "fathom/index.h"
 #include "storage/kv_store.h"
 #include "util/file.h"
 
@@ -59,6 +62,48 @@ class FormatFixtureTest : public ::testing::Test {
 
   fs::path tmp_;
 };
+
+// The fixture's vectors (multiples of 1/64, exact in half precision).
+std::vector<float> IndexFixtureVectors() {
+  const size_t n = 200, d = 64;
+  std::vector<float> x(n * d);
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t j = 0; j < d; ++j) x[i * d + j] = float(int((i * 131 + j * 71 + i * j) % 129) - 64) / 64.0f;
+  }
+  return x;
+}
+
+// The file keeps each code right after its node's links; memory keeps it on a cache line. A
+// code read from the wrong place decodes to other values (FP16) or misleads the walk (SQ8).
+TEST_F(FormatFixtureTest, HnswIndexFilesFromBeforeTheCacheLineLayoutLoad) {
+  const std::vector<float> x = IndexFixtureVectors();
+  const size_t d = 64, n = x.size() / d;
+  for (const char* name : {"hnsw4_fp16.fathom", "hnsw8_sq8.fathom"}) {
+    SCOPED_TRACE(name);
+    const fs::path path = fs::path(FATHOM_FIXTURES_DIR) / "index_v2" / name;
+    auto index = Index::Load(path.string());
+    ASSERT_TRUE(index.ok()) << index.status().ToString();
+    ASSERT_EQ((*index)->size(), n);
+    std::vector<float> back(d);
+    size_t found = 0;
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_TRUE((*index)->Reconstruct(label_t(i), back.data()).ok());
+      ASSERT_EQ(std::memcmp(back.data(), &x[i * d], d * sizeof(float)), 0) << "vector " << i;
+      float dist;
+      label_t label;
+      SearchParams params;
+      params.ef = 16;  // a narrow walk: finds each point only if the codes are where they belong
+      ASSERT_TRUE((*index)->Search(1, &x[i * d], 1, &dist, &label, params).ok());
+      found += dist == 0.0f;  // (vectors i and i + 129 are equal: either is the point)
+    }
+    EXPECT_GE(found, n * 9 / 10);  // (194-200 here; 0-8 with the codes misplaced)
+    // Written back, the file is the file read: the layout on disk did not change.
+    const std::string again = (tmp_ / name).string();
+    ASSERT_TRUE((*index)->Save(again).ok());
+    std::ifstream a(path, std::ios::binary), b(again, std::ios::binary);
+    EXPECT_TRUE(std::equal(std::istreambuf_iterator<char>(a), {}, std::istreambuf_iterator<char>(b), {}));
+  }
+}
 
 TEST_F(FormatFixtureTest, DatabaseVersion1Opens) {
   const std::string dir = Copy("database_v1");
