@@ -43,6 +43,9 @@ inline constexpr double kMaxSquaredNorm = 3.4028234663852886e38 / 4;
 // OK when every value of `v` is finite and its squared norm is at most kMaxSquaredNorm; else
 // InvalidArgument that begins with `what` ("vector 3") and names the offending dimension.
 Status CheckVector(const float* v, size_t dim, const std::string& what);
+// CheckVector's answer when it is OK, without building a message: one SIMD pass (a search path
+// calls it per query). False means "call CheckVector for the verdict".
+bool VectorLooksValid(const float* v, size_t dim);
 
 using label_t = int64_t;
 // Fills result slots that have no neighbour (fewer than k live, allowed vectors).

@@ -1104,6 +1104,7 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
                                    std::to_string(request.k));
   }
   for (size_t q = 0; q * dim < request.queries.size(); ++q) {
+    if (VectorLooksValid(request.queries.data() + q * dim, dim)) continue;
     FATHOM_RETURN_IF_ERROR(
         CheckVector(request.queries.data() + q * dim, dim, "query vector " + std::to_string(q)));
   }

@@ -108,6 +108,29 @@ TEST(FlatTest, RemoveReplaceAndFilter) {
   EXPECT_EQ(l[1], kNoLabel);
 }
 
+// The one-pass check every query takes (a SIMD sum of squares) never accepts what the exact
+// check rejects: NaN and infinities anywhere (also past the last full SIMD block), and norms
+// at the limit go to the exact check, which decides.
+TEST(FlatTest, QuickVectorCheckDefersToTheExactOne) {
+  for (size_t dim : {3, 16, 37, 128}) {
+    for (float bad : {NAN, INFINITY, -INFINITY}) {
+      std::vector<float> v(dim, 0.5f);
+      v[dim - 1] = bad;
+      EXPECT_FALSE(VectorLooksValid(v.data(), dim)) << dim;
+      EXPECT_FALSE(CheckVector(v.data(), dim, "q").ok());
+    }
+    std::vector<float> fine(dim, -3.0f);
+    EXPECT_TRUE(VectorLooksValid(fine.data(), dim));
+  }
+  const float edge = float(std::sqrt(kMaxSquaredNorm));
+  std::vector<float> above = {edge * 1.001f, 0};
+  std::vector<float> below = {edge * 0.9999f, 0};
+  EXPECT_FALSE(VectorLooksValid(above.data(), 2));
+  EXPECT_NE(CheckVector(above.data(), 2, "q").message().find("above the limit"), std::string::npos);
+  EXPECT_FALSE(VectorLooksValid(below.data(), 2));  // inside the margin: the exact check decides
+  EXPECT_TRUE(CheckVector(below.data(), 2, "q").ok());
+}
+
 TEST(FlatTest, RejectsBadInputWithPreciseErrors) {
   auto index = std::move(MakeIndex("Flat", 3, Metric::kL2)).value();
   std::vector<float> v = {1, 2, NAN};

@@ -9,6 +9,7 @@
 #include "index/hnsw.h"
 #include "index/ivf.h"
 #include "index/balltree.h"
+#include "simd/distance.h"
 #include "index/kdforest.h"
 #include "index/kdtree.h"
 #include "index/vector_store.h"
@@ -55,7 +56,15 @@ size_t BitsetFilter::count() const {
   return c;
 }
 
+bool VectorLooksValid(const float* v, size_t dim) {
+  // Squares are never negative, so a NaN or infinity anywhere makes the sum non-finite; the
+  // float sum's rounding (relative 1e-4 at 4096 dimensions) is far inside the 1% margin.
+  const float squared = simd::Active().dot(v, v, dim);
+  return std::isfinite(squared) && squared <= 0.99 * kMaxSquaredNorm;
+}
+
 Status CheckVector(const float* v, size_t dim, const std::string& what) {
+  if (VectorLooksValid(v, dim)) return Status::OK();
   double norm = 0;
   size_t largest = 0;
   for (size_t j = 0; j < dim; ++j) {
@@ -80,6 +89,7 @@ Status CheckVector(const float* v, size_t dim, const std::string& what) {
 Status Index::ValidateVectors(size_t n, const float* x) const {
   if (n > 0 && x == nullptr) return Status::InvalidArgument("vector data is null");
   for (size_t i = 0; i < n; ++i) {
+    if (VectorLooksValid(x + i * dim_, dim_)) continue;
     FATHOM_RETURN_IF_ERROR(CheckVector(x + i * dim_, dim_, "vector " + std::to_string(i)));
   }
   return Status::OK();

@@ -67,6 +67,10 @@ class VisitedSet {
     }
   }
   bool hashed() const { return hashed_; }
+  // The dense path's marks, for loops that test and set without a branch: node n was visited
+  // since Reset when dense_marks()[n] == dense_epoch() (only while !hashed()).
+  uint16_t* dense_marks() { return dense_.data(); }
+  uint16_t dense_epoch() const { return dense_epoch_; }
   size_t bytes() const { return dense_.capacity() * sizeof(uint16_t) + table_.capacity() * sizeof(Slot); }
 
  private:
