@@ -39,6 +39,7 @@
 #include "fathom/index.h"
 #include "fathom/status.h"
 #include "hnswlib_runner.h"
+#include "simd/distance.h"
 #include "util/vector_file.h"
 
 // OpenBLAS's thread pool is process-wide and shared by Fathom's Flat (GEMM) and Faiss's flat
@@ -86,6 +87,8 @@ struct Options {
   // keeps a full run short without changing what they measure.
   size_t flat_nq = 200;
   int rerank = 0;
+  // Kernel paths each Fathom index runs on (empty: the one FATHOM_SIMD or the CPU chose).
+  std::vector<simd::Isa> isas;
   std::string json_path;
   bool quick = false;
 };
@@ -115,6 +118,8 @@ Indexes (an empty list skips that library):
                        --rerank / k times k candidates, default 4)  (default 'HNSW32;Flat')
   --efc N              efConstruction for hnswlib and Faiss          (default 200)
   --rerank N           SearchParams.rerank for Fathom (0 = its default)
+  --isa avx512,avx2    run every Fathom index on each of these kernel paths, in this process
+                       (named 'index @path'); default: the path FATHOM_SIMD or the CPU chose
 
 Measurement:
   --ef 10,16,...       search beam sweep for graph indexes
@@ -211,6 +216,25 @@ Result<Options> ParseOptions(int argc, char** argv) {
     } else if (flag == "--efc") {
       FATHOM_ASSIGN_OR_RETURN(long long v, ParseInt(flag, value, 1));
       opt.ef_construction = static_cast<int>(v);
+    } else if (flag == "--isa") {
+      opt.isas.clear();
+      for (const std::string& name : Split(value, ',')) {
+        simd::Isa isa;
+        if (name == "scalar") {
+          isa = simd::Isa::kScalar;
+        } else if (name == "avx2") {
+          isa = simd::Isa::kAvx2;
+        } else if (name == "avx512") {
+          isa = simd::Isa::kAvx512;
+        } else {
+          return Status::InvalidArgument("--isa: unknown kernel path '" + name + "' (expected scalar, avx2 or avx512)");
+        }
+        if (simd::ForIsa(isa) == nullptr) {
+          return Status::InvalidArgument(std::string("--isa: this CPU cannot run the ") + name + " kernels (best: " +
+                                         simd::IsaName(simd::BestSupportedIsa()) + ")");
+        }
+        opt.isas.push_back(isa);
+      }
     } else if (flag == "--rerank") {
       FATHOM_ASSIGN_OR_RETURN(long long v, ParseInt(flag, value, 0));
       opt.rerank = static_cast<int>(v);
@@ -495,11 +519,13 @@ class Runner {
 
 class FathomRunner final : public Runner {
  public:
-  FathomRunner(std::string factory, Metric metric, int rerank)
-      : Runner("fathom", factory, false),
+  // `isa`: the kernel path this index is built and searched on (nullopt: the active one).
+  FathomRunner(std::string factory, Metric metric, int rerank, std::optional<simd::Isa> isa = std::nullopt)
+      : Runner("fathom", isa ? factory + " @" + simd::IsaName(*isa) : factory, false),
         factory_(std::move(factory)),
         metric_(metric),
-        rerank_(rerank) {}
+        rerank_(rerank),
+        isa_(isa) {}
 
   bool ivf() const { return factory_.rfind("IVF", 0) == 0 || factory_.rfind("OPQ", 0) == 0; }
   bool sweeps_ef() const override { return !ivf() && factory_.find("HNSW") != std::string::npos; }
@@ -507,6 +533,7 @@ class FathomRunner final : public Runner {
   bool sweeps_checks() const override { return factory_.rfind("BallTree", 0) == 0 || factory_.rfind("KDForest", 0) == 0; }
 
   Status Build(const Matrix& base, int threads) override {
+    UseMyIsa();
     FATHOM_ASSIGN_OR_RETURN(index_, MakeIndex(factory_, base.cols, metric_));
     if (ivf()) FATHOM_RETURN_IF_ERROR(index_->Train(base.rows, base.data.data()));
     std::vector<label_t> labels(base.rows);
@@ -515,6 +542,7 @@ class FathomRunner final : public Runner {
   }
 
   void SetEf(int ef) override {
+    UseMyIsa();  // (runners run one at a time: the switch holds for this one's sweep)
     (ivf() ? params_.nprobe : sweeps_checks() ? params_.checks : params_.ef) = ef;
     params_.rerank = rerank_;
   }
@@ -535,9 +563,14 @@ class FathomRunner final : public Runner {
   size_t memory_bytes() const override { return index_ ? index_->memory_bytes() : 0; }
 
  private:
+  void UseMyIsa() const {
+    if (isa_) simd::UseIsa(*isa_);
+  }
+
   std::string factory_;
   Metric metric_;
   int rerank_;
+  std::optional<simd::Isa> isa_;
   std::unique_ptr<Index> index_;
   SearchParams params_;
 };
@@ -1076,7 +1109,8 @@ int Run(int argc, char** argv) {
         std::fprintf(stderr, "ann_bench: --fathom: %s\n", probe.status().message().c_str());
         return false;
       }
-      runners->push_back(std::make_unique<FathomRunner>(f, ds.metric, opt.rerank));
+      if (opt.isas.empty()) runners->push_back(std::make_unique<FathomRunner>(f, ds.metric, opt.rerank));
+      for (simd::Isa isa : opt.isas) runners->push_back(std::make_unique<FathomRunner>(f, ds.metric, opt.rerank, isa));
     }
     for (const std::string& spec : opt.flann) {
       Result<std::unique_ptr<FlannRunner>> r = FlannRunner::Create(spec, ds.metric);
@@ -1121,6 +1155,10 @@ int Run(int argc, char** argv) {
       "Faiss %d.%d.%d (Debian build)\n",
       CpuModel().c_str(), sysconf(_SC_NPROCESSORS_ONLN), HnswlibRunner::KernelDescription().c_str(),
       FAISS_VERSION_MAJOR, FAISS_VERSION_MINOR, FAISS_VERSION_PATCH);
+  std::printf("# Fathom kernels: %s%s (this CPU runs up to %s)\n",
+              opt.isas.empty() ? simd::IsaName(simd::Active().isa) : "per index, after '@'",
+              opt.isas.empty() && std::getenv("FATHOM_SIMD") != nullptr ? " (FATHOM_SIMD)" : "",
+              simd::IsaName(simd::BestSupportedIsa()));
   std::printf(
       "# mem_MB: structures each library holds (Fathom: memory_bytes(); others counted the same "
       "way, "

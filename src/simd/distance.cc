@@ -1,5 +1,6 @@
 #include "simd/distance.h"
 
+#include <atomic>
 #include <bit>
 #include <cmath>
 #include <cstdio>
@@ -153,9 +154,25 @@ const Kernels* ForIsa(Isa isa) {
   return nullptr;
 }
 
+namespace {
+// Set once from FATHOM_SIMD (Choose), or by UseIsa; read with one relaxed load per call.
+std::atomic<const Kernels*> g_active{nullptr};
+}  // namespace
+
 const Kernels& Active() {
-  static const Kernels& kernels = Choose();
-  return kernels;
+  const Kernels* k = g_active.load(std::memory_order_relaxed);
+  if (k != nullptr) return *k;
+  static const Kernels& chosen = Choose();
+  const Kernels* expected = nullptr;
+  g_active.compare_exchange_strong(expected, &chosen, std::memory_order_relaxed);
+  return *g_active.load(std::memory_order_relaxed);
+}
+
+bool UseIsa(Isa isa) {
+  const Kernels* k = ForIsa(isa);
+  if (k == nullptr) return false;
+  g_active.store(k, std::memory_order_relaxed);
+  return true;
 }
 
 uint16_t FloatToHalf(float f) {

@@ -46,6 +46,11 @@ struct Kernels {
 // The kernels used by every index; chosen once per process.
 const Kernels& Active();
 
+// Switches the kernels Active() returns from now on, for benchmarks that compare paths in one
+// process (ann_bench --isa); false (and no change) when this CPU cannot run `isa`. Call it only
+// while no index is being built or searched: an index may hold data encoded for one path.
+bool UseIsa(Isa isa);
+
 // The kernels for one ISA, or nullptr when this CPU cannot run them.
 const Kernels* ForIsa(Isa isa);
 
