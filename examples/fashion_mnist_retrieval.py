@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Deep-learning features end to end: train a small CNN on Fashion-MNIST with PyTorch, store its
-128-d embeddings in a Fathom collection (label and split as payload), search by image and by
+128-d (--dim) embeddings in a Fathom collection (label and split as payload), search by image and by
 image + filter, report label precision@10, and save a picture of queries and their neighbours.
 
     python3 examples/fashion_mnist_retrieval.py                 # ~1 minute of training on CPU
@@ -40,7 +40,7 @@ def load_idx(name: str) -> np.ndarray:
 
 
 class EmbeddingNet(nn.Module):
-    """Two conv blocks and a 128-d embedding; a linear classifier on top for training only."""
+    """Two conv blocks and a `dim`-wide embedding; a linear classifier on top for training only."""
 
     def __init__(self, dim: int = 128) -> None:
         super().__init__()
@@ -127,13 +127,13 @@ def save_grid(path: str, queries: np.ndarray, query_labels: np.ndarray, hits, ga
 def run(train_images: int = 60000, gallery_images: int = 60000, queries: int = 1000,
         train_seconds: float = 60.0, max_epochs: int = 5, data_dir: Optional[str] = None,
         picture: Optional[str] = None, seed: int = 0, verbose: bool = True,
-        save_embeddings: Optional[str] = None) -> Dict[str, float]:
+        save_embeddings: Optional[str] = None, dim: int = 128) -> Dict[str, float]:
     say = print if verbose else (lambda *a, **k: None)
     torch.set_num_threads(os.cpu_count() or 1)
     train_x, train_y = load_idx("train-images-idx3-ubyte.gz"), load_idx("train-labels-idx1-ubyte.gz")
     test_x, test_y = load_idx("t10k-images-idx3-ubyte.gz"), load_idx("t10k-labels-idx1-ubyte.gz")
 
-    model = EmbeddingNet()
+    model = EmbeddingNet(dim)
     t = time.time()
     batches = train(model, train_x[:train_images], train_y[:train_images], train_seconds, max_epochs, seed)
     say(f"trained {batches} batches of 128 on {train_images} images in {time.time() - t:.0f} s")
@@ -143,7 +143,7 @@ def run(train_images: int = 60000, gallery_images: int = 60000, queries: int = 1
     t = time.time()
     gallery = embed(model, gallery_x)
     query = embed(model, query_x)
-    say(f"embedded {len(gallery)} gallery and {len(query)} query images (128-d) in {time.time() - t:.1f} s")
+    say(f"embedded {len(gallery)} gallery and {len(query)} query images ({dim}-d) in {time.time() - t:.1f} s")
     if save_embeddings:  # float embeddings for benchmarks (bench/ann_bench --base/--query)
         os.makedirs(save_embeddings, exist_ok=True)
         np.save(os.path.join(save_embeddings, "gallery.npy"), gallery)
@@ -153,7 +153,7 @@ def run(train_images: int = 60000, gallery_images: int = 60000, queries: int = 1
             fathom.Database(data_dir or os.path.join(tmp, "db"), durability="buffered") as db:
         if "fashion" in db.list_collections():
             db.drop_collection("fashion")
-        col = db.create_collection("fashion", dim=128, metric="cosine", index="HNSW32",
+        col = db.create_collection("fashion", dim=dim, metric="cosine", index="HNSW32",
                                    indexed_fields={"label": "integer", "split": "keyword"})
         t = time.time()
         for start in range(0, len(gallery), 5000):
@@ -202,9 +202,10 @@ def main() -> None:
     p.add_argument("--data", help="keep the database in this directory (default: temporary)")
     p.add_argument("--picture", default="fashion-mnist-retrieval.png", help="PNG of queries and neighbours")
     p.add_argument("--save-embeddings", metavar="DIR", help="also write gallery.npy and queries.npy there")
+    p.add_argument("--dim", type=int, default=128, help="embedding width (default 128)")
     a = p.parse_args()
     run(a.train, a.gallery, a.queries, a.train_seconds, a.epochs, a.data, a.picture,
-        save_embeddings=a.save_embeddings)
+        save_embeddings=a.save_embeddings, dim=a.dim)
 
 
 if __name__ == "__main__":

@@ -674,7 +674,8 @@ Status HnswIndex::SearchAmong(size_t n, const float* queries, size_t k, const la
   std::vector<StoredVector> stored;
   stored.reserve(num_candidates);
   std::vector<float> fetched;
-  std::vector<uint32_t> nodes;  // FP16: the node of each stored entry
+  std::vector<uint32_t> nodes;  // FP16 and SQ8: the node of each stored entry
+  const bool by_codes = spec_.sq8 && vectors_ && metric() != Metric::kInnerProduct && sq_trained_;
   {
     // A published node's vector is complete, and it stays readable while we hold the structure
     // lock: nodes are freed for reuse only by Consolidate, which takes that lock exclusively.
@@ -682,9 +683,13 @@ Status HnswIndex::SearchAmong(size_t n, const float* queries, size_t k, const la
     for (size_t i = 0; i < num_candidates; ++i) {
       if (auto it = node_of_.find(candidates[i]); it != node_of_.end()) {
         stored.push_back({candidates[i], Vector(it->second)});
-        if (spec_.fp16) nodes.push_back(it->second);
+        if (spec_.fp16 || by_codes) nodes.push_back(it->second);
       }
     }
+  }
+  if (by_codes) {
+    SearchAmongByCodes(n, queries, k, nodes, distances, labels);
+    return Status::OK();
   }
   if (store_) {
     std::vector<label_t> present(stored.size());
@@ -702,6 +707,56 @@ Status HnswIndex::SearchAmong(size_t n, const float* queries, size_t k, const la
   }
   ExactTopK(metric(), dim(), n, queries, k, stored, distances, labels);
   return Status::OK();
+}
+
+// Exact because of a lower bound from the codes. Encoding clamps each value to the range, which
+// moves two points no further apart, then rounds to the nearest step. So with c(.) the clamped
+// vector, q' and x' the decoded codes and s the step:
+//   |q - x| >= |c(q) - c(x)| >= |q' - x'| - |q' - c(q)| - |x' - c(x)|,
+// where |q' - x'| = s * sqrt(code distance), |q' - c(q)| is computed, and |x' - c(x)| <=
+// s / 2 * sqrt(dim). Nothing per point is stored, so it holds for every code ever written.
+void HnswIndex::SearchAmongByCodes(size_t n, const float* queries, size_t k, const std::vector<uint32_t>& nodes,
+                                   float* distances, label_t* labels) const {
+  const size_t d = dim();
+  const auto& kern = simd::Active();
+  std::vector<float> q(d);
+  std::vector<uint8_t> qcode(d);
+  std::vector<std::pair<uint32_t, uint32_t>> ranked(nodes.size());  // (code distance, node)
+  auto greater = std::greater<std::pair<uint32_t, uint32_t>>();
+  TopK top(k);
+  const float inv = 1.0f / sq_scale_;
+  const float hi = sq_lo_ + 255.0f * sq_scale_;
+  constexpr size_t kAhead = 4;
+  for (size_t i = 0; i < n; ++i) {
+    q.assign(queries + i * d, queries + (i + 1) * d);
+    if (metric() == Metric::kCosine) simd::Normalize(q.data(), d);
+    double rounding = 0;  // |q' - c(q)|^2
+    for (size_t j = 0; j < d; ++j) {
+      qcode[j] = static_cast<uint8_t>(std::clamp((q[j] - sq_lo_) * inv + 0.5f, 0.0f, 255.0f));
+      const double e = double(std::clamp(q[j], sq_lo_, hi)) - (double(sq_lo_) + double(sq_scale_) * qcode[j]);
+      rounding += e * e;
+    }
+    const double slack = std::sqrt(rounding) + 0.5 * double(sq_scale_) * std::sqrt(double(d));
+    for (size_t c = 0; c < nodes.size(); ++c) {
+      if (c + kAhead < nodes.size()) Prefetch(Code(nodes[c + kAhead]), code_bytes_);
+      ranked[c] = {kern.l2_sqr_u8(qcode.data(), Code(nodes[c]), d), nodes[c]};
+    }
+    // Re-rank in code order until the bound passes the k-th exact distance.
+    std::make_heap(ranked.begin(), ranked.end(), greater);
+    for (auto end = ranked.end(); end != ranked.begin(); --end) {
+      std::pop_heap(ranked.begin(), end, greater);
+      const auto [code_distance, node] = *(end - 1);
+      if (top.size() == k) {
+        const double bound = std::max(0.0, double(sq_scale_) * std::sqrt(double(code_distance)) - slack);
+        // In the index's distance: squared L2, or 1 - cos = |q - x|^2 / 2 for unit vectors; the
+        // margin covers the float rounding of the exact distances.
+        const double lower = metric() == Metric::kL2 ? bound * bound : bound * bound / 2;
+        if (lower > double(top.threshold()) * (1 + 1e-4) + 1e-6) break;
+      }
+      top.Push(MetricDistance(metric(), q.data(), Vector(node), d), labels_[node]);
+    }
+    top.Extract(distances + i * k, labels + i * k);
+  }
 }
 
 // The neighbour-selection heuristic (HNSW paper, algorithm 4): keep a candidate only if it is

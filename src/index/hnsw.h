@@ -112,6 +112,11 @@ class HnswIndex final : public Index {
   int MaxLinks(int level) const { return level == 0 ? m0_ : m_; }
   void GrowLocked(size_t min_capacity);
   void EncodeNode(uint32_t node, const float* v);
+  // SearchAmong for SQ8 with l2 or cosine: candidates ranked by their codes, then re-ranked with
+  // float distances in that order until the codes' lower bound passes the k-th exact distance,
+  // so the answer is exact while most candidates cost a code (dim bytes), not dim floats.
+  void SearchAmongByCodes(size_t n, const float* queries, size_t k, const std::vector<uint32_t>& nodes,
+                          float* distances, label_t* labels) const;
   void TrainQuantizerLocked(size_t n, const float* x);
   bool Live(uint32_t node) const;
   // A block read from a file holds the code right after the links; moves it to code_offset_.

@@ -632,6 +632,42 @@ TEST(SearchAmongTest, ExactWithinCandidates) {
   }
 }
 
+// SQ8 with l2 or cosine ranks the candidates by their codes and re-ranks with floats until the
+// codes' lower bound passes the k-th exact distance: the answer stays exact. Most points here
+// lie far outside the range the first batch trained, so their codes are clamped; and the same
+// holds for the index loaded from its file.
+TEST(SearchAmongTest, Sq8CodeScanIsExactWhenCodesAreClamped) {
+  auto data = testing::Clustered(3000, 30, 48, 10, 41);
+  for (size_t i = 300 * data.dim; i < data.base.size(); ++i) data.base[i] *= 4;  // beyond the range
+  const std::string path = ::testing::TempDir() + "/sq8_search_among.fathom";
+  for (Metric metric : {Metric::kL2, Metric::kCosine}) {
+    auto built = std::move(MakeIndex("HNSW8,SQ8", data.dim, metric)).value();
+    ASSERT_TRUE(built->Add(300, data.base.data()).ok());  // trains the range
+    std::vector<label_t> rest(data.n() - 300);
+    for (size_t i = 0; i < rest.size(); ++i) rest[i] = label_t(300 + i);
+    ASSERT_TRUE(built->Add(rest.size(), data.base.data() + 300 * data.dim, rest.data()).ok());
+    ASSERT_TRUE(built->Save(path).ok());
+    auto loaded = std::move(Index::Load(path)).value();
+    std::vector<label_t> candidates;
+    std::vector<bool> allowed(data.n());
+    for (label_t i = 1; i < label_t(data.n()); i += 2) {
+      candidates.push_back(i);
+      allowed[i] = true;
+    }
+    for (Index* index : {built.get(), loaded.get()}) {
+      const size_t k = 10;
+      std::vector<float> d(data.nq() * k);
+      std::vector<label_t> l(data.nq() * k);
+      ASSERT_TRUE(index->SearchAmong(data.nq(), data.queries.data(), k, candidates.data(), candidates.size(),
+                                     d.data(), l.data()).ok());
+      for (size_t q = 0; q < data.nq(); ++q) {
+        EXPECT_EQ(testing::CheckAgainstReference(data, metric, q, k, &d[q * k], &l[q * k], &allowed), "")
+            << MetricName(metric) << (index == loaded.get() ? " (loaded)" : "");
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace fathom
 
