@@ -176,6 +176,23 @@ struct ScrollPage {
   std::optional<PointId> next_offset;  // the first point of the next page; none after the last
 };
 
+// A change to the payloads of some points, their vectors untouched (Qdrant's set, overwrite,
+// delete and clear payload). Targets: `ids` (every one must exist) or every point `filter`
+// matches, exactly one of the two.
+struct PayloadUpdate {
+  enum class Op {
+    kSet,         // merge `payload`'s top-level keys into each payload
+    kOverwrite,   // replace each payload with `payload`
+    kDeleteKeys,  // remove `keys` from each payload
+    kClear,       // replace each payload with {}
+  };
+  Op op = Op::kSet;
+  std::string payload;            // a JSON object (kSet, kOverwrite)
+  std::vector<std::string> keys;  // top-level keys (kDeleteKeys)
+  std::vector<PointId> ids;
+  std::string filter;             // the text filter language, as in SearchRequest
+};
+
 struct SearchStats {
   std::string strategy;  // "graph", "exact-scan", "graph+filter" or "exact" (request.exact)
   size_t allowed = 0;    // points the filter allowed (all points when there is none)
@@ -197,6 +214,9 @@ class Collection {
   // Returns how many of the ids existed.
   virtual Result<size_t> Delete(const std::vector<PointId>& ids) = 0;
   virtual Result<size_t> DeleteByFilter(const std::string& filter) = 0;
+  // Applies `update` atomically (every payload or none: validated first, one durable write);
+  // returns how many points it changed. Payload indexes follow; vectors and indexes do not move.
+  virtual Result<size_t> UpdatePayload(const PayloadUpdate& update) = 0;
   virtual size_t Count() const = 0;
   virtual Result<size_t> CountByFilter(const std::string& filter) const = 0;
   // The points (matching the filter) page by page, in storage order: each page costs its own

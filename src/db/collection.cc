@@ -1060,6 +1060,118 @@ Result<size_t> CollectionImpl::DeleteByFilter(const std::string& filter_text) {
   return DeleteSlots(slots);
 }
 
+Result<size_t> CollectionImpl::UpdatePayload(const PayloadUpdate& update) {
+  using Op = PayloadUpdate::Op;
+  nlohmann::json patch = nlohmann::json::object();
+  if (update.op == Op::kSet || update.op == Op::kOverwrite) {
+    patch = nlohmann::json::parse(update.payload, nullptr, false);
+    if (patch.is_discarded()) return Status::InvalidArgument("payload is not valid JSON");
+    if (!patch.is_object()) {
+      return Status::InvalidArgument("payload must be a JSON object, got " + std::string(patch.type_name()));
+    }
+  }
+  if (update.op == Op::kDeleteKeys && update.keys.empty()) {
+    return Status::InvalidArgument("delete payload needs at least one key");
+  }
+  if (update.ids.empty() == update.filter.empty()) {
+    return Status::InvalidArgument("a payload update needs point ids or a filter, exactly one");
+  }
+  std::optional<Filter> filter;
+  if (!update.filter.empty()) {
+    FATHOM_ASSIGN_OR_RETURN(Filter parsed, ParseFilter(update.filter));
+    filter = std::move(parsed);
+  }
+  std::shared_lock life(life_mutex_);
+  FATHOM_RETURN_IF_ERROR(retired_);
+  // Serialised with upserts and deletes (they commit under the same lock), so a payload is never
+  // merged into a record another writer is replacing.
+  std::lock_guard write_lock(write_mutex_);
+  std::vector<uint32_t> slots;
+  std::vector<PointId> ids;
+  std::vector<nlohmann::json> old_payloads;
+  {
+    std::shared_lock lock(state_mutex_);
+    if (filter) {
+      FATHOM_ASSIGN_OR_RETURN(SlotBitmap matching, MatchingSlots(*filter, nullptr));
+      for (uint32_t slot : matching) {
+        if (!ids_.Has(slot)) continue;
+        slots.push_back(slot);
+        ids.push_back(ids_.IdOf(slot));
+      }
+    } else {
+      std::unordered_set<std::string> seen;
+      for (const PointId& id : update.ids) {
+        if (!seen.insert(IdKey(id)).second) continue;
+        std::optional<uint32_t> slot = ids_.Find(id);
+        if (!slot) {
+          return Status::NotFound("point " + PointIdToString(id) + " does not exist in collection '" + spec_.name +
+                                  "' (no payload was changed)");
+        }
+        slots.push_back(*slot);
+        ids.push_back(id);
+      }
+    }
+    if (!spec_.on_disk_payload) {
+      old_payloads.reserve(slots.size());
+      for (uint32_t slot : slots) old_payloads.push_back(CachedPayload(slot));
+    }
+  }
+  if (spec_.on_disk_payload) {
+    old_payloads.reserve(slots.size());
+    for (uint32_t slot : slots) {
+      FATHOM_ASSIGN_OR_RETURN(nlohmann::json old, StoredPayload(slot));
+      old_payloads.push_back(std::move(old));
+    }
+  }
+  // The new payloads, all validated before anything is written.
+  std::vector<nlohmann::json> new_payloads(slots.size());
+  std::vector<std::string> texts(slots.size());
+  for (size_t i = 0; i < slots.size(); ++i) {
+    nlohmann::json& next = new_payloads[i];
+    switch (update.op) {
+      case Op::kSet:
+        next = old_payloads[i];
+        for (const auto& [key, value] : patch.items()) next[key] = value;
+        break;
+      case Op::kOverwrite:
+        next = patch;
+        break;
+      case Op::kDeleteKeys:
+        next = old_payloads[i];
+        for (const std::string& key : update.keys) next.erase(key);
+        break;
+      case Op::kClear:
+        next = nlohmann::json::object();
+        break;
+    }
+    FATHOM_RETURN_IF_ERROR(payload_index_.Validate(next, "point " + PointIdToString(ids[i])));
+    texts[i] = next.dump();
+  }
+  // The records keep their vectors where they are (a record of an old database may hold them
+  // inline: it is rewritten with them).
+  KvStore::Batch batch(*kv_);
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const std::string key = RecordKey(id_, slots[i]);
+    FATHOM_ASSIGN_OR_RETURN(auto value, kv_->Get(Cf::kRecords, key));
+    if (!value) return Status::Internal("point " + PointIdToString(ids[i]) + " has no stored record");
+    Record record;
+    bool inline_vectors = false;
+    FATHOM_RETURN_IF_ERROR(DecodeRecord(*value, &record, /*with_vectors=*/true, &inline_vectors));
+    batch.Put(Cf::kRecords, key, EncodeRecord(record, texts[i], inline_vectors));
+  }
+  if (!slots.empty()) FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
+  {
+    std::unique_lock lock(state_mutex_);
+    ++state_version_;
+    for (size_t i = 0; i < slots.size(); ++i) {
+      payload_index_.Remove(slots[i], old_payloads[i]);
+      payload_index_.Insert(slots[i], new_payloads[i]);
+      if (!spec_.on_disk_payload) payloads_.Set(slots[i], texts[i]);
+    }
+  }
+  return slots.size();
+}
+
 size_t CollectionImpl::Count() const {
   std::shared_lock lock(state_mutex_);
   return ids_.size();

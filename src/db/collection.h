@@ -54,6 +54,7 @@ class CollectionImpl final : public Collection {
                                                  bool with_vectors = true) const override;
   Result<size_t> Delete(const std::vector<PointId>& ids) override;
   Result<size_t> DeleteByFilter(const std::string& filter) override;
+  Result<size_t> UpdatePayload(const PayloadUpdate& update) override;
   size_t Count() const override;
   Result<size_t> CountByFilter(const std::string& filter) const override;
   Result<ScrollPage> Scroll(const ScrollRequest& request) const override;
