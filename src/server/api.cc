@@ -851,6 +851,66 @@ Reply Api::DeletePoints(const ApiRequest& req) {
                              {"deleted", deleted}}));
 }
 
+Reply Api::UpdatePayload(const ApiRequest& req, PayloadUpdate::Op op) {
+  using Op = PayloadUpdate::Op;
+  FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
+  if (op == Op::kSet || op == Op::kOverwrite) {
+    FATHOM_RETURN_IF_ERROR(CheckFields(body, "payload request", {"points", "filter", "payload", "key"}));
+  } else if (op == Op::kDeleteKeys) {
+    FATHOM_RETURN_IF_ERROR(CheckFields(body, "delete-payload request", {"points", "filter", "keys"}));
+  } else {
+    FATHOM_RETURN_IF_ERROR(CheckFields(body, "clear-payload request", {"points", "filter"}));
+  }
+  PayloadUpdate update;
+  update.op = op;
+  if (op == Op::kSet || op == Op::kOverwrite) {
+    auto payload = body.find("payload");
+    if (payload == body.end() || !payload->is_object()) {
+      return Status::InvalidArgument("'payload' must be a JSON object");
+    }
+    if (auto key = body.find("key"); key != body.end() && !key->is_null()) {
+      return Status::InvalidArgument("'key' (a nested payload path) is not supported: set the top-level key instead");
+    }
+    update.payload = payload->dump();
+  }
+  if (op == Op::kDeleteKeys) {
+    auto keys = body.find("keys");
+    if (keys == body.end() || !keys->is_array() || keys->empty()) {
+      return Status::InvalidArgument("'keys' must be a non-empty list of payload keys");
+    }
+    for (const Json& key : *keys) {
+      if (!key.is_string()) return Status::InvalidArgument("'keys' must hold strings, got " + key.dump());
+      update.keys.push_back(key.get<std::string>());
+    }
+  }
+  bool has_points = body.contains("points") && !body["points"].is_null();
+  bool has_filter = body.contains("filter") && !body["filter"].is_null();
+  if (has_points == has_filter) {
+    return Status::InvalidArgument("send either 'points' (a list of ids) or 'filter', exactly one");
+  }
+  if (has_points) {
+    FATHOM_ASSIGN_OR_RETURN(update.ids, ParseIds(body["points"], "points", limits_.max_batch));
+    if (update.ids.empty()) return Status::InvalidArgument("'points' is empty");
+  } else {
+    FATHOM_ASSIGN_OR_RETURN(update.filter,
+                            ParseFilter(body["filter"], limits_.max_filter_depth, limits_.max_filter_text));
+    if (update.filter.empty()) {
+      return Status::InvalidArgument("an empty filter would change every point; list the points or narrow the filter");
+    }
+  }
+  std::shared_lock lock(db_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
+  FATHOM_ASSIGN_OR_RETURN(size_t changed, c->UpdatePayload(update));
+  return Reply::Ok(Dump(Json{{"operation_id", next_operation_id_.fetch_add(1)},
+                             {"status", WriteStatus(req)},
+                             {"updated", changed}}));
+}
+
+Reply Api::SetPayload(const ApiRequest& req) { return UpdatePayload(req, PayloadUpdate::Op::kSet); }
+Reply Api::OverwritePayload(const ApiRequest& req) { return UpdatePayload(req, PayloadUpdate::Op::kOverwrite); }
+Reply Api::DeletePayload(const ApiRequest& req) { return UpdatePayload(req, PayloadUpdate::Op::kDeleteKeys); }
+Reply Api::ClearPayload(const ApiRequest& req) { return UpdatePayload(req, PayloadUpdate::Op::kClear); }
+
 Reply Api::CountPoints(const ApiRequest& req) {
   FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
   FATHOM_RETURN_IF_ERROR(CheckFields(body, "count request", {"filter", "exact"}));

@@ -98,6 +98,12 @@ class Api {
   Reply GetPoints(const ApiRequest& req);
   Reply GetPoint(const ApiRequest& req);
   Reply DeletePoints(const ApiRequest& req);
+  // Qdrant's payload operations: POST .../points/payload (set), PUT .../points/payload
+  // (overwrite), POST .../points/payload/delete, POST .../points/payload/clear.
+  Reply SetPayload(const ApiRequest& req);
+  Reply OverwritePayload(const ApiRequest& req);
+  Reply DeletePayload(const ApiRequest& req);
+  Reply ClearPayload(const ApiRequest& req);
   Reply CountPoints(const ApiRequest& req);
   Reply ScrollPoints(const ApiRequest& req);
   Reply Recommend(const ApiRequest& req);
@@ -117,6 +123,7 @@ class Api {
   Status Close();
 
  private:
+  Reply UpdatePayload(const ApiRequest& req, PayloadUpdate::Op op);
   friend struct ApiTestPeer;  // api_test.cc: whether the fast path took a body
 
   // One search as parsed from a request body.

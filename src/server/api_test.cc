@@ -321,6 +321,47 @@ namespace {
 // scroll pages with next_page_offset, score_threshold, with_payload selectors, Cosine vectors
 // returned normalised, ?wait=false acknowledged, match.text on an indexed field (read from
 // payloads, not the index).
+// Qdrant's payload endpoints, with their request shapes; errors name what was wrong.
+TEST_F(ApiTest, QdrantPayloadSetOverwriteDeleteClear) {
+  Reply r = api_->CreateCollection(Req(R"({"vectors": {"size": 2, "distance": "Dot"}, "indexed_fields": {"t": "keyword"}})", {"p"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  r = api_->UpsertPoints(Req(R"({"points": [{"id": 1, "vector": [1, 0], "payload": {"t": "a", "n": 1}},
+                                            {"id": 2, "vector": [0, 1], "payload": {"t": "b", "n": 2}},
+                                            {"id": 3, "vector": [1, 1], "payload": {"t": "b", "n": 3}}]})", {"p"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  auto payload = [&](int id) {
+    Reply got = api_->GetPoint(Req("", {"p", std::to_string(id)}));
+    return Json::parse(got.result)["payload"];
+  };
+  r = api_->SetPayload(Req(R"({"payload": {"color": "red", "n": 10}, "points": [1, 2]})", {"p"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(Json::parse(r.result)["status"], "completed");
+  EXPECT_EQ(payload(1), Json::parse(R"({"t": "a", "n": 10, "color": "red"})"));
+  r = api_->OverwritePayload(Req(R"({"payload": {"t": "c"}, "filter": {"must": [{"key": "t", "match": {"value": "b"}}]}})", {"p"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(Json::parse(r.result)["updated"], 2);
+  EXPECT_EQ(payload(3), Json::parse(R"({"t": "c"})"));
+  r = api_->CountPoints(Req(R"({"filter": {"must": [{"key": "t", "match": {"value": "c"}}]}})", {"p"}));
+  EXPECT_EQ(Json::parse(r.result)["count"], 2);
+  r = api_->DeletePayload(Req(R"({"keys": ["color", "n"], "points": [1]})", {"p"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(payload(1), Json::parse(R"({"t": "a"})"));
+  r = api_->ClearPayload(Req(R"({"points": [1, 3]})", {"p"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(payload(3), Json::object());
+  r = api_->SetPayload(Req(R"({"payload": {"x": 1}, "points": [2, 42]})", {"p"}));
+  EXPECT_EQ(r.http_status, 404);
+  EXPECT_EQ(r.error, "point 42 does not exist in collection 'p' (no payload was changed)");
+  EXPECT_FALSE(payload(2).contains("x"));
+  r = api_->SetPayload(Req(R"({"payload": {"x": 1}})", {"p"}));
+  EXPECT_EQ(r.http_status, 400);
+  EXPECT_EQ(r.error, "send either 'points' (a list of ids) or 'filter', exactly one");
+  r = api_->DeletePayload(Req(R"({"keys": [], "points": [2]})", {"p"}));
+  EXPECT_EQ(r.error, "'keys' must be a non-empty list of payload keys");
+  r = api_->SetPayload(Req(R"({"payload": {"x": 1}, "points": [2], "key": "a.b"})", {"p"}));
+  EXPECT_EQ(r.http_status, 400);
+}
+
 TEST_F(ApiTest, QdrantScrollExistsThresholdAndSelectors) {
   Reply r = api_->CreateCollection(Req(R"({"vectors": {"size": 2, "distance": "Cosine"},
                                            "indexed_fields": {"t": "keyword"}, "hnsw_config": {"m": 8}})", {"q"}));

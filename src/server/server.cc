@@ -299,6 +299,10 @@ class Frontend {
     Add("PUT", "/collections/{name}/points", Access::kWrite, api(&Api::UpsertPoints));
     Add("POST", "/collections/{name}/points", Access::kRead, api(&Api::GetPoints));
     Add("POST", "/collections/{name}/points/delete", Access::kWrite, api(&Api::DeletePoints));
+    Add("POST", "/collections/{name}/points/payload", Access::kWrite, api(&Api::SetPayload));
+    Add("PUT", "/collections/{name}/points/payload", Access::kWrite, api(&Api::OverwritePayload));
+    Add("POST", "/collections/{name}/points/payload/delete", Access::kWrite, api(&Api::DeletePayload));
+    Add("POST", "/collections/{name}/points/payload/clear", Access::kWrite, api(&Api::ClearPayload));
     Add("POST", "/collections/{name}/points/count", Access::kRead, api(&Api::CountPoints));
     Add("POST", "/collections/{name}/points/scroll", Access::kRead, api(&Api::ScrollPoints));
     Add("POST", "/collections/{name}/points/recommend", Access::kRead, api(&Api::Recommend));

@@ -159,6 +159,21 @@ test('scroll pages through every point', async () => {
   assert.deepEqual(seen, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
 });
 
+test('payload: set, overwrite, delete keys, clear', async () => {
+  const payload = async (id) => (await client.retrieve('things', { ids: [id] }))[0].payload;
+  let r = await client.setPayload('things', { wait: true, payload: { reviewed: true }, points: [2, 3] });
+  assert.equal(r.status, 'completed');
+  assert.equal((await payload(2)).reviewed, true);
+  assert.equal((await payload(2)).color, 'blue');  // merged, not replaced
+  await client.overwritePayload('things', { wait: true, payload: { color: 'red', n: 3 }, points: [3] });
+  assert.deepEqual(await payload(3), { color: 'red', n: 3 });
+  await client.deletePayload('things', { wait: true, keys: ['reviewed'], filter: { must: [{ key: 'reviewed', match: { value: true } }] } });
+  assert.equal((await payload(2)).reviewed, undefined);
+  await client.clearPayload('things', { wait: true, points: [5] });
+  assert.deepEqual(await payload(5), {});
+  await assert.rejects(client.setPayload('things', { payload: { x: 1 }, points: [999] }), (e) => e.status === 404);
+});
+
 test('delete by id and by filter; update the collection', async () => {
   const r = await client.delete('things', { wait: true, points: [1] });
   assert.equal(r.status, 'completed');
