@@ -136,6 +136,35 @@ def simplify_vectors(vectors: Optional[Dict[str, np.ndarray]]) -> Optional[Union
     return vectors
 
 
+class PayloadMethods:
+    """Qdrant's payload operations over a collection's ``_update_payload`` (embedded and remote
+    collections): by ``ids`` or by ``filter``, exactly one; atomic (an unknown id changes no
+    point); vectors untouched. Each returns how many points changed."""
+
+    def _update_payload(self, op: str, payload: Optional[Mapping[str, Any]], keys: Sequence[str],
+                        ids: Optional[Sequence[PointId]], filter: Optional[Filter]) -> int:
+        raise NotImplementedError
+
+    def set_payload(self, payload: Mapping[str, Any], ids: Optional[Sequence[PointId]] = None,
+                    filter: Optional[Filter] = None) -> int:
+        """Merges ``payload``'s top-level keys into each point's payload."""
+        return self._update_payload("set", payload, [], ids, filter)
+
+    def overwrite_payload(self, payload: Mapping[str, Any], ids: Optional[Sequence[PointId]] = None,
+                          filter: Optional[Filter] = None) -> int:
+        """Replaces each point's payload with ``payload``."""
+        return self._update_payload("overwrite", payload, [], ids, filter)
+
+    def delete_payload(self, keys: Sequence[str], ids: Optional[Sequence[PointId]] = None,
+                       filter: Optional[Filter] = None) -> int:
+        """Removes ``keys`` from each point's payload."""
+        return self._update_payload("delete", None, list(keys), ids, filter)
+
+    def clear_payload(self, ids: Optional[Sequence[PointId]] = None, filter: Optional[Filter] = None) -> int:
+        """Empties each point's payload."""
+        return self._update_payload("clear", None, [], ids, filter)
+
+
 class AliasMethods:
     """create_alias / delete_alias / switch_alias over a class's update_aliases and aliases
     (fathom.Database and fathom.Client)."""

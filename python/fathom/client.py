@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 import numpy.typing as npt
 
-from ._common import (AliasMethods, Filter, Hit, Point, PointId, Vectors, as_matrix, check_ef, check_k,
+from ._common import (AliasMethods, PayloadMethods, Filter, Hit, Point, PointId, Vectors, as_matrix, check_ef, check_k,
                       id_list, is_single_id, named_vectors, payload_texts, simplify_vectors)
 from .database import SearchResult, _vector_specs
 from .errors import (AlreadyExistsError, AuthError, Error, FailedPreconditionError,
@@ -218,7 +218,7 @@ class Client(AliasMethods):
         return {a["alias_name"]: a["collection_name"] for a in self.request("GET", "/aliases")["aliases"]}
 
 
-class RemoteCollection:
+class RemoteCollection(PayloadMethods):
     """A collection on a server: the methods of :class:`fathom.Collection`, over HTTP."""
 
     def __init__(self, client: Client, name: str, info: Dict[str, Any]) -> None:
@@ -297,6 +297,21 @@ class RemoteCollection:
             body = {"points": wanted[start:start + _BATCH]}
             deleted += self._client.request("POST", f"{self._path}/points/delete", body)["deleted"]
         return deleted
+
+    def _update_payload(self, op: str, payload: Optional[Mapping[str, Any]], keys: Sequence[str],
+                        ids: Optional[Sequence[PointId]], filter: Optional[Filter]) -> int:
+        if (ids is None) == (filter is None):
+            raise InvalidArgumentError("a payload update takes either ids or filter")
+        body: Dict[str, Any] = {"filter": filter} if filter is not None else {
+            "points": [ids] if is_single_id(ids) else id_list(ids)}
+        if payload is not None:
+            body["payload"] = dict(payload)
+        if op == "delete":
+            body["keys"] = list(keys)
+        method, path = {"set": ("POST", "/points/payload"), "overwrite": ("PUT", "/points/payload"),
+                        "delete": ("POST", "/points/payload/delete"),
+                        "clear": ("POST", "/points/payload/clear")}[op]
+        return self._client.request(method, self._path + path, body)["updated"]
 
     def count(self, filter: Optional[Filter] = None) -> int:
         body = {} if filter is None else {"filter": filter}

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._common import (AliasMethods, Filter, Hit, Point, PointId, Vectors, as_matrix, check_ef, check_k,
+from ._common import (AliasMethods, PayloadMethods, Filter, Hit, Point, PointId, Vectors, as_matrix, check_ef, check_k,
                       filter_text, id_list, is_single_id, named_vectors, payload_texts,
                       simplify_vectors)
 from .errors import InvalidArgumentError, NotFoundError
@@ -25,7 +25,7 @@ def _examples(examples: Sequence[Union[PointId, npt.ArrayLike]]) -> List[Any]:
             for e in examples]
 
 
-class Collection:
+class Collection(PayloadMethods):
     """A named collection of records (id, vector(s), JSON payload) with its indexes.
 
     Get one from :meth:`Database.create_collection` or :meth:`Database.get_collection`. The
@@ -77,6 +77,14 @@ class Collection:
         if ids is not None:
             return self._c.delete([ids] if is_single_id(ids) else id_list(ids))
         return self._c.delete_by_filter(filter_text(filter))
+
+    def _update_payload(self, op: str, payload: Optional[Mapping[str, Any]], keys: Sequence[str],
+                        ids: Optional[Sequence[PointId]], filter: Optional[Filter]) -> int:
+        if (ids is None) == (filter is None):
+            raise InvalidArgumentError("a payload update takes either ids or filter")
+        id_arg = [] if ids is None else ([ids] if is_single_id(ids) else id_list(ids))
+        text = "" if filter is None else filter_text(filter)
+        return self._c.update_payload(op, "" if payload is None else json.dumps(payload), list(keys), id_arg, text)
 
     def count(self, filter: Optional[Filter] = None) -> int:
         """Number of records, or of records matching the filter."""

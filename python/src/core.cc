@@ -432,6 +432,28 @@ class PyCollection {
     return Run([&](Collection* c) { return c->DeleteByFilter(filter); });
   }
 
+  // op: "set", "overwrite", "delete" (keys) or "clear"; ids or a filter (the other empty).
+  size_t UpdatePayload(const std::string& op, const std::string& payload, const std::vector<std::string>& keys,
+                       py::handle ids_arg, const std::string& filter) {
+    PayloadUpdate update;
+    if (op == "set") {
+      update.op = PayloadUpdate::Op::kSet;
+    } else if (op == "overwrite") {
+      update.op = PayloadUpdate::Op::kOverwrite;
+    } else if (op == "delete") {
+      update.op = PayloadUpdate::Op::kDeleteKeys;
+    } else if (op == "clear") {
+      update.op = PayloadUpdate::Op::kClear;
+    } else {
+      throw py::value_error("unknown payload operation '" + op + "'");
+    }
+    update.payload = payload;
+    update.keys = keys;
+    update.ids = ToPointIds(ids_arg);
+    update.filter = filter;
+    return Run([&](Collection* c) { return c->UpdatePayload(update); });
+  }
+
   size_t Count(const std::string& filter) const {
     return Run([&](Collection* c) -> Result<size_t> {
       if (filter.empty()) return c->Count();
@@ -771,6 +793,8 @@ PYBIND11_MODULE(_core, m) {
       .def("get", &fp::PyCollection::Get, py::arg("ids"), py::arg("with_vectors"))
       .def("delete", &fp::PyCollection::Delete, py::arg("ids"))
       .def("delete_by_filter", &fp::PyCollection::DeleteByFilter, py::arg("filter"))
+      .def("update_payload", &fp::PyCollection::UpdatePayload, py::arg("op"), py::arg("payload"), py::arg("keys"),
+           py::arg("ids"), py::arg("filter"))
       .def("count", &fp::PyCollection::Count, py::arg("filter"))
       .def("search", &fp::PyCollection::Search, py::arg("queries"), py::arg("k"), py::arg("ef"),
            py::arg("filter"), py::arg("with_payload"), py::arg("with_vectors"), py::arg("vector"),

@@ -62,6 +62,31 @@ def test_recommend_more_like_this(backend):
     backend.drop_collection(name)
 
 
+def test_payload_operations(backend):
+    """set / overwrite / delete / clear payload, embedded and over REST: by ids or filter,
+    all or nothing, the payload index follows, vectors stay where they were."""
+    name = unique_name()
+    col = backend.create_collection(name, dim=4, metric="l2", index="Flat", indexed_fields={"color": "keyword"})
+    x = clustered(6, 4, seed=5)
+    col.upsert(list(range(6)), x, [{"color": "red" if i % 2 else "blue", "n": i} for i in range(6)])
+    assert col.set_payload({"reviewed": True}, ids=[1, 2]) == 2
+    assert col.get(1).payload == {"color": "red", "n": 1, "reviewed": True}
+    assert col.overwrite_payload({"color": "green"}, filter="color = 'blue'") == 3
+    assert col.get(0).payload == {"color": "green"}
+    assert col.count("color = 'green'") == 3
+    assert col.delete_payload(["reviewed", "n"], ids=[1]) == 1
+    assert col.get(1).payload == {"color": "red"}
+    assert col.clear_payload(ids=3) == 1
+    assert col.get(3).payload == {}
+    with pytest.raises(fathom.NotFoundError):
+        col.set_payload({"x": 1}, ids=[5, 999])
+    assert "x" not in col.get(5).payload
+    with pytest.raises(fathom.InvalidArgumentError):
+        col.clear_payload()
+    np.testing.assert_array_equal(col.get(3).vector, x[3])
+    backend.drop_collection(name)
+
+
 def test_alias_switch_for_re_embedding(backend):
     """The re-embedding workflow: `images` (an alias) serves v1 while v2 is built, then
     switch_alias points it at v2 in one step; a handle opened through the alias follows it."""
