@@ -1265,6 +1265,11 @@ Reply Api::Search(const ApiRequest& req) {
 }
 
 Reply Api::RunSearch(Collection* c, ParsedSearch s) {
+  FATHOM_ASSIGN_OR_RETURN(std::string out, SearchHits(c, std::move(s)));
+  return Reply::Ok(std::move(out));
+}
+
+Result<std::string> Api::SearchHits(Collection* c, ParsedSearch s) {
   SearchRequest request;
   request.vector = s.vector;
   request.queries = std::move(s.query);
@@ -1281,6 +1286,92 @@ Reply Api::RunSearch(Collection* c, ParsedSearch s) {
   FATHOM_ASSIGN_OR_RETURN(auto results, c->Search(request));
   std::string out;
   AppendHits(&out, c->spec(), s, results.at(0));
+  return out;
+}
+
+Result<std::string> Api::RunQuery(Collection* c, const Json& body, std::string_view what) {
+  FATHOM_RETURN_IF_ERROR(CheckFields(body, what,
+                                     {"query", "using", "filter", "params", "limit", "offset", "with_payload",
+                                      "with_vector", "with_vectors", "score_threshold", "prefetch", "lookup_from",
+                                      "shard_key"}));
+  for (const char* unsupported : {"prefetch", "lookup_from"}) {
+    if (auto it = body.find(unsupported); it != body.end() && !it->is_null()) {
+      return Status::InvalidArgument(std::string(what) + ": '" + unsupported +
+                                     "' is not supported (plain, recommend and by-id queries are)");
+    }
+  }
+  auto query = body.find("query");
+  if (query == body.end() || query->is_null()) {
+    return Status::InvalidArgument(std::string(what) + ": field 'query' is required (to list points, use scroll)");
+  }
+  const Json* q = &*query;
+  if (q->is_object() && q->contains("nearest")) {
+    if (q->size() != 1) return Status::InvalidArgument(std::string(what) + ": 'nearest' takes no other fields");
+    q = &(*q)["nearest"];
+  }
+  // What every form shares: the search's own fields.
+  Json common = Json::object();
+  for (const char* field : {"filter", "params", "limit", "offset", "with_payload", "with_vector", "with_vectors",
+                            "score_threshold"}) {
+    if (auto it = body.find(field); it != body.end()) common[field] = *it;
+  }
+  const CollectionSpec& spec = c->spec();
+  std::string using_name = DefaultVectorName(spec);
+  if (auto u = body.find("using"); u != body.end() && !u->is_null()) {
+    FATHOM_ASSIGN_OR_RETURN(using_name, GetString(body, "using", what));
+  }
+  if (q->is_array()) {  // a vector: nearest neighbours
+    Json search = common;
+    search["vector"] = Json{{"name", using_name}, {"vector", *q}};
+    FATHOM_ASSIGN_OR_RETURN(ParsedSearch s, ParseSearch(search, spec, what));
+    return SearchHits(c, std::move(s));
+  }
+  Json recommend = common;
+  recommend["using"] = using_name;
+  if (q->is_number_integer() || q->is_string()) {
+    // A point id: the nearest neighbours of its vector, itself excluded (as a recommend with one
+    // positive example).
+    recommend["positive"] = Json::array({*q});
+  } else if (q->is_object() && q->contains("recommend")) {
+    if (q->size() != 1) return Status::InvalidArgument(std::string(what) + ": 'recommend' takes no other fields");
+    const Json& r = (*q)["recommend"];
+    FATHOM_RETURN_IF_ERROR(CheckFields(r, std::string(what) + " recommend", {"positive", "negative", "strategy"}));
+    for (const char* field : {"positive", "negative", "strategy"}) {
+      if (auto it = r.find(field); it != r.end()) recommend[field] = *it;
+    }
+  } else if (q->is_object() && !q->empty()) {
+    return Status::InvalidArgument(std::string(what) + ": query '" + q->begin().key() +
+                                   "' is not supported (a vector, a point id, nearest or recommend are)");
+  } else {
+    return Status::InvalidArgument(std::string(what) + ": 'query' must be a vector, a point id or an object, got " +
+                                   TypeName(*q));
+  }
+  return RunRecommend(c, recommend, what);
+}
+
+Reply Api::Query(const ApiRequest& req) {
+  SearchSlot slot(&search_slots_);
+  FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
+  std::shared_lock lock(db_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
+  FATHOM_ASSIGN_OR_RETURN(std::string hits, RunQuery(c.get(), body, "query request"));
+  return Reply::Ok("{\"points\":" + hits + "}");
+}
+
+Reply Api::QueryBatch(const ApiRequest& req) {
+  SearchSlot slot(&search_slots_);
+  FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
+  FATHOM_ASSIGN_OR_RETURN(const Json* searches, BatchSearches(body, "query"));
+  std::shared_lock lock(db_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
+  std::string out = "[";
+  for (size_t i = 0; i < searches->size(); ++i) {
+    if (std::chrono::steady_clock::now() > req.deadline) return Reply::Error(408, "query-batch request timed out");
+    FATHOM_ASSIGN_OR_RETURN(std::string hits, RunQuery(c.get(), (*searches)[i], "searches[" + std::to_string(i) + "]"));
+    if (i > 0) out.push_back(',');
+    out += "{\"points\":" + hits + "}";
+  }
+  out.push_back(']');
   return Reply::Ok(std::move(out));
 }
 

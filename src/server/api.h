@@ -107,6 +107,10 @@ class Api {
   Reply CountPoints(const ApiRequest& req);
   Reply ScrollPoints(const ApiRequest& req);
   Reply Recommend(const ApiRequest& req);
+  // Qdrant's universal query (POST .../points/query and .../points/query/batch): `query` as a
+  // vector, a point id, {"nearest": ...} or {"recommend": {...}}; answers {"points": [...]}.
+  Reply Query(const ApiRequest& req);
+  Reply QueryBatch(const ApiRequest& req);
   Reply RecommendBatch(const ApiRequest& req);
   Reply Search(const ApiRequest& req);
   Reply SearchBatch(const ApiRequest& req);
@@ -167,6 +171,8 @@ class Api {
   Status CheckSearchEf(uint64_t ef, std::string_view what) const;
   // Executing parsed searches and writing the answer, whichever path parsed them.
   Reply RunSearch(Collection* c, ParsedSearch s);
+  Result<std::string> SearchHits(Collection* c, ParsedSearch s);
+  Result<std::string> RunQuery(Collection* c, const Json& body, std::string_view what);
   Reply RunSearchBatch(Collection* c, std::vector<ParsedSearch> parsed,
                        std::chrono::steady_clock::time_point deadline);
   // The "searches" array of a batch body (search or recommend), within limits_.max_batch.

@@ -321,6 +321,58 @@ namespace {
 // scroll pages with next_page_offset, score_threshold, with_payload selectors, Cosine vectors
 // returned normalised, ?wait=false acknowledged, match.text on an indexed field (read from
 // payloads, not the index).
+// Qdrant's universal query: by vector (the search's answer), by id (its neighbours, itself
+// excluded), nearest and recommend objects, the batch form; what it cannot do is a clear 400.
+TEST_F(ApiTest, QdrantQueryByVectorIdAndRecommend) {
+  Reply r = api_->CreateCollection(Req(R"({"vectors": {"size": 2, "distance": "Euclid"}})", {"qq"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  std::string points = R"({"points": [)";
+  for (int i = 1; i <= 9; ++i) {
+    if (i > 1) points += ",";
+    points += R"({"id": )" + std::to_string(i) + R"(, "vector": [)" + std::to_string(i) + R"(, 0], "payload": {"n": )" +
+              std::to_string(i) + "}}";
+  }
+  r = api_->UpsertPoints(Req(points + "]}", {"qq"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  auto ids = [](const Json& hits) {
+    std::vector<int> out;
+    for (const auto& h : hits) out.push_back(h["id"].get<int>());
+    return out;
+  };
+  r = api_->Query(Req(R"({"query": [4.2, 0], "limit": 3, "with_payload": true})", {"qq"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  Json answer = Json::parse(r.result);
+  EXPECT_EQ(ids(answer["points"]), (std::vector<int>{4, 5, 3}));
+  EXPECT_EQ(answer["points"][0]["payload"]["n"], 4);
+  Reply search = api_->Search(Req(R"({"vector": [4.2, 0], "limit": 3, "with_payload": true})", {"qq"}));
+  EXPECT_EQ(answer["points"], Json::parse(search.result));  // the same hits as a search
+  r = api_->Query(Req(R"({"query": 5, "limit": 2})", {"qq"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  std::vector<int> near = ids(Json::parse(r.result)["points"]);
+  std::sort(near.begin(), near.end());
+  EXPECT_EQ(near, (std::vector<int>{4, 6}));  // not 5 itself
+  r = api_->Query(Req(R"({"query": {"nearest": [9, 0]}, "limit": 1, "filter": {"must": [{"key": "n", "range": {"lt": 5}}]}})", {"qq"}));
+  EXPECT_EQ(ids(Json::parse(r.result)["points"]), (std::vector<int>{4}));
+  r = api_->Query(Req(R"({"query": {"recommend": {"positive": [2], "negative": [9]}}, "limit": 1})", {"qq"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(ids(Json::parse(r.result)["points"]), (std::vector<int>{1}));
+  r = api_->QueryBatch(Req(R"({"searches": [{"query": [1, 0], "limit": 1}, {"query": 1, "limit": 1}]})", {"qq"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  answer = Json::parse(r.result);
+  ASSERT_EQ(answer.size(), 2u);
+  EXPECT_EQ(ids(answer[0]["points"]), (std::vector<int>{1}));
+  EXPECT_EQ(ids(answer[1]["points"]), (std::vector<int>{2}));
+  r = api_->Query(Req(R"({"limit": 1})", {"qq"}));
+  EXPECT_EQ(r.http_status, 400);
+  EXPECT_EQ(r.error, "query request: field 'query' is required (to list points, use scroll)");
+  r = api_->Query(Req(R"({"query": {"fusion": "rrf"}, "prefetch": [{"query": [1, 0]}]})", {"qq"}));
+  EXPECT_EQ(r.error, "query request: 'prefetch' is not supported (plain, recommend and by-id queries are)");
+  r = api_->Query(Req(R"({"query": {"fusion": "rrf"}})", {"qq"}));
+  EXPECT_EQ(r.error, "query request: query 'fusion' is not supported (a vector, a point id, nearest or recommend are)");
+  r = api_->Query(Req(R"({"query": 77})", {"qq"}));
+  EXPECT_EQ(r.http_status, 404);
+}
+
 // Qdrant's payload endpoints, with their request shapes; errors name what was wrong.
 TEST_F(ApiTest, QdrantPayloadSetOverwriteDeleteClear) {
   Reply r = api_->CreateCollection(Req(R"({"vectors": {"size": 2, "distance": "Dot"}, "indexed_fields": {"t": "keyword"}})", {"p"}));

@@ -306,6 +306,8 @@ class Frontend {
     Add("POST", "/collections/{name}/points/count", Access::kRead, api(&Api::CountPoints));
     Add("POST", "/collections/{name}/points/scroll", Access::kRead, api(&Api::ScrollPoints));
     Add("POST", "/collections/{name}/points/recommend", Access::kRead, api(&Api::Recommend));
+    Add("POST", "/collections/{name}/points/query", Access::kRead, api(&Api::Query));
+    Add("POST", "/collections/{name}/points/query/batch", Access::kRead, api(&Api::QueryBatch));
     Add("POST", "/collections/{name}/points/recommend/batch", Access::kRead, api(&Api::RecommendBatch));
     Add("POST", "/collections/{name}/points/search", Access::kRead, api(&Api::Search));
     Add("POST", "/collections/{name}/points/search/batch", Access::kRead, api(&Api::SearchBatch));

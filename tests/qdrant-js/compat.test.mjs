@@ -159,6 +159,20 @@ test('scroll pages through every point', async () => {
   assert.deepEqual(seen, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
 });
 
+test('query: by vector (as search), by id (itself excluded), recommend, batch', async () => {
+  const byVector = await client.query('things', { query: [1, 0, 0, 0], limit: 3 });
+  const search = await client.search('things', { vector: [1, 0, 0, 0], limit: 3 });
+  assert.deepEqual(byVector.points.map((p) => p.id), search.map((p) => p.id));
+  const byId = await client.query('things', { query: 4, limit: 3 });
+  assert.equal(byId.points.length, 3);
+  assert.ok(byId.points.every((p) => p.id !== 4));
+  const rec = await client.query('things', { query: { recommend: { positive: [4], negative: [5] } }, limit: 2 });
+  assert.equal(rec.points.length, 2);
+  const batch = await client.queryBatch('things', { searches: [{ query: [1, 0, 0, 0], limit: 1 }, { query: 4, limit: 1 }] });
+  assert.equal(batch.length, 2);
+  assert.deepEqual(batch[0].points.map((p) => p.id), [search[0].id]);
+});
+
 test('payload: set, overwrite, delete keys, clear', async () => {
   const payload = async (id) => (await client.retrieve('things', { ids: [id] }))[0].payload;
   let r = await client.setPayload('things', { wait: true, payload: { reviewed: true }, points: [2, 3] });
