@@ -51,7 +51,6 @@ inline uint64_t Mix64(uint64_t x) {
 
 size_t RoundUp(size_t x, size_t to) { return (x + to - 1) / to * to; }
 
-
 }  // namespace
 
 struct HnswIndex::Query {
