@@ -1229,19 +1229,24 @@ Reply Api::Recommend(const ApiRequest& req) {
   return Reply::Ok(std::move(out));
 }
 
-Reply Api::RecommendBatch(const ApiRequest& req) {
+Reply Api::RecommendBatch(const ApiRequest& req) { return RunEach(req, "recommend", &Api::RunRecommend, "", ""); }
+
+Reply Api::RunEach(const ApiRequest& req, std::string_view kind,
+                   Result<std::string> (Api::*run)(Collection*, const Json&, std::string_view),
+                   std::string_view before, std::string_view after) {
   SearchSlot slot(&search_slots_);
   FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
-  FATHOM_ASSIGN_OR_RETURN(const Json* searches, BatchSearches(body, "recommend"));
+  FATHOM_ASSIGN_OR_RETURN(const Json* searches, BatchSearches(body, kind));
   std::shared_lock lock(db_mutex_);
   FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
   std::string out = "[";
   for (size_t i = 0; i < searches->size(); ++i) {
-    if (std::chrono::steady_clock::now() > req.deadline) return Reply::Error(408, "recommend-batch request timed out");
-    FATHOM_ASSIGN_OR_RETURN(std::string hits,
-                            RunRecommend(c.get(), (*searches)[i], "searches[" + std::to_string(i) + "]"));
+    if (std::chrono::steady_clock::now() > req.deadline) {
+      return Reply::Error(408, std::string(kind) + "-batch request timed out");
+    }
+    FATHOM_ASSIGN_OR_RETURN(std::string hits, (this->*run)(c.get(), (*searches)[i], "searches[" + std::to_string(i) + "]"));
     if (i > 0) out.push_back(',');
-    out += hits;
+    out.append(before).append(hits).append(after);
   }
   out.push_back(']');
   return Reply::Ok(std::move(out));
@@ -1358,22 +1363,7 @@ Reply Api::Query(const ApiRequest& req) {
   return Reply::Ok("{\"points\":" + hits + "}");
 }
 
-Reply Api::QueryBatch(const ApiRequest& req) {
-  SearchSlot slot(&search_slots_);
-  FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
-  FATHOM_ASSIGN_OR_RETURN(const Json* searches, BatchSearches(body, "query"));
-  std::shared_lock lock(db_mutex_);
-  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
-  std::string out = "[";
-  for (size_t i = 0; i < searches->size(); ++i) {
-    if (std::chrono::steady_clock::now() > req.deadline) return Reply::Error(408, "query-batch request timed out");
-    FATHOM_ASSIGN_OR_RETURN(std::string hits, RunQuery(c.get(), (*searches)[i], "searches[" + std::to_string(i) + "]"));
-    if (i > 0) out.push_back(',');
-    out += "{\"points\":" + hits + "}";
-  }
-  out.push_back(']');
-  return Reply::Ok(std::move(out));
-}
+Reply Api::QueryBatch(const ApiRequest& req) { return RunEach(req, "query", &Api::RunQuery, "{\"points\":", "}"); }
 
 Reply Api::SearchBatch(const ApiRequest& req) {
   SearchSlot slot(&search_slots_);  // parsing, searching, the answer: all CPU

@@ -173,6 +173,11 @@ class Api {
   Reply RunSearch(Collection* c, ParsedSearch s);
   Result<std::string> SearchHits(Collection* c, ParsedSearch s);
   Result<std::string> RunQuery(Collection* c, const Json& body, std::string_view what);
+  // A batch request: `run` for each of body.searches, the answers (each between `before` and
+  // `after`) in a JSON array; 408 once the deadline passes.
+  Reply RunEach(const ApiRequest& req, std::string_view kind,
+                Result<std::string> (Api::*run)(Collection*, const Json&, std::string_view), std::string_view before,
+                std::string_view after);
   Reply RunSearchBatch(Collection* c, std::vector<ParsedSearch> parsed,
                        std::chrono::steady_clock::time_point deadline);
   // The "searches" array of a batch body (search or recommend), within limits_.max_batch.
