@@ -1220,13 +1220,17 @@ Result<std::string> Api::RunRecommend(Collection* c, const Json& body, std::stri
   return out;
 }
 
-Reply Api::Recommend(const ApiRequest& req) {
+Reply Api::Recommend(const ApiRequest& req) { return RunOne(req, "recommend request", &Api::RunRecommend, "", ""); }
+
+Reply Api::RunOne(const ApiRequest& req, std::string_view what,
+                  Result<std::string> (Api::*run)(Collection*, const Json&, std::string_view),
+                  std::string_view before, std::string_view after) {
   SearchSlot slot(&search_slots_);
   FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
   std::shared_lock lock(db_mutex_);
   FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
-  FATHOM_ASSIGN_OR_RETURN(std::string out, RunRecommend(c.get(), body, "recommend request"));
-  return Reply::Ok(std::move(out));
+  FATHOM_ASSIGN_OR_RETURN(std::string hits, (this->*run)(c.get(), body, what));
+  return Reply::Ok(std::string(before).append(hits).append(after));
 }
 
 Reply Api::RecommendBatch(const ApiRequest& req) { return RunEach(req, "recommend", &Api::RunRecommend, "", ""); }
@@ -1354,14 +1358,7 @@ Result<std::string> Api::RunQuery(Collection* c, const Json& body, std::string_v
   return RunRecommend(c, recommend, what);
 }
 
-Reply Api::Query(const ApiRequest& req) {
-  SearchSlot slot(&search_slots_);
-  FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
-  std::shared_lock lock(db_mutex_);
-  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
-  FATHOM_ASSIGN_OR_RETURN(std::string hits, RunQuery(c.get(), body, "query request"));
-  return Reply::Ok("{\"points\":" + hits + "}");
-}
+Reply Api::Query(const ApiRequest& req) { return RunOne(req, "query request", &Api::RunQuery, "{\"points\":", "}"); }
 
 Reply Api::QueryBatch(const ApiRequest& req) { return RunEach(req, "query", &Api::RunQuery, "{\"points\":", "}"); }
 

@@ -173,6 +173,10 @@ class Api {
   Reply RunSearch(Collection* c, ParsedSearch s);
   Result<std::string> SearchHits(Collection* c, ParsedSearch s);
   Result<std::string> RunQuery(Collection* c, const Json& body, std::string_view what);
+  // One request: `run` on the body, its answer between `before` and `after`.
+  Reply RunOne(const ApiRequest& req, std::string_view what,
+               Result<std::string> (Api::*run)(Collection*, const Json&, std::string_view), std::string_view before,
+               std::string_view after);
   // A batch request: `run` for each of body.searches, the answers (each between `before` and
   // `after`) in a JSON array; 408 once the deadline passes.
   Reply RunEach(const ApiRequest& req, std::string_view kind,
