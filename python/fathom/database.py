@@ -82,7 +82,7 @@ class Collection(PayloadMethods):
                         ids: Optional[Sequence[PointId]], filter: Optional[Filter]) -> int:
         if (ids is None) == (filter is None):
             raise InvalidArgumentError("a payload update takes either ids or filter")
-        id_arg = [] if ids is None else ([ids] if is_single_id(ids) else id_list(ids))
+        id_arg: List[Any] = [] if ids is None else ([ids] if is_single_id(ids) else id_list(ids))
         text = "" if filter is None else filter_text(filter)
         return self._c.update_payload(op, "" if payload is None else json.dumps(payload), list(keys), id_arg, text)
 

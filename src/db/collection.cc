@@ -991,6 +991,15 @@ Result<Filter> CollectionImpl::ParseFilter(const std::string& text) const {
 
 // Caller holds state_mutex_ (shared).
 Result<SlotBitmap> CollectionImpl::MatchingSlots(const Filter& filter, EvalStats* stats) const {
+  // has_id: integer literals are unsigned ids, strings string ids (the caller holds state_mutex_).
+  IdLookup id_of = [&](const Literal& id) -> std::optional<uint32_t> {
+    if (const auto* n = std::get_if<Number>(&id)) {
+      if (!n->is_int() || n->int_value() < 0) return std::nullopt;
+      return ids_.Find(PointId(uint64_t(n->int_value())));
+    }
+    if (const auto* text = std::get_if<std::string>(&id)) return ids_.Find(PointId(*text));
+    return std::nullopt;
+  };
   if (spec_.on_disk_payload) {
     // Fields without a payload index are read from the stored records, one at a time.
     nlohmann::json current;
@@ -1004,7 +1013,7 @@ Result<SlotBitmap> CollectionImpl::MatchingSlots(const Filter& filter, EvalStats
       current = std::move(payload).value();
       return &current;
     };
-    auto matched = payload_index_.Evaluate(filter, live_, lookup, stats);
+    auto matched = payload_index_.Evaluate(filter, live_, lookup, stats, id_of);
     FATHOM_RETURN_IF_ERROR(error);
     return matched;
   }
@@ -1013,7 +1022,7 @@ Result<SlotBitmap> CollectionImpl::MatchingSlots(const Filter& filter, EvalStats
     current = CachedPayload(slot);
     return &current;
   };
-  return payload_index_.Evaluate(filter, live_, lookup, stats);
+  return payload_index_.Evaluate(filter, live_, lookup, stats, id_of);
 }
 
 Result<std::shared_ptr<const CollectionImpl::FilterPlan>> CollectionImpl::PlanFilter(

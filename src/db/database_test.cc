@@ -813,6 +813,33 @@ TEST_F(DatabaseTest, PayloadUpdatesMergeReplaceDeleteAndPersist) {
   }
 }
 
+// Qdrant's has_id: integer and string ids, unknown ids match nothing, combined with payload
+// conditions (indexed and not) and negated, in count, search, scroll and delete.
+TEST_F(DatabaseTest, HasIdFilterSelectsPoints) {
+  auto data = testing::Clustered(30, 1, 8, 2, 73);
+  auto db = std::move(Database::Open(dir_)).value();
+  auto c = std::move(db->CreateCollection(Spec("ids", data.dim))).value();
+  std::vector<Record> records = Records(data, 0, 30);
+  records[29].id = PointId(std::string("doc-7"));
+  ASSERT_TRUE(c->Upsert(records).ok());
+  const std::string has = R"({"must": [{"has_id": [1, 2, 3, "doc-7", 999, "nope"]}]})";
+  EXPECT_EQ(std::move(c->CountByFilter(has)).value(), 4u);
+  EXPECT_EQ(std::move(c->CountByFilter(R"({"must": [{"has_id": [1, 2, 3]}, {"key": "color", "match": {"value": "red"}}]})")).value(), 2u);
+  EXPECT_EQ(std::move(c->CountByFilter(R"({"must": [{"has_id": [1, 2, 3]}, {"key": "i", "range": {"gte": 2}}]})")).value(), 2u);
+  EXPECT_EQ(std::move(c->CountByFilter(R"({"must_not": [{"has_id": [1, 2]}]})")).value(), 28u);
+  EXPECT_EQ(std::move(c->CountByFilter(R"({"should": [{"has_id": [4]}, {"key": "i", "match": {"value": 5}}]})")).value(), 2u);
+  SearchRequest req;
+  req.queries.assign(data.base.begin(), data.base.begin() + data.dim);
+  req.k = 10;
+  req.filter = has;
+  auto hits = std::move(c->Search(req)).value();
+  std::set<std::string> found;
+  for (const auto& h : hits[0]) found.insert(PointIdToString(h.id));
+  EXPECT_EQ(found, (std::set<std::string>{"1", "2", "3", "\"doc-7\""}));
+  EXPECT_EQ(std::move(c->DeleteByFilter(R"({"must": [{"has_id": ["doc-7", 5]}]})")).value(), 2u);
+  EXPECT_EQ(c->Count(), 28u);
+}
+
 TEST_F(DatabaseTest, AliasesSwitchAtomicallyAndPersist) {
   using Op = AliasOperation;
   auto create = [](std::string alias, std::string collection) {

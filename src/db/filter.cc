@@ -266,15 +266,40 @@ Result<FilterNode> ParseFieldCondition(const json& clause) {
   return MakeCondition(std::move(condition));
 }
 
+// {"has_id": [1, "doc-7"]}: ids as unsigned integers or strings.
+Result<FilterNode> ParseHasId(const json& clause) {
+  for (const auto& [other, operand] : clause.items()) {
+    if (other != "has_id") return Status::InvalidArgument("filter clause cannot mix 'has_id' with '" + other + "'");
+  }
+  const json& ids = clause["has_id"];
+  if (!ids.is_array()) return Status::InvalidArgument(std::string("'has_id' must be an array of point ids, got ") + JsonTypeName(ids));
+  Condition condition;
+  condition.op = Condition::Op::kHasId;  // (no key: not a payload field)
+  for (const json& id : ids) {
+    if (id.is_number_unsigned()) {
+      const uint64_t n = id.get<uint64_t>();
+      if (n > uint64_t(std::numeric_limits<int64_t>::max())) {
+        return Status::InvalidArgument("'has_id' id " + id.dump() + " is out of range");
+      }
+      condition.values.emplace_back(Number::Int(int64_t(n)));
+    } else if (id.is_string() && !id.get_ref<const std::string&>().empty()) {
+      condition.values.emplace_back(id.get<std::string>());
+    } else {
+      return Status::InvalidArgument("'has_id' ids must be non-negative integers or non-empty strings, got " + id.dump());
+    }
+  }
+  return MakeCondition(std::move(condition));
+}
+
 // {"is_null": {"key": k}} and {"is_empty": {"key": k}} (`name`): both are IS NULL.
 Result<FilterNode> ParseIsNull(const json& clause, const std::string& name) {
   for (const auto& [other, operand] : clause.items()) {
     if (other == name) continue;
-    if (IsCombinator(other) || other == "is_null" || other == "is_empty") {
+    if (IsCombinator(other) || other == "is_null" || other == "is_empty" || other == "has_id") {
       return Status::InvalidArgument("filter clause cannot mix '" + name + "' with '" + other + "'");
     }
     return Status::InvalidArgument("unknown filter clause '" + other +
-                                   "': expected must, should, must_not, key, is_null, is_empty");
+                                   "': expected must, should, must_not, key, is_null, is_empty, has_id");
   }
   const json& operand = clause[name];
   if (!operand.is_object()) {
@@ -333,6 +358,7 @@ Result<FilterNode> ParseClause(const json& clause, size_t depth) {
   if (clause.contains("key")) return ParseFieldCondition(clause);
   if (clause.contains("is_null")) return ParseIsNull(clause, "is_null");
   if (clause.contains("is_empty")) return ParseIsNull(clause, "is_empty");
+  if (clause.contains("has_id")) return ParseHasId(clause);
 
   std::vector<FilterNode> must;
   std::vector<FilterNode> should;
@@ -348,7 +374,7 @@ Result<FilterNode> ParseClause(const json& clause, size_t depth) {
       return Status::InvalidArgument("filter clause has '" + name + "' but no 'key'");
     } else {
       return Status::InvalidArgument("unknown filter clause '" + name +
-                                     "': expected must, should, must_not, key, is_null, is_empty");
+                                     "': expected must, should, must_not, key, is_null, is_empty, has_id");
     }
   }
 
@@ -876,6 +902,7 @@ size_t NodeDepth(const FilterNode& node) {
 
 void CollectKeys(const FilterNode& node, std::vector<std::string>* keys) {
   if (node.type == FilterNode::Type::kCondition) {
+    if (node.condition.op == Condition::Op::kHasId) return;
     for (const std::string& key : *keys) {
       if (key == node.condition.key) return;
     }
@@ -903,6 +930,7 @@ Status CheckNodeTypes(const FilterNode& node, const std::map<std::string, FieldT
     return Status::OK();
   }
   const Condition& condition = node.condition;
+  if (condition.op == Condition::Op::kHasId) return Status::OK();
   const auto it = indexed.find(condition.key);
   if (it == indexed.end()) return Status::OK();
   auto check = [&](const Literal& literal) {
@@ -1007,6 +1035,8 @@ bool Condition::Matches(const json& payload) const {
         const std::optional<Number> number = Number::FromJson(v);
         return number.has_value() && InRange(*number);
       });
+    case Op::kHasId:
+      return false;  // (ids are not in payloads: the evaluator decides)
     case Op::kText: {
       if (values.empty()) return false;
       const auto* text = std::get_if<std::string>(&values.front());

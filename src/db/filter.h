@@ -26,6 +26,7 @@
 //     answer it: payloads are read.
 //   * `x != v` holds when x has a non-null value and no value of x equals v (so a missing field
 //     never matches it, as in SQL); it is text-form only.
+//   * {"has_id": [ids]} holds for the points with those ids (unknown ids match nothing).
 //   * An empty AND (the filter `{}`) matches everything; an empty "should" list adds no
 //     constraint; an empty IN list matches nothing.
 //
@@ -104,6 +105,9 @@ struct Condition {
     kRange,     // gt/gte/lt/lte, all of which one value must satisfy
     kIsNull,    // `x IS NULL`, {"is_null": {"key": "x"}} or {"is_empty": {"key": "x"}}
     kText,      // a string value contains values[0] (a string); {"match": {"text": "..."}}
+    kHasId,     // the point's id is one of values (integers or strings); {"has_id": [1, "a"]}, JSON
+                // form only. Decided by the collection's ids (PayloadIndex::Evaluate's id lookup),
+                // never by a payload: Matches() is false.
   };
 
   Op op = Op::kEqual;

@@ -397,7 +397,7 @@ TEST(FilterJsonTest, AcceptsAParsedJsonValue) {
 
 TEST(FilterJsonTest, ErrorsArePrecise) {
   EXPECT_EQ(JsonError(R"({"mustt":[]})"),
-            "unknown filter clause 'mustt': expected must, should, must_not, key, is_null, is_empty");
+            "unknown filter clause 'mustt': expected must, should, must_not, key, is_null, is_empty, has_id");
   EXPECT_EQ(JsonError(R"({"must":[{"key":"price","range":{"lt":"cheap"}}]})"),
             "range bound 'lt' for key 'price' must be a number, got string");
   EXPECT_EQ(
@@ -596,6 +596,21 @@ TEST(FilterTest, QdrantExceptTextAndIsEmpty) {
             "'match' for key 'c' has more than one of 'value', 'any', 'except' and 'text'");
   EXPECT_EQ(JsonError(R"({"is_empty": {"key": "a"}, "is_null": {"key": "a"}})"),
             "filter clause cannot mix 'is_null' with 'is_empty'");
+}
+
+// has_id parses to a condition the collection decides from its ids (a payload alone never
+// matches it); bad ids are errors that say what was expected.
+TEST(FilterTest, QdrantHasIdParsesAndRefusesBadIds) {
+  auto f = Json(R"({"must_not": [{"has_id": [1, "doc-7"]}]})");
+  EXPECT_FALSE(f.root().children.empty());
+  EXPECT_TRUE(f.Fields().empty());  // not a payload field
+  EXPECT_TRUE(f.CheckTypes({{"has_id", FieldType::kBool}}).ok());
+  EXPECT_EQ(JsonError(R"({"has_id": 5})"), "'has_id' must be an array of point ids, got number");
+  EXPECT_EQ(JsonError(R"({"has_id": [-1]})"), "'has_id' ids must be non-negative integers or non-empty strings, got -1");
+  EXPECT_EQ(JsonError(R"({"has_id": [1], "key": "a"})"),
+            "unknown filter clause 'has_id' in condition on key 'a': expected match or range");
+  EXPECT_EQ(JsonError(R"({"has_id": [1], "is_null": {"key": "a"}})"), "filter clause cannot mix 'is_null' with 'has_id'");
+  EXPECT_EQ(JsonError(R"({"has_id": [1], "must": []})"), "filter clause cannot mix 'has_id' with 'must'");
 }
 
 }  // namespace

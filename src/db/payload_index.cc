@@ -231,8 +231,8 @@ size_t PayloadIndex::memory_bytes() const {
 // Walks a filter tree, narrowing candidate sets as it goes. Holds no state beyond one call.
 class PayloadIndex::Evaluator {
  public:
-  Evaluator(const PayloadIndex& index, const PayloadLookup& payload_of, EvalStats* stats)
-      : index_(index), payload_of_(payload_of), stats_(stats) {}
+  Evaluator(const PayloadIndex& index, const PayloadLookup& payload_of, EvalStats* stats, const IdLookup& id_of)
+      : index_(index), payload_of_(payload_of), stats_(stats), id_of_(id_of) {}
 
   // The slots of `candidates` that satisfy `node`.
   Result<SlotBitmap> Eval(const FilterNode& node, const SlotBitmap& candidates) {
@@ -258,8 +258,10 @@ class PayloadIndex::Evaluator {
   // conditions (an empty AND/OR) counts as fully indexed: it needs no payloads.
   Coverage CoverageOf(const FilterNode& node) const {
     if (node.type == FilterNode::Type::kCondition) {
-      // Substring tests are not in the index: they read payloads.
+      // Substring tests are not in the index: they read payloads. Ids are answered from the
+      // id map, without payloads.
       if (node.condition.op == Condition::Op::kText) return Coverage::kNone;
+      if (node.condition.op == Condition::Op::kHasId) return Coverage::kFull;
       return index_.indexes_.count(node.condition.key) > 0 ? Coverage::kFull : Coverage::kNone;
     }
     bool any_full = false;
@@ -354,6 +356,14 @@ class PayloadIndex::Evaluator {
   }
 
   Result<SlotBitmap> EvalIndexed(const Condition& condition, const SlotBitmap& candidates) {
+    if (condition.op == Condition::Op::kHasId) {
+      if (!id_of_) return Status::FailedPrecondition("has_id needs the collection's ids, which were not given");
+      SlotBitmap hits;
+      for (const Literal& id : condition.values) {
+        if (std::optional<uint32_t> slot = id_of_(id)) hits.add(*slot);
+      }
+      return hits & candidates;
+    }
     const FieldIndex& field = index_.indexes_.find(condition.key)->second;
     if (stats_ != nullptr) ++stats_->indexed_conditions;
     // IS NULL reads only has_value, which holds every non-null value whatever its type: exact.
@@ -384,7 +394,8 @@ class PayloadIndex::Evaluator {
           hits = RangeUnion(field.floats, condition) & candidates;
         break;
       case Condition::Op::kIsNull: break;
-      case Condition::Op::kText: break;  // never indexed (CoverageOf)
+      case Condition::Op::kText: break;   // never indexed (CoverageOf)
+      case Condition::Op::kHasId: break;  // answered above
     }
 
     // An irregular slot's values are only partly in the typed structure; decide it from its
@@ -446,12 +457,14 @@ class PayloadIndex::Evaluator {
   const PayloadIndex& index_;
   const PayloadLookup& payload_of_;
   EvalStats* stats_;
+  const IdLookup& id_of_;
 };
 
 Result<SlotBitmap> PayloadIndex::Evaluate(const Filter& filter, const SlotBitmap& all_slots,
-                                          const PayloadLookup& payload_of, EvalStats* stats) const {
+                                          const PayloadLookup& payload_of, EvalStats* stats,
+                                          const IdLookup& id_of) const {
   try {
-    Evaluator evaluator(*this, payload_of, stats);
+    Evaluator evaluator(*this, payload_of, stats, id_of);
     return evaluator.Eval(filter.root(), all_slots);
   } catch (const std::bad_alloc&) {
     return Status::ResourceExhausted("out of memory while evaluating a filter");

@@ -65,6 +65,9 @@ struct EvalStats {
 
 // Returns the payload stored for a slot; nullptr is read as an empty object.
 using PayloadLookup = std::function<const nlohmann::json*(uint32_t slot)>;
+// Returns the slot of a point id (an integer Number or a string Literal), nullopt when unknown:
+// how has_id conditions are decided.
+using IdLookup = std::function<std::optional<uint32_t>(const Literal& id)>;
 
 class PayloadIndex {
  public:
@@ -87,9 +90,11 @@ class PayloadIndex {
   // The slots of `all_slots` whose payload matches `filter`. `payload_of` is called only for
   // slots that must be read (unindexed fields, irregular values); it may be empty when every
   // condition is on an indexed field, otherwise Evaluate fails with FailedPrecondition.
-  // `stats` may be null. Fails with ResourceExhausted if memory runs out.
+  // `stats` may be null. has_id conditions need `id_of` (else FailedPrecondition). Fails with
+  // ResourceExhausted if memory runs out.
   Result<SlotBitmap> Evaluate(const Filter& filter, const SlotBitmap& all_slots,
-                              const PayloadLookup& payload_of, EvalStats* stats) const;
+                              const PayloadLookup& payload_of, EvalStats* stats,
+                              const IdLookup& id_of = {}) const;
 
   // Approximate heap bytes held by the bitmaps and maps.
   size_t memory_bytes() const;

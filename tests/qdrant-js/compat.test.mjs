@@ -144,6 +144,8 @@ test('filters: is_empty, match any / except / text, range, must_not', async () =
   assert.deepEqual(await ids({ must: [{ key: 'color', match: { any: ['red'] } }] }), [3, 6, 9, 12]);
   assert.deepEqual(await ids({ must: [{ key: 'text', match: { text: 'number 1' } }] }), [1, 10, 11, 12]);
   assert.deepEqual(await ids({ must: [{ key: 'n', range: { gte: 10 } }], must_not: [{ key: 'n', match: { value: 11 } }] }), [10, 12]);
+  assert.deepEqual(await ids({ must: [{ has_id: [2, 5, 99] }] }), [2, 5]);
+  assert.deepEqual(await ids({ must: [{ has_id: [2, 5, 6] }], must_not: [{ key: 'color', match: { value: 'red' } }] }), [2, 5]);
 });
 
 test('scroll pages through every point', async () => {
