@@ -437,6 +437,37 @@ Status RunDelete(const Context& ctx, const PointsOptions& options) {
   return db->Close();
 }
 
+Status RunPayload(const Context& ctx, const PayloadOptions& options) {
+  if (options.ids.empty() == options.filter.empty()) {
+    return Status::InvalidArgument("give the ids of the points to change, or --filter F (one of the two)");
+  }
+  const int ops = int(!options.set.empty()) + int(!options.overwrite.empty()) + int(!options.delete_keys.empty()) +
+                  int(options.clear);
+  if (ops != 1) {
+    return Status::InvalidArgument("give exactly one of --set JSON, --overwrite JSON, --delete-keys K1,K2 or --clear");
+  }
+  PayloadUpdate update;
+  if (!options.set.empty()) {
+    update.op = PayloadUpdate::Op::kSet;
+    update.payload = options.set;
+  } else if (!options.overwrite.empty()) {
+    update.op = PayloadUpdate::Op::kOverwrite;
+    update.payload = options.overwrite;
+  } else if (!options.delete_keys.empty()) {
+    update.op = PayloadUpdate::Op::kDeleteKeys;
+    update.keys = options.delete_keys;
+  } else {
+    update.op = PayloadUpdate::Op::kClear;
+  }
+  FATHOM_ASSIGN_OR_RETURN(update.ids, ParseIds(options.ids, options.string_id));
+  update.filter = options.filter;
+  FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, db->GetCollection(options.name));
+  FATHOM_ASSIGN_OR_RETURN(size_t changed, c->UpdatePayload(update));
+  *ctx.out << "updated " << changed << (changed == 1 ? " point\n" : " points\n");
+  return db->Close();
+}
+
 Status RunCount(const Context& ctx, const std::string& name, const std::string& filter) {
   FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
   FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, db->GetCollection(name));

@@ -80,6 +80,16 @@ struct PointsOptions {  // get and delete
   bool json = false;   // get only
 };
 
+struct PayloadOptions {  // payload: set, overwrite, delete keys or clear, by ids or filter
+  std::string name;
+  std::vector<std::string> ids;
+  bool string_id = false;
+  std::string filter;
+  std::string set, overwrite;        // JSON objects
+  std::vector<std::string> delete_keys;
+  bool clear = false;
+};
+
 struct BenchOptions {
   std::string name;
   std::string queries_file;       // empty: sample queries from the collection
@@ -108,6 +118,7 @@ Status RunSearch(const Context& ctx, const SearchOptions& options);
 Status RunRecommend(const Context& ctx, const RecommendOptions& options);
 Status RunGet(const Context& ctx, const PointsOptions& options);
 Status RunDelete(const Context& ctx, const PointsOptions& options);
+Status RunPayload(const Context& ctx, const PayloadOptions& options);
 Status RunCount(const Context& ctx, const std::string& name, const std::string& filter);
 Status RunSnapshot(const Context& ctx, const std::string& name, const std::string& dir);
 Status RunRestore(const Context& ctx, const std::string& snapshot_dir, const std::string& new_name);

@@ -223,6 +223,21 @@ int Run(int argc, char** argv) {
   delete_cmd->add_flag("--string-id", del.string_id, "treat every id as a string id");
   AddCommonOptions(delete_cmd, &ctx, &durability, &verbose);
 
+  // payload
+  PayloadOptions payload;
+  auto* payload_cmd = app.add_subcommand(
+      "payload", "change points' payloads, vectors untouched: --set (merge keys), --overwrite, --delete-keys or --clear");
+  payload_cmd->add_option("name", payload.name, "collection name")->required();
+  auto* payload_ids = payload_cmd->add_option("ids", payload.ids, kIdHelp);
+  payload_cmd->add_option("--filter", payload.filter, "change every point the filter matches")->excludes(payload_ids);
+  payload_cmd->add_flag("--string-id", payload.string_id, "treat every id as a string id");
+  payload_cmd->add_option("--set", payload.set, "JSON object whose keys are merged into each payload");
+  payload_cmd->add_option("--overwrite", payload.overwrite, "JSON object that replaces each payload");
+  payload_cmd->add_option("--delete-keys", payload.delete_keys, "top-level keys to remove (comma-separated)")
+      ->delimiter(',');
+  payload_cmd->add_flag("--clear", payload.clear, "empty each payload");
+  AddCommonOptions(payload_cmd, &ctx, &durability, &verbose);
+
   // count
   std::string count_name, count_filter;
   auto* count_cmd = app.add_subcommand("count", "count points, optionally those matching a filter");
@@ -311,6 +326,8 @@ int Run(int argc, char** argv) {
     status = RunGet(ctx, get);
   } else if (*delete_cmd) {
     status = RunDelete(ctx, del);
+  } else if (*payload_cmd) {
+    status = RunPayload(ctx, payload);
   } else if (*count_cmd) {
     status = RunCount(ctx, count_name, count_filter);
   } else if (*snapshot_cmd) {

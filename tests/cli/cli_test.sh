@@ -253,6 +253,19 @@ expect_eq "$(echo "$json" | json_get 'sorted(set(r["payload"]["label"] for r in 
 expect_error 2 "does not exist" fathom recommend grid --positive 123456
 expect_error 1 "--strategy" fathom recommend grid --positive 1 --strategy nope
 
+# payload: merge, overwrite, delete keys, clear; by ids or filter; all or nothing.
+expect_eq "$(fathom payload grid 7 8 --set '{"reviewed": true}')" "updated 2 points" "payload --set"
+expect_eq "$(fathom get grid 7 --json | json_get '(d[0]["payload"]["reviewed"], d[0]["payload"]["label"])')" "(True, 2)" \
+  "payload --set merges keys"
+expect_eq "$(fathom count grid --filter 'reviewed = true')" "2" "payload --set is filterable"
+fathom payload grid --filter 'reviewed = true' --delete-keys reviewed > /dev/null
+expect_eq "$(fathom count grid --filter 'reviewed = true')" "0" "payload --delete-keys by filter"
+fathom payload grid 9 --overwrite '{"label": 4}' > /dev/null
+expect_eq "$(fathom get grid 9 --json | json_get 'd[0]["payload"]')" "{'label': 4}" "payload --overwrite"
+expect_error 2 "no payload was changed" fathom payload grid 9 123456 --clear
+expect_eq "$(fathom get grid 9 --json | json_get 'd[0]["payload"]')" "{'label': 4}" "a failed update changes nothing"
+expect_error 1 "exactly one of" fathom payload grid 9 --clear --set '{"a": 1}'
+
 out=$(fathom search grid --vector "42,0,0,1" -k 1)
 expect_eq "$(echo "$out" | awk 'NR == 2 {print $2, $3}')" "42 0" "search --vector"
 out=$(fathom search grid --vector "[-1, 0, 0, 1]" -k 1 --no-payload)
