@@ -495,15 +495,7 @@ class PyCollection {
       return c->Search(request, &stats);
     });
     py::list out;
-    for (const auto& hits : results) {
-      py::list row;
-      for (const auto& hit : hits) {
-        row.append(py::make_tuple(FromPointId(hit.id), hit.distance,
-                                  with_payload ? py::object(py::str(hit.payload)) : py::none(),
-                                  with_vectors ? py::object(VectorsToDict(hit.vectors)) : py::none()));
-      }
-      out.append(std::move(row));
-    }
+    for (const auto& hits : results) out.append(HitRows(hits, with_payload, with_vectors));
     return py::make_tuple(std::move(out), stats.strategy);
   }
 
@@ -540,6 +532,11 @@ class PyCollection {
     examples(positive, &request.positive_ids, &request.positive_vectors);
     examples(negative, &request.negative_ids, &request.negative_vectors);
     auto hits = Run([&](Collection* c) { return c->Recommend(request); });
+    return HitRows(hits, with_payload, with_vectors);
+  }
+
+  // (id, distance, payload JSON text or None, vectors dict or None) per hit.
+  static py::list HitRows(const std::vector<ScoredPoint>& hits, bool with_payload, bool with_vectors) {
     py::list row;
     for (const auto& hit : hits) {
       row.append(py::make_tuple(FromPointId(hit.id), hit.distance,

@@ -1125,12 +1125,18 @@ Result<size_t> CollectionImpl::UpdatePayload(const PayloadUpdate& update) {
       for (uint32_t slot : slots) old_payloads.push_back(CachedPayload(slot));
     }
   }
-  if (spec_.on_disk_payload) {
-    old_payloads.reserve(slots.size());
-    for (uint32_t slot : slots) {
-      FATHOM_ASSIGN_OR_RETURN(nlohmann::json old, StoredPayload(slot));
-      old_payloads.push_back(std::move(old));
-    }
+  // Each stored record, read once: rewritten below with its new payload, keeping its vectors where
+  // they are (a record of an old database may hold them inline); with on-disk payloads it also
+  // gives the old payload.
+  std::vector<Record> records(slots.size());
+  std::vector<bool> inline_vectors(slots.size());
+  for (size_t i = 0; i < slots.size(); ++i) {
+    FATHOM_ASSIGN_OR_RETURN(auto value, kv_->Get(Cf::kRecords, RecordKey(id_, slots[i])));
+    if (!value) return Status::Internal("point " + PointIdToString(ids[i]) + " has no stored record");
+    bool inline_v = false;
+    FATHOM_RETURN_IF_ERROR(DecodeRecord(*value, &records[i], /*with_vectors=*/true, &inline_v));
+    inline_vectors[i] = inline_v;
+    if (spec_.on_disk_payload) old_payloads.push_back(ParsePayload(records[i].payload));
   }
   // The new payloads, all validated before anything is written.
   std::vector<nlohmann::json> new_payloads(slots.size());
@@ -1156,17 +1162,9 @@ Result<size_t> CollectionImpl::UpdatePayload(const PayloadUpdate& update) {
     FATHOM_RETURN_IF_ERROR(payload_index_.Validate(next, "point " + PointIdToString(ids[i])));
     texts[i] = next.dump();
   }
-  // The records keep their vectors where they are (a record of an old database may hold them
-  // inline: it is rewritten with them).
   KvStore::Batch batch(*kv_);
   for (size_t i = 0; i < slots.size(); ++i) {
-    const std::string key = RecordKey(id_, slots[i]);
-    FATHOM_ASSIGN_OR_RETURN(auto value, kv_->Get(Cf::kRecords, key));
-    if (!value) return Status::Internal("point " + PointIdToString(ids[i]) + " has no stored record");
-    Record record;
-    bool inline_vectors = false;
-    FATHOM_RETURN_IF_ERROR(DecodeRecord(*value, &record, /*with_vectors=*/true, &inline_vectors));
-    batch.Put(Cf::kRecords, key, EncodeRecord(record, texts[i], inline_vectors));
+    batch.Put(Cf::kRecords, RecordKey(id_, slots[i]), EncodeRecord(records[i], texts[i], inline_vectors[i]));
   }
   if (!slots.empty()) FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
   {

@@ -280,14 +280,12 @@ void HnswIndex::EncodeNode(uint32_t node, const float* v) {
     for (size_t j = 0; j < dim(); ++j) half[j] = simd::FloatToHalf(dst[j]);
   }
   if (spec_.rbq) rbq_.Encode(dst, const_cast<uint8_t*>(Code(node)));
-  if (spec_.sq8) {
-    uint8_t* code = const_cast<uint8_t*>(Code(node));
-    float inv = 1.0f / sq_scale_;
-    for (size_t j = 0; j < dim(); ++j) {
-      float c = std::clamp((dst[j] - sq_lo_) * inv + 0.5f, 0.0f, 255.0f);
-      code[j] = static_cast<uint8_t>(c);
-    }
-  }
+  if (spec_.sq8) Sq8Encode(dst, const_cast<uint8_t*>(Code(node)));
+}
+
+void HnswIndex::Sq8Encode(const float* v, uint8_t* code) const {
+  const float inv = 1.0f / sq_scale_;
+  for (size_t j = 0; j < dim(); ++j) code[j] = static_cast<uint8_t>(std::clamp((v[j] - sq_lo_) * inv + 0.5f, 0.0f, 255.0f));
 }
 
 int HnswIndex::RandomLevel() {
@@ -347,12 +345,9 @@ void HnswIndex::PrepareQuery(const float* v, Scratch& s, Query* q) const {
   }
   if (spec_.sq8) {
     s.qcode.resize(d);
-    float inv = 1.0f / sq_scale_, sum = 0;
-    for (size_t j = 0; j < d; ++j) {
-      float c = std::clamp((q->vec[j] - sq_lo_) * inv + 0.5f, 0.0f, 255.0f);
-      s.qcode[j] = static_cast<uint8_t>(c);
-      sum += q->vec[j];
-    }
+    Sq8Encode(q->vec, s.qcode.data());
+    float sum = 0;
+    for (size_t j = 0; j < d; ++j) sum += q->vec[j];
     q->code = s.qcode.data();
     q->sum = sum;
   }
@@ -723,15 +718,14 @@ void HnswIndex::SearchAmongByCodes(size_t n, const float* queries, size_t k, con
   std::vector<std::pair<uint32_t, uint32_t>> ranked(nodes.size());  // (code distance, node)
   auto greater = std::greater<std::pair<uint32_t, uint32_t>>();
   TopK top(k);
-  const float inv = 1.0f / sq_scale_;
   const float hi = sq_lo_ + 255.0f * sq_scale_;
   constexpr size_t kAhead = 4;
   for (size_t i = 0; i < n; ++i) {
     q.assign(queries + i * d, queries + (i + 1) * d);
     if (metric() == Metric::kCosine) simd::Normalize(q.data(), d);
+    Sq8Encode(q.data(), qcode.data());
     double rounding = 0;  // |q' - c(q)|^2
     for (size_t j = 0; j < d; ++j) {
-      qcode[j] = static_cast<uint8_t>(std::clamp((q[j] - sq_lo_) * inv + 0.5f, 0.0f, 255.0f));
       const double e = double(std::clamp(q[j], sq_lo_, hi)) - (double(sq_lo_) + double(sq_scale_) * qcode[j]);
       rounding += e * e;
     }

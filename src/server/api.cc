@@ -822,29 +822,36 @@ Reply Api::GetPoint(const ApiRequest& req) {
   return Reply::Ok(std::move(out));
 }
 
-Reply Api::DeletePoints(const ApiRequest& req) {
-  FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
-  FATHOM_RETURN_IF_ERROR(CheckFields(body, "delete-points request", {"points", "filter"}));
+Status Api::ParsePointSelector(const Json& body, std::vector<PointId>* ids, std::string* filter,
+                               std::string_view empty_filter) const {
   bool has_points = body.contains("points") && !body["points"].is_null();
   bool has_filter = body.contains("filter") && !body["filter"].is_null();
   if (has_points == has_filter) {
     return Status::InvalidArgument("send either 'points' (a list of ids) or 'filter', exactly one");
   }
+  if (has_points) {
+    FATHOM_ASSIGN_OR_RETURN(*ids, ParseIds(body["points"], "points", limits_.max_batch));
+    return Status::OK();
+  }
+  FATHOM_ASSIGN_OR_RETURN(*filter, ParseFilter(body["filter"], limits_.max_filter_depth, limits_.max_filter_text));
+  if (filter->empty()) return Status::InvalidArgument(std::string(empty_filter));
+  return Status::OK();
+}
+
+Reply Api::DeletePoints(const ApiRequest& req) {
+  FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
+  FATHOM_RETURN_IF_ERROR(CheckFields(body, "delete-points request", {"points", "filter"}));
+  std::vector<PointId> ids;
+  std::string filter;
+  FATHOM_RETURN_IF_ERROR(ParsePointSelector(
+      body, &ids, &filter, "an empty filter would delete every point; delete the collection instead"));
   std::shared_lock lock(db_mutex_);
   FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
   size_t deleted = 0;
-  if (has_points) {
-    FATHOM_ASSIGN_OR_RETURN(std::vector<PointId> ids, ParseIds(body["points"], "points", limits_.max_batch));
-    if (!ids.empty()) {
-      FATHOM_ASSIGN_OR_RETURN(deleted, c->Delete(ids));
-    }
-  } else {
-    FATHOM_ASSIGN_OR_RETURN(std::string filter,
-                            ParseFilter(body["filter"], limits_.max_filter_depth, limits_.max_filter_text));
-    if (filter.empty()) {
-      return Status::InvalidArgument("an empty filter would delete every point; delete the collection instead");
-    }
+  if (!filter.empty()) {
     FATHOM_ASSIGN_OR_RETURN(deleted, c->DeleteByFilter(filter));
+  } else if (!ids.empty()) {
+    FATHOM_ASSIGN_OR_RETURN(deleted, c->Delete(ids));
   }
   return Reply::Ok(Dump(Json{{"operation_id", next_operation_id_.fetch_add(1)},
                              {"status", WriteStatus(req)},
@@ -883,21 +890,10 @@ Reply Api::UpdatePayload(const ApiRequest& req, PayloadUpdate::Op op) {
       update.keys.push_back(key.get<std::string>());
     }
   }
-  bool has_points = body.contains("points") && !body["points"].is_null();
-  bool has_filter = body.contains("filter") && !body["filter"].is_null();
-  if (has_points == has_filter) {
-    return Status::InvalidArgument("send either 'points' (a list of ids) or 'filter', exactly one");
-  }
-  if (has_points) {
-    FATHOM_ASSIGN_OR_RETURN(update.ids, ParseIds(body["points"], "points", limits_.max_batch));
-    if (update.ids.empty()) return Status::InvalidArgument("'points' is empty");
-  } else {
-    FATHOM_ASSIGN_OR_RETURN(update.filter,
-                            ParseFilter(body["filter"], limits_.max_filter_depth, limits_.max_filter_text));
-    if (update.filter.empty()) {
-      return Status::InvalidArgument("an empty filter would change every point; list the points or narrow the filter");
-    }
-  }
+  FATHOM_RETURN_IF_ERROR(ParsePointSelector(
+      body, &update.ids, &update.filter,
+      "an empty filter would change every point; list the points or narrow the filter"));
+  if (update.filter.empty() && update.ids.empty()) return Status::InvalidArgument("'points' is empty");
   std::shared_lock lock(db_mutex_);
   FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
   FATHOM_ASSIGN_OR_RETURN(size_t changed, c->UpdatePayload(update));

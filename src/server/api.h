@@ -128,6 +128,10 @@ class Api {
 
  private:
   Reply UpdatePayload(const ApiRequest& req, PayloadUpdate::Op op);
+  // Qdrant's points selector: 'points' (ids) or 'filter' (not empty: `empty_filter` says why),
+  // exactly one.
+  Status ParsePointSelector(const Json& body, std::vector<PointId>* ids, std::string* filter,
+                            std::string_view empty_filter) const;
   friend struct ApiTestPeer;  // api_test.cc: whether the fast path took a body
 
   // One search as parsed from a request body.
