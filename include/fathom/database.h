@@ -207,16 +207,31 @@ class Collection {
   // values, JSON-object payloads, no id twice); on error nothing is written. Upserts that arrive
   // while another is committing are committed together (group commit: one log write and fsync,
   // one index insert on all cores), each still atomic and applied in arrival order.
-  virtual Status Upsert(const std::vector<Record>& records) = 0;
+  Status Upsert(const std::vector<Record>& records) { return Upsert(records, 0); }
   // One entry per id, std::nullopt for ids that do not exist.
   virtual Result<std::vector<std::optional<Record>>> Get(const std::vector<PointId>& ids,
                                                          bool with_vectors = true) const = 0;
   // Returns how many of the ids existed.
-  virtual Result<size_t> Delete(const std::vector<PointId>& ids) = 0;
-  virtual Result<size_t> DeleteByFilter(const std::string& filter) = 0;
+  Result<size_t> Delete(const std::vector<PointId>& ids) { return Delete(ids, 0); }
+  Result<size_t> DeleteByFilter(const std::string& filter) { return DeleteByFilter(filter, 0); }
   // Applies `update` atomically (every payload or none: validated first, one durable write);
   // returns how many points it changed. Payload indexes follow; vectors and indexes do not move.
-  virtual Result<size_t> UpdatePayload(const PayloadUpdate& update) = 0;
+  Result<size_t> UpdatePayload(const PayloadUpdate& update) { return UpdatePayload(update, 0); }
+  // Replicated-log apply (cluster replicas apply their shard's stream in order): a write given
+  // `log_position` > 0 stores that position in the same atomic batch as its data (also when it
+  // changes nothing, e.g. deleting absent ids), and log_position() reads the last one back (0:
+  // none), so a restarted replica resumes right after the last entry it applied and never
+  // applies one twice. Positions must increase; 0 records nothing.
+  virtual Status Upsert(const std::vector<Record>& records, uint64_t log_position) = 0;
+  virtual Result<size_t> Delete(const std::vector<PointId>& ids, uint64_t log_position) = 0;
+  virtual Result<size_t> DeleteByFilter(const std::string& filter, uint64_t log_position) = 0;
+  virtual Result<size_t> UpdatePayload(const PayloadUpdate& update, uint64_t log_position) = 0;
+  // The checks Upsert makes before writing anything (dimensions, finite values, payloads that the
+  // payload indexes accept, ids), without writing.
+  virtual Status ValidateUpsert(const std::vector<Record>& records) const = 0;
+  // Records `log_position` alone: an entry that applies as nothing (one every replica rejects).
+  virtual Status SkipLogPosition(uint64_t log_position) = 0;
+  virtual uint64_t log_position() const = 0;
   virtual size_t Count() const = 0;
   virtual Result<size_t> CountByFilter(const std::string& filter) const = 0;
   // The points (matching the filter) page by page, in storage order: each page costs its own

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/demo.h"
+#include "cluster/node.h"
 #include "server/serve_flags.h"
 #include "server/server.h"
 
@@ -293,6 +294,21 @@ int Run(int argc, char** argv) {
       ->capture_default_str();
   serve_cmd->add_flag("--demo", serve_demo,
                       "first load Fashion-MNIST into collection 'fashion-mnist' if it is missing");
+  std::string cluster_urls;
+  cluster::ClusterOptions cluster_options;
+  serve_cmd->add_option("--cluster", cluster_urls,
+                        "join a cluster through these NATS servers (JetStream on), comma-separated: "
+                        "nats://h1:4222,nats://h2:4222 (list every one: streams get min(3, count) replicas)");
+  serve_cmd->add_option("--node-id", cluster_options.node_id, "this node's name in the cluster (with --cluster)");
+
+  auto* cluster_cmd = app.add_subcommand("cluster", "a cluster's state, asked of one of its nodes");
+  cluster_cmd->require_subcommand(1);
+  auto* cluster_status_cmd =
+      cluster_cmd->add_subcommand("status", "nodes, shards, replicas and their lag (GET /cluster)");
+  std::string cluster_url = "http://127.0.0.1:6333";
+  bool cluster_json = false;
+  cluster_status_cmd->add_option("--url", cluster_url, "a node's REST address")->capture_default_str();
+  cluster_status_cmd->add_flag("--json", cluster_json, "print the JSON answer");
   AddCommonOptions(serve_cmd, &ctx, &durability, &verbose);
 
   try {
@@ -336,9 +352,18 @@ int Run(int argc, char** argv) {
     status = RunRestore(ctx, restore_dir, restore_name);
   } else if (*bench_cmd) {
     status = RunBench(ctx, bench);
+  } else if (*cluster_status_cmd) {
+    status = cluster::PrintStatus(cluster_url, cluster_json);
   } else if (*serve_cmd) {
     spdlog::set_level(verbose ? spdlog::level::debug : spdlog::level::info);
-    if (serve_demo) status = LoadDemo(ctx.data_dir);
+    if (!cluster_urls.empty() || !cluster_options.node_id.empty()) {
+      cluster_options.nats_urls = cluster::SplitUrls(cluster_urls);
+      if (cluster_options.nats_urls.empty()) status = Status::InvalidArgument("--node-id needs --cluster nats://...");
+      if (status.ok()) status = cluster::ValidateNodeId(cluster_options.node_id);
+      if (status.ok() && serve_demo) status = Status::InvalidArgument("--demo is for a single node, not with --cluster");
+      serve.extension = [cluster_options](server::Api* api) { return cluster::StartNode(api, cluster_options); };
+    }
+    if (status.ok() && serve_demo) status = LoadDemo(ctx.data_dir);
     if (status.ok()) {
       serve.data_dir = ctx.data_dir;
       serve.database = ctx.db_options;

@@ -228,6 +228,8 @@ Status CollectionImpl::Recover() {
   FATHOM_ASSIGN_OR_RETURN(auto last_key, kv_->LastKey(Cf::kOplog, prefix));
   seq_ = last_key ? ReadBigEndian64(last_key->data() + 4) : trimmed;
   seq_ = std::max(seq_, trimmed);
+  FATHOM_ASSIGN_OR_RETURN(auto log_position, kv_->Get(Cf::kMeta, "logpos/" + prefix));
+  if (log_position) log_position_.store(ReadBigEndian64(log_position->data()));
 
   // Checkpoint files per vector that the log can bridge, newest first.
   const size_t nv = spec_.vectors.size();
@@ -501,9 +503,10 @@ Status CollectionImpl::ValidateRecords(const std::vector<Record>& records,
   return Status::OK();
 }
 
-Status CollectionImpl::Upsert(const std::vector<Record>& records) {
+Status CollectionImpl::Upsert(const std::vector<Record>& records, uint64_t log_position) {
   PendingUpsert me;
   me.records = &records;
+  me.log_position = log_position;
   FATHOM_RETURN_IF_ERROR(ValidateRecords(records, &me.payloads));
   std::shared_lock life(life_mutex_);
   FATHOM_RETURN_IF_ERROR(retired_);
@@ -608,6 +611,9 @@ void CollectionImpl::CommitUpserts(const std::vector<PendingUpsert*>& group) {
   KvStore::Batch batch(*kv_);
   std::vector<std::vector<std::string>> payload_texts(group.size());
   size_t total = 0;
+  uint64_t log_position = 0;
+  for (const PendingUpsert* p : group) log_position = std::max(log_position, p->log_position);
+  PutLogPosition(&batch, log_position);
   for (size_t g = 0; g < group.size(); ++g) {
     const std::vector<Record>& records = *group[g]->records;
     payload_texts[g].resize(records.size());
@@ -622,6 +628,7 @@ void CollectionImpl::CommitUpserts(const std::vector<PendingUpsert*>& group) {
   }
   if (Status s = kv_->Write(batch); !s.ok()) return fail_all(s);
   seq_ += group.size();
+  if (log_position > 0) log_position_.store(log_position);
   // Durable: now make it visible, upsert by upsert. Maps first, so every slot an index returns
   // has its id.
   {
@@ -916,8 +923,29 @@ Result<std::vector<std::optional<Record>>> CollectionImpl::GetRecords(const std:
   return out;
 }
 
-Result<size_t> CollectionImpl::DeleteSlots(const std::vector<uint32_t>& slots) {
-  if (slots.empty()) return size_t{0};
+void CollectionImpl::PutLogPosition(KvStore::Batch* batch, uint64_t log_position) const {
+  if (log_position == 0) return;
+  std::string value;
+  AppendBigEndian64(&value, log_position);
+  batch->Put(Cf::kMeta, "logpos/" + CollectionPrefix(id_), value);
+}
+
+Status CollectionImpl::SkipLogPosition(uint64_t log_position) {
+  std::shared_lock life(life_mutex_);
+  FATHOM_RETURN_IF_ERROR(retired_);
+  std::lock_guard write_lock(write_mutex_);
+  return DeleteSlots({}, log_position).status();
+}
+
+Result<size_t> CollectionImpl::DeleteSlots(const std::vector<uint32_t>& slots, uint64_t log_position) {
+  if (slots.empty()) {
+    if (log_position == 0) return size_t{0};
+    KvStore::Batch batch(*kv_);
+    PutLogPosition(&batch, log_position);
+    FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
+    log_position_.store(log_position);
+    return size_t{0};
+  }
   std::vector<nlohmann::json> old_payloads;
   if (spec_.on_disk_payload) {
     old_payloads.resize(slots.size());
@@ -931,8 +959,10 @@ Result<size_t> CollectionImpl::DeleteSlots(const std::vector<uint32_t>& slots) {
     batch.Delete(Cf::kVectors, RecordKey(id_, slot));
   }
   batch.Put(Cf::kOplog, OplogKey(id_, seq_ + 1), EncodeOp(kOpDelete, slots));
+  PutLogPosition(&batch, log_position);
   FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
   ++seq_;
+  if (log_position > 0) log_position_.store(log_position);
   // Out of the indexes first, so a search never maps a removed slot to a reused id.
   std::vector<label_t> labels(slots.begin(), slots.end());
   bool maintenance_due = false;
@@ -962,7 +992,7 @@ Result<size_t> CollectionImpl::DeleteSlots(const std::vector<uint32_t>& slots) {
   return slots.size();
 }
 
-Result<size_t> CollectionImpl::Delete(const std::vector<PointId>& ids) {
+Result<size_t> CollectionImpl::Delete(const std::vector<PointId>& ids, uint64_t log_position) {
   if (ids.empty()) return Status::InvalidArgument("delete batch is empty");
   std::shared_lock life(life_mutex_);
   FATHOM_RETURN_IF_ERROR(retired_);
@@ -976,7 +1006,7 @@ Result<size_t> CollectionImpl::Delete(const std::vector<PointId>& ids) {
       if (slot && seen.insert(*slot).second) slots.push_back(*slot);
     }
   }
-  return DeleteSlots(slots);
+  return DeleteSlots(slots, log_position);
 }
 
 Result<Filter> CollectionImpl::ParseFilter(const std::string& text) const {
@@ -1055,7 +1085,7 @@ Result<std::shared_ptr<const CollectionImpl::FilterPlan>> CollectionImpl::PlanFi
   return std::shared_ptr<const FilterPlan>(std::move(plan));
 }
 
-Result<size_t> CollectionImpl::DeleteByFilter(const std::string& filter_text) {
+Result<size_t> CollectionImpl::DeleteByFilter(const std::string& filter_text, uint64_t log_position) {
   FATHOM_ASSIGN_OR_RETURN(Filter filter, ParseFilter(filter_text));
   std::shared_lock life(life_mutex_);
   FATHOM_RETURN_IF_ERROR(retired_);
@@ -1066,10 +1096,10 @@ Result<size_t> CollectionImpl::DeleteByFilter(const std::string& filter_text) {
     FATHOM_ASSIGN_OR_RETURN(SlotBitmap matching, MatchingSlots(filter, nullptr));
     for (uint32_t slot : matching) slots.push_back(slot);
   }
-  return DeleteSlots(slots);
+  return DeleteSlots(slots, log_position);
 }
 
-Result<size_t> CollectionImpl::UpdatePayload(const PayloadUpdate& update) {
+Result<size_t> CollectionImpl::UpdatePayload(const PayloadUpdate& update, uint64_t log_position) {
   using Op = PayloadUpdate::Op;
   nlohmann::json patch = nlohmann::json::object();
   if (update.op == Op::kSet || update.op == Op::kOverwrite) {
@@ -1166,7 +1196,9 @@ Result<size_t> CollectionImpl::UpdatePayload(const PayloadUpdate& update) {
   for (size_t i = 0; i < slots.size(); ++i) {
     batch.Put(Cf::kRecords, RecordKey(id_, slots[i]), EncodeRecord(records[i], texts[i], inline_vectors[i]));
   }
-  if (!slots.empty()) FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
+  PutLogPosition(&batch, log_position);
+  if (!slots.empty() || log_position > 0) FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
+  if (log_position > 0) log_position_.store(log_position);
   {
     std::unique_lock lock(state_mutex_);
     ++state_version_;

@@ -49,12 +49,22 @@ class CollectionImpl final : public Collection {
 
   const CollectionSpec& spec() const override { return spec_; }
   uint32_t id() const { return id_; }
-  Status Upsert(const std::vector<Record>& records) override;
+  using Collection::Delete;
+  using Collection::DeleteByFilter;
+  using Collection::UpdatePayload;
+  using Collection::Upsert;
+  Status Upsert(const std::vector<Record>& records, uint64_t log_position) override;
   Result<std::vector<std::optional<Record>>> Get(const std::vector<PointId>& ids,
                                                  bool with_vectors = true) const override;
-  Result<size_t> Delete(const std::vector<PointId>& ids) override;
-  Result<size_t> DeleteByFilter(const std::string& filter) override;
-  Result<size_t> UpdatePayload(const PayloadUpdate& update) override;
+  Result<size_t> Delete(const std::vector<PointId>& ids, uint64_t log_position) override;
+  Result<size_t> DeleteByFilter(const std::string& filter, uint64_t log_position) override;
+  Result<size_t> UpdatePayload(const PayloadUpdate& update, uint64_t log_position) override;
+  Status SkipLogPosition(uint64_t log_position) override;
+  Status ValidateUpsert(const std::vector<Record>& records) const override {
+    std::vector<nlohmann::json> payloads;
+    return ValidateRecords(records, &payloads);
+  }
+  uint64_t log_position() const override { return log_position_.load(); }
   size_t Count() const override;
   Result<size_t> CountByFilter(const std::string& filter) const override;
   Result<ScrollPage> Scroll(const ScrollRequest& request) const override;
@@ -115,10 +125,14 @@ class CollectionImpl final : public Collection {
   // The plan for `text` at the current state (caller holds state_mutex_ shared): from the cache
   // when the same filter text was planned since the last change, else parsed and evaluated.
   Result<std::shared_ptr<const FilterPlan>> PlanFilter(const std::string& text) const;
-  Result<size_t> DeleteSlots(const std::vector<uint32_t>& slots);
+  // Caller holds write_mutex_. `log_position` as in Collection::Delete.
+  Result<size_t> DeleteSlots(const std::vector<uint32_t>& slots, uint64_t log_position);
+  // Adds the log position key to `batch` when `log_position` > 0.
+  void PutLogPosition(KvStore::Batch* batch, uint64_t log_position) const;
   // An upsert waiting in the commit queue (validated; its payloads parsed).
   struct PendingUpsert {
     const std::vector<Record>* records = nullptr;
+    uint64_t log_position = 0;
     std::vector<nlohmann::json> payloads;
     Status status;
     bool done = false;  // guarded by commit_mutex_
@@ -165,6 +179,7 @@ class CollectionImpl final : public Collection {
   std::atomic<uint64_t> upsert_commits_{0};
   mutable std::mutex write_mutex_;
   uint64_t seq_ = 0;             // last logged operation
+  std::atomic<uint64_t> log_position_{0};  // the last replicated-log entry applied (Collection::log_position)
   uint64_t checkpoint_seq_ = 0;  // operations up to here are in the index files
   uint64_t ops_since_checkpoint_ = 0;
   // Back-off after a failed automatic checkpoint (maintenance thread only).

@@ -138,6 +138,7 @@ class DatabaseImpl final : public Database {
     KvStore::Batch batch(*kv_);
     batch.Delete(Cf::kMeta, kSpecPrefix + name);
     batch.Delete(Cf::kMeta, "trimmed/" + prefix);
+    batch.Delete(Cf::kMeta, "logpos/" + prefix);
     std::vector<std::string> dropped_aliases;
     for (const auto& [alias, target] : aliases_) {
       if (target == name) {

@@ -665,11 +665,26 @@ Reply Api::DeleteCollection(const ApiRequest& req) {
 }
 
 Reply Api::UpsertPoints(const ApiRequest& req) {
-  FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
-  FATHOM_RETURN_IF_ERROR(CheckFields(body, "upsert request", {"points", "batch"}));
   std::shared_lock lock(db_mutex_);
   FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
-  const CollectionSpec& spec = c->spec();
+  FATHOM_ASSIGN_OR_RETURN(std::vector<Record> records, ParseUpsertBody(req.body, c->spec()));
+  FATHOM_RETURN_IF_ERROR(c->Upsert(records));
+  return Reply::Ok(Dump(Json{{"operation_id", next_operation_id_.fetch_add(1)},
+                             {"status", WriteStatus(req)},
+                             {"upserted", records.size()}}));
+}
+
+Result<std::vector<Record>> Api::ParseUpsert(const ApiRequest& req) const {
+  std::shared_lock lock(db_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
+  FATHOM_ASSIGN_OR_RETURN(std::vector<Record> records, ParseUpsertBody(req.body, c->spec()));
+  FATHOM_RETURN_IF_ERROR(c->ValidateUpsert(records));
+  return records;
+}
+
+Result<std::vector<Record>> Api::ParseUpsertBody(std::string_view text, const CollectionSpec& spec) const {
+  FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(text, limits_.max_json_depth));
+  FATHOM_RETURN_IF_ERROR(CheckFields(body, "upsert request", {"points", "batch"}));
   const std::string default_vector = DefaultVectorName(spec);
   std::vector<Record> records;
 
@@ -776,10 +791,7 @@ Reply Api::UpsertPoints(const ApiRequest& req) {
     return Status::InvalidArgument("upsert request needs 'points' (a list of points) or 'batch'");
   }
   if (records.empty()) return Status::InvalidArgument("upsert batch is empty");
-  FATHOM_RETURN_IF_ERROR(c->Upsert(records));
-  return Reply::Ok(Dump(Json{{"operation_id", next_operation_id_.fetch_add(1)},
-                             {"status", WriteStatus(req)},
-                             {"upserted", records.size()}}));
+  return records;
 }
 
 Reply Api::GetPoints(const ApiRequest& req) {
@@ -838,13 +850,17 @@ Status Api::ParsePointSelector(const Json& body, std::vector<PointId>* ids, std:
   return Status::OK();
 }
 
-Reply Api::DeletePoints(const ApiRequest& req) {
+Status Api::ParseDelete(const ApiRequest& req, std::vector<PointId>* ids, std::string* filter) const {
   FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
   FATHOM_RETURN_IF_ERROR(CheckFields(body, "delete-points request", {"points", "filter"}));
+  return ParsePointSelector(body, ids, filter,
+                            "an empty filter would delete every point; delete the collection instead");
+}
+
+Reply Api::DeletePoints(const ApiRequest& req) {
   std::vector<PointId> ids;
   std::string filter;
-  FATHOM_RETURN_IF_ERROR(ParsePointSelector(
-      body, &ids, &filter, "an empty filter would delete every point; delete the collection instead"));
+  FATHOM_RETURN_IF_ERROR(ParseDelete(req, &ids, &filter));
   std::shared_lock lock(db_mutex_);
   FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
   size_t deleted = 0;
@@ -859,6 +875,16 @@ Reply Api::DeletePoints(const ApiRequest& req) {
 }
 
 Reply Api::UpdatePayload(const ApiRequest& req, PayloadUpdate::Op op) {
+  FATHOM_ASSIGN_OR_RETURN(PayloadUpdate update, ParsePayloadUpdate(req, op));
+  std::shared_lock lock(db_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
+  FATHOM_ASSIGN_OR_RETURN(size_t changed, c->UpdatePayload(update));
+  return Reply::Ok(Dump(Json{{"operation_id", next_operation_id_.fetch_add(1)},
+                             {"status", WriteStatus(req)},
+                             {"updated", changed}}));
+}
+
+Result<PayloadUpdate> Api::ParsePayloadUpdate(const ApiRequest& req, PayloadUpdate::Op op) const {
   using Op = PayloadUpdate::Op;
   FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
   if (op == Op::kSet || op == Op::kOverwrite) {
@@ -894,12 +920,12 @@ Reply Api::UpdatePayload(const ApiRequest& req, PayloadUpdate::Op op) {
       body, &update.ids, &update.filter,
       "an empty filter would change every point; list the points or narrow the filter"));
   if (update.filter.empty() && update.ids.empty()) return Status::InvalidArgument("'points' is empty");
+  return update;
+}
+
+Result<std::shared_ptr<Collection>> Api::LocalCollection(std::string_view name) const {
   std::shared_lock lock(db_mutex_);
-  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
-  FATHOM_ASSIGN_OR_RETURN(size_t changed, c->UpdatePayload(update));
-  return Reply::Ok(Dump(Json{{"operation_id", next_operation_id_.fetch_add(1)},
-                             {"status", WriteStatus(req)},
-                             {"updated", changed}}));
+  return Find(name);
 }
 
 Reply Api::SetPayload(const ApiRequest& req) { return UpdatePayload(req, PayloadUpdate::Op::kSet); }

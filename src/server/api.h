@@ -119,6 +119,14 @@ class Api {
   Reply DeleteSnapshot(const ApiRequest& req);
   Reply RecoverSnapshot(const ApiRequest& req);
 
+  // What the cluster mode's router needs: a request parsed and validated against the local
+  // collection named by req.params[0] (the cluster collection's template), without writing.
+  Result<std::vector<Record>> ParseUpsert(const ApiRequest& req) const;
+  Status ParseDelete(const ApiRequest& req, std::vector<PointId>* ids, std::string* filter) const;
+  Result<PayloadUpdate> ParsePayloadUpdate(const ApiRequest& req, PayloadUpdate::Op op) const;
+  // A collection of the local database (cluster replicas apply their log to it directly).
+  Result<std::shared_ptr<Collection>> LocalCollection(std::string_view name) const;
+
   // Appends Prometheus gauges per collection: points and index memory.
   void RenderMetrics(std::string* out) const;
   // True while the database is open.
@@ -128,6 +136,7 @@ class Api {
 
  private:
   Reply UpdatePayload(const ApiRequest& req, PayloadUpdate::Op op);
+  Result<std::vector<Record>> ParseUpsertBody(std::string_view body, const CollectionSpec& spec) const;
   // Qdrant's points selector: 'points' (ids) or 'filter' (not empty: `empty_filter` says why),
   // exactly one.
   Status ParsePointSelector(const Json& body, std::vector<PointId>* ids, std::string* filter,

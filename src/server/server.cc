@@ -104,9 +104,15 @@ std::string HostOnly(std::string_view authority) {
 
 class Frontend {
  public:
-  Frontend(const ServerOptions& options, ApiKeys keys, Api* api, ConnectionWatch* watch)
-      : options_(options), keys_(std::move(keys)), api_(api), watch_(watch) {
+  Frontend(const ServerOptions& options, ApiKeys keys, Api* api, ConnectionWatch* watch,
+           ServerExtension* extension)
+      : options_(options), keys_(std::move(keys)), api_(api), watch_(watch), extension_(extension) {
+    if (extension_ != nullptr) extra_ = extension_->Routes();
     AddRoutes();
+    // The extension's routes that replace none of the Api's.
+    for (ExtraRoute& r : extra_) {
+      if (r.handler) Add(r.method.c_str(), r.path.c_str(), r.access, std::move(r.handler));
+    }
   }
 
   // Keyless servers are reachable by any web page the user opens (a cross-site POST, or DNS
@@ -257,6 +263,13 @@ class Frontend {
 
  private:
   void Add(const char* method, const char* path, Access access, Handler handler) {
+    for (ExtraRoute& r : extra_) {
+      if (r.handler && r.method == method && r.path == path) {
+        access = r.access;
+        handler = std::move(r.handler);
+        r.handler = nullptr;
+      }
+    }
     router_.Add(method, path, access, static_cast<int>(handlers_.size()));
     handlers_.push_back(std::move(handler));
   }
@@ -340,6 +353,7 @@ class Frontend {
     AppendNumber(&out, std::chrono::duration<double>(Clock::now() - started_).count());
     out += "\n";
     api_->RenderMetrics(&out);
+    if (extension_ != nullptr) extension_->RenderMetrics(&out);
     Reply r = Reply::Ok(std::move(out));
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     return r;
@@ -349,6 +363,8 @@ class Frontend {
   const ApiKeys keys_;
   Api* const api_;
   ConnectionWatch* const watch_;
+  ServerExtension* const extension_;
+  std::vector<ExtraRoute> extra_;
   Router router_;
   std::vector<Handler> handlers_;
   HttpMetrics metrics_;
@@ -439,13 +455,13 @@ ApiKeys KeysFor(const ServerOptions& options) {
 }  // namespace
 
 struct HttpServer::Impl {
-  Impl(const ServerOptions& opts, Api* api)
+  Impl(const ServerOptions& opts, Api* api, ServerExtension* extension)
       : options(opts),
         threads(opts.threads != 0
                     ? opts.threads
                     : std::max<size_t>(64, 4 * std::max(1u, std::thread::hardware_concurrency()))),
         watch(Limits(opts)),
-        frontend(options, KeysFor(options), api, &watch) {}
+        frontend(options, KeysFor(options), api, &watch, extension) {}
 
   static ConnectionLimits Limits(const ServerOptions& o) {
     ConnectionLimits limits;
@@ -471,8 +487,8 @@ struct HttpServer::Impl {
   std::atomic<bool> listen_returned{false};
 };
 
-HttpServer::HttpServer(const ServerOptions& options, Api* api)
-    : impl_(std::make_unique<Impl>(options, api)) {
+HttpServer::HttpServer(const ServerOptions& options, Api* api, ServerExtension* extension)
+    : impl_(std::make_unique<Impl>(options, api, extension)) {
   Frontend& frontend = impl_->frontend;
   httplib::Server& http = impl_->http;
   const size_t threads = impl_->threads;
@@ -660,9 +676,21 @@ Status RunServer(const ServerOptions& options) {
   limits.max_json_depth = std::max<size_t>(64, options.max_filter_depth + 16);
   limits.max_concurrent_searches = options.max_concurrent_searches;
   Api api(options.data_dir, std::move(db).value(), limits);
-  HttpServer http(options, &api);
+  std::unique_ptr<ServerExtension> extension;
+  if (options.extension) {
+    auto made = options.extension(&api);
+    if (!made.ok()) {
+      (void)api.Close();
+      return made.status();
+    }
+    extension = std::move(made).value();
+  }
+  HttpServer http(options, &api, extension.get());
   auto bound = http.Bind();
-  if (!bound.ok()) return bound.status();
+  if (!bound.ok()) {
+    if (extension) extension->Stop();
+    return bound.status();
+  }
   const int port = *bound;
   const std::string url_host = options.host.find(':') != std::string::npos && options.host.front() != '['
                                    ? "[" + options.host + "]"
@@ -679,6 +707,7 @@ Status RunServer(const ServerOptions& options) {
     listened = http.Listen();
   }
   http.Stop();
+  if (extension) extension->Stop();
   Status closed = api.Close();
   if (!closed.ok()) {
     spdlog::error("closing the database: {}", closed.ToString());

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -25,6 +26,32 @@
 #include "fathom/status.h"
 
 namespace fathom {
+
+namespace server {
+class Api;
+struct ApiRequest;
+struct Reply;
+enum class Access;
+
+// A route served by a ServerExtension: in place of the Api's route with the same method and
+// path, or beside them.
+struct ExtraRoute {
+  std::string method;
+  std::string path;
+  Access access;
+  std::function<Reply(const ApiRequest&)> handler;
+};
+
+// What `fathom serve --cluster` plugs into the server: its routes, its metrics, and a stop that
+// runs before the local database closes. Created once the Api is open.
+class ServerExtension {
+ public:
+  virtual ~ServerExtension() = default;
+  virtual std::vector<ExtraRoute> Routes() = 0;
+  virtual void RenderMetrics(std::string* out) const = 0;
+  virtual void Stop() = 0;
+};
+}  // namespace server
 
 struct ServerOptions {
   std::string data_dir;              // required: the database directory (created if missing)
@@ -60,6 +87,8 @@ struct ServerOptions {
   std::string api_key;
   std::string read_only_api_key;
   DatabaseOptions database;  // durability and checkpoint interval
+  // Set by the cluster mode: builds the extension over the open Api (an error stops the server).
+  std::function<Result<std::unique_ptr<server::ServerExtension>>(server::Api*)> extension;
 };
 
 // Serves until SIGTERM/SIGINT (see above). Returns an error if the database cannot be opened, the
@@ -80,7 +109,7 @@ class HttpServer {
   // Uses options' host, port, threads, limits and keys (from the environment when empty);
   // ignores data_dir and database. `api` must outlive the server; it may be null when the server
   // is only asked for its routes.
-  HttpServer(const ServerOptions& options, Api* api);
+  HttpServer(const ServerOptions& options, Api* api, ServerExtension* extension = nullptr);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;

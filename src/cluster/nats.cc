@@ -1,0 +1,244 @@
+#include "cluster/nats.h"
+
+#include <cstring>
+
+namespace fathom::cluster {
+
+Status FromNats(natsStatus s, std::string_view what, jsErrCode js_error) {
+  if (s == NATS_OK) return Status::OK();
+  std::string message = std::string(what) + ": " + natsStatus_GetText(s);
+  if (js_error != 0) message += " (JetStream error " + std::to_string(int(js_error)) + ")";
+  const char* last = nats_GetLastError(nullptr);
+  if (last != nullptr && *last != '\0' && std::strstr(message.c_str(), last) == nullptr) {
+    message += std::string(" - ") + last;
+  }
+  switch (s) {
+    case NATS_TIMEOUT:
+    case NATS_NO_RESPONDERS:
+    case NATS_CONNECTION_CLOSED:
+    case NATS_CONNECTION_DISCONNECTED:
+    case NATS_NO_SERVER:
+    case NATS_STALE_CONNECTION:
+    case NATS_IO_ERROR:
+      return Status::Unavailable(message);
+    case NATS_NOT_FOUND:
+      return Status::NotFound(message);
+    default:
+      if (js_error == JSStreamNotFoundErr || js_error == JSConsumerNotFoundErr) return Status::NotFound(message);
+      return Status::Internal(message);
+  }
+}
+
+std::string Header(natsMsg* msg, const char* key) {
+  const char* value = nullptr;
+  if (natsMsgHeader_Get(msg, key, &value) != NATS_OK || value == nullptr) return "";
+  return value;
+}
+
+// (Empty values are left out: a header line with no value garbles cnats' header parsing.)
+void SetHeaders(natsMsg* msg, const std::map<std::string, std::string>& headers) {
+  for (const auto& [k, v] : headers) {
+    if (!v.empty()) natsMsgHeader_Set(msg, k.c_str(), v.c_str());
+  }
+}
+
+std::string_view Data(natsMsg* msg) {
+  const char* data = natsMsg_GetData(msg);
+  return data == nullptr ? std::string_view() : std::string_view(data, natsMsg_GetDataLength(msg));
+}
+
+Result<std::unique_ptr<Nats>> Nats::Connect(const std::vector<std::string>& urls, const std::string& name,
+                                            std::chrono::milliseconds connect_timeout) {
+  if (urls.empty()) return Status::InvalidArgument("--cluster needs at least one nats:// URL");
+  std::unique_ptr<Nats> n(new Nats());
+  std::vector<const char*> servers;
+  for (const std::string& u : urls) servers.push_back(u.c_str());
+  natsStatus s = natsOptions_Create(&n->opts_);
+  if (s == NATS_OK) s = natsOptions_SetServers(n->opts_, servers.data(), int(servers.size()));
+  if (s == NATS_OK) s = natsOptions_SetName(n->opts_, name.c_str());
+  if (s == NATS_OK) s = natsOptions_SetMaxReconnect(n->opts_, -1);  // for ever
+  if (s == NATS_OK) s = natsOptions_SetReconnectWait(n->opts_, 250);
+  if (s == NATS_OK) s = natsOptions_SetTimeout(n->opts_, 2000);
+  FATHOM_RETURN_IF_ERROR(FromNats(s, "NATS options"));
+  // The first connection: retry until one server answers or the time is up.
+  const auto deadline = std::chrono::steady_clock::now() + connect_timeout;
+  for (;;) {
+    s = natsConnection_Connect(&n->nc_, n->opts_);
+    if (s == NATS_OK) break;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      std::string list;
+      for (const std::string& u : urls) list += (list.empty() ? "" : ", ") + u;
+      return FromNats(s, "could not connect to NATS at " + list);
+    }
+    nats_Sleep(250);
+  }
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = 5000;
+  FATHOM_RETURN_IF_ERROR(FromNats(natsConnection_JetStream(&n->js_, n->nc_, &jo), "JetStream"));
+  return n;
+}
+
+Nats::~Nats() {
+  if (js_ != nullptr) jsCtx_Destroy(js_);
+  if (nc_ != nullptr) {
+    natsConnection_Close(nc_);
+    natsConnection_Destroy(nc_);
+  }
+  if (opts_ != nullptr) natsOptions_Destroy(opts_);
+}
+
+bool Nats::connected() const { return natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED; }
+
+Status Nats::EnsureStream(const std::string& name, const std::string& subject, int replicas) {
+  jsStreamInfo* info = nullptr;
+  jsErrCode err = jsErrCode(0);
+  if (js_GetStreamInfo(&info, js_, name.c_str(), nullptr, &err) == NATS_OK) {
+    jsStreamInfo_Destroy(info);
+    return Status::OK();
+  }
+  jsStreamConfig cfg;
+  jsStreamConfig_Init(&cfg);
+  cfg.Name = name.c_str();
+  const char* subjects[] = {subject.c_str()};
+  cfg.Subjects = subjects;
+  cfg.SubjectsLen = 1;
+  cfg.Storage = js_FileStorage;
+  cfg.Replicas = replicas;
+  cfg.Duplicates = int64_t{120} * 1000 * 1000 * 1000;  // ns: retries within 2 minutes are dropped
+  err = jsErrCode(0);
+  natsStatus s = js_AddStream(&info, js_, &cfg, nullptr, &err);
+  if (s == NATS_OK) jsStreamInfo_Destroy(info);
+  if (err == JSStreamNameExistErr) return Status::OK();
+  return FromNats(s, "creating stream " + name, err);
+}
+
+Status Nats::DeleteStream(const std::string& name) {
+  jsErrCode err = jsErrCode(0);
+  natsStatus s = js_DeleteStream(js_, name.c_str(), nullptr, &err);
+  if (err == JSStreamNotFoundErr || s == NATS_NOT_FOUND) return Status::OK();
+  return FromNats(s, "deleting stream " + name, err);
+}
+
+Result<Nats::StreamState> Nats::GetStreamState(const std::string& name) {
+  jsStreamInfo* info = nullptr;
+  jsErrCode err = jsErrCode(0);
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = 2000;
+  FATHOM_RETURN_IF_ERROR(FromNats(js_GetStreamInfo(&info, js_, name.c_str(), &jo, &err), "stream " + name, err));
+  StreamState out;
+  out.first_seq = info->State.FirstSeq;
+  out.last_seq = info->State.LastSeq;
+  out.messages = info->State.Msgs;
+  jsStreamInfo_Destroy(info);
+  return out;
+}
+
+Result<uint64_t> Nats::Publish(const std::string& subject, std::string_view data,
+                               const std::map<std::string, std::string>& headers, const std::string& msg_id,
+                               std::chrono::milliseconds timeout) {
+  natsMsg* raw = nullptr;
+  FATHOM_RETURN_IF_ERROR(
+      FromNats(natsMsg_Create(&raw, subject.c_str(), nullptr, data.data(), int(data.size())), "message"));
+  MsgPtr msg(raw);
+  SetHeaders(msg.get(), headers);
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MsgId = msg_id.c_str();
+  po.MaxWait = timeout.count();
+  jsPubAck* ack = nullptr;
+  jsErrCode err = jsErrCode(0);
+  natsStatus s = js_PublishMsg(&ack, js_, msg.get(), &po, &err);
+  FATHOM_RETURN_IF_ERROR(FromNats(s, "publishing to " + subject, err));
+  uint64_t seq = ack->Sequence;
+  jsPubAck_Destroy(ack);
+  return seq;
+}
+
+Result<std::unique_ptr<KeyValue>> Nats::Bucket(const std::string& name, int replicas, std::chrono::seconds ttl) {
+  kvStore* kv = nullptr;
+  if (js_KeyValue(&kv, js_, name.c_str()) == NATS_OK) return std::make_unique<KeyValue>(kv);
+  kvConfig cfg;
+  kvConfig_Init(&cfg);
+  cfg.Bucket = name.c_str();
+  cfg.History = 1;
+  cfg.Replicas = replicas;
+  cfg.StorageType = js_FileStorage;
+  cfg.TTL = std::chrono::duration_cast<std::chrono::nanoseconds>(ttl).count();  // (cnats 3.4 takes ns)
+  natsStatus s = js_CreateKeyValue(&kv, js_, &cfg);
+  if (s != NATS_OK && js_KeyValue(&kv, js_, name.c_str()) == NATS_OK) s = NATS_OK;  // another node made it
+  FATHOM_RETURN_IF_ERROR(FromNats(s, "key-value bucket " + name));
+  return std::make_unique<KeyValue>(kv);
+}
+
+Result<MsgPtr> Nats::Request(const std::string& subject, std::string_view data,
+                             const std::map<std::string, std::string>& headers, std::chrono::milliseconds timeout) {
+  natsMsg* raw = nullptr;
+  FATHOM_RETURN_IF_ERROR(
+      FromNats(natsMsg_Create(&raw, subject.c_str(), nullptr, data.data(), int(data.size())), "message"));
+  MsgPtr msg(raw);
+  SetHeaders(msg.get(), headers);
+  natsMsg* reply = nullptr;
+  FATHOM_RETURN_IF_ERROR(
+      FromNats(natsConnection_RequestMsg(&reply, nc_, msg.get(), timeout.count()), "request to " + subject));
+  return MsgPtr(reply);
+}
+
+Status Nats::Respond(natsMsg* request, std::string_view data, const std::map<std::string, std::string>& headers) {
+  const char* reply = natsMsg_GetReply(request);
+  if (reply == nullptr) return Status::InvalidArgument("the message has no reply subject");
+  natsMsg* raw = nullptr;
+  FATHOM_RETURN_IF_ERROR(FromNats(natsMsg_Create(&raw, reply, nullptr, data.data(), int(data.size())), "reply"));
+  MsgPtr msg(raw);
+  SetHeaders(msg.get(), headers);
+  return FromNats(natsConnection_PublishMsg(nc_, msg.get()), "reply");
+}
+
+KeyValue::~KeyValue() { kvStore_Destroy(kv_); }
+
+Result<std::optional<std::string>> KeyValue::Get(const std::string& key) {
+  kvEntry* e = nullptr;
+  natsStatus s = kvStore_Get(&e, kv_, key.c_str());
+  if (s == NATS_NOT_FOUND) return std::optional<std::string>();
+  FATHOM_RETURN_IF_ERROR(FromNats(s, "reading " + key));
+  std::optional<std::string> out;
+  if (kvEntry_Operation(e) == kvOp_Put) {
+    out.emplace(static_cast<const char*>(kvEntry_Value(e)), size_t(kvEntry_ValueLen(e)));
+  }
+  kvEntry_Destroy(e);
+  return out;
+}
+
+Status KeyValue::Put(const std::string& key, std::string_view value) {
+  uint64_t rev = 0;
+  return FromNats(kvStore_Put(&rev, kv_, key.c_str(), value.data(), int(value.size())), "writing " + key);
+}
+
+Status KeyValue::Create(const std::string& key, std::string_view value) {
+  uint64_t rev = 0;
+  natsStatus s = kvStore_Create(&rev, kv_, key.c_str(), value.data(), int(value.size()));
+  if (s == NATS_OK) return Status::OK();
+  Status failed = FromNats(s, "creating " + key);
+  // (cnats reports an existing key as a failed "expected last sequence" write.)
+  auto existing = Get(key);
+  if (existing.ok() && existing->has_value()) return Status::AlreadyExists("'" + key + "' exists");
+  return failed;
+}
+
+Status KeyValue::Delete(const std::string& key) {
+  return FromNats(kvStore_Delete(kv_, key.c_str()), "deleting " + key);
+}
+
+Result<std::vector<std::string>> KeyValue::Keys() {
+  kvKeysList list;
+  natsStatus s = kvStore_Keys(&list, kv_, nullptr);
+  std::vector<std::string> out;
+  if (s == NATS_NOT_FOUND) return out;
+  FATHOM_RETURN_IF_ERROR(FromNats(s, "listing keys"));
+  for (int i = 0; i < list.Count; ++i) out.emplace_back(list.Keys[i]);
+  kvKeysList_Destroy(&list);
+  return out;
+}
+
+}  // namespace fathom::cluster

@@ -1,0 +1,1439 @@
+#include "cluster/node.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <map>
+#include <mutex>
+#include <random>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "cluster/nats.h"
+#include "server/api.h"
+#include "server/json_util.h"
+#include "server/router.h"
+
+namespace fathom::cluster {
+
+namespace {
+
+using Json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using server::Access;
+using server::ApiRequest;
+using server::ExtraRoute;
+using server::Reply;
+
+constexpr char kCollectionsBucket[] = "fathom_collections";
+constexpr char kNodesBucket[] = "fathom_nodes";
+constexpr auto kBeat = std::chrono::seconds(1);
+constexpr auto kNodeTtl = std::chrono::seconds(5);  // a node missing this long is dead
+constexpr int kRpcWorkers = 8;
+constexpr size_t kMaxQueuedRpcs = 4096;
+constexpr int kFetchBatch = 256;
+
+// ---- Metadata ------------------------------------------------------------------------------
+
+// One cluster collection as the `fathom_collections` bucket holds it.
+struct Meta {
+  std::string name;
+  std::string gen;  // 8 hex digits, new for every create: a re-created collection shares nothing
+  uint32_t shards = 1;
+  uint32_t replication = 1;
+  std::vector<std::vector<std::string>> assignment;  // shard -> nodes holding a replica
+  Json body;                                         // the create body, without the cluster fields
+
+  std::string Stream(uint32_t s) const { return "FATHOM_" + gen + "_" + std::to_string(s); }
+  std::string Subject(uint32_t s) const { return "fathom.log." + gen + "." + std::to_string(s); }
+  std::string Local(uint32_t s) const { return name + "." + gen + ".s" + std::to_string(s); }
+  std::string Template() const { return name + "." + gen + ".t"; }
+  bool Holds(uint32_t s, const std::string& node) const {
+    const auto& r = assignment[s];
+    return std::find(r.begin(), r.end(), node) != r.end();
+  }
+
+  std::string Encode() const {
+    return Json{{"name", name},         {"gen", gen},
+                {"shards", shards},     {"replication_factor", replication},
+                {"assignment", assignment}, {"body", body}}
+        .dump();
+  }
+  static Result<Meta> Decode(std::string_view text) {
+    Json j = Json::parse(text, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return Status::Corruption("cluster metadata is not JSON");
+    try {
+      Meta m;
+      m.name = j.at("name").get<std::string>();
+      m.gen = j.at("gen").get<std::string>();
+      m.shards = j.at("shards").get<uint32_t>();
+      m.replication = j.at("replication_factor").get<uint32_t>();
+      m.assignment = j.at("assignment").get<std::vector<std::vector<std::string>>>();
+      m.body = j.at("body");
+      if (m.shards == 0 || m.assignment.size() != m.shards) return Status::Corruption("bad shard assignment");
+      return m;
+    } catch (const std::exception& e) {
+      return Status::Corruption(std::string("cluster metadata: ") + e.what());
+    }
+  }
+};
+
+// Local collection names the cluster owns: NAME.GEN.t (the template) and NAME.GEN.sK (a replica).
+bool ParseLocalName(const std::string& local, std::string* name, std::string* gen) {
+  static const std::regex re(R"(^(.+)\.([0-9a-f]{8})\.(t|s[0-9]+)$)");
+  std::smatch m;
+  if (!std::regex_match(local, m, re)) return false;
+  *name = m[1];
+  *gen = m[2];
+  return true;
+}
+
+std::string RandomHex(int digits) {
+  static thread_local std::mt19937_64 rng(std::random_device{}());
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  uint64_t bits = rng();
+  for (int i = 0; i < digits; ++i) {
+    if (i == 16) bits = rng();
+    out.push_back(hex[bits & 15]);
+    bits >>= 4;
+  }
+  return out;
+}
+
+Json IdJson(const PointId& id) {
+  if (const auto* n = std::get_if<uint64_t>(&id)) return Json(*n);
+  return Json(std::get<std::string>(id));
+}
+
+Result<PointId> IdFromJson(const Json& j) {
+  if (j.is_number_unsigned()) return PointId(j.get<uint64_t>());
+  if (j.is_string()) return PointId(j.get<std::string>());
+  return Status::Corruption("log entry: bad point id");
+}
+
+bool WaitRequested(const ApiRequest& req) {
+  for (const auto& [key, value] : req.query) {
+    if (key == "wait") return value != "false";
+  }
+  return true;
+}
+
+// A reply from a replica (over NATS or in-process) as a Result: its result JSON, or its error.
+Result<std::string> AsResult(const Reply& r) {
+  if (r.ok()) return r.result;
+  switch (r.http_status) {
+    case 400: return Status::InvalidArgument(r.error);
+    case 404: return Status::NotFound(r.error);
+    case 409: return Status::AlreadyExists(r.error);
+    case 503: return Status::Unavailable(r.error);
+    case 507: return Status::NoSpace(r.error);
+    default: return Status::Internal(r.error);
+  }
+}
+
+// ---- A replica applying its shard's stream -------------------------------------------------
+
+class Applier {
+ public:
+  Applier(Nats* nats, std::string node_id, Meta meta, uint32_t shard, std::shared_ptr<Collection> local)
+      : nats_(nats), node_id_(std::move(node_id)), meta_(std::move(meta)), shard_(shard), local_(std::move(local)) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~Applier() { Stop(); }
+
+  void Stop() {
+    stop_.store(true);
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  const Meta& meta() const { return meta_; }
+  uint32_t shard() const { return shard_; }
+  Collection* collection() const { return local_.get(); }
+  uint64_t applied() const { return local_->log_position(); }
+  uint64_t last_seq() const { return std::max(last_seq_.load(), applied()); }
+  uint64_t apply_errors() const { return apply_errors_.load(); }
+  std::string error() const {
+    std::lock_guard lock(mu_);
+    return error_;
+  }
+
+  // True once the replica has applied `seq`, false at the deadline.
+  bool WaitFor(uint64_t seq, Clock::time_point deadline) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_until(lock, deadline, [&] { return stop_.load() || applied() >= seq; }) && applied() >= seq;
+  }
+
+ private:
+  void SetError(std::string e) {
+    std::lock_guard lock(mu_);
+    if (!e.empty() && e != error_) spdlog::warn("cluster: {} shard {}: {}", meta_.name, shard_, e);
+    error_ = std::move(e);
+  }
+
+  natsSubscription* Subscribe() {
+    const uint64_t start = applied() + 1;
+    jsErrCode err = jsErrCode(0);
+    // A fresh consumer that starts right after what this replica has applied (the position in
+    // RocksDB, not the consumer's, is the truth: it survives a consumer lost with its server).
+    js_DeleteConsumer(nats_->jetstream(), meta_.Stream(shard_).c_str(), node_id_.c_str(), nullptr, &err);
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    const std::string stream = meta_.Stream(shard_);
+    so.Stream = stream.c_str();
+    so.Config.DeliverPolicy = js_DeliverByStartSequence;
+    so.Config.OptStartSeq = start;
+    so.Config.AckPolicy = js_AckAll;
+    natsSubscription* sub = nullptr;
+    err = jsErrCode(0);
+    natsStatus s = js_PullSubscribe(&sub, nats_->jetstream(), meta_.Subject(shard_).c_str(), node_id_.c_str(),
+                                    nullptr, &so, &err);
+    if (s != NATS_OK) {
+      SetError(FromNats(s, "subscribing to " + stream, err).ToString());
+      return nullptr;
+    }
+    return sub;
+  }
+
+  void RefreshLastSeq() {
+    auto state = nats_->GetStreamState(meta_.Stream(shard_));
+    if (!state.ok()) return;
+    last_seq_.store(state->last_seq);
+    if (state->first_seq > applied() + 1 && state->messages > 0) {
+      SetError("the stream no longer holds entries " + std::to_string(applied() + 1) + ".." +
+               std::to_string(state->first_seq - 1) + ": this replica needs a snapshot");
+    }
+  }
+
+  void Run() {
+    natsSubscription* sub = nullptr;
+    int failures = 0;
+    auto last_check = Clock::now() - std::chrono::hours(1);
+    while (!stop_.load()) {
+      if (sub == nullptr) {
+        sub = Subscribe();
+        if (sub == nullptr) {
+          std::unique_lock lock(mu_);
+          cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stop_.load(); });
+          continue;
+        }
+      }
+      natsMsgList list{nullptr, 0};
+      jsErrCode err = jsErrCode(0);
+      natsStatus s = natsSubscription_Fetch(&list, sub, kFetchBatch, 500, &err);
+      if (s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0)) {
+        if (s == NATS_OK) natsMsgList_Destroy(&list);
+        // Idle: refresh the lag and make sure the consumer still exists (a NATS server that
+        // died may have taken it).
+        if (Clock::now() - last_check > std::chrono::seconds(2)) {
+          last_check = Clock::now();
+          RefreshLastSeq();
+          jsConsumerInfo* ci = nullptr;
+          jsErrCode cerr = jsErrCode(0);
+          natsStatus cs = js_GetConsumerInfo(&ci, nats_->jetstream(), meta_.Stream(shard_).c_str(), node_id_.c_str(),
+                                             nullptr, &cerr);
+          if (cs == NATS_OK) {
+            jsConsumerInfo_Destroy(ci);
+            if (applied() >= last_seq_.load()) SetError("");
+          } else if (cs == NATS_NOT_FOUND || cerr == JSConsumerNotFoundErr) {
+            natsSubscription_Destroy(sub);
+            sub = nullptr;
+          }
+        }
+        continue;
+      }
+      if (s != NATS_OK) {
+        SetError(FromNats(s, "reading the log", err).ToString());
+        if (++failures >= 10) {
+          natsSubscription_Destroy(sub);
+          sub = nullptr;
+          failures = 0;
+        }
+        std::unique_lock lock(mu_);
+        cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return stop_.load(); });
+        continue;
+      }
+      failures = 0;
+      natsMsg* last_done = nullptr;
+      bool restart = false;
+      for (int i = 0; i < list.Count && !stop_.load(); ++i) {
+        natsMsg* msg = list.Msgs[i];
+        jsMsgMetaData* md = nullptr;
+        if (natsMsg_GetMetaData(&md, msg) != NATS_OK) continue;
+        const uint64_t seq = md->Sequence.Stream;
+        const uint64_t pending = md->NumPending;
+        jsMsgMetaData_Destroy(md);
+        const uint64_t at = applied();
+        if (seq <= at) {  // applied before a restart: never twice
+          last_done = msg;
+          continue;
+        }
+        if (seq != at + 1) {  // a gap (a consumer that skipped): start over right after `at`
+          restart = true;
+          break;
+        }
+        Status applied_status = Apply(msg, seq);
+        if (!applied_status.ok()) {  // retryable (disk full, closing): try this entry again
+          SetError("applying entry " + std::to_string(seq) + ": " + applied_status.ToString());
+          restart = true;
+          break;
+        }
+        last_done = msg;
+        last_seq_.store(std::max(last_seq_.load(), seq + pending));
+        cv_.notify_all();
+      }
+      if (last_done != nullptr) natsMsg_Ack(last_done, nullptr);
+      natsMsgList_Destroy(&list);
+      if (restart) {
+        natsSubscription_Destroy(sub);
+        sub = nullptr;
+        std::unique_lock lock(mu_);
+        cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stop_.load(); });
+      }
+    }
+    if (sub != nullptr) natsSubscription_Destroy(sub);
+  }
+
+  // Applies one log entry at `seq`. An entry every replica rejects the same way (it was
+  // validated before it was published, so only a bug gets here) is recorded as applied with an
+  // error logged; anything else (disk full, closing) is returned to be retried.
+  Status Apply(natsMsg* msg, uint64_t seq) {
+    Status s = ApplyEntry(Data(msg), seq);
+    if (s.ok()) return s;
+    const Status::Code c = s.code();
+    if (c == Status::Code::kInvalidArgument || c == Status::Code::kNotFound || c == Status::Code::kAlreadyExists ||
+        c == Status::Code::kCorruption) {
+      apply_errors_.fetch_add(1);
+      spdlog::error("cluster: {} shard {}: log entry {} rejected, skipped: {}", meta_.name, shard_, seq, s.ToString());
+      return local_->SkipLogPosition(seq);
+    }
+    return s;
+  }
+
+  Status ApplyEntry(std::string_view data, uint64_t seq) {
+    Json e = Json::parse(data, nullptr, false);
+    if (e.is_discarded() || !e.is_object()) return Status::Corruption("log entry is not JSON");
+    const std::string op = e.value("op", "");
+    if (op == "upsert") {
+      std::vector<Record> records;
+      for (const Json& p : e.at("points")) {
+        Record r;
+        FATHOM_ASSIGN_OR_RETURN(r.id, IdFromJson(p.at("id")));
+        for (const auto& [name, b64] : p.at("v").items()) {
+          FATHOM_RETURN_IF_ERROR(server::DecodeBase64Floats(b64.get<std::string>(), "log entry", &r.vectors[name]));
+        }
+        r.payload = p.at("p").get<std::string>();
+        records.push_back(std::move(r));
+      }
+      return local_->Upsert(records, seq);
+    }
+    if (op == "delete") {
+      if (e.contains("filter")) return local_->DeleteByFilter(e["filter"].get<std::string>(), seq).status();
+      std::vector<PointId> ids;
+      for (const Json& id : e.at("ids")) {
+        FATHOM_ASSIGN_OR_RETURN(PointId pid, IdFromJson(id));
+        ids.push_back(std::move(pid));
+      }
+      return local_->Delete(ids, seq).status();
+    }
+    if (op == "payload") {
+      PayloadUpdate u;
+      u.op = static_cast<PayloadUpdate::Op>(e.at("kind").get<int>());
+      u.payload = e.value("payload", "");
+      u.keys = e.value("keys", std::vector<std::string>());
+      u.filter = e.value("filter", "");
+      if (e.contains("ids")) {
+        for (const Json& id : e["ids"]) {
+          FATHOM_ASSIGN_OR_RETURN(PointId pid, IdFromJson(id));
+          u.ids.push_back(std::move(pid));
+        }
+      }
+      return local_->UpdatePayload(u, seq).status();
+    }
+    return Status::Corruption("log entry has unknown op '" + op + "'");
+  }
+
+  Nats* const nats_;
+  const std::string node_id_;
+  const Meta meta_;
+  const uint32_t shard_;
+  const std::shared_ptr<Collection> local_;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> last_seq_{0};
+  std::atomic<uint64_t> apply_errors_{0};
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::string error_;  // guarded by mu_
+  std::thread thread_;
+};
+
+// ---- The node ------------------------------------------------------------------------------
+
+class Node final : public server::ServerExtension {
+ public:
+  Node(server::Api* api, ClusterOptions options) : api_(api), o_(std::move(options)) {}
+  ~Node() override { Stop(); }
+
+  Status Start() {
+    FATHOM_ASSIGN_OR_RETURN(nats_, Nats::Connect(o_.nats_urls, "fathom-" + o_.node_id, std::chrono::seconds(30)));
+    const int replicas = int(std::min<size_t>(3, o_.nats_urls.size()));
+    // The buckets need a JetStream meta leader: right after the NATS servers start, retry a while.
+    const auto deadline = Clock::now() + std::chrono::seconds(30);
+    for (;;) {
+      auto c = nats_->Bucket(kCollectionsBucket, replicas, std::chrono::seconds(0));
+      auto n = c.ok() ? nats_->Bucket(kNodesBucket, replicas, kNodeTtl) : c.status();
+      if (c.ok() && n.ok()) {
+        collections_kv_ = std::move(c).value();
+        nodes_kv_ = std::move(n).value();
+        // (A bucket just made has no stream leader for a moment: its first write may fail.)
+        Status beat = Beat();
+        if (beat.ok()) break;
+        if (Clock::now() > deadline) return beat;
+      } else if (Clock::now() > deadline) {
+        return c.ok() ? n.status() : c.status();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    natsStatus s = natsConnection_Subscribe(&rpc_sub_, nats_->connection(), RpcSubject(o_.node_id).c_str(),
+                                            &Node::OnRpc, this);
+    FATHOM_RETURN_IF_ERROR(FromNats(s, "subscribing to node requests"));
+    for (int i = 0; i < kRpcWorkers; ++i) workers_.emplace_back([this] { RpcWorker(); });
+    if (Status r = Reconcile(); !r.ok()) spdlog::warn("cluster: first sync: {}", r.ToString());
+    sync_thread_ = std::thread([this] { SyncLoop(); });
+    spdlog::info("cluster: node '{}' joined through {}", o_.node_id, o_.nats_urls.front());
+    return Status::OK();
+  }
+
+  void Stop() override {
+    if (stopped_.exchange(true)) return;
+    {
+      std::lock_guard lock(sync_mu_);
+      sync_cv_.notify_all();
+    }
+    if (sync_thread_.joinable()) sync_thread_.join();
+    if (rpc_sub_ != nullptr) {
+      natsSubscription_Unsubscribe(rpc_sub_);
+      natsSubscription_Destroy(rpc_sub_);
+      rpc_sub_ = nullptr;
+    }
+    {
+      std::lock_guard lock(rpc_mu_);
+      rpc_cv_.notify_all();
+    }
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+    std::map<std::string, std::unique_ptr<Applier>> appliers;
+    {
+      std::lock_guard lock(mu_);
+      appliers.swap(appliers_);
+    }
+    appliers.clear();  // joins their threads
+    if (nodes_kv_) (void)nodes_kv_->Delete(o_.node_id);
+  }
+
+  std::vector<ExtraRoute> Routes() override {
+    auto h = [this](Reply (Node::*fn)(const ApiRequest&)) {
+      return [this, fn](const ApiRequest& r) { return (this->*fn)(r); };
+    };
+    std::vector<ExtraRoute> r = {
+        {"GET", "/collections", Access::kRead, h(&Node::ListCollections)},
+        {"PUT", "/collections/{name}", Access::kWrite, h(&Node::CreateCollection)},
+        {"GET", "/collections/{name}", Access::kRead, h(&Node::GetCollection)},
+        {"DELETE", "/collections/{name}", Access::kWrite, h(&Node::DropCollection)},
+        {"GET", "/collections/{name}/exists", Access::kRead, h(&Node::CollectionExists)},
+        {"PUT", "/collections/{name}/points", Access::kWrite, h(&Node::Upsert)},
+        {"POST", "/collections/{name}/points", Access::kRead, h(&Node::GetPoints)},
+        {"GET", "/collections/{name}/points/{id}", Access::kRead, h(&Node::GetPoint)},
+        {"POST", "/collections/{name}/points/delete", Access::kWrite, h(&Node::Delete)},
+        {"POST", "/collections/{name}/points/payload", Access::kWrite, h(&Node::SetPayload)},
+        {"PUT", "/collections/{name}/points/payload", Access::kWrite, h(&Node::OverwritePayload)},
+        {"POST", "/collections/{name}/points/payload/delete", Access::kWrite, h(&Node::DeletePayload)},
+        {"POST", "/collections/{name}/points/payload/clear", Access::kWrite, h(&Node::ClearPayload)},
+        {"POST", "/collections/{name}/points/count", Access::kRead, h(&Node::Count)},
+        {"POST", "/collections/{name}/points/search", Access::kRead, h(&Node::Search)},
+        {"POST", "/collections/{name}/points/search/batch", Access::kRead, h(&Node::SearchBatch)},
+        {"GET", "/cluster", Access::kRead, h(&Node::ClusterStatus)},
+        {"GET", "/cluster/local", Access::kRead, h(&Node::LocalStatus)},
+        {"POST", "/cluster/local/{name}/scroll", Access::kRead, h(&Node::LocalScroll)},
+        {"POST", "/cluster/local/{name}/points", Access::kRead, h(&Node::LocalPoints)},
+    };
+    // What the cluster mode does not do yet answers so, instead of touching local collections.
+    for (const char* path : {"/collections/{name}/points/scroll", "/collections/{name}/points/recommend",
+                             "/collections/{name}/points/recommend/batch", "/collections/{name}/points/query",
+                             "/collections/{name}/points/query/batch", "/collections/{name}/snapshots",
+                             "/collections/aliases"}) {
+      r.push_back({"POST", path, Access::kRead, h(&Node::Unsupported)});
+    }
+    for (const char* path : {"/aliases", "/collections/{name}/aliases", "/collections/{name}/snapshots"}) {
+      r.push_back({"GET", path, Access::kRead, h(&Node::Unsupported)});
+    }
+    r.push_back({"PATCH", "/collections/{name}", Access::kWrite, h(&Node::Unsupported)});
+    r.push_back({"PUT", "/collections/{name}/snapshots/recover", Access::kWrite, h(&Node::Unsupported)});
+    r.push_back({"DELETE", "/collections/{name}/snapshots/{snapshot}", Access::kWrite, h(&Node::Unsupported)});
+    return r;
+  }
+
+  void RenderMetrics(std::string* out) const override {
+    std::lock_guard lock(mu_);
+    *out += "# HELP fathom_cluster_nats_connected 1 while the node's NATS connection is up.\n";
+    *out += "# TYPE fathom_cluster_nats_connected gauge\n";
+    *out += "fathom_cluster_nats_connected " + std::to_string(nats_ && nats_->connected() ? 1 : 0) + "\n";
+    *out += "# HELP fathom_cluster_live_nodes Nodes with a fresh heartbeat, as this node last saw.\n";
+    *out += "# TYPE fathom_cluster_live_nodes gauge\n";
+    *out += "fathom_cluster_live_nodes " + std::to_string(live_.size()) + "\n";
+    *out += "# HELP fathom_cluster_replica_applied_sequence Last log entry this replica applied.\n";
+    *out += "# TYPE fathom_cluster_replica_applied_sequence gauge\n";
+    auto labels = [](const Applier& a) {
+      return "{collection=\"" + a.meta().name + "\",shard=\"" + std::to_string(a.shard()) + "\"}";
+    };
+    for (const auto& [local, a] : appliers_) {
+      *out += "fathom_cluster_replica_applied_sequence" + labels(*a) + " " + std::to_string(a->applied()) + "\n";
+    }
+    *out += "# HELP fathom_cluster_replica_lag_messages Log entries stored but not yet applied here.\n";
+    *out += "# TYPE fathom_cluster_replica_lag_messages gauge\n";
+    for (const auto& [local, a] : appliers_) {
+      *out += "fathom_cluster_replica_lag_messages" + labels(*a) + " " + std::to_string(a->last_seq() - a->applied()) +
+              "\n";
+    }
+    *out += "# HELP fathom_cluster_replica_points Points in this replica.\n";
+    *out += "# TYPE fathom_cluster_replica_points gauge\n";
+    for (const auto& [local, a] : appliers_) {
+      *out += "fathom_cluster_replica_points" + labels(*a) + " " + std::to_string(a->collection()->Count()) + "\n";
+    }
+    *out += "# HELP fathom_cluster_replica_healthy 0 while the replica reports an error (see GET /cluster).\n";
+    *out += "# TYPE fathom_cluster_replica_healthy gauge\n";
+    for (const auto& [local, a] : appliers_) {
+      *out += "fathom_cluster_replica_healthy" + labels(*a) + " " + std::to_string(a->error().empty() ? 1 : 0) + "\n";
+    }
+    *out += "# HELP fathom_cluster_shards_unavailable Shards of which no replica answered this node's last status round.\n";
+    *out += "# TYPE fathom_cluster_shards_unavailable gauge\n";
+    *out += "fathom_cluster_shards_unavailable " + std::to_string(unavailable_shards_.load()) + "\n";
+  }
+
+ private:
+  static std::string RpcSubject(const std::string& node) { return "fathom.rpc." + node; }
+
+  // ---- Background: heartbeat and reconciliation ----
+
+  Status Beat() {
+    Json beat{{"id", o_.node_id}, {"time", std::chrono::duration_cast<std::chrono::seconds>(
+                                               std::chrono::system_clock::now().time_since_epoch())
+                                               .count()}};
+    FATHOM_RETURN_IF_ERROR(nodes_kv_->Put(o_.node_id, beat.dump()));
+    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> keys, nodes_kv_->Keys());
+    std::lock_guard lock(mu_);
+    live_ = std::set<std::string>(keys.begin(), keys.end());
+    return Status::OK();
+  }
+
+  void SyncLoop() {
+    int round = 0;
+    while (!stopped_.load()) {
+      if (Status s = Beat(); !s.ok()) spdlog::debug("cluster: heartbeat: {}", s.ToString());
+      if (Status s = Reconcile(); !s.ok()) spdlog::debug("cluster: sync: {}", s.ToString());
+      if (++round % 5 == 0) CountUnavailable();
+      std::unique_lock lock(sync_mu_);
+      sync_cv_.wait_for(lock, kBeat, [&] { return stopped_.load(); });
+    }
+  }
+
+  // Makes the local database match the bucket: templates of every collection, replicas of the
+  // shards this node holds (each with its applier), nothing of dropped collections.
+  Status Reconcile() {
+    std::lock_guard reconcile(reconcile_mu_);
+    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> keys, collections_kv_->Keys());
+    std::map<std::string, Meta> fresh;
+    for (const std::string& key : keys) {
+      FATHOM_ASSIGN_OR_RETURN(auto value, collections_kv_->Get(key));
+      if (!value) continue;
+      auto meta = Meta::Decode(*value);
+      if (!meta.ok()) {
+        spdlog::error("cluster: collection '{}': {}", key, meta.status().ToString());
+        continue;
+      }
+      fresh.emplace(key, std::move(meta).value());
+    }
+    std::set<std::string> gens;
+    for (const auto& [name, m] : fresh) gens.insert(m.gen);
+    // Appliers of dropped collections stop first.
+    std::vector<std::unique_ptr<Applier>> stopping;
+    {
+      std::lock_guard lock(mu_);
+      for (auto it = appliers_.begin(); it != appliers_.end();) {
+        if (!gens.count(it->second->meta().gen)) {
+          stopping.push_back(std::move(it->second));
+          it = appliers_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    stopping.clear();
+    // Local collections of dropped (or never committed) collections go.
+    Reply listed = api_->ListCollections(ApiRequest{});
+    if (listed.ok()) {
+      Json j = Json::parse(listed.result, nullptr, false);
+      if (!j.is_discarded()) {
+        for (const Json& c : j["collections"]) {
+          std::string local = c.value("name", ""), name, gen;
+          if (!ParseLocalName(local, &name, &gen) || gens.count(gen)) continue;
+          {
+            std::lock_guard lock(mu_);
+            if (pending_gens_.count(gen)) continue;
+          }
+          ApiRequest drop;
+          drop.params = {local};
+          Reply r = api_->DeleteCollection(drop);
+          spdlog::info("cluster: dropped local '{}' (its collection is gone): {}", local, r.ok() ? "ok" : r.error);
+        }
+      }
+    }
+    // Templates and held replicas.
+    for (const auto& [name, m] : fresh) {
+      if (Status s = EnsureLocal(m, m.Template()); !s.ok()) {
+        spdlog::warn("cluster: template of '{}': {}", name, s.ToString());
+        continue;
+      }
+      for (uint32_t s = 0; s < m.shards; ++s) {
+        if (!m.Holds(s, o_.node_id)) continue;
+        const std::string local = m.Local(s);
+        {
+          std::lock_guard lock(mu_);
+          if (appliers_.count(local)) continue;
+        }
+        if (Status st = EnsureLocal(m, local); !st.ok()) {
+          spdlog::warn("cluster: replica '{}': {}", local, st.ToString());
+          continue;
+        }
+        auto c = api_->LocalCollection(local);
+        if (!c.ok()) continue;
+        auto applier = std::make_unique<Applier>(nats_.get(), o_.node_id, m, s, std::move(c).value());
+        std::lock_guard lock(mu_);
+        appliers_.emplace(local, std::move(applier));
+      }
+    }
+    std::lock_guard lock(mu_);
+    metas_ = std::move(fresh);
+    return Status::OK();
+  }
+
+  Status EnsureLocal(const Meta& m, const std::string& local) {
+    if (api_->LocalCollection(local).ok()) return Status::OK();
+    ApiRequest create;
+    create.body = "";
+    std::string body = m.body.dump();
+    create.body = body;
+    create.params = {local};
+    Reply r = api_->CreateCollection(create);
+    if (r.ok() || r.http_status == 409) return Status::OK();
+    return AsResult(r).status();
+  }
+
+  // Counts shards with no replica answering (for /metrics), one status request per node.
+  void CountUnavailable() {
+    std::map<std::string, Meta> metas;
+    {
+      std::lock_guard lock(mu_);
+      metas = metas_;
+    }
+    std::map<std::string, bool> answered;
+    size_t unavailable = 0;
+    for (const auto& [name, m] : metas) {
+      for (uint32_t s = 0; s < m.shards; ++s) {
+        bool any = false;
+        for (const std::string& node : m.assignment[s]) {
+          auto it = answered.find(node);
+          if (it == answered.end()) {
+            it = answered.emplace(node, node == o_.node_id || NodeStatus(node, std::chrono::seconds(1)).ok()).first;
+          }
+          any = any || it->second;
+        }
+        if (!any) ++unavailable;
+      }
+    }
+    unavailable_shards_.store(unavailable);
+  }
+
+  // ---- Node-to-node requests ----
+
+  static void OnRpc(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+    auto* self = static_cast<Node*>(closure);
+    std::unique_lock lock(self->rpc_mu_);
+    if (self->rpc_queue_.size() >= kMaxQueuedRpcs) {
+      lock.unlock();
+      (void)self->nats_->Respond(msg, "too many requests queued", {{"Fathom-Status", "503"}});
+      natsMsg_Destroy(msg);
+      return;
+    }
+    self->rpc_queue_.emplace_back(msg);
+    self->rpc_cv_.notify_one();
+  }
+
+  void RpcWorker() {
+    for (;;) {
+      MsgPtr msg;
+      {
+        std::unique_lock lock(rpc_mu_);
+        rpc_cv_.wait(lock, [&] { return stopped_.load() || !rpc_queue_.empty(); });
+        if (rpc_queue_.empty()) return;
+        msg = std::move(rpc_queue_.front());
+        rpc_queue_.pop_front();
+      }
+      const std::string op = Header(msg.get(), "Fathom-Op");
+      const std::string local = Header(msg.get(), "Fathom-Local");
+      const std::string extra = Header(msg.get(), "Fathom-Arg");
+      Reply r = RunLocal(op, local, std::string(Data(msg.get())), extra);
+      const std::string& data = r.ok() ? r.result : r.error;
+      (void)nats_->Respond(msg.get(), data, {{"Fathom-Status", std::to_string(r.http_status)}});
+    }
+  }
+
+  // One operation on a replica this node holds (asked over NATS or by this node itself).
+  Reply RunLocal(const std::string& op, const std::string& local, const std::string& body, const std::string& arg) {
+    if (op == "status") return Reply::Ok(StatusJson(false).dump());
+    Applier* a = nullptr;
+    {
+      std::lock_guard lock(mu_);
+      auto it = appliers_.find(local);
+      if (it != appliers_.end()) a = it->second.get();
+    }
+    if (a == nullptr) return Reply::Error(503, "node '" + o_.node_id + "' holds no replica '" + local + "' (yet)");
+    if (op == "wait") {
+      const uint64_t seq = std::strtoull(arg.c_str(), nullptr, 10);
+      const auto deadline = Clock::now() + std::chrono::milliseconds(std::strtoull(body.c_str(), nullptr, 10));
+      if (a->WaitFor(seq, deadline)) return Reply::Ok(std::to_string(a->applied()));
+      return Reply::Error(503, "replica '" + local + "' has not applied entry " + std::to_string(seq) + " yet");
+    }
+    ApiRequest req;
+    req.body = body;
+    req.params = {local};
+    if (op == "search") return api_->Search(req);
+    if (op == "search_batch") return api_->SearchBatch(req);
+    if (op == "count") return api_->CountPoints(req);
+    if (op == "get") return api_->GetPoints(req);
+    if (op == "point") {
+      req.params.push_back(arg);
+      return api_->GetPoint(req);
+    }
+    return Reply::Error(400, "unknown node request '" + op + "'");
+  }
+
+  // `op` on `node` (in-process when it is this node).
+  Result<std::string> Call(const std::string& node, const std::string& op, const std::string& local,
+                           const std::string& body, const std::string& arg, std::chrono::milliseconds timeout) {
+    if (node == o_.node_id) return AsResult(RunLocal(op, local, body, arg));
+    FATHOM_ASSIGN_OR_RETURN(MsgPtr reply, nats_->Request(RpcSubject(node), body,
+                                                         {{"Fathom-Op", op}, {"Fathom-Local", local}, {"Fathom-Arg", arg}},
+                                                         timeout));
+    Reply r = Reply::Ok(std::string(Data(reply.get())));
+    const std::string status = Header(reply.get(), "Fathom-Status");
+    if (status.empty()) return Status::Unavailable("node '" + node + "' sent an answer without a status");
+    r.http_status = std::atoi(status.c_str());
+    if (!r.ok()) r.error = std::move(r.result);
+    return AsResult(r);
+  }
+
+  Result<Json> NodeStatus(const std::string& node, std::chrono::milliseconds timeout) {
+    FATHOM_ASSIGN_OR_RETURN(std::string text, Call(node, "status", "", "", "", timeout));
+    Json j = Json::parse(text, nullptr, false);
+    if (j.is_discarded()) return Status::Internal("node '" + node + "' sent a status that is not JSON");
+    return j;
+  }
+
+  // The replicas of shard `s` in the order to ask them: this node, then live ones (rotating,
+  // to spread the load), then the rest (their heartbeat may just be late).
+  std::vector<std::string> ReplicaOrder(const Meta& m, uint32_t s) {
+    std::vector<std::string> self, live, rest;
+    std::lock_guard lock(mu_);
+    for (const std::string& node : m.assignment[s]) {
+      if (node == o_.node_id) {
+        if (appliers_.count(m.Local(s))) self.push_back(node);
+        else rest.push_back(node);
+      } else if (live_.count(node)) {
+        live.push_back(node);
+      } else {
+        rest.push_back(node);
+      }
+    }
+    if (!live.empty()) std::rotate(live.begin(), live.begin() + (rotation_++ % live.size()), live.end());
+    self.insert(self.end(), live.begin(), live.end());
+    self.insert(self.end(), rest.begin(), rest.end());
+    return self;
+  }
+
+  // `op` on one replica of shard `s`: the first that answers; errors that are the request's own
+  // (400, 404 of a point) come back at once, unavailable replicas are skipped.
+  Result<std::string> AskShard(const Meta& m, uint32_t s, const std::string& op, const std::string& body,
+                               const std::string& arg = "") {
+    std::string tried;
+    for (const std::string& node : ReplicaOrder(m, s)) {
+      auto r = Call(node, op, m.Local(s), body, arg, o_.request_timeout);
+      if (r.ok() || r.status().code() != Status::Code::kUnavailable) return r;
+      tried += (tried.empty() ? "" : "; ") + node + ": " + r.status().message();
+    }
+    return Status::Unavailable("shard " + std::to_string(s) + " of collection '" + m.name +
+                               "' has no replica answering (" + tried + ")");
+  }
+
+  // `op` on every shard at once; the answers in shard order.
+  Result<std::vector<std::string>> AskAll(const Meta& m, const std::string& op, const std::string& body) {
+    std::vector<std::future<Result<std::string>>> futures;
+    for (uint32_t s = 0; s < m.shards; ++s) {
+      futures.push_back(std::async(std::launch::async, [&, s] { return AskShard(m, s, op, body); }));
+    }
+    std::vector<std::string> out;
+    Status first_error;
+    for (auto& f : futures) {
+      auto r = f.get();
+      if (!r.ok()) {
+        if (first_error.ok()) first_error = r.status();
+        continue;
+      }
+      out.push_back(std::move(r).value());
+    }
+    if (!first_error.ok()) return first_error;
+    return out;
+  }
+
+  // ---- Metadata access ----
+
+  Result<Meta> FindMeta(const std::string& name) {
+    FATHOM_RETURN_IF_ERROR(server::ValidateName(name, "collection name"));
+    FATHOM_ASSIGN_OR_RETURN(auto value, collections_kv_->Get(name));
+    if (!value) return Status::NotFound("collection '" + name + "' does not exist");
+    FATHOM_ASSIGN_OR_RETURN(Meta m, Meta::Decode(*value));
+    // The template validates writes: make sure this node has it (a collection made a moment
+    // ago on another node may not have reached this node's sync yet).
+    FATHOM_RETURN_IF_ERROR(EnsureLocal(m, m.Template()));
+    return m;
+  }
+
+  // The metric of the vector a search names (its score order: higher is better for ip/cosine).
+  Result<bool> HigherIsBetter(const Meta& m, const Json& search) {
+    FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> t, api_->LocalCollection(m.Template()));
+    const CollectionSpec& spec = t->spec();
+    std::string name;
+    if (auto v = search.find("vector"); v != search.end() && v->is_object() && v->contains("name")) {
+      name = (*v)["name"].is_string() ? (*v)["name"].get<std::string>() : "";
+    } else if (spec.vectors.size() == 1) {
+      name = spec.vectors[0].name;
+    }
+    for (const VectorSpec& vs : spec.vectors) {
+      if (vs.name == name) return vs.metric != Metric::kL2;
+    }
+    return spec.vectors.front().metric != Metric::kL2;
+  }
+
+  // ---- Handlers: collections ----
+
+  Reply ListCollections(const ApiRequest&) {
+    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> keys, collections_kv_->Keys());
+    std::sort(keys.begin(), keys.end());
+    Json list = Json::array();
+    for (const std::string& k : keys) list.push_back(Json{{"name", k}});
+    return Reply::Ok(Json{{"collections", list}}.dump());
+  }
+
+  Reply CreateCollection(const ApiRequest& req) {
+    const std::string& name = req.params.at(0);
+    FATHOM_RETURN_IF_ERROR(server::ValidateName(name, "collection name"));
+    if (name.size() > 48) {
+      return Status::InvalidArgument("collection name '" + name + "' is longer than 48 characters (the cluster's limit)");
+    }
+    FATHOM_ASSIGN_OR_RETURN(Json body, server::ParseBody(req.body, 64));
+    if (!body.is_object()) return Status::InvalidArgument("the create-collection request must be a JSON object");
+    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> live, nodes_kv_->Keys());  // fresh, not the cached set
+    if (live.empty()) return Status::Unavailable("no live node is registered yet");
+    auto take = [&](const char* field, uint64_t fallback) -> Result<uint64_t> {
+      auto it = body.find(field);
+      if (it == body.end() || it->is_null()) return fallback;
+      if (!it->is_number_unsigned() || *it == 0 || *it > 1024) {
+        return Status::InvalidArgument(std::string("field '") + field + "' must be an integer from 1 to 1024");
+      }
+      uint64_t v = it->get<uint64_t>();
+      body.erase(it);
+      return v;
+    };
+    FATHOM_ASSIGN_OR_RETURN(uint64_t shards, take("shard_number", live.size()));
+    FATHOM_ASSIGN_OR_RETURN(uint64_t replication, take("replication_factor", std::min<size_t>(3, live.size())));
+    body.erase("write_consistency_factor");
+    if (replication > live.size()) {
+      std::string names;
+      for (const auto& n : live) names += (names.empty() ? "" : ", ") + n;
+      return Status::InvalidArgument("replication_factor " + std::to_string(replication) + " needs " +
+                                     std::to_string(replication) + " live nodes; " + std::to_string(live.size()) +
+                                     " are up (" + names + ")");
+    }
+    if (auto existing = collections_kv_->Get(name); existing.ok() && existing->has_value()) {
+      return Status::AlreadyExists("collection '" + name + "' already exists");
+    }
+    Meta m;
+    m.name = name;
+    m.gen = RandomHex(8);
+    m.shards = uint32_t(shards);
+    m.replication = uint32_t(replication);
+    m.body = body;
+    std::sort(live.begin(), live.end());
+    for (uint32_t s = 0; s < m.shards; ++s) {
+      std::vector<std::string> nodes;
+      for (uint32_t i = 0; i < m.replication; ++i) nodes.push_back(live[(s + i) % live.size()]);
+      m.assignment.push_back(std::move(nodes));
+    }
+    {
+      std::lock_guard lock(mu_);
+      pending_gens_.insert(m.gen);
+    }
+    struct Unpend {
+      Node* n;
+      std::string gen;
+      ~Unpend() {
+        std::lock_guard lock(n->mu_);
+        n->pending_gens_.erase(gen);
+      }
+    } unpend{this, m.gen};
+    // The template checks the body as a single-node create would (a precise 400 before anything
+    // is shared).
+    ApiRequest local;
+    const std::string body_text = body.dump();
+    local.body = body_text;
+    local.params = {m.Template()};
+    Reply made = api_->CreateCollection(local);
+    if (!made.ok()) return made;
+    auto undo_template = [&] {
+      ApiRequest drop;
+      drop.params = {m.Template()};
+      (void)api_->DeleteCollection(drop);
+    };
+    const int stream_replicas = int(std::min<size_t>(m.replication, o_.nats_urls.size()));
+    for (uint32_t s = 0; s < m.shards; ++s) {
+      if (Status st = nats_->EnsureStream(m.Stream(s), m.Subject(s), stream_replicas); !st.ok()) {
+        for (uint32_t d = 0; d <= s; ++d) (void)nats_->DeleteStream(m.Stream(d));
+        undo_template();
+        return st;
+      }
+    }
+    if (Status st = collections_kv_->Create(name, m.Encode()); !st.ok()) {
+      for (uint32_t s = 0; s < m.shards; ++s) (void)nats_->DeleteStream(m.Stream(s));
+      undo_template();
+      if (st.code() == Status::Code::kAlreadyExists) return Status::AlreadyExists("collection '" + name + "' already exists");
+      return st;
+    }
+    (void)Reconcile();
+    // Answer once every shard has a replica that serves it (the others follow within a sync).
+    const auto deadline = Clock::now() + o_.wait_timeout;
+    for (uint32_t s = 0; s < m.shards; ++s) {
+      while (!AskShard(m, s, "count", "{}").ok() && Clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
+    spdlog::info("cluster: created '{}' ({} shards x {} replicas)", name, m.shards, m.replication);
+    return Reply::Ok("true");
+  }
+
+  Reply DropCollection(const ApiRequest& req) {
+    FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
+    FATHOM_RETURN_IF_ERROR(collections_kv_->Delete(m.name));
+    for (uint32_t s = 0; s < m.shards; ++s) (void)nats_->DeleteStream(m.Stream(s));
+    (void)Reconcile();
+    return Reply::Ok("true");
+  }
+
+  Reply CollectionExists(const ApiRequest& req) {
+    FATHOM_RETURN_IF_ERROR(server::ValidateName(req.params.at(0), "collection name"));
+    FATHOM_ASSIGN_OR_RETURN(auto value, collections_kv_->Get(req.params.at(0)));
+    return Reply::Ok(Json{{"exists", value.has_value()}}.dump());
+  }
+
+  Reply GetCollection(const ApiRequest& req) {
+    FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
+    ApiRequest local;
+    local.params = {m.Template()};
+    Reply t = api_->GetCollection(local);
+    if (!t.ok()) return t;
+    Json info = Json::parse(t.result);
+    info["name"] = m.name;
+    info["config"]["params"]["shard_number"] = m.shards;
+    info["config"]["params"]["replication_factor"] = m.replication;
+    auto counts = AskAll(m, "count", "{\"exact\":true}");
+    if (counts.ok()) {
+      uint64_t total = 0;
+      for (const std::string& c : *counts) total += Json::parse(c).value("count", uint64_t{0});
+      info["points_count"] = total;
+      info["vectors_count"] = total * info["config"].value("vectors", Json::object()).size();
+      info["indexed_vectors_count"] = info["vectors_count"];
+    } else {
+      info["status"] = "red";
+      info["points_count"] = nullptr;
+      info["error"] = counts.status().message();
+    }
+    info.erase("memory_bytes");
+    info.erase("storage");
+    info["shards"] = m.assignment;
+    return Reply::Ok(info.dump());
+  }
+
+  // ---- Handlers: writes ----
+
+  // Publishes one entry per shard, then (with wait) waits for a replica of each to apply it.
+  Reply Publish(const Meta& m, const std::map<uint32_t, std::string>& entries, const ApiRequest& req,
+                Json answer) {
+    const std::string request_id = o_.node_id + "-" + RandomHex(16);
+    std::vector<std::future<Result<uint64_t>>> futures;
+    for (const auto& [s, entry] : entries) {
+      futures.push_back(std::async(std::launch::async, [&, s = s, entry = &entry]() -> Result<uint64_t> {
+        Status last;
+        for (int attempt = 0; attempt < 3; ++attempt) {  // the same message id: JetStream keeps one
+          auto seq = nats_->Publish(m.Subject(s), *entry, {}, request_id + "-" + std::to_string(s), o_.request_timeout);
+          if (seq.ok() || seq.status().code() != Status::Code::kUnavailable) return seq;
+          last = seq.status();
+        }
+        return last;
+      }));
+    }
+    std::map<uint32_t, uint64_t> seqs;
+    std::string failed;
+    size_t i = 0;
+    for (const auto& [s, entry] : entries) {
+      auto seq = futures[i++].get();
+      if (seq.ok()) {
+        seqs[s] = *seq;
+      } else {
+        failed += (failed.empty() ? "" : "; ") + std::string("shard ") + std::to_string(s) + ": " + seq.status().message();
+      }
+    }
+    if (!failed.empty()) {
+      // Shards that stored their part keep it (each shard's part is atomic; a retry is safe).
+      return Reply::Error(503, "the write was not stored on every shard (" + failed + "); " +
+                                   std::to_string(seqs.size()) + " of " + std::to_string(entries.size()) +
+                                   " shards stored their part: retry the request");
+    }
+    uint64_t operation = 0;
+    for (const auto& [s, seq] : seqs) operation = std::max(operation, seq);
+    answer["operation_id"] = operation;
+    answer["status"] = "acknowledged";
+    if (WaitRequested(req)) {
+      const auto deadline = Clock::now() + o_.wait_timeout;
+      bool all = true;
+      for (const auto& [s, seq] : seqs) all = WaitApplied(m, s, seq, deadline) && all;
+      if (all) answer["status"] = "completed";
+    }
+    return Reply::Ok(answer.dump());
+  }
+
+  bool WaitApplied(const Meta& m, uint32_t s, uint64_t seq, Clock::time_point deadline) {
+    while (Clock::now() < deadline) {
+      for (const std::string& node : ReplicaOrder(m, s)) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+        if (left.count() <= 0) return false;
+        auto slice = std::min(left, std::chrono::milliseconds(2000));
+        auto r = Call(node, "wait", m.Local(s), std::to_string(slice.count()), std::to_string(seq),
+                      slice + std::chrono::milliseconds(500));
+        if (r.ok()) return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+
+  Reply Upsert(const ApiRequest& req) {
+    FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
+    ApiRequest local = req;
+    local.params = {m.Template()};
+    FATHOM_ASSIGN_OR_RETURN(std::vector<Record> records, api_->ParseUpsert(local));
+    std::map<uint32_t, Json> points;
+    for (const Record& r : records) {
+      Json v = Json::object();
+      for (const auto& [name, values] : r.vectors) v[name] = server::EncodeBase64Floats(values.data(), values.size());
+      Json& list = points[ShardOf(r.id, m.shards)];
+      if (list.is_null()) list = Json::array();
+      list.push_back(Json{{"id", IdJson(r.id)}, {"v", std::move(v)}, {"p", r.payload}});
+    }
+    std::map<uint32_t, std::string> entries;
+    for (auto& [s, list] : points) entries[s] = Json{{"op", "upsert"}, {"points", std::move(list)}}.dump();
+    return Publish(m, entries, req, Json{{"upserted", records.size()}});
+  }
+
+  // Entries for a points selector: ids go to their shards, a filter to every shard.
+  template <typename MakeEntry>
+  std::map<uint32_t, std::string> Route(const Meta& m, const std::vector<PointId>& ids, const std::string& filter,
+                                        MakeEntry make) {
+    std::map<uint32_t, std::string> entries;
+    if (!filter.empty()) {
+      for (uint32_t s = 0; s < m.shards; ++s) entries[s] = make(Json{{"filter", filter}}).dump();
+      return entries;
+    }
+    std::map<uint32_t, Json> by_shard;
+    for (const PointId& id : ids) by_shard[ShardOf(id, m.shards)].push_back(IdJson(id));
+    for (auto& [s, list] : by_shard) entries[s] = make(Json{{"ids", std::move(list)}}).dump();
+    return entries;
+  }
+
+  Reply Delete(const ApiRequest& req) {
+    FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
+    ApiRequest local = req;
+    local.params = {m.Template()};
+    std::vector<PointId> ids;
+    std::string filter;
+    FATHOM_RETURN_IF_ERROR(api_->ParseDelete(local, &ids, &filter));
+    auto entries = Route(m, ids, filter, [](Json selector) {
+      selector["op"] = "delete";
+      return selector;
+    });
+    if (entries.empty()) return Reply::Ok(Json{{"operation_id", 0}, {"status", "completed"}}.dump());
+    return Publish(m, entries, req, Json::object());
+  }
+
+  Reply UpdatePayload(const ApiRequest& req, PayloadUpdate::Op op) {
+    FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
+    ApiRequest local = req;
+    local.params = {m.Template()};
+    FATHOM_ASSIGN_OR_RETURN(PayloadUpdate u, api_->ParsePayloadUpdate(local, op));
+    auto entries = Route(m, u.ids, u.filter, [&](Json selector) {
+      selector["op"] = "payload";
+      selector["kind"] = int(u.op);
+      if (!u.payload.empty()) selector["payload"] = u.payload;
+      if (!u.keys.empty()) selector["keys"] = u.keys;
+      return selector;
+    });
+    return Publish(m, entries, req, Json::object());
+  }
+  Reply SetPayload(const ApiRequest& req) { return UpdatePayload(req, PayloadUpdate::Op::kSet); }
+  Reply OverwritePayload(const ApiRequest& req) { return UpdatePayload(req, PayloadUpdate::Op::kOverwrite); }
+  Reply DeletePayload(const ApiRequest& req) { return UpdatePayload(req, PayloadUpdate::Op::kDeleteKeys); }
+  Reply ClearPayload(const ApiRequest& req) { return UpdatePayload(req, PayloadUpdate::Op::kClear); }
+
+  // ---- Handlers: reads ----
+
+  Reply Count(const ApiRequest& req) {
+    FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
+    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> counts, AskAll(m, "count", std::string(req.body)));
+    uint64_t total = 0;
+    for (const std::string& c : counts) total += Json::parse(c).value("count", uint64_t{0});
+    return Reply::Ok(Json{{"count", total}}.dump());
+  }
+
+  // One search body as each shard gets it: the first offset + limit hits, no offset.
+  static Result<Json> ShardSearch(Json search, size_t* limit, size_t* offset) {
+    if (!search.is_object()) return Status::InvalidArgument("a search must be a JSON object");
+    *limit = 10;
+    *offset = 0;
+    if (auto l = search.find("limit"); l != search.end() && l->is_number_unsigned()) *limit = l->get<size_t>();
+    if (auto o = search.find("offset"); o != search.end() && o->is_number_unsigned()) *offset = o->get<size_t>();
+    search["limit"] = *limit + *offset;
+    search.erase("offset");
+    return search;
+  }
+
+  // Merges the shards' hit lists by score and cuts [offset, offset + limit).
+  static Json MergeHits(const std::vector<Json>& lists, bool higher_better, size_t limit, size_t offset) {
+    std::vector<Json> all;
+    for (const Json& l : lists) {
+      for (const Json& hit : l) all.push_back(hit);
+    }
+    std::stable_sort(all.begin(), all.end(), [&](const Json& a, const Json& b) {
+      double sa = a.value("score", 0.0), sb = b.value("score", 0.0);
+      return higher_better ? sa > sb : sa < sb;
+    });
+    Json out = Json::array();
+    for (size_t i = offset; i < all.size() && i < offset + limit; ++i) out.push_back(std::move(all[i]));
+    return out;
+  }
+
+  Reply Search(const ApiRequest& req) {
+    FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
+    FATHOM_ASSIGN_OR_RETURN(Json body, server::ParseBody(req.body, 64));
+    size_t limit = 0, offset = 0;
+    FATHOM_ASSIGN_OR_RETURN(Json shard_body, ShardSearch(body, &limit, &offset));
+    FATHOM_ASSIGN_OR_RETURN(bool higher, HigherIsBetter(m, body));
+    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> answers, AskAll(m, "search", shard_body.dump()));
+    std::vector<Json> lists;
+    for (const std::string& a : answers) lists.push_back(Json::parse(a));
+    return Reply::Ok(MergeHits(lists, higher, limit, offset).dump());
+  }
+
+  Reply SearchBatch(const ApiRequest& req) {
+    FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
+    FATHOM_ASSIGN_OR_RETURN(Json body, server::ParseBody(req.body, 64));
+    if (!body.is_object() || !body.contains("searches") || !body["searches"].is_array()) {
+      return Status::InvalidArgument("field 'searches' must be an array of searches");
+    }
+    std::vector<size_t> limits, offsets;
+    std::vector<bool> higher;
+    Json shard_body{{"searches", Json::array()}};
+    for (const Json& s : body["searches"]) {
+      size_t limit = 0, offset = 0;
+      FATHOM_ASSIGN_OR_RETURN(Json one, ShardSearch(s, &limit, &offset));
+      FATHOM_ASSIGN_OR_RETURN(bool h, HigherIsBetter(m, s));
+      shard_body["searches"].push_back(std::move(one));
+      limits.push_back(limit);
+      offsets.push_back(offset);
+      higher.push_back(h);
+    }
+    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> answers, AskAll(m, "search_batch", shard_body.dump()));
+    std::vector<Json> per_shard;
+    for (const std::string& a : answers) per_shard.push_back(Json::parse(a));
+    Json out = Json::array();
+    for (size_t i = 0; i < limits.size(); ++i) {
+      std::vector<Json> lists;
+      for (const Json& shard : per_shard) lists.push_back(shard.at(i));
+      out.push_back(MergeHits(lists, higher[i], limits[i], offsets[i]));
+    }
+    return Reply::Ok(out.dump());
+  }
+
+  Reply GetPoints(const ApiRequest& req) {
+    FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
+    FATHOM_ASSIGN_OR_RETURN(Json body, server::ParseBody(req.body, 64));
+    if (!body.is_object() || !body.contains("ids") || !body["ids"].is_array()) {
+      return Status::InvalidArgument("field 'ids' is required");
+    }
+    std::map<uint32_t, Json> by_shard;
+    for (const Json& id : body["ids"]) {
+      FATHOM_ASSIGN_OR_RETURN(PointId pid, server::ParsePointId(id, "ids"));
+      by_shard[ShardOf(pid, m.shards)].push_back(id);
+    }
+    Json out = Json::array();
+    for (auto& [s, ids] : by_shard) {
+      Json one = body;
+      one["ids"] = std::move(ids);
+      FATHOM_ASSIGN_OR_RETURN(std::string answer, AskShard(m, s, "get", one.dump()));
+      for (Json& p : Json::parse(answer)) out.push_back(std::move(p));
+    }
+    return Reply::Ok(out.dump());
+  }
+
+  Reply GetPoint(const ApiRequest& req) {
+    FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
+    const std::string& id = req.params.at(1);
+    FATHOM_ASSIGN_OR_RETURN(std::string answer,
+                            AskShard(m, ShardOf(server::PointIdFromPath(id), m.shards), "point", "", id));
+    return Reply::Ok(std::move(answer));
+  }
+
+  Reply Unsupported(const ApiRequest&) {
+    return Reply::Error(501, "not supported in cluster mode yet (scroll, recommend, query, snapshots and aliases "
+                             "work on a single node; see docs/distributed.md)");
+  }
+
+  // ---- Handlers: cluster status ----
+
+  // This node's replicas: position, points and health; with `checksums` a content checksum each
+  // (reads every point: for tests and audits, not for monitoring).
+  Json StatusJson(bool checksums) {
+    std::vector<Applier*> list;
+    std::unique_lock lock(mu_);
+    for (auto& [local, a] : appliers_) list.push_back(a.get());
+    Json shards = Json::array();
+    for (Applier* a : list) {
+      Json s{{"collection", a->meta().name},
+             {"shard", a->shard()},
+             {"local_name", a->meta().Local(a->shard())},
+             {"applied", a->applied()},
+             {"last_seq", a->last_seq()},
+             {"points", a->collection()->Count()},
+             {"apply_errors", a->apply_errors()}};
+      if (std::string e = a->error(); !e.empty()) s["error"] = e;
+      if (checksums) {
+        auto sum = Checksum(a->collection());
+        if (sum.ok()) s["checksum"] = *sum;
+        else s["checksum_error"] = sum.status().message();
+      }
+      shards.push_back(std::move(s));
+    }
+    return Json{{"node", o_.node_id}, {"shards", std::move(shards)}};
+  }
+
+  // An order-independent hash of every point (id, vectors, payload).
+  static Result<std::string> Checksum(Collection* c) {
+    uint64_t sum = 0;
+    ScrollRequest page;
+    page.limit = 1000;
+    page.with_payload = true;
+    page.with_vectors = true;
+    for (;;) {
+      FATHOM_ASSIGN_OR_RETURN(ScrollPage p, c->Scroll(page));
+      for (const Record& r : p.points) {
+        std::string bytes = PointIdToString(r.id) + "\x1f" + r.payload;
+        for (const auto& [name, v] : r.vectors) {
+          bytes += "\x1f" + name + "\x1f";
+          bytes.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+        }
+        uint64_t h = 1469598103934665603ull;  // FNV-1a
+        for (unsigned char ch : bytes) h = (h ^ ch) * 1099511628211ull;
+        sum += h;
+      }
+      if (!p.next_offset) break;
+      page.offset = p.next_offset;
+    }
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(sum));
+    return std::string(hex);
+  }
+
+  Reply LocalStatus(const ApiRequest&) { return Reply::Ok(StatusJson(true)["shards"].dump()); }
+
+  Reply LocalScroll(const ApiRequest& req) { return api_->ScrollPoints(req); }
+  Reply LocalPoints(const ApiRequest& req) { return api_->GetPoints(req); }
+
+  Reply ClusterStatus(const ApiRequest&) {
+    std::map<std::string, Meta> metas;
+    std::set<std::string> live;
+    {
+      std::lock_guard lock(mu_);
+      metas = metas_;
+      live = live_;
+    }
+    std::set<std::string> nodes = live;
+    for (const auto& [name, m] : metas) {
+      for (const auto& r : m.assignment) nodes.insert(r.begin(), r.end());
+    }
+    // One status request per node, all at once.
+    std::map<std::string, std::future<Result<Json>>> asked;
+    for (const std::string& n : nodes) {
+      asked.emplace(n, std::async(std::launch::async, [this, n] { return NodeStatus(n, std::chrono::seconds(2)); }));
+    }
+    std::map<std::string, Result<Json>> status;
+    for (auto& [n, f] : asked) status.emplace(n, f.get());
+    Json node_list = Json::array();
+    for (const std::string& n : nodes) {
+      const auto& st = status.at(n);
+      Json entry{{"id", n}, {"heartbeat", live.count(n) > 0}, {"alive", st.ok()}};
+      if (!st.ok()) entry["error"] = st.status().message();
+      node_list.push_back(std::move(entry));
+    }
+    Json collections = Json::array();
+    size_t unavailable = 0;
+    for (const auto& [name, m] : metas) {
+      Json shards = Json::array();
+      for (uint32_t s = 0; s < m.shards; ++s) {
+        auto stream = nats_->GetStreamState(m.Stream(s));
+        Json replicas = Json::array();
+        bool available = false;
+        for (const std::string& node : m.assignment[s]) {
+          const auto& st = status.at(node);
+          // alive: the node answers; ready: it holds this replica and applies its log.
+          Json r{{"node", node}, {"alive", st.ok()}, {"ready", false}};
+          if (st.ok()) {
+            for (const Json& sh : (*st)["shards"]) {
+              if (sh.value("local_name", "") != m.Local(s)) continue;
+              r["ready"] = true;
+              r["applied"] = sh["applied"];
+              r["points"] = sh["points"];
+              if (stream.ok()) r["lag"] = stream->last_seq > sh["applied"].get<uint64_t>()
+                                              ? stream->last_seq - sh["applied"].get<uint64_t>()
+                                              : 0;
+              if (sh.contains("error")) r["error"] = sh["error"];
+            }
+          }
+          available = available || r["ready"].get<bool>();
+          replicas.push_back(std::move(r));
+        }
+        if (!available) ++unavailable;
+        Json shard{{"shard", s}, {"available", available}, {"replicas", std::move(replicas)}};
+        if (stream.ok()) {
+          shard["last_seq"] = stream->last_seq;
+        } else {
+          shard["log_error"] = stream.status().message();
+        }
+        shards.push_back(std::move(shard));
+      }
+      collections.push_back(Json{{"name", name},
+                                 {"shard_number", m.shards},
+                                 {"replication_factor", m.replication},
+                                 {"shards", std::move(shards)}});
+    }
+    unavailable_shards_.store(unavailable);
+    return Reply::Ok(Json{{"status", "enabled"},
+                          {"node_id", o_.node_id},
+                          {"nats_connected", nats_->connected()},
+                          {"nodes", std::move(node_list)},
+                          {"collections", std::move(collections)}}
+                         .dump());
+  }
+
+  server::Api* const api_;
+  const ClusterOptions o_;
+  std::unique_ptr<Nats> nats_;
+  std::unique_ptr<KeyValue> collections_kv_;
+  std::unique_ptr<KeyValue> nodes_kv_;
+
+  mutable std::mutex mu_;
+  std::map<std::string, Meta> metas_;                         // guarded by mu_
+  std::map<std::string, std::unique_ptr<Applier>> appliers_;  // by local name; guarded by mu_
+  std::set<std::string> live_;                                // nodes with a heartbeat; guarded by mu_
+  std::set<std::string> pending_gens_;                        // collections being created here; guarded by mu_
+  size_t rotation_ = 0;                                       // guarded by mu_
+  std::atomic<size_t> unavailable_shards_{0};
+
+  std::mutex reconcile_mu_;
+  std::atomic<bool> stopped_{false};
+  std::mutex sync_mu_;
+  std::condition_variable sync_cv_;
+  std::thread sync_thread_;
+
+  natsSubscription* rpc_sub_ = nullptr;
+  std::mutex rpc_mu_;
+  std::condition_variable rpc_cv_;
+  std::deque<MsgPtr> rpc_queue_;  // guarded by rpc_mu_
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace
+
+std::vector<std::string> SplitUrls(std::string_view list) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t comma = list.find(',', start);
+    if (comma == std::string_view::npos) comma = list.size();
+    std::string_view part = list.substr(start, comma - start);
+    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+    while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
+    if (!part.empty()) out.emplace_back(part);
+    start = comma + 1;
+  }
+  return out;
+}
+
+Status ValidateNodeId(std::string_view id) {
+  if (id.empty() || id.size() > 64) return Status::InvalidArgument("--node-id must be 1 to 64 characters");
+  for (char c : id) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') {
+      return Status::InvalidArgument("--node-id '" + std::string(id) + "' may hold only letters, digits, '-' and '_'");
+    }
+  }
+  return Status::OK();
+}
+
+uint32_t ShardOf(const PointId& id, uint32_t shards) {
+  uint64_t h;
+  if (const auto* n = std::get_if<uint64_t>(&id)) {
+    h = *n + 0x9e3779b97f4a7c15ull;  // splitmix64's finaliser
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+    h ^= h >> 31;
+  } else {
+    h = 1469598103934665603ull;  // FNV-1a
+    for (unsigned char c : std::get<std::string>(id)) h = (h ^ c) * 1099511628211ull;
+  }
+  return uint32_t(h % shards);
+}
+
+Result<std::unique_ptr<server::ServerExtension>> StartNode(server::Api* api, const ClusterOptions& options) {
+  FATHOM_RETURN_IF_ERROR(ValidateNodeId(options.node_id));
+  auto node = std::make_unique<Node>(api, options);
+  if (Status s = node->Start(); !s.ok()) {
+    node->Stop();
+    return s;
+  }
+  return std::unique_ptr<server::ServerExtension>(std::move(node));
+}
+
+}  // namespace fathom::cluster

@@ -1,0 +1,56 @@
+// The cluster mode (`fathom serve --cluster nats://... --node-id n1`): a Fathom node that keeps
+// its shard replicas in the local database and talks to the other nodes only through NATS.
+//
+// - Metadata: the JetStream key-value bucket `fathom_collections` holds each collection (its
+//   create body, shard count, replication factor and which nodes hold each shard);
+//   `fathom_nodes` holds a heartbeat per node that expires when the node stops beating.
+// - Writes: any node validates a write against its local template of the collection, routes each
+//   point by ShardOf(id) and publishes one message per shard to that shard's JetStream stream
+//   (replicated, the shard's write-ahead log). JetStream's acknowledgement (stored on a quorum)
+//   is the write's acknowledgement; with wait (the default) the node then waits until a replica
+//   of every shard it wrote has applied it.
+// - Replicas: each node applies the stream of every shard it holds, in order, to a local
+//   collection, storing the stream sequence in the same RocksDB batch as the data
+//   (Collection::log_position), so a restart resumes exactly after the last applied entry.
+// - Reads: any node asks one replica of every shard (itself first, then live nodes) over NATS
+//   request/reply, fails over on timeout, and merges; a shard no replica answers for is an error
+//   naming it, never silently missing.
+//
+// docs/distributed.md has the guarantees and how to run it.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fathom/database.h"
+#include "fathom/status.h"
+#include "server/server.h"
+
+namespace fathom::cluster {
+
+struct ClusterOptions {
+  std::vector<std::string> nats_urls;  // every NATS server of the cluster (stream replicas <= their count)
+  std::string node_id;                 // letters, digits, '-', '_'; unique in the cluster
+  // How long a node waits for one replica's answer before it tries the next, and for a
+  // JetStream acknowledgement before it retries the publish.
+  std::chrono::milliseconds request_timeout{5000};
+  // How long a write with wait waits for a replica to apply it before answering "acknowledged".
+  std::chrono::milliseconds wait_timeout{10000};
+};
+
+// "nats://a:4222,nats://b:4222" -> its URLs.
+std::vector<std::string> SplitUrls(std::string_view list);
+Status ValidateNodeId(std::string_view id);
+// The shard a point id belongs to: a fixed hash, the same on every node and release.
+uint32_t ShardOf(const PointId& id, uint32_t shards);
+
+// `fathom cluster status`: GET /cluster of the node at `url`, printed as a table (or the JSON).
+Status PrintStatus(const std::string& url, bool json);
+
+// Connects to NATS, registers the node, and starts applying the shards it holds.
+Result<std::unique_ptr<server::ServerExtension>> StartNode(server::Api* api, const ClusterOptions& options);
+
+}  // namespace fathom::cluster
