@@ -9,6 +9,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libhnswlib-dev libfaiss-dev libnanoflann-dev libflann-dev liblz4-dev python3-sklearn
   dataset-fashion-mnist python3-matplotlib
+  nats-server libnats-dev
   librocksdb-dev nlohmann-json3-dev libsimdjson-dev libcli11-dev libspdlog-dev libroaring-dev libabsl-dev
   libcpp-httplib-dev python3 curl
   clang libclang-rt-14-dev

@@ -588,6 +588,13 @@ class Node final : public server::ServerExtension {
             std::lock_guard lock(mu_);
             if (pending_gens_.count(gen)) continue;
           }
+          // Only once its log is gone for sure (a drop deletes the metadata, then the streams):
+          // a listing that merely missed it (NATS failing over) must never delete data.
+          Meta gone;
+          gone.name = name;
+          gone.gen = gen;
+          auto stream = nats_->GetStreamState(gone.Stream(0));
+          if (stream.ok() || stream.status().code() != Status::Code::kNotFound) continue;
           ApiRequest drop;
           drop.params = {local};
           Reply r = api_->DeleteCollection(drop);

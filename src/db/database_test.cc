@@ -206,6 +206,53 @@ TEST_F(DatabaseTest, UpsertGetSearchDeleteAndReopen) {
   EXPECT_EQ((*c)->Count(), 1980u);
 }
 
+// Cluster replicas resume their shard's log from Collection::log_position: every kind of write
+// must store its position with its data (also one that changes nothing), it must survive a
+// reopen, a failed write must not advance it, and a dropped collection must not leave it behind.
+TEST_F(DatabaseTest, LogPositionIsStoredWithEachWriteAndSurvivesReopen) {
+  auto data = testing::Clustered(100, 5, 8, 10, 3);
+  {
+    auto db = OpenDb();
+    auto c = std::move(db->CreateCollection(Spec("shard", 8))).value();
+    EXPECT_EQ(c->log_position(), 0u);
+    ASSERT_TRUE(c->Upsert(Records(data, 0, 50), 3).ok());
+    EXPECT_EQ(c->log_position(), 3u);
+    ASSERT_TRUE(c->Upsert(Records(data, 50, 60)).ok());  // no position: unchanged
+    EXPECT_EQ(c->log_position(), 3u);
+    auto none = c->Delete({PointId{uint64_t{424242}}}, 4);  // deletes nothing, still applied
+    ASSERT_TRUE(none.ok());
+    EXPECT_EQ(*none, 0u);
+    EXPECT_EQ(c->log_position(), 4u);
+    PayloadUpdate u;
+    u.op = PayloadUpdate::Op::kSet;
+    u.payload = R"({"seen": true})";
+    u.filter = "label = 999";  // matches nothing
+    ASSERT_TRUE(c->UpdatePayload(u, 5).ok());
+    EXPECT_EQ(c->log_position(), 5u);
+    ASSERT_TRUE(c->DeleteByFilter("label < 5", 6).ok());
+    EXPECT_EQ(c->log_position(), 6u);
+    ASSERT_TRUE(c->SkipLogPosition(7).ok());
+    // A rejected write (wrong dimension) applies nothing and records nothing.
+    Record bad;
+    bad.id = uint64_t{1000};
+    bad.vectors[""] = {1, 2, 3};
+    EXPECT_EQ(c->Upsert({bad}, 8).code(), Status::Code::kInvalidArgument);
+    EXPECT_EQ(c->log_position(), 7u);
+    EXPECT_EQ(c->ValidateUpsert({bad}).code(), Status::Code::kInvalidArgument);
+    EXPECT_TRUE(c->ValidateUpsert(Records(data, 0, 1)).ok());
+    EXPECT_EQ(c->Count(), 55u);
+  }
+  {
+    auto db = OpenDb();
+    auto c = std::move(db->GetCollection("shard")).value();
+    EXPECT_EQ(c->log_position(), 7u);
+    EXPECT_EQ(c->Count(), 55u);
+    ASSERT_TRUE(db->DropCollection("shard").ok());
+    auto again = std::move(db->CreateCollection(Spec("shard", 8))).value();
+    EXPECT_EQ(again->log_position(), 0u);
+  }
+}
+
 TEST_F(DatabaseTest, BadInputIsRejectedWithPreciseErrorsAndNothingIsWritten) {
   auto db = OpenDb();
   auto c = std::move(db->CreateCollection(Spec("items", 4))).value();
