@@ -7,6 +7,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <regex>
 #include <set>
@@ -38,6 +39,7 @@ constexpr auto kNodeTtl = std::chrono::seconds(5);  // a node missing this long 
 constexpr int kRpcWorkers = 8;
 constexpr size_t kMaxQueuedRpcs = 4096;
 constexpr int kFetchBatch = 256;
+constexpr size_t kRememberedResults = 4096;  // entries whose changed-point counts a replica keeps
 
 // ---- Metadata ------------------------------------------------------------------------------
 
@@ -165,10 +167,15 @@ class Applier {
     return error_;
   }
 
-  // True once the replica has applied `seq`, false at the deadline.
-  bool WaitFor(uint64_t seq, Clock::time_point deadline) {
+  // True once the replica has applied `seq`, false at the deadline. `*changed` gets the points
+  // the entry changed when this replica applied it recently (else it is left alone).
+  bool WaitFor(uint64_t seq, Clock::time_point deadline, std::optional<uint64_t>* changed = nullptr) {
     std::unique_lock lock(mu_);
-    return cv_.wait_until(lock, deadline, [&] { return stop_.load() || applied() >= seq; }) && applied() >= seq;
+    bool done = cv_.wait_until(lock, deadline, [&] { return stop_.load() || applied() >= seq; }) && applied() >= seq;
+    if (done && changed != nullptr) {
+      if (auto it = changed_.find(seq); it != changed_.end()) *changed = it->second;
+    }
+    return done;
   }
 
  private:
@@ -215,6 +222,7 @@ class Applier {
   void Run() {
     natsSubscription* sub = nullptr;
     int failures = 0;
+    bool idle = false;
     auto last_check = Clock::now() - std::chrono::hours(1);
     while (!stop_.load()) {
       if (sub == nullptr) {
@@ -227,7 +235,11 @@ class Applier {
       }
       natsMsgList list{nullptr, 0};
       jsErrCode err = jsErrCode(0);
-      natsStatus s = natsSubscription_Fetch(&list, sub, kFetchBatch, 500, &err);
+      // A fetch of many returns at once only with what is already there; waiting for new
+      // entries, it would hold them until the batch fills or the time is up. So: many while
+      // behind, one (answered the moment it arrives) while idle.
+      natsStatus s = natsSubscription_Fetch(&list, sub, idle ? 1 : kFetchBatch, 500, &err);
+      idle = s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0);
       if (s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0)) {
         if (s == NATS_OK) natsMsgList_Destroy(&list);
         // Idle: refresh the lag and make sure the consumer still exists (a NATS server that
@@ -305,8 +317,14 @@ class Applier {
   // validated before it was published, so only a bug gets here) is recorded as applied with an
   // error logged; anything else (disk full, closing) is returned to be retried.
   Status Apply(natsMsg* msg, uint64_t seq) {
-    Status s = ApplyEntry(Data(msg), seq);
-    if (s.ok()) return s;
+    Result<uint64_t> changed = ApplyEntry(Data(msg), seq);
+    Status s = changed.status();
+    if (s.ok()) {
+      std::lock_guard lock(mu_);
+      changed_[seq] = *changed;
+      if (changed_.size() > kRememberedResults) changed_.erase(changed_.begin());
+      return s;
+    }
     const Status::Code c = s.code();
     if (c == Status::Code::kInvalidArgument || c == Status::Code::kNotFound || c == Status::Code::kAlreadyExists ||
         c == Status::Code::kCorruption) {
@@ -317,7 +335,8 @@ class Applier {
     return s;
   }
 
-  Status ApplyEntry(std::string_view data, uint64_t seq) {
+  // The points the entry changed.
+  Result<uint64_t> ApplyEntry(std::string_view data, uint64_t seq) {
     Json e = Json::parse(data, nullptr, false);
     if (e.is_discarded() || !e.is_object()) return Status::Corruption("log entry is not JSON");
     const std::string op = e.value("op", "");
@@ -332,16 +351,17 @@ class Applier {
         r.payload = p.at("p").get<std::string>();
         records.push_back(std::move(r));
       }
-      return local_->Upsert(records, seq);
+      FATHOM_RETURN_IF_ERROR(local_->Upsert(records, seq));
+      return uint64_t(records.size());
     }
     if (op == "delete") {
-      if (e.contains("filter")) return local_->DeleteByFilter(e["filter"].get<std::string>(), seq).status();
+      if (e.contains("filter")) return local_->DeleteByFilter(e["filter"].get<std::string>(), seq);
       std::vector<PointId> ids;
       for (const Json& id : e.at("ids")) {
         FATHOM_ASSIGN_OR_RETURN(PointId pid, IdFromJson(id));
         ids.push_back(std::move(pid));
       }
-      return local_->Delete(ids, seq).status();
+      return local_->Delete(ids, seq);
     }
     if (op == "payload") {
       PayloadUpdate u;
@@ -355,7 +375,7 @@ class Applier {
           u.ids.push_back(std::move(pid));
         }
       }
-      return local_->UpdatePayload(u, seq).status();
+      return local_->UpdatePayload(u, seq);
     }
     return Status::Corruption("log entry has unknown op '" + op + "'");
   }
@@ -371,6 +391,7 @@ class Applier {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::string error_;  // guarded by mu_
+  std::map<uint64_t, uint64_t> changed_;  // entry -> points it changed, the last few; guarded by mu_
   std::thread thread_;
 };
 
@@ -457,6 +478,7 @@ class Node final : public server::ServerExtension {
         {"POST", "/collections/{name}/points/payload/delete", Access::kWrite, h(&Node::DeletePayload)},
         {"POST", "/collections/{name}/points/payload/clear", Access::kWrite, h(&Node::ClearPayload)},
         {"POST", "/collections/{name}/points/count", Access::kRead, h(&Node::Count)},
+        {"POST", "/collections/aliases", Access::kWrite, h(&Node::Unsupported)},
         {"POST", "/collections/{name}/points/search", Access::kRead, h(&Node::Search)},
         {"POST", "/collections/{name}/points/search/batch", Access::kRead, h(&Node::SearchBatch)},
         {"GET", "/cluster", Access::kRead, h(&Node::ClusterStatus)},
@@ -467,8 +489,7 @@ class Node final : public server::ServerExtension {
     // What the cluster mode does not do yet answers so, instead of touching local collections.
     for (const char* path : {"/collections/{name}/points/scroll", "/collections/{name}/points/recommend",
                              "/collections/{name}/points/recommend/batch", "/collections/{name}/points/query",
-                             "/collections/{name}/points/query/batch", "/collections/{name}/snapshots",
-                             "/collections/aliases"}) {
+                             "/collections/{name}/points/query/batch", "/collections/{name}/snapshots"}) {
       r.push_back({"POST", path, Access::kRead, h(&Node::Unsupported)});
     }
     for (const char* path : {"/aliases", "/collections/{name}/aliases", "/collections/{name}/snapshots"}) {
@@ -715,7 +736,12 @@ class Node final : public server::ServerExtension {
     if (op == "wait") {
       const uint64_t seq = std::strtoull(arg.c_str(), nullptr, 10);
       const auto deadline = Clock::now() + std::chrono::milliseconds(std::strtoull(body.c_str(), nullptr, 10));
-      if (a->WaitFor(seq, deadline)) return Reply::Ok(std::to_string(a->applied()));
+      std::optional<uint64_t> changed;
+      if (a->WaitFor(seq, deadline, &changed)) {
+        Json answer{{"applied", a->applied()}};
+        if (changed) answer["changed"] = *changed;
+        return Reply::Ok(answer.dump());
+      }
       return Reply::Error(503, "replica '" + local + "' has not applied entry " + std::to_string(seq) + " yet");
     }
     ApiRequest req;
@@ -989,8 +1015,10 @@ class Node final : public server::ServerExtension {
   // ---- Handlers: writes ----
 
   // Publishes one entry per shard, then (with wait) waits for a replica of each to apply it.
+  // `count_field` ("deleted", "updated"), when given, is set to the points the write changed, summed
+  // over its shards, when every shard's replica reports it.
   Reply Publish(const Meta& m, const std::map<uint32_t, std::string>& entries, const ApiRequest& req,
-                Json answer) {
+                Json answer, const char* count_field = nullptr) {
     const std::string request_id = o_.node_id + "-" + RandomHex(16);
     std::vector<std::future<Result<uint64_t>>> futures;
     for (const auto& [s, entry] : entries) {
@@ -1028,13 +1056,20 @@ class Node final : public server::ServerExtension {
     if (WaitRequested(req)) {
       const auto deadline = Clock::now() + o_.wait_timeout;
       bool all = true;
-      for (const auto& [s, seq] : seqs) all = WaitApplied(m, s, seq, deadline) && all;
+      std::optional<uint64_t> total = 0;
+      for (const auto& [s, seq] : seqs) {
+        std::optional<uint64_t> changed;
+        all = WaitApplied(m, s, seq, deadline, &changed) && all;
+        total = changed && total ? std::optional<uint64_t>(*total + *changed) : std::nullopt;
+      }
       if (all) answer["status"] = "completed";
+      if (all && total && count_field != nullptr) answer[count_field] = *total;
     }
     return Reply::Ok(answer.dump());
   }
 
-  bool WaitApplied(const Meta& m, uint32_t s, uint64_t seq, Clock::time_point deadline) {
+  bool WaitApplied(const Meta& m, uint32_t s, uint64_t seq, Clock::time_point deadline,
+                   std::optional<uint64_t>* changed) {
     while (Clock::now() < deadline) {
       for (const std::string& node : ReplicaOrder(m, s)) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -1042,7 +1077,11 @@ class Node final : public server::ServerExtension {
         auto slice = std::min(left, std::chrono::milliseconds(2000));
         auto r = Call(node, "wait", m.Local(s), std::to_string(slice.count()), std::to_string(seq),
                       slice + std::chrono::milliseconds(500));
-        if (r.ok()) return true;
+        if (r.ok()) {
+          Json j = Json::parse(*r, nullptr, false);
+          if (j.is_object() && j.contains("changed")) *changed = j["changed"].get<uint64_t>();
+          return true;
+        }
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
@@ -1093,8 +1132,8 @@ class Node final : public server::ServerExtension {
       selector["op"] = "delete";
       return selector;
     });
-    if (entries.empty()) return Reply::Ok(Json{{"operation_id", 0}, {"status", "completed"}}.dump());
-    return Publish(m, entries, req, Json::object());
+    if (entries.empty()) return Reply::Ok(Json{{"operation_id", 0}, {"status", "completed"}, {"deleted", 0}}.dump());
+    return Publish(m, entries, req, Json::object(), "deleted");
   }
 
   Reply UpdatePayload(const ApiRequest& req, PayloadUpdate::Op op) {
@@ -1109,7 +1148,7 @@ class Node final : public server::ServerExtension {
       if (!u.keys.empty()) selector["keys"] = u.keys;
       return selector;
     });
-    return Publish(m, entries, req, Json::object());
+    return Publish(m, entries, req, Json::object(), "updated");
   }
   Reply SetPayload(const ApiRequest& req) { return UpdatePayload(req, PayloadUpdate::Op::kSet); }
   Reply OverwritePayload(const ApiRequest& req) { return UpdatePayload(req, PayloadUpdate::Op::kOverwrite); }
