@@ -197,11 +197,12 @@ Status Nats::Respond(natsMsg* request, std::string_view data, const std::map<std
 
 KeyValue::~KeyValue() { kvStore_Destroy(kv_); }
 
-Result<std::optional<std::string>> KeyValue::Get(const std::string& key) {
+Result<std::optional<std::string>> KeyValue::Get(const std::string& key, uint64_t* revision) {
   kvEntry* e = nullptr;
   natsStatus s = kvStore_Get(&e, kv_, key.c_str());
   if (s == NATS_NOT_FOUND) return std::optional<std::string>();
   FATHOM_RETURN_IF_ERROR(FromNats(s, "reading " + key));
+  if (revision != nullptr) *revision = kvEntry_Revision(e);
   std::optional<std::string> out;
   if (kvEntry_Operation(e) == kvOp_Put) {
     out.emplace(static_cast<const char*>(kvEntry_Value(e)), size_t(kvEntry_ValueLen(e)));
@@ -223,6 +224,19 @@ Status KeyValue::Create(const std::string& key, std::string_view value) {
   // (cnats reports an existing key as a failed "expected last sequence" write.)
   auto existing = Get(key);
   if (existing.ok() && existing->has_value()) return Status::AlreadyExists("'" + key + "' exists");
+  return failed;
+}
+
+Status KeyValue::Update(const std::string& key, std::string_view value, uint64_t revision) {
+  uint64_t rev = 0;
+  natsStatus s = kvStore_Update(&rev, kv_, key.c_str(), value.data(), int(value.size()), revision);
+  if (s == NATS_OK) return Status::OK();
+  Status failed = FromNats(s, "updating " + key);
+  uint64_t now = 0;
+  auto current = Get(key, &now);
+  if (current.ok() && (!current->has_value() || now != revision)) {
+    return Status::FailedPrecondition("'" + key + "' changed meanwhile: read it again and retry");
+  }
   return failed;
 }
 

@@ -93,7 +93,9 @@ class KeyValue {
   KeyValue(const KeyValue&) = delete;
   KeyValue& operator=(const KeyValue&) = delete;
 
-  Result<std::optional<std::string>> Get(const std::string& key);
+  Result<std::optional<std::string>> Get(const std::string& key, uint64_t* revision = nullptr);
+  // Writes only if the key is still at `revision` (FailedPrecondition otherwise): compare-and-set.
+  Status Update(const std::string& key, std::string_view value, uint64_t revision);
   Status Put(const std::string& key, std::string_view value);
   // AlreadyExists when the key holds a value.
   Status Create(const std::string& key, std::string_view value);

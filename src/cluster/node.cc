@@ -482,6 +482,7 @@ class Node final : public server::ServerExtension {
         {"POST", "/collections/{name}/points/search", Access::kRead, h(&Node::Search)},
         {"POST", "/collections/{name}/points/search/batch", Access::kRead, h(&Node::SearchBatch)},
         {"GET", "/cluster", Access::kRead, h(&Node::ClusterStatus)},
+        {"POST", "/cluster/collections/{name}/shards/{shard}/replicas", Access::kWrite, h(&Node::ChangeReplicas)},
         {"GET", "/cluster/local", Access::kRead, h(&Node::LocalStatus)},
         {"POST", "/cluster/local/{name}/scroll", Access::kRead, h(&Node::LocalScroll)},
         {"POST", "/cluster/local/{name}/points", Access::kRead, h(&Node::LocalPoints)},
@@ -583,12 +584,20 @@ class Node final : public server::ServerExtension {
     }
     std::set<std::string> gens;
     for (const auto& [name, m] : fresh) gens.insert(m.gen);
-    // Appliers of dropped collections stop first.
+    // Appliers of dropped collections stop first; so do those of replicas moved off this node,
+    // whose local copies then go (the metadata names the nodes that keep the shard).
     std::vector<std::unique_ptr<Applier>> stopping;
+    std::vector<std::string> moved_off;
     {
       std::lock_guard lock(mu_);
       for (auto it = appliers_.begin(); it != appliers_.end();) {
-        if (!gens.count(it->second->meta().gen)) {
+        const Meta& m = it->second->meta();
+        auto now = fresh.find(m.name);
+        if (!gens.count(m.gen)) {
+          stopping.push_back(std::move(it->second));
+          it = appliers_.erase(it);
+        } else if (now != fresh.end() && now->second.gen == m.gen && !now->second.Holds(it->second->shard(), o_.node_id)) {
+          moved_off.push_back(it->first);
           stopping.push_back(std::move(it->second));
           it = appliers_.erase(it);
         } else {
@@ -597,6 +606,12 @@ class Node final : public server::ServerExtension {
       }
     }
     stopping.clear();
+    for (const std::string& local : moved_off) {
+      ApiRequest drop;
+      drop.params = {local};
+      Reply r = api_->DeleteCollection(drop);
+      spdlog::info("cluster: replica '{}' moved off this node, dropped: {}", local, r.ok() ? "ok" : r.error);
+    }
     // Local collections of dropped (or never committed) collections go.
     Reply listed = api_->ListCollections(ApiRequest{});
     if (listed.ok()) {
@@ -1010,6 +1025,48 @@ class Node final : public server::ServerExtension {
     info.erase("storage");
     info["shards"] = m.assignment;
     return Reply::Ok(info.dump());
+  }
+
+  // Adds a replica of a shard on a node ({"add": "n4"}) or removes one ({"remove": "n1"}). A new
+  // replica rebuilds from the shard's log while writes go on (the log keeps every entry); add the
+  // new one, watch its lag reach 0 in GET /cluster, then remove the old one to move a shard.
+  Reply ChangeReplicas(const ApiRequest& req) {
+    FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
+    uint64_t revision = 0;
+    FATHOM_ASSIGN_OR_RETURN(auto current, collections_kv_->Get(m.name, &revision));
+    if (!current) return Status::NotFound("collection '" + m.name + "' does not exist");
+    FATHOM_ASSIGN_OR_RETURN(m, Meta::Decode(*current));
+    const std::string& shard_text = req.params.at(1);
+    char* end = nullptr;
+    const unsigned long shard = std::strtoul(shard_text.c_str(), &end, 10);
+    if (shard_text.empty() || *end != '\0' || shard >= m.shards) {
+      return Status::NotFound("collection '" + m.name + "' has shards 0.." + std::to_string(m.shards - 1) +
+                              ", not '" + shard_text + "'");
+    }
+    FATHOM_ASSIGN_OR_RETURN(Json body, server::ParseBody(req.body, 8));
+    FATHOM_RETURN_IF_ERROR(server::CheckFields(body, "replicas request", {"add", "remove"}));
+    if (body.size() != 1 || !body.begin()->is_string()) {
+      return Status::InvalidArgument("send {\"add\": \"NODE\"} or {\"remove\": \"NODE\"}");
+    }
+    const std::string node = body.begin()->get<std::string>();
+    FATHOM_RETURN_IF_ERROR(ValidateNodeId(node));
+    std::vector<std::string>& replicas = m.assignment[shard];
+    const bool holds = std::find(replicas.begin(), replicas.end(), node) != replicas.end();
+    if (body.contains("add")) {
+      if (holds) return Status::AlreadyExists("node '" + node + "' already holds shard " + shard_text);
+      FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> live, nodes_kv_->Keys());
+      if (std::find(live.begin(), live.end(), node) == live.end()) {
+        return Status::InvalidArgument("node '" + node + "' is not a live member of the cluster");
+      }
+      replicas.push_back(node);
+    } else {
+      if (!holds) return Status::NotFound("node '" + node + "' holds no replica of shard " + shard_text);
+      if (replicas.size() == 1) return Status::InvalidArgument("the last replica of a shard cannot be removed");
+      replicas.erase(std::find(replicas.begin(), replicas.end(), node));
+    }
+    FATHOM_RETURN_IF_ERROR(collections_kv_->Update(m.name, m.Encode(), revision));
+    (void)Reconcile();
+    return Reply::Ok(Json{{"shard", shard}, {"replicas", replicas}}.dump());
   }
 
   // ---- Handlers: writes ----
