@@ -450,12 +450,12 @@ class Node final : public server::ServerExtension {
     }
     for (auto& t : workers_) t.join();
     workers_.clear();
-    std::map<std::string, std::unique_ptr<Applier>> appliers;
+    std::map<std::string, std::shared_ptr<Applier>> appliers;
     {
       std::lock_guard lock(mu_);
       appliers.swap(appliers_);
     }
-    appliers.clear();  // joins their threads
+    for (auto& [local, a] : appliers) a->Stop();  // joins its thread
     if (nodes_kv_) (void)nodes_kv_->Delete(o_.node_id);
   }
 
@@ -586,7 +586,7 @@ class Node final : public server::ServerExtension {
     for (const auto& [name, m] : fresh) gens.insert(m.gen);
     // Appliers of dropped collections stop first; so do those of replicas moved off this node,
     // whose local copies then go (the metadata names the nodes that keep the shard).
-    std::vector<std::unique_ptr<Applier>> stopping;
+    std::vector<std::shared_ptr<Applier>> stopping;
     std::vector<std::string> moved_off;
     {
       std::lock_guard lock(mu_);
@@ -605,6 +605,7 @@ class Node final : public server::ServerExtension {
         }
       }
     }
+    for (auto& a : stopping) a->Stop();  // (a request still holding one finds it stopped)
     stopping.clear();
     for (const std::string& local : moved_off) {
       ApiRequest drop;
@@ -657,7 +658,7 @@ class Node final : public server::ServerExtension {
         }
         auto c = api_->LocalCollection(local);
         if (!c.ok()) continue;
-        auto applier = std::make_unique<Applier>(nats_.get(), o_.node_id, m, s, std::move(c).value());
+        auto applier = std::make_shared<Applier>(nats_.get(), o_.node_id, m, s, std::move(c).value());
         std::lock_guard lock(mu_);
         appliers_.emplace(local, std::move(applier));
       }
@@ -741,11 +742,11 @@ class Node final : public server::ServerExtension {
   // One operation on a replica this node holds (asked over NATS or by this node itself).
   Reply RunLocal(const std::string& op, const std::string& local, const std::string& body, const std::string& arg) {
     if (op == "status") return Reply::Ok(StatusJson(false).dump());
-    Applier* a = nullptr;
+    std::shared_ptr<Applier> a;
     {
       std::lock_guard lock(mu_);
       auto it = appliers_.find(local);
-      if (it != appliers_.end()) a = it->second.get();
+      if (it != appliers_.end()) a = it->second;
     }
     if (a == nullptr) return Reply::Error(503, "node '" + o_.node_id + "' holds no replica '" + local + "' (yet)");
     if (op == "wait") {
@@ -1330,11 +1331,13 @@ class Node final : public server::ServerExtension {
   // This node's replicas: position, points and health; with `checksums` a content checksum each
   // (reads every point: for tests and audits, not for monitoring).
   Json StatusJson(bool checksums) {
-    std::vector<Applier*> list;
-    std::unique_lock lock(mu_);
-    for (auto& [local, a] : appliers_) list.push_back(a.get());
+    std::vector<std::shared_ptr<Applier>> list;
+    {
+      std::lock_guard lock(mu_);
+      for (auto& [local, a] : appliers_) list.push_back(a);
+    }
     Json shards = Json::array();
-    for (Applier* a : list) {
+    for (const auto& a : list) {
       Json s{{"collection", a->meta().name},
              {"shard", a->shard()},
              {"local_name", a->meta().Local(a->shard())},
@@ -1469,7 +1472,7 @@ class Node final : public server::ServerExtension {
 
   mutable std::mutex mu_;
   std::map<std::string, Meta> metas_;                         // guarded by mu_
-  std::map<std::string, std::unique_ptr<Applier>> appliers_;  // by local name; guarded by mu_
+  std::map<std::string, std::shared_ptr<Applier>> appliers_;  // by local name; guarded by mu_
   std::set<std::string> live_;                                // nodes with a heartbeat; guarded by mu_
   std::set<std::string> pending_gens_;                        // collections being created here; guarded by mu_
   size_t rotation_ = 0;                                       // guarded by mu_
