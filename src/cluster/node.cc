@@ -238,13 +238,13 @@ class Applier {
       // A fetch of many returns at once only with what is already there; waiting for new
       // entries, it would hold them until the batch fills or the time is up. So: many while
       // behind, one (answered the moment it arrives) while idle.
-      natsStatus s = natsSubscription_Fetch(&list, sub, idle ? 1 : kFetchBatch, 500, &err);
+      natsStatus s = natsSubscription_Fetch(&list, sub, idle ? 1 : kFetchBatch, idle ? 2000 : 500, &err);
       idle = s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0);
       if (s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0)) {
         if (s == NATS_OK) natsMsgList_Destroy(&list);
         // Idle: refresh the lag and make sure the consumer still exists (a NATS server that
         // died may have taken it).
-        if (Clock::now() - last_check > std::chrono::seconds(2)) {
+        if (Clock::now() - last_check > std::chrono::seconds(5)) {
           last_check = Clock::now();
           RefreshLastSeq();
           jsConsumerInfo* ci = nullptr;
@@ -544,11 +544,14 @@ class Node final : public server::ServerExtension {
 
   // ---- Background: heartbeat and reconciliation ----
 
-  Status Beat() {
+  // Writes this node's heartbeat; with `members`, also reads who else beats.
+  Status Beat(bool members = true) {
     Json beat{{"id", o_.node_id}, {"time", std::chrono::duration_cast<std::chrono::seconds>(
                                                std::chrono::system_clock::now().time_since_epoch())
                                                .count()}};
     FATHOM_RETURN_IF_ERROR(nodes_kv_->Put(o_.node_id, beat.dump()));
+    if (!members) return Status::OK();
+    // (Listing keys costs NATS a temporary consumer: hence not every beat.)
     FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> keys, nodes_kv_->Keys());
     std::lock_guard lock(mu_);
     live_ = std::set<std::string>(keys.begin(), keys.end());
@@ -558,9 +561,12 @@ class Node final : public server::ServerExtension {
   void SyncLoop() {
     int round = 0;
     while (!stopped_.load()) {
-      if (Status s = Beat(); !s.ok()) spdlog::debug("cluster: heartbeat: {}", s.ToString());
-      if (Status s = Reconcile(); !s.ok()) spdlog::debug("cluster: sync: {}", s.ToString());
-      if (++round % 5 == 0) CountUnavailable();
+      ++round;
+      if (Status s = Beat(round % 3 == 0); !s.ok()) spdlog::debug("cluster: heartbeat: {}", s.ToString());
+      if (round % 2 == 0) {
+        if (Status s = Reconcile(); !s.ok()) spdlog::debug("cluster: sync: {}", s.ToString());
+      }
+      if (round % 5 == 0) CountUnavailable();
       std::unique_lock lock(sync_mu_);
       sync_cv_.wait_for(lock, kBeat, [&] { return stopped_.load(); });
     }
@@ -832,15 +838,30 @@ class Node final : public server::ServerExtension {
   }
 
   // `op` on every shard at once; the answers in shard order.
+  // Shards this node holds are asked in this thread, one after another (concurrent requests
+  // already keep the cores busy: threads per request would only add their cost); the others on
+  // their own threads, so that their network waits overlap.
   Result<std::vector<std::string>> AskAll(const Meta& m, const std::string& op, const std::string& body) {
-    std::vector<std::future<Result<std::string>>> futures;
-    for (uint32_t s = 0; s < m.shards; ++s) {
-      futures.push_back(std::async(std::launch::async, [&, s] { return AskShard(m, s, op, body); }));
+    std::vector<std::optional<Result<std::string>>> answers(m.shards);
+    std::vector<std::pair<uint32_t, std::future<Result<std::string>>>> remote;
+    std::vector<uint32_t> local;
+    {
+      std::lock_guard lock(mu_);
+      for (uint32_t s = 0; s < m.shards; ++s) {
+        if (appliers_.count(m.Local(s))) local.push_back(s);
+      }
     }
+    for (uint32_t s = 0; s < m.shards; ++s) {
+      if (std::find(local.begin(), local.end(), s) == local.end()) {
+        remote.emplace_back(s, std::async(std::launch::async, [&, s] { return AskShard(m, s, op, body); }));
+      }
+    }
+    for (uint32_t s : local) answers[s] = AskShard(m, s, op, body);
+    for (auto& [s, f] : remote) answers[s] = f.get();
     std::vector<std::string> out;
     Status first_error;
-    for (auto& f : futures) {
-      auto r = f.get();
+    for (auto& answer : answers) {
+      Result<std::string> r = std::move(*answer);
       if (!r.ok()) {
         if (first_error.ok()) first_error = r.status();
         continue;
@@ -853,7 +874,12 @@ class Node final : public server::ServerExtension {
 
   // ---- Metadata access ----
 
+  // From the copy the sync keeps (at most a second old), else from the bucket.
   Result<Meta> FindMeta(const std::string& name) {
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = metas_.find(name); it != metas_.end()) return it->second;
+    }
     FATHOM_RETURN_IF_ERROR(server::ValidateName(name, "collection name"));
     FATHOM_ASSIGN_OR_RETURN(auto value, collections_kv_->Get(name));
     if (!value) return Status::NotFound("collection '" + name + "' does not exist");
@@ -1256,7 +1282,9 @@ class Node final : public server::ServerExtension {
     size_t limit = 0, offset = 0;
     FATHOM_ASSIGN_OR_RETURN(Json shard_body, ShardSearch(body, &limit, &offset));
     FATHOM_ASSIGN_OR_RETURN(bool higher, HigherIsBetter(m, body));
-    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> answers, AskAll(m, "search", shard_body.dump()));
+    // (Without an offset each shard gets the body as sent: no second encoding of the vector.)
+    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> answers,
+                            AskAll(m, "search", offset == 0 ? std::string(req.body) : shard_body.dump()));
     std::vector<Json> lists;
     for (const std::string& a : answers) lists.push_back(Json::parse(a));
     return Reply::Ok(MergeHits(lists, higher, limit, offset).dump());
