@@ -20,7 +20,7 @@ print("python package installed:", fathom.__file__)')
 npm ci --prefix tests/qdrant-js --no-audit --no-fund --loglevel=error
 ctest --test-dir build --output-on-failure -j "$JOBS"
 # What the durability and SIMD tests exercised (ctest keeps passing tests' output in its log).
-grep -hE "^(crash-test|power-loss|kernel paths|snippets|cluster-test)( \(maintenance\))?:" build/Testing/Temporary/LastTest.log || true
+grep -hE "^(crash-test|power-loss|kernel paths|snippets|cluster-test|cluster-api)( \(maintenance\))?:" build/Testing/Temporary/LastTest.log || true
 # libFuzzer (clang, ASan + UBSan) on request bodies and both filter syntaxes, for a bounded time.
 CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DFATHOM_BUILD_FUZZERS=ON -DFATHOM_BUILD_TESTS=OFF

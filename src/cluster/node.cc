@@ -146,13 +146,18 @@ class Applier {
  public:
   Applier(Nats* nats, std::string node_id, Meta meta, uint32_t shard, std::shared_ptr<Collection> local)
       : nats_(nats), node_id_(std::move(node_id)), meta_(std::move(meta)), shard_(shard), local_(std::move(local)) {
+    done_ = local_->log_position();
     thread_ = std::thread([this] { Run(); });
   }
   ~Applier() { Stop(); }
 
-  void Stop() {
+  // Asks the thread to stop (it notices within a fetch: a second at most) without waiting.
+  void RequestStop() {
     stop_.store(true);
     cv_.notify_all();
+  }
+  void Stop() {
+    RequestStop();
     if (thread_.joinable()) thread_.join();
   }
 
@@ -171,7 +176,7 @@ class Applier {
   // the entry changed when this replica applied it recently (else it is left alone).
   bool WaitFor(uint64_t seq, Clock::time_point deadline, std::optional<uint64_t>* changed = nullptr) {
     std::unique_lock lock(mu_);
-    bool done = cv_.wait_until(lock, deadline, [&] { return stop_.load() || applied() >= seq; }) && applied() >= seq;
+    bool done = cv_.wait_until(lock, deadline, [&] { return stop_.load() || done_ >= seq; }) && done_ >= seq;
     if (done && changed != nullptr) {
       if (auto it = changed_.find(seq); it != changed_.end()) *changed = it->second;
     }
@@ -238,7 +243,7 @@ class Applier {
       // A fetch of many returns at once only with what is already there; waiting for new
       // entries, it would hold them until the batch fills or the time is up. So: many while
       // behind, one (answered the moment it arrives) while idle.
-      natsStatus s = natsSubscription_Fetch(&list, sub, idle ? 1 : kFetchBatch, idle ? 2000 : 500, &err);
+      natsStatus s = natsSubscription_Fetch(&list, sub, idle ? 1 : kFetchBatch, idle ? 1000 : 500, &err);
       idle = s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0);
       if (s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0)) {
         if (s == NATS_OK) natsMsgList_Destroy(&list);
@@ -323,6 +328,7 @@ class Applier {
       std::lock_guard lock(mu_);
       changed_[seq] = *changed;
       if (changed_.size() > kRememberedResults) changed_.erase(changed_.begin());
+      done_ = seq;
       return s;
     }
     const Status::Code c = s.code();
@@ -330,7 +336,10 @@ class Applier {
         c == Status::Code::kCorruption) {
       apply_errors_.fetch_add(1);
       spdlog::error("cluster: {} shard {}: log entry {} rejected, skipped: {}", meta_.name, shard_, seq, s.ToString());
-      return local_->SkipLogPosition(seq);
+      FATHOM_RETURN_IF_ERROR(local_->SkipLogPosition(seq));
+      std::lock_guard lock(mu_);
+      done_ = seq;
+      return Status::OK();
     }
     return s;
   }
@@ -392,6 +401,9 @@ class Applier {
   std::condition_variable cv_;
   std::string error_;  // guarded by mu_
   std::map<uint64_t, uint64_t> changed_;  // entry -> points it changed, the last few; guarded by mu_
+  // The last entry applied and accounted (changed_ holds its count): what WaitFor waits for, as
+  // the collection's position moves a moment before. Guarded by mu_.
+  uint64_t done_ = 0;
   std::thread thread_;
 };
 
@@ -455,6 +467,7 @@ class Node final : public server::ServerExtension {
       std::lock_guard lock(mu_);
       appliers.swap(appliers_);
     }
+    for (auto& [local, a] : appliers) a->RequestStop();
     for (auto& [local, a] : appliers) a->Stop();  // joins its thread
     if (nodes_kv_) (void)nodes_kv_->Delete(o_.node_id);
   }
@@ -560,15 +573,27 @@ class Node final : public server::ServerExtension {
 
   void SyncLoop() {
     int round = 0;
+    auto next_beat = Clock::now();
     while (!stopped_.load()) {
+      bool now = false;
+      {
+        std::unique_lock lock(sync_mu_);
+        sync_cv_.wait_until(lock, next_beat, [&] { return stopped_.load() || reconcile_now_; });
+        now = reconcile_now_;
+        reconcile_now_ = false;
+      }
+      if (stopped_.load()) break;
+      if (now) {  // another node changed the metadata and said so
+        if (Status s = Reconcile(); !s.ok()) spdlog::debug("cluster: sync: {}", s.ToString());
+        continue;
+      }
+      next_beat = Clock::now() + kBeat;
       ++round;
       if (Status s = Beat(round % 3 == 0); !s.ok()) spdlog::debug("cluster: heartbeat: {}", s.ToString());
       if (round % 2 == 0) {
         if (Status s = Reconcile(); !s.ok()) spdlog::debug("cluster: sync: {}", s.ToString());
       }
       if (round % 5 == 0) CountUnavailable();
-      std::unique_lock lock(sync_mu_);
-      sync_cv_.wait_for(lock, kBeat, [&] { return stopped_.load(); });
     }
   }
 
@@ -590,6 +615,10 @@ class Node final : public server::ServerExtension {
     }
     std::set<std::string> gens;
     for (const auto& [name, m] : fresh) gens.insert(m.gen);
+    {
+      std::lock_guard lock(mu_);
+      metas_ = fresh;  // requests see a drop at once; FindMeta makes a missing template itself
+    }
     // Appliers of dropped collections stop first; so do those of replicas moved off this node,
     // whose local copies then go (the metadata names the nodes that keep the shard).
     std::vector<std::shared_ptr<Applier>> stopping;
@@ -611,6 +640,7 @@ class Node final : public server::ServerExtension {
         }
       }
     }
+    for (auto& a : stopping) a->RequestStop();  // all at once, then wait for each
     for (auto& a : stopping) a->Stop();  // (a request still holding one finds it stopped)
     stopping.clear();
     for (const std::string& local : moved_off) {
@@ -669,8 +699,7 @@ class Node final : public server::ServerExtension {
         appliers_.emplace(local, std::move(applier));
       }
     }
-    std::lock_guard lock(mu_);
-    metas_ = std::move(fresh);
+
     return Status::OK();
   }
 
@@ -748,6 +777,10 @@ class Node final : public server::ServerExtension {
   // One operation on a replica this node holds (asked over NATS or by this node itself).
   Reply RunLocal(const std::string& op, const std::string& local, const std::string& body, const std::string& arg) {
     if (op == "status") return Reply::Ok(StatusJson(false).dump());
+    if (op == "forget") {  // `local` is a collection whose metadata changed: re-read it now
+      Forget(local);
+      return Reply::Ok("true");
+    }
     std::shared_ptr<Applier> a;
     {
       std::lock_guard lock(mu_);
@@ -778,6 +811,35 @@ class Node final : public server::ServerExtension {
       return api_->GetPoint(req);
     }
     return Reply::Error(400, "unknown node request '" + op + "'");
+  }
+
+  // Drops the synced copy of collection `name` (the next request reads the bucket) and makes the
+  // sync run now.
+  void Forget(const std::string& name) {
+    {
+      std::lock_guard lock(mu_);
+      metas_.erase(name);
+    }
+    std::lock_guard lock(sync_mu_);
+    reconcile_now_ = true;
+    sync_cv_.notify_all();
+  }
+
+  // Tells every live node that collection `name`'s metadata changed, and waits (up to a second)
+  // for each to forget its copy: a request any node answers after a drop sees the drop.
+  void Announce(const std::string& name) {
+    std::set<std::string> live;
+    {
+      std::lock_guard lock(mu_);
+      live = live_;
+    }
+    std::vector<std::future<Result<std::string>>> asked;
+    for (const std::string& node : live) {
+      asked.push_back(std::async(std::launch::async, [this, node, name] {
+        return Call(node, "forget", name, "", "", std::chrono::seconds(1));
+      }));
+    }
+    for (auto& f : asked) (void)f.get();
   }
 
   // `op` on `node` (in-process when it is this node).
@@ -876,9 +938,14 @@ class Node final : public server::ServerExtension {
 
   // From the copy the sync keeps (at most a second old), else from the bucket.
   Result<Meta> FindMeta(const std::string& name) {
+    std::optional<Meta> cached;
     {
       std::lock_guard lock(mu_);
-      if (auto it = metas_.find(name); it != metas_.end()) return it->second;
+      if (auto it = metas_.find(name); it != metas_.end()) cached = it->second;
+    }
+    if (cached) {
+      FATHOM_RETURN_IF_ERROR(EnsureLocal(*cached, cached->Template()));
+      return std::move(*cached);
     }
     FATHOM_RETURN_IF_ERROR(server::ValidateName(name, "collection name"));
     FATHOM_ASSIGN_OR_RETURN(auto value, collections_kv_->Get(name));
@@ -1000,6 +1067,7 @@ class Node final : public server::ServerExtension {
       if (st.code() == Status::Code::kAlreadyExists) return Status::AlreadyExists("collection '" + name + "' already exists");
       return st;
     }
+    Announce(name);  // every node makes its replicas now rather than at its next sync
     (void)Reconcile();
     // Answer once every shard has a replica that serves it (the others follow within a sync).
     const auto deadline = Clock::now() + o_.wait_timeout;
@@ -1016,6 +1084,7 @@ class Node final : public server::ServerExtension {
     FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
     FATHOM_RETURN_IF_ERROR(collections_kv_->Delete(m.name));
     for (uint32_t s = 0; s < m.shards; ++s) (void)nats_->DeleteStream(m.Stream(s));
+    Announce(m.name);
     (void)Reconcile();
     return Reply::Ok("true");
   }
@@ -1092,6 +1161,7 @@ class Node final : public server::ServerExtension {
       replicas.erase(std::find(replicas.begin(), replicas.end(), node));
     }
     FATHOM_RETURN_IF_ERROR(collections_kv_->Update(m.name, m.Encode(), revision));
+    Announce(m.name);
     (void)Reconcile();
     return Reply::Ok(Json{{"shard", shard}, {"replicas", replicas}}.dump());
   }
@@ -1510,6 +1580,7 @@ class Node final : public server::ServerExtension {
   std::atomic<bool> stopped_{false};
   std::mutex sync_mu_;
   std::condition_variable sync_cv_;
+  bool reconcile_now_ = false;  // guarded by sync_mu_
   std::thread sync_thread_;
 
   natsSubscription* rpc_sub_ = nullptr;

@@ -1,0 +1,579 @@
+#!/usr/bin/env python3
+"""Functional test of the cluster's REST API (no faults): 3 NATS servers + 3 Fathom nodes.
+
+    cluster_api_test.py FATHOM_BINARY [--keep]
+
+Standard library only (the Python-client check imports fathom from build/python next to the
+binary, or from PYTHONPATH, and needs numpy; it is skipped with a note when fathom cannot be
+imported). Starts the cluster of tests/cluster/cluster_test.py (its Cluster, request and
+wait_until are reused) on free loopback ports in a temporary directory, then checks, sending
+requests through different nodes: collection create/exists/info/list (with 409 and 400s and
+nothing half-created), upserts with wait=true and their 400s, count (with filter), search and
+batch search against brute-force cosine (with offset), retrieve, payload set/delete/clear,
+deletes by id and filter, 501 for scroll, GET /cluster, `fathom cluster status`, /metrics, moving
+a shard replica (add, catch up, remove, last-replica and unknown-node 400s), the Python client,
+and dropping and re-creating the collection (every node must serve the new one at once, and a
+dropped one must be gone from every node as soon as DELETE answered).
+
+A wait=true write is applied by one replica of each shard when it answers; the others follow
+(reads are eventually consistent across replicas, docs/distributed.md). So after each write the
+test waits (up to 10 s, itself a check) until GET /cluster shows every replica with lag 0 before
+it reads through every node.
+
+Prints `cluster-api: N checks passed` and exits 0, or prints `cluster-api: FAILED: ...` (the
+request and the answer) at the first failing check and exits 1.
+"""
+import argparse
+import math
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cluster_test import Cluster, SetupError, log, request, wait_until  # noqa: E402
+
+NAME = "c"
+DIM = 4
+POINTS = 300
+BASE = "/collections/" + NAME
+
+
+class CheckFailed(Exception):
+    pass
+
+
+class Checks:
+    def __init__(self):
+        self.passed = 0
+
+    def ok(self, cond, what, detail=None):
+        if not cond:
+            raise CheckFailed(what if detail is None else "%s\n    %s" % (what, detail))
+        self.passed += 1
+
+    def call(self, node, method, path, body=None, status=200, what=None):
+        """One request that must answer `status`; returns the parsed answer (its "result" for 200)."""
+        got, answer = request(node.port, method, path, body)
+        self.ok(got == status, "%s: %s %s via %s answered %s, expected %s" % (
+                    what or "request", method, path, node.name, got, status),
+                "body %s\n    answer %s" % (short(body), short(answer)))
+        if status == 200:
+            self.ok(isinstance(answer, dict) and "result" in answer,
+                    "%s %s via %s: no result in the answer" % (method, path, node.name), short(answer))
+            return answer["result"]
+        return answer
+
+
+def short(x, limit=600):
+    text = x if isinstance(x, str) else repr(x)
+    return text if len(text) <= limit else text[:limit] + "...(%d chars)" % len(text)
+
+
+def error_text(answer):
+    status = answer.get("status") if isinstance(answer, dict) else None
+    return status.get("error", "") if isinstance(status, dict) else str(answer)
+
+
+def normalise(v):
+    n = math.sqrt(sum(x * x for x in v))
+    return [x / n for x in v]
+
+
+def brute_force(vectors, q):
+    """[(score, id)] by cosine similarity, best first (ties by id)."""
+    qn = normalise(q)
+    scored = [(sum(a * b for a, b in zip(qn, normalise(v))), pid) for pid, v in vectors.items()]
+    scored.sort(key=lambda t: (-t[0], t[1]))
+    return scored
+
+
+def same_ranking(got_ids, expected, start=0, tol=1e-5):
+    """Whether got_ids is expected[start:start+len] up to swaps between (near-)equal scores."""
+    want = expected[start:start + len(got_ids)]
+    if len(want) != len(got_ids):
+        return False
+    score = {pid: s for s, pid in expected}
+    for g, (s, _) in zip(got_ids, want):
+        if g not in score or abs(score[g] - s) > tol:
+            return False
+    return len(set(got_ids)) == len(got_ids)
+
+
+def result_of(node, method, path, body=None):
+    """The result of a 200 answer, else None (for polling; not a check)."""
+    st, answer = request(node.port, method, path, body)
+    return answer.get("result") if st == 200 and isinstance(answer, dict) else None
+
+
+def cluster_collection(status):
+    for c in status.get("collections", []):
+        if c.get("name") == NAME:
+            return c
+    return None
+
+
+def local_shards(node):
+    """[(shard, entry)] of collection c that `node` holds (GET /cluster/local), or None."""
+    st, answer = request(node.port, "GET", "/cluster/local")
+    if st != 200 or not isinstance(answer, dict) or not isinstance(answer.get("result"), list):
+        return None
+    return [(e.get("shard"), e) for e in answer["result"] if e.get("collection") == NAME]
+
+
+def settle(ck, node, after, timeout=10):
+    """Waits until GET /cluster via `node` shows every replica of c ready with lag 0. Reads are
+    eventually consistent across replicas (docs/distributed.md): a wait=true write is applied by
+    one replica of each shard, and a replica made by a create or an add may still be catching up,
+    so checks that read through every node come after this. Returns the last GET /cluster result."""
+    last = [None]
+
+    def done():
+        st = result_of(node, "GET", "/cluster") or {}
+        last[0] = st
+        col = cluster_collection(st)
+        reps = [r for s in (col or {}).get("shards", []) for r in s.get("replicas", [])]
+        return bool(col and reps and all(r.get("ready") and r.get("lag") == 0 for r in reps))
+
+    t = time.monotonic()
+    ok = wait_until(done, timeout, 0.05)
+    if ok and time.monotonic() - t > 1:
+        log("note: replicas took %.1f s to catch up after %s" % (time.monotonic() - t, after))
+    ck.ok(ok, "replicas of c not all ready with lag 0 within %d s after %s" % (timeout, after),
+          short(cluster_collection(last[0]), 2000))
+    return last[0]
+
+
+def recreate_and_check(ck, cluster, via, shards, query):
+    """Creates c with `shards` shards through `via`, then checks through every node at once: its
+    config, count 0, empty search, no old point; then one upsert through each node (wait=true)
+    and the count of 3 everywhere."""
+    body = {"vectors": {"size": DIM, "distance": "Cosine"}, "shard_number": shards}
+    ck.ok(ck.call(via, "PUT", BASE, body, what="re-create with %d shards" % shards) is True,
+          "re-create did not answer true")
+    for node in cluster.nodes:
+        info = ck.call(node, "GET", BASE, what="GET of the re-created c")
+        ck.ok(info.get("config", {}).get("params", {}).get("shard_number") == shards and
+              len(info.get("shards", [])) == shards and info.get("points_count") == 0,
+              "GET /collections/c via %s right after it was re-created through %s with %d shard(s): "
+              "shard_number %s, shards %s, points_count %s" % (
+                  node.name, via.name, shards, info.get("config", {}).get("params", {}).get("shard_number"),
+                  info.get("shards"), info.get("points_count")), short(info, 1200))
+        c = ck.call(node, "POST", BASE + "/points/count", {}, what="count of the re-created c")
+        ck.ok(c.get("count") == 0, "count of the re-created c via %s is %s, expected 0" % (node.name, c))
+        hits = ck.call(node, "POST", BASE + "/points/search", {"vector": query, "limit": 5},
+                       what="search of the re-created c")
+        ck.ok(hits == [], "search of the re-created c via %s found %s" % (node.name, short(hits)))
+        ck.call(node, "GET", BASE + "/points/7", status=404, what="GET of an old point in the re-created c")
+    for k, node in enumerate(cluster.nodes):
+        result = ck.call(node, "PUT", BASE + "/points?wait=true",
+                         {"points": [{"id": 7 + k, "vector": [1.0, float(k), 0.0, 0.0]}]},
+                         what="upsert into the re-created c")
+        ck.ok(result.get("status") == "completed", "upsert into the re-created c via %s: %s" % (node.name, result))
+    settle(ck, via, "upserts into the re-created c")
+    for node in cluster.nodes:
+        c = ck.call(node, "POST", BASE + "/points/count", {})
+        ck.ok(c.get("count") == 3, "count of the re-created c via %s after 3 upserts is %s" % (node.name, c))
+
+
+def print_replicas(node):
+    """GET /cluster in brief (each replica's applied position, points and lag), for a failure."""
+    st, answer = request(node.port, "GET", "/cluster")
+    if st != 200 or not isinstance(answer, dict):
+        print("--- GET /cluster via %s answered %s: %s" % (node.name, st, short(answer)))
+        return
+    print("--- GET /cluster via %s (now):" % node.name)
+    for c in answer["result"].get("collections", []):
+        for s in c.get("shards", []):
+            print("    %s shard %s last_seq %s: %s" % (c.get("name"), s.get("shard"), s.get("last_seq"), ", ".join(
+                "%s applied=%s points=%s lag=%s" % (r.get("node"), r.get("applied"), r.get("points"), r.get("lag"))
+                for r in s.get("replicas", []))))
+
+
+def run(args, tmp):
+    ck = Checks()
+    rng = random.Random(20240601)
+    cluster = Cluster(os.path.abspath(args.fathom_binary), tmp)
+    n1, n2, n3 = cluster.nodes
+    by_name = {n.name: n for n in cluster.nodes}
+    try:
+        cluster.start_nats()
+        for node in cluster.nodes:
+            node.start()
+        for node in cluster.nodes:
+            cluster.wait_healthy(node, 60)
+        # Every node must see all three heartbeats before a create may ask for 2 replicas.
+        def all_live():
+            st, body = request(n1.port, "GET", "/cluster")
+            nodes = body.get("result", {}).get("nodes", []) if st == 200 and isinstance(body, dict) else []
+            return len(nodes) == 3 and all(n.get("heartbeat") and n.get("alive") for n in nodes)
+        if not wait_until(all_live, 20):
+            raise SetupError("GET /cluster does not show 3 live nodes within 20 s", cluster.nodes)
+        log("cluster up: Fathom on %s" % cluster.rest_ports)
+
+        # 1. collections --------------------------------------------------------------------
+        create = {"vectors": {"size": DIM, "distance": "Cosine"}, "shard_number": 3, "replication_factor": 2}
+        ck.ok(ck.call(n1, "PUT", BASE, create, what="create") is True, "create answered a result other than true")
+        ck.call(n2, "PUT", BASE, create, status=409, what="create again")
+        listed = ck.call(n3, "GET", "/collections")
+        ck.ok([c.get("name") for c in listed.get("collections", [])] == [NAME],
+              "GET /collections via n3 lists %s, expected [c]" % listed)
+        for node in cluster.nodes:
+            ck.ok(ck.call(node, "GET", BASE + "/exists") == {"exists": True}, "%s: exists is not true" % node.name)
+        info = ck.call(n2, "GET", BASE)
+        params = info.get("config", {}).get("params", {})
+        ck.ok(params.get("shard_number") == 3 and params.get("replication_factor") == 2,
+              "GET /collections/c: config.params has shard_number %s replication_factor %s, expected 3 and 2"
+              % (params.get("shard_number"), params.get("replication_factor")), short(info))
+        shards = info.get("shards")
+        ck.ok(isinstance(shards, list) and len(shards) == 3 and
+              all(isinstance(s, list) and len(s) == 2 and len(set(s)) == 2 and set(s) <= set(by_name) for s in shards),
+              "GET /collections/c: shards is not 3 lists of 2 distinct node ids", short(shards))
+        answer = ck.call(n3, "PUT", "/collections/c5", dict(create, replication_factor=5), status=400,
+                         what="create with replication_factor 5")
+        ck.ok("live nodes" in error_text(answer), "the replication_factor 5 error does not mention live nodes",
+              short(answer))
+        ck.call(n2, "PUT", "/collections/bad", {"vectors": {"size": 0, "distance": "Cosine"}}, status=400,
+                what="create with size 0")
+        for node in cluster.nodes:
+            listed = ck.call(node, "GET", "/collections")
+            ck.ok([c.get("name") for c in listed.get("collections", [])] == [NAME],
+                  "after the failed creates GET /collections via %s lists %s, expected only c" % (node.name, listed))
+            ck.ok(ck.call(node, "GET", "/collections/bad/exists") == {"exists": False},
+                  "collection 'bad' exists after its create failed")
+        log("1. collections ok")
+
+        # 2. upserts ------------------------------------------------------------------------
+        vectors = {}
+        for i in range(POINTS):
+            v = [0.0] * DIM
+            while not any(v):
+                v = [rng.randint(-1024, 1024) / 256 for _ in range(DIM)]
+            vectors[i] = v
+        payload_of = {i: {"i": i, "even": i % 2 == 0} for i in range(POINTS)}
+        for b, node in enumerate(cluster.nodes):
+            ids = range(b * 100, (b + 1) * 100)
+            body = {"points": [{"id": i, "vector": vectors[i], "payload": payload_of[i]} for i in ids]}
+            result = ck.call(node, "PUT", BASE + "/points?wait=true", body, what="upsert batch %d" % b)
+            ck.ok(result.get("status") == "completed" and result.get("upserted") == 100,
+                  "upsert batch %d via %s: expected status completed and upserted 100" % (b, node.name), short(result))
+        ck.call(n2, "PUT", BASE + "/points?wait=true",
+                {"points": [{"id": 1000, "vector": [1.0, 2.0, 3.0]}]}, status=400, what="upsert of a 3-d vector")
+        # Ids are unsigned integers or any string of 1 to 256 bytes (Fathom, unlike Qdrant, does
+        # not require UUIDs): "" and -1 are refused, "not-a-uuid" is a valid id.
+        for bad_id in ("", -1, 1.5, "x" * 257):
+            ck.call(n3, "PUT", BASE + "/points?wait=true",
+                    {"points": [{"id": bad_id, "vector": [1.0, 2.0, 3.0, 4.0]}]}, status=400,
+                    what="upsert with id %s" % short(bad_id, 20))
+        result = ck.call(n3, "PUT", BASE + "/points?wait=true",
+                         {"points": [{"id": "not-a-uuid", "vector": [1.0, 2.0, 3.0, 4.0]}]}, what="string id")
+        ck.ok(result.get("status") == "completed", "upsert of id 'not-a-uuid' not completed", short(result))
+        settle(ck, n1, "the string-id upsert")
+        p = ck.call(n1, "GET", BASE + "/points/not-a-uuid")
+        ck.ok(isinstance(p, dict) and p.get("id") == "not-a-uuid", "GET points/not-a-uuid answered %s" % short(p))
+        result = ck.call(n2, "POST", BASE + "/points/delete?wait=true", {"points": ["not-a-uuid"]})
+        ck.ok(result.get("deleted") == 1, "delete of id 'not-a-uuid' answered %s" % short(result))
+        settle(ck, n3, "the string-id delete")
+        ck.call(n3, "GET", BASE + "/points/not-a-uuid", status=404, what="GET of the deleted string id")
+        # A valid point next to the bad one: the whole request is refused, nothing stored.
+        ck.call(n1, "PUT", BASE + "/points?wait=true",
+                {"points": [{"id": 1001, "vector": [1.0, 0.0, 0.0, 0.0]}, {"id": 1002, "vector": [1.0, 0.0]}]},
+                status=400, what="upsert of a good and a 2-d point")
+        settle(ck, n1, "the upserts")
+        for node in cluster.nodes:
+            c = ck.call(node, "POST", BASE + "/points/count", {})
+            ck.ok(c.get("count") == POINTS, "count via %s after the refused upserts is %s, expected %d"
+                  % (node.name, c, POINTS))
+        log("2. upserts ok")
+
+        # 3. count ----------------------------------------------------------------------------
+        even = {"must": [{"key": "even", "match": {"value": True}}]}
+        for node in cluster.nodes:
+            c = ck.call(node, "POST", BASE + "/points/count", {"filter": even})
+            ck.ok(c.get("count") == POINTS // 2, "count of even via %s is %s, expected %d" % (node.name, c, POINTS // 2))
+        log("3. count ok")
+
+        # 4. search -------------------------------------------------------------------------
+        queries = []
+        for _ in range(5):
+            q = [rng.randint(-1024, 1024) / 256 for _ in range(DIM)]
+            if any(q):
+                queries.append(q)
+        for q in queries:
+            expected = brute_force(vectors, q)
+            per_node = {}
+            for node in cluster.nodes:
+                hits = ck.call(node, "POST", BASE + "/points/search", {"vector": q, "limit": 5, "with_payload": True})
+                ids = [h.get("id") for h in hits]
+                per_node[node.name] = ids
+                ck.ok(same_ranking(ids, expected), "search via %s for %s: ids %s, brute force %s"
+                      % (node.name, q, ids, [(pid, round(s, 6)) for s, pid in expected[:5]]), short(hits))
+                ck.ok(all(h.get("payload") == payload_of[h["id"]] for h in hits),
+                      "search via %s: payloads differ from the upserted ones" % node.name, short(hits))
+                ck.ok(all(abs(h.get("score", 1e9) - dict((p, s) for s, p in expected)[h["id"]]) < 1e-4 for h in hits),
+                      "search via %s: scores are not the cosine similarities" % node.name, short(hits))
+            ck.ok(len({tuple(v) for v in per_node.values()}) == 1, "search ids differ between nodes", per_node)
+            hits = ck.call(n2, "POST", BASE + "/points/search", {"vector": q, "limit": 5, "offset": 5})
+            ids = [h.get("id") for h in hits]
+            ck.ok(same_ranking(ids, expected, start=5), "search with offset 5 via n2: ids %s, brute-force ranks 5..9 %s"
+                  % (ids, [pid for _, pid in expected[5:10]]), short(hits))
+        searches = [{"vector": queries[0], "limit": 5}, {"vector": queries[1], "limit": 3, "offset": 2}]
+        batch = ck.call(n3, "POST", BASE + "/points/search/batch", {"searches": searches})
+        ck.ok(isinstance(batch, list) and len(batch) == 2, "search/batch returned %s lists, expected 2" % (
+              len(batch) if isinstance(batch, list) else batch))
+        for s, got in zip(searches, batch):
+            single = ck.call(n1, "POST", BASE + "/points/search", s)
+            ck.ok([h["id"] for h in got] == [h["id"] for h in single],
+                  "search/batch list %s differs from the single search %s" % ([h["id"] for h in got],
+                                                                          [h["id"] for h in single]))
+        log("4. search ok")
+
+        # 5. retrieve -----------------------------------------------------------------------
+        got = ck.call(n1, "POST", BASE + "/points", {"ids": [1, 2, 999], "with_payload": True, "with_vector": True})
+        ck.ok(isinstance(got, list) and sorted(p.get("id") for p in got) == [1, 2],
+              "retrieve of [1, 2, 999] gave ids %s, expected [1, 2]" % (
+                  [p.get("id") for p in got] if isinstance(got, list) else got))
+        for p in got:
+            ck.ok(p.get("payload") == payload_of[p["id"]], "retrieved point %s has payload %s" % (p["id"], p.get("payload")))
+            want = normalise(vectors[p["id"]])
+            vec = p.get("vector")
+            ck.ok(isinstance(vec, list) and len(vec) == DIM and all(abs(a - b) < 1e-5 for a, b in zip(vec, want)),
+                  "retrieved point %s has vector %s, expected the normalised %s" % (p["id"], vec, want))
+        p7 = ck.call(n2, "GET", BASE + "/points/7")
+        ck.ok(isinstance(p7, dict) and p7.get("id") == 7 and p7.get("payload") == payload_of[7],
+              "GET points/7 answered %s" % short(p7))
+        ck.call(n3, "GET", BASE + "/points/999999", status=404, what="GET of a missing point")
+        log("5. retrieve ok")
+
+        # 6. payload ------------------------------------------------------------------------
+        tag_x = {"must": [{"key": "tag", "match": {"value": "x"}}]}
+        result = ck.call(n2, "POST", BASE + "/points/payload?wait=true", {"payload": {"tag": "x"}, "points": [1, 2, 3]})
+        ck.ok(result.get("status") == "completed" and result.get("updated") == 3,
+              "set payload: expected status completed and updated 3", short(result))
+        settle(ck, n3, "set payload")
+        for node in cluster.nodes:
+            c = ck.call(node, "POST", BASE + "/points/count", {"filter": tag_x})
+            ck.ok(c.get("count") == 3, "count of tag x via %s is %s, expected 3" % (node.name, c))
+        p1 = ck.call(n1, "GET", BASE + "/points/1")
+        ck.ok(p1.get("payload") == dict(payload_of[1], tag="x"), "point 1 after set payload: %s" % p1.get("payload"))
+        result = ck.call(n3, "POST", BASE + "/points/payload/delete?wait=true", {"keys": ["tag"], "filter": tag_x})
+        ck.ok(result.get("status") == "completed", "delete payload keys: status is not completed", short(result))
+        settle(ck, n1, "delete payload key")
+        for node in cluster.nodes:
+            c = ck.call(node, "POST", BASE + "/points/count", {"filter": tag_x})
+            ck.ok(c.get("count") == 0, "count of tag x via %s after deleting the key is %s, expected 0" % (node.name, c))
+        p1 = ck.call(n2, "GET", BASE + "/points/1")
+        ck.ok(p1.get("payload") == payload_of[1], "point 1 after deleting key tag: %s" % p1.get("payload"))
+        result = ck.call(n1, "POST", BASE + "/points/payload/clear?wait=true", {"points": [4]})
+        ck.ok(result.get("status") == "completed", "clear payload: status is not completed", short(result))
+        settle(ck, n2, "clear payload")
+        p4 = ck.call(n3, "GET", BASE + "/points/4")
+        ck.ok(p4.get("payload") == {}, "point 4 after clear payload has payload %s, expected {}" % p4.get("payload"))
+        log("6. payload ok")
+
+        # 7. delete -------------------------------------------------------------------------
+        result = ck.call(n1, "POST", BASE + "/points/delete?wait=true", {"points": [0, 1, 2, 12345]})
+        ck.ok(result.get("status") == "completed" and result.get("deleted") == 3,
+              "delete of [0, 1, 2, 12345]: expected status completed and deleted 3", short(result))
+        settle(ck, n3, "delete by id")
+        alive = set(range(POINTS)) - {0, 1, 2}
+        for node in cluster.nodes:
+            c = ck.call(node, "POST", BASE + "/points/count", {})
+            ck.ok(c.get("count") == len(alive), "count via %s after deleting 3 is %s, expected %d" % (node.name, c, len(alive)))
+        # Even ids still holding even=true: not 0 and 2 (deleted) nor 4 (payload cleared).
+        doomed = {i for i in alive if i % 2 == 0 and i != 4}
+        result = ck.call(n2, "POST", BASE + "/points/delete?wait=true", {"filter": even})
+        ck.ok(result.get("status") == "completed" and result.get("deleted") == len(doomed),
+              "delete by filter even=true: expected status completed and deleted %d" % len(doomed), short(result))
+        settle(ck, n1, "delete by filter")
+        alive -= doomed
+        for node in cluster.nodes:
+            c = ck.call(node, "POST", BASE + "/points/count", {})
+            ck.ok(c.get("count") == len(alive), "count via %s after the filter delete is %s, expected %d"
+                  % (node.name, c, len(alive)))
+            c = ck.call(node, "POST", BASE + "/points/count", {"filter": even})
+            ck.ok(c.get("count") == 0, "count of even via %s after deleting them is %s" % (node.name, c))
+        for q in queries[:2]:
+            for node in cluster.nodes:
+                hits = ck.call(node, "POST", BASE + "/points/search", {"vector": q, "limit": POINTS})
+                ids = [h.get("id") for h in hits]
+                ck.ok(set(ids) == alive and len(ids) == len(alive),
+                      "search of everything via %s returns %d ids, deleted ones %s, missing %s" % (
+                          node.name, len(ids), sorted(set(ids) - alive)[:10], sorted(alive - set(ids))[:10]))
+        log("7. delete ok")
+
+        # 8. scroll -------------------------------------------------------------------------
+        answer = ck.call(n3, "POST", BASE + "/points/scroll", {}, status=501, what="scroll")
+        ck.ok("cluster mode" in error_text(answer), "the scroll 501 does not mention cluster mode", short(answer))
+        log("8. scroll ok")
+
+        # 9. cluster status, CLI, metrics ---------------------------------------------------
+        st = settle(ck, n2, "the deletes")
+        ck.ok(st.get("status") == "enabled", "GET /cluster status is %s, expected enabled" % st.get("status"))
+        nodes = st.get("nodes", [])
+        ck.ok(len(nodes) == 3 and all(n.get("alive") for n in nodes), "GET /cluster nodes: %s" % nodes)
+        col = cluster_collection(st)
+        ck.ok(col is not None and len(col.get("shards", [])) == 3 and
+              all(len(s.get("replicas", [])) == 2 for s in col["shards"]),
+              "GET /cluster: collection c is not 3 shards x 2 replicas", short(col, 2000))
+        reps = [r for s in col["shards"] for r in s["replicas"]]
+        ck.ok(all(r.get("lag") == 0 for r in reps), "GET /cluster: lag not 0 after 10 s", short(col, 2000))
+        ck.ok(sum(s["replicas"][0].get("points", -1) for s in col["shards"]) == len(alive),
+              "GET /cluster: the shards' points do not add up to %d" % len(alive), short(col, 2000))
+        cli = subprocess.run([os.path.abspath(args.fathom_binary), "cluster", "status", "--url",
+                              "http://127.0.0.1:%d" % n3.port], capture_output=True, text=True, timeout=30)
+        ck.ok(cli.returncode == 0 and "collection c" in cli.stdout,
+              "fathom cluster status exited %d" % cli.returncode, "stdout %s\n    stderr %s" % (cli.stdout, cli.stderr))
+        holder = by_name[info["shards"][0][0]]
+        mst, metrics = request(holder.port, "GET", "/metrics")
+        ck.ok(mst == 200 and isinstance(metrics, str), "GET /metrics via %s answered %s" % (holder.name, mst))
+        ck.ok('fathom_cluster_replica_applied_sequence{collection="c",shard=' in metrics,
+              "/metrics of %s has no fathom_cluster_replica_applied_sequence for c" % holder.name,
+              "\n".join(l for l in metrics.splitlines() if "fathom_cluster" in l))
+        ck.ok("fathom_cluster_live_nodes 3" in metrics.splitlines(),
+              "/metrics of %s has no 'fathom_cluster_live_nodes 3'" % holder.name,
+              "\n".join(l for l in metrics.splitlines() if "fathom_cluster" in l))
+        log("9. cluster status ok")
+
+        # 10. move a replica of shard 0 -----------------------------------------------------
+        path = "/cluster/collections/c/shards/0/replicas"
+        a, b = info["shards"][0]
+        x = next(n for n in by_name if n not in (a, b))
+        result = ck.call(n1, "POST", path, {"add": x}, what="add a replica")
+        ck.ok(sorted(result.get("replicas", [])) == sorted([a, b, x]), "add %s: replicas %s" % (x, result))
+
+        def replica(status, node):
+            col = cluster_collection(status) or {}
+            for s in col.get("shards", []):
+                if s.get("shard") == 0:
+                    return {r.get("node"): r for r in s.get("replicas", [])}.get(node)
+            return None
+
+        last = [None]
+
+        def caught_up():
+            st = result_of(n2, "GET", "/cluster") or {}
+            last[0] = st
+            rx, ra = replica(st, x), replica(st, a)
+            return rx and ra and rx.get("ready") and rx.get("lag") == 0 and rx.get("points") == ra.get("points") \
+                and ra.get("points") is not None
+        ck.ok(wait_until(caught_up, 10, 0.25), "the new replica of shard 0 on %s did not catch up within 10 s" % x,
+              short(cluster_collection(last[0]), 2000))
+        result = ck.call(n2, "POST", path, {"remove": a}, what="remove a replica")
+        ck.ok(sorted(result.get("replicas", [])) == sorted([b, x]), "remove %s: replicas %s" % (a, result))
+        gone = wait_until(lambda: (lambda s: s is not None and 0 not in [sh for sh, _ in s])(local_shards(by_name[a])), 5)
+        ck.ok(gone, "GET /cluster/local on %s still lists shard 0 of c 5 s after its removal" % a,
+              short(local_shards(by_name[a])))
+        for node in cluster.nodes:
+            c = ck.call(node, "POST", BASE + "/points/count", {})
+            ck.ok(c.get("count") == len(alive), "count via %s after moving shard 0 is %s, expected %d"
+                  % (node.name, c, len(alive)))
+        result = ck.call(n3, "POST", path, {"remove": b}, what="remove the second-last replica")
+        ck.ok(result.get("replicas") == [x], "remove %s: replicas %s, expected [%s]" % (b, result, x))
+        ck.call(n1, "POST", path, {"remove": x}, status=400, what="remove the last replica")
+        ck.call(n2, "POST", path, {"add": "nope"}, status=400, what="add an unknown node")
+        for node in cluster.nodes:
+            c = ck.call(node, "POST", BASE + "/points/count", {})
+            ck.ok(c.get("count") == len(alive), "count via %s with shard 0 on %s alone is %s, expected %d"
+                  % (node.name, x, c, len(alive)))
+        log("10. replica move ok")
+
+        # 11. Python client -----------------------------------------------------------------
+        try:
+            import fathom
+        except ImportError as e:
+            fathom = None
+            log("11. SKIPPED: cannot import fathom (%s); set PYTHONPATH=build/python" % e)
+        if fathom is not None:
+            client = fathom.Client("http://127.0.0.1:%d" % n3.port)
+            col = client.get_collection(NAME)
+            rest = ck.call(n1, "POST", BASE + "/points/count", {})["count"]
+            ck.ok(col.count() == rest, "client count %s, REST count %s" % (col.count(), rest))
+            q = queries[2]
+            hits = col.search(q, k=5)
+            rest_hits = ck.call(n2, "POST", BASE + "/points/search", {"vector": q, "limit": 5})
+            ck.ok([h.id for h in hits] == [h["id"] for h in rest_hits],
+                  "client search ids %s, REST %s" % ([h.id for h in hits], [h["id"] for h in rest_hits]))
+            ck.ok(col.upsert([5000, 5001], [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]],
+                             [{"k": "a"}, {"k": "b"}]) == 2, "client upsert did not return 2")
+            settle(ck, n3, "the client's upsert")
+            got = col.get([5000, 5001])
+            ck.ok([p.id if p else None for p in got] == [5000, 5001] and [p.payload for p in got] == [{"k": "a"}, {"k": "b"}],
+                  "client get after upsert: %s" % got)
+            alive |= {5000, 5001}
+            c = ck.call(n1, "POST", BASE + "/points/count", {})
+            ck.ok(c.get("count") == len(alive), "REST count after the client's upsert is %s, expected %d" % (c, len(alive)))
+            client.close()
+            log("11. python client ok")
+
+        # 12. drop and re-create ------------------------------------------------------------
+        ck.ok(ck.call(n2, "DELETE", BASE, what="drop") is True, "DELETE /collections/c did not answer true")
+        for node in cluster.nodes:
+            ck.ok(wait_until(lambda: result_of(node, "GET", BASE + "/exists") == {"exists": False}, 5),
+                  "%s still says c exists 5 s after the drop" % node.name, short(request(node.port, "GET", BASE + "/exists")))
+        for node in cluster.nodes:
+            ck.ok(wait_until(lambda: local_shards(node) == [], 5),
+                  "GET /cluster/local on %s still lists replicas of c 5 s after the drop" % node.name,
+                  short(local_shards(node)))
+        # A create answers once every shard has a replica, and any node serves the collection at
+        # once (a node that has not synced yet reads the metadata from the bucket).
+        recreate_and_check(ck, cluster, n3, 1, queries[0])
+        # Dropped and made again at once, with another shard count: no node may go on serving
+        # the dropped collection's metadata (its shards, its deleted logs).
+        ck.ok(ck.call(n1, "DELETE", BASE, what="second drop") is True, "the second DELETE did not answer true")
+        for node in (n2, n3):
+            ck.ok(result_of(node, "GET", BASE + "/exists") == {"exists": False},
+                  "%s says c exists right after DELETE through n1 answered true" % node.name)
+            ck.call(node, "GET", BASE, status=404, what="GET /collections/c right after DELETE through n1 answered true")
+        recreate_and_check(ck, cluster, n2, 2, queries[0])
+        log("12. drop and re-create ok")
+
+        crashed = [n.name for n in cluster.nodes + cluster.nats if not n.running()]
+        ck.ok(not crashed, "processes exited during the test: %s" % crashed)
+        print("cluster-api: %d checks passed" % ck.passed, flush=True)
+        return 0
+    except CheckFailed as e:
+        print("cluster-api: FAILED after %d checks: %s" % (ck.passed, e), flush=True)
+        print_replicas(n1)
+        for p in cluster.nodes:
+            if not p.running():
+                print("--- %s is not running; last lines of %s" % (p.name, p.log_path))
+                print(p.tail(30))
+        return 1
+    finally:
+        cluster.cleanup()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("fathom_binary")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args()
+    # The Python client: build/python next to the binary (build/src/cli/fathom), unless importable.
+    build_python = os.path.join(os.path.dirname(os.path.abspath(args.fathom_binary)), "..", "..", "python")
+    if os.path.isdir(os.path.join(build_python, "fathom")):
+        sys.path.append(os.path.normpath(build_python))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    tmp = tempfile.mkdtemp(prefix="fathom-cluster-api-")
+    log("directory %s" % tmp)
+    try:
+        return run(args, tmp)
+    except SetupError as e:
+        print("cluster-api: error: %s" % e)
+        for p in e.procs:
+            print("--- last lines of %s (%s)" % (p.name, p.log_path))
+            print(p.tail(40))
+        return 1
+    finally:
+        if args.keep:
+            log("kept %s" % tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
