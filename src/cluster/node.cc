@@ -493,6 +493,7 @@ class Node final : public server::ServerExtension {
         {"POST", "/collections/{name}/points/count", Access::kRead, h(&Node::Count)},
         {"POST", "/collections/aliases", Access::kWrite, h(&Node::Unsupported)},
         {"POST", "/collections/{name}/points/search", Access::kRead, h(&Node::Search)},
+        {"POST", "/collections/{name}/points/scroll", Access::kRead, h(&Node::Scroll)},
         {"POST", "/collections/{name}/points/search/batch", Access::kRead, h(&Node::SearchBatch)},
         {"GET", "/cluster", Access::kRead, h(&Node::ClusterStatus)},
         {"POST", "/cluster/collections/{name}/shards/{shard}/replicas", Access::kWrite, h(&Node::ChangeReplicas)},
@@ -501,7 +502,7 @@ class Node final : public server::ServerExtension {
         {"POST", "/cluster/local/{name}/points", Access::kRead, h(&Node::LocalPoints)},
     };
     // What the cluster mode does not do yet answers so, instead of touching local collections.
-    for (const char* path : {"/collections/{name}/points/scroll", "/collections/{name}/points/recommend",
+    for (const char* path : {"/collections/{name}/points/recommend",
                              "/collections/{name}/points/recommend/batch", "/collections/{name}/points/query",
                              "/collections/{name}/points/query/batch", "/collections/{name}/snapshots"}) {
       r.push_back({"POST", path, Access::kRead, h(&Node::Unsupported)});
@@ -805,6 +806,7 @@ class Node final : public server::ServerExtension {
     if (op == "search") return api_->Search(req);
     if (op == "search_batch") return api_->SearchBatch(req);
     if (op == "count") return api_->CountPoints(req);
+    if (op == "scroll") return api_->ScrollPoints(req);
     if (op == "get") return api_->GetPoints(req);
     if (op == "point") {
       req.params.push_back(arg);
@@ -1234,6 +1236,20 @@ class Node final : public server::ServerExtension {
         if (r.ok()) {
           Json j = Json::parse(*r, nullptr, false);
           if (j.is_object() && j.contains("changed")) *changed = j["changed"].get<uint64_t>();
+          // Applied and searchable. Give the other live replicas a moment too, so that reads
+          // through any node usually see the write; a slow or paused one costs at most a second.
+          std::vector<std::future<Result<std::string>>> others;
+          for (const std::string& other : ReplicaOrder(m, s)) {
+            if (other == node) continue;
+            {
+              std::lock_guard lock(mu_);
+              if (!live_.count(other)) continue;
+            }
+            others.push_back(std::async(std::launch::async, [this, other, &m, s, seq] {
+              return Call(other, "wait", m.Local(s), "1000", std::to_string(seq), std::chrono::milliseconds(1200));
+            }));
+          }
+          for (auto& f : others) (void)f.get();
           return true;
         }
       }
@@ -1390,6 +1406,56 @@ class Node final : public server::ServerExtension {
     return Reply::Ok(out.dump());
   }
 
+  // Pages through shard 0, then 1, ...: a page's next_page_offset is a point id, and its shard
+  // (ShardOf) says where the next page goes on, so the cursor stays Qdrant's plain point id.
+  Reply Scroll(const ApiRequest& req) {
+    FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
+    FATHOM_ASSIGN_OR_RETURN(Json body, server::ParseBody(req.body, 64));
+    if (!body.is_object()) return Status::InvalidArgument("the scroll request must be a JSON object");
+    uint64_t limit = 10;
+    if (auto l = body.find("limit"); l != body.end() && !l->is_null()) {
+      if (!l->is_number_unsigned() || *l == 0) return Status::InvalidArgument("'limit' must be a positive integer");
+      limit = l->get<uint64_t>();
+    }
+    Json offset = body.value("offset", Json());
+    uint32_t s = 0;
+    if (!offset.is_null()) {
+      FATHOM_ASSIGN_OR_RETURN(PointId first, server::ParsePointId(offset, "offset"));
+      s = ShardOf(first, m.shards);
+    }
+    Json points = Json::array();
+    Json next;
+    for (; s < m.shards; ++s) {
+      Json one = body;
+      one["limit"] = limit - points.size();
+      if (offset.is_null()) one.erase("offset");
+      else one["offset"] = offset;
+      offset = Json();
+      FATHOM_ASSIGN_OR_RETURN(std::string text, AskShard(m, s, "scroll", one.dump()));
+      Json page = Json::parse(text);
+      for (Json& p : page["points"]) points.push_back(std::move(p));
+      if (!page["next_page_offset"].is_null()) {  // (only when the page is full)
+        next = page["next_page_offset"];
+        break;
+      }
+      if (points.size() >= limit) {  // full, and this shard is done: the next page starts where
+        for (++s; s < m.shards && next.is_null(); ++s) {  // the next shard with a matching point does
+          Json probe = body;
+          probe["limit"] = 1;
+          probe["with_payload"] = false;
+          probe["with_vector"] = false;
+          probe.erase("with_vectors");
+          probe.erase("offset");
+          FATHOM_ASSIGN_OR_RETURN(std::string first, AskShard(m, s, "scroll", probe.dump()));
+          Json fp = Json::parse(first)["points"];
+          if (!fp.empty()) next = fp[0]["id"];
+        }
+        break;
+      }
+    }
+    return Reply::Ok(Json{{"points", std::move(points)}, {"next_page_offset", std::move(next)}}.dump());
+  }
+
   Reply GetPoints(const ApiRequest& req) {
     FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
     FATHOM_ASSIGN_OR_RETURN(Json body, server::ParseBody(req.body, 64));
@@ -1420,8 +1486,8 @@ class Node final : public server::ServerExtension {
   }
 
   Reply Unsupported(const ApiRequest&) {
-    return Reply::Error(501, "not supported in cluster mode yet (scroll, recommend, query, snapshots and aliases "
-                             "work on a single node; see docs/distributed.md)");
+    return Reply::Error(501, "not supported in cluster mode yet (recommend, query, snapshots and aliases work on a "
+                             "single node; see docs/distributed.md)");
   }
 
   // ---- Handlers: cluster status ----

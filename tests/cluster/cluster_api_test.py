@@ -10,7 +10,7 @@ wait_until are reused) on free loopback ports in a temporary directory, then che
 requests through different nodes: collection create/exists/info/list (with 409 and 400s and
 nothing half-created), upserts with wait=true and their 400s, count (with filter), search and
 batch search against brute-force cosine (with offset), retrieve, payload set/delete/clear,
-deletes by id and filter, 501 for scroll, GET /cluster, `fathom cluster status`, /metrics, moving
+deletes by id and filter, scroll pages through every node, 501 for recommend, GET /cluster, `fathom cluster status`, /metrics, moving
 a shard replica (add, catch up, remove, last-replica and unknown-node 400s), the Python client,
 and dropping and re-creating the collection (every node must serve the new one at once, and a
 dropped one must be gone from every node as soon as DELETE answered).
@@ -407,8 +407,31 @@ def run(args, tmp):
         log("7. delete ok")
 
         # 8. scroll -------------------------------------------------------------------------
-        answer = ck.call(n3, "POST", BASE + "/points/scroll", {}, status=501, what="scroll")
-        ck.ok("cluster mode" in error_text(answer), "the scroll 501 does not mention cluster mode", short(answer))
+        # Pages of every size through the nodes in turn (the cursor is a point id: its shard says
+        # where the next page goes on), with and without a filter: every live point exactly once.
+        odd = {"must": [{"key": "even", "match": {"value": False}}]}
+        for limit in (1, 7, 50, POINTS + 5):
+            for flt, expected in ((None, alive), (odd, {i for i in alive if i % 2 == 1})):
+                seen, offset, pages = [], None, 0
+                while pages <= POINTS + 1:
+                    body = {"limit": limit, "with_payload": True}
+                    if offset is not None:
+                        body["offset"] = offset
+                    if flt:
+                        body["filter"] = flt
+                    page = ck.call(cluster.nodes[pages % 3], "POST", BASE + "/points/scroll", body,
+                                   what="scroll page %d (limit %d)" % (pages, limit))
+                    ck.ok(len(page.get("points", [])) <= limit, "a scroll page holds more than its limit", short(page))
+                    seen += [p["id"] for p in page["points"]]
+                    pages += 1
+                    offset = page.get("next_page_offset")
+                    if offset is None:
+                        break
+                ck.ok(sorted(seen) == sorted(expected),
+                      "scroll with limit %d%s: %d ids (%d distinct), expected %d" % (
+                          limit, " and a filter" if flt else "", len(seen), len(set(seen)), len(expected)))
+        answer = ck.call(n3, "POST", BASE + "/points/recommend", {"positive": [5]}, status=501, what="recommend")
+        ck.ok("cluster mode" in error_text(answer), "the recommend 501 does not mention cluster mode", short(answer))
         log("8. scroll ok")
 
         # 9. cluster status, CLI, metrics ---------------------------------------------------
