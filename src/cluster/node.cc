@@ -494,6 +494,7 @@ class Node final : public server::ServerExtension {
         {"POST", "/collections/aliases", Access::kWrite, h(&Node::Unsupported)},
         {"POST", "/collections/{name}/points/search", Access::kRead, h(&Node::Search)},
         {"POST", "/collections/{name}/points/scroll", Access::kRead, h(&Node::Scroll)},
+        {"POST", "/collections/{name}/points/recommend", Access::kRead, h(&Node::Recommend)},
         {"POST", "/collections/{name}/points/search/batch", Access::kRead, h(&Node::SearchBatch)},
         {"GET", "/cluster", Access::kRead, h(&Node::ClusterStatus)},
         {"POST", "/cluster/collections/{name}/shards/{shard}/replicas", Access::kWrite, h(&Node::ChangeReplicas)},
@@ -502,8 +503,7 @@ class Node final : public server::ServerExtension {
         {"POST", "/cluster/local/{name}/points", Access::kRead, h(&Node::LocalPoints)},
     };
     // What the cluster mode does not do yet answers so, instead of touching local collections.
-    for (const char* path : {"/collections/{name}/points/recommend",
-                             "/collections/{name}/points/recommend/batch", "/collections/{name}/points/query",
+    for (const char* path : {"/collections/{name}/points/recommend/batch", "/collections/{name}/points/query",
                              "/collections/{name}/points/query/batch", "/collections/{name}/snapshots"}) {
       r.push_back({"POST", path, Access::kRead, h(&Node::Unsupported)});
     }
@@ -807,6 +807,7 @@ class Node final : public server::ServerExtension {
     if (op == "search_batch") return api_->SearchBatch(req);
     if (op == "count") return api_->CountPoints(req);
     if (op == "scroll") return api_->ScrollPoints(req);
+    if (op == "recommend") return api_->Recommend(req);
     if (op == "get") return api_->GetPoints(req);
     if (op == "point") {
       req.params.push_back(arg);
@@ -1348,12 +1349,22 @@ class Node final : public server::ServerExtension {
   }
 
   // Merges the shards' hit lists by score and cuts [offset, offset + limit).
-  static Json MergeHits(const std::vector<Json>& lists, bool higher_better, size_t limit, size_t offset) {
+  // `skip`: ids left out (recommend's examples).
+  static Json MergeHits(const std::vector<Json>& lists, bool higher_better, size_t limit, size_t offset,
+                        const std::set<std::string>& skip = {}) {
     std::vector<Json> all;
     for (const Json& l : lists) {
-      for (const Json& hit : l) all.push_back(hit);
+      for (const Json& hit : l) {
+        if (!skip.empty() && skip.count(hit.value("id", Json()).dump())) continue;
+        all.push_back(hit);
+      }
     }
+    // Every hit carries `distance` (smaller is closer, whatever the metric or recommend strategy);
+    // `score` orders the rest.
     std::stable_sort(all.begin(), all.end(), [&](const Json& a, const Json& b) {
+      if (a.contains("distance") && b.contains("distance")) {
+        return a["distance"].get<double>() < b["distance"].get<double>();
+      }
       double sa = a.value("score", 0.0), sb = b.value("score", 0.0);
       return higher_better ? sa > sb : sa < sb;
     });
@@ -1404,6 +1415,58 @@ class Node final : public server::ServerExtension {
       out.push_back(MergeHits(lists, higher[i], limits[i], offsets[i]));
     }
     return Reply::Ok(out.dump());
+  }
+
+  // Examples given as ids are looked up on their shards and sent to every shard as vectors; each
+  // shard recommends from its points (a best_score score depends only on the examples and the
+  // candidate, so shards' scores compare), and the merge leaves the examples out.
+  Reply Recommend(const ApiRequest& req) {
+    FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
+    FATHOM_ASSIGN_OR_RETURN(Json body, server::ParseBody(req.body, 64));
+    if (!body.is_object()) return Status::InvalidArgument("the recommend request must be a JSON object");
+    const std::string vector_name = body.value("using", Json()).is_string() ? body["using"].get<std::string>() : "";
+    // Ids among the examples, by shard.
+    std::map<uint32_t, Json> by_shard;
+    std::set<std::string> example_ids;
+    for (const char* side : {"positive", "negative"}) {
+      auto list = body.find(side);
+      if (list == body.end() || !list->is_array()) continue;
+      for (const Json& e : *list) {
+        if (!e.is_number_unsigned() && !e.is_string()) continue;  // a vector
+        FATHOM_ASSIGN_OR_RETURN(PointId id, server::ParsePointId(e, side));
+        by_shard[ShardOf(id, m.shards)].push_back(e);
+        example_ids.insert(IdJson(id).dump());
+      }
+    }
+    std::map<std::string, Json> vectors;  // id text -> its vector
+    for (auto& [s, ids] : by_shard) {
+      Json get{{"ids", ids}, {"with_payload", false}, {"with_vector", true}};
+      FATHOM_ASSIGN_OR_RETURN(std::string answer, AskShard(m, s, "get", get.dump()));
+      for (const Json& p : Json::parse(answer)) {
+        const Json& v = p["vector"];
+        vectors[p["id"].dump()] = v.is_object() ? v.value(vector_name, Json()) : v;
+      }
+    }
+    for (const char* side : {"positive", "negative"}) {
+      auto list = body.find(side);
+      if (list == body.end() || !list->is_array()) continue;
+      for (Json& e : *list) {
+        if (!e.is_number_unsigned() && !e.is_string()) continue;
+        FATHOM_ASSIGN_OR_RETURN(PointId id, server::ParsePointId(e, side));
+        auto it = vectors.find(IdJson(id).dump());
+        if (it == vectors.end() || it->second.is_null()) {
+          return Status::NotFound("point " + PointIdToString(id) + " does not exist in collection '" + m.name + "'");
+        }
+        e = it->second;
+      }
+    }
+    size_t limit = 0, offset = 0;
+    FATHOM_ASSIGN_OR_RETURN(Json shard_body, ShardSearch(body, &limit, &offset));
+    shard_body["limit"] = limit + offset + example_ids.size();  // room for the examples, dropped below
+    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> answers, AskAll(m, "recommend", shard_body.dump()));
+    std::vector<Json> lists;
+    for (const std::string& a : answers) lists.push_back(Json::parse(a));
+    return Reply::Ok(MergeHits(lists, false, limit, offset, example_ids).dump());
   }
 
   // Pages through shard 0, then 1, ...: a page's next_page_offset is a point id, and its shard
@@ -1486,8 +1549,8 @@ class Node final : public server::ServerExtension {
   }
 
   Reply Unsupported(const ApiRequest&) {
-    return Reply::Error(501, "not supported in cluster mode yet (recommend, query, snapshots and aliases work on a "
-                             "single node; see docs/distributed.md)");
+    return Reply::Error(501, "not supported in cluster mode yet (batch recommend, query, snapshots and aliases work "
+                             "on a single node; see docs/distributed.md)");
   }
 
   // ---- Handlers: cluster status ----

@@ -10,7 +10,7 @@ wait_until are reused) on free loopback ports in a temporary directory, then che
 requests through different nodes: collection create/exists/info/list (with 409 and 400s and
 nothing half-created), upserts with wait=true and their 400s, count (with filter), search and
 batch search against brute-force cosine (with offset), retrieve, payload set/delete/clear,
-deletes by id and filter, scroll pages through every node, 501 for recommend, GET /cluster, `fathom cluster status`, /metrics, moving
+deletes by id and filter, scroll pages through every node, recommend, 501 for recommend batch, GET /cluster, `fathom cluster status`, /metrics, moving
 a shard replica (add, catch up, remove, last-replica and unknown-node 400s), the Python client,
 and dropping and re-creating the collection (every node must serve the new one at once, and a
 dropped one must be gone from every node as soon as DELETE answered).
@@ -430,8 +430,22 @@ def run(args, tmp):
                 ck.ok(sorted(seen) == sorted(expected),
                       "scroll with limit %d%s: %d ids (%d distinct), expected %d" % (
                           limit, " and a filter" if flt else "", len(seen), len(set(seen)), len(expected)))
-        answer = ck.call(n3, "POST", BASE + "/points/recommend", {"positive": [5]}, status=501, what="recommend")
-        ck.ok("cluster mode" in error_text(answer), "the recommend 501 does not mention cluster mode", short(answer))
+        # Recommend by ids: the same answer through every node, never the examples themselves,
+        # and a missing example is a 404 naming it.
+        examples = sorted(alive)[:3]
+        answers = []
+        for node in cluster.nodes:
+            hits = ck.call(node, "POST", BASE + "/points/recommend",
+                           {"positive": examples[:2], "negative": examples[2:], "limit": 5}, what="recommend")
+            ids = [h.get("id") for h in hits]
+            ck.ok(len(ids) == 5 and not set(ids) & set(examples) and set(ids) <= alive,
+                  "recommend via %s returned %s (examples %s)" % (node.name, ids, examples))
+            answers.append(ids)
+        ck.ok(answers[0] == answers[1] == answers[2], "recommend differs between nodes", answers)
+        answer = ck.call(n1, "POST", BASE + "/points/recommend", {"positive": [987654]}, status=404, what="recommend")
+        ck.ok("987654" in error_text(answer), "the missing example is not named", short(answer))
+        answer = ck.call(n3, "POST", BASE + "/points/recommend/batch", {"searches": []}, status=501, what="recommend batch")
+        ck.ok("cluster mode" in error_text(answer), "the recommend batch 501 does not mention cluster mode", short(answer))
         log("8. scroll ok")
 
         # 9. cluster status, CLI, metrics ---------------------------------------------------
