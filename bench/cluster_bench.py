@@ -41,6 +41,10 @@ import time
 
 import numpy as np
 
+# The cluster fault test's helpers: free ports below the ephemeral range, polling.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "cluster"))
+from cluster_test import free_ports, wait_until  # noqa: E402
+
 DATA_DIR = "/usr/share/datasets/fashion-mnist"
 COLLECTION = "fm"
 DIM = 784
@@ -166,15 +170,6 @@ def request(port, method, path, body=None, timeout=10.0):
         c.close()
 
 
-def wait_until(predicate, timeout, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value or None
-        time.sleep(interval)
-
-
 def run_parallel(items, threads):
     """Send items [(port, method, path, body bytes)] from `threads` client threads, each taking
     the next item. Returns (wall seconds, latencies in s, answers, failures) with latencies and
@@ -217,33 +212,6 @@ def run_parallel(items, threads):
 
 # ---------------------------------------------------------------------------------------------
 # Processes
-
-
-def free_ports(n):
-    """n distinct free loopback ports below the ephemeral range (a restarted node must get its
-    port back, and an ephemeral port may meanwhile be a client connection's local end)."""
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            low = int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 0
-    candidates = list(range(10000, low))
-    random.SystemRandom().shuffle(candidates)
-    socks = []
-    try:
-        for port in candidates + [0] * (n + 100):
-            if len(socks) == n:
-                break
-            s = socket.socket()
-            try:
-                s.bind(("127.0.0.1", port))
-                socks.append(s)
-            except OSError:
-                s.close()
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class Proc:
