@@ -127,6 +127,52 @@ bool WaitRequested(const ApiRequest& req) {
   return true;
 }
 
+// How a read treats replicas: `after` (from ?read_after=SHARD:SEQ,...: a write's `read_after`)
+// makes each shard's replica wait until it has applied that entry, for read-your-writes on any
+// node; `partial` (?partial=true) answers from the shards that answered, naming the others in
+// the Fathom-Missing-Shards header, instead of failing.
+struct ReadOptions {
+  std::map<uint32_t, uint64_t> after;
+  bool partial = false;
+  uint64_t After(uint32_t shard) const {
+    auto it = after.find(shard);
+    return it == after.end() ? 0 : it->second;
+  }
+};
+
+Result<ReadOptions> ParseReadOptions(const ApiRequest& req) {
+  ReadOptions o;
+  for (const auto& [key, value] : req.query) {
+    if (key == "partial") {
+      o.partial = value == "true" || value == "1";
+    } else if (key == "read_after") {
+      size_t start = 0;
+      while (start < value.size()) {
+        size_t comma = value.find(',', start);
+        if (comma == std::string::npos) comma = value.size();
+        const std::string part = value.substr(start, comma - start);
+        unsigned shard = 0;
+        unsigned long long seq = 0;
+        char tail = 0;
+        if (std::sscanf(part.c_str(), "%u:%llu%c", &shard, &seq, &tail) != 2) {
+          return Status::InvalidArgument("read_after must be SHARD:SEQUENCE,... as a write answered it, got '" +
+                                         value + "'");
+        }
+        o.after[shard] = std::max<uint64_t>(o.after[shard], seq);
+        start = comma + 1;
+      }
+    }
+  }
+  return o;
+}
+
+// "0:12,2:9" from shard -> sequence.
+std::string ReadAfterToken(const std::map<uint32_t, uint64_t>& seqs) {
+  std::string out;
+  for (const auto& [s, seq] : seqs) out += (out.empty() ? "" : ",") + std::to_string(s) + ":" + std::to_string(seq);
+  return out;
+}
+
 // A reply from a replica (over NATS or in-process) as a Result: its result JSON, or its error.
 Result<std::string> AsResult(const Reply& r) {
   if (r.ok()) return r.result;
@@ -769,14 +815,18 @@ class Node final : public server::ServerExtension {
       const std::string op = Header(msg.get(), "Fathom-Op");
       const std::string local = Header(msg.get(), "Fathom-Local");
       const std::string extra = Header(msg.get(), "Fathom-Arg");
-      Reply r = RunLocal(op, local, std::string(Data(msg.get())), extra);
+      const uint64_t after = std::strtoull(Header(msg.get(), "Fathom-After").c_str(), nullptr, 10);
+      Reply r = RunLocal(op, local, std::string(Data(msg.get())), extra, after);
       const std::string& data = r.ok() ? r.result : r.error;
       (void)nats_->Respond(msg.get(), data, {{"Fathom-Status", std::to_string(r.http_status)}});
     }
   }
 
   // One operation on a replica this node holds (asked over NATS or by this node itself).
-  Reply RunLocal(const std::string& op, const std::string& local, const std::string& body, const std::string& arg) {
+  // `after` > 0: answer only once this replica has applied that entry (a 503 after the request
+  // timeout, so the caller tries another replica).
+  Reply RunLocal(const std::string& op, const std::string& local, const std::string& body, const std::string& arg,
+                 uint64_t after = 0) {
     if (op == "status") return Reply::Ok(StatusJson(false).dump());
     if (op == "forget") {  // `local` is a collection whose metadata changed: re-read it now
       Forget(local);
@@ -799,6 +849,9 @@ class Node final : public server::ServerExtension {
         return Reply::Ok(answer.dump());
       }
       return Reply::Error(503, "replica '" + local + "' has not applied entry " + std::to_string(seq) + " yet");
+    }
+    if (after > 0 && !a->WaitFor(after, Clock::now() + o_.request_timeout / 2)) {
+      return Reply::Error(503, "replica '" + local + "' has not applied entry " + std::to_string(after) + " yet");
     }
     ApiRequest req;
     req.body = body;
@@ -847,11 +900,16 @@ class Node final : public server::ServerExtension {
 
   // `op` on `node` (in-process when it is this node).
   Result<std::string> Call(const std::string& node, const std::string& op, const std::string& local,
-                           const std::string& body, const std::string& arg, std::chrono::milliseconds timeout) {
-    if (node == o_.node_id) return AsResult(RunLocal(op, local, body, arg));
-    FATHOM_ASSIGN_OR_RETURN(MsgPtr reply, nats_->Request(RpcSubject(node), body,
-                                                         {{"Fathom-Op", op}, {"Fathom-Local", local}, {"Fathom-Arg", arg}},
-                                                         timeout));
+                           const std::string& body, const std::string& arg, std::chrono::milliseconds timeout,
+                           uint64_t after = 0) {
+    if (node == o_.node_id) return AsResult(RunLocal(op, local, body, arg, after));
+    FATHOM_ASSIGN_OR_RETURN(MsgPtr reply,
+                            nats_->Request(RpcSubject(node), body,
+                                           {{"Fathom-Op", op},
+                                            {"Fathom-Local", local},
+                                            {"Fathom-Arg", arg},
+                                            {"Fathom-After", after > 0 ? std::to_string(after) : ""}},
+                                           timeout));
     Reply r = Reply::Ok(std::string(Data(reply.get())));
     const std::string status = Header(reply.get(), "Fathom-Status");
     if (status.empty()) return Status::Unavailable("node '" + node + "' sent an answer without a status");
@@ -891,10 +949,10 @@ class Node final : public server::ServerExtension {
   // `op` on one replica of shard `s`: the first that answers; errors that are the request's own
   // (400, 404 of a point) come back at once, unavailable replicas are skipped.
   Result<std::string> AskShard(const Meta& m, uint32_t s, const std::string& op, const std::string& body,
-                               const std::string& arg = "") {
+                               const std::string& arg = "", const ReadOptions& read = {}) {
     std::string tried;
     for (const std::string& node : ReplicaOrder(m, s)) {
-      auto r = Call(node, op, m.Local(s), body, arg, o_.request_timeout);
+      auto r = Call(node, op, m.Local(s), body, arg, o_.request_timeout, read.After(s));
       if (r.ok() || r.status().code() != Status::Code::kUnavailable) return r;
       tried += (tried.empty() ? "" : "; ") + node + ": " + r.status().message();
     }
@@ -906,7 +964,9 @@ class Node final : public server::ServerExtension {
   // Shards this node holds are asked in this thread, one after another (concurrent requests
   // already keep the cores busy: threads per request would only add their cost); the others on
   // their own threads, so that their network waits overlap.
-  Result<std::vector<std::string>> AskAll(const Meta& m, const std::string& op, const std::string& body) {
+  // With read.partial, shards no replica answers for are left out and named in `*missing`.
+  Result<std::vector<std::string>> AskAll(const Meta& m, const std::string& op, const std::string& body,
+                                          const ReadOptions& read = {}, std::vector<uint32_t>* missing = nullptr) {
     std::vector<std::optional<Result<std::string>>> answers(m.shards);
     std::vector<std::pair<uint32_t, std::future<Result<std::string>>>> remote;
     std::vector<uint32_t> local;
@@ -918,17 +978,21 @@ class Node final : public server::ServerExtension {
     }
     for (uint32_t s = 0; s < m.shards; ++s) {
       if (std::find(local.begin(), local.end(), s) == local.end()) {
-        remote.emplace_back(s, std::async(std::launch::async, [&, s] { return AskShard(m, s, op, body); }));
+        remote.emplace_back(s, std::async(std::launch::async, [&, s] { return AskShard(m, s, op, body, "", read); }));
       }
     }
-    for (uint32_t s : local) answers[s] = AskShard(m, s, op, body);
+    for (uint32_t s : local) answers[s] = AskShard(m, s, op, body, "", read);
     for (auto& [s, f] : remote) answers[s] = f.get();
     std::vector<std::string> out;
     Status first_error;
-    for (auto& answer : answers) {
-      Result<std::string> r = std::move(*answer);
+    for (uint32_t s = 0; s < m.shards; ++s) {
+      Result<std::string> r = std::move(*answers[s]);
       if (!r.ok()) {
-        if (first_error.ok()) first_error = r.status();
+        if (read.partial && missing != nullptr && r.status().code() == Status::Code::kUnavailable) {
+          missing->push_back(s);
+        } else if (first_error.ok()) {
+          first_error = r.status();
+        }
         continue;
       }
       out.push_back(std::move(r).value());
@@ -1210,6 +1274,7 @@ class Node final : public server::ServerExtension {
     for (const auto& [s, seq] : seqs) operation = std::max(operation, seq);
     answer["operation_id"] = operation;
     answer["status"] = "acknowledged";
+    answer["read_after"] = ReadAfterToken(seqs);  // pass back as ?read_after= to read this write anywhere
     if (WaitRequested(req)) {
       const auto deadline = Clock::now() + o_.wait_timeout;
       bool all = true;
@@ -1330,10 +1395,14 @@ class Node final : public server::ServerExtension {
 
   Reply Count(const ApiRequest& req) {
     FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
-    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> counts, AskAll(m, "count", std::string(req.body)));
+    FATHOM_ASSIGN_OR_RETURN(ReadOptions read, ParseReadOptions(req));
+    std::vector<uint32_t> missing;
+    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> counts, AskAll(m, "count", std::string(req.body), read, &missing));
     uint64_t total = 0;
     for (const std::string& c : counts) total += Json::parse(c).value("count", uint64_t{0});
-    return Reply::Ok(Json{{"count", total}}.dump());
+    Reply r = Reply::Ok(Json{{"count", total}}.dump());
+    NameMissing(missing, &r);
+    return r;
   }
 
   // One search body as each shard gets it: the first offset + limit hits, no offset.
@@ -1346,6 +1415,13 @@ class Node final : public server::ServerExtension {
     search["limit"] = *limit + *offset;
     search.erase("offset");
     return search;
+  }
+
+  static void NameMissing(const std::vector<uint32_t>& missing, Reply* r) {
+    if (missing.empty()) return;
+    std::string list;
+    for (uint32_t s : missing) list += (list.empty() ? "" : ",") + std::to_string(s);
+    r->headers.emplace_back("Fathom-Missing-Shards", list);
   }
 
   // Merges the shards' hit lists by score and cuts [offset, offset + limit).
@@ -1380,11 +1456,15 @@ class Node final : public server::ServerExtension {
     FATHOM_ASSIGN_OR_RETURN(Json shard_body, ShardSearch(body, &limit, &offset));
     FATHOM_ASSIGN_OR_RETURN(bool higher, HigherIsBetter(m, body));
     // (Without an offset each shard gets the body as sent: no second encoding of the vector.)
+    FATHOM_ASSIGN_OR_RETURN(ReadOptions read, ParseReadOptions(req));
+    std::vector<uint32_t> missing;
     FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> answers,
-                            AskAll(m, "search", offset == 0 ? std::string(req.body) : shard_body.dump()));
+                            AskAll(m, "search", offset == 0 ? std::string(req.body) : shard_body.dump(), read, &missing));
     std::vector<Json> lists;
     for (const std::string& a : answers) lists.push_back(Json::parse(a));
-    return Reply::Ok(MergeHits(lists, higher, limit, offset).dump());
+    Reply r = Reply::Ok(MergeHits(lists, higher, limit, offset).dump());
+    NameMissing(missing, &r);
+    return r;
   }
 
   Reply SearchBatch(const ApiRequest& req) {
@@ -1405,7 +1485,9 @@ class Node final : public server::ServerExtension {
       offsets.push_back(offset);
       higher.push_back(h);
     }
-    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> answers, AskAll(m, "search_batch", shard_body.dump()));
+    FATHOM_ASSIGN_OR_RETURN(ReadOptions read, ParseReadOptions(req));
+    std::vector<uint32_t> missing;
+    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> answers, AskAll(m, "search_batch", shard_body.dump(), read, &missing));
     std::vector<Json> per_shard;
     for (const std::string& a : answers) per_shard.push_back(Json::parse(a));
     Json out = Json::array();
@@ -1414,7 +1496,9 @@ class Node final : public server::ServerExtension {
       for (const Json& shard : per_shard) lists.push_back(shard.at(i));
       out.push_back(MergeHits(lists, higher[i], limits[i], offsets[i]));
     }
-    return Reply::Ok(out.dump());
+    Reply r = Reply::Ok(out.dump());
+    NameMissing(missing, &r);
+    return r;
   }
 
   // Examples given as ids are looked up on their shards and sent to every shard as vectors; each
@@ -1463,7 +1547,9 @@ class Node final : public server::ServerExtension {
     size_t limit = 0, offset = 0;
     FATHOM_ASSIGN_OR_RETURN(Json shard_body, ShardSearch(body, &limit, &offset));
     shard_body["limit"] = limit + offset + example_ids.size();  // room for the examples, dropped below
-    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> answers, AskAll(m, "recommend", shard_body.dump()));
+    FATHOM_ASSIGN_OR_RETURN(ReadOptions read, ParseReadOptions(req));
+    read.partial = false;
+    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> answers, AskAll(m, "recommend", shard_body.dump(), read));
     std::vector<Json> lists;
     for (const std::string& a : answers) lists.push_back(Json::parse(a));
     return Reply::Ok(MergeHits(lists, false, limit, offset, example_ids).dump());
@@ -1480,6 +1566,7 @@ class Node final : public server::ServerExtension {
       if (!l->is_number_unsigned() || *l == 0) return Status::InvalidArgument("'limit' must be a positive integer");
       limit = l->get<uint64_t>();
     }
+    FATHOM_ASSIGN_OR_RETURN(ReadOptions read, ParseReadOptions(req));
     Json offset = body.value("offset", Json());
     uint32_t s = 0;
     if (!offset.is_null()) {
@@ -1494,7 +1581,7 @@ class Node final : public server::ServerExtension {
       if (offset.is_null()) one.erase("offset");
       else one["offset"] = offset;
       offset = Json();
-      FATHOM_ASSIGN_OR_RETURN(std::string text, AskShard(m, s, "scroll", one.dump()));
+      FATHOM_ASSIGN_OR_RETURN(std::string text, AskShard(m, s, "scroll", one.dump(), "", read));
       Json page = Json::parse(text);
       for (Json& p : page["points"]) points.push_back(std::move(p));
       if (!page["next_page_offset"].is_null()) {  // (only when the page is full)
@@ -1521,6 +1608,7 @@ class Node final : public server::ServerExtension {
 
   Reply GetPoints(const ApiRequest& req) {
     FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
+    FATHOM_ASSIGN_OR_RETURN(ReadOptions read, ParseReadOptions(req));
     FATHOM_ASSIGN_OR_RETURN(Json body, server::ParseBody(req.body, 64));
     if (!body.is_object() || !body.contains("ids") || !body["ids"].is_array()) {
       return Status::InvalidArgument("field 'ids' is required");
@@ -1534,7 +1622,7 @@ class Node final : public server::ServerExtension {
     for (auto& [s, ids] : by_shard) {
       Json one = body;
       one["ids"] = std::move(ids);
-      FATHOM_ASSIGN_OR_RETURN(std::string answer, AskShard(m, s, "get", one.dump()));
+      FATHOM_ASSIGN_OR_RETURN(std::string answer, AskShard(m, s, "get", one.dump(), "", read));
       for (Json& p : Json::parse(answer)) out.push_back(std::move(p));
     }
     return Reply::Ok(out.dump());

@@ -42,6 +42,8 @@ struct Reply {
   // Set for the few non-envelope answers (metrics text, the OpenAPI document): `result` is then
   // the whole body, sent as is with this type.
   std::string content_type;
+  // Extra HTTP response headers (the cluster mode names missing shards of a partial answer).
+  std::vector<std::pair<std::string, std::string>> headers;
 };
 
 // InvalidArgument 400, NotFound 404, AlreadyExists 409, ResourceExhausted 503, Unavailable 503, NoSpace 507,

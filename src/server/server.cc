@@ -217,6 +217,7 @@ class Frontend {
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     res.status = reply.http_status;
+    for (const auto& [name, value] : reply.headers) res.set_header(name, value);
     if (!reply.content_type.empty()) {
       res.set_content(std::move(reply.result), reply.content_type.c_str());
     } else {

@@ -24,6 +24,8 @@ Prints `cluster-api: N checks passed` and exits 0, or prints `cluster-api: FAILE
 request and the answer) at the first failing check and exits 1.
 """
 import argparse
+import http.client
+import json
 import math
 import os
 import random
@@ -67,6 +69,23 @@ class Checks:
                     "%s %s via %s: no result in the answer" % (method, path, node.name), short(answer))
             return answer["result"]
         return answer
+
+
+def request_with_headers(port, method, path, body=None, timeout=15):
+    """(status, parsed JSON or None, response headers) of one request."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=None if body is None else json.dumps(body),
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        raw = resp.read()
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+        return resp.status, parsed, dict(resp.getheaders())
+    finally:
+        conn.close()
 
 
 def short(x, limit=600):
@@ -568,6 +587,44 @@ def run(args, tmp):
             ck.call(node, "GET", BASE, status=404, what="GET /collections/c right after DELETE through n1 answered true")
         recreate_and_check(ck, cluster, n2, 2, queries[0])
         log("12. drop and re-create ok")
+
+        # 13. read-your-writes tokens and opt-in partial answers -----------------------------
+        P = "/collections/p"
+        ck.call(n1, "PUT", P, {"vectors": {"size": 4, "distance": "Euclid"}, "shard_number": 3,
+                               "replication_factor": 1}, what="create p")
+        w = ck.call(n1, "PUT", P + "/points?wait=false",
+                    {"points": [{"id": i, "vector": [i, 0, 0, 0]} for i in range(60)]}, what="upsert p")
+        token = w.get("read_after", "")
+        ck.ok(all(part.count(":") == 1 for part in token.split(",")) and token, "read_after token %r" % token)
+        for node in cluster.nodes:  # through any node, at once: each replica waits for its entry
+            c = ck.call(node, "POST", P + "/points/count?read_after=" + token, {}, what="count with read_after")
+            ck.ok(c.get("count") == 60, "count via %s with read_after=%s is %s" % (node.name, token, c))
+        answer = ck.call(n2, "POST", P + "/points/count?read_after=zero", {}, status=400, what="bad read_after")
+        ck.ok("read_after" in error_text(answer), "the read_after 400 does not say what is wrong", short(answer))
+        status = ck.call(n1, "GET", "/cluster", what="cluster status")
+        shards = [c for c in status["collections"] if c["name"] == "p"][0]["shards"]
+        holder = shards[0]["replicas"][0]["node"]
+        shard0_points = shards[0]["replicas"][0]["points"]
+        victim = [n for n in cluster.nodes if n.name == holder][0]
+        via = [n for n in cluster.nodes if n is not victim][0]
+        victim.kill()
+        got, answer, headers = request_with_headers(via.port, "POST", P + "/points/search", {"vector": [1, 0, 0, 0], "limit": 100})
+        ck.ok(got == 503 and "shard 0" in error_text(answer),
+              "a search with shard 0's only replica dead answered %s (expected 503 naming shard 0)" % got, short(answer))
+        got, answer, headers = request_with_headers(via.port, "POST", P + "/points/search?partial=true",
+                                                    {"vector": [1, 0, 0, 0], "limit": 100})
+        ids = [h.get("id") for h in (answer or {}).get("result") or []]
+        ck.ok(got == 200 and headers.get("Fathom-Missing-Shards") == "0" and len(ids) == 60 - shard0_points,
+              "partial search answered %s, missing %r, %d hits (expected %d)" % (
+                  got, headers.get("Fathom-Missing-Shards"), len(ids), 60 - shard0_points))
+        got, answer, headers = request_with_headers(via.port, "POST", P + "/points/count?partial=true", {})
+        ck.ok(got == 200 and (answer or {}).get("result", {}).get("count") == 60 - shard0_points
+              and headers.get("Fathom-Missing-Shards") == "0", "partial count answered %s %s" % (got, short(answer)))
+        victim.start()
+        cluster.wait_healthy(victim, 60)
+        ck.ok(wait_until(lambda: (result_of(via, "POST", P + "/points/count", {}) or {}).get("count") == 60, 20),
+              "the restarted %s does not serve shard 0 again" % victim.name)
+        log("13. read_after and partial ok")
 
         crashed = [n.name for n in cluster.nodes + cluster.nats if not n.running()]
         ck.ok(not crashed, "processes exited during the test: %s" % crashed)
