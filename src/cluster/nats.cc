@@ -135,6 +135,18 @@ Result<Nats::StreamState> Nats::GetStreamState(const std::string& name) {
   return out;
 }
 
+Result<int64_t> Nats::MessageTime(const std::string& stream, uint64_t seq) {
+  natsMsg* raw = nullptr;
+  jsErrCode err = jsErrCode(0);
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = 2000;
+  FATHOM_RETURN_IF_ERROR(FromNats(js_GetMsg(&raw, js_, stream.c_str(), seq, &jo, &err),
+                                  "message " + std::to_string(seq) + " of " + stream, err));
+  MsgPtr msg(raw);
+  return natsMsg_GetTime(msg.get());
+}
+
 Result<uint64_t> Nats::Publish(const std::string& subject, std::string_view data,
                                const std::map<std::string, std::string>& headers, const std::string& msg_id,
                                std::chrono::milliseconds timeout) {

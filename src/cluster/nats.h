@@ -62,6 +62,8 @@ class Nats {
     uint64_t messages = 0;
   };
   Result<StreamState> GetStreamState(const std::string& name);
+  // When the stream stored message `seq` (nanoseconds since the epoch, UTC).
+  Result<int64_t> MessageTime(const std::string& stream, uint64_t seq);
 
   // Publishes to a stream and waits for JetStream's acknowledgement (stored on a quorum of the
   // stream's replicas); returns the message's stream sequence. `msg_id` de-duplicates retries.

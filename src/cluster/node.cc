@@ -1747,9 +1747,20 @@ class Node final : public server::ServerExtension {
               r["ready"] = true;
               r["applied"] = sh["applied"];
               r["points"] = sh["points"];
-              if (stream.ok()) r["lag"] = stream->last_seq > sh["applied"].get<uint64_t>()
-                                              ? stream->last_seq - sh["applied"].get<uint64_t>()
-                                              : 0;
+              const uint64_t applied = sh["applied"].get<uint64_t>();
+              if (stream.ok()) {
+                r["lag"] = stream->last_seq > applied ? stream->last_seq - applied : 0;
+                r["lag_seconds"] = 0.0;
+                if (stream->last_seq > applied) {  // how long the oldest entry it misses has waited
+                  auto stored = nats_->MessageTime(m.Stream(s), applied + 1);
+                  if (stored.ok()) {
+                    const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                            std::chrono::system_clock::now().time_since_epoch())
+                                            .count();
+                    r["lag_seconds"] = std::max<double>(0.0, double(now - *stored) / 1e9);
+                  }
+                }
+              }
               if (sh.contains("error")) r["error"] = sh["error"];
             }
           }

@@ -40,8 +40,8 @@ Status PrintStatus(const std::string& url, bool json) {
   for (const auto& c : r["collections"]) {
     std::printf("\ncollection %s: %d shards x %d replicas\n", c.value("name", "").c_str(), c.value("shard_number", 0),
                 c.value("replication_factor", 0));
-    std::printf("%-6s %-10s %-10s %-6s %-10s %-10s %-8s %s\n", "SHARD", "LOG_SEQ", "NODE", "ALIVE", "APPLIED", "POINTS",
-                "LAG", "NOTE");
+    std::printf("%-6s %-10s %-10s %-6s %-10s %-10s %-8s %-8s %s\n", "SHARD", "LOG_SEQ", "NODE", "ALIVE", "APPLIED",
+                "POINTS", "LAG", "LAG_S", "NOTE");
     for (const auto& s : c["shards"]) {
       std::string seq = s.contains("last_seq") ? std::to_string(s["last_seq"].get<uint64_t>()) : "?";
       for (const auto& rep : s["replicas"]) {
@@ -49,9 +49,11 @@ Status PrintStatus(const std::string& url, bool json) {
         std::string note = rep.value("error", "");
         if (rep.value("alive", false) && !rep.value("ready", false)) note = "replica not created yet " + note;
         if (!s.value("available", true)) note = "SHARD UNAVAILABLE " + note;
-        std::printf("%-6d %-10s %-10s %-6s %-10s %-10s %-8s %s\n", s.value("shard", 0), seq.c_str(),
+        char lag_s[32] = "-";
+        if (rep.contains("lag_seconds")) std::snprintf(lag_s, sizeof lag_s, "%.1f", rep["lag_seconds"].get<double>());
+        std::printf("%-6d %-10s %-10s %-6s %-10s %-10s %-8s %-8s %s\n", s.value("shard", 0), seq.c_str(),
                     rep.value("node", "").c_str(), rep.value("alive", false) ? "yes" : "NO", num("applied").c_str(),
-                    num("points").c_str(), num("lag").c_str(), note.c_str());
+                    num("points").c_str(), num("lag").c_str(), lag_s, note.c_str());
       }
     }
   }
