@@ -541,6 +541,9 @@ class Node final : public server::ServerExtension {
         {"POST", "/collections/{name}/points/search", Access::kRead, h(&Node::Search)},
         {"POST", "/collections/{name}/points/scroll", Access::kRead, h(&Node::Scroll)},
         {"POST", "/collections/{name}/points/recommend", Access::kRead, h(&Node::Recommend)},
+        {"POST", "/collections/{name}/points/recommend/batch", Access::kRead, h(&Node::RecommendBatch)},
+        {"POST", "/collections/{name}/points/query", Access::kRead, h(&Node::Query)},
+        {"POST", "/collections/{name}/points/query/batch", Access::kRead, h(&Node::QueryBatch)},
         {"POST", "/collections/{name}/points/search/batch", Access::kRead, h(&Node::SearchBatch)},
         {"GET", "/cluster", Access::kRead, h(&Node::ClusterStatus)},
         {"POST", "/cluster/collections/{name}/shards/{shard}/replicas", Access::kWrite, h(&Node::ChangeReplicas)},
@@ -549,8 +552,7 @@ class Node final : public server::ServerExtension {
         {"POST", "/cluster/local/{name}/points", Access::kRead, h(&Node::LocalPoints)},
     };
     // What the cluster mode does not do yet answers so, instead of touching local collections.
-    for (const char* path : {"/collections/{name}/points/recommend/batch", "/collections/{name}/points/query",
-                             "/collections/{name}/points/query/batch", "/collections/{name}/snapshots"}) {
+    for (const char* path : {"/collections/{name}/snapshots"}) {
       r.push_back({"POST", path, Access::kRead, h(&Node::Unsupported)});
     }
     for (const char* path : {"/aliases", "/collections/{name}/aliases", "/collections/{name}/snapshots"}) {
@@ -861,6 +863,7 @@ class Node final : public server::ServerExtension {
     if (op == "count") return api_->CountPoints(req);
     if (op == "scroll") return api_->ScrollPoints(req);
     if (op == "recommend") return api_->Recommend(req);
+    if (op == "query") return api_->Query(req);
     if (op == "get") return api_->GetPoints(req);
     if (op == "point") {
       req.params.push_back(arg);
@@ -1501,59 +1504,102 @@ class Node final : public server::ServerExtension {
     return r;
   }
 
-  // Examples given as ids are looked up on their shards and sent to every shard as vectors; each
-  // shard recommends from its points (a best_score score depends only on the examples and the
-  // candidate, so shards' scores compare), and the merge leaves the examples out.
-  Reply Recommend(const ApiRequest& req) {
-    FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
-    FATHOM_ASSIGN_OR_RETURN(Json body, server::ParseBody(req.body, 64));
-    if (!body.is_object()) return Status::InvalidArgument("the recommend request must be a JSON object");
-    const std::string vector_name = body.value("using", Json()).is_string() ? body["using"].get<std::string>() : "";
-    // Ids among the examples, by shard.
+  // Replaces each id among `slots` (point ids, or vectors left alone) with that point's vector
+  // (`vector_name` of it), looked up on its shard; `ids` gets the ids' JSON texts.
+  Status ResolveIds(const Meta& m, const std::vector<Json*>& slots, const std::string& vector_name,
+                    const ReadOptions& read, std::set<std::string>* ids) {
     std::map<uint32_t, Json> by_shard;
-    std::set<std::string> example_ids;
-    for (const char* side : {"positive", "negative"}) {
-      auto list = body.find(side);
-      if (list == body.end() || !list->is_array()) continue;
-      for (const Json& e : *list) {
-        if (!e.is_number_unsigned() && !e.is_string()) continue;  // a vector
-        FATHOM_ASSIGN_OR_RETURN(PointId id, server::ParsePointId(e, side));
-        by_shard[ShardOf(id, m.shards)].push_back(e);
-        example_ids.insert(IdJson(id).dump());
-      }
+    for (Json* e : slots) {
+      if (!e->is_number_unsigned() && !e->is_string()) continue;  // a vector
+      FATHOM_ASSIGN_OR_RETURN(PointId id, server::ParsePointId(*e, "example"));
+      if (ids->insert(IdJson(id).dump()).second) by_shard[ShardOf(id, m.shards)].push_back(*e);
     }
     std::map<std::string, Json> vectors;  // id text -> its vector
-    for (auto& [s, ids] : by_shard) {
-      Json get{{"ids", ids}, {"with_payload", false}, {"with_vector", true}};
-      FATHOM_ASSIGN_OR_RETURN(std::string answer, AskShard(m, s, "get", get.dump()));
+    for (auto& [s, list] : by_shard) {
+      Json get{{"ids", list}, {"with_payload", false}, {"with_vector", true}};
+      FATHOM_ASSIGN_OR_RETURN(std::string answer, AskShard(m, s, "get", get.dump(), "", read));
       for (const Json& p : Json::parse(answer)) {
         const Json& v = p["vector"];
         vectors[p["id"].dump()] = v.is_object() ? v.value(vector_name, Json()) : v;
       }
     }
-    for (const char* side : {"positive", "negative"}) {
-      auto list = body.find(side);
-      if (list == body.end() || !list->is_array()) continue;
-      for (Json& e : *list) {
-        if (!e.is_number_unsigned() && !e.is_string()) continue;
-        FATHOM_ASSIGN_OR_RETURN(PointId id, server::ParsePointId(e, side));
-        auto it = vectors.find(IdJson(id).dump());
-        if (it == vectors.end() || it->second.is_null()) {
-          return Status::NotFound("point " + PointIdToString(id) + " does not exist in collection '" + m.name + "'");
-        }
-        e = it->second;
+    for (Json* e : slots) {
+      if (!e->is_number_unsigned() && !e->is_string()) continue;
+      FATHOM_ASSIGN_OR_RETURN(PointId id, server::ParsePointId(*e, "example"));
+      auto it = vectors.find(IdJson(id).dump());
+      if (it == vectors.end() || it->second.is_null()) {
+        return Status::NotFound("point " + PointIdToString(id) + " does not exist in collection '" + m.name + "'");
+      }
+      *e = it->second;
+    }
+    return Status::OK();
+  }
+
+  // One recommend or query body, its example ids resolved to vectors: every shard answers from
+  // its points (a best_score score depends only on the examples and the candidate, so shards'
+  // scores compare), and the merge leaves the examples out. The hits as JSON.
+  Result<Json> RunExamples(const Meta& m, Json body, const std::string& op, const ReadOptions& read) {
+    if (!body.is_object()) return Status::InvalidArgument("the " + op + " request must be a JSON object");
+    const std::string vector_name = body.value("using", Json()).is_string() ? body["using"].get<std::string>() : "";
+    std::vector<Json*> slots;
+    auto add_lists = [&](Json& holder) {
+      for (const char* side : {"positive", "negative"}) {
+        auto list = holder.find(side);
+        if (list == holder.end() || !list->is_array()) continue;
+        for (Json& e : *list) slots.push_back(&e);
+      }
+    };
+    if (op == "recommend") {
+      add_lists(body);
+    } else if (auto q = body.find("query"); q != body.end()) {
+      if (q->is_object() && q->contains("recommend") && (*q)["recommend"].is_object()) {
+        add_lists((*q)["recommend"]);
+      } else if (q->is_object() && q->contains("nearest")) {
+        slots.push_back(&(*q)["nearest"]);
+      } else if (!q->is_object()) {
+        slots.push_back(&*q);
       }
     }
+    std::set<std::string> ids;
+    FATHOM_RETURN_IF_ERROR(ResolveIds(m, slots, vector_name, read, &ids));
     size_t limit = 0, offset = 0;
     FATHOM_ASSIGN_OR_RETURN(Json shard_body, ShardSearch(body, &limit, &offset));
-    shard_body["limit"] = limit + offset + example_ids.size();  // room for the examples, dropped below
-    FATHOM_ASSIGN_OR_RETURN(ReadOptions read, ParseReadOptions(req));
-    read.partial = false;
-    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> answers, AskAll(m, "recommend", shard_body.dump(), read));
+    shard_body["limit"] = limit + offset + ids.size();  // room for the examples, dropped below
+    ReadOptions strict = read;
+    strict.partial = false;
+    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> answers, AskAll(m, op, shard_body.dump(), strict));
     std::vector<Json> lists;
-    for (const std::string& a : answers) lists.push_back(Json::parse(a));
-    return Reply::Ok(MergeHits(lists, false, limit, offset, example_ids).dump());
+    for (const std::string& a : answers) {
+      Json j = Json::parse(a);
+      lists.push_back(op == "query" ? j["points"] : j);
+    }
+    Json hits = MergeHits(lists, false, limit, offset, ids);
+    return op == "query" ? Json{{"points", std::move(hits)}} : hits;
   }
+
+  // POST .../points/recommend and .../points/query; with `batch`, their /batch forms.
+  Reply Examples(const ApiRequest& req, const std::string& op, bool batch) {
+    FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
+    FATHOM_ASSIGN_OR_RETURN(ReadOptions read, ParseReadOptions(req));
+    FATHOM_ASSIGN_OR_RETURN(Json body, server::ParseBody(req.body, 64));
+    if (!batch) {
+      FATHOM_ASSIGN_OR_RETURN(Json hits, RunExamples(m, std::move(body), op, read));
+      return Reply::Ok(hits.dump());
+    }
+    if (!body.is_object() || !body.contains("searches") || !body["searches"].is_array()) {
+      return Status::InvalidArgument("field 'searches' must be an array of " + op + " requests");
+    }
+    Json out = Json::array();
+    for (Json& one : body["searches"]) {
+      FATHOM_ASSIGN_OR_RETURN(Json hits, RunExamples(m, std::move(one), op, read));
+      out.push_back(std::move(hits));
+    }
+    return Reply::Ok(out.dump());
+  }
+  Reply Recommend(const ApiRequest& req) { return Examples(req, "recommend", false); }
+  Reply RecommendBatch(const ApiRequest& req) { return Examples(req, "recommend", true); }
+  Reply Query(const ApiRequest& req) { return Examples(req, "query", false); }
+  Reply QueryBatch(const ApiRequest& req) { return Examples(req, "query", true); }
 
   // Pages through shard 0, then 1, ...: a page's next_page_offset is a point id, and its shard
   // (ShardOf) says where the next page goes on, so the cursor stays Qdrant's plain point id.
@@ -1637,8 +1683,8 @@ class Node final : public server::ServerExtension {
   }
 
   Reply Unsupported(const ApiRequest&) {
-    return Reply::Error(501, "not supported in cluster mode yet (batch recommend, query, snapshots and aliases work "
-                             "on a single node; see docs/distributed.md)");
+    return Reply::Error(501, "not supported in cluster mode yet (snapshots and aliases work on a single node; see "
+                             "docs/distributed.md)");
   }
 
   // ---- Handlers: cluster status ----

@@ -10,7 +10,7 @@ wait_until are reused) on free loopback ports in a temporary directory, then che
 requests through different nodes: collection create/exists/info/list (with 409 and 400s and
 nothing half-created), upserts with wait=true and their 400s, count (with filter), search and
 batch search against brute-force cosine (with offset), retrieve, payload set/delete/clear,
-deletes by id and filter, scroll pages through every node, recommend, 501 for recommend batch, GET /cluster, `fathom cluster status`, /metrics, moving
+deletes by id and filter, scroll pages through every node, recommend and query (single and batch), 501 for snapshots, GET /cluster, `fathom cluster status`, /metrics, moving
 a shard replica (add, catch up, remove, last-replica and unknown-node 400s), the Python client,
 and dropping and re-creating the collection (every node must serve the new one at once, and a
 dropped one must be gone from every node as soon as DELETE answered).
@@ -463,8 +463,24 @@ def run(args, tmp):
         ck.ok(answers[0] == answers[1] == answers[2], "recommend differs between nodes", answers)
         answer = ck.call(n1, "POST", BASE + "/points/recommend", {"positive": [987654]}, status=404, what="recommend")
         ck.ok("987654" in error_text(answer), "the missing example is not named", short(answer))
-        answer = ck.call(n3, "POST", BASE + "/points/recommend/batch", {"searches": []}, status=501, what="recommend batch")
-        ck.ok("cluster mode" in error_text(answer), "the recommend batch 501 does not mention cluster mode", short(answer))
+        # Query by id (the point itself left out) and batch forms agree with the single forms.
+        q_ids = None
+        for node in cluster.nodes:
+            got = ck.call(node, "POST", BASE + "/points/query", {"query": examples[0], "limit": 4}, what="query by id")
+            ids = [h.get("id") for h in got.get("points", [])]
+            ck.ok(len(ids) == 4 and examples[0] not in ids and set(ids) <= alive, "query by id via %s: %s" % (node.name, ids))
+            ck.ok(q_ids is None or ids == q_ids, "query by id differs between nodes", (q_ids, ids))
+            q_ids = ids
+        batch = ck.call(n2, "POST", BASE + "/points/query/batch",
+                        {"searches": [{"query": examples[0], "limit": 4}, {"query": {"nearest": examples[1]}, "limit": 2}]},
+                        what="query batch")
+        ck.ok([h.get("id") for h in batch[0]["points"]] == q_ids and len(batch[1]["points"]) == 2,
+              "query batch does not match the single queries", short(batch))
+        rbatch = ck.call(n1, "POST", BASE + "/points/recommend/batch",
+                         {"searches": [{"positive": examples[:2], "negative": examples[2:], "limit": 5}]}, what="recommend batch")
+        ck.ok([h.get("id") for h in rbatch[0]] == answers[0], "recommend batch differs from recommend", short(rbatch))
+        answer = ck.call(n3, "GET", BASE + "/snapshots", status=501, what="snapshots")
+        ck.ok("cluster mode" in error_text(answer), "the snapshots 501 does not mention cluster mode", short(answer))
         log("8. scroll ok")
 
         # 9. cluster status, CLI, metrics ---------------------------------------------------
