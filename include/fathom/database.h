@@ -19,6 +19,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -286,6 +287,15 @@ struct AliasOperation {
   std::string collection;  // kCreate: the collection it names
   std::string new_alias;   // kRename: the new name
 };
+
+// Applies `operations` in order to `aliases` (alias -> collection), with Database::UpdateAliases's
+// checks (a new alias is a valid name, no collection's name and not taken; a created alias names
+// a collection; deleted and renamed ones exist). On an error `aliases` is partly changed: apply to
+// a copy. `is_collection` says whether a name is a collection's. (The cluster mode keeps its
+// aliases in NATS and applies them with this.)
+Status ApplyAliasOperations(const std::vector<AliasOperation>& operations,
+                            const std::function<bool(const std::string&)>& is_collection,
+                            std::map<std::string, std::string>* aliases);
 
 class Database {
  public:

@@ -34,6 +34,7 @@ using server::Reply;
 
 constexpr char kCollectionsBucket[] = "fathom_collections";
 constexpr char kNodesBucket[] = "fathom_nodes";
+constexpr char kAliasesKey[] = "_aliases";  // in kCollectionsBucket: every alias in one value, changed by CAS
 constexpr auto kBeat = std::chrono::seconds(1);
 constexpr auto kNodeTtl = std::chrono::seconds(5);  // a node missing this long is dead
 constexpr int kRpcWorkers = 8;
@@ -537,7 +538,9 @@ class Node final : public server::ServerExtension {
         {"POST", "/collections/{name}/points/payload/delete", Access::kWrite, h(&Node::DeletePayload)},
         {"POST", "/collections/{name}/points/payload/clear", Access::kWrite, h(&Node::ClearPayload)},
         {"POST", "/collections/{name}/points/count", Access::kRead, h(&Node::Count)},
-        {"POST", "/collections/aliases", Access::kWrite, h(&Node::Unsupported)},
+        {"POST", "/collections/aliases", Access::kWrite, h(&Node::UpdateAliases)},
+        {"GET", "/aliases", Access::kRead, h(&Node::ListAliases)},
+        {"GET", "/collections/{name}/aliases", Access::kRead, h(&Node::ListCollectionAliases)},
         {"POST", "/collections/{name}/points/search", Access::kRead, h(&Node::Search)},
         {"POST", "/collections/{name}/points/scroll", Access::kRead, h(&Node::Scroll)},
         {"POST", "/collections/{name}/points/recommend", Access::kRead, h(&Node::Recommend)},
@@ -555,7 +558,7 @@ class Node final : public server::ServerExtension {
     for (const char* path : {"/collections/{name}/snapshots"}) {
       r.push_back({"POST", path, Access::kRead, h(&Node::Unsupported)});
     }
-    for (const char* path : {"/aliases", "/collections/{name}/aliases", "/collections/{name}/snapshots"}) {
+    for (const char* path : {"/collections/{name}/snapshots"}) {
       r.push_back({"GET", path, Access::kRead, h(&Node::Unsupported)});
     }
     r.push_back({"PATCH", "/collections/{name}", Access::kWrite, h(&Node::Unsupported)});
@@ -655,6 +658,12 @@ class Node final : public server::ServerExtension {
     for (const std::string& key : keys) {
       FATHOM_ASSIGN_OR_RETURN(auto value, collections_kv_->Get(key));
       if (!value) continue;
+      if (key == kAliasesKey) {
+        auto aliases = DecodeAliases(*value);
+        std::lock_guard lock(mu_);
+        aliases_ = std::move(aliases);
+        continue;
+      }
       auto meta = Meta::Decode(*value);
       if (!meta.ok()) {
         spdlog::error("cluster: collection '{}': {}", key, meta.status().ToString());
@@ -666,6 +675,7 @@ class Node final : public server::ServerExtension {
     for (const auto& [name, m] : fresh) gens.insert(m.gen);
     {
       std::lock_guard lock(mu_);
+      if (std::find(keys.begin(), keys.end(), kAliasesKey) == keys.end()) aliases_.clear();
       metas_ = fresh;  // requests see a drop at once; FindMeta makes a missing template itself
     }
     // Appliers of dropped collections stop first; so do those of replicas moved off this node,
@@ -831,6 +841,12 @@ class Node final : public server::ServerExtension {
                  uint64_t after = 0) {
     if (op == "status") return Reply::Ok(StatusJson(false).dump());
     if (op == "forget") {  // `local` is a collection whose metadata changed: re-read it now
+      if (local == kAliasesKey) {  // (the aliases at once: a switch is seen by every node when it answers)
+        if (auto aliases = ReadAliases(); aliases.ok()) {
+          std::lock_guard lock(mu_);
+          aliases_ = std::move(aliases).value();
+        }
+      }
       Forget(local);
       return Reply::Ok("true");
     }
@@ -1006,11 +1022,14 @@ class Node final : public server::ServerExtension {
 
   // ---- Metadata access ----
 
-  // From the copy the sync keeps (at most a second old), else from the bucket.
-  Result<Meta> FindMeta(const std::string& name) {
+  // From the copy the sync keeps (at most a second old), else from the bucket; `name` may be
+  // an alias.
+  Result<Meta> FindMeta(const std::string& name_or_alias) {
     std::optional<Meta> cached;
+    std::string name = name_or_alias;
     {
       std::lock_guard lock(mu_);
+      if (auto a = aliases_.find(name); a != aliases_.end()) name = a->second;
       if (auto it = metas_.find(name); it != metas_.end()) cached = it->second;
     }
     if (cached) {
@@ -1049,13 +1068,20 @@ class Node final : public server::ServerExtension {
     FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> keys, collections_kv_->Keys());
     std::sort(keys.begin(), keys.end());
     Json list = Json::array();
-    for (const std::string& k : keys) list.push_back(Json{{"name", k}});
+    for (const std::string& k : keys) {
+      if (k != kAliasesKey) list.push_back(Json{{"name", k}});
+    }
     return Reply::Ok(Json{{"collections", list}}.dump());
   }
 
   Reply CreateCollection(const ApiRequest& req) {
     const std::string& name = req.params.at(0);
     FATHOM_RETURN_IF_ERROR(server::ValidateName(name, "collection name"));
+    if (name == kAliasesKey) return Status::InvalidArgument("'" + name + "' is reserved in cluster mode");
+    {
+      std::lock_guard lock(mu_);
+      if (aliases_.count(name)) return Status::AlreadyExists("'" + name + "' is an alias; delete it first");
+    }
     if (name.size() > 48) {
       return Status::InvalidArgument("collection name '" + name + "' is longer than 48 characters (the cluster's limit)");
     }
@@ -1154,6 +1180,15 @@ class Node final : public server::ServerExtension {
     FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
     FATHOM_RETURN_IF_ERROR(collections_kv_->Delete(m.name));
     for (uint32_t s = 0; s < m.shards; ++s) (void)nats_->DeleteStream(m.Stream(s));
+    // Its aliases go with it (as on a single node).
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      uint64_t revision = 0;
+      auto current = collections_kv_->Get(kAliasesKey, &revision);
+      if (!current.ok() || !current->has_value()) break;
+      auto aliases = DecodeAliases(**current);
+      if (std::erase_if(aliases, [&](const auto& a) { return a.second == m.name; }) == 0) break;
+      if (collections_kv_->Update(kAliasesKey, EncodeAliases(aliases), revision).ok()) break;
+    }
     Announce(m.name);
     (void)Reconcile();
     return Reply::Ok("true");
@@ -1234,6 +1269,69 @@ class Node final : public server::ServerExtension {
     Announce(m.name);
     (void)Reconcile();
     return Reply::Ok(Json{{"shard", shard}, {"replicas", replicas}}.dump());
+  }
+
+  static std::map<std::string, std::string> DecodeAliases(std::string_view text) {
+    Json j = Json::parse(text, nullptr, false);
+    std::map<std::string, std::string> out;
+    if (j.is_object()) {
+      for (const auto& [alias, target] : j.items()) {
+        if (target.is_string()) out[alias] = target.get<std::string>();
+      }
+    }
+    return out;
+  }
+  static std::string EncodeAliases(const std::map<std::string, std::string>& aliases) { return Json(aliases).dump(); }
+
+  // Qdrant's alias actions, applied in order, all or none: one compare-and-set of the one value
+  // that holds every alias, so a [delete_alias, create_alias] switch is seen whole or not at all.
+  Reply UpdateAliases(const ApiRequest& req) {
+    FATHOM_ASSIGN_OR_RETURN(std::vector<AliasOperation> ops, api_->ParseAliasActions(req));
+    for (int attempt = 0;; ++attempt) {
+      uint64_t revision = 0;
+      FATHOM_ASSIGN_OR_RETURN(auto current, collections_kv_->Get(kAliasesKey, &revision));
+      std::map<std::string, std::string> next = current ? DecodeAliases(*current) : std::map<std::string, std::string>();
+      FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> keys, collections_kv_->Keys());
+      std::set<std::string> collections(keys.begin(), keys.end());
+      collections.erase(kAliasesKey);
+      FATHOM_RETURN_IF_ERROR(ApplyAliasOperations(
+          ops, [&](const std::string& n) { return collections.count(n) != 0; }, &next));
+      Status written = current ? collections_kv_->Update(kAliasesKey, EncodeAliases(next), revision)
+                               : collections_kv_->Create(kAliasesKey, EncodeAliases(next));
+      if (written.ok()) break;
+      const bool raced = written.code() == Status::Code::kFailedPrecondition ||
+                         written.code() == Status::Code::kAlreadyExists;
+      if (!raced || attempt == 4) return written;
+    }
+    Announce(kAliasesKey);
+    (void)Reconcile();
+    return Reply::Ok("true");
+  }
+
+  Result<std::map<std::string, std::string>> ReadAliases() {
+    FATHOM_ASSIGN_OR_RETURN(auto current, collections_kv_->Get(kAliasesKey));
+    return current ? DecodeAliases(*current) : std::map<std::string, std::string>();
+  }
+
+  static std::string AliasList(const std::map<std::string, std::string>& aliases, const std::string* collection) {
+    Json list = Json::array();
+    for (const auto& [alias, target] : aliases) {
+      if (collection == nullptr || target == *collection) {
+        list.push_back(Json{{"alias_name", alias}, {"collection_name", target}});
+      }
+    }
+    return Json{{"aliases", std::move(list)}}.dump();
+  }
+
+  Reply ListAliases(const ApiRequest&) {
+    FATHOM_ASSIGN_OR_RETURN(auto aliases, ReadAliases());
+    return Reply::Ok(AliasList(aliases, nullptr));
+  }
+
+  Reply ListCollectionAliases(const ApiRequest& req) {
+    FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
+    FATHOM_ASSIGN_OR_RETURN(auto aliases, ReadAliases());
+    return Reply::Ok(AliasList(aliases, &m.name));
   }
 
   // ---- Handlers: writes ----
@@ -1683,7 +1781,7 @@ class Node final : public server::ServerExtension {
   }
 
   Reply Unsupported(const ApiRequest&) {
-    return Reply::Error(501, "not supported in cluster mode yet (snapshots and aliases work on a single node; see "
+    return Reply::Error(501, "not supported in cluster mode yet (snapshots work on a single node; see "
                              "docs/distributed.md)");
   }
 
@@ -1846,6 +1944,7 @@ class Node final : public server::ServerExtension {
   std::map<std::string, Meta> metas_;                         // guarded by mu_
   std::map<std::string, std::shared_ptr<Applier>> appliers_;  // by local name; guarded by mu_
   std::set<std::string> live_;                                // nodes with a heartbeat; guarded by mu_
+  std::map<std::string, std::string> aliases_;                // alias -> collection, synced; guarded by mu_
   std::set<std::string> pending_gens_;                        // collections being created here; guarded by mu_
   size_t rotation_ = 0;                                       // guarded by mu_
   std::atomic<size_t> unavailable_shards_{0};

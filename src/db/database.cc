@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
@@ -175,45 +176,8 @@ class DatabaseImpl final : public Database {
     std::unique_lock lock(mutex_);
     FATHOM_RETURN_IF_ERROR(CheckOpen());
     std::map<std::string, std::string> next = aliases_;
-    auto check_new = [&](const std::string& alias) -> Status {
-      if (Status s = ValidateCollectionName(alias); !s.ok()) {
-        return Status::InvalidArgument("alias: " + s.message());
-      }
-      if (collections_.count(alias) != 0) {
-        return Status::AlreadyExists("alias '" + alias + "' is the name of a collection");
-      }
-      if (next.count(alias) != 0) {
-        return Status::AlreadyExists("alias '" + alias + "' already exists (of collection '" + next.at(alias) +
-                                     "'); delete it first in the same request to switch it");
-      }
-      return Status::OK();
-    };
-    for (size_t i = 0; i < operations.size(); ++i) {
-      const AliasOperation& op = operations[i];
-      const std::string where = "alias action " + std::to_string(i) + ": ";
-      switch (op.kind) {
-        case AliasOperation::Kind::kCreate: {
-          if (Status s = check_new(op.alias); !s.ok()) return Status(s.code(), where + s.message());
-          if (collections_.count(op.collection) == 0) {
-            return Status::NotFound(where + "collection '" + op.collection + "' does not exist");
-          }
-          next[op.alias] = op.collection;
-          break;
-        }
-        case AliasOperation::Kind::kDelete:
-          if (next.erase(op.alias) == 0) return Status::NotFound(where + "alias '" + op.alias + "' does not exist");
-          break;
-        case AliasOperation::Kind::kRename: {
-          auto it = next.find(op.alias);
-          if (it == next.end()) return Status::NotFound(where + "alias '" + op.alias + "' does not exist");
-          std::string target = it->second;
-          next.erase(it);
-          if (Status s = check_new(op.new_alias); !s.ok()) return Status(s.code(), where + s.message());
-          next[op.new_alias] = std::move(target);
-          break;
-        }
-      }
-    }
+    FATHOM_RETURN_IF_ERROR(ApplyAliasOperations(
+        operations, [&](const std::string& name) { return collections_.count(name) != 0; }, &next));
     KvStore::Batch batch(*kv_);
     for (const auto& [alias, target] : aliases_) {
       if (next.count(alias) == 0) batch.Delete(Cf::kMeta, kAliasPrefix + alias);
@@ -287,6 +251,52 @@ class DatabaseImpl final : public Database {
 };
 
 }  // namespace
+
+Status ApplyAliasOperations(const std::vector<AliasOperation>& operations,
+                            const std::function<bool(const std::string&)>& is_collection,
+                            std::map<std::string, std::string>* aliases) {
+  std::map<std::string, std::string>& next = *aliases;
+  auto check_new = [&](const std::string& alias) -> Status {
+    if (Status s = ValidateCollectionName(alias); !s.ok()) {
+      return Status::InvalidArgument("alias: " + s.message());
+    }
+    if (is_collection(alias)) {
+      return Status::AlreadyExists("alias '" + alias + "' is the name of a collection");
+    }
+    if (next.count(alias) != 0) {
+      return Status::AlreadyExists("alias '" + alias + "' already exists (of collection '" + next.at(alias) +
+                                   "'); delete it first in the same request to switch it");
+    }
+    return Status::OK();
+  };
+  for (size_t i = 0; i < operations.size(); ++i) {
+    const AliasOperation& op = operations[i];
+    const std::string where = "alias action " + std::to_string(i) + ": ";
+    switch (op.kind) {
+      case AliasOperation::Kind::kCreate: {
+        if (Status s = check_new(op.alias); !s.ok()) return Status(s.code(), where + s.message());
+        if (!is_collection(op.collection)) {
+          return Status::NotFound(where + "collection '" + op.collection + "' does not exist");
+        }
+        next[op.alias] = op.collection;
+        break;
+      }
+      case AliasOperation::Kind::kDelete:
+        if (next.erase(op.alias) == 0) return Status::NotFound(where + "alias '" + op.alias + "' does not exist");
+        break;
+      case AliasOperation::Kind::kRename: {
+        auto it = next.find(op.alias);
+        if (it == next.end()) return Status::NotFound(where + "alias '" + op.alias + "' does not exist");
+        std::string target = it->second;
+        next.erase(it);
+        if (Status s = check_new(op.new_alias); !s.ok()) return Status(s.code(), where + s.message());
+        next[op.new_alias] = std::move(target);
+        break;
+      }
+    }
+  }
+  return Status::OK();
+}
 
 Result<std::unique_ptr<Database>> Database::Open(const std::string& dir, const DatabaseOptions& options) {
   FATHOM_ASSIGN_OR_RETURN(auto kv, KvStore::Open(dir + "/store", options.durability == Durability::kFsync, options.env));

@@ -569,6 +569,13 @@ Reply Api::CollectionExists(const ApiRequest& req) {
 // {"collection_name", "alias_name"}}, {"delete_alias": {"alias_name"}}, {"rename_alias":
 // {"old_alias_name", "new_alias_name"}}]}.
 Reply Api::UpdateAliases(const ApiRequest& req) {
+  FATHOM_ASSIGN_OR_RETURN(std::vector<AliasOperation> operations, ParseAliasActions(req));
+  std::shared_lock lock(db_mutex_);
+  if (!db_) return Reply::Error(503, "the database is closed");
+  return db_->UpdateAliases(operations);
+}
+
+Result<std::vector<AliasOperation>> Api::ParseAliasActions(const ApiRequest& req) const {
   FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
   FATHOM_RETURN_IF_ERROR(CheckFields(body, "alias request", {"actions"}));
   auto actions = body.find("actions");
@@ -605,9 +612,7 @@ Reply Api::UpdateAliases(const ApiRequest& req) {
     }
     operations.push_back(std::move(op));
   }
-  std::shared_lock lock(db_mutex_);
-  if (!db_) return Reply::Error(503, "the database is closed");
-  return db_->UpdateAliases(operations);
+  return operations;
 }
 
 namespace {

@@ -126,6 +126,7 @@ class Api {
   Result<std::vector<Record>> ParseUpsert(const ApiRequest& req) const;
   Status ParseDelete(const ApiRequest& req, std::vector<PointId>* ids, std::string* filter) const;
   Result<PayloadUpdate> ParsePayloadUpdate(const ApiRequest& req, PayloadUpdate::Op op) const;
+  Result<std::vector<AliasOperation>> ParseAliasActions(const ApiRequest& req) const;
   // A collection of the local database (cluster replicas apply their log to it directly).
   Result<std::shared_ptr<Collection>> LocalCollection(std::string_view name) const;
 

@@ -642,6 +642,34 @@ def run(args, tmp):
               "the restarted %s does not serve shard 0 again" % victim.name)
         log("13. read_after and partial ok")
 
+        # 14. aliases: a switch in one request, seen through every node when it answers -----
+        for name, v in (("v1", [1, 0, 0, 0]), ("v2", [0, 1, 0, 0])):
+            ck.call(n1, "PUT", "/collections/" + name, {"vectors": {"size": 4, "distance": "Euclid"},
+                                                        "shard_number": 2, "replication_factor": 2}, what="create " + name)
+            ck.call(n1, "PUT", "/collections/%s/points?wait=true" % name,
+                    {"points": [{"id": 1, "vector": v, "payload": {"model": name}}]}, what="upsert " + name)
+        for target, via in (("v1", n1), ("v2", n2)):
+            actions = [{"create_alias": {"collection_name": target, "alias_name": "images"}}]
+            if target == "v2":
+                actions.insert(0, {"delete_alias": {"alias_name": "images"}})
+            ck.ok(ck.call(via, "POST", "/collections/aliases", {"actions": actions}, what="alias to " + target) is True,
+                  "alias switch to %s did not answer true" % target)
+            for node in cluster.nodes:
+                got = ck.call(node, "POST", "/collections/images/points", {"ids": [1], "with_payload": True},
+                              what="read through the alias")
+                ck.ok(got and got[0].get("payload") == {"model": target},
+                      "through %s the alias 'images' reads %s, expected %s" % (node.name, short(got), target))
+        ck.ok(ck.call(n3, "GET", "/aliases") == {"aliases": [{"alias_name": "images", "collection_name": "v2"}]},
+              "GET /aliases after the switch", short(ck.call(n3, "GET", "/aliases")))
+        answer = ck.call(n1, "POST", "/collections/aliases",
+                         {"actions": [{"create_alias": {"collection_name": "v1", "alias_name": "v2"}}]}, status=409,
+                         what="an alias named like a collection")
+        ck.ok("name of a collection" in error_text(answer), "the 409 does not say why", short(answer))
+        ck.call(n2, "DELETE", "/collections/v2", what="drop v2")
+        ck.ok(ck.call(n3, "GET", "/aliases") == {"aliases": []}, "dropping v2 left its alias",
+              short(ck.call(n3, "GET", "/aliases")))
+        log("14. aliases ok")
+
         crashed = [n.name for n in cluster.nodes + cluster.nats if not n.running()]
         ck.ok(not crashed, "processes exited during the test: %s" % crashed)
         print("cluster-api: %d checks passed" % ck.passed, flush=True)
