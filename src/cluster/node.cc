@@ -250,6 +250,8 @@ class Applier {
     so.Config.DeliverPolicy = js_DeliverByStartSequence;
     so.Config.OptStartSeq = start;
     so.Config.AckPolicy = js_AckAll;
+    // Entries handed to a pull request that expired meanwhile come again after this long.
+    so.Config.AckWait = int64_t{5} * 1000 * 1000 * 1000;
     natsSubscription* sub = nullptr;
     err = jsErrCode(0);
     natsStatus s = js_PullSubscribe(&sub, nats_->jetstream(), meta_.Subject(shard_).c_str(), node_id_.c_str(),
@@ -275,6 +277,7 @@ class Applier {
     natsSubscription* sub = nullptr;
     int failures = 0;
     bool idle = false;
+    uint64_t applied_at_check = 0;
     auto last_check = Clock::now() - std::chrono::hours(1);
     while (!stop_.load()) {
       if (sub == nullptr) {
@@ -299,6 +302,19 @@ class Applier {
         if (Clock::now() - last_check > std::chrono::seconds(5)) {
           last_check = Clock::now();
           RefreshLastSeq();
+          // Behind, idle, and no progress since the last look: whatever holds the entries back
+          // (ones handed to an expired pull, a consumer a failed-over server lost track of),
+          // a fresh consumer from this replica's own position gets them.
+          const uint64_t at = applied();
+          const bool stalled = at < last_seq_.load() && at == applied_at_check;
+          applied_at_check = at;
+          if (stalled) {
+            SetError("no progress at entry " + std::to_string(at) + " of " + std::to_string(last_seq_.load()) +
+                     ": subscribing again");
+            natsSubscription_Destroy(sub);
+            sub = nullptr;
+            continue;
+          }
           jsConsumerInfo* ci = nullptr;
           jsErrCode cerr = jsErrCode(0);
           natsStatus cs = js_GetConsumerInfo(&ci, nats_->jetstream(), meta_.Stream(shard_).c_str(), node_id_.c_str(),
