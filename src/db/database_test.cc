@@ -99,6 +99,24 @@ DatabaseOptions GatedOptions(const std::shared_ptr<GatedLogFs>& fs, std::unique_
   return options;
 }
 
+// A crashed process's files: `from` copied as it is while its background work (RocksDB's
+// compactions, checkpoints) may still create and delete files; one deleted while the copy runs
+// is left out, as if it had gone just before the crash (fs::copy would throw instead).
+void CopyLiveTree(const std::string& from, const std::string& to) {
+  std::error_code ec;
+  fs::create_directories(to, ec);
+  for (auto it = fs::recursive_directory_iterator(from, fs::directory_options::skip_permission_denied, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    const fs::path target = fs::path(to) / fs::relative(it->path(), from, ec);
+    if (it->is_directory(ec)) {
+      fs::create_directories(target, ec);
+    } else {
+      fs::copy_file(it->path(), target, fs::copy_options::overwrite_existing, ec);
+    }
+    ec.clear();  // a file that vanished meanwhile
+  }
+}
+
 class DatabaseTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -705,7 +723,7 @@ TEST_F(DatabaseTest, ReplayedPointsCountTowardTheNextCheckpoint) {
     ASSERT_TRUE(c->Checkpoint().ok());  // sequence 60
     for (size_t i = 60; i < 150; ++i) ASSERT_TRUE(c->Upsert(Records(data, i, i + 1)).ok());
     // 90 points after the checkpoint: below the interval. Simulate a crash: no Close.
-    std::filesystem::copy(dir_, dir_ + ".crashed", std::filesystem::copy_options::recursive);
+    CopyLiveTree(dir_, dir_ + ".crashed");
   }
   std::filesystem::remove_all(dir_);
   std::filesystem::rename(dir_ + ".crashed", dir_);
@@ -1298,7 +1316,7 @@ TEST_F(OnDiskTest, SurvivesCloseCrashAndALostVectorFile) {
     ASSERT_TRUE(c->Delete({PointId(uint64_t{1}), PointId(uint64_t{2})}).ok());
     before = Answers(*c, data);
     // A crash: no close (copy the files as they are).
-    fs::copy(dir_, dir_ + ".crashed", fs::copy_options::recursive);
+    CopyLiveTree(dir_, dir_ + ".crashed");
   }
   for (const std::string& variant : {std::string("clean"), std::string("crashed"), std::string("no vector file")}) {
     SCOPED_TRACE(variant);
@@ -1420,7 +1438,7 @@ TEST_F(OnDiskTest, IvfCollectionTrainsItselfAndSurvivesReopen) {
         }
       }
       EXPECT_GE(double(hits) / double(10 * truth.size()), 0.9);
-      fs::copy(dir_, dir_ + ".crashed", fs::copy_options::recursive);
+      CopyLiveTree(dir_, dir_ + ".crashed");
     }
     for (const std::string& path : {dir_, dir_ + ".crashed"}) {
       auto db = std::move(Database::Open(path)).value();
@@ -1509,7 +1527,7 @@ TEST_F(DatabaseTest, ConcurrentWritesAndSearchesDuringCheckpoints) {
     EXPECT_GT(checkpoints.load(), 0u);
     EXPECT_GT(searches.load(), 0u);
     // A crash: copy the files as they are, without closing.
-    fs::copy(dir_, dir_ + ".crashed", fs::copy_options::recursive);
+    CopyLiveTree(dir_, dir_ + ".crashed");
   }
   for (const std::string& path : {dir_, dir_ + ".crashed"}) {
     SCOPED_TRACE(path);
