@@ -19,12 +19,11 @@ Status FromNats(natsStatus s, std::string_view what, jsErrCode js_error) {
     case NATS_CONNECTION_DISCONNECTED:
     case NATS_NO_SERVER:
     case NATS_STALE_CONNECTION:
-    case NATS_IO_ERROR:
-      return Status::Unavailable(message);
-    case NATS_NOT_FOUND:
-      return Status::NotFound(message);
+    case NATS_IO_ERROR: return Status::Unavailable(message);
+    case NATS_NOT_FOUND: return Status::NotFound(message);
     default:
-      if (js_error == JSStreamNotFoundErr || js_error == JSConsumerNotFoundErr) return Status::NotFound(message);
+      if (js_error == JSStreamNotFoundErr || js_error == JSConsumerNotFoundErr)
+        return Status::NotFound(message);
       return Status::Internal(message);
   }
 }
@@ -47,7 +46,8 @@ std::string_view Data(natsMsg* msg) {
   return data == nullptr ? std::string_view() : std::string_view(data, natsMsg_GetDataLength(msg));
 }
 
-Result<std::unique_ptr<Nats>> Nats::Connect(const std::vector<std::string>& urls, const std::string& name,
+Result<std::unique_ptr<Nats>> Nats::Connect(const std::vector<std::string>& urls,
+                                            const std::string& name,
                                             std::chrono::milliseconds connect_timeout) {
   if (urls.empty()) return Status::InvalidArgument("--cluster needs at least one nats:// URL");
   std::unique_ptr<Nats> n(new Nats());
@@ -67,7 +67,7 @@ Result<std::unique_ptr<Nats>> Nats::Connect(const std::vector<std::string>& urls
     if (s == NATS_OK) break;
     if (std::chrono::steady_clock::now() >= deadline) {
       std::string list;
-      for (const std::string& u : urls) list += (list.empty() ? "" : ", ") + u;
+      for (const std::string& u : urls) list.append(list.empty() ? "" : ", ").append(u);
       return FromNats(s, "could not connect to NATS at " + list);
     }
     nats_Sleep(250);
@@ -88,7 +88,9 @@ Nats::~Nats() {
   if (opts_ != nullptr) natsOptions_Destroy(opts_);
 }
 
-bool Nats::connected() const { return natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED; }
+bool Nats::connected() const {
+  return natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED;
+}
 
 Status Nats::EnsureStream(const std::string& name, const std::string& subject, int replicas) {
   jsStreamInfo* info = nullptr;
@@ -126,7 +128,8 @@ Result<Nats::StreamState> Nats::GetStreamState(const std::string& name) {
   jsOptions jo;
   jsOptions_Init(&jo);
   jo.Wait = 2000;
-  FATHOM_RETURN_IF_ERROR(FromNats(js_GetStreamInfo(&info, js_, name.c_str(), &jo, &err), "stream " + name, err));
+  FATHOM_RETURN_IF_ERROR(
+      FromNats(js_GetStreamInfo(&info, js_, name.c_str(), &jo, &err), "stream " + name, err));
   StreamState out;
   out.first_seq = info->State.FirstSeq;
   out.last_seq = info->State.LastSeq;
@@ -148,11 +151,11 @@ Result<int64_t> Nats::MessageTime(const std::string& stream, uint64_t seq) {
 }
 
 Result<uint64_t> Nats::Publish(const std::string& subject, std::string_view data,
-                               const std::map<std::string, std::string>& headers, const std::string& msg_id,
-                               std::chrono::milliseconds timeout) {
+                               const std::map<std::string, std::string>& headers,
+                               const std::string& msg_id, std::chrono::milliseconds timeout) {
   natsMsg* raw = nullptr;
-  FATHOM_RETURN_IF_ERROR(
-      FromNats(natsMsg_Create(&raw, subject.c_str(), nullptr, data.data(), int(data.size())), "message"));
+  FATHOM_RETURN_IF_ERROR(FromNats(
+      natsMsg_Create(&raw, subject.c_str(), nullptr, data.data(), int(data.size())), "message"));
   MsgPtr msg(raw);
   SetHeaders(msg.get(), headers);
   jsPubOptions po;
@@ -168,7 +171,8 @@ Result<uint64_t> Nats::Publish(const std::string& subject, std::string_view data
   return seq;
 }
 
-Result<std::unique_ptr<KeyValue>> Nats::Bucket(const std::string& name, int replicas, std::chrono::seconds ttl) {
+Result<std::unique_ptr<KeyValue>> Nats::Bucket(const std::string& name, int replicas,
+                                               std::chrono::seconds ttl) {
   kvStore* kv = nullptr;
   if (js_KeyValue(&kv, js_, name.c_str()) == NATS_OK) return std::make_unique<KeyValue>(kv);
   kvConfig cfg;
@@ -177,37 +181,44 @@ Result<std::unique_ptr<KeyValue>> Nats::Bucket(const std::string& name, int repl
   cfg.History = 1;
   cfg.Replicas = replicas;
   cfg.StorageType = js_FileStorage;
-  cfg.TTL = std::chrono::duration_cast<std::chrono::nanoseconds>(ttl).count();  // (cnats 3.4 takes ns)
+  cfg.TTL =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(ttl).count();  // (cnats 3.4 takes ns)
   natsStatus s = js_CreateKeyValue(&kv, js_, &cfg);
-  if (s != NATS_OK && js_KeyValue(&kv, js_, name.c_str()) == NATS_OK) s = NATS_OK;  // another node made it
+  if (s != NATS_OK && js_KeyValue(&kv, js_, name.c_str()) == NATS_OK)
+    s = NATS_OK;  // another node made it
   FATHOM_RETURN_IF_ERROR(FromNats(s, "key-value bucket " + name));
   return std::make_unique<KeyValue>(kv);
 }
 
 Result<MsgPtr> Nats::Request(const std::string& subject, std::string_view data,
-                             const std::map<std::string, std::string>& headers, std::chrono::milliseconds timeout) {
+                             const std::map<std::string, std::string>& headers,
+                             std::chrono::milliseconds timeout) {
   natsMsg* raw = nullptr;
-  FATHOM_RETURN_IF_ERROR(
-      FromNats(natsMsg_Create(&raw, subject.c_str(), nullptr, data.data(), int(data.size())), "message"));
+  FATHOM_RETURN_IF_ERROR(FromNats(
+      natsMsg_Create(&raw, subject.c_str(), nullptr, data.data(), int(data.size())), "message"));
   MsgPtr msg(raw);
   SetHeaders(msg.get(), headers);
   natsMsg* reply = nullptr;
-  FATHOM_RETURN_IF_ERROR(
-      FromNats(natsConnection_RequestMsg(&reply, nc_, msg.get(), timeout.count()), "request to " + subject));
+  FATHOM_RETURN_IF_ERROR(FromNats(
+      natsConnection_RequestMsg(&reply, nc_, msg.get(), timeout.count()), "request to " + subject));
   return MsgPtr(reply);
 }
 
-Status Nats::Respond(natsMsg* request, std::string_view data, const std::map<std::string, std::string>& headers) {
+Status Nats::Respond(natsMsg* request, std::string_view data,
+                     const std::map<std::string, std::string>& headers) {
   const char* reply = natsMsg_GetReply(request);
   if (reply == nullptr) return Status::InvalidArgument("the message has no reply subject");
   natsMsg* raw = nullptr;
-  FATHOM_RETURN_IF_ERROR(FromNats(natsMsg_Create(&raw, reply, nullptr, data.data(), int(data.size())), "reply"));
+  FATHOM_RETURN_IF_ERROR(
+      FromNats(natsMsg_Create(&raw, reply, nullptr, data.data(), int(data.size())), "reply"));
   MsgPtr msg(raw);
   SetHeaders(msg.get(), headers);
   return FromNats(natsConnection_PublishMsg(nc_, msg.get()), "reply");
 }
 
-KeyValue::~KeyValue() { kvStore_Destroy(kv_); }
+KeyValue::~KeyValue() {
+  kvStore_Destroy(kv_);
+}
 
 Result<std::optional<std::string>> KeyValue::Get(const std::string& key, uint64_t* revision) {
   kvEntry* e = nullptr;
@@ -225,7 +236,8 @@ Result<std::optional<std::string>> KeyValue::Get(const std::string& key, uint64_
 
 Status KeyValue::Put(const std::string& key, std::string_view value) {
   uint64_t rev = 0;
-  return FromNats(kvStore_Put(&rev, kv_, key.c_str(), value.data(), int(value.size())), "writing " + key);
+  return FromNats(kvStore_Put(&rev, kv_, key.c_str(), value.data(), int(value.size())),
+                  "writing " + key);
 }
 
 Status KeyValue::Create(const std::string& key, std::string_view value) {

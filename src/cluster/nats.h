@@ -7,6 +7,8 @@
 // number of threads (cnats locks inside).
 #pragma once
 
+#include <nats/nats.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -16,8 +18,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nats/nats.h>
 
 #include "fathom/status.h"
 
@@ -42,7 +42,8 @@ class Nats {
  public:
   // Connects to any of `urls` (retrying for ever while they are down; the first connect gives
   // up after `connect_timeout`) and opens JetStream.
-  static Result<std::unique_ptr<Nats>> Connect(const std::vector<std::string>& urls, const std::string& name,
+  static Result<std::unique_ptr<Nats>> Connect(const std::vector<std::string>& urls,
+                                               const std::string& name,
                                                std::chrono::milliseconds connect_timeout);
   ~Nats();
   Nats(const Nats&) = delete;
@@ -68,17 +69,20 @@ class Nats {
   // Publishes to a stream and waits for JetStream's acknowledgement (stored on a quorum of the
   // stream's replicas); returns the message's stream sequence. `msg_id` de-duplicates retries.
   Result<uint64_t> Publish(const std::string& subject, std::string_view data,
-                           const std::map<std::string, std::string>& headers, const std::string& msg_id,
-                           std::chrono::milliseconds timeout);
+                           const std::map<std::string, std::string>& headers,
+                           const std::string& msg_id, std::chrono::milliseconds timeout);
 
   // Opens the bucket, creating it (`replicas` copies; entries expire after `ttl` unless zero).
-  Result<std::unique_ptr<KeyValue>> Bucket(const std::string& name, int replicas, std::chrono::seconds ttl);
+  Result<std::unique_ptr<KeyValue>> Bucket(const std::string& name, int replicas,
+                                           std::chrono::seconds ttl);
 
   // Request/reply with headers; Unavailable on timeout or when nobody listens on `subject`.
   Result<MsgPtr> Request(const std::string& subject, std::string_view data,
-                         const std::map<std::string, std::string>& headers, std::chrono::milliseconds timeout);
+                         const std::map<std::string, std::string>& headers,
+                         std::chrono::milliseconds timeout);
   // Answers a request (a message with a reply subject).
-  Status Respond(natsMsg* request, std::string_view data, const std::map<std::string, std::string>& headers);
+  Status Respond(natsMsg* request, std::string_view data,
+                 const std::map<std::string, std::string>& headers);
 
  private:
   Nats() = default;

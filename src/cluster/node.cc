@@ -1,5 +1,7 @@
 #include "cluster/node.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -7,14 +9,12 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
 #include <regex>
 #include <set>
 #include <thread>
-
-#include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include "cluster/nats.h"
 #include "server/api.h"
@@ -34,7 +34,8 @@ using server::Reply;
 
 constexpr char kCollectionsBucket[] = "fathom_collections";
 constexpr char kNodesBucket[] = "fathom_nodes";
-constexpr char kAliasesKey[] = "_aliases";  // in kCollectionsBucket: every alias in one value, changed by CAS
+constexpr char kAliasesKey[] =
+    "_aliases";  // in kCollectionsBucket: every alias in one value, changed by CAS
 constexpr auto kBeat = std::chrono::seconds(1);
 constexpr auto kNodeTtl = std::chrono::seconds(5);  // a node missing this long is dead
 constexpr int kRpcWorkers = 8;
@@ -63,14 +64,18 @@ struct Meta {
   }
 
   std::string Encode() const {
-    return Json{{"name", name},         {"gen", gen},
-                {"shards", shards},     {"replication_factor", replication},
-                {"assignment", assignment}, {"body", body}}
+    return Json{{"name", name},
+                {"gen", gen},
+                {"shards", shards},
+                {"replication_factor", replication},
+                {"assignment", assignment},
+                {"body", body}}
         .dump();
   }
   static Result<Meta> Decode(std::string_view text) {
     Json j = Json::parse(text, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) return Status::Corruption("cluster metadata is not JSON");
+    if (j.is_discarded() || !j.is_object())
+      return Status::Corruption("cluster metadata is not JSON");
     try {
       Meta m;
       m.name = j.at("name").get<std::string>();
@@ -79,7 +84,8 @@ struct Meta {
       m.replication = j.at("replication_factor").get<uint32_t>();
       m.assignment = j.at("assignment").get<std::vector<std::vector<std::string>>>();
       m.body = j.at("body");
-      if (m.shards == 0 || m.assignment.size() != m.shards) return Status::Corruption("bad shard assignment");
+      if (m.shards == 0 || m.assignment.size() != m.shards)
+        return Status::Corruption("bad shard assignment");
       return m;
     } catch (const std::exception& e) {
       return Status::Corruption(std::string("cluster metadata: ") + e.what());
@@ -156,8 +162,8 @@ Result<ReadOptions> ParseReadOptions(const ApiRequest& req) {
         unsigned long long seq = 0;
         char tail = 0;
         if (std::sscanf(part.c_str(), "%u:%llu%c", &shard, &seq, &tail) != 2) {
-          return Status::InvalidArgument("read_after must be SHARD:SEQUENCE,... as a write answered it, got '" +
-                                         value + "'");
+          return Status::InvalidArgument(
+              "read_after must be SHARD:SEQUENCE,... as a write answered it, got '" + value + "'");
         }
         o.after[shard] = std::max<uint64_t>(o.after[shard], seq);
         start = comma + 1;
@@ -170,7 +176,9 @@ Result<ReadOptions> ParseReadOptions(const ApiRequest& req) {
 // "0:12,2:9" from shard -> sequence.
 std::string ReadAfterToken(const std::map<uint32_t, uint64_t>& seqs) {
   std::string out;
-  for (const auto& [s, seq] : seqs) out += (out.empty() ? "" : ",") + std::to_string(s) + ":" + std::to_string(seq);
+  for (const auto& [s, seq] : seqs) {
+    out.append(out.empty() ? "" : ",").append(std::to_string(s) + ":" + std::to_string(seq));
+  }
   return out;
 }
 
@@ -191,8 +199,13 @@ Result<std::string> AsResult(const Reply& r) {
 
 class Applier {
  public:
-  Applier(Nats* nats, std::string node_id, Meta meta, uint32_t shard, std::shared_ptr<Collection> local)
-      : nats_(nats), node_id_(std::move(node_id)), meta_(std::move(meta)), shard_(shard), local_(std::move(local)) {
+  Applier(Nats* nats, std::string node_id, Meta meta, uint32_t shard,
+          std::shared_ptr<Collection> local)
+      : nats_(nats),
+        node_id_(std::move(node_id)),
+        meta_(std::move(meta)),
+        shard_(shard),
+        local_(std::move(local)) {
     done_ = local_->log_position();
     thread_ = std::thread([this] { Run(); });
   }
@@ -221,9 +234,11 @@ class Applier {
 
   // True once the replica has applied `seq`, false at the deadline. `*changed` gets the points
   // the entry changed when this replica applied it recently (else it is left alone).
-  bool WaitFor(uint64_t seq, Clock::time_point deadline, std::optional<uint64_t>* changed = nullptr) {
+  bool WaitFor(uint64_t seq, Clock::time_point deadline,
+               std::optional<uint64_t>* changed = nullptr) {
     std::unique_lock lock(mu_);
-    bool done = cv_.wait_until(lock, deadline, [&] { return stop_.load() || done_ >= seq; }) && done_ >= seq;
+    bool done = cv_.wait_until(lock, deadline, [&] { return stop_.load() || done_ >= seq; }) &&
+                done_ >= seq;
     if (done && changed != nullptr) {
       if (auto it = changed_.find(seq); it != changed_.end()) *changed = it->second;
     }
@@ -242,7 +257,8 @@ class Applier {
     jsErrCode err = jsErrCode(0);
     // A fresh consumer that starts right after what this replica has applied (the position in
     // RocksDB, not the consumer's, is the truth: it survives a consumer lost with its server).
-    js_DeleteConsumer(nats_->jetstream(), meta_.Stream(shard_).c_str(), node_id_.c_str(), nullptr, &err);
+    js_DeleteConsumer(nats_->jetstream(), meta_.Stream(shard_).c_str(), node_id_.c_str(), nullptr,
+                      &err);
     jsSubOptions so;
     jsSubOptions_Init(&so);
     const std::string stream = meta_.Stream(shard_);
@@ -254,8 +270,8 @@ class Applier {
     so.Config.AckWait = int64_t{5} * 1000 * 1000 * 1000;
     natsSubscription* sub = nullptr;
     err = jsErrCode(0);
-    natsStatus s = js_PullSubscribe(&sub, nats_->jetstream(), meta_.Subject(shard_).c_str(), node_id_.c_str(),
-                                    nullptr, &so, &err);
+    natsStatus s = js_PullSubscribe(&sub, nats_->jetstream(), meta_.Subject(shard_).c_str(),
+                                    node_id_.c_str(), nullptr, &so, &err);
     if (s != NATS_OK) {
       SetError(FromNats(s, "subscribing to " + stream, err).ToString());
       return nullptr;
@@ -293,7 +309,8 @@ class Applier {
       // A fetch of many returns at once only with what is already there; waiting for new
       // entries, it would hold them until the batch fills or the time is up. So: many while
       // behind, one (answered the moment it arrives) while idle.
-      natsStatus s = natsSubscription_Fetch(&list, sub, idle ? 1 : kFetchBatch, idle ? 1000 : 500, &err);
+      natsStatus s =
+          natsSubscription_Fetch(&list, sub, idle ? 1 : kFetchBatch, idle ? 1000 : 500, &err);
       idle = s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0);
       if (s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0)) {
         if (s == NATS_OK) natsMsgList_Destroy(&list);
@@ -309,16 +326,16 @@ class Applier {
           const bool stalled = at < last_seq_.load() && at == applied_at_check;
           applied_at_check = at;
           if (stalled) {
-            SetError("no progress at entry " + std::to_string(at) + " of " + std::to_string(last_seq_.load()) +
-                     ": subscribing again");
+            SetError("no progress at entry " + std::to_string(at) + " of " +
+                     std::to_string(last_seq_.load()) + ": subscribing again");
             natsSubscription_Destroy(sub);
             sub = nullptr;
             continue;
           }
           jsConsumerInfo* ci = nullptr;
           jsErrCode cerr = jsErrCode(0);
-          natsStatus cs = js_GetConsumerInfo(&ci, nats_->jetstream(), meta_.Stream(shard_).c_str(), node_id_.c_str(),
-                                             nullptr, &cerr);
+          natsStatus cs = js_GetConsumerInfo(&ci, nats_->jetstream(), meta_.Stream(shard_).c_str(),
+                                             node_id_.c_str(), nullptr, &cerr);
           if (cs == NATS_OK) {
             jsConsumerInfo_Destroy(ci);
             if (applied() >= last_seq_.load()) SetError("");
@@ -395,10 +412,11 @@ class Applier {
       return s;
     }
     const Status::Code c = s.code();
-    if (c == Status::Code::kInvalidArgument || c == Status::Code::kNotFound || c == Status::Code::kAlreadyExists ||
-        c == Status::Code::kCorruption) {
+    if (c == Status::Code::kInvalidArgument || c == Status::Code::kNotFound ||
+        c == Status::Code::kAlreadyExists || c == Status::Code::kCorruption) {
       apply_errors_.fetch_add(1);
-      spdlog::error("cluster: {} shard {}: log entry {} rejected, skipped: {}", meta_.name, shard_, seq, s.ToString());
+      spdlog::error("cluster: {} shard {}: log entry {} rejected, skipped: {}", meta_.name, shard_,
+                    seq, s.ToString());
       FATHOM_RETURN_IF_ERROR(local_->SkipLogPosition(seq));
       std::lock_guard lock(mu_);
       done_ = seq;
@@ -418,7 +436,8 @@ class Applier {
         Record r;
         FATHOM_ASSIGN_OR_RETURN(r.id, IdFromJson(p.at("id")));
         for (const auto& [name, b64] : p.at("v").items()) {
-          FATHOM_RETURN_IF_ERROR(server::DecodeBase64Floats(b64.get<std::string>(), "log entry", &r.vectors[name]));
+          FATHOM_RETURN_IF_ERROR(
+              server::DecodeBase64Floats(b64.get<std::string>(), "log entry", &r.vectors[name]));
         }
         r.payload = p.at("p").get<std::string>();
         records.push_back(std::move(r));
@@ -463,7 +482,8 @@ class Applier {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::string error_;  // guarded by mu_
-  std::map<uint64_t, uint64_t> changed_;  // entry -> points it changed, the last few; guarded by mu_
+  std::map<uint64_t, uint64_t>
+      changed_;  // entry -> points it changed, the last few; guarded by mu_
   // The last entry applied and accounted (changed_ holds its count): what WaitFor waits for, as
   // the collection's position moves a moment before. Guarded by mu_.
   uint64_t done_ = 0;
@@ -478,7 +498,8 @@ class Node final : public server::ServerExtension {
   ~Node() override { Stop(); }
 
   Status Start() {
-    FATHOM_ASSIGN_OR_RETURN(nats_, Nats::Connect(o_.nats_urls, "fathom-" + o_.node_id, std::chrono::seconds(30)));
+    FATHOM_ASSIGN_OR_RETURN(
+        nats_, Nats::Connect(o_.nats_urls, "fathom-" + o_.node_id, std::chrono::seconds(30)));
     const int replicas = int(std::min<size_t>(3, o_.nats_urls.size()));
     // The buckets need a JetStream meta leader: right after the NATS servers start, retry a while.
     const auto deadline = Clock::now() + std::chrono::seconds(30);
@@ -497,8 +518,8 @@ class Node final : public server::ServerExtension {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
-    natsStatus s = natsConnection_Subscribe(&rpc_sub_, nats_->connection(), RpcSubject(o_.node_id).c_str(),
-                                            &Node::OnRpc, this);
+    natsStatus s = natsConnection_Subscribe(&rpc_sub_, nats_->connection(),
+                                            RpcSubject(o_.node_id).c_str(), &Node::OnRpc, this);
     FATHOM_RETURN_IF_ERROR(FromNats(s, "subscribing to node requests"));
     for (int i = 0; i < kRpcWorkers; ++i) workers_.emplace_back([this] { RpcWorker(); });
     if (Status r = Reconcile(); !r.ok()) spdlog::warn("cluster: first sync: {}", r.ToString());
@@ -551,8 +572,10 @@ class Node final : public server::ServerExtension {
         {"POST", "/collections/{name}/points/delete", Access::kWrite, h(&Node::Delete)},
         {"POST", "/collections/{name}/points/payload", Access::kWrite, h(&Node::SetPayload)},
         {"PUT", "/collections/{name}/points/payload", Access::kWrite, h(&Node::OverwritePayload)},
-        {"POST", "/collections/{name}/points/payload/delete", Access::kWrite, h(&Node::DeletePayload)},
-        {"POST", "/collections/{name}/points/payload/clear", Access::kWrite, h(&Node::ClearPayload)},
+        {"POST", "/collections/{name}/points/payload/delete", Access::kWrite,
+         h(&Node::DeletePayload)},
+        {"POST", "/collections/{name}/points/payload/clear", Access::kWrite,
+         h(&Node::ClearPayload)},
         {"POST", "/collections/{name}/points/count", Access::kRead, h(&Node::Count)},
         {"POST", "/collections/aliases", Access::kWrite, h(&Node::UpdateAliases)},
         {"GET", "/aliases", Access::kRead, h(&Node::ListAliases)},
@@ -560,12 +583,14 @@ class Node final : public server::ServerExtension {
         {"POST", "/collections/{name}/points/search", Access::kRead, h(&Node::Search)},
         {"POST", "/collections/{name}/points/scroll", Access::kRead, h(&Node::Scroll)},
         {"POST", "/collections/{name}/points/recommend", Access::kRead, h(&Node::Recommend)},
-        {"POST", "/collections/{name}/points/recommend/batch", Access::kRead, h(&Node::RecommendBatch)},
+        {"POST", "/collections/{name}/points/recommend/batch", Access::kRead,
+         h(&Node::RecommendBatch)},
         {"POST", "/collections/{name}/points/query", Access::kRead, h(&Node::Query)},
         {"POST", "/collections/{name}/points/query/batch", Access::kRead, h(&Node::QueryBatch)},
         {"POST", "/collections/{name}/points/search/batch", Access::kRead, h(&Node::SearchBatch)},
         {"GET", "/cluster", Access::kRead, h(&Node::ClusterStatus)},
-        {"POST", "/cluster/collections/{name}/shards/{shard}/replicas", Access::kWrite, h(&Node::ChangeReplicas)},
+        {"POST", "/cluster/collections/{name}/shards/{shard}/replicas", Access::kWrite,
+         h(&Node::ChangeReplicas)},
         {"GET", "/cluster/local", Access::kRead, h(&Node::LocalStatus)},
         {"POST", "/cluster/local/{name}/scroll", Access::kRead, h(&Node::LocalScroll)},
         {"POST", "/cluster/local/{name}/points", Access::kRead, h(&Node::LocalPoints)},
@@ -578,8 +603,10 @@ class Node final : public server::ServerExtension {
       r.push_back({"GET", path, Access::kRead, h(&Node::Unsupported)});
     }
     r.push_back({"PATCH", "/collections/{name}", Access::kWrite, h(&Node::Unsupported)});
-    r.push_back({"PUT", "/collections/{name}/snapshots/recover", Access::kWrite, h(&Node::Unsupported)});
-    r.push_back({"DELETE", "/collections/{name}/snapshots/{snapshot}", Access::kWrite, h(&Node::Unsupported)});
+    r.push_back(
+        {"PUT", "/collections/{name}/snapshots/recover", Access::kWrite, h(&Node::Unsupported)});
+    r.push_back({"DELETE", "/collections/{name}/snapshots/{snapshot}", Access::kWrite,
+                 h(&Node::Unsupported)});
     return r;
   }
 
@@ -587,8 +614,10 @@ class Node final : public server::ServerExtension {
     std::lock_guard lock(mu_);
     *out += "# HELP fathom_cluster_nats_connected 1 while the node's NATS connection is up.\n";
     *out += "# TYPE fathom_cluster_nats_connected gauge\n";
-    *out += "fathom_cluster_nats_connected " + std::to_string(nats_ && nats_->connected() ? 1 : 0) + "\n";
-    *out += "# HELP fathom_cluster_live_nodes Nodes with a fresh heartbeat, as this node last saw.\n";
+    *out += "fathom_cluster_nats_connected " + std::to_string(nats_ && nats_->connected() ? 1 : 0) +
+            "\n";
+    *out +=
+        "# HELP fathom_cluster_live_nodes Nodes with a fresh heartbeat, as this node last saw.\n";
     *out += "# TYPE fathom_cluster_live_nodes gauge\n";
     *out += "fathom_cluster_live_nodes " + std::to_string(live_.size()) + "\n";
     *out += "# HELP fathom_cluster_replica_applied_sequence Last log entry this replica applied.\n";
@@ -597,27 +626,36 @@ class Node final : public server::ServerExtension {
       return "{collection=\"" + a.meta().name + "\",shard=\"" + std::to_string(a.shard()) + "\"}";
     };
     for (const auto& [local, a] : appliers_) {
-      *out += "fathom_cluster_replica_applied_sequence" + labels(*a) + " " + std::to_string(a->applied()) + "\n";
+      *out += "fathom_cluster_replica_applied_sequence" + labels(*a) + " " +
+              std::to_string(a->applied()) + "\n";
     }
-    *out += "# HELP fathom_cluster_replica_lag_messages Log entries stored but not yet applied here.\n";
+    *out +=
+        "# HELP fathom_cluster_replica_lag_messages Log entries stored but not yet applied here.\n";
     *out += "# TYPE fathom_cluster_replica_lag_messages gauge\n";
     for (const auto& [local, a] : appliers_) {
-      *out += "fathom_cluster_replica_lag_messages" + labels(*a) + " " + std::to_string(a->last_seq() - a->applied()) +
-              "\n";
+      *out += "fathom_cluster_replica_lag_messages" + labels(*a) + " " +
+              std::to_string(a->last_seq() - a->applied()) + "\n";
     }
     *out += "# HELP fathom_cluster_replica_points Points in this replica.\n";
     *out += "# TYPE fathom_cluster_replica_points gauge\n";
     for (const auto& [local, a] : appliers_) {
-      *out += "fathom_cluster_replica_points" + labels(*a) + " " + std::to_string(a->collection()->Count()) + "\n";
+      *out += "fathom_cluster_replica_points" + labels(*a) + " " +
+              std::to_string(a->collection()->Count()) + "\n";
     }
-    *out += "# HELP fathom_cluster_replica_healthy 0 while the replica reports an error (see GET /cluster).\n";
+    *out +=
+        "# HELP fathom_cluster_replica_healthy 0 while the replica reports an error (see GET "
+        "/cluster).\n";
     *out += "# TYPE fathom_cluster_replica_healthy gauge\n";
     for (const auto& [local, a] : appliers_) {
-      *out += "fathom_cluster_replica_healthy" + labels(*a) + " " + std::to_string(a->error().empty() ? 1 : 0) + "\n";
+      *out += "fathom_cluster_replica_healthy" + labels(*a) + " " +
+              std::to_string(a->error().empty() ? 1 : 0) + "\n";
     }
-    *out += "# HELP fathom_cluster_shards_unavailable Shards of which no replica answered this node's last status round.\n";
+    *out +=
+        "# HELP fathom_cluster_shards_unavailable Shards of which no replica answered this node's "
+        "last status round.\n";
     *out += "# TYPE fathom_cluster_shards_unavailable gauge\n";
-    *out += "fathom_cluster_shards_unavailable " + std::to_string(unavailable_shards_.load()) + "\n";
+    *out +=
+        "fathom_cluster_shards_unavailable " + std::to_string(unavailable_shards_.load()) + "\n";
   }
 
  private:
@@ -627,9 +665,10 @@ class Node final : public server::ServerExtension {
 
   // Writes this node's heartbeat; with `members`, also reads who else beats.
   Status Beat(bool members = true) {
-    Json beat{{"id", o_.node_id}, {"time", std::chrono::duration_cast<std::chrono::seconds>(
-                                               std::chrono::system_clock::now().time_since_epoch())
-                                               .count()}};
+    Json beat{{"id", o_.node_id},
+              {"time", std::chrono::duration_cast<std::chrono::seconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count()}};
     FATHOM_RETURN_IF_ERROR(nodes_kv_->Put(o_.node_id, beat.dump()));
     if (!members) return Status::OK();
     // (Listing keys costs NATS a temporary consumer: hence not every beat.)
@@ -657,7 +696,8 @@ class Node final : public server::ServerExtension {
       }
       next_beat = Clock::now() + kBeat;
       ++round;
-      if (Status s = Beat(round % 3 == 0); !s.ok()) spdlog::debug("cluster: heartbeat: {}", s.ToString());
+      if (Status s = Beat(round % 3 == 0); !s.ok())
+        spdlog::debug("cluster: heartbeat: {}", s.ToString());
       if (round % 2 == 0) {
         if (Status s = Reconcile(); !s.ok()) spdlog::debug("cluster: sync: {}", s.ToString());
       }
@@ -706,7 +746,8 @@ class Node final : public server::ServerExtension {
         if (!gens.count(m.gen)) {
           stopping.push_back(std::move(it->second));
           it = appliers_.erase(it);
-        } else if (now != fresh.end() && now->second.gen == m.gen && !now->second.Holds(it->second->shard(), o_.node_id)) {
+        } else if (now != fresh.end() && now->second.gen == m.gen &&
+                   !now->second.Holds(it->second->shard(), o_.node_id)) {
           moved_off.push_back(it->first);
           stopping.push_back(std::move(it->second));
           it = appliers_.erase(it);
@@ -716,13 +757,14 @@ class Node final : public server::ServerExtension {
       }
     }
     for (auto& a : stopping) a->RequestStop();  // all at once, then wait for each
-    for (auto& a : stopping) a->Stop();  // (a request still holding one finds it stopped)
+    for (auto& a : stopping) a->Stop();         // (a request still holding one finds it stopped)
     stopping.clear();
     for (const std::string& local : moved_off) {
       ApiRequest drop;
       drop.params = {local};
       Reply r = api_->DeleteCollection(drop);
-      spdlog::info("cluster: replica '{}' moved off this node, dropped: {}", local, r.ok() ? "ok" : r.error);
+      spdlog::info("cluster: replica '{}' moved off this node, dropped: {}", local,
+                   r.ok() ? "ok" : r.error);
     }
     // Local collections of dropped (or never committed) collections go.
     Reply listed = api_->ListCollections(ApiRequest{});
@@ -746,7 +788,8 @@ class Node final : public server::ServerExtension {
           ApiRequest drop;
           drop.params = {local};
           Reply r = api_->DeleteCollection(drop);
-          spdlog::info("cluster: dropped local '{}' (its collection is gone): {}", local, r.ok() ? "ok" : r.error);
+          spdlog::info("cluster: dropped local '{}' (its collection is gone): {}", local,
+                       r.ok() ? "ok" : r.error);
         }
       }
     }
@@ -769,7 +812,8 @@ class Node final : public server::ServerExtension {
         }
         auto c = api_->LocalCollection(local);
         if (!c.ok()) continue;
-        auto applier = std::make_shared<Applier>(nats_.get(), o_.node_id, m, s, std::move(c).value());
+        auto applier =
+            std::make_shared<Applier>(nats_.get(), o_.node_id, m, s, std::move(c).value());
         std::lock_guard lock(mu_);
         appliers_.emplace(local, std::move(applier));
       }
@@ -805,7 +849,10 @@ class Node final : public server::ServerExtension {
         for (const std::string& node : m.assignment[s]) {
           auto it = answered.find(node);
           if (it == answered.end()) {
-            it = answered.emplace(node, node == o_.node_id || NodeStatus(node, std::chrono::seconds(1)).ok()).first;
+            it = answered
+                     .emplace(node,
+                              node == o_.node_id || NodeStatus(node, std::chrono::seconds(1)).ok())
+                     .first;
           }
           any = any || it->second;
         }
@@ -853,11 +900,12 @@ class Node final : public server::ServerExtension {
   // One operation on a replica this node holds (asked over NATS or by this node itself).
   // `after` > 0: answer only once this replica has applied that entry (a 503 after the request
   // timeout, so the caller tries another replica).
-  Reply RunLocal(const std::string& op, const std::string& local, const std::string& body, const std::string& arg,
-                 uint64_t after = 0) {
+  Reply RunLocal(const std::string& op, const std::string& local, const std::string& body,
+                 const std::string& arg, uint64_t after = 0) {
     if (op == "status") return Reply::Ok(StatusJson(false).dump());
     if (op == "forget") {  // `local` is a collection whose metadata changed: re-read it now
-      if (local == kAliasesKey) {  // (the aliases at once: a switch is seen by every node when it answers)
+      if (local ==
+          kAliasesKey) {  // (the aliases at once: a switch is seen by every node when it answers)
         if (auto aliases = ReadAliases(); aliases.ok()) {
           std::lock_guard lock(mu_);
           aliases_ = std::move(aliases).value();
@@ -872,20 +920,24 @@ class Node final : public server::ServerExtension {
       auto it = appliers_.find(local);
       if (it != appliers_.end()) a = it->second;
     }
-    if (a == nullptr) return Reply::Error(503, "node '" + o_.node_id + "' holds no replica '" + local + "' (yet)");
+    if (a == nullptr)
+      return Reply::Error(503, "node '" + o_.node_id + "' holds no replica '" + local + "' (yet)");
     if (op == "wait") {
       const uint64_t seq = std::strtoull(arg.c_str(), nullptr, 10);
-      const auto deadline = Clock::now() + std::chrono::milliseconds(std::strtoull(body.c_str(), nullptr, 10));
+      const auto deadline =
+          Clock::now() + std::chrono::milliseconds(std::strtoull(body.c_str(), nullptr, 10));
       std::optional<uint64_t> changed;
       if (a->WaitFor(seq, deadline, &changed)) {
         Json answer{{"applied", a->applied()}};
         if (changed) answer["changed"] = *changed;
         return Reply::Ok(answer.dump());
       }
-      return Reply::Error(503, "replica '" + local + "' has not applied entry " + std::to_string(seq) + " yet");
+      return Reply::Error(
+          503, "replica '" + local + "' has not applied entry " + std::to_string(seq) + " yet");
     }
     if (after > 0 && !a->WaitFor(after, Clock::now() + o_.request_timeout / 2)) {
-      return Reply::Error(503, "replica '" + local + "' has not applied entry " + std::to_string(after) + " yet");
+      return Reply::Error(
+          503, "replica '" + local + "' has not applied entry " + std::to_string(after) + " yet");
     }
     ApiRequest req;
     req.body = body;
@@ -935,19 +987,20 @@ class Node final : public server::ServerExtension {
 
   // `op` on `node` (in-process when it is this node).
   Result<std::string> Call(const std::string& node, const std::string& op, const std::string& local,
-                           const std::string& body, const std::string& arg, std::chrono::milliseconds timeout,
-                           uint64_t after = 0) {
+                           const std::string& body, const std::string& arg,
+                           std::chrono::milliseconds timeout, uint64_t after = 0) {
     if (node == o_.node_id) return AsResult(RunLocal(op, local, body, arg, after));
-    FATHOM_ASSIGN_OR_RETURN(MsgPtr reply,
-                            nats_->Request(RpcSubject(node), body,
-                                           {{"Fathom-Op", op},
-                                            {"Fathom-Local", local},
-                                            {"Fathom-Arg", arg},
-                                            {"Fathom-After", after > 0 ? std::to_string(after) : ""}},
-                                           timeout));
+    FATHOM_ASSIGN_OR_RETURN(
+        MsgPtr reply, nats_->Request(RpcSubject(node), body,
+                                     {{"Fathom-Op", op},
+                                      {"Fathom-Local", local},
+                                      {"Fathom-Arg", arg},
+                                      {"Fathom-After", after > 0 ? std::to_string(after) : ""}},
+                                     timeout));
     Reply r = Reply::Ok(std::string(Data(reply.get())));
     const std::string status = Header(reply.get(), "Fathom-Status");
-    if (status.empty()) return Status::Unavailable("node '" + node + "' sent an answer without a status");
+    if (status.empty())
+      return Status::Unavailable("node '" + node + "' sent an answer without a status");
     r.http_status = std::atoi(status.c_str());
     if (!r.ok()) r.error = std::move(r.result);
     return AsResult(r);
@@ -956,7 +1009,8 @@ class Node final : public server::ServerExtension {
   Result<Json> NodeStatus(const std::string& node, std::chrono::milliseconds timeout) {
     FATHOM_ASSIGN_OR_RETURN(std::string text, Call(node, "status", "", "", "", timeout));
     Json j = Json::parse(text, nullptr, false);
-    if (j.is_discarded()) return Status::Internal("node '" + node + "' sent a status that is not JSON");
+    if (j.is_discarded())
+      return Status::Internal("node '" + node + "' sent a status that is not JSON");
     return j;
   }
 
@@ -967,15 +1021,18 @@ class Node final : public server::ServerExtension {
     std::lock_guard lock(mu_);
     for (const std::string& node : m.assignment[s]) {
       if (node == o_.node_id) {
-        if (appliers_.count(m.Local(s))) self.push_back(node);
-        else rest.push_back(node);
+        if (appliers_.count(m.Local(s)))
+          self.push_back(node);
+        else
+          rest.push_back(node);
       } else if (live_.count(node)) {
         live.push_back(node);
       } else {
         rest.push_back(node);
       }
     }
-    if (!live.empty()) std::rotate(live.begin(), live.begin() + (rotation_++ % live.size()), live.end());
+    if (!live.empty())
+      std::rotate(live.begin(), live.begin() + (rotation_++ % live.size()), live.end());
     self.insert(self.end(), live.begin(), live.end());
     self.insert(self.end(), rest.begin(), rest.end());
     return self;
@@ -983,13 +1040,14 @@ class Node final : public server::ServerExtension {
 
   // `op` on one replica of shard `s`: the first that answers; errors that are the request's own
   // (400, 404 of a point) come back at once, unavailable replicas are skipped.
-  Result<std::string> AskShard(const Meta& m, uint32_t s, const std::string& op, const std::string& body,
-                               const std::string& arg = "", const ReadOptions& read = {}) {
+  Result<std::string> AskShard(const Meta& m, uint32_t s, const std::string& op,
+                               const std::string& body, const std::string& arg = "",
+                               const ReadOptions& read = {}) {
     std::string tried;
     for (const std::string& node : ReplicaOrder(m, s)) {
       auto r = Call(node, op, m.Local(s), body, arg, o_.request_timeout, read.After(s));
       if (r.ok() || r.status().code() != Status::Code::kUnavailable) return r;
-      tried += (tried.empty() ? "" : "; ") + node + ": " + r.status().message();
+      tried.append(tried.empty() ? "" : "; ").append(node + ": " + r.status().message());
     }
     return Status::Unavailable("shard " + std::to_string(s) + " of collection '" + m.name +
                                "' has no replica answering (" + tried + ")");
@@ -1000,8 +1058,9 @@ class Node final : public server::ServerExtension {
   // already keep the cores busy: threads per request would only add their cost); the others on
   // their own threads, so that their network waits overlap.
   // With read.partial, shards no replica answers for are left out and named in `*missing`.
-  Result<std::vector<std::string>> AskAll(const Meta& m, const std::string& op, const std::string& body,
-                                          const ReadOptions& read = {}, std::vector<uint32_t>* missing = nullptr) {
+  Result<std::vector<std::string>> AskAll(const Meta& m, const std::string& op,
+                                          const std::string& body, const ReadOptions& read = {},
+                                          std::vector<uint32_t>* missing = nullptr) {
     std::vector<std::optional<Result<std::string>>> answers(m.shards);
     std::vector<std::pair<uint32_t, std::future<Result<std::string>>>> remote;
     std::vector<uint32_t> local;
@@ -1013,7 +1072,8 @@ class Node final : public server::ServerExtension {
     }
     for (uint32_t s = 0; s < m.shards; ++s) {
       if (std::find(local.begin(), local.end(), s) == local.end()) {
-        remote.emplace_back(s, std::async(std::launch::async, [&, s] { return AskShard(m, s, op, body, "", read); }));
+        remote.emplace_back(s, std::async(std::launch::async,
+                                          [&, s] { return AskShard(m, s, op, body, "", read); }));
       }
     }
     for (uint32_t s : local) answers[s] = AskShard(m, s, op, body, "", read);
@@ -1067,7 +1127,8 @@ class Node final : public server::ServerExtension {
     FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> t, api_->LocalCollection(m.Template()));
     const CollectionSpec& spec = t->spec();
     std::string name;
-    if (auto v = search.find("vector"); v != search.end() && v->is_object() && v->contains("name")) {
+    if (auto v = search.find("vector");
+        v != search.end() && v->is_object() && v->contains("name")) {
       name = (*v)["name"].is_string() ? (*v)["name"].get<std::string>() : "";
     } else if (spec.vectors.size() == 1) {
       name = spec.vectors[0].name;
@@ -1093,37 +1154,44 @@ class Node final : public server::ServerExtension {
   Reply CreateCollection(const ApiRequest& req) {
     const std::string& name = req.params.at(0);
     FATHOM_RETURN_IF_ERROR(server::ValidateName(name, "collection name"));
-    if (name == kAliasesKey) return Status::InvalidArgument("'" + name + "' is reserved in cluster mode");
+    if (name == kAliasesKey)
+      return Status::InvalidArgument("'" + name + "' is reserved in cluster mode");
     {
       std::lock_guard lock(mu_);
-      if (aliases_.count(name)) return Status::AlreadyExists("'" + name + "' is an alias; delete it first");
+      if (aliases_.count(name))
+        return Status::AlreadyExists("'" + name + "' is an alias; delete it first");
     }
     if (name.size() > 48) {
-      return Status::InvalidArgument("collection name '" + name + "' is longer than 48 characters (the cluster's limit)");
+      return Status::InvalidArgument("collection name '" + name +
+                                     "' is longer than 48 characters (the cluster's limit)");
     }
     FATHOM_ASSIGN_OR_RETURN(Json body, server::ParseBody(req.body, 64));
-    if (!body.is_object()) return Status::InvalidArgument("the create-collection request must be a JSON object");
-    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> live, nodes_kv_->Keys());  // fresh, not the cached set
+    if (!body.is_object())
+      return Status::InvalidArgument("the create-collection request must be a JSON object");
+    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> live,
+                            nodes_kv_->Keys());  // fresh, not the cached set
     if (live.empty()) return Status::Unavailable("no live node is registered yet");
     auto take = [&](const char* field, uint64_t fallback) -> Result<uint64_t> {
       auto it = body.find(field);
       if (it == body.end() || it->is_null()) return fallback;
       if (!it->is_number_unsigned() || *it == 0 || *it > 1024) {
-        return Status::InvalidArgument(std::string("field '") + field + "' must be an integer from 1 to 1024");
+        return Status::InvalidArgument(std::string("field '") + field +
+                                       "' must be an integer from 1 to 1024");
       }
       uint64_t v = it->get<uint64_t>();
       body.erase(it);
       return v;
     };
     FATHOM_ASSIGN_OR_RETURN(uint64_t shards, take("shard_number", live.size()));
-    FATHOM_ASSIGN_OR_RETURN(uint64_t replication, take("replication_factor", std::min<size_t>(3, live.size())));
+    FATHOM_ASSIGN_OR_RETURN(uint64_t replication,
+                            take("replication_factor", std::min<size_t>(3, live.size())));
     body.erase("write_consistency_factor");
     if (replication > live.size()) {
       std::string names;
-      for (const auto& n : live) names += (names.empty() ? "" : ", ") + n;
-      return Status::InvalidArgument("replication_factor " + std::to_string(replication) + " needs " +
-                                     std::to_string(replication) + " live nodes; " + std::to_string(live.size()) +
-                                     " are up (" + names + ")");
+      for (const auto& n : live) names.append(names.empty() ? "" : ", ").append(n);
+      return Status::InvalidArgument("replication_factor " + std::to_string(replication) +
+                                     " needs " + std::to_string(replication) + " live nodes; " +
+                                     std::to_string(live.size()) + " are up (" + names + ")");
     }
     if (auto existing = collections_kv_->Get(name); existing.ok() && existing->has_value()) {
       return Status::AlreadyExists("collection '" + name + "' already exists");
@@ -1176,7 +1244,8 @@ class Node final : public server::ServerExtension {
     if (Status st = collections_kv_->Create(name, m.Encode()); !st.ok()) {
       for (uint32_t s = 0; s < m.shards; ++s) (void)nats_->DeleteStream(m.Stream(s));
       undo_template();
-      if (st.code() == Status::Code::kAlreadyExists) return Status::AlreadyExists("collection '" + name + "' already exists");
+      if (st.code() == Status::Code::kAlreadyExists)
+        return Status::AlreadyExists("collection '" + name + "' already exists");
       return st;
     }
     Announce(name);  // every node makes its replicas now rather than at its next sync
@@ -1257,8 +1326,8 @@ class Node final : public server::ServerExtension {
     char* end = nullptr;
     const unsigned long shard = std::strtoul(shard_text.c_str(), &end, 10);
     if (shard_text.empty() || *end != '\0' || shard >= m.shards) {
-      return Status::NotFound("collection '" + m.name + "' has shards 0.." + std::to_string(m.shards - 1) +
-                              ", not '" + shard_text + "'");
+      return Status::NotFound("collection '" + m.name + "' has shards 0.." +
+                              std::to_string(m.shards - 1) + ", not '" + shard_text + "'");
     }
     FATHOM_ASSIGN_OR_RETURN(Json body, server::ParseBody(req.body, 8));
     FATHOM_RETURN_IF_ERROR(server::CheckFields(body, "replicas request", {"add", "remove"}));
@@ -1270,15 +1339,18 @@ class Node final : public server::ServerExtension {
     std::vector<std::string>& replicas = m.assignment[shard];
     const bool holds = std::find(replicas.begin(), replicas.end(), node) != replicas.end();
     if (body.contains("add")) {
-      if (holds) return Status::AlreadyExists("node '" + node + "' already holds shard " + shard_text);
+      if (holds)
+        return Status::AlreadyExists("node '" + node + "' already holds shard " + shard_text);
       FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> live, nodes_kv_->Keys());
       if (std::find(live.begin(), live.end(), node) == live.end()) {
         return Status::InvalidArgument("node '" + node + "' is not a live member of the cluster");
       }
       replicas.push_back(node);
     } else {
-      if (!holds) return Status::NotFound("node '" + node + "' holds no replica of shard " + shard_text);
-      if (replicas.size() == 1) return Status::InvalidArgument("the last replica of a shard cannot be removed");
+      if (!holds)
+        return Status::NotFound("node '" + node + "' holds no replica of shard " + shard_text);
+      if (replicas.size() == 1)
+        return Status::InvalidArgument("the last replica of a shard cannot be removed");
       replicas.erase(std::find(replicas.begin(), replicas.end(), node));
     }
     FATHOM_RETURN_IF_ERROR(collections_kv_->Update(m.name, m.Encode(), revision));
@@ -1297,7 +1369,9 @@ class Node final : public server::ServerExtension {
     }
     return out;
   }
-  static std::string EncodeAliases(const std::map<std::string, std::string>& aliases) { return Json(aliases).dump(); }
+  static std::string EncodeAliases(const std::map<std::string, std::string>& aliases) {
+    return Json(aliases).dump();
+  }
 
   // Qdrant's alias actions, applied in order, all or none: one compare-and-set of the one value
   // that holds every alias, so a [delete_alias, create_alias] switch is seen whole or not at all.
@@ -1306,7 +1380,8 @@ class Node final : public server::ServerExtension {
     for (int attempt = 0;; ++attempt) {
       uint64_t revision = 0;
       FATHOM_ASSIGN_OR_RETURN(auto current, collections_kv_->Get(kAliasesKey, &revision));
-      std::map<std::string, std::string> next = current ? DecodeAliases(*current) : std::map<std::string, std::string>();
+      std::map<std::string, std::string> next =
+          current ? DecodeAliases(*current) : std::map<std::string, std::string>();
       FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> keys, collections_kv_->Keys());
       std::set<std::string> collections(keys.begin(), keys.end());
       collections.erase(kAliasesKey);
@@ -1329,7 +1404,8 @@ class Node final : public server::ServerExtension {
     return current ? DecodeAliases(*current) : std::map<std::string, std::string>();
   }
 
-  static std::string AliasList(const std::map<std::string, std::string>& aliases, const std::string* collection) {
+  static std::string AliasList(const std::map<std::string, std::string>& aliases,
+                               const std::string* collection) {
     Json list = Json::array();
     for (const auto& [alias, target] : aliases) {
       if (collection == nullptr || target == *collection) {
@@ -1353,22 +1429,25 @@ class Node final : public server::ServerExtension {
   // ---- Handlers: writes ----
 
   // Publishes one entry per shard, then (with wait) waits for a replica of each to apply it.
-  // `count_field` ("deleted", "updated"), when given, is set to the points the write changed, summed
-  // over its shards, when every shard's replica reports it.
-  Reply Publish(const Meta& m, const std::map<uint32_t, std::string>& entries, const ApiRequest& req,
-                Json answer, const char* count_field = nullptr) {
+  // `count_field` ("deleted", "updated"), when given, is set to the points the write changed,
+  // summed over its shards, when every shard's replica reports it.
+  Reply Publish(const Meta& m, const std::map<uint32_t, std::string>& entries,
+                const ApiRequest& req, Json answer, const char* count_field = nullptr) {
     const std::string request_id = o_.node_id + "-" + RandomHex(16);
     std::vector<std::future<Result<uint64_t>>> futures;
     for (const auto& [s, entry] : entries) {
-      futures.push_back(std::async(std::launch::async, [&, s = s, entry = &entry]() -> Result<uint64_t> {
-        Status last;
-        for (int attempt = 0; attempt < 3; ++attempt) {  // the same message id: JetStream keeps one
-          auto seq = nats_->Publish(m.Subject(s), *entry, {}, request_id + "-" + std::to_string(s), o_.request_timeout);
-          if (seq.ok() || seq.status().code() != Status::Code::kUnavailable) return seq;
-          last = seq.status();
-        }
-        return last;
-      }));
+      futures.push_back(
+          std::async(std::launch::async, [&, s = s, entry = &entry]() -> Result<uint64_t> {
+            Status last;
+            for (int attempt = 0; attempt < 3;
+                 ++attempt) {  // the same message id: JetStream keeps one
+              auto seq = nats_->Publish(m.Subject(s), *entry, {},
+                                        request_id + "-" + std::to_string(s), o_.request_timeout);
+              if (seq.ok() || seq.status().code() != Status::Code::kUnavailable) return seq;
+              last = seq.status();
+            }
+            return last;
+          }));
     }
     std::map<uint32_t, uint64_t> seqs;
     std::string failed;
@@ -1378,20 +1457,23 @@ class Node final : public server::ServerExtension {
       if (seq.ok()) {
         seqs[s] = *seq;
       } else {
-        failed += (failed.empty() ? "" : "; ") + std::string("shard ") + std::to_string(s) + ": " + seq.status().message();
+        failed.append(failed.empty() ? "" : "; ")
+            .append("shard " + std::to_string(s) + ": " + seq.status().message());
       }
     }
     if (!failed.empty()) {
       // Shards that stored their part keep it (each shard's part is atomic; a retry is safe).
       return Reply::Error(503, "the write was not stored on every shard (" + failed + "); " +
-                                   std::to_string(seqs.size()) + " of " + std::to_string(entries.size()) +
+                                   std::to_string(seqs.size()) + " of " +
+                                   std::to_string(entries.size()) +
                                    " shards stored their part: retry the request");
     }
     uint64_t operation = 0;
     for (const auto& [s, seq] : seqs) operation = std::max(operation, seq);
     answer["operation_id"] = operation;
     answer["status"] = "acknowledged";
-    answer["read_after"] = ReadAfterToken(seqs);  // pass back as ?read_after= to read this write anywhere
+    answer["read_after"] =
+        ReadAfterToken(seqs);  // pass back as ?read_after= to read this write anywhere
     if (WaitRequested(req)) {
       const auto deadline = Clock::now() + o_.wait_timeout;
       bool all = true;
@@ -1429,7 +1511,8 @@ class Node final : public server::ServerExtension {
               if (!live_.count(other)) continue;
             }
             others.push_back(std::async(std::launch::async, [this, other, &m, s, seq] {
-              return Call(other, "wait", m.Local(s), "1000", std::to_string(seq), std::chrono::milliseconds(1200));
+              return Call(other, "wait", m.Local(s), "1000", std::to_string(seq),
+                          std::chrono::milliseconds(1200));
             }));
           }
           for (auto& f : others) (void)f.get();
@@ -1449,20 +1532,22 @@ class Node final : public server::ServerExtension {
     std::map<uint32_t, Json> points;
     for (const Record& r : records) {
       Json v = Json::object();
-      for (const auto& [name, values] : r.vectors) v[name] = server::EncodeBase64Floats(values.data(), values.size());
+      for (const auto& [name, values] : r.vectors)
+        v[name] = server::EncodeBase64Floats(values.data(), values.size());
       Json& list = points[ShardOf(r.id, m.shards)];
       if (list.is_null()) list = Json::array();
       list.push_back(Json{{"id", IdJson(r.id)}, {"v", std::move(v)}, {"p", r.payload}});
     }
     std::map<uint32_t, std::string> entries;
-    for (auto& [s, list] : points) entries[s] = Json{{"op", "upsert"}, {"points", std::move(list)}}.dump();
+    for (auto& [s, list] : points)
+      entries[s] = Json{{"op", "upsert"}, {"points", std::move(list)}}.dump();
     return Publish(m, entries, req, Json{{"upserted", records.size()}});
   }
 
   // Entries for a points selector: ids go to their shards, a filter to every shard.
   template <typename MakeEntry>
-  std::map<uint32_t, std::string> Route(const Meta& m, const std::vector<PointId>& ids, const std::string& filter,
-                                        MakeEntry make) {
+  std::map<uint32_t, std::string> Route(const Meta& m, const std::vector<PointId>& ids,
+                                        const std::string& filter, MakeEntry make) {
     std::map<uint32_t, std::string> entries;
     if (!filter.empty()) {
       for (uint32_t s = 0; s < m.shards; ++s) entries[s] = make(Json{{"filter", filter}}).dump();
@@ -1485,7 +1570,8 @@ class Node final : public server::ServerExtension {
       selector["op"] = "delete";
       return selector;
     });
-    if (entries.empty()) return Reply::Ok(Json{{"operation_id", 0}, {"status", "completed"}, {"deleted", 0}}.dump());
+    if (entries.empty())
+      return Reply::Ok(Json{{"operation_id", 0}, {"status", "completed"}, {"deleted", 0}}.dump());
     return Publish(m, entries, req, Json::object(), "deleted");
   }
 
@@ -1504,9 +1590,15 @@ class Node final : public server::ServerExtension {
     return Publish(m, entries, req, Json::object(), "updated");
   }
   Reply SetPayload(const ApiRequest& req) { return UpdatePayload(req, PayloadUpdate::Op::kSet); }
-  Reply OverwritePayload(const ApiRequest& req) { return UpdatePayload(req, PayloadUpdate::Op::kOverwrite); }
-  Reply DeletePayload(const ApiRequest& req) { return UpdatePayload(req, PayloadUpdate::Op::kDeleteKeys); }
-  Reply ClearPayload(const ApiRequest& req) { return UpdatePayload(req, PayloadUpdate::Op::kClear); }
+  Reply OverwritePayload(const ApiRequest& req) {
+    return UpdatePayload(req, PayloadUpdate::Op::kOverwrite);
+  }
+  Reply DeletePayload(const ApiRequest& req) {
+    return UpdatePayload(req, PayloadUpdate::Op::kDeleteKeys);
+  }
+  Reply ClearPayload(const ApiRequest& req) {
+    return UpdatePayload(req, PayloadUpdate::Op::kClear);
+  }
 
   // ---- Handlers: reads ----
 
@@ -1514,7 +1606,8 @@ class Node final : public server::ServerExtension {
     FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
     FATHOM_ASSIGN_OR_RETURN(ReadOptions read, ParseReadOptions(req));
     std::vector<uint32_t> missing;
-    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> counts, AskAll(m, "count", std::string(req.body), read, &missing));
+    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> counts,
+                            AskAll(m, "count", std::string(req.body), read, &missing));
     uint64_t total = 0;
     for (const std::string& c : counts) total += Json::parse(c).value("count", uint64_t{0});
     Reply r = Reply::Ok(Json{{"count", total}}.dump());
@@ -1527,8 +1620,10 @@ class Node final : public server::ServerExtension {
     if (!search.is_object()) return Status::InvalidArgument("a search must be a JSON object");
     *limit = 10;
     *offset = 0;
-    if (auto l = search.find("limit"); l != search.end() && l->is_number_unsigned()) *limit = l->get<size_t>();
-    if (auto o = search.find("offset"); o != search.end() && o->is_number_unsigned()) *offset = o->get<size_t>();
+    if (auto l = search.find("limit"); l != search.end() && l->is_number_unsigned())
+      *limit = l->get<size_t>();
+    if (auto o = search.find("offset"); o != search.end() && o->is_number_unsigned())
+      *offset = o->get<size_t>();
     search["limit"] = *limit + *offset;
     search.erase("offset");
     return search;
@@ -1537,14 +1632,14 @@ class Node final : public server::ServerExtension {
   static void NameMissing(const std::vector<uint32_t>& missing, Reply* r) {
     if (missing.empty()) return;
     std::string list;
-    for (uint32_t s : missing) list += (list.empty() ? "" : ",") + std::to_string(s);
+    for (uint32_t s : missing) list.append(list.empty() ? "" : ",").append(std::to_string(s));
     r->headers.emplace_back("Fathom-Missing-Shards", list);
   }
 
   // Merges the shards' hit lists by score and cuts [offset, offset + limit).
   // `skip`: ids left out (recommend's examples).
-  static Json MergeHits(const std::vector<Json>& lists, bool higher_better, size_t limit, size_t offset,
-                        const std::set<std::string>& skip = {}) {
+  static Json MergeHits(const std::vector<Json>& lists, bool higher_better, size_t limit,
+                        size_t offset, const std::set<std::string>& skip = {}) {
     std::vector<Json> all;
     for (const Json& l : lists) {
       for (const Json& hit : l) {
@@ -1562,7 +1657,8 @@ class Node final : public server::ServerExtension {
       return higher_better ? sa > sb : sa < sb;
     });
     Json out = Json::array();
-    for (size_t i = offset; i < all.size() && i < offset + limit; ++i) out.push_back(std::move(all[i]));
+    for (size_t i = offset; i < all.size() && i < offset + limit; ++i)
+      out.push_back(std::move(all[i]));
     return out;
   }
 
@@ -1575,8 +1671,10 @@ class Node final : public server::ServerExtension {
     // (Without an offset each shard gets the body as sent: no second encoding of the vector.)
     FATHOM_ASSIGN_OR_RETURN(ReadOptions read, ParseReadOptions(req));
     std::vector<uint32_t> missing;
-    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> answers,
-                            AskAll(m, "search", offset == 0 ? std::string(req.body) : shard_body.dump(), read, &missing));
+    FATHOM_ASSIGN_OR_RETURN(
+        std::vector<std::string> answers,
+        AskAll(m, "search", offset == 0 ? std::string(req.body) : shard_body.dump(), read,
+               &missing));
     std::vector<Json> lists;
     for (const std::string& a : answers) lists.push_back(Json::parse(a));
     Reply r = Reply::Ok(MergeHits(lists, higher, limit, offset).dump());
@@ -1604,7 +1702,8 @@ class Node final : public server::ServerExtension {
     }
     FATHOM_ASSIGN_OR_RETURN(ReadOptions read, ParseReadOptions(req));
     std::vector<uint32_t> missing;
-    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> answers, AskAll(m, "search_batch", shard_body.dump(), read, &missing));
+    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> answers,
+                            AskAll(m, "search_batch", shard_body.dump(), read, &missing));
     std::vector<Json> per_shard;
     for (const std::string& a : answers) per_shard.push_back(Json::parse(a));
     Json out = Json::array();
@@ -1642,7 +1741,8 @@ class Node final : public server::ServerExtension {
       FATHOM_ASSIGN_OR_RETURN(PointId id, server::ParsePointId(*e, "example"));
       auto it = vectors.find(IdJson(id).dump());
       if (it == vectors.end() || it->second.is_null()) {
-        return Status::NotFound("point " + PointIdToString(id) + " does not exist in collection '" + m.name + "'");
+        return Status::NotFound("point " + PointIdToString(id) + " does not exist in collection '" +
+                                m.name + "'");
       }
       *e = it->second;
     }
@@ -1652,9 +1752,12 @@ class Node final : public server::ServerExtension {
   // One recommend or query body, its example ids resolved to vectors: every shard answers from
   // its points (a best_score score depends only on the examples and the candidate, so shards'
   // scores compare), and the merge leaves the examples out. The hits as JSON.
-  Result<Json> RunExamples(const Meta& m, Json body, const std::string& op, const ReadOptions& read) {
-    if (!body.is_object()) return Status::InvalidArgument("the " + op + " request must be a JSON object");
-    const std::string vector_name = body.value("using", Json()).is_string() ? body["using"].get<std::string>() : "";
+  Result<Json> RunExamples(const Meta& m, Json body, const std::string& op,
+                           const ReadOptions& read) {
+    if (!body.is_object())
+      return Status::InvalidArgument("the " + op + " request must be a JSON object");
+    const std::string vector_name =
+        body.value("using", Json()).is_string() ? body["using"].get<std::string>() : "";
     std::vector<Json*> slots;
     auto add_lists = [&](Json& holder) {
       for (const char* side : {"positive", "negative"}) {
@@ -1681,7 +1784,8 @@ class Node final : public server::ServerExtension {
     shard_body["limit"] = limit + offset + ids.size();  // room for the examples, dropped below
     ReadOptions strict = read;
     strict.partial = false;
-    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> answers, AskAll(m, op, shard_body.dump(), strict));
+    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> answers,
+                            AskAll(m, op, shard_body.dump(), strict));
     std::vector<Json> lists;
     for (const std::string& a : answers) {
       Json j = Json::parse(a);
@@ -1720,10 +1824,12 @@ class Node final : public server::ServerExtension {
   Reply Scroll(const ApiRequest& req) {
     FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
     FATHOM_ASSIGN_OR_RETURN(Json body, server::ParseBody(req.body, 64));
-    if (!body.is_object()) return Status::InvalidArgument("the scroll request must be a JSON object");
+    if (!body.is_object())
+      return Status::InvalidArgument("the scroll request must be a JSON object");
     uint64_t limit = 10;
     if (auto l = body.find("limit"); l != body.end() && !l->is_null()) {
-      if (!l->is_number_unsigned() || *l == 0) return Status::InvalidArgument("'limit' must be a positive integer");
+      if (!l->is_number_unsigned() || *l == 0)
+        return Status::InvalidArgument("'limit' must be a positive integer");
       limit = l->get<uint64_t>();
     }
     FATHOM_ASSIGN_OR_RETURN(ReadOptions read, ParseReadOptions(req));
@@ -1738,8 +1844,10 @@ class Node final : public server::ServerExtension {
     for (; s < m.shards; ++s) {
       Json one = body;
       one["limit"] = limit - points.size();
-      if (offset.is_null()) one.erase("offset");
-      else one["offset"] = offset;
+      if (offset.is_null())
+        one.erase("offset");
+      else
+        one["offset"] = offset;
       offset = Json();
       FATHOM_ASSIGN_OR_RETURN(std::string text, AskShard(m, s, "scroll", one.dump(), "", read));
       Json page = Json::parse(text);
@@ -1749,7 +1857,8 @@ class Node final : public server::ServerExtension {
         break;
       }
       if (points.size() >= limit) {  // full, and this shard is done: the next page starts where
-        for (++s; s < m.shards && next.is_null(); ++s) {  // the next shard with a matching point does
+        for (++s; s < m.shards && next.is_null();
+             ++s) {  // the next shard with a matching point does
           Json probe = body;
           probe["limit"] = 1;
           probe["with_payload"] = false;
@@ -1763,7 +1872,8 @@ class Node final : public server::ServerExtension {
         break;
       }
     }
-    return Reply::Ok(Json{{"points", std::move(points)}, {"next_page_offset", std::move(next)}}.dump());
+    return Reply::Ok(
+        Json{{"points", std::move(points)}, {"next_page_offset", std::move(next)}}.dump());
   }
 
   Reply GetPoints(const ApiRequest& req) {
@@ -1791,14 +1901,16 @@ class Node final : public server::ServerExtension {
   Reply GetPoint(const ApiRequest& req) {
     FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
     const std::string& id = req.params.at(1);
-    FATHOM_ASSIGN_OR_RETURN(std::string answer,
-                            AskShard(m, ShardOf(server::PointIdFromPath(id), m.shards), "point", "", id));
+    FATHOM_ASSIGN_OR_RETURN(
+        std::string answer,
+        AskShard(m, ShardOf(server::PointIdFromPath(id), m.shards), "point", "", id));
     return Reply::Ok(std::move(answer));
   }
 
   Reply Unsupported(const ApiRequest&) {
-    return Reply::Error(501, "not supported in cluster mode yet (snapshots work on a single node; see "
-                             "docs/distributed.md)");
+    return Reply::Error(501,
+                        "not supported in cluster mode yet (snapshots work on a single node; see "
+                        "docs/distributed.md)");
   }
 
   // ---- Handlers: cluster status ----
@@ -1823,8 +1935,10 @@ class Node final : public server::ServerExtension {
       if (std::string e = a->error(); !e.empty()) s["error"] = e;
       if (checksums) {
         auto sum = Checksum(a->collection());
-        if (sum.ok()) s["checksum"] = *sum;
-        else s["checksum_error"] = sum.status().message();
+        if (sum.ok())
+          s["checksum"] = *sum;
+        else
+          s["checksum_error"] = sum.status().message();
       }
       shards.push_back(std::move(s));
     }
@@ -1878,7 +1992,8 @@ class Node final : public server::ServerExtension {
     // One status request per node, all at once.
     std::map<std::string, std::future<Result<Json>>> asked;
     for (const std::string& n : nodes) {
-      asked.emplace(n, std::async(std::launch::async, [this, n] { return NodeStatus(n, std::chrono::seconds(2)); }));
+      asked.emplace(n, std::async(std::launch::async,
+                                  [this, n] { return NodeStatus(n, std::chrono::seconds(2)); }));
     }
     std::map<std::string, Result<Json>> status;
     for (auto& [n, f] : asked) status.emplace(n, f.get());
@@ -1959,10 +2074,10 @@ class Node final : public server::ServerExtension {
   mutable std::mutex mu_;
   std::map<std::string, Meta> metas_;                         // guarded by mu_
   std::map<std::string, std::shared_ptr<Applier>> appliers_;  // by local name; guarded by mu_
-  std::set<std::string> live_;                                // nodes with a heartbeat; guarded by mu_
-  std::map<std::string, std::string> aliases_;                // alias -> collection, synced; guarded by mu_
-  std::set<std::string> pending_gens_;                        // collections being created here; guarded by mu_
-  size_t rotation_ = 0;                                       // guarded by mu_
+  std::set<std::string> live_;                  // nodes with a heartbeat; guarded by mu_
+  std::map<std::string, std::string> aliases_;  // alias -> collection, synced; guarded by mu_
+  std::set<std::string> pending_gens_;          // collections being created here; guarded by mu_
+  size_t rotation_ = 0;                         // guarded by mu_
   std::atomic<size_t> unavailable_shards_{0};
 
   std::mutex reconcile_mu_;
@@ -1997,10 +2112,12 @@ std::vector<std::string> SplitUrls(std::string_view list) {
 }
 
 Status ValidateNodeId(std::string_view id) {
-  if (id.empty() || id.size() > 64) return Status::InvalidArgument("--node-id must be 1 to 64 characters");
+  if (id.empty() || id.size() > 64)
+    return Status::InvalidArgument("--node-id must be 1 to 64 characters");
   for (char c : id) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') {
-      return Status::InvalidArgument("--node-id '" + std::string(id) + "' may hold only letters, digits, '-' and '_'");
+      return Status::InvalidArgument("--node-id '" + std::string(id) +
+                                     "' may hold only letters, digits, '-' and '_'");
     }
   }
   return Status::OK();
@@ -2020,7 +2137,8 @@ uint32_t ShardOf(const PointId& id, uint32_t shards) {
   return uint32_t(h % shards);
 }
 
-Result<std::unique_ptr<server::ServerExtension>> StartNode(server::Api* api, const ClusterOptions& options) {
+Result<std::unique_ptr<server::ServerExtension>> StartNode(server::Api* api,
+                                                           const ClusterOptions& options) {
   FATHOM_RETURN_IF_ERROR(ValidateNodeId(options.node_id));
   auto node = std::make_unique<Node>(api, options);
   if (Status s = node->Start(); !s.ok()) {

@@ -32,8 +32,9 @@
 namespace fathom::cluster {
 
 struct ClusterOptions {
-  std::vector<std::string> nats_urls;  // every NATS server of the cluster (stream replicas <= their count)
-  std::string node_id;                 // letters, digits, '-', '_'; unique in the cluster
+  std::vector<std::string>
+      nats_urls;        // every NATS server of the cluster (stream replicas <= their count)
+  std::string node_id;  // letters, digits, '-', '_'; unique in the cluster
   // How long a node waits for one replica's answer before it tries the next, and for a
   // JetStream acknowledgement before it retries the publish.
   std::chrono::milliseconds request_timeout{5000};
@@ -51,6 +52,7 @@ uint32_t ShardOf(const PointId& id, uint32_t shards);
 Status PrintStatus(const std::string& url, bool json);
 
 // Connects to NATS, registers the node, and starts applying the shards it holds.
-Result<std::unique_ptr<server::ServerExtension>> StartNode(server::Api* api, const ClusterOptions& options);
+Result<std::unique_ptr<server::ServerExtension>> StartNode(server::Api* api,
+                                                           const ClusterOptions& options);
 
 }  // namespace fathom::cluster

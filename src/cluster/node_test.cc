@@ -1,8 +1,8 @@
 #include "cluster/node.h"
 
-#include <map>
-
 #include <gtest/gtest.h>
+
+#include <map>
 
 namespace fathom::cluster {
 namespace {
@@ -13,7 +13,8 @@ TEST(ClusterTest, ShardOfIsFixedAcrossReleases) {
   std::vector<uint32_t> got;
   for (uint64_t id : {0, 1, 2, 3, 42, 1000000}) got.push_back(ShardOf(PointId(id), 7));
   std::vector<uint32_t> strings;
-  for (const char* id : {"a", "b", "550e8400-e29b-41d4-a716-446655440000"}) strings.push_back(ShardOf(PointId(std::string(id)), 7));
+  for (const char* id : {"a", "b", "550e8400-e29b-41d4-a716-446655440000"})
+    strings.push_back(ShardOf(PointId(std::string(id)), 7));
   EXPECT_EQ(got, (std::vector<uint32_t>{2, 2, 4, 2, 5, 4}));
   EXPECT_EQ(strings, (std::vector<uint32_t>{5, 2, 4}));
 }
@@ -26,7 +27,8 @@ TEST(ClusterTest, ShardOfSpreadsSequentialIdsEvenly) {
 }
 
 TEST(ClusterTest, SplitUrlsAndNodeIds) {
-  EXPECT_EQ(SplitUrls("nats://a:4222, nats://b:4223,,"), (std::vector<std::string>{"nats://a:4222", "nats://b:4223"}));
+  EXPECT_EQ(SplitUrls("nats://a:4222, nats://b:4223,,"),
+            (std::vector<std::string>{"nats://a:4222", "nats://b:4223"}));
   EXPECT_TRUE(SplitUrls("").empty());
   EXPECT_TRUE(ValidateNodeId("n1").ok());
   EXPECT_TRUE(ValidateNodeId("node_2-b").ok());
