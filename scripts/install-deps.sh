@@ -15,6 +15,7 @@ PACKAGES=(
   clang libclang-rt-14-dev
   python3-dev pybind11-dev python3-numpy python3-setuptools python3-venv python3-pip
   python3-pytest python3-torch python3-faiss mypy
+  chromium
 )
 # Node.js and npm (Qdrant's JavaScript client in the tests): Debian's, unless a node and npm are
 # already on PATH (e.g. from NodeSource, whose nodejs conflicts with Debian's npm package).

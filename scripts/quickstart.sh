@@ -22,7 +22,11 @@ PORT="${FATHOM_PORT:-6333}"
 hint() {
   cat <<'MSG' | sed "s/PORT/${PORT}/g"
 
-Fathom is ready at http://127.0.0.1:PORT. Try:
+Fathom is ready at http://127.0.0.1:PORT
+
+  Web console: http://127.0.0.1:PORT/console   (open it in a browser)
+
+Or from a shell:
 
   # the 5 test-set sneakers (label 7) nearest to an all-black image
   curl -s -X POST http://127.0.0.1:PORT/collections/fashion-mnist/points/search \

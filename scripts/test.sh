@@ -18,6 +18,8 @@ i = fathom.Index(8, "HNSW16"); i.add(np.eye(8, dtype=np.float32)); assert i.sear
 print("python package installed:", fathom.__file__)')
 # Qdrant's JavaScript client for the compatibility tests, at the versions package-lock.json pins.
 npm ci --prefix tests/qdrant-js --no-audit --no-fund --loglevel=error
+# puppeteer-core for the web console's browser tests (Debian's chromium; nothing downloaded).
+npm ci --prefix tests/console --no-audit --no-fund --loglevel=error
 ctest --test-dir build --output-on-failure -j "$JOBS"
 # What the durability and SIMD tests exercised (ctest keeps passing tests' output in its log).
 grep -hE "^(crash-test|power-loss|kernel paths|snippets|cluster-test|cluster-api)( \(maintenance\))?:" build/Testing/Temporary/LastTest.log || true

@@ -77,6 +77,8 @@ struct ApiRequest {
   // well-formed common bodies and hands anything else to the nlohmann path, so answers are the
   // same either way. Tests and the fuzzer turn it off to compare the two.
   bool fast_parse = true;
+  // The request carried the read-only API key (write routes are refused before they run).
+  bool read_only_key = false;
 };
 
 class Api {

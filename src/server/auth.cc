@@ -30,8 +30,8 @@ AuthResult Authorize(const ApiKeys& keys, std::string_view api_key_header,
   bool read_only = !keys.read_only.empty() && ConstantTimeEquals(key, keys.read_only);
   if (read_write) return {};
   if (read_only) {
-    if (access == Access::kWrite) return {403, "the read-only API key cannot change data"};
-    return {};
+    if (access == Access::kWrite) return {403, "the read-only API key cannot change data", true};
+    return {0, "", true};
   }
   return {401, "invalid API key"};
 }

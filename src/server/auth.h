@@ -20,6 +20,7 @@ struct ApiKeys {
 struct AuthResult {
   int status = 0;  // 0 allowed, 401 missing or wrong key, 403 read-only key on a write route
   std::string message;
+  bool read_only = false;  // allowed with the read-only key (so writes would be refused)
 };
 
 // `api_key_header` is the "api-key" header, `authorization_header` the "Authorization" one

@@ -55,6 +55,11 @@ TEST(AuthTest, KeysAndAccess) {
   EXPECT_EQ(Authorize(keys, "", "Basic rw", Access::kWrite).status, 401);
   EXPECT_EQ(Authorize(keys, "ro", "", Access::kRead).status, 0);
   EXPECT_EQ(Authorize(keys, "ro", "", Access::kWrite).status, 403);
+  // Which key it was (GET /access; the console hides writes for the read-only one).
+  EXPECT_TRUE(Authorize(keys, "ro", "", Access::kRead).read_only);
+  EXPECT_TRUE(Authorize(keys, "", "Bearer ro", Access::kRead).read_only);
+  EXPECT_FALSE(Authorize(keys, "rw", "", Access::kRead).read_only);
+  EXPECT_FALSE(Authorize(ApiKeys{}, "", "", Access::kRead).read_only);
   EXPECT_EQ(Authorize(ApiKeys{}, "", "", Access::kWrite).status, 0);
   EXPECT_EQ(Authorize(ApiKeys{"", "ro"}, "ro", "", Access::kWrite).status, 403);
   EXPECT_TRUE(ConstantTimeEquals("secret", "secret"));

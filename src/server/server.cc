@@ -24,6 +24,7 @@
 #include "server/api.h"
 #include "server/auth.h"
 #include "server/connection_guard.h"
+#include "server/console.h"
 #include "server/json_util.h"
 #include "server/metrics.h"
 #include "server/openapi.h"
@@ -202,6 +203,7 @@ class Frontend {
     } else {
       ApiRequest api_request;
       api_request.body = body;
+      api_request.read_only_key = auth.read_only;
       api_request.params = std::move(match.params);
       for (const auto& [key, value] : req.params) api_request.query.emplace_back(key, value);
       api_request.deadline = start + options_.request_timeout;
@@ -301,6 +303,18 @@ class Frontend {
       r.content_type = "application/json";
       return r;
     });
+    // What the presented key may do, so a client (the web console) can hide what it may not.
+    Add("GET", "/access", Access::kRead, [this](const ApiRequest& r) {
+      return Reply::Ok(Dump(Json{{"access", r.read_only_key ? "read_only" : "read_write"},
+                                 {"api_key_required", keys_.enabled()}}));
+    });
+    // The web console: static files compiled into the binary (console/, src/server/console.h).
+    // Public, as a page must load before it can ask for a key; every call it makes is an API
+    // call with the key the user gives it.
+    Add("GET", "/console", Access::kPublic,
+        [](const ApiRequest&) { return ConsoleFile("index.html"); });
+    Add("GET", "/console/{file}", Access::kPublic,
+        [](const ApiRequest& r) { return ConsoleFile(r.params[0]); });
     Add("GET", "/collections", Access::kRead, api(&Api::ListCollections));
     Add("POST", "/collections/aliases", Access::kWrite, api(&Api::UpdateAliases));
     Add("GET", "/aliases", Access::kRead, api(&Api::ListAliases));
@@ -332,6 +346,34 @@ class Frontend {
     Add("DELETE", "/collections/{name}/snapshots/{snapshot}", Access::kWrite, api(&Api::DeleteSnapshot));
   }
 
+  // The process's resident pages (the second field of /proc/self/statm), or -1.
+  static long ResidentPages() {
+    std::FILE* f = std::fopen("/proc/self/statm", "r");
+    if (f == nullptr) return -1;
+    long size = 0, resident = -1;
+    if (std::fscanf(f, "%ld %ld", &size, &resident) != 2) resident = -1;
+    std::fclose(f);
+    return resident;
+  }
+
+  static Reply ConsoleFile(std::string_view name) {
+    const ConsoleAsset* asset = FindConsoleAsset(name);
+    if (asset == nullptr) return Reply::Error(404, "the console has no file '" + std::string(name) + "'");
+    Reply r = Reply::Ok(std::string(asset->body));
+    r.content_type = std::string(asset->content_type);
+    // Served from the binary, so a new build is a new console: revalidate rather than cache.
+    r.headers.emplace_back("Cache-Control", "no-cache");
+    r.headers.emplace_back("X-Content-Type-Options", "nosniff");
+    r.headers.emplace_back("X-Frame-Options", "DENY");
+    // Scripts and styles only from this server; calls only to this server; images also from
+    // data: URLs and http(s) (a payload field may name an image by URL).
+    r.headers.emplace_back("Content-Security-Policy",
+                           "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob: "
+                           "http: https:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+                           "form-action 'none'");
+    return r;
+  }
+
   Reply Metrics() {
     std::string out;
     metrics_.Render(&out);
@@ -353,6 +395,11 @@ class Frontend {
     out += "fathom_uptime_seconds ";
     AppendNumber(&out, std::chrono::duration<double>(Clock::now() - started_).count());
     out += "\n";
+    if (long pages = ResidentPages(); pages >= 0) {
+      out += "# HELP process_resident_memory_bytes Resident memory size in bytes.\n";
+      out += "# TYPE process_resident_memory_bytes gauge\n";
+      out += "process_resident_memory_bytes " + std::to_string(pages * sysconf(_SC_PAGESIZE)) + "\n";
+    }
     api_->RenderMetrics(&out);
     if (extension_ != nullptr) extension_->RenderMetrics(&out);
     Reply r = Reply::Ok(std::move(out));
@@ -699,7 +746,8 @@ Status RunServer(const ServerOptions& options) {
   spdlog::info("fathom {} serving '{}' on http://{}:{} ({} threads, {})", FATHOM_VERSION,
                options.data_dir, url_host, port, http.threads(),
                keys.enabled() ? "API keys required" : "no API key");
-  std::printf("fathom: listening on http://%s:%d\n", url_host.c_str(), port);
+  std::printf("fathom: listening on http://%s:%d (web console: http://%s:%d/console)\n", url_host.c_str(), port,
+              url_host.c_str(), port);
   std::fflush(stdout);
 
   bool listened;

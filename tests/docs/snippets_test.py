@@ -20,7 +20,7 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DOCS = ["README.md", "docs/API.md", "docs/python.md", "docs/reliability.md"]
+DOCS = ["README.md", "docs/API.md", "docs/python.md", "docs/reliability.md", "docs/console.md"]
 # Documents whose snippets use the demo collection get `fathom serve --demo` (about a minute to
 # load Fashion-MNIST) instead of an empty server.
 NEEDS_DEMO = {"docs/python.md"}

@@ -37,6 +37,9 @@ ROUTES = [
     ("GET", "/readyz", False),
     ("GET", "/metrics", False),
     ("GET", "/openapi.json", False),
+    ("GET", "/access", False),
+    ("GET", "/console", False),
+    ("GET", "/console/{file}", False),
     ("GET", "/collections", False),
     ("POST", "/collections/aliases", True),
     ("GET", "/aliases", False),
@@ -232,6 +235,32 @@ class EndpointTest(ServerTestCase):
         self.assertEqual(doc["title"], "fathom")
         self.assertRegex(doc["version"], r"^1\.\d+\.\d+$")
         self.assertIn("fathom_version", doc)
+
+    def test_access_without_a_key(self):
+        self.assertEqual(self.server.ok("GET", "/access"), {"access": "read_write", "api_key_required": False})
+
+    def test_console_files(self):
+        # The web console comes from the binary: its page, script and style, with headers that
+        # keep other sites' scripts and frames out; nothing else is served under /console.
+        status, html, resp = self.server.request("GET", "/console")
+        self.assertEqual(status, 200)
+        self.assertTrue(resp.getheader("Content-Type").startswith("text/html"))
+        self.assertIn("<title>Fathom console</title>", html)
+        csp = resp.getheader("Content-Security-Policy")
+        for directive in ["default-src 'self'", "script-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"]:
+            self.assertIn(directive, csp)
+        self.assertEqual(resp.getheader("X-Content-Type-Options"), "nosniff")
+        for name, kind in [("app.js", "text/javascript"), ("app.css", "text/css"), ("index.html", "text/html")]:
+            status, body, resp = self.server.request("GET", "/console/" + name)
+            self.assertEqual(status, 200, name)
+            self.assertTrue(resp.getheader("Content-Type").startswith(kind), resp.getheader("Content-Type"))
+            self.assertGreater(len(body), 500)
+        status, doc, _ = self.server.request("GET", "/console/nope.js")
+        self.assertError(status, doc, 404)
+        self.assertIn("the console has no file 'nope.js'", doc["status"]["error"])
+        for path in ["/console/..", "/console/../openapi.json"]:
+            status, doc, _ = self.server.request("GET", path)
+            self.assertError(status, doc, 400)
 
     def test_collection_lifecycle(self):
         self.create("life")
@@ -866,15 +895,27 @@ class AuthTest(ServerTestCase):
         }.get((method, path))
 
     def concrete(self, path, name="auth"):
-        return path.replace("{name}", name).replace("{id}", "1").replace("{snapshot}", self.snapshot)
+        return (path.replace("{name}", name).replace("{id}", "1").replace("{snapshot}", self.snapshot)
+                .replace("{file}", "app.js"))
 
     def test_health_needs_no_key(self):
         self.assertEqual(self.server.ok("GET", "/healthz"), {"status": "healthy"})
         self.assertEqual(self.server.ok("GET", "/readyz"), {"status": "ready"})
 
+    def test_console_needs_no_key_and_access_names_the_key(self):
+        # The page loads without a key (it then asks for one); every call it makes needs one.
+        self.assertEqual(self.server.request("GET", "/console")[0], 200)
+        self.assertEqual(self.server.request("GET", "/console/app.js")[0], 200)
+        self.assertEqual(self.server.ok("GET", "/access", None, self.RW), {"access": "read_write", "api_key_required": True})
+        self.assertEqual(self.server.ok("GET", "/access", None, self.RO), {"access": "read_only", "api_key_required": True})
+        self.assertEqual(self.server.ok("GET", "/access", None, {"Authorization": "Bearer ro-secret-key"})["access"],
+                         "read_only")
+        status, doc, _ = self.server.request("GET", "/access")
+        self.assertEqual(status, 401, doc)
+
     def test_missing_or_wrong_key_is_401_everywhere(self):
         for method, path, _ in ROUTES:
-            if path in ("/", "/healthz", "/readyz"):
+            if path in ("/", "/healthz", "/readyz", "/console", "/console/{file}"):
                 continue
             for headers in [{}, {"api-key": "wrong"}, {"api-key": "rw-secret-ke"}, {"api-key": "rw-secret-key-"},
                             {"Authorization": "Bearer wrong"}, {"Authorization": "rw-secret-key"}]:
@@ -885,7 +926,7 @@ class AuthTest(ServerTestCase):
 
     def test_read_only_key_is_403_on_every_write(self):
         for method, path, write in ROUTES:
-            if path in ("/", "/healthz", "/readyz"):
+            if path in ("/", "/healthz", "/readyz", "/console", "/console/{file}"):
                 continue
             with self.subTest(method=method, path=path):
                 target = "auth_new" if (method, path) == ("PUT", "/collections/{name}") else "auth"

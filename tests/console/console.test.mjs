@@ -1,0 +1,329 @@
+// The web console (/console) in a real browser: Debian's Chromium, headless, driven by
+// puppeteer-core (pinned in package-lock.json; no browser download). One server with the
+// Fashion-MNIST demo collection and both API keys; each test is something a person does.
+//
+// Run: npm ci --prefix tests/console && node --test tests/console/
+// FATHOM_BIN names the binary (default build/src/cli/fathom); CHROMIUM the browser (default
+// /usr/bin/chromium). FATHOM_CONSOLE_SCREENSHOTS=DIR also saves a screenshot of each view there
+// (docs/console/ holds the ones docs/console.md shows).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import puppeteer from 'puppeteer-core';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const bin = process.env.FATHOM_BIN || join(root, 'build', 'src', 'cli', 'fathom');
+const shots = process.env.FATHOM_CONSOLE_SCREENSHOTS || '';
+const WRITE_KEY = 'console-test-write-key';
+const READ_KEY = 'console-test-read-key';
+let server, dataDir, url, browser, page;
+// Every console message of type error and every uncaught page error, with what the page was
+// doing; the browser logs a failed HTTP status as an error, so each test that provokes one on
+// purpose says which (`expectHttpErrors`).
+const errors = [];
+let expected = [];
+// The browser reports a response a moment after the page has used it: wait that moment before
+// expecting fewer errors.
+const expectHttpErrors = async (...codes) => {
+  if (codes.length < expected.length) await new Promise((r) => setTimeout(r, 500));
+  expected = codes;
+};
+
+before(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), 'fathom-console-'));
+  server = spawn(bin, ['serve', '--demo', '--port', '0', '--data', dataDir], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, FATHOM_API_KEY: WRITE_KEY, FATHOM_READ_ONLY_API_KEY: READ_KEY },
+  });
+  url = await new Promise((resolve, reject) => {
+    let out = '';
+    server.stdout.on('data', (chunk) => {
+      out += chunk;
+      const m = out.match(/listening on (http:\/\/\S+)/);
+      if (m) resolve(m[1]);
+    });
+    server.on('exit', (code) => reject(new Error(`fathom serve exited with ${code} before listening`)));
+  });
+  browser = await puppeteer.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+  });
+  page = await browser.newPage();
+  await page.setViewport({ width: 1280, height: 900 });
+  page.on('console', (m) => {
+    if (m.type() !== 'error') return;
+    const status = (m.text().match(/status of (\d{3})/) || [])[1];
+    if (status && expected.includes(Number(status))) return;
+    errors.push(`${page.url()}: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => errors.push(`${page.url()}: uncaught ${e.message}`));
+  if (shots) mkdirSync(shots, { recursive: true });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill('SIGTERM');
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+async function rest(method, path, body, key = WRITE_KEY) {
+  const res = await fetch(url + path, {
+    method,
+    headers: { 'api-key': key, ...(body ? { 'Content-Type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const json = await res.json();
+  assert.equal(res.status, 200, `${method} ${path}: ${JSON.stringify(json.status)}`);
+  return json.result;
+}
+async function shot(name, width) {
+  if (!shots) return;
+  if (width) await page.setViewport({ width, height: 800 });
+  await page.screenshot({ path: join(shots, `${name}.png`) });
+  if (width) await page.setViewport({ width: 1280, height: 900 });
+}
+const text = (sel) => page.$eval(sel, (e) => e.textContent);
+const rowIds = () => page.$$eval('table[data-testid=points] tbody tr', (rows) => rows.map((r) => r.dataset.id));
+async function go(hash, selector) {
+  // A fresh page each time (a goto that changes only the hash would keep the old view); the
+  // key stays, as session storage belongs to the tab.
+  await page.goto('about:blank');
+  await page.goto(`${url}/console${hash}`);
+  if (selector) await page.waitForSelector(selector, { timeout: 20000 });
+}
+async function enterKey(key) {
+  await page.waitForSelector('#key-dialog[open]', { timeout: 10000 });
+  await page.type('#key-input', key);
+  await page.click('#key-save');
+}
+
+test('without a key the console asks for one and shows nothing else', async () => {
+  await expectHttpErrors(401);
+  await go('#/');
+  await page.waitForSelector('#key-dialog[open]');
+  assert.match(await text('#key-message'), /needs an API key/);
+  assert.equal(await page.$('table[data-testid=collections]'), null);
+  await shot('key');
+  await page.type('#key-input', 'wrong-key');
+  await page.click('#key-save');
+  await page.waitForFunction(() => /refused|invalid/i.test(document.querySelector('#key-message').textContent) &&
+                             document.querySelector('#key-dialog').open);
+  await page.$eval('#key-input', (e) => { e.value = ''; });
+  await page.type('#key-input', WRITE_KEY);
+  await page.click('#key-save');
+  await page.waitForSelector('table[data-testid=collections]');
+  assert.equal(await text('#access-badge'), 'read-write key');
+});
+
+test('the demo collection is listed with its size, dimension and index', async () => {
+  await expectHttpErrors();
+  await go('#/', 'tr[data-collection="fashion-mnist"]');
+  const cells = await page.$$eval('tr[data-collection="fashion-mnist"] td', (tds) => tds.map((t) => t.textContent));
+  const info = await rest('GET', '/collections/fashion-mnist');
+  assert.equal(info.points_count, 70000);
+  assert.deepEqual(cells.slice(0, 5), ['fashion-mnist', '70,000', '784', 'Euclid', info.config.params.vectors.index]);
+  assert.ok(await page.$('[data-testid=create]'), 'a read-write key sees Create');
+  assert.ok(await page.$('[data-testid=drop]'), 'a read-write key sees Drop');
+  await shot('collections');
+});
+
+test('the points table pages forward and back through scroll', async () => {
+  await go('#/c/fashion-mnist/points', 'table[data-testid=points] tbody tr');
+  const first = await rowIds();
+  assert.equal(first.length, 20);
+  const rest20 = await rest('POST', '/collections/fashion-mnist/points/scroll', { limit: 40 });
+  assert.deepEqual(first, rest20.points.slice(0, 20).map((p) => String(p.id)));
+  assert.equal(await text('[data-testid=page]'), '1–20');
+  // Each row shows the 28x28 picture the vector is.
+  assert.equal(await page.$$eval('table[data-testid=points] tbody canvas[data-picture=pixels]', (c) => c.length), 20);
+  await shot('points');
+  await page.click('[data-testid=next]');
+  await page.waitForFunction(() => document.querySelector('[data-testid=page]').textContent === '21–40');
+  assert.deepEqual(await rowIds(), rest20.points.slice(20, 40).map((p) => String(p.id)));
+  await page.click('[data-testid=prev]');
+  await page.waitForFunction(() => document.querySelector('[data-testid=page]').textContent === '1–20');
+  assert.deepEqual(await rowIds(), first);
+});
+
+test('a filter narrows the table and a bad filter shows its error', async () => {
+  await go('#/c/fashion-mnist/points', 'table[data-testid=points] tbody tr');
+  await page.type('[data-testid=filter]', "label = 3 AND split = 'test'");
+  await page.click('[data-testid=apply-filter]');
+  await page.waitForFunction(() => /1,000 points match/.test(document.querySelector('[data-testid=match-count]')?.textContent));
+  const labels = await page.$$eval('table[data-testid=points] tbody tr', (rows) => rows.map((r) => r.children[2].textContent + '/' + r.children[4].textContent));
+  assert.equal(labels.length, 20);
+  assert.ok(labels.every((l) => l === '3/test'), labels.join(' '));
+  await shot('filter');
+  await expectHttpErrors(400);
+  await page.$eval('[data-testid=filter]', (e) => { e.value = ''; });
+  await page.type('[data-testid=filter]', 'label = = 3');
+  await page.click('[data-testid=apply-filter]');
+  await page.waitForFunction(() => document.querySelector('[data-testid=filter-error]').textContent !== '');
+  assert.match(await text('[data-testid=filter-error]'), /filter parse error at column 9/);
+  // The table still shows the last good filter's points.
+  assert.match(await text('[data-testid=match-count]'), /1,000 points match/);
+  await shot('filter-error');
+  await expectHttpErrors();
+  await page.click('.panel button.ghost');  // Clear
+  await page.waitForFunction(() => /70,000 points in total/.test(document.querySelector('[data-testid=match-count]')?.textContent));
+});
+
+test('the detail view draws the 28x28 image and "similar" finds what the REST search finds', async () => {
+  await go('#/c/fashion-mnist/p/5', '[data-testid=results] .card');
+  const picture = await page.$eval('[data-testid=detail] canvas[data-picture=pixels]', (c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    const values = new Set();
+    for (let i = 0; i < d.length; i += 4) values.add(d[i]);
+    return { width: c.width, height: c.height, distinct: values.size };
+  });
+  assert.deepEqual([picture.width, picture.height], [28, 28]);
+  assert.ok(picture.distinct > 20, `the picture has ${picture.distinct} grey levels: blank`);
+  assert.match(await page.$eval('[data-testid=payload]', (e) => e.textContent), /Pullover/);
+  const shown = await page.$$eval('[data-testid=results] .card', (cards) => cards.map((c) => c.dataset.id));
+  const point = await rest('GET', '/collections/fashion-mnist/points/5');
+  const hits = await rest('POST', '/collections/fashion-mnist/points/search', { vector: point.vector, limit: 10, params: { hnsw_ef: 64 } });
+  assert.deepEqual(shown, hits.map((p) => String(p.id)));
+  assert.equal(shown[0], '5');
+  assert.match(await text('[data-testid=search-stats]'), /same ids as exact: \d+ of 10/);
+  await shot('similar');
+  // k and ef change the search.
+  await page.$eval('[data-testid=k]', (e) => { e.value = '5'; });
+  await page.click('[data-testid=similar]');
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid=results] .card').length === 5);
+});
+
+test('recommend from + and − picks matches the REST recommend', async () => {
+  await go('#/c/fashion-mnist/p/5', '[data-testid=results] .card');
+  const ids = await page.$$eval('[data-testid=results] .card', (cards) => cards.map((c) => c.dataset.id));
+  // Point 5 is a positive pick already; add the 3rd result as positive and the 4th as negative.
+  await page.click(`[data-testid=results] .card[data-id="${ids[2]}"] .votes button:first-child`);
+  await page.click(`[data-testid=results] .card[data-id="${ids[3]}"] .votes button:last-child`);
+  await page.click('[data-testid=recommend]');
+  await page.waitForFunction(() => /^recommend \(2 positive, 1 negative\)/.test(document.querySelector('[data-testid=search-stats]').textContent));
+  const shown = await page.$$eval('[data-testid=results] .card', (cards) => cards.map((c) => c.dataset.id));
+  const hits = await rest('POST', '/collections/fashion-mnist/points/recommend',
+    { positive: [5, Number(ids[2])], negative: [Number(ids[3])], limit: 10, params: { hnsw_ef: 64 } });
+  assert.deepEqual(shown, hits.map((p) => String(p.id)));
+});
+
+test('search by a pasted vector; a wrong dimension is refused with a message', async () => {
+  const point = await rest('GET', '/collections/fashion-mnist/points/77');
+  await go('#/c/fashion-mnist/search', '[data-testid=vector-input]');
+  await page.$eval('[data-testid=vector-input]', (e, v) => { e.value = v; }, '1, 2, 3');
+  await page.click('[data-testid=search-vector]');
+  assert.match(await text('[data-testid=vector-error]'), /has 3 numbers; this collection's vectors have 784/);
+  await page.$eval('[data-testid=vector-input]', (e, v) => { e.value = v; }, JSON.stringify(point.vector));
+  await page.click('[data-testid=search-vector]');
+  await page.waitForSelector('[data-testid=results] .card');
+  assert.equal(await page.$eval('[data-testid=results] .card', (c) => c.dataset.id), '77');
+});
+
+test('the map projects a sample, colours it by a payload field and opens a point on click', async () => {
+  await go('#/c/fashion-mnist/map');
+  await page.waitForFunction(() => /^1000 points, first two principal components/.test(document.querySelector('[data-testid=map-status]')?.textContent), { timeout: 30000 });
+  assert.equal(await page.$eval('select[aria-label="colour by"]', (s) => s.value), 'label');
+  assert.equal(await page.$$eval('.legend > span', (s) => s.length), 10);
+  await shot('map');
+  // Click where the canvas has a drawn dot.
+  const spot = await page.$eval('[data-testid=map]', (c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    for (let y = 0; y < c.height; y += 2) {
+      for (let x = 0; x < c.width; x += 2) {
+        if (d[(y * c.width + x) * 4 + 3] > 150) {
+          const r = c.getBoundingClientRect();
+          return { x: r.left + (x / c.width) * r.width, y: r.top + (y / c.height) * r.height };
+        }
+      }
+    }
+    return null;
+  });
+  assert.ok(spot, 'the map is blank');
+  await page.mouse.click(spot.x, spot.y);
+  await page.waitForFunction(() => /#\/c\/fashion-mnist\/p\/\d+$/.test(location.hash));
+  await page.waitForSelector('[data-testid=detail]');
+});
+
+test('estimate recall: the index against exact search, shown in the list', async () => {
+  await go('#/c/fashion-mnist/info', '[data-testid=estimate-recall]');
+  await page.click('[data-testid=estimate-recall]');
+  await page.waitForFunction(() => /^recall@10 [01]\.\d{4}/.test(document.querySelector('[data-testid=recall]').textContent), { timeout: 30000 });
+  const value = Number((await text('[data-testid=recall]')).match(/recall@10 ([01]\.\d{4})/)[1]);
+  assert.ok(value >= 0.9 && value <= 1, `recall ${value}`);
+  await shot('info');
+  await go('#/', 'tr[data-collection="fashion-mnist"]');
+  const cells = await page.$$eval('tr[data-collection="fashion-mnist"] td', (tds) => tds.map((t) => t.textContent));
+  assert.equal(cells[7], value.toFixed(3));
+});
+
+test('health shows live numbers from /metrics', async () => {
+  await go('#/health', '[data-testid=charts]');
+  // Some traffic the charts should count (the page's own polling is left out).
+  for (let i = 0; i < 20; ++i) await rest('POST', '/collections/fashion-mnist/points/count', {}, READ_KEY);
+  await page.waitForFunction(() => {
+    const qps = document.querySelector('[data-chart="Requests / s"] .value').textContent;
+    return qps !== '—' && Number(qps) > 0;
+  }, { timeout: 15000 });
+  assert.match(await text('[data-testid=uptime]'), /up \d+ s .* process [\d.]+ MiB resident/);
+  assert.match(await page.$eval('main', (m) => m.textContent), /fashion-mnist70,000\d+ s ago/);
+  await shot('health');
+});
+
+test('create and drop a collection (drop asks for the name)', async () => {
+  await go('#/', '[data-testid=create]');
+  await page.click('[data-testid=create]');
+  await page.waitForSelector('dialog[open] input[name=name]');
+  await page.type('dialog[open] input[name=name]', 'scratch');
+  await page.$eval('dialog[open] input[name=dim]', (e) => { e.value = '8'; });
+  await page.click('dialog[open] button[type=submit]');
+  await page.waitForSelector('tr[data-collection="scratch"]');
+  assert.equal((await rest('GET', '/collections/scratch')).config.params.vectors.size, 8);
+  await page.click('tr[data-collection="scratch"] [data-testid=drop]');
+  await page.waitForSelector('dialog[open] input');
+  await page.type('dialog[open] input', 'wrong');
+  await page.click('dialog[open] button[type=submit]');
+  await page.waitForFunction(() => /type "scratch" exactly/.test(document.querySelector('dialog[open] .error').textContent));
+  await page.$eval('dialog[open] input', (e) => { e.value = ''; });
+  await page.type('dialog[open] input', 'scratch');
+  await page.click('dialog[open] button[type=submit]');
+  await page.waitForFunction(() => !document.querySelector('tr[data-collection="scratch"]') && document.querySelector('tr[data-collection="fashion-mnist"]'));
+  const list = await rest('GET', '/collections');
+  assert.deepEqual(list.collections.map((c) => c.name), ['fashion-mnist']);
+});
+
+test('a read-only key sees no write buttons', async () => {
+  await go('#/', 'table[data-testid=collections]');
+  await expectHttpErrors(401);  // forgetting the key: the console asks the server again
+  await page.click('#key-button');
+  await page.click('#key-forget');
+  await enterKey(READ_KEY);
+  await page.waitForFunction(() => document.querySelector('#access-badge').textContent === 'read-only key');
+  await page.waitForSelector('tr[data-collection="fashion-mnist"]');
+  assert.equal(await page.$('[data-testid=create]'), null);
+  assert.equal(await page.$('[data-testid=drop]'), null);
+  const buttons = await page.$$eval('main button', (b) => b.map((x) => x.textContent));
+  assert.deepEqual(buttons, []);
+  await expectHttpErrors();
+  // Reading still works.
+  await go('#/c/fashion-mnist/p/5', '[data-testid=results] .card');
+});
+
+test('readable at phone width: nothing wider than the screen', async () => {
+  await page.setViewport({ width: 390, height: 800 });
+  for (const hash of ['#/', '#/c/fashion-mnist/points', '#/c/fashion-mnist/p/5', '#/health']) {
+    await go(hash, 'main :is(table, .detail, .charts)');
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(wide <= 0, `${hash} is ${wide}px wider than the screen`);
+  }
+  await go('#/c/fashion-mnist/p/5', '[data-testid=results] .card');
+  await shot('phone-similar');
+  await page.setViewport({ width: 1280, height: 900 });
+});
+
+test('the console made no errors in the browser', () => {
+  assert.deepEqual(errors, []);
+});
