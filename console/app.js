@@ -109,6 +109,10 @@ function vectorOf(point, space) {
   return v[space] || null;
 }
 const queryVector = (space, vector) => (space ? { name: space, vector } : vector);
+// The collection's metadata (Qdrant's collection metadata: {model: {name, version, dimension},
+// image_field, description, ...}), or {}.
+const metadataOf = (info) => (info.config && info.config.metadata) || {};
+const modelText = (model) => (model ? [model.name, model.version].filter(Boolean).join(' ') : '');
 
 // ---------------------------------------------------------------------------------------------
 // Access: which key, and what it may do
@@ -191,7 +195,7 @@ function pictureMode(name, info, sample, space) {
   const key = `${name}\u0000${space}`;
   if (pictureModes.has(key)) return pictureModes.get(key);
   let mode = { kind: 'none' };
-  const chosen = sessionStorage.getItem(`fathom-image-field:${name}`);
+  const chosen = metadataOf(info).image_field || sessionStorage.getItem(`fathom-image-field:${name}`);
   const fields = new Set();
   for (const p of sample) for (const k of Object.keys(p.payload || {})) fields.add(k);
   const isImageField = (f) => sample.some((p) => imageSource((p.payload || {})[f]));
@@ -302,7 +306,8 @@ async function collectionsView(root, stale) {
     if (info.error) return h('tr', {}, h('td', { text: name }), h('td', { colSpan: 8, class: 'error', text: info.error }));
     const spaces = vectorSpaces(info);
     const recall = info.recall_estimate ?? recallEstimate(name);
-    const model = info.model || (info.config && info.config.params && info.config.params.model);
+    const meta = metadataOf(info);
+    const model = meta.model;
     return h('tr', { 'data-collection': name },
       h('td', {}, h('a', { href: `#/c/${enc(name)}/points`, text: name })),
       h('td', { class: 'num', 'data-testid': 'points-count', text: formatNumber(info.points_count) }),
@@ -310,7 +315,7 @@ async function collectionsView(root, stale) {
       h('td', { text: spaces.map((s) => s.distance).join(', ') }),
       h('td', { class: 'mono', text: spaces.map((s) => (s.name ? `${s.name}: ` : '') + (s.index || '')).join(', ') }),
       h('td', { class: 'num', text: formatBytes(info.memory_bytes) }),
-      h('td', { text: model ? [model.name, model.version].filter(Boolean).join(' ') : '—' }),
+      h('td', { title: meta.description || null, text: modelText(model) || '—' }),
       h('td', { class: 'num', title: recall ? `recall@${recall.k} of the index vs exact search, ${recall.queries} sample queries` : 'not measured (Info tab: Estimate recall)',
                text: recall ? recall.value.toFixed(3) : '—' }),
       canWrite() ? h('td', {}, h('button', { type: 'button', class: 'danger', 'data-testid': 'drop', text: 'Drop', onclick: () => dropDialog(name) })) : null);
@@ -379,10 +384,13 @@ async function collectionView(root, name, tab, stale) {
   const info = await collectionInfo(name, true);
   const cs = collectionState(name, info);
   const spaces = vectorSpaces(info);
+  const meta = metadataOf(info);
   root.append(h('div', { class: 'row' }, h('h1', { text: name }), h('span', { class: 'muted', text: `${formatNumber(info.points_count)} points` }),
+    meta.model ? h('span', { class: 'badge', 'data-testid': 'model', title: JSON.stringify(meta.model), text: modelText(meta.model) }) : null,
     h('span', { class: 'spacer' }),
     spaces.length > 1 ? h('label', {}, 'Vector', h('select', { onchange: (e) => { cs.space = e.target.value; render(); } },
       spaces.map((s) => h('option', { value: s.name, text: s.name, selected: s.name === cs.space })))) : null));
+  if (meta.description) root.append(h('p', { class: 'muted', 'data-testid': 'description', text: meta.description }));
   root.append(h('nav', { class: 'tabs', 'aria-label': 'Collection' },
     TABS.map(([id, label]) => h('a', { href: `#/c/${enc(name)}/${id}`, class: id === tab ? 'current' : '', 'aria-current': id === tab ? 'page' : null, text: label }))));
   if (tab === 'map') await mapTab(root, name, info, cs, stale);
@@ -837,7 +845,40 @@ function infoTab(root, name, info, cs) {
       measure.disabled = false;
     }
   } });
-  const imageField = h('input', { class: 'mono', value: sessionStorage.getItem(`fathom-image-field:${name}`) || '', placeholder: 'payload field', 'aria-label': 'image field' });
+  const meta = metadataOf(info);
+  const model = meta.model || {};
+  const fieldInputs = {
+    modelName: h('input', { value: model.name || '', placeholder: 'resnet50', 'aria-label': 'model name' }),
+    modelVersion: h('input', { value: model.version || '', placeholder: 'v2', 'aria-label': 'model version' }),
+    description: h('input', { class: 'grow', value: meta.description || '', placeholder: 'what the vectors are', 'aria-label': 'description' }),
+    imageField: h('input', { class: 'mono', value: meta.image_field || sessionStorage.getItem(`fathom-image-field:${name}`) || '',
+                             placeholder: 'payload field', 'aria-label': 'image field' }),
+  };
+  const describeError = h('p', { class: 'error', role: 'alert' });
+  const describe = h('form', { class: 'row', onsubmit: async (e) => {
+    e.preventDefault();
+    describeError.textContent = '';
+    const v = (input) => input.value.trim() || null;
+    const imageField = v(fieldInputs.imageField);
+    for (const k of pictureModes.keys()) if (k.startsWith(`${name}\u0000`)) pictureModes.delete(k);
+    if (!canWrite()) {  // a read-only key: this tab only
+      if (imageField) sessionStorage.setItem(`fathom-image-field:${name}`, imageField);
+      else sessionStorage.removeItem(`fathom-image-field:${name}`);
+      return;
+    }
+    const spec = vectorSpaces(info).find((sp) => sp.name === cs.space) || {};
+    const newModel = v(fieldInputs.modelName) || v(fieldInputs.modelVersion)
+      ? { name: v(fieldInputs.modelName), version: v(fieldInputs.modelVersion), dimension: spec.size } : null;
+    try {
+      await api('PATCH', collectionPath(name), { metadata: { model: newModel, description: v(fieldInputs.description), image_field: imageField } });
+      render();
+    } catch (err) {
+      describeError.textContent = err.message;
+    }
+  } }, canWrite() ? [h('label', {}, 'Model', fieldInputs.modelName), h('label', {}, 'Version', fieldInputs.modelVersion),
+                     h('label', { class: 'grow' }, 'Description', fieldInputs.description)] : null,
+  h('label', {}, 'Image field', fieldInputs.imageField),
+  h('button', { type: 'submit', class: 'ghost', 'data-testid': 'save-description', text: canWrite() ? 'Save' : 'Use in this tab' }));
   root.append(
     h('section', { class: 'panel' }, h('h2', { text: 'Vectors' }), h('div', { class: 'table-wrap' }, h('table', {},
       h('thead', {}, h('tr', {}, ['Name', 'Dim', 'Distance', 'Index', 'On disk'].map((t) => h('th', { text: t })))),
@@ -851,14 +892,9 @@ function infoTab(root, name, info, cs) {
     h('section', { class: 'panel' }, h('h2', { text: 'Recall' }),
       h('p', { class: 'muted', text: 'Searches 20 stored points with the index and exactly, and reports how many of the exact top 10 the index found.' }),
       measure, recall),
-    h('section', { class: 'panel' }, h('h2', { text: 'Pictures' }),
-      h('p', { class: 'muted', text: 'A payload field holding an image (URL or base64 PNG) to show for each point; empty: detect one, or draw vectors that are pixels.' }),
-      h('form', { class: 'row', onsubmit: (e) => {
-        e.preventDefault();
-        if (imageField.value.trim()) sessionStorage.setItem(`fathom-image-field:${name}`, imageField.value.trim());
-        else sessionStorage.removeItem(`fathom-image-field:${name}`);
-        for (const k of pictureModes.keys()) if (k.startsWith(`${name}\u0000`)) pictureModes.delete(k);
-      } }, imageField, h('button', { type: 'submit', class: 'ghost', text: 'Save' }))),
+    h('section', { class: 'panel' }, h('h2', { text: 'Description' }),
+      h('p', { class: 'muted', text: 'Kept in the collection\'s metadata (shown in the list and above the tabs). The image field names a payload field that holds an image (URL or base64 PNG) to show for each point; empty: detect one, or draw vectors that are pixels.' }),
+      describe, describeError),
     h('section', { class: 'panel' }, h('h2', { text: 'Raw' }), h('pre', { class: 'mono', text: JSON.stringify(info, null, 2) })));
 }
 

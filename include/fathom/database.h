@@ -77,6 +77,12 @@ struct CollectionSpec {
   // Payloads are not cached in RAM: they are read from the record store when a search returns
   // them or a filter needs a field that has no payload index (slower for such filters).
   bool on_disk_payload = false;
+  // A JSON object describing the collection, kept with it and in its snapshots (Qdrant's
+  // collection metadata): which model made the vectors ({"model": {"name", "version",
+  // "dimension"}}), which payload field holds an image ("image_field"), anything else.
+  // At most kMaxMetadataBytes of JSON text.
+  std::string metadata = "{}";
+  static constexpr size_t kMaxMetadataBytes = 64 * 1024;
 };
 
 // Where a collection's bytes are: RAM (indexes' graphs, codes and in-RAM vectors, id maps,
@@ -203,6 +209,9 @@ class Collection {
  public:
   virtual ~Collection() = default;
   virtual const CollectionSpec& spec() const = 0;
+  // The collection's metadata now (spec().metadata is what it was when the collection opened):
+  // a JSON object's text.
+  virtual std::string metadata() const = 0;
 
   // Inserts or replaces records. The whole batch is validated first (ids, dimensions, finite
   // values, JSON-object payloads, no id twice); on error nothing is written. Upserts that arrive
@@ -320,6 +329,9 @@ class Database {
   virtual std::vector<std::string> ListCollections() const = 0;
   virtual Result<std::shared_ptr<Collection>> CreateCollection(const CollectionSpec& spec) = 0;
   virtual Status DropCollection(const std::string& name) = 0;
+  // Replaces a collection's metadata (a JSON object's text, CollectionSpec::metadata) in one
+  // durable write.
+  virtual Status SetCollectionMetadata(const std::string& name, const std::string& metadata) = 0;
   // By collection name or alias.
   virtual Result<std::shared_ptr<Collection>> GetCollection(const std::string& name) const = 0;
   // Aliases: second names for collections that every call taking a collection name accepts,

@@ -32,6 +32,10 @@ Status LoadDemo(const std::string& data_dir) {
   spec.name = kDemoCollection;
   spec.vectors.push_back({"", 784, Metric::kL2, "HNSW16,SQ8"});
   spec.indexed_fields = {{"label", FieldType::kInteger}, {"split", FieldType::kKeyword}};
+  // What the vectors are, for people and the web console (which draws them as 28x28 images).
+  spec.metadata =
+      R"({"description":"Fashion-MNIST: 70,000 grey 28x28 images of clothing, 10 classes",)"
+      R"("model":{"dimension":784,"name":"raw pixels","version":"28x28 grey, 0-255"}})";
   FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection, db->CreateCollection(spec));
   uint64_t next_id = 0;
   for (const Split& split : splits) {

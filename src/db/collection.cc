@@ -71,6 +71,7 @@ CollectionImpl::CollectionImpl(KvStore* kv, std::string index_dir, CollectionSpe
 
 Status CollectionImpl::ValidateSpec(const CollectionSpec& spec) {
   FATHOM_RETURN_IF_ERROR(ValidateCollectionName(spec.name));
+  FATHOM_RETURN_IF_ERROR(ValidateCollectionMetadata(spec.metadata));
   if (spec.vectors.empty()) {
     return Status::InvalidArgument("collection '" + spec.name + "' needs at least one vector");
   }
@@ -1550,7 +1551,9 @@ Status CollectionImpl::Snapshot(const std::string& dir) const {
                                         options_.min_free_disk_bytes));
   fs::create_directories(dir, ec);
   if (ec) return Status::IOError("cannot create '" + dir + "': " + ec.message());
-  FATHOM_RETURN_IF_ERROR(WriteFileAtomic(dir + "/collection.json", EncodeSpec(spec_, 0)));
+  CollectionSpec spec = spec_;
+  spec.metadata = metadata();
+  FATHOM_RETURN_IF_ERROR(WriteFileAtomic(dir + "/collection.json", EncodeSpec(spec, 0)));
   std::string records(kSnapshotMagic, sizeof(kSnapshotMagic) - 1);
   AppendPod(&records, kSnapshotVersion);
   // Snapshot records carry their vectors inline (one value per record, as in format 1).

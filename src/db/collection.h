@@ -48,6 +48,15 @@ class CollectionImpl final : public Collection {
                                                       const DatabaseOptions& options);
 
   const CollectionSpec& spec() const override { return spec_; }
+  std::string metadata() const override {
+    std::lock_guard lock(metadata_mutex_);
+    return metadata_;
+  }
+  // The database calls this after it stored the new metadata.
+  void set_metadata(std::string metadata) {
+    std::lock_guard lock(metadata_mutex_);
+    metadata_ = std::move(metadata);
+  }
   uint32_t id() const { return id_; }
   using Collection::Delete;
   using Collection::DeleteByFilter;
@@ -160,6 +169,8 @@ class CollectionImpl final : public Collection {
   KvStore* const kv_;
   const std::string index_dir_;
   const CollectionSpec spec_;
+  mutable std::mutex metadata_mutex_;
+  std::string metadata_ = spec_.metadata;  // guarded by metadata_mutex_
   const uint32_t id_;
   const DatabaseOptions options_;
   std::vector<std::unique_ptr<Index>> indexes_;  // one per spec_.vectors entry

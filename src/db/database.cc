@@ -124,6 +124,21 @@ class DatabaseImpl final : public Database {
     return std::shared_ptr<Collection>(std::move(collection));
   }
 
+  Status SetCollectionMetadata(const std::string& name, const std::string& metadata) override {
+    FATHOM_RETURN_IF_ERROR(ValidateCollectionMetadata(metadata));
+    std::unique_lock lock(mutex_);
+    FATHOM_RETURN_IF_ERROR(CheckOpen());
+    auto it = collections_.find(name);
+    if (it == collections_.end()) return Status::NotFound("collection '" + name + "' does not exist");
+    CollectionSpec spec = it->second->spec();
+    spec.metadata = metadata;
+    KvStore::Batch batch(*kv_);
+    batch.Put(Cf::kMeta, kSpecPrefix + spec.name, EncodeSpec(spec, it->second->id()));
+    FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
+    it->second->set_metadata(metadata);
+    return Status::OK();
+  }
+
   Status DropCollection(const std::string& name) override {
     std::unique_lock lock(mutex_);
     FATHOM_RETURN_IF_ERROR(CheckOpen());

@@ -271,6 +271,47 @@ TEST_F(DatabaseTest, LogPositionIsStoredWithEachWriteAndSurvivesReopen) {
   }
 }
 
+TEST_F(DatabaseTest, MetadataIsKeptReplacedAndCarriedBySnapshots) {
+  const std::string model = R"({"model":{"dimension":8,"name":"resnet50","version":"2"}})";
+  {
+    auto db = OpenDb();
+    CollectionSpec spec = Spec("described", 8);
+    spec.metadata = model;
+    auto c = std::move(db->CreateCollection(spec)).value();
+    EXPECT_EQ(c->metadata(), model);
+    CollectionSpec plain = Spec("plain", 8);
+    EXPECT_EQ(std::move(db->CreateCollection(plain)).value()->metadata(), "{}");
+    // Not an object, not JSON, too large: refused, nothing created or changed.
+    for (const std::string bad : {"[1]", "{", "\"text\""}) {
+      CollectionSpec wrong = Spec("wrong", 8);
+      wrong.metadata = bad;
+      EXPECT_EQ(db->CreateCollection(wrong).status().code(), Status::Code::kInvalidArgument) << bad;
+      EXPECT_EQ(db->SetCollectionMetadata("described", bad).code(), Status::Code::kInvalidArgument) << bad;
+    }
+    const std::string huge = R"({"x":")" + std::string(CollectionSpec::kMaxMetadataBytes, 'a') + R"("})";
+    EXPECT_EQ(db->SetCollectionMetadata("described", huge).code(), Status::Code::kInvalidArgument);
+    EXPECT_EQ(db->SetCollectionMetadata("missing", "{}").code(), Status::Code::kNotFound);
+    EXPECT_FALSE(db->GetCollection("wrong").ok());
+    EXPECT_EQ(c->metadata(), model);
+  }
+  auto db = OpenDb();
+  auto c = std::move(db->GetCollection("described")).value();
+  EXPECT_EQ(c->metadata(), model);
+  const std::string v3 = R"({"image_field":"thumb","model":{"name":"resnet50","version":"3"}})";
+  ASSERT_TRUE(db->SetCollectionMetadata("described", v3).ok());
+  EXPECT_EQ(c->metadata(), v3);
+  ASSERT_TRUE(c->Snapshot(dir_ + "/snap").ok());
+  auto copy = std::move(db->RestoreSnapshot(dir_ + "/snap", "restored")).value();
+  EXPECT_EQ(copy->metadata(), v3);
+  c.reset();
+  copy.reset();
+  db.reset();
+  auto reopened = OpenDb();
+  EXPECT_EQ(std::move(reopened->GetCollection("described")).value()->metadata(), v3);
+  EXPECT_EQ(std::move(reopened->GetCollection("restored")).value()->metadata(), v3);
+  EXPECT_EQ(std::move(reopened->GetCollection("plain")).value()->metadata(), "{}");
+}
+
 TEST_F(DatabaseTest, BadInputIsRejectedWithPreciseErrorsAndNothingIsWritten) {
   auto db = OpenDb();
   auto c = std::move(db->CreateCollection(Spec("items", 4))).value();

@@ -166,6 +166,9 @@ std::string EncodeSpec(const CollectionSpec& spec, uint32_t collection_id) {
   if (spec.on_disk_payload) j["on_disk_payload"] = true;
   j["indexed_fields"] = nlohmann::json::object();
   for (const auto& [field, type] : spec.indexed_fields) j["indexed_fields"][field] = FieldTypeName(type);
+  if (!spec.metadata.empty() && spec.metadata != "{}") {
+    j["metadata"] = nlohmann::json::parse(spec.metadata, nullptr, /*allow_exceptions=*/false);
+  }
   return j.dump();
 }
 
@@ -186,12 +189,30 @@ Status DecodeSpec(std::string_view text, CollectionSpec* spec, uint32_t* collect
       spec->vectors.push_back(std::move(vs));
     }
     spec->on_disk_payload = j.value("on_disk_payload", false);
+    spec->metadata = "{}";
+    if (auto m = j.find("metadata"); m != j.end()) {
+      if (!m->is_object()) return Status::Corruption("stored collection metadata is not a JSON object");
+      spec->metadata = m->dump();
+    }
     spec->indexed_fields.clear();
     for (const auto& [field, type] : j.at("indexed_fields").items()) {
       FATHOM_ASSIGN_OR_RETURN(spec->indexed_fields[field], ParseFieldType(type.get<std::string>()));
     }
   } catch (const nlohmann::json::exception& e) {
     return Status::Corruption(std::string("stored collection spec is malformed: ") + e.what());
+  }
+  return Status::OK();
+}
+
+Status ValidateCollectionMetadata(const std::string& metadata) {
+  if (metadata.size() > CollectionSpec::kMaxMetadataBytes) {
+    return Status::InvalidArgument("collection metadata is " + std::to_string(metadata.size()) +
+                                   " bytes of JSON; the limit is " +
+                                   std::to_string(CollectionSpec::kMaxMetadataBytes));
+  }
+  auto j = nlohmann::json::parse(metadata, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return Status::InvalidArgument("collection metadata must be a JSON object");
   }
   return Status::OK();
 }

@@ -36,5 +36,7 @@ Status DecodeSpec(std::string_view json, CollectionSpec* spec, uint32_t* collect
 
 // Validates a collection name: 1..64 of [A-Za-z0-9_.-], not "." or "..".
 Status ValidateCollectionName(const std::string& name);
+// A collection's metadata: a JSON object of at most CollectionSpec::kMaxMetadataBytes.
+Status ValidateCollectionMetadata(const std::string& metadata);
 
 }  // namespace fathom

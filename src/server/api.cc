@@ -471,7 +471,12 @@ Reply Api::CreateCollection(const ApiRequest& req) {
       return Status::InvalidArgument("field 'on_disk_payload' must be true or false, got " + TypeName(*p));
     }
     spec.on_disk_payload = p->get<bool>();
+  }  // Qdrant's collection metadata: any JSON object, kept with the collection.
+  if (auto m = body.find("metadata"); m != body.end() && !m->is_null()) {
+    if (!m->is_object()) return Status::InvalidArgument("field 'metadata' must be a JSON object, got " + TypeName(*m));
+    spec.metadata = m->dump();
   }
+
   auto vectors = body.find("vectors");
   if (vectors == body.end() || !vectors->is_object()) {
     return Status::InvalidArgument(
@@ -533,6 +538,8 @@ Reply Api::GetCollection(const ApiRequest& req) {
   }
   info["optimizer_config"] = Json::object();
   info["wal_config"] = Json::object();
+  info["metadata"] = Json::parse(c->metadata(), nullptr, /*allow_exceptions=*/false);
+  if (!info["metadata"].is_object()) info["metadata"] = Json::object();
   Json schema = Json::object();
   for (const auto& [field, type] : c->spec().indexed_fields) schema[field] = Json{{"data_type", FieldTypeName(type)}};
   const size_t count = c->Count();
@@ -657,7 +664,18 @@ Reply Api::UpdateCollection(const ApiRequest& req) {
   }
   std::shared_lock lock(db_mutex_);
   FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
-  (void)c;
+  // metadata merges into what is stored, key by key (Qdrant's rule); a key set to null is
+  // removed (Fathom's).
+  if (auto m = body.find("metadata"); m != body.end() && !m->is_null()) {
+    if (!m->is_object()) return Status::InvalidArgument("field 'metadata' must be a JSON object, got " + TypeName(*m));
+    std::lock_guard update(metadata_update_mutex_);  // merges do not interleave
+    Json merged = Json::parse(c->metadata(), nullptr, /*allow_exceptions=*/false);
+    if (!merged.is_object()) merged = Json::object();
+    for (const auto& [key, value] : m->items()) {
+      if (value.is_null()) merged.erase(key); else merged[key] = value;
+    }
+    FATHOM_RETURN_IF_ERROR(db_->SetCollectionMetadata(c->spec().name, merged.dump()));
+  }
   return Status::OK();
 }
 

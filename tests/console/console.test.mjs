@@ -127,6 +127,8 @@ test('the demo collection is listed with its size, dimension and index', async (
   const info = await rest('GET', '/collections/fashion-mnist');
   assert.equal(info.points_count, 70000);
   assert.deepEqual(cells.slice(0, 5), ['fashion-mnist', '70,000', '784', 'Euclid', info.config.params.vectors.index]);
+  // The model description from the collection's metadata.
+  assert.equal(cells[6], 'raw pixels 28x28 grey, 0-255');
   assert.ok(await page.$('[data-testid=create]'), 'a read-write key sees Create');
   assert.ok(await page.$('[data-testid=drop]'), 'a read-write key sees Drop');
   await shot('collections');
@@ -258,6 +260,33 @@ test('estimate recall: the index against exact search, shown in the list', async
   await go('#/', 'tr[data-collection="fashion-mnist"]');
   const cells = await page.$$eval('tr[data-collection="fashion-mnist"] td', (tds) => tds.map((t) => t.textContent));
   assert.equal(cells[7], value.toFixed(3));
+});
+
+test('the description is edited in the Info tab and kept in the collection metadata', async () => {
+  await go('#/c/fashion-mnist/info', '[data-testid=save-description]');
+  await page.$eval('input[aria-label="model name"]', (e) => { e.value = ''; });
+  await page.type('input[aria-label="model name"]', 'pixels-test');
+  await page.click('[data-testid=save-description]');
+  await page.waitForFunction(() => document.querySelector('[data-testid=model]')?.textContent === 'pixels-test 28x28 grey, 0-255');
+  const meta = (await rest('GET', '/collections/fashion-mnist')).config.metadata;
+  assert.deepEqual(meta.model, { name: 'pixels-test', version: '28x28 grey, 0-255', dimension: 784 });
+  assert.match(meta.description, /^Fashion-MNIST/);
+  await rest('PATCH', '/collections/fashion-mnist', { metadata: { model: { name: 'raw pixels', version: '28x28 grey, 0-255', dimension: 784 } } });
+});
+
+test('a payload field that holds an image is shown instead of the vector', async () => {
+  // 2x2 PNGs as data URLs and as bare base64; vectors that are not pixels (negative values).
+  const png = 'iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAEklEQVR4nGP4z8DAAMIM/4EAAB/uBfsL2WiLAAAAAElFTkSuQmCC';
+  await rest('PUT', '/collections/pictures', { vectors: { size: 3, distance: 'Cosine' } });
+  await rest('PUT', '/collections/pictures/points', { points: [
+    { id: 1, vector: [-1, 0, 1], payload: { image: `data:image/png;base64,${png}`, kind: 'url' } },
+    { id: 2, vector: [1, -1, 0], payload: { image: png, kind: 'bare' } },
+    { id: 3, vector: [0, 1, -1], payload: { kind: 'none' } }] });
+  await go('#/c/pictures/points', 'table[data-testid=points] tbody tr');
+  const pictures = await page.$$eval('table[data-testid=points] tbody tr', (rows) => rows.map((r) => r.querySelector('[data-picture]')?.dataset.picture ?? null));
+  assert.deepEqual(pictures, ['field', 'field', null]);
+  await page.waitForFunction(() => [...document.querySelectorAll('img[data-picture=field]')].every((i) => i.complete && i.naturalWidth === 2));
+  await rest('DELETE', '/collections/pictures');
 });
 
 test('health shows live numbers from /metrics', async () => {

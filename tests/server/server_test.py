@@ -239,6 +239,32 @@ class EndpointTest(ServerTestCase):
     def test_access_without_a_key(self):
         self.assertEqual(self.server.ok("GET", "/access"), {"access": "read_write", "api_key_required": False})
 
+    def test_collection_metadata(self):
+        # Qdrant's collection metadata: set at create, merged by PATCH (null removes a key),
+        # returned in config.metadata. It used to be accepted and dropped.
+        model = {"name": "resnet50", "version": "2", "dimension": 2}
+        self.server.ok("PUT", "/collections/described",
+                       {"vectors": {"size": 2, "distance": "Cosine"}, "metadata": {"model": model, "team": "vision"}})
+        info = self.server.ok("GET", "/collections/described")
+        self.assertEqual(info["config"]["metadata"], {"model": model, "team": "vision"})
+        self.server.ok("PATCH", "/collections/described", {"metadata": {"image_field": "thumb", "team": None}})
+        self.assertEqual(self.server.ok("GET", "/collections/described")["config"]["metadata"],
+                         {"model": model, "image_field": "thumb"})
+        for bad in [[1], "text", 3]:
+            status, doc, _ = self.server.request("PATCH", "/collections/described", {"metadata": bad})
+            self.assertError(status, doc, 400, "'metadata' must be a JSON object")
+            status, doc, _ = self.server.request("PUT", "/collections/described2",
+                                                 {"vectors": {"size": 2, "distance": "Cosine"}, "metadata": bad})
+            self.assertError(status, doc, 400, "'metadata' must be a JSON object")
+        status, doc, _ = self.server.request("PATCH", "/collections/described", {"metadata": {"x": "a" * 70000}})
+        self.assertError(status, doc, 400, "the limit is 65536")
+        self.assertEqual(self.server.ok("GET", "/collections/described")["config"]["metadata"],
+                         {"model": model, "image_field": "thumb"})
+        status, doc, _ = self.server.request("GET", "/collections/described2")
+        self.assertError(status, doc, 404)
+        self.assertEqual(self.server.ok("GET", "/collections/described2/exists"), {"exists": False})
+        self.server.ok("DELETE", "/collections/described")
+
     def test_console_files(self):
         # The web console comes from the binary: its page, script and style, with headers that
         # keep other sites' scripts and frames out; nothing else is served under /console.
