@@ -330,7 +330,7 @@ class Database {
   virtual Result<std::shared_ptr<Collection>> CreateCollection(const CollectionSpec& spec) = 0;
   virtual Status DropCollection(const std::string& name) = 0;
   // Replaces a collection's metadata (a JSON object's text, CollectionSpec::metadata) in one
-  // durable write.
+  // durable write. `name` may be an alias.
   virtual Status SetCollectionMetadata(const std::string& name, const std::string& metadata) = 0;
   // By collection name or alias.
   virtual Result<std::shared_ptr<Collection>> GetCollection(const std::string& name) const = 0;

@@ -172,7 +172,8 @@ class Client(AliasMethods):
                           index: str = "HNSW32", *,
                           indexed_fields: Optional[Mapping[str, str]] = None,
                           vectors: Optional[Mapping[str, Mapping[str, Any]]] = None,
-                          on_disk: bool = False, on_disk_payload: bool = False) -> "RemoteCollection":
+                          on_disk: bool = False, on_disk_payload: bool = False,
+                          metadata: Optional[Mapping[str, Any]] = None) -> "RemoteCollection":
         """Same arguments as :meth:`fathom.Database.create_collection`."""
         specs = _vector_specs(dim, metric, index, on_disk, vectors)
 
@@ -184,7 +185,7 @@ class Client(AliasMethods):
         else:
             body_vectors = {s["name"]: vector_json(s) for s in specs}
         body = {"vectors": body_vectors, "indexed_fields": dict(indexed_fields or {}),
-                "on_disk_payload": on_disk_payload}
+                "on_disk_payload": on_disk_payload, "metadata": dict(metadata or {})}
         self.request("PUT", f"/collections/{self._quote(name)}", body)
         return self.get_collection(name)
 
@@ -239,6 +240,18 @@ class RemoteCollection(PayloadMethods):
     @property
     def dim(self) -> int:
         return self.spec["vectors"][0]["dim"]
+
+    @property
+    def metadata(self) -> Dict[str, Any]:
+        """As :attr:`fathom.Collection.metadata` (the server's ``config.metadata``)."""
+        info = self._client.request("GET", self._path)
+        result: Dict[str, Any] = info["config"].get("metadata", {})
+        return result
+
+    def update_metadata(self, changes: Mapping[str, Any]) -> Dict[str, Any]:
+        """As :meth:`fathom.Collection.update_metadata` (``PATCH /collections/{name}``)."""
+        self._client.request("PATCH", self._path, {"metadata": dict(changes)})
+        return self.metadata
 
     def upsert(self, ids: Sequence[PointId], vectors: Vectors,
                payloads: Optional[Sequence[Optional[Mapping[str, Any]]]] = None) -> int:

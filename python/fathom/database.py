@@ -11,7 +11,7 @@ import numpy.typing as npt
 from . import _core
 from ._common import (AliasMethods, PayloadMethods, Filter, Hit, Point, PointId, Vectors, as_matrix, check_ef, check_k,
                       filter_text, id_list, is_single_id, named_vectors, payload_texts,
-                      simplify_vectors)
+                      simplify_vectors, merge_metadata)
 from .errors import InvalidArgumentError, NotFoundError
 
 SearchResult = Union[List[Hit], List[List[Hit]]]
@@ -43,6 +43,20 @@ class Collection(PayloadMethods):
     def spec(self) -> Dict[str, Any]:
         """``{"name", "vectors": [{"name", "dim", "metric", "index"}], "indexed_fields"}``."""
         return self._c.spec()
+
+    @property
+    def metadata(self) -> Dict[str, Any]:
+        """The collection's metadata (Qdrant's collection metadata), e.g. which model made the
+        vectors: ``{"model": {"name": "resnet50", "version": "2", "dimension": 2048}}``."""
+        result: Dict[str, Any] = json.loads(self._c.metadata())
+        return result
+
+    def update_metadata(self, changes: Mapping[str, Any]) -> Dict[str, Any]:
+        """Merges ``changes`` into the metadata key by key (``None`` removes a key), stores it in
+        one durable write and returns the result (at most 64 KiB of JSON)."""
+        merged = merge_metadata(self.metadata, changes)
+        self._c.set_metadata(json.dumps(merged))
+        return merged
 
     @property
     def dim(self) -> int:
@@ -248,18 +262,20 @@ class Database(AliasMethods):
                           index: str = "HNSW32", *,
                           indexed_fields: Optional[Mapping[str, str]] = None,
                           vectors: Optional[Mapping[str, Mapping[str, Any]]] = None,
-                          on_disk: bool = False, on_disk_payload: bool = False) -> Collection:
+                          on_disk: bool = False, on_disk_payload: bool = False,
+                          metadata: Optional[Mapping[str, Any]] = None) -> Collection:
         """Creates a collection. ``metric``: "l2", "ip" or "cosine"; ``index``: a factory string
         ("HNSW32", "HNSW32,SQ8", "Flat"); ``indexed_fields``: payload fields to index for filters,
         {field: "keyword" | "integer" | "float" | "bool"}. For several vectors per record pass
         ``vectors={"image": {"dim": 512, "metric": "cosine"}, "text": {"dim": 384}}`` instead of dim.
         ``on_disk=True`` keeps float vectors in a file and only the index's codes in RAM (needs an
         index that walks codes: "HNSW32,SQ8" with l2 or cosine); ``on_disk_payload=True`` keeps
-        payloads only in the record store. Raises AlreadyExistsError if the name is taken."""
+        payloads only in the record store. ``metadata``: a JSON-able dict kept with the collection
+        (:attr:`Collection.metadata`). Raises AlreadyExistsError if the name is taken."""
         specs = [_core.VectorSpec(s["name"], s["dim"], s["metric"], s["index"], s["on_disk"])
                  for s in _vector_specs(dim, metric, index, on_disk, vectors)]
         return Collection(self._db.create_collection(name, specs, dict(indexed_fields or {}),
-                                                     on_disk_payload))
+                                                     on_disk_payload, json.dumps(dict(metadata or {}))))
 
     def get_collection(self, name: str) -> Collection:
         """The named collection; NotFoundError if there is none."""

@@ -373,6 +373,17 @@ class PyCollection {
     return SpecToDict(Run([](Collection* c) -> Result<CollectionSpec> { return c->spec(); }));
   }
 
+  // The metadata's JSON text now, and its replacement (one durable write).
+  std::string Metadata() const {
+    return Run([](Collection* c) -> Result<std::string> { return c->metadata(); });
+  }
+  void SetMetadata(const std::string& metadata) {
+    RunOnDatabase(*handle_, [&](Database* db) -> Result<bool> {
+      FATHOM_RETURN_IF_ERROR(db->SetCollectionMetadata(name_, metadata));
+      return true;
+    });
+  }
+
   // ids: a sequence; vectors: {vector name: (n, dim) array}; payloads: None or n JSON texts.
   size_t Upsert(py::handle ids_arg, const py::dict& vectors, py::object payloads) {
     std::vector<PointId> ids = ToPointIds(ids_arg);
@@ -680,10 +691,12 @@ class PyDatabase {
   }
 
   PyCollection Create(const std::string& name, const std::vector<VectorSpecArg>& vectors,
-                      const std::map<std::string, std::string>& indexed_fields, bool on_disk_payload) {
+                      const std::map<std::string, std::string>& indexed_fields, bool on_disk_payload,
+                      const std::string& metadata) {
     CollectionSpec spec;
     spec.name = name;
     spec.on_disk_payload = on_disk_payload;
+    spec.metadata = metadata;
     for (const auto& v : vectors) {
       if (v.dim < 1) InvalidArgument("dim must be at least 1, got " + std::to_string(v.dim));
       VectorSpec vs;
@@ -786,6 +799,8 @@ PYBIND11_MODULE(_core, m) {
   py::class_<fp::PyCollection>(m, "Collection")
       .def_property_readonly("name", &fp::PyCollection::name)
       .def("spec", &fp::PyCollection::Spec)
+      .def("metadata", &fp::PyCollection::Metadata)
+      .def("set_metadata", &fp::PyCollection::SetMetadata, py::arg("metadata"))
       .def("upsert", &fp::PyCollection::Upsert, py::arg("ids"), py::arg("vectors"), py::arg("payloads"))
       .def("get", &fp::PyCollection::Get, py::arg("ids"), py::arg("with_vectors"))
       .def("delete", &fp::PyCollection::Delete, py::arg("ids"))
@@ -816,7 +831,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("closed", &fp::PyDatabase::closed)
       .def("list_collections", &fp::PyDatabase::List)
       .def("create_collection", &fp::PyDatabase::Create, py::arg("name"), py::arg("vectors"),
-           py::arg("indexed_fields"), py::arg("on_disk_payload") = false)
+           py::arg("indexed_fields"), py::arg("on_disk_payload") = false, py::arg("metadata") = "{}")
       .def("get_collection", &fp::PyDatabase::Get, py::arg("name"))
       .def("drop_collection", &fp::PyDatabase::Drop, py::arg("name"))
       .def("update_aliases", &fp::PyDatabase::UpdateAliases, py::arg("actions"))

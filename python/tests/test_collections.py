@@ -108,6 +108,23 @@ def test_alias_switch_for_re_embedding(backend):
     backend.drop_collection(v1)
 
 
+def test_collection_metadata_describes_the_model(backend):
+    """Which model made the vectors travels with the collection: set at create, merged by
+    update_metadata (None removes a key), read back, also through an alias."""
+    name, alias = unique_name(), unique_name()
+    model = {"name": "resnet50", "version": "2", "dimension": 4}
+    col = backend.create_collection(name, dim=4, metadata={"model": model, "team": "vision"})
+    assert col.metadata == {"model": model, "team": "vision"}
+    assert backend.create_collection(unique_name(), dim=4).metadata == {}
+    backend.switch_alias(alias, name)
+    merged = backend.get_collection(alias).update_metadata({"image_field": "thumb", "team": None})
+    assert merged == {"model": model, "image_field": "thumb"}
+    assert backend.get_collection(name).metadata == merged
+    with pytest.raises(fathom.InvalidArgumentError, match="the limit is 65536"):
+        col.update_metadata({"x": "a" * 70000})
+    assert col.metadata == merged
+
+
 def test_string_ids_and_payload_types(backend):
     col = backend.create_collection(unique_name(), dim=4, metric="cosine")
     vectors = np.eye(4, dtype=np.float32) + 0.1

@@ -128,7 +128,8 @@ class DatabaseImpl final : public Database {
     FATHOM_RETURN_IF_ERROR(ValidateCollectionMetadata(metadata));
     std::unique_lock lock(mutex_);
     FATHOM_RETURN_IF_ERROR(CheckOpen());
-    auto it = collections_.find(name);
+    auto alias = aliases_.find(name);
+    auto it = collections_.find(alias != aliases_.end() ? alias->second : name);
     if (it == collections_.end()) return Status::NotFound("collection '" + name + "' does not exist");
     CollectionSpec spec = it->second->spec();
     spec.metadata = metadata;
