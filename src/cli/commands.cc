@@ -144,6 +144,14 @@ Status RunCreate(const Context& ctx, const CreateOptions& options) {
     spec.vectors.push_back(std::move(v));
   }
   spec.on_disk_payload = options.on_disk_payload;
+  if (!options.metadata.empty()) {
+    json metadata = json::parse(options.metadata, nullptr, /*allow_exceptions=*/false);
+    if (!metadata.is_object()) {
+      return Status::InvalidArgument("--metadata must be a JSON object, such as "
+                                     "'{\"model\": {\"name\": \"resnet50\", \"version\": \"2\"}}'");
+    }
+    spec.metadata = metadata.dump();
+  }
   for (VectorSpec& v : spec.vectors) v.on_disk = options.on_disk;
   for (const std::string& text : options.fields) {
     FATHOM_ASSIGN_OR_RETURN(auto field, ParseFieldSpec(text));
@@ -230,6 +238,7 @@ Status RunInfo(const Context& ctx, const std::string& name, bool as_json) {
   const StorageUsage usage = c->usage();
   if (as_json) {
     json out = SpecToJson(spec);
+    out["metadata"] = json::parse(c->metadata(), nullptr, /*allow_exceptions=*/false);
     out["points"] = c->Count();
     out["memory_bytes"] = usage.ram_bytes;
     out["storage"] = {{"ram_bytes", usage.ram_bytes},
@@ -259,6 +268,7 @@ Status RunInfo(const Context& ctx, const std::string& name, bool as_json) {
   for (const auto& [field, type] : spec.indexed_fields) {
     rows.push_back({"field", field + ": " + FieldTypeName(type)});
   }
+  if (const std::string metadata = c->metadata(); metadata != "{}") rows.push_back({"metadata", metadata});
   // A key/value listing reads better without a header row.
   size_t width = 0;
   for (const auto& row : rows) width = std::max(width, row[0].size());

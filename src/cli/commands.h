@@ -36,6 +36,7 @@ struct CreateOptions {
   std::vector<std::string> fields;   // --field NAME:TYPE
   bool on_disk = false;              // --on-disk: every vector's floats on disk
   bool on_disk_payload = false;      // --on-disk-payload
+  std::string metadata;              // --metadata: a JSON object, e.g. the model's name
 };
 
 struct SearchOptions {

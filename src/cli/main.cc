@@ -97,6 +97,9 @@ int Run(int argc, char** argv) {
                        "index such as HNSW32,SQ8 with l2 or cosine)");
   create_cmd->add_flag("--on-disk-payload", create.on_disk_payload,
                        "keep payloads only in the record store (no RAM cache)");
+  create_cmd->add_option("--metadata", create.metadata,
+                         "a JSON object kept with the collection, e.g. which model made the vectors: "
+                         "'{\"model\": {\"name\": \"resnet50\", \"version\": \"2\"}}'");
   AddCommonOptions(create_cmd, &ctx, &durability, &verbose);
 
   // drop

@@ -194,6 +194,13 @@ expect_eq "$(fathom info multi --json | json_get '[(v["name"], v["dim"], v["metr
   "[('image', 3, 'l2'), ('text', 2, 'cosine')]" "info --json vectors"
 expect_error 2 "nope" fathom info nope
 
+# Metadata: which model made the vectors, kept with the collection and shown by info.
+fathom create described --dim 2 --metadata '{"model": {"name": "resnet50", "version": "2"}}' >/dev/null
+expect_contains "$(fathom info described)" 'metadata    {"model":{"name":"resnet50","version":"2"}}' "info metadata"
+expect_eq "$(fathom info described --json | json_get 'd["metadata"]["model"]["version"]')" "2" "info --json metadata"
+expect_error 1 "--metadata must be a JSON object" fathom create described2 --dim 2 --metadata '[1]'
+expect_error 2 "described2" fathom info described2
+
 # Vectors on disk: floats in a file, codes in RAM; info says where each part lives.
 fathom create disky --dim 8 --metric cosine --index HNSW16,SQ8 --on-disk --on-disk-payload >/dev/null
 fathom import disky mat.npy 2>/dev/null >/dev/null
