@@ -289,6 +289,20 @@ async function render() {
 function recallEstimate(name) {
   try { return JSON.parse(sessionStorage.getItem(`fathom-recall:${name}`)); } catch { return null; }
 }
+// What the list shows for recall: the server's online estimate (a share of live searches re-run
+// exactly) once it rests on 100 samples, else this tab's last measurement, else a thinner online
+// estimate. {value, title} or null.
+function recallShown(name, info) {
+  const live = info.recall_estimate && info.recall_estimate.samples > 0 ? info.recall_estimate : null;
+  const liveShown = live && {
+    value: live.recall,
+    title: `online estimate: ${live.samples} sampled live searches re-run exactly${live.from_store ? ' (before the last restart)' : ''}`,
+  };
+  const mine = recallEstimate(name);
+  const mineShown = mine && { value: mine.value, title: `recall@${mine.k} of the index vs exact search, ${mine.queries} sample queries (this tab)` };
+  if (live && live.samples >= 100) return liveShown;
+  return mineShown || liveShown || null;
+}
 
 async function collectionsView(root, stale) {
   const { result } = await api('GET', '/collections');
@@ -305,7 +319,7 @@ async function collectionsView(root, stale) {
     const info = infos[i];
     if (info.error) return h('tr', {}, h('td', { text: name }), h('td', { colSpan: 8, class: 'error', text: info.error }));
     const spaces = vectorSpaces(info);
-    const recall = info.recall_estimate ?? recallEstimate(name);
+    const recall = recallShown(name, info);
     const meta = metadataOf(info);
     const model = meta.model;
     return h('tr', { 'data-collection': name },
@@ -316,7 +330,7 @@ async function collectionsView(root, stale) {
       h('td', { class: 'mono', text: spaces.map((s) => (s.name ? `${s.name}: ` : '') + (s.index || '')).join(', ') }),
       h('td', { class: 'num', text: formatBytes(info.memory_bytes) }),
       h('td', { title: meta.description || null, text: modelText(model) || '—' }),
-      h('td', { class: 'num', title: recall ? `recall@${recall.k} of the index vs exact search, ${recall.queries} sample queries` : 'not measured (Info tab: Estimate recall)',
+      h('td', { class: 'num', title: recall ? recall.title : 'not measured yet (Info tab: Estimate recall)',
                text: recall ? recall.value.toFixed(3) : '—' }),
       canWrite() ? h('td', {}, h('button', { type: 'button', class: 'danger', 'data-testid': 'drop', text: 'Drop', onclick: () => dropDialog(name) })) : null);
   });
@@ -830,6 +844,11 @@ function infoTab(root, name, info, cs) {
   const spaces = vectorSpaces(info);
   const storage = info.storage || {};
   const recall = h('p', { class: 'stats', 'data-testid': 'recall' });
+  const online = info.recall_estimate || {};
+  const onlineText = online.samples > 0
+    ? `Online estimate: ${online.recall.toFixed(4)} over the last ${formatNumber(online.samples)} sampled searches` +
+      (online.from_store ? ' (kept from before the last restart)' : ` (${formatNumber(online.total_samples)} re-run exactly since the server started, ${formatNumber(online.dropped)} dropped to stay within the monitor's CPU share)`)
+    : 'Online estimate: none yet (the server re-runs a share of live searches exactly: fathom serve --recall-sample-rate).';
   const shown = recallEstimate(name);
   if (shown) recall.textContent = `last estimate: recall@${shown.k} ${shown.value.toFixed(4)} over ${shown.queries} queries (${new Date(shown.at).toLocaleTimeString()})`;
   const measure = h('button', { type: 'button', 'data-testid': 'estimate-recall', text: 'Estimate recall', onclick: async () => {
@@ -890,7 +909,8 @@ function infoTab(root, name, info, cs) {
        ['indexed fields', Object.entries(info.payload_schema || {}).map(([f, s]) => `${f} (${s.data_type})`).join(', ') || 'none']]
         .map(([k, v]) => [h('dt', { text: k }), h('dd', { text: v })]))),
     h('section', { class: 'panel' }, h('h2', { text: 'Recall' }),
-      h('p', { class: 'muted', text: 'Searches 20 stored points with the index and exactly, and reports how many of the exact top 10 the index found.' }),
+      h('p', { 'data-testid': 'online-recall', text: onlineText }),
+      h('p', { class: 'muted', text: 'Or measure now: searches 20 stored points with the index and exactly, and reports how many of the exact top 10 the index found.' }),
       measure, recall),
     h('section', { class: 'panel' }, h('h2', { text: 'Description' }),
       h('p', { class: 'muted', text: 'Kept in the collection\'s metadata (shown in the list and above the tabs). The image field names a payload field that holds an image (URL or base64 PNG) to show for each point; empty: detect one, or draw vectors that are pixels.' }),
@@ -934,7 +954,7 @@ function parseMetrics(text) {
 // Requests the console itself makes to draw this page are left out of the numbers.
 const OWN_ROUTES = new Set(['/metrics', '/console', '/console/{file}', '/access']);
 function summarize(metrics) {
-  const s = { requests: 0, errors5xx: 0, errors4xx: 0, buckets: new Map(), checkpoint: {}, memory: 0, rss: null, points: {}, uptime: null };
+  const s = { requests: 0, errors5xx: 0, errors4xx: 0, buckets: new Map(), checkpoint: {}, memory: 0, rss: null, points: {}, recall: {}, uptime: null };
   for (const m of metrics) {
     if (m.labels.route && OWN_ROUTES.has(m.labels.route)) continue;
     if (m.name === 'fathom_http_requests_total') {
@@ -946,6 +966,7 @@ function summarize(metrics) {
     } else if (m.name === 'fathom_checkpoint_age_seconds') s.checkpoint[m.labels.collection] = m.value;
     else if (m.name === 'fathom_collection_memory_bytes') s.memory += m.value;
     else if (m.name === 'fathom_collection_points') s.points[m.labels.collection] = m.value;
+    else if (m.name === 'fathom_recall_estimate') s.recall[m.labels.collection] = m.value;
     else if (m.name === 'process_resident_memory_bytes') s.rss = m.value;
     else if (m.name === 'fathom_uptime_seconds') s.uptime = m.value;
   }
@@ -1011,7 +1032,8 @@ async function healthView(root, stale) {
   const uptime = h('p', { class: 'stats', 'data-testid': 'uptime' });
   root.append(h('div', { class: 'charts', 'data-testid': 'charts' }, Object.values(charts).map((c) => c.el)), uptime,
     h('section', { class: 'panel' }, h('h2', { text: 'Collections' }), h('div', { class: 'table-wrap' }, h('table', {},
-      h('thead', {}, h('tr', {}, h('th', { text: 'Collection' }), h('th', { class: 'num', text: 'Points' }), h('th', { class: 'num', text: 'Last checkpoint' }))), table))));
+      h('thead', {}, h('tr', {}, h('th', { text: 'Collection' }), h('th', { class: 'num', text: 'Points' }), h('th', { class: 'num', text: 'Recall (online)' }),
+        h('th', { class: 'num', text: 'Last checkpoint' }))), table))));
   let before = null, beforeAt = 0;
   async function tick() {
     const { result: text } = await api('GET', '/metrics');
@@ -1030,6 +1052,7 @@ async function healthView(root, stale) {
       (now.rss ? ` · process ${formatBytes(now.rss)} resident` : '');
     table.replaceChildren(...Object.keys(now.points).sort().map((c) => h('tr', {}, h('td', {}, h('a', { href: `#/c/${enc(c)}/points`, text: c })),
       h('td', { class: 'num', text: formatNumber(now.points[c]) }),
+      h('td', { class: 'num', text: now.recall[c] === undefined ? '—' : now.recall[c].toFixed(3) }),
       h('td', { class: 'num', text: now.checkpoint[c] === undefined ? '—' : `${Math.round(now.checkpoint[c])} s ago` }))));
     before = now;
     beforeAt = at;

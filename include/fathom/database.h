@@ -55,6 +55,11 @@ struct DatabaseOptions {
   // The file system under the record store (as LevelDB's and RocksDB's Options::env): tests pass
   // one that injects faults (disk full, power loss). nullptr: the operating system's. Not owned.
   rocksdb::Env* env = nullptr;
+  // Online recall monitoring: this share of searches (0 to 1; 0 turns it off) is re-run exactly
+  // in the background and compared with what the search answered (Collection::recall_estimate),
+  // using at most `recall_cpu_share` of one core; samples beyond that are dropped.
+  double recall_sample_rate = 0.01;
+  double recall_cpu_share = 0.05;
 };
 
 enum class FieldType : uint8_t { kKeyword, kInteger, kFloat, kBool };
@@ -114,6 +119,16 @@ struct Record {
   PointId id;
   std::map<std::string, std::vector<float>> vectors;  // key "" for the unnamed vector
   std::string payload = "{}";                          // JSON object text
+};
+
+// Collection::recall_estimate: the share of the exact k nearest neighbours that live searches
+// found, over a window of recent sampled searches (online recall monitoring).
+struct RecallEstimate {
+  double recall = 0;            // found / expected over the window; meaningful when samples > 0
+  uint64_t samples = 0;         // sampled searches the estimate is over (at most the window)
+  uint64_t total_samples = 0;   // sampled searches re-run since the collection opened
+  uint64_t dropped = 0;         // sampled but dropped: the monitor's CPU share was spent
+  bool from_store = false;      // kept from before the last close (no live samples yet)
 };
 
 struct ScoredPoint {
@@ -212,6 +227,9 @@ class Collection {
   // The collection's metadata now (spec().metadata is what it was when the collection opened):
   // a JSON object's text.
   virtual std::string metadata() const = 0;
+  // Online recall monitoring (DatabaseOptions::recall_sample_rate): how well searches have been
+  // answering lately; kept across a clean close.
+  virtual RecallEstimate recall_estimate() const = 0;
 
   // Inserts or replaces records. The whole batch is validated first (ids, dimensions, finite
   // values, JSON-object payloads, no id twice); on error nothing is written. Upserts that arrive

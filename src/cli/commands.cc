@@ -239,6 +239,9 @@ Status RunInfo(const Context& ctx, const std::string& name, bool as_json) {
   if (as_json) {
     json out = SpecToJson(spec);
     out["metadata"] = json::parse(c->metadata(), nullptr, /*allow_exceptions=*/false);
+    const RecallEstimate recall = c->recall_estimate();
+    out["recall_estimate"] = recall.samples > 0 ? json{{"recall", recall.recall}, {"samples", recall.samples}}
+                                                : json(nullptr);
     out["points"] = c->Count();
     out["memory_bytes"] = usage.ram_bytes;
     out["storage"] = {{"ram_bytes", usage.ram_bytes},
@@ -269,6 +272,13 @@ Status RunInfo(const Context& ctx, const std::string& name, bool as_json) {
     rows.push_back({"field", field + ": " + FieldTypeName(type)});
   }
   if (const std::string metadata = c->metadata(); metadata != "{}") rows.push_back({"metadata", metadata});
+  if (const RecallEstimate recall = c->recall_estimate(); recall.samples > 0) {
+    char text[160];
+    std::snprintf(text, sizeof(text), "%.4f (recall@k of %llu sampled searches vs exact, %s)", recall.recall,
+                  static_cast<unsigned long long>(recall.samples),
+                  recall.from_store ? "kept from the last server run" : "this run");
+    rows.push_back({"recall", text});
+  }
   // A key/value listing reads better without a header row.
   size_t width = 0;
   for (const auto& row : rows) width = std::max(width, row[0].size());

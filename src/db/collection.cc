@@ -67,7 +67,68 @@ CollectionImpl::CollectionImpl(KvStore* kv, std::string index_dir, CollectionSpe
       spec_(std::move(spec)),
       id_(id),
       options_(options),
-      payload_index_(std::move(payload_index)) {}
+      payload_index_(std::move(payload_index)),
+      recall_(std::make_unique<RecallMonitor>(options.recall_sample_rate, options.recall_cpu_share,
+                                              [this](const RecallMonitor::Sample& s) { return ExactIds(s); })) {}
+
+// The true k nearest neighbours of a sampled query, by brute force in chunks of slots: the
+// locks are taken per chunk, so at 10M points the monitor never holds searches' and writers'
+// locks for a whole scan (a waiting writer would block every new search behind it). Points that
+// change between chunks may be seen in either state, which a statistic can afford.
+Result<std::vector<PointId>> CollectionImpl::ExactIds(const RecallMonitor::Sample& sample) const {
+  size_t vector = spec_.vectors.size();
+  for (size_t v = 0; v < spec_.vectors.size(); ++v) {
+    if (spec_.vectors[v].name == sample.vector) vector = v;
+  }
+  if (vector == spec_.vectors.size() || sample.query.size() != spec_.vectors[vector].dim || sample.k == 0) {
+    return Status::InvalidArgument("recall sample does not match the collection");
+  }
+  constexpr size_t kChunk = size_t{1} << 16;
+  const size_t k = sample.k;
+  std::optional<SlotBitmap> allowed;  // the filter's matches, found once
+  std::vector<std::pair<float, PointId>> best;
+  std::vector<label_t> candidates;
+  std::vector<float> distances(k);
+  std::vector<label_t> labels(k);
+  uint64_t next = 0;
+  while (true) {
+    std::shared_lock life(life_mutex_);
+    FATHOM_RETURN_IF_ERROR(retired_);
+    std::shared_lock state_lock(state_mutex_);
+    if (!sample.filter.empty() && !allowed) {
+      FATHOM_ASSIGN_OR_RETURN(Filter filter, ParseFilter(sample.filter));
+      FATHOM_ASSIGN_OR_RETURN(SlotBitmap matching, MatchingSlots(filter, nullptr));
+      allowed = std::move(matching);
+    }
+    const SlotBitmap& slots = allowed ? *allowed : live_;
+    candidates.clear();
+    auto it = slots.begin();
+    it.equalorlarger(static_cast<uint32_t>(next));
+    for (; it != slots.end() && candidates.size() < kChunk; ++it) {
+      next = uint64_t{*it} + 1;
+      if (allowed && !live_.contains(*it)) continue;  // deleted since the filter ran
+      candidates.push_back(*it);
+    }
+    const bool done = it == slots.end();
+    if (!candidates.empty()) {
+      std::fill(labels.begin(), labels.end(), kNoLabel);
+      FATHOM_RETURN_IF_ERROR(indexes_[vector]->SearchAmong(1, sample.query.data(), k, candidates.data(),
+                                                           candidates.size(), distances.data(), labels.data()));
+      for (size_t i = 0; i < k; ++i) {
+        if (labels[i] == kNoLabel || labels[i] > label_t(UINT32_MAX) || !ids_.Has(uint32_t(labels[i]))) continue;
+        best.emplace_back(distances[i], ids_.IdOf(uint32_t(labels[i])));
+      }
+      std::sort(best.begin(), best.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+      if (best.size() > k) best.resize(k);
+    }
+    if (done || next > UINT32_MAX) break;
+  }
+  std::vector<PointId> ids;
+  for (auto& [distance, id] : best) ids.push_back(std::move(id));
+  return ids;
+}
+
+RecallEstimate CollectionImpl::recall_estimate() const { return recall_->estimate(); }
 
 Status CollectionImpl::ValidateSpec(const CollectionSpec& spec) {
   FATHOM_RETURN_IF_ERROR(ValidateCollectionName(spec.name));
@@ -131,7 +192,10 @@ Result<std::shared_ptr<CollectionImpl>> CollectionImpl::Open(KvStore* kv, std::s
   return c;
 }
 
-CollectionImpl::~CollectionImpl() { StopMaintenance(); }
+CollectionImpl::~CollectionImpl() {
+  recall_->Stop();
+  StopMaintenance();
+}
 
 void CollectionImpl::StartMaintenance() {
   std::lock_guard lock(maintenance_mutex_);
@@ -231,6 +295,17 @@ Status CollectionImpl::Recover() {
   seq_ = std::max(seq_, trimmed);
   FATHOM_ASSIGN_OR_RETURN(auto log_position, kv_->Get(Cf::kMeta, "logpos/" + prefix));
   if (log_position) log_position_.store(ReadBigEndian64(log_position->data()));
+  // The recall estimate the last clean close kept (a statistic: unreadable means none).
+  FATHOM_ASSIGN_OR_RETURN(auto recall, kv_->Get(Cf::kMeta, "recall/" + prefix));
+  if (recall) {
+    auto j = nlohmann::json::parse(*recall, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.value("samples", 0) > 0) {
+      RecallEstimate previous;
+      previous.recall = j.value("recall", 0.0);
+      previous.samples = j.value("samples", uint64_t{0});
+      recall_->Seed(previous);
+    }
+  }
 
   // Checkpoint files per vector that the log can bridge, newest first.
   const size_t nv = spec_.vectors.size();
@@ -1315,6 +1390,8 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
   }
   std::vector<std::vector<ScoredPoint>> results(n);
   for (size_t q = 0; q < n; ++q) {
+    const bool sample = !request.exact && recall_->ShouldSample();
+    RecallMonitor::Sample recall_sample;
     for (size_t i = 0; i < k; ++i) {
       label_t slot = labels[q * k + i];
       if (slot == kNoLabel || slot > label_t(UINT32_MAX) || !ids_.Has(uint32_t(slot))) continue;
@@ -1324,7 +1401,15 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
       if (request.with_payload && !spec_.on_disk_payload) {
         p.payload = payloads_.Get(uint32_t(slot));
       }
+      if (sample) recall_sample.found.push_back(p.id);
       results[q].push_back(std::move(p));
+    }
+    if (sample) {
+      recall_sample.vector = request.vector;
+      recall_sample.query.assign(request.queries.begin() + q * dim, request.queries.begin() + (q + 1) * dim);
+      recall_sample.k = k;
+      recall_sample.filter = request.filter;
+      recall_->Offer(std::move(recall_sample));
     }
   }
   state_lock.unlock();
@@ -1360,7 +1445,8 @@ Status CollectionImpl::Optimize() {
 }
 
 Status CollectionImpl::Retire(Status why, bool checkpoint) {
-  // The maintenance thread takes life_mutex_: stop it before waiting for that lock.
+  // The maintenance and recall threads take life_mutex_: stop them before waiting for that lock.
+  recall_->Stop();
   StopMaintenance();
   std::unique_lock life(life_mutex_);
   if (!retired_.ok()) return Status::OK();
@@ -1376,9 +1462,18 @@ Status CollectionImpl::Retire(Status why, bool checkpoint) {
       points = ids_.size();
     }
     const uint64_t worth = std::min<uint64_t>(options_.checkpoint_every, std::max<uint64_t>(1000, points / 100));
+    // The recall estimate outlives the process (fathom info, the next start), made durable
+    // with the log below.
+    if (const RecallEstimate recall = recall_->estimate(); recall.samples > 0) {
+      KvStore::Batch batch(*kv_);
+      batch.Put(Cf::kMeta, "recall/" + CollectionPrefix(id_),
+                nlohmann::json{{"recall", recall.recall}, {"samples", recall.samples}}.dump());
+      s = kv_->Write(batch);
+    }
     // A few operations are cheaper to replay at the next open than a full index rewrite now
     // (seconds at 10M points); the log only needs to be durable.
-    s = ops >= worth ? RunCheckpoint() : kv_->SyncWal();
+    Status done = ops >= worth ? RunCheckpoint() : kv_->SyncWal();
+    if (s.ok()) s = done;
   }
   retired_ = std::move(why);
   return s;
@@ -1389,6 +1484,7 @@ void CollectionImpl::Unretire() {
     std::unique_lock life(life_mutex_);
     retired_ = Status::OK();
   }
+  recall_->Resume();
   StartMaintenance();
 }
 

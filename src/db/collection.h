@@ -33,6 +33,7 @@
 #include "db/id_table.h"
 #include "db/payload_index.h"
 #include "db/payload_texts.h"
+#include "db/recall_monitor.h"
 #include "fathom/database.h"
 #include "storage/kv_store.h"
 #include "util/rw_lock.h"
@@ -48,6 +49,7 @@ class CollectionImpl final : public Collection {
                                                       const DatabaseOptions& options);
 
   const CollectionSpec& spec() const override { return spec_; }
+  RecallEstimate recall_estimate() const override;
   std::string metadata() const override {
     std::lock_guard lock(metadata_mutex_);
     return metadata_;
@@ -225,6 +227,11 @@ class CollectionImpl final : public Collection {
   };
   mutable std::mutex filter_cache_mutex_;
   mutable std::unordered_map<std::string, CachedPlan> filter_cache_;
+
+  // Online recall monitoring: re-runs a share of searches exactly (ExactIds) on its thread,
+  // which the destructor and Retire stop first.
+  Result<std::vector<PointId>> ExactIds(const RecallMonitor::Sample& sample) const;
+  std::unique_ptr<RecallMonitor> recall_;
 };
 
 }  // namespace fathom

@@ -156,6 +156,7 @@ class DatabaseImpl final : public Database {
     batch.Delete(Cf::kMeta, kSpecPrefix + name);
     batch.Delete(Cf::kMeta, "trimmed/" + prefix);
     batch.Delete(Cf::kMeta, "logpos/" + prefix);
+    batch.Delete(Cf::kMeta, "recall/" + prefix);
     std::vector<std::string> dropped_aliases;
     for (const auto& [alias, target] : aliases_) {
       if (target == name) {

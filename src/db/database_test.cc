@@ -4,6 +4,7 @@
 #include <rocksdb/env.h>
 #include <rocksdb/file_system.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "db/recall_monitor.h"
 #include "index/test_data.h"
 
 namespace fathom {
@@ -310,6 +312,118 @@ TEST_F(DatabaseTest, MetadataIsKeptReplacedAndCarriedBySnapshots) {
   EXPECT_EQ(std::move(reopened->GetCollection("described")).value()->metadata(), v3);
   EXPECT_EQ(std::move(reopened->GetCollection("restored")).value()->metadata(), v3);
   EXPECT_EQ(std::move(reopened->GetCollection("plain")).value()->metadata(), "{}");
+}
+
+// Online recall monitoring: the estimate from re-running sampled searches exactly agrees with
+// the true recall (from the independent brute-force oracle) over the same searches, falls when
+// the index is made to answer badly, and survives a clean close.
+TEST_F(DatabaseTest, RecallEstimateFollowsTheTrueRecall) {
+  auto data = testing::Clustered(4000, 1000, 32, 20, 11);
+  const size_t k = 10;
+  const auto truth = testing::BruteForce(data, k, Metric::kL2);
+  DatabaseOptions options;
+  options.durability = Durability::kBuffered;
+  options.recall_sample_rate = 0.1;  // every 10th search
+  options.recall_cpu_share = 1.0;    // never rests: the test waits for it, not for time
+  double degraded = 0;
+  {
+    auto db = std::move(Database::Open(dir_ + "/db", options)).value();
+    auto c = std::move(db->CreateCollection(Spec("watched", 32))).value();
+    ASSERT_TRUE(c->Upsert(Records(data, 0, data.n())).ok());
+    EXPECT_EQ(c->recall_estimate().samples, 0u);
+    std::mt19937 rng(5);
+    uint64_t searches = 0;
+    // Runs `n` searches at `ef` on random queries; returns their true mean recall@k.
+    auto run = [&](size_t n, int ef) {
+      double sum = 0;
+      for (size_t i = 0; i < n; ++i) {
+        const size_t q = rng() % data.nq();
+        SearchRequest req;
+        req.queries.assign(data.queries.begin() + q * data.dim, data.queries.begin() + (q + 1) * data.dim);
+        req.k = k;
+        req.ef = ef;
+        req.with_payload = false;
+        auto hits = std::move(c->Search(req)).value();
+        size_t found = 0;
+        for (const ScoredPoint& p : hits[0]) {
+          found += std::count(truth[q].begin(), truth[q].end(), label_t(std::get<uint64_t>(p.id)));
+        }
+        sum += double(found) / k;
+      }
+      searches += n;
+      // Every sampled search is re-run or dropped; wait for the thread to get through them.
+      for (int wait = 0; wait < 6000; ++wait) {
+        const RecallEstimate e = c->recall_estimate();
+        if (e.total_samples + e.dropped >= searches / 10) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      return sum / n;
+    };
+    const double good = run(10000, 128);
+    RecallEstimate e = c->recall_estimate();
+    EXPECT_EQ(e.total_samples + e.dropped, 1000u);
+    EXPECT_GE(e.samples, 500u);
+    EXPECT_NEAR(e.recall, good, 0.02) << "true recall " << good;
+    EXPECT_FALSE(e.from_store);
+    // A tiny ef: the same index answers worse, and the estimate (its window now all new
+    // samples) says so.
+    degraded = run(2 * RecallMonitor::kWindow * 10, 10);
+    ASSERT_LT(degraded, good - 0.05) << "ef=10 should be visibly worse";
+    e = c->recall_estimate();
+    EXPECT_EQ(e.samples, RecallMonitor::kWindow - 0u) << "dropped " << e.dropped;
+    EXPECT_NEAR(e.recall, degraded, 0.02) << "true recall " << degraded;
+    // Exact searches are the reference, never sampled.
+    SearchRequest exact;
+    exact.queries.assign(data.queries.begin(), data.queries.begin() + data.dim);
+    exact.exact = true;
+    const uint64_t before = c->recall_estimate().total_samples + c->recall_estimate().dropped;
+    for (int i = 0; i < 50; ++i) ASSERT_TRUE(c->Search(exact).ok());
+    EXPECT_EQ(c->recall_estimate().total_samples + c->recall_estimate().dropped, before);
+    degraded = c->recall_estimate().recall;
+  }
+  auto db = std::move(Database::Open(dir_ + "/db", options)).value();
+  auto c = std::move(db->GetCollection("watched")).value();
+  const RecallEstimate kept = c->recall_estimate();
+  EXPECT_TRUE(kept.from_store);
+  EXPECT_EQ(kept.samples, RecallMonitor::kWindow);
+  EXPECT_DOUBLE_EQ(kept.recall, degraded);
+  EXPECT_EQ(kept.total_samples, 0u);
+}
+
+// The monitor's brute force walks the points in chunks of 65,536 slots (locks released between
+// chunks): over several chunks, with and without a filter, an exact index must score 1.0.
+TEST_F(DatabaseTest, RecallMonitorMergesChunksExactly) {
+  auto data = testing::Clustered(150000, 40, 4, 50, 3);
+  DatabaseOptions options;
+  options.durability = Durability::kBuffered;
+  options.recall_sample_rate = 1;
+  options.recall_cpu_share = 1;
+  auto db = std::move(Database::Open(dir_ + "/db", options)).value();
+  auto c = std::move(db->CreateCollection(Spec("chunks", 4, "Flat"))).value();
+  for (size_t begin = 0; begin < data.n(); begin += 10000) {
+    ASSERT_TRUE(c->Upsert(Records(data, begin, std::min(data.n(), begin + 10000))).ok());
+  }
+  // Holes in the slot space: the chunks skip deleted slots.
+  std::vector<PointId> gone;
+  for (uint64_t i = 0; i < data.n(); i += 7) gone.push_back(i);
+  ASSERT_TRUE(c->Delete(gone).ok());
+  for (size_t q = 0; q < data.nq(); ++q) {
+    SearchRequest req;
+    req.queries.assign(data.queries.begin() + q * data.dim, data.queries.begin() + (q + 1) * data.dim);
+    req.k = 10;
+    req.with_payload = false;
+    if (q % 2) req.filter = "label < 300 AND color = 'red'";
+    ASSERT_TRUE(c->Search(req).ok());
+  }
+  RecallEstimate e;
+  for (int wait = 0; wait < 6000; ++wait) {
+    e = c->recall_estimate();
+    if (e.total_samples + e.dropped >= data.nq()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(e.total_samples + e.dropped, data.nq());
+  ASSERT_GT(e.samples, 0u);
+  EXPECT_EQ(e.recall, 1.0) << e.samples << " samples";
 }
 
 TEST_F(DatabaseTest, BadInputIsRejectedWithPreciseErrorsAndNothingIsWritten) {

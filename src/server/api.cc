@@ -544,6 +544,10 @@ Reply Api::GetCollection(const ApiRequest& req) {
   for (const auto& [field, type] : c->spec().indexed_fields) schema[field] = Json{{"data_type", FieldTypeName(type)}};
   const size_t count = c->Count();
   const StorageUsage usage = c->usage();
+  const RecallEstimate recall = c->recall_estimate();
+  Json recall_json = Json{{"samples", recall.samples}, {"total_samples", recall.total_samples},
+                          {"dropped", recall.dropped}, {"from_store", recall.from_store}};
+  recall_json["recall"] = recall.samples > 0 ? Json(recall.recall) : Json(nullptr);
   Json out{{"name", c->spec().name},
            {"status", "green"},
            {"optimizer_status", "ok"},
@@ -553,6 +557,7 @@ Reply Api::GetCollection(const ApiRequest& req) {
            {"segments_count", 1},
            {"payload_schema", std::move(schema)},
            {"memory_bytes", usage.ram_bytes},
+           {"recall_estimate", std::move(recall_json)},
            {"storage",
             {{"ram_bytes", usage.ram_bytes},
              {"disk_bytes", usage.disk_bytes()},
@@ -1619,6 +1624,28 @@ void Api::RenderMetrics(std::string* out) const {
     *out += "fathom_collection_disk_bytes{collection=\"" + label + "\",part=\"index_files\"} " +
             std::to_string(u.index_files_bytes) + "\n";
   }
+  *out += "# HELP fathom_recall_estimate Share of the exact k nearest neighbours that recent sampled "
+          "searches found (online recall monitoring; absent until a search was sampled).\n";
+  *out += "# TYPE fathom_recall_estimate gauge\n";
+  std::string samples_lines, dropped_lines;
+  for (const auto& [name, c] : collections) {
+    const RecallEstimate r = c->recall_estimate();
+    const std::string label = "{collection=\"" + PrometheusLabel(name) + "\"} ";
+    if (r.samples > 0) {
+      *out += "fathom_recall_estimate" + label;
+      AppendNumber(out, r.recall);
+      *out += "\n";
+    }
+    samples_lines += "fathom_recall_samples" + label + std::to_string(r.samples) + "\n";
+    dropped_lines += "fathom_recall_samples_dropped_total" + label + std::to_string(r.dropped) + "\n";
+  }
+  *out += "# HELP fathom_recall_samples Sampled searches fathom_recall_estimate is over.\n";
+  *out += "# TYPE fathom_recall_samples gauge\n";
+  *out += samples_lines;
+  *out += "# HELP fathom_recall_samples_dropped_total Sampled searches not re-run: the monitor's CPU "
+          "share was spent.\n";
+  *out += "# TYPE fathom_recall_samples_dropped_total counter\n";
+  *out += dropped_lines;
   *out += "# HELP fathom_checkpoint_age_seconds Seconds since a collection's indexes were last "
           "checkpointed (since it was opened, if not yet).\n";
   *out += "# TYPE fathom_checkpoint_age_seconds gauge\n";

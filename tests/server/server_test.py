@@ -1139,6 +1139,37 @@ class ConcurrentDropTest(ServerTestCase):
             self.assertEqual(self.server.ok("POST", "/collections/%s/points/count" % name, {})["count"], 0)
 
 
+class RecallMonitorTest(ServerTestCase):
+    """--recall-sample-rate 1: every search is re-run exactly; the estimate shows in /metrics and
+    the collection info; a search answered exactly (Flat) is estimated at 1.0."""
+    server_args = ("--recall-sample-rate", "1", "--recall-cpu-share", "1")
+
+    def test_estimate_in_metrics_and_info(self):
+        self.server.ok("PUT", "/collections/watched", {"vectors": {"size": 8, "distance": "L2", "index": "Flat"}})
+        self.server.ok("PUT", "/collections/watched/points",
+                       {"points": [{"id": i, "vector": vec(i, 8)} for i in range(200)]})
+        info = self.server.ok("GET", "/collections/watched")
+        self.assertEqual(info["recall_estimate"]["samples"], 0)
+        self.assertIsNone(info["recall_estimate"]["recall"])
+        self.assertNotIn('fathom_recall_estimate{collection="watched"}', self.server.request("GET", "/metrics")[1])
+        for i in range(30):
+            self.server.ok("POST", "/collections/watched/points/search", {"vector": vec(i, 8, seed=7), "limit": 5})
+        self.server.ok("POST", "/collections/watched/points/search",
+                       {"vector": vec(0, 8, seed=7), "limit": 5, "params": {"exact": True}})  # not sampled
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            estimate = self.server.ok("GET", "/collections/watched")["recall_estimate"]
+            if estimate["total_samples"] + estimate["dropped"] >= 30:
+                break
+            time.sleep(0.05)
+        self.assertEqual(estimate["total_samples"] + estimate["dropped"], 30)
+        self.assertEqual(estimate["recall"], 1.0)
+        metrics = self.server.request("GET", "/metrics")[1]
+        self.assertIn('fathom_recall_estimate{collection="watched"} 1\n', metrics)
+        self.assertRegex(metrics, r'fathom_recall_samples\{collection="watched"\} (\d+)')
+        self.assertIn('fathom_recall_samples_dropped_total{collection="watched"}', metrics)
+
+
 class LimitsFlagTest(ServerTestCase):
     """--max-batch and --max-k are honoured, with errors that name the limit."""
     server_args = ("--max-batch", "5", "--max-k", "7")
