@@ -121,6 +121,41 @@ struct Record {
   std::string payload = "{}";                          // JSON object text
 };
 
+// Collection::Tune: find the cheapest search setting that reaches a target recall and make it
+// the collection's default (FLANN's autotuning to a target precision; the seed's "automatic
+// parameter adjustment").
+struct TuneRequest {
+  double target_recall = 0.95;  // recall@k to reach, in (0, 1]
+  size_t k = 10;
+  std::string vector;           // which named vector ("" = the unnamed one)
+  // Queries made from this many of the collection's own points, each moved off itself by its
+  // nearest-neighbour distance in a random direction (a stored point is a graph node and would
+  // flatter the index: the tuned setting must hold for new queries).
+  size_t sample = 500;
+  // Or these queries (n * dim), used as given.
+  std::vector<float> queries;
+};
+
+struct TuneResult {
+  // What was tuned: "ef" (HNSW), "nprobe" (IVF), "checks" (KDForest, BallTree), or "" when the
+  // index is exact (Flat, KDTree) and there is nothing to trade.
+  std::string knob;
+  int value = 0;        // now the default for searches that leave the knob at 0
+  double recall = 1;    // measured recall@k at `value`
+  bool reached = true;  // false: no setting reached the target; the most accurate tried is kept
+  size_t queries = 0;
+  std::vector<std::pair<int, double>> tried;  // (value, recall) in the order measured
+};
+
+// The defaults Tune stored for one vector (0 = the index's own default).
+struct SearchDefaults {
+  int ef = 0;
+  int nprobe = 0;
+  int checks = 0;
+  double target_recall = 0;  // 0: never tuned
+  double recall = 0;
+};
+
 // Collection::recall_estimate: the share of the exact k nearest neighbours that live searches
 // found, over a window of recent sampled searches (online recall monitoring).
 struct RecallEstimate {
@@ -280,6 +315,14 @@ class Collection {
   // Runs index housekeeping now (HNSW: relinks around deleted points and frees them for reuse),
   // which otherwise runs in the background once deletions pass 10% of a graph.
   virtual Status Optimize() = 0;
+  // Measures recall against exact search for a series of settings of the index's speed knob
+  // (binary search over a fixed ladder), stores the smallest that reaches the target as the
+  // vector's default (durably; kept across restarts) and returns what it measured. The exact
+  // search runs in chunks with the locks released between them, so searches and writes go on;
+  // it costs O(points) per query (about a minute for 500 queries at 10M x 96-d).
+  virtual Result<TuneResult> Tune(const TuneRequest& request) = 0;
+  // What Tune stored for `vector` (zeros when it never ran).
+  virtual SearchDefaults search_defaults(const std::string& vector = "") const = 0;
   // RAM and disk bytes, by part (see StorageUsage); usage().ram_bytes == memory_bytes().
   virtual StorageUsage usage() const = 0;
   // When the indexes were last checkpointed successfully by this process (explicitly, every

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <filesystem>
 #include <future>
+#include <map>
+#include <random>
 #include <set>
 #include <unordered_set>
 
@@ -69,7 +71,9 @@ CollectionImpl::CollectionImpl(KvStore* kv, std::string index_dir, CollectionSpe
       options_(options),
       payload_index_(std::move(payload_index)),
       recall_(std::make_unique<RecallMonitor>(options.recall_sample_rate, options.recall_cpu_share,
-                                              [this](const RecallMonitor::Sample& s) { return ExactIds(s); })) {}
+                                              [this](const RecallMonitor::Sample& s) { return ExactIds(s); })),
+      tuned_(new std::atomic<int>[3 * spec_.vectors.size()]()),
+      tuned_info_(spec_.vectors.size()) {}
 
 // The true k nearest neighbours of a sampled query, by brute force in chunks of slots: the
 // locks are taken per chunk, so at 10M points the monitor never holds searches' and writers'
@@ -126,6 +130,237 @@ Result<std::vector<PointId>> CollectionImpl::ExactIds(const RecallMonitor::Sampl
   std::vector<PointId> ids;
   for (auto& [distance, id] : best) ids.push_back(std::move(id));
   return ids;
+}
+
+size_t CollectionImpl::VectorIndex(const std::string& name) const {
+  for (size_t v = 0; v < spec_.vectors.size(); ++v) {
+    if (spec_.vectors[v].name == name) return v;
+  }
+  return spec_.vectors.size();
+}
+
+SearchDefaults CollectionImpl::search_defaults(const std::string& vector) const {
+  std::lock_guard lock(tune_mutex_);
+  const size_t v = VectorIndex(vector);
+  return v < tuned_info_.size() ? tuned_info_[v] : SearchDefaults{};
+}
+
+Status CollectionImpl::SaveSearchDefaults() const {
+  nlohmann::json j = nlohmann::json::object();
+  for (size_t v = 0; v < tuned_info_.size(); ++v) {
+    const SearchDefaults& d = tuned_info_[v];
+    if (d.target_recall == 0) continue;
+    j[spec_.vectors[v].name] = {{"ef", d.ef}, {"nprobe", d.nprobe}, {"checks", d.checks},
+                                {"target_recall", d.target_recall}, {"recall", d.recall}};
+  }
+  KvStore::Batch batch(*kv_);
+  batch.Put(Cf::kMeta, "tuned/" + CollectionPrefix(id_), j.dump());
+  return kv_->Write(batch);
+}
+
+namespace {
+
+// The speed knob of an index family and the settings Tune tries, cheapest first.
+struct Knob {
+  std::string name;  // "ef", "nprobe", "checks" or "" (exact index)
+  std::vector<int> ladder;
+};
+
+Knob KnobOf(const std::string& factory, size_t k) {
+  Knob knob;
+  if (factory.rfind("HNSW", 0) == 0) {
+    knob.name = "ef";
+    for (int ef : {10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 320, 384, 512, 768, 1024,
+                   1536, 2048, 3072, 4096}) {
+      if (ef >= static_cast<int>(k)) knob.ladder.push_back(ef);
+    }
+    if (knob.ladder.empty() || knob.ladder.front() != static_cast<int>(k)) {
+      knob.ladder.insert(knob.ladder.begin(), static_cast<int>(k));
+    }
+  } else if (factory.rfind("IVF", 0) == 0) {
+    knob.name = "nprobe";
+    const int nlist = std::max(1, std::atoi(factory.c_str() + 3));
+    for (int p : {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 2048, 4096,
+                  8192, 16384, 65536}) {
+      if (p < nlist) knob.ladder.push_back(p);
+    }
+    knob.ladder.push_back(nlist);
+  } else if (factory.rfind("KDForest", 0) == 0 || factory.rfind("BallTree", 0) == 0) {
+    knob.name = "checks";
+    for (int c = 16; c <= (1 << 20); c *= 2) knob.ladder.push_back(c);
+  }
+  return knob;
+}
+
+}  // namespace
+
+Result<TuneResult> CollectionImpl::Tune(const TuneRequest& request) {
+  const size_t v = VectorIndex(request.vector);
+  if (v == spec_.vectors.size()) {
+    return Status::InvalidArgument("collection '" + spec_.name + "' has no vector '" + request.vector + "'");
+  }
+  if (!(request.target_recall > 0 && request.target_recall <= 1)) {
+    return Status::InvalidArgument("target recall must be in (0, 1], got " + std::to_string(request.target_recall));
+  }
+  if (request.k == 0 || request.k > 1000) {
+    return Status::InvalidArgument("k must be between 1 and 1000, got " + std::to_string(request.k));
+  }
+  if (request.queries.empty() && (request.sample == 0 || request.sample > 100000)) {
+    return Status::InvalidArgument("sample must be between 1 and 100000, got " + std::to_string(request.sample));
+  }
+  const size_t dim = spec_.vectors[v].dim;
+  const size_t k = request.k;
+  std::lock_guard tune_lock(tune_mutex_);
+  // The queries, and for held-out ones the point each was taken from (left out of its answers).
+  std::vector<float> queries;
+  std::vector<std::optional<PointId>> held_out;
+  if (!request.queries.empty()) {
+    if (request.queries.size() % dim != 0) {
+      return Status::InvalidArgument("tuning queries have " + std::to_string(request.queries.size()) +
+                                     " values, not a multiple of the dimension " + std::to_string(dim));
+    }
+    for (size_t q = 0; q * dim < request.queries.size(); ++q) {
+      FATHOM_RETURN_IF_ERROR(CheckVector(request.queries.data() + q * dim, dim, "tuning query " + std::to_string(q)));
+    }
+    queries = request.queries;
+    held_out.resize(queries.size() / dim);
+  } else {
+    std::vector<PointId> ids;
+    {
+      std::shared_lock life(life_mutex_);
+      FATHOM_RETURN_IF_ERROR(retired_);
+      std::shared_lock state_lock(state_mutex_);
+      const uint64_t n = live_.cardinality();
+      if (n < 2) return Status::InvalidArgument("collection '" + spec_.name + "' needs at least 2 points to tune");
+      // Distinct random points (a fixed seed: the same collection tunes the same way).
+      std::mt19937_64 rng(n);
+      std::set<uint64_t> ranks;
+      const uint64_t want = std::min<uint64_t>(request.sample, n);
+      while (ranks.size() < want) ranks.insert(want == n ? ranks.size() : rng() % n);
+      for (uint64_t rank : ranks) {
+        uint32_t slot = 0;
+        if (live_.select(static_cast<uint32_t>(rank), &slot)) ids.push_back(ids_.IdOf(slot));
+      }
+    }
+    FATHOM_ASSIGN_OR_RETURN(auto records, GetRecords(ids, /*with_vectors=*/true));
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (!records[i]) continue;  // deleted meanwhile
+      const auto it = records[i]->vectors.find(spec_.vectors[v].name);
+      if (it == records[i]->vectors.end() || it->second.size() != dim) continue;
+      queries.insert(queries.end(), it->second.begin(), it->second.end());
+      held_out.push_back(ids[i]);
+    }
+  }
+  const size_t nq = held_out.size();
+  if (nq == 0) return Status::InvalidArgument("no tuning queries");
+  // A stored point is a flattering query for a graph: it is a node, linked to its own
+  // neighbours, where a new query is not (held out naively, HNSW's recall at ef 10 read 0.98 on
+  // clustered data where fresh queries got 0.90). So each held-out point is moved off itself by
+  // its nearest-neighbour distance in a random direction: as far from the data as a new query
+  // from the same distribution tends to be, and the truth is computed for where it moved to.
+  std::mt19937_64 noise_rng(nq * 7919 + dim);
+  std::normal_distribution<float> gauss(0.0f, 1.0f);
+  std::vector<std::vector<PointId>> truth(nq);
+  for (size_t q = 0; q < nq; ++q) {
+    RecallMonitor::Sample s;
+    s.vector = spec_.vectors[v].name;
+    s.query.assign(queries.begin() + q * dim, queries.begin() + (q + 1) * dim);
+    if (held_out[q]) {
+      s.k = 2;
+      FATHOM_ASSIGN_OR_RETURN(std::vector<PointId> near, ExactIds(s));
+      std::optional<PointId> other;
+      for (const PointId& id : near) {
+        if (!(id == *held_out[q]) && !other) other = id;
+      }
+      if (other) {
+        FATHOM_ASSIGN_OR_RETURN(auto records, GetRecords({*other}, /*with_vectors=*/true));
+        const auto it = records[0] ? records[0]->vectors.find(s.vector) : decltype(records[0]->vectors.end()){};
+        if (records[0] && it != records[0]->vectors.end() && it->second.size() == dim) {
+          double radius = 0, norm = 0;
+          std::vector<float> direction(dim);
+          for (size_t j = 0; j < dim; ++j) {
+            const double d = double(s.query[j]) - it->second[j];
+            radius += d * d;
+            direction[j] = gauss(noise_rng);
+            norm += double(direction[j]) * direction[j];
+          }
+          const double scale = std::sqrt(radius) / std::max(std::sqrt(norm), 1e-30);
+          for (size_t j = 0; j < dim; ++j) s.query[j] += static_cast<float>(direction[j] * scale);
+          std::copy(s.query.begin(), s.query.end(), queries.begin() + q * dim);
+        }
+      }
+    }
+    s.k = k;
+    FATHOM_ASSIGN_OR_RETURN(truth[q], ExactIds(s));
+  }
+  const size_t fetch = k;
+  TuneResult result;
+  result.queries = nq;
+  const Knob knob = KnobOf(spec_.vectors[v].index, k);
+  result.knob = knob.name;
+  if (knob.name.empty()) return result;  // exact: recall 1 at no setting
+  std::map<size_t, double> measured;  // ladder position -> recall
+  auto measure = [&](size_t i) -> Result<double> {
+    if (auto it = measured.find(i); it != measured.end()) return it->second;
+    size_t found = 0, total = 0;
+    constexpr size_t kBatch = 64;  // short batches: the state lock is not held for long
+    for (size_t begin = 0; begin < nq; begin += kBatch) {
+      const size_t end = std::min(nq, begin + kBatch);
+      SearchRequest req;
+      req.vector = spec_.vectors[v].name;
+      req.queries.assign(queries.begin() + begin * dim, queries.begin() + end * dim);
+      req.k = fetch;
+      req.with_payload = false;
+      (knob.name == "ef" ? req.ef : knob.name == "nprobe" ? req.nprobe : req.checks) = knob.ladder[i];
+      FATHOM_ASSIGN_OR_RETURN(auto hits, Search(req, nullptr));
+      for (size_t q = begin; q < end; ++q) {
+        std::set<PointId> got;
+        for (const ScoredPoint& p : hits[q - begin]) got.insert(p.id);
+        for (const PointId& id : truth[q]) found += got.count(id);
+        total += truth[q].size();
+      }
+    }
+    const double recall = total == 0 ? 1.0 : static_cast<double>(found) / static_cast<double>(total);
+    measured[i] = recall;
+    result.tried.emplace_back(knob.ladder[i], recall);
+    return recall;
+  };
+  // Recall grows with the knob: find the first rung that reaches the target.
+  size_t lo = 0, hi = knob.ladder.size() - 1;
+  FATHOM_ASSIGN_OR_RETURN(double top, measure(hi));
+  if (top < request.target_recall) {
+    result.reached = false;
+    if (knob.name == "checks") {  // 0 = the tree's exact search
+      result.reached = true;
+      result.value = 0;
+      result.recall = 1.0;
+    } else {
+      result.value = knob.ladder[hi];
+      result.recall = top;
+    }
+  } else {
+    while (lo < hi) {
+      const size_t mid = (lo + hi) / 2;
+      FATHOM_ASSIGN_OR_RETURN(double r, measure(mid));
+      if (r >= request.target_recall) hi = mid; else lo = mid + 1;
+    }
+    result.value = knob.ladder[hi];
+    result.recall = measured.at(hi);
+  }
+  SearchDefaults defaults;
+  (knob.name == "ef" ? defaults.ef : knob.name == "nprobe" ? defaults.nprobe : defaults.checks) = result.value;
+  defaults.target_recall = request.target_recall;
+  defaults.recall = result.recall;
+  const SearchDefaults previous = tuned_info_[v];
+  tuned_info_[v] = defaults;
+  if (Status s = SaveSearchDefaults(); !s.ok()) {
+    tuned_info_[v] = previous;
+    return s;
+  }
+  tuned_[3 * v].store(defaults.ef);
+  tuned_[3 * v + 1].store(defaults.nprobe);
+  tuned_[3 * v + 2].store(defaults.checks);
+  return result;
 }
 
 RecallEstimate CollectionImpl::recall_estimate() const { return recall_->estimate(); }
@@ -295,6 +530,25 @@ Status CollectionImpl::Recover() {
   seq_ = std::max(seq_, trimmed);
   FATHOM_ASSIGN_OR_RETURN(auto log_position, kv_->Get(Cf::kMeta, "logpos/" + prefix));
   if (log_position) log_position_.store(ReadBigEndian64(log_position->data()));
+  // The search defaults Tune stored.
+  FATHOM_ASSIGN_OR_RETURN(auto tuned, kv_->Get(Cf::kMeta, "tuned/" + prefix));
+  if (tuned) {
+    auto j = nlohmann::json::parse(*tuned, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object()) return Status::Corruption("collection '" + spec_.name + "': stored search defaults are not JSON");
+    for (const auto& [name, d] : j.items()) {
+      const size_t v = VectorIndex(name);
+      if (v == spec_.vectors.size() || !d.is_object()) continue;
+      SearchDefaults& info = tuned_info_[v];
+      info.ef = d.value("ef", 0);
+      info.nprobe = d.value("nprobe", 0);
+      info.checks = d.value("checks", 0);
+      info.target_recall = d.value("target_recall", 0.0);
+      info.recall = d.value("recall", 0.0);
+      tuned_[3 * v].store(info.ef);
+      tuned_[3 * v + 1].store(info.nprobe);
+      tuned_[3 * v + 2].store(info.checks);
+    }
+  }
   // The recall estimate the last clean close kept (a statistic: unreadable means none).
   FATHOM_ASSIGN_OR_RETURN(auto recall, kv_->Get(Cf::kMeta, "recall/" + prefix));
   if (recall) {
@@ -1351,6 +1605,10 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
   params.nprobe = request.nprobe;
   params.upper_ef = request.upper_ef;
   params.checks = request.checks;
+  // What Tune chose, where the request leaves the knob to the collection.
+  if (params.ef == 0) params.ef = tuned_[3 * vector].load(std::memory_order_relaxed);
+  if (params.nprobe == 0) params.nprobe = tuned_[3 * vector + 1].load(std::memory_order_relaxed);
+  if (params.checks == 0) params.checks = tuned_[3 * vector + 2].load(std::memory_order_relaxed);
   if (request.exact) {
     local_stats.strategy = "exact";
     std::vector<label_t> candidates;

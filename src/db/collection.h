@@ -85,6 +85,8 @@ class CollectionImpl final : public Collection {
   Status Snapshot(const std::string& dir) const override;
   Status Checkpoint() override;
   Status Optimize() override;
+  Result<TuneResult> Tune(const TuneRequest& request) override;
+  SearchDefaults search_defaults(const std::string& vector) const override;
   std::chrono::steady_clock::time_point last_checkpoint() const override;
   uint64_t checkpoint_failures() const override;
   size_t memory_bytes() const override;
@@ -232,6 +234,14 @@ class CollectionImpl final : public Collection {
   // which the destructor and Retire stop first.
   Result<std::vector<PointId>> ExactIds(const RecallMonitor::Sample& sample) const;
   std::unique_ptr<RecallMonitor> recall_;
+
+  // Tune's defaults, per vector: ef, nprobe, checks at [3v], [3v+1], [3v+2] (atomics: every
+  // search reads them; 0 = the index's own default).
+  size_t VectorIndex(const std::string& name) const;  // spec_.vectors.size() when unknown
+  Status SaveSearchDefaults() const;                   // caller holds tune_mutex_
+  std::unique_ptr<std::atomic<int>[]> tuned_;
+  mutable std::mutex tune_mutex_;        // one Tune at a time
+  std::vector<SearchDefaults> tuned_info_;  // guarded by tune_mutex_
 };
 
 }  // namespace fathom

@@ -157,6 +157,7 @@ class DatabaseImpl final : public Database {
     batch.Delete(Cf::kMeta, "trimmed/" + prefix);
     batch.Delete(Cf::kMeta, "logpos/" + prefix);
     batch.Delete(Cf::kMeta, "recall/" + prefix);
+    batch.Delete(Cf::kMeta, "tuned/" + prefix);
     std::vector<std::string> dropped_aliases;
     for (const auto& [alias, target] : aliases_) {
       if (target == name) {
