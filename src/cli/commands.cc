@@ -242,6 +242,13 @@ Status RunInfo(const Context& ctx, const std::string& name, bool as_json) {
     const RecallEstimate recall = c->recall_estimate();
     out["recall_estimate"] = recall.samples > 0 ? json{{"recall", recall.recall}, {"samples", recall.samples}}
                                                 : json(nullptr);
+    out["search_defaults"] = json::object();
+    for (const VectorSpec& v : spec.vectors) {
+      const SearchDefaults d = c->search_defaults(v.name);
+      if (d.target_recall == 0) continue;
+      out["search_defaults"][v.name] = {{"ef", d.ef}, {"nprobe", d.nprobe}, {"checks", d.checks},
+                                        {"target_recall", d.target_recall}, {"recall", d.recall}};
+    }
     out["points"] = c->Count();
     out["memory_bytes"] = usage.ram_bytes;
     out["storage"] = {{"ram_bytes", usage.ram_bytes},
@@ -272,6 +279,15 @@ Status RunInfo(const Context& ctx, const std::string& name, bool as_json) {
     rows.push_back({"field", field + ": " + FieldTypeName(type)});
   }
   if (const std::string metadata = c->metadata(); metadata != "{}") rows.push_back({"metadata", metadata});
+  for (const VectorSpec& v : spec.vectors) {
+    const SearchDefaults d = c->search_defaults(v.name);
+    if (d.target_recall == 0) continue;
+    char text[200];
+    std::snprintf(text, sizeof(text), "%s%s=%d (fathom tune: target recall %.3f, measured %.4f)",
+                  v.name.empty() ? "" : (v.name + ": ").c_str(), d.ef ? "ef" : d.nprobe ? "nprobe" : "checks",
+                  d.ef ? d.ef : d.nprobe ? d.nprobe : d.checks, d.target_recall, d.recall);
+    rows.push_back({"defaults", text});
+  }
   if (const RecallEstimate recall = c->recall_estimate(); recall.samples > 0) {
     char text[160];
     std::snprintf(text, sizeof(text), "%.4f (recall@k of %llu sampled searches vs exact, %s)", recall.recall,
@@ -498,6 +514,40 @@ Status RunCount(const Context& ctx, const std::string& name, const std::string& 
     FATHOM_ASSIGN_OR_RETURN(count, c->CountByFilter(filter));
   }
   *ctx.out << count << '\n';
+  return db->Close();
+}
+
+Status RunTune(const Context& ctx, const TuneOptions& options) {
+  FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, db->GetCollection(options.name));
+  TuneRequest request;
+  request.target_recall = options.target_recall;
+  request.k = options.k;
+  request.sample = options.sample;
+  request.vector = options.vector;
+  FATHOM_ASSIGN_OR_RETURN(TuneResult result, c->Tune(request));
+  if (options.json) {
+    json tried = json::array();
+    for (const auto& [value, recall] : result.tried) tried.push_back({{"value", value}, {"recall", recall}});
+    *ctx.out << Dump(json{{"knob", result.knob}, {"value", result.value}, {"recall", result.recall},
+                          {"reached", result.reached}, {"queries", result.queries}, {"tried", tried}})
+             << '\n';
+    return db->Close();
+  }
+  if (result.knob.empty()) {
+    *ctx.out << "index " << c->spec().vectors.front().index << " is exact: nothing to tune (recall 1)\n";
+    return db->Close();
+  }
+  for (const auto& [value, recall] : result.tried) {
+    char line[96];
+    std::snprintf(line, sizeof(line), "%s %-6d recall@%zu %.4f\n", result.knob.c_str(), value, options.k, recall);
+    *ctx.out << line;
+  }
+  char summary[200];
+  std::snprintf(summary, sizeof(summary), "%s %s=%d (recall@%zu %.4f on %zu queries from the collection), now its default\n",
+                result.reached ? "target reached:" : "target NOT reached; the most accurate setting tried:",
+                result.knob.c_str(), result.value, options.k, result.recall, result.queries);
+  *ctx.out << summary;
   return db->Close();
 }
 

@@ -121,6 +121,17 @@ Status RunGet(const Context& ctx, const PointsOptions& options);
 Status RunDelete(const Context& ctx, const PointsOptions& options);
 Status RunPayload(const Context& ctx, const PayloadOptions& options);
 Status RunCount(const Context& ctx, const std::string& name, const std::string& filter);
+
+struct TuneOptions {
+  std::string name;
+  double target_recall = 0.95;
+  size_t k = 10;
+  size_t sample = 500;
+  std::string vector;
+  bool json = false;
+};
+// Collection::Tune: prints what it measured and the setting it kept.
+Status RunTune(const Context& ctx, const TuneOptions& options);
 Status RunSnapshot(const Context& ctx, const std::string& name, const std::string& dir);
 Status RunRestore(const Context& ctx, const std::string& snapshot_dir, const std::string& new_name);
 Status RunBench(const Context& ctx, const BenchOptions& options);

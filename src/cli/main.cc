@@ -249,6 +249,22 @@ int Run(int argc, char** argv) {
   count_cmd->add_option("--filter", count_filter, "count only points the filter matches");
   AddCommonOptions(count_cmd, &ctx, &durability, &verbose);
 
+  // tune
+  TuneOptions tune;
+  auto* tune_cmd = app.add_subcommand(
+      "tune", "find the cheapest ef / nprobe / checks that reaches a target recall and make it the default");
+  tune_cmd->add_option("name", tune.name, "collection name")->required();
+  tune_cmd->add_option("--target-recall", tune.target_recall, "recall@k to reach")
+      ->check(CLI::Range(0.001, 1.0))
+      ->capture_default_str();
+  tune_cmd->add_option("-k", tune.k, "neighbours per query")->check(CLI::Range(1, 1000))->capture_default_str();
+  tune_cmd->add_option("--sample", tune.sample, "queries made from the collection's own points")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  tune_cmd->add_option("--vector", tune.vector, "which named vector");
+  tune_cmd->add_flag("--json", tune.json, "print JSON");
+  AddCommonOptions(tune_cmd, &ctx, &durability, &verbose);
+
   // snapshot
   std::string snapshot_name, snapshot_dir;
   auto* snapshot_cmd =
@@ -349,6 +365,8 @@ int Run(int argc, char** argv) {
     status = RunPayload(ctx, payload);
   } else if (*count_cmd) {
     status = RunCount(ctx, count_name, count_filter);
+  } else if (*tune_cmd) {
+    status = RunTune(ctx, tune);
   } else if (*snapshot_cmd) {
     status = RunSnapshot(ctx, snapshot_name, snapshot_dir);
   } else if (*restore_cmd) {

@@ -544,6 +544,13 @@ Reply Api::GetCollection(const ApiRequest& req) {
   for (const auto& [field, type] : c->spec().indexed_fields) schema[field] = Json{{"data_type", FieldTypeName(type)}};
   const size_t count = c->Count();
   const StorageUsage usage = c->usage();
+  Json defaults = Json::object();  // what Tune chose, per vector
+  for (const VectorSpec& v : c->spec().vectors) {
+    const SearchDefaults d = c->search_defaults(v.name);
+    if (d.target_recall == 0) continue;
+    defaults[v.name] = Json{{"ef", d.ef}, {"nprobe", d.nprobe}, {"checks", d.checks},
+                            {"target_recall", d.target_recall}, {"recall", d.recall}};
+  }
   const RecallEstimate recall = c->recall_estimate();
   Json recall_json = Json{{"samples", recall.samples}, {"total_samples", recall.total_samples},
                           {"dropped", recall.dropped}, {"from_store", recall.from_store}};
@@ -558,6 +565,7 @@ Reply Api::GetCollection(const ApiRequest& req) {
            {"payload_schema", std::move(schema)},
            {"memory_bytes", usage.ram_bytes},
            {"recall_estimate", std::move(recall_json)},
+           {"search_defaults", std::move(defaults)},
            {"storage",
             {{"ram_bytes", usage.ram_bytes},
              {"disk_bytes", usage.disk_bytes()},
@@ -1495,6 +1503,41 @@ Reply Api::RunSearchBatch(Collection* c, std::vector<ParsedSearch> parsed,
   }
   out.push_back(']');
   return Reply::Ok(std::move(out));
+}
+
+// POST /collections/{name}/tune: the cheapest search setting that reaches target_recall becomes
+// the collection's default (Collection::Tune).
+Reply Api::Tune(const ApiRequest& req) {
+  FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
+  FATHOM_RETURN_IF_ERROR(CheckFields(body, "tune request", {"target_recall", "k", "limit", "sample", "using", "queries"}));
+  TuneRequest request;
+  const auto target = body.find("target_recall");
+  if (target == body.end() || !target->is_number() || !(target->get<double>() > 0) || target->get<double>() > 1) {
+    return Status::InvalidArgument("tune request: 'target_recall' is required, a number in (0, 1] such as 0.95");
+  }
+  request.target_recall = target->get<double>();
+  FATHOM_ASSIGN_OR_RETURN(uint64_t k, GetUint(body, body.contains("limit") ? "limit" : "k", 10, "tune request"));
+  FATHOM_ASSIGN_OR_RETURN(uint64_t sample, GetUint(body, "sample", 500, "tune request"));
+  request.k = k;
+  request.sample = sample;
+  if (auto u = body.find("using"); u != body.end() && !u->is_null()) {
+    FATHOM_ASSIGN_OR_RETURN(request.vector, GetString(body, "using", "tune request"));
+  }
+  std::shared_lock lock(db_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
+  if (auto q = body.find("queries"); q != body.end() && !q->is_null()) {
+    if (!q->is_array() || q->empty()) return Status::InvalidArgument("tune request: 'queries' must be a non-empty array of vectors");
+    for (size_t i = 0; i < q->size(); ++i) {
+      std::vector<float> v;
+      FATHOM_RETURN_IF_ERROR(ParseVector((*q)[i], "tune request: queries[" + std::to_string(i) + "]", &v));
+      request.queries.insert(request.queries.end(), v.begin(), v.end());
+    }
+  }
+  FATHOM_ASSIGN_OR_RETURN(TuneResult result, c->Tune(request));
+  Json tried = Json::array();
+  for (const auto& [value, recall] : result.tried) tried.push_back(Json{{"value", value}, {"recall", recall}});
+  return Reply::Ok(Dump(Json{{"knob", result.knob}, {"value", result.value}, {"recall", result.recall},
+                             {"reached", result.reached}, {"queries", result.queries}, {"tried", std::move(tried)}}));
 }
 
 Reply Api::CreateSnapshot(const ApiRequest& req) {

@@ -119,6 +119,7 @@ class Api {
   Reply Search(const ApiRequest& req);
   Reply SearchBatch(const ApiRequest& req);
   Reply CreateSnapshot(const ApiRequest& req);
+  Reply Tune(const ApiRequest& req);
   Reply ListSnapshots(const ApiRequest& req);
   Reply DeleteSnapshot(const ApiRequest& req);
   Reply RecoverSnapshot(const ApiRequest& req);

@@ -342,6 +342,7 @@ class Frontend {
     Add("GET", "/collections/{name}/points/{id}", Access::kRead, api(&Api::GetPoint));
     Add("GET", "/collections/{name}/snapshots", Access::kRead, api(&Api::ListSnapshots));
     Add("POST", "/collections/{name}/snapshots", Access::kWrite, api(&Api::CreateSnapshot));
+    Add("POST", "/collections/{name}/tune", Access::kWrite, api(&Api::Tune));
     Add("PUT", "/collections/{name}/snapshots/recover", Access::kWrite, api(&Api::RecoverSnapshot));
     Add("DELETE", "/collections/{name}/snapshots/{snapshot}", Access::kWrite, api(&Api::DeleteSnapshot));
   }

@@ -201,6 +201,13 @@ expect_eq "$(fathom info described --json | json_get 'd["metadata"]["model"]["ve
 expect_error 1 "--metadata must be a JSON object" fathom create described2 --dim 2 --metadata '[1]'
 expect_error 2 "described2" fathom info described2
 
+# tune: the cheapest ef that reaches the target becomes the default (kept: info and the next run).
+out=$(fathom tune grid --target-recall 0.9 --sample 50)
+expect_contains "$out" "target reached: ef=" "tune reaches the target"
+expect_eq "$(fathom tune grid --target-recall 0.9 --sample 50 --json | json_get 'd["reached"] and d["recall"] >= 0.9')" "True" "tune --json"
+expect_error 1 "target-recall" fathom tune grid --target-recall 2
+expect_contains "$(fathom info grid)" "(fathom tune: target recall 0.900" "info shows the tuned default"
+
 # Vectors on disk: floats in a file, codes in RAM; info says where each part lives.
 fathom create disky --dim 8 --metric cosine --index HNSW16,SQ8 --on-disk --on-disk-payload >/dev/null
 fathom import disky mat.npy 2>/dev/null >/dev/null

@@ -69,6 +69,7 @@ ROUTES = [
     ("POST", "/collections/{name}/snapshots", True),
     ("PUT", "/collections/{name}/snapshots/recover", True),
     ("DELETE", "/collections/{name}/snapshots/{snapshot}", True),
+    ("POST", "/collections/{name}/tune", True),
 ]
 
 
@@ -264,6 +265,32 @@ class EndpointTest(ServerTestCase):
         self.assertError(status, doc, 404)
         self.assertEqual(self.server.ok("GET", "/collections/described2/exists"), {"exists": False})
         self.server.ok("DELETE", "/collections/described")
+
+    def test_tune(self):
+        # The cheapest ef reaching the target becomes the default; the collection info says so.
+        self.server.ok("PUT", "/collections/tuned", {"vectors": {"size": 16, "distance": "L2", "index": "HNSW8"}})
+        self.server.ok("PUT", "/collections/tuned/points",
+                       {"points": [{"id": i, "vector": vec(i, 16)} for i in range(1500)]})
+        result = self.server.ok("POST", "/collections/tuned/tune", {"target_recall": 0.9, "sample": 100})
+        self.assertEqual(result["knob"], "ef")
+        self.assertTrue(result["reached"])
+        self.assertGreaterEqual(result["recall"], 0.9)
+        self.assertEqual(result["queries"], 100)
+        self.assertIn({"value": result["value"], "recall": result["recall"]}, result["tried"])
+        defaults = self.server.ok("GET", "/collections/tuned")["search_defaults"]
+        self.assertEqual(defaults[""]["ef"], result["value"])
+        self.assertEqual(defaults[""]["target_recall"], 0.9)
+        given = self.server.ok("POST", "/collections/tuned/tune",
+                               {"target_recall": 0.99, "k": 5, "queries": [vec(i, 16, seed=3) for i in range(20)]})
+        self.assertEqual(given["queries"], 20)
+        self.assertGreaterEqual(given["recall"], 0.99)
+        for body, message in [({}, "'target_recall' is required"), ({"target_recall": 2}, "'target_recall' is required"),
+                              ({"target_recall": 0.9, "using": "nope"}, "has no vector 'nope'"),
+                              ({"target_recall": 0.9, "queries": [[1, 2]]}, "not a multiple of the dimension 16"),
+                              ({"target_recall": 0.9, "bogus": 1}, "bogus")]:
+            status, doc, _ = self.server.request("POST", "/collections/tuned/tune", body)
+            self.assertError(status, doc, 400, message)
+        self.server.ok("DELETE", "/collections/tuned")
 
     def test_console_files(self):
         # The web console comes from the binary: its page, script and style, with headers that
@@ -918,6 +945,7 @@ class AuthTest(ServerTestCase):
             ("PATCH", "/collections/{name}"): {"optimizers_config": {}},
             ("POST", "/collections/aliases"): {"actions": []},
             ("PUT", "/collections/{name}/snapshots/recover"): {"snapshot": self.snapshot, "name": "auth_copy"},
+            ("POST", "/collections/{name}/tune"): {"target_recall": 0.9},
         }.get((method, path))
 
     def concrete(self, path, name="auth"):
