@@ -248,6 +248,18 @@ class RemoteCollection(PayloadMethods):
         result: Dict[str, Any] = info["config"].get("metadata", {})
         return result
 
+    def tune(self, target_recall: float = 0.95, *, k: int = 10, sample: int = 500,
+             queries: Optional[npt.ArrayLike] = None, vector: str = "") -> Dict[str, Any]:
+        """As :meth:`fathom.Collection.tune` (``POST /collections/{name}/tune``)."""
+        body: Dict[str, Any] = {"target_recall": float(target_recall), "k": int(k), "sample": int(sample)}
+        if vector:
+            body["using"] = vector
+        if queries is not None:
+            body["queries"] = as_matrix(queries, "queries").tolist()
+        result: Dict[str, Any] = self._client.request("POST", f"{self._path}/tune", body)
+        result["tried"] = [(t["value"], t["recall"]) for t in result["tried"]]
+        return result
+
     def update_metadata(self, changes: Mapping[str, Any]) -> Dict[str, Any]:
         """As :meth:`fathom.Collection.update_metadata` (``PATCH /collections/{name}``)."""
         self._client.request("PATCH", self._path, {"metadata": dict(changes)})

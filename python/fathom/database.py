@@ -184,6 +184,19 @@ class Collection(PayloadMethods):
         Writes and searches go on meanwhile; automatic checkpoints run in the background."""
         self._c.checkpoint()
 
+    def tune(self, target_recall: float = 0.95, *, k: int = 10, sample: int = 500,
+             queries: Optional[npt.ArrayLike] = None, vector: str = "") -> Dict[str, Any]:
+        """Finds the cheapest setting of the index's speed knob (HNSW ``ef``, IVF ``nprobe``,
+        tree ``checks``) whose recall@k against exact search reaches ``target_recall`` and makes
+        it the default for searches that do not set it (kept across restarts). The queries are
+        ``sample`` of the collection's own points, each moved off itself by its nearest-neighbour
+        distance (so the setting holds for new queries), or ``queries`` as given. Returns
+        ``{"knob", "value", "recall", "reached", "queries", "tried": [(value, recall), ...]}``."""
+        flat: List[float] = []
+        if queries is not None:
+            flat = as_matrix(queries, "queries").ravel().tolist()
+        return self._c.tune(float(target_recall), int(k), int(sample), vector, flat)
+
     def optimize(self) -> None:
         """Runs index housekeeping now (relinking around deleted points and freeing them), which
         otherwise runs in the background once deletions pass 10% of a graph."""

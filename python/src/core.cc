@@ -584,6 +584,28 @@ class PyCollection {
             {"index_files_bytes", u.index_files_bytes}};
   }
 
+  // Collection::Tune; `queries` flattened (empty: made from the collection's own points).
+  py::dict Tune(double target_recall, size_t k, size_t sample, const std::string& vector,
+                const std::vector<float>& queries) {
+    TuneRequest request;
+    request.target_recall = target_recall;
+    request.k = k;
+    request.sample = sample;
+    request.vector = vector;
+    request.queries = queries;
+    TuneResult result = Run([&](Collection* c) -> Result<TuneResult> { return c->Tune(request); });
+    py::list tried;
+    for (const auto& [value, recall] : result.tried) tried.append(py::make_tuple(value, recall));
+    py::dict out;
+    out["knob"] = result.knob;
+    out["value"] = result.value;
+    out["recall"] = result.recall;
+    out["reached"] = result.reached;
+    out["queries"] = result.queries;
+    out["tried"] = tried;
+    return out;
+  }
+
   void Optimize() {
     Run([&](Collection* c) -> Result<bool> {
       FATHOM_RETURN_IF_ERROR(c->Optimize());
@@ -817,6 +839,8 @@ PYBIND11_MODULE(_core, m) {
       .def("snapshot", &fp::PyCollection::Snapshot, py::arg("dir"))
       .def("checkpoint", &fp::PyCollection::Checkpoint)
       .def("optimize", &fp::PyCollection::Optimize)
+      .def("tune", &fp::PyCollection::Tune, py::arg("target_recall"), py::arg("k"), py::arg("sample"),
+           py::arg("vector"), py::arg("queries"))
       .def("usage", &fp::PyCollection::Usage)
       .def_property_readonly("memory_bytes", &fp::PyCollection::memory_bytes);
 

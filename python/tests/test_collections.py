@@ -125,6 +125,23 @@ def test_collection_metadata_describes_the_model(backend):
     assert col.metadata == merged
 
 
+def test_tune_to_a_target_recall(backend):
+    """tune() keeps the cheapest ef that reaches the target; the same on both backends."""
+    rng = np.random.default_rng(4)
+    centres = rng.normal(size=(20, 16)).astype(np.float32) * 4
+    data = (centres[rng.integers(0, 20, 3000)] + rng.normal(size=(3000, 16))).astype(np.float32)
+    col = backend.create_collection(unique_name(), dim=16, index="HNSW8")
+    col.upsert(list(range(3000)), data)
+    result = col.tune(0.9, sample=100)
+    assert result["knob"] == "ef" and result["reached"] and result["recall"] >= 0.9
+    assert result["queries"] == 100
+    assert (result["value"], result["recall"]) in result["tried"]
+    given = col.tune(0.95, k=5, queries=data[:20] + 0.01)
+    assert given["queries"] == 20 and given["recall"] >= 0.95
+    with pytest.raises(fathom.InvalidArgumentError, match="target"):
+        col.tune(1.5)
+
+
 def test_string_ids_and_payload_types(backend):
     col = backend.create_collection(unique_name(), dim=4, metric="cosine")
     vectors = np.eye(4, dtype=np.float32) + 0.1
