@@ -912,10 +912,49 @@ function infoTab(root, name, info, cs) {
       h('p', { 'data-testid': 'online-recall', text: onlineText }),
       h('p', { class: 'muted', text: 'Or measure now: searches 20 stored points with the index and exactly, and reports how many of the exact top 10 the index found.' }),
       measure, recall),
+    tunePanel(name, info, cs),
     h('section', { class: 'panel' }, h('h2', { text: 'Description' }),
       h('p', { class: 'muted', text: 'Kept in the collection\'s metadata (shown in the list and above the tabs). The image field names a payload field that holds an image (URL or base64 PNG) to show for each point; empty: detect one, or draw vectors that are pixels.' }),
       describe, describeError),
     h('section', { class: 'panel' }, h('h2', { text: 'Raw' }), h('pre', { class: 'mono', text: JSON.stringify(info, null, 2) })));
+}
+
+// The collection's default search setting (what POST /tune kept) and, for a read-write key, a
+// form that tunes it to a target recall.
+function tunePanel(name, info, cs) {
+  const defaults = (info.search_defaults || {})[cs.space];
+  const knobText = (d) => (d.ef ? `ef ${d.ef}` : d.nprobe ? `nprobe ${d.nprobe}` : d.checks ? `checks ${d.checks}` : 'exact');
+  const current = h('p', { 'data-testid': 'search-defaults', text: defaults
+    ? `Default: ${knobText(defaults)}, tuned for recall ${defaults.target_recall} (measured ${defaults.recall.toFixed(4)}).`
+    : 'Default: the index\'s own (never tuned).' });
+  const section = h('section', { class: 'panel' }, h('h2', { text: 'Speed and recall' }), current);
+  if (!canWrite()) return section;
+  const target = h('input', { type: 'number', min: 0.5, max: 1, step: 0.005, value: defaults ? defaults.target_recall : 0.95, 'aria-label': 'target recall', 'data-testid': 'target-recall' });
+  const out = h('p', { class: 'stats', 'data-testid': 'tune-result' });
+  const button = h('button', { type: 'submit', 'data-testid': 'tune', text: 'Tune' });
+  section.append(
+    h('p', { class: 'muted', text: 'Finds the cheapest ef (nprobe, checks) whose recall@10 against exact search reaches the target, on 500 queries made from this collection\'s points, and keeps it as the default.' }),
+    h('form', { class: 'row', onsubmit: async (e) => {
+      e.preventDefault();
+      button.disabled = true;
+      out.textContent = 'Measuring…';
+      try {
+        const body = { target_recall: Number(target.value) };
+        if (cs.space) body.using = cs.space;
+        const { result: r, ms } = await api('POST', `${collectionPath(name)}/tune`, body);
+        out.textContent = r.knob === '' ? 'The index is exact: nothing to tune.'
+          : `${r.reached ? 'Reached' : 'Not reached; kept the most accurate tried'}: ${r.knob} ${r.value} (recall ${r.recall.toFixed(4)} on ${r.queries} queries) in ${formatMs(ms)}. Tried: ` +
+            r.tried.map((t) => `${t.value} → ${t.recall.toFixed(3)}`).join(', ');
+        const fresh = await collectionInfo(name, true);
+        const d = (fresh.search_defaults || {})[cs.space];
+        if (d) current.textContent = `Default: ${knobText(d)}, tuned for recall ${d.target_recall} (measured ${d.recall.toFixed(4)}).`;
+      } catch (err) {
+        out.textContent = err.message;
+      } finally {
+        button.disabled = false;
+      }
+    } }, h('label', {}, 'Target recall', target), button), out);
+  return section;
 }
 
 async function estimateRecall(name, cs, k, queries) {

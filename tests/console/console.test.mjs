@@ -289,6 +289,19 @@ test('a payload field that holds an image is shown instead of the vector', async
   await rest('DELETE', '/collections/pictures');
 });
 
+test('tune from the Info tab keeps the cheapest ef that reaches the target', async () => {
+  await go('#/c/fashion-mnist/info', '[data-testid=tune]');
+  assert.match(await text('[data-testid=search-defaults]'), /never tuned/);
+  await page.$eval('[data-testid=target-recall]', (e) => { e.value = '0.9'; });
+  await page.click('[data-testid=tune]');
+  await page.waitForFunction(() => /^Reached: ef \d+/.test(document.querySelector('[data-testid=tune-result]').textContent), { timeout: 120000 });
+  const defaults = (await rest('GET', '/collections/fashion-mnist')).search_defaults[''];
+  assert.equal(defaults.target_recall, 0.9);
+  assert.ok(defaults.recall >= 0.9);
+  assert.equal(await text('[data-testid=search-defaults]'),
+    `Default: ef ${defaults.ef}, tuned for recall 0.9 (measured ${defaults.recall.toFixed(4)}).`);
+});
+
 test('health shows live numbers from /metrics', async () => {
   await go('#/health', '[data-testid=charts]');
   // Some traffic the charts should count (the page's own polling is left out).
