@@ -857,7 +857,7 @@ function infoTab(root, name, info, cs) {
     try {
       const r = await estimateRecall(name, cs, 10, 20);
       sessionStorage.setItem(`fathom-recall:${name}`, JSON.stringify(r));
-      recall.textContent = `recall@10 ${r.value.toFixed(4)}: the index's answers vs exact search for ${r.queries} stored points used as queries`;
+      recall.textContent = `recall@10 ${r.value.toFixed(4)}: the index's answers vs exact search for ${r.queries} queries made from stored points (each moved off itself by its nearest-neighbour distance)`;
     } catch (e) {
       recall.textContent = e.message;
     } finally {
@@ -910,7 +910,7 @@ function infoTab(root, name, info, cs) {
         .map(([k, v]) => [h('dt', { text: k }), h('dd', { text: v })]))),
     h('section', { class: 'panel' }, h('h2', { text: 'Recall' }),
       h('p', { 'data-testid': 'online-recall', text: onlineText }),
-      h('p', { class: 'muted', text: 'Or measure now: searches 20 stored points with the index and exactly, and reports how many of the exact top 10 the index found.' }),
+      h('p', { class: 'muted', text: 'Or measure now: 20 queries made from stored points (each moved off itself by its nearest-neighbour distance, as a new query would be) are searched with the index and exactly; the share of the exact top 10 the index found.' }),
       measure, recall),
     tunePanel(name, info, cs),
     h('section', { class: 'panel' }, h('h2', { text: 'Description' }),
@@ -964,7 +964,22 @@ async function estimateRecall(name, cs, k, queries) {
   const step = Math.max(1, Math.floor(points.length / queries));
   const picked = points.filter((_, i) => i % step === 0).slice(0, queries);
   const path = `${collectionPath(name)}/points/search/batch`;
-  const body = (exact) => ({ searches: picked.map((p) => ({ vector: queryVector(cs.space, vectorOf(p, cs.space)), limit: k, params: exact ? { exact: true } : {} })) });
+  // A stored point is a node of the graph and flatters it as a query: move each off itself by
+  // its nearest-neighbour distance in a random direction (as the server's tune does).
+  const near = await api('POST', path, { searches: picked.map((p) => ({ vector: queryVector(cs.space, vectorOf(p, cs.space)), limit: 2,
+                                                                         with_vector: true, params: { exact: true } })) });
+  const moved = picked.map((p, i) => {
+    const v = vectorOf(p, cs.space);
+    const other = near.result[i].find((hit) => String(hit.id) !== String(p.id));
+    const w = other && vectorOf(other, cs.space);
+    if (!w) return v;
+    const radius = Math.hypot(...v.map((x, j) => x - w[j]));
+    // Box-Muller normals for a random direction.
+    const u = v.map(() => Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random()));
+    const norm = Math.hypot(...u) || 1;
+    return v.map((x, j) => x + (u[j] * radius) / norm);
+  });
+  const body = (exact) => ({ searches: moved.map((v) => ({ vector: queryVector(cs.space, v), limit: k, params: exact ? { exact: true } : {} })) });
   const [approx, exact] = await Promise.all([api('POST', path, body(false)), api('POST', path, body(true))]);
   let found = 0, total = 0;
   exact.result.forEach((hits, i) => {
