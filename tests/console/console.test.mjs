@@ -8,12 +8,12 @@
 // (docs/console/ holds the ones docs/console.md shows).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import puppeteer from 'puppeteer-core';
+import { startFathom } from '../fathom_server.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bin = process.env.FATHOM_BIN || join(root, 'build', 'src', 'cli', 'fathom');
@@ -35,19 +35,8 @@ const expectHttpErrors = async (...codes) => {
 
 before(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'fathom-console-'));
-  server = spawn(bin, ['serve', '--demo', '--port', '0', '--data', dataDir], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, FATHOM_API_KEY: WRITE_KEY, FATHOM_READ_ONLY_API_KEY: READ_KEY },
-  });
-  url = await new Promise((resolve, reject) => {
-    let out = '';
-    server.stdout.on('data', (chunk) => {
-      out += chunk;
-      const m = out.match(/listening on (http:\/\/\S+)/);
-      if (m) resolve(m[1]);
-    });
-    server.on('exit', (code) => reject(new Error(`fathom serve exited with ${code} before listening`)));
-  });
+  ({ server, url } = await startFathom(bin, ['--demo', '--data', dataDir],
+                                       { ...process.env, FATHOM_API_KEY: WRITE_KEY, FATHOM_READ_ONLY_API_KEY: READ_KEY }));
   browser = await puppeteer.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,

@@ -6,12 +6,12 @@
 // FATHOM_BIN names the binary (default build/src/cli/fathom from the repository root).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { QdrantClient } from '@qdrant/js-client-rest';
+import { startFathom } from '../fathom_server.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bin = process.env.FATHOM_BIN || join(root, 'build', 'src', 'cli', 'fathom');
@@ -20,16 +20,7 @@ const warnings = [];
 
 before(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'fathom-qdrant-js-'));
-  server = spawn(bin, ['serve', '--port', '0', '--data', dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
-  url = await new Promise((resolve, reject) => {
-    let out = '';
-    server.stdout.on('data', (chunk) => {
-      out += chunk;
-      const m = out.match(/listening on (http:\/\/\S+)/);
-      if (m) resolve(m[1]);
-    });
-    server.on('exit', (code) => reject(new Error(`fathom serve exited with ${code} before listening`)));
-  });
+  ({ server, url } = await startFathom(bin, ['--data', dataDir]));
   const warn = console.warn;
   console.warn = (...args) => { warnings.push(args.join(' ')); };
   client = new QdrantClient({ url });
