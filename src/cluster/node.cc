@@ -603,6 +603,7 @@ class Node final : public server::ServerExtension {
       r.push_back({"GET", path, Access::kRead, h(&Node::Unsupported)});
     }
     r.push_back({"PATCH", "/collections/{name}", Access::kWrite, h(&Node::Unsupported)});
+    r.push_back({"POST", "/collections/{name}/tune", Access::kWrite, h(&Node::Unsupported)});
     r.push_back(
         {"PUT", "/collections/{name}/snapshots/recover", Access::kWrite, h(&Node::Unsupported)});
     r.push_back({"DELETE", "/collections/{name}/snapshots/{snapshot}", Access::kWrite,
@@ -1909,7 +1910,7 @@ class Node final : public server::ServerExtension {
 
   Reply Unsupported(const ApiRequest&) {
     return Reply::Error(501,
-                        "not supported in cluster mode yet (snapshots work on a single node; see "
+                        "not supported in cluster mode yet (snapshots, PATCH and tune work on a single node; see "
                         "docs/distributed.md)");
   }
 
