@@ -737,7 +737,8 @@ async function mapTab(root, name, info, cs, stale) {
   const size = h('select', { 'aria-label': 'sample size' }, [500, 1000, 2000, 5000].map((n) => h('option', { value: n, text: `${n} points`, selected: n === 1000 })));
   const colour = h('select', { 'aria-label': 'colour by' }, h('option', { value: '', text: 'one colour' }));
   const status = h('p', { class: 'stats', 'data-testid': 'map-status' });
-  const canvas = h('canvas', { width: 1000, height: 500, 'data-testid': 'map', 'aria-label': 'map of a sample of the points' });
+  const canvas = h('canvas', { width: 1000, height: 500, 'data-testid': 'map', tabindex: 0,
+    'aria-label': 'map of a sample of the points: arrow keys move between dots (left to right), Enter opens one' });
   const tip = h('div', { class: 'tip', hidden: true });
   const legend = h('div', { class: 'legend' });
   root.append(h('div', { class: 'row panel' }, h('label', {}, 'Sample', size), h('label', {}, 'Colour by', colour),
@@ -834,6 +835,31 @@ async function mapTab(root, name, info, cs, stale) {
     tip.style.top = `${e.clientY - rect.top + 12}px`;
   });
   canvas.addEventListener('mouseleave', () => { tip.hidden = true; });
+  // The keyboard walks the dots from left to right; Enter opens the one selected.
+  let selected = -1;
+  canvas.addEventListener('keydown', (e) => {
+    if (!screen.length) return;
+    const order = screen.map((p, i) => i).sort((a, b) => screen[a][0] - screen[b][0]);
+    const at = order.indexOf(selected);
+    if (e.key === 'ArrowRight' || e.key === 'ArrowDown') selected = order[Math.min(order.length - 1, at + 1)];
+    else if (e.key === 'ArrowLeft' || e.key === 'ArrowUp') selected = order[Math.max(0, at < 0 ? 0 : at - 1)];
+    else if (e.key === 'Enter' && selected >= 0) { location.hash = `#/c/${enc(name)}/p/${enc(String(sample[selected].id))}`; return; }
+    else return;
+    e.preventDefault();
+    draw();
+    const ctx = canvas.getContext('2d');
+    ctx.strokeStyle = getComputedStyle(document.documentElement).getPropertyValue('--fg') || '#000';
+    ctx.lineWidth = 2;
+    ctx.beginPath();
+    ctx.arc(screen[selected][0], screen[selected][1], 7, 0, 2 * Math.PI);
+    ctx.stroke();
+    const f = colour.value;
+    tip.hidden = false;
+    tip.textContent = `${sample[selected].id}${f ? ` · ${f}: ${formatValue((sample[selected].payload || {})[f] ?? null)}` : ''}`;
+    const rect = canvas.getBoundingClientRect();
+    tip.style.left = `${(screen[selected][0] / canvas.width) * rect.width + 12}px`;
+    tip.style.top = `${(screen[selected][1] / canvas.height) * rect.height + 12}px`;
+  });
   colour.addEventListener('change', () => { if (sample.length) draw(); });
   await load();
 }

@@ -237,6 +237,15 @@ test('the map projects a sample, colours it by a payload field and opens a point
   await page.mouse.click(spot.x, spot.y);
   await page.waitForFunction(() => /#\/c\/fashion-mnist\/p\/\d+$/.test(location.hash));
   await page.waitForSelector('[data-testid=detail]');
+  // The keyboard reaches the dots too: focus the map, move to a dot, open it.
+  await go('#/c/fashion-mnist/map');
+  await page.waitForFunction(() => /^1000 points/.test(document.querySelector('[data-testid=map-status]')?.textContent), { timeout: 30000 });
+  await page.focus('[data-testid=map]');
+  await page.keyboard.press('ArrowRight');
+  await page.keyboard.press('ArrowRight');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => /#\/c\/fashion-mnist\/p\/\d+$/.test(location.hash));
+  await page.waitForSelector('[data-testid=detail]');
 });
 
 test('estimate recall: the index against exact search, shown in the list', async () => {
