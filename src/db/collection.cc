@@ -140,15 +140,15 @@ size_t CollectionImpl::VectorIndex(const std::string& name) const {
 }
 
 SearchDefaults CollectionImpl::search_defaults(const std::string& vector) const {
-  std::lock_guard lock(tune_mutex_);
+  std::lock_guard lock(tuned_info_mutex_);
   const size_t v = VectorIndex(vector);
   return v < tuned_info_.size() ? tuned_info_[v] : SearchDefaults{};
 }
 
-Status CollectionImpl::SaveSearchDefaults() const {
+Status CollectionImpl::SaveSearchDefaults(const std::vector<SearchDefaults>& all) const {
   nlohmann::json j = nlohmann::json::object();
-  for (size_t v = 0; v < tuned_info_.size(); ++v) {
-    const SearchDefaults& d = tuned_info_[v];
+  for (size_t v = 0; v < all.size(); ++v) {
+    const SearchDefaults& d = all[v];
     if (d.target_recall == 0) continue;
     j[spec_.vectors[v].name] = {{"ef", d.ef}, {"nprobe", d.nprobe}, {"checks", d.checks},
                                 {"target_recall", d.target_recall}, {"recall", d.recall}};
@@ -351,11 +351,16 @@ Result<TuneResult> CollectionImpl::Tune(const TuneRequest& request) {
   (knob.name == "ef" ? defaults.ef : knob.name == "nprobe" ? defaults.nprobe : defaults.checks) = result.value;
   defaults.target_recall = request.target_recall;
   defaults.recall = result.recall;
-  const SearchDefaults previous = tuned_info_[v];
-  tuned_info_[v] = defaults;
-  if (Status s = SaveSearchDefaults(); !s.ok()) {
-    tuned_info_[v] = previous;
-    return s;
+  std::vector<SearchDefaults> all;
+  {
+    std::lock_guard info_lock(tuned_info_mutex_);
+    all = tuned_info_;
+  }
+  all[v] = defaults;
+  FATHOM_RETURN_IF_ERROR(SaveSearchDefaults(all));  // only Tune writes them, under tune_mutex_
+  {
+    std::lock_guard info_lock(tuned_info_mutex_);
+    tuned_info_[v] = defaults;
   }
   tuned_[3 * v].store(defaults.ef);
   tuned_[3 * v + 1].store(defaults.nprobe);

@@ -238,10 +238,11 @@ class CollectionImpl final : public Collection {
   // Tune's defaults, per vector: ef, nprobe, checks at [3v], [3v+1], [3v+2] (atomics: every
   // search reads them; 0 = the index's own default).
   size_t VectorIndex(const std::string& name) const;  // spec_.vectors.size() when unknown
-  Status SaveSearchDefaults() const;                   // caller holds tune_mutex_
+  Status SaveSearchDefaults(const std::vector<SearchDefaults>& all) const;
   std::unique_ptr<std::atomic<int>[]> tuned_;
-  mutable std::mutex tune_mutex_;        // one Tune at a time
-  std::vector<SearchDefaults> tuned_info_;  // guarded by tune_mutex_
+  std::mutex tune_mutex_;                   // one Tune at a time (minutes at 10M points)
+  mutable std::mutex tuned_info_mutex_;     // held briefly: info requests read it while Tune runs
+  std::vector<SearchDefaults> tuned_info_;  // guarded by tuned_info_mutex_
 };
 
 }  // namespace fathom
