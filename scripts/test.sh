@@ -38,7 +38,7 @@ fi
 echo "request_fuzz: $(grep -E '^Done [0-9]+ runs' "$FUZZ_CORPUS.log")"
 rm -rf "$FUZZ_CORPUS" "$FUZZ_CORPUS.log"
 # ThreadSanitizer over the tests where threads overlap on purpose (concurrent searches and writes,
-# drops and closes under running calls, shared scratch and evaluation).
+# drops and closes under running calls, shared scratch and evaluation, the recall monitor's thread).
 if [ "${FATHOM_TSAN:-1}" = 1 ]; then
   cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFATHOM_SANITIZE=thread \
     -DFATHOM_BUILD_TESTS=ON
@@ -46,6 +46,6 @@ if [ "${FATHOM_TSAN:-1}" = 1 ]; then
   # OpenBLAS on one thread: its worker threads synchronise inside the uninstrumented library, so
   # TSAN reports k-means' reads of an sgemm result as races with the worker that wrote it.
   OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1 suppressions=$PWD/tests/tsan.supp" build-tsan/fathom_tests \
-    --gtest_filter='*Concurrent*:*Drop*While*:*Threads*:*Stress*:*Handles*:*During*'
+    --gtest_filter='*Concurrent*:*Drop*While*:*Threads*:*Stress*:*Handles*:*During*:*RecallEstimate*:*RecallMonitor*'
   echo "tsan: concurrency tests clean"
 fi
