@@ -390,9 +390,10 @@ class Database {
   virtual std::vector<std::string> ListCollections() const = 0;
   virtual Result<std::shared_ptr<Collection>> CreateCollection(const CollectionSpec& spec) = 0;
   virtual Status DropCollection(const std::string& name) = 0;
-  // Replaces a collection's metadata (a JSON object's text, CollectionSpec::metadata) in one
-  // durable write. `name` may be an alias.
-  virtual Status SetCollectionMetadata(const std::string& name, const std::string& metadata) = 0;
+  // Merges `changes` (a JSON object's text) into a collection's metadata key by key, a null
+  // value removing its key (the rule of Qdrant's PATCH), in one durable write; concurrent updates
+  // apply one after the other. Returns the metadata now. `name` may be an alias.
+  virtual Result<std::string> UpdateCollectionMetadata(const std::string& name, const std::string& changes) = 0;
   // By collection name or alias.
   virtual Result<std::shared_ptr<Collection>> GetCollection(const std::string& name) const = 0;
   // Aliases: second names for collections that every call taking a collection name accepts,

@@ -189,14 +189,3 @@ class AliasMethods:
         actions = [("delete", alias, "")] if alias in self.aliases() else []
         self.update_aliases(actions + [("create", alias, collection)])
 
-
-def merge_metadata(current: Mapping[str, Any], changes: Mapping[str, Any]) -> Dict[str, Any]:
-    """Collection metadata after an update: ``changes`` replace keys, a ``None`` removes one
-    (the server's PATCH rule)."""
-    merged = dict(current)
-    for key, value in changes.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = value
-    return merged

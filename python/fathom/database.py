@@ -11,7 +11,7 @@ import numpy.typing as npt
 from . import _core
 from ._common import (AliasMethods, PayloadMethods, Filter, Hit, Point, PointId, Vectors, as_matrix, check_ef, check_k,
                       filter_text, id_list, is_single_id, named_vectors, payload_texts,
-                      simplify_vectors, merge_metadata)
+                      simplify_vectors)
 from .errors import InvalidArgumentError, NotFoundError
 
 SearchResult = Union[List[Hit], List[List[Hit]]]
@@ -54,8 +54,7 @@ class Collection(PayloadMethods):
     def update_metadata(self, changes: Mapping[str, Any]) -> Dict[str, Any]:
         """Merges ``changes`` into the metadata key by key (``None`` removes a key), stores it in
         one durable write and returns the result (at most 64 KiB of JSON)."""
-        merged = merge_metadata(self.metadata, changes)
-        self._c.set_metadata(json.dumps(merged))
+        merged: Dict[str, Any] = json.loads(self._c.update_metadata(json.dumps(dict(changes))))
         return merged
 
     @property

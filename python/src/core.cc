@@ -373,15 +373,12 @@ class PyCollection {
     return SpecToDict(Run([](Collection* c) -> Result<CollectionSpec> { return c->spec(); }));
   }
 
-  // The metadata's JSON text now, and its replacement (one durable write).
+  // The metadata's JSON text now; Database::UpdateCollectionMetadata (returns the result).
   std::string Metadata() const {
     return Run([](Collection* c) -> Result<std::string> { return c->metadata(); });
   }
-  void SetMetadata(const std::string& metadata) {
-    RunOnDatabase(*handle_, [&](Database* db) -> Result<bool> {
-      FATHOM_RETURN_IF_ERROR(db->SetCollectionMetadata(name_, metadata));
-      return true;
-    });
+  std::string UpdateMetadata(const std::string& changes) {
+    return RunOnDatabase(*handle_, [&](Database* db) { return db->UpdateCollectionMetadata(name_, changes); });
   }
 
   // ids: a sequence; vectors: {vector name: (n, dim) array}; payloads: None or n JSON texts.
@@ -822,7 +819,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("name", &fp::PyCollection::name)
       .def("spec", &fp::PyCollection::Spec)
       .def("metadata", &fp::PyCollection::Metadata)
-      .def("set_metadata", &fp::PyCollection::SetMetadata, py::arg("metadata"))
+      .def("update_metadata", &fp::PyCollection::UpdateMetadata, py::arg("changes"))
       .def("upsert", &fp::PyCollection::Upsert, py::arg("ids"), py::arg("vectors"), py::arg("payloads"))
       .def("get", &fp::PyCollection::Get, py::arg("ids"), py::arg("with_vectors"))
       .def("delete", &fp::PyCollection::Delete, py::arg("ids"))

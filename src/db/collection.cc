@@ -80,10 +80,7 @@ CollectionImpl::CollectionImpl(KvStore* kv, std::string index_dir, CollectionSpe
 // locks for a whole scan (a waiting writer would block every new search behind it). Points that
 // change between chunks may be seen in either state, which a statistic can afford.
 Result<std::vector<PointId>> CollectionImpl::ExactIds(const RecallMonitor::Sample& sample) const {
-  size_t vector = spec_.vectors.size();
-  for (size_t v = 0; v < spec_.vectors.size(); ++v) {
-    if (spec_.vectors[v].name == sample.vector) vector = v;
-  }
+  const size_t vector = VectorIndex(sample.vector);
   if (vector == spec_.vectors.size() || sample.query.size() != spec_.vectors[vector].dim || sample.k == 0) {
     return Status::InvalidArgument("recall sample does not match the collection");
   }
@@ -137,6 +134,16 @@ size_t CollectionImpl::VectorIndex(const std::string& name) const {
     if (spec_.vectors[v].name == name) return v;
   }
   return spec_.vectors.size();
+}
+
+void CollectionImpl::SetSearchDefaults(size_t v, const SearchDefaults& defaults) {
+  {
+    std::lock_guard lock(tuned_info_mutex_);
+    tuned_info_[v] = defaults;
+  }
+  tuned_[3 * v].store(defaults.ef);
+  tuned_[3 * v + 1].store(defaults.nprobe);
+  tuned_[3 * v + 2].store(defaults.checks);
 }
 
 SearchDefaults CollectionImpl::search_defaults(const std::string& vector) const {
@@ -328,16 +335,13 @@ Result<TuneResult> CollectionImpl::Tune(const TuneRequest& request) {
   // Recall grows with the knob: find the first rung that reaches the target.
   size_t lo = 0, hi = knob.ladder.size() - 1;
   FATHOM_ASSIGN_OR_RETURN(double top, measure(hi));
-  if (top < request.target_recall) {
+  if (top < request.target_recall && knob.name == "checks") {
+    result.value = 0;  // 0 = the tree's exact search
+    result.recall = 1.0;
+  } else if (top < request.target_recall) {
     result.reached = false;
-    if (knob.name == "checks") {  // 0 = the tree's exact search
-      result.reached = true;
-      result.value = 0;
-      result.recall = 1.0;
-    } else {
-      result.value = knob.ladder[hi];
-      result.recall = top;
-    }
+    result.value = knob.ladder[hi];
+    result.recall = top;
   } else {
     while (lo < hi) {
       const size_t mid = (lo + hi) / 2;
@@ -358,13 +362,7 @@ Result<TuneResult> CollectionImpl::Tune(const TuneRequest& request) {
   }
   all[v] = defaults;
   FATHOM_RETURN_IF_ERROR(SaveSearchDefaults(all));  // only Tune writes them, under tune_mutex_
-  {
-    std::lock_guard info_lock(tuned_info_mutex_);
-    tuned_info_[v] = defaults;
-  }
-  tuned_[3 * v].store(defaults.ef);
-  tuned_[3 * v + 1].store(defaults.nprobe);
-  tuned_[3 * v + 2].store(defaults.checks);
+  SetSearchDefaults(v, defaults);
   return result;
 }
 
@@ -543,15 +541,13 @@ Status CollectionImpl::Recover() {
     for (const auto& [name, d] : j.items()) {
       const size_t v = VectorIndex(name);
       if (v == spec_.vectors.size() || !d.is_object()) continue;
-      SearchDefaults& info = tuned_info_[v];
+      SearchDefaults info;
       info.ef = d.value("ef", 0);
       info.nprobe = d.value("nprobe", 0);
       info.checks = d.value("checks", 0);
       info.target_recall = d.value("target_recall", 0.0);
       info.recall = d.value("recall", 0.0);
-      tuned_[3 * v].store(info.ef);
-      tuned_[3 * v + 1].store(info.nprobe);
-      tuned_[3 * v + 2].store(info.checks);
+      SetSearchDefaults(v, info);
     }
   }
   // The recall estimate the last clean close kept (a statistic: unreadable means none).
@@ -1652,6 +1648,7 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
                                                     labels.data(), params));
   }
   std::vector<std::vector<ScoredPoint>> results(n);
+  std::vector<RecallMonitor::Sample> recall_samples;  // offered once the state lock is released
   for (size_t q = 0; q < n; ++q) {
     const bool sample = !request.exact && recall_->ShouldSample();
     RecallMonitor::Sample recall_sample;
@@ -1672,10 +1669,11 @@ Result<std::vector<std::vector<ScoredPoint>>> CollectionImpl::Search(const Searc
       recall_sample.query.assign(request.queries.begin() + q * dim, request.queries.begin() + (q + 1) * dim);
       recall_sample.k = k;
       recall_sample.filter = request.filter;
-      recall_->Offer(std::move(recall_sample));
+      recall_samples.push_back(std::move(recall_sample));
     }
   }
   state_lock.unlock();
+  for (RecallMonitor::Sample& s : recall_samples) recall_->Offer(std::move(s));
   if (request.with_vectors || (request.with_payload && spec_.on_disk_payload)) {
     for (auto& list : results) {
       for (auto& p : list) {

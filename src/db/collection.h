@@ -239,6 +239,7 @@ class CollectionImpl final : public Collection {
   // search reads them; 0 = the index's own default).
   size_t VectorIndex(const std::string& name) const;  // spec_.vectors.size() when unknown
   Status SaveSearchDefaults(const std::vector<SearchDefaults>& all) const;
+  void SetSearchDefaults(size_t v, const SearchDefaults& defaults);  // what searches and info see
   std::unique_ptr<std::atomic<int>[]> tuned_;
   std::mutex tune_mutex_;                   // one Tune at a time (minutes at 10M points)
   mutable std::mutex tuned_info_mutex_;     // held briefly: info requests read it while Tune runs

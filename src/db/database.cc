@@ -124,20 +124,30 @@ class DatabaseImpl final : public Database {
     return std::shared_ptr<Collection>(std::move(collection));
   }
 
-  Status SetCollectionMetadata(const std::string& name, const std::string& metadata) override {
-    FATHOM_RETURN_IF_ERROR(ValidateCollectionMetadata(metadata));
-    std::unique_lock lock(mutex_);
+  Result<std::string> UpdateCollectionMetadata(const std::string& name, const std::string& changes) override {
+    auto patch = nlohmann::json::parse(changes, nullptr, /*allow_exceptions=*/false);
+    if (patch.is_discarded() || !patch.is_object()) {
+      return Status::InvalidArgument("collection metadata must be a JSON object");
+    }
+    std::unique_lock lock(mutex_);  // read, merge and store: one update at a time
     FATHOM_RETURN_IF_ERROR(CheckOpen());
     auto alias = aliases_.find(name);
     auto it = collections_.find(alias != aliases_.end() ? alias->second : name);
     if (it == collections_.end()) return Status::NotFound("collection '" + name + "' does not exist");
+    auto merged = nlohmann::json::parse(it->second->metadata(), nullptr, /*allow_exceptions=*/false);
+    if (!merged.is_object()) merged = nlohmann::json::object();
+    for (const auto& [key, value] : patch.items()) {
+      if (value.is_null()) merged.erase(key); else merged[key] = value;
+    }
+    const std::string metadata = merged.dump();
+    FATHOM_RETURN_IF_ERROR(ValidateCollectionMetadata(metadata));
     CollectionSpec spec = it->second->spec();
     spec.metadata = metadata;
     KvStore::Batch batch(*kv_);
     batch.Put(Cf::kMeta, kSpecPrefix + spec.name, EncodeSpec(spec, it->second->id()));
     FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
     it->second->set_metadata(metadata);
-    return Status::OK();
+    return metadata;
   }
 
   Status DropCollection(const std::string& name) override {

@@ -288,11 +288,11 @@ TEST_F(DatabaseTest, MetadataIsKeptReplacedAndCarriedBySnapshots) {
       CollectionSpec wrong = Spec("wrong", 8);
       wrong.metadata = bad;
       EXPECT_EQ(db->CreateCollection(wrong).status().code(), Status::Code::kInvalidArgument) << bad;
-      EXPECT_EQ(db->SetCollectionMetadata("described", bad).code(), Status::Code::kInvalidArgument) << bad;
+      EXPECT_EQ(db->UpdateCollectionMetadata("described", bad).status().code(), Status::Code::kInvalidArgument) << bad;
     }
     const std::string huge = R"({"x":")" + std::string(CollectionSpec::kMaxMetadataBytes, 'a') + R"("})";
-    EXPECT_EQ(db->SetCollectionMetadata("described", huge).code(), Status::Code::kInvalidArgument);
-    EXPECT_EQ(db->SetCollectionMetadata("missing", "{}").code(), Status::Code::kNotFound);
+    EXPECT_EQ(db->UpdateCollectionMetadata("described", huge).status().code(), Status::Code::kInvalidArgument);
+    EXPECT_EQ(db->UpdateCollectionMetadata("missing", "{}").status().code(), Status::Code::kNotFound);
     EXPECT_FALSE(db->GetCollection("wrong").ok());
     EXPECT_EQ(c->metadata(), model);
   }
@@ -300,7 +300,7 @@ TEST_F(DatabaseTest, MetadataIsKeptReplacedAndCarriedBySnapshots) {
   auto c = std::move(db->GetCollection("described")).value();
   EXPECT_EQ(c->metadata(), model);
   const std::string v3 = R"({"image_field":"thumb","model":{"name":"resnet50","version":"3"}})";
-  ASSERT_TRUE(db->SetCollectionMetadata("described", v3).ok());
+  ASSERT_TRUE(db->UpdateCollectionMetadata("described", v3).ok());
   EXPECT_EQ(c->metadata(), v3);
   ASSERT_TRUE(c->Snapshot(dir_ + "/snap").ok());
   auto copy = std::move(db->RestoreSnapshot(dir_ + "/snap", "restored")).value();

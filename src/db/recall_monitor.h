@@ -73,7 +73,7 @@ class RecallMonitor {
   // The window: found and expected neighbour counts of the last kWindow samples.
   std::deque<std::pair<uint32_t, uint32_t>> window_;
   uint64_t window_found_ = 0, window_total_ = 0;
-  uint64_t samples_ = 0, dropped_ = 0, failed_ = 0;
+  uint64_t samples_ = 0, dropped_ = 0;
   RecallEstimate seed_;
 };
 

@@ -681,13 +681,7 @@ Reply Api::UpdateCollection(const ApiRequest& req) {
   // removed (Fathom's).
   if (auto m = body.find("metadata"); m != body.end() && !m->is_null()) {
     if (!m->is_object()) return Status::InvalidArgument("field 'metadata' must be a JSON object, got " + TypeName(*m));
-    std::lock_guard update(metadata_update_mutex_);  // merges do not interleave
-    Json merged = Json::parse(c->metadata(), nullptr, /*allow_exceptions=*/false);
-    if (!merged.is_object()) merged = Json::object();
-    for (const auto& [key, value] : m->items()) {
-      if (value.is_null()) merged.erase(key); else merged[key] = value;
-    }
-    FATHOM_RETURN_IF_ERROR(db_->SetCollectionMetadata(c->spec().name, merged.dump()));
+    FATHOM_RETURN_IF_ERROR(db_->UpdateCollectionMetadata(c->spec().name, m->dump()).status());
   }
   return Status::OK();
 }

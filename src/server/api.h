@@ -213,7 +213,6 @@ class Api {
   const std::string data_dir_;
   const ApiLimits limits_;
   mutable std::shared_mutex db_mutex_;
-  std::mutex metadata_update_mutex_;  // PATCH metadata: read, merge and store one at a time
   std::unique_ptr<Database> db_;  // null once closed
   std::mutex snapshot_mutex_;      // serialises choosing snapshot names
   SearchSlots search_slots_;       // limits_.max_concurrent_searches
