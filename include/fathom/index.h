@@ -60,19 +60,39 @@ class LabelFilter {
 };
 
 // A LabelFilter over a dense bitset of labels [0, n): the cheap form for the database's slots.
+// An index may cache what it derives from one (HNSW: the allowed nodes, when the same filter is
+// used for many searches); `id()` and `version()` say which filter and which contents that was.
 class BitsetFilter final : public LabelFilter {
  public:
-  explicit BitsetFilter(size_t n) : words_((n + 63) / 64, 0), n_(n) {}
-  void Set(label_t label) { words_[static_cast<size_t>(label) >> 6] |= 1ull << (label & 63); }
+  explicit BitsetFilter(size_t n) : words_((n + 63) / 64, 0), n_(n), id_(NewId()) {}
+  BitsetFilter(const BitsetFilter& other)
+      : words_(other.words_), n_(other.n_), id_(NewId()), version_(other.version_) {}
+  BitsetFilter& operator=(const BitsetFilter& other) {
+    words_ = other.words_;
+    n_ = other.n_;
+    id_ = NewId();
+    version_ = other.version_;
+    return *this;
+  }
+  void Set(label_t label) {
+    words_[static_cast<size_t>(label) >> 6] |= 1ull << (label & 63);
+    ++version_;
+  }
   bool Allowed(label_t label) const override {
     return label >= 0 && static_cast<size_t>(label) < n_ &&
            ((words_[static_cast<size_t>(label) >> 6] >> (label & 63)) & 1) != 0;
   }
   size_t count() const;
+  // Unique to this object (a copy gets its own); `version` changes with every Set.
+  uint64_t id() const { return id_; }
+  uint64_t version() const { return version_; }
 
  private:
+  static uint64_t NewId();
   std::vector<uint64_t> words_;
   size_t n_;
+  uint64_t id_;
+  uint64_t version_ = 0;
 };
 
 // A LabelFilter from any callable bool(label_t).

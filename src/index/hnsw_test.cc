@@ -434,6 +434,59 @@ TEST(HnswTest, FilteredWalkComputesDistancesForAllowedNodes) {
   }
 }
 
+// A BitsetFilter used by many searches is turned into a bitset over nodes (cached by the index
+// per filter, filter version and index generation): the walk must find exactly what it finds
+// through the labels, and a point added, removed or newly allowed after the cache was built must
+// be seen by the next search (the cache keyed on the filter alone returned no added point).
+TEST(HnswTest, RepeatedBitsetFilterSeesEveryChange) {
+  auto data = Clustered(6000, 40, 16, 20, 37);
+  auto index = Build("HNSW16", data, Metric::kL2);
+  const size_t n = data.n();
+  BitsetFilter bits(n + 100);
+  for (size_t i = 0; i < n + 100; i += 2) bits.Set(label_t(i));
+  FunctionFilter by_label([&](label_t l) { return bits.Allowed(l); });  // the label path
+  auto search_one = [&](size_t q, const LabelFilter* filter, size_t k = 10) {
+    std::vector<float> dist(k);
+    std::vector<label_t> labels(k);
+    SearchParams params;
+    params.ef = 48;
+    params.filter = filter;
+    Status s = index->Search(1, data.queries.data() + q * data.dim, k, dist.data(), labels.data(), params);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return labels;
+  };
+  for (int pass = 0; pass < 3; ++pass) {  // (the first uses read labels; later ones the node bitset)
+    for (size_t q = 0; q < data.nq(); ++q) {
+      auto got = search_one(q, &bits);
+      EXPECT_EQ(got, search_one(q, &by_label)) << "pass " << pass << " query " << q;
+      for (label_t l : got) ASSERT_TRUE(l >= 0 && l % 2 == 0);
+    }
+  }
+  // Added: query 0's own vector under an allowed label, and under a rejected one.
+  const std::vector<label_t> added = {label_t(n), label_t(n + 1)};
+  std::vector<float> twice(data.queries.begin(), data.queries.begin() + data.dim);
+  twice.insert(twice.end(), data.queries.begin(), data.queries.begin() + data.dim);
+  ASSERT_TRUE(index->Add(2, twice.data(), added.data()).ok());
+  for (int pass = 0; pass < 3; ++pass) EXPECT_EQ(search_one(0, &bits, 1)[0], label_t(n)) << pass;
+  // Removed: query 1's nearest allowed point is never returned again.
+  const label_t removed = search_one(1, &bits, 1)[0];
+  ASSERT_TRUE(index->Remove(1, &removed).ok());
+  for (int pass = 0; pass < 3; ++pass) {
+    for (label_t l : search_one(1, &bits)) EXPECT_NE(l, removed) << pass;
+  }
+  // Newly allowed (the filter object changed): the rejected copy of query 0 is found.
+  bits.Set(label_t(n + 1));
+  for (int pass = 0; pass < 3; ++pass) {
+    auto got = search_one(0, &bits, 2);
+    std::sort(got.begin(), got.end());
+    EXPECT_EQ(got, (std::vector<label_t>{label_t(n), label_t(n + 1)})) << pass;
+  }
+  // A copy is a filter of its own: changing it does not change what the original allows.
+  BitsetFilter copy = bits;
+  EXPECT_NE(copy.id(), bits.id());
+  for (int pass = 0; pass < 3; ++pass) EXPECT_EQ(search_one(2, &copy), search_one(2, &bits)) << pass;
+}
+
 // Writers add disjoint label ranges from several threads while readers search; every result a
 // reader sees must be a label that exists, with its exact distance, in order. Run under
 // ThreadSanitizer with -DFATHOM_SANITIZE=thread.

@@ -1,3 +1,4 @@
+#include <atomic>
 #include <bit>
 #include <cctype>
 #include <cmath>
@@ -49,6 +50,11 @@ Status VectorStoreRefusal(const std::string& hnsw, const std::string& factory, M
 }
 
 Status Index::Train(size_t n, const float* x) { return ValidateVectors(n, x); }
+
+uint64_t BitsetFilter::NewId() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
 
 size_t BitsetFilter::count() const {
   size_t c = 0;
