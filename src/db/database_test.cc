@@ -1649,6 +1649,56 @@ TEST_F(OnDiskTest, NeedsAnIndexThatWalksCodes) {
   EXPECT_EQ(made.status().message(),
             "the vector: 'HNSW16,RBQ' builds its graph on the float vectors and keeps them in RAM, so on_disk is "
             "not available with RBQ codes yet: use 'HNSW16,SQ8' (l2 or cosine) or '...,FP16' for vectors on disk");
+  spec.vectors[0].index = "HNSW16,SQ4";
+  made = db->CreateCollection(spec);
+  ASSERT_FALSE(made.ok());
+  EXPECT_NE(made.status().message().find("on_disk is not available with SQ4 codes yet"), std::string::npos)
+      << made.status().message();
+}
+
+// 4-bit HNSW codes as a collection's index: the first upsert of 10 points trains the ranges, which
+// are learnt again at 1,000 points; recall holds against the exact search, and a reopen after a
+// checkpoint and after a crash (log replay) answers exactly as before.
+TEST_F(OnDiskTest, Sq4HnswCollectionKeepsRecallAcrossReopen) {
+  auto data = testing::Clustered(2000, 30, kDim, 15, 96);
+  CollectionSpec spec = Spec("sq4", false);
+  spec.vectors[0].index = "HNSW16,SQ4";
+  std::vector<std::vector<ScoredPoint>> before;
+  SearchRequest req;
+  req.queries = data.queries;
+  req.k = 10;
+  {
+    auto db = std::move(Database::Open(dir_)).value();
+    auto c = std::move(db->CreateCollection(spec)).value();
+    ASSERT_TRUE(c->Upsert(Records(data, 0, 10)).ok());
+    for (size_t b = 10; b < 1500; b += 245) ASSERT_TRUE(c->Upsert(Records(data, b, std::min<size_t>(b + 245, 1500))).ok());
+    ASSERT_TRUE(c->Checkpoint().ok());
+    ASSERT_TRUE(c->Upsert(Records(data, 1500, 2000)).ok());  // only the log knows these
+    SearchRequest exact = req;
+    exact.exact = true;
+    auto truth = std::move(c->Search(exact)).value();
+    before = std::move(c->Search(req)).value();
+    size_t hits = 0;
+    for (size_t q = 0; q < truth.size(); ++q) {
+      for (const auto& t : truth[q]) {
+        for (const auto& f : before[q]) hits += f.id == t.id;
+      }
+    }
+    EXPECT_GE(double(hits) / double(10 * truth.size()), 0.95);
+    CopyLiveTree(dir_, dir_ + ".crashed");
+  }
+  for (const std::string& path : {dir_, dir_ + ".crashed"}) {
+    SCOPED_TRACE(path);
+    auto db = std::move(Database::Open(path)).value();
+    auto c = std::move(db->GetCollection("sq4")).value();
+    auto after = std::move(c->Search(req)).value();
+    ASSERT_EQ(after.size(), before.size());
+    for (size_t q = 0; q < after.size(); ++q) {
+      ASSERT_EQ(after[q].size(), before[q].size());
+      for (size_t i = 0; i < after[q].size(); ++i) EXPECT_EQ(after[q][i].id, before[q][i].id) << q << " " << i;
+    }
+  }
+  fs::remove_all(dir_ + ".crashed");
 }
 
 // An IVF index as a collection's index: it trains itself once the collection holds 39 points

@@ -176,9 +176,9 @@ Result<IndexSpec> ParseFactory(std::string_view factory) {
   bool seen_efc = false, seen_efs = false;
   for (size_t i = 1; i < parts.size(); ++i) {
     std::string_view p = parts[i];
-    if (p == "SQ8" || p == "FP16" || p == "RBQ") {
-      if (spec.sq8 || spec.fp16 || spec.rbq) return Bad(factory, "give one code (SQ8, FP16 or RBQ), once");
-      (p == "SQ8" ? spec.sq8 : p == "FP16" ? spec.fp16 : spec.rbq) = true;
+    if (p == "SQ8" || p == "FP16" || p == "RBQ" || p == "SQ4") {
+      if (spec.sq8 || spec.fp16 || spec.rbq || spec.sq4) return Bad(factory, "give one code (SQ8, SQ4, FP16 or RBQ), once");
+      (p == "SQ8" ? spec.sq8 : p == "FP16" ? spec.fp16 : p == "SQ4" ? spec.sq4 : spec.rbq) = true;
       continue;
     }
     size_t eq = p.find('=');
@@ -195,7 +195,7 @@ Result<IndexSpec> ParseFactory(std::string_view factory) {
       target = &spec.ef_search;
     } else {
       return Bad(factory, "unknown HNSW option '" + std::string(p) +
-                              "': expected SQ8, FP16, RBQ, efC=<n> or efS=<n>");
+                              "': expected SQ8, SQ4, FP16, RBQ, efC=<n> or efS=<n>");
     }
     if (eq == std::string_view::npos || !ParseInt(value, target) || *target < 1 ||
         *target > 100000) {
@@ -231,6 +231,7 @@ std::string ToFactoryString(const IndexSpec& spec) {
   if (spec.sq8) s += ",SQ8";
   if (spec.fp16) s += ",FP16";
   if (spec.rbq) s += ",RBQ";
+  if (spec.sq4) s += ",SQ4";
   if (spec.ef_construction != IndexSpec::kDefaultEfConstruction) {
     s += ",efC=" + std::to_string(spec.ef_construction);
   }

@@ -49,6 +49,7 @@ struct IndexSpec {
   bool sq8 = false;
   bool fp16 = false;  // HNSW: nodes hold IEEE half-precision vectors (",FP16")
   bool rbq = false;   // HNSW: the graph is walked on 1-bit RaBitQ codes (",RBQ")
+  bool sq4 = false;   // HNSW: walked on per-dimension 4-bit scalar codes (",SQ4")
   int ef_construction = kDefaultEfConstruction;
   int ef_search = kDefaultEfSearch;
   // IVF.

@@ -8,7 +8,7 @@ namespace fathom {
 namespace {
 
 TEST(FactoryTest, ParsesAndRoundTripsCanonicalForms) {
-  for (const char* s : {"Flat", "HNSW32", "HNSW16,efC=100", "HNSW32,SQ8", "HNSW8,SQ8,efC=50,efS=20", "HNSW16,FP16", "HNSW32,RBQ", "KDForest", "KDForest8"}) {
+  for (const char* s : {"Flat", "HNSW32", "HNSW16,efC=100", "HNSW32,SQ8", "HNSW8,SQ8,efC=50,efS=20", "HNSW16,FP16", "HNSW32,RBQ", "HNSW16,SQ4,efS=32", "KDForest", "KDForest8"}) {
     auto spec = ParseFactory(s);
     ASSERT_TRUE(spec.ok()) << s << ": " << spec.status().ToString();
     EXPECT_EQ(ToFactoryString(*spec), s);
@@ -42,11 +42,12 @@ TEST(FactoryTest, ErrorsSayWhatWasExpected) {
   expect_error("HNSW", "'HNSW' needs a link count M between 2 and 256 after HNSW (e.g. HNSW32) in index spec 'HNSW'");
   expect_error("HNSW1000", "'HNSW1000' needs a link count M between 2 and 256 after HNSW (e.g. HNSW32) in index spec 'HNSW1000'");
   expect_error("HNSW32,efC=abc", "option 'efC=abc' needs an integer between 1 and 100000 in index spec 'HNSW32,efC=abc'");
-  expect_error("HNSW32,PQ16", "unknown HNSW option 'PQ16': expected SQ8, FP16, RBQ, efC=<n> or efS=<n> in index spec 'HNSW32,PQ16'");
+  expect_error("HNSW32,PQ16", "unknown HNSW option 'PQ16': expected SQ8, SQ4, FP16, RBQ, efC=<n> or efS=<n> in index spec 'HNSW32,PQ16'");
   expect_error("Flat,SQ8", "unexpected option 'SQ8' after Flat: Flat takes no options in index spec 'Flat,SQ8'");
-  expect_error("HNSW32,SQ8,SQ8", "give one code (SQ8, FP16 or RBQ), once in index spec 'HNSW32,SQ8,SQ8'");
-  expect_error("HNSW32,FP16,SQ8", "give one code (SQ8, FP16 or RBQ), once in index spec 'HNSW32,FP16,SQ8'");
-  expect_error("HNSW32,RBQ,SQ8", "give one code (SQ8, FP16 or RBQ), once in index spec 'HNSW32,RBQ,SQ8'");
+  expect_error("HNSW32,SQ8,SQ8", "give one code (SQ8, SQ4, FP16 or RBQ), once in index spec 'HNSW32,SQ8,SQ8'");
+  expect_error("HNSW32,FP16,SQ8", "give one code (SQ8, SQ4, FP16 or RBQ), once in index spec 'HNSW32,FP16,SQ8'");
+  expect_error("HNSW32,SQ4,SQ8", "give one code (SQ8, SQ4, FP16 or RBQ), once in index spec 'HNSW32,SQ4,SQ8'");
+  expect_error("HNSW32,RBQ,SQ8", "give one code (SQ8, SQ4, FP16 or RBQ), once in index spec 'HNSW32,RBQ,SQ8'");
 }
 
 TEST(FactoryTest, RaBitQRejectsInnerProduct) {

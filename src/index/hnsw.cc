@@ -58,6 +58,7 @@ struct HnswIndex::Query {
   const uint8_t* code = nullptr;  // SQ8 code of the query
   float sum = 0;                  // sum of vec (SQ8 inner product)
   const RaBitQuantizer::Query* rbq = nullptr;  // RBQ: the rotated, quantised query
+  const ScalarQuantizer::Query* sq = nullptr;  // SQ4: the query scaled per dimension
 };
 
 // Per-search working memory, pooled so a query allocates nothing.
@@ -77,6 +78,7 @@ struct HnswIndex::Scratch {
   std::vector<float> node_floats;  // FP16: a node's vector, decoded
   std::vector<std::pair<float, uint32_t>> seeds;  // where a level's beam search starts
   RaBitQuantizer::Query rbq;
+  ScalarQuantizer::Query sq;
   const std::vector<uint64_t>* allowed_nodes = nullptr;  // filtered search: AllowedNodes, if any
   Status error;  // a failed read of on-disk vectors, reported by Search
   uint64_t distances = 0;   // SearchCounters of the search in progress
@@ -118,6 +120,7 @@ HnswIndex::HnswIndex(size_t dim, Metric metric, const IndexSpec& spec)
       code_bytes_(spec.sq8    ? dim
                   : spec.fp16 ? dim * sizeof(uint16_t)
                   : spec.rbq  ? RaBitQuantizer(dim).code_size()
+                  : spec.sq4  ? sizeof(float) + ScalarQuantizer(dim, 4).code_size()
                               : dim * sizeof(float)),
       node_bytes_(RoundUp(links0_bytes_ + code_bytes_, 64)),
       // The code starts on a cache line where that costs no memory (128-d SQ8: 2 lines a
@@ -125,6 +128,7 @@ HnswIndex::HnswIndex(size_t dim, Metric metric, const IndexSpec& spec)
       code_offset_(RoundUp(links0_bytes_, 64) + code_bytes_ <= node_bytes_ ? RoundUp(links0_bytes_, 64) : links0_bytes_),
       ip_offset_(metric == Metric::kCosine ? 1.0f : 0.0f),
       rbq_(dim),
+      sq4_(dim, 4),
       entry_(kNoEntry),
       link_locks_(new std::mutex[kLockStripes]) {}
 
@@ -165,6 +169,7 @@ HnswIndex::DistKind HnswIndex::SearchKind() const {
   if (spec_.fp16) return metric() == Metric::kInnerProduct ? DistKind::kF16Ip : DistKind::kF16L2;
   if (spec_.sq8) return metric() == Metric::kInnerProduct ? DistKind::kSq8Ip : DistKind::kSq8L2;
   if (spec_.rbq) return DistKind::kRbqL2;  // (l2, or cosine on unit vectors)
+  if (spec_.sq4) return metric() == Metric::kInnerProduct ? DistKind::kSq4Ip : DistKind::kSq4L2;
   return metric() == Metric::kL2 ? DistKind::kFloatL2 : DistKind::kFloatIp;
 }
 // Construction compares stored nodes with each other, so it needs a symmetric distance: codes
@@ -186,6 +191,8 @@ void HnswIndex::Dispatch(DistKind kind, F&& f) {
     case DistKind::kF16L2: f(std::integral_constant<DistKind, DistKind::kF16L2>()); return;
     case DistKind::kF16Ip: f(std::integral_constant<DistKind, DistKind::kF16Ip>()); return;
     case DistKind::kRbqL2: f(std::integral_constant<DistKind, DistKind::kRbqL2>()); return;
+    case DistKind::kSq4L2: f(std::integral_constant<DistKind, DistKind::kSq4L2>()); return;
+    case DistKind::kSq4Ip: f(std::integral_constant<DistKind, DistKind::kSq4Ip>()); return;
   }
 }
 
@@ -207,7 +214,7 @@ size_t HnswIndex::memory_bytes() const {
   std::lock_guard label_lock(label_mutex_);
   size_t per_node = sizeof(label_t) + sizeof(uint8_t) + sizeof(uint8_t) + sizeof(void*);
   const size_t vector_bytes = vectors_ ? capacity_ * dim() * sizeof(float) : 0;
-  return capacity_ * (node_bytes_ + per_node) + vector_bytes + rbq_.memory_bytes() +
+  return capacity_ * (node_bytes_ + per_node) + vector_bytes + rbq_.memory_bytes() + sq4_.memory_bytes() +
          upper_words_.load() * sizeof(uint32_t) +
          node_of_.capacity() * (sizeof(std::pair<label_t, uint32_t>) + 1) +
          free_nodes_.capacity() * sizeof(uint32_t);
@@ -243,6 +250,32 @@ void HnswIndex::TrainQuantizerLocked(size_t n, const float* x) {
     }
     const Status trained = rbq_.Train(n, rows.data());
     FATHOM_CHECK(trained.ok(), "RaBitQ training failed: " + trained.ToString());
+    return;
+  }
+  if (spec_.sq4) {
+    std::vector<float> rows(x, x + n * dim());
+    if (metric() == Metric::kCosine) {
+      for (size_t i = 0; i < n; ++i) simd::Normalize(rows.data() + i * dim(), dim());
+    }
+    // The floats of the nodes already stored (a retraining) and the batch.
+    std::vector<float> all;
+    for (uint32_t u = 0; u < num_nodes_; ++u) {
+      if (state_[u].load() != kFree) all.insert(all.end(), Vector(u), Vector(u) + dim());
+    }
+    all.insert(all.end(), rows.begin(), rows.end());
+    const size_t points = all.size() / dim();
+    sq4_.Train(points, all.data());
+    // A small first batch says little about the ranges: leave room on both sides, and train
+    // again (re-encoding every node) once kSq4RetrainPoints points are in.
+    if (points < kSq4RetrainPoints) sq4_.Widen(0.25f, 1e-3f);
+    sq4_trained_points_ = points;
+    for (uint32_t u = 0; u < num_nodes_; ++u) {
+      if (state_[u].load() == kFree) continue;
+      uint8_t* code = const_cast<uint8_t*>(Code(u));
+      sq4_.Encode(Vector(u), code + sizeof(float));
+      const float norm = sq4_.DecodedNorm(code + sizeof(float));
+      std::memcpy(code, &norm, sizeof(float));
+    }
     return;
   }
   float lo = std::numeric_limits<float>::infinity(), hi = -lo;
@@ -282,6 +315,12 @@ void HnswIndex::EncodeNode(uint32_t node, const float* v) {
   }
   if (spec_.rbq) rbq_.Encode(dst, const_cast<uint8_t*>(Code(node)));
   if (spec_.sq8) Sq8Encode(dst, const_cast<uint8_t*>(Code(node)));
+  if (spec_.sq4) {
+    uint8_t* code = const_cast<uint8_t*>(Code(node));
+    sq4_.Encode(dst, code + sizeof(float));
+    const float norm = sq4_.DecodedNorm(code + sizeof(float));
+    std::memcpy(code, &norm, sizeof(float));
+  }
 }
 
 void HnswIndex::Sq8Encode(const float* v, uint8_t* code) const {
@@ -310,6 +349,13 @@ float HnswIndex::Distance(const Query& q, uint32_t node) const {
     return ip_offset_ - kern.dot_f16(q.vec, reinterpret_cast<const uint16_t*>(Code(node)), dim());
   } else if constexpr (K == DistKind::kRbqL2) {
     return rbq_.Estimate(*q.rbq, Code(node));
+  } else if constexpr (K == DistKind::kSq4L2) {
+    const uint8_t* code = Code(node);
+    float norm;
+    std::memcpy(&norm, code, sizeof(float));
+    return q.sq->q_norm - 2 * sq4_.Dot(*q.sq, code + sizeof(float)) + norm;
+  } else if constexpr (K == DistKind::kSq4Ip) {
+    return ip_offset_ - sq4_.Dot(*q.sq, Code(node) + sizeof(float));
   } else {
     return ip_offset_ - (sq_lo_ * q.sum + sq_scale_ * kern.dot_f32_u8(q.vec, Code(node), dim()));
   }
@@ -343,6 +389,10 @@ void HnswIndex::PrepareQuery(const float* v, Scratch& s, Query* q) const {
   if (spec_.rbq) {
     rbq_.Prepare(q->vec, &s.rbq);
     q->rbq = &s.rbq;
+  }
+  if (spec_.sq4) {
+    sq4_.Prepare(q->vec, &s.sq);
+    q->sq = &s.sq;
   }
   if (spec_.sq8) {
     s.qcode.resize(d);
@@ -613,8 +663,8 @@ void HnswIndex::SearchOne(const float* query, size_t k, const SearchParams& para
       }
       top.Push(MetricDistance(metric(), q.vec, Vector(node), dim()), labels_[node]);
     }
-  } else if (spec_.sq8 || spec_.rbq || (spec_.fp16 && store_)) {
-    size_t rerank = params.rerank > 0 ? size_t(params.rerank) : 2 * k;
+  } else if (spec_.sq8 || spec_.rbq || spec_.sq4 || (spec_.fp16 && store_)) {
+    size_t rerank = params.rerank > 0 ? size_t(params.rerank) : (spec_.sq4 ? 8 : 2) * k;
     rerank = std::min(std::max(rerank, k), found.size());
     s.rerank_labels.resize(rerank);
     for (size_t i = 0; i < rerank; ++i) s.rerank_labels[i] = labels_[found[i].second];
@@ -990,7 +1040,11 @@ Status HnswIndex::Add(size_t n, const float* x, const label_t* labels, const Add
   }
   {
     std::unique_lock lock(structure_mutex_);
-    if ((spec_.sq8 && !sq_trained_) || (spec_.rbq && !rbq_.trained())) TrainQuantizerLocked(n, x);
+    const bool sq4_due = spec_.sq4 && (!sq4_.trained() || (sq4_trained_points_ < kSq4RetrainPoints &&
+                                                           num_nodes_ + n >= kSq4RetrainPoints));
+    if ((spec_.sq8 && !sq_trained_) || (spec_.rbq && !rbq_.trained()) || sq4_due) {
+      TrainQuantizerLocked(n, x);
+    }
     size_t free_count;
     {
       std::lock_guard label_lock(label_mutex_);
@@ -1198,9 +1252,10 @@ Status HnswIndex::Remove(size_t n, const label_t* labels, size_t* removed) {
 
 Status HnswIndex::CanUseVectorStore() const {
   const std::string hnsw = "HNSW" + std::to_string(spec_.m);
-  if (spec_.rbq) {
+  if (spec_.rbq || spec_.sq4) {
     return Status::NotSupported("'" + factory_string() + "' builds its graph on the float vectors and keeps them in RAM, "
-                                "so on_disk is not available with RBQ codes yet: use '" + hnsw +
+                                "so on_disk is not available with " + std::string(spec_.rbq ? "RBQ" : "SQ4") +
+                                " codes yet: use '" + hnsw +
                                 ",SQ8' (l2 or cosine) or '...,FP16' for vectors on disk");
   }
   if ((spec_.sq8 && metric() != Metric::kInnerProduct) || spec_.fp16) return Status::OK();
@@ -1356,6 +1411,13 @@ Status HnswIndex::SerializeBody(ByteSink& out, const SaveOptions& options) const
       StringSink sink(&head);
       if (rbq_.trained()) FATHOM_RETURN_IF_ERROR(rbq_.Serialize(sink));
     }
+    if (spec_.sq4) {
+      // SQ4 (a new kind too): whether trained, then the per-dimension ranges.
+      AppendPod(&head, uint8_t{sq4_.trained()});
+      AppendPod(&head, uint64_t{sq4_trained_points_});
+      StringSink sink(&head);
+      if (sq4_.trained()) FATHOM_RETURN_IF_ERROR(sq4_.Serialize(sink));
+    }
   }
   FATHOM_RETURN_IF_ERROR(out.Write(head.data(), head.size()));
   constexpr uint32_t kChunk = 4096;
@@ -1459,6 +1521,15 @@ Status HnswIndex::DeserializeBody(ByteSource& r, uint64_t count, uint32_t versio
       if (rbq_trained > 1) return Status::Corruption("HNSW index body has an invalid RaBitQ flag");
       if (rbq_trained) FATHOM_RETURN_IF_ERROR(rbq_.Deserialize(r));
     }
+    if (spec_.sq4) {
+      uint8_t sq4_trained;
+      FATHOM_RETURN_IF_ERROR(r.Read(&sq4_trained));
+      if (sq4_trained > 1) return Status::Corruption("HNSW index body has an invalid SQ4 flag");
+      uint64_t points;
+      FATHOM_RETURN_IF_ERROR(r.Read(&points));
+      sq4_trained_points_ = points;
+      if (sq4_trained) FATHOM_RETURN_IF_ERROR(sq4_.Deserialize(r));
+    }
     for (uint32_t u = 0; u < nodes; ++u) {
       uint8_t state;
       FATHOM_RETURN_IF_ERROR(r.Read(&state));
@@ -1469,8 +1540,9 @@ Status HnswIndex::DeserializeBody(ByteSource& r, uint64_t count, uint32_t versio
       if (vectors_) FATHOM_RETURN_IF_ERROR(r.ReadBytes(Vector(u), dim() * sizeof(float)));
       FATHOM_RETURN_IF_ERROR(read_upper(u));
     }
-  } else if (spec_.rbq) {
-    return Status::Corruption("an HNSW index with RaBitQ codes needs format version 2 or later");
+  } else if (spec_.rbq || spec_.sq4) {
+    return Status::Corruption("an HNSW index with " + std::string(spec_.rbq ? "RaBitQ" : "SQ4") +
+                              " codes needs format version 2 or later");
   } else {
     // Version 1: all (label, level, state) triples, all blocks, all float vectors, then the
     // upper lists.

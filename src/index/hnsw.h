@@ -20,6 +20,11 @@
 // distances are exact. L2 and cosine (unit vectors: the same order) walk on L2 between codes;
 // inner product on the float query against dequantised codes.
 //
+// ",SQ4" (any metric): walked on per-dimension 4-bit scalar codes (index/quantizer.h; ranges
+// from the first batch) against the float query, L2 as |q|^2 - 2 <q, x'> + |x'|^2 with |x'|^2
+// stored in the code; built on the float32 vectors, which stay in RAM for re-ranking (best 8k
+// candidates by default: 16 levels a dimension order near neighbours coarsely).
+//
 // ",RBQ" (l2 and cosine): the graph is walked on 1-bit RaBitQ codes (index/rabitq.h; centre and
 // rotation learnt from the first batch) and built on the float32 vectors, which stay in RAM
 // beside the codes. Re-ranking uses the estimator's error bound: a candidate is re-ranked with
@@ -39,6 +44,7 @@
 
 #include "fathom/index.h"
 #include "index/factory.h"
+#include "index/quantizer.h"
 #include "index/rabitq.h"
 #include "index/visited_set.h"
 #include "util/region.h"
@@ -94,7 +100,7 @@ class HnswIndex final : public Index {
   void set_dense_visited_max_nodes_for_testing(size_t nodes) { dense_visited_max_nodes_ = nodes; }
 
  private:
-  enum class DistKind { kFloatL2, kFloatIp, kSq8L2, kSq8Ip, kF16L2, kF16Ip, kRbqL2 };
+  enum class DistKind { kFloatL2, kFloatIp, kSq8L2, kSq8Ip, kF16L2, kF16Ip, kRbqL2, kSq4L2, kSq4Ip };
   // Calls f(std::integral_constant<DistKind, K>{}) for the kind given: the one place that maps a
   // run-time kind to the templates (each kind named, so adding one fails to compile until here).
   template <class F>
@@ -168,8 +174,8 @@ class HnswIndex final : public Index {
   std::shared_ptr<const std::vector<uint64_t>> AllowedNodes(const LabelFilter* filter) const;
   DistKind SearchKind() const;
   DistKind BuildKind() const;
-  // SQ8 and RBQ keep float32 vectors beside the codes (in vectors_, or in the store on disk).
-  bool floats_beside_codes() const { return spec_.sq8 || spec_.rbq; }
+  // SQ8, SQ4 and RBQ keep float32 vectors beside the codes (in vectors_, or in the store on disk).
+  bool floats_beside_codes() const { return spec_.sq8 || spec_.rbq || spec_.sq4; }
 
   const IndexSpec spec_;
   const int m_;
@@ -202,6 +208,11 @@ class HnswIndex final : public Index {
   float sq_scale_ = 1;
   // RBQ quantizer (trained with the first batch, like the SQ8 range).
   RaBitQuantizer rbq_;
+  // SQ4 quantizer: per-dimension ranges from the first batch (a node's code is its decoded
+  // vector's squared norm, a float, then the 4-bit levels).
+  ScalarQuantizer sq4_;
+  size_t sq4_trained_points_ = 0;  // the ranges are learnt again once kSq4RetrainPoints are in
+  static constexpr size_t kSq4RetrainPoints = 1000;
 
   // Entry point: (level << 32) | node, or kNoEntry; changed under entry_mutex_.
   std::atomic<uint64_t> entry_;

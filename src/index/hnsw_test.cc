@@ -79,7 +79,9 @@ INSTANTIATE_TEST_SUITE_P(
                       RecallCase{"HNSW16,SQ8", Metric::kInnerProduct}, RecallCase{"HNSW16,FP16", Metric::kL2},
                       RecallCase{"HNSW16,FP16", Metric::kCosine},
                       RecallCase{"HNSW16,FP16", Metric::kInnerProduct}, RecallCase{"HNSW16,RBQ", Metric::kL2},
-                      RecallCase{"HNSW16,RBQ", Metric::kCosine}),
+                      RecallCase{"HNSW16,RBQ", Metric::kCosine}, RecallCase{"HNSW16,SQ4", Metric::kL2},
+                      RecallCase{"HNSW16,SQ4", Metric::kCosine},
+                      RecallCase{"HNSW16,SQ4", Metric::kInnerProduct}),
     [](const auto& info) {
       std::string name = std::string(info.param.factory) + "_" + MetricName(info.param.metric);
       for (char& c : name) {
@@ -653,7 +655,7 @@ namespace {
 // SearchAmong is exact within the candidates, for both index kinds and every metric.
 TEST(SearchAmongTest, ExactWithinCandidates) {
   auto data = testing::Clustered(2000, 20, 12, 8, 37);
-  for (const char* factory : {"Flat", "HNSW8", "HNSW8,SQ8", "HNSW8,FP16", "HNSW8,RBQ"}) {
+  for (const char* factory : {"Flat", "HNSW8", "HNSW8,SQ8", "HNSW8,FP16", "HNSW8,RBQ", "HNSW8,SQ4"}) {
     for (Metric metric : {Metric::kL2, Metric::kInnerProduct, Metric::kCosine}) {
       if (std::string(factory).ends_with("RBQ") && metric == Metric::kInnerProduct) continue;  // (l2, cosine)
       auto index = std::move(MakeIndex(factory, data.dim, metric)).value();
@@ -754,6 +756,33 @@ TEST(ReconstructTest, EveryIndexReturnsItsStoredVector) {
       std::vector<float> out(data.dim);
       EXPECT_TRUE(index->Reconstruct(777, out.data()).IsNotFound()) << factory;
     }
+  }
+}
+
+// SQ4 learns its per-dimension ranges from the first batch; a first batch of a few points (a
+// collection's first upsert) gives ranges that clamp most later values, so the ranges are learnt
+// again, and every node re-encoded, once 1,000 points are in. Built one point at a time, recall
+// must match a build from one batch (it was 0.5 with the ranges of the first point).
+TEST(HnswTest, Sq4RangesFromATinyFirstBatchAreLearntAgain) {
+  auto data = testing::Clustered(3000, 50, 32, 12, 41);
+  {
+    auto index = std::move(MakeIndex("HNSW16,SQ4", data.dim, Metric::kL2)).value();
+    const label_t first_label = 0;
+    ASSERT_TRUE(index->Add(1, data.base.data(), &first_label).ok());
+    for (size_t i = 1; i < data.n(); i += 100) {  // then batches of 100
+      const size_t n = std::min<size_t>(100, data.n() - i);
+      std::vector<label_t> labels(n);
+      for (size_t j = 0; j < n; ++j) labels[j] = label_t(i + j);
+      ASSERT_TRUE(index->Add(n, data.base.data() + i * data.dim, labels.data()).ok());
+    }
+    const double recall = Recall(BruteForce(data, 10, Metric::kL2), SearchAll(*index, data, 10, 64), 10);
+    EXPECT_GE(recall, 0.95);
+    // Saved and loaded: the same answers.
+    const std::string path = ::testing::TempDir() + "/sq4_retrain.fidx";
+    ASSERT_TRUE(index->Save(path).ok());
+    auto loaded = Index::Load(path);
+    ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+    EXPECT_EQ(SearchAll(**loaded, data, 10, 64), SearchAll(*index, data, 10, 64));
   }
 }
 

@@ -96,7 +96,7 @@ TEST_P(IndexFileTest, TruncatedCorruptedAndForeignFilesAreRejected) {
   EXPECT_TRUE(r.status().IsNotFound());
 }
 
-INSTANTIATE_TEST_SUITE_P(Kinds, IndexFileTest, ::testing::Values("Flat", "HNSW16", "HNSW16,SQ8", "HNSW16,FP16", "HNSW16,RBQ", "IVF16,Flat", "IVF16,SQ8",
+INSTANTIATE_TEST_SUITE_P(Kinds, IndexFileTest, ::testing::Values("Flat", "HNSW16", "HNSW16,SQ8", "HNSW16,FP16", "HNSW16,RBQ", "HNSW16,SQ4", "IVF16,Flat", "IVF16,SQ8",
                                                            "IVF8,PQ4", "IVF8,PQ4x4fs", "IVF16_HNSW8,SQ8", "KDTree", "BallTree", "KDForest8", "IVF16,RBQ", "IVF16,FP16", "OPQ4,IVF8,PQ4", "IVF16,SQ4"),
                          [](const auto& info) {
                            std::string n = info.param;

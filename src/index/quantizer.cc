@@ -42,6 +42,14 @@ void ScalarQuantizer::Train(size_t n, const float* x) {
   }
 }
 
+void ScalarQuantizer::Widen(float fraction, float pad) {
+  for (size_t j = 0; j < dim_; ++j) {
+    const float range = scale_[j] * float(levels_);
+    lo_[j] -= fraction * range + pad;
+    scale_[j] = (range * (1 + 2 * fraction) + 2 * pad) / float(levels_);
+  }
+}
+
 void ScalarQuantizer::Encode(const float* x, uint8_t* code) const {
   if (bits_ == 4) std::fill(code, code + code_size(), uint8_t{0});
   for (size_t j = 0; j < dim_; ++j) {

@@ -32,6 +32,9 @@ class ScalarQuantizer {
   size_t code_size() const { return bits_ == 8 ? dim_ : (dim_ + 1) / 2; }
   bool trained() const { return !lo_.empty(); }
   void Train(size_t n, const float* x);
+  // Widens each trained range by `fraction` of itself plus `pad` on both sides (for ranges
+  // learnt from a few points, so that later values are less often clamped).
+  void Widen(float fraction, float pad);
   void Encode(const float* x, uint8_t* code) const;
   void Decode(const uint8_t* code, float* x) const;
   // |decoded x|^2: the per-vector term of an L2 distance.
