@@ -551,7 +551,7 @@ class FathomRunner final : public Runner {
     std::string p = ivf()             ? "nprobe=" + std::to_string(ef)
                     : sweeps_checks() ? "checks=" + std::to_string(ef)
                                       : Runner::Param(ef);
-    if (rerank_ > 0 && (factory_.find("SQ8") != std::string::npos || factory_.find("PQ") != std::string::npos))
+    if (rerank_ > 0 && (factory_.find("SQ") != std::string::npos || factory_.find("PQ") != std::string::npos || factory_.find("RBQ") != std::string::npos))
       p += ",rerank=" + std::to_string(rerank_);
     return p;
   }

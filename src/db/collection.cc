@@ -1895,7 +1895,8 @@ size_t CollectionImpl::memory_bytes() const {
 }
 
 // Snapshot layout: collection.json (spec), records.bin (slot, length, record value ...; then a
-// CRC-32 of all of it), and one index file per vector ("<position>.fathom").
+// CRC-32 of all of it), one index file per vector ("<position>.fathom"), and tuned.json (the
+// search defaults Tune stored, when there are any).
 Status CollectionImpl::Snapshot(const std::string& dir) const {
   std::shared_lock life(life_mutex_);
   FATHOM_RETURN_IF_ERROR(retired_);
@@ -1936,6 +1937,8 @@ Status CollectionImpl::Snapshot(const std::string& dir) const {
   for (size_t v = 0; v < indexes_.size(); ++v) {
     FATHOM_RETURN_IF_ERROR(indexes_[v]->Save(dir + "/" + std::to_string(v) + ".fathom"));
   }
+  FATHOM_ASSIGN_OR_RETURN(auto tuned, kv_->Get(Cf::kMeta, "tuned/" + CollectionPrefix(id_)));
+  if (tuned && *tuned != "{}") FATHOM_RETURN_IF_ERROR(WriteFileAtomic(dir + "/tuned.json", *tuned));
   return Status::OK();
 }
 
@@ -1965,6 +1968,15 @@ Status CollectionImpl::ImportSnapshot(KvStore* kv, const std::string& dir,
   ByteReader r(body, "snapshot records");
   auto batch = std::make_unique<KvStore::Batch>(*kv);
   size_t in_batch = 0;
+  // The search defaults Tune stored (snapshots from before 2026-12-03 have none).
+  std::error_code exists_ec;
+  if (fs::exists(dir + "/tuned.json", exists_ec)) {
+    FATHOM_ASSIGN_OR_RETURN(std::string tuned, ReadFile(dir + "/tuned.json"));
+    if (!nlohmann::json::parse(tuned, nullptr, /*allow_exceptions=*/false).is_object()) {
+      return Status::Corruption("snapshot '" + dir + "' has a tuned.json that is not a JSON object");
+    }
+    batch->Put(Cf::kMeta, "tuned/" + CollectionPrefix(id), tuned);
+  }
   while (r.remaining() > 0) {
     uint32_t slot, len;
     FATHOM_RETURN_IF_ERROR(r.Read(&slot));

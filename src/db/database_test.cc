@@ -516,6 +516,18 @@ TEST_F(DatabaseTest, TuneMeetsTheTargetOnFreshQueries) {
     EXPECT_EQ(again.nprobe, d.nprobe) << name;
     EXPECT_GT(again.target_recall, 0.9) << name;
   }
+  // A snapshot keeps them: the restored collection searches with the same defaults.
+  auto original = std::move(db->GetCollection("clustered")).value();
+  ASSERT_TRUE(original->Snapshot(dir_ + "/tuned_snap").ok());
+  auto restored = db->RestoreSnapshot(dir_ + "/tuned_snap", "clustered_copy");
+  ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+  EXPECT_EQ((*restored)->search_defaults().ef, kept["clustered"].ef);
+  EXPECT_EQ((*restored)->search_defaults().target_recall, kept["clustered"].target_recall);
+  // An untuned collection's snapshot has no tuned.json, and restores untuned.
+  auto flat = std::move(db->GetCollection("flat")).value();
+  ASSERT_TRUE(flat->Snapshot(dir_ + "/flat_snap").ok());
+  EXPECT_FALSE(fs::exists(dir_ + "/flat_snap/tuned.json"));
+  EXPECT_EQ(std::move(db->RestoreSnapshot(dir_ + "/flat_snap", "flat_copy")).value()->search_defaults().target_recall, 0.0);
 }
 
 TEST_F(DatabaseTest, BadInputIsRejectedWithPreciseErrorsAndNothingIsWritten) {

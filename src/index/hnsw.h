@@ -22,8 +22,8 @@
 //
 // ",SQ4" (any metric): walked on per-dimension 4-bit scalar codes (index/quantizer.h; ranges
 // from the first batch) against the float query, L2 as |q|^2 - 2 <q, x'> + |x'|^2 with |x'|^2
-// stored in the code; built on the float32 vectors, which stay in RAM for re-ranking (best 8k
-// candidates by default: 16 levels a dimension order near neighbours coarsely).
+// stored in the code; built on the float32 vectors, which stay in RAM for re-ranking (every
+// candidate found by default: 16 levels a dimension order near neighbours coarsely).
 //
 // ",RBQ" (l2 and cosine): the graph is walked on 1-bit RaBitQ codes (index/rabitq.h; centre and
 // rotation learnt from the first batch) and built on the float32 vectors, which stay in RAM
