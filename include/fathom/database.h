@@ -323,6 +323,9 @@ class Collection {
   virtual Result<TuneResult> Tune(const TuneRequest& request) = 0;
   // What Tune stored for `vector` (zeros when it never ran).
   virtual SearchDefaults search_defaults(const std::string& vector = "") const = 0;
+  // Forgets what Tune stored for `vector` (durably): searches that leave the knob at 0 use the
+  // index's own default again. Returns whether there was anything to forget.
+  virtual Result<bool> ResetSearchDefaults(const std::string& vector = "") = 0;
   // RAM and disk bytes, by part (see StorageUsage); usage().ram_bytes == memory_bytes().
   virtual StorageUsage usage() const = 0;
   // When the indexes were last checkpointed successfully by this process (explicitly, every

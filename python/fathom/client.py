@@ -260,6 +260,11 @@ class RemoteCollection(PayloadMethods):
         result["tried"] = [(t["value"], t["recall"]) for t in result["tried"]]
         return result
 
+    def reset_tuning(self, vector: str = "") -> bool:
+        """As :meth:`fathom.Collection.reset_tuning` (``DELETE /collections/{name}/tune``)."""
+        path = f"{self._path}/tune" + (f"?using={urllib.parse.quote(vector)}" if vector else "")
+        return bool(self._client.request("DELETE", path)["reset"])
+
     def update_metadata(self, changes: Mapping[str, Any]) -> Dict[str, Any]:
         """As :meth:`fathom.Collection.update_metadata` (``PATCH /collections/{name}``)."""
         self._client.request("PATCH", self._path, {"metadata": dict(changes)})

@@ -196,6 +196,11 @@ class Collection(PayloadMethods):
             flat = as_matrix(queries, "queries").ravel().tolist()
         return self._c.tune(float(target_recall), int(k), int(sample), vector, flat)
 
+    def reset_tuning(self, vector: str = "") -> bool:
+        """Forgets what :meth:`tune` stored (durably): searches that do not set the knob use the
+        index's own default again. Returns whether there was a tuned default."""
+        return bool(self._c.reset_tuning(vector))
+
     def optimize(self) -> None:
         """Runs index housekeeping now (relinking around deleted points and freeing them), which
         otherwise runs in the background once deletions pass 10% of a graph."""

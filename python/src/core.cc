@@ -603,6 +603,11 @@ class PyCollection {
     return out;
   }
 
+  // Collection::ResetSearchDefaults.
+  bool ResetTuning(const std::string& vector) {
+    return Run([&](Collection* c) -> Result<bool> { return c->ResetSearchDefaults(vector); });
+  }
+
   void Optimize() {
     Run([&](Collection* c) -> Result<bool> {
       FATHOM_RETURN_IF_ERROR(c->Optimize());
@@ -838,6 +843,7 @@ PYBIND11_MODULE(_core, m) {
       .def("optimize", &fp::PyCollection::Optimize)
       .def("tune", &fp::PyCollection::Tune, py::arg("target_recall"), py::arg("k"), py::arg("sample"),
            py::arg("vector"), py::arg("queries"))
+      .def("reset_tuning", &fp::PyCollection::ResetTuning, py::arg("vector"))
       .def("usage", &fp::PyCollection::Usage)
       .def_property_readonly("memory_bytes", &fp::PyCollection::memory_bytes);
 

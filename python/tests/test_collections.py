@@ -140,6 +140,10 @@ def test_tune_to_a_target_recall(backend):
     assert given["queries"] == 20 and given["recall"] >= 0.95
     with pytest.raises(fathom.InvalidArgumentError, match="target"):
         col.tune(1.5)
+    assert col.reset_tuning() is True
+    assert col.reset_tuning() is False
+    with pytest.raises(fathom.InvalidArgumentError, match="has no vector 'nope'"):
+        col.reset_tuning("nope")
 
 
 def test_string_ids_and_payload_types(backend):

@@ -520,6 +520,16 @@ Status RunCount(const Context& ctx, const std::string& name, const std::string& 
 Status RunTune(const Context& ctx, const TuneOptions& options) {
   FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
   FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, db->GetCollection(options.name));
+  if (options.reset) {
+    FATHOM_ASSIGN_OR_RETURN(bool reset, c->ResetSearchDefaults(options.vector));
+    if (options.json) {
+      *ctx.out << Dump(json{{"reset", reset}}) << '\n';
+    } else {
+      *ctx.out << (reset ? "tuned default forgotten: searches use the index's own default again\n"
+                         : "nothing to forget: the collection was not tuned\n");
+    }
+    return db->Close();
+  }
   TuneRequest request;
   request.target_recall = options.target_recall;
   request.k = options.k;

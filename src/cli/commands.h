@@ -129,6 +129,7 @@ struct TuneOptions {
   size_t sample = 500;
   std::string vector;
   bool json = false;
+  bool reset = false;  // forget the tuned default instead (Collection::ResetSearchDefaults)
 };
 // Collection::Tune: prints what it measured and the setting it kept.
 Status RunTune(const Context& ctx, const TuneOptions& options);

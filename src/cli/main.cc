@@ -263,6 +263,7 @@ int Run(int argc, char** argv) {
       ->capture_default_str();
   tune_cmd->add_option("--vector", tune.vector, "which named vector");
   tune_cmd->add_flag("--json", tune.json, "print JSON");
+  tune_cmd->add_flag("--reset", tune.reset, "forget the tuned default (searches use the index's own again)");
   AddCommonOptions(tune_cmd, &ctx, &durability, &verbose);
 
   // snapshot

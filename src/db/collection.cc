@@ -152,6 +152,24 @@ SearchDefaults CollectionImpl::search_defaults(const std::string& vector) const 
   return v < tuned_info_.size() ? tuned_info_[v] : SearchDefaults{};
 }
 
+Result<bool> CollectionImpl::ResetSearchDefaults(const std::string& vector) {
+  const size_t v = VectorIndex(vector);
+  if (v == spec_.vectors.size()) {
+    return Status::InvalidArgument("collection '" + spec_.name + "' has no vector '" + vector + "'");
+  }
+  std::lock_guard tune_lock(tune_mutex_);
+  std::vector<SearchDefaults> all;
+  {
+    std::lock_guard info_lock(tuned_info_mutex_);
+    all = tuned_info_;
+  }
+  if (all[v].target_recall == 0) return false;
+  all[v] = SearchDefaults{};
+  FATHOM_RETURN_IF_ERROR(SaveSearchDefaults(all));  // (under tune_mutex_, as Tune)
+  SetSearchDefaults(v, SearchDefaults{});
+  return true;
+}
+
 Status CollectionImpl::SaveSearchDefaults(const std::vector<SearchDefaults>& all) const {
   nlohmann::json j = nlohmann::json::object();
   for (size_t v = 0; v < all.size(); ++v) {

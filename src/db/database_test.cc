@@ -517,12 +517,23 @@ TEST_F(DatabaseTest, TuneMeetsTheTargetOnFreshQueries) {
     EXPECT_GT(again.target_recall, 0.9) << name;
   }
   // A snapshot keeps them: the restored collection searches with the same defaults.
-  auto original = std::move(db->GetCollection("clustered")).value();
-  ASSERT_TRUE(original->Snapshot(dir_ + "/tuned_snap").ok());
-  auto restored = db->RestoreSnapshot(dir_ + "/tuned_snap", "clustered_copy");
-  ASSERT_TRUE(restored.ok()) << restored.status().ToString();
-  EXPECT_EQ((*restored)->search_defaults().ef, kept["clustered"].ef);
-  EXPECT_EQ((*restored)->search_defaults().target_recall, kept["clustered"].target_recall);
+  {
+    auto original = std::move(db->GetCollection("clustered")).value();
+    ASSERT_TRUE(original->Snapshot(dir_ + "/tuned_snap").ok());
+    auto restored = db->RestoreSnapshot(dir_ + "/tuned_snap", "clustered_copy");
+    ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+    EXPECT_EQ((*restored)->search_defaults().ef, kept["clustered"].ef);
+    EXPECT_EQ((*restored)->search_defaults().target_recall, kept["clustered"].target_recall);
+    // Reset forgets them, durably; a second reset has nothing to forget.
+    EXPECT_TRUE(original->ResetSearchDefaults().value());
+    EXPECT_FALSE(original->ResetSearchDefaults().value());
+    EXPECT_EQ(original->search_defaults().ef, 0);
+    EXPECT_EQ(original->ResetSearchDefaults("nope").status().code(), Status::Code::kInvalidArgument);
+  }
+  db.reset();
+  db = OpenDb();
+  EXPECT_EQ(std::move(db->GetCollection("clustered")).value()->search_defaults().target_recall, 0.0);
+  EXPECT_EQ(std::move(db->GetCollection("clustered_copy")).value()->search_defaults().ef, kept["clustered"].ef);
   // An untuned collection's snapshot has no tuned.json, and restores untuned.
   auto flat = std::move(db->GetCollection("flat")).value();
   ASSERT_TRUE(flat->Snapshot(dir_ + "/flat_snap").ok());

@@ -1534,6 +1534,20 @@ Reply Api::Tune(const ApiRequest& req) {
                              {"reached", result.reached}, {"queries", result.queries}, {"tried", std::move(tried)}}));
 }
 
+// DELETE /collections/{name}/tune[?using=VECTOR]: forgets the tuned default (searches use the
+// index's own again); {"reset": false} when there was none.
+Reply Api::ResetTune(const ApiRequest& req) {
+  std::string vector;
+  for (const auto& [key, value] : req.query) {
+    if (key != "using") return Status::InvalidArgument("tune reset: unknown parameter '" + key + "': expected using");
+    vector = value;
+  }
+  std::shared_lock lock(db_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
+  FATHOM_ASSIGN_OR_RETURN(bool reset, c->ResetSearchDefaults(vector));
+  return Reply::Ok(Dump(Json{{"reset", reset}}));
+}
+
 Reply Api::CreateSnapshot(const ApiRequest& req) {
   const std::string& name = req.params.at(0);
   std::shared_lock lock(db_mutex_);

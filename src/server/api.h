@@ -120,6 +120,7 @@ class Api {
   Reply SearchBatch(const ApiRequest& req);
   Reply CreateSnapshot(const ApiRequest& req);
   Reply Tune(const ApiRequest& req);
+  Reply ResetTune(const ApiRequest& req);
   Reply ListSnapshots(const ApiRequest& req);
   Reply DeleteSnapshot(const ApiRequest& req);
   Reply RecoverSnapshot(const ApiRequest& req);

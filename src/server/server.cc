@@ -343,6 +343,7 @@ class Frontend {
     Add("GET", "/collections/{name}/snapshots", Access::kRead, api(&Api::ListSnapshots));
     Add("POST", "/collections/{name}/snapshots", Access::kWrite, api(&Api::CreateSnapshot));
     Add("POST", "/collections/{name}/tune", Access::kWrite, api(&Api::Tune));
+    Add("DELETE", "/collections/{name}/tune", Access::kWrite, api(&Api::ResetTune));
     Add("PUT", "/collections/{name}/snapshots/recover", Access::kWrite, api(&Api::RecoverSnapshot));
     Add("DELETE", "/collections/{name}/snapshots/{snapshot}", Access::kWrite, api(&Api::DeleteSnapshot));
   }

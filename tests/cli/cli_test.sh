@@ -207,6 +207,9 @@ expect_contains "$out" "target reached: ef=" "tune reaches the target"
 expect_eq "$(fathom tune grid --target-recall 0.9 --sample 50 --json | json_get 'd["reached"] and d["recall"] >= 0.9')" "True" "tune --json"
 expect_error 1 "target-recall" fathom tune grid --target-recall 2
 expect_contains "$(fathom info grid)" "(fathom tune: target recall 0.900" "info shows the tuned default"
+expect_contains "$(fathom tune grid --reset)" "tuned default forgotten" "tune --reset"
+expect_eq "$(fathom tune grid --reset --json | json_get 'd["reset"]')" "False" "tune --reset twice"
+expect_not_contains "$(fathom info grid)" "fathom tune:" "info after tune --reset"
 
 # Vectors on disk: floats in a file, codes in RAM; info says where each part lives.
 fathom create disky --dim 8 --metric cosine --index HNSW16,SQ8 --on-disk --on-disk-payload >/dev/null

@@ -70,6 +70,7 @@ ROUTES = [
     ("PUT", "/collections/{name}/snapshots/recover", True),
     ("DELETE", "/collections/{name}/snapshots/{snapshot}", True),
     ("POST", "/collections/{name}/tune", True),
+    ("DELETE", "/collections/{name}/tune", True),
 ]
 
 
@@ -290,6 +291,13 @@ class EndpointTest(ServerTestCase):
                               ({"target_recall": 0.9, "bogus": 1}, "bogus")]:
             status, doc, _ = self.server.request("POST", "/collections/tuned/tune", body)
             self.assertError(status, doc, 400, message)
+        # DELETE .../tune forgets it: the info has no default, a second reset has nothing to do.
+        self.assertEqual(self.server.ok("DELETE", "/collections/tuned/tune"), {"reset": True})
+        self.assertNotIn("", self.server.ok("GET", "/collections/tuned").get("search_defaults") or {})
+        self.assertEqual(self.server.ok("DELETE", "/collections/tuned/tune"), {"reset": False})
+        status, doc, _ = self.server.request("DELETE", "/collections/tuned/tune?using=nope")
+        self.assertEqual(status, 400)
+        self.assertIn("has no vector 'nope'", doc["status"]["error"])
         self.server.ok("DELETE", "/collections/tuned")
 
     def test_console_files(self):
