@@ -600,17 +600,24 @@ TEST(HnswTest, ConcurrentAddRemoveAndSearchStress) {
       }
     });
   }
-  for (int r = 0; r < 2; ++r) {
+  // The third reader filters with one BitsetFilter throughout (even labels), so the index builds
+  // its cached set of allowed nodes while writers add, remove and consolidate.
+  BitsetFilter even(data.n());
+  for (size_t i = 0; i < data.n(); i += 2) even.Set(label_t(i));
+  for (int r = 0; r < 3; ++r) {
     threads.emplace_back([&, r] {
       const size_t k = 10;
       std::vector<float> d(k);
       std::vector<label_t> l(k);
+      SearchParams params;
+      if (r == 2) params.filter = &even;
       for (size_t q = r; !done.load(); q = (q + 1) % data.nq()) {
         const float* qv = data.queries.data() + q * data.dim;
-        if (!index->Search(1, qv, k, d.data(), l.data()).ok()) ++bad;
+        if (!index->Search(1, qv, k, d.data(), l.data(), params).ok()) ++bad;
         for (size_t i = 0; i < k; ++i) {
           if (l[i] == kNoLabel) continue;
           if (l[i] < 0 || l[i] >= label_t(data.n())) ++bad;
+          if (r == 2 && l[i] % 2 != 0) ++bad;
           float exact = simd::ForIsa(simd::Isa::kScalar)->l2_sqr(
               qv, data.base.data() + l[i] * data.dim, data.dim);
           if (std::fabs(exact - d[i]) > 1e-3f * std::max(1.f, exact)) ++bad;
