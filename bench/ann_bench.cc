@@ -28,6 +28,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -36,6 +37,7 @@
 #include <string_view>
 #include <vector>
 
+#include "fathom/database.h"
 #include "fathom/index.h"
 #include "fathom/status.h"
 #include "hnswlib_runner.h"
@@ -79,7 +81,8 @@ struct Options {
   std::vector<int> ef = {10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512};
   std::vector<int> nprobe = {1, 2, 4, 8, 16, 32, 64, 128, 256};
   std::vector<int> checks = {32, 64, 128, 256, 512, 1024, 2048, 4096, 8192};
-  std::vector<std::string> flann;  // "kdtree<trees>" or "kmeans<branching>"
+  std::vector<std::string> flann;  // "kdtree<trees>", "kmeans<branching>" or "autotuned<percent>"
+  std::vector<std::string> tuned;  // "factory@target": a collection tuned by Collection::Tune
   int repeats = 3;
   int runs = 1;  // whole builds and sweeps, for the spread between builds
   int build_threads = 2;
@@ -111,8 +114,12 @@ Indexes (an empty list skips that library):
                        (default 'Flat;HNSW16,efC=200;HNSW32,efC=200;HNSW32,SQ8,efC=200')
   --hnswlib-m 16,32    hnswlib M values                              (default 16)
   --flann 'kdtree4;kmeans32'  FLANN (libflann 1.9): randomized kd-forest of N trees, or
-                       hierarchical k-means tree of branching B; searched with --checks
+                       hierarchical k-means tree of branching B; searched with --checks;
+                       'autotuned90': FLANN's autotuned index for target precision 0.90
                                                                      (default none)
+  --tuned 'HNSW32,SQ8@0.9'  a Fathom collection with this index, tuned to the target recall@10
+                       by Collection::Tune and searched with its tuned default (the
+                       counterpart of FLANN's autotuned index; build time includes tuning)
   --faiss 'HNSW32;Flat'  Faiss indexes: HNSW<M> (IndexHNSWFlat), Flat, or any IVF factory
                        string (index_factory: 'IVF1024,PQ32x4fs,RFlat'; RFlat re-ranks
                        --rerank / k times k candidates, default 4)  (default 'HNSW32;Flat')
@@ -246,6 +253,8 @@ Result<Options> ParseOptions(int argc, char** argv) {
       if (opt.checks.empty()) return Status::InvalidArgument("--checks needs at least one value");
     } else if (flag == "--flann") {
       opt.flann = Split(value, ';');
+    } else if (flag == "--tuned") {
+      opt.tuned = Split(value, ';');
     } else if (flag == "--nprobe") {
       FATHOM_ASSIGN_OR_RETURN(opt.nprobe, ParseIntList<int>(flag, value, 1));
       if (opt.nprobe.empty()) return Status::InvalidArgument("--nprobe needs at least one value");
@@ -742,23 +751,33 @@ class FlannRunner final : public Runner {
     if (metric != Metric::kL2) return Status::InvalidArgument("FLANN runs l2 only here, got '" + spec + "'");
     int param = 0;
     std::string kind;
-    for (const char* prefix : {"kdtree", "kmeans"}) {
+    for (const char* prefix : {"kdtree", "kmeans", "autotuned"}) {
       if (spec.rfind(prefix, 0) == 0) {
         kind = prefix;
         param = std::atoi(spec.c_str() + kind.size());
       }
     }
     if (kind.empty() || param < 1) {
-      return Status::InvalidArgument("FLANN index '" + spec + "': expected kdtree<trees> or kmeans<branching>");
+      return Status::InvalidArgument("FLANN index '" + spec +
+                                     "': expected kdtree<trees>, kmeans<branching> or autotuned<target precision %>");
+    }
+    if (kind == "autotuned" && param > 100) {
+      return Status::InvalidArgument("FLANN index '" + spec + "': the target precision is a percentage (1-100)");
     }
     return std::unique_ptr<FlannRunner>(new FlannRunner(kind, param));
   }
   bool sweeps_ef() const override { return false; }
-  bool sweeps_checks() const override { return true; }
+  // An autotuned index picks its own algorithm, parameters and checks: one point.
+  bool sweeps_checks() const override { return kind_ != "autotuned"; }
   Status Build(const Matrix& base, int threads) override {
     flann::Matrix<float> data(const_cast<float*>(base.data.data()), base.rows, base.cols);
     flann::IndexParams params;
-    if (kind_ == "kdtree") {
+    if (kind_ == "autotuned") {
+      // FLANN's autotuning (target precision, build time weighted 0.01 as in its manual, memory
+      // not weighted, a tenth of the points as the tuning sample); the build time includes it.
+      params = flann::AutotunedIndexParams(float(param_) / 100.0f, 0.01f, 0.0f, 0.1f);
+      checks_ = flann::FLANN_CHECKS_AUTOTUNED;
+    } else if (kind_ == "kdtree") {
       params = flann::KDTreeIndexParams(param_);
     } else {
       params = flann::KMeansIndexParams(param_, 11, flann::FLANN_CENTERS_RANDOM, 0.2f);
@@ -768,8 +787,14 @@ class FlannRunner final : public Runner {
     dim_ = base.cols;
     return Status::OK();
   }
-  void SetEf(int checks) override { checks_ = checks; }
-  std::string Param(int checks) const override { return "checks=" + std::to_string(checks); }
+  void SetEf(int checks) override {
+    if (kind_ != "autotuned") checks_ = checks;
+  }
+  std::string Param(int checks) const override {
+    char target[32];
+    std::snprintf(target, sizeof(target), "target=%.2f", param_ / 100.0);
+    return kind_ == "autotuned" ? std::string(target) : "checks=" + std::to_string(checks);
+  }
   Status SearchOne(const float* query, size_t k, float* distances, int64_t* labels) override {
     flann::Matrix<float> q(const_cast<float*>(query), 1, dim_);
     idx_.resize(k);  // (kept between calls: no allocation inside the timed loop)
@@ -793,6 +818,79 @@ class FlannRunner final : public Runner {
   size_t dim_ = 0;
   std::vector<size_t> idx_;
   std::unique_ptr<flann::Index<flann::L2<float>>> index_;
+};
+
+// A Fathom collection (in a temporary directory) with `factory` as its index, tuned by
+// Collection::Tune to a target recall@10 (queries made from its own points) and searched with the
+// default Tune kept: the counterpart of FLANN's autotuned index. The build time includes tuning.
+class FathomTunedRunner final : public Runner {
+ public:
+  FathomTunedRunner(std::string factory, double target, Metric metric)
+      : Runner("fathom", factory + " tuned", false), factory_(std::move(factory)), target_(target), metric_(metric) {}
+  ~FathomTunedRunner() override {
+    collection_.reset();
+    db_.reset();
+    std::error_code ec;
+    if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+  }
+  bool sweeps_ef() const override { return false; }
+  Status Build(const Matrix& base, int threads) override {
+    char pattern[] = "/tmp/ann_bench_tuned_XXXXXX";
+    if (mkdtemp(pattern) == nullptr) return Status::IOError("cannot create a temporary directory");
+    dir_ = pattern;
+    DatabaseOptions options;
+    options.durability = Durability::kBuffered;
+    options.recall_sample_rate = 0;  // (no background exact searches while timing)
+    FATHOM_ASSIGN_OR_RETURN(db_, Database::Open(dir_, options));
+    CollectionSpec spec;
+    spec.name = "tuned";
+    spec.vectors.push_back({"", base.cols, metric_, factory_, false});
+    FATHOM_ASSIGN_OR_RETURN(collection_, db_->CreateCollection(spec));
+    for (size_t begin = 0; begin < base.rows; begin += 10000) {
+      std::vector<Record> records;
+      for (size_t i = begin; i < std::min(base.rows, begin + 10000); ++i) {
+        Record r;
+        r.id = uint64_t{i};
+        r.vectors[""].assign(base.row(i), base.row(i) + base.cols);
+        records.push_back(std::move(r));
+      }
+      FATHOM_RETURN_IF_ERROR(collection_->Upsert(records));
+    }
+    TuneRequest request;
+    request.target_recall = target_;
+    FATHOM_ASSIGN_OR_RETURN(tuned_, collection_->Tune(request));
+    request_.k = 10;
+    request_.with_payload = false;
+    (void)threads;
+    return Status::OK();
+  }
+  void SetEf(int) override {}
+  std::string Param(int) const override {
+    char text[96];
+    std::snprintf(text, sizeof(text), "target=%.2f,%s=%d", target_, tuned_.knob.c_str(), tuned_.value);
+    return text;
+  }
+  Status SearchOne(const float* query, size_t k, float* distances, int64_t* labels) override {
+    request_.queries.assign(query, query + collection_->spec().vectors[0].dim);
+    request_.k = k;
+    FATHOM_ASSIGN_OR_RETURN(auto hits, collection_->Search(request_));
+    for (size_t i = 0; i < k; ++i) {
+      labels[i] = i < hits[0].size() ? int64_t(std::get<uint64_t>(hits[0][i].id)) : -1;
+      distances[i] = i < hits[0].size() ? hits[0][i].distance : 0;
+    }
+    return Status::OK();
+  }
+  size_t memory_bytes() const override { return collection_ ? collection_->memory_bytes() : 0; }
+
+ private:
+  std::string factory_;
+  double target_;
+  Metric metric_;
+  std::string dir_;
+  std::unique_ptr<Database> db_;
+  std::shared_ptr<Collection> collection_;
+  TuneResult tuned_;
+  SearchRequest request_;
 };
 
 struct Point {
@@ -1111,6 +1209,15 @@ int Run(int argc, char** argv) {
       }
       if (opt.isas.empty()) runners->push_back(std::make_unique<FathomRunner>(f, ds.metric, opt.rerank));
       for (simd::Isa isa : opt.isas) runners->push_back(std::make_unique<FathomRunner>(f, ds.metric, opt.rerank, isa));
+    }
+    for (const std::string& spec : opt.tuned) {
+      const size_t at = spec.rfind('@');
+      const double target = at == std::string::npos ? 0 : std::atof(spec.c_str() + at + 1);
+      if (at == std::string::npos || !(target > 0 && target <= 1) || !MakeIndex(spec.substr(0, at), ds.base.cols, ds.metric).ok()) {
+        std::fprintf(stderr, "ann_bench: --tuned '%s': expected FACTORY@TARGET, e.g. 'HNSW32,SQ8@0.9'\n", spec.c_str());
+        return false;
+      }
+      runners->push_back(std::make_unique<FathomTunedRunner>(spec.substr(0, at), target, ds.metric));
     }
     for (const std::string& spec : opt.flann) {
       Result<std::unique_ptr<FlannRunner>> r = FlannRunner::Create(spec, ds.metric);
