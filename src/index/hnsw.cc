@@ -270,11 +270,7 @@ void HnswIndex::TrainQuantizerLocked(size_t n, const float* x) {
     if (points < kSq4RetrainPoints) sq4_.Widen(0.25f, 1e-3f);
     sq4_trained_points_ = points;
     for (uint32_t u = 0; u < num_nodes_; ++u) {
-      if (state_[u].load() == kFree) continue;
-      uint8_t* code = const_cast<uint8_t*>(Code(u));
-      sq4_.Encode(Vector(u), code + sizeof(float));
-      const float norm = sq4_.DecodedNorm(code + sizeof(float));
-      std::memcpy(code, &norm, sizeof(float));
+      if (state_[u].load() != kFree) Sq4Encode(Vector(u), const_cast<uint8_t*>(Code(u)));
     }
     return;
   }
@@ -315,12 +311,13 @@ void HnswIndex::EncodeNode(uint32_t node, const float* v) {
   }
   if (spec_.rbq) rbq_.Encode(dst, const_cast<uint8_t*>(Code(node)));
   if (spec_.sq8) Sq8Encode(dst, const_cast<uint8_t*>(Code(node)));
-  if (spec_.sq4) {
-    uint8_t* code = const_cast<uint8_t*>(Code(node));
-    sq4_.Encode(dst, code + sizeof(float));
-    const float norm = sq4_.DecodedNorm(code + sizeof(float));
-    std::memcpy(code, &norm, sizeof(float));
-  }
+  if (spec_.sq4) Sq4Encode(dst, const_cast<uint8_t*>(Code(node)));
+}
+
+void HnswIndex::Sq4Encode(const float* v, uint8_t* code) const {
+  sq4_.Encode(v, code + sizeof(float));
+  const float norm = sq4_.DecodedNorm(code + sizeof(float));
+  std::memcpy(code, &norm, sizeof(float));
 }
 
 void HnswIndex::Sq8Encode(const float* v, uint8_t* code) const {

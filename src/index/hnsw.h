@@ -121,6 +121,8 @@ class HnswIndex final : public Index {
   void EncodeNode(uint32_t node, const float* v);
   // The SQ8 code of v: round((v - sq_lo_) / sq_scale_), clamped to [0, 255].
   void Sq8Encode(const float* v, uint8_t* code) const;
+  // The SQ4 code of v: |decoded|^2 (float32), then the 4-bit levels.
+  void Sq4Encode(const float* v, uint8_t* code) const;
   // SearchAmong for SQ8 with l2 or cosine: candidates ranked by their codes, then re-ranked with
   // float distances in that order until the codes' lower bound passes the k-th exact distance,
   // so the answer is exact while most candidates cost a code (dim bytes), not dim floats.
