@@ -604,6 +604,7 @@ class Node final : public server::ServerExtension {
     }
     r.push_back({"PATCH", "/collections/{name}", Access::kWrite, h(&Node::Unsupported)});
     r.push_back({"POST", "/collections/{name}/tune", Access::kWrite, h(&Node::Unsupported)});
+    r.push_back({"DELETE", "/collections/{name}/tune", Access::kWrite, h(&Node::Unsupported)});
     r.push_back(
         {"PUT", "/collections/{name}/snapshots/recover", Access::kWrite, h(&Node::Unsupported)});
     r.push_back({"DELETE", "/collections/{name}/snapshots/{snapshot}", Access::kWrite,
