@@ -134,6 +134,11 @@ struct TuneRequest {
   size_t sample = 500;
   // Or these queries (n * dim), used as given.
   std::vector<float> queries;
+  // Settings of the knob to try instead of its built-in ladder (ascending, each >= 1), e.g. {64}
+  // to measure the recall of ef 64 alone.
+  std::vector<int> values;
+  // False: measure and answer, and store nothing (the defaults stay as they are).
+  bool store = true;
 };
 
 struct TuneResult {

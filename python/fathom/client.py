@@ -249,9 +249,13 @@ class RemoteCollection(PayloadMethods):
         return result
 
     def tune(self, target_recall: float = 0.95, *, k: int = 10, sample: int = 500,
-             queries: Optional[npt.ArrayLike] = None, vector: str = "") -> Dict[str, Any]:
+             queries: Optional[npt.ArrayLike] = None, vector: str = "",
+             values: Optional[Sequence[int]] = None, store: bool = True) -> Dict[str, Any]:
         """As :meth:`fathom.Collection.tune` (``POST /collections/{name}/tune``)."""
-        body: Dict[str, Any] = {"target_recall": float(target_recall), "k": int(k), "sample": int(sample)}
+        body: Dict[str, Any] = {"target_recall": float(target_recall), "k": int(k), "sample": int(sample),
+                                "store": bool(store)}
+        if values:
+            body["values"] = [int(v) for v in values]
         if vector:
             body["using"] = vector
         if queries is not None:

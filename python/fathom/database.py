@@ -184,17 +184,22 @@ class Collection(PayloadMethods):
         self._c.checkpoint()
 
     def tune(self, target_recall: float = 0.95, *, k: int = 10, sample: int = 500,
-             queries: Optional[npt.ArrayLike] = None, vector: str = "") -> Dict[str, Any]:
+             queries: Optional[npt.ArrayLike] = None, vector: str = "",
+             values: Optional[Sequence[int]] = None, store: bool = True) -> Dict[str, Any]:
         """Finds the cheapest setting of the index's speed knob (HNSW ``ef``, IVF ``nprobe``,
         tree ``checks``) whose recall@k against exact search reaches ``target_recall`` and makes
         it the default for searches that do not set it (kept across restarts). The queries are
         ``sample`` of the collection's own points, each moved off itself by its nearest-neighbour
         distance (so the setting holds for new queries), or ``queries`` as given. Returns
-        ``{"knob", "value", "recall", "reached", "queries", "tried": [(value, recall), ...]}``."""
+        ``{"knob", "value", "recall", "reached", "queries", "tried": [(value, recall), ...]}``.
+        ``values`` tries these settings (ascending) instead of the built-in ladder; with
+        ``store=False`` nothing is kept: ``tune(values=[64], store=False)["recall"]`` is the
+        recall of ef 64 on the collection."""
         flat: List[float] = []
         if queries is not None:
             flat = as_matrix(queries, "queries").ravel().tolist()
-        return self._c.tune(float(target_recall), int(k), int(sample), vector, flat)
+        return self._c.tune(float(target_recall), int(k), int(sample), vector, flat,
+                            [int(v) for v in values or []], bool(store))
 
     def reset_tuning(self, vector: str = "") -> bool:
         """Forgets what :meth:`tune` stored (durably): searches that do not set the knob use the

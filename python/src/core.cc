@@ -583,8 +583,10 @@ class PyCollection {
 
   // Collection::Tune; `queries` flattened (empty: made from the collection's own points).
   py::dict Tune(double target_recall, size_t k, size_t sample, const std::string& vector,
-                const std::vector<float>& queries) {
+                const std::vector<float>& queries, const std::vector<int>& values, bool store) {
     TuneRequest request;
+    request.values = values;
+    request.store = store;
     request.target_recall = target_recall;
     request.k = k;
     request.sample = sample;
@@ -842,7 +844,7 @@ PYBIND11_MODULE(_core, m) {
       .def("checkpoint", &fp::PyCollection::Checkpoint)
       .def("optimize", &fp::PyCollection::Optimize)
       .def("tune", &fp::PyCollection::Tune, py::arg("target_recall"), py::arg("k"), py::arg("sample"),
-           py::arg("vector"), py::arg("queries"))
+           py::arg("vector"), py::arg("queries"), py::arg("values"), py::arg("store"))
       .def("reset_tuning", &fp::PyCollection::ResetTuning, py::arg("vector"))
       .def("usage", &fp::PyCollection::Usage)
       .def_property_readonly("memory_bytes", &fp::PyCollection::memory_bytes);

@@ -140,6 +140,12 @@ def test_tune_to_a_target_recall(backend):
     assert given["queries"] == 20 and given["recall"] >= 0.95
     with pytest.raises(fathom.InvalidArgumentError, match="target"):
         col.tune(1.5)
+    # Measuring one setting without storing it: the stored default stays.
+    measured = col.tune(0.5, values=[64], store=False)
+    assert measured["value"] == 64 and [v for v, _ in measured["tried"]] == [64]
+    assert col.tune(0.5, values=[2, 64], store=False)["tried"][0][0] == 64  # (the top is measured first)
+    with pytest.raises(fathom.InvalidArgumentError, match="ascending"):
+        col.tune(0.9, values=[64, 16], store=False)
     assert col.reset_tuning() is True
     assert col.reset_tuning() is False
     with pytest.raises(fathom.InvalidArgumentError, match="has no vector 'nope'"):

@@ -233,6 +233,12 @@ Result<TuneResult> CollectionImpl::Tune(const TuneRequest& request) {
   if (request.queries.empty() && (request.sample == 0 || request.sample > 100000)) {
     return Status::InvalidArgument("sample must be between 1 and 100000, got " + std::to_string(request.sample));
   }
+  for (size_t i = 0; i < request.values.size(); ++i) {
+    if (request.values[i] < 1 || (i > 0 && request.values[i] <= request.values[i - 1])) {
+      return Status::InvalidArgument("tuning values must be ascending settings >= 1, got " +
+                                     std::to_string(request.values[i]) + " at position " + std::to_string(i));
+    }
+  }
   const size_t dim = spec_.vectors[v].dim;
   const size_t k = request.k;
   std::lock_guard tune_lock(tune_mutex_);
@@ -321,9 +327,10 @@ Result<TuneResult> CollectionImpl::Tune(const TuneRequest& request) {
   const size_t fetch = k;
   TuneResult result;
   result.queries = nq;
-  const Knob knob = KnobOf(spec_.vectors[v].index, k);
+  Knob knob = KnobOf(spec_.vectors[v].index, k);
   result.knob = knob.name;
   if (knob.name.empty()) return result;  // exact: recall 1 at no setting
+  if (!request.values.empty()) knob.ladder = request.values;
   std::map<size_t, double> measured;  // ladder position -> recall
   auto measure = [&](size_t i) -> Result<double> {
     if (auto it = measured.find(i); it != measured.end()) return it->second;
@@ -369,6 +376,7 @@ Result<TuneResult> CollectionImpl::Tune(const TuneRequest& request) {
     result.value = knob.ladder[hi];
     result.recall = measured.at(hi);
   }
+  if (!request.store) return result;
   SearchDefaults defaults;
   (knob.name == "ef" ? defaults.ef : knob.name == "nprobe" ? defaults.nprobe : defaults.checks) = result.value;
   defaults.target_recall = request.target_recall;

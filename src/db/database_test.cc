@@ -524,6 +524,19 @@ TEST_F(DatabaseTest, TuneMeetsTheTargetOnFreshQueries) {
     ASSERT_TRUE(restored.ok()) << restored.status().ToString();
     EXPECT_EQ((*restored)->search_defaults().ef, kept["clustered"].ef);
     EXPECT_EQ((*restored)->search_defaults().target_recall, kept["clustered"].target_recall);
+    // Measuring without storing: one setting, the defaults untouched.
+    TuneRequest measure;
+    measure.values = {256};
+    measure.store = false;
+    measure.sample = 50;
+    auto measured = original->Tune(measure);
+    ASSERT_TRUE(measured.ok()) << measured.status().ToString();
+    EXPECT_EQ(measured->value, 256);
+    ASSERT_EQ(measured->tried.size(), 1u);
+    EXPECT_GE(measured->recall, 0.9);
+    EXPECT_EQ(original->search_defaults().ef, kept["clustered"].ef);
+    measure.values = {64, 16};
+    EXPECT_EQ(original->Tune(measure).status().code(), Status::Code::kInvalidArgument);
     // Reset forgets them, durably; a second reset has nothing to forget.
     EXPECT_TRUE(original->ResetSearchDefaults().value());
     EXPECT_FALSE(original->ResetSearchDefaults().value());

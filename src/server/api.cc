@@ -1503,7 +1503,8 @@ Reply Api::RunSearchBatch(Collection* c, std::vector<ParsedSearch> parsed,
 // the collection's default (Collection::Tune).
 Reply Api::Tune(const ApiRequest& req) {
   FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
-  FATHOM_RETURN_IF_ERROR(CheckFields(body, "tune request", {"target_recall", "k", "limit", "sample", "using", "queries"}));
+  FATHOM_RETURN_IF_ERROR(CheckFields(body, "tune request",
+                                     {"target_recall", "k", "limit", "sample", "using", "queries", "values", "store"}));
   TuneRequest request;
   const auto target = body.find("target_recall");
   if (target == body.end() || !target->is_number() || !(target->get<double>() > 0) || target->get<double>() > 1) {
@@ -1516,6 +1517,21 @@ Reply Api::Tune(const ApiRequest& req) {
   request.sample = sample;
   if (auto u = body.find("using"); u != body.end() && !u->is_null()) {
     FATHOM_ASSIGN_OR_RETURN(request.vector, GetString(body, "using", "tune request"));
+  }
+  if (auto values = body.find("values"); values != body.end() && !values->is_null()) {
+    if (!values->is_array() || values->empty()) {
+      return Status::InvalidArgument("tune request: 'values' must be a non-empty array of settings such as [16, 64]");
+    }
+    for (const Json& value : *values) {
+      if (!value.is_number_integer() || value.get<int64_t>() < 1 || value.get<int64_t>() > 1000000) {
+        return Status::InvalidArgument("tune request: 'values' must hold integers from 1 to 1000000");
+      }
+      request.values.push_back(static_cast<int>(value.get<int64_t>()));
+    }
+  }
+  if (auto store = body.find("store"); store != body.end() && !store->is_null()) {
+    if (!store->is_boolean()) return Status::InvalidArgument("tune request: 'store' must be true or false");
+    request.store = store->get<bool>();
   }
   std::shared_lock lock(db_mutex_);
   FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));

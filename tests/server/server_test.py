@@ -291,6 +291,17 @@ class EndpointTest(ServerTestCase):
                               ({"target_recall": 0.9, "bogus": 1}, "bogus")]:
             status, doc, _ = self.server.request("POST", "/collections/tuned/tune", body)
             self.assertError(status, doc, 400, message)
+        # Measuring one setting without storing it leaves the default as it was.
+        measured = self.server.ok("POST", "/collections/tuned/tune",
+                                  {"target_recall": 0.5, "values": [64], "store": False, "sample": 50})
+        self.assertEqual([t["value"] for t in measured["tried"]], [64])
+        self.assertEqual(self.server.ok("GET", "/collections/tuned")["search_defaults"][""]["target_recall"], 0.99)
+        for body, message in [({"target_recall": 0.9, "values": []}, "'values' must be a non-empty array"),
+                              ({"target_recall": 0.9, "values": [0]}, "integers from 1"),
+                              ({"target_recall": 0.9, "values": [64, 16]}, "ascending"),
+                              ({"target_recall": 0.9, "store": "no"}, "'store' must be true or false")]:
+            status, doc, _ = self.server.request("POST", "/collections/tuned/tune", body)
+            self.assertError(status, doc, 400, message)
         # DELETE .../tune forgets it: the info has no default, a second reset has nothing to do.
         self.assertEqual(self.server.ok("DELETE", "/collections/tuned/tune"), {"reset": True})
         self.assertNotIn("", self.server.ok("GET", "/collections/tuned").get("search_defaults") or {})
