@@ -859,8 +859,8 @@ class FathomTunedRunner final : public Runner {
     TuneRequest request;
     request.target_recall = target_;
     FATHOM_ASSIGN_OR_RETURN(tuned_, collection_->Tune(request));
-    request_.k = 10;
     request_.with_payload = false;
+    dim_ = base.cols;
     (void)threads;
     return Status::OK();
   }
@@ -871,7 +871,7 @@ class FathomTunedRunner final : public Runner {
     return text;
   }
   Status SearchOne(const float* query, size_t k, float* distances, int64_t* labels) override {
-    request_.queries.assign(query, query + collection_->spec().vectors[0].dim);
+    request_.queries.assign(query, query + dim_);
     request_.k = k;
     FATHOM_ASSIGN_OR_RETURN(auto hits, collection_->Search(request_));
     for (size_t i = 0; i < k; ++i) {
@@ -891,6 +891,7 @@ class FathomTunedRunner final : public Runner {
   std::shared_ptr<Collection> collection_;
   TuneResult tuned_;
   SearchRequest request_;
+  size_t dim_ = 0;
 };
 
 struct Point {

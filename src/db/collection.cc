@@ -158,29 +158,30 @@ Result<bool> CollectionImpl::ResetSearchDefaults(const std::string& vector) {
     return Status::InvalidArgument("collection '" + spec_.name + "' has no vector '" + vector + "'");
   }
   std::lock_guard tune_lock(tune_mutex_);
+  if (search_defaults(vector).target_recall == 0) return false;
+  FATHOM_RETURN_IF_ERROR(StoreSearchDefaults(v, SearchDefaults{}));
+  return true;
+}
+
+Status CollectionImpl::StoreSearchDefaults(size_t v, const SearchDefaults& defaults) {
   std::vector<SearchDefaults> all;
   {
     std::lock_guard info_lock(tuned_info_mutex_);
     all = tuned_info_;
   }
-  if (all[v].target_recall == 0) return false;
-  all[v] = SearchDefaults{};
-  FATHOM_RETURN_IF_ERROR(SaveSearchDefaults(all));  // (under tune_mutex_, as Tune)
-  SetSearchDefaults(v, SearchDefaults{});
-  return true;
-}
-
-Status CollectionImpl::SaveSearchDefaults(const std::vector<SearchDefaults>& all) const {
+  all[v] = defaults;
   nlohmann::json j = nlohmann::json::object();
-  for (size_t v = 0; v < all.size(); ++v) {
-    const SearchDefaults& d = all[v];
+  for (size_t i = 0; i < all.size(); ++i) {
+    const SearchDefaults& d = all[i];
     if (d.target_recall == 0) continue;
-    j[spec_.vectors[v].name] = {{"ef", d.ef}, {"nprobe", d.nprobe}, {"checks", d.checks},
+    j[spec_.vectors[i].name] = {{"ef", d.ef}, {"nprobe", d.nprobe}, {"checks", d.checks},
                                 {"target_recall", d.target_recall}, {"recall", d.recall}};
   }
   KvStore::Batch batch(*kv_);
   batch.Put(Cf::kMeta, "tuned/" + CollectionPrefix(id_), j.dump());
-  return kv_->Write(batch);
+  FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
+  SetSearchDefaults(v, defaults);
+  return Status::OK();
 }
 
 namespace {
@@ -381,14 +382,7 @@ Result<TuneResult> CollectionImpl::Tune(const TuneRequest& request) {
   (knob.name == "ef" ? defaults.ef : knob.name == "nprobe" ? defaults.nprobe : defaults.checks) = result.value;
   defaults.target_recall = request.target_recall;
   defaults.recall = result.recall;
-  std::vector<SearchDefaults> all;
-  {
-    std::lock_guard info_lock(tuned_info_mutex_);
-    all = tuned_info_;
-  }
-  all[v] = defaults;
-  FATHOM_RETURN_IF_ERROR(SaveSearchDefaults(all));  // only Tune writes them, under tune_mutex_
-  SetSearchDefaults(v, defaults);
+  FATHOM_RETURN_IF_ERROR(StoreSearchDefaults(v, defaults));
   return result;
 }
 

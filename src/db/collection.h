@@ -239,7 +239,9 @@ class CollectionImpl final : public Collection {
   // Tune's defaults, per vector: ef, nprobe, checks at [3v], [3v+1], [3v+2] (atomics: every
   // search reads them; 0 = the index's own default).
   size_t VectorIndex(const std::string& name) const;  // spec_.vectors.size() when unknown
-  Status SaveSearchDefaults(const std::vector<SearchDefaults>& all) const;
+  // Makes `defaults` vector v's, durably, then visible to searches. Caller holds tune_mutex_
+  // (Tune and ResetSearchDefaults: one writer of the stored defaults at a time).
+  Status StoreSearchDefaults(size_t v, const SearchDefaults& defaults);
   void SetSearchDefaults(size_t v, const SearchDefaults& defaults);  // what searches and info see
   std::unique_ptr<std::atomic<int>[]> tuned_;
   std::mutex tune_mutex_;                   // one Tune at a time (minutes at 10M points)
