@@ -968,12 +968,13 @@ function tunePanel(name, info, cs) {
         const body = { target_recall: Number(target.value) };
         if (cs.space) body.using = cs.space;
         const { result: r, ms } = await api('POST', `${collectionPath(name)}/tune`, body);
-        out.textContent = r.knob === '' ? 'The index is exact: nothing to tune.'
-          : `${r.reached ? 'Reached' : 'Not reached; kept the most accurate tried'}: ${r.knob} ${r.value} (recall ${r.recall.toFixed(4)} on ${r.queries} queries) in ${formatMs(ms)}. Tried: ` +
-            r.tried.map((t) => `${t.value} → ${t.recall.toFixed(3)}`).join(', ');
+        // The default line first, then the result: whoever sees the result sees the new default.
         const fresh = await collectionInfo(name, true);
         const d = (fresh.search_defaults || {})[cs.space];
         if (d) current.textContent = `Default: ${knobText(d)}, tuned for recall ${d.target_recall} (measured ${d.recall.toFixed(4)}).`;
+        out.textContent = r.knob === '' ? 'The index is exact: nothing to tune.'
+          : `${r.reached ? 'Reached' : 'Not reached; kept the most accurate tried'}: ${r.knob} ${r.value} (recall ${r.recall.toFixed(4)} on ${r.queries} queries) in ${formatMs(ms)}. Tried: ` +
+            r.tried.map((t) => `${t.value} → ${t.recall.toFixed(3)}`).join(', ');
       } catch (err) {
         out.textContent = err.message;
       } finally {
