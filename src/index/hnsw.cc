@@ -51,11 +51,25 @@ inline uint64_t Mix64(uint64_t x) {
 
 size_t RoundUp(size_t x, size_t to) { return (x + to - 1) / to * to; }
 
+// The query's code as signed bytes (code - 128) and its squared norm, for the SQ8 walk's
+// dot-product distance.
+void PrepareSq8Walk(const uint8_t* code, size_t d, std::vector<int8_t>& qs8, int64_t* norm) {
+  qs8.resize(d);
+  int64_t sum = 0;
+  for (size_t j = 0; j < d; ++j) {
+    qs8[j] = static_cast<int8_t>(int{code[j]} - 128);
+    sum += int64_t{code[j]} * code[j];
+  }
+  *norm = sum;
+}
+
 }  // namespace
 
 struct HnswIndex::Query {
   const float* vec = nullptr;     // normalised for cosine
   const uint8_t* code = nullptr;  // SQ8 code of the query
+  const int8_t* qs8 = nullptr;    // SQ8 walk with a norm slot: code - 128 as signed bytes
+  int64_t code_norm = 0;          // and |code|^2
   float sum = 0;                  // sum of vec (SQ8 inner product)
   const RaBitQuantizer::Query* rbq = nullptr;  // RBQ: the rotated, quantised query
   const ScalarQuantizer::Query* sq = nullptr;  // SQ4: the query scaled per dimension
@@ -72,6 +86,7 @@ struct HnswIndex::Scratch {
   std::vector<std::pair<int, uint32_t>> backlinks;  // insert: (level, neighbour) to link back from
   std::vector<float> qvec;
   std::vector<uint8_t> qcode;
+  std::vector<int8_t> qs8;
   std::vector<uint32_t> batch;
   std::vector<label_t> rerank_labels;  // on-disk vectors: the candidates to read back
   std::vector<float> rerank_vectors;
@@ -126,6 +141,10 @@ HnswIndex::HnswIndex(size_t dim, Metric metric, const IndexSpec& spec)
       // The code starts on a cache line where that costs no memory (128-d SQ8: 2 lines a
       // distance instead of 3; 128-d float32: 8 instead of 9).
       code_offset_(RoundUp(links0_bytes_, 64) + code_bytes_ <= node_bytes_ ? RoundUp(links0_bytes_, 64) : links0_bytes_),
+      sq8_norm_offset_(spec.sq8 && metric != Metric::kInnerProduct &&
+                               RoundUp(code_offset_ + code_bytes_, 4) + 4 <= RoundUp(code_offset_ + code_bytes_, 64)
+                           ? RoundUp(code_offset_ + code_bytes_, 4)
+                           : 0),
       ip_offset_(metric == Metric::kCosine ? 1.0f : 0.0f),
       rbq_(dim),
       sq4_(dim, 4),
@@ -310,7 +329,10 @@ void HnswIndex::EncodeNode(uint32_t node, const float* v) {
     for (size_t j = 0; j < dim(); ++j) half[j] = simd::FloatToHalf(dst[j]);
   }
   if (spec_.rbq) rbq_.Encode(dst, const_cast<uint8_t*>(Code(node)));
-  if (spec_.sq8) Sq8Encode(dst, const_cast<uint8_t*>(Code(node)));
+  if (spec_.sq8) {
+    Sq8Encode(dst, const_cast<uint8_t*>(Code(node)));
+    SetSq8Norm(node);
+  }
   if (spec_.sq4) Sq4Encode(dst, const_cast<uint8_t*>(Code(node)));
 }
 
@@ -318,6 +340,24 @@ void HnswIndex::Sq4Encode(const float* v, uint8_t* code) const {
   sq4_.Encode(v, code + sizeof(float));
   const float norm = sq4_.DecodedNorm(code + sizeof(float));
   std::memcpy(code, &norm, sizeof(float));
+}
+
+void HnswIndex::SetSq8Norm(uint32_t node) {
+  if (sq8_norm_offset_ == 0) return;
+  const uint8_t* code = Code(node);
+  int64_t norm = 0;
+  for (size_t j = 0; j < dim(); ++j) norm += int64_t{code[j]} * (int64_t{code[j]} - 256);
+  const auto value = static_cast<int32_t>(norm);  // in [-128^2 * d, 0]: fits for d <= 65536
+  std::memcpy(blocks_.data() + size_t{node} * node_bytes_ + sq8_norm_offset_, &value, sizeof(value));
+}
+
+void HnswIndex::NodeQuery(uint32_t node, Scratch& s, Query* q) const {
+  q->vec = NodeFloats(node, s.node_floats);
+  q->code = Code(node);
+  if (sq8_norm_offset_ != 0 && simd::Active().vnni) {
+    PrepareSq8Walk(q->code, dim(), s.qs8, &q->code_norm);
+    q->qs8 = s.qs8.data();
+  }
 }
 
 void HnswIndex::Sq8Encode(const float* v, uint8_t* code) const {
@@ -339,7 +379,13 @@ float HnswIndex::Distance(const Query& q, uint32_t node) const {
   } else if constexpr (K == DistKind::kFloatIp) {
     return ip_offset_ - kern.dot(q.vec, Vector(node), dim());
   } else if constexpr (K == DistKind::kSq8L2) {
-    return static_cast<float>(kern.l2_sqr_u8(q.code, Code(node), dim()));
+    const uint8_t* code = Code(node);
+    if (q.qs8 != nullptr) {
+      int32_t norm;
+      std::memcpy(&norm, code - code_offset_ + sq8_norm_offset_, sizeof(norm));
+      return static_cast<float>(q.code_norm + norm - 2 * int64_t{kern.dot_u8_s8(code, q.qs8, dim())});
+    }
+    return static_cast<float>(kern.l2_sqr_u8(q.code, code, dim()));
   } else if constexpr (K == DistKind::kF16L2) {
     return kern.l2_sqr_f16(q.vec, reinterpret_cast<const uint16_t*>(Code(node)), dim());
   } else if constexpr (K == DistKind::kF16Ip) {
@@ -398,6 +444,10 @@ void HnswIndex::PrepareQuery(const float* v, Scratch& s, Query* q) const {
     for (size_t j = 0; j < d; ++j) sum += q->vec[j];
     q->code = s.qcode.data();
     q->sum = sum;
+    if (sq8_norm_offset_ != 0 && simd::Active().vnni) {
+      PrepareSq8Walk(q->code, d, s.qs8, &q->code_norm);
+      q->qs8 = s.qs8.data();
+    }
   }
 }
 
@@ -919,8 +969,7 @@ template <HnswIndex::DistKind K>
 void HnswIndex::Link(uint32_t node, Scratch& s) {
   s.backlinks.clear();
   Query q;
-  q.vec = NodeFloats(node, s.node_floats);
-  q.code = Code(node);
+  NodeQuery(node, s, &q);
   const int level = levels_[node];
   uint64_t entry = entry_.load(std::memory_order_acquire);
   if (entry == kNoEntry) {
@@ -1171,8 +1220,7 @@ size_t HnswIndex::EnsureReachableLocked() {
       }
       if (s.cands.empty()) {
         Query q;
-        q.vec = NodeFloats(x, s.node_floats);
-        q.code = Code(x);
+        NodeQuery(x, s, &q);
         float d;
         auto search = [&](auto kind) {
           constexpr DistKind K = decltype(kind)::value;
@@ -1536,6 +1584,7 @@ Status HnswIndex::DeserializeBody(ByteSource& r, uint64_t count, uint32_t versio
       if (state == kFree) continue;
       FATHOM_RETURN_IF_ERROR(r.ReadBytes(blocks_.data() + size_t{u} * node_bytes_, node_bytes_));
       PlaceCodeAfterLoad(u);
+      SetSq8Norm(u);
       if (vectors_) FATHOM_RETURN_IF_ERROR(r.ReadBytes(Vector(u), dim() * sizeof(float)));
       FATHOM_RETURN_IF_ERROR(read_upper(u));
     }
@@ -1556,7 +1605,10 @@ Status HnswIndex::DeserializeBody(ByteSource& r, uint64_t count, uint32_t versio
       state_[u].store(state);
     }
     FATHOM_RETURN_IF_ERROR(r.ReadBytes(blocks_.data(), size_t{nodes} * node_bytes_));
-    for (uint32_t u = 0; u < nodes; ++u) PlaceCodeAfterLoad(u);
+    for (uint32_t u = 0; u < nodes; ++u) {
+      PlaceCodeAfterLoad(u);
+      SetSq8Norm(u);
+    }
     if (spec_.sq8) FATHOM_RETURN_IF_ERROR(r.ReadBytes(vectors_.data(), size_t{nodes} * dim() * sizeof(float)));
     for (uint32_t u = 0; u < nodes; ++u) {
       if (state_[u].load() == kFree) {

@@ -121,6 +121,11 @@ class HnswIndex final : public Index {
   void EncodeNode(uint32_t node, const float* v);
   // The SQ8 code of v: round((v - sq_lo_) / sq_scale_), clamped to [0, 255].
   void Sq8Encode(const float* v, uint8_t* code) const;
+  // Writes node's |b|^2 - 256 * sum(b) at sq8_norm_offset_ (when there is one).
+  void SetSq8Norm(uint32_t node);
+  // A query for comparing node with others (construction): its vector or code, and for the SQ8
+  // walk its code as signed bytes (in s.qs8) with |code|^2.
+  void NodeQuery(uint32_t node, Scratch& s, Query* q) const;
   // The SQ4 code of v: |decoded|^2 (float32), then the 4-bit levels.
   void Sq4Encode(const float* v, uint8_t* code) const;
   // SearchAmong for SQ8 with l2 or cosine: candidates ranked by their codes, then re-ranked with
@@ -187,6 +192,11 @@ class HnswIndex final : public Index {
   const size_t code_bytes_;
   const size_t node_bytes_;
   const size_t code_offset_;  // of the code (or float vector) in a node's block
+  // SQ8 with l2 or cosine: where a node's |b|^2 - 256 * sum(b) (int32) sits in its block, in
+  // the code's last cache line, so that the walk's distance to a code b is one u8 x s8 dot
+  // product (VNNI): |q - b|^2 = |q|^2 + that - 2 <b, q - 128>. 0 where the line has no 4 free
+  // bytes; the walk then uses l2_sqr_u8 (the same integer). Not in the file: set on load.
+  const size_t sq8_norm_offset_;
   const float ip_offset_;  // 0 for inner product, 1 for cosine (distance = offset - dot)
 
   // Guards the arrays below against reallocation and consolidation: shared for Add, Remove and

@@ -1033,5 +1033,45 @@ TEST(HnswTest, UpperBeamFindsTheRightClusterInManyClusteredData) {
   EXPECT_GE(beam_f, greedy_f + 0.05) << "filtered: greedy " << greedy_f << ", upper_ef 64 " << beam_f;
 }
 
+// SQ8 walk (issue 12): where the code's last cache line has room, the walk computes |q - b|^2 as
+// |q|^2 + (|b|^2 - 256 sum b) - 2 <b, q - 128>, one VNNI instruction per 64 bytes, with the
+// per-node constant kept in the block (not in the file: set on load). It must give exactly
+// l2_sqr_u8's integers: single-threaded builds on every kernel path write the same file and
+// answer the same, and so does the file loaded on the path that uses the constant.
+TEST(HnswTest, Sq8DotProductWalkEqualsTheIntegerL2OnEveryPath) {
+  auto data = Clustered(3000, 50, 100, 20, 41);  // 100-d, M=16: the code's last line has room
+  const simd::Isa before = simd::Active().isa;
+  const auto dir = std::filesystem::temp_directory_path() / ("fathom_sq8dot_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto read = [](const std::filesystem::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  };
+  std::vector<label_t> reference;
+  std::string reference_file;
+  bool dot_path_seen = false;
+  for (simd::Isa isa : {simd::Isa::kScalar, simd::Isa::kAvx2, simd::Isa::kAvx512}) {
+    if (!simd::UseIsa(isa)) continue;
+    SCOPED_TRACE(simd::IsaName(isa));
+    dot_path_seen |= simd::Active().vnni;
+    auto index = Build("HNSW16,SQ8", data, Metric::kL2, 1);
+    std::vector<label_t> got = SearchAll(*index, data, 10, 10);
+    const auto path = dir / (std::string(simd::IsaName(isa)) + ".fathom");
+    ASSERT_TRUE(index->Save(path.string()).ok());
+    auto loaded = std::move(Index::Load(path.string())).value();
+    EXPECT_EQ(SearchAll(*loaded, data, 10, 10), got) << "after load";
+    if (reference.empty()) {
+      reference = got;
+      reference_file = read(path);
+    } else {
+      EXPECT_EQ(got, reference);
+      EXPECT_TRUE(read(path) == reference_file) << "the files differ";
+    }
+  }
+  simd::UseIsa(before);
+  std::filesystem::remove_all(dir);
+  if (!dot_path_seen) std::printf("(this CPU has no VNNI: the dot-product walk was not exercised)\n");
+}
+
 }  // namespace
 }  // namespace fathom

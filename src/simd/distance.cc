@@ -72,6 +72,7 @@ bool CpuHasAvx512() {
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
 }
+bool CpuHasVnni() { return CpuHasAvx512() && __builtin_cpu_supports("avx512vnni"); }
 
 const Kernels& Choose() {
   Isa best = BestSupportedIsa();
@@ -111,6 +112,12 @@ void Pq4BlockSumsScalar(const uint8_t* codes, const uint8_t* luts, size_t m, uin
   std::memcpy(out, acc, sizeof(acc));
 }
 
+int32_t DotU8S8Scalar(const uint8_t* codes, const int8_t* q, size_t d) {
+  int32_t sum = 0;
+  for (size_t i = 0; i < d; ++i) sum += int32_t{codes[i]} * int32_t{q[i]};
+  return sum;
+}
+
 namespace detail {
 uint32_t RbqDotScalar(const uint64_t* code, const uint64_t* planes, size_t words) {
   uint32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -126,7 +133,8 @@ uint32_t RbqDotScalar(const uint64_t* code, const uint64_t* planes, size_t words
 
 const Kernels kScalarKernels{Isa::kScalar,        L2SqrScalar,    DotScalar,   L2SqrU8Scalar,
                              DotF32U8Scalar,      Pq4BlockSumsScalar, L2SqrF16Scalar, DotF16Scalar,
-                             F16ToF32Scalar,      DotF32U4Scalar, RbqDotScalar};
+                             F16ToF32Scalar,      DotF32U4Scalar, RbqDotScalar,
+                             DotU8S8Scalar,       false};
 }  // namespace detail
 
 const char* IsaName(Isa isa) {
@@ -149,10 +157,12 @@ const Kernels* ForIsa(Isa isa) {
   switch (isa) {
     case Isa::kScalar: return &detail::kScalarKernels;
     case Isa::kAvx2: return &detail::kAvx2Kernels;
-    case Isa::kAvx512: return &detail::kAvx512Kernels;
+    case Isa::kAvx512: return CpuHasVnni() ? &detail::kAvx512VnniKernels : &detail::kAvx512Kernels;
   }
   return nullptr;
 }
+
+const Kernels* Avx512WithoutVnniForTesting() { return CpuHasAvx512() ? &detail::kAvx512Kernels : nullptr; }
 
 namespace {
 // Set once from FATHOM_SIMD (Choose), or by UseIsa; read with one relaxed load per call.

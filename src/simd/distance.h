@@ -41,6 +41,11 @@ struct Kernels {
   // four bit planes of the quantised query are `words` 64-bit words (planes[j] starts at
   // planes + j * words). Exact integer arithmetic: every path returns the same value.
   uint32_t (*rbq_dot)(const uint64_t* code, const uint64_t* planes, size_t words);
+  // sum_i codes[i] * q[i], exact on every path (|result| < 2^31 for d <= 65536): the SQ8 walk
+  // computes |q - b|^2 as |q|^2 + (|b|^2 - 256 sum b) - 2 dot_u8_s8(b, q - 128). AVX-512 uses
+  // VNNI (vpdpbusd, one instruction per 64 bytes) where the CPU has it.
+  int32_t (*dot_u8_s8)(const uint8_t* codes, const int8_t* q, size_t d);
+  bool vnni;  // dot_u8_s8 is the VNNI kernel
 };
 
 // The kernels used by every index; chosen once per process.
@@ -53,6 +58,10 @@ bool UseIsa(Isa isa);
 
 // The kernels for one ISA, or nullptr when this CPU cannot run them.
 const Kernels* ForIsa(Isa isa);
+
+// The AVX-512 kernels without VNNI (what a CPU with AVX-512 but no VNNI runs), for tests on a
+// CPU that has VNNI; nullptr when this CPU cannot run AVX-512.
+const Kernels* Avx512WithoutVnniForTesting();
 
 // The scalar fast-scan kernel, shared as the reference for tests.
 void Pq4BlockSumsScalar(const uint8_t* codes, const uint8_t* luts, size_t m, uint16_t* out);
@@ -77,7 +86,8 @@ extern const Kernels kAvx2Kernels;
 void Pq4BlockSumsAvx2(const uint8_t* codes, const uint8_t* luts, size_t m, uint16_t* out);
 // The popcnt RaBitQ kernel of the AVX2 and AVX-512 tables.
 uint32_t RbqDotPopcnt(const uint64_t* code, const uint64_t* planes, size_t words);
-extern const Kernels kAvx512Kernels;
+extern const Kernels kAvx512Kernels;      // AVX-512 F, BW, VL, DQ
+extern const Kernels kAvx512VnniKernels;  // the same with the VNNI dot_u8_s8
 }  // namespace detail
 
 }  // namespace fathom::simd

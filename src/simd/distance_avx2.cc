@@ -89,6 +89,23 @@ uint32_t L2SqrU8(const uint8_t* a, const uint8_t* b, size_t d) {
   return sum;
 }
 
+// Widened to 16 bits (vpmaddubsw would saturate: 255 * -128 * 2 leaves int16), then vpmaddwd.
+int32_t DotU8S8(const uint8_t* codes, const int8_t* q, size_t d) {
+  __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i + 32 <= d; i += 32) {
+    const __m128i* c = reinterpret_cast<const __m128i*>(codes + i);
+    const __m128i* v = reinterpret_cast<const __m128i*>(q + i);
+    acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(c)),
+                                                    _mm256_cvtepi8_epi16(_mm_loadu_si128(v))));
+    acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(c + 1)),
+                                                    _mm256_cvtepi8_epi16(_mm_loadu_si128(v + 1))));
+  }
+  int32_t sum = static_cast<int32_t>(HorizontalSumI32(_mm256_add_epi32(acc0, acc1)));
+  for (; i < d; ++i) sum += int32_t{codes[i]} * int32_t{q[i]};
+  return sum;
+}
+
 float DotF32U8(const float* q, const uint8_t* codes, size_t d) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   size_t i = 0;
@@ -221,7 +238,7 @@ void Pq4BlockSumsAvx2(const uint8_t* codes, const uint8_t* luts, size_t m, uint1
   Pq4BlockSums(codes, luts, m, out);
 }
 const Kernels kAvx2Kernels{Isa::kAvx2, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16, F16ToF32,
-                          DotF32U4, RbqDotPopcnt};
+                          DotF32U4, RbqDotPopcnt, DotU8S8, false};
 }  // namespace detail
 
 }  // namespace fathom::simd

@@ -74,6 +74,37 @@ uint32_t L2SqrU8(const uint8_t* a, const uint8_t* b, size_t d) {
   return static_cast<uint32_t>(_mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1)));
 }
 
+inline __mmask64 TailMask64(size_t n) { return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1; }
+
+// Without VNNI: widened to 16 bits, then vpmaddwd (exact).
+int32_t DotU8S8(const uint8_t* codes, const int8_t* q, size_t d) {
+  __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+  for (size_t i = 0; i < d; i += 64) {
+    const __mmask64 m = TailMask64(d - i);
+    const __m512i c = _mm512_maskz_loadu_epi8(m, codes + i), v = _mm512_maskz_loadu_epi8(m, q + i);
+    acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(_mm512_cvtepu8_epi16(_mm512_castsi512_si256(c)),
+                                                    _mm512_cvtepi8_epi16(_mm512_castsi512_si256(v))));
+    acc1 = _mm512_add_epi32(acc1, _mm512_madd_epi16(_mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(c, 1)),
+                                                    _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(v, 1))));
+  }
+  return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
+}
+
+// VNNI: one vpdpbusd (u8 x s8, four products summed into each int32 lane) per 64 bytes.
+__attribute__((target("avx512vnni"))) int32_t DotU8S8Vnni(const uint8_t* codes, const int8_t* q, size_t d) {
+  __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+  size_t i = 0;
+  for (; i + 128 <= d; i += 128) {
+    acc0 = _mm512_dpbusd_epi32(acc0, _mm512_loadu_si512(codes + i), _mm512_loadu_si512(q + i));
+    acc1 = _mm512_dpbusd_epi32(acc1, _mm512_loadu_si512(codes + i + 64), _mm512_loadu_si512(q + i + 64));
+  }
+  for (; i < d; i += 64) {
+    const __mmask64 m = TailMask64(d - i);
+    acc0 = _mm512_dpbusd_epi32(acc0, _mm512_maskz_loadu_epi8(m, codes + i), _mm512_maskz_loadu_epi8(m, q + i));
+  }
+  return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
+}
+
 float DotF32U8(const float* q, const uint8_t* codes, size_t d) {
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
   size_t i = 0;
@@ -159,7 +190,9 @@ void F16ToF32(const uint16_t* x, float* out, size_t d) {
 
 namespace detail {
 const Kernels kAvx512Kernels{Isa::kAvx512, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16, F16ToF32,
-                            DotF32U4, RbqDotPopcnt};
+                            DotF32U4, RbqDotPopcnt, DotU8S8, false};
+const Kernels kAvx512VnniKernels{Isa::kAvx512, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16,
+                                F16ToF32, DotF32U4, RbqDotPopcnt, DotU8S8Vnni, true};
 }  // namespace detail
 
 }  // namespace fathom::simd

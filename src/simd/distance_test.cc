@@ -138,6 +138,40 @@ TEST_P(KernelTest, ExtremeValuesDoNotOverflowU8Accumulators) {
   EXPECT_EQ(k->l2_sqr_u8(zeros.data(), full.data(), d), uint32_t{255 * 255} * d);
 }
 
+// u8 x s8 dot products are exact on every path, and on AVX-512 both with and without VNNI (a CPU
+// with AVX-512 but no VNNI runs the second): random values at every length, unaligned, and the
+// extremes (255 x -128 and 255 x 127 over 65,536 dimensions, the largest a collection allows).
+void CheckDotU8S8(const Kernels& k, const std::string& name) {
+  std::mt19937 rng(17);
+  std::uniform_int_distribution<int> byte(0, 255), sbyte(-128, 127);
+  for (size_t d : kDims) {
+    std::vector<uint8_t> c(d + 1);
+    std::vector<int8_t> q(d + 1);
+    for (auto& v : c) v = static_cast<uint8_t>(byte(rng));
+    for (auto& v : q) v = static_cast<int8_t>(sbyte(rng));
+    int64_t ref = 0;
+    for (size_t i = 1; i <= d; ++i) ref += int64_t{c[i]} * q[i];
+    EXPECT_EQ(k.dot_u8_s8(c.data() + 1, q.data() + 1, d), ref) << name << " d=" << d;
+  }
+  const size_t d = 65536;
+  std::vector<uint8_t> full(d, 255);
+  std::vector<int8_t> low(d, -128), high(d, 127);
+  EXPECT_EQ(k.dot_u8_s8(full.data(), low.data(), d), int64_t{255} * -128 * int64_t(d)) << name;
+  EXPECT_EQ(k.dot_u8_s8(full.data(), high.data(), d), int64_t{255} * 127 * int64_t(d)) << name;
+}
+
+TEST_P(KernelTest, DotU8S8IsExact) {
+  const Kernels* k = ForIsa(GetParam());
+  if (k == nullptr) GTEST_SKIP() << "this CPU cannot run " << IsaName(GetParam());
+  CheckDotU8S8(*k, std::string(IsaName(GetParam())) + (k->vnni ? " (VNNI)" : ""));
+  if (GetParam() == Isa::kAvx512) {
+    const Kernels* plain = Avx512WithoutVnniForTesting();
+    ASSERT_NE(plain, nullptr);
+    EXPECT_FALSE(plain->vnni);
+    CheckDotU8S8(*plain, "avx512 without VNNI");
+  }
+}
+
 // The RaBitQ kernel is exact integer arithmetic: every path equals a bit-by-bit count.
 TEST_P(KernelTest, RbqDotCountsBitsExactly) {
   const Kernels* k = ForIsa(GetParam());
