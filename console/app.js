@@ -67,7 +67,8 @@ class ApiError extends Error {
 
 async function api(method, path, body) {
   const headers = {};
-  if (state.key) headers['api-key'] = state.key;
+  const key = state.key;
+  if (key) headers['api-key'] = key;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   const t0 = performance.now();
   let res;
@@ -82,7 +83,9 @@ async function api(method, path, body) {
   try { json = JSON.parse(text); } catch { /* /metrics is text */ }
   if (!res.ok) {
     const message = (json && json.status && json.status.error) || text || res.statusText;
-    if (res.status === 401) onUnauthorized(message);
+    // A refusal of a key this tab has since replaced (forget, then a new key typed before the
+    // old request came back) says nothing about the key now in use.
+    if (res.status === 401 && key === state.key) onUnauthorized(message);
     throw new ApiError(res.status, message);
   }
   return { result: json && 'result' in json ? json.result : json ?? text, ms, serverMs: json && json.time ? json.time * 1e3 : null };
@@ -127,11 +130,14 @@ function setBadge() {
 }
 
 async function checkAccess() {
+  const key = state.key;
   try {
     const { result } = await api('GET', '/access');
+    if (key !== state.key) return state.access !== null;  // answered for a replaced key
     state.access = result.access;
     state.keyRequired = result.api_key_required;
   } catch (e) {
+    if (key !== state.key) return state.access !== null;
     state.access = null;
     state.keyRequired = true;
     if (e.status !== 401) showError($('#view'), e);
@@ -268,6 +274,7 @@ async function render() {
   const content = h('div');
   try {
     if (state.access === null && !(await checkAccess())) {
+      if (stale()) return;  // a newer render (e.g. after a key was entered) owns the view
       view.replaceChildren(h('p', { class: 'muted', text: 'Enter an API key to continue.' }),
                            h('button', { type: 'button', text: 'Enter API key', onclick: () => openKeyDialog('This server needs an API key.') }));
       return;
