@@ -396,9 +396,9 @@ float HnswIndex::Distance(const Query& q, uint32_t node) const {
     const uint8_t* code = Code(node);
     float norm;
     std::memcpy(&norm, code, sizeof(float));
-    return q.sq->q_norm - 2 * sq4_.Dot(*q.sq, code + sizeof(float)) + norm;
+    return q.sq->q_norm - 2 * sq4_.DotInt8(*q.sq, code + sizeof(float)) + norm;
   } else if constexpr (K == DistKind::kSq4Ip) {
-    return ip_offset_ - sq4_.Dot(*q.sq, Code(node) + sizeof(float));
+    return ip_offset_ - sq4_.DotInt8(*q.sq, Code(node) + sizeof(float));
   } else {
     return ip_offset_ - (sq_lo_ * q.sum + sq_scale_ * kern.dot_f32_u8(q.vec, Code(node), dim()));
   }

@@ -86,6 +86,21 @@ void ScalarQuantizer::Prepare(const float* q, Query* out) const {
   }
   out->q_lo = float(q_lo);
   out->q_norm = float(q_norm);
+  if (bits_ == 4) {
+    float peak = 0;
+    for (float w : out->scaled) peak = std::max(peak, std::abs(w));
+    const size_t bytes = code_size();
+    out->w_step = peak > 0 ? peak / 127.0f : 1.0f;
+    const float inv = 1.0f / out->w_step;
+    out->w8.assign(2 * bytes, 0);
+    for (size_t j = 0; j < dim_; ++j) {
+      out->w8[(j % 2) * bytes + j / 2] = static_cast<int8_t>(std::lrint(std::clamp(out->scaled[j] * inv, -127.0f, 127.0f)));
+    }
+  }
+}
+
+float ScalarQuantizer::DotInt8(const Query& q, const uint8_t* code) const {
+  return q.q_lo + q.w_step * float(simd::Active().dot_u4_s8(code, q.w8.data(), code_size()));
 }
 
 float ScalarQuantizer::Dot(const Query& q, const uint8_t* code) const {

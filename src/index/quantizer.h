@@ -45,10 +45,17 @@ class ScalarQuantizer {
     std::vector<float> scaled;  // q_j * scale_j
     float q_lo = 0;             // <q, lo>
     float q_norm = 0;           // |q|^2
+    // 4 bits: `scaled` rounded to int8 (weight = w8 * w_step), even dimensions then odd ones,
+    // for the integer dot product (DotInt8).
+    std::vector<int8_t> w8;
+    float w_step = 0;
   };
   void Prepare(const float* q, Query* out) const;
   // <q, decoded x>.
   float Dot(const Query& q, const uint8_t* code) const;
+  // 4 bits: <q, decoded x> with the query's weights rounded to int8 (one exact integer dot
+  // product, VNNI where the CPU has it): for ranking, not for returned distances.
+  float DotInt8(const Query& q, const uint8_t* code) const;
 
   Status Serialize(ByteSink& out) const;
   Status Deserialize(ByteSource& in);

@@ -118,6 +118,12 @@ int32_t DotU8S8Scalar(const uint8_t* codes, const int8_t* q, size_t d) {
   return sum;
 }
 
+int32_t DotU4S8Scalar(const uint8_t* codes, const int8_t* q, size_t bytes) {
+  int32_t sum = 0;
+  for (size_t t = 0; t < bytes; ++t) sum += int32_t{codes[t] & 15} * q[t] + int32_t{codes[t] >> 4} * q[bytes + t];
+  return sum;
+}
+
 namespace detail {
 uint32_t RbqDotScalar(const uint64_t* code, const uint64_t* planes, size_t words) {
   uint32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -134,7 +140,7 @@ uint32_t RbqDotScalar(const uint64_t* code, const uint64_t* planes, size_t words
 const Kernels kScalarKernels{Isa::kScalar,        L2SqrScalar,    DotScalar,   L2SqrU8Scalar,
                              DotF32U8Scalar,      Pq4BlockSumsScalar, L2SqrF16Scalar, DotF16Scalar,
                              F16ToF32Scalar,      DotF32U4Scalar, RbqDotScalar,
-                             DotU8S8Scalar,       false};
+                             DotU8S8Scalar,       DotU4S8Scalar,  false};
 }  // namespace detail
 
 const char* IsaName(Isa isa) {

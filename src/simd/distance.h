@@ -45,7 +45,11 @@ struct Kernels {
   // computes |q - b|^2 as |q|^2 + (|b|^2 - 256 sum b) - 2 dot_u8_s8(b, q - 128). AVX-512 uses
   // VNNI (vpdpbusd, one instruction per 64 bytes) where the CPU has it.
   int32_t (*dot_u8_s8)(const uint8_t* codes, const int8_t* q, size_t d);
-  bool vnni;  // dot_u8_s8 is the VNNI kernel
+  // 4-bit codes against int8 weights: sum over bytes t < `bytes` of (codes[t] & 15) * q[t] +
+  // (codes[t] >> 4) * q[bytes + t] (q holds the even dimensions' weights, then the odd ones').
+  // Exact on every path.
+  int32_t (*dot_u4_s8)(const uint8_t* codes, const int8_t* q, size_t bytes);
+  bool vnni;  // dot_u8_s8 and dot_u4_s8 are the VNNI kernels
 };
 
 // The kernels used by every index; chosen once per process.

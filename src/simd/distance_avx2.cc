@@ -106,6 +106,24 @@ int32_t DotU8S8(const uint8_t* codes, const int8_t* q, size_t d) {
   return sum;
 }
 
+// Nibbles are at most 15, so vpmaddubsw cannot saturate (15 * -128 * 2 fits int16).
+int32_t DotU4S8(const uint8_t* codes, const int8_t* q, size_t bytes) {
+  const __m256i nibble = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  __m256i acc = _mm256_setzero_si256();
+  size_t t = 0;
+  for (; t + 32 <= bytes; t += 32) {
+    const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + t));
+    const __m256i lo = _mm256_and_si256(c, nibble), hi = _mm256_and_si256(_mm256_srli_epi16(c, 4), nibble);
+    const __m256i even = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + t));
+    const __m256i odd = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + bytes + t));
+    const __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(lo, even), _mm256_maddubs_epi16(hi, odd));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones));
+  }
+  int32_t sum = static_cast<int32_t>(HorizontalSumI32(acc));
+  for (; t < bytes; ++t) sum += int32_t{codes[t] & 15} * q[t] + int32_t{codes[t] >> 4} * q[bytes + t];
+  return sum;
+}
+
 float DotF32U8(const float* q, const uint8_t* codes, size_t d) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   size_t i = 0;
@@ -238,7 +256,7 @@ void Pq4BlockSumsAvx2(const uint8_t* codes, const uint8_t* luts, size_t m, uint1
   Pq4BlockSums(codes, luts, m, out);
 }
 const Kernels kAvx2Kernels{Isa::kAvx2, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16, F16ToF32,
-                          DotF32U4, RbqDotPopcnt, DotU8S8, false};
+                          DotF32U4, RbqDotPopcnt, DotU8S8, DotU4S8, false};
 }  // namespace detail
 
 }  // namespace fathom::simd

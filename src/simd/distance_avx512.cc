@@ -105,6 +105,34 @@ __attribute__((target("avx512vnni"))) int32_t DotU8S8Vnni(const uint8_t* codes, 
   return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
 }
 
+// Nibbles are at most 15: vpmaddubsw cannot saturate.
+int32_t DotU4S8(const uint8_t* codes, const int8_t* q, size_t bytes) {
+  const __m512i nibble = _mm512_set1_epi8(0x0F), ones = _mm512_set1_epi16(1);
+  __m512i acc = _mm512_setzero_si512();
+  for (size_t t = 0; t < bytes; t += 64) {
+    const __mmask64 m = TailMask64(bytes - t);
+    const __m512i c = _mm512_maskz_loadu_epi8(m, codes + t);
+    const __m512i lo = _mm512_and_si512(c, nibble), hi = _mm512_and_si512(_mm512_srli_epi16(c, 4), nibble);
+    const __m512i pairs = _mm512_add_epi16(_mm512_maddubs_epi16(lo, _mm512_maskz_loadu_epi8(m, q + t)),
+                                           _mm512_maddubs_epi16(hi, _mm512_maskz_loadu_epi8(m, q + bytes + t)));
+    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, ones));
+  }
+  return _mm512_reduce_add_epi32(acc);
+}
+
+__attribute__((target("avx512vnni"))) int32_t DotU4S8Vnni(const uint8_t* codes, const int8_t* q, size_t bytes) {
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+  for (size_t t = 0; t < bytes; t += 64) {
+    const __mmask64 m = TailMask64(bytes - t);
+    const __m512i c = _mm512_maskz_loadu_epi8(m, codes + t);
+    acc0 = _mm512_dpbusd_epi32(acc0, _mm512_and_si512(c, nibble), _mm512_maskz_loadu_epi8(m, q + t));
+    acc1 = _mm512_dpbusd_epi32(acc1, _mm512_and_si512(_mm512_srli_epi16(c, 4), nibble),
+                               _mm512_maskz_loadu_epi8(m, q + bytes + t));
+  }
+  return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
+}
+
 float DotF32U8(const float* q, const uint8_t* codes, size_t d) {
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
   size_t i = 0;
@@ -190,9 +218,9 @@ void F16ToF32(const uint16_t* x, float* out, size_t d) {
 
 namespace detail {
 const Kernels kAvx512Kernels{Isa::kAvx512, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16, F16ToF32,
-                            DotF32U4, RbqDotPopcnt, DotU8S8, false};
+                            DotF32U4, RbqDotPopcnt, DotU8S8, DotU4S8, false};
 const Kernels kAvx512VnniKernels{Isa::kAvx512, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16,
-                                F16ToF32, DotF32U4, RbqDotPopcnt, DotU8S8Vnni, true};
+                                F16ToF32, DotF32U4, RbqDotPopcnt, DotU8S8Vnni, DotU4S8Vnni, true};
 }  // namespace detail
 
 }  // namespace fathom::simd

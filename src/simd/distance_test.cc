@@ -160,15 +160,36 @@ void CheckDotU8S8(const Kernels& k, const std::string& name) {
   EXPECT_EQ(k.dot_u8_s8(full.data(), high.data(), d), int64_t{255} * 127 * int64_t(d)) << name;
 }
 
-TEST_P(KernelTest, DotU8S8IsExact) {
+// 4-bit codes against int8 weights (even dimensions' weights, then odd ones'): exact.
+void CheckDotU4S8(const Kernels& k, const std::string& name) {
+  std::mt19937 rng(19);
+  std::uniform_int_distribution<int> byte(0, 255), sbyte(-128, 127);
+  for (size_t bytes : kDims) {
+    std::vector<uint8_t> c(bytes + 1);
+    std::vector<int8_t> q(2 * bytes + 1);
+    for (auto& v : c) v = static_cast<uint8_t>(byte(rng));
+    for (auto& v : q) v = static_cast<int8_t>(sbyte(rng));
+    int64_t ref = 0;
+    for (size_t t = 0; t < bytes; ++t) ref += int64_t{c[1 + t] & 15} * q[1 + t] + int64_t{c[1 + t] >> 4} * q[1 + bytes + t];
+    EXPECT_EQ(k.dot_u4_s8(c.data() + 1, q.data() + 1, bytes), ref) << name << " bytes=" << bytes;
+  }
+  const size_t bytes = 32768;  // 65,536 dimensions of 15 x -128
+  std::vector<uint8_t> full(bytes, 255);
+  std::vector<int8_t> low(2 * bytes, -128);
+  EXPECT_EQ(k.dot_u4_s8(full.data(), low.data(), bytes), int64_t{15} * -128 * 2 * int64_t(bytes)) << name;
+}
+
+TEST_P(KernelTest, IntegerDotProductsAreExact) {
   const Kernels* k = ForIsa(GetParam());
   if (k == nullptr) GTEST_SKIP() << "this CPU cannot run " << IsaName(GetParam());
   CheckDotU8S8(*k, std::string(IsaName(GetParam())) + (k->vnni ? " (VNNI)" : ""));
+  CheckDotU4S8(*k, std::string(IsaName(GetParam())) + (k->vnni ? " (VNNI)" : ""));
   if (GetParam() == Isa::kAvx512) {
     const Kernels* plain = Avx512WithoutVnniForTesting();
     ASSERT_NE(plain, nullptr);
     EXPECT_FALSE(plain->vnni);
     CheckDotU8S8(*plain, "avx512 without VNNI");
+    CheckDotU4S8(*plain, "avx512 without VNNI");
   }
 }
 
