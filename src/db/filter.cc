@@ -175,13 +175,14 @@ Status ParseMatch(const json& match, Condition* condition, bool* negate) {
   return Status::InvalidArgument("'match' for key '" + key + "' needs 'value', 'any', 'except' or 'text'");
 }
 
-Status ParseRange(const json& range, Condition* condition) {
+// `name`: "range", or "values_count" (the same bounds, on the number of values).
+Status ParseRange(const json& range, Condition* condition, const std::string& name = "range") {
   const std::string& key = condition->key;
   if (!range.is_object()) {
-    return Status::InvalidArgument("'range' for key '" + key + "' must be an object, got " +
+    return Status::InvalidArgument("'" + name + "' for key '" + key + "' must be an object, got " +
                                    JsonTypeName(range));
   }
-  condition->op = Condition::Op::kRange;
+  condition->op = name == "range" ? Condition::Op::kRange : Condition::Op::kValuesCount;
   for (const auto& [bound, operand] : range.items()) {
     std::optional<Number>* slot = nullptr;
     if (bound == "gt")
@@ -209,10 +210,119 @@ Status ParseRange(const json& range, Condition* condition) {
     *slot = number;
   }
   if (!condition->gt && !condition->gte && !condition->lt && !condition->lte) {
-    return Status::InvalidArgument("'range' for key '" + key +
+    return Status::InvalidArgument("'" + name + "' for key '" + key +
                                    "' needs at least one of gt, gte, lt, lte");
   }
   return Status::OK();
+}
+
+// {"lon": x, "lat": y} in degrees.
+Result<GeoShape::Point> ParseGeoPoint(const json& value, const std::string& what) {
+  if (!value.is_object()) {
+    return Status::InvalidArgument(what + " must be an object with 'lon' and 'lat', got " + JsonTypeName(value));
+  }
+  std::optional<double> lon, lat;
+  for (const auto& [field, operand] : value.items()) {
+    if (field != "lon" && field != "lat") {
+      return Status::InvalidArgument("unknown field '" + field + "' in " + what + ": expected lon, lat");
+    }
+    if (!operand.is_number()) {
+      return Status::InvalidArgument(what + " '" + field + "' must be a number, got " + JsonTypeName(operand));
+    }
+    (field == "lon" ? lon : lat) = operand.get<double>();
+  }
+  if (!lon || !lat) return Status::InvalidArgument(what + " needs both 'lon' and 'lat'");
+  if (!(*lon >= -180 && *lon <= 180)) {
+    return Status::InvalidArgument(what + " 'lon' " + value["lon"].dump() + " is outside [-180, 180]");
+  }
+  if (!(*lat >= -90 && *lat <= 90)) {
+    return Status::InvalidArgument(what + " 'lat' " + value["lat"].dump() + " is outside [-90, 90]");
+  }
+  return GeoShape::Point{*lon, *lat};
+}
+
+// Fields of a geo condition's object, each required once; unknown fields are refused.
+Status CheckFields(const json& object, const std::string& what, std::initializer_list<const char*> allowed,
+                   std::initializer_list<const char*> required) {
+  if (!object.is_object()) return Status::InvalidArgument(what + " must be an object, got " + JsonTypeName(object));
+  std::string expected;
+  for (const char* field : allowed) expected += (expected.empty() ? "" : ", ") + std::string(field);
+  for (const auto& [field, operand] : object.items()) {
+    bool known = false;
+    for (const char* name : allowed) known = known || field == name;
+    if (!known) return Status::InvalidArgument("unknown field '" + field + "' in " + what + ": expected " + expected);
+  }
+  for (const char* field : required) {
+    if (!object.contains(field)) return Status::InvalidArgument(what + " needs '" + field + "'");
+  }
+  return Status::OK();
+}
+
+// {"points": [{lon, lat}, ...]}: at least 3 distinct points; closed here if it was not.
+Result<std::vector<GeoShape::Point>> ParseRing(const json& ring, const std::string& what) {
+  FATHOM_RETURN_IF_ERROR(CheckFields(ring, what, {"points"}, {"points"}));
+  const json& points = ring["points"];
+  if (!points.is_array()) {
+    return Status::InvalidArgument(what + " 'points' must be an array, got " + JsonTypeName(points));
+  }
+  std::vector<GeoShape::Point> out;
+  for (size_t i = 0; i < points.size(); ++i) {
+    FATHOM_ASSIGN_OR_RETURN(GeoShape::Point p, ParseGeoPoint(points[i], what + " point " + std::to_string(i)));
+    out.push_back(p);
+  }
+  auto same = [](const GeoShape::Point& a, const GeoShape::Point& b) { return a.lon == b.lon && a.lat == b.lat; };
+  if (out.size() >= 2 && !same(out.front(), out.back())) out.push_back(out.front());
+  if (out.size() < 4) {
+    return Status::InvalidArgument(what + " needs at least 3 distinct points, got " +
+                                   std::to_string(out.empty() ? 0 : out.size() - 1));
+  }
+  return out;
+}
+
+Status ParseGeo(const std::string& name, const json& operand, Condition* condition) {
+  const std::string what = "'" + name + "' for key '" + condition->key + "'";
+  auto shape = std::make_shared<GeoShape>();
+  if (name == "geo_radius") {
+    FATHOM_RETURN_IF_ERROR(CheckFields(operand, what, {"center", "radius"}, {"center", "radius"}));
+    condition->op = Condition::Op::kGeoRadius;
+    shape->kind = GeoShape::Kind::kRadius;
+    FATHOM_ASSIGN_OR_RETURN(shape->center, ParseGeoPoint(operand["center"], what + " center"));
+    const json& radius = operand["radius"];
+    if (!radius.is_number() || !(radius.get<double>() >= 0) || !std::isfinite(radius.get<double>())) {
+      return Status::InvalidArgument(what + " radius must be a non-negative number of metres, got " + radius.dump());
+    }
+    shape->radius = radius.get<double>();
+  } else if (name == "geo_bounding_box") {
+    FATHOM_RETURN_IF_ERROR(CheckFields(operand, what, {"top_left", "bottom_right"}, {"top_left", "bottom_right"}));
+    condition->op = Condition::Op::kGeoBox;
+    shape->kind = GeoShape::Kind::kBox;
+    FATHOM_ASSIGN_OR_RETURN(shape->top_left, ParseGeoPoint(operand["top_left"], what + " top_left"));
+    FATHOM_ASSIGN_OR_RETURN(shape->bottom_right, ParseGeoPoint(operand["bottom_right"], what + " bottom_right"));
+    if (shape->top_left.lat < shape->bottom_right.lat) {
+      return Status::InvalidArgument(what + " top_left lat must not be below bottom_right lat");
+    }
+  } else {
+    FATHOM_RETURN_IF_ERROR(CheckFields(operand, what, {"exterior", "interiors"}, {"exterior"}));
+    condition->op = Condition::Op::kGeoPolygon;
+    shape->kind = GeoShape::Kind::kPolygon;
+    FATHOM_ASSIGN_OR_RETURN(shape->exterior, ParseRing(operand["exterior"], what + " exterior"));
+    const json& interiors = operand.contains("interiors") ? operand["interiors"] : json();
+    if (!interiors.is_null()) {
+      if (!interiors.is_array()) {
+        return Status::InvalidArgument(what + " interiors must be an array of rings, got " + JsonTypeName(interiors));
+      }
+      for (size_t i = 0; i < interiors.size(); ++i) {
+        FATHOM_ASSIGN_OR_RETURN(auto ring, ParseRing(interiors[i], what + " interior " + std::to_string(i)));
+        shape->interiors.push_back(std::move(ring));
+      }
+    }
+  }
+  condition->geo = std::move(shape);
+  return Status::OK();
+}
+
+bool IsGeo(const std::string& name) {
+  return name == "geo_radius" || name == "geo_bounding_box" || name == "geo_polygon";
 }
 
 bool IsCombinator(const std::string& name) {
@@ -230,22 +340,32 @@ Result<FilterNode> ParseFieldCondition(const json& clause) {
   FATHOM_ASSIGN_OR_RETURN(condition.path, SplitFieldPath(condition.key));
   const json* match = nullptr;
   const json* range = nullptr;
+  const json* other = nullptr;  // values_count or a geo shape
+  std::string chosen;           // the first of them, for messages
   for (const auto& [name, operand] : clause.items()) {
     if (name == "key") continue;
-    if (name == "match") {
-      match = &operand;
-    } else if (name == "range") {
-      range = &operand;
-    } else if (IsCombinator(name) || name == "is_null" || name == "is_empty") {
+    if (name == "match" || name == "range" || name == "values_count" || IsGeo(name)) {
+      if (!chosen.empty()) {
+        return Status::InvalidArgument("condition on key '" + condition.key + "' has both '" + chosen + "' and '" +
+                                       name + "'; use one per condition");
+      }
+      chosen = name;
+      (name == "match" ? match : name == "range" ? range : other) = &operand;
+    } else if (IsCombinator(name) || name == "is_null" || name == "is_empty" || name == "nested") {
       return Status::InvalidArgument("filter clause cannot mix 'key' with '" + name + "'");
     } else {
       return Status::InvalidArgument("unknown filter clause '" + name + "' in condition on key '" +
-                                     condition.key + "': expected match or range");
+                                     condition.key +
+                                     "': expected match, range, values_count, geo_radius, geo_bounding_box or geo_polygon");
     }
   }
-  if (match != nullptr && range != nullptr) {
-    return Status::InvalidArgument("condition on key '" + condition.key +
-                                   "' has both 'match' and 'range'; use one per condition");
+  if (other != nullptr) {
+    if (chosen == "values_count") {
+      FATHOM_RETURN_IF_ERROR(ParseRange(*other, &condition, chosen));
+    } else {
+      FATHOM_RETURN_IF_ERROR(ParseGeo(chosen, *other, &condition));
+    }
+    return MakeCondition(std::move(condition));
   }
   if (match != nullptr) {
     bool negate = false;
@@ -295,11 +415,11 @@ Result<FilterNode> ParseHasId(const json& clause) {
 Result<FilterNode> ParseIsNull(const json& clause, const std::string& name) {
   for (const auto& [other, operand] : clause.items()) {
     if (other == name) continue;
-    if (IsCombinator(other) || other == "is_null" || other == "is_empty" || other == "has_id") {
+    if (IsCombinator(other) || other == "is_null" || other == "is_empty" || other == "has_id" || other == "nested") {
       return Status::InvalidArgument("filter clause cannot mix '" + name + "' with '" + other + "'");
     }
     return Status::InvalidArgument("unknown filter clause '" + other +
-                                   "': expected must, should, must_not, key, is_null, is_empty, has_id");
+                                   "': expected must, should, must_not, key, is_null, is_empty, has_id, nested");
   }
   const json& operand = clause[name];
   if (!operand.is_object()) {
@@ -352,10 +472,42 @@ Result<std::vector<FilterNode>> ParseClauseList(const json& list, const std::str
   return nodes;
 }
 
+bool HasIdInside(const FilterNode& node) {
+  if (node.type == FilterNode::Type::kCondition) return node.condition.op == Condition::Op::kHasId;
+  for (const FilterNode& child : node.children) {
+    if (HasIdInside(child)) return true;
+  }
+  return false;
+}
+
+// {"nested": {"key": k, "filter": {...}}}: the inner filter is read relative to each element.
+Result<FilterNode> ParseNested(const json& clause, size_t depth) {
+  for (const auto& [other, operand] : clause.items()) {
+    if (other != "nested") return Status::InvalidArgument("filter clause cannot mix 'nested' with '" + other + "'");
+  }
+  const json& nested = clause["nested"];
+  FATHOM_RETURN_IF_ERROR(CheckFields(nested, "'nested'", {"key", "filter"}, {"key", "filter"}));
+  const json& key = nested["key"];
+  if (!key.is_string()) return Status::InvalidArgument(std::string("'nested' key must be a string, got ") + JsonTypeName(key));
+  Condition condition;
+  condition.op = Condition::Op::kNested;
+  condition.key = key.get<std::string>();
+  FATHOM_ASSIGN_OR_RETURN(condition.path, SplitFieldPath(condition.key));
+  const json& inner = nested["filter"];
+  if (!inner.is_object()) {
+    return Status::InvalidArgument(std::string("'nested' filter must be an object, got ") + JsonTypeName(inner));
+  }
+  FATHOM_ASSIGN_OR_RETURN(FilterNode node, ParseClause(inner, depth + 1));
+  if (HasIdInside(node)) return Status::InvalidArgument("'has_id' cannot be used inside 'nested' (ids belong to points, not elements)");
+  condition.nested = std::make_shared<const FilterNode>(std::move(node));
+  return MakeCondition(std::move(condition));
+}
+
 // `depth` counts clause objects from the root (1); only objects recurse, so it bounds the stack.
 Result<FilterNode> ParseClause(const json& clause, size_t depth) {
   if (depth > kMaxFilterDepth) return NestedTooDeep();
   if (clause.contains("key")) return ParseFieldCondition(clause);
+  if (clause.contains("nested")) return ParseNested(clause, depth);
   if (clause.contains("is_null")) return ParseIsNull(clause, "is_null");
   if (clause.contains("is_empty")) return ParseIsNull(clause, "is_empty");
   if (clause.contains("has_id")) return ParseHasId(clause);
@@ -370,11 +522,11 @@ Result<FilterNode> ParseClause(const json& clause, size_t depth) {
       FATHOM_ASSIGN_OR_RETURN(should, ParseClauseList(operand, name, depth));
     } else if (name == "must_not") {
       FATHOM_ASSIGN_OR_RETURN(must_not, ParseClauseList(operand, name, depth));
-    } else if (name == "match" || name == "range") {
+    } else if (name == "match" || name == "range" || name == "values_count" || IsGeo(name)) {
       return Status::InvalidArgument("filter clause has '" + name + "' but no 'key'");
     } else {
       return Status::InvalidArgument("unknown filter clause '" + name +
-                                     "': expected must, should, must_not, key, is_null, is_empty, has_id");
+                                     "': expected must, should, must_not, key, is_null, is_empty, has_id, nested");
     }
   }
 
@@ -930,7 +1082,17 @@ Status CheckNodeTypes(const FilterNode& node, const std::map<std::string, FieldT
     return Status::OK();
   }
   const Condition& condition = node.condition;
-  if (condition.op == Condition::Op::kHasId) return Status::OK();
+  // Ids, counts of values, geo shapes and nested filters compare no literal with the field's
+  // values (a nested filter's keys are relative to its elements).
+  switch (condition.op) {
+    case Condition::Op::kHasId:
+    case Condition::Op::kValuesCount:
+    case Condition::Op::kGeoRadius:
+    case Condition::Op::kGeoBox:
+    case Condition::Op::kGeoPolygon:
+    case Condition::Op::kNested: return Status::OK();
+    default: break;
+  }
   const auto it = indexed.find(condition.key);
   if (it == indexed.end()) return Status::OK();
   auto check = [&](const Literal& literal) {
@@ -1037,6 +1199,27 @@ bool Condition::Matches(const json& payload) const {
       });
     case Op::kHasId:
       return false;  // (ids are not in payloads: the evaluator decides)
+    case Op::kValuesCount: {
+      int64_t count = 0;
+      AnyValue(payload, path, 0, true, [&](const json& v) {
+        count += v.is_null() ? 0 : 1;
+        return false;
+      });
+      return InRange(Number::Int(count));
+    }
+    case Op::kGeoRadius:
+    case Op::kGeoBox:
+    case Op::kGeoPolygon:
+      if (geo == nullptr) return false;
+      return AnyValue(payload, path, 0, true, [&](const json& v) {
+        if (!v.is_object()) return false;
+        const auto lon = v.find("lon"), lat = v.find("lat");
+        if (lon == v.end() || lat == v.end() || !lon->is_number() || !lat->is_number()) return false;
+        return geo->Contains({lon->get<double>(), lat->get<double>()});
+      });
+    case Op::kNested:
+      if (nested == nullptr) return false;
+      return AnyValue(payload, path, 0, true, [&](const json& v) { return v.is_object() && nested->Matches(v); });
     case Op::kText: {
       if (values.empty()) return false;
       const auto* text = std::get_if<std::string>(&values.front());
@@ -1044,6 +1227,63 @@ bool Condition::Matches(const json& payload) const {
       return AnyValue(payload, path, 0, true, [&](const json& v) {
         return v.is_string() && v.get_ref<const std::string&>().find(*text) != std::string::npos;
       });
+    }
+  }
+  return false;
+}
+
+namespace {
+constexpr double kEarthRadiusMetres = 6371008.8;  // mean radius
+constexpr double kPi = 3.14159265358979323846;
+
+double Radians(double degrees) { return degrees * (kPi / 180.0); }
+
+// Great-circle distance (haversine) in metres.
+double GreatCircleMetres(const GeoShape::Point& a, const GeoShape::Point& b) {
+  const double dlat = Radians(b.lat - a.lat), dlon = Radians(b.lon - a.lon);
+  const double h = std::sin(dlat / 2) * std::sin(dlat / 2) +
+                   std::cos(Radians(a.lat)) * std::cos(Radians(b.lat)) * std::sin(dlon / 2) * std::sin(dlon / 2);
+  return 2 * kEarthRadiusMetres * std::asin(std::min(1.0, std::sqrt(h)));
+}
+
+bool OnSegment(const GeoShape::Point& p, const GeoShape::Point& a, const GeoShape::Point& b) {
+  const double cross = (b.lon - a.lon) * (p.lat - a.lat) - (b.lat - a.lat) * (p.lon - a.lon);
+  if (std::abs(cross) > 1e-12 * (1 + std::abs(b.lon - a.lon) + std::abs(b.lat - a.lat))) return false;
+  return p.lon >= std::min(a.lon, b.lon) && p.lon <= std::max(a.lon, b.lon) && p.lat >= std::min(a.lat, b.lat) &&
+         p.lat <= std::max(a.lat, b.lat);
+}
+
+// 1: inside, 0: on the ring, -1: outside (the ring is closed: first == last).
+int RingSide(const std::vector<GeoShape::Point>& ring, const GeoShape::Point& p) {
+  bool inside = false;
+  for (size_t i = 0; i + 1 < ring.size(); ++i) {
+    const GeoShape::Point& a = ring[i];
+    const GeoShape::Point& b = ring[i + 1];
+    if (OnSegment(p, a, b)) return 0;
+    // Crossing number: edges that straddle the horizontal line through p, right of p.
+    if ((a.lat > p.lat) != (b.lat > p.lat)) {
+      const double lon = a.lon + (p.lat - a.lat) * (b.lon - a.lon) / (b.lat - a.lat);
+      if (p.lon < lon) inside = !inside;
+    }
+  }
+  return inside ? 1 : -1;
+}
+}  // namespace
+
+bool GeoShape::Contains(const Point& p) const {
+  switch (kind) {
+    case Kind::kRadius: return GreatCircleMetres(center, p) <= radius;
+    case Kind::kBox: {
+      if (p.lat > top_left.lat || p.lat < bottom_right.lat) return false;
+      if (top_left.lon <= bottom_right.lon) return p.lon >= top_left.lon && p.lon <= bottom_right.lon;
+      return p.lon >= top_left.lon || p.lon <= bottom_right.lon;  // across the antimeridian
+    }
+    case Kind::kPolygon: {
+      if (RingSide(exterior, p) < 0) return false;
+      for (const auto& hole : interiors) {
+        if (RingSide(hole, p) > 0) return false;
+      }
+      return true;
     }
   }
   return false;
@@ -1133,8 +1373,10 @@ Result<std::vector<std::string>> SplitFieldPath(std::string_view key) {
   size_t begin = 0;
   while (true) {
     const size_t dot = key.find('.', begin);
-    const std::string_view segment =
+    std::string_view segment =
         key.substr(begin, dot == std::string_view::npos ? std::string_view::npos : dot - begin);
+    // Qdrant's "diet[].food": arrays unwrap anyway, so "[]" adds nothing.
+    if (segment.size() > 2 && segment.ends_with("[]")) segment.remove_suffix(2);
     if (segment.empty()) {
       return Status::InvalidArgument("field path '" + std::string(key) + "' has an empty segment");
     }

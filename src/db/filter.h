@@ -27,6 +27,18 @@
 //   * `x != v` holds when x has a non-null value and no value of x equals v (so a missing field
 //     never matches it, as in SQL); it is text-form only.
 //   * {"has_id": [ids]} holds for the points with those ids (unknown ids match nothing).
+//   * {"key": k, "values_count": {"gte": 2}} counts k's non-null values (arrays unwrapped as
+//     above; a single value is one, a missing field none) and compares the count.
+//   * Geo conditions hold when a value of k is a point {"lon": x, "lat": y} (degrees) inside
+//     the shape: "geo_radius" (center, radius in metres, great-circle distance on a sphere of
+//     6,371,008.8 m), "geo_bounding_box" (top_left, bottom_right; a box whose left edge is east
+//     of its right edge spans the antimeridian) or "geo_polygon" (exterior ring, optional
+//     interior rings that cut holes; edges are straight lines in lon/lat, a point on an edge is
+//     inside). Values that are not points never match.
+//   * {"nested": {"key": k, "filter": F}} holds when one element of the array at k (or the
+//     object at k) satisfies all of F on its own, F's keys read from the element.
+//   * A key segment may end in "[]" (Qdrant's "diet[].food"): arrays unwrap anyway, so it reads
+//     the same as "diet.food".
 //   * An empty AND (the filter `{}`) matches everything; an empty "should" list adds no
 //     constraint; an empty IN list matches nothing.
 //
@@ -42,6 +54,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
@@ -96,6 +109,25 @@ std::string DescribeLiteral(const Literal& literal);
 // True when the payload value `value` equals the literal under the rules above.
 bool LiteralEquals(const Literal& literal, const nlohmann::json& value);
 
+struct FilterNode;
+
+// The shape of a geo condition; coordinates in degrees.
+struct GeoShape {
+  struct Point {
+    double lon = 0, lat = 0;
+  };
+  enum class Kind : uint8_t { kRadius, kBox, kPolygon };
+  Kind kind = Kind::kRadius;
+  Point center;                               // geo_radius
+  double radius = 0;                          // geo_radius, metres
+  Point top_left, bottom_right;               // geo_bounding_box
+  std::vector<Point> exterior;                // geo_polygon, closed (first == last)
+  std::vector<std::vector<Point>> interiors;  // geo_polygon holes, closed
+
+  // Whether p is inside the shape (on its border counts as inside).
+  bool Contains(const Point& p) const;
+};
+
 // A test on one field.
 struct Condition {
   enum class Op : uint8_t {
@@ -108,6 +140,11 @@ struct Condition {
     kHasId,     // the point's id is one of values (integers or strings); {"has_id": [1, "a"]}, JSON
                 // form only. Decided by the collection's ids (PayloadIndex::Evaluate's id lookup),
                 // never by a payload: Matches() is false.
+    kValuesCount,  // gt/gte/lt/lte bound the number of non-null values; {"values_count": {...}}
+    kGeoRadius,    // geo: a point value within geo->radius metres of geo->center
+    kGeoBox,       // geo: a point value within the box
+    kGeoPolygon,   // geo: a point value inside the exterior ring and outside every interior one
+    kNested,       // some element at the path satisfies *nested (keys relative to the element)
   };
 
   Op op = Op::kEqual;
@@ -115,6 +152,8 @@ struct Condition {
   std::vector<std::string> path;  // key split at the dots: {"meta", "color"}
   std::vector<Literal> values;
   std::optional<Number> gt, gte, lt, lte;
+  std::shared_ptr<const GeoShape> geo;        // kGeoRadius, kGeoBox, kGeoPolygon
+  std::shared_ptr<const FilterNode> nested;   // kNested
 
   // True when `number` satisfies every bound of a kRange condition.
   bool InRange(const Number& number) const;

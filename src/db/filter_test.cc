@@ -397,7 +397,7 @@ TEST(FilterJsonTest, AcceptsAParsedJsonValue) {
 
 TEST(FilterJsonTest, ErrorsArePrecise) {
   EXPECT_EQ(JsonError(R"({"mustt":[]})"),
-            "unknown filter clause 'mustt': expected must, should, must_not, key, is_null, is_empty, has_id");
+            "unknown filter clause 'mustt': expected must, should, must_not, key, is_null, is_empty, has_id, nested");
   EXPECT_EQ(JsonError(R"({"must":[{"key":"price","range":{"lt":"cheap"}}]})"),
             "range bound 'lt' for key 'price' must be a number, got string");
   EXPECT_EQ(
@@ -419,7 +419,8 @@ TEST(FilterJsonTest, ErrorsArePrecise) {
             "field path 'a..b' has an empty segment");
   EXPECT_EQ(JsonError(R"({"key":"","match":{"value":1}})"), "field path is empty");
   EXPECT_EQ(JsonError(R"({"key":"price","matc":{"value":1}})"),
-            "unknown filter clause 'matc' in condition on key 'price': expected match or range");
+            "unknown filter clause 'matc' in condition on key 'price': expected match, range, values_count, "
+            "geo_radius, geo_bounding_box or geo_polygon");
   EXPECT_EQ(JsonError(R"({"key":"price","must":[]})"),
             "filter clause cannot mix 'key' with 'must'");
   EXPECT_EQ(JsonError(R"({"key":"price"})"), "condition on key 'price' needs 'match' or 'range'");
@@ -608,9 +609,99 @@ TEST(FilterTest, QdrantHasIdParsesAndRefusesBadIds) {
   EXPECT_EQ(JsonError(R"({"has_id": 5})"), "'has_id' must be an array of point ids, got number");
   EXPECT_EQ(JsonError(R"({"has_id": [-1]})"), "'has_id' ids must be non-negative integers or non-empty strings, got -1");
   EXPECT_EQ(JsonError(R"({"has_id": [1], "key": "a"})"),
-            "unknown filter clause 'has_id' in condition on key 'a': expected match or range");
+            "unknown filter clause 'has_id' in condition on key 'a': expected match, range, values_count, "
+            "geo_radius, geo_bounding_box or geo_polygon");
   EXPECT_EQ(JsonError(R"({"has_id": [1], "is_null": {"key": "a"}})"), "filter clause cannot mix 'is_null' with 'has_id'");
   EXPECT_EQ(JsonError(R"({"has_id": [1], "must": []})"), "filter clause cannot mix 'has_id' with 'must'");
+}
+
+// values_count (issue 14): the number of non-null values the key reaches; a single value is one,
+// a missing field none.
+TEST(FilterTest, ValuesCountCountsNonNullValues) {
+  const Filter two_or_more = Json(R"({"key": "c", "values_count": {"gte": 2}})");
+  const Filter none = Json(R"({"key": "c", "values_count": {"lt": 1}})");
+  EXPECT_TRUE(two_or_more.Matches(json::parse(R"({"c": [1, 2, 3]})")));
+  EXPECT_TRUE(two_or_more.Matches(json::parse(R"({"c": ["a", "b"]})")));
+  EXPECT_FALSE(two_or_more.Matches(json::parse(R"({"c": 5})")));
+  EXPECT_FALSE(two_or_more.Matches(json::parse(R"({"c": [null, 1]})")));
+  EXPECT_TRUE(none.Matches(json::parse(R"({})")));
+  EXPECT_TRUE(none.Matches(json::parse(R"({"c": []})")));
+  EXPECT_FALSE(none.Matches(json::parse(R"({"c": 0})")));
+  // Counting is not comparing values: a keyword field takes numeric bounds.
+  EXPECT_TRUE(two_or_more.CheckTypes({{"c", FieldType::kKeyword}}).ok());
+  EXPECT_EQ(JsonError(R"({"key": "c", "values_count": {}})"), "'values_count' for key 'c' needs at least one of gt, gte, lt, lte");
+  EXPECT_EQ(JsonError(R"({"key": "c", "values_count": {"gte": 1}, "match": {"value": 1}})"),
+            "condition on key 'c' has both 'match' and 'values_count'; use one per condition");
+}
+
+// geo_radius: great-circle distance. London to Paris is 343.6 km on the mean-radius sphere.
+TEST(FilterTest, GeoRadiusUsesGreatCircleDistance) {
+  const json paris = json::parse(R"({"loc": {"lon": 2.3522, "lat": 48.8566}})");
+  auto within = [](double metres) {
+    return Json(R"({"key": "loc", "geo_radius": {"center": {"lon": -0.1278, "lat": 51.5074}, "radius": )" +
+                std::to_string(metres) + "}}");
+  };
+  EXPECT_TRUE(within(344000).Matches(paris));
+  EXPECT_FALSE(within(343000).Matches(paris));
+  // Any point of an array; values that are not points never match.
+  EXPECT_TRUE(within(1000).Matches(json::parse(R"({"loc": [{"lon": 2.35, "lat": 48.85}, {"lon": -0.1278, "lat": 51.5074}]})")));
+  EXPECT_FALSE(within(1e7).Matches(json::parse(R"({"loc": "London"})")));
+  EXPECT_FALSE(within(1e7).Matches(json::parse(R"({"loc": {"lon": 1}})")));
+  EXPECT_FALSE(within(1e7).Matches(json::parse(R"({})")));
+  EXPECT_EQ(JsonError(R"({"key": "loc", "geo_radius": {"center": {"lon": 0, "lat": 91}, "radius": 1}})"),
+            "'geo_radius' for key 'loc' center 'lat' 91 is outside [-90, 90]");
+  EXPECT_EQ(JsonError(R"({"key": "loc", "geo_radius": {"center": {"lon": 0, "lat": 0}}})"), "'geo_radius' for key 'loc' needs 'radius'");
+  EXPECT_EQ(JsonError(R"({"key": "loc", "geo_radius": {"center": {"lon": 0, "lat": 0}, "radius": -1}})"),
+            "'geo_radius' for key 'loc' radius must be a non-negative number of metres, got -1");
+  EXPECT_EQ(JsonError(R"({"geo_radius": {"center": {"lon": 0, "lat": 0}, "radius": 1}})"), "filter clause has 'geo_radius' but no 'key'");
+}
+
+TEST(FilterTest, GeoBoundingBoxIncludingAcrossTheAntimeridian) {
+  const Filter europe = Json(R"({"key": "p", "geo_bounding_box": {"top_left": {"lon": -10, "lat": 60}, "bottom_right": {"lon": 30, "lat": 35}}})");
+  EXPECT_TRUE(europe.Matches(json::parse(R"({"p": {"lon": 2.35, "lat": 48.85}})")));
+  EXPECT_TRUE(europe.Matches(json::parse(R"({"p": {"lon": 30, "lat": 35}})")));  // corner
+  EXPECT_FALSE(europe.Matches(json::parse(R"({"p": {"lon": -74, "lat": 40.7}})")));
+  const Filter pacific = Json(R"({"key": "p", "geo_bounding_box": {"top_left": {"lon": 170, "lat": 10}, "bottom_right": {"lon": -170, "lat": -10}}})");
+  EXPECT_TRUE(pacific.Matches(json::parse(R"({"p": {"lon": 179, "lat": 0}})")));
+  EXPECT_TRUE(pacific.Matches(json::parse(R"({"p": {"lon": -175, "lat": 5}})")));
+  EXPECT_FALSE(pacific.Matches(json::parse(R"({"p": {"lon": 0, "lat": 0}})")));
+  EXPECT_EQ(JsonError(R"({"key": "p", "geo_bounding_box": {"top_left": {"lon": 0, "lat": 0}, "bottom_right": {"lon": 1, "lat": 1}}})"),
+            "'geo_bounding_box' for key 'p' top_left lat must not be below bottom_right lat");
+}
+
+// A square with a square hole; the border (outer and the hole's) belongs to the polygon.
+TEST(FilterTest, GeoPolygonWithAHole) {
+  const Filter ring = Json(R"({"key": "p", "geo_polygon": {
+      "exterior": {"points": [{"lon": 0, "lat": 0}, {"lon": 10, "lat": 0}, {"lon": 10, "lat": 10}, {"lon": 0, "lat": 10}]},
+      "interiors": [{"points": [{"lon": 4, "lat": 4}, {"lon": 6, "lat": 4}, {"lon": 6, "lat": 6}, {"lon": 4, "lat": 6}, {"lon": 4, "lat": 4}]}]}})");
+  auto at = [](double lon, double lat) { return json{{"p", {{"lon", lon}, {"lat", lat}}}}; };
+  EXPECT_TRUE(ring.Matches(at(1, 1)));
+  EXPECT_TRUE(ring.Matches(at(10, 5)));  // outer edge
+  EXPECT_TRUE(ring.Matches(at(4, 5)));   // the hole's edge
+  EXPECT_FALSE(ring.Matches(at(5, 5)));  // in the hole
+  EXPECT_FALSE(ring.Matches(at(11, 5)));
+  EXPECT_FALSE(ring.Matches(at(-0.5, 5)));
+  EXPECT_EQ(JsonError(R"({"key": "p", "geo_polygon": {"exterior": {"points": [{"lon": 0, "lat": 0}, {"lon": 1, "lat": 1}]}}})"),
+            "'geo_polygon' for key 'p' exterior needs at least 3 distinct points, got 2");
+  EXPECT_EQ(JsonError(R"({"key": "p", "geo_polygon": {"outside": {}}})"),
+            "unknown field 'outside' in 'geo_polygon' for key 'p': expected exterior, interiors");
+}
+
+// nested: all of the inner filter on one element. The classic case: no dish is both meat and
+// liked, although the point has a meat dish and a liked dish.
+TEST(FilterTest, NestedHoldsForOneElementAtATime) {
+  const json payload = json::parse(R"({"diet": [{"food": "meat", "likes": false}, {"food": "veg", "likes": true}]})");
+  const Filter flat = Json(R"({"must": [{"key": "diet[].food", "match": {"value": "meat"}}, {"key": "diet[].likes", "match": {"value": true}}]})");
+  const Filter nested = Json(R"({"nested": {"key": "diet", "filter": {"must": [{"key": "food", "match": {"value": "meat"}}, {"key": "likes", "match": {"value": true}}]}}})");
+  const Filter liked_veg = Json(R"({"nested": {"key": "diet", "filter": {"must": [{"key": "food", "match": {"value": "veg"}}, {"key": "likes", "match": {"value": true}}]}}})");
+  EXPECT_TRUE(flat.Matches(payload));
+  EXPECT_FALSE(nested.Matches(payload));
+  EXPECT_TRUE(liked_veg.Matches(payload));
+  EXPECT_TRUE(liked_veg.Matches(json::parse(R"({"diet": {"food": "veg", "likes": true}})")));  // an object is one element
+  EXPECT_FALSE(liked_veg.Matches(json::parse(R"({"diet": "veg"})")));
+  EXPECT_EQ(JsonError(R"({"nested": {"key": "diet", "filter": {"has_id": [1]}}})"),
+            "'has_id' cannot be used inside 'nested' (ids belong to points, not elements)");
+  EXPECT_EQ(JsonError(R"({"nested": {"key": "diet"}})"), "'nested' needs 'filter'");
 }
 
 }  // namespace

@@ -260,7 +260,15 @@ class PayloadIndex::Evaluator {
     if (node.type == FilterNode::Type::kCondition) {
       // Substring tests are not in the index: they read payloads. Ids are answered from the
       // id map, without payloads.
-      if (node.condition.op == Condition::Op::kText) return Coverage::kNone;
+      switch (node.condition.op) {
+        case Condition::Op::kText:
+        case Condition::Op::kValuesCount:
+        case Condition::Op::kGeoRadius:
+        case Condition::Op::kGeoBox:
+        case Condition::Op::kGeoPolygon:
+        case Condition::Op::kNested: return Coverage::kNone;
+        default: break;
+      }
       if (node.condition.op == Condition::Op::kHasId) return Coverage::kFull;
       return index_.indexes_.count(node.condition.key) > 0 ? Coverage::kFull : Coverage::kNone;
     }
@@ -394,7 +402,12 @@ class PayloadIndex::Evaluator {
           hits = RangeUnion(field.floats, condition) & candidates;
         break;
       case Condition::Op::kIsNull: break;
-      case Condition::Op::kText: break;   // never indexed (CoverageOf)
+      case Condition::Op::kText:  // never indexed (CoverageOf)
+      case Condition::Op::kValuesCount:
+      case Condition::Op::kGeoRadius:
+      case Condition::Op::kGeoBox:
+      case Condition::Op::kGeoPolygon:
+      case Condition::Op::kNested: break;
       case Condition::Op::kHasId: break;  // answered above
     }
 

@@ -139,6 +139,35 @@ test('filters: is_empty, match any / except / text, range, must_not', async () =
   assert.deepEqual(await ids({ must: [{ has_id: [2, 5, 6] }], must_not: [{ key: 'color', match: { value: 'red' } }] }), [2, 5]);
 });
 
+test('filters: geo radius / box / polygon, values_count, nested', async () => {
+  await client.createCollection('places', { vectors: { size: 2, distance: 'Euclid' } });
+  const placePoints = [];
+  for (let i = 1; i <= 6; ++i) {
+    placePoints.push({ id: i, vector: [i, 0], payload: {
+      loc: { lon: i, lat: 0 },  // i degrees east along the equator: i x 111.2 km from (0, 0)
+      tags: Array.from({ length: i % 4 }, (_, j) => `t${j}`),
+      reviews: [{ stars: i, ok: i % 2 === 0 }, { stars: 7 - i, ok: i % 2 === 1 }] } });
+  }
+  await client.upsert('places', { wait: true, points: placePoints });
+  const ids = async (filter) => (await client.scroll('places', { filter, limit: 100 })).points.map((p) => p.id).sort((a, b) => a - b);
+  const pt = (lon, lat) => ({ lon, lat });
+  assert.deepEqual(await ids({ must: [{ key: 'loc', geo_radius: { center: pt(0, 0), radius: 350000 } }] }), [1, 2, 3]);
+  assert.deepEqual(await ids({ must: [{ key: 'loc', geo_bounding_box: { top_left: pt(1.5, 1), bottom_right: pt(4.5, -1) } }] }), [2, 3, 4]);
+  assert.deepEqual(await ids({ must: [{ key: 'loc', geo_polygon: {
+    exterior: { points: [pt(2.5, -1), pt(5.5, -1), pt(5.5, 1), pt(2.5, 1), pt(2.5, -1)] },
+    interiors: [{ points: [pt(3.5, -0.5), pt(4.5, -0.5), pt(4.5, 0.5), pt(3.5, 0.5), pt(3.5, -0.5)] }] } }] }), [3, 5]);
+  assert.deepEqual(await ids({ must: [{ key: 'tags', values_count: { gte: 2 } }] }), [2, 3, 6]);
+  // nested: both conditions on the same review; the flat form lets them hold on different ones.
+  const good = [{ key: 'stars', range: { gte: 5 } }, { key: 'ok', match: { value: true } }];
+  assert.deepEqual(await ids({ must: [{ nested: { key: 'reviews', filter: { must: good } } }] }), [1, 6]);
+  assert.deepEqual(await ids({ must: [{ key: 'reviews[].stars', range: { gte: 5 } }, { key: 'reviews[].ok', match: { value: true } }] }), [1, 2, 5, 6]);
+  // A search with a geo filter: the nearest allowed points, in order.
+  const hits = await client.search('places', { vector: [6, 0], limit: 2, filter: { must: [{ key: 'loc', geo_radius: { center: pt(0, 0), radius: 350000 } }] } });
+  assert.deepEqual(hits.map((h) => h.id), [3, 2]);
+  await assert.rejects(client.scroll('places', { filter: { must: [{ key: 'loc', geo_radius: { center: pt(0, 95), radius: 1 } }] } }), /Bad Request/);
+  await client.deleteCollection('places');
+});
+
 test('scroll pages through every point', async () => {
   const seen = [];
   let offset;
