@@ -535,6 +535,9 @@ Status RunTune(const Context& ctx, const TuneOptions& options) {
   request.k = options.k;
   request.sample = options.sample;
   request.vector = options.vector;
+  request.values = options.values;
+  std::sort(request.values.begin(), request.values.end());
+  request.store = !options.dry_run;
   FATHOM_ASSIGN_OR_RETURN(TuneResult result, c->Tune(request));
   if (options.json) {
     json tried = json::array();
@@ -554,9 +557,10 @@ Status RunTune(const Context& ctx, const TuneOptions& options) {
     *ctx.out << line;
   }
   char summary[200];
-  std::snprintf(summary, sizeof(summary), "%s %s=%d (recall@%zu %.4f on %zu queries from the collection), now its default\n",
+  std::snprintf(summary, sizeof(summary), "%s %s=%d (recall@%zu %.4f on %zu queries from the collection), %s\n",
                 result.reached ? "target reached:" : "target NOT reached; the most accurate setting tried:",
-                result.knob.c_str(), result.value, options.k, result.recall, result.queries);
+                result.knob.c_str(), result.value, options.k, result.recall, result.queries,
+                options.dry_run ? "not stored (--dry-run)" : "now its default");
   *ctx.out << summary;
   return db->Close();
 }

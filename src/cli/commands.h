@@ -130,6 +130,8 @@ struct TuneOptions {
   std::string vector;
   bool json = false;
   bool reset = false;  // forget the tuned default instead (Collection::ResetSearchDefaults)
+  std::vector<int> values;  // settings to try instead of the built-in ladder
+  bool dry_run = false;     // measure only: the default stays as it is (TuneRequest::store)
 };
 // Collection::Tune: prints what it measured and the setting it kept.
 Status RunTune(const Context& ctx, const TuneOptions& options);

@@ -264,6 +264,10 @@ int Run(int argc, char** argv) {
   tune_cmd->add_option("--vector", tune.vector, "which named vector");
   tune_cmd->add_flag("--json", tune.json, "print JSON");
   tune_cmd->add_flag("--reset", tune.reset, "forget the tuned default (searches use the index's own again)");
+  tune_cmd->add_option("--values", tune.values, "settings to measure instead of the built-in ladder, e.g. 32,64")
+      ->delimiter(',')
+      ->check(CLI::PositiveNumber);
+  tune_cmd->add_flag("--dry-run", tune.dry_run, "measure and print; keep the current default");
   AddCommonOptions(tune_cmd, &ctx, &durability, &verbose);
 
   // snapshot

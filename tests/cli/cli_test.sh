@@ -210,6 +210,11 @@ expect_contains "$(fathom info grid)" "(fathom tune: target recall 0.900" "info 
 expect_contains "$(fathom tune grid --reset)" "tuned default forgotten" "tune --reset"
 expect_eq "$(fathom tune grid --reset --json | json_get 'd["reset"]')" "False" "tune --reset twice"
 expect_not_contains "$(fathom info grid)" "fathom tune:" "info after tune --reset"
+# --values measures the settings given; --dry-run keeps the default as it was.
+expect_eq "$(fathom tune grid --values 64,8 --dry-run --sample 50 --json | json_get 'sorted(t["value"] for t in d["tried"])')" "[8, 64]" "tune --values"
+expect_not_contains "$(fathom info grid)" "fathom tune:" "tune --dry-run stores nothing"
+expect_contains "$(fathom tune grid --values 8 --dry-run --sample 50)" "not stored (--dry-run)" "tune --dry-run says so"
+expect_error 1 "values" fathom tune grid --values 0
 
 # Vectors on disk: floats in a file, codes in RAM; info says where each part lives.
 fathom create disky --dim 8 --metric cosine --index HNSW16,SQ8 --on-disk --on-disk-payload >/dev/null
