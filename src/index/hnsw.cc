@@ -871,6 +871,7 @@ void HnswIndex::SearchAmongByCodes(size_t n, const float* queries, size_t k, con
   const auto& kern = simd::Active();
   std::vector<float> q(d);
   std::vector<uint8_t> qcode(d);
+  std::vector<int8_t> qs8;
   std::vector<std::pair<uint32_t, uint32_t>> ranked(nodes.size());  // (code distance, node)
   auto greater = std::greater<std::pair<uint32_t, uint32_t>>();
   TopK top(k);
@@ -880,6 +881,10 @@ void HnswIndex::SearchAmongByCodes(size_t n, const float* queries, size_t k, con
     q.assign(queries + i * d, queries + (i + 1) * d);
     if (metric() == Metric::kCosine) simd::Normalize(q.data(), d);
     Sq8Encode(q.data(), qcode.data());
+    // The walk's dot-product form where it applies (the same integers as l2_sqr_u8).
+    const bool dot = sq8_norm_offset_ != 0 && kern.vnni;
+    int64_t qcode_norm = 0;
+    if (dot) PrepareSq8Walk(qcode.data(), d, qs8, &qcode_norm);
     double rounding = 0;  // |q' - c(q)|^2
     for (size_t j = 0; j < d; ++j) {
       const double e = double(std::clamp(q[j], sq_lo_, hi)) - (double(sq_lo_) + double(sq_scale_) * qcode[j]);
@@ -888,7 +893,14 @@ void HnswIndex::SearchAmongByCodes(size_t n, const float* queries, size_t k, con
     const double slack = std::sqrt(rounding) + 0.5 * double(sq_scale_) * std::sqrt(double(d));
     for (size_t c = 0; c < nodes.size(); ++c) {
       if (c + kAhead < nodes.size()) Prefetch(Code(nodes[c + kAhead]), code_bytes_);
-      ranked[c] = {kern.l2_sqr_u8(qcode.data(), Code(nodes[c]), d), nodes[c]};
+      const uint8_t* code = Code(nodes[c]);
+      if (dot) {
+        int32_t norm;
+        std::memcpy(&norm, code - code_offset_ + sq8_norm_offset_, sizeof(norm));
+        ranked[c] = {uint32_t(qcode_norm + norm - 2 * int64_t{kern.dot_u8_s8(code, qs8.data(), d)}), nodes[c]};
+      } else {
+        ranked[c] = {kern.l2_sqr_u8(qcode.data(), code, d), nodes[c]};
+      }
     }
     // Re-rank in code order until the bound passes the k-th exact distance.
     std::make_heap(ranked.begin(), ranked.end(), greater);
