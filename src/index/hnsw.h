@@ -17,8 +17,9 @@
 // ",SQ8": the graph is walked on 8-bit scalar codes (one range for all dimensions, learnt from
 // the first batch; later values outside it are clamped), which moves 4x fewer bytes per visited
 // node; the best candidates are then re-ranked with exact float32 distances, so returned
-// distances are exact. L2 and cosine (unit vectors: the same order) walk on L2 between codes;
-// inner product on the float query against dequantised codes.
+// distances are exact. L2 and cosine (unit vectors: the same order) walk on L2 between codes
+// (with AVX-512 VNNI, where the block has room for a per-node constant: one vpdpbusd per 64
+// bytes, see sq8_norm_offset_); inner product on the float query against dequantised codes.
 //
 // ",SQ4" (any metric): walked on per-dimension 4-bit scalar codes (index/quantizer.h; ranges
 // from the first batch) against the float query, L2 as |q|^2 - 2 <q, x'> + |x'|^2 with |x'|^2
