@@ -419,7 +419,7 @@ Result<FilterNode> ParseIsNull(const json& clause, const std::string& name) {
       return Status::InvalidArgument("filter clause cannot mix '" + name + "' with '" + other + "'");
     }
     return Status::InvalidArgument("unknown filter clause '" + other +
-                                   "': expected must, should, must_not, key, is_null, is_empty, has_id, nested");
+                                   "': expected must, should, must_not, min_should, key, is_null, is_empty, has_id, nested");
   }
   const json& operand = clause[name];
   if (!operand.is_object()) {
@@ -515,8 +515,21 @@ Result<FilterNode> ParseClause(const json& clause, size_t depth) {
   std::vector<FilterNode> must;
   std::vector<FilterNode> should;
   std::vector<FilterNode> must_not;
+  std::optional<FilterNode> at_least;
   for (const auto& [name, operand] : clause.items()) {
-    if (name == "must") {
+    if (name == "min_should") {
+      if (operand.is_null()) continue;
+      FATHOM_RETURN_IF_ERROR(CheckFields(operand, "'min_should'", {"conditions", "min_count"}, {"conditions", "min_count"}));
+      const json& count = operand["min_count"];
+      if (!count.is_number_unsigned()) {
+        return Status::InvalidArgument("'min_should' min_count must be a non-negative integer, got " + count.dump());
+      }
+      FilterNode node;
+      node.type = FilterNode::Type::kAtLeast;
+      node.min_count = count.get<size_t>();
+      FATHOM_ASSIGN_OR_RETURN(node.children, ParseClauseList(operand["conditions"], "min_should conditions", depth));
+      at_least = std::move(node);
+    } else if (name == "must") {
       FATHOM_ASSIGN_OR_RETURN(must, ParseClauseList(operand, name, depth));
     } else if (name == "should") {
       FATHOM_ASSIGN_OR_RETURN(should, ParseClauseList(operand, name, depth));
@@ -526,7 +539,7 @@ Result<FilterNode> ParseClause(const json& clause, size_t depth) {
       return Status::InvalidArgument("filter clause has '" + name + "' but no 'key'");
     } else {
       return Status::InvalidArgument("unknown filter clause '" + name +
-                                     "': expected must, should, must_not, key, is_null, is_empty, has_id, nested");
+                                     "': expected must, should, must_not, min_should, key, is_null, is_empty, has_id, nested");
     }
   }
 
@@ -542,6 +555,7 @@ Result<FilterNode> ParseClause(const json& clause, size_t depth) {
     node.children.push_back(std::move(any));
   }
   for (FilterNode& child : must_not) node.children.push_back(MakeNot(std::move(child)));
+  if (at_least) node.children.push_back(std::move(*at_least));
   // A lone part needs no AND around it; keeping the tree shallow keeps Depth() honest.
   if (node.children.size() == 1) return std::move(node.children.front());
   return node;
@@ -1302,6 +1316,14 @@ bool FilterNode::Matches(const json& payload) const {
       }
       return false;
     case Type::kNot: return children.empty() || !children.front().Matches(payload);
+    case Type::kAtLeast: {
+      size_t held = 0;
+      for (const FilterNode& child : children) {
+        if (held >= min_count) break;
+        held += child.Matches(payload) ? 1 : 0;
+      }
+      return held >= min_count;
+    }
     case Type::kCondition: return condition.Matches(payload);
   }
   return false;

@@ -39,6 +39,8 @@
 //     object at k) satisfies all of F on its own, F's keys read from the element.
 //   * A key segment may end in "[]" (Qdrant's "diet[].food"): arrays unwrap anyway, so it reads
 //     the same as "diet.food".
+//   * {"min_should": {"conditions": [...], "min_count": n}} holds when at least n of the
+//     conditions do (n = 0 always holds; n above their number never does).
 //   * An empty AND (the filter `{}`) matches everything; an empty "should" list adds no
 //     constraint; an empty IN list matches nothing.
 //
@@ -163,11 +165,13 @@ struct Condition {
 
 // One node of a parsed filter.
 struct FilterNode {
-  enum class Type : uint8_t { kAnd, kOr, kNot, kCondition };
+  // kAtLeast: at least min_count of the children hold (Qdrant's min_should).
+  enum class Type : uint8_t { kAnd, kOr, kNot, kCondition, kAtLeast };
 
   Type type = Type::kAnd;            // a default node is an empty AND: it matches everything
-  std::vector<FilterNode> children;  // kAnd / kOr: any number; kNot: exactly one
+  std::vector<FilterNode> children;  // kAnd / kOr / kAtLeast: any number; kNot: exactly one
   Condition condition;               // kCondition only
+  size_t min_count = 0;              // kAtLeast only
 
   bool Matches(const nlohmann::json& payload) const;
 };

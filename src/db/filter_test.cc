@@ -397,7 +397,7 @@ TEST(FilterJsonTest, AcceptsAParsedJsonValue) {
 
 TEST(FilterJsonTest, ErrorsArePrecise) {
   EXPECT_EQ(JsonError(R"({"mustt":[]})"),
-            "unknown filter clause 'mustt': expected must, should, must_not, key, is_null, is_empty, has_id, nested");
+            "unknown filter clause 'mustt': expected must, should, must_not, min_should, key, is_null, is_empty, has_id, nested");
   EXPECT_EQ(JsonError(R"({"must":[{"key":"price","range":{"lt":"cheap"}}]})"),
             "range bound 'lt' for key 'price' must be a number, got string");
   EXPECT_EQ(
@@ -702,6 +702,15 @@ TEST(FilterTest, NestedHoldsForOneElementAtATime) {
   EXPECT_EQ(JsonError(R"({"nested": {"key": "diet", "filter": {"has_id": [1]}}})"),
             "'has_id' cannot be used inside 'nested' (ids belong to points, not elements)");
   EXPECT_EQ(JsonError(R"({"nested": {"key": "diet"}})"), "'nested' needs 'filter'");
+}
+
+TEST(FilterTest, MinShouldNeedsAtLeastNConditions) {
+  const Filter two = Json(R"({"min_should": {"min_count": 2, "conditions": [
+      {"key": "a", "match": {"value": 1}}, {"key": "b", "match": {"value": 1}}, {"key": "c", "match": {"value": 1}}]}})");
+  EXPECT_TRUE(two.Matches(json::parse(R"({"a": 1, "c": 1})")));
+  EXPECT_FALSE(two.Matches(json::parse(R"({"a": 1, "c": 2})")));
+  EXPECT_EQ(JsonError(R"({"min_should": {"min_count": -1, "conditions": []}})"), "'min_should' min_count must be a non-negative integer, got -1");
+  EXPECT_EQ(JsonError(R"({"min_should": {"conditions": []}})"), "'min_should' needs 'min_count'");
 }
 
 }  // namespace

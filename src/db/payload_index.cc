@@ -247,6 +247,7 @@ class PayloadIndex::Evaluator {
       }
       case FilterNode::Type::kAnd: return EvalAnd(node, candidates);
       case FilterNode::Type::kOr: return EvalOr(node, candidates);
+      case FilterNode::Type::kAtLeast: return EvalAtLeast(node, candidates);
     }
     return Status::Internal("unknown filter node type");
   }
@@ -329,6 +330,19 @@ class PayloadIndex::Evaluator {
     FATHOM_ASSIGN_OR_RETURN(SlotBitmap accepted, Scan(unindexed, undecided, /*all=*/false));
     result |= accepted;
     return result;
+  }
+
+  // at_least[j]: the slots that j + 1 or more of the children accept so far.
+  Result<SlotBitmap> EvalAtLeast(const FilterNode& node, const SlotBitmap& candidates) {
+    if (node.min_count == 0) return candidates;
+    if (node.min_count > node.children.size()) return SlotBitmap();
+    std::vector<SlotBitmap> at_least(node.min_count);
+    for (const FilterNode& child : node.children) {
+      FATHOM_ASSIGN_OR_RETURN(SlotBitmap accepted, Eval(child, candidates));
+      for (size_t j = node.min_count - 1; j > 0; --j) at_least[j] |= at_least[j - 1] & accepted;
+      at_least[0] |= accepted;
+    }
+    return std::move(at_least.back());
   }
 
   // Reads the payload of every candidate and keeps those where all (or any) of `nodes` match.

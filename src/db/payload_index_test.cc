@@ -60,6 +60,22 @@ class Fixture {
     return Slots(*result);
   }
 
+  // The same for a filter in Qdrant's JSON form.
+  std::vector<uint32_t> EvalJson(std::string_view text, EvalStats* stats = nullptr) {
+    Result<Filter> filter = Filter::ParseJson(text);
+    EXPECT_TRUE(filter.ok()) << filter.status().ToString();
+    if (!filter.ok()) return {};
+    Result<SlotBitmap> result = index_.Evaluate(*filter, Range(static_cast<uint32_t>(payloads_.size())), Lookup(), stats);
+    EXPECT_TRUE(result.ok()) << text << ": " << result.status().ToString();
+    if (!result.ok()) return {};
+    std::vector<uint32_t> expected;
+    for (uint32_t slot = 0; slot < payloads_.size(); ++slot) {
+      if (filter->Matches(payloads_[slot])) expected.push_back(slot);
+    }
+    EXPECT_EQ(Slots(*result), expected) << text;
+    return Slots(*result);
+  }
+
   PayloadIndex& index() { return index_; }
   std::vector<json>& payloads() { return payloads_; }
 
@@ -600,6 +616,35 @@ TEST(PayloadTextsTest, HoldsTextsCompactly) {
   for (uint32_t s = 0; s < slots; ++s) texts.Clear(s);
   EXPECT_EQ(texts.Get(3), "{}");
   EXPECT_LE(texts.memory_bytes(), slots * 16);
+}
+
+// min_should (issue 14): at least n of the conditions, indexed or not; the index's answer is the
+// brute-force one (EvalJson checks), and the indexed children need no payloads.
+TEST(PayloadIndexTest, MinShouldCountsConditionsIndexedOrNot) {
+  Fixture f = Shop();
+  auto at_least = [&](int n) {
+    return f.EvalJson(R"({"min_should": {"min_count": )" + std::to_string(n) + R"(, "conditions": [
+        {"key": "cat", "match": {"value": "shoe"}}, {"key": "price", "range": {"lt": 40}},
+        {"key": "color", "match": {"value": "red"}}]}})");
+  };
+  // shoe: 0 1 3 5; price < 40: 0 3 5 7; red: 0 2 4.
+  EXPECT_EQ(at_least(0), (Slotlist{0, 1, 2, 3, 4, 5, 6, 7}));
+  EXPECT_EQ(at_least(1), (Slotlist{0, 1, 2, 3, 4, 5, 7}));
+  EXPECT_EQ(at_least(2), (Slotlist{0, 3, 5}));
+  EXPECT_EQ(at_least(3), (Slotlist{0}));
+  EXPECT_EQ(at_least(4), (Slotlist{}));
+  EvalStats stats;
+  EXPECT_EQ(f.EvalJson(R"({"must": [{"key": "sold", "match": {"value": false}}], "min_should": {"min_count": 2, "conditions": [
+        {"key": "cat", "match": {"value": "shoe"}}, {"key": "price", "range": {"lt": 40}}, {"key": "score", "range": {"gt": 4}}]}})", &stats),
+            (Slotlist{0, 3, 5}));
+  EXPECT_EQ(stats.scanned_conditions, 0u);  // every condition indexed: no payload read
+  // Geo and nested conditions in the index's evaluator read payloads.
+  f.Add(R"({"cat": "map", "loc": {"lon": 13.4, "lat": 52.5}, "parts": [{"a": 1, "b": 2}, {"a": 2, "b": 1}]})");  // 8
+  EXPECT_EQ(f.EvalJson(R"({"must": [{"key": "loc", "geo_radius": {"center": {"lon": 13.4, "lat": 52.51}, "radius": 2000}}]})"), (Slotlist{8}));
+  EXPECT_EQ(f.EvalJson(R"({"must": [{"nested": {"key": "parts", "filter": {"must": [{"key": "a", "match": {"value": 2}}, {"key": "b", "match": {"value": 1}}]}}}]})"),
+            (Slotlist{8}));
+  EXPECT_EQ(f.EvalJson(R"({"must": [{"nested": {"key": "parts", "filter": {"must": [{"key": "a", "match": {"value": 2}}, {"key": "b", "match": {"value": 2}}]}}}]})"),
+            (Slotlist{}));
 }
 
 }  // namespace

@@ -139,7 +139,7 @@ test('filters: is_empty, match any / except / text, range, must_not', async () =
   assert.deepEqual(await ids({ must: [{ has_id: [2, 5, 6] }], must_not: [{ key: 'color', match: { value: 'red' } }] }), [2, 5]);
 });
 
-test('filters: geo radius / box / polygon, values_count, nested', async () => {
+test('filters: geo radius / box / polygon, values_count, nested, min_should', async () => {
   await client.createCollection('places', { vectors: { size: 2, distance: 'Euclid' } });
   const placePoints = [];
   for (let i = 1; i <= 6; ++i) {
@@ -161,6 +161,10 @@ test('filters: geo radius / box / polygon, values_count, nested', async () => {
   const good = [{ key: 'stars', range: { gte: 5 } }, { key: 'ok', match: { value: true } }];
   assert.deepEqual(await ids({ must: [{ nested: { key: 'reviews', filter: { must: good } } }] }), [1, 6]);
   assert.deepEqual(await ids({ must: [{ key: 'reviews[].stars', range: { gte: 5 } }, { key: 'reviews[].ok', match: { value: true } }] }), [1, 2, 5, 6]);
+  // min_should: at least 2 of (within 350 km, 2+ tags, a good review).
+  assert.deepEqual(await ids({ min_should: { min_count: 2, conditions: [
+    { key: 'loc', geo_radius: { center: pt(0, 0), radius: 350000 } }, { key: 'tags', values_count: { gte: 2 } },
+    { nested: { key: 'reviews', filter: { must: good } } }] } }), [1, 2, 3, 6]);
   // A search with a geo filter: the nearest allowed points, in order.
   const hits = await client.search('places', { vector: [6, 0], limit: 2, filter: { must: [{ key: 'loc', geo_radius: { center: pt(0, 0), radius: 350000 } }] } });
   assert.deepEqual(hits.map((h) => h.id), [3, 2]);
