@@ -183,6 +183,7 @@ Status ParseRange(const json& range, Condition* condition, const std::string& na
                                    JsonTypeName(range));
   }
   condition->op = name == "range" ? Condition::Op::kRange : Condition::Op::kValuesCount;
+  bool numeric = false;  // a number bound (a datetime range takes strings only)
   for (const auto& [bound, operand] : range.items()) {
     std::optional<Number>* slot = nullptr;
     if (bound == "gt")
@@ -199,6 +200,17 @@ Status ParseRange(const json& range, Condition* condition, const std::string& na
     }
     // Clients that serialise every optional field (Qdrant's Python models) send null bounds.
     if (operand.is_null()) continue;
+    if (operand.is_string() && name == "range") {
+      const std::optional<int64_t> micros = ParseDatetime(operand.get_ref<const std::string&>());
+      if (!micros) {
+        return Status::InvalidArgument("range bound '" + bound + "' for key '" + key +
+                                       "' must be a number or an RFC 3339 datetime (e.g. \"2024-05-01T10:00:00Z\"), got " +
+                                       operand.dump());
+      }
+      condition->datetime = true;
+      *slot = Number::Int(*micros);
+      continue;
+    }
     if (!operand.is_number()) {
       return Status::InvalidArgument("range bound '" + bound + "' for key '" + key +
                                      "' must be a number, got " + JsonTypeName(operand));
@@ -208,10 +220,14 @@ Status ParseRange(const json& range, Condition* condition, const std::string& na
       return Status::InvalidArgument("range bound '" + bound + "' for key '" + key + "' is NaN");
     }
     *slot = number;
+    numeric = true;
   }
   if (!condition->gt && !condition->gte && !condition->lt && !condition->lte) {
     return Status::InvalidArgument("'" + name + "' for key '" + key +
                                    "' needs at least one of gt, gte, lt, lte");
+  }
+  if (condition->datetime && numeric) {
+    return Status::InvalidArgument("range for key '" + key + "' mixes datetime and number bounds");
   }
   return Status::OK();
 }
@@ -1096,8 +1112,10 @@ Status CheckNodeTypes(const FilterNode& node, const std::map<std::string, FieldT
     return Status::OK();
   }
   const Condition& condition = node.condition;
-  // Ids, counts of values, geo shapes and nested filters compare no literal with the field's
-  // values (a nested filter's keys are relative to its elements).
+  // Ids, counts of values, geo shapes, nested filters and datetimes compare no literal with the
+  // field's values as typed (a nested filter's keys are relative to its elements; a datetime
+  // bound is a string read as a time).
+  if (condition.datetime) return Status::OK();
   switch (condition.op) {
     case Condition::Op::kHasId:
     case Condition::Op::kValuesCount:
@@ -1207,6 +1225,13 @@ bool Condition::Matches(const json& payload) const {
         return false;
       });
     case Op::kRange:
+      if (datetime) {
+        return AnyValue(payload, path, 0, true, [&](const json& v) {
+          if (!v.is_string()) return false;
+          const std::optional<int64_t> micros = ParseDatetime(v.get_ref<const std::string&>());
+          return micros.has_value() && InRange(Number::Int(*micros));
+        });
+      }
       return AnyValue(payload, path, 0, true, [&](const json& v) {
         const std::optional<Number> number = Number::FromJson(v);
         return number.has_value() && InRange(*number);
@@ -1385,6 +1410,84 @@ std::vector<std::string> Filter::Fields() const {
 
 Status Filter::CheckTypes(const std::map<std::string, FieldType>& indexed) const {
   return CheckNodeTypes(root_, indexed);
+}
+
+// ---- datetimes ----------------------------------------------------------------------------
+
+namespace {
+// Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (Howard Hinnant's method).
+int64_t DaysFromCivil(int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const unsigned yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<int64_t>(doe) - 719468;
+}
+
+bool Digits(std::string_view text, size_t at, size_t n, int* out) {
+  if (at + n > text.size()) return false;
+  int value = 0;
+  for (size_t i = at; i < at + n; ++i) {
+    if (text[i] < '0' || text[i] > '9') return false;
+    value = value * 10 + (text[i] - '0');
+  }
+  *out = value;
+  return true;
+}
+}  // namespace
+
+std::optional<int64_t> ParseDatetime(std::string_view t) {
+  int year, month, day, hour = 0, minute = 0, second = 0;
+  if (!Digits(t, 0, 4, &year) || t.size() < 10 || t[4] != '-' || !Digits(t, 5, 2, &month) || t[7] != '-' ||
+      !Digits(t, 8, 2, &day)) {
+    return std::nullopt;
+  }
+  static constexpr int kDays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  if (month < 1 || month > 12 || day < 1 || day > kDays[month - 1] || (month == 2 && day == 29 && !leap)) return std::nullopt;
+  int64_t micros = 0;
+  int64_t offset_seconds = 0;
+  size_t i = 10;
+  if (i < t.size()) {
+    if (t[i] != 'T' && t[i] != 't' && t[i] != ' ') return std::nullopt;
+    if (!Digits(t, i + 1, 2, &hour) || i + 3 >= t.size() || t[i + 3] != ':' || !Digits(t, i + 4, 2, &minute)) return std::nullopt;
+    i += 6;
+    if (i < t.size() && t[i] == ':') {
+      if (!Digits(t, i + 1, 2, &second)) return std::nullopt;
+      i += 3;
+      if (i < t.size() && t[i] == '.') {
+        ++i;
+        int64_t scale = 100000;
+        const size_t start = i;
+        for (; i < t.size() && t[i] >= '0' && t[i] <= '9'; ++i) {
+          micros += (t[i] - '0') * scale;
+          scale /= 10;
+        }
+        if (i == start) return std::nullopt;
+      }
+    }
+    if (hour > 23 || minute > 59 || second > 60) return std::nullopt;
+    if (i < t.size()) {
+      if ((t[i] == 'Z' || t[i] == 'z') && i + 1 == t.size()) {
+        ++i;
+      } else if (t[i] == '+' || t[i] == '-') {
+        int oh, om;
+        if (!Digits(t, i + 1, 2, &oh) || i + 3 >= t.size() || t[i + 3] != ':' || !Digits(t, i + 4, 2, &om) ||
+            i + 6 != t.size() || oh > 23 || om > 59) {
+          return std::nullopt;
+        }
+        offset_seconds = (t[i] == '+' ? 1 : -1) * int64_t(oh * 3600 + om * 60);
+        i += 6;
+      } else {
+        return std::nullopt;
+      }
+    }
+  }
+  if (i != t.size() && t.size() != 10) return std::nullopt;
+  const int64_t seconds = DaysFromCivil(year, unsigned(month), unsigned(day)) * 86400 + hour * 3600 + minute * 60 + second -
+                          offset_seconds;
+  return seconds * 1000000 + micros;
 }
 
 // ---- field paths --------------------------------------------------------------------------

@@ -39,6 +39,9 @@
 //     object at k) satisfies all of F on its own, F's keys read from the element.
 //   * A key segment may end in "[]" (Qdrant's "diet[].food"): arrays unwrap anyway, so it reads
 //     the same as "diet.food".
+//   * A range whose bounds are strings compares datetimes: "2024-05-01", "2024-05-01T10:00:00Z",
+//     "2024-05-01 10:00:00.5+02:00" (no offset: UTC); values are strings in the same forms, and
+//     a value that is not one never matches.
 //   * {"min_should": {"conditions": [...], "min_count": n}} holds when at least n of the
 //     conditions do (n = 0 always holds; n above their number never does).
 //   * An empty AND (the filter `{}`) matches everything; an empty "should" list adds no
@@ -154,6 +157,9 @@ struct Condition {
   std::vector<std::string> path;  // key split at the dots: {"meta", "color"}
   std::vector<Literal> values;
   std::optional<Number> gt, gte, lt, lte;
+  // kRange with RFC 3339 strings as bounds (Qdrant's datetime range): the bounds hold
+  // microseconds since 1970-01-01 UTC, and values are strings read the same way.
+  bool datetime = false;
   std::shared_ptr<const GeoShape> geo;        // kGeoRadius, kGeoBox, kGeoPolygon
   std::shared_ptr<const FilterNode> nested;   // kNested
 
@@ -211,6 +217,9 @@ class Filter {
 
   FilterNode root_;
 };
+
+// RFC 3339 (and the forms above) as microseconds since 1970-01-01 UTC; nullopt if not one.
+std::optional<int64_t> ParseDatetime(std::string_view text);
 
 // Splits "meta.color" into {"meta", "color"}; rejects an empty key or an empty segment.
 Result<std::vector<std::string>> SplitFieldPath(std::string_view key);

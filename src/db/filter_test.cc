@@ -399,7 +399,7 @@ TEST(FilterJsonTest, ErrorsArePrecise) {
   EXPECT_EQ(JsonError(R"({"mustt":[]})"),
             "unknown filter clause 'mustt': expected must, should, must_not, min_should, key, is_null, is_empty, has_id, nested");
   EXPECT_EQ(JsonError(R"({"must":[{"key":"price","range":{"lt":"cheap"}}]})"),
-            "range bound 'lt' for key 'price' must be a number, got string");
+            "range bound 'lt' for key 'price' must be a number or an RFC 3339 datetime (e.g. \"2024-05-01T10:00:00Z\"), got \"cheap\"");
   EXPECT_EQ(
       JsonError(R"({"must": [})"),
       "filter is not valid JSON at byte 11: syntax error while parsing value - unexpected '}'; "
@@ -711,6 +711,30 @@ TEST(FilterTest, MinShouldNeedsAtLeastNConditions) {
   EXPECT_FALSE(two.Matches(json::parse(R"({"a": 1, "c": 2})")));
   EXPECT_EQ(JsonError(R"({"min_should": {"min_count": -1, "conditions": []}})"), "'min_should' min_count must be a non-negative integer, got -1");
   EXPECT_EQ(JsonError(R"({"min_should": {"conditions": []}})"), "'min_should' needs 'min_count'");
+}
+
+// Datetime ranges (Qdrant's): string bounds in RFC 3339, values read the same way.
+TEST(FilterTest, DatetimeRangesCompareTimes) {
+  EXPECT_EQ(ParseDatetime("1970-01-01T00:00:00Z"), 0);
+  EXPECT_EQ(ParseDatetime("1970-01-02"), int64_t{86400} * 1000000);
+  EXPECT_EQ(ParseDatetime("2000-03-01T00:00:00Z"), int64_t{951868800} * 1000000);
+  EXPECT_EQ(ParseDatetime("2024-05-01T12:00:00+02:00"), ParseDatetime("2024-05-01T10:00:00Z"));
+  EXPECT_EQ(ParseDatetime("2024-05-01 10:00:00.25"), *ParseDatetime("2024-05-01T10:00:00Z") + 250000);
+  EXPECT_EQ(ParseDatetime("2024-05-01T10:00Z"), ParseDatetime("2024-05-01T10:00:00Z"));
+  for (const char* bad : {"2023-02-29", "2024-13-01", "2024-05-01T25:00:00Z", "2024-05-01X", "yesterday", "2024-5-1",
+                          "2024-05-01T10:00:00+2", "2024-05-01T10:00:00.Z"}) {
+    EXPECT_FALSE(ParseDatetime(bad).has_value()) << bad;
+  }
+  const Filter may = Json(R"({"key": "t", "range": {"gte": "2024-05-01T00:00:00Z", "lt": "2024-06-01"}})");
+  EXPECT_TRUE(may.Matches(json::parse(R"({"t": "2024-05-31T23:59:59.999Z"})")));
+  EXPECT_TRUE(may.Matches(json::parse(R"({"t": ["2023-01-01", "2024-05-02 08:00:00+03:00"]})")));
+  EXPECT_FALSE(may.Matches(json::parse(R"({"t": "2024-06-01T00:00:00Z"})")));
+  EXPECT_FALSE(may.Matches(json::parse(R"({"t": "2024-04-30T23:00:00-00:30"})")));
+  EXPECT_FALSE(may.Matches(json::parse(R"({"t": 1714521600})")));  // a number is not a datetime
+  EXPECT_TRUE(may.CheckTypes({{"t", FieldType::kKeyword}}).ok());
+  EXPECT_EQ(JsonError(R"({"key": "t", "range": {"gte": "soon"}})"),
+            "range bound 'gte' for key 't' must be a number or an RFC 3339 datetime (e.g. \"2024-05-01T10:00:00Z\"), got \"soon\"");
+  EXPECT_EQ(JsonError(R"({"key": "t", "range": {"gte": "2024-05-01", "lt": 5}})"), "range for key 't' mixes datetime and number bounds");
 }
 
 }  // namespace

@@ -261,6 +261,7 @@ class PayloadIndex::Evaluator {
     if (node.type == FilterNode::Type::kCondition) {
       // Substring tests are not in the index: they read payloads. Ids are answered from the
       // id map, without payloads.
+      if (node.condition.datetime) return Coverage::kNone;  // (strings: no index orders them)
       switch (node.condition.op) {
         case Condition::Op::kText:
         case Condition::Op::kValuesCount:

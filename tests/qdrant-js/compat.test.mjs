@@ -139,12 +139,13 @@ test('filters: is_empty, match any / except / text, range, must_not', async () =
   assert.deepEqual(await ids({ must: [{ has_id: [2, 5, 6] }], must_not: [{ key: 'color', match: { value: 'red' } }] }), [2, 5]);
 });
 
-test('filters: geo radius / box / polygon, values_count, nested, min_should', async () => {
+test('filters: geo radius / box / polygon, values_count, nested, min_should, datetime range', async () => {
   await client.createCollection('places', { vectors: { size: 2, distance: 'Euclid' } });
   const placePoints = [];
   for (let i = 1; i <= 6; ++i) {
     placePoints.push({ id: i, vector: [i, 0], payload: {
       loc: { lon: i, lat: 0 },  // i degrees east along the equator: i x 111.2 km from (0, 0)
+      when: `2024-05-0${i}T12:00:00Z`,
       tags: Array.from({ length: i % 4 }, (_, j) => `t${j}`),
       reviews: [{ stars: i, ok: i % 2 === 0 }, { stars: 7 - i, ok: i % 2 === 1 }] } });
   }
@@ -161,6 +162,8 @@ test('filters: geo radius / box / polygon, values_count, nested, min_should', as
   const good = [{ key: 'stars', range: { gte: 5 } }, { key: 'ok', match: { value: true } }];
   assert.deepEqual(await ids({ must: [{ nested: { key: 'reviews', filter: { must: good } } }] }), [1, 6]);
   assert.deepEqual(await ids({ must: [{ key: 'reviews[].stars', range: { gte: 5 } }, { key: 'reviews[].ok', match: { value: true } }] }), [1, 2, 5, 6]);
+  // Datetime range (RFC 3339 bounds; 14:00+02:00 is 12:00 UTC, so the 5th is excluded by lt).
+  assert.deepEqual(await ids({ must: [{ key: 'when', range: { gte: '2024-05-03', lt: '2024-05-05T14:00:00+02:00' } }] }), [3, 4]);
   // min_should: at least 2 of (within 350 km, 2+ tags, a good review).
   assert.deepEqual(await ids({ min_should: { min_count: 2, conditions: [
     { key: 'loc', geo_radius: { center: pt(0, 0), radius: 350000 } }, { key: 'tags', values_count: { gte: 2 } },
