@@ -70,6 +70,7 @@ struct HnswIndex::Query {
   const uint8_t* code = nullptr;  // SQ8 code of the query
   const int8_t* qs8 = nullptr;    // SQ8 walk with a norm slot: code - 128 as signed bytes
   int64_t code_norm = 0;          // and |code|^2
+  bool code_exact = false;        // SQ8 with a unit step: the code decodes to exactly the query
   float sum = 0;                  // sum of vec (SQ8 inner product)
   const RaBitQuantizer::Query* rbq = nullptr;  // RBQ: the rotated, quantised query
   const ScalarQuantizer::Query* sq = nullptr;  // SQ4: the query scaled per dimension
@@ -294,6 +295,7 @@ void HnswIndex::TrainQuantizerLocked(size_t n, const float* x) {
     return;
   }
   float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+  bool observed_integers = n > 0;
   std::vector<float> row(dim());
   for (size_t i = 0; i < n; ++i) {
     row.assign(x + i * dim(), x + (i + 1) * dim());
@@ -301,8 +303,10 @@ void HnswIndex::TrainQuantizerLocked(size_t n, const float* x) {
     for (float v : row) {
       lo = std::min(lo, v);
       hi = std::max(hi, v);
+      observed_integers = observed_integers && v == std::nearbyint(v) && std::abs(v) < 1e6f;
     }
   }
+  const float observed_lo = lo, observed_hi = hi;
   if (n < 1000) {
     // A small first batch says little about the range: leave room on both sides.
     float pad = 0.25f * (hi - lo) + 1e-3f;
@@ -311,6 +315,14 @@ void HnswIndex::TrainQuantizerLocked(size_t n, const float* x) {
   }
   sq_lo_ = lo;
   sq_scale_ = hi > lo ? (hi - lo) / 255.0f : 1.0f;
+  // Integer data spanning at most 256 values (pixels, SIFT descriptors) with L2, seen in a first
+  // batch large enough to trust (a few integer points may precede real-valued ones): a unit
+  // step, so every code decodes to exactly its value and re-ranking cannot change the order.
+  if (metric() == Metric::kL2 && n >= 1000 && observed_integers && observed_hi - observed_lo <= 255.0f) {
+    sq_lo_ = observed_lo - std::floor((255.0f - (observed_hi - observed_lo)) / 2);
+    sq_scale_ = 1.0f;
+    sq8_exact_.store(true);
+  }
   sq_trained_ = true;
 }
 
@@ -332,6 +344,8 @@ void HnswIndex::EncodeNode(uint32_t node, const float* v) {
   if (spec_.sq8) {
     Sq8Encode(dst, const_cast<uint8_t*>(Code(node)));
     SetSq8Norm(node);
+    // (Before the node is linked: a search that reaches it then sees the flag cleared.)
+    if (sq8_exact_.load(std::memory_order_relaxed) && !Sq8DecodesExactly(dst, Code(node))) sq8_exact_.store(false);
   }
   if (spec_.sq4) Sq4Encode(dst, const_cast<uint8_t*>(Code(node)));
 }
@@ -358,6 +372,14 @@ void HnswIndex::NodeQuery(uint32_t node, Scratch& s, Query* q) const {
     PrepareSq8Walk(q->code, dim(), s.qs8, &q->code_norm);
     q->qs8 = s.qs8.data();
   }
+}
+
+bool HnswIndex::Sq8DecodesExactly(const float* v, const uint8_t* code) const {
+  if (sq_scale_ != 1.0f) return false;
+  for (size_t j = 0; j < dim(); ++j) {
+    if (sq_lo_ + float(code[j]) != v[j]) return false;
+  }
+  return true;
 }
 
 void HnswIndex::Sq8Encode(const float* v, uint8_t* code) const {
@@ -444,6 +466,7 @@ void HnswIndex::PrepareQuery(const float* v, Scratch& s, Query* q) const {
     for (size_t j = 0; j < d; ++j) sum += q->vec[j];
     q->code = s.qcode.data();
     q->sum = sum;
+    q->code_exact = metric() == Metric::kL2 && Sq8DecodesExactly(q->vec, q->code);
     if (sq8_norm_offset_ != 0 && simd::Active().vnni) {
       PrepareSq8Walk(q->code, d, s.qs8, &q->code_norm);
       q->qs8 = s.qs8.data();
@@ -710,6 +733,12 @@ void HnswIndex::SearchOne(const float* query, size_t k, const SearchParams& para
       }
       top.Push(MetricDistance(metric(), q.vec, Vector(node), dim()), labels_[node]);
     }
+  } else if (spec_.sq8 && params.rerank <= 0 && q.code_exact && sq8_exact_.load(std::memory_order_acquire)) {
+    // The query and every stored vector are exactly their codes (integer data, unit step): the
+    // code distances are the distances, so re-ranking could change nothing. (The flag is read
+    // after the walk: a node the walk saw was encoded, and any clearing done, before it was
+    // linked.)
+    for (size_t i = 0; i < std::min(k, found.size()); ++i) top.Push(found[i].first, labels_[found[i].second]);
   } else if (spec_.sq8 || spec_.rbq || spec_.sq4 || (spec_.fp16 && store_)) {
     // SQ4: every candidate the walk found (16 levels a dimension cannot order close neighbours:
     // on CNN embeddings the best 8k of ef=256 capped recall@10 at 0.995).
@@ -1529,6 +1558,7 @@ Status HnswIndex::DeserializeBody(ByteSource& r, uint64_t count, uint32_t versio
   FATHOM_RETURN_IF_ERROR(r.Read(&sq_scale_));
   FATHOM_RETURN_IF_ERROR(r.Read(&next_label_));
   sq_trained_ = trained != 0;
+  sq8_exact_.store(false);  // (set again below when the float vectors show it)
   const size_t per_node = version >= 2 ? 1 : sizeof(label_t) + 2 + node_bytes_;
   if (r.remaining() < size_t{nodes} * per_node) {
     return Status::Corruption("HNSW index body is truncated: " + std::to_string(nodes) +
@@ -1629,6 +1659,14 @@ Status HnswIndex::DeserializeBody(ByteSource& r, uint64_t count, uint32_t versio
       }
       FATHOM_RETURN_IF_ERROR(read_upper(u));
     }
+  }
+  // Integer data (see sq8_exact_): the float vectors just read say whether every code is exact.
+  if (spec_.sq8 && vectors_ && sq_trained_ && sq_scale_ == 1.0f && metric() == Metric::kL2) {
+    bool exact = true;
+    for (uint32_t u = 0; u < nodes && exact; ++u) {
+      if (state_[u].load() != kFree) exact = Sq8DecodesExactly(Vector(u), Code(u));
+    }
+    sq8_exact_.store(exact);
   }
   // Labels, on a second thread while the links are checked below (the two passes touch
   // different memory; at 10M nodes each takes seconds). A concurrent save can catch a label on

@@ -122,6 +122,8 @@ class HnswIndex final : public Index {
   void EncodeNode(uint32_t node, const float* v);
   // The SQ8 code of v: round((v - sq_lo_) / sq_scale_), clamped to [0, 255].
   void Sq8Encode(const float* v, uint8_t* code) const;
+  // True when the step is 1 and the code decodes to exactly v.
+  bool Sq8DecodesExactly(const float* v, const uint8_t* code) const;
   // Writes node's |b|^2 - 256 * sum(b) at sq8_norm_offset_ (when there is one).
   void SetSq8Norm(uint32_t node);
   // A query for comparing node with others (construction): its vector or code, and for the SQ8
@@ -217,6 +219,9 @@ class HnswIndex final : public Index {
 
   // SQ8 quantizer: code = round((x - sq_lo_) / sq_scale_), clamped to [0, 255].
   bool sq_trained_ = false;
+  // L2 with a unit step (integer data) and every vector encoded so far decoding exactly: then a
+  // query that does too needs no re-ranking. Cleared for good by the first vector that does not.
+  std::atomic<bool> sq8_exact_{false};
   float sq_lo_ = 0;
   float sq_scale_ = 1;
   // RBQ quantizer (trained with the first batch, like the SQ8 range).

@@ -1073,5 +1073,62 @@ TEST(HnswTest, Sq8DotProductWalkEqualsTheIntegerL2OnEveryPath) {
   if (!dot_path_seen) std::printf("(this CPU has no VNNI: the dot-product walk was not exercised)\n");
 }
 
+// Integer data (pixels, SIFT): SQ8 takes a unit step, every code decodes exactly, and a query
+// that is exact too skips re-ranking. Distances stay exact: against a double-precision loop,
+// with the same neighbours as a forced re-rank, after a reload, and once a non-integer vector
+// arrives (the skip ends for good).
+TEST(HnswTest, IntegerDataSkipsRerankingAndStaysExact) {
+  auto data = Clustered(3000, 40, 32, 20, 43);
+  for (float& x : data.base) x = std::clamp(std::round(x * 20 + 100), 0.0f, 220.0f);
+  for (float& x : data.queries) x = std::clamp(std::round(x * 20 + 100), 0.0f, 220.0f);
+  auto index = Build("HNSW16,SQ8", data, Metric::kL2, 1);
+  const size_t k = 10;
+  auto search = [&](const Index& ix, const float* q, int rerank, std::vector<float>* d, std::vector<label_t>* l) {
+    SearchParams p;
+    p.ef = 64;
+    p.rerank = rerank;
+    d->assign(k, 0);
+    l->assign(k, -1);
+    ASSERT_TRUE(ix.Search(1, q, k, d->data(), l->data(), p).ok());
+  };
+  auto exact = [&](const float* q, label_t label) {
+    double sum = 0;
+    for (size_t j = 0; j < data.dim; ++j) {
+      const double diff = double(q[j]) - data.base[size_t(label) * data.dim + j];
+      sum += diff * diff;
+    }
+    return sum;
+  };
+  const std::string path = ::testing::TempDir() + "/hnsw_integer_sq8.fathom";
+  ASSERT_TRUE(index->Save(path).ok());
+  auto loaded = std::move(Index::Load(path)).value();
+  for (size_t qi = 0; qi < data.nq(); ++qi) {
+    const float* q = data.queries.data() + qi * data.dim;
+    std::vector<float> d, d_forced, d_loaded;
+    std::vector<label_t> l, l_forced, l_loaded;
+    search(*index, q, 0, &d, &l);
+    search(*index, q, int(2 * k), &d_forced, &l_forced);
+    search(*loaded, q, 0, &d_loaded, &l_loaded);
+    EXPECT_EQ(l, l_forced);
+    EXPECT_EQ(l, l_loaded);
+    for (size_t j = 0; j < k; ++j) {
+      ASSERT_GE(l[j], 0);
+      EXPECT_NEAR(d[j], exact(q, l[j]), 1e-6 * exact(q, l[j]) + 1e-6);
+      EXPECT_EQ(d[j], d_loaded[j]);
+    }
+  }
+  // A vector half a step off the first query: its distance is 0.25, which codes cannot say.
+  std::vector<float> off(data.queries.begin(), data.queries.begin() + data.dim);
+  off[0] += 0.5f;
+  const label_t off_label = 100000;
+  ASSERT_TRUE(index->Add(1, off.data(), &off_label).ok());
+  std::vector<float> d;
+  std::vector<label_t> l;
+  search(*index, data.queries.data(), 0, &d, &l);
+  EXPECT_EQ(l[0], off_label);
+  EXPECT_FLOAT_EQ(d[0], 0.25f);
+  std::filesystem::remove(path);
+}
+
 }  // namespace
 }  // namespace fathom
