@@ -46,40 +46,34 @@ class Fixture {
                              bool with_lookup = true) {
     Result<Filter> filter = Filter::ParseText(text);
     EXPECT_TRUE(filter.ok()) << filter.status().ToString();
-    Result<SlotBitmap> result =
-        index_.Evaluate(*filter, Range(static_cast<uint32_t>(payloads_.size())),
-                        with_lookup ? Lookup() : PayloadLookup(), stats);
-    EXPECT_TRUE(result.ok()) << text << ": " << result.status().ToString();
-    if (!result.ok()) return {};
-    // Whatever the path, the answer must be the brute-force one.
-    std::vector<uint32_t> expected;
-    for (uint32_t slot = 0; slot < payloads_.size(); ++slot) {
-      if (filter->Matches(payloads_[slot])) expected.push_back(slot);
-    }
-    EXPECT_EQ(Slots(*result), expected) << text;
-    return Slots(*result);
+    return filter.ok() ? Checked(*filter, text, stats, with_lookup) : std::vector<uint32_t>{};
   }
 
   // The same for a filter in Qdrant's JSON form.
   std::vector<uint32_t> EvalJson(std::string_view text, EvalStats* stats = nullptr) {
     Result<Filter> filter = Filter::ParseJson(text);
     EXPECT_TRUE(filter.ok()) << filter.status().ToString();
-    if (!filter.ok()) return {};
-    Result<SlotBitmap> result = index_.Evaluate(*filter, Range(static_cast<uint32_t>(payloads_.size())), Lookup(), stats);
-    EXPECT_TRUE(result.ok()) << text << ": " << result.status().ToString();
-    if (!result.ok()) return {};
-    std::vector<uint32_t> expected;
-    for (uint32_t slot = 0; slot < payloads_.size(); ++slot) {
-      if (filter->Matches(payloads_[slot])) expected.push_back(slot);
-    }
-    EXPECT_EQ(Slots(*result), expected) << text;
-    return Slots(*result);
+    return filter.ok() ? Checked(*filter, text, stats, true) : std::vector<uint32_t>{};
   }
 
   PayloadIndex& index() { return index_; }
   std::vector<json>& payloads() { return payloads_; }
 
  private:
+  // The index's answer, checked against the brute-force one (whatever path it took).
+  std::vector<uint32_t> Checked(const Filter& filter, std::string_view text, EvalStats* stats, bool with_lookup) {
+    Result<SlotBitmap> result = index_.Evaluate(filter, Range(static_cast<uint32_t>(payloads_.size())),
+                                                with_lookup ? Lookup() : PayloadLookup(), stats);
+    EXPECT_TRUE(result.ok()) << text << ": " << result.status().ToString();
+    if (!result.ok()) return {};
+    std::vector<uint32_t> expected;
+    for (uint32_t slot = 0; slot < payloads_.size(); ++slot) {
+      if (filter.Matches(payloads_[slot])) expected.push_back(slot);
+    }
+    EXPECT_EQ(Slots(*result), expected) << text;
+    return Slots(*result);
+  }
+
   PayloadIndex index_;
   std::vector<json> payloads_;
 };
