@@ -435,7 +435,7 @@ Result<FilterNode> ParseIsNull(const json& clause, const std::string& name) {
       return Status::InvalidArgument("filter clause cannot mix '" + name + "' with '" + other + "'");
     }
     return Status::InvalidArgument("unknown filter clause '" + other +
-                                   "': expected must, should, must_not, min_should, key, is_null, is_empty, has_id, nested");
+                                   "': expected must, should, must_not, min_should, key, is_null, is_empty, has_id, has_vector, nested");
   }
   const json& operand = clause[name];
   if (!operand.is_object()) {
@@ -524,6 +524,19 @@ Result<FilterNode> ParseClause(const json& clause, size_t depth) {
   if (depth > kMaxFilterDepth) return NestedTooDeep();
   if (clause.contains("key")) return ParseFieldCondition(clause);
   if (clause.contains("nested")) return ParseNested(clause, depth);
+  if (clause.contains("has_vector")) {
+    for (const auto& [other, operand] : clause.items()) {
+      if (other != "has_vector") return Status::InvalidArgument("filter clause cannot mix 'has_vector' with '" + other + "'");
+    }
+    const json& name = clause["has_vector"];
+    if (!name.is_string()) {
+      return Status::InvalidArgument(std::string("'has_vector' must be a vector name (a string), got ") + JsonTypeName(name));
+    }
+    Condition condition;
+    condition.op = Condition::Op::kHasVector;
+    condition.values.emplace_back(name.get<std::string>());
+    return MakeCondition(std::move(condition));
+  }
   if (clause.contains("is_null")) return ParseIsNull(clause, "is_null");
   if (clause.contains("is_empty")) return ParseIsNull(clause, "is_empty");
   if (clause.contains("has_id")) return ParseHasId(clause);
@@ -555,7 +568,7 @@ Result<FilterNode> ParseClause(const json& clause, size_t depth) {
       return Status::InvalidArgument("filter clause has '" + name + "' but no 'key'");
     } else {
       return Status::InvalidArgument("unknown filter clause '" + name +
-                                     "': expected must, should, must_not, min_should, key, is_null, is_empty, has_id, nested");
+                                     "': expected must, should, must_not, min_should, key, is_null, is_empty, has_id, has_vector, nested");
     }
   }
 
@@ -1084,7 +1097,7 @@ size_t NodeDepth(const FilterNode& node) {
 
 void CollectKeys(const FilterNode& node, std::vector<std::string>* keys) {
   if (node.type == FilterNode::Type::kCondition) {
-    if (node.condition.op == Condition::Op::kHasId) return;
+    if (node.condition.op == Condition::Op::kHasId || node.condition.op == Condition::Op::kHasVector) return;
     for (const std::string& key : *keys) {
       if (key == node.condition.key) return;
     }
@@ -1118,6 +1131,7 @@ Status CheckNodeTypes(const FilterNode& node, const std::map<std::string, FieldT
   if (condition.datetime) return Status::OK();
   switch (condition.op) {
     case Condition::Op::kHasId:
+    case Condition::Op::kHasVector:
     case Condition::Op::kValuesCount:
     case Condition::Op::kGeoRadius:
     case Condition::Op::kGeoBox:
@@ -1238,6 +1252,8 @@ bool Condition::Matches(const json& payload) const {
       });
     case Op::kHasId:
       return false;  // (ids are not in payloads: the evaluator decides)
+    case Op::kHasVector:
+      return true;  // (every point has every vector of its collection, which checked the name)
     case Op::kValuesCount: {
       int64_t count = 0;
       AnyValue(payload, path, 0, true, [&](const json& v) {
@@ -1406,6 +1422,21 @@ std::vector<std::string> Filter::Fields() const {
   std::vector<std::string> keys;
   CollectKeys(root_, &keys);
   return keys;
+}
+
+std::vector<std::string> Filter::VectorNames() const {
+  std::vector<std::string> names;
+  auto walk = [&](const FilterNode& node, auto&& self) -> void {
+    if (node.type == FilterNode::Type::kCondition) {
+      const Condition& c = node.condition;
+      if (c.op == Condition::Op::kHasVector && !c.values.empty()) names.push_back(std::get<std::string>(c.values.front()));
+      if (c.op == Condition::Op::kNested && c.nested != nullptr) self(*c.nested, self);
+      return;
+    }
+    for (const FilterNode& child : node.children) self(child, self);
+  };
+  walk(root_, walk);
+  return names;
 }
 
 Status Filter::CheckTypes(const std::map<std::string, FieldType>& indexed) const {

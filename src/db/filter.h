@@ -42,6 +42,8 @@
 //   * A range whose bounds are strings compares datetimes: "2024-05-01", "2024-05-01T10:00:00Z",
 //     "2024-05-01 10:00:00.5+02:00" (no offset: UTC); values are strings in the same forms, and
 //     a value that is not one never matches.
+//   * {"has_vector": "image"} holds for every point of a collection with that vector (each
+//     point has all of its collection's vectors; "" names the unnamed one).
 //   * {"min_should": {"conditions": [...], "min_count": n}} holds when at least n of the
 //     conditions do (n = 0 always holds; n above their number never does).
 //   * An empty AND (the filter `{}`) matches everything; an empty "should" list adds no
@@ -150,6 +152,9 @@ struct Condition {
     kGeoBox,       // geo: a point value within the box
     kGeoPolygon,   // geo: a point value inside the exterior ring and outside every interior one
     kNested,       // some element at the path satisfies *nested (keys relative to the element)
+    kHasVector,    // values[0]: a vector name; {"has_vector": "image"}. Every point has every
+                   // vector of its collection, so this holds for all points; the collection
+                   // refuses a name it does not have (VectorNames).
   };
 
   Op op = Op::kEqual;
@@ -204,6 +209,8 @@ class Filter {
   size_t Depth() const;
   // Every field key the filter mentions, once each, in order of first appearance.
   std::vector<std::string> Fields() const;
+  // The vector names its has_vector conditions ask for ("" is the unnamed vector).
+  std::vector<std::string> VectorNames() const;
   // Rejects a condition whose literal cannot be a value of the field's declared type, e.g.
   // "filter compares field 'price' (integer) with string "cheap"". Integer and float fields
   // accept any number; keyword fields strings; bool fields true/false. Unlisted fields pass.

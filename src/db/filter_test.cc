@@ -397,7 +397,7 @@ TEST(FilterJsonTest, AcceptsAParsedJsonValue) {
 
 TEST(FilterJsonTest, ErrorsArePrecise) {
   EXPECT_EQ(JsonError(R"({"mustt":[]})"),
-            "unknown filter clause 'mustt': expected must, should, must_not, min_should, key, is_null, is_empty, has_id, nested");
+            "unknown filter clause 'mustt': expected must, should, must_not, min_should, key, is_null, is_empty, has_id, has_vector, nested");
   EXPECT_EQ(JsonError(R"({"must":[{"key":"price","range":{"lt":"cheap"}}]})"),
             "range bound 'lt' for key 'price' must be a number or an RFC 3339 datetime (e.g. \"2024-05-01T10:00:00Z\"), got \"cheap\"");
   EXPECT_EQ(
@@ -735,6 +735,14 @@ TEST(FilterTest, DatetimeRangesCompareTimes) {
   EXPECT_EQ(JsonError(R"({"key": "t", "range": {"gte": "soon"}})"),
             "range bound 'gte' for key 't' must be a number or an RFC 3339 datetime (e.g. \"2024-05-01T10:00:00Z\"), got \"soon\"");
   EXPECT_EQ(JsonError(R"({"key": "t", "range": {"gte": "2024-05-01", "lt": 5}})"), "range for key 't' mixes datetime and number bounds");
+}
+
+TEST(FilterTest, HasVectorNamesVectorsAndHoldsForEveryPoint) {
+  const Filter f = Json(R"({"must": [{"has_vector": "image"}, {"nested": {"key": "a", "filter": {"has_vector": ""}}}]})");
+  EXPECT_EQ(f.VectorNames(), (std::vector<std::string>{"image", ""}));
+  EXPECT_TRUE(Json(R"({"has_vector": "image"})").Matches(json::parse("{}")));
+  EXPECT_TRUE(f.Fields() == std::vector<std::string>{"a"});
+  EXPECT_EQ(JsonError(R"({"has_vector": 3})"), "'has_vector' must be a vector name (a string), got number");
 }
 
 }  // namespace

@@ -271,7 +271,7 @@ class PayloadIndex::Evaluator {
         case Condition::Op::kNested: return Coverage::kNone;
         default: break;
       }
-      if (node.condition.op == Condition::Op::kHasId) return Coverage::kFull;
+      if (node.condition.op == Condition::Op::kHasId || node.condition.op == Condition::Op::kHasVector) return Coverage::kFull;
       return index_.indexes_.count(node.condition.key) > 0 ? Coverage::kFull : Coverage::kNone;
     }
     bool any_full = false;
@@ -387,6 +387,7 @@ class PayloadIndex::Evaluator {
       }
       return hits & candidates;
     }
+    if (condition.op == Condition::Op::kHasVector) return candidates;  // (the collection checked the name)
     const FieldIndex& field = index_.indexes_.find(condition.key)->second;
     if (stats_ != nullptr) ++stats_->indexed_conditions;
     // IS NULL reads only has_value, which holds every non-null value whatever its type: exact.
@@ -423,7 +424,8 @@ class PayloadIndex::Evaluator {
       case Condition::Op::kGeoBox:
       case Condition::Op::kGeoPolygon:
       case Condition::Op::kNested: break;
-      case Condition::Op::kHasId: break;  // answered above
+      case Condition::Op::kHasId:  // answered above
+      case Condition::Op::kHasVector: break;
     }
 
     // An irregular slot's values are only partly in the typed structure; decide it from its

@@ -139,7 +139,7 @@ test('filters: is_empty, match any / except / text, range, must_not', async () =
   assert.deepEqual(await ids({ must: [{ has_id: [2, 5, 6] }], must_not: [{ key: 'color', match: { value: 'red' } }] }), [2, 5]);
 });
 
-test('filters: geo radius / box / polygon, values_count, nested, min_should, datetime range', async () => {
+test('filters: geo radius / box / polygon, values_count, nested, min_should, datetime range, has_vector', async () => {
   await client.createCollection('places', { vectors: { size: 2, distance: 'Euclid' } });
   const placePoints = [];
   for (let i = 1; i <= 6; ++i) {
@@ -168,6 +168,9 @@ test('filters: geo radius / box / polygon, values_count, nested, min_should, dat
   assert.deepEqual(await ids({ min_should: { min_count: 2, conditions: [
     { key: 'loc', geo_radius: { center: pt(0, 0), radius: 350000 } }, { key: 'tags', values_count: { gte: 2 } },
     { nested: { key: 'reviews', filter: { must: good } } }] } }), [1, 2, 3, 6]);
+  // has_vector: every point has the collection's (unnamed) vector; an unknown name is a 400.
+  assert.deepEqual(await ids({ must: [{ has_vector: '' }, { key: 'tags', values_count: { lt: 1 } }] }), [4]);
+  await assert.rejects(client.scroll('places', { filter: { must: [{ has_vector: 'image' }] } }), /Bad Request/);
   // A search with a geo filter: the nearest allowed points, in order.
   const hits = await client.search('places', { vector: [6, 0], limit: 2, filter: { must: [{ key: 'loc', geo_radius: { center: pt(0, 0), radius: 350000 } }] } });
   assert.deepEqual(hits.map((h) => h.id), [3, 2]);
