@@ -48,6 +48,10 @@ struct DatabaseOptions {
   // points)) operations: closing after a few writes to a large collection is then a log sync,
   // not a rewrite of its index, and the next open replays those few operations.
   uint64_t checkpoint_every = 50000;
+  // Also checkpoint a collection whose log holds any operation once its last checkpoint is this
+  // old (0: by count only). A collection written slowly (or a cluster replica applying a
+  // trickle) then replays minutes of writes after a crash, not up to checkpoint_every of them.
+  uint32_t checkpoint_after_seconds = 300;
   // Writes fail with NoSpace (nothing written; HTTP 507) while the disk holding the database
   // has less than this free beyond the write itself, and resume by themselves once it has more:
   // the store must never run into a full disk mid-write. Reads are unaffected.

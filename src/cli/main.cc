@@ -316,6 +316,9 @@ int Run(int argc, char** argv) {
                         "checkpoint a collection's indexes after this many upserted or deleted points")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  serve_cmd->add_option("--checkpoint-after", ctx.db_options.checkpoint_after_seconds,
+                 "also checkpoint a collection with logged writes once its last checkpoint is this many seconds old (0: by count only)")
+      ->capture_default_str();
   serve_cmd->add_flag("--demo", serve_demo,
                       "first load Fashion-MNIST into collection 'fashion-mnist' if it is missing");
   std::string cluster_urls;

@@ -508,8 +508,12 @@ void CollectionImpl::MaintainOnce() {
     std::lock_guard write_lock(write_mutex_);
     ops = ops_since_checkpoint_;
   }
-  if (ops < options_.checkpoint_every) return;
+  if (ops == 0) return;
   const auto now = std::chrono::steady_clock::now();
+  const bool by_count = ops >= options_.checkpoint_every;
+  const bool by_age = options_.checkpoint_after_seconds > 0 &&
+                      now - last_checkpoint() >= std::chrono::seconds(options_.checkpoint_after_seconds);
+  if (!by_count && !by_age) return;
   if (now < next_checkpoint_attempt_) return;
   Status s = RunCheckpoint();
   if (s.ok()) {

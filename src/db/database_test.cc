@@ -1995,3 +1995,36 @@ TEST_F(DatabaseTest, ConcurrentUpsertsOfSameIdsApplyInArrivalOrder) {
 
 }  // namespace
 }  // namespace fathom
+
+namespace fathom {
+namespace {
+
+// checkpoint_after_seconds (issue 13's replicas, and any slowly written collection): a few logged
+// writes, far below checkpoint_every, are checkpointed once the last checkpoint is old enough,
+// so a restart replays nothing. (Waits for the event with a generous bound; measures no time.)
+TEST_F(DatabaseTest, OldCheckpointIsRenewedWhenTheLogHoldsWrites) {
+  auto data = testing::Clustered(200, 1, 8, 4, 31);
+  DatabaseOptions options;
+  options.durability = Durability::kBuffered;
+  options.checkpoint_every = 1000000;
+  options.checkpoint_after_seconds = 1;
+  {
+    auto db = std::move(Database::Open(dir_, options)).value();
+    auto c = std::move(db->CreateCollection(Spec("trickle", 8, "HNSW16"))).value();
+    const auto before = c->last_checkpoint();
+    ASSERT_TRUE(c->Upsert(Records(data, 0, 5)).ok());
+    bool renewed = false;
+    for (int i = 0; i < 300 && !renewed; ++i) {  // up to 30 s
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      renewed = c->last_checkpoint() > before;
+    }
+    EXPECT_TRUE(renewed) << "5 logged writes were not checkpointed by age";
+    ASSERT_TRUE(db->Close().ok());
+  }
+  auto db = std::move(Database::Open(dir_, options)).value();
+  auto c = std::move(db->GetCollection("trickle")).value();
+  EXPECT_EQ(c->Count(), 5u);
+}
+
+}  // namespace
+}  // namespace fathom

@@ -35,6 +35,9 @@ int main(int argc, char** argv) {
                  "checkpoint a collection's indexes after this many upserted or deleted points")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  app.add_option("--checkpoint-after", options.database.checkpoint_after_seconds,
+                 "also checkpoint a collection with logged writes once its last checkpoint is this many seconds old (0: by count only)")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "debug logs every request")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
       ->capture_default_str();
