@@ -1993,21 +1993,16 @@ TEST_F(DatabaseTest, ConcurrentUpsertsOfSameIdsApplyInArrivalOrder) {
   }
 }
 
-}  // namespace
-}  // namespace fathom
-
-namespace fathom {
-namespace {
 
 // checkpoint_after_seconds (issue 13's replicas, and any slowly written collection): a few logged
 // writes, far below checkpoint_every, are checkpointed once the last checkpoint is old enough,
 // so a restart replays nothing. (Waits for the event with a generous bound; measures no time.)
 TEST_F(DatabaseTest, OldCheckpointIsRenewedWhenTheLogHoldsWrites) {
-  auto data = testing::Clustered(200, 1, 8, 4, 31);
   DatabaseOptions options;
-  options.durability = Durability::kBuffered;
-  options.checkpoint_every = 1000000;
   options.checkpoint_after_seconds = 1;
+  options.checkpoint_every = 1000000;  // (never by count here)
+  options.durability = Durability::kBuffered;
+  const auto data = testing::Clustered(200, 1, 8, 4, 31);
   {
     auto db = std::move(Database::Open(dir_, options)).value();
     auto c = std::move(db->CreateCollection(Spec("trickle", 8, "HNSW16"))).value();
