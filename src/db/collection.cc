@@ -1372,15 +1372,12 @@ Result<Filter> CollectionImpl::ParseFilter(const std::string& text) const {
   if (!filter.ok()) return filter.status();
   FATHOM_RETURN_IF_ERROR(filter->CheckTypes(spec_.indexed_fields));
   for (const std::string& name : filter->VectorNames()) {
-    bool known = false;
+    if (VectorIndex(name) < spec_.vectors.size()) continue;
     std::string names;
     for (const auto& vs : spec_.vectors) {
-      known = known || vs.name == name;
       names += (names.empty() ? "" : ", ") + (vs.name.empty() ? std::string("\"\" (the unnamed vector)") : "'" + vs.name + "'");
     }
-    if (!known) {
-      return Status::InvalidArgument("has_vector '" + name + "': collection '" + spec_.name + "' has no such vector; it has " + names);
-    }
+    return Status::InvalidArgument("has_vector '" + name + "': collection '" + spec_.name + "' has no such vector; it has " + names);
   }
   return filter;
 }

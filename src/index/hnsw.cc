@@ -366,6 +366,12 @@ void HnswIndex::SetSq8Norm(uint32_t node) {
   std::memcpy(blocks_.data() + size_t{node} * node_bytes_ + sq8_norm_offset_, &norm, sizeof(norm));
 }
 
+int64_t HnswIndex::Sq8DotDistance(const uint8_t* code, const int8_t* qs8, int64_t code_norm) const {
+  int32_t norm;
+  std::memcpy(&norm, code - code_offset_ + sq8_norm_offset_, sizeof(norm));
+  return code_norm + norm - 2 * int64_t{simd::Active().dot_u8_s8(code, qs8, dim())};
+}
+
 void HnswIndex::NodeQuery(uint32_t node, Scratch& s, Query* q) const {
   q->vec = NodeFloats(node, s.node_floats);
   q->code = Code(node);
@@ -403,11 +409,7 @@ float HnswIndex::Distance(const Query& q, uint32_t node) const {
     return ip_offset_ - kern.dot(q.vec, Vector(node), dim());
   } else if constexpr (K == DistKind::kSq8L2) {
     const uint8_t* code = Code(node);
-    if (q.qs8 != nullptr) {
-      int32_t norm;
-      std::memcpy(&norm, code - code_offset_ + sq8_norm_offset_, sizeof(norm));
-      return static_cast<float>(q.code_norm + norm - 2 * int64_t{kern.dot_u8_s8(code, q.qs8, dim())});
-    }
+    if (q.qs8 != nullptr) return static_cast<float>(Sq8DotDistance(code, q.qs8, q.code_norm));
     return static_cast<float>(kern.l2_sqr_u8(q.code, code, dim()));
   } else if constexpr (K == DistKind::kF16L2) {
     return kern.l2_sqr_f16(q.vec, reinterpret_cast<const uint16_t*>(Code(node)), dim());
@@ -467,7 +469,8 @@ void HnswIndex::PrepareQuery(const float* v, Scratch& s, Query* q) const {
     for (size_t j = 0; j < d; ++j) sum += q->vec[j];
     q->code = s.qcode.data();
     q->sum = sum;
-    q->code_exact = metric() == Metric::kL2 && Sq8DecodesExactly(q->vec, q->code);
+    // (Checked only while the stored codes are exact: otherwise it could not skip re-ranking.)
+    q->code_exact = sq8_exact_.load(std::memory_order_relaxed) && Sq8DecodesExactly(q->vec, q->code);
     if (sq8_norm_offset_ != 0 && simd::Active().vnni) {
       PrepareSq8Walk(q->code, d, s.qs8, &q->code_norm);
       q->qs8 = s.qs8.data();
@@ -924,13 +927,8 @@ void HnswIndex::SearchAmongByCodes(size_t n, const float* queries, size_t k, con
     for (size_t c = 0; c < nodes.size(); ++c) {
       if (c + kAhead < nodes.size()) Prefetch(Code(nodes[c + kAhead]), code_bytes_);
       const uint8_t* code = Code(nodes[c]);
-      if (dot) {
-        int32_t norm;
-        std::memcpy(&norm, code - code_offset_ + sq8_norm_offset_, sizeof(norm));
-        ranked[c] = {uint32_t(qcode_norm + norm - 2 * int64_t{kern.dot_u8_s8(code, qs8.data(), d)}), nodes[c]};
-      } else {
-        ranked[c] = {kern.l2_sqr_u8(qcode.data(), code, d), nodes[c]};
-      }
+      ranked[c] = {dot ? uint32_t(Sq8DotDistance(code, qs8.data(), qcode_norm)) : kern.l2_sqr_u8(qcode.data(), code, d),
+                   nodes[c]};
     }
     // Re-rank in code order until the bound passes the k-th exact distance.
     std::make_heap(ranked.begin(), ranked.end(), greater);

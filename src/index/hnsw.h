@@ -126,6 +126,8 @@ class HnswIndex final : public Index {
   bool Sq8DecodesExactly(const float* v, const uint8_t* code) const;
   // Writes node's |b|^2 - 256 * sum(b) at sq8_norm_offset_ (when there is one).
   void SetSq8Norm(uint32_t node);
+  // |q - b|^2 for the code b of a node with a norm slot, from the query's signed code and |q|^2.
+  int64_t Sq8DotDistance(const uint8_t* code, const int8_t* qs8, int64_t code_norm) const;
   // A query for comparing node with others (construction): its vector or code, and for the SQ8
   // walk its code as signed bytes (in s.qs8) with |code|^2.
   void NodeQuery(uint32_t node, Scratch& s, Query* q) const;
