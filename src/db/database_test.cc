@@ -1677,25 +1677,61 @@ TEST_F(OnDiskTest, NeedsAnIndexThatWalksCodes) {
   ASSERT_FALSE(made.ok());
   EXPECT_EQ(made.status().message(),
             "the vector: on_disk keeps float vectors on disk and re-ranks from there, so its index must walk "
-            "compressed codes in RAM: use 'HNSW16,SQ8' with l2 or cosine, '...,FP16' (any metric), or IVF "
-            "lists of codes such as 'IVF1024,SQ8' (got 'HNSW16' with cosine)");
+            "compressed codes in RAM: use 'HNSW16,SQ8' or '...,RBQ' with l2 or cosine, '...,FP16' or '...,SQ4' "
+            "(any metric), or IVF lists of codes such as 'IVF1024,SQ8' (got 'HNSW16' with cosine)");
   spec.vectors[0].index = "HNSW16,SQ8";
   spec.vectors[0].metric = Metric::kInnerProduct;
   EXPECT_FALSE(db->CreateCollection(spec).ok());
   spec.vectors[0].index = "IVF16,Flat";
   EXPECT_FALSE(db->CreateCollection(spec).ok());
-  spec.vectors[0].index = "HNSW16,RBQ";
-  spec.vectors[0].metric = Metric::kL2;
-  made = db->CreateCollection(spec);
-  ASSERT_FALSE(made.ok());
-  EXPECT_EQ(made.status().message(),
-            "the vector: 'HNSW16,RBQ' builds its graph on the float vectors and keeps them in RAM, so on_disk is "
-            "not available with RBQ codes yet: use 'HNSW16,SQ8' (l2 or cosine) or '...,FP16' for vectors on disk");
-  spec.vectors[0].index = "HNSW16,SQ4";
-  made = db->CreateCollection(spec);
-  ASSERT_FALSE(made.ok());
-  EXPECT_NE(made.status().message().find("on_disk is not available with SQ4 codes yet"), std::string::npos)
-      << made.status().message();
+}
+
+// SQ4 and RBQ HNSW codes with the float vectors on disk: built as in RAM (floats read back from
+// the vector file while linking), the same answers as in RAM with the floats out of RAM, and the
+// same answers again after a clean close and after a crash (log replay).
+TEST_F(OnDiskTest, Sq4AndRbqCodesWithVectorsOnDisk) {
+  auto data = testing::Clustered(3000, 40, kDim, 20, 97);
+  for (const char* factory : {"HNSW16,SQ4", "HNSW16,RBQ"}) {
+    SCOPED_TRACE(factory);
+    fs::remove_all(dir_);
+    std::vector<std::vector<ScoredPoint>> before;
+    {
+      auto db = std::move(Database::Open(dir_)).value();
+      CollectionSpec ram_spec = Spec("ram", false), disk_spec = Spec("disk", true);
+      ram_spec.vectors[0].index = disk_spec.vectors[0].index = factory;
+      auto ram = std::move(db->CreateCollection(ram_spec)).value();
+      auto disk = std::move(db->CreateCollection(disk_spec)).value();
+      for (auto* c : {ram.get(), disk.get()}) {
+        // A first upsert of 10 points trains the codes; they are trained again as points come.
+        ASSERT_TRUE(c->Upsert(Records(data, 0, 10)).ok());
+        for (size_t b = 10; b < 3000; b += 500) ASSERT_TRUE(c->Upsert(Records(data, b, std::min<size_t>(b + 500, 3000))).ok());
+        ASSERT_TRUE(c->Upsert(Records(data, 0, 500, 777)).ok());  // replaced
+        std::vector<PointId> gone;
+        for (uint64_t i = 2700; i < 3000; ++i) gone.push_back(i);
+        ASSERT_EQ(c->Delete(gone).value(), 300u);
+      }
+      ExpectSameAnswers(Answers(*ram, data), Answers(*disk, data));
+      ExpectSameAnswers(Answers(*ram, data, "label = 4"), Answers(*disk, data, "label = 4"));
+      SearchRequest exact;
+      exact.queries = data.queries;
+      exact.k = 10;
+      exact.exact = true;
+      EXPECT_GE(RecallOf(std::move(disk->Search(exact)).value(), Answers(*disk, data)), 0.95);
+      // 3,000 x 48 floats (576 KB) are not in RAM.
+      EXPECT_LE(disk->usage().ram_bytes + 500000, ram->usage().ram_bytes);
+      ASSERT_TRUE(disk->Checkpoint().ok());
+      ASSERT_TRUE(disk->Upsert(Records(data, 500, 800, 99)).ok());  // only the log knows these
+      before = Answers(*disk, data);
+      CopyLiveTree(dir_, dir_ + ".crashed");
+    }
+    for (const std::string& path : {dir_, dir_ + ".crashed"}) {
+      SCOPED_TRACE(path);
+      auto db = std::move(Database::Open(path)).value();
+      auto c = std::move(db->GetCollection("disk")).value();
+      ExpectSameAnswers(before, Answers(*c, data));
+    }
+    fs::remove_all(dir_ + ".crashed");
+  }
 }
 
 // 4-bit HNSW codes as a collection's index: the first upsert of 10 points trains the ranges, which

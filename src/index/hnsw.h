@@ -24,11 +24,12 @@
 // ",SQ4" (any metric): walked on per-dimension 4-bit scalar codes (index/quantizer.h; ranges
 // from the first batch) against the float query, L2 as |q|^2 - 2 <q, x'> + |x'|^2 with |x'|^2
 // stored in the code; built on the float32 vectors, which stay in RAM for re-ranking (every
-// candidate found by default: 16 levels a dimension order near neighbours coarsely).
+// candidate found by default: 16 levels a dimension order near neighbours coarsely) or, with a
+// vector store (on_disk), are read back from it for re-ranking and construction.
 //
 // ",RBQ" (l2 and cosine): the graph is walked on 1-bit RaBitQ codes (index/rabitq.h; centre and
 // rotation learnt from the first batch) and built on the float32 vectors, which stay in RAM
-// beside the codes. Re-ranking uses the estimator's error bound: a candidate is re-ranked with
+// beside the codes (or, on_disk, in the vector store, as for SQ4). Re-ranking uses the estimator's error bound: a candidate is re-ranked with
 // its exact distance unless its estimate minus the bound already exceeds the k-th exact distance
 // found (SearchParams::rerank > 0 re-ranks a fixed number instead).
 #pragma once
@@ -72,8 +73,9 @@ class HnswIndex final : public Index {
   Status SearchAmong(size_t n, const float* queries, size_t k, const label_t* candidates,
                      size_t num_candidates, float* distances, label_t* labels) const override;
   bool supports_concurrent_save() const override { return true; }
-  // ",SQ8" with l2 or cosine only (other kinds compare float vectors while building). The
-  // caller writes each vector to the store (normalised for cosine) before adding it.
+  // ",SQ8" with l2 or cosine, ",FP16", ",SQ4" and ",RBQ" (which read the float vectors they
+  // compare while building back from the store). The caller writes each vector to the store
+  // (normalised for cosine) before adding it.
   Status SetVectorStore(std::shared_ptr<VectorStore> store) override;
   Status CanUseVectorStore() const override;
   uint64_t disk_bytes() const override;
@@ -129,8 +131,9 @@ class HnswIndex final : public Index {
   // |q - b|^2 for the code b of a node with a norm slot, from the query's signed code and |q|^2.
   int64_t Sq8DotDistance(const uint8_t* code, const int8_t* qs8, int64_t code_norm) const;
   // A query for comparing node with others (construction): its vector or code, and for the SQ8
-  // walk its code as signed bytes (in s.qs8) with |code|^2.
-  void NodeQuery(uint32_t node, Scratch& s, Query* q) const;
+  // walk its code as signed bytes (in s.qs8) with |code|^2. floats_on_disk(): the query of its
+  // float vector read from the store; false if that read failed.
+  bool NodeQuery(uint32_t node, Scratch& s, Query* q) const;
   // The SQ4 code of v: |decoded|^2 (float32), then the 4-bit levels.
   void Sq4Encode(const float* v, uint8_t* code) const;
   // SearchAmong for SQ8 with l2 or cosine: candidates ranked by their codes, then re-ranked with
@@ -145,11 +148,13 @@ class HnswIndex final : public Index {
 
   // Insert path.
   bool TryInsert(const float* v, label_t label, Scratch& scratch);
+  // Links node, whose float vector is v (as added: normalised here for cosine).
   template <DistKind K>
-  void Link(uint32_t node, Scratch& scratch);
+  void Link(uint32_t node, const float* v, Scratch& scratch);
   void SelectNeighbors(std::vector<std::pair<float, uint32_t>>& candidates, size_t max_links,
                        std::vector<uint32_t>* selected) const;
-  // A node's float vector: its stored floats, or (FP16) its code decoded into `buffer`.
+  // A node's float vector: its stored floats, or (FP16) its code decoded into `buffer`, or
+  // (floats_on_disk()) its row read from the store into `buffer`: null if that read failed.
   const float* NodeFloats(uint32_t node, std::vector<float>& buffer) const;
   float NodeDistance(uint32_t a, uint32_t b) const;
   void AddBackLink(uint32_t target, uint32_t node, int level);
@@ -188,6 +193,19 @@ class HnswIndex final : public Index {
   DistKind BuildKind() const;
   // SQ8, SQ4 and RBQ keep float32 vectors beside the codes (in vectors_, or in the store on disk).
   bool floats_beside_codes() const { return spec_.sq8 || spec_.rbq || spec_.sq4; }
+  // SQ4 and RBQ with a vector store (on_disk): construction reads the float vectors it compares
+  // back from the store (the walk that finds candidates stays on the codes), so the graph is
+  // built as in RAM while RAM holds only links and codes.
+  bool floats_on_disk() const { return store_ != nullptr && (spec_.sq4 || spec_.rbq); }
+  // The distance construction uses between float vectors: L2 for l2 and for RBQ's unit vectors
+  // under cosine, offset - dot otherwise (what BuildKind() is in RAM).
+  float FloatBuildDistance(const float* a, const float* b) const;
+  // floats_on_disk(): the float vectors of `nodes` read from the store into `rows`, one batch.
+  Status ReadNodeRows(size_t n, const uint32_t* nodes, std::vector<label_t>& labels, std::vector<float>& rows) const;
+  // The heuristic of SelectNeighbors with exact distances: row i of `rows` is candidates[i]'s
+  // float vector (candidates are not reordered).
+  void SelectAmongRows(const std::vector<std::pair<float, uint32_t>>& candidates, const float* rows, size_t max_links,
+                       std::vector<uint32_t>* selected) const;
 
   const IndexSpec spec_;
   const int m_;
@@ -226,13 +244,16 @@ class HnswIndex final : public Index {
   std::atomic<bool> sq8_exact_{false};
   float sq_lo_ = 0;
   float sq_scale_ = 1;
-  // RBQ quantizer (trained with the first batch, like the SQ8 range).
+  // RBQ quantizer: centres and rotation from the first batch, learnt again (every node
+  // re-encoded) each time the points double until kRbqFullTraining have trained it.
   RaBitQuantizer rbq_;
+  size_t rbq_trained_points_ = 0;
+  static constexpr size_t kRbqFullTraining = RaBitQuantizer::kMaxCentres * RaBitQuantizer::kPointsPerCentre;
   // SQ4 quantizer: per-dimension ranges from the first batch (a node's code is its decoded
   // vector's squared norm, a float, then the 4-bit levels).
   ScalarQuantizer sq4_;
-  size_t sq4_trained_points_ = 0;  // the ranges are learnt again once kSq4RetrainPoints are in
-  static constexpr size_t kSq4RetrainPoints = 1000;
+  size_t sq4_trained_points_ = 0;  // the ranges are learnt again once kRetrainPoints are in
+  static constexpr size_t kRetrainPoints = 1000;
 
   // Entry point: (level << 32) | node, or kNoEntry; changed under entry_mutex_.
   std::atomic<uint64_t> entry_;

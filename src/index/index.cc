@@ -44,8 +44,9 @@ Status Index::CanUseVectorStore() const {
 
 Status VectorStoreRefusal(const std::string& hnsw, const std::string& factory, Metric metric) {
   return Status::NotSupported("on_disk keeps float vectors on disk and re-ranks from there, so its index must walk "
-                              "compressed codes in RAM: use '" + hnsw + ",SQ8' with l2 or cosine, '...,FP16' (any "
-                              "metric), or IVF lists of codes such as 'IVF1024,SQ8' (got '" + factory + "' with " +
+                              "compressed codes in RAM: use '" + hnsw + ",SQ8' or '...,RBQ' with l2 or cosine, "
+                              "'...,FP16' or '...,SQ4' (any metric), or IVF lists of codes such as 'IVF1024,SQ8' (got '" +
+                              factory + "' with " +
                               MetricName(metric) + ")");
 }
 
