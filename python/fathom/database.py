@@ -291,7 +291,8 @@ class Database(AliasMethods):
         {field: "keyword" | "integer" | "float" | "bool"}. For several vectors per record pass
         ``vectors={"image": {"dim": 512, "metric": "cosine"}, "text": {"dim": 384}}`` instead of dim.
         ``on_disk=True`` keeps float vectors in a file and only the index's codes in RAM (needs an
-        index that walks codes: "HNSW32,SQ8" with l2 or cosine); ``on_disk_payload=True`` keeps
+        index that walks codes: "HNSW32,SQ8" or "HNSW32,RBQ" with l2 or cosine, "HNSW32,FP16" or
+        "HNSW32,SQ4", or IVF lists of codes such as "IVF1024,SQ8"); ``on_disk_payload=True`` keeps
         payloads only in the record store. ``metadata``: a JSON-able dict kept with the collection
         (:attr:`Collection.metadata`). Raises AlreadyExistsError if the name is taken."""
         specs = [_core.VectorSpec(s["name"], s["dim"], s["metric"], s["index"], s["on_disk"])
