@@ -9,9 +9,11 @@
 #include <system_error>
 #include <thread>
 #include <tuple>
+#include <unordered_map>
 
 #include <spdlog/spdlog.h>
 
+#include "index/topk.h"
 #include "server/metrics.h"
 #include "simd/distance.h"
 
@@ -1191,6 +1193,13 @@ Result<const Json*> Api::BatchSearches(const Json& body, std::string_view kind) 
 }
 
 Result<std::string> Api::RunRecommend(Collection* c, const Json& body, std::string_view what) {
+  FATHOM_ASSIGN_OR_RETURN(QueryHits found, RecommendPoints(c, body, what));
+  std::string out;
+  AppendHits(&out, c->spec(), found.shape, found.hits);
+  return out;
+}
+
+Result<Api::QueryHits> Api::RecommendPoints(Collection* c, const Json& body, std::string_view what) {
   FATHOM_RETURN_IF_ERROR(CheckFields(body, what,
                                      {"positive", "negative", "strategy", "filter", "params", "limit", "offset",
                                       "with_payload", "with_vector", "with_vectors", "score_threshold", "using",
@@ -1267,9 +1276,7 @@ Result<std::string> Api::RunRecommend(Collection* c, const Json& body, std::stri
     // Scores are the strategy's own (distance is minus the score): report them as they are.
     s.metric = Metric::kInnerProduct;
   }
-  std::string out;
-  AppendHits(&out, spec, s, hits);
-  return out;
+  return QueryHits{std::move(s), std::move(hits)};
 }
 
 Reply Api::Recommend(const ApiRequest& req) { return RunOne(req, "recommend request", &Api::RunRecommend, "", ""); }
@@ -1331,9 +1338,16 @@ Reply Api::RunSearch(Collection* c, ParsedSearch s) {
 }
 
 Result<std::string> Api::SearchHits(Collection* c, ParsedSearch s) {
+  FATHOM_ASSIGN_OR_RETURN(std::vector<ScoredPoint> hits, SearchPoints(c, s));
+  std::string out;
+  AppendHits(&out, c->spec(), s, hits);
+  return out;
+}
+
+Result<std::vector<ScoredPoint>> Api::SearchPoints(Collection* c, const ParsedSearch& s) {
   SearchRequest request;
   request.vector = s.vector;
-  request.queries = std::move(s.query);
+  request.queries = s.query;
   request.k = s.limit + s.offset;
   request.ef = s.ef;
   request.rerank = s.rerank;
@@ -1341,25 +1355,60 @@ Result<std::string> Api::SearchHits(Collection* c, ParsedSearch s) {
   request.upper_ef = s.upper_ef;
   request.checks = s.checks;
   request.exact = s.exact;
-  request.filter = std::move(s.filter);
+  request.filter = s.filter;
   request.with_payload = s.with_payload;
   request.with_vectors = s.with_vector;
   FATHOM_ASSIGN_OR_RETURN(auto results, c->Search(request));
+  return std::move(results.at(0));
+}
+
+namespace {
+
+// `a` AND `b`, filters in either form (a JSON object or the text language); null when neither
+// is given. Qdrant ANDs a query's filter into every prefetch below it.
+Result<Json> AndFilters(const Json& a, const Json& b) {
+  if (a.is_null()) return b;
+  if (b.is_null()) return a;
+  if (a.is_object() && b.is_object()) return Json{{"must", Json::array({a, b})}};
+  if (a.is_string() && b.is_string()) {
+    return Json("(" + a.get<std::string>() + ") and (" + b.get<std::string>() + ")");
+  }
+  return Status::InvalidArgument("a query's filter and the filters of its prefetches must be all JSON or all text "
+                                 "to be combined");
+}
+
+constexpr int kMaxPrefetchDepth = 4;     // levels of nested prefetches
+constexpr size_t kMaxPrefetches = 16;    // prefetches on one level
+
+// Whether a hit scored `score` (in `metric`'s score) is worse than the threshold (AppendHits'
+// rule: Euclid scores are distances, smaller is better).
+bool BeyondThreshold(Metric metric, double score, double threshold) {
+  return metric == Metric::kL2 ? score > threshold : score < threshold;
+}
+
+}  // namespace
+
+Result<std::string> Api::RunQuery(Collection* c, const Json& body, std::string_view what) {
+  FATHOM_ASSIGN_OR_RETURN(QueryHits found, QueryPoints(c, body, what, Json(), 0));
   std::string out;
-  AppendHits(&out, c->spec(), s, results.at(0));
+  AppendHits(&out, c->spec(), found.shape, found.hits);
   return out;
 }
 
-Result<std::string> Api::RunQuery(Collection* c, const Json& body, std::string_view what) {
+Result<Api::QueryHits> Api::QueryPoints(Collection* c, const Json& body, std::string_view what, const Json& inherited,
+                                        int depth) {
   FATHOM_RETURN_IF_ERROR(CheckFields(body, what,
                                      {"query", "using", "filter", "params", "limit", "offset", "with_payload",
                                       "with_vector", "with_vectors", "score_threshold", "prefetch", "lookup_from",
                                       "shard_key"}));
-  for (const char* unsupported : {"prefetch", "lookup_from"}) {
-    if (auto it = body.find(unsupported); it != body.end() && !it->is_null()) {
-      return Status::InvalidArgument(std::string(what) + ": '" + unsupported +
-                                     "' is not supported (plain, recommend and by-id queries are)");
-    }
+  if (auto it = body.find("lookup_from"); it != body.end() && !it->is_null()) {
+    return Status::InvalidArgument(std::string(what) + ": 'lookup_from' is not supported");
+  }
+  Json own_filter;
+  if (auto f = body.find("filter"); f != body.end()) own_filter = *f;
+  FATHOM_ASSIGN_OR_RETURN(Json filter, AndFilters(inherited, own_filter));
+  if (auto p = body.find("prefetch"); p != body.end() && !p->is_null()) {
+    return QueryOverPrefetch(c, body, what, filter, depth);
   }
   auto query = body.find("query");
   if (query == body.end() || query->is_null()) {
@@ -1372,10 +1421,11 @@ Result<std::string> Api::RunQuery(Collection* c, const Json& body, std::string_v
   }
   // What every form shares: the search's own fields.
   Json common = Json::object();
-  for (const char* field : {"filter", "params", "limit", "offset", "with_payload", "with_vector", "with_vectors",
+  for (const char* field : {"params", "limit", "offset", "with_payload", "with_vector", "with_vectors",
                             "score_threshold"}) {
     if (auto it = body.find(field); it != body.end()) common[field] = *it;
   }
+  if (!filter.is_null()) common["filter"] = filter;
   const CollectionSpec& spec = c->spec();
   std::string using_name = DefaultVectorName(spec);
   if (auto u = body.find("using"); u != body.end() && !u->is_null()) {
@@ -1385,7 +1435,8 @@ Result<std::string> Api::RunQuery(Collection* c, const Json& body, std::string_v
     Json search = common;
     search["vector"] = Json{{"name", using_name}, {"vector", *q}};
     FATHOM_ASSIGN_OR_RETURN(ParsedSearch s, ParseSearch(search, spec, what));
-    return SearchHits(c, std::move(s));
+    FATHOM_ASSIGN_OR_RETURN(std::vector<ScoredPoint> hits, SearchPoints(c, s));
+    return QueryHits{std::move(s), std::move(hits)};
   }
   Json recommend = common;
   recommend["using"] = using_name;
@@ -1400,14 +1451,235 @@ Result<std::string> Api::RunQuery(Collection* c, const Json& body, std::string_v
     for (const char* field : {"positive", "negative", "strategy"}) {
       if (auto it = r.find(field); it != r.end()) recommend[field] = *it;
     }
+  } else if (q->is_object() && (q->contains("fusion") || q->contains("rrf"))) {
+    return Status::InvalidArgument(std::string(what) + ": query '" + q->begin().key() +
+                                   "' fuses the results of prefetches: give 'prefetch'");
   } else if (q->is_object() && !q->empty()) {
     return Status::InvalidArgument(std::string(what) + ": query '" + q->begin().key() +
-                                   "' is not supported (a vector, a point id, nearest or recommend are)");
+                                   "' is not supported (a vector, a point id, nearest, recommend, or with prefetch "
+                                   "fusion are)");
   } else {
     return Status::InvalidArgument(std::string(what) + ": 'query' must be a vector, a point id or an object, got " +
                                    TypeName(*q));
   }
-  return RunRecommend(c, recommend, what);
+  return RecommendPoints(c, recommend, what);
+}
+
+Result<Api::QueryHits> Api::QueryOverPrefetch(Collection* c, const Json& body, std::string_view what,
+                                              const Json& filter, int depth) {
+  const std::string where(what);
+  if (depth >= kMaxPrefetchDepth) {
+    return Status::InvalidArgument(where + ": prefetches nest more than " + std::to_string(kMaxPrefetchDepth) +
+                                   " levels deep");
+  }
+  const Json& prefetch = body["prefetch"];
+  std::vector<const Json*> items;
+  if (prefetch.is_object()) {
+    items.push_back(&prefetch);
+  } else if (prefetch.is_array() && !prefetch.empty()) {
+    for (const Json& p : prefetch) items.push_back(&p);
+  } else {
+    return Status::InvalidArgument(where + ": 'prefetch' must be a query object or a non-empty array of them, got " +
+                                   TypeName(prefetch));
+  }
+  if (items.size() > kMaxPrefetches) {
+    return Status::InvalidArgument(where + ": " + std::to_string(items.size()) + " prefetches; the limit is " +
+                                   std::to_string(kMaxPrefetches));
+  }
+  // Each prefetch's ranked hits (ids and scores only: payloads are read for the final hits).
+  std::vector<QueryHits> lists;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const std::string child_what = where + " prefetch[" + std::to_string(i) + "]";
+    if (!items[i]->is_object()) {
+      return Status::InvalidArgument(child_what + " must be an object, got " + TypeName(*items[i]));
+    }
+    FATHOM_RETURN_IF_ERROR(CheckFields(*items[i], child_what,
+                                       {"prefetch", "query", "using", "filter", "params", "score_threshold", "limit",
+                                        "lookup_from"}));
+    Json child = *items[i];
+    child["with_payload"] = false;
+    FATHOM_ASSIGN_OR_RETURN(QueryHits found, QueryPoints(c, child, child_what, filter, depth + 1));
+    if (const auto& t = found.shape.score_threshold) {
+      auto& hits = found.hits;
+      auto beyond = std::find_if(hits.begin(), hits.end(), [&](const ScoredPoint& p) {
+        return BeyondThreshold(found.shape.metric, Score(found.shape.metric, p.distance), *t);
+      });
+      hits.erase(beyond, hits.end());
+    }
+    lists.push_back(std::move(found));
+  }
+
+  auto query = body.find("query");
+  if (query == body.end() || query->is_null()) {
+    return Status::InvalidArgument(where + ": with 'prefetch', 'query' says what to do with their results: a fusion "
+                                   "({\"fusion\": \"rrf\"} or \"dbsf\"), a vector or a point id");
+  }
+  const CollectionSpec& spec = c->spec();
+  std::string using_name = DefaultVectorName(spec);
+  if (auto u = body.find("using"); u != body.end() && !u->is_null()) {
+    FATHOM_ASSIGN_OR_RETURN(using_name, GetString(body, "using", what));
+  }
+  const Json* q = &*query;
+  if (q->is_object() && q->contains("nearest")) {
+    if (q->size() != 1) return Status::InvalidArgument(where + ": 'nearest' takes no other fields");
+    q = &(*q)["nearest"];
+  }
+  const bool fusion = q->is_object() && (q->contains("fusion") || q->contains("rrf"));
+  const VectorSpec* vs = FindVector(spec, using_name);
+  if (vs == nullptr && fusion && !body.contains("using")) vs = &spec.vectors.front();  // (only named vectors)
+  if (vs == nullptr) return Status::InvalidArgument("collection '" + spec.name + "' has no vector '" + using_name + "'");
+  using_name = vs->name;
+  // limit, offset, params, payload and vector selection, score_threshold, read as a search's.
+  Json as_search = Json::object();
+  for (const char* field : {"limit", "offset", "params", "with_payload", "with_vector", "with_vectors",
+                            "score_threshold"}) {
+    if (auto it = body.find(field); it != body.end()) as_search[field] = *it;
+  }
+  as_search["vector"] = Json{{"name", using_name}, {"vector", std::vector<float>(vs->dim, 0.0f)}};
+  FATHOM_ASSIGN_OR_RETURN(ParsedSearch s, ParseSearch(as_search, spec, what));
+  const size_t keep = s.limit + s.offset;
+  std::vector<ScoredPoint> hits;
+  if (fusion) {
+    if (q->size() != 1) return Status::InvalidArgument(where + ": a fusion query takes one field");
+    // RRF: each list adds weight-scaled 1 / (k + rank) (rank from 0; Qdrant's default k = 2).
+    // DBSF: each list's scores (higher is better) mapped linearly from [mean - 3 sd, mean + 3 sd]
+    // onto [0, 1], clamped, then summed.
+    bool rrf = true;
+    double k = 2;
+    std::vector<double> weights(lists.size(), 1.0);
+    if (q->contains("fusion")) {
+      const Json& f = (*q)["fusion"];
+      if (!f.is_string() || (f != "rrf" && f != "dbsf")) {
+        return Status::InvalidArgument(where + ": 'fusion' must be \"rrf\" or \"dbsf\", got " + Dump(f));
+      }
+      rrf = f == "rrf";
+    } else {
+      const Json& r = (*q)["rrf"];
+      if (!r.is_object()) return Status::InvalidArgument(where + ": 'rrf' must be an object, got " + TypeName(r));
+      FATHOM_RETURN_IF_ERROR(CheckFields(r, where + " rrf", {"k", "weights"}));
+      if (auto kk = r.find("k"); kk != r.end() && !kk->is_null()) {
+        if (!kk->is_number_integer() || kk->get<int64_t>() < 1 || kk->get<int64_t>() > 1000000) {
+          return Status::InvalidArgument(where + ": rrf 'k' must be an integer from 1 to 1000000, got " + Dump(*kk));
+        }
+        k = double(kk->get<int64_t>());
+      }
+      if (auto w = r.find("weights"); w != r.end() && !w->is_null()) {
+        if (!w->is_array() || w->size() != lists.size()) {
+          return Status::InvalidArgument(where + ": rrf 'weights' must be an array of one number per prefetch (" +
+                                         std::to_string(lists.size()) + ")");
+        }
+        for (size_t i = 0; i < lists.size(); ++i) {
+          const Json& wi = (*w)[i];
+          if (!wi.is_number() || !(wi.get<double>() > 0) || !std::isfinite(wi.get<double>())) {
+            return Status::InvalidArgument(where + ": rrf weights must be positive numbers, got " + Dump(wi));
+          }
+          weights[i] = wi.get<double>();
+        }
+      }
+    }
+    std::unordered_map<PointId, size_t> slot;  // id -> index in `fused`
+    std::vector<std::pair<double, PointId>> fused;
+    for (size_t l = 0; l < lists.size(); ++l) {
+      const auto& list = lists[l].hits;
+      double mean = 0, var = 0;
+      if (!rrf && !list.empty()) {
+        for (const auto& p : list) mean += -double(p.distance);
+        mean /= double(list.size());
+        for (const auto& p : list) var += (-double(p.distance) - mean) * (-double(p.distance) - mean);
+        var /= double(list.size());
+      }
+      const double sd = std::sqrt(var);
+      for (size_t rank = 0; rank < list.size(); ++rank) {
+        double add;
+        if (rrf) {
+          add = 1.0 / ((double(rank) + 1.0) / weights[l] + k - 1.0);
+        } else {
+          const double v = -double(list[rank].distance);  // higher is better, whatever the metric
+          add = sd > 0 ? std::clamp((v - (mean - 3 * sd)) / (6 * sd), 0.0, 1.0) : 0.5;
+        }
+        auto [it, inserted] = slot.try_emplace(list[rank].id, fused.size());
+        if (inserted) fused.emplace_back(0.0, list[rank].id);
+        fused[it->second].first += add;
+      }
+    }
+    // Best first; ties in the order first found (stable).
+    std::stable_sort(fused.begin(), fused.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    if (fused.size() > keep) fused.resize(keep);
+    s.metric = Metric::kInnerProduct;  // (a distance is minus its score)
+    for (auto& [score, id] : fused) {
+      ScoredPoint p;
+      p.id = std::move(id);
+      p.distance = float(-score);
+      hits.push_back(std::move(p));
+    }
+    if ((s.with_payload || s.with_vector) && !hits.empty()) {
+      std::vector<PointId> ids;
+      for (const auto& p : hits) ids.push_back(p.id);
+      FATHOM_ASSIGN_OR_RETURN(auto records, c->Get(ids, s.with_vector));
+      for (size_t i = 0; i < hits.size(); ++i) {
+        if (!records[i]) continue;  // (deleted since its prefetch: kept, without a payload)
+        hits[i].payload = std::move(records[i]->payload);
+        hits[i].vectors = std::move(records[i]->vectors);
+      }
+    }
+    return QueryHits{std::move(s), std::move(hits)};
+  }
+
+  // A vector, or a point's vector (the point itself left out): the prefetches' points re-scored
+  // exactly with it on `using`.
+  std::vector<float> v;
+  std::optional<PointId> self;
+  if (q->is_array()) {
+    FATHOM_RETURN_IF_ERROR(ParseVector(*q, where + " query", &v));
+  } else if (q->is_number_integer() || q->is_string()) {
+    FATHOM_ASSIGN_OR_RETURN(PointId id, ParsePointId(*q, where + " query"));
+    FATHOM_ASSIGN_OR_RETURN(auto records, c->Get({id}, true));
+    if (!records[0]) return Status::NotFound("point " + PointIdToString(id) + " not found");
+    auto it = records[0]->vectors.find(using_name);
+    if (it == records[0]->vectors.end()) {
+      return Status::InvalidArgument("point " + PointIdToString(id) + " has no vector '" + using_name + "'");
+    }
+    v = it->second;
+    self = std::move(id);
+  } else if (q->is_object() && !q->empty()) {
+    return Status::InvalidArgument(where + ": query '" + q->begin().key() +
+                                   "' over prefetch results is not supported (a fusion, a vector or a point id is)");
+  } else {
+    return Status::InvalidArgument(where + ": 'query' must be a fusion, a vector or a point id, got " + TypeName(*q));
+  }
+  if (v.size() != vs->dim) {
+    return Status::InvalidArgument(where + ": query vector has " + std::to_string(v.size()) + " dimensions; vector '" +
+                                   using_name + "' has " + std::to_string(vs->dim));
+  }
+  if (vs->metric == Metric::kCosine) simd::Normalize(v.data(), v.size());
+  std::vector<PointId> ids;
+  {
+    std::unordered_map<PointId, bool> seen;
+    for (const auto& list : lists) {
+      for (const auto& p : list.hits) {
+        if ((!self || p.id != *self) && seen.try_emplace(p.id, true).second) ids.push_back(p.id);
+      }
+    }
+  }
+  FATHOM_ASSIGN_OR_RETURN(auto records, c->Get(ids, true));
+  std::vector<float> x;
+  for (auto& r : records) {
+    if (!r) continue;  // (deleted since its prefetch)
+    auto it = r->vectors.find(using_name);
+    if (it == r->vectors.end() || it->second.size() != v.size()) continue;
+    x = it->second;
+    if (vs->metric == Metric::kCosine) simd::Normalize(x.data(), x.size());
+    ScoredPoint p;
+    p.id = std::move(r->id);
+    p.distance = MetricDistance(vs->metric, v.data(), x.data(), x.size());
+    if (s.with_payload) p.payload = std::move(r->payload);
+    if (s.with_vector) p.vectors = std::move(r->vectors);
+    hits.push_back(std::move(p));
+  }
+  std::stable_sort(hits.begin(), hits.end(), [](const ScoredPoint& a, const ScoredPoint& b) { return a.distance < b.distance; });
+  if (hits.size() > keep) hits.resize(keep);
+  s.metric = vs->metric;
+  return QueryHits{std::move(s), std::move(hits)};
 }
 
 Reply Api::Query(const ApiRequest& req) { return RunOne(req, "query request", &Api::RunQuery, "{\"points\":", "}"); }

@@ -192,7 +192,22 @@ class Api {
   // Executing parsed searches and writing the answer, whichever path parsed them.
   Reply RunSearch(Collection* c, ParsedSearch s);
   Result<std::string> SearchHits(Collection* c, ParsedSearch s);
+  // A search's or a query stage's hits, best first, with the shape that formats them (offset,
+  // limit, score_threshold, payload and vector selection, the metric their scores are in).
+  struct QueryHits {
+    ParsedSearch shape;
+    std::vector<ScoredPoint> hits;
+  };
+  Result<std::vector<ScoredPoint>> SearchPoints(Collection* c, const ParsedSearch& s);
   Result<std::string> RunQuery(Collection* c, const Json& body, std::string_view what);
+  // One universal query (or prefetch) body: `inherited` is the filter of the queries above it
+  // (JSON, text or null), ANDed with the body's own; `depth` counts the prefetch levels above.
+  Result<QueryHits> QueryPoints(Collection* c, const Json& body, std::string_view what, const Json& inherited,
+                                int depth);
+  // The main query of a body with `prefetch`, applied to what its prefetches found: a fusion
+  // of their ranked lists, or their union re-scored by a vector or a point's vector.
+  Result<QueryHits> QueryOverPrefetch(Collection* c, const Json& body, std::string_view what, const Json& filter,
+                                      int depth);
   // One request: `run` on the body, its answer between `before` and `after`.
   Reply RunOne(const ApiRequest& req, std::string_view what,
                Result<std::string> (Api::*run)(Collection*, const Json&, std::string_view), std::string_view before,
@@ -208,6 +223,7 @@ class Api {
   Result<const Json*> BatchSearches(const Json& body, std::string_view kind) const;
   // One recommend request body -> its hits as JSON (Recommend and RecommendBatch).
   Result<std::string> RunRecommend(Collection* c, const Json& body, std::string_view what);
+  Result<QueryHits> RecommendPoints(Collection* c, const Json& body, std::string_view what);
   Status RestoreSnapshot(const std::string& snapshot_dir, const std::string& name);
   std::string SnapshotDir(std::string_view collection) const;
 

@@ -365,12 +365,103 @@ TEST_F(ApiTest, QdrantQueryByVectorIdAndRecommend) {
   r = api_->Query(Req(R"({"limit": 1})", {"qq"}));
   EXPECT_EQ(r.http_status, 400);
   EXPECT_EQ(r.error, "query request: field 'query' is required (to list points, use scroll)");
-  r = api_->Query(Req(R"({"query": {"fusion": "rrf"}, "prefetch": [{"query": [1, 0]}]})", {"qq"}));
-  EXPECT_EQ(r.error, "query request: 'prefetch' is not supported (plain, recommend and by-id queries are)");
   r = api_->Query(Req(R"({"query": {"fusion": "rrf"}})", {"qq"}));
-  EXPECT_EQ(r.error, "query request: query 'fusion' is not supported (a vector, a point id, nearest or recommend are)");
+  EXPECT_EQ(r.error, "query request: query 'fusion' fuses the results of prefetches: give 'prefetch'");
+  r = api_->Query(Req(R"({"query": {"order_by": "n"}})", {"qq"}));
+  EXPECT_EQ(r.error, "query request: query 'order_by' is not supported (a vector, a point id, nearest, recommend, or "
+                     "with prefetch fusion are)");
   r = api_->Query(Req(R"({"query": 77})", {"qq"}));
   EXPECT_EQ(r.http_status, 404);
+}
+
+// Hybrid and multi-stage queries (Qdrant's prefetch): points 1..9 at (i, 0), Euclid. Expected
+// answers worked out by hand from Qdrant's definitions: RRF adds 1 / (k + rank) per list (rank
+// from 0, k = 2; weighted: 1 / ((rank + 1) / w + k - 1)); DBSF maps each list's scores from
+// [mean - 3 sd, mean + 3 sd] onto [0, 1] and adds them; a vector over prefetches re-scores their
+// points exactly; the request's filter applies inside every prefetch.
+TEST_F(ApiTest, QdrantQueryPrefetchFusionAndRescoring) {
+  Reply r = api_->CreateCollection(Req(R"({"vectors": {"size": 2, "distance": "Euclid"}})", {"hy"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  std::string points = R"({"points": [)";
+  for (int i = 1; i <= 9; ++i) {
+    if (i > 1) points += ",";
+    points += R"({"id": )" + std::to_string(i) + R"(, "vector": [)" + std::to_string(i) + R"(, 0], "payload": {"n": )" +
+              std::to_string(i) + "}}";
+  }
+  r = api_->UpsertPoints(Req(points + "]}", {"hy"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  auto query = [&](const std::string& body) {
+    Reply reply = api_->Query(Req(body, {"hy"}));
+    EXPECT_TRUE(reply.ok()) << body << ": " << reply.error;
+    return reply.ok() ? Json::parse(reply.result)["points"] : Json::array();
+  };
+  auto ids = [](const Json& hits) {
+    std::vector<int> out;
+    for (const auto& h : hits) out.push_back(h["id"].get<int>());
+    return out;
+  };
+  // Lists: A = 4, 5, 3 (from 4.2); B = 6, 7, 5 (from 6.1).
+  const std::string two = R"("prefetch": [{"query": [4.2, 0], "limit": 3}, {"query": [6.1, 0], "limit": 3}])";
+  // RRF: 5 = 1/3 + 1/4, 4 = 6 = 1/2 (4 found first), 7 = 1/3, 3 = 1/4.
+  Json hits = query("{" + two + R"(, "query": {"fusion": "rrf"}, "limit": 3, "with_payload": true})");
+  EXPECT_EQ(ids(hits), (std::vector<int>{5, 4, 6}));
+  ASSERT_EQ(hits.size(), 3u);
+  EXPECT_NEAR(hits[0]["score"].get<double>(), 1.0 / 3 + 1.0 / 4, 1e-6);
+  EXPECT_NEAR(hits[1]["score"].get<double>(), 0.5, 1e-6);
+  EXPECT_EQ(hits[0]["payload"]["n"], 5);
+  EXPECT_EQ(ids(query("{" + two + R"(, "query": {"fusion": "rrf"}, "limit": 2, "offset": 1})")), (std::vector<int>{4, 6}));
+  // Weighted, k = 60, B counting 3x: 5 = 1/61 + 1/(3/3 + 59), 6 = 1/(1/3 + 59), 7 = 1/(2/3 + 59),
+  // then 4 = 1/60.
+  EXPECT_EQ(ids(query("{" + two + R"(, "query": {"rrf": {"k": 60, "weights": [1, 3]}}, "limit": 4})")),
+            (std::vector<int>{5, 6, 7, 4}));
+  // DBSF: 5 = 0.5194 + 0.3218, 6 = 0.7227, 4 = 0.6937.
+  hits = query("{" + two + R"(, "query": {"fusion": "dbsf"}, "limit": 3})");
+  EXPECT_EQ(ids(hits), (std::vector<int>{5, 6, 4}));
+  ASSERT_EQ(hits.size(), 3u);
+  EXPECT_NEAR(hits[0]["score"].get<double>(), 0.8412, 2e-3);
+  EXPECT_NEAR(hits[1]["score"].get<double>(), 0.7227, 2e-3);
+  EXPECT_NEAR(hits[2]["score"].get<double>(), 0.6937, 2e-3);
+  // Re-scoring: the 5 points found near 4.2 (2..6), ordered by their distance to (2, 0): 1 is
+  // nearer but was not prefetched. Scores are Euclid distances.
+  hits = query(R"({"prefetch": {"query": [4.2, 0], "limit": 5}, "query": [2, 0], "limit": 3})");
+  EXPECT_EQ(ids(hits), (std::vector<int>{2, 3, 4}));
+  ASSERT_EQ(hits.size(), 3u);
+  EXPECT_NEAR(hits[2]["score"].get<double>(), 2.0, 1e-5);
+  // By a point id: its vector, itself left out.
+  std::vector<int> near = ids(query(R"({"prefetch": {"query": [4.2, 0], "limit": 4}, "query": 5, "limit": 2})"));
+  std::sort(near.begin(), near.end());
+  EXPECT_EQ(near, (std::vector<int>{4, 6}));
+  // The request's filter inside the prefetch: n < 5 near 6.1 is 4, 3, 2 (not 6, 7, 5 then nothing).
+  EXPECT_EQ(ids(query(R"({"prefetch": {"query": [6.1, 0], "limit": 3}, "query": {"fusion": "rrf"},
+                          "filter": {"must": [{"key": "n", "range": {"lt": 5}}]}})")),
+            (std::vector<int>{4, 3, 2}));
+  // A prefetch's score_threshold (Euclid: at most 1.0 away): 4 and 5, not 3.
+  EXPECT_EQ(ids(query(R"({"prefetch": {"query": [4.2, 0], "limit": 5, "score_threshold": 1.0}, "query": {"fusion": "rrf"}})")),
+            (std::vector<int>{4, 5}));
+  // Nested: 2..6 re-scored by (9, 0) keeps 6 and 5.
+  EXPECT_EQ(ids(query(R"({"prefetch": {"prefetch": {"query": [4.2, 0], "limit": 5}, "query": [9, 0], "limit": 2},
+                          "query": {"fusion": "rrf"}})")),
+            (std::vector<int>{6, 5}));
+  auto error = [&](const std::string& body) { return api_->Query(Req(body, {"hy"})).error; };
+  EXPECT_EQ(error(R"({"prefetch": {"query": [1, 0]}})"),
+            "query request: with 'prefetch', 'query' says what to do with their results: a fusion "
+            "({\"fusion\": \"rrf\"} or \"dbsf\"), a vector or a point id");
+  EXPECT_EQ(error(R"({"prefetch": {"query": [1, 0]}, "query": {"fusion": "max"}})"),
+            "query request: 'fusion' must be \"rrf\" or \"dbsf\", got \"max\"");
+  EXPECT_EQ(error("{" + two + R"(, "query": {"rrf": {"weights": [1]}}})"),
+            "query request: rrf 'weights' must be an array of one number per prefetch (2)");
+  EXPECT_EQ(error(R"({"prefetch": {"query": [1, 0], "offset": 2}, "query": {"fusion": "rrf"}})"),
+            "unknown field 'offset' in query request prefetch[0]; expected one of: prefetch, query, using, filter, "
+            "params, score_threshold, limit, lookup_from");
+  EXPECT_EQ(error(R"({"prefetch": {"query": [1, 0]}, "query": {"recommend": {"positive": [1]}}})"),
+            "query request: query 'recommend' over prefetch results is not supported (a fusion, a vector or a point "
+            "id is)");
+  EXPECT_EQ(error(R"({"prefetch": {"query": [1, 0]}, "query": [1, 0, 0]})"),
+            "query request: query vector has 3 dimensions; vector '' has 2");
+  std::string deep = R"({"query": [1, 0]})";
+  for (int i = 0; i < 5; ++i) deep = R"({"query": {"fusion": "rrf"}, "prefetch": )" + deep + "}";
+  EXPECT_EQ(error(deep), "query request prefetch[0] prefetch[0] prefetch[0] prefetch[0]: prefetches nest more than 4 "
+                         "levels deep");
 }
 
 // Qdrant's payload endpoints, with their request shapes; errors name what was wrong.

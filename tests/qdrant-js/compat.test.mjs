@@ -205,6 +205,41 @@ test('query: by vector (as search), by id (itself excluded), recommend, batch', 
   assert.deepEqual(batch[0].points.map((p) => p.id), [search[0].id]);
 });
 
+test('query: hybrid prefetch over two named vectors, fused by RRF and DBSF, re-scored by a vector', async () => {
+  await client.createCollection('hybrid', { vectors: { image: { size: 2, distance: 'Euclid' }, text: { size: 3, distance: 'Cosine' } } });
+  const points = [];
+  for (let i = 1; i <= 20; ++i) {
+    points.push({ id: i, vector: { image: [i % 7, Math.floor(i / 7)], text: [1, (i * 37) % 11, (i * 13) % 5] }, payload: { i } });
+  }
+  await client.upsert('hybrid', { wait: true, points });
+  const qi = [3.2, 1.1], qt = [1, 4, 2];
+  const prefetch = [{ query: qi, using: 'image', limit: 6 }, { query: qt, using: 'text', limit: 6 }];
+  // The two ranked lists as plain searches see them, fused here (Qdrant's RRF: 1 / (2 + rank)).
+  const lists = [await client.search('hybrid', { vector: { name: 'image', vector: qi }, limit: 6 }),
+    await client.search('hybrid', { vector: { name: 'text', vector: qt }, limit: 6 })];
+  const rrf = new Map();
+  lists.forEach((l) => l.forEach((h, rank) => rrf.set(h.id, (rrf.get(h.id) ?? 0) + 1 / (2 + rank))));
+  const best = [...rrf.entries()].sort((a, b) => b[1] - a[1]);
+  const fused = await client.query('hybrid', { prefetch, query: { fusion: 'rrf' }, limit: 4, with_payload: true });
+  assert.equal(fused.points.length, 4);
+  fused.points.forEach((p, i) => {
+    assert.ok(Math.abs(p.score - best[i][1]) < 1e-6, `${p.id}: ${p.score} vs ${best[i][1]}`);
+    assert.equal(rrf.get(p.id), best[i][1]);
+    assert.equal(p.payload.i, p.id);
+  });
+  const dbsf = await client.query('hybrid', { prefetch, query: { fusion: 'dbsf' }, limit: 4 });
+  assert.equal(dbsf.points.length, 4);
+  assert.ok(dbsf.points.every((p) => rrf.has(p.id) && p.score >= 0 && p.score <= 2));
+  // Re-scored by the text vector: the image prefetch's 6 points in text order.
+  const rescored = await client.query('hybrid', { prefetch: prefetch[0], query: qt, using: 'text', limit: 6 });
+  const imageIds = new Set(lists[0].map((h) => h.id));
+  assert.equal(rescored.points.length, 6);
+  assert.ok(rescored.points.every((p) => imageIds.has(p.id)));
+  for (let i = 1; i < rescored.points.length; ++i) assert.ok(rescored.points[i - 1].score >= rescored.points[i].score);
+  await assert.rejects(client.query('hybrid', { query: { fusion: 'rrf' } }), /Bad Request/);
+  await client.deleteCollection('hybrid');
+});
+
 test('payload: set, overwrite, delete keys, clear', async () => {
   const payload = async (id) => (await client.retrieve('things', { ids: [id] }))[0].payload;
   let r = await client.setPayload('things', { wait: true, payload: { reviewed: true }, points: [2, 3] });
