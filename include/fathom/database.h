@@ -66,7 +66,7 @@ struct DatabaseOptions {
   double recall_cpu_share = 0.05;
 };
 
-enum class FieldType : uint8_t { kKeyword, kInteger, kFloat, kBool };
+enum class FieldType : uint8_t { kKeyword, kInteger, kFloat, kBool, kDatetime };
 
 struct VectorSpec {
   std::string name;  // "" for the single unnamed vector

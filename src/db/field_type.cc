@@ -8,6 +8,7 @@ const char* FieldTypeName(FieldType type) {
     case FieldType::kInteger: return "integer";
     case FieldType::kFloat: return "float";
     case FieldType::kBool: return "bool";
+    case FieldType::kDatetime: return "datetime";
   }
   return "unknown";
 }
@@ -17,8 +18,9 @@ Result<FieldType> ParseFieldType(std::string_view name) {
   if (name == "integer") return FieldType::kInteger;
   if (name == "float") return FieldType::kFloat;
   if (name == "bool") return FieldType::kBool;
+  if (name == "datetime") return FieldType::kDatetime;
   return Status::InvalidArgument("unknown field type '" + std::string(name) +
-                                 "': expected keyword, integer, float or bool");
+                                 "': expected keyword, integer, float, bool or datetime");
 }
 
 }  // namespace fathom

@@ -1113,6 +1113,7 @@ bool Fits(FieldType type, const Literal& literal) {
     case FieldType::kInteger:
     case FieldType::kFloat: return std::holds_alternative<Number>(literal);
     case FieldType::kBool: return std::holds_alternative<bool>(literal);
+    case FieldType::kDatetime: return std::holds_alternative<std::string>(literal);
   }
   return false;
 }

@@ -134,6 +134,9 @@ Status PayloadIndex::Validate(const json& payload, const std::string& who) const
           fits = number && FloatKey(*number);
           break;
         }
+        case FieldType::kDatetime:
+          fits = value->is_string() && ParseDatetime(value->get_ref<const std::string&>()).has_value();
+          break;
       }
       if (!fits) {
         std::string text = value->dump();
@@ -201,6 +204,16 @@ void PayloadIndex::Update(uint32_t slot, const json& payload, bool insert) {
           }
           break;
         }
+        case FieldType::kDatetime: {
+          const std::optional<int64_t> micros =
+              value->is_string() ? ParseDatetime(value->get_ref<const std::string&>()) : std::nullopt;
+          if (micros) {
+            AddTo(&field.integers, *micros, slot, insert);
+          } else {
+            irregular = true;
+          }
+          break;
+        }
       }
     }
     if (has_value) insert ? field.has_value.add(slot) : field.has_value.remove(slot);
@@ -261,7 +274,6 @@ class PayloadIndex::Evaluator {
     if (node.type == FilterNode::Type::kCondition) {
       // Substring tests are not in the index: they read payloads. Ids are answered from the
       // id map, without payloads.
-      if (node.condition.datetime) return Coverage::kNone;  // (strings: no index orders them)
       switch (node.condition.op) {
         case Condition::Op::kText:
         case Condition::Op::kValuesCount:
@@ -272,7 +284,17 @@ class PayloadIndex::Evaluator {
         default: break;
       }
       if (node.condition.op == Condition::Op::kHasId || node.condition.op == Condition::Op::kHasVector) return Coverage::kFull;
-      return index_.indexes_.count(node.condition.key) > 0 ? Coverage::kFull : Coverage::kNone;
+      const auto it = index_.indexes_.find(node.condition.key);
+      if (it == index_.indexes_.end()) return Coverage::kNone;
+      // A datetime field orders its values as times: it answers datetime ranges and IS NULL;
+      // other tests of its strings (equality is of the text) read payloads. Other fields hold
+      // no times, so a datetime range on them reads payloads too.
+      if (it->second.type == FieldType::kDatetime) {
+        const bool covered = (node.condition.datetime && node.condition.op == Condition::Op::kRange) ||
+                             node.condition.op == Condition::Op::kIsNull;
+        return covered ? Coverage::kFull : Coverage::kNone;
+      }
+      return node.condition.datetime ? Coverage::kNone : Coverage::kFull;
     }
     bool any_full = false;
     bool any_none = false;
@@ -412,7 +434,7 @@ class PayloadIndex::Evaluator {
         break;
       }
       case Condition::Op::kRange:
-        if (field.type == FieldType::kInteger)
+        if (field.type == FieldType::kInteger || field.type == FieldType::kDatetime)
           hits = RangeUnion(field.integers, condition) & candidates;
         if (field.type == FieldType::kFloat)
           hits = RangeUnion(field.floats, condition) & candidates;
@@ -475,6 +497,7 @@ class PayloadIndex::Evaluator {
           if (it != field.floats.end()) return &it->second;
         }
         return nullptr;
+      case FieldType::kDatetime: return nullptr;  // (only ranges are answered from the index)
     }
     return nullptr;
   }

@@ -6,6 +6,8 @@
 //   bool     two bitmaps (true, false)
 //   integer  ordered map int64 -> slots       (= and IN: O(log k); range: O(log k + m))
 //   float    ordered map double -> slots      (same)
+//   datetime ordered map int64 -> slots       (RFC 3339 strings as microseconds since 1970 UTC:
+//                                              datetime ranges; other tests read payloads)
 // where k is the number of distinct values of the field and m the number of distinct values a
 // range covers (their bitmaps are unioned, so a range's cost grows with the values it spans, not
 // with the collection). Each field also keeps `has_value` (slots with any non-null value: IS NULL
@@ -123,7 +125,7 @@ class PayloadIndex {
     std::unordered_map<std::string, SlotBitmap> keywords;  // kKeyword
     SlotBitmap bool_true;                                  // kBool
     SlotBitmap bool_false;                                 // kBool
-    std::map<int64_t, SlotBitmap, NumberLess> integers;    // kInteger (NaN never stored)
+    std::map<int64_t, SlotBitmap, NumberLess> integers;    // kInteger, kDatetime (microseconds)
     std::map<double, SlotBitmap, NumberLess> floats;       // kFloat (NaN never stored)
     SlotBitmap has_value;                                  // slots with at least one non-null value
     SlotBitmap irregular;  // slots with a non-null value the typed structure does not hold

@@ -643,3 +643,46 @@ TEST(PayloadIndexTest, MinShouldCountsConditionsIndexedOrNot) {
 
 }  // namespace
 }  // namespace fathom
+
+namespace fathom {
+namespace {
+
+// A datetime field: RFC 3339 strings (offsets, fractions, dates alone) indexed as times, so
+// datetime ranges are answered from the index (and equal a scan of the payloads, which the
+// fixture checks for every filter); strings that are not times, numbers and other values are
+// decided from their payloads; equality compares the text, so it reads payloads.
+TEST(PayloadIndexTest, DatetimeFieldAnswersDatetimeRanges) {
+  Fixture f({{"when", FieldType::kDatetime}});
+  f.Add(R"({"when": "2024-05-01T10:00:00Z"})");                        // 0
+  f.Add(R"({"when": "2024-05-01T12:30:00+02:00"})");                   // 1: 10:30 UTC
+  f.Add(R"({"when": "2024-05-02"})");                                  // 2
+  f.Add(R"({"when": ["2023-12-31T23:59:59.5Z", "2024-06-01T00:00:00Z"]})");  // 3
+  f.Add(R"({"when": "soon"})");                                        // 4: not a time
+  f.Add(R"({"when": 1714557600})");                                    // 5: a number
+  f.Add(R"({"when": null})");                                          // 6
+  f.Add(R"({})");                                                      // 7
+  f.Add(R"({"when": "2024-05-01T10:15:00.250-00:00"})");               // 8
+  EvalStats stats;
+  EXPECT_EQ(f.EvalJson(R"({"must": [{"key": "when", "range": {"gte": "2024-05-01T10:00:00Z", "lt": "2024-05-01T10:30:00Z"}}]})", &stats),
+            (Slotlist{0, 8}));
+  EXPECT_EQ(stats.indexed_conditions, 1u);
+  EXPECT_EQ(stats.scanned_conditions, 0u);
+  EXPECT_EQ(stats.slots_scanned, 2u);  // only the irregular 4 and 5, from their payloads
+  EXPECT_EQ(f.EvalJson(R"({"must": [{"key": "when", "range": {"gt": "2024-05-01T10:15:00.25Z", "lte": "2024-05-02"}}]})"),
+            (Slotlist{1, 2}));
+  EXPECT_EQ(f.EvalJson(R"({"must": [{"key": "when", "range": {"lt": "2024-01-01"}}]})"), (Slotlist{3}));
+  EXPECT_EQ(f.EvalJson(R"({"must_not": [{"key": "when", "range": {"gte": "2024-05-01"}}]})"), (Slotlist{4, 5, 6, 7}));
+  EXPECT_EQ(f.EvalJson(R"({"must": [{"is_null": {"key": "when"}}]})"), (Slotlist{6, 7}));
+  stats = EvalStats();
+  EXPECT_EQ(f.EvalJson(R"({"must": [{"key": "when", "match": {"value": "2024-05-02"}}]})", &stats), (Slotlist{2}));
+  EXPECT_EQ(stats.scanned_conditions, 1u);
+  // Upserts are held to the type.
+  EXPECT_TRUE(f.index().Validate(json::parse(R"({"when": "2024-02-29T08:00:00+05:30"})"), "point 1").ok());
+  EXPECT_EQ(f.index().Validate(json::parse(R"({"when": "yesterday"})"), "point 1").message(),
+            "point 1: payload field 'when' is indexed as datetime, got \"yesterday\"");
+  EXPECT_EQ(f.index().Validate(json::parse(R"({"when": 5})"), "point 1").message(),
+            "point 1: payload field 'when' is indexed as datetime, got 5");
+}
+
+}  // namespace
+}  // namespace fathom
