@@ -408,6 +408,15 @@ class Database {
   virtual Result<std::string> UpdateCollectionMetadata(const std::string& name, const std::string& changes) = 0;
   // By collection name or alias.
   virtual Result<std::shared_ptr<Collection>> GetCollection(const std::string& name) const = 0;
+  // Adds a payload index on `field` of a live collection (or changes its type; the same type
+  // again changes nothing), durably: built from every stored payload while the collection's
+  // writes wait (its searches go on), then kept in the collection's spec (spec().indexed_fields).
+  // Existing values of another type stay searchable (read from their payloads); later upserts
+  // must fit the type. O(collection) work, like Qdrant's index creation. `name` may be an alias.
+  virtual Status CreatePayloadIndex(const std::string& name, const std::string& field, FieldType type) = 0;
+  // Drops the payload index on `field` (NotFound if there is none); filters on the field then
+  // read payloads.
+  virtual Status DropPayloadIndex(const std::string& name, const std::string& field) = 0;
   // Aliases: second names for collections that every call taking a collection name accepts,
   // for re-embedding (build images_v2 while the alias `images` serves images_v1, then switch).
   // The operations apply in order, all or none, in one durable write: a request that resolves

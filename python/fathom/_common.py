@@ -164,6 +164,20 @@ class PayloadMethods:
         """Empties each point's payload."""
         return self._update_payload("clear", None, [], ids, filter)
 
+    def _set_payload_index(self, field: str, field_type: Optional[str]) -> None:
+        raise NotImplementedError
+
+    def create_payload_index(self, field: str, field_type: str) -> None:
+        """Indexes payload field ``field`` ("keyword", "integer", "float", "bool" or "datetime")
+        on the live collection, so filters on it are answered from the index; built from every
+        stored payload while writes wait. Later upserts must fit the type. The same type again
+        changes nothing."""
+        self._set_payload_index(field, field_type)
+
+    def delete_payload_index(self, field: str) -> None:
+        """Drops the payload index on ``field`` (NotFoundError if there is none)."""
+        self._set_payload_index(field, None)
+
 
 class AliasMethods:
     """create_alias / delete_alias / switch_alias over a class's update_aliases and aliases

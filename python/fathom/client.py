@@ -269,6 +269,12 @@ class RemoteCollection(PayloadMethods):
         path = f"{self._path}/tune" + (f"?using={urllib.parse.quote(vector)}" if vector else "")
         return bool(self._client.request("DELETE", path)["reset"])
 
+    def _set_payload_index(self, field: str, field_type: Optional[str]) -> None:
+        if field_type is None:
+            self._client.request("DELETE", self._path + "/index/" + urllib.parse.quote(field, safe="._-[]"))
+        else:
+            self._client.request("PUT", self._path + "/index", {"field_name": field, "field_schema": field_type})
+
     def update_metadata(self, changes: Mapping[str, Any]) -> Dict[str, Any]:
         """As :meth:`fathom.Collection.update_metadata` (``PATCH /collections/{name}``)."""
         self._client.request("PATCH", self._path, {"metadata": dict(changes)})

@@ -99,6 +99,12 @@ class Collection(PayloadMethods):
         text = "" if filter is None else filter_text(filter)
         return self._c.update_payload(op, "" if payload is None else json.dumps(payload), list(keys), id_arg, text)
 
+    def _set_payload_index(self, field: str, field_type: Optional[str]) -> None:
+        if field_type is None:
+            self._c.delete_payload_index(field)
+        else:
+            self._c.create_payload_index(field, field_type)
+
     def count(self, filter: Optional[Filter] = None) -> int:
         """Number of records, or of records matching the filter."""
         return self._c.count(filter_text(filter))

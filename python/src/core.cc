@@ -380,6 +380,14 @@ class PyCollection {
   std::string UpdateMetadata(const std::string& changes) {
     return RunOnDatabase(*handle_, [&](Database* db) { return db->UpdateCollectionMetadata(name_, changes); });
   }
+  // Database::CreatePayloadIndex / DropPayloadIndex on this collection.
+  void CreatePayloadIndex(const std::string& field, const std::string& type) {
+    const FieldType t = Check(ParseFieldType(type));
+    RunOnDatabase(*handle_, [&](Database* db) { return db->CreatePayloadIndex(name_, field, t); });
+  }
+  void DeletePayloadIndex(const std::string& field) {
+    RunOnDatabase(*handle_, [&](Database* db) { return db->DropPayloadIndex(name_, field); });
+  }
 
   // ids: a sequence; vectors: {vector name: (n, dim) array}; payloads: None or n JSON texts.
   size_t Upsert(py::handle ids_arg, const py::dict& vectors, py::object payloads) {
@@ -827,6 +835,8 @@ PYBIND11_MODULE(_core, m) {
       .def("spec", &fp::PyCollection::Spec)
       .def("metadata", &fp::PyCollection::Metadata)
       .def("update_metadata", &fp::PyCollection::UpdateMetadata, py::arg("changes"))
+      .def("create_payload_index", &fp::PyCollection::CreatePayloadIndex, py::arg("field"), py::arg("type"))
+      .def("delete_payload_index", &fp::PyCollection::DeletePayloadIndex, py::arg("field"))
       .def("upsert", &fp::PyCollection::Upsert, py::arg("ids"), py::arg("vectors"), py::arg("payloads"))
       .def("get", &fp::PyCollection::Get, py::arg("ids"), py::arg("with_vectors"))
       .def("delete", &fp::PyCollection::Delete, py::arg("ids"))

@@ -87,6 +87,29 @@ def test_payload_operations(backend):
     backend.drop_collection(name)
 
 
+def test_payload_index_created_and_deleted(backend):
+    """Payload indexes on a live collection, embedded and over REST: listed in the spec, later
+    upserts held to the type, counts unchanged, dropped again; a second drop is NotFoundError."""
+    name = unique_name()
+    col = backend.create_collection(name, dim=4, metric="l2", index="Flat")
+    col.upsert(list(range(6)), clustered(6, 4, seed=6),
+               [{"n": i, "at": f"2024-05-0{i + 1}T12:00:00Z"} for i in range(6)])
+    col.create_payload_index("n", "integer")
+    col.create_payload_index("at", "datetime")
+    assert backend.get_collection(name).spec["indexed_fields"] == {"n": "integer", "at": "datetime"}
+    assert col.count("n >= 3") == 3
+    assert col.count({"must": [{"key": "at", "range": {"lt": "2024-05-03"}}]}) == 2
+    with pytest.raises(fathom.InvalidArgumentError):
+        col.upsert([9], np.zeros((1, 4), np.float32), [{"n": "nine"}])
+    col.delete_payload_index("n")
+    col.upsert([9], np.zeros((1, 4), np.float32), [{"n": "nine"}])
+    with pytest.raises(fathom.NotFoundError):
+        col.delete_payload_index("n")
+    with pytest.raises(fathom.InvalidArgumentError):
+        col.create_payload_index("n", "colour")
+    backend.drop_collection(name)
+
+
 def test_alias_switch_for_re_embedding(backend):
     """The re-embedding workflow: `images` (an alias) serves v1 while v2 is built, then
     switch_alias points it at v2 in one step; a handle opened through the alias follows it."""

@@ -73,7 +73,53 @@ CollectionImpl::CollectionImpl(KvStore* kv, std::string index_dir, CollectionSpe
       recall_(std::make_unique<RecallMonitor>(options.recall_sample_rate, options.recall_cpu_share,
                                               [this](const RecallMonitor::Sample& s) { return ExactIds(s); })),
       tuned_(new std::atomic<int>[3 * spec_.vectors.size()]()),
-      tuned_info_(spec_.vectors.size()) {}
+      tuned_info_(spec_.vectors.size()) {
+  PublishSpec(spec_);
+}
+
+void CollectionImpl::PublishSpec(const CollectionSpec& spec) {
+  std::lock_guard lock(spec_versions_mutex_);
+  spec_versions_.push_back(std::make_unique<const CollectionSpec>(spec));
+  spec_view_.store(spec_versions_.back().get(), std::memory_order_release);
+}
+
+Status CollectionImpl::SetPayloadIndex(const std::string& field, std::optional<FieldType> type,
+                                       const std::function<Status(const CollectionSpec&)>& persist) {
+  std::shared_lock life(life_mutex_);
+  FATHOM_RETURN_IF_ERROR(retired_);
+  std::lock_guard write(write_mutex_);  // payloads stay as they are until the swap
+  CollectionSpec next = spec();
+  auto it = next.indexed_fields.find(field);
+  if (type) {
+    if (it != next.indexed_fields.end() && it->second == *type) return Status::OK();  // (already so)
+    next.indexed_fields[field] = *type;
+  } else {
+    if (it == next.indexed_fields.end()) {
+      return Status::NotFound("collection '" + spec_.name + "' has no payload index on '" + field + "'");
+    }
+    next.indexed_fields.erase(it);
+  }
+  FATHOM_ASSIGN_OR_RETURN(PayloadIndex built, PayloadIndex::Create(next.indexed_fields));
+  {
+    // Beside searches (shared): only writers change payloads, and they wait on write_mutex_.
+    std::shared_lock state(state_mutex_);
+    for (const uint32_t slot : live_) {
+      if (spec_.on_disk_payload) {
+        FATHOM_ASSIGN_OR_RETURN(nlohmann::json payload, StoredPayload(slot));
+        built.Insert(slot, payload);
+      } else {
+        built.Insert(slot, CachedPayload(slot));
+      }
+    }
+  }
+  FATHOM_RETURN_IF_ERROR(persist(next));
+  std::unique_lock state(state_mutex_);
+  payload_index_ = std::move(built);
+  ++state_version_;  // (cached filter plans were made with the old index)
+  spdlog::info("collection '{}': payload index on '{}' {}", spec_.name, field,
+               type ? std::string("built as ") + FieldTypeName(*type) : std::string("dropped"));
+  return Status::OK();
+}
 
 // The true k nearest neighbours of a sampled query, by brute force in chunks of slots: the
 // locks are taken per chunk, so at 10M points the monitor never holds searches' and writers'
@@ -1370,7 +1416,7 @@ Result<Filter> CollectionImpl::ParseFilter(const std::string& text) const {
                               ? Filter::ParseJson(std::string_view(text))
                               : Filter::ParseText(text);
   if (!filter.ok()) return filter.status();
-  FATHOM_RETURN_IF_ERROR(filter->CheckTypes(spec_.indexed_fields));
+  FATHOM_RETURN_IF_ERROR(filter->CheckTypes(spec().indexed_fields));
   for (const std::string& name : filter->VectorNames()) {
     if (VectorIndex(name) < spec_.vectors.size()) continue;
     std::string names;

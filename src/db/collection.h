@@ -19,6 +19,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -48,7 +49,17 @@ class CollectionImpl final : public Collection {
                                                       CollectionSpec spec, uint32_t id,
                                                       const DatabaseOptions& options);
 
-  const CollectionSpec& spec() const override { return spec_; }
+  // The spec as published: the one opened, with the payload indexes made or dropped since.
+  const CollectionSpec& spec() const override { return *spec_view_.load(std::memory_order_acquire); }
+  // Adds a payload index on `field`, changes its type, or (no `type`) drops it, on the live
+  // collection: the new index is built from every live payload while writes wait (searches go
+  // on; values of another type are kept as irregular and read from payloads when filtered),
+  // then `persist` stores the spec it is given (and calls PublishSpec with it); if that fails
+  // nothing changed. Then filters use the new index. Upserts are validated against it after.
+  Status SetPayloadIndex(const std::string& field, std::optional<FieldType> type,
+                         const std::function<Status(const CollectionSpec&)>& persist);
+  // Makes `spec` what spec() returns (the database calls this once the spec is stored).
+  void PublishSpec(const CollectionSpec& spec);
   RecallEstimate recall_estimate() const override;
   std::string metadata() const override {
     std::lock_guard lock(metadata_mutex_);
@@ -174,6 +185,11 @@ class CollectionImpl final : public Collection {
   KvStore* const kv_;
   const std::string index_dir_;
   const CollectionSpec spec_;
+  // spec() snapshots: each change publishes a new one; earlier ones stay alive for callers that
+  // still hold a reference (a few hundred bytes per change of the payload indexes).
+  std::mutex spec_versions_mutex_;
+  std::vector<std::unique_ptr<const CollectionSpec>> spec_versions_;  // guarded by spec_versions_mutex_
+  std::atomic<const CollectionSpec*> spec_view_{nullptr};
   mutable std::mutex metadata_mutex_;
   std::string metadata_ = spec_.metadata;  // guarded by metadata_mutex_
   const uint32_t id_;

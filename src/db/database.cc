@@ -124,12 +124,44 @@ class DatabaseImpl final : public Database {
     return std::shared_ptr<Collection>(std::move(collection));
   }
 
+  Status CreatePayloadIndex(const std::string& name, const std::string& field, FieldType type) override {
+    return SetPayloadIndex(name, field, type);
+  }
+  Status DropPayloadIndex(const std::string& name, const std::string& field) override {
+    return SetPayloadIndex(name, field, std::nullopt);
+  }
+
+  Status SetPayloadIndex(const std::string& name, const std::string& field, std::optional<FieldType> type) {
+    std::shared_ptr<CollectionImpl> collection;
+    {
+      std::shared_lock lock(mutex_);
+      FATHOM_RETURN_IF_ERROR(CheckOpen());
+      auto alias = aliases_.find(name);
+      auto it = collections_.find(alias != aliases_.end() ? alias->second : name);
+      if (it == collections_.end()) return Status::NotFound("collection '" + name + "' does not exist");
+      collection = it->second;
+    }
+    // The build runs without mutex_ (other collections and calls go on); the spec record is
+    // written under spec_mutex_, as metadata updates write it, so neither loses the other's change.
+    return collection->SetPayloadIndex(field, type, [&](const CollectionSpec& next) {
+      std::lock_guard spec_lock(spec_mutex_);
+      CollectionSpec stored = next;
+      stored.metadata = collection->metadata();
+      KvStore::Batch batch(*kv_);
+      batch.Put(Cf::kMeta, kSpecPrefix + stored.name, EncodeSpec(stored, collection->id()));
+      FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
+      collection->PublishSpec(next);
+      return Status::OK();
+    });
+  }
+
   Result<std::string> UpdateCollectionMetadata(const std::string& name, const std::string& changes) override {
     auto patch = nlohmann::json::parse(changes, nullptr, /*allow_exceptions=*/false);
     if (patch.is_discarded() || !patch.is_object()) {
       return Status::InvalidArgument("collection metadata must be a JSON object");
     }
     std::unique_lock lock(mutex_);  // read, merge and store: one update at a time
+    std::lock_guard spec_lock(spec_mutex_);
     FATHOM_RETURN_IF_ERROR(CheckOpen());
     auto alias = aliases_.find(name);
     auto it = collections_.find(alias != aliases_.end() ? alias->second : name);
@@ -273,6 +305,9 @@ class DatabaseImpl final : public Database {
   const std::string dir_;
   const DatabaseOptions options_;
   mutable std::shared_mutex mutex_;
+  // Held while a collection's spec record is rewritten (metadata, payload indexes); after
+  // mutex_ where both are taken.
+  std::mutex spec_mutex_;
   std::unique_ptr<KvStore> kv_;
   std::map<std::string, std::shared_ptr<CollectionImpl>> collections_;
   std::map<std::string, std::string> aliases_;  // alias -> collection, as stored under kAliasPrefix

@@ -1101,6 +1101,76 @@ TEST_F(DatabaseTest, CloseCheckpointsOnlyWhenTheLogIsWorthIt) {
 // Qdrant's payload operations: set merges keys, overwrite replaces, delete removes keys, clear
 // empties; by ids or by filter; all or nothing; payload indexes follow; durable across a
 // reopen; vectors untouched. With payloads in RAM and on disk.
+// Payload indexes made and dropped on a live collection (Qdrant's PUT/DELETE .../index): counts
+// stay those of a payload scan, the index holds later upserts to its type (it did not before),
+// values of another type written before it are read from payloads, the spec says what is indexed, and
+// all of it survives a reopen and a crash; metadata updates and index changes keep each other.
+TEST_F(DatabaseTest, PayloadIndexesMadeAndDroppedOnALiveCollection) {
+  auto data = testing::Clustered(61, 1, 8, 2, 72);
+  for (bool on_disk : {false, true}) {
+    SCOPED_TRACE(on_disk ? "on-disk payloads" : "payloads in RAM");
+    fs::remove_all(dir_);
+    {
+      auto db = std::move(Database::Open(dir_)).value();
+      CollectionSpec spec = Spec("p", data.dim);
+      spec.indexed_fields.clear();
+      spec.on_disk_payload = on_disk;
+      auto c = std::move(db->CreateCollection(spec)).value();
+      ASSERT_TRUE(c->Upsert(Records(data, 0, 60)).ok());  // label i, color red (odd) / blue
+      Record odd = Records(data, 60, 61)[0];
+      odd.payload = R"({"label": "sixty", "when": "2024-05-01T10:00:00Z"})";
+      ASSERT_TRUE(c->Upsert({odd}).ok());  // no index yet: any type goes
+      const size_t blue = std::move(c->CountByFilter("color = 'blue'")).value();
+      const size_t small = std::move(c->CountByFilter("label < 20")).value();
+      EXPECT_EQ(blue, 30u);
+      EXPECT_EQ(small, 20u);
+      ASSERT_TRUE(db->CreatePayloadIndex("p", "label", FieldType::kInteger).ok());
+      ASSERT_TRUE(db->CreatePayloadIndex("p", "color", FieldType::kKeyword).ok());
+      ASSERT_TRUE(db->CreatePayloadIndex("p", "when", FieldType::kDatetime).ok());
+      ASSERT_TRUE(db->CreatePayloadIndex("p", "color", FieldType::kKeyword).ok());  // (again: no change)
+      EXPECT_EQ(c->spec().indexed_fields,
+                (std::map<std::string, FieldType>{{"color", FieldType::kKeyword}, {"label", FieldType::kInteger},
+                                                  {"when", FieldType::kDatetime}}));
+      EXPECT_EQ(std::move(c->CountByFilter("color = 'blue'")).value(), blue);
+      EXPECT_EQ(std::move(c->CountByFilter("label < 20")).value(), small);
+      // The point whose label is text: not a number at least 0, and text is no longer a label.
+      EXPECT_EQ(std::move(c->CountByFilter("label >= 0")).value(), 60u);
+      EXPECT_EQ(std::move(c->CountByFilter(R"({"must_not": [{"is_null": {"key": "label"}}]})")).value(), 61u);
+      EXPECT_EQ(c->CountByFilter(R"({"must": [{"key": "label", "match": {"value": "sixty"}}]})").status().message(),
+                "filter compares field 'label' (integer) with string \"sixty\"");
+      EXPECT_EQ(std::move(c->CountByFilter(R"({"must": [{"key": "when", "range": {"gte": "2024-05-01"}}]})")).value(), 1u);
+      Record typed = odd;
+      typed.id = uint64_t{61};
+      Status refused = c->Upsert({typed});
+      EXPECT_TRUE(refused.IsInvalidArgument()) << refused.ToString();
+      EXPECT_NE(refused.message().find("payload field 'label' is indexed as integer"), std::string::npos) << refused.message();
+      // Metadata and indexes, each changed after the other, both kept.
+      ASSERT_TRUE(db->UpdateCollectionMetadata("p", R"({"model": "m1"})").ok());
+      ASSERT_TRUE(db->DropPayloadIndex("p", "when").ok());
+      EXPECT_TRUE(db->DropPayloadIndex("p", "when").IsNotFound());
+      EXPECT_TRUE(db->CreatePayloadIndex("nope", "x", FieldType::kKeyword).IsNotFound());
+      EXPECT_FALSE(db->CreatePayloadIndex("p", "a..b", FieldType::kKeyword).ok());
+      CopyLiveTree(dir_, dir_ + ".crashed");
+    }
+    for (const std::string& path : {dir_, dir_ + ".crashed"}) {
+      SCOPED_TRACE(path);
+      auto db = std::move(Database::Open(path)).value();
+      auto c = std::move(db->GetCollection("p")).value();
+      EXPECT_EQ(c->spec().indexed_fields,
+                (std::map<std::string, FieldType>{{"color", FieldType::kKeyword}, {"label", FieldType::kInteger}}));
+      EXPECT_EQ(c->metadata(), R"({"model":"m1"})");
+      EXPECT_EQ(std::move(c->CountByFilter("color = 'blue'")).value(), 30u);
+      Record typed = Records(data, 0, 1)[0];
+      typed.payload = R"({"label": "x"})";
+      EXPECT_TRUE(c->Upsert({typed}).IsInvalidArgument());
+      ASSERT_TRUE(db->DropPayloadIndex("p", "label").ok());
+      EXPECT_TRUE(c->Upsert({typed}).ok());  // no index on label: any type again
+      EXPECT_EQ(std::move(c->CountByFilter("label < 20")).value(), 19u);
+    }
+    fs::remove_all(dir_ + ".crashed");
+  }
+}
+
 TEST_F(DatabaseTest, PayloadUpdatesMergeReplaceDeleteAndPersist) {
   using Op = PayloadUpdate::Op;
   auto data = testing::Clustered(40, 1, 8, 2, 71);

@@ -688,6 +688,48 @@ Reply Api::UpdateCollection(const ApiRequest& req) {
   return Status::OK();
 }
 
+Reply Api::CreateFieldIndex(const ApiRequest& req) {
+  FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
+  FATHOM_RETURN_IF_ERROR(CheckFields(body, "create-index request", {"field_name", "field_schema", "field_type"}));
+  FATHOM_ASSIGN_OR_RETURN(std::string field, GetString(body, "field_name", "create-index request"));
+  // field_schema: a type name, or {"type": name, ...options}; field_type is its older name.
+  const Json* schema = nullptr;
+  for (const char* key : {"field_schema", "field_type"}) {
+    if (auto it = body.find(key); it != body.end() && !it->is_null()) schema = &*it;
+  }
+  if (schema == nullptr) {
+    return Status::InvalidArgument("create-index request: field 'field_schema' is required (keyword, integer, float, "
+                                   "bool, datetime or uuid)");
+  }
+  if (schema->is_object()) {
+    auto type = schema->find("type");
+    if (type == schema->end()) return Status::InvalidArgument("create-index request: field_schema needs a 'type'");
+    schema = &*type;
+  }
+  if (!schema->is_string()) {
+    return Status::InvalidArgument("create-index request: field_schema must be a type name, got " + TypeName(*schema));
+  }
+  std::string type_name = schema->get<std::string>();
+  if (type_name == "uuid") type_name = "keyword";  // (ids as text: equality, as keywords)
+  if (type_name == "text" || type_name == "geo") {
+    return Status::InvalidArgument("create-index request: '" + type_name + "' indexes are not supported: " +
+                                   (type_name == "text" ? "match.text reads" : "geo filters read") +
+                                   " payloads, with no index needed");
+  }
+  FATHOM_ASSIGN_OR_RETURN(FieldType type, ParseFieldType(type_name));
+  std::shared_lock lock(db_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
+  FATHOM_RETURN_IF_ERROR(db_->CreatePayloadIndex(c->spec().name, field, type));
+  return Reply::Ok(Dump(Json{{"operation_id", next_operation_id_.fetch_add(1)}, {"status", "completed"}}));
+}
+
+Reply Api::DeleteFieldIndex(const ApiRequest& req) {
+  std::shared_lock lock(db_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
+  FATHOM_RETURN_IF_ERROR(db_->DropPayloadIndex(c->spec().name, req.params.at(1)));
+  return Reply::Ok(Dump(Json{{"operation_id", next_operation_id_.fetch_add(1)}, {"status", "completed"}}));
+}
+
 Reply Api::DeleteCollection(const ApiRequest& req) {
   const std::string& name = req.params.at(0);
   FATHOM_RETURN_IF_ERROR(ValidateName(name, "collection name"));

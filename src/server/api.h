@@ -97,6 +97,10 @@ class Api {
   Reply ListAliases(const ApiRequest& req);            // GET /aliases
   Reply ListCollectionAliases(const ApiRequest& req);  // GET /collections/{name}/aliases
   Reply UpdateCollection(const ApiRequest& req);
+  // Qdrant's PUT /collections/{name}/index ({"field_name", "field_schema"}) and
+  // DELETE /collections/{name}/index/{field}: payload indexes on a live collection.
+  Reply CreateFieldIndex(const ApiRequest& req);
+  Reply DeleteFieldIndex(const ApiRequest& req);
   Reply DeleteCollection(const ApiRequest& req);
   Reply UpsertPoints(const ApiRequest& req);
   Reply GetPoints(const ApiRequest& req);

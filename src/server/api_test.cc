@@ -464,6 +464,48 @@ TEST_F(ApiTest, QdrantQueryPrefetchFusionAndRescoring) {
                          "levels deep");
 }
 
+// Qdrant's payload index endpoints on a live collection: PUT .../index with field_schema as a
+// name or an object, listed in payload_schema, upserts then held to the type, DELETE drops it;
+// unsupported kinds and missing indexes are clear errors.
+TEST_F(ApiTest, QdrantFieldIndexCreatedAndDeleted) {
+  Reply r = api_->CreateCollection(Req(R"({"vectors": {"size": 2, "distance": "Dot"}})", {"fi"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  r = api_->UpsertPoints(Req(R"({"points": [{"id": 1, "vector": [1, 0], "payload": {"n": 1, "t": "a", "at": "2024-01-02T03:04:05Z"}},
+                                           {"id": 2, "vector": [0, 1], "payload": {"n": 2, "t": "b", "at": "2025-01-01"}}]})", {"fi"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  r = api_->CreateFieldIndex(Req(R"({"field_name": "n", "field_schema": "integer"})", {"fi"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(Json::parse(r.result)["status"], "completed");
+  r = api_->CreateFieldIndex(Req(R"({"field_name": "at", "field_schema": {"type": "datetime", "is_principal": true}})", {"fi"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  r = api_->CreateFieldIndex(Req(R"({"field_name": "t", "field_schema": "uuid"})", {"fi"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  Json info = Json::parse(api_->GetCollection(Req("", {"fi"})).result);
+  EXPECT_EQ(info["payload_schema"]["n"]["data_type"], "integer");
+  EXPECT_EQ(info["payload_schema"]["at"]["data_type"], "datetime");
+  EXPECT_EQ(info["payload_schema"]["t"]["data_type"], "keyword");
+  r = api_->UpsertPoints(Req(R"({"points": [{"id": 3, "vector": [1, 1], "payload": {"n": "three"}}]})", {"fi"}));
+  EXPECT_EQ(r.http_status, 400);
+  EXPECT_NE(r.error.find("payload field 'n' is indexed as integer"), std::string::npos) << r.error;
+  r = api_->CountPoints(Req(R"({"filter": {"must": [{"key": "at", "range": {"lt": "2024-06-01"}}]}})", {"fi"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(Json::parse(r.result)["count"], 1);
+  r = api_->DeleteFieldIndex(Req("", {"fi", "n"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  r = api_->UpsertPoints(Req(R"({"points": [{"id": 3, "vector": [1, 1], "payload": {"n": "three"}}]})", {"fi"}));
+  EXPECT_TRUE(r.ok()) << r.error;  // not indexed any more
+  r = api_->DeleteFieldIndex(Req("", {"fi", "n"}));
+  EXPECT_EQ(r.http_status, 404);
+  EXPECT_EQ(r.error, "collection 'fi' has no payload index on 'n'");
+  r = api_->CreateFieldIndex(Req(R"({"field_name": "t", "field_schema": "text"})", {"fi"}));
+  EXPECT_EQ(r.error, "create-index request: 'text' indexes are not supported: match.text reads payloads, with no "
+                     "index needed");
+  r = api_->CreateFieldIndex(Req(R"({"field_name": "t", "field_schema": "colour"})", {"fi"}));
+  EXPECT_EQ(r.error, "unknown field type 'colour': expected keyword, integer, float, bool or datetime");
+  r = api_->CreateFieldIndex(Req(R"({"field_name": "t"})", {"fi"}));
+  EXPECT_EQ(r.http_status, 400);
+}
+
 // Qdrant's payload endpoints, with their request shapes; errors name what was wrong.
 TEST_F(ApiTest, QdrantPayloadSetOverwriteDeleteClear) {
   Reply r = api_->CreateCollection(Req(R"({"vectors": {"size": 2, "distance": "Dot"}, "indexed_fields": {"t": "keyword"}})", {"p"}));

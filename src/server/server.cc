@@ -323,6 +323,8 @@ class Frontend {
     Add("PUT", "/collections/{name}", Access::kWrite, api(&Api::CreateCollection));
     Add("DELETE", "/collections/{name}", Access::kWrite, api(&Api::DeleteCollection));
     Add("PATCH", "/collections/{name}", Access::kWrite, api(&Api::UpdateCollection));
+    Add("PUT", "/collections/{name}/index", Access::kWrite, api(&Api::CreateFieldIndex));
+    Add("DELETE", "/collections/{name}/index/{field}", Access::kWrite, api(&Api::DeleteFieldIndex));
     Add("GET", "/collections/{name}/exists", Access::kRead, api(&Api::CollectionExists));
     Add("PUT", "/collections/{name}/points", Access::kWrite, api(&Api::UpsertPoints));
     Add("POST", "/collections/{name}/points", Access::kRead, api(&Api::GetPoints));

@@ -240,6 +240,27 @@ test('query: hybrid prefetch over two named vectors, fused by RRF and DBSF, re-s
   await client.deleteCollection('hybrid');
 });
 
+test('payload indexes: created and deleted on a live collection', async () => {
+  await client.createCollection('indexed', { vectors: { size: 2, distance: 'Dot' } });
+  await client.upsert('indexed', { wait: true, points: [
+    { id: 1, vector: [1, 0], payload: { n: 1, at: '2024-01-02T03:04:05Z' } },
+    { id: 2, vector: [0, 1], payload: { n: 2, at: '2025-01-01T00:00:00Z' } }] });
+  let r = await client.createPayloadIndex('indexed', { field_name: 'n', field_schema: 'integer', wait: true });
+  assert.equal(r.status, 'completed');
+  await client.createPayloadIndex('indexed', { field_name: 'at', field_schema: 'datetime', wait: true });
+  const info = await client.getCollection('indexed');
+  assert.equal(info.payload_schema.n.data_type, 'integer');
+  assert.equal(info.payload_schema.at.data_type, 'datetime');
+  const count = await client.count('indexed', { filter: { must: [{ key: 'at', range: { gte: '2024-12-31' } }] } });
+  assert.equal(count.count, 1);
+  await assert.rejects(client.upsert('indexed', { wait: true, points: [{ id: 3, vector: [1, 1], payload: { n: 'three' } }] }), /Bad Request/);
+  r = await client.deletePayloadIndex('indexed', 'n', { wait: true });
+  assert.equal(r.status, 'completed');
+  await client.upsert('indexed', { wait: true, points: [{ id: 3, vector: [1, 1], payload: { n: 'three' } }] });
+  assert.equal((await client.getCollection('indexed')).payload_schema.n, undefined);
+  await client.deleteCollection('indexed');
+});
+
 test('payload: set, overwrite, delete keys, clear', async () => {
   const payload = async (id) => (await client.retrieve('things', { ids: [id] }))[0].payload;
   let r = await client.setPayload('things', { wait: true, payload: { reviewed: true }, points: [2, 3] });
