@@ -11,7 +11,7 @@ PACKAGES=(
   dataset-fashion-mnist python3-matplotlib
   nats-server libnats-dev
   librocksdb-dev nlohmann-json3-dev libsimdjson-dev libcli11-dev libspdlog-dev libroaring-dev libabsl-dev
-  libcpp-httplib-dev python3 curl
+  libcpp-httplib-dev libarchive-dev python3 curl
   clang libclang-rt-14-dev
   python3-dev pybind11-dev python3-numpy python3-setuptools python3-venv python3-pip
   python3-pytest python3-torch python3-faiss mypy

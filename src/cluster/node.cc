@@ -609,6 +609,9 @@ class Node final : public server::ServerExtension {
         {"PUT", "/collections/{name}/snapshots/recover", Access::kWrite, h(&Node::Unsupported)});
     r.push_back({"DELETE", "/collections/{name}/snapshots/{snapshot}", Access::kWrite,
                  h(&Node::Unsupported)});
+    r.push_back({"GET", "/collections/{name}/snapshots/{snapshot}", Access::kRead, h(&Node::Unsupported)});
+    r.push_back({"PUT", "/collections/{name}/index", Access::kWrite, h(&Node::Unsupported)});
+    r.push_back({"DELETE", "/collections/{name}/index/{field}", Access::kWrite, h(&Node::Unsupported)});
     return r;
   }
 
@@ -1911,7 +1914,8 @@ class Node final : public server::ServerExtension {
 
   Reply Unsupported(const ApiRequest&) {
     return Reply::Error(501,
-                        "not supported in cluster mode yet (snapshots, PATCH and tune work on a single node; see "
+                        "not supported in cluster mode yet (snapshots, payload index changes, PATCH and tune work on "
+                        "a single node; see "
                         "docs/distributed.md)");
   }
 

@@ -5,16 +5,20 @@
 #include <cmath>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <system_error>
 #include <thread>
 #include <tuple>
 #include <unordered_map>
 
+#include <httplib.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include "index/topk.h"
 #include "server/metrics.h"
+#include "server/snapshot_archive.h"
 #include "simd/distance.h"
 
 namespace fathom::server {
@@ -395,6 +399,10 @@ Result<std::shared_ptr<Collection>> Api::Find(std::string_view name) const {
 std::string Api::SnapshotDir(std::string_view collection) const {
   return data_dir_ + "/snapshots/" + std::string(collection);
 }
+std::string Api::SnapshotArchive(std::string_view collection, std::string_view snapshot) const {
+  return data_dir_ + "/snapshot-archives/" + std::string(collection) + "/" + std::string(snapshot) + ".tar";
+}
+std::string Api::IncomingDir() const { return data_dir_ + "/snapshot-archives/.incoming"; }
 
 Reply Api::ListCollections(const ApiRequest&) {
   std::shared_lock lock(db_mutex_);
@@ -1934,14 +1942,134 @@ Reply Api::DeleteSnapshot(const ApiRequest& req) {
   }
   fs::remove_all(path, ec);
   if (ec) return Status::IOError("cannot delete '" + path + "': " + ec.message());
+  fs::remove(SnapshotArchive(name, snapshot), ec);
   return Status::OK();
+}
+
+Reply Api::DownloadSnapshot(const ApiRequest& req) {
+  const std::string& name = req.params.at(0);
+  const std::string& snapshot = req.params.at(1);
+  FATHOM_RETURN_IF_ERROR(ValidateName(name, "collection name"));
+  FATHOM_RETURN_IF_ERROR(ValidateName(snapshot, "snapshot name"));
+  const std::string path = SnapshotDir(name) + "/" + snapshot;
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) {
+    return Status::NotFound("snapshot '" + snapshot + "' of collection '" + name + "' does not exist");
+  }
+  const std::string archive = SnapshotArchive(name, snapshot);
+  {
+    std::lock_guard lock(snapshot_mutex_);  // (two first downloads make it once)
+    if (!fs::exists(archive, ec)) {
+      fs::create_directories(fs::path(archive).parent_path(), ec);
+      FATHOM_RETURN_IF_ERROR(WriteSnapshotArchive(path, archive));
+    }
+  }
+  Reply reply(Status::OK());
+  reply.file = archive;
+  reply.content_type = "application/x-tar";
+  reply.headers.emplace_back("Content-Disposition", "attachment; filename=\"" + name + "-" + snapshot + ".tar\"");
+  return reply;
+}
+
+Status Api::RecoverFromLocation(const std::string& location, const std::string& api_key, const std::string& target) {
+  std::error_code ec;
+  fs::create_directories(IncomingDir(), ec);
+  if (ec) return Status::IOError("cannot create '" + IncomingDir() + "': " + ec.message());
+  static std::atomic<uint64_t> counter{0};
+  const std::string base = IncomingDir() + "/" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+  const std::string archive = base + ".tar", unpacked = base + ".d";
+  struct Cleanup {
+    std::string a, b;
+    ~Cleanup() {
+      std::error_code e;
+      fs::remove(a, e);
+      fs::remove_all(b, e);
+    }
+  } cleanup{archive, unpacked};
+  std::string source;  // a snapshot directory to restore from
+  if (location.rfind("http://", 0) == 0) {
+    const size_t slash = location.find('/', 7);
+    const std::string host = location.substr(0, slash);
+    const std::string target_path = slash == std::string::npos ? "/" : location.substr(slash);
+    httplib::Client client(host);
+    client.set_connection_timeout(10);
+    client.set_read_timeout(300);
+    httplib::Headers headers;
+    if (!api_key.empty()) headers.emplace("api-key", api_key);
+    std::ofstream out(archive, std::ios::binary);
+    if (!out) return Status::IOError("cannot create '" + archive + "'");
+    int status = 0;
+    auto result = client.Get(
+        target_path, headers,
+        [&](const httplib::Response& r) {
+          status = r.status;
+          return r.status == 200;
+        },
+        [&](const char* data, size_t n) { return bool(out.write(data, std::streamsize(n))); });
+    out.close();
+    if (!result && status == 0) {
+      return Status::Unavailable("cannot download snapshot from '" + location + "': " + httplib::to_string(result.error()));
+    }
+    if (status != 200) {
+      return Status::InvalidArgument("cannot download snapshot from '" + location + "': it answered HTTP " +
+                                     std::to_string(status));
+    }
+    if (!out) return Status::IOError("cannot write '" + archive + "' (disk full?)");
+    FATHOM_RETURN_IF_ERROR(ExtractSnapshotArchive(archive, unpacked));
+    source = unpacked;
+  } else if (location.rfind("file://", 0) == 0) {
+    // Only this server's own snapshot trees: a recover request must not read arbitrary files.
+    const fs::path path = fs::weakly_canonical(location.substr(7), ec);
+    auto inside = [&](const std::string& root) {
+      const fs::path r = fs::weakly_canonical(root, ec);
+      const std::string p = path.string(), rs = r.string() + "/";
+      return p.rfind(rs, 0) == 0;
+    };
+    if (!inside(data_dir_ + "/snapshots") && !inside(data_dir_ + "/snapshot-archives")) {
+      return Status::InvalidArgument("file locations must be under this server's snapshot directory ('" +
+                                     data_dir_ + "/snapshots'), got '" + location + "'");
+    }
+    if (fs::is_directory(path, ec)) {
+      source = path.string();
+    } else if (fs::is_regular_file(path, ec)) {
+      FATHOM_RETURN_IF_ERROR(ExtractSnapshotArchive(path.string(), unpacked));
+      source = unpacked;
+    } else {
+      return Status::NotFound("snapshot location '" + location + "' does not exist");
+    }
+  } else {
+    return Status::InvalidArgument("snapshot location must be an http:// or file:// URL, got '" + location + "'");
+  }
+  return RestoreSnapshot(source, target);
 }
 
 Reply Api::RecoverSnapshot(const ApiRequest& req) {
   const std::string& name = req.params.at(0);
   FATHOM_RETURN_IF_ERROR(ValidateName(name, "collection name"));
   FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
-  FATHOM_RETURN_IF_ERROR(CheckFields(body, "recover request", {"snapshot", "name"}));
+  FATHOM_RETURN_IF_ERROR(CheckFields(body, "recover request", {"snapshot", "name", "location", "priority", "checksum", "api_key"}));
+  if (auto loc = body.find("location"); loc != body.end() && !loc->is_null()) {
+    // Qdrant's form: recover collection {name} (or "name") from a snapshot file at a URL.
+    if (auto c = body.find("checksum"); c != body.end() && !c->is_null()) {
+      return Status::InvalidArgument("recover request: 'checksum' is not supported (the archive's entries are "
+                                     "checked as it is unpacked)");
+    }
+    FATHOM_ASSIGN_OR_RETURN(std::string location, GetString(body, "location", "recover request"));
+    std::string api_key;
+    if (body.contains("api_key") && !body["api_key"].is_null()) {
+      FATHOM_ASSIGN_OR_RETURN(api_key, GetString(body, "api_key", "recover request"));
+    }
+    std::string target = name;
+    if (body.contains("name") && !body["name"].is_null()) {
+      FATHOM_ASSIGN_OR_RETURN(target, GetString(body, "name", ""));
+      FATHOM_RETURN_IF_ERROR(ValidateName(target, "collection name"));
+    }
+    FATHOM_RETURN_IF_ERROR(RecoverFromLocation(location, api_key, target));
+    spdlog::info("recovered collection '{}' from {}", target, location);
+    std::shared_lock lock(db_mutex_);
+    FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(target));
+    return Reply::Ok(Dump(Json{{"name", target}, {"points_count", c->Count()}}));
+  }
   FATHOM_ASSIGN_OR_RETURN(std::string snapshot, GetString(body, "snapshot", ""));
   FATHOM_RETURN_IF_ERROR(ValidateName(snapshot, "snapshot name"));
   std::string target = name;

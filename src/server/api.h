@@ -44,6 +44,8 @@ struct Reply {
   std::string content_type;
   // Extra HTTP response headers (the cluster mode names missing shards of a partial answer).
   std::vector<std::pair<std::string, std::string>> headers;
+  // Set for downloads: the body is this file, streamed (with content_type), not `result`.
+  std::string file;
 };
 
 // InvalidArgument 400, NotFound 404, AlreadyExists 409, ResourceExhausted 503, Unavailable 503, NoSpace 507,
@@ -128,6 +130,9 @@ class Api {
   Reply ListSnapshots(const ApiRequest& req);
   Reply DeleteSnapshot(const ApiRequest& req);
   Reply RecoverSnapshot(const ApiRequest& req);
+  // GET /collections/{name}/snapshots/{snapshot}: the snapshot as one tar file (made once and
+  // kept beside it), the `location` another server recovers from.
+  Reply DownloadSnapshot(const ApiRequest& req);
 
   // What the cluster mode's router needs: a request parsed and validated against the local
   // collection named by req.params[0] (the cluster collection's template), without writing.
@@ -230,6 +235,12 @@ class Api {
   Result<QueryHits> RecommendPoints(Collection* c, const Json& body, std::string_view what);
   Status RestoreSnapshot(const std::string& snapshot_dir, const std::string& name);
   std::string SnapshotDir(std::string_view collection) const;
+  // Where a snapshot's archive is kept (SnapshotArchive) and where recoveries unpack (Incoming).
+  std::string SnapshotArchive(std::string_view collection, std::string_view snapshot) const;
+  std::string IncomingDir() const;
+  // Recovers `target` from a Qdrant `location`: http:// (downloaded) or file:// (an archive or
+  // a snapshot directory under this server's snapshot directories).
+  Status RecoverFromLocation(const std::string& location, const std::string& api_key, const std::string& target);
 
   const std::string data_dir_;
   const ApiLimits limits_;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -220,7 +221,26 @@ class Frontend {
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     res.status = reply.http_status;
     for (const auto& [name, value] : reply.headers) res.set_header(name, value);
-    if (!reply.content_type.empty()) {
+    const int file = reply.ok() && !reply.file.empty() ? ::open(reply.file.c_str(), O_RDONLY | O_CLOEXEC) : -1;
+    struct stat st;
+    if (file >= 0 && ::fstat(file, &st) == 0) {
+      // A download: streamed a megabyte at a time (the file can be gigabytes), closed when the
+      // response is done or the client goes away.
+      res.set_content_provider(
+          size_t(st.st_size), reply.content_type,
+          [file](size_t offset, size_t length, httplib::DataSink& sink) {
+            std::vector<char> buffer(std::min<size_t>(length, size_t{1} << 20));
+            const ssize_t n = ::pread(file, buffer.data(), buffer.size(), off_t(offset));
+            if (n <= 0) return false;
+            return sink.write(buffer.data(), size_t(n));
+          },
+          [file](bool) { ::close(file); });
+    } else if (!reply.file.empty() && reply.ok()) {
+      if (file >= 0) ::close(file);
+      res.status = 500;
+      reply = Reply::Error(500, "cannot read '" + reply.file + "'");
+      res.set_content(Envelope(reply, seconds), "application/json");
+    } else if (!reply.content_type.empty()) {
       res.set_content(std::move(reply.result), reply.content_type.c_str());
     } else {
       res.set_content(Envelope(reply, seconds), "application/json");
@@ -348,6 +368,7 @@ class Frontend {
     Add("DELETE", "/collections/{name}/tune", Access::kWrite, api(&Api::ResetTune));
     Add("PUT", "/collections/{name}/snapshots/recover", Access::kWrite, api(&Api::RecoverSnapshot));
     Add("DELETE", "/collections/{name}/snapshots/{snapshot}", Access::kWrite, api(&Api::DeleteSnapshot));
+    Add("GET", "/collections/{name}/snapshots/{snapshot}", Access::kRead, api(&Api::DownloadSnapshot));
   }
 
   // The process's resident pages (the second field of /proc/self/statm), or -1.

@@ -284,11 +284,32 @@ test('delete by id and by filter; update the collection', async () => {
   assert.equal(await client.updateCollection('things', { optimizers_config: { indexing_threshold: 20000 } }), true);
 });
 
-test('snapshots: create, list, delete', async () => {
+test('snapshots: create, list, download, recover from a location, delete', async () => {
   const snap = await client.createSnapshot('things');
   const list = await client.listSnapshots('things');
   assert.ok(list.some((s) => s.name === snap.name));
+  // The download is one tar file (POSIX: "ustar" at byte 257).
+  const location = `${url}/collections/things/snapshots/${snap.name}`;
+  const download = await fetch(location);
+  assert.equal(download.status, 200);
+  assert.equal(download.headers.get('content-type'), 'application/x-tar');
+  const bytes = Buffer.from(await download.arrayBuffer());
+  assert.equal(bytes.subarray(257, 262).toString(), 'ustar');
+  // Recovered from its URL (as another server would) and from the file, under new names.
+  const count = (await client.count('things')).count;
+  await client.recoverSnapshot('things_copy', { location });
+  assert.equal((await client.count('things_copy')).count, count);
+  const hits = await client.search('things_copy', { vector: [1, 0, 0, 0], limit: 3 });
+  assert.deepEqual(hits.map((h) => h.id), (await client.search('things', { vector: [1, 0, 0, 0], limit: 3 })).map((h) => h.id));
+  await client.recoverSnapshot('things_copy2', { location: `file://${dataDir}/snapshots/things/${snap.name}` });
+  assert.equal((await client.count('things_copy2')).count, count);
+  await assert.rejects(client.recoverSnapshot('things_copy3', { location: 'file:///etc/passwd' }), /Bad Request/);
+  await assert.rejects(client.recoverSnapshot('things_copy3', { location: `${url}/collections/things/snapshots/nope` }), /Bad Request/);
+  await assert.rejects(client.recoverSnapshot('things_copy', { location }), /Conflict/);
+  await client.deleteCollection('things_copy');
+  await client.deleteCollection('things_copy2');
   assert.equal(await client.deleteSnapshot('things', snap.name), true);
+  assert.equal((await fetch(location)).status, 404);
 });
 
 test('aliases: the re-embedding switch in one request, with no failed read', async () => {
