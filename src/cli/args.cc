@@ -130,8 +130,8 @@ Result<std::pair<std::string, FieldType>> ParseFieldSpec(std::string_view text) 
   size_t colon = text.rfind(':');
   if (colon == std::string_view::npos || colon == 0 || colon + 1 == text.size()) {
     return Status::InvalidArgument("--field '" + std::string(text) +
-                                   "': expected NAME:TYPE with TYPE keyword, integer, float or "
-                                   "bool, e.g. label:integer");
+                                   "': expected NAME:TYPE with TYPE keyword, integer, float, "
+                                   "bool or datetime, e.g. label:integer");
   }
   auto type = ParseFieldType(text.substr(colon + 1));
   if (!type.ok()) {

@@ -517,6 +517,27 @@ Status RunCount(const Context& ctx, const std::string& name, const std::string& 
   return db->Close();
 }
 
+Status RunIndex(const Context& ctx, const std::string& name, const std::vector<std::string>& add,
+                const std::vector<std::string>& drop) {
+  if (add.empty() && drop.empty()) return Status::InvalidArgument("give --add NAME:TYPE or --drop NAME");
+  std::vector<std::pair<std::string, FieldType>> fields;
+  for (const std::string& text : add) {  // (all checked before anything changes)
+    FATHOM_ASSIGN_OR_RETURN(auto field, ParseFieldSpec(text));
+    fields.push_back(std::move(field));
+  }
+  FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
+  FATHOM_RETURN_IF_ERROR(db->GetCollection(name).status());
+  for (const auto& [field, type] : fields) {
+    FATHOM_RETURN_IF_ERROR(db->CreatePayloadIndex(name, field, type));
+    *ctx.out << "indexed " << field << " (" << FieldTypeName(type) << ")\n";
+  }
+  for (const std::string& field : drop) {
+    FATHOM_RETURN_IF_ERROR(db->DropPayloadIndex(name, field));
+    *ctx.out << "dropped the index on " << field << "\n";
+  }
+  return db->Close();
+}
+
 Status RunTune(const Context& ctx, const TuneOptions& options) {
   FATHOM_ASSIGN_OR_RETURN(auto db, OpenDatabase(ctx, /*create=*/false));
   FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, db->GetCollection(options.name));

@@ -121,6 +121,10 @@ Status RunGet(const Context& ctx, const PointsOptions& options);
 Status RunDelete(const Context& ctx, const PointsOptions& options);
 Status RunPayload(const Context& ctx, const PayloadOptions& options);
 Status RunCount(const Context& ctx, const std::string& name, const std::string& filter);
+// index: Database::CreatePayloadIndex for each NAME:TYPE of `add`, then DropPayloadIndex for
+// each of `drop`; prints one line per change.
+Status RunIndex(const Context& ctx, const std::string& name, const std::vector<std::string>& add,
+                const std::vector<std::string>& drop);
 
 struct TuneOptions {
   std::string name;

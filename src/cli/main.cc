@@ -249,6 +249,20 @@ int Run(int argc, char** argv) {
   count_cmd->add_option("--filter", count_filter, "count only points the filter matches");
   AddCommonOptions(count_cmd, &ctx, &durability, &verbose);
 
+  // index
+  std::string index_name;
+  std::vector<std::string> index_add, index_drop;
+  auto* index_cmd = app.add_subcommand(
+      "index", "add or drop payload indexes on a collection that holds points (--add NAME:TYPE, --drop NAME)");
+  index_cmd->add_option("name", index_name, "collection name")->required();
+  index_cmd->add_option("--add", index_add,
+                        "index a payload field: NAME:TYPE, TYPE keyword, integer, float, bool or datetime "
+                        "(repeatable; comma-separated)")
+      ->delimiter(',');
+  index_cmd->add_option("--drop", index_drop, "drop a payload field's index (repeatable; comma-separated)")
+      ->delimiter(',');
+  AddCommonOptions(index_cmd, &ctx, &durability, &verbose);
+
   // tune
   TuneOptions tune;
   auto* tune_cmd = app.add_subcommand(
@@ -373,6 +387,8 @@ int Run(int argc, char** argv) {
     status = RunPayload(ctx, payload);
   } else if (*count_cmd) {
     status = RunCount(ctx, count_name, count_filter);
+  } else if (*index_cmd) {
+    status = RunIndex(ctx, index_name, index_add, index_drop);
   } else if (*tune_cmd) {
     status = RunTune(ctx, tune);
   } else if (*snapshot_cmd) {

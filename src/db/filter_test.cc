@@ -50,7 +50,7 @@ bool M(std::string_view filter_text, const char* payload) {
 
 TEST(FieldTypeTest, NamesRoundTrip) {
   for (FieldType type :
-       {FieldType::kKeyword, FieldType::kInteger, FieldType::kFloat, FieldType::kBool}) {
+       {FieldType::kKeyword, FieldType::kInteger, FieldType::kFloat, FieldType::kBool, FieldType::kDatetime}) {
     Result<FieldType> parsed = ParseFieldType(FieldTypeName(type));
     ASSERT_TRUE(parsed.ok());
     EXPECT_EQ(*parsed, type);
@@ -59,7 +59,7 @@ TEST(FieldTypeTest, NamesRoundTrip) {
   Result<FieldType> bad = ParseFieldType("Keyword");
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().message(),
-            "unknown field type 'Keyword': expected keyword, integer, float or bool");
+            "unknown field type 'Keyword': expected keyword, integer, float, bool or datetime");
 }
 
 // ---- Number -------------------------------------------------------------------------------

@@ -288,6 +288,17 @@ expect_error 2 "no payload was changed" fathom payload grid 9 123456 --clear
 expect_eq "$(fathom get grid 9 --json | json_get 'd[0]["payload"]')" "{'label': 4}" "a failed update changes nothing"
 expect_error 1 "exactly one of" fathom payload grid 9 --clear --set '{"a": 1}'
 
+# index: payload indexes added and dropped on a collection that holds points.
+expect_eq "$(fathom index grid --add reviewed:bool,label2:datetime)" "$(printf 'indexed reviewed (bool)\nindexed label2 (datetime)')" \
+  "index --add"
+expect_contains "$(fathom info grid)" "reviewed: bool" "info lists the new index"
+expect_error 1 "is indexed as bool" fathom payload grid 9 --set '{"reviewed": "yes"}'
+expect_eq "$(fathom index grid --drop reviewed,label2)" "$(printf 'dropped the index on reviewed\ndropped the index on label2')" \
+  "index --drop"
+expect_error 2 "has no payload index on 'reviewed'" fathom index grid --drop reviewed
+expect_error 1 "expected NAME:TYPE" fathom index grid --add reviewed
+expect_error 1 "give --add" fathom index grid
+
 out=$(fathom search grid --vector "42,0,0,1" -k 1)
 expect_eq "$(echo "$out" | awk 'NR == 2 {print $2, $3}')" "42 0" "search --vector"
 out=$(fathom search grid --vector "[-1, 0, 0, 1]" -k 1 --no-payload)

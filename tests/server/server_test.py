@@ -69,6 +69,9 @@ ROUTES = [
     ("POST", "/collections/{name}/snapshots", True),
     ("PUT", "/collections/{name}/snapshots/recover", True),
     ("DELETE", "/collections/{name}/snapshots/{snapshot}", True),
+    ("GET", "/collections/{name}/snapshots/{snapshot}", False),
+    ("PUT", "/collections/{name}/index", True),
+    ("DELETE", "/collections/{name}/index/{field}", True),
     ("POST", "/collections/{name}/tune", True),
     ("DELETE", "/collections/{name}/tune", True),
 ]
@@ -793,7 +796,7 @@ class BadInputTest(ServerTestCase):
             ("POST", "/collections/bad/points/count", {"filters": "label = 1"}, "filters"),
             ("PUT", "/collections/newc", {"vectors": {"size": 4, "distance": "l2"}, "hnsw": {}}, "hnsw"),
             ("PUT", "/collections/newc", {"vectors": {"size": 4, "distance": "l2", "on_dsk": True}}, "on_dsk"),
-            ("PUT", "/collections/bad/snapshots/recover", {"snapshot": "x", "priority": "high"}, "priority"),
+            ("PUT", "/collections/bad/snapshots/recover", {"snapshot": "x", "speed": "high"}, "speed"),
         ]
         for method, path, body, contains in cases:
             with self.subTest(body=body):
@@ -965,11 +968,12 @@ class AuthTest(ServerTestCase):
             ("POST", "/collections/aliases"): {"actions": []},
             ("PUT", "/collections/{name}/snapshots/recover"): {"snapshot": self.snapshot, "name": "auth_copy"},
             ("POST", "/collections/{name}/tune"): {"target_recall": 0.9},
+            ("PUT", "/collections/{name}/index"): {"field_name": "k", "field_schema": "keyword"},
         }.get((method, path))
 
     def concrete(self, path, name="auth"):
         return (path.replace("{name}", name).replace("{id}", "1").replace("{snapshot}", self.snapshot)
-                .replace("{file}", "app.js"))
+                .replace("{file}", "app.js").replace("{field}", "k"))
 
     def test_health_needs_no_key(self):
         self.assertEqual(self.server.ok("GET", "/healthz"), {"status": "healthy"})
