@@ -1761,6 +1761,11 @@ class Node final : public server::ServerExtension {
                            const ReadOptions& read) {
     if (!body.is_object())
       return Status::InvalidArgument("the " + op + " request must be a JSON object");
+    if (auto p = body.find("prefetch"); p != body.end() && !p->is_null()) {
+      // Fusing per shard would rank each shard's list alone (every shard's best scores the same)
+      // and the merge would interleave them: refused rather than answered wrongly.
+      return Status::InvalidArgument("'prefetch' is not supported in cluster mode yet (it works on a single node)");
+    }
     const std::string vector_name =
         body.value("using", Json()).is_string() ? body["using"].get<std::string>() : "";
     std::vector<Json*> slots;

@@ -115,6 +115,7 @@ Status CollectionImpl::SetPayloadIndex(const std::string& field, std::optional<F
   FATHOM_RETURN_IF_ERROR(persist(next));
   std::unique_lock state(state_mutex_);
   payload_index_ = std::move(built);
+  ++payload_index_epoch_;
   ++state_version_;  // (cached filter plans were made with the old index)
   spdlog::info("collection '{}': payload index on '{}' {}", spec_.name, field,
                type ? std::string("built as ") + FieldTypeName(*type) : std::string("dropped"));
@@ -844,8 +845,18 @@ Status CollectionImpl::Recover() {
   return Status::OK();
 }
 
+Status CollectionImpl::ValidatePayloads(const std::vector<Record>& records,
+                                        const std::vector<nlohmann::json>& payloads, uint64_t* epoch) const {
+  std::shared_lock state(state_mutex_);
+  if (epoch != nullptr) *epoch = payload_index_epoch_;
+  for (size_t i = 0; i < records.size() && i < payloads.size(); ++i) {
+    FATHOM_RETURN_IF_ERROR(payload_index_.Validate(payloads[i], "point " + PointIdToString(records[i].id)));
+  }
+  return Status::OK();
+}
+
 Status CollectionImpl::ValidateRecords(const std::vector<Record>& records,
-                                       std::vector<nlohmann::json>* payloads) const {
+                                       std::vector<nlohmann::json>* payloads, uint64_t* epoch) const {
   if (records.empty()) return Status::InvalidArgument("upsert batch is empty");
   std::unordered_set<std::string> seen;
   payloads->clear();
@@ -898,17 +909,16 @@ Status CollectionImpl::ValidateRecords(const std::vector<Record>& records,
       return Status::InvalidArgument(who + ": payload must be a JSON object, got " +
                                      std::string(payload.type_name()));
     }
-    FATHOM_RETURN_IF_ERROR(payload_index_.Validate(payload, who));
     payloads->push_back(std::move(payload));
   }
-  return Status::OK();
+  return ValidatePayloads(records, *payloads, epoch);
 }
 
 Status CollectionImpl::Upsert(const std::vector<Record>& records, uint64_t log_position) {
   PendingUpsert me;
   me.records = &records;
   me.log_position = log_position;
-  FATHOM_RETURN_IF_ERROR(ValidateRecords(records, &me.payloads));
+  FATHOM_RETURN_IF_ERROR(ValidateRecords(records, &me.payloads, &me.epoch));
   std::shared_lock life(life_mutex_);
   FATHOM_RETURN_IF_ERROR(retired_);
   upsert_requests_.fetch_add(1, std::memory_order_relaxed);
@@ -930,7 +940,18 @@ Status CollectionImpl::Upsert(const std::vector<Record>& records, uint64_t log_p
     queue_lock.unlock();
     try {
       std::lock_guard write_lock(write_mutex_);
-      CommitUpserts(group);
+      // A payload index made or changed since an upsert was validated: it must fit that too.
+      std::vector<PendingUpsert*> valid;
+      for (PendingUpsert* p : group) {
+        if (p->epoch != payload_index_epoch_) {
+          if (Status s = ValidatePayloads(*p->records, p->payloads, &p->epoch); !s.ok()) {
+            p->status = s;
+            continue;
+          }
+        }
+        valid.push_back(p);
+      }
+      if (!valid.empty()) CommitUpserts(valid);
     } catch (const std::exception& e) {
       // (Out of memory, say.) The others waiting on this group must still be woken.
       for (PendingUpsert* p : group) p->status = Status::Internal(std::string("upsert failed: ") + e.what());
@@ -1987,7 +2008,7 @@ Status CollectionImpl::Snapshot(const std::string& dir) const {
                                         options_.min_free_disk_bytes));
   fs::create_directories(dir, ec);
   if (ec) return Status::IOError("cannot create '" + dir + "': " + ec.message());
-  CollectionSpec spec = spec_;
+  CollectionSpec spec = this->spec();  // (with the payload indexes made since opening)
   spec.metadata = metadata();
   FATHOM_RETURN_IF_ERROR(WriteFileAtomic(dir + "/collection.json", EncodeSpec(spec, 0)));
   std::string records(kSnapshotMagic, sizeof(kSnapshotMagic) - 1);

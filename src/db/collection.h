@@ -136,8 +136,14 @@ class CollectionImpl final : public Collection {
   Status Recover();
   Result<std::vector<std::optional<Record>>> GetRecords(const std::vector<PointId>& ids,
                                                         bool with_vectors) const;
-  Status ValidateRecords(const std::vector<Record>& records,
-                         std::vector<nlohmann::json>* payloads) const;
+  // Checks a batch and parses its payloads; `epoch` (optional) receives the payload index epoch
+  // the payloads were checked against.
+  Status ValidateRecords(const std::vector<Record>& records, std::vector<nlohmann::json>* payloads,
+                         uint64_t* epoch = nullptr) const;
+  // The payloads against the payload index's field types (under state_mutex_ shared: a payload
+  // index change swaps the index under it exclusively); `epoch` receives payload_index_epoch_.
+  Status ValidatePayloads(const std::vector<Record>& records, const std::vector<nlohmann::json>& payloads,
+                          uint64_t* epoch) const;
   Result<Filter> ParseFilter(const std::string& text) const;
   Result<SlotBitmap> MatchingSlots(const Filter& filter, EvalStats* stats) const;
   // How a search applies a filter: the allowed slots in the form its strategy needs.
@@ -159,6 +165,7 @@ class CollectionImpl final : public Collection {
     const std::vector<Record>* records = nullptr;
     uint64_t log_position = 0;
     std::vector<nlohmann::json> payloads;
+    uint64_t epoch = 0;  // the payload index epoch the payloads were validated against
     Status status;
     bool done = false;  // guarded by commit_mutex_
   };
@@ -234,6 +241,9 @@ class CollectionImpl final : public Collection {
   PayloadTexts payloads_;                               // slot -> payload text (none: on_disk_payload)
   SlotBitmap live_;
   PayloadIndex payload_index_;
+  // Bumped with each payload index change (under write_mutex_ and state_mutex_ exclusive): an
+  // upsert validated at an older epoch is validated again before it commits.
+  uint64_t payload_index_epoch_ = 0;
   std::vector<uint32_t> free_slots_;
   uint32_t next_slot_ = 0;
   uint64_t state_version_ = 0;  // bumped (under state_mutex_ exclusive) whenever the above change

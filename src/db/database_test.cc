@@ -1144,6 +1144,15 @@ TEST_F(DatabaseTest, PayloadIndexesMadeAndDroppedOnALiveCollection) {
       Status refused = c->Upsert({typed});
       EXPECT_TRUE(refused.IsInvalidArgument()) << refused.ToString();
       EXPECT_NE(refused.message().find("payload field 'label' is indexed as integer"), std::string::npos) << refused.message();
+      // A snapshot carries the indexes as they are now (it held those of the opening).
+      const std::string snap = dir_ + ".snap";
+      fs::remove_all(snap);
+      ASSERT_TRUE(c->Snapshot(snap).ok());
+      auto restored = db->RestoreSnapshot(snap, "p_restored");
+      ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+      EXPECT_EQ((*restored)->spec().indexed_fields, c->spec().indexed_fields);
+      ASSERT_TRUE(db->DropCollection("p_restored").ok());
+      fs::remove_all(snap);
       // Metadata and indexes, each changed after the other, both kept.
       ASSERT_TRUE(db->UpdateCollectionMetadata("p", R"({"model": "m1"})").ok());
       ASSERT_TRUE(db->DropPayloadIndex("p", "when").ok());

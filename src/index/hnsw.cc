@@ -1040,19 +1040,6 @@ void HnswIndex::SelectNeighbors(std::vector<std::pair<float, uint32_t>>& candida
     for (auto& c : candidates) selected->push_back(c.second);
     return;
   }
-  if (floats_on_disk()) {
-    thread_local std::vector<uint32_t> nodes;
-    thread_local std::vector<label_t> labels;
-    thread_local std::vector<float> rows;
-    nodes.clear();
-    for (const auto& c : candidates) nodes.push_back(c.second);
-    if (ReadNodeRows(nodes.size(), nodes.data(), labels, rows).ok()) {
-      SelectAmongRows(candidates, rows.data(), max_links, selected);
-    } else {
-      for (size_t i = 0; i < max_links; ++i) selected->push_back(candidates[i].second);  // (nearest)
-    }
-    return;
-  }
   // Each candidate is set up as a query once (FP16: decoded once, not once per comparison) and
   // the distance kind is dispatched once for the whole loop.
   thread_local std::vector<float> decoded;
@@ -1106,6 +1093,24 @@ void HnswIndex::SelectAmongRows(const std::vector<std::pair<float, uint32_t>>& c
   }
 }
 
+bool HnswIndex::SelectFromStore(uint32_t base, const float* base_vec, std::vector<std::pair<float, uint32_t>>& candidates,
+                                size_t max_links, std::vector<uint32_t>* selected) const {
+  thread_local std::vector<uint32_t> nodes;
+  thread_local std::vector<label_t> labels;
+  thread_local std::vector<float> rows;
+  nodes.clear();
+  if (base_vec == nullptr) nodes.push_back(base);
+  for (const auto& c : candidates) nodes.push_back(c.second);
+  if (!ReadNodeRows(nodes.size(), nodes.data(), labels, rows).ok()) return false;
+  const size_t first = base_vec == nullptr ? 1 : 0;  // (row of the first candidate)
+  if (base_vec == nullptr) base_vec = rows.data();
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    candidates[i].first = FloatBuildDistance(base_vec, rows.data() + (first + i) * dim());
+  }
+  SelectAmongRows(candidates, rows.data() + first * dim(), max_links, selected);
+  return true;
+}
+
 void HnswIndex::AddBackLink(uint32_t target, uint32_t node, int level) {
   std::lock_guard lock(link_locks_[target % kLockStripes]);
   uint32_t* links = Links(target, level);
@@ -1123,19 +1128,10 @@ void HnswIndex::AddBackLink(uint32_t target, uint32_t node, int level) {
   cands.reserve(count + 1);
   std::vector<uint32_t> selected;
   if (floats_on_disk()) {
-    // target, node and target's neighbours read back in one batch; on a failed read the
-    // back-link is not made (node keeps its own links).
-    thread_local std::vector<uint32_t> nodes;
-    thread_local std::vector<label_t> labels;
-    thread_local std::vector<float> rows;
-    nodes.assign(1, target);
-    nodes.push_back(node);
-    for (uint32_t j = 1; j <= count; ++j) nodes.push_back(links[j]);
-    if (!ReadNodeRows(nodes.size(), nodes.data(), labels, rows).ok()) return;
-    for (size_t i = 1; i < nodes.size(); ++i) {
-      cands.emplace_back(FloatBuildDistance(rows.data(), rows.data() + i * dim()), nodes[i]);
-    }
-    SelectAmongRows(cands, rows.data() + dim(), max_links, &selected);
+    // On a failed read the back-link is not made (node keeps its own links).
+    cands.emplace_back(0.0f, node);
+    for (uint32_t j = 1; j <= count; ++j) cands.emplace_back(0.0f, links[j]);
+    if (!SelectFromStore(target, nullptr, cands, max_links, &selected)) return;
   } else {
     cands.emplace_back(NodeDistance(target, node), node);
     for (uint32_t j = 1; j <= count; ++j) cands.emplace_back(NodeDistance(target, links[j]), links[j]);
@@ -1190,14 +1186,7 @@ void HnswIndex::Link(uint32_t node, const float* v, Scratch& s) {
     if (floats_on_disk()) {
       // The walk's estimates found the candidates; their float vectors, read back in one batch,
       // give exact distances to rank and select them by (on a failed read: the nearest by estimate).
-      s.batch.clear();
-      for (const auto& c : s.cands) s.batch.push_back(c.second);
-      if (ReadNodeRows(s.batch.size(), s.batch.data(), s.rerank_labels, s.rerank_vectors).ok()) {
-        for (size_t i = 0; i < s.cands.size(); ++i) {
-          s.cands[i].first = FloatBuildDistance(q.vec, s.rerank_vectors.data() + i * dim());
-        }
-        SelectAmongRows(s.cands, s.rerank_vectors.data(), size_t(m_), &s.selected);
-      } else {
+      if (!SelectFromStore(node, q.vec, s.cands, size_t(m_), &s.selected)) {
         std::sort(s.cands.begin(), s.cands.end());
         s.selected.clear();
         for (size_t i = 0; i < std::min(s.cands.size(), size_t(m_)); ++i) s.selected.push_back(s.cands[i].second);
@@ -1553,19 +1542,29 @@ void HnswIndex::Consolidate() {
       s.Visit(u);
       s.cands.clear();
       old_links.assign(links + 1, links + 1 + count);
+      // (With floats on disk the distances come from one batch read below.)
+      const bool on_disk = floats_on_disk();
       for (uint32_t v : old_links) {
         if (!s.Visit(v)) continue;
         if (state_[v].load() == kLive) {
-          s.cands.emplace_back(NodeDistance(u, v), v);
+          s.cands.emplace_back(on_disk ? 0.0f : NodeDistance(u, v), v);
           continue;
         }
         const uint32_t* vl = Links(v, l);
         for (uint32_t j = 1; j <= vl[0]; ++j) {
           uint32_t w = vl[j];
-          if (state_[w].load() == kLive && s.Visit(w)) s.cands.emplace_back(NodeDistance(u, w), w);
+          if (state_[w].load() == kLive && s.Visit(w)) s.cands.emplace_back(on_disk ? 0.0f : NodeDistance(u, w), w);
         }
       }
-      SelectNeighbors(s.cands, size_t(MaxLinks(l)), &s.selected);
+      if (on_disk) {
+        if (!SelectFromStore(u, nullptr, s.cands, size_t(MaxLinks(l)), &s.selected)) {
+          // A failed read: live links only (the dead ones are freed below), first found first.
+          s.selected.clear();
+          for (size_t i = 0; i < std::min(s.cands.size(), size_t(MaxLinks(l))); ++i) s.selected.push_back(s.cands[i].second);
+        }
+      } else {
+        SelectNeighbors(s.cands, size_t(MaxLinks(l)), &s.selected);
+      }
       for (size_t j = 0; j < s.selected.size(); ++j) links[1 + j] = s.selected[j];
       links[0] = static_cast<uint32_t>(s.selected.size());
     }

@@ -206,6 +206,11 @@ class HnswIndex final : public Index {
   // float vector (candidates are not reordered).
   void SelectAmongRows(const std::vector<std::pair<float, uint32_t>>& candidates, const float* rows, size_t max_links,
                        std::vector<uint32_t>* selected) const;
+  // floats_on_disk(): the candidates' float vectors (and `base`'s, unless its vector `base_vec`
+  // is given) read back in one batch, each candidate's distance to the base set from them, and
+  // the heuristic's selection made; false (nothing changed) if the read failed.
+  bool SelectFromStore(uint32_t base, const float* base_vec, std::vector<std::pair<float, uint32_t>>& candidates,
+                       size_t max_links, std::vector<uint32_t>* selected) const;
 
   const IndexSpec spec_;
   const int m_;
