@@ -20,6 +20,7 @@
 #include "server/metrics.h"
 #include "server/snapshot_archive.h"
 #include "simd/distance.h"
+#include "util/file.h"
 
 namespace fathom::server {
 namespace fs = std::filesystem;
@@ -370,7 +371,11 @@ Api::Api(std::string data_dir, std::unique_ptr<Database> db, ApiLimits limits)
       db_(std::move(db)),
       search_slots_(limits.max_concurrent_searches != 0
                         ? limits.max_concurrent_searches
-                        : std::max<size_t>(1, std::thread::hardware_concurrency())) {}
+                        : std::max<size_t>(1, std::thread::hardware_concurrency())) {
+  // What a recovery that a crash or kill interrupted left (never used again).
+  std::error_code ec;
+  fs::remove_all(IncomingDir(), ec);
+}
 
 Api::~Api() {
   Status s = Close();
@@ -402,7 +407,7 @@ std::string Api::SnapshotDir(std::string_view collection) const {
 std::string Api::SnapshotArchive(std::string_view collection, std::string_view snapshot) const {
   return data_dir_ + "/snapshot-archives/" + std::string(collection) + "/" + std::string(snapshot) + ".tar";
 }
-std::string Api::IncomingDir() const { return data_dir_ + "/snapshot-archives/.incoming"; }
+std::string Api::IncomingDir() const { return data_dir_ + "/.recovering"; }
 
 Reply Api::ListCollections(const ApiRequest&) {
   std::shared_lock lock(db_mutex_);
@@ -1429,6 +1434,7 @@ Result<Json> AndFilters(const Json& a, const Json& b) {
 
 constexpr int kMaxPrefetchDepth = 4;     // levels of nested prefetches
 constexpr size_t kMaxPrefetches = 16;    // prefetches on one level
+constexpr size_t kMaxPrefetchTotal = 64;  // prefetches in one request, all levels
 
 // Whether a hit scored `score` (in `metric`'s score) is worse than the threshold (AppendHits'
 // rule: Euclid scores are distances, smaller is better).
@@ -1439,6 +1445,21 @@ bool BeyondThreshold(Metric metric, double score, double threshold) {
 }  // namespace
 
 Result<std::string> Api::RunQuery(Collection* c, const Json& body, std::string_view what) {
+  // Every prefetch is a search: a request may hold at most kMaxPrefetchTotal of them in all.
+  std::function<size_t(const Json&)> count = [&](const Json& q) -> size_t {
+    auto p = q.is_object() ? q.find("prefetch") : q.end();
+    if (!q.is_object() || p == q.end()) return 0;
+    size_t n = 0;
+    if (p->is_object()) n = 1 + count(*p);
+    if (p->is_array()) {
+      for (const Json& child : *p) n += 1 + count(child);
+    }
+    return n;
+  };
+  if (const size_t n = count(body); n > kMaxPrefetchTotal) {
+    return Status::InvalidArgument(std::string(what) + ": " + std::to_string(n) + " prefetches in all; the limit is " +
+                                   std::to_string(kMaxPrefetchTotal));
+  }
   FATHOM_ASSIGN_OR_RETURN(QueryHits found, QueryPoints(c, body, what, Json(), 0));
   std::string out;
   AppendHits(&out, c->spec(), found.shape, found.hits);
@@ -1631,11 +1652,18 @@ Result<Api::QueryHits> Api::QueryOverPrefetch(Collection* c, const Json& body, s
     std::vector<std::pair<double, PointId>> fused;
     for (size_t l = 0; l < lists.size(); ++l) {
       const auto& list = lists[l].hits;
+      // DBSF reads the scores the prefetch reports (Euclid: the distance, smaller better, so
+      // negated), so that its normalisation is of the numbers a client sees.
+      const Metric list_metric = lists[l].shape.metric;
+      auto goodness = [&](const ScoredPoint& p) {
+        const double score = Score(list_metric, p.distance);
+        return list_metric == Metric::kL2 ? -score : score;
+      };
       double mean = 0, var = 0;
       if (!rrf && !list.empty()) {
-        for (const auto& p : list) mean += -double(p.distance);
+        for (const auto& p : list) mean += goodness(p);
         mean /= double(list.size());
-        for (const auto& p : list) var += (-double(p.distance) - mean) * (-double(p.distance) - mean);
+        for (const auto& p : list) var += (goodness(p) - mean) * (goodness(p) - mean);
         var /= double(list.size());
       }
       const double sd = std::sqrt(var);
@@ -1644,8 +1672,7 @@ Result<Api::QueryHits> Api::QueryOverPrefetch(Collection* c, const Json& body, s
         if (rrf) {
           add = 1.0 / ((double(rank) + 1.0) / weights[l] + k - 1.0);
         } else {
-          const double v = -double(list[rank].distance);  // higher is better, whatever the metric
-          add = sd > 0 ? std::clamp((v - (mean - 3 * sd)) / (6 * sd), 0.0, 1.0) : 0.5;
+          add = sd > 0 ? std::clamp((goodness(list[rank]) - (mean - 3 * sd)) / (6 * sd), 0.0, 1.0) : 0.5;
         }
         auto [it, inserted] = slot.try_emplace(list[rank].id, fused.size());
         if (inserted) fused.emplace_back(0.0, list[rank].id);
@@ -1937,6 +1964,7 @@ Reply Api::DeleteSnapshot(const ApiRequest& req) {
   FATHOM_RETURN_IF_ERROR(ValidateName(snapshot, "snapshot name"));
   const std::string path = SnapshotDir(name) + "/" + snapshot;
   std::error_code ec;
+  std::lock_guard lock(snapshot_mutex_);  // (a download publishing its archive waits)
   if (!fs::is_directory(path, ec)) {
     return Status::NotFound("snapshot '" + snapshot + "' of collection '" + name + "' does not exist");
   }
@@ -1957,12 +1985,20 @@ Reply Api::DownloadSnapshot(const ApiRequest& req) {
     return Status::NotFound("snapshot '" + snapshot + "' of collection '" + name + "' does not exist");
   }
   const std::string archive = SnapshotArchive(name, snapshot);
-  {
-    std::lock_guard lock(snapshot_mutex_);  // (two first downloads make it once)
-    if (!fs::exists(archive, ec)) {
-      fs::create_directories(fs::path(archive).parent_path(), ec);
-      FATHOM_RETURN_IF_ERROR(WriteSnapshotArchive(path, archive));
+  if (!fs::exists(archive, ec)) {
+    // Made outside any lock (it can take minutes), then published unless the snapshot was
+    // deleted meanwhile (DeleteSnapshot holds the same lock).
+    static std::atomic<uint64_t> counter{0};
+    const std::string made = archive + "." + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+    fs::create_directories(fs::path(archive).parent_path(), ec);
+    FATHOM_RETURN_IF_ERROR(WriteSnapshotArchive(path, made));
+    std::lock_guard lock(snapshot_mutex_);
+    if (!fs::is_directory(path, ec)) {
+      fs::remove(made, ec);
+      return Status::NotFound("snapshot '" + snapshot + "' of collection '" + name + "' does not exist");
     }
+    fs::rename(made, archive, ec);
+    if (ec) return Status::IOError("cannot publish the snapshot archive: " + ec.message());
   }
   Reply reply(Status::OK());
   reply.file = archive;
@@ -1972,6 +2008,13 @@ Reply Api::DownloadSnapshot(const ApiRequest& req) {
 }
 
 Status Api::RecoverFromLocation(const std::string& location, const std::string& api_key, const std::string& target) {
+  {
+    std::shared_lock lock(db_mutex_);
+    if (db_ && db_->GetCollection(target).ok()) {
+      return Status::AlreadyExists("collection '" + target + "' already exists: delete it first or recover under "
+                                   "another \"name\"");
+    }
+  }
   std::error_code ec;
   fs::create_directories(IncomingDir(), ec);
   if (ec) return Status::IOError("cannot create '" + IncomingDir() + "': " + ec.message());
@@ -1999,20 +2042,34 @@ Status Api::RecoverFromLocation(const std::string& location, const std::string& 
     std::ofstream out(archive, std::ios::binary);
     if (!out) return Status::IOError("cannot create '" + archive + "'");
     int status = 0;
+    uint64_t expected = 0, received = 0;
+    Status space;
     auto result = client.Get(
         target_path, headers,
         [&](const httplib::Response& r) {
           status = r.status;
-          return r.status == 200;
+          if (r.has_header("Content-Length")) {
+            expected = std::strtoull(r.get_header_value("Content-Length").c_str(), nullptr, 10);
+            // Twice the archive (it, and what it unpacks to) must fit beside the data.
+            space = CheckFreeSpace(IncomingDir(), 2 * expected, 0);
+          }
+          return r.status == 200 && space.ok();
         },
-        [&](const char* data, size_t n) { return bool(out.write(data, std::streamsize(n))); });
+        [&](const char* data, size_t n) {
+          received += n;
+          return bool(out.write(data, std::streamsize(n)));
+        });
     out.close();
-    if (!result && status == 0) {
-      return Status::Unavailable("cannot download snapshot from '" + location + "': " + httplib::to_string(result.error()));
-    }
-    if (status != 200) {
+    FATHOM_RETURN_IF_ERROR(space);
+    if (status != 0 && status != 200) {
       return Status::InvalidArgument("cannot download snapshot from '" + location + "': it answered HTTP " +
                                      std::to_string(status));
+    }
+    if (!result || (expected != 0 && received != expected)) {
+      return Status::Unavailable("cannot download snapshot from '" + location + "': " +
+                                 (!result ? httplib::to_string(result.error())
+                                          : "the connection ended after " + std::to_string(received) + " of " +
+                                                std::to_string(expected) + " bytes"));
     }
     if (!out) return Status::IOError("cannot write '" + archive + "' (disk full?)");
     FATHOM_RETURN_IF_ERROR(ExtractSnapshotArchive(archive, unpacked));

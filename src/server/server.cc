@@ -238,7 +238,8 @@ class Frontend {
     } else if (!reply.file.empty() && reply.ok()) {
       if (file >= 0) ::close(file);
       res.status = 500;
-      reply = Reply::Error(500, "cannot read '" + reply.file + "'");
+      res.headers.erase("Content-Disposition");
+      reply = Reply::Error(500, "cannot read the file to send");
       res.set_content(Envelope(reply, seconds), "application/json");
     } else if (!reply.content_type.empty()) {
       res.set_content(std::move(reply.result), reply.content_type.c_str());

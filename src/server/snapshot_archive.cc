@@ -63,14 +63,22 @@ Status WriteSnapshotArchive(const std::string& dir, const std::string& archive) 
   std::unique_ptr<struct archive, ArchiveCloser> a(archive_write_new());
   archive_write_set_format_pax_restricted(a.get());
   if (archive_write_open_filename(a.get(), tmp.c_str()) != ARCHIVE_OK) return ArchiveError(a.get(), "cannot create " + tmp);
+  auto fail = [&](Status s) {
+    a.reset();
+    fs::remove(tmp, ec);
+    return s;
+  };
   std::vector<char> buffer(1 << 20);
   for (const fs::path& file : files) {
     const std::string relative = fs::relative(file, dir, ec).generic_string();
-    if (ec) return Status::IOError("cannot name '" + file.string() + "': " + ec.message());
+    if (ec) return fail(Status::IOError("cannot name '" + file.string() + "': " + ec.message()));
     const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return Status::IOError("cannot open '" + file.string() + "': " + std::strerror(errno));
+    if (fd < 0) return fail(Status::IOError("cannot open '" + file.string() + "': " + std::strerror(errno)));
     struct stat st;
-    ::fstat(fd, &st);
+    if (::fstat(fd, &st) != 0) {
+      ::close(fd);
+      return fail(Status::IOError("cannot stat '" + file.string() + "': " + std::strerror(errno)));
+    }
     std::unique_ptr<struct archive_entry, EntryFree> entry(archive_entry_new());
     archive_entry_set_pathname(entry.get(), relative.c_str());
     archive_entry_set_size(entry.get(), st.st_size);
@@ -87,17 +95,9 @@ Status WriteSnapshotArchive(const std::string& dir, const std::string& archive) 
       if (archive_write_data(a.get(), buffer.data(), size_t(n)) != n) s = ArchiveError(a.get(), "cannot write " + tmp);
     }
     ::close(fd);
-    if (!s.ok()) {
-      a.reset();
-      fs::remove(tmp, ec);
-      return s;
-    }
+    if (!s.ok()) return fail(s);
   }
-  if (archive_write_close(a.get()) != ARCHIVE_OK) {
-    Status s = ArchiveError(a.get(), "cannot finish " + tmp);
-    fs::remove(tmp, ec);
-    return s;
-  }
+  if (archive_write_close(a.get()) != ARCHIVE_OK) return fail(ArchiveError(a.get(), "cannot finish " + tmp));
   a.reset();
   const int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd >= 0) {
@@ -123,6 +123,10 @@ Status ExtractSnapshotArchive(const std::string& archive, const std::string& dir
     fs::remove_all(dir, ec);
     return s;
   };
+  // The archives this server writes are plain (no compression, no sparse files), so what they
+  // unpack to is never larger than they are: a bound that stops a crafted one filling the disk.
+  const uint64_t limit = fs::file_size(archive, ec) + (uint64_t{1} << 16);
+  uint64_t written = 0;
   std::vector<char> buffer(1 << 20);
   size_t entries = 0;
   while (true) {
@@ -152,6 +156,11 @@ Status ExtractSnapshotArchive(const std::string& archive, const std::string& dir
       const la_ssize_t n = archive_read_data(a.get(), buffer.data(), buffer.size());
       if (n < 0) s = Status::InvalidArgument(std::string("damaged snapshot archive: ") + archive_error_string(a.get()));
       if (n <= 0) break;
+      written += uint64_t(n);
+      if (written > limit) {
+        s = Status::InvalidArgument("snapshot archive unpacks to more than its own size: not one this server reads");
+        break;
+      }
       for (la_ssize_t done = 0; done < n && s.ok();) {
         const ssize_t w = ::write(fd, buffer.data() + done, size_t(n - done));
         if (w < 0 && errno == EINTR) continue;
