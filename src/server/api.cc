@@ -408,6 +408,16 @@ std::string Api::SnapshotArchive(std::string_view collection, std::string_view s
   return data_dir_ + "/snapshot-archives/" + std::string(collection) + "/" + std::string(snapshot) + ".tar";
 }
 std::string Api::IncomingDir() const { return data_dir_ + "/.recovering"; }
+Result<std::string> Api::ExistingSnapshot(const std::string& collection, const std::string& snapshot) const {
+  FATHOM_RETURN_IF_ERROR(ValidateName(collection, "collection name"));
+  FATHOM_RETURN_IF_ERROR(ValidateName(snapshot, "snapshot name"));
+  std::string path = SnapshotDir(collection) + "/" + snapshot;
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) {
+    return Status::NotFound("snapshot '" + snapshot + "' of collection '" + collection + "' does not exist");
+  }
+  return path;
+}
 
 Reply Api::ListCollections(const ApiRequest&) {
   std::shared_lock lock(db_mutex_);
@@ -701,6 +711,10 @@ Reply Api::UpdateCollection(const ApiRequest& req) {
   return Status::OK();
 }
 
+Reply Api::Completed() {
+  return Reply::Ok(Dump(Json{{"operation_id", next_operation_id_.fetch_add(1)}, {"status", "completed"}}));
+}
+
 Reply Api::CreateFieldIndex(const ApiRequest& req) {
   FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
   FATHOM_RETURN_IF_ERROR(CheckFields(body, "create-index request", {"field_name", "field_schema", "field_type"}));
@@ -733,14 +747,14 @@ Reply Api::CreateFieldIndex(const ApiRequest& req) {
   std::shared_lock lock(db_mutex_);
   FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
   FATHOM_RETURN_IF_ERROR(db_->CreatePayloadIndex(c->spec().name, field, type));
-  return Reply::Ok(Dump(Json{{"operation_id", next_operation_id_.fetch_add(1)}, {"status", "completed"}}));
+  return Completed();
 }
 
 Reply Api::DeleteFieldIndex(const ApiRequest& req) {
   std::shared_lock lock(db_mutex_);
   FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(req.params.at(0)));
   FATHOM_RETURN_IF_ERROR(db_->DropPayloadIndex(c->spec().name, req.params.at(1)));
-  return Reply::Ok(Dump(Json{{"operation_id", next_operation_id_.fetch_add(1)}, {"status", "completed"}}));
+  return Completed();
 }
 
 Reply Api::DeleteCollection(const ApiRequest& req) {
@@ -1199,6 +1213,12 @@ Result<Api::ParsedSearch> Api::ParseSearch(const Json& s, const CollectionSpec& 
 
 namespace {
 
+// Whether a hit scored `score` (in `metric`'s score) is worse than the threshold: Euclid
+// scores are distances, smaller is better.
+bool BeyondThreshold(Metric metric, double score, double threshold) {
+  return metric == Metric::kL2 ? score > threshold : score < threshold;
+}
+
 // `S` is Api::ParsedSearch (private to Api).
 template <class S>
 void AppendHits(std::string* out, const CollectionSpec& spec, const S& s, const std::vector<ScoredPoint>& hits) {
@@ -1208,7 +1228,7 @@ void AppendHits(std::string* out, const CollectionSpec& spec, const S& s, const 
   for (size_t i = s.offset; i < hits.size(); ++i) {
     const ScoredPoint& p = hits[i];
     const double score = Score(metric, p.distance);
-    if (s.score_threshold && (metric == Metric::kL2 ? score > *s.score_threshold : score < *s.score_threshold)) {
+    if (s.score_threshold && BeyondThreshold(metric, score, *s.score_threshold)) {
       break;  // hits come best first: the rest score worse
     }
     if (!first) out->push_back(',');
@@ -1435,12 +1455,6 @@ Result<Json> AndFilters(const Json& a, const Json& b) {
 constexpr int kMaxPrefetchDepth = 4;     // levels of nested prefetches
 constexpr size_t kMaxPrefetches = 16;    // prefetches on one level
 constexpr size_t kMaxPrefetchTotal = 64;  // prefetches in one request, all levels
-
-// Whether a hit scored `score` (in `metric`'s score) is worse than the threshold (AppendHits'
-// rule: Euclid scores are distances, smaller is better).
-bool BeyondThreshold(Metric metric, double score, double threshold) {
-  return metric == Metric::kL2 ? score > threshold : score < threshold;
-}
 
 }  // namespace
 
@@ -1960,14 +1974,9 @@ Reply Api::ListSnapshots(const ApiRequest& req) {
 Reply Api::DeleteSnapshot(const ApiRequest& req) {
   const std::string& name = req.params.at(0);
   const std::string& snapshot = req.params.at(1);
-  FATHOM_RETURN_IF_ERROR(ValidateName(name, "collection name"));
-  FATHOM_RETURN_IF_ERROR(ValidateName(snapshot, "snapshot name"));
-  const std::string path = SnapshotDir(name) + "/" + snapshot;
-  std::error_code ec;
   std::lock_guard lock(snapshot_mutex_);  // (a download publishing its archive waits)
-  if (!fs::is_directory(path, ec)) {
-    return Status::NotFound("snapshot '" + snapshot + "' of collection '" + name + "' does not exist");
-  }
+  FATHOM_ASSIGN_OR_RETURN(const std::string path, ExistingSnapshot(name, snapshot));
+  std::error_code ec;
   fs::remove_all(path, ec);
   if (ec) return Status::IOError("cannot delete '" + path + "': " + ec.message());
   fs::remove(SnapshotArchive(name, snapshot), ec);
@@ -1977,13 +1986,8 @@ Reply Api::DeleteSnapshot(const ApiRequest& req) {
 Reply Api::DownloadSnapshot(const ApiRequest& req) {
   const std::string& name = req.params.at(0);
   const std::string& snapshot = req.params.at(1);
-  FATHOM_RETURN_IF_ERROR(ValidateName(name, "collection name"));
-  FATHOM_RETURN_IF_ERROR(ValidateName(snapshot, "snapshot name"));
-  const std::string path = SnapshotDir(name) + "/" + snapshot;
+  FATHOM_ASSIGN_OR_RETURN(const std::string path, ExistingSnapshot(name, snapshot));
   std::error_code ec;
-  if (!fs::is_directory(path, ec)) {
-    return Status::NotFound("snapshot '" + snapshot + "' of collection '" + name + "' does not exist");
-  }
   const std::string archive = SnapshotArchive(name, snapshot);
   if (!fs::exists(archive, ec)) {
     // Made outside any lock (it can take minutes), then published unless the snapshot was
@@ -1993,9 +1997,9 @@ Reply Api::DownloadSnapshot(const ApiRequest& req) {
     fs::create_directories(fs::path(archive).parent_path(), ec);
     FATHOM_RETURN_IF_ERROR(WriteSnapshotArchive(path, made));
     std::lock_guard lock(snapshot_mutex_);
-    if (!fs::is_directory(path, ec)) {
+    if (Status still = ExistingSnapshot(name, snapshot).status(); !still.ok()) {
       fs::remove(made, ec);
-      return Status::NotFound("snapshot '" + snapshot + "' of collection '" + name + "' does not exist");
+      return still;
     }
     fs::rename(made, archive, ec);
     if (ec) return Status::IOError("cannot publish the snapshot archive: " + ec.message());
@@ -2105,6 +2109,11 @@ Reply Api::RecoverSnapshot(const ApiRequest& req) {
   FATHOM_RETURN_IF_ERROR(ValidateName(name, "collection name"));
   FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
   FATHOM_RETURN_IF_ERROR(CheckFields(body, "recover request", {"snapshot", "name", "location", "priority", "checksum", "api_key"}));
+  std::string target = name;
+  if (body.contains("name") && !body["name"].is_null()) {
+    FATHOM_ASSIGN_OR_RETURN(target, GetString(body, "name", ""));
+    FATHOM_RETURN_IF_ERROR(ValidateName(target, "collection name"));
+  }
   if (auto loc = body.find("location"); loc != body.end() && !loc->is_null()) {
     // Qdrant's form: recover collection {name} (or "name") from a snapshot file at a URL.
     if (auto c = body.find("checksum"); c != body.end() && !c->is_null()) {
@@ -2116,31 +2125,14 @@ Reply Api::RecoverSnapshot(const ApiRequest& req) {
     if (body.contains("api_key") && !body["api_key"].is_null()) {
       FATHOM_ASSIGN_OR_RETURN(api_key, GetString(body, "api_key", "recover request"));
     }
-    std::string target = name;
-    if (body.contains("name") && !body["name"].is_null()) {
-      FATHOM_ASSIGN_OR_RETURN(target, GetString(body, "name", ""));
-      FATHOM_RETURN_IF_ERROR(ValidateName(target, "collection name"));
-    }
     FATHOM_RETURN_IF_ERROR(RecoverFromLocation(location, api_key, target));
     spdlog::info("recovered collection '{}' from {}", target, location);
-    std::shared_lock lock(db_mutex_);
-    FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(target));
-    return Reply::Ok(Dump(Json{{"name", target}, {"points_count", c->Count()}}));
+  } else {
+    FATHOM_ASSIGN_OR_RETURN(std::string snapshot, GetString(body, "snapshot", ""));
+    FATHOM_ASSIGN_OR_RETURN(const std::string path, ExistingSnapshot(name, snapshot));
+    FATHOM_RETURN_IF_ERROR(RestoreSnapshot(path, target));
+    spdlog::info("recovered snapshot '{}' of collection '{}' as '{}'", snapshot, name, target);
   }
-  FATHOM_ASSIGN_OR_RETURN(std::string snapshot, GetString(body, "snapshot", ""));
-  FATHOM_RETURN_IF_ERROR(ValidateName(snapshot, "snapshot name"));
-  std::string target = name;
-  if (body.contains("name") && !body["name"].is_null()) {
-    FATHOM_ASSIGN_OR_RETURN(target, GetString(body, "name", ""));
-    FATHOM_RETURN_IF_ERROR(ValidateName(target, "collection name"));
-  }
-  const std::string path = SnapshotDir(name) + "/" + snapshot;
-  std::error_code ec;
-  if (!fs::is_directory(path, ec)) {
-    return Status::NotFound("snapshot '" + snapshot + "' of collection '" + name + "' does not exist");
-  }
-  FATHOM_RETURN_IF_ERROR(RestoreSnapshot(path, target));
-  spdlog::info("recovered snapshot '{}' of collection '{}' as '{}'", snapshot, name, target);
   std::shared_lock lock(db_mutex_);
   FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(target));
   return Reply::Ok(Dump(Json{{"name", target}, {"points_count", c->Count()}}));

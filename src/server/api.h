@@ -102,6 +102,8 @@ class Api {
   // Qdrant's PUT /collections/{name}/index ({"field_name", "field_schema"}) and
   // DELETE /collections/{name}/index/{field}: payload indexes on a live collection.
   Reply CreateFieldIndex(const ApiRequest& req);
+  // Qdrant's answer to a finished write that has no count: {"operation_id", "status": "completed"}.
+  Reply Completed();
   Reply DeleteFieldIndex(const ApiRequest& req);
   Reply DeleteCollection(const ApiRequest& req);
   Reply UpsertPoints(const ApiRequest& req);
@@ -238,6 +240,8 @@ class Api {
   // Where a snapshot's archive is kept (SnapshotArchive) and where recoveries unpack (Incoming).
   std::string SnapshotArchive(std::string_view collection, std::string_view snapshot) const;
   std::string IncomingDir() const;
+  // The directory of `snapshot` of `collection` (both names checked), or NotFound.
+  Result<std::string> ExistingSnapshot(const std::string& collection, const std::string& snapshot) const;
   // Recovers `target` from a Qdrant `location`: http:// (downloaded) or file:// (an archive or
   // a snapshot directory under this server's snapshot directories).
   Status RecoverFromLocation(const std::string& location, const std::string& api_key, const std::string& target);
