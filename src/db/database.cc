@@ -114,9 +114,7 @@ class DatabaseImpl final : public Database {
                                    "'); delete the alias first or choose another name");
     }
     FATHOM_ASSIGN_OR_RETURN(uint32_t id, NextCollectionId());
-    KvStore::Batch batch(*kv_);
-    batch.Put(Cf::kMeta, kSpecPrefix + spec.name, EncodeSpec(spec, id));
-    FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
+    FATHOM_RETURN_IF_ERROR(WriteSpec(spec, id));
     FATHOM_ASSIGN_OR_RETURN(auto collection,
                             CollectionImpl::Open(kv_.get(), IndexDir(id), spec, id, options_));
     collections_[spec.name] = collection;
@@ -136,10 +134,7 @@ class DatabaseImpl final : public Database {
     {
       std::shared_lock lock(mutex_);
       FATHOM_RETURN_IF_ERROR(CheckOpen());
-      auto alias = aliases_.find(name);
-      auto it = collections_.find(alias != aliases_.end() ? alias->second : name);
-      if (it == collections_.end()) return Status::NotFound("collection '" + name + "' does not exist");
-      collection = it->second;
+      FATHOM_ASSIGN_OR_RETURN(collection, FindLocked(name));
     }
     // The build runs without mutex_ (other collections and calls go on); the spec record is
     // written under spec_mutex_, as metadata updates write it, so neither loses the other's change.
@@ -147,9 +142,7 @@ class DatabaseImpl final : public Database {
       std::lock_guard spec_lock(spec_mutex_);
       CollectionSpec stored = next;
       stored.metadata = collection->metadata();
-      KvStore::Batch batch(*kv_);
-      batch.Put(Cf::kMeta, kSpecPrefix + stored.name, EncodeSpec(stored, collection->id()));
-      FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
+      FATHOM_RETURN_IF_ERROR(WriteSpec(stored, collection->id()));
       collection->PublishSpec(next);
       return Status::OK();
     });
@@ -163,22 +156,18 @@ class DatabaseImpl final : public Database {
     std::unique_lock lock(mutex_);  // read, merge and store: one update at a time
     std::lock_guard spec_lock(spec_mutex_);
     FATHOM_RETURN_IF_ERROR(CheckOpen());
-    auto alias = aliases_.find(name);
-    auto it = collections_.find(alias != aliases_.end() ? alias->second : name);
-    if (it == collections_.end()) return Status::NotFound("collection '" + name + "' does not exist");
-    auto merged = nlohmann::json::parse(it->second->metadata(), nullptr, /*allow_exceptions=*/false);
+    FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<CollectionImpl> collection, FindLocked(name));
+    auto merged = nlohmann::json::parse(collection->metadata(), nullptr, /*allow_exceptions=*/false);
     if (!merged.is_object()) merged = nlohmann::json::object();
     for (const auto& [key, value] : patch.items()) {
       if (value.is_null()) merged.erase(key); else merged[key] = value;
     }
     const std::string metadata = merged.dump();
     FATHOM_RETURN_IF_ERROR(ValidateCollectionMetadata(metadata));
-    CollectionSpec spec = it->second->spec();
+    CollectionSpec spec = collection->spec();
     spec.metadata = metadata;
-    KvStore::Batch batch(*kv_);
-    batch.Put(Cf::kMeta, kSpecPrefix + spec.name, EncodeSpec(spec, it->second->id()));
-    FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
-    it->second->set_metadata(metadata);
+    FATHOM_RETURN_IF_ERROR(WriteSpec(spec, collection->id()));
+    collection->set_metadata(metadata);
     return metadata;
   }
 
@@ -224,12 +213,25 @@ class DatabaseImpl final : public Database {
 
   Result<std::shared_ptr<Collection>> GetCollection(const std::string& name) const override {
     std::shared_lock lock(mutex_);
+    FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<CollectionImpl> collection, FindLocked(name));
+    return std::shared_ptr<Collection>(std::move(collection));
+  }
+
+  // A collection by name or alias (a collection's own name first). Caller holds mutex_.
+  Result<std::shared_ptr<CollectionImpl>> FindLocked(const std::string& name) const {
     auto it = collections_.find(name);
     if (it == collections_.end()) {
       if (auto alias = aliases_.find(name); alias != aliases_.end()) it = collections_.find(alias->second);
     }
     if (it == collections_.end()) return Status::NotFound("collection '" + name + "' does not exist");
-    return std::shared_ptr<Collection>(it->second);
+    return it->second;
+  }
+
+  // Stores a collection's spec record (durably, one write).
+  Status WriteSpec(const CollectionSpec& spec, uint32_t id) {
+    KvStore::Batch batch(*kv_);
+    batch.Put(Cf::kMeta, kSpecPrefix + spec.name, EncodeSpec(spec, id));
+    return kv_->Write(batch);
   }
 
   Status UpdateAliases(const std::vector<AliasOperation>& operations) override {
@@ -274,9 +276,7 @@ class DatabaseImpl final : public Database {
     FATHOM_ASSIGN_OR_RETURN(uint32_t id, NextCollectionId());
     FATHOM_RETURN_IF_ERROR(CollectionImpl::ImportSnapshot(kv_.get(), snapshot_dir, IndexDir(id), id));
     // The spec goes in last: a crash before this leaves orphan records, never a half collection.
-    KvStore::Batch batch(*kv_);
-    batch.Put(Cf::kMeta, kSpecPrefix + spec.name, EncodeSpec(spec, id));
-    FATHOM_RETURN_IF_ERROR(kv_->Write(batch));
+    FATHOM_RETURN_IF_ERROR(WriteSpec(spec, id));
     FATHOM_ASSIGN_OR_RETURN(auto collection,
                             CollectionImpl::Open(kv_.get(), IndexDir(id), spec, id, options_));
     collections_[spec.name] = collection;
