@@ -329,6 +329,9 @@ double ExactDistance(Metric metric, const float* a, const float* b, size_t dim) 
     case Metric::kInnerProduct:
       for (size_t j = 0; j < dim; ++j) acc += double{a[j]} * b[j];
       return -acc;
+    case Metric::kL1:
+      for (size_t j = 0; j < dim; ++j) acc += std::fabs(double{a[j]} - b[j]);
+      return acc;
     case Metric::kCosine:
       for (size_t j = 0; j < dim; ++j) {
         acc += double{a[j]} * b[j];

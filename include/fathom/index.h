@@ -29,7 +29,8 @@ namespace fathom {
 class ByteSink;
 class ByteSource;
 
-enum class Metric : uint8_t { kL2 = 0, kInnerProduct = 1, kCosine = 2 };
+// kL1 (Manhattan: sum of absolute differences) is served by Flat and float32 HNSW only.
+enum class Metric : uint8_t { kL2 = 0, kInnerProduct = 1, kCosine = 2, kL1 = 3 };
 
 // "l2", "ip", "cosine".
 const char* MetricName(Metric metric);

@@ -25,7 +25,7 @@ from .errors import (AlreadyExistsError, AuthError, Error, FailedPreconditionErr
                      UnavailableError)
 
 # Server distance names <-> library metric names.
-_DISTANCE = {"l2": "Euclid", "ip": "Dot", "cosine": "Cosine"}
+_DISTANCE = {"l2": "Euclid", "ip": "Dot", "cosine": "Cosine", "l1": "Manhattan"}
 _METRIC = {v: k for k, v in _DISTANCE.items()}
 # Points per upsert request and searches per batch-search request (the server allows 10,000).
 _BATCH = 1000

@@ -292,7 +292,8 @@ class Database(AliasMethods):
                           vectors: Optional[Mapping[str, Mapping[str, Any]]] = None,
                           on_disk: bool = False, on_disk_payload: bool = False,
                           metadata: Optional[Mapping[str, Any]] = None) -> Collection:
-        """Creates a collection. ``metric``: "l2", "ip" or "cosine"; ``index``: a factory string
+        """Creates a collection. ``metric``: "l2", "ip", "cosine" or "l1" (Manhattan; Flat or float32
+        HNSW only); ``index``: a factory string
         ("HNSW32", "HNSW32,SQ8", "Flat"); ``indexed_fields``: payload fields to index for filters,
         {field: "keyword" | "integer" | "float" | "bool"}. For several vectors per record pass
         ``vectors={"image": {"dim": 512, "metric": "cosine"}, "text": {"dim": 384}}`` instead of dim.

@@ -260,7 +260,7 @@ def test_bad_input(backend):
     with pytest.raises(ValueError):
         col.search(np.ones(4, dtype=np.float32), k=0)
     with pytest.raises(ValueError):
-        backend.create_collection(unique_name(), dim=4, metric="manhattan")
+        backend.create_collection(unique_name(), dim=4, metric="hamming")
     with pytest.raises(ValueError):
         backend.create_collection("bad/name", dim=4)
     assert col.count() == 2, "no rejected batch wrote anything"

@@ -169,8 +169,22 @@ def test_bad_input_errors(hnsw, data):
     with pytest.raises(ValueError, match="unknown index type"):
         fathom.Index(8, "HNSX32")
     with pytest.raises(ValueError, match="metric"):
-        fathom.Index(8, "Flat", metric="manhattan")
+        fathom.Index(8, "Flat", metric="hamming")
     assert fathom.Index(8, "Flat", metric="Cosine").metric == "cosine"
+    # Manhattan (l1): Flat and float32 HNSW find the L1-nearest points; codes are refused.
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((300, 8)).astype(np.float32)
+    q = rng.standard_normal((5, 8)).astype(np.float32)
+    truth = np.argsort(np.abs(q[:, None, :] - x[None, :, :]).sum(-1), axis=1)[:, :5]
+    for factory in ("Flat", "HNSW16"):
+        l1 = fathom.Index(8, factory, metric="manhattan")
+        assert l1.metric == "l1"
+        l1.add(x)
+        D, ids = l1.search(q, 5, ef=200)
+        np.testing.assert_array_equal(ids, truth)
+        np.testing.assert_allclose(D[:, 0], np.abs(q - x[truth[:, 0]]).sum(-1), rtol=1e-5)
+    with pytest.raises(ValueError, match="l1 .Manhattan. distance is served by"):
+        fathom.Index(8, "HNSW16,SQ8", metric="l1")
     with pytest.raises(ValueError, match="dim must be between"):
         fathom.Index(0, "Flat")
     with pytest.raises(ValueError, match="D must be a writable C-contiguous float32 array of shape"):

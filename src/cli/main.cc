@@ -81,7 +81,8 @@ int Run(int argc, char** argv) {
       ->required();
   auto* dim_opt = create_cmd->add_option("--dim", create.dim, "dimension of the (unnamed) vector")
                       ->check(CLI::PositiveNumber);
-  create_cmd->add_option("--metric", create.metric, "l2, ip or cosine")->capture_default_str();
+  create_cmd->add_option("--metric", create.metric, "l2, ip, cosine or l1 (Manhattan: Flat or float32 HNSW)")
+      ->capture_default_str();
   create_cmd
       ->add_option("--index", create.index, "index factory string: Flat, HNSW32, HNSW32,SQ8 ...")
       ->capture_default_str();

@@ -1138,10 +1138,11 @@ class Node final : public server::ServerExtension {
     } else if (spec.vectors.size() == 1) {
       name = spec.vectors[0].name;
     }
+    auto higher = [](Metric metric) { return metric != Metric::kL2 && metric != Metric::kL1; };  // (distances)
     for (const VectorSpec& vs : spec.vectors) {
-      if (vs.name == name) return vs.metric != Metric::kL2;
+      if (vs.name == name) return higher(vs.metric);
     }
-    return spec.vectors.front().metric != Metric::kL2;
+    return higher(spec.vectors.front().metric);
   }
 
   // ---- Handlers: collections ----

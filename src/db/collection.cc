@@ -1272,6 +1272,7 @@ Result<std::vector<ScoredPoint>> CollectionImpl::Recommend(const RecommendReques
       case Metric::kCosine: return kern.dot(example.data(), candidate, dim) * inv_norm;
       case Metric::kInnerProduct: return kern.dot(example.data(), candidate, dim);
       case Metric::kL2: return -std::sqrt(kern.l2_sqr(example.data(), candidate, dim));
+      case Metric::kL1: return -kern.l1(example.data(), candidate, dim);
     }
     return 0.0;
   };

@@ -65,7 +65,17 @@ TEST(FactoryTest, MakeIndexRejectsBadDimensionAndMetricNames) {
   EXPECT_EQ(index.status().message(), "dimension 0 is out of range: expected 1 to 65536");
   auto metric = ParseMetric("hamming");
   ASSERT_FALSE(metric.ok());
-  EXPECT_EQ(metric.status().message(), "unknown metric 'hamming': expected l2 (or euclidean), ip (or inner_product, dot) or cosine");
+  EXPECT_EQ(metric.status().message(), "unknown metric 'hamming': expected l2 (or euclidean), ip (or inner_product, dot), "
+                                      "cosine or l1 (or manhattan)");
+  EXPECT_EQ(*ParseMetric("Manhattan"), Metric::kL1);
+  // l1 needs float32 vectors in Flat or HNSW.
+  EXPECT_TRUE(MakeIndex("HNSW16", 8, Metric::kL1).ok());
+  for (const char* factory : {"HNSW16,SQ8", "HNSW16,RBQ", "IVF16,Flat", "KDTree"}) {
+    auto refused = MakeIndex(factory, 8, Metric::kL1);
+    ASSERT_FALSE(refused.ok()) << factory;
+    EXPECT_EQ(refused.status().message(), "'" + std::string(factory) + "': l1 (Manhattan) distance is served by 'Flat' "
+                                          "and 'HNSW<M>' on float32 vectors (codes and trees assume l2, ip or cosine)");
+  }
   EXPECT_EQ(*ParseMetric("cosine"), Metric::kCosine);
   EXPECT_EQ(*ParseMetric("Cosine"), Metric::kCosine);  // any case, as users type it
   EXPECT_EQ(*ParseMetric("IP"), Metric::kInnerProduct);

@@ -24,6 +24,7 @@ inline float ToDistance(Metric metric, float dot, float query_norm, float base_n
     case Metric::kL2: return std::max(0.0f, query_norm + base_norm - 2 * dot);
     case Metric::kInnerProduct: return -dot;
     case Metric::kCosine: return 1 - dot;
+    case Metric::kL1: break;  // (no inner-product form: SearchOne computes it directly)
   }
   return 0;
 }
@@ -145,7 +146,7 @@ Status FlatIndex::Search(size_t n, const float* queries, size_t k, float* distan
     queries = normalized.data();
   }
   std::shared_lock lock(mutex_);
-  if (n >= kMinBlasQueries) {
+  if (n >= kMinBlasQueries && metric() != Metric::kL1) {
     SearchBlas(n, queries, k, distances, labels, params.filter);
   } else {
     for (size_t i = 0; i < n; ++i) {
@@ -179,8 +180,9 @@ void FlatIndex::SearchOne(const float* query, size_t k, float* distances, label_
   for (size_t row = 0; row < labels_.size(); ++row) {
     if (filter != nullptr && !filter->Allowed(labels_[row])) continue;
     const float* v = data_.data() + row * d;
-    float dist = metric() == Metric::kL2 ? kernels.l2_sqr(query, v, d)
-                                         : ToDistance(metric(), kernels.dot(query, v, d), 0, 0);
+    float dist = metric() == Metric::kL2   ? kernels.l2_sqr(query, v, d)
+                 : metric() == Metric::kL1 ? kernels.l1(query, v, d)
+                                           : ToDistance(metric(), kernels.dot(query, v, d), 0, 0);
     if (dist < top.threshold()) top.Push(dist, labels_[row]);
   }
   top.Extract(distances, labels);

@@ -52,13 +52,13 @@ TEST_P(FlatMetricTest, MatchesNaiveReferenceOnBothPaths) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Metrics, FlatMetricTest,
-                         ::testing::Values(Metric::kL2, Metric::kInnerProduct, Metric::kCosine),
+                         ::testing::Values(Metric::kL2, Metric::kInnerProduct, Metric::kCosine, Metric::kL1),
                          [](const auto& info) { return std::string(MetricName(info.param)); });
 
 TEST(FlatTest, DistancesFollowTheDocumentedConventions) {
   std::vector<float> base = {1, 0, 0, 2};  // two 2-d vectors: (1,0) and (0,2)
   std::vector<float> q = {1, 1};
-  for (Metric m : {Metric::kL2, Metric::kInnerProduct, Metric::kCosine}) {
+  for (Metric m : {Metric::kL2, Metric::kInnerProduct, Metric::kCosine, Metric::kL1}) {
     auto index = std::move(MakeIndex("Flat", 2, m)).value();
     ASSERT_TRUE(index->Add(2, base.data()).ok());
     float d[2];
@@ -71,6 +71,10 @@ TEST(FlatTest, DistancesFollowTheDocumentedConventions) {
     } else if (m == Metric::kInnerProduct) {
       EXPECT_EQ(l[0], 1);
       EXPECT_FLOAT_EQ(d[0], -2.f);
+    } else if (m == Metric::kL1) {
+      EXPECT_EQ(l[0], 0);
+      EXPECT_FLOAT_EQ(d[0], 1.f);  // |1-1| + |1-0|
+      EXPECT_FLOAT_EQ(d[1], 2.f);  // |1-0| + |1-2|
     } else {
       EXPECT_NEAR(d[0], 1 - 1 / std::sqrt(2.f), 1e-6);
     }

@@ -190,6 +190,7 @@ HnswIndex::DistKind HnswIndex::SearchKind() const {
   if (spec_.sq8) return metric() == Metric::kInnerProduct ? DistKind::kSq8Ip : DistKind::kSq8L2;
   if (spec_.rbq) return DistKind::kRbqL2;  // (l2, or cosine on unit vectors)
   if (spec_.sq4) return metric() == Metric::kInnerProduct ? DistKind::kSq4Ip : DistKind::kSq4L2;
+  if (metric() == Metric::kL1) return DistKind::kFloatL1;  // (float32 only: MakeIndex refuses codes)
   return metric() == Metric::kL2 ? DistKind::kFloatL2 : DistKind::kFloatIp;
 }
 // Construction compares stored nodes with each other, so it needs a symmetric distance: codes
@@ -200,6 +201,7 @@ HnswIndex::DistKind HnswIndex::BuildKind() const {
   if (spec_.fp16 || floats_on_disk()) return SearchKind();  // (FP16: NodeFloats decodes one side)
   if (spec_.sq8 && metric() != Metric::kInnerProduct) return DistKind::kSq8L2;
   if (spec_.rbq) return DistKind::kFloatL2;  // (the float vectors, unit length for cosine)
+  if (metric() == Metric::kL1) return DistKind::kFloatL1;
   return metric() == Metric::kL2 ? DistKind::kFloatL2 : DistKind::kFloatIp;
 }
 
@@ -208,6 +210,7 @@ void HnswIndex::Dispatch(DistKind kind, F&& f) {
   switch (kind) {
     case DistKind::kFloatL2: f(std::integral_constant<DistKind, DistKind::kFloatL2>()); return;
     case DistKind::kFloatIp: f(std::integral_constant<DistKind, DistKind::kFloatIp>()); return;
+    case DistKind::kFloatL1: f(std::integral_constant<DistKind, DistKind::kFloatL1>()); return;
     case DistKind::kSq8L2: f(std::integral_constant<DistKind, DistKind::kSq8L2>()); return;
     case DistKind::kSq8Ip: f(std::integral_constant<DistKind, DistKind::kSq8Ip>()); return;
     case DistKind::kF16L2: f(std::integral_constant<DistKind, DistKind::kF16L2>()); return;
@@ -439,6 +442,8 @@ float HnswIndex::Distance(const Query& q, uint32_t node) const {
     return kern.l2_sqr(q.vec, Vector(node), dim());
   } else if constexpr (K == DistKind::kFloatIp) {
     return ip_offset_ - kern.dot(q.vec, Vector(node), dim());
+  } else if constexpr (K == DistKind::kFloatL1) {
+    return kern.l1(q.vec, Vector(node), dim());
   } else if constexpr (K == DistKind::kSq8L2) {
     const uint8_t* code = Code(node);
     if (q.qs8 != nullptr) return static_cast<float>(Sq8DotDistance(code, q.qs8, q.code_norm));

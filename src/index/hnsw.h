@@ -103,7 +103,7 @@ class HnswIndex final : public Index {
   void set_dense_visited_max_nodes_for_testing(size_t nodes) { dense_visited_max_nodes_ = nodes; }
 
  private:
-  enum class DistKind { kFloatL2, kFloatIp, kSq8L2, kSq8Ip, kF16L2, kF16Ip, kRbqL2, kSq4L2, kSq4Ip };
+  enum class DistKind { kFloatL2, kFloatIp, kFloatL1, kSq8L2, kSq8Ip, kF16L2, kF16Ip, kRbqL2, kSq4L2, kSq4Ip };
   // Calls f(std::integral_constant<DistKind, K>{}) for the kind given: the one place that maps a
   // run-time kind to the templates (each kind named, so adding one fails to compile until here).
   template <class F>

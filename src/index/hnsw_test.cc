@@ -83,7 +83,7 @@ INSTANTIATE_TEST_SUITE_P(
                       RecallCase{"HNSW16,FP16", Metric::kInnerProduct}, RecallCase{"HNSW16,RBQ", Metric::kL2},
                       RecallCase{"HNSW16,RBQ", Metric::kCosine}, RecallCase{"HNSW16,SQ4", Metric::kL2},
                       RecallCase{"HNSW16,SQ4", Metric::kCosine},
-                      RecallCase{"HNSW16,SQ4", Metric::kInnerProduct}),
+                      RecallCase{"HNSW16,SQ4", Metric::kInnerProduct}, RecallCase{"HNSW16", Metric::kL1}),
     [](const auto& info) {
       std::string name = std::string(info.param.factory) + "_" + MetricName(info.param.metric);
       for (char& c : name) {

@@ -22,6 +22,7 @@ const char* MetricName(Metric metric) {
     case Metric::kL2: return "l2";
     case Metric::kInnerProduct: return "ip";
     case Metric::kCosine: return "cosine";
+    case Metric::kL1: return "l1";
   }
   return "unknown";
 }
@@ -32,8 +33,10 @@ Result<Metric> ParseMetric(std::string_view name) {
   if (lower == "l2" || lower == "euclidean") return Metric::kL2;
   if (lower == "ip" || lower == "inner_product" || lower == "dot") return Metric::kInnerProduct;
   if (lower == "cosine") return Metric::kCosine;
+  if (lower == "l1" || lower == "manhattan") return Metric::kL1;
   return Status::InvalidArgument("unknown metric '" + std::string(name) +
-                                 "': expected l2 (or euclidean), ip (or inner_product, dot) or cosine");
+                                 "': expected l2 (or euclidean), ip (or inner_product, dot), cosine or l1 "
+                                 "(or manhattan)");
 }
 
 Status Index::SetVectorStore(std::shared_ptr<VectorStore>) { return CanUseVectorStore(); }
@@ -108,6 +111,11 @@ Result<std::unique_ptr<Index>> MakeIndex(std::string_view factory, size_t dim, M
                                    " is out of range: expected 1 to 65536");
   }
   FATHOM_ASSIGN_OR_RETURN(IndexSpec spec, ParseFactory(factory));
+  if (metric == Metric::kL1 && !(spec.type == IndexSpec::Type::kFlat ||
+                                 (spec.type == IndexSpec::Type::kHnsw && !spec.sq8 && !spec.sq4 && !spec.fp16 && !spec.rbq))) {
+    return Status::InvalidArgument("'" + std::string(factory) + "': l1 (Manhattan) distance is served by 'Flat' and "
+                                   "'HNSW<M>' on float32 vectors (codes and trees assume l2, ip or cosine)");
+  }
   switch (spec.type) {
     case IndexSpec::Type::kFlat:
       return std::unique_ptr<Index>(new FlatIndex(dim, metric));

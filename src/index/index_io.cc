@@ -111,7 +111,7 @@ class IndexIO {
                                 std::to_string(body_len) + "-byte body and checksum, file has " +
                                 std::to_string(r.remaining()) + " bytes after the header");
     }
-    if (metric > static_cast<uint8_t>(Metric::kCosine)) {
+    if (metric > static_cast<uint8_t>(Metric::kL1)) {
       return Status::Corruption(what + " names unknown metric " + std::to_string(metric));
     }
     auto made = MakeIndex(factory, dim, static_cast<Metric>(metric));

@@ -41,15 +41,17 @@ Dataset FashionMnist(size_t n, size_t nq) {
 }
 
 double ReferenceDistance(Metric metric, const float* a, const float* b, size_t dim) {
-  double l2 = 0, dot = 0, na = 0, nb = 0;
+  double l2 = 0, l1 = 0, dot = 0, na = 0, nb = 0;
   for (size_t j = 0; j < dim; ++j) {
     const double x = a[j], y = b[j];
     l2 += (x - y) * (x - y);
+    l1 += std::fabs(x - y);
     dot += x * y;
     na += x * x;
     nb += y * y;
   }
   if (metric == Metric::kL2) return l2;
+  if (metric == Metric::kL1) return l1;
   if (metric == Metric::kInnerProduct) return -dot;
   return 1 - dot / (std::sqrt(na) * std::sqrt(nb) + 1e-30);
 }

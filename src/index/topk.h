@@ -55,6 +55,7 @@ struct StoredVector {
 // The index distance of stored vector v to query q (both normalised already for cosine).
 inline float MetricDistance(Metric metric, const float* q, const float* v, size_t dim) {
   const auto& k = simd::Active();
+  if (metric == Metric::kL1) return k.l1(q, v, dim);
   return metric == Metric::kL2 ? k.l2_sqr(q, v, dim) : (metric == Metric::kCosine ? 1.0f : 0.0f) - k.dot(q, v, dim);
 }
 void ExactTopK(Metric metric, size_t dim, size_t n, const float* queries, size_t k,

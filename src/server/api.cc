@@ -33,6 +33,7 @@ const char* DistanceName(Metric metric) {
     case Metric::kL2: return "Euclid";
     case Metric::kInnerProduct: return "Dot";
     case Metric::kCosine: return "Cosine";
+    case Metric::kL1: return "Manhattan";
   }
   return "Euclid";
 }
@@ -43,20 +44,26 @@ Result<Metric> ParseDistance(const std::string& text, std::string_view what) {
   if (lower == "cosine") return Metric::kCosine;
   if (lower == "euclid" || lower == "euclidean" || lower == "l2") return Metric::kL2;
   if (lower == "dot" || lower == "ip" || lower == "inner_product") return Metric::kInnerProduct;
+  if (lower == "manhattan" || lower == "l1") return Metric::kL1;
   return Status::InvalidArgument(std::string(what) + ": unknown distance '" + text +
-                                 "': use Cosine, Euclid or Dot (or cosine, l2, ip)");
+                                 "': use Cosine, Euclid, Dot or Manhattan (or cosine, l2, ip, l1)");
 }
 
-// Qdrant's "score": similarity for Cosine and Dot (higher is closer), the Euclidean distance for
-// Euclid. The library's raw "smaller is closer" distance is returned next to it.
+// Qdrant's "score": similarity for Cosine and Dot (higher is closer), the distance for Euclid and
+// Manhattan (smaller is closer). The library's raw "smaller is closer" distance is returned
+// next to it.
 double Score(Metric metric, float distance) {
   switch (metric) {
     case Metric::kCosine: return 1.0 - distance;
     case Metric::kInnerProduct: return -static_cast<double>(distance);
     case Metric::kL2: return std::sqrt(std::max(0.0f, distance));
+    case Metric::kL1: return distance;
   }
   return distance;
 }
+
+// Whether a smaller score is better (Euclid and Manhattan scores are distances).
+bool SmallerIsBetter(Metric metric) { return metric == Metric::kL2 || metric == Metric::kL1; }
 
 const VectorSpec* FindVector(const CollectionSpec& spec, const std::string& name) {
   for (const auto& v : spec.vectors) {
@@ -1216,7 +1223,7 @@ namespace {
 // Whether a hit scored `score` (in `metric`'s score) is worse than the threshold: Euclid
 // scores are distances, smaller is better.
 bool BeyondThreshold(Metric metric, double score, double threshold) {
-  return metric == Metric::kL2 ? score > threshold : score < threshold;
+  return SmallerIsBetter(metric) ? score > threshold : score < threshold;
 }
 
 // `S` is Api::ParsedSearch (private to Api).
@@ -1671,7 +1678,7 @@ Result<Api::QueryHits> Api::QueryOverPrefetch(Collection* c, const Json& body, s
       const Metric list_metric = lists[l].shape.metric;
       auto goodness = [&](const ScoredPoint& p) {
         const double score = Score(list_metric, p.distance);
-        return list_metric == Metric::kL2 ? -score : score;
+        return SmallerIsBetter(list_metric) ? -score : score;
       };
       double mean = 0, var = 0;
       if (!rrf && !list.empty()) {

@@ -511,6 +511,37 @@ TEST_F(ApiTest, QdrantFieldIndexCreatedAndDeleted) {
   EXPECT_EQ(r.http_status, 400);
 }
 
+// Qdrant's Manhattan distance: the L1 order (not the L2 one: 1 = (2, 2), 2 = (3, 0), 3 = (0, 2.9)
+// from the origin rank 3, 2, 1 by L1 and 1, 3, 2 by L2), scores are the distances, info names it;
+// codes are refused with what works.
+TEST_F(ApiTest, QdrantManhattanDistance) {
+  Reply r = api_->CreateCollection(Req(R"({"vectors": {"size": 2, "distance": "Manhattan"}})", {"l1"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  r = api_->UpsertPoints(Req(R"({"points": [{"id": 1, "vector": [2, 2]}, {"id": 2, "vector": [3, 0]},
+                                           {"id": 3, "vector": [0, 2.9]}]})", {"l1"}));
+  ASSERT_TRUE(r.ok()) << r.error;
+  for (const char* body : {R"({"vector": [0, 0], "limit": 3})", R"({"vector": [0, 0], "limit": 3, "params": {"exact": true}})"}) {
+    r = api_->Search(Req(body, {"l1"}));
+    ASSERT_TRUE(r.ok()) << r.error;
+    Json hits = Json::parse(r.result);
+    ASSERT_EQ(hits.size(), 3u);
+    EXPECT_EQ(hits[0]["id"], 3);
+    EXPECT_EQ(hits[1]["id"], 2);
+    EXPECT_EQ(hits[2]["id"], 1);
+    EXPECT_NEAR(hits[0]["score"].get<double>(), 2.9, 1e-5);
+    EXPECT_NEAR(hits[2]["score"].get<double>(), 4.0, 1e-5);
+  }
+  r = api_->Search(Req(R"({"vector": [0, 0], "limit": 3, "score_threshold": 3.5})", {"l1"}));
+  EXPECT_EQ(Json::parse(r.result).size(), 2u);  // (a distance: at most 3.5)
+  Json info = Json::parse(api_->GetCollection(Req("", {"l1"})).result);
+  EXPECT_EQ(info["config"]["params"]["vectors"]["distance"], "Manhattan");
+  r = api_->CreateCollection(Req(R"({"vectors": {"size": 2, "distance": "Manhattan"},
+                                     "quantization_config": {"scalar": {"type": "int8"}}})", {"l1q"}));
+  EXPECT_EQ(r.http_status, 400);
+  EXPECT_NE(r.error.find("l1 (Manhattan) distance is served by 'Flat' and 'HNSW<M>' on float32 vectors"), std::string::npos)
+      << r.error;
+}
+
 // Qdrant's payload endpoints, with their request shapes; errors name what was wrong.
 TEST_F(ApiTest, QdrantPayloadSetOverwriteDeleteClear) {
   Reply r = api_->CreateCollection(Req(R"({"vectors": {"size": 2, "distance": "Dot"}, "indexed_fields": {"t": "keyword"}})", {"p"}));

@@ -137,10 +137,17 @@ uint32_t RbqDotScalar(const uint64_t* code, const uint64_t* planes, size_t words
   return s0 + 2 * s1 + 4 * s2 + 8 * s3;
 }
 
+float L1Scalar(const float* a, const float* b, size_t d) {
+  float sum = 0;
+  for (size_t i = 0; i < d; ++i) sum += std::fabs(a[i] - b[i]);
+  return sum;
+}
+
 const Kernels kScalarKernels{Isa::kScalar,        L2SqrScalar,    DotScalar,   L2SqrU8Scalar,
                              DotF32U8Scalar,      Pq4BlockSumsScalar, L2SqrF16Scalar, DotF16Scalar,
                              F16ToF32Scalar,      DotF32U4Scalar, RbqDotScalar,
-                             DotU8S8Scalar,       DotU4S8Scalar,  false};
+                             DotU8S8Scalar,       DotU4S8Scalar,  false,
+                             L1Scalar};
 }  // namespace detail
 
 const char* IsaName(Isa isa) {

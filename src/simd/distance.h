@@ -5,7 +5,8 @@
 // path (a path the CPU cannot run falls back to the best supported one, with a warning on stderr).
 // All kernels are pure functions: safe to call from any number of threads.
 //
-// Conventions: l2_sqr is the squared Euclidean distance; dot is the inner product. The u8
+// Conventions: l2_sqr is the squared Euclidean distance; l1 the Manhattan distance; dot is the
+// inner product. The u8
 // kernels serve scalar-quantized codes: l2_sqr_u8 is exact integer arithmetic, dot_f32_u8 takes
 // a float query against u8 codes. The f16 kernels take a float query against IEEE half-precision
 // values (FP16 codes).
@@ -50,6 +51,8 @@ struct Kernels {
   // Exact on every path.
   int32_t (*dot_u4_s8)(const uint8_t* codes, const int8_t* q, size_t bytes);
   bool vnni;  // dot_u8_s8 and dot_u4_s8 are the VNNI kernels
+  // sum_i |a[i] - b[i]| (Manhattan distance).
+  float (*l1)(const float* a, const float* b, size_t d);
 };
 
 // The kernels used by every index; chosen once per process.

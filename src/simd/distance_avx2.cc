@@ -2,6 +2,8 @@
 // dispatch table when the CPU supports it.
 #include <immintrin.h>
 
+#include <cmath>
+
 #include "simd/distance.h"
 
 namespace fathom::simd {
@@ -255,8 +257,26 @@ uint32_t RbqDotPopcnt(const uint64_t* code, const uint64_t* planes, size_t words
 void Pq4BlockSumsAvx2(const uint8_t* codes, const uint8_t* luts, size_t m, uint16_t* out) {
   Pq4BlockSums(codes, luts, m, out);
 }
+namespace {
+float L1(const float* a, const float* b, size_t d) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 16 <= d; i += 16) {
+    acc0 = _mm256_add_ps(acc0, _mm256_andnot_ps(sign, _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i))));
+    acc1 = _mm256_add_ps(acc1, _mm256_andnot_ps(sign, _mm256_sub_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8))));
+  }
+  for (; i + 8 <= d; i += 8) {
+    acc0 = _mm256_add_ps(acc0, _mm256_andnot_ps(sign, _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i))));
+  }
+  float sum = HorizontalSum(_mm256_add_ps(acc0, acc1));
+  for (; i < d; ++i) sum += std::fabs(a[i] - b[i]);
+  return sum;
+}
+}  // namespace
+
 const Kernels kAvx2Kernels{Isa::kAvx2, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16, F16ToF32,
-                          DotF32U4, RbqDotPopcnt, DotU8S8, DotU4S8, false};
+                          DotF32U4, RbqDotPopcnt, DotU8S8, DotU4S8, false, L1};
 }  // namespace detail
 
 }  // namespace fathom::simd

@@ -216,11 +216,30 @@ void F16ToF32(const uint16_t* x, float* out, size_t d) {
 
 }  // namespace
 
+namespace {
+float L1(const float* a, const float* b, size_t d) {
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  size_t i = 0;
+  for (; i + 32 <= d; i += 32) {
+    acc0 = _mm512_add_ps(acc0, _mm512_abs_ps(_mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i))));
+    acc1 = _mm512_add_ps(acc1, _mm512_abs_ps(_mm512_sub_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16))));
+  }
+  for (; i + 16 <= d; i += 16) {
+    acc0 = _mm512_add_ps(acc0, _mm512_abs_ps(_mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i))));
+  }
+  if (i < d) {
+    __mmask16 m = TailMask16(d - i);
+    acc1 = _mm512_add_ps(acc1, _mm512_abs_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i))));
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+}  // namespace
+
 namespace detail {
 const Kernels kAvx512Kernels{Isa::kAvx512, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16, F16ToF32,
-                            DotF32U4, RbqDotPopcnt, DotU8S8, DotU4S8, false};
+                            DotF32U4, RbqDotPopcnt, DotU8S8, DotU4S8, false, L1};
 const Kernels kAvx512VnniKernels{Isa::kAvx512, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16,
-                                F16ToF32, DotF32U4, RbqDotPopcnt, DotU8S8Vnni, DotU4S8Vnni, true};
+                                F16ToF32, DotF32U4, RbqDotPopcnt, DotU8S8Vnni, DotU4S8Vnni, true, L1};
 }  // namespace detail
 
 }  // namespace fathom::simd

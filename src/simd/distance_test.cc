@@ -50,6 +50,9 @@ TEST_P(KernelTest, FloatKernelsMatchDoubleReferenceForEveryDimension) {
     double tol = 1e-4 * std::sqrt(double(d)) + 1e-5;
     EXPECT_NEAR(k->l2_sqr(a, b, d), RefL2(a, b, d), tol * RefL2(a, b, d) + 1e-5) << "d=" << d;
     EXPECT_NEAR(k->dot(a, b, d), RefDot(a, b, d), tol * std::sqrt(double(d))) << "d=" << d;
+    double l1 = 0;
+    for (size_t i = 0; i < d; ++i) l1 += std::fabs(double(a[i]) - double(b[i]));
+    EXPECT_NEAR(k->l1(a, b, d), l1, tol * l1 + 1e-5) << "d=" << d;
   }
 }
 

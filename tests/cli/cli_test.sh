@@ -122,7 +122,7 @@ fathom create multi --vector image:3:l2:Flat --vector text:2:cosine:HNSW16 --fie
 expect_error 1 "already exists" fathom create grid --dim 4
 expect_error 1 "a/b" fathom create a/b --dim 4
 expect_error 1 "field type" fathom create f1 --dim 4 --field label:int
-expect_error 1 "" fathom create f2 --dim 4 --metric manhattan
+expect_error 1 "unknown metric" fathom create f2 --dim 4 --metric hamming
 expect_error 1 "" fathom create f3 --dim 4 --vector x:4
 expect_error 1 "--dim" fathom create f4
 

@@ -240,6 +240,21 @@ test('query: hybrid prefetch over two named vectors, fused by RRF and DBSF, re-s
   await client.deleteCollection('hybrid');
 });
 
+test('Manhattan distance: search agrees with brute force L1', async () => {
+  await client.createCollection('taxicab', { vectors: { size: 3, distance: 'Manhattan' } });
+  const points = [];
+  for (let i = 0; i < 40; ++i) points.push({ id: i + 1, vector: [(i * 7) % 11, (i * 5) % 13 - 6, (i * 3) % 5] });
+  await client.upsert('taxicab', { wait: true, points });
+  assert.equal((await client.getCollection('taxicab')).config.params.vectors.distance, 'Manhattan');
+  const q = [4, 1, 2];
+  const l1 = (v) => v.reduce((s, x, j) => s + Math.abs(x - q[j]), 0);
+  const truth = points.map((p) => l1(p.vector)).sort((a, b) => a - b).slice(0, 5);
+  const hits = await client.search('taxicab', { vector: q, limit: 5 });
+  assert.deepEqual(hits.map((h) => h.score), truth);  // scores are the L1 distances, nearest first
+  hits.forEach((h) => assert.equal(l1(points[h.id - 1].vector), h.score));
+  await client.deleteCollection('taxicab');
+});
+
 test('payload indexes: created and deleted on a live collection', async () => {
   await client.createCollection('indexed', { vectors: { size: 2, distance: 'Dot' } });
   await client.upsert('indexed', { wait: true, points: [
