@@ -43,6 +43,20 @@ class ApiTest : public ::testing::Test {
     fs::remove_all(dir_);
   }
 
+  // A Euclid collection `name` of points 1..9 at (i, 0) with payload {"n": i}.
+  void MakeLine(const std::string& name) {
+    Reply r = api_->CreateCollection(Req(R"({"vectors": {"size": 2, "distance": "Euclid"}})", {name}));
+    ASSERT_TRUE(r.ok()) << r.error;
+    std::string points = R"({"points": [)";
+    for (int i = 1; i <= 9; ++i) {
+      if (i > 1) points += ",";
+      points += R"({"id": )" + std::to_string(i) + R"(, "vector": [)" + std::to_string(i) +
+                R"(, 0], "payload": {"n": )" + std::to_string(i) + "}}";
+    }
+    r = api_->UpsertPoints(Req(points + "]}", {name}));
+    ASSERT_TRUE(r.ok()) << r.error;
+  }
+
   static ApiRequest Req(std::string_view body, std::vector<std::string> params) {
     ApiRequest r;
     r.body = body;
@@ -324,16 +338,8 @@ namespace {
 // Qdrant's universal query: by vector (the search's answer), by id (its neighbours, itself
 // excluded), nearest and recommend objects, the batch form; what it cannot do is a clear 400.
 TEST_F(ApiTest, QdrantQueryByVectorIdAndRecommend) {
-  Reply r = api_->CreateCollection(Req(R"({"vectors": {"size": 2, "distance": "Euclid"}})", {"qq"}));
-  ASSERT_TRUE(r.ok()) << r.error;
-  std::string points = R"({"points": [)";
-  for (int i = 1; i <= 9; ++i) {
-    if (i > 1) points += ",";
-    points += R"({"id": )" + std::to_string(i) + R"(, "vector": [)" + std::to_string(i) + R"(, 0], "payload": {"n": )" +
-              std::to_string(i) + "}}";
-  }
-  r = api_->UpsertPoints(Req(points + "]}", {"qq"}));
-  ASSERT_TRUE(r.ok()) << r.error;
+  ASSERT_NO_FATAL_FAILURE(MakeLine("qq"));
+  Reply r(Status::OK());
   auto ids = [](const Json& hits) {
     std::vector<int> out;
     for (const auto& h : hits) out.push_back(h["id"].get<int>());
@@ -380,16 +386,8 @@ TEST_F(ApiTest, QdrantQueryByVectorIdAndRecommend) {
 // [mean - 3 sd, mean + 3 sd] onto [0, 1] and adds them; a vector over prefetches re-scores their
 // points exactly; the request's filter applies inside every prefetch.
 TEST_F(ApiTest, QdrantQueryPrefetchFusionAndRescoring) {
-  Reply r = api_->CreateCollection(Req(R"({"vectors": {"size": 2, "distance": "Euclid"}})", {"hy"}));
-  ASSERT_TRUE(r.ok()) << r.error;
-  std::string points = R"({"points": [)";
-  for (int i = 1; i <= 9; ++i) {
-    if (i > 1) points += ",";
-    points += R"({"id": )" + std::to_string(i) + R"(, "vector": [)" + std::to_string(i) + R"(, 0], "payload": {"n": )" +
-              std::to_string(i) + "}}";
-  }
-  r = api_->UpsertPoints(Req(points + "]}", {"hy"}));
-  ASSERT_TRUE(r.ok()) << r.error;
+  ASSERT_NO_FATAL_FAILURE(MakeLine("hy"));
+  Reply r(Status::OK());
   auto query = [&](const std::string& body) {
     Reply reply = api_->Query(Req(body, {"hy"}));
     EXPECT_TRUE(reply.ok()) << body << ": " << reply.error;
