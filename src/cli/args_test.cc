@@ -65,7 +65,7 @@ TEST(ParseVectorSpecTest, RejectsMalformed) {
   EXPECT_FALSE(ParseVectorSpec(":512").ok());
   EXPECT_FALSE(ParseVectorSpec("image:0").ok());
   EXPECT_FALSE(ParseVectorSpec("image:12x").ok());
-  EXPECT_FALSE(ParseVectorSpec("image:12:manhattan").ok());
+  EXPECT_FALSE(ParseVectorSpec("image:12:hamming").ok());
 }
 
 TEST(ParseFieldSpecTest, NameAndType) {

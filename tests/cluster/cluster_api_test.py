@@ -59,8 +59,10 @@ class Checks:
         self.passed += 1
 
     def call(self, node, method, path, body=None, status=200, what=None):
-        """One request that must answer `status`; returns the parsed answer (its "result" for 200)."""
-        got, answer = request(node.port, method, path, body)
+        """One request that must answer `status`; returns the parsed answer (its "result" for 200).
+        A minute to answer: on a loaded 2-core CI machine (browser tests beside it) a cluster-wide
+        change once took more than the default 15 s."""
+        got, answer = request(node.port, method, path, body, timeout=60)
         self.ok(got == status, "%s: %s %s via %s answered %s, expected %s" % (
                     what or "request", method, path, node.name, got, status),
                 "body %s\n    answer %s" % (short(body), short(answer)))
