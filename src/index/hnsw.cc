@@ -266,60 +266,66 @@ void HnswIndex::GrowLocked(size_t min_capacity) {
   capacity_ = cap;
 }
 
-void HnswIndex::TrainQuantizerLocked(size_t n, const float* x) {
-  if (spec_.rbq) {
-    // Centres and rotation from the nodes already stored (a retraining) and the batch (unit
-    // vectors for cosine). A small first batch (a collection's first upserts) says little
-    // about where the data's clusters are, and RaBitQ takes one centre per kPointsPerCentre
-    // points: centres from 10 points, or from 1,010, gave recall@10 0.61 and 0.81 on
-    // clustered 48-d data where 6,000 gave 0.98. So until kRbqFullTraining points have trained
-    // it, the quantizer is trained again, and every node re-encoded, each time the points
-    // double (O(kRbqFullTraining) work in all).
-    std::vector<float> all, buffer;
-    const size_t stride = std::max<size_t>(1, num_nodes_ / (4 * kRbqFullTraining));  // (a sample)
-    for (uint32_t u = 0; u < num_nodes_; u += stride) {
-      const float* f = state_[u].load() != kFree ? NodeFloats(u, buffer) : nullptr;
-      if (f != nullptr) all.insert(all.end(), f, f + dim());
-    }
-    const size_t stored = all.size() / dim();
-    all.insert(all.end(), x, x + n * dim());
-    if (metric() == Metric::kCosine) {
-      for (size_t i = stored; i < stored + n; ++i) simd::Normalize(all.data() + i * dim(), dim());
-    }
-    const size_t points = all.size() / dim();
-    const Status trained = rbq_.Train(points, all.data());
-    FATHOM_CHECK(trained.ok(), "RaBitQ training failed: " + trained.ToString());
-    rbq_trained_points_ = std::max(points, size_t{num_nodes_} + n);
-    for (uint32_t u = 0; u < num_nodes_; ++u) {
-      // (A node whose row cannot be read keeps its code: its estimates are off until replaced.)
-      const float* f = state_[u].load() != kFree ? NodeFloats(u, buffer) : nullptr;
-      if (f != nullptr) rbq_.Encode(f, const_cast<uint8_t*>(Code(u)));
-    }
-    return;
+std::vector<float> HnswIndex::TrainingRows(size_t n, const float* x, std::vector<uint32_t>* nodes) const {
+  std::vector<float> rows;
+  nodes->clear();
+  for (uint32_t u = 0; u < num_nodes_; ++u) {
+    if (state_[u].load() != kFree) nodes->push_back(u);
   }
-  if (spec_.sq4) {
-    std::vector<float> rows(x, x + n * dim());
-    if (metric() == Metric::kCosine) {
-      for (size_t i = 0; i < n; ++i) simd::Normalize(rows.data() + i * dim(), dim());
+  if (floats_on_disk()) {
+    // One batch read. If it fails the batch alone trains, and stored nodes keep their codes
+    // (their estimates are off until they are replaced).
+    std::vector<label_t> labels;
+    if (!ReadNodeRows(nodes->size(), nodes->data(), labels, rows).ok()) {
+      nodes->clear();
+      rows.clear();
     }
-    // The floats of the nodes already stored (a retraining: fewer than kRetrainPoints) and
-    // the batch.
-    std::vector<float> all, buffer;
-    for (uint32_t u = 0; u < num_nodes_; ++u) {
-      const float* f = state_[u].load() != kFree ? NodeFloats(u, buffer) : nullptr;
-      if (f != nullptr) all.insert(all.end(), f, f + dim());
+  } else {
+    std::vector<float> buffer;
+    for (uint32_t u : *nodes) {
+      const float* f = NodeFloats(u, buffer);
+      rows.insert(rows.end(), f, f + dim());
     }
-    all.insert(all.end(), rows.begin(), rows.end());
-    const size_t points = all.size() / dim();
-    sq4_.Train(points, all.data());
-    // A small first batch says little about the ranges: leave room on both sides, and train
-    // again (re-encoding every node) once kRetrainPoints points are in.
-    if (points < kRetrainPoints) sq4_.Widen(0.25f, 1e-3f);
-    sq4_trained_points_ = points;
-    for (uint32_t u = 0; u < num_nodes_; ++u) {
-      // (A node whose row cannot be read keeps its code from the old ranges.)
-      const float* f = state_[u].load() != kFree ? NodeFloats(u, buffer) : nullptr;
-      if (f != nullptr) Sq4Encode(f, const_cast<uint8_t*>(Code(u)));
+  }
+  const size_t stored = nodes->size();
+  rows.insert(rows.end(), x, x + n * dim());
+  if (metric() == Metric::kCosine) {
+    for (size_t i = stored; i < stored + n; ++i) simd::Normalize(rows.data() + i * dim(), dim());
+  }
+  return rows;
+}
+
+void HnswIndex::TrainQuantizerLocked(size_t n, const float* x) {
+  if (spec_.rbq || spec_.sq4) {
+    // From the nodes already stored (a retraining) and the batch; the stored nodes are then
+    // re-encoded from the same rows. Retraining happens only while the index is small (SQ4:
+    // below kRetrainPoints; RBQ: below 2 * kRbqFullTraining nodes), so all of them are read.
+    std::vector<uint32_t> nodes;
+    const std::vector<float> rows = TrainingRows(n, x, &nodes);
+    const size_t points = rows.size() / dim();
+    if (spec_.rbq) {
+      // A small first batch (a collection's first upserts) says little about where the data's
+      // clusters are, and RaBitQ takes one centre per kPointsPerCentre points: centres from 10
+      // points, or from 1,010, gave recall@10 0.61 and 0.81 on clustered 48-d data where 6,000
+      // gave 0.98. So until kRbqFullTraining points have trained it, the quantizer is trained
+      // again each time the points double (O(kRbqFullTraining) work in all).
+      const Status trained = rbq_.Train(points, rows.data());
+      FATHOM_CHECK(trained.ok(), "RaBitQ training failed: " + trained.ToString());
+      rbq_trained_points_ = std::max(points, size_t{num_nodes_} + n);
+    } else {
+      sq4_.Train(points, rows.data());
+      // A small first batch says little about the ranges: leave room on both sides, and train
+      // again (re-encoding every node) once kRetrainPoints points are in.
+      if (points < kRetrainPoints) sq4_.Widen(0.25f, 1e-3f);
+      sq4_trained_points_ = points;
+    }
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      uint8_t* code = const_cast<uint8_t*>(Code(nodes[i]));
+      if (spec_.rbq) {
+        rbq_.Encode(rows.data() + i * dim(), code);
+      } else {
+        Sq4Encode(rows.data() + i * dim(), code);
+      }
     }
     return;
   }

@@ -142,6 +142,9 @@ class HnswIndex final : public Index {
   void SearchAmongByCodes(size_t n, const float* queries, size_t k, const std::vector<uint32_t>& nodes,
                           float* distances, label_t* labels) const;
   void TrainQuantizerLocked(size_t n, const float* x);
+  // RBQ and SQ4 training: the float vectors of the stored nodes (their nodes in `nodes`; from
+  // the store in one batch read when floats_on_disk()), then the batch's (unit for cosine).
+  std::vector<float> TrainingRows(size_t n, const float* x, std::vector<uint32_t>* nodes) const;
   bool Live(uint32_t node) const;
   // A block read from a file holds the code right after the links; moves it to code_offset_.
   void PlaceCodeAfterLoad(uint32_t node);
