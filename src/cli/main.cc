@@ -342,6 +342,11 @@ int Run(int argc, char** argv) {
                         "join a cluster through these NATS servers (JetStream on), comma-separated: "
                         "nats://h1:4222,nats://h2:4222 (list every one: streams get min(3, count) replicas)");
   serve_cmd->add_option("--node-id", cluster_options.node_id, "this node's name in the cluster (with --cluster)");
+  serve_cmd
+      ->add_option("--log-retain", cluster_options.log_retain,
+                   "with --cluster: log entries each shard's stream keeps beyond what every live replica has "
+                   "applied (older ones are trimmed; a replica behind them installs a peer's snapshot); -1 keeps all")
+      ->capture_default_str();
 
   auto* cluster_cmd = app.add_subcommand("cluster", "a cluster's state, asked of one of its nodes");
   cluster_cmd->require_subcommand(1);

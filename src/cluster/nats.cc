@@ -122,6 +122,16 @@ Status Nats::DeleteStream(const std::string& name) {
   return FromNats(s, "deleting stream " + name, err);
 }
 
+Status Nats::PurgeStream(const std::string& name, uint64_t keep_from) {
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = 5000;
+  jo.Stream.Purge.Sequence = keep_from;
+  jsErrCode err = jsErrCode(0);
+  return FromNats(js_PurgeStream(js_, name.c_str(), &jo, &err),
+                  "trimming stream " + name + " before entry " + std::to_string(keep_from), err);
+}
+
 Result<Nats::StreamState> Nats::GetStreamState(const std::string& name) {
   jsStreamInfo* info = nullptr;
   jsErrCode err = jsErrCode(0);

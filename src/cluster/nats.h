@@ -63,6 +63,8 @@ class Nats {
     uint64_t messages = 0;
   };
   Result<StreamState> GetStreamState(const std::string& name);
+  // Removes the stream's entries before sequence `keep_from` (on every replica of the stream).
+  Status PurgeStream(const std::string& name, uint64_t keep_from);
   // When the stream stored message `seq` (nanoseconds since the epoch, UTC).
   Result<int64_t> MessageTime(const std::string& stream, uint64_t seq);
 

@@ -6,6 +6,9 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <filesystem>
+#include <fstream>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -20,6 +23,8 @@
 #include "server/api.h"
 #include "server/json_util.h"
 #include "server/router.h"
+#include "server/snapshot_archive.h"
+#include "util/file.h"
 
 namespace fathom::cluster {
 
@@ -42,6 +47,14 @@ constexpr int kRpcWorkers = 8;
 constexpr size_t kMaxQueuedRpcs = 4096;
 constexpr int kFetchBatch = 256;
 constexpr size_t kRememberedResults = 4096;  // entries whose changed-point counts a replica keeps
+// Shard snapshots sent to a peer: in pieces of this size (NATS's default max_payload is 1 MiB),
+// at most this many kept at once, each removed when unread this long.
+constexpr size_t kSnapshotChunk = 512 * 1024;
+constexpr size_t kMaxTransfers = 4;
+constexpr auto kTransferIdle = std::chrono::minutes(2);
+constexpr int kTrimEvery = 5;  // sync rounds (seconds) between log trims
+
+namespace fs = std::filesystem;
 
 // ---- Metadata ------------------------------------------------------------------------------
 
@@ -199,13 +212,17 @@ Result<std::string> AsResult(const Reply& r) {
 
 class Applier {
  public:
+  // `on_snapshot_needed` is called (from the applier's thread) when the stream no longer holds
+  // the entries after this replica's position: the applier stops, and the node installs a
+  // snapshot from a peer.
   Applier(Nats* nats, std::string node_id, Meta meta, uint32_t shard,
-          std::shared_ptr<Collection> local)
+          std::shared_ptr<Collection> local, std::function<void()> on_snapshot_needed)
       : nats_(nats),
         node_id_(std::move(node_id)),
         meta_(std::move(meta)),
         shard_(shard),
-        local_(std::move(local)) {
+        local_(std::move(local)),
+        on_snapshot_needed_(std::move(on_snapshot_needed)) {
     done_ = local_->log_position();
     thread_ = std::thread([this] { Run(); });
   }
@@ -227,6 +244,7 @@ class Applier {
   uint64_t applied() const { return local_->log_position(); }
   uint64_t last_seq() const { return std::max(last_seq_.load(), applied()); }
   uint64_t apply_errors() const { return apply_errors_.load(); }
+  bool needs_snapshot() const { return needs_snapshot_.load(); }
   std::string error() const {
     std::lock_guard lock(mu_);
     return error_;
@@ -279,14 +297,20 @@ class Applier {
     return sub;
   }
 
-  void RefreshLastSeq() {
+  // Refreshes the stream's last sequence; true when the stream no longer holds the entry after
+  // this replica's position (trimmed): the replica needs a snapshot, and the applier stops.
+  bool RefreshLastSeq() {
     auto state = nats_->GetStreamState(meta_.Stream(shard_));
-    if (!state.ok()) return;
+    if (!state.ok()) return false;
     last_seq_.store(state->last_seq);
-    if (state->first_seq > applied() + 1 && state->messages > 0) {
-      SetError("the stream no longer holds entries " + std::to_string(applied() + 1) + ".." +
-               std::to_string(state->first_seq - 1) + ": this replica needs a snapshot");
+    if (state->first_seq > applied() + 1) {
+      SetError("the log no longer holds entries " + std::to_string(applied() + 1) + ".." +
+               std::to_string(state->first_seq - 1) + ": installing a snapshot from a peer");
+      needs_snapshot_.store(true);
+      if (on_snapshot_needed_) on_snapshot_needed_();
+      return true;
     }
+    return false;
   }
 
   void Run() {
@@ -318,7 +342,7 @@ class Applier {
         // died may have taken it).
         if (Clock::now() - last_check > std::chrono::seconds(5)) {
           last_check = Clock::now();
-          RefreshLastSeq();
+          if (RefreshLastSeq()) break;
           // Behind, idle, and no progress since the last look: whatever holds the entries back
           // (ones handed to an expired pull, a consumer a failed-over server lost track of),
           // a fresh consumer from this replica's own position gets them.
@@ -372,8 +396,9 @@ class Applier {
           last_done = msg;
           continue;
         }
-        if (seq != at + 1) {  // a gap (a consumer that skipped): start over right after `at`
-          restart = true;
+        if (seq != at + 1) {  // a gap: trimmed entries (a snapshot is needed), or a consumer
+          restart = true;     // that skipped (start over right after `at`)
+          if (RefreshLastSeq()) stop_.store(true);
           break;
         }
         Status applied_status = Apply(msg, seq);
@@ -476,6 +501,8 @@ class Applier {
   const Meta meta_;
   const uint32_t shard_;
   const std::shared_ptr<Collection> local_;
+  const std::function<void()> on_snapshot_needed_;
+  std::atomic<bool> needs_snapshot_{false};
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> last_seq_{0};
   std::atomic<uint64_t> apply_errors_{0};
@@ -518,6 +545,11 @@ class Node final : public server::ServerExtension {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
+    {  // what a transfer cut short by a stop left behind
+      std::error_code ec;
+      fs::remove_all(TransferDir(), ec);
+      fs::remove_all(IncomingDir(), ec);
+    }
     natsStatus s = natsConnection_Subscribe(&rpc_sub_, nats_->connection(),
                                             RpcSubject(o_.node_id).c_str(), &Node::OnRpc, this);
     FATHOM_RETURN_IF_ERROR(FromNats(s, "subscribing to node requests"));
@@ -546,6 +578,18 @@ class Node final : public server::ServerExtension {
     }
     for (auto& t : workers_) t.join();
     workers_.clear();
+    std::map<std::string, std::future<void>> installs;
+    {
+      std::lock_guard lock(mu_);
+      installs.swap(installs_);
+    }
+    installs.clear();  // waits for each (they give up once stopped_ is set)
+    std::vector<std::future<void>> makers;
+    {
+      std::lock_guard lock(transfers_mu_);
+      makers.swap(makers_);
+    }
+    makers.clear();  // waits for each
     std::map<std::string, std::shared_ptr<Applier>> appliers;
     {
       std::lock_guard lock(mu_);
@@ -655,6 +699,19 @@ class Node final : public server::ServerExtension {
       *out += "fathom_cluster_replica_healthy" + labels(*a) + " " +
               std::to_string(a->error().empty() ? 1 : 0) + "\n";
     }
+    *out += "# HELP fathom_cluster_snapshots_installed_total Replicas this node installed from a "
+            "peer's snapshot (their log was trimmed past them).\n";
+    *out += "# TYPE fathom_cluster_snapshots_installed_total counter\n";
+    *out += "fathom_cluster_snapshots_installed_total " +
+            std::to_string(snapshots_installed_.load()) + "\n";
+    *out += "# HELP fathom_cluster_snapshots_sent_total Shard snapshots this node sent to peers.\n";
+    *out += "# TYPE fathom_cluster_snapshots_sent_total counter\n";
+    *out += "fathom_cluster_snapshots_sent_total " + std::to_string(snapshots_sent_.load()) + "\n";
+    *out += "# HELP fathom_cluster_log_entries_trimmed_total Log entries this node removed from "
+            "shard streams (applied by every live replica, older than --log-retain).\n";
+    *out += "# TYPE fathom_cluster_log_entries_trimmed_total counter\n";
+    *out += "fathom_cluster_log_entries_trimmed_total " +
+            std::to_string(entries_trimmed_.load()) + "\n";
     *out +=
         "# HELP fathom_cluster_shards_unavailable Shards of which no replica answered this node's "
         "last status round.\n";
@@ -707,6 +764,75 @@ class Node final : public server::ServerExtension {
         if (Status s = Reconcile(); !s.ok()) spdlog::debug("cluster: sync: {}", s.ToString());
       }
       if (round % 5 == 0) CountUnavailable();
+      if (round % kTrimEvery == 0) TrimLogs();
+    }
+  }
+
+  // Bounded log retention: for each shard whose first live replica (in assignment order) is this
+  // node, removes the stream's entries that every live replica has applied (durably: replicas
+  // write with fsync) and that are more than log_retain entries behind the newest. A replica that
+  // is away meanwhile and comes back behind the start of the log installs a peer's snapshot. A
+  // live replica that does not answer, or holds no applying copy yet, stops the trim of its
+  // shard.
+  void TrimLogs() {
+    if (o_.log_retain < 0) return;
+    std::map<std::string, Meta> metas;
+    std::set<std::string> live;
+    {
+      std::lock_guard lock(mu_);
+      metas = metas_;
+      live = live_;
+    }
+    std::map<std::string, std::optional<Json>> statuses;  // asked once per node per round
+    auto applied_on = [&](const std::string& node, const std::string& local) -> std::optional<uint64_t> {
+      if (node == o_.node_id) {
+        std::lock_guard lock(mu_);
+        auto it = appliers_.find(local);
+        if (it == appliers_.end() || it->second->needs_snapshot()) return std::nullopt;
+        return it->second->applied();
+      }
+      auto it = statuses.find(node);
+      if (it == statuses.end()) {
+        auto st = NodeStatus(node, std::chrono::seconds(2));
+        it = statuses.emplace(node, st.ok() ? std::optional<Json>(*st) : std::nullopt).first;
+      }
+      if (!it->second) return std::nullopt;
+      for (const Json& sh : (*it->second)["shards"]) {
+        if (sh.value("local_name", "") == local && !sh.value("needs_snapshot", false))
+          return sh.value("applied", uint64_t{0});
+      }
+      return std::nullopt;
+    };
+    for (const auto& [name, m] : metas) {
+      for (uint32_t s = 0; s < m.shards && !stopped_.load(); ++s) {
+        const auto& nodes = m.assignment[s];
+        auto first_live = std::find_if(nodes.begin(), nodes.end(),
+                                       [&](const std::string& n) { return live.count(n) > 0; });
+        if (first_live == nodes.end() || *first_live != o_.node_id) continue;
+        std::optional<uint64_t> least;
+        bool all = true;
+        for (const std::string& node : nodes) {
+          if (!live.count(node)) continue;
+          auto applied = applied_on(node, m.Local(s));
+          if (!applied) {
+            all = false;
+            break;
+          }
+          least = std::min(least.value_or(*applied), *applied);
+        }
+        if (!all || !least) continue;
+        auto stream = nats_->GetStreamState(m.Stream(s));
+        if (!stream.ok() || stream->last_seq <= uint64_t(o_.log_retain)) continue;
+        const uint64_t keep_from =
+            std::min(*least, stream->last_seq - uint64_t(o_.log_retain)) + 1;
+        if (keep_from <= stream->first_seq) continue;
+        if (Status st = nats_->PurgeStream(m.Stream(s), keep_from); !st.ok()) {
+          spdlog::debug("cluster: {}", st.ToString());
+          continue;
+        }
+        entries_trimmed_.fetch_add(keep_from - std::max<uint64_t>(stream->first_seq, 1));
+        spdlog::debug("cluster: trimmed the log of {} shard {} before entry {}", name, s, keep_from);
+      }
     }
   }
 
@@ -754,6 +880,9 @@ class Node final : public server::ServerExtension {
         } else if (now != fresh.end() && now->second.gen == m.gen &&
                    !now->second.Holds(it->second->shard(), o_.node_id)) {
           moved_off.push_back(it->first);
+          stopping.push_back(std::move(it->second));
+          it = appliers_.erase(it);
+        } else if (it->second->needs_snapshot()) {  // its log was trimmed: installed below
           stopping.push_back(std::move(it->second));
           it = appliers_.erase(it);
         } else {
@@ -810,6 +939,40 @@ class Node final : public server::ServerExtension {
         {
           std::lock_guard lock(mu_);
           if (appliers_.count(local)) continue;
+          if (auto it = installs_.find(local); it != installs_.end()) {
+            if (it->second.wait_for(std::chrono::seconds(0)) != std::future_status::ready) continue;
+            installs_.erase(it);  // finished (or failed: tried again now)
+          }
+        }
+        // Behind the start of the trimmed log (a new replica, or one that was away too long):
+        // a snapshot from a peer first, on its own thread; the applier starts once it is in.
+        const auto existing = api_->LocalCollection(local);
+        const uint64_t position = existing.ok() ? (*existing)->log_position() : 0;
+        if (auto stream = nats_->GetStreamState(m.Stream(s));
+            stream.ok() && stream->first_seq > position + 1) {
+          std::lock_guard lock(mu_);
+          if (stopped_.load()) break;
+          if (auto retry = install_retry_.find(local);
+              retry != install_retry_.end() && Clock::now() < retry->second) {
+            continue;
+          }
+          installs_.emplace(local, std::async(std::launch::async, [this, m, s] {
+                              Status st = InstallSnapshot(m, s);
+                              {
+                                std::lock_guard lock(mu_);
+                                if (st.ok()) {
+                                  install_retry_.erase(m.Local(s));
+                                } else {  // after a pause: the peers may be busy or away
+                                  install_retry_[m.Local(s)] = Clock::now() + std::chrono::seconds(3);
+                                }
+                              }
+                              if (!st.ok()) {
+                                spdlog::warn("cluster: installing a snapshot of '{}': {}",
+                                             m.Local(s), st.ToString());
+                              }
+                              Poke();  // reconcile now: start the applier
+                            }));
+          continue;
         }
         if (Status st = EnsureLocal(m, local); !st.ok()) {
           spdlog::warn("cluster: replica '{}': {}", local, st.ToString());
@@ -817,8 +980,8 @@ class Node final : public server::ServerExtension {
         }
         auto c = api_->LocalCollection(local);
         if (!c.ok()) continue;
-        auto applier =
-            std::make_shared<Applier>(nats_.get(), o_.node_id, m, s, std::move(c).value());
+        auto applier = std::make_shared<Applier>(nats_.get(), o_.node_id, m, s,
+                                                 std::move(c).value(), [this] { Poke(); });
         std::lock_guard lock(mu_);
         appliers_.emplace(local, std::move(applier));
       }
@@ -919,6 +1082,9 @@ class Node final : public server::ServerExtension {
       Forget(local);
       return Reply::Ok("true");
     }
+    if (op == "snapshot_info" || op == "snapshot_read" || op == "snapshot_done") {
+      return ServeTransfer(op, arg);
+    }
     std::shared_ptr<Applier> a;
     {
       std::lock_guard lock(mu_);
@@ -927,6 +1093,7 @@ class Node final : public server::ServerExtension {
     }
     if (a == nullptr)
       return Reply::Error(503, "node '" + o_.node_id + "' holds no replica '" + local + "' (yet)");
+    if (op == "snapshot_make") return MakeTransfer(a);
     if (op == "wait") {
       const uint64_t seq = std::strtoull(arg.c_str(), nullptr, 10);
       const auto deadline =
@@ -959,6 +1126,249 @@ class Node final : public server::ServerExtension {
       return api_->GetPoint(req);
     }
     return Reply::Error(400, "unknown node request '" + op + "'");
+  }
+
+  // ---- Shard snapshots: sending one to a peer ----
+  //
+  // A peer installing a replica asks: snapshot_make (answers an id at once; the snapshot and
+  // its archive are made on a thread), snapshot_info until it is ready (size, CRC-32, the log
+  // position it holds), snapshot_read for each piece, snapshot_done. An archive nobody reads for
+  // kTransferIdle is removed.
+
+  std::string TransferDir() const { return api_->data_dir() + "/cluster-transfers"; }
+  std::string IncomingDir() const { return api_->data_dir() + "/cluster-incoming"; }
+
+  void ExpireTransfers() {  // caller holds transfers_mu_
+    std::error_code ec;
+    for (auto it = transfers_.begin(); it != transfers_.end();) {
+      if (it->second.ready || !it->second.error.empty()) {
+        if (Clock::now() - it->second.touched > kTransferIdle) {
+          fs::remove(it->second.path, ec);
+          it = transfers_.erase(it);
+          continue;
+        }
+      }
+      ++it;
+    }
+    std::erase_if(makers_, [](std::future<void>& f) {
+      return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+    });
+  }
+
+  Reply MakeTransfer(const std::shared_ptr<Applier>& a) {
+    const std::string local = a->meta().Local(a->shard());
+    std::lock_guard lock(transfers_mu_);
+    ExpireTransfers();
+    if (transfers_.size() >= kMaxTransfers) {
+      return Reply::Error(503, "node '" + o_.node_id + "' is sending " +
+                                   std::to_string(transfers_.size()) + " snapshots already");
+    }
+    const std::string id = local + "." + RandomHex(8);
+    Transfer& t = transfers_[id];
+    t.local = local;
+    t.path = TransferDir() + "/" + id + ".tar";
+    t.touched = Clock::now();
+    makers_.push_back(std::async(std::launch::async, [this, a, id] {
+      const std::string dir = TransferDir() + "/" + id;
+      const std::string archive = TransferDir() + "/" + id + ".tar";
+      std::error_code ec;
+      fs::create_directories(TransferDir(), ec);
+      Status st = a->collection()->Snapshot(dir);
+      uint64_t position = 0;
+      if (st.ok()) {
+        auto text = ReadFile(dir + "/log_position");
+        position = text.ok() ? std::strtoull(text->c_str(), nullptr, 10) : 0;
+        st = server::WriteSnapshotArchive(dir, archive);
+      }
+      fs::remove_all(dir, ec);
+      uint64_t size = 0;
+      uint32_t crc = 0;
+      if (st.ok()) {
+        std::ifstream in(archive, std::ios::binary);
+        std::string buffer(kSnapshotChunk, '\0');
+        while (in) {
+          in.read(buffer.data(), std::streamsize(buffer.size()));
+          const size_t n = size_t(in.gcount());
+          crc = Crc32Update(crc, buffer.data(), n);
+          size += n;
+        }
+        if (!in.eof()) st = Status::IOError("cannot read '" + archive + "'");
+      }
+      std::lock_guard lock(transfers_mu_);
+      auto it = transfers_.find(id);
+      if (it == transfers_.end()) {  // (removed meanwhile)
+        fs::remove(archive, ec);
+        return;
+      }
+      it->second.touched = Clock::now();
+      if (!st.ok()) {
+        it->second.error = st.ToString();
+        fs::remove(archive, ec);
+        return;
+      }
+      it->second.ready = true;
+      it->second.size = size;
+      it->second.crc = crc;
+      it->second.log_position = position;
+      spdlog::info("cluster: snapshot of '{}' at entry {} made for a peer ({} bytes)",
+                   it->second.local, position, size);
+    }));
+    return Reply::Ok(id);
+  }
+
+  Reply ServeTransfer(const std::string& op, const std::string& arg) {
+    // arg: "ID" or, for snapshot_read, "ID OFFSET".
+    const size_t space = arg.find(' ');
+    const std::string id = arg.substr(0, space);
+    std::lock_guard lock(transfers_mu_);
+    auto it = transfers_.find(id);
+    if (it == transfers_.end())
+      return Reply::Error(404, "node '" + o_.node_id + "' has no snapshot transfer '" + id + "'");
+    Transfer& t = it->second;
+    t.touched = Clock::now();
+    if (op == "snapshot_done") {
+      std::error_code ec;
+      fs::remove(t.path, ec);
+      if (t.ready) snapshots_sent_.fetch_add(1);
+      transfers_.erase(it);
+      return Reply::Ok("true");
+    }
+    if (op == "snapshot_info") {
+      Json j{{"ready", t.ready}};
+      if (!t.error.empty()) j["error"] = t.error;
+      if (t.ready) {
+        j["size"] = t.size;
+        j["crc32"] = t.crc;
+        j["log_position"] = t.log_position;
+      }
+      return Reply::Ok(j.dump());
+    }
+    if (!t.ready) return Reply::Error(409, "snapshot transfer '" + id + "' is not ready");
+    const uint64_t offset =
+        space == std::string::npos ? 0 : std::strtoull(arg.c_str() + space + 1, nullptr, 10);
+    if (offset > t.size) return Reply::Error(400, "offset past the end of the snapshot");
+    std::ifstream in(t.path, std::ios::binary);
+    std::string piece(std::min<uint64_t>(kSnapshotChunk, t.size - offset), '\0');
+    in.seekg(std::streamoff(offset));
+    in.read(piece.data(), std::streamsize(piece.size()));
+    if (!in) return Reply::Error(500, "cannot read snapshot '" + t.path + "'");
+    return Reply::Ok(std::move(piece));
+  }
+
+  // ---- Shard snapshots: installing one from a peer ----
+
+  // Replaces this node's copy of shard `s` (stale, or none) with a snapshot from a replica that
+  // holds the entries the trimmed log no longer has; the applier then goes on from the
+  // snapshot's position. Tries the replicas in read order.
+  Status InstallSnapshot(const Meta& m, uint32_t s) {
+    FATHOM_ASSIGN_OR_RETURN(Nats::StreamState stream, nats_->GetStreamState(m.Stream(s)));
+    std::string tried;
+    for (const std::string& peer : ReplicaOrder(m, s)) {
+      if (peer == o_.node_id) continue;
+      if (stopped_.load()) return Status::Unavailable("the node is stopping");
+      Status st = InstallFrom(peer, m, s, stream.first_seq);
+      if (st.ok()) return st;
+      tried.append(tried.empty() ? "" : "; ").append(peer + ": " + st.message());
+    }
+    return Status::Unavailable("no replica of shard " + std::to_string(s) + " of '" + m.name +
+                               "' sent a usable snapshot (" +
+                               (tried.empty() ? "there is no other replica" : tried) + ")");
+  }
+
+  Status InstallFrom(const std::string& peer, const Meta& m, uint32_t s, uint64_t log_start) {
+    const std::string local = m.Local(s);
+    FATHOM_ASSIGN_OR_RETURN(const std::string id,
+                            Call(peer, "snapshot_make", local, "", "", std::chrono::seconds(2)));
+    struct Done {  // tells the peer to drop its archive, however this ends
+      Node* node;
+      std::string peer, local, id;
+      ~Done() { (void)node->Call(peer, "snapshot_done", local, "", id, std::chrono::seconds(1)); }
+    } done{this, peer, local, id};
+    // Wait until it is made (a node that stops answering is given up after a few tries).
+    Json info;
+    int misses = 0;
+    const auto deadline = Clock::now() + std::chrono::minutes(30);
+    for (;;) {
+      if (stopped_.load()) return Status::Unavailable("the node is stopping");
+      auto r = Call(peer, "snapshot_info", local, "", id, std::chrono::seconds(2));
+      if (!r.ok()) {
+        if (r.status().code() != Status::Code::kUnavailable || ++misses >= 5) return r.status();
+      } else {
+        misses = 0;
+        info = Json::parse(*r, nullptr, false);
+        if (!info.is_object()) return Status::Internal("snapshot info is not JSON");
+        if (info.contains("error")) return Status::Internal(info["error"].get<std::string>());
+        if (info.value("ready", false)) break;
+      }
+      if (Clock::now() > deadline) return Status::Unavailable("the snapshot took too long");
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    const uint64_t position = info.at("log_position").get<uint64_t>();
+    const uint64_t size = info.at("size").get<uint64_t>();
+    const uint32_t crc = info.at("crc32").get<uint32_t>();
+    if (position + 1 < log_start) {
+      return Status::Unavailable("its replica is at entry " + std::to_string(position) +
+                                 " and the log starts at " + std::to_string(log_start));
+    }
+    std::error_code ec;
+    fs::create_directories(IncomingDir(), ec);
+    const std::string archive = IncomingDir() + "/" + local + ".tar";
+    const std::string unpacked = IncomingDir() + "/" + local;
+    struct Cleanup {
+      std::string archive, unpacked;
+      ~Cleanup() {
+        std::error_code ec;
+        fs::remove(archive, ec);
+        fs::remove_all(unpacked, ec);
+      }
+    } cleanup{archive, unpacked};
+    fs::remove_all(unpacked, ec);
+    FATHOM_RETURN_IF_ERROR(CheckFreeSpace(IncomingDir(), 2 * size, 0));
+    {
+      std::ofstream out(archive, std::ios::binary | std::ios::trunc);
+      uint32_t got = 0;
+      uint64_t offset = 0;
+      misses = 0;
+      while (offset < size) {
+        if (stopped_.load()) return Status::Unavailable("the node is stopping");
+        auto piece = Call(peer, "snapshot_read", local, "", id + " " + std::to_string(offset),
+                          std::chrono::seconds(5));
+        if (!piece.ok()) {
+          if (piece.status().code() != Status::Code::kUnavailable || ++misses >= 3)
+            return piece.status();
+          continue;
+        }
+        misses = 0;
+        if (piece->empty()) return Status::Internal("empty snapshot piece at " + std::to_string(offset));
+        got = Crc32Update(got, piece->data(), piece->size());
+        out.write(piece->data(), std::streamsize(piece->size()));
+        offset += piece->size();
+      }
+      out.close();
+      if (!out) return Status::IOError("cannot write '" + archive + "' (disk full?)");
+      if (got != crc) return Status::Corruption("the snapshot's checksum does not match");
+    }
+    FATHOM_RETURN_IF_ERROR(server::ExtractSnapshotArchive(archive, unpacked));
+    // The stale copy goes, the snapshot takes its name. (Between the two the node holds no copy
+    // of the shard; reads go to the other replicas, as they do while nothing applies here.)
+    if (api_->LocalCollection(local).ok()) {
+      ApiRequest drop;
+      drop.params = {local};
+      Reply r = api_->DeleteCollection(drop);
+      if (!r.ok() && r.http_status != 404) return AsResult(r).status();
+    }
+    FATHOM_RETURN_IF_ERROR(api_->RestoreLocal(unpacked, local));
+    snapshots_installed_.fetch_add(1);
+    spdlog::info("cluster: replica '{}' installed from {}'s snapshot at entry {} ({} bytes)", local,
+                 peer, position, size);
+    return Status::OK();
+  }
+
+  // Makes the sync run now.
+  void Poke() {
+    std::lock_guard lock(sync_mu_);
+    reconcile_now_ = true;
+    sync_cv_.notify_all();
   }
 
   // Drops the synced copy of collection `name` (the next request reads the bucket) and makes the
@@ -1944,6 +2354,7 @@ class Node final : public server::ServerExtension {
              {"last_seq", a->last_seq()},
              {"points", a->collection()->Count()},
              {"apply_errors", a->apply_errors()}};
+      if (a->needs_snapshot()) s["needs_snapshot"] = true;
       if (std::string e = a->error(); !e.empty()) s["error"] = e;
       if (checksums) {
         auto sum = Checksum(a->collection());
@@ -1954,7 +2365,18 @@ class Node final : public server::ServerExtension {
       }
       shards.push_back(std::move(s));
     }
-    return Json{{"node", o_.node_id}, {"shards", std::move(shards)}};
+    Json installing = Json::array();
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& [local, f] : installs_) {
+        if (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) installing.push_back(local);
+      }
+    }
+    return Json{{"node", o_.node_id},
+                {"shards", std::move(shards)},
+                {"installing", std::move(installing)},
+                {"snapshots_installed", snapshots_installed_.load()},
+                {"snapshots_sent", snapshots_sent_.load()}};
   }
 
   // An order-independent hash of every point (id, vectors, payload).
@@ -2050,6 +2472,9 @@ class Node final : public server::ServerExtension {
               }
               if (sh.contains("error")) r["error"] = sh["error"];
             }
+            for (const Json& local : (*st).value("installing", Json::array())) {
+              if (local == m.Local(s)) r["installing_snapshot"] = true;
+            }
           }
           available = available || r["ready"].get<bool>();
           replicas.push_back(std::move(r));
@@ -2058,6 +2483,7 @@ class Node final : public server::ServerExtension {
         Json shard{{"shard", s}, {"available", available}, {"replicas", std::move(replicas)}};
         if (stream.ok()) {
           shard["last_seq"] = stream->last_seq;
+          shard["log_entries"] = stream->messages;  // kept: the rest was trimmed
         } else {
           shard["log_error"] = stream.status().message();
         }
@@ -2091,6 +2517,28 @@ class Node final : public server::ServerExtension {
   std::set<std::string> pending_gens_;          // collections being created here; guarded by mu_
   size_t rotation_ = 0;                         // guarded by mu_
   std::atomic<size_t> unavailable_shards_{0};
+  // Replicas being installed from a peer's snapshot (local name -> its thread), and when one
+  // that failed may be tried again; guarded by mu_.
+  std::map<std::string, std::future<void>> installs_;
+  std::map<std::string, Clock::time_point> install_retry_;
+  std::atomic<uint64_t> snapshots_installed_{0};
+  std::atomic<uint64_t> snapshots_sent_{0};
+  std::atomic<uint64_t> entries_trimmed_{0};
+
+  // Shard snapshots this node is making or sending to peers, by id.
+  struct Transfer {
+    std::string local;  // the replica it copies
+    std::string path;   // the archive
+    bool ready = false;
+    std::string error;  // set when making it failed
+    uint64_t size = 0;
+    uint32_t crc = 0;
+    uint64_t log_position = 0;
+    Clock::time_point touched;
+  };
+  std::mutex transfers_mu_;
+  std::map<std::string, Transfer> transfers_;  // guarded by transfers_mu_
+  std::vector<std::future<void>> makers_;      // threads making transfers; guarded by transfers_mu_
 
   std::mutex reconcile_mu_;
   std::atomic<bool> stopped_{false};

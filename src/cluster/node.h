@@ -40,6 +40,11 @@ struct ClusterOptions {
   std::chrono::milliseconds request_timeout{5000};
   // How long a write with wait waits for a replica to apply it before answering "acknowledged".
   std::chrono::milliseconds wait_timeout{10000};
+  // Bounded log retention: a shard's stream keeps its last `log_retain` entries plus every
+  // entry some live replica has not applied yet; older ones are removed (a replica that comes
+  // back behind them installs a snapshot from a peer, then applies the rest). Negative: keep
+  // every entry.
+  int64_t log_retain = 10000;
 };
 
 // "nats://a:4222,nats://b:4222" -> its URLs.

@@ -2039,6 +2039,11 @@ Status CollectionImpl::Snapshot(const std::string& dir) const {
   }
   FATHOM_ASSIGN_OR_RETURN(auto tuned, kv_->Get(Cf::kMeta, "tuned/" + CollectionPrefix(id_)));
   if (tuned && *tuned != "{}") FATHOM_RETURN_IF_ERROR(WriteFileAtomic(dir + "/tuned.json", *tuned));
+  // A cluster replica's position in its shard's log, consistent with the records (write_mutex_
+  // is held): a replica restored from this snapshot goes on applying right after it.
+  if (const uint64_t position = log_position_.load(); position > 0) {
+    FATHOM_RETURN_IF_ERROR(WriteFileAtomic(dir + "/log_position", std::to_string(position) + "\n"));
+  }
   return Status::OK();
 }
 
@@ -2076,6 +2081,17 @@ Status CollectionImpl::ImportSnapshot(KvStore* kv, const std::string& dir,
       return Status::Corruption("snapshot '" + dir + "' has a tuned.json that is not a JSON object");
     }
     batch->Put(Cf::kMeta, "tuned/" + CollectionPrefix(id), tuned);
+  }
+  if (fs::exists(dir + "/log_position", exists_ec)) {
+    FATHOM_ASSIGN_OR_RETURN(std::string text, ReadFile(dir + "/log_position"));
+    char* end = nullptr;
+    const uint64_t position = std::strtoull(text.c_str(), &end, 10);
+    if (position == 0 || end == text.c_str() || (*end != '\n' && *end != '\0')) {
+      return Status::Corruption("snapshot '" + dir + "' has a log_position that is not a positive number");
+    }
+    std::string value;
+    AppendBigEndian64(&value, position);
+    batch->Put(Cf::kMeta, "logpos/" + CollectionPrefix(id), value);
   }
   while (r.remaining() > 0) {
     uint32_t slot, len;

@@ -273,6 +273,35 @@ TEST_F(DatabaseTest, LogPositionIsStoredWithEachWriteAndSurvivesReopen) {
   }
 }
 
+// A cluster replica installed from a peer's snapshot must go on applying the log right after
+// the snapshot's last entry: the snapshot carries log_position with the records it matches, and a
+// restore keeps it (across a reopen too). A snapshot of a collection without one restores at 0.
+TEST_F(DatabaseTest, SnapshotCarriesTheLogPosition) {
+  auto data = testing::Clustered(100, 5, 8, 10, 3);
+  {
+  auto db = OpenDb();
+  auto c = std::move(db->CreateCollection(Spec("replica", 8))).value();
+  ASSERT_TRUE(c->Upsert(Records(data, 0, 40), 11).ok());
+  ASSERT_TRUE(c->Delete({PointId{uint64_t{3}}}, 12).ok());
+  auto plain = std::move(db->CreateCollection(Spec("plain", 8))).value();
+  ASSERT_TRUE(plain->Upsert(Records(data, 0, 10)).ok());
+  const std::string snap = dir_ + "/snap-replica", plain_snap = dir_ + "/snap-plain";
+  ASSERT_TRUE(c->Snapshot(snap).ok());
+  ASSERT_TRUE(plain->Snapshot(plain_snap).ok());
+  ASSERT_TRUE(c->Upsert(Records(data, 40, 50), 13).ok());  // after the snapshot: not in it
+  auto restored = db->RestoreSnapshot(snap, "copy");
+  ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+  EXPECT_EQ((*restored)->log_position(), 12u);
+  EXPECT_EQ((*restored)->Count(), 39u);
+  auto restored_plain = db->RestoreSnapshot(plain_snap, "plain_copy");
+  ASSERT_TRUE(restored_plain.ok());
+  EXPECT_EQ((*restored_plain)->log_position(), 0u);
+  }
+  auto again = OpenDb();
+  EXPECT_EQ(std::move(again->GetCollection("copy")).value()->log_position(), 12u);
+  EXPECT_EQ(std::move(again->GetCollection("replica")).value()->log_position(), 13u);
+}
+
 TEST_F(DatabaseTest, MetadataIsKeptReplacedAndCarriedBySnapshots) {
   const std::string model = R"({"model":{"dimension":8,"name":"resnet50","version":"2"}})";
   {

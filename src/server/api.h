@@ -144,6 +144,13 @@ class Api {
   Result<std::vector<AliasOperation>> ParseAliasActions(const ApiRequest& req) const;
   // A collection of the local database (cluster replicas apply their log to it directly).
   Result<std::shared_ptr<Collection>> LocalCollection(std::string_view name) const;
+  // Restores a snapshot directory (Collection::Snapshot) as local collection `name`
+  // (AlreadyExists when it is taken): a cluster replica installed from a peer's snapshot.
+  Status RestoreLocal(const std::string& snapshot_dir, const std::string& name) {
+    return RestoreSnapshot(snapshot_dir, name);
+  }
+  // The server's data directory (the database is in it; so are snapshots and transfers).
+  const std::string& data_dir() const { return data_dir_; }
 
   // Appends Prometheus gauges per collection: points and index memory.
   void RenderMetrics(std::string* out) const;

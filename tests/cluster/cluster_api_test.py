@@ -13,7 +13,11 @@ batch search against brute-force cosine (with offset), retrieve, payload set/del
 deletes by id and filter, scroll pages through every node, recommend and query (single and batch), 501 for snapshots, GET /cluster, `fathom cluster status`, /metrics, moving
 a shard replica (add, catch up, remove, last-replica and unknown-node 400s), the Python client,
 and dropping and re-creating the collection (every node must serve the new one at once, and a
-dropped one must be gone from every node as soon as DELETE answered).
+dropped one must be gone from every node as soon as DELETE answered), read_after tokens and
+partial answers, aliases, and bounded log retention: the nodes run with --log-retain 5, a node
+killed while writes go on comes back behind the trimmed log and installs both shards from a
+peer's snapshot, after which all replicas hold the same contents and it alone answers every
+point as written.
 
 A wait=true write is applied by one replica of each shard when it answers; the others follow
 (reads are eventually consistent across replicas, docs/distributed.md). So after each write the
@@ -43,6 +47,7 @@ NAME = "c"
 DIM = 4
 POINTS = 300
 BASE = "/collections/" + NAME
+LOG_RETAIN = 5
 
 
 class CheckFailed(Exception):
@@ -218,7 +223,9 @@ def print_replicas(node):
 def run(args, tmp):
     ck = Checks()
     rng = random.Random(20240601)
-    cluster = Cluster(os.path.abspath(args.fathom_binary), tmp)
+    # A short log (5 entries beyond what every live replica applied): replicas added later (10.)
+    # or away while writes go on (15.) install a peer's snapshot before they apply the log.
+    cluster = Cluster(os.path.abspath(args.fathom_binary), tmp, ["--log-retain", str(LOG_RETAIN)])
     n1, n2, n3 = cluster.nodes
     by_name = {n.name: n for n in cluster.nodes}
     try:
@@ -671,6 +678,89 @@ def run(args, tmp):
         ck.ok(ck.call(n3, "GET", "/aliases") == {"aliases": []}, "dropping v2 left its alias",
               short(ck.call(n3, "GET", "/aliases")))
         log("14. aliases ok")
+
+        # 15. bounded log retention and snapshot install ------------------------------------
+        T = "/collections/t"
+        ck.call(n1, "PUT", T, {"vectors": {"size": 4, "distance": "Euclid"}, "shard_number": 2,
+                               "replication_factor": 3}, what="create t")
+        expected = {}
+        def write(via, i):
+            v = [float(i), float(i % 7), 1.0, -float(i % 3)]
+            ck.call(via, "PUT", T + "/points?wait=true",
+                    {"points": [{"id": i, "vector": v, "payload": {"i": i}}]}, what="upsert into t")
+            expected[i] = v
+        for i in range(40):
+            write(cluster.nodes[i % 3], i)
+
+        def shards_of_t(via):
+            st = result_of(via, "GET", "/cluster") or {}
+            col = [c for c in st.get("collections", []) if c.get("name") == "t"]
+            return col[0]["shards"] if col else []
+
+        def trimmed(via):
+            shards = shards_of_t(via)
+            return len(shards) == 2 and all(s.get("log_entries") == LOG_RETAIN for s in shards)
+        ck.ok(wait_until(lambda: trimmed(n1), 30, 0.5),
+              "the logs of t were not trimmed to %d entries within 30 s" % LOG_RETAIN, short(shards_of_t(n1), 2000))
+        n3.kill()
+        for i in range(40, 80):
+            write((n1, n2)[i % 2], i)
+        ck.call(n2, "POST", T + "/points/delete?wait=true", {"points": [0, 1, 2, 41]}, what="delete from t")
+        for i in (0, 1, 2, 41):
+            expected.pop(i)
+        ck.call(n1, "POST", T + "/points/payload?wait=true", {"payload": {"tag": "late"}, "points": [50, 51]},
+                what="set payload in t")
+        # With n3 away, the live replicas' positions bound the trim: the entries n3 missed go.
+        ck.ok(wait_until(lambda: trimmed(n1), 30, 0.5), "the logs of t were not trimmed again with n3 away",
+              short(shards_of_t(n1), 2000))
+        n3.start()
+        cluster.wait_healthy(n3, 60)
+
+        def installed():
+            mst, metrics = request(n3.port, "GET", "/metrics")
+            return mst == 200 and isinstance(metrics, str) and \
+                "fathom_cluster_snapshots_installed_total 2" in metrics.splitlines()
+        ck.ok(wait_until(installed, 60, 0.5), "n3 did not install snapshots of both shards of t within 60 s",
+              "\n".join(l for l in (request(n3.port, "GET", "/metrics")[1] or "").splitlines() if "fathom_cluster" in l))
+
+        def t_replicas_equal():
+            sums = {}
+            for node in cluster.nodes:
+                st, answer = request(node.port, "GET", "/cluster/local")
+                if st != 200:
+                    return False
+                for e in answer["result"]:
+                    if e.get("collection") == "t":
+                        sums.setdefault(e["shard"], []).append((e.get("points"), e.get("checksum")))
+            return len(sums) == 2 and all(len(v) == 3 and len(set(v)) == 1 for v in sums.values())
+        ck.ok(wait_until(t_replicas_equal, 30, 0.5), "the 3 replicas of each shard of t differ after n3's install",
+              short([(n.name, request(n.port, "GET", "/cluster/local")[1]) for n in cluster.nodes], 3000))
+        # n3 alone answers for what it holds: every point, payload and the late payload change.
+        c = ck.call(n3, "POST", T + "/points/count", {})
+        ck.ok(c.get("count") == len(expected), "count of t via n3 is %s, expected %d" % (c, len(expected)))
+        n1.send(signal.SIGSTOP)
+        n2.send(signal.SIGSTOP)
+        try:
+            ids = sorted(expected)
+            pts = ck.call(n3, "POST", T + "/points", {"ids": ids, "with_payload": True, "with_vector": True},
+                          what="retrieve t through n3 alone")
+        finally:
+            n1.send(signal.SIGCONT)
+            n2.send(signal.SIGCONT)
+        by_id = {p["id"]: p for p in pts}
+        ck.ok(sorted(by_id) == ids, "n3 alone returns ids %s, expected %s" % (sorted(by_id), ids))
+        bad = [i for i in ids if by_id[i]["vector"] != expected[i] or by_id[i]["payload"].get("i") != i
+               or (by_id[i]["payload"].get("tag") == "late") != (i in (50, 51))]
+        ck.ok(not bad, "n3's installed replicas differ from what was written at ids %s" % bad[:10],
+              short([by_id[i] for i in bad[:3]]))
+        sent = 0
+        for node in (n1, n2):
+            _, metrics = request(node.port, "GET", "/metrics")
+            for line in (metrics or "").splitlines():
+                if line.startswith("fathom_cluster_snapshots_sent_total "):
+                    sent += int(line.split()[1])
+        ck.ok(sent >= 2, "n1 and n2 say they sent %d snapshots, expected at least 2" % sent)
+        log("15. log trimming and snapshot install ok")
 
         crashed = [n.name for n in cluster.nodes + cluster.nats if not n.running()]
         ck.ok(not crashed, "processes exited during the test: %s" % crashed)

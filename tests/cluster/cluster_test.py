@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Jepsen-style fault-injection test of Fathom's cluster mode (3 Fathom nodes on 3 NATS servers).
 
-    cluster_test.py FATHOM_BINARY [--seconds N (default 100) | --minutes N] [--seed S] [--keep]
+    cluster_test.py FATHOM_BINARY [--seconds N (default 100) | --minutes N] [--seed S] [--log-retain N] [--keep]
     cluster_test.py [FATHOM_BINARY] --nats-only
 
 Standard library only; needs nats-server (env NATS_SERVER, else on PATH, else /usr/sbin).
@@ -13,15 +13,19 @@ theirs back) in a temporary directory, removed at the end unless --keep:
     "jepsen" (8-dim Euclid, 3 shards, replication factor 3) through node 1;
  2. for the duration, 4 workers upsert (70%) or delete (30%) random ids of their own range through
     random nodes with ?wait=false, recording every op and whether it was acknowledged (HTTP 200);
-    a nemesis meanwhile SIGKILLs and restarts Fathom nodes and NATS servers (at most one NATS
+    a nemesis meanwhile SIGKILLs and restarts Fathom nodes (some for 10-18 s) and NATS servers (at most one NATS
     server down at a time) and SIGSTOPs/SIGCONTs Fathom nodes, about one fault every 3 s;
  3. heal: stop both, resume and restart everything, wait until GET /cluster on node 1 shows every
     replica alive with lag 0;
  4. check every replica's contents (read through /cluster/local) against the histories, the
     replicas of each shard against each other, and exact search on every node against brute force.
 
+The nodes run with a short log (--log-retain, default 200 entries beyond what every live replica
+applied), so a node away for a few seconds comes back behind the trimmed log and installs a
+peer's snapshot: the faults exercise that path too.
+
 It prints one line `cluster-test: nodes=3 nats=3 kills=N pauses=N acked=N lost=N resurrected=N
-diverged=N search_mismatch=N` (a setup failure prints `cluster-test: error: ...` instead) and exits
+diverged=N search_mismatch=N snapshot_installs=N` (a setup failure prints `cluster-test: error: ...` instead) and exits
 0 only when lost, resurrected, diverged and search_mismatch are 0, something was acknowledged, the
 cluster healed, no Fathom process exited by itself, and (runs of 100 s or more) kills >= 20.
 The final state allowed for an id is the effect of its last acknowledged op or of any
@@ -60,6 +64,7 @@ UPSERT_SHARE = 0.7
 HTTP_TIMEOUT = 10.0
 NEMESIS_INTERVAL = 3.0      # mean seconds between faults
 KILL_RATE = 0.25            # kills per second the nemesis keeps up with
+LONG_OUTAGE_SHARE = 0.25    # Fathom kills that keep the node down 10-18 s instead of 1-3 s
 MIN_KILLS = 20              # required for runs of at least MIN_KILLS_SECONDS
 MIN_KILLS_SECONDS = 100
 HEAL_TIMEOUT = 90.0
@@ -204,7 +209,7 @@ class Proc:
 class Cluster:
     """3 nats-servers and 3 Fathom nodes on free ports under dir_."""
 
-    def __init__(self, fathom_binary, dir_):
+    def __init__(self, fathom_binary, dir_, node_args=()):
         self.dir = dir_
         nats_bin = os.environ.get("NATS_SERVER") or shutil.which("nats-server") or "/usr/sbin/nats-server"
         ports = free_ports(12)
@@ -226,7 +231,7 @@ class Cluster:
         for i in range(3):
             name = "n%d" % (i + 1)
             argv = [fathom_binary, "serve", "--data", os.path.join(dir_, name), "--port",
-                    str(self.rest_ports[i]), "--cluster", urls, "--node-id", name]
+                    str(self.rest_ports[i]), "--cluster", urls, "--node-id", name] + list(node_args)
             proc = Proc(name, argv, os.path.join(dir_, name + ".log"))
             proc.port = self.rest_ports[i]
             self.nodes.append(proc)
@@ -342,7 +347,8 @@ def worker(w, cluster, stop, seed, history):
 
 
 class Nemesis:
-    """Every ~NEMESIS_INTERVAL s one fault: SIGKILL a Fathom node (restart after 1-3 s), SIGKILL a
+    """Every ~NEMESIS_INTERVAL s one fault: SIGKILL a Fathom node (restart after 1-3 s, or for a
+    quarter of them, one at a time, 10-18 s: long enough to come back behind the trimmed log), SIGKILL a
     NATS server (restart after 2-4 s; one down at most), or SIGSTOP a Fathom node (SIGCONT after
     1-4 s). It forces kills when it falls behind KILL_RATE. Restarts any process that exits by
     itself, counting those exits as crashes."""
@@ -408,7 +414,13 @@ class Nemesis:
             p = self.rng.choice(up_nodes)
             p.kill()
             self.fathom_kills += 1
-            delay = self.rng.uniform(1, 3)
+            # Now and then a long outage (one at a time): past the heartbeat's expiry and a log
+            # trim, so the node comes back behind the log and installs a peer's snapshot.
+            long_out = any(item[0] - time.monotonic() > 4 for item in self.pending if item[1] == "restart")
+            if not long_out and self.rng.random() < LONG_OUTAGE_SHARE:
+                delay = self.rng.uniform(10, 18)
+            else:
+                delay = self.rng.uniform(1, 3)
             self.pending.append((time.monotonic() + delay, "restart", p))
             log("nemesis: SIGKILL %s (restart in %.1fs)" % (p.name, delay))
         elif choice == "nats":
@@ -715,7 +727,9 @@ def print_failure_details(cluster, history, where, offending, bad_shards, mismat
 def run_test(args, tmp):
     seconds = args.minutes * 60 if args.minutes is not None else args.seconds
     rng = random.Random(args.seed)
-    cluster = Cluster(os.path.abspath(args.fathom_binary), tmp)
+    # A short log: a node killed or paused for a few seconds comes back behind the trimmed log
+    # and installs a peer's snapshot, so the faults exercise that path too.
+    cluster = Cluster(os.path.abspath(args.fathom_binary), tmp, ["--log-retain", str(args.log_retain)])
     try:
         cluster.start_nats()
         for node in cluster.nodes:
@@ -764,9 +778,11 @@ def run_test(args, tmp):
         node_names = {n.name for n in cluster.nodes}   # NATS exits are restarted, not failures
         crashes = [c for c in nemesis.crashes if c[0] in node_names]
         required_kills = MIN_KILLS if seconds >= MIN_KILLS_SECONDS else 0
+        installs = sum(p.tail(10 ** 9).count("installed from") for p in cluster.nodes)
         print("cluster-test: nodes=3 nats=3 kills=%d pauses=%d acked=%d lost=%d resurrected=%d diverged=%d "
-              "search_mismatch=%d" % (nemesis.kills, nemesis.pauses, acked, len(lost), len(resurrected),
-                                      len(bad_shards), len(mismatches)), flush=True)
+              "search_mismatch=%d snapshot_installs=%d" % (
+                  nemesis.kills, nemesis.pauses, acked, len(lost), len(resurrected), len(bad_shards),
+                  len(mismatches), installs), flush=True)
         failed = bool(lost or resurrected or bad_shards or mismatches or crashes or not ok_heal)
         if failed:
             offending = [("lost", p) for p in lost] + [("resurrected", p) for p in resurrected]
@@ -813,6 +829,9 @@ def main():
     parser.add_argument("--minutes", type=float, help="workload duration in minutes (overrides --seconds)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--log-retain", type=int, default=200,
+                        help="the nodes' --log-retain (default 200: short, so that faults make nodes install "
+                             "snapshots)")
     parser.add_argument("--nats-only", action="store_true", help="check the NATS cluster handling alone")
     args = parser.parse_args()
     if not args.nats_only and not args.fathom_binary:
