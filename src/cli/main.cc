@@ -356,6 +356,12 @@ int Run(int argc, char** argv) {
   bool cluster_json = false;
   cluster_status_cmd->add_option("--url", cluster_url, "a node's REST address")->capture_default_str();
   cluster_status_cmd->add_flag("--json", cluster_json, "print the JSON answer");
+  auto* cluster_rebalance_cmd = cluster_cmd->add_subcommand(
+      "rebalance", "even out the shard replicas over the live nodes, moving one at a time while writes go on");
+  bool rebalance_dry_run = false;
+  cluster_rebalance_cmd->add_option("--url", cluster_url, "a node's REST address (it runs the moves)")
+      ->capture_default_str();
+  cluster_rebalance_cmd->add_flag("--dry-run", rebalance_dry_run, "print the moves, make none");
   AddCommonOptions(serve_cmd, &ctx, &durability, &verbose);
 
   try {
@@ -405,6 +411,8 @@ int Run(int argc, char** argv) {
     status = RunBench(ctx, bench);
   } else if (*cluster_status_cmd) {
     status = cluster::PrintStatus(cluster_url, cluster_json);
+  } else if (*cluster_rebalance_cmd) {
+    status = cluster::StartRebalance(cluster_url, rebalance_dry_run);
   } else if (*serve_cmd) {
     spdlog::set_level(verbose ? spdlog::level::debug : spdlog::level::info);
     if (!cluster_urls.empty() || !cluster_options.node_id.empty()) {

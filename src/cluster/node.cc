@@ -567,6 +567,12 @@ class Node final : public server::ServerExtension {
       sync_cv_.notify_all();
     }
     if (sync_thread_.joinable()) sync_thread_.join();
+    std::thread rebalance;
+    {
+      std::lock_guard lock(rebalance_mu_);
+      rebalance.swap(rebalance_thread_);
+    }
+    if (rebalance.joinable()) rebalance.join();  // gives up once stopped_ is set
     if (rpc_sub_ != nullptr) {
       natsSubscription_Unsubscribe(rpc_sub_);
       natsSubscription_Destroy(rpc_sub_);
@@ -636,6 +642,7 @@ class Node final : public server::ServerExtension {
         {"POST", "/cluster/collections/{name}/shards/{shard}/replicas", Access::kWrite,
          h(&Node::ChangeReplicas)},
         {"GET", "/cluster/local", Access::kRead, h(&Node::LocalStatus)},
+        {"POST", "/cluster/rebalance", Access::kWrite, h(&Node::Rebalance)},
         {"POST", "/cluster/local/{name}/scroll", Access::kRead, h(&Node::LocalScroll)},
         {"POST", "/cluster/local/{name}/points", Access::kRead, h(&Node::LocalPoints)},
     };
@@ -1730,14 +1737,11 @@ class Node final : public server::ServerExtension {
   }
 
   // Adds a replica of a shard on a node ({"add": "n4"}) or removes one ({"remove": "n1"}). A new
-  // replica rebuilds from the shard's log while writes go on (the log keeps every entry); add the
-  // new one, watch its lag reach 0 in GET /cluster, then remove the old one to move a shard.
+  // replica applies the shard's log while writes go on (after a peer's snapshot when the log was
+  // trimmed past its start); add the new one, watch its lag reach 0 in GET /cluster, then remove
+  // the old one to move a shard (POST /cluster/rebalance does both).
   Reply ChangeReplicas(const ApiRequest& req) {
     FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
-    uint64_t revision = 0;
-    FATHOM_ASSIGN_OR_RETURN(auto current, collections_kv_->Get(m.name, &revision));
-    if (!current) return Status::NotFound("collection '" + m.name + "' does not exist");
-    FATHOM_ASSIGN_OR_RETURN(m, Meta::Decode(*current));
     const std::string& shard_text = req.params.at(1);
     char* end = nullptr;
     const unsigned long shard = std::strtoul(shard_text.c_str(), &end, 10);
@@ -1750,11 +1754,26 @@ class Node final : public server::ServerExtension {
     if (body.size() != 1 || !body.begin()->is_string()) {
       return Status::InvalidArgument("send {\"add\": \"NODE\"} or {\"remove\": \"NODE\"}");
     }
-    const std::string node = body.begin()->get<std::string>();
+    FATHOM_ASSIGN_OR_RETURN(
+        std::vector<std::string> replicas,
+        ChangeReplica(m.name, uint32_t(shard), body.begin()->get<std::string>(), body.contains("add")));
+    return Reply::Ok(Json{{"shard", shard}, {"replicas", replicas}}.dump());
+  }
+
+  // Adds (or removes) `node` as a replica of shard `shard` of collection `name` with a
+  // compare-and-set of its metadata, tells every node, and returns the shard's replicas now.
+  Result<std::vector<std::string>> ChangeReplica(const std::string& name, uint32_t shard,
+                                                 const std::string& node, bool add) {
+    uint64_t revision = 0;
+    FATHOM_ASSIGN_OR_RETURN(auto current, collections_kv_->Get(name, &revision));
+    if (!current) return Status::NotFound("collection '" + name + "' does not exist");
+    FATHOM_ASSIGN_OR_RETURN(Meta m, Meta::Decode(*current));
+    if (shard >= m.shards) return Status::NotFound("collection '" + name + "' has no shard " + std::to_string(shard));
+    const std::string shard_text = std::to_string(shard);
     FATHOM_RETURN_IF_ERROR(ValidateNodeId(node));
     std::vector<std::string>& replicas = m.assignment[shard];
     const bool holds = std::find(replicas.begin(), replicas.end(), node) != replicas.end();
-    if (body.contains("add")) {
+    if (add) {
       if (holds)
         return Status::AlreadyExists("node '" + node + "' already holds shard " + shard_text);
       FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> live, nodes_kv_->Keys());
@@ -1772,7 +1791,164 @@ class Node final : public server::ServerExtension {
     FATHOM_RETURN_IF_ERROR(collections_kv_->Update(m.name, m.Encode(), revision));
     Announce(m.name);
     (void)Reconcile();
-    return Reply::Ok(Json{{"shard", shard}, {"replicas", replicas}}.dump());
+    return replicas;
+  }
+
+  // ---- Rebalancing ----
+  //
+  // POST /cluster/rebalance: plans moves that even out how many shard replicas each live node
+  // holds (until no two differ by more than one), then makes them one at a time on a thread of
+  // this node: add the replica on the emptier node, wait until it has applied what the source
+  // had (after installing a peer's snapshot if the log was trimmed), remove the source's. Writes
+  // and reads go on throughout. Replicas on nodes without a heartbeat are neither counted nor
+  // moved (a node that is restarting would otherwise lose its shards); moving off a dead node
+  // for good is the replicas call above. {"dry_run": true} answers the plan alone.
+
+  struct Move {
+    std::string collection;
+    uint32_t shard = 0;
+    std::string from, to;
+    Json ToJson() const {
+      return Json{{"collection", collection}, {"shard", shard}, {"from", from}, {"to", to}};
+    }
+  };
+
+  Result<std::vector<Move>> PlanRebalance() {
+    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> live_list, nodes_kv_->Keys());
+    std::set<std::string> live(live_list.begin(), live_list.end());
+    std::map<std::string, Meta> metas;
+    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> keys, collections_kv_->Keys());
+    for (const std::string& key : keys) {
+      if (key == kAliasesKey) continue;
+      FATHOM_ASSIGN_OR_RETURN(auto value, collections_kv_->Get(key));
+      if (!value) continue;
+      auto m = Meta::Decode(*value);
+      if (m.ok()) metas.emplace(key, std::move(m).value());
+    }
+    std::map<std::string, size_t> count;
+    for (const std::string& n : live) count[n] = 0;
+    for (const auto& [name, m] : metas) {
+      for (const auto& r : m.assignment) {
+        for (const std::string& n : r) {
+          if (live.count(n)) ++count[n];
+        }
+      }
+    }
+    std::vector<Move> moves;
+    while (count.size() >= 2) {
+      auto [lo, hi] = std::minmax_element(count.begin(), count.end(), [](const auto& a, const auto& b) {
+        return a.second < b.second;
+      });
+      if (hi->second - lo->second <= 1) break;
+      bool moved = false;
+      for (auto& [name, m] : metas) {
+        for (uint32_t s = 0; s < m.shards && !moved; ++s) {
+          auto& r = m.assignment[s];
+          if (m.Holds(s, hi->first) && !m.Holds(s, lo->first)) {
+            moves.push_back(Move{name, s, hi->first, lo->first});
+            std::replace(r.begin(), r.end(), hi->first, lo->first);
+            --hi->second;
+            ++lo->second;
+            moved = true;
+          }
+        }
+        if (moved) break;
+      }
+      if (!moved) break;  // every replica of the fullest node is on the emptiest one too
+    }
+    return moves;
+  }
+
+  Reply Rebalance(const ApiRequest& req) {
+    Json body = Json::object();
+    if (!req.body.empty()) {
+      FATHOM_ASSIGN_OR_RETURN(body, server::ParseBody(req.body, 8));
+      FATHOM_RETURN_IF_ERROR(server::CheckFields(body, "rebalance request", {"dry_run"}));
+    }
+    const bool dry_run = body.value("dry_run", false);
+    std::lock_guard lock(rebalance_mu_);
+    if (rebalance_.state == "running") {
+      return Reply::Error(409, "a rebalance is running on this node (" + std::to_string(rebalance_.done) +
+                                   " of " + std::to_string(rebalance_.moves.size()) + " moves done)");
+    }
+    FATHOM_ASSIGN_OR_RETURN(std::vector<Move> moves, PlanRebalance());
+    Json plan = Json::array();
+    for (const Move& mv : moves) plan.push_back(mv.ToJson());
+    if (!dry_run && !moves.empty()) {
+      if (rebalance_thread_.joinable()) rebalance_thread_.join();  // (the last one, finished)
+      rebalance_ = RebalanceJob{};
+      rebalance_.state = "running";
+      rebalance_.moves = moves;
+      rebalance_thread_ = std::thread([this] { RunRebalance(); });
+    }
+    return Reply::Ok(Json{{"moves", std::move(plan)}, {"started", !dry_run && !moves.empty()}}.dump());
+  }
+
+  void RunRebalance() {
+    std::vector<Move> moves;
+    {
+      std::lock_guard lock(rebalance_mu_);
+      moves = rebalance_.moves;
+    }
+    Status failed;
+    for (const Move& mv : moves) {
+      if (stopped_.load()) {
+        failed = Status::Unavailable("the node stopped");
+        break;
+      }
+      spdlog::info("cluster: rebalance: moving {} shard {} from {} to {}", mv.collection, mv.shard, mv.from,
+                   mv.to);
+      failed = MoveReplica(mv);
+      if (!failed.ok()) break;
+      std::lock_guard lock(rebalance_mu_);
+      ++rebalance_.done;
+    }
+    std::lock_guard lock(rebalance_mu_);
+    rebalance_.state = failed.ok() ? "done" : "failed";
+    if (!failed.ok()) {
+      rebalance_.error = failed.ToString();
+      spdlog::warn("cluster: rebalance stopped: {}", rebalance_.error);
+    }
+  }
+
+  // Adds mv.to, waits until its replica has applied what mv.from's had when it was added (up to
+  // 30 minutes: a large shard's snapshot), then removes mv.from.
+  Status MoveReplica(const Move& mv) {
+    auto added = ChangeReplica(mv.collection, mv.shard, mv.to, true);
+    if (!added.ok() && added.status().code() != Status::Code::kAlreadyExists) return added.status();
+    FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(mv.collection));
+    FATHOM_ASSIGN_OR_RETURN(Nats::StreamState stream, nats_->GetStreamState(m.Stream(mv.shard)));
+    const uint64_t target = stream.last_seq;
+    const auto deadline = Clock::now() + std::chrono::minutes(30);
+    for (;;) {
+      if (stopped_.load()) return Status::Unavailable("the node stopped");
+      auto st = NodeStatus(mv.to, std::chrono::seconds(2));
+      if (st.ok()) {
+        for (const Json& sh : (*st)["shards"]) {
+          if (sh.value("local_name", "") == m.Local(mv.shard) && !sh.value("needs_snapshot", false) &&
+              sh.value("applied", uint64_t{0}) >= target) {
+            FATHOM_ASSIGN_OR_RETURN(auto removed, ChangeReplica(mv.collection, mv.shard, mv.from, false));
+            (void)removed;
+            return Status::OK();
+          }
+        }
+      }
+      if (Clock::now() > deadline) {
+        return Status::Unavailable("the new replica of " + mv.collection + " shard " + std::to_string(mv.shard) +
+                                   " on " + mv.to + " did not catch up within 30 minutes (left in place)");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+  }
+
+  Json RebalanceJson() {
+    std::lock_guard lock(rebalance_mu_);
+    if (rebalance_.state.empty()) return nullptr;
+    Json moves = Json::array();
+    for (const Move& mv : rebalance_.moves) moves.push_back(mv.ToJson());
+    Json j{{"state", rebalance_.state}, {"moves", std::move(moves)}, {"done", rebalance_.done}};
+    if (!rebalance_.error.empty()) j["error"] = rebalance_.error;
+    return j;
   }
 
   static std::map<std::string, std::string> DecodeAliases(std::string_view text) {
@@ -1905,8 +2081,9 @@ class Node final : public server::ServerExtension {
     return Reply::Ok(answer.dump());
   }
 
-  bool WaitApplied(const Meta& m, uint32_t s, uint64_t seq, Clock::time_point deadline,
+  bool WaitApplied(const Meta& written, uint32_t s, uint64_t seq, Clock::time_point deadline,
                    std::optional<uint64_t>* changed) {
+    Meta m = written;
     while (Clock::now() < deadline) {
       for (const std::string& node : ReplicaOrder(m, s)) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -1936,6 +2113,8 @@ class Node final : public server::ServerExtension {
         }
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      // The shard's replicas may have moved meanwhile (a rebalance): ask the current ones.
+      if (auto now = FindMeta(m.name); now.ok() && now->gen == m.gen) m = std::move(now).value();
     }
     return false;
   }
@@ -2495,12 +2674,13 @@ class Node final : public server::ServerExtension {
                                  {"shards", std::move(shards)}});
     }
     unavailable_shards_.store(unavailable);
-    return Reply::Ok(Json{{"status", "enabled"},
-                          {"node_id", o_.node_id},
-                          {"nats_connected", nats_->connected()},
-                          {"nodes", std::move(node_list)},
-                          {"collections", std::move(collections)}}
-                         .dump());
+    Json answer{{"status", "enabled"},
+                {"node_id", o_.node_id},
+                {"nats_connected", nats_->connected()},
+                {"nodes", std::move(node_list)},
+                {"collections", std::move(collections)}};
+    if (Json job = RebalanceJson(); !job.is_null()) answer["rebalance"] = std::move(job);
+    return Reply::Ok(answer.dump());
   }
 
   server::Api* const api_;
@@ -2536,6 +2716,15 @@ class Node final : public server::ServerExtension {
     uint64_t log_position = 0;
     Clock::time_point touched;
   };
+  struct RebalanceJob {
+    std::string state;  // "" (none yet), "running", "done", "failed"
+    std::vector<Move> moves;
+    size_t done = 0;
+    std::string error;
+  };
+  std::mutex rebalance_mu_;
+  RebalanceJob rebalance_;        // guarded by rebalance_mu_
+  std::thread rebalance_thread_;  // guarded by rebalance_mu_
   std::mutex transfers_mu_;
   std::map<std::string, Transfer> transfers_;  // guarded by transfers_mu_
   std::vector<std::future<void>> makers_;      // threads making transfers; guarded by transfers_mu_

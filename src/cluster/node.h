@@ -55,6 +55,9 @@ uint32_t ShardOf(const PointId& id, uint32_t shards);
 
 // `fathom cluster status`: GET /cluster of the node at `url`, printed as a table (or the JSON).
 Status PrintStatus(const std::string& url, bool json);
+// `fathom cluster rebalance`: POST /cluster/rebalance to the node at `url` and prints the moves
+// (made by that node, one at a time; `fathom cluster status` shows the progress).
+Status StartRebalance(const std::string& url, bool dry_run);
 
 // Connects to NATS, registers the node, and starts applying the shards it holds.
 Result<std::unique_ptr<server::ServerExtension>> StartNode(server::Api* api,

@@ -17,7 +17,8 @@ dropped one must be gone from every node as soon as DELETE answered), read_after
 partial answers, aliases, and bounded log retention: the nodes run with --log-retain 5, a node
 killed while writes go on comes back behind the trimmed log and installs both shards from a
 peer's snapshot, after which all replicas hold the same contents and it alone answers every
-point as written.
+point as written; and rebalancing (a dry run, then the moves while writes go on: counts even,
+every acknowledged write present).
 
 A wait=true write is applied by one replica of each shard when it answers; the others follow
 (reads are eventually consistent across replicas, docs/distributed.md). So after each write the
@@ -41,7 +42,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_test import Cluster, SetupError, log, request, wait_until  # noqa: E402
+from cluster_test import T0, Cluster, SetupError, log, request, wait_until  # noqa: E402
 
 NAME = "c"
 DIM = 4
@@ -761,6 +762,106 @@ def run(args, tmp):
                     sent += int(line.split()[1])
         ck.ok(sent >= 2, "n1 and n2 say they sent %d snapshots, expected at least 2" % sent)
         log("15. log trimming and snapshot install ok")
+
+        # 16. rebalance while writes go on ---------------------------------------------------
+        R = "/collections/r"
+        ck.call(n1, "PUT", R, {"vectors": {"size": 4, "distance": "Euclid"}, "shard_number": 6,
+                               "replication_factor": 1}, what="create r")
+        for i in range(30):
+            ck.call(n1, "PUT", R + "/points?wait=true", {"points": [{"id": i, "vector": [i, 1, 2, 3]}]},
+                    what="upsert into r")
+        layout = ck.call(n1, "GET", R)["shards"]
+        for shard, holders in enumerate(layout):  # every shard of r onto n1: n1 is the fullest
+            if "n1" in holders:
+                continue
+            ck.call(n1, "POST", "/cluster/collections/r/shards/%d/replicas" % shard, {"add": "n1"},
+                    what="add n1 to r's shard %d" % shard)
+            def caught_up(shard=shard):
+                col = [c for c in (result_of(n1, "GET", "/cluster") or {}).get("collections", []) if c["name"] == "r"]
+                reps = col[0]["shards"][shard]["replicas"] if col else []
+                return len(reps) == 2 and all(r.get("ready") and r.get("lag") == 0 for r in reps)
+            ck.ok(wait_until(caught_up, 30, 0.25), "n1's new replica of r's shard %d did not catch up" % shard)
+            ck.call(n1, "POST", "/cluster/collections/r/shards/%d/replicas" % shard, {"remove": holders[0]},
+                    what="remove %s from r's shard %d" % (holders[0], shard))
+
+        def replica_counts():
+            st = result_of(n1, "GET", "/cluster") or {}
+            counts = {n.name: 0 for n in cluster.nodes}
+            for col in st.get("collections", []):
+                for sh in col["shards"]:
+                    for r in sh["replicas"]:
+                        counts[r["node"]] = counts.get(r["node"], 0) + 1
+            return counts
+        before = replica_counts()
+        ck.ok(max(before.values()) - min(before.values()) > 1, "the layout is not uneven: %s" % before)
+        plan = ck.call(n2, "POST", "/cluster/rebalance", {"dry_run": True}, what="rebalance plan")
+        ck.ok(plan["moves"] and not plan["started"] and all(m["from"] == "n1" for m in plan["moves"]),
+              "the rebalance plan for %s moves off n1 alone and starts nothing" % before, short(plan))
+        ck.ok(any(m["collection"] == "r" for m in plan["moves"]), "the plan moves no shard of r", short(plan))
+        ck.ok(replica_counts() == before, "a dry run changed the layout")
+        # Writes go on into every collection the moves touch, through the other nodes.
+        moved = sorted({m["collection"] for m in plan["moves"]})
+        acked = {name: set() for name in moved}
+        start_count = {name: ck.call(n1, "POST", "/collections/%s/points/count" % name, {})["count"]
+                       for name in moved}
+        acked["r"] |= set(range(30))
+        stop_writes = [False]
+        write_errors = []
+        slowest = [0.0]
+        def writer():
+            i = 100000
+            while not stop_writes[0]:
+                name = moved[i % len(moved)]
+                w0 = time.monotonic()
+                st, answer = request((n2, n3)[i % 2].port, "PUT", "/collections/%s/points?wait=true" % name,
+                                     {"points": [{"id": i, "vector": [i % 97, 0, 0, 1]}]})
+                slowest[0] = max(slowest[0], time.monotonic() - w0)
+                if st == 200:
+                    acked[name].add(i)
+                else:
+                    write_errors.append((name, st, short(answer), "at %.1f s" % (time.monotonic() - T0)))
+                i += 1
+        import threading
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            started = ck.call(n2, "POST", "/cluster/rebalance", {}, what="rebalance")
+            ck.ok(started["started"] and started["moves"] == plan["moves"], "rebalance answered %s" % short(started))
+            ck.call(n2, "POST", "/cluster/rebalance", {}, status=409, what="a second rebalance while one runs")
+            job = [None]
+            def finished():
+                job[0] = (result_of(n2, "GET", "/cluster") or {}).get("rebalance")
+                return job[0] and job[0]["state"] != "running"
+            ck.ok(wait_until(finished, 120, 0.5), "the rebalance did not finish within 120 s", short(job[0]))
+            ck.ok(job[0]["state"] == "done" and job[0]["done"] == len(plan["moves"]), "rebalance: %s" % short(job[0]))
+        finally:
+            stop_writes[0] = True
+            t.join()
+        after = replica_counts()
+        ck.ok(max(after.values()) - min(after.values()) <= 1, "after the rebalance the replica counts are %s" % after)
+        ck.ok(not write_errors, "writes failed during the rebalance: %s" % write_errors[:3])
+        ck.ok(all(len(a) > 0 for a in acked.values()), "no write was acknowledged during the rebalance")
+        settle_all = lambda: all(r.get("ready") and r.get("lag") == 0 for c in (result_of(n1, "GET", "/cluster") or {})
+                                 .get("collections", []) for sh in c["shards"] for r in sh["replicas"])
+        ck.ok(wait_until(settle_all, 30, 0.25), "replicas not all caught up after the rebalance")
+        for name in moved:
+            want = len(acked[name]) + (0 if name == "r" else start_count[name])
+            for node in cluster.nodes:
+                c = ck.call(node, "POST", "/collections/%s/points/count" % name, {})
+                ck.ok(c.get("count") == want, "count of %s via %s after the rebalance is %s, expected %d"
+                      % (name, node.name, c, want))
+            got = ck.call(n3, "POST", "/collections/%s/points" % name, {"ids": sorted(acked[name])},
+                          what="retrieve %s after the rebalance" % name)
+            ck.ok(sorted(p["id"] for p in got) == sorted(acked[name]), "retrieve of %s after the rebalance misses ids"
+                  % name, short(sorted(acked[name] - {p["id"] for p in got})))
+        c = ck.call(n1, "POST", T + "/points/count", {})
+        ck.ok(c.get("count") == len(expected), "count of t after the rebalance is %s, expected %d" % (c, len(expected)))
+        cli = subprocess.run([os.path.abspath(args.fathom_binary), "cluster", "rebalance", "--dry-run", "--url",
+                              "http://127.0.0.1:%d" % n1.port], capture_output=True, text=True, timeout=30)
+        ck.ok(cli.returncode == 0 and "balanced: no move needed" in cli.stdout,
+              "fathom cluster rebalance --dry-run exited %d" % cli.returncode, "stdout %s\n    stderr %s" % (cli.stdout, cli.stderr))
+        log("16. rebalance with writes ok (%d moves of %s, %d writes meanwhile, the slowest %.2f s)" % (
+            len(plan["moves"]), ", ".join(moved), sum(len(a) for a in acked.values()) - 30, slowest[0]))
 
         crashed = [n.name for n in cluster.nodes + cluster.nats if not n.running()]
         ck.ok(not crashed, "processes exited during the test: %s" % crashed)
