@@ -2012,8 +2012,10 @@ Status CollectionImpl::Snapshot(const std::string& dir) const {
   CollectionSpec spec = this->spec();  // (with the payload indexes made since opening)
   spec.metadata = metadata();
   FATHOM_RETURN_IF_ERROR(WriteFileAtomic(dir + "/collection.json", EncodeSpec(spec, 0)));
-  std::string records(kSnapshotMagic, sizeof(kSnapshotMagic) - 1);
-  AppendPod(&records, kSnapshotVersion);
+  // Streamed to the file (through the writer's buffer), never whole in memory.
+  FATHOM_ASSIGN_OR_RETURN(auto records, AtomicFileWriter::Create(dir + "/records.bin"));
+  FATHOM_RETURN_IF_ERROR(records->Write(kSnapshotMagic, sizeof(kSnapshotMagic) - 1));
+  FATHOM_RETURN_IF_ERROR(records->Pod(kSnapshotVersion));
   // Snapshot records carry their vectors inline (one value per record, as in format 1).
   Status inner;
   Status scan = kv_->Scan(Cf::kRecords, CollectionPrefix(id_),
@@ -2025,15 +2027,15 @@ Status CollectionImpl::Snapshot(const std::string& dir) const {
                             if (inner.ok() && !inline_vectors) inner = ReadVectors(slot, &record);
                             if (!inner.ok()) return false;
                             const std::string full = EncodeRecord(record, record.payload);
-                            AppendPod(&records, slot);
-                            AppendPod(&records, static_cast<uint32_t>(full.size()));
-                            records.append(full);
-                            return true;
+                            inner = records->Pod(slot);
+                            if (inner.ok()) inner = records->Pod(static_cast<uint32_t>(full.size()));
+                            if (inner.ok()) inner = records->Write(full.data(), full.size());
+                            return inner.ok();
                           });
   FATHOM_RETURN_IF_ERROR(scan);
   FATHOM_RETURN_IF_ERROR(inner);
-  AppendPod(&records, Crc32(records));
-  FATHOM_RETURN_IF_ERROR(WriteFileAtomic(dir + "/records.bin", records));
+  FATHOM_RETURN_IF_ERROR(records->Pod(records->crc()));
+  FATHOM_RETURN_IF_ERROR(records->Commit());
   for (size_t v = 0; v < indexes_.size(); ++v) {
     FATHOM_RETURN_IF_ERROR(indexes_[v]->Save(dir + "/" + std::to_string(v) + ".fathom"));
   }
@@ -2049,28 +2051,70 @@ Status CollectionImpl::Snapshot(const std::string& dir) const {
 
 Status CollectionImpl::ImportSnapshot(KvStore* kv, const std::string& dir,
                                       const std::string& index_dir, uint32_t id) {
-  FATHOM_ASSIGN_OR_RETURN(std::string records, ReadFile(dir + "/records.bin"));
-  if (records.size() < 4) return Status::Corruption("snapshot '" + dir + "' has a truncated records.bin");
-  uint32_t stored_crc;
-  std::memcpy(&stored_crc, records.data() + records.size() - 4, 4);
-  std::string_view body(records.data(), records.size() - 4);
-  if (Crc32(body) != stored_crc) {
-    return Status::Corruption("snapshot '" + dir + "' records.bin is corrupted: checksum mismatch");
+  // Read twice, a buffer at a time (never whole in memory): once to check the CRC before
+  // anything is written, once to import.
+  const std::string path = dir + "/records.bin";
+  {
+    FATHOM_ASSIGN_OR_RETURN(auto check, FileSource::Open(path));
+    if (check->size() < 4) return Status::Corruption("snapshot '" + dir + "' has a truncated records.bin");
+    check->set_crc_end(check->size() - 4);
+    FATHOM_RETURN_IF_ERROR(check->Skip(check->size() - 4));
+    uint32_t stored_crc = 0;
+    FATHOM_RETURN_IF_ERROR(check->Read(&stored_crc));
+    if (check->crc() != stored_crc) {
+      return Status::Corruption("snapshot '" + dir + "' records.bin is corrupted: checksum mismatch");
+    }
   }
+  FATHOM_ASSIGN_OR_RETURN(auto file, FileSource::Open(path));
+  uint64_t body_size = file->size() - 4;
   // Version 1 starts with a magic and a version; version 0 (before 2026-12) has neither.
   const std::string_view magic(kSnapshotMagic, sizeof(kSnapshotMagic) - 1);
-  if (body.substr(0, magic.size()) == magic) {
+  std::string head(std::min<uint64_t>(magic.size(), body_size), '\0');
+  FATHOM_RETURN_IF_ERROR(file->ReadBytes(head.data(), head.size()));
+  uint64_t consumed = head.size();
+  std::string version0_start;  // a version 0 file: these bytes are its first record's
+  if (head == magic) {
     uint32_t version = 0;
-    if (body.size() < magic.size() + 4) return Status::Corruption("snapshot '" + dir + "' records.bin is truncated");
-    std::memcpy(&version, body.data() + magic.size(), 4);
+    if (body_size < magic.size() + 4) return Status::Corruption("snapshot '" + dir + "' records.bin is truncated");
+    FATHOM_RETURN_IF_ERROR(file->Read(&version));
+    consumed += 4;
     if (version > kSnapshotVersion) {
       return Status::NotSupported("snapshot '" + dir + "' has format version " + std::to_string(version) +
                                   "; this build reads versions 0 to " + std::to_string(kSnapshotVersion) +
                                   " (it was written by a newer Fathom)");
     }
-    body.remove_prefix(magic.size() + 4);
+  } else {
+    version0_start = std::move(head);
   }
-  ByteReader r(body, "snapshot records");
+  // The records: a reader over what is left of the body (minus the CRC), after the head bytes a
+  // version 0 file already gave.
+  class BodySource final : public ByteSource {
+   public:
+    BodySource(std::string prefix, FileSource* file, uint64_t left)
+        : prefix_(std::move(prefix)), file_(file), left_(left) {}
+    Status ReadBytes(void* dst, size_t n) override {
+      if (n > remaining()) return Status::Corruption("snapshot records are truncated");
+      const size_t from_prefix = std::min(n, prefix_.size() - prefix_pos_);
+      std::memcpy(dst, prefix_.data() + prefix_pos_, from_prefix);
+      prefix_pos_ += from_prefix;
+      if (n > from_prefix) {
+        FATHOM_RETURN_IF_ERROR(file_->ReadBytes(static_cast<char*>(dst) + from_prefix, n - from_prefix));
+        left_ -= n - from_prefix;
+      }
+      return Status::OK();
+    }
+    Status Skip(size_t n) override {
+      std::string sink(n, '\0');
+      return ReadBytes(sink.data(), n);
+    }
+    size_t remaining() const override { return (prefix_.size() - prefix_pos_) + left_; }
+
+   private:
+    std::string prefix_;
+    size_t prefix_pos_ = 0;
+    FileSource* file_;
+    uint64_t left_;
+  } r(std::move(version0_start), file.get(), body_size - consumed);
   auto batch = std::make_unique<KvStore::Batch>(*kv);
   size_t in_batch = 0;
   // The search defaults Tune stored (snapshots from before 2026-12-03 have none).
@@ -2097,6 +2141,7 @@ Status CollectionImpl::ImportSnapshot(KvStore* kv, const std::string& dir,
     uint32_t slot, len;
     FATHOM_RETURN_IF_ERROR(r.Read(&slot));
     FATHOM_RETURN_IF_ERROR(r.Read(&len));
+    if (len > r.remaining()) return Status::Corruption("snapshot '" + dir + "' records.bin is truncated");
     std::string value(len, '\0');
     FATHOM_RETURN_IF_ERROR(r.ReadBytes(value.data(), len));
     Record record;
