@@ -863,6 +863,54 @@ def run(args, tmp):
         log("16. rebalance with writes ok (%d moves of %s, %d writes meanwhile, the slowest %.2f s)" % (
             len(plan["moves"]), ", ".join(moved), sum(len(a) for a in acked.values()) - 30, slowest[0]))
 
+        # 17. a node joins; rebalancing moves replicas onto it while writes go on -------------
+        from cluster_test import Proc, free_ports
+        n4_argv = list(n1.argv)
+        n4_argv[n4_argv.index("--data") + 1] = os.path.join(tmp, "n4")
+        n4_argv[n4_argv.index("--port") + 1] = str(free_ports(1)[0])
+        n4_argv[n4_argv.index("--node-id") + 1] = "n4"
+        n4 = Proc("n4", n4_argv, os.path.join(tmp, "n4.log"))
+        n4.port = int(n4_argv[n4_argv.index("--port") + 1])
+        cluster.nodes.append(n4)  # (stopped with the others)
+        n4.start()
+        cluster.wait_healthy(n4, 60)
+        ck.ok(wait_until(lambda: len((result_of(n1, "GET", "/cluster") or {}).get("nodes", [])) == 4, 20),
+              "n1 does not see n4 within 20 s")
+        counts = {name: ck.call(n1, "POST", "/collections/%s/points/count" % name, {})["count"]
+                  for name in ("c", "p", "r", "t", "v1")}
+        stop_writes[0] = False
+        write_errors.clear()
+        acked = {"t": set()}
+        moved = ["t"]
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            started = ck.call(n3, "POST", "/cluster/rebalance", {}, what="rebalance onto n4")
+            ck.ok(started["started"] and all(m["to"] == "n4" for m in started["moves"]),
+                  "rebalance with n4 empty answered %s" % short(started))
+            job = [None]
+            def finished4():
+                job[0] = (result_of(n3, "GET", "/cluster") or {}).get("rebalance")
+                return job[0] and job[0]["state"] != "running"
+            ck.ok(wait_until(finished4, 120, 0.5), "the rebalance onto n4 did not finish within 120 s", short(job[0]))
+            ck.ok(job[0]["state"] == "done", "rebalance onto n4: %s" % short(job[0]))
+        finally:
+            stop_writes[0] = True
+            t.join()
+        after = replica_counts()
+        ck.ok(after.get("n4", 0) >= 2 and max(after.values()) - min(after.values()) <= 1,
+              "after the rebalance onto n4 the replica counts are %s" % after)
+        ck.ok(not write_errors, "writes failed during the rebalance onto n4: %s" % write_errors[:3])
+        ck.ok(wait_until(settle_all, 30, 0.25), "replicas not all caught up after the rebalance onto n4")
+        counts["t"] += len(acked["t"] - set(expected))
+        for name, want in counts.items():
+            for node in cluster.nodes:
+                c = ck.call(node, "POST", "/collections/%s/points/count" % name, {})
+                ck.ok(c.get("count") == want, "count of %s via %s after the rebalance onto n4 is %s, expected %d"
+                      % (name, node.name, c, want))
+        log("17. n4 joined, %d replicas moved onto it while %d writes went on" % (
+            after.get("n4", 0), len(acked["t"])))
+
         crashed = [n.name for n in cluster.nodes + cluster.nats if not n.running()]
         ck.ok(not crashed, "processes exited during the test: %s" % crashed)
         print("cluster-api: %d checks passed" % ck.passed, flush=True)
