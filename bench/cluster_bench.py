@@ -3,7 +3,7 @@
 (3 shards x 3 replicas), same data, same client, run one after the other.
 
     /usr/bin/python3 bench/cluster_bench.py FATHOM_BINARY [--points N (60000)] [--queries N (2000)]
-        [--catchup N (20000)] [--json OUT] [--keep]
+        [--catchup N (20000)] [--log-retain N] [--json OUT] [--keep]
 
 Standard library + numpy only; needs nats-server (env NATS_SERVER, else on PATH, else /usr/sbin).
 Data: Fashion-MNIST (Debian dataset-fashion-mnist): the first --points training images as
@@ -18,7 +18,10 @@ over the nodes) until the count is N (B: and every replica has lag 0); searches 
 (4 clients) and in batches of 64 (2 clients), QPS and p50/p99 latency (B: requests round-robin
 over the nodes); recall@10 of the single searches against numpy brute force; server CPU per query
 (utime+stime from /proc, Fathom and nats-server separately). B only: SIGKILL n3, upsert --catchup
-new points through n1/n2, restart n3 and time its catch-up.
+new points through n1/n2, restart n3 and time its catch-up. With --log-retain N (the nodes'
+flag; default theirs, 10,000 entries) below the entries n3 misses, the log is trimmed while n3 is
+down and n3 catches up by installing its peers' snapshots (counted from its /metrics) instead of
+replaying the log.
 
 Prints a markdown table on stdout (progress on stderr, prefixed '#'); --json writes every number.
 """
@@ -311,7 +314,7 @@ def single_setup(binary, tmp):
     return Setup("single", [node])
 
 
-def cluster_setup(binary, tmp):
+def cluster_setup(binary, tmp, node_args=()):
     nats_bin = os.environ.get("NATS_SERVER") or shutil.which("nats-server") or "/usr/sbin/nats-server"
     ports = free_ports(12)
     client_ports, route_ports, monitor_ports, rest_ports = ports[0:3], ports[3:6], ports[6:9], ports[9:12]
@@ -328,7 +331,7 @@ def cluster_setup(binary, tmp):
     urls = ",".join("nats://127.0.0.1:%d" % p for p in client_ports)
     nodes = [Proc("n%d" % (i + 1), [binary, "serve", "--data", os.path.join(tmp, "n%d" % (i + 1)), "--port",
                                     str(rest_ports[i]), "--durability", "buffered", "--cluster", urls,
-                                    "--node-id", "n%d" % (i + 1)],
+                                    "--node-id", "n%d" % (i + 1)] + list(node_args),
                   os.path.join(tmp, "n%d.log" % (i + 1)), rest_ports[i]) for i in range(3)]
     return Setup("cluster", nodes, nats)
 
@@ -596,14 +599,24 @@ def catchup(setup, bodies, n_new, n_total, problems):
         raise BenchError("catch-up: n3 not caught up within %d s; last /cluster %s" % (
             SETTLE_TIMEOUT, json.dumps(last)[:2000]))
     t_catch = time.perf_counter() - t_restart
-    res = {"catchup_points": n_new,
+    installs = 0
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", n3.port, timeout=10)
+        conn.request("GET", "/metrics")
+        for line in conn.getresponse().read().decode().splitlines():
+            if line.startswith("fathom_cluster_snapshots_installed_total "):
+                installs = int(float(line.split()[1]))
+        conn.close()
+    except OSError:
+        pass
+    res = {"catchup_snapshot_installs": installs,"catchup_points": n_new,
            "catchup_ingest_points_per_s_n3_down": n_new / t_down_ingest,
            "catchup_s": t_catch, "catchup_n3_alive_after_s": first_alive,
            "catchup_entries_lag_at_alive": lag_at_alive, "catchup_entries_missed": missed,
            "catchup_entries_per_s": lag_at_alive / t_catch if t_catch > 0 else None,
            "catchup_points_per_s": n_new / t_catch, "catchup_polls": polls}
     log("catch-up: n3 answered after %.2f s, caught up %.2f s after restart (lag at first alive %s entries, "
-        "%d missed)" % (first_alive, t_catch, lag_at_alive, missed))
+        "%d missed, %d snapshots installed)" % (first_alive, t_catch, lag_at_alive, missed, installs))
     # Every node must count every point now.
     for n in setup.nodes:
         got = wait_until(lambda: count(n.port) == n_total, 30, 0.5)
@@ -612,13 +625,15 @@ def catchup(setup, bodies, n_new, n_total, problems):
     return res
 
 
-def run_setup(setup, create_body, bodies, queries, d2, kth, n_points, catchup_bodies, n_catchup, problems):
+def run_setup(setup, create_body, bodies, queries, d2, kth, n_points, catchup_bodies, n_catchup, problems,
+              searches=True):
     try:
         start(setup, create_body)
         ports = [n.port for n in setup.nodes]
         res = ingest(setup, bodies, ports, n_points, problems)
-        res.update(search(setup, queries, ports, d2, kth, problems))
-        res.update(idle_cpu(setup))
+        if searches:
+            res.update(search(setup, queries, ports, d2, kth, problems))
+            res.update(idle_cpu(setup))
         if catchup_bodies:
             res.update(catchup(setup, catchup_bodies, n_catchup, n_points + n_catchup, problems))
         check_alive(setup.nodes + setup.nats)
@@ -668,6 +683,10 @@ def main():
     ap.add_argument("--points", type=int, default=60000)
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--catchup", type=int, default=20000)
+    ap.add_argument("--log-retain", type=int, default=None,
+                    help="the cluster nodes' --log-retain (below the entries n3 misses: catch-up by snapshot)")
+    ap.add_argument("--catchup-only", action="store_true",
+                    help="cluster only: ingest, then the catch-up (no single node, no searches)")
     ap.add_argument("--json", help="write every number to this file")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, stores)")
     args = ap.parse_args()
@@ -693,13 +712,15 @@ def main():
     log("directory %s" % tmp)
     results = {}
     try:
-        single = single_setup(binary, tmp)
-        results["single"] = run_setup(single, {"vectors": {"size": DIM, "distance": "Euclid"}},
-                                      bodies, queries, d2, kth, n, None, 0, problems)
-        cluster = cluster_setup(binary, tmp)
+        if not args.catchup_only:
+            single = single_setup(binary, tmp)
+            results["single"] = run_setup(single, {"vectors": {"size": DIM, "distance": "Euclid"}},
+                                          bodies, queries, d2, kth, n, None, 0, problems)
+        cluster = cluster_setup(binary, tmp, [] if args.log_retain is None else ["--log-retain", str(args.log_retain)])
         results["cluster"] = run_setup(cluster, {"vectors": {"size": DIM, "distance": "Euclid"},
                                                  "shard_number": 3, "replication_factor": 3},
-                                       bodies, queries, d2, kth, n, catchup_bodies, args.catchup, problems)
+                                       bodies, queries, d2, kth, n, catchup_bodies, args.catchup, problems,
+                                       searches=not args.catchup_only)
     except BenchError as e:
         print("cluster-bench: error: %s" % e, file=sys.stderr)
         for p in problems:
@@ -711,17 +732,18 @@ def main():
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    a, b = results["single"], results["cluster"]
-    print("Fashion-MNIST %d x %d, %d queries, k=%d, ef=%d; %d CPU cores, everything on this machine\n" % (
-        n, DIM, len(queries), K, EF, os.cpu_count()))
-    print(table(a, b))
-    print()
+    a, b = results.get("single"), results["cluster"]
+    if a is not None:
+        print("Fashion-MNIST %d x %d, %d queries, k=%d, ef=%d; %d CPU cores, everything on this machine\n" % (
+            n, DIM, len(queries), K, EF, os.cpu_count()))
+        print(table(a, b))
+        print()
     print("catch-up: n3 SIGKILLed, %d points upserted through n1/n2 (%.0f points/s), n3 restarted: answered "
           "after %.2f s, every replica of n3 at lag 0 after %.2f s; %d log entries behind when first seen "
-          "alive (%d missed in all) -> %.1f entries/s, %.0f points/s" % (
+          "alive (%d missed in all) -> %.1f entries/s, %.0f points/s; %d snapshots installed" % (
               b["catchup_points"], b["catchup_ingest_points_per_s_n3_down"], b["catchup_n3_alive_after_s"],
               b["catchup_s"], b["catchup_entries_lag_at_alive"], b["catchup_entries_missed"],
-              b["catchup_entries_per_s"], b["catchup_points_per_s"]))
+              b["catchup_entries_per_s"], b["catchup_points_per_s"], b["catchup_snapshot_installs"]))
     for p in problems:
         print("problem: %s" % p)
     if args.json:
