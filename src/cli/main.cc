@@ -344,8 +344,9 @@ int Run(int argc, char** argv) {
   serve_cmd->add_option("--node-id", cluster_options.node_id, "this node's name in the cluster (with --cluster)");
   serve_cmd
       ->add_option("--log-retain", cluster_options.log_retain,
-                   "with --cluster: log entries each shard's stream keeps beyond what every live replica has "
-                   "applied (older ones are trimmed; a replica behind them installs a peer's snapshot); -1 keeps all")
+                   "with --cluster: the newest log entries each shard's stream keeps; older ones go once every "
+                   "live replica has applied them with fsync (a replica behind the log installs a peer's "
+                   "snapshot); -1 keeps all")
       ->capture_default_str();
 
   auto* cluster_cmd = app.add_subcommand("cluster", "a cluster's state, asked of one of its nodes");
@@ -420,6 +421,7 @@ int Run(int argc, char** argv) {
       if (cluster_options.nats_urls.empty()) status = Status::InvalidArgument("--node-id needs --cluster nats://...");
       if (status.ok()) status = cluster::ValidateNodeId(cluster_options.node_id);
       if (status.ok() && serve_demo) status = Status::InvalidArgument("--demo is for a single node, not with --cluster");
+      cluster_options.durable_applies = ctx.db_options.durability == Durability::kFsync;
       serve.extension = [cluster_options](server::Api* api) { return cluster::StartNode(api, cluster_options); };
     }
     if (status.ok() && serve_demo) status = LoadDemo(ctx.data_dir);

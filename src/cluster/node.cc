@@ -51,6 +51,8 @@ constexpr size_t kRememberedResults = 4096;  // entries whose changed-point coun
 // at most this many kept at once, each removed when unread this long.
 constexpr size_t kSnapshotChunk = 512 * 1024;
 constexpr size_t kMaxTransfers = 4;
+constexpr size_t kMaxInstalls = 2;  // replicas this node installs at once
+constexpr uint64_t kTransferReserve = uint64_t{64} << 20;  // disk left free by a transfer
 constexpr auto kTransferIdle = std::chrono::minutes(2);
 constexpr int kTrimEvery = 5;  // sync rounds (seconds) between log trims
 
@@ -342,7 +344,11 @@ class Applier {
         // died may have taken it).
         if (Clock::now() - last_check > std::chrono::seconds(5)) {
           last_check = Clock::now();
-          if (RefreshLastSeq()) break;
+          if (RefreshLastSeq()) {
+            stop_.store(true);  // (waiters give up at once: the node installs a snapshot)
+            cv_.notify_all();
+            break;
+          }
           // Behind, idle, and no progress since the last look: whatever holds the entries back
           // (ones handed to an expired pull, a consumer a failed-over server lost track of),
           // a fresh consumer from this replica's own position gets them.
@@ -398,7 +404,10 @@ class Applier {
         }
         if (seq != at + 1) {  // a gap: trimmed entries (a snapshot is needed), or a consumer
           restart = true;     // that skipped (start over right after `at`)
-          if (RefreshLastSeq()) stop_.store(true);
+          if (RefreshLastSeq()) {
+            stop_.store(true);
+            cv_.notify_all();
+          }
           break;
         }
         Status applied_status = Apply(msg, seq);
@@ -556,6 +565,7 @@ class Node final : public server::ServerExtension {
     for (int i = 0; i < kRpcWorkers; ++i) workers_.emplace_back([this] { RpcWorker(); });
     if (Status r = Reconcile(); !r.ok()) spdlog::warn("cluster: first sync: {}", r.ToString());
     sync_thread_ = std::thread([this] { SyncLoop(); });
+    beat_thread_ = std::thread([this] { BeatLoop(); });
     spdlog::info("cluster: node '{}' joined through {}", o_.node_id, o_.nats_urls.front());
     return Status::OK();
   }
@@ -567,6 +577,7 @@ class Node final : public server::ServerExtension {
       sync_cv_.notify_all();
     }
     if (sync_thread_.joinable()) sync_thread_.join();
+    if (beat_thread_.joinable()) beat_thread_.join();
     std::thread rebalance;
     {
       std::lock_guard lock(rebalance_mu_);
@@ -765,19 +776,37 @@ class Node final : public server::ServerExtension {
       }
       next_beat = Clock::now() + kBeat;
       ++round;
-      if (Status s = Beat(round % 3 == 0); !s.ok())
-        spdlog::debug("cluster: heartbeat: {}", s.ToString());
       if (round % 2 == 0) {
         if (Status s = Reconcile(); !s.ok()) spdlog::debug("cluster: sync: {}", s.ToString());
       }
       if (round % 5 == 0) CountUnavailable();
       if (round % kTrimEvery == 0) TrimLogs();
+      if (round % 5 == 0) {
+        std::lock_guard lock(transfers_mu_);
+        ExpireTransfers();
+      }
+    }
+  }
+
+  // The heartbeat, on a thread of its own: the sync loop's rounds can take seconds (peers that
+  // do not answer), and a late beat makes the others think this node is dead.
+  void BeatLoop() {
+    int round = 0;
+    while (!stopped_.load()) {
+      {
+        std::unique_lock lock(sync_mu_);
+        sync_cv_.wait_for(lock, kBeat, [&] { return stopped_.load(); });
+      }
+      if (stopped_.load()) break;
+      ++round;
+      if (Status s = Beat(round % 3 == 0); !s.ok()) spdlog::debug("cluster: heartbeat: {}", s.ToString());
     }
   }
 
   // Bounded log retention: for each shard whose first live replica (in assignment order) is this
-  // node, removes the stream's entries that every live replica has applied (durably: replicas
-  // write with fsync) and that are more than log_retain entries behind the newest. A replica that
+  // node, removes the stream's entries that every live replica has applied durably (a node whose
+  // writes are not fsynced, --durability buffered, says so in its status and stops the trim of
+  // its shards) and that are more than log_retain entries behind the newest. A replica that
   // is away meanwhile and comes back behind the start of the log installs a peer's snapshot. A
   // live replica that does not answer, or holds no applying copy yet, stops the trim of its
   // shard.
@@ -793,6 +822,7 @@ class Node final : public server::ServerExtension {
     std::map<std::string, std::optional<Json>> statuses;  // asked once per node per round
     auto applied_on = [&](const std::string& node, const std::string& local) -> std::optional<uint64_t> {
       if (node == o_.node_id) {
+        if (!o_.durable_applies) return std::nullopt;
         std::lock_guard lock(mu_);
         auto it = appliers_.find(local);
         if (it == appliers_.end() || it->second->needs_snapshot()) return std::nullopt;
@@ -803,7 +833,7 @@ class Node final : public server::ServerExtension {
         auto st = NodeStatus(node, std::chrono::seconds(2));
         it = statuses.emplace(node, st.ok() ? std::optional<Json>(*st) : std::nullopt).first;
       }
-      if (!it->second) return std::nullopt;
+      if (!it->second || !it->second->value("durable", false)) return std::nullopt;
       for (const Json& sh : (*it->second)["shards"]) {
         if (sh.value("local_name", "") == local && !sh.value("needs_snapshot", false))
           return sh.value("applied", uint64_t{0});
@@ -914,7 +944,27 @@ class Node final : public server::ServerExtension {
       if (!j.is_discarded()) {
         for (const Json& c : j["collections"]) {
           std::string local = c.value("name", ""), name, gen;
-          if (!ParseLocalName(local, &name, &gen) || gens.count(gen)) continue;
+          if (!ParseLocalName(local, &name, &gen)) continue;
+          if (gens.count(gen)) {
+            // A replica of a live collection whose shard this node no longer holds, left by an
+            // install that finished after the move, or by a stop between the metadata change
+            // and the drop: it goes once nothing applies or installs it.
+            auto it = fresh.find(name);
+            const size_t dot = local.rfind('.');  // NAME.GEN.sK (a replica) or NAME.GEN.t
+            if (it == fresh.end() || it->second.gen != gen || local.compare(dot, 2, ".s") != 0) continue;
+            const uint32_t shard = uint32_t(std::strtoul(local.c_str() + dot + 2, nullptr, 10));
+            if (shard < it->second.shards && it->second.Holds(shard, o_.node_id)) continue;
+            {
+              std::lock_guard lock(mu_);
+              if (appliers_.count(local) || installs_.count(local)) continue;
+            }
+            ApiRequest drop;
+            drop.params = {local};
+            Reply r = api_->DeleteCollection(drop);
+            spdlog::info("cluster: dropped local '{}' (this node no longer holds the shard): {}", local,
+                         r.ok() ? "ok" : r.error);
+            continue;
+          }
           {
             std::lock_guard lock(mu_);
             if (pending_gens_.count(gen)) continue;
@@ -963,8 +1013,18 @@ class Node final : public server::ServerExtension {
               retry != install_retry_.end() && Clock::now() < retry->second) {
             continue;
           }
+          size_t running = 0;
+          for (const auto& [other, f] : installs_) {
+            running += f.wait_for(std::chrono::seconds(0)) != std::future_status::ready;
+          }
+          if (running >= kMaxInstalls) continue;  // the next round starts it
           installs_.emplace(local, std::async(std::launch::async, [this, m, s] {
-                              Status st = InstallSnapshot(m, s);
+                              Status st;
+                              try {
+                                st = InstallSnapshot(m, s);
+                              } catch (const std::exception& e) {  // (a peer's odd answer)
+                                st = Status::Internal(std::string("installing: ") + e.what());
+                              }
                               {
                                 std::lock_guard lock(mu_);
                                 if (st.ok()) {
@@ -1100,6 +1160,10 @@ class Node final : public server::ServerExtension {
     }
     if (a == nullptr)
       return Reply::Error(503, "node '" + o_.node_id + "' holds no replica '" + local + "' (yet)");
+    if (a->needs_snapshot()) {
+      return Reply::Error(503, "node '" + o_.node_id + "' is behind the log of '" + local +
+                                   "' and installs a snapshot");
+    }
     if (op == "snapshot_make") return MakeTransfer(a);
     if (op == "wait") {
       const uint64_t seq = std::strtoull(arg.c_str(), nullptr, 10);
@@ -1203,8 +1267,9 @@ class Node final : public server::ServerExtension {
       }
       std::lock_guard lock(transfers_mu_);
       auto it = transfers_.find(id);
-      if (it == transfers_.end()) {  // (removed meanwhile)
+      if (it == transfers_.end() || it->second.cancelled) {  // the peer gave up meanwhile
         fs::remove(archive, ec);
+        if (it != transfers_.end()) transfers_.erase(it);
         return;
       }
       it->second.touched = Clock::now();
@@ -1234,6 +1299,10 @@ class Node final : public server::ServerExtension {
     Transfer& t = it->second;
     t.touched = Clock::now();
     if (op == "snapshot_done") {
+      if (!t.ready && t.error.empty()) {  // still being made: its maker removes it
+        t.cancelled = true;
+        return Reply::Ok("true");
+      }
       std::error_code ec;
       fs::remove(t.path, ec);
       if (t.ready) snapshots_sent_.fetch_add(1);
@@ -1250,7 +1319,7 @@ class Node final : public server::ServerExtension {
       }
       return Reply::Ok(j.dump());
     }
-    if (!t.ready) return Reply::Error(409, "snapshot transfer '" + id + "' is not ready");
+    if (!t.ready || t.cancelled) return Reply::Error(409, "snapshot transfer '" + id + "' is not ready");
     const uint64_t offset =
         space == std::string::npos ? 0 : std::strtoull(arg.c_str() + space + 1, nullptr, 10);
     if (offset > t.size) return Reply::Error(400, "offset past the end of the snapshot");
@@ -1330,7 +1399,8 @@ class Node final : public server::ServerExtension {
       }
     } cleanup{archive, unpacked};
     fs::remove_all(unpacked, ec);
-    FATHOM_RETURN_IF_ERROR(CheckFreeSpace(IncomingDir(), 2 * size, 0));
+    // The archive, what it unpacks to and the imported copy are on disk at once.
+    FATHOM_RETURN_IF_ERROR(CheckFreeSpace(IncomingDir(), 3 * size, kTransferReserve));
     {
       std::ofstream out(archive, std::ios::binary | std::ios::trunc);
       uint32_t got = 0;
@@ -2552,6 +2622,7 @@ class Node final : public server::ServerExtension {
       }
     }
     return Json{{"node", o_.node_id},
+                {"durable", o_.durable_applies},  // applied entries are on disk (fsync)
                 {"shards", std::move(shards)},
                 {"installing", std::move(installing)},
                 {"snapshots_installed", snapshots_installed_.load()},
@@ -2710,6 +2781,7 @@ class Node final : public server::ServerExtension {
     std::string local;  // the replica it copies
     std::string path;   // the archive
     bool ready = false;
+    bool cancelled = false;  // done before it was ready: removed when its maker finishes
     std::string error;  // set when making it failed
     uint64_t size = 0;
     uint32_t crc = 0;
@@ -2735,6 +2807,7 @@ class Node final : public server::ServerExtension {
   std::condition_variable sync_cv_;
   bool reconcile_now_ = false;  // guarded by sync_mu_
   std::thread sync_thread_;
+  std::thread beat_thread_;
 
   natsSubscription* rpc_sub_ = nullptr;
   std::mutex rpc_mu_;

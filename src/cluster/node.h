@@ -45,6 +45,9 @@ struct ClusterOptions {
   // back behind them installs a snapshot from a peer, then applies the rest). Negative: keep
   // every entry.
   int64_t log_retain = 10000;
+  // Whether the node's writes are fsynced (--durability fsync, the default): only then do its
+  // applied positions let the log be trimmed.
+  bool durable_applies = true;
 };
 
 // "nats://a:4222,nats://b:4222" -> its URLs.

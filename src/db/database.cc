@@ -80,6 +80,7 @@ class DatabaseImpl final : public Database {
   }
 
   Status Close() override {
+    std::lock_guard restore(restore_mutex_);  // a running restore finishes first
     std::unique_lock lock(mutex_);
     if (!kv_) return Status::OK();
     Status first;
@@ -266,19 +267,50 @@ class DatabaseImpl final : public Database {
     FATHOM_RETURN_IF_ERROR(DecodeSpec(spec_text, &spec, &ignored));
     if (!new_name.empty()) spec.name = new_name;
     FATHOM_RETURN_IF_ERROR(CollectionImpl::ValidateSpec(spec));
+    // The import and the open (O(collection): minutes for a large one) run without the database
+    // lock, so every other collection serves and writes meanwhile; one restore at a time, and
+    // Close waits for it (restore_mutex_). The name is checked before and again at the end.
+    std::lock_guard restore(restore_mutex_);
+    auto name_taken = [&]() -> Status {
+      FATHOM_RETURN_IF_ERROR(CheckOpen());
+      if (collections_.count(spec.name) != 0) {
+        return Status::AlreadyExists("collection '" + spec.name + "' already exists");
+      }
+      if (aliases_.count(spec.name) != 0) {
+        return Status::AlreadyExists("'" + spec.name + "' is an alias; delete the alias first or choose another name");
+      }
+      return Status::OK();
+    };
+    uint32_t id = 0;
+    {
+      std::unique_lock lock(mutex_);
+      FATHOM_RETURN_IF_ERROR(name_taken());
+      FATHOM_ASSIGN_OR_RETURN(id, NextCollectionId());
+    }
+    // Whatever an unfinished restore wrote under `id` goes (a crash before the spec is written
+    // leaves such orphan records too, never a half collection: the spec goes in last).
+    auto discard = [&](Status why, const std::shared_ptr<CollectionImpl>& opened) -> Status {
+      if (opened) (void)opened->Retire(why, /*checkpoint=*/false);
+      const std::string prefix = CollectionPrefix(id), end = CollectionPrefix(id + 1);
+      KvStore::Batch batch(*kv_);
+      for (const char* key : {"trimmed/", "logpos/", "recall/", "tuned/"}) batch.Delete(Cf::kMeta, key + prefix);
+      batch.DeleteRange(Cf::kRecords, prefix, end);
+      batch.DeleteRange(Cf::kVectors, prefix, end);
+      batch.DeleteRange(Cf::kOplog, prefix, end);
+      (void)kv_->Write(batch);
+      std::error_code ec;
+      fs::remove_all(IndexDir(id), ec);
+      return why;
+    };
+    if (Status s = CollectionImpl::ImportSnapshot(kv_.get(), snapshot_dir, IndexDir(id), id); !s.ok()) {
+      return discard(s, nullptr);
+    }
+    auto opened = CollectionImpl::Open(kv_.get(), IndexDir(id), spec, id, options_);
+    if (!opened.ok()) return discard(opened.status(), nullptr);
+    std::shared_ptr<CollectionImpl> collection = std::move(opened).value();
     std::unique_lock lock(mutex_);
-    if (collections_.count(spec.name) != 0) {
-      return Status::AlreadyExists("collection '" + spec.name + "' already exists");
-    }
-    if (aliases_.count(spec.name) != 0) {
-      return Status::AlreadyExists("'" + spec.name + "' is an alias; delete the alias first or choose another name");
-    }
-    FATHOM_ASSIGN_OR_RETURN(uint32_t id, NextCollectionId());
-    FATHOM_RETURN_IF_ERROR(CollectionImpl::ImportSnapshot(kv_.get(), snapshot_dir, IndexDir(id), id));
-    // The spec goes in last: a crash before this leaves orphan records, never a half collection.
-    FATHOM_RETURN_IF_ERROR(WriteSpec(spec, id));
-    FATHOM_ASSIGN_OR_RETURN(auto collection,
-                            CollectionImpl::Open(kv_.get(), IndexDir(id), spec, id, options_));
+    if (Status s = name_taken(); !s.ok()) return discard(s, collection);
+    if (Status s = WriteSpec(spec, id); !s.ok()) return discard(s, collection);
     collections_[spec.name] = collection;
     return std::shared_ptr<Collection>(std::move(collection));
   }
@@ -305,6 +337,7 @@ class DatabaseImpl final : public Database {
   const std::string dir_;
   const DatabaseOptions options_;
   mutable std::shared_mutex mutex_;
+  std::mutex restore_mutex_;  // one RestoreSnapshot at a time; taken before mutex_
   // Held while a collection's spec record is rewritten (metadata, payload indexes); after
   // mutex_ where both are taken.
   std::mutex spec_mutex_;

@@ -2062,7 +2062,7 @@ Status Api::RecoverFromLocation(const std::string& location, const std::string& 
           if (r.has_header("Content-Length")) {
             expected = std::strtoull(r.get_header_value("Content-Length").c_str(), nullptr, 10);
             // Twice the archive (it, and what it unpacks to) must fit beside the data.
-            space = CheckFreeSpace(IncomingDir(), 2 * expected, 0);
+            space = CheckFreeSpace(IncomingDir(), 2 * expected, uint64_t{64} << 20);
           }
           return r.status == 200 && space.ok();
         },
