@@ -17,8 +17,9 @@ dropped one must be gone from every node as soon as DELETE answered), read_after
 partial answers, aliases, and bounded log retention: the nodes run with --log-retain 5, a node
 killed while writes go on comes back behind the trimmed log and installs both shards from a
 peer's snapshot, after which all replicas hold the same contents and it alone answers every
-point as written; and rebalancing (a dry run, then the moves while writes go on: counts even,
-every acknowledged write present).
+point as written; rebalancing (a dry run, then the moves while writes go on: counts even,
+every acknowledged write present; then a fourth node joins and receives replicas); and a
+replica started with --durability buffered keeping its shard's log from being trimmed.
 
 A wait=true write is applied by one replica of each shard when it answers; the others follow
 (reads are eventually consistent across replicas, docs/distributed.md). So after each write the
@@ -910,6 +911,34 @@ def run(args, tmp):
                       % (name, node.name, c, want))
         log("17. n4 joined, %d replicas moved onto it while %d writes went on" % (
             after.get("n4", 0), len(acked["t"])))
+
+        # 18. a replica without fsync (--durability buffered) holds the log back ---------------
+        D = "/collections/d"
+        ck.call(n1, "PUT", D, {"vectors": {"size": 4, "distance": "Euclid"}, "shard_number": 1,
+                               "replication_factor": 4}, what="create d")
+        n2.stop()
+        fsync_argv = list(n2.argv)
+        n2.argv = fsync_argv + ["--durability", "buffered"]
+        n2.start()
+        cluster.wait_healthy(n2, 60)
+        for i in range(20):
+            ck.call(cluster.nodes[i % 4], "PUT", D + "/points?wait=true",
+                    {"points": [{"id": i, "vector": [i, 0, 0, 0]}]}, what="upsert into d")
+        def d_log():
+            col = [c for c in (result_of(n1, "GET", "/cluster") or {}).get("collections", []) if c["name"] == "d"]
+            return col[0]["shards"][0] if col else {}
+        ck.ok(wait_until(lambda: all(r.get("ready") and r.get("lag") == 0 for r in d_log().get("replicas", [])), 20),
+              "d's replicas did not catch up", short(d_log()))
+        time.sleep(12)  # two trim rounds
+        ck.ok(d_log().get("log_entries") == 20, "d's log was trimmed while n2 applies without fsync: %s"
+              % short(d_log()))
+        n2.stop()
+        n2.argv = fsync_argv
+        n2.start()
+        cluster.wait_healthy(n2, 60)
+        ck.ok(wait_until(lambda: d_log().get("log_entries") == LOG_RETAIN, 30, 0.5),
+              "d's log was not trimmed once n2 applies with fsync again", short(d_log()))
+        log("18. a buffered replica holds the log back ok")
 
         crashed = [n.name for n in cluster.nodes + cluster.nats if not n.running()]
         ck.ok(not crashed, "processes exited during the test: %s" % crashed)
