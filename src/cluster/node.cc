@@ -51,7 +51,7 @@ constexpr size_t kRememberedResults = 4096;  // entries whose changed-point coun
 // at most this many kept at once, each removed when unread this long.
 constexpr size_t kSnapshotChunk = 512 * 1024;
 constexpr size_t kMaxTransfers = 4;
-constexpr size_t kMaxInstalls = 2;  // replicas this node installs at once
+constexpr size_t kMaxInstalls = 2;                         // replicas this node installs at once
 constexpr uint64_t kTransferReserve = uint64_t{64} << 20;  // disk left free by a transfer
 constexpr auto kTransferIdle = std::chrono::minutes(2);
 constexpr int kTrimEvery = 5;  // sync rounds (seconds) between log trims
@@ -671,9 +671,11 @@ class Node final : public server::ServerExtension {
         {"PUT", "/collections/{name}/snapshots/recover", Access::kWrite, h(&Node::Unsupported)});
     r.push_back({"DELETE", "/collections/{name}/snapshots/{snapshot}", Access::kWrite,
                  h(&Node::Unsupported)});
-    r.push_back({"GET", "/collections/{name}/snapshots/{snapshot}", Access::kRead, h(&Node::Unsupported)});
+    r.push_back(
+        {"GET", "/collections/{name}/snapshots/{snapshot}", Access::kRead, h(&Node::Unsupported)});
     r.push_back({"PUT", "/collections/{name}/index", Access::kWrite, h(&Node::Unsupported)});
-    r.push_back({"DELETE", "/collections/{name}/index/{field}", Access::kWrite, h(&Node::Unsupported)});
+    r.push_back(
+        {"DELETE", "/collections/{name}/index/{field}", Access::kWrite, h(&Node::Unsupported)});
     return r;
   }
 
@@ -717,19 +719,21 @@ class Node final : public server::ServerExtension {
       *out += "fathom_cluster_replica_healthy" + labels(*a) + " " +
               std::to_string(a->error().empty() ? 1 : 0) + "\n";
     }
-    *out += "# HELP fathom_cluster_snapshots_installed_total Replicas this node installed from a "
-            "peer's snapshot (their log was trimmed past them).\n";
+    *out +=
+        "# HELP fathom_cluster_snapshots_installed_total Replicas this node installed from a "
+        "peer's snapshot (their log was trimmed past them).\n";
     *out += "# TYPE fathom_cluster_snapshots_installed_total counter\n";
     *out += "fathom_cluster_snapshots_installed_total " +
             std::to_string(snapshots_installed_.load()) + "\n";
     *out += "# HELP fathom_cluster_snapshots_sent_total Shard snapshots this node sent to peers.\n";
     *out += "# TYPE fathom_cluster_snapshots_sent_total counter\n";
     *out += "fathom_cluster_snapshots_sent_total " + std::to_string(snapshots_sent_.load()) + "\n";
-    *out += "# HELP fathom_cluster_log_entries_trimmed_total Log entries this node removed from "
-            "shard streams (applied by every live replica, older than --log-retain).\n";
+    *out +=
+        "# HELP fathom_cluster_log_entries_trimmed_total Log entries this node removed from "
+        "shard streams (applied by every live replica, older than --log-retain).\n";
     *out += "# TYPE fathom_cluster_log_entries_trimmed_total counter\n";
-    *out += "fathom_cluster_log_entries_trimmed_total " +
-            std::to_string(entries_trimmed_.load()) + "\n";
+    *out += "fathom_cluster_log_entries_trimmed_total " + std::to_string(entries_trimmed_.load()) +
+            "\n";
     *out +=
         "# HELP fathom_cluster_shards_unavailable Shards of which no replica answered this node's "
         "last status round.\n";
@@ -799,7 +803,8 @@ class Node final : public server::ServerExtension {
       }
       if (stopped_.load()) break;
       ++round;
-      if (Status s = Beat(round % 3 == 0); !s.ok()) spdlog::debug("cluster: heartbeat: {}", s.ToString());
+      if (Status s = Beat(round % 3 == 0); !s.ok())
+        spdlog::debug("cluster: heartbeat: {}", s.ToString());
     }
   }
 
@@ -820,7 +825,8 @@ class Node final : public server::ServerExtension {
       live = live_;
     }
     std::map<std::string, std::optional<Json>> statuses;  // asked once per node per round
-    auto applied_on = [&](const std::string& node, const std::string& local) -> std::optional<uint64_t> {
+    auto applied_on = [&](const std::string& node,
+                          const std::string& local) -> std::optional<uint64_t> {
       if (node == o_.node_id) {
         if (!o_.durable_applies) return std::nullopt;
         std::lock_guard lock(mu_);
@@ -860,15 +866,15 @@ class Node final : public server::ServerExtension {
         if (!all || !least) continue;
         auto stream = nats_->GetStreamState(m.Stream(s));
         if (!stream.ok() || stream->last_seq <= uint64_t(o_.log_retain)) continue;
-        const uint64_t keep_from =
-            std::min(*least, stream->last_seq - uint64_t(o_.log_retain)) + 1;
+        const uint64_t keep_from = std::min(*least, stream->last_seq - uint64_t(o_.log_retain)) + 1;
         if (keep_from <= stream->first_seq) continue;
         if (Status st = nats_->PurgeStream(m.Stream(s), keep_from); !st.ok()) {
           spdlog::debug("cluster: {}", st.ToString());
           continue;
         }
         entries_trimmed_.fetch_add(keep_from - std::max<uint64_t>(stream->first_seq, 1));
-        spdlog::debug("cluster: trimmed the log of {} shard {} before entry {}", name, s, keep_from);
+        spdlog::debug("cluster: trimmed the log of {} shard {} before entry {}", name, s,
+                      keep_from);
       }
     }
   }
@@ -951,7 +957,8 @@ class Node final : public server::ServerExtension {
             // and the drop: it goes once nothing applies or installs it.
             auto it = fresh.find(name);
             const size_t dot = local.rfind('.');  // NAME.GEN.sK (a replica) or NAME.GEN.t
-            if (it == fresh.end() || it->second.gen != gen || local.compare(dot, 2, ".s") != 0) continue;
+            if (it == fresh.end() || it->second.gen != gen || local.compare(dot, 2, ".s") != 0)
+              continue;
             const uint32_t shard = uint32_t(std::strtoul(local.c_str() + dot + 2, nullptr, 10));
             if (shard < it->second.shards && it->second.Holds(shard, o_.node_id)) continue;
             {
@@ -961,8 +968,8 @@ class Node final : public server::ServerExtension {
             ApiRequest drop;
             drop.params = {local};
             Reply r = api_->DeleteCollection(drop);
-            spdlog::info("cluster: dropped local '{}' (this node no longer holds the shard): {}", local,
-                         r.ok() ? "ok" : r.error);
+            spdlog::info("cluster: dropped local '{}' (this node no longer holds the shard): {}",
+                         local, r.ok() ? "ok" : r.error);
             continue;
           }
           {
@@ -1030,7 +1037,8 @@ class Node final : public server::ServerExtension {
                                 if (st.ok()) {
                                   install_retry_.erase(m.Local(s));
                                 } else {  // after a pause: the peers may be busy or away
-                                  install_retry_[m.Local(s)] = Clock::now() + std::chrono::seconds(3);
+                                  install_retry_[m.Local(s)] =
+                                      Clock::now() + std::chrono::seconds(3);
                                 }
                               }
                               if (!st.ok()) {
@@ -1319,7 +1327,8 @@ class Node final : public server::ServerExtension {
       }
       return Reply::Ok(j.dump());
     }
-    if (!t.ready || t.cancelled) return Reply::Error(409, "snapshot transfer '" + id + "' is not ready");
+    if (!t.ready || t.cancelled)
+      return Reply::Error(409, "snapshot transfer '" + id + "' is not ready");
     const uint64_t offset =
         space == std::string::npos ? 0 : std::strtoull(arg.c_str() + space + 1, nullptr, 10);
     if (offset > t.size) return Reply::Error(400, "offset past the end of the snapshot");
@@ -1416,7 +1425,8 @@ class Node final : public server::ServerExtension {
           continue;
         }
         misses = 0;
-        if (piece->empty()) return Status::Internal("empty snapshot piece at " + std::to_string(offset));
+        if (piece->empty())
+          return Status::Internal("empty snapshot piece at " + std::to_string(offset));
         got = Crc32Update(got, piece->data(), piece->size());
         out.write(piece->data(), std::streamsize(piece->size()));
         offset += piece->size();
@@ -1625,7 +1635,9 @@ class Node final : public server::ServerExtension {
     } else if (spec.vectors.size() == 1) {
       name = spec.vectors[0].name;
     }
-    auto higher = [](Metric metric) { return metric != Metric::kL2 && metric != Metric::kL1; };  // (distances)
+    auto higher = [](Metric metric) {
+      return metric != Metric::kL2 && metric != Metric::kL1;
+    };  // (distances)
     for (const VectorSpec& vs : spec.vectors) {
       if (vs.name == name) return higher(vs.metric);
     }
@@ -1824,9 +1836,9 @@ class Node final : public server::ServerExtension {
     if (body.size() != 1 || !body.begin()->is_string()) {
       return Status::InvalidArgument("send {\"add\": \"NODE\"} or {\"remove\": \"NODE\"}");
     }
-    FATHOM_ASSIGN_OR_RETURN(
-        std::vector<std::string> replicas,
-        ChangeReplica(m.name, uint32_t(shard), body.begin()->get<std::string>(), body.contains("add")));
+    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> replicas,
+                            ChangeReplica(m.name, uint32_t(shard), body.begin()->get<std::string>(),
+                                          body.contains("add")));
     return Reply::Ok(Json{{"shard", shard}, {"replicas", replicas}}.dump());
   }
 
@@ -1838,7 +1850,8 @@ class Node final : public server::ServerExtension {
     FATHOM_ASSIGN_OR_RETURN(auto current, collections_kv_->Get(name, &revision));
     if (!current) return Status::NotFound("collection '" + name + "' does not exist");
     FATHOM_ASSIGN_OR_RETURN(Meta m, Meta::Decode(*current));
-    if (shard >= m.shards) return Status::NotFound("collection '" + name + "' has no shard " + std::to_string(shard));
+    if (shard >= m.shards)
+      return Status::NotFound("collection '" + name + "' has no shard " + std::to_string(shard));
     const std::string shard_text = std::to_string(shard);
     FATHOM_RETURN_IF_ERROR(ValidateNodeId(node));
     std::vector<std::string>& replicas = m.assignment[shard];
@@ -1906,9 +1919,9 @@ class Node final : public server::ServerExtension {
     }
     std::vector<Move> moves;
     while (count.size() >= 2) {
-      auto [lo, hi] = std::minmax_element(count.begin(), count.end(), [](const auto& a, const auto& b) {
-        return a.second < b.second;
-      });
+      auto [lo, hi] =
+          std::minmax_element(count.begin(), count.end(),
+                              [](const auto& a, const auto& b) { return a.second < b.second; });
       if (hi->second - lo->second <= 1) break;
       bool moved = false;
       for (auto& [name, m] : metas) {
@@ -1938,8 +1951,9 @@ class Node final : public server::ServerExtension {
     const bool dry_run = body.value("dry_run", false);
     std::lock_guard lock(rebalance_mu_);
     if (rebalance_.state == "running") {
-      return Reply::Error(409, "a rebalance is running on this node (" + std::to_string(rebalance_.done) +
-                                   " of " + std::to_string(rebalance_.moves.size()) + " moves done)");
+      return Reply::Error(409, "a rebalance is running on this node (" +
+                                   std::to_string(rebalance_.done) + " of " +
+                                   std::to_string(rebalance_.moves.size()) + " moves done)");
     }
     FATHOM_ASSIGN_OR_RETURN(std::vector<Move> moves, PlanRebalance());
     Json plan = Json::array();
@@ -1951,7 +1965,8 @@ class Node final : public server::ServerExtension {
       rebalance_.moves = moves;
       rebalance_thread_ = std::thread([this] { RunRebalance(); });
     }
-    return Reply::Ok(Json{{"moves", std::move(plan)}, {"started", !dry_run && !moves.empty()}}.dump());
+    return Reply::Ok(
+        Json{{"moves", std::move(plan)}, {"started", !dry_run && !moves.empty()}}.dump());
   }
 
   void RunRebalance() {
@@ -1966,8 +1981,8 @@ class Node final : public server::ServerExtension {
         failed = Status::Unavailable("the node stopped");
         break;
       }
-      spdlog::info("cluster: rebalance: moving {} shard {} from {} to {}", mv.collection, mv.shard, mv.from,
-                   mv.to);
+      spdlog::info("cluster: rebalance: moving {} shard {} from {} to {}", mv.collection, mv.shard,
+                   mv.from, mv.to);
       failed = MoveReplica(mv);
       if (!failed.ok()) break;
       std::lock_guard lock(rebalance_mu_);
@@ -1995,17 +2010,19 @@ class Node final : public server::ServerExtension {
       auto st = NodeStatus(mv.to, std::chrono::seconds(2));
       if (st.ok()) {
         for (const Json& sh : (*st)["shards"]) {
-          if (sh.value("local_name", "") == m.Local(mv.shard) && !sh.value("needs_snapshot", false) &&
-              sh.value("applied", uint64_t{0}) >= target) {
-            FATHOM_ASSIGN_OR_RETURN(auto removed, ChangeReplica(mv.collection, mv.shard, mv.from, false));
+          if (sh.value("local_name", "") == m.Local(mv.shard) &&
+              !sh.value("needs_snapshot", false) && sh.value("applied", uint64_t{0}) >= target) {
+            FATHOM_ASSIGN_OR_RETURN(auto removed,
+                                    ChangeReplica(mv.collection, mv.shard, mv.from, false));
             (void)removed;
             return Status::OK();
           }
         }
       }
       if (Clock::now() > deadline) {
-        return Status::Unavailable("the new replica of " + mv.collection + " shard " + std::to_string(mv.shard) +
-                                   " on " + mv.to + " did not catch up within 30 minutes (left in place)");
+        return Status::Unavailable("the new replica of " + mv.collection + " shard " +
+                                   std::to_string(mv.shard) + " on " + mv.to +
+                                   " did not catch up within 30 minutes (left in place)");
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
     }
@@ -2424,7 +2441,8 @@ class Node final : public server::ServerExtension {
     if (auto p = body.find("prefetch"); p != body.end() && !p->is_null()) {
       // Fusing per shard would rank each shard's list alone (every shard's best scores the same)
       // and the merge would interleave them: refused rather than answered wrongly.
-      return Status::InvalidArgument("'prefetch' is not supported in cluster mode yet (it works on a single node)");
+      return Status::InvalidArgument(
+          "'prefetch' is not supported in cluster mode yet (it works on a single node)");
     }
     const std::string vector_name =
         body.value("using", Json()).is_string() ? body["using"].get<std::string>() : "";
@@ -2579,7 +2597,8 @@ class Node final : public server::ServerExtension {
 
   Reply Unsupported(const ApiRequest&) {
     return Reply::Error(501,
-                        "not supported in cluster mode yet (snapshots, payload index changes, PATCH and tune work on "
+                        "not supported in cluster mode yet (snapshots, payload index changes, "
+                        "PATCH and tune work on "
                         "a single node; see "
                         "docs/distributed.md)");
   }
@@ -2618,7 +2637,8 @@ class Node final : public server::ServerExtension {
     {
       std::lock_guard lock(mu_);
       for (const auto& [local, f] : installs_) {
-        if (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) installing.push_back(local);
+        if (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
+          installing.push_back(local);
       }
     }
     return Json{{"node", o_.node_id},
@@ -2782,7 +2802,7 @@ class Node final : public server::ServerExtension {
     std::string path;   // the archive
     bool ready = false;
     bool cancelled = false;  // done before it was ready: removed when its maker finishes
-    std::string error;  // set when making it failed
+    std::string error;       // set when making it failed
     uint64_t size = 0;
     uint32_t crc = 0;
     uint64_t log_position = 0;

@@ -12,7 +12,8 @@ namespace fathom::cluster {
 namespace {
 
 // GET (body empty) or POST `path` on the node at `url`; the answer's "result".
-Result<nlohmann::json> Ask(const std::string& url, const std::string& path, const std::string& post_body) {
+Result<nlohmann::json> Ask(const std::string& url, const std::string& path,
+                           const std::string& post_body) {
   httplib::Client client(url);
   client.set_connection_timeout(5);
   client.set_read_timeout(15);
@@ -26,7 +27,8 @@ Result<nlohmann::json> Ask(const std::string& url, const std::string& path, cons
     return Status::Unavailable("could not reach " + url + ": " + httplib::to_string(res.error()));
   nlohmann::json body = nlohmann::json::parse(res->body, nullptr, false);
   if (body.is_discarded())
-    return Status::Internal(url + path + " answered " + std::to_string(res->status) + " without JSON");
+    return Status::Internal(url + path + " answered " + std::to_string(res->status) +
+                            " without JSON");
   if (res->status != 200) {
     std::string why = body.contains("status") && body["status"].is_object()
                           ? body["status"].value("error", "")
@@ -40,20 +42,21 @@ Result<nlohmann::json> Ask(const std::string& url, const std::string& path, cons
 }  // namespace
 
 Status StartRebalance(const std::string& url, bool dry_run) {
-  FATHOM_ASSIGN_OR_RETURN(nlohmann::json r,
-                          Ask(url, "/cluster/rebalance", nlohmann::json{{"dry_run", dry_run}}.dump()));
+  FATHOM_ASSIGN_OR_RETURN(nlohmann::json r, Ask(url, "/cluster/rebalance",
+                                                nlohmann::json{{"dry_run", dry_run}}.dump()));
   const auto& moves = r["moves"];
   if (moves.empty()) {
     std::printf("balanced: no move needed\n");
     return Status::OK();
   }
   for (const auto& mv : moves) {
-    std::printf("move %s shard %d: %s -> %s\n", mv.value("collection", "").c_str(), mv.value("shard", 0),
-                mv.value("from", "").c_str(), mv.value("to", "").c_str());
+    std::printf("move %s shard %d: %s -> %s\n", mv.value("collection", "").c_str(),
+                mv.value("shard", 0), mv.value("from", "").c_str(), mv.value("to", "").c_str());
   }
   if (r.value("started", false)) {
-    std::printf("started on %s: %zu moves, one at a time (progress: fathom cluster status --url %s)\n",
-                url.c_str(), moves.size(), url.c_str());
+    std::printf(
+        "started on %s: %zu moves, one at a time (progress: fathom cluster status --url %s)\n",
+        url.c_str(), moves.size(), url.c_str());
   }
   return Status::OK();
 }
