@@ -39,6 +39,11 @@ using server::Reply;
 
 constexpr char kCollectionsBucket[] = "fathom_collections";
 constexpr char kNodesBucket[] = "fathom_nodes";
+// Tombstones of dropped collections (gen -> name), kept a week: a node drops its local copies of
+// a collection only on this positive evidence (or after its absence held for kGoneConfirm).
+constexpr char kDroppedBucket[] = "fathom_dropped";
+constexpr auto kDroppedTtl = std::chrono::hours(24 * 7);
+constexpr auto kGoneConfirm = std::chrono::seconds(60);
 constexpr char kAliasesKey[] =
     "_aliases";  // in kCollectionsBucket: every alias in one value, changed by CAS
 constexpr auto kBeat = std::chrono::seconds(1);
@@ -542,15 +547,19 @@ class Node final : public server::ServerExtension {
     for (;;) {
       auto c = nats_->Bucket(kCollectionsBucket, replicas, std::chrono::seconds(0));
       auto n = c.ok() ? nats_->Bucket(kNodesBucket, replicas, kNodeTtl) : c.status();
-      if (c.ok() && n.ok()) {
+      auto d = n.ok() ? nats_->Bucket(kDroppedBucket, replicas,
+                                      std::chrono::duration_cast<std::chrono::seconds>(kDroppedTtl))
+                      : n.status();
+      if (c.ok() && n.ok() && d.ok()) {
         collections_kv_ = std::move(c).value();
         nodes_kv_ = std::move(n).value();
+        dropped_kv_ = std::move(d).value();
         // (A bucket just made has no stream leader for a moment: its first write may fail.)
         Status beat = Beat();
         if (beat.ok()) break;
         if (Clock::now() > deadline) return beat;
       } else if (Clock::now() > deadline) {
-        return c.ok() ? n.status() : c.status();
+        return !c.ok() ? c.status() : !n.ok() ? n.status() : d.status();
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
@@ -873,8 +882,9 @@ class Node final : public server::ServerExtension {
           continue;
         }
         entries_trimmed_.fetch_add(keep_from - std::max<uint64_t>(stream->first_seq, 1));
-        spdlog::debug("cluster: trimmed the log of {} shard {} before entry {}", name, s,
-                      keep_from);
+        spdlog::debug(
+            "cluster: trimmed the log of {} shard {} before entry {} (live replicas applied >= {})",
+            name, s, keep_from, *least);
       }
     }
   }
@@ -944,6 +954,7 @@ class Node final : public server::ServerExtension {
                    r.ok() ? "ok" : r.error);
     }
     // Local collections of dropped (or never committed) collections go.
+    std::erase_if(gone_since_, [&](const auto& g) { return gens.count(g.first) > 0; });
     Reply listed = api_->ListCollections(ApiRequest{});
     if (listed.ok()) {
       Json j = Json::parse(listed.result, nullptr, false);
@@ -976,13 +987,26 @@ class Node final : public server::ServerExtension {
             std::lock_guard lock(mu_);
             if (pending_gens_.count(gen)) continue;
           }
-          // Only once its log is gone for sure (a drop deletes the metadata, then the streams):
-          // a listing that merely missed it (NATS failing over) must never delete data.
-          Meta gone;
-          gone.name = name;
-          gone.gen = gen;
-          auto stream = nats_->GetStreamState(gone.Stream(0));
-          if (stream.ok() || stream.status().code() != Status::Code::kNotFound) continue;
+          // Only on positive evidence: the drop's tombstone. A listing that merely missed the
+          // collection while its log's stream also read as missing (NATS failing over: both
+          // happen) must never delete data, as the copy may be the last one of a trimmed log;
+          // without a tombstone (a create that never committed, a tombstone expired) that state
+          // must hold for kGoneConfirm first.
+          auto tombstone = dropped_kv_->Get(gen);
+          if (!tombstone.ok()) continue;
+          if (!tombstone->has_value()) {
+            Meta gone;
+            gone.name = name;
+            gone.gen = gen;
+            auto stream = nats_->GetStreamState(gone.Stream(0));
+            if (stream.ok() || stream.status().code() != Status::Code::kNotFound) {
+              gone_since_.erase(gen);
+              continue;
+            }
+            auto since = gone_since_.emplace(gen, Clock::now()).first->second;
+            if (Clock::now() - since < kGoneConfirm) continue;
+          }
+          gone_since_.erase(gen);
           ApiRequest drop;
           drop.params = {local};
           Reply r = api_->DeleteCollection(drop);
@@ -1025,6 +1049,10 @@ class Node final : public server::ServerExtension {
             running += f.wait_for(std::chrono::seconds(0)) != std::future_status::ready;
           }
           if (running >= kMaxInstalls) continue;  // the next round starts it
+          spdlog::info(
+              "cluster: replica '{}' is at entry {}{} and the log starts at {}: installing a "
+              "peer's snapshot",
+              local, position, existing.ok() ? "" : " (no local copy)", stream->first_seq);
           installs_.emplace(local, std::async(std::launch::async, [this, m, s] {
                               Status st;
                               try {
@@ -1768,6 +1796,8 @@ class Node final : public server::ServerExtension {
 
   Reply DropCollection(const ApiRequest& req) {
     FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
+    // The tombstone first: it is what lets the nodes delete their copies.
+    FATHOM_RETURN_IF_ERROR(dropped_kv_->Put(m.gen, m.name));
     FATHOM_RETURN_IF_ERROR(collections_kv_->Delete(m.name));
     for (uint32_t s = 0; s < m.shards; ++s) (void)nats_->DeleteStream(m.Stream(s));
     // Its aliases go with it (as on a single node).
@@ -2779,6 +2809,10 @@ class Node final : public server::ServerExtension {
   std::unique_ptr<Nats> nats_;
   std::unique_ptr<KeyValue> collections_kv_;
   std::unique_ptr<KeyValue> nodes_kv_;
+  std::unique_ptr<KeyValue> dropped_kv_;
+  // When this node first saw a local collection's gen missing from the metadata with its log
+  // gone too, without a tombstone (only Reconcile touches it).
+  std::map<std::string, Clock::time_point> gone_since_;
 
   mutable std::mutex mu_;
   std::map<std::string, Meta> metas_;                         // guarded by mu_
