@@ -1427,14 +1427,7 @@ class Node final : public server::ServerExtension {
     fs::create_directories(IncomingDir(), ec);
     const std::string archive = IncomingDir() + "/" + local + ".tar";
     const std::string unpacked = IncomingDir() + "/" + local;
-    struct Cleanup {
-      std::string archive, unpacked;
-      ~Cleanup() {
-        std::error_code ec;
-        fs::remove(archive, ec);
-        fs::remove_all(unpacked, ec);
-      }
-    } cleanup{archive, unpacked};
+    RemoveOnExit cleanup({archive, unpacked});
     fs::remove_all(unpacked, ec);
     // The archive, what it unpacks to and the imported copy are on disk at once.
     FATHOM_RETURN_IF_ERROR(CheckFreeSpace(IncomingDir(), 3 * size, kTransferReserve));

@@ -2032,14 +2032,7 @@ Status Api::RecoverFromLocation(const std::string& location, const std::string& 
   static std::atomic<uint64_t> counter{0};
   const std::string base = IncomingDir() + "/" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
   const std::string archive = base + ".tar", unpacked = base + ".d";
-  struct Cleanup {
-    std::string a, b;
-    ~Cleanup() {
-      std::error_code e;
-      fs::remove(a, e);
-      fs::remove_all(b, e);
-    }
-  } cleanup{archive, unpacked};
+  RemoveOnExit cleanup({archive, unpacked});
   std::string source;  // a snapshot directory to restore from
   if (location.rfind("http://", 0) == 0) {
     const size_t slash = location.find('/', 7);

@@ -278,6 +278,13 @@ Status ByteReader::Skip(size_t n) {
   return Status::OK();
 }
 
+RemoveOnExit::~RemoveOnExit() {
+  for (const std::string& path : paths_) {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+}
+
 Status CheckFreeSpace(const std::string& path, uint64_t need, uint64_t reserve) {
   if (reserve == 0) return Status::OK();
   struct statvfs st;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "fathom/status.h"
@@ -20,6 +21,19 @@ Status WriteFileAtomic(const std::string& path, std::string_view contents);
 // (the message names both and says that nothing was written); OK otherwise, or when `reserve`
 // is 0, or when the free space cannot be read.
 Status CheckFreeSpace(const std::string& path, uint64_t need, uint64_t reserve);
+
+// Removes its paths (files or directories, recursively; errors ignored) when it goes out of
+// scope: the temporaries of a download or a transfer, however the function ends.
+class RemoveOnExit {
+ public:
+  explicit RemoveOnExit(std::vector<std::string> paths) : paths_(std::move(paths)) {}
+  ~RemoveOnExit();
+  RemoveOnExit(const RemoveOnExit&) = delete;
+  RemoveOnExit& operator=(const RemoveOnExit&) = delete;
+
+ private:
+  std::vector<std::string> paths_;
+};
 uint32_t Crc32(std::string_view data);
 // Writes all n bytes at `offset` of `fd` (retrying short writes and EINTR); errors name `path`.
 Status PwriteAll(int fd, const void* data, size_t n, uint64_t offset, const std::string& path);
