@@ -19,7 +19,7 @@ over the nodes) until the count is N (B: and every replica has lag 0); searches 
 over the nodes); recall@10 of the single searches against numpy brute force; server CPU per query
 (utime+stime from /proc, Fathom and nats-server separately). B only: SIGKILL n3, upsert --catchup
 new points through n1/n2, restart n3 and time its catch-up. With --log-retain N (the nodes'
-flag; default theirs, 10,000 entries) below the entries n3 misses, the log is trimmed while n3 is
+flag; default theirs: every entry kept) below the entries n3 misses, the log is trimmed while n3 is
 down and n3 catches up by installing its peers' snapshots (counted from its /metrics) instead of
 replaying the log.
 

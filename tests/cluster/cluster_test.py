@@ -20,9 +20,8 @@ theirs back) in a temporary directory, removed at the end unless --keep:
  4. check every replica's contents (read through /cluster/local) against the histories, the
     replicas of each shard against each other, and exact search on every node against brute force.
 
-The nodes run with a short log (--log-retain, default 200 entries beyond what every live replica
-applied), so a node away for a few seconds comes back behind the trimmed log and installs a
-peer's snapshot: the faults exercise that path too.
+With --log-retain N the nodes trim their logs (opt-in, experimental), so a node away for a while
+comes back behind the trimmed log and installs a peer's snapshot under the faults.
 
 It prints one line `cluster-test: nodes=3 nats=3 kills=N pauses=N acked=N lost=N resurrected=N
 diverged=N search_mismatch=N snapshot_installs=N` (a setup failure prints `cluster-test: error: ...` instead) and exits
@@ -727,9 +726,10 @@ def print_failure_details(cluster, history, where, offending, bad_shards, mismat
 def run_test(args, tmp):
     seconds = args.minutes * 60 if args.minutes is not None else args.seconds
     rng = random.Random(args.seed)
-    # A short log: a node killed or paused for a few seconds comes back behind the trimmed log
-    # and installs a peer's snapshot, so the faults exercise that path too.
-    cluster = Cluster(os.path.abspath(args.fathom_binary), tmp, ["--log-retain", str(args.log_retain)])
+    # With --log-retain N, a node away for a while comes back behind the trimmed log and installs
+    # a peer's snapshot, so the faults exercise that path too.
+    cluster = Cluster(os.path.abspath(args.fathom_binary), tmp,
+                      ["--log-retain", str(args.log_retain)] if args.log_retain >= 0 else [])
     try:
         cluster.start_nats()
         for node in cluster.nodes:
@@ -829,9 +829,9 @@ def main():
     parser.add_argument("--minutes", type=float, help="workload duration in minutes (overrides --seconds)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    parser.add_argument("--log-retain", type=int, default=200,
-                        help="the nodes' --log-retain (default 200: short, so that faults make nodes install "
-                             "snapshots)")
+    parser.add_argument("--log-retain", type=int, default=-1,
+                        help="the nodes' --log-retain (default -1, theirs: every entry kept; e.g. 200 makes nodes "
+                             "that were away install snapshots under the faults)")
     parser.add_argument("--nats-only", action="store_true", help="check the NATS cluster handling alone")
     args = parser.parse_args()
     if not args.nats_only and not args.fathom_binary:
