@@ -113,13 +113,16 @@ struct Meta {
   }
 };
 
-// Local collection names the cluster owns: NAME.GEN.t (the template) and NAME.GEN.sK (a replica).
-bool ParseLocalName(const std::string& local, std::string* name, std::string* gen) {
-  static const std::regex re(R"(^(.+)\.([0-9a-f]{8})\.(t|s[0-9]+)$)");
+// Local collection names the cluster owns: NAME.GEN.t (the template) and NAME.GEN.sK (a replica;
+// `*shard` is K, or -1 for the template).
+bool ParseLocalName(const std::string& local, std::string* name, std::string* gen,
+                    int64_t* shard = nullptr) {
+  static const std::regex re(R"(^(.+)\.([0-9a-f]{8})\.(t|s([0-9]+))$)");
   std::smatch m;
   if (!std::regex_match(local, m, re)) return false;
   *name = m[1];
   *gen = m[2];
+  if (shard != nullptr) *shard = m[4].matched ? std::strtoll(m[4].str().c_str(), nullptr, 10) : -1;
   return true;
 }
 
@@ -961,17 +964,16 @@ class Node final : public server::ServerExtension {
       if (!j.is_discarded()) {
         for (const Json& c : j["collections"]) {
           std::string local = c.value("name", ""), name, gen;
-          if (!ParseLocalName(local, &name, &gen)) continue;
+          int64_t shard = -1;
+          if (!ParseLocalName(local, &name, &gen, &shard)) continue;
           if (gens.count(gen)) {
             // A replica of a live collection whose shard this node no longer holds, left by an
             // install that finished after the move, or by a stop between the metadata change
             // and the drop: it goes once nothing applies or installs it.
             auto it = fresh.find(name);
-            const size_t dot = local.rfind('.');  // NAME.GEN.sK (a replica) or NAME.GEN.t
-            if (it == fresh.end() || it->second.gen != gen || local.compare(dot, 2, ".s") != 0)
+            if (it == fresh.end() || it->second.gen != gen || shard < 0) continue;  // (a template)
+            if (shard < int64_t(it->second.shards) && it->second.Holds(uint32_t(shard), o_.node_id))
               continue;
-            const uint32_t shard = uint32_t(std::strtoul(local.c_str() + dot + 2, nullptr, 10));
-            if (shard < it->second.shards && it->second.Holds(shard, o_.node_id)) continue;
             {
               std::lock_guard lock(mu_);
               if (appliers_.count(local) || installs_.count(local)) continue;
