@@ -1,6 +1,8 @@
 #include "cluster/nats.h"
 
+#include <algorithm>
 #include <cstring>
+#include <set>
 
 namespace fathom::cluster {
 
@@ -184,7 +186,7 @@ Result<uint64_t> Nats::Publish(const std::string& subject, std::string_view data
 Result<std::unique_ptr<KeyValue>> Nats::Bucket(const std::string& name, int replicas,
                                                std::chrono::seconds ttl) {
   kvStore* kv = nullptr;
-  if (js_KeyValue(&kv, js_, name.c_str()) == NATS_OK) return std::make_unique<KeyValue>(kv);
+  if (js_KeyValue(&kv, js_, name.c_str()) == NATS_OK) return std::make_unique<KeyValue>(kv, js_);
   kvConfig cfg;
   kvConfig_Init(&cfg);
   cfg.Bucket = name.c_str();
@@ -197,7 +199,7 @@ Result<std::unique_ptr<KeyValue>> Nats::Bucket(const std::string& name, int repl
   if (s != NATS_OK && js_KeyValue(&kv, js_, name.c_str()) == NATS_OK)
     s = NATS_OK;  // another node made it
   FATHOM_RETURN_IF_ERROR(FromNats(s, "key-value bucket " + name));
-  return std::make_unique<KeyValue>(kv);
+  return std::make_unique<KeyValue>(kv, js_);
 }
 
 Result<MsgPtr> Nats::Request(const std::string& subject, std::string_view data,
@@ -278,15 +280,63 @@ Status KeyValue::Delete(const std::string& key) {
   return FromNats(kvStore_Delete(kv_, key.c_str()), "deleting " + key);
 }
 
-Result<std::vector<std::string>> KeyValue::Keys() {
-  kvKeysList list;
-  natsStatus s = kvStore_Keys(&list, kv_, nullptr);
-  std::vector<std::string> out;
-  if (s == NATS_NOT_FOUND) return out;
+Result<std::vector<std::string>> KeyValue::Keys(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto left = [&] {
+    return std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    deadline - std::chrono::steady_clock::now())
+                                    .count());
+  };
+  // The bucket's last entry now: the listing is complete once it has read that far.
+  const std::string stream = std::string("KV_") + kvStore_Bucket(kv_);
+  jsStreamInfo* info = nullptr;
+  jsErrCode err = jsErrCode(0);
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = std::max<int64_t>(1, left());
+  natsStatus s = js_GetStreamInfo(&info, js_, stream.c_str(), &jo, &err);
+  if (s == NATS_NOT_FOUND || err == JSStreamNotFoundErr) return std::vector<std::string>{};
+  FATHOM_RETURN_IF_ERROR(FromNats(s, "listing keys: stream " + stream, err));
+  const uint64_t last_seq = info->State.LastSeq, stored = info->State.Msgs;
+  jsStreamInfo_Destroy(info);
+  if (stored == 0) return std::vector<std::string>{};
+
+  kvWatchOptions options;
+  kvWatchOptions_Init(&options);
+  options.MetaOnly = true;  // (deletes come too: a key's newest entry decides)
+  kvWatcher* watcher = nullptr;
+  s = kvStore_WatchAll(&watcher, kv_, &options);
   FATHOM_RETURN_IF_ERROR(FromNats(s, "listing keys"));
-  for (int i = 0; i < list.Count; ++i) out.emplace_back(list.Keys[i]);
-  kvKeysList_Destroy(&list);
-  return out;
+  std::set<std::string> keys;
+  while (true) {
+    if (left() <= 0) {
+      s = NATS_TIMEOUT;
+      break;
+    }
+    kvEntry* entry = nullptr;
+    s = kvWatcher_Next(&entry, watcher, left());
+    if (s != NATS_OK) break;
+    // nullptr: the watcher counts the initial values as all in. Not trusted: its count comes
+    // from the server's pending numbers, which can end too early (a partial list) or never
+    // (entries deleted while listing); the entry at `last_seq`, or one after it, always comes.
+    if (entry == nullptr) continue;
+    const kvOperation op = kvEntry_Operation(entry);
+    if (op == kvOp_Put) {
+      keys.emplace(kvEntry_Key(entry));
+    } else {
+      keys.erase(kvEntry_Key(entry));
+    }
+    const bool complete = kvEntry_Revision(entry) >= last_seq;
+    kvEntry_Destroy(entry);
+    if (complete) break;
+  }
+  kvWatcher_Destroy(watcher);
+  if (s == NATS_TIMEOUT) {
+    return Status::Unavailable("listing keys of " + stream + ": no complete answer within " +
+                               std::to_string(timeout.count()) + " ms");
+  }
+  FATHOM_RETURN_IF_ERROR(FromNats(s, "listing keys"));
+  return std::vector<std::string>(keys.begin(), keys.end());
 }
 
 }  // namespace fathom::cluster

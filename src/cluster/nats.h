@@ -96,7 +96,7 @@ class Nats {
 // A JetStream key-value bucket.
 class KeyValue {
  public:
-  explicit KeyValue(kvStore* kv) : kv_(kv) {}
+  KeyValue(kvStore* kv, jsCtx* js) : kv_(kv), js_(js) {}
   ~KeyValue();
   KeyValue(const KeyValue&) = delete;
   KeyValue& operator=(const KeyValue&) = delete;
@@ -108,11 +108,18 @@ class KeyValue {
   // AlreadyExists when the key holds a value.
   Status Create(const std::string& key, std::string_view value);
   Status Delete(const std::string& key);
-  // Every key with a value (none: empty).
-  Result<std::vector<std::string>> Keys();
+  // Every key with a value (none: empty), each once; Unavailable after `timeout`. Not nats.c's
+  // kvStore_Keys: that waits for ever by default, and it ends when its watcher counts the
+  // initial values as all in, a count from the server's pending numbers that can end too early
+  // (a partial list) or never (entries deleted while listing: one such wait held a node's
+  // metadata sync, and the requests behind it, for good). This one reads until it has seen the
+  // bucket's last entry as of the start.
+  Result<std::vector<std::string>> Keys(
+      std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
  private:
   kvStore* kv_;
+  jsCtx* js_;
 };
 
 }  // namespace fathom::cluster

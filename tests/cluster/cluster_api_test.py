@@ -951,6 +951,12 @@ def run(args, tmp):
             if not p.running():
                 print("--- %s is not running; last lines of %s" % (p.name, p.log_path))
                 print(p.tail(30))
+            elif shutil.which("gdb"):  # where each live node's threads wait (a hang shows here)
+                stacks = p.log_path + ".stacks"
+                with open(stacks, "w") as f:
+                    subprocess.run(["gdb", "-batch", "-p", str(p.popen.pid), "-ex", "thread apply all bt"],
+                                   stdout=f, stderr=subprocess.STDOUT, timeout=120, check=False)
+                print("--- %s's threads: %s" % (p.name, stacks))
         return 1
     finally:
         cluster.cleanup()

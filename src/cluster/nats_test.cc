@@ -1,0 +1,174 @@
+// KeyValue against a real nats-server (Debian's, started here with JetStream on a free port);
+// skipped where none is installed.
+#include "cluster/nats.h"
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <set>
+#include <thread>
+
+namespace fathom::cluster {
+namespace {
+
+namespace fs = std::filesystem;
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  int port = -1;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+// One nats-server with JetStream in a temporary directory, stopped with the object.
+class NatsServer {
+ public:
+  NatsServer() {
+    for (const char* path : {"/usr/sbin/nats-server", "/usr/bin/nats-server"}) {
+      if (access(path, X_OK) == 0) binary_ = path;
+    }
+    if (binary_.empty()) return;
+    dir_ = fs::temp_directory_path() / ("fathom-nats-test-" + std::to_string(getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    port_ = FreePort();
+    const std::string port = std::to_string(port_), store = dir_.string(),
+                      log = (dir_ / "nats.log").string();
+    pid_ = fork();
+    if (pid_ == 0) {
+      execl(binary_.c_str(), binary_.c_str(), "-js", "-a", "127.0.0.1", "-p", port.c_str(), "-sd",
+            store.c_str(), "-l", log.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+  }
+  ~NatsServer() {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (!dir_.empty()) fs::remove_all(dir_);
+  }
+  bool available() const { return !binary_.empty() && pid_ > 0; }
+  std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  std::string binary_;
+  fs::path dir_;
+  int port_ = -1;
+  pid_t pid_ = -1;
+};
+
+TEST(NatsKeyValueTest, KeysListsWhatHasAValueAndEndsWhileOthersChange) {
+  NatsServer server;
+  if (!server.available()) GTEST_SKIP() << "no nats-server installed";
+  auto nats = Nats::Connect({server.url()}, "nats-test", std::chrono::seconds(10));
+  ASSERT_TRUE(nats.ok()) << nats.status().ToString();
+  auto made = (*nats)->Bucket("keys_test", 1, std::chrono::seconds(0));
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  KeyValue& kv = **made;
+
+  auto empty = kv.Keys();
+  ASSERT_TRUE(empty.ok()) << empty.status().ToString();
+  EXPECT_TRUE(empty->empty());
+
+  std::set<std::string> stable;
+  for (int i = 0; i < 50; ++i) {
+    const std::string key = "stable" + std::to_string(i);
+    ASSERT_TRUE(kv.Put(key, "v").ok());
+    stable.insert(key);
+  }
+  ASSERT_TRUE(kv.Put("gone", "v").ok());
+  ASSERT_TRUE(kv.Delete("gone").ok());
+  ASSERT_TRUE(kv.Put("twice", "1").ok());
+  ASSERT_TRUE(kv.Put("twice", "2").ok());
+  auto listed = kv.Keys();
+  ASSERT_TRUE(listed.ok()) << listed.status().ToString();
+  std::set<std::string> expected = stable;
+  expected.insert("twice");
+  EXPECT_EQ(std::set<std::string>(listed->begin(), listed->end()), expected);
+
+  // Keys put and deleted all the while (as drops and re-creates do): every listing ends within
+  // its timeout and holds every stable key. nats.c's kvStore_Keys, waiting for a count of
+  // initial values that deletions made unreachable, could wait here for ever.
+  std::atomic<bool> stop{false};
+  std::thread churn([&] {
+    for (int i = 0; !stop.load(); ++i) {
+      const std::string key = "churn" + std::to_string(i % 20);
+      (void)kv.Put(key, "v");
+      (void)kv.Delete(key);
+    }
+  });
+  int complete = 0;
+  for (int round = 0; round < 100; ++round) {
+    const auto started = std::chrono::steady_clock::now();
+    auto keys = kv.Keys(std::chrono::seconds(5));
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(7));
+    if (!keys.ok()) {  // a timeout is allowed to say so; it must not hang or be partial
+      EXPECT_EQ(keys.status().code(), Status::Code::kUnavailable) << keys.status().ToString();
+      continue;
+    }
+    ++complete;
+    std::set<std::string> got(keys->begin(), keys->end());
+    for (const std::string& key : expected) {
+      EXPECT_TRUE(got.count(key)) << "round " << round << ": '" << key << "' missing";
+    }
+  }
+  stop.store(true);
+  churn.join();
+  EXPECT_GT(complete, 90);
+}
+
+TEST(NatsKeyValueTest, KeysEndsWhenAnEntryIsReplacedWhileListing) {
+  NatsServer server;
+  if (!server.available()) GTEST_SKIP() << "no nats-server installed";
+  auto nats = Nats::Connect({server.url()}, "nats-test", std::chrono::seconds(10));
+  ASSERT_TRUE(nats.ok()) << nats.status().ToString();
+  auto made = (*nats)->Bucket("race_test", 1, std::chrono::seconds(0));
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  KeyValue& kv = **made;
+  ASSERT_TRUE(kv.Put("stable", "v").ok());
+  // An entry replaced between the listing's start and its delivery: nats.c's kvStore_Keys
+  // waited for ever in 8 of these 300 rounds (until any later write); Keys must end each with
+  // the complete list.
+  int hung = 0, wrong = 0;
+  for (int round = 0; round < 300; ++round) {
+    ASSERT_TRUE(kv.Put("victim", "v").ok());
+    std::atomic<bool> done{false};
+    std::thread lister([&] {
+      auto keys = kv.Keys(std::chrono::seconds(3));
+      if (!keys.ok() || std::find(keys->begin(), keys->end(), "stable") == keys->end()) ++wrong;
+      done.store(true);
+    });
+    std::this_thread::sleep_for(std::chrono::microseconds(50 * (round % 40)));
+    ASSERT_TRUE(kv.Delete("victim").ok());
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(4);
+    while (!done.load() && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (!done.load()) {
+      ++hung;
+      (void)kv.Put("wake", "v");  // a new entry ends the library's wait
+    }
+    lister.join();
+  }
+  EXPECT_EQ(hung, 0);
+  EXPECT_EQ(wrong, 0);
+}
+
+}  // namespace
+}  // namespace fathom::cluster
