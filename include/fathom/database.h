@@ -316,7 +316,9 @@ class Collection {
   // One result list per query, closest first.
   virtual Result<std::vector<std::vector<ScoredPoint>>> Search(const SearchRequest& request,
                                                                SearchStats* stats = nullptr) const = 0;
-  // Writes a consistent copy of this collection into `dir` (which must not exist).
+  // Writes a consistent copy of this collection into `dir` (which must not exist): its state at
+  // one moment. Writes wait while the index files are written (memory-speed), not while the
+  // records and their vectors are copied; searches never wait.
   virtual Status Snapshot(const std::string& dir) const = 0;
   // Writes index checkpoints now and trims the operation log. Writes and searches go on while
   // the files are written. (Automatic checkpoints run on a background thread.)

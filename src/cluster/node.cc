@@ -225,14 +225,20 @@ class Applier {
   // `on_snapshot_needed` is called (from the applier's thread) when the stream no longer holds
   // the entries after this replica's position: the applier stops, and the node installs a
   // snapshot from a peer.
+  // `set_index` makes (type given) or drops (none) a payload index of a local collection: the
+  // log's "index" entries.
+  using SetIndex = std::function<Status(const std::string& local, const std::string& field,
+                                        const std::optional<std::string>& type)>;
   Applier(Nats* nats, std::string node_id, Meta meta, uint32_t shard,
-          std::shared_ptr<Collection> local, std::function<void()> on_snapshot_needed)
+          std::shared_ptr<Collection> local, std::function<void()> on_snapshot_needed,
+          SetIndex set_index)
       : nats_(nats),
         node_id_(std::move(node_id)),
         meta_(std::move(meta)),
         shard_(shard),
         local_(std::move(local)),
-        on_snapshot_needed_(std::move(on_snapshot_needed)) {
+        on_snapshot_needed_(std::move(on_snapshot_needed)),
+        set_index_(std::move(set_index)) {
     done_ = local_->log_position();
     thread_ = std::thread([this] { Run(); });
   }
@@ -510,6 +516,16 @@ class Applier {
       }
       return local_->UpdatePayload(u, seq);
     }
+    if (op == "index") {  // a payload index made or dropped: every replica, in log order
+      std::optional<std::string> type;
+      if (e.contains("type")) type = e["type"].get<std::string>();
+      FATHOM_RETURN_IF_ERROR(
+          set_index_(meta_.Local(shard_), e.at("field").get<std::string>(), type));
+      // (Not one write with the index: a replay after a crash between them makes it again,
+      // which changes nothing.)
+      FATHOM_RETURN_IF_ERROR(local_->SkipLogPosition(seq));
+      return uint64_t{0};
+    }
     return Status::Corruption("log entry has unknown op '" + op + "'");
   }
 
@@ -519,6 +535,7 @@ class Applier {
   const uint32_t shard_;
   const std::shared_ptr<Collection> local_;
   const std::function<void()> on_snapshot_needed_;
+  const SetIndex set_index_;
   std::atomic<bool> needs_snapshot_{false};
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> last_seq_{0};
@@ -668,6 +685,8 @@ class Node final : public server::ServerExtension {
         {"POST", "/cluster/rebalance", Access::kWrite, h(&Node::Rebalance)},
         {"POST", "/cluster/local/{name}/scroll", Access::kRead, h(&Node::LocalScroll)},
         {"POST", "/cluster/local/{name}/points", Access::kRead, h(&Node::LocalPoints)},
+        {"PUT", "/collections/{name}/index", Access::kWrite, h(&Node::CreateFieldIndex)},
+        {"DELETE", "/collections/{name}/index/{field}", Access::kWrite, h(&Node::DeleteFieldIndex)},
     };
     // What the cluster mode does not do yet answers so, instead of touching local collections.
     for (const char* path : {"/collections/{name}/snapshots"}) {
@@ -685,9 +704,6 @@ class Node final : public server::ServerExtension {
                  h(&Node::Unsupported)});
     r.push_back(
         {"GET", "/collections/{name}/snapshots/{snapshot}", Access::kRead, h(&Node::Unsupported)});
-    r.push_back({"PUT", "/collections/{name}/index", Access::kWrite, h(&Node::Unsupported)});
-    r.push_back(
-        {"DELETE", "/collections/{name}/index/{field}", Access::kWrite, h(&Node::Unsupported)});
     return r;
   }
 
@@ -1023,6 +1039,9 @@ class Node final : public server::ServerExtension {
         spdlog::warn("cluster: template of '{}': {}", name, s.ToString());
         continue;
       }
+      if (Status s = SyncTemplateIndexes(m); !s.ok()) {
+        spdlog::warn("cluster: payload indexes of the template of '{}': {}", name, s.ToString());
+      }
       for (uint32_t s = 0; s < m.shards; ++s) {
         if (!m.Holds(s, o_.node_id)) continue;
         const std::string local = m.Local(s);
@@ -1085,13 +1104,64 @@ class Node final : public server::ServerExtension {
         }
         auto c = api_->LocalCollection(local);
         if (!c.ok()) continue;
-        auto applier = std::make_shared<Applier>(nats_.get(), o_.node_id, m, s,
-                                                 std::move(c).value(), [this] { Poke(); });
+        auto applier = std::make_shared<Applier>(
+            nats_.get(), o_.node_id, m, s, std::move(c).value(), [this] { Poke(); },
+            [this](const std::string& local, const std::string& field,
+                   const std::optional<std::string>& type) {
+              return SetLocalIndex(local, field, type);
+            });
         std::lock_guard lock(mu_);
         appliers_.emplace(local, std::move(applier));
       }
     }
 
+    return Status::OK();
+  }
+
+  // Makes (type given) or drops a payload index of local collection `local`; the same index
+  // again, or dropping one that is not there, changes nothing.
+  Status SetLocalIndex(const std::string& local, const std::string& field,
+                       const std::optional<std::string>& type) {
+    ApiRequest r;
+    std::string body;
+    if (type) {
+      body = Json{{"field_name", field}, {"field_schema", *type}}.dump();
+      r.body = body;
+      r.params = {local};
+      return AsResult(api_->CreateFieldIndex(r)).status();
+    }
+    r.params = {local, field};
+    Reply dropped = api_->DeleteFieldIndex(r);
+    if (dropped.http_status == 404 && api_->LocalCollection(local).ok()) return Status::OK();
+    return AsResult(dropped).status();
+  }
+
+  // The collection's payload indexes as its metadata names them (field -> type name).
+  static std::map<std::string, std::string> MetaIndexes(const Meta& m) {
+    std::map<std::string, std::string> out;
+    auto it = m.body.find("indexed_fields");
+    if (it == m.body.end() || !it->is_object()) return out;
+    for (const auto& [field, type] : it->items()) {
+      if (type.is_string()) out[field] = type.get<std::string>();
+    }
+    return out;
+  }
+
+  // The template (what GET /collections shows, and what checks writes) gets the payload
+  // indexes the metadata names; the replicas get theirs from the log.
+  Status SyncTemplateIndexes(const Meta& m) {
+    FATHOM_ASSIGN_OR_RETURN(auto t, api_->LocalCollection(m.Template()));
+    const auto want = MetaIndexes(m);
+    const auto have = t->spec().indexed_fields;
+    for (const auto& [field, type] : want) {
+      auto it = have.find(field);
+      if (it == have.end() || type != FieldTypeName(it->second))
+        FATHOM_RETURN_IF_ERROR(SetLocalIndex(m.Template(), field, type));
+    }
+    for (const auto& [field, type] : have) {
+      if (!want.count(field))
+        FATHOM_RETURN_IF_ERROR(SetLocalIndex(m.Template(), field, std::nullopt));
+    }
     return Status::OK();
   }
 
@@ -1635,6 +1705,7 @@ class Node final : public server::ServerExtension {
     }
     if (cached) {
       FATHOM_RETURN_IF_ERROR(EnsureLocal(*cached, cached->Template()));
+      FATHOM_RETURN_IF_ERROR(SyncTemplateIndexes(*cached));  // (nothing to do: two map reads)
       return std::move(*cached);
     }
     FATHOM_RETURN_IF_ERROR(server::ValidateName(name, "collection name"));
@@ -1644,6 +1715,7 @@ class Node final : public server::ServerExtension {
     // The template validates writes: make sure this node has it (a collection made a moment
     // ago on another node may not have reached this node's sync yet).
     FATHOM_RETURN_IF_ERROR(EnsureLocal(m, m.Template()));
+    FATHOM_RETURN_IF_ERROR(SyncTemplateIndexes(m));  // (a payload index made a moment ago)
     return m;
   }
 
@@ -2296,6 +2368,61 @@ class Node final : public server::ServerExtension {
     });
     return Publish(m, entries, req, Json::object(), "updated");
   }
+  // PUT /collections/{name}/index and DELETE /collections/{name}/index/{field}: the metadata
+  // names the index (so templates and replicas made later have it), and an entry in every
+  // shard's log makes or drops it on each replica in order with the writes around it.
+  Reply CreateFieldIndex(const ApiRequest& req) {
+    FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
+    ApiRequest local = req;
+    local.params = {m.Template()};
+    Reply made = api_->CreateFieldIndex(local);  // checks the request (precise 400s)
+    if (!made.ok()) return made;
+    const std::string field = Json::parse(req.body).value("field_name", "");
+    FATHOM_ASSIGN_OR_RETURN(auto t, api_->LocalCollection(m.Template()));
+    auto it = t->spec().indexed_fields.find(field);
+    if (it == t->spec().indexed_fields.end())
+      return Status::Internal("the template lost the index on '" + field + "'");
+    return ChangeFieldIndex(m, field, std::string(FieldTypeName(it->second)), req);
+  }
+
+  Reply DeleteFieldIndex(const ApiRequest& req) {
+    FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
+    const std::string& field = req.params.at(1);
+    if (!MetaIndexes(m).count(field)) {
+      return Status::NotFound("collection '" + m.name + "' has no payload index on '" + field +
+                              "'");
+    }
+    FATHOM_RETURN_IF_ERROR(SetLocalIndex(m.Template(), field, std::nullopt));
+    return ChangeFieldIndex(m, field, std::nullopt, req);
+  }
+
+  Reply ChangeFieldIndex(const Meta& m, const std::string& field,
+                         const std::optional<std::string>& type, const ApiRequest& req) {
+    for (int attempt = 0;; ++attempt) {  // compare-and-set of the metadata
+      uint64_t revision = 0;
+      FATHOM_ASSIGN_OR_RETURN(auto current, collections_kv_->Get(m.name, &revision));
+      if (!current) return Status::NotFound("collection '" + m.name + "' does not exist");
+      FATHOM_ASSIGN_OR_RETURN(Meta now, Meta::Decode(*current));
+      if (now.gen != m.gen) return Status::NotFound("collection '" + m.name + "' was dropped");
+      Json& fields = now.body["indexed_fields"];
+      if (!fields.is_object()) fields = Json::object();
+      if (type) {
+        fields[field] = *type;
+      } else {
+        fields.erase(field);
+      }
+      Status written = collections_kv_->Update(m.name, now.Encode(), revision);
+      if (written.ok()) break;
+      if (written.code() != Status::Code::kFailedPrecondition || attempt == 9) return written;
+    }
+    Announce(m.name);
+    Json entry{{"op", "index"}, {"field", field}};
+    if (type) entry["type"] = *type;
+    std::map<uint32_t, std::string> entries;
+    for (uint32_t s = 0; s < m.shards; ++s) entries[s] = entry.dump();
+    return Publish(m, entries, req, Json::object());
+  }
+
   Reply SetPayload(const ApiRequest& req) { return UpdatePayload(req, PayloadUpdate::Op::kSet); }
   Reply OverwritePayload(const ApiRequest& req) {
     return UpdatePayload(req, PayloadUpdate::Op::kOverwrite);
@@ -2622,10 +2749,8 @@ class Node final : public server::ServerExtension {
 
   Reply Unsupported(const ApiRequest&) {
     return Reply::Error(501,
-                        "not supported in cluster mode yet (snapshots, payload index changes, "
-                        "PATCH and tune work on "
-                        "a single node; see "
-                        "docs/distributed.md)");
+                        "not supported in cluster mode yet (snapshots, PATCH and tune work on a "
+                        "single node; see docs/distributed.md)");
   }
 
   // ---- Handlers: cluster status ----
@@ -2649,6 +2774,10 @@ class Node final : public server::ServerExtension {
              {"apply_errors", a->apply_errors()}};
       if (a->needs_snapshot()) s["needs_snapshot"] = true;
       if (std::string e = a->error(); !e.empty()) s["error"] = e;
+      Json fields = Json::object();
+      for (const auto& [field, type] : a->collection()->spec().indexed_fields)
+        fields[field] = FieldTypeName(type);
+      s["indexed_fields"] = std::move(fields);
       if (checksums) {
         auto sum = Checksum(a->collection());
         if (sum.ok())

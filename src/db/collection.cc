@@ -856,7 +856,8 @@ Status CollectionImpl::ValidatePayloads(const std::vector<Record>& records,
 }
 
 Status CollectionImpl::ValidateRecords(const std::vector<Record>& records,
-                                       std::vector<nlohmann::json>* payloads, uint64_t* epoch) const {
+                                       std::vector<nlohmann::json>* payloads, uint64_t* epoch,
+                                       bool index_types) const {
   if (records.empty()) return Status::InvalidArgument("upsert batch is empty");
   std::unordered_set<std::string> seen;
   payloads->clear();
@@ -911,6 +912,7 @@ Status CollectionImpl::ValidateRecords(const std::vector<Record>& records,
     }
     payloads->push_back(std::move(payload));
   }
+  if (!index_types) return Status::OK();
   return ValidatePayloads(records, *payloads, epoch);
 }
 
@@ -918,7 +920,11 @@ Status CollectionImpl::Upsert(const std::vector<Record>& records, uint64_t log_p
   PendingUpsert me;
   me.records = &records;
   me.log_position = log_position;
-  FATHOM_RETURN_IF_ERROR(ValidateRecords(records, &me.payloads, &me.epoch));
+  // A replicated log's write (log_position > 0) is applied whatever the payload index's types:
+  // the node that accepted it checked it against the collection's spec then, and a payload
+  // index made meanwhile keeps a value of another type as it keeps those stored before it
+  // (read from the payload). Rejecting it here would drop an acknowledged write on every replica.
+  FATHOM_RETURN_IF_ERROR(ValidateRecords(records, &me.payloads, &me.epoch, /*index_types=*/log_position == 0));
   std::shared_lock life(life_mutex_);
   FATHOM_RETURN_IF_ERROR(retired_);
   upsert_requests_.fetch_add(1, std::memory_order_relaxed);
@@ -943,7 +949,7 @@ Status CollectionImpl::Upsert(const std::vector<Record>& records, uint64_t log_p
       // A payload index made or changed since an upsert was validated: it must fit that too.
       std::vector<PendingUpsert*> valid;
       for (PendingUpsert* p : group) {
-        if (p->epoch != payload_index_epoch_) {
+        if (p->log_position == 0 && p->epoch != payload_index_epoch_) {
           if (Status s = ValidatePayloads(*p->records, p->payloads, &p->epoch); !s.ok()) {
             p->status = s;
             continue;
@@ -1620,7 +1626,9 @@ Result<size_t> CollectionImpl::UpdatePayload(const PayloadUpdate& update, uint64
         next = nlohmann::json::object();
         break;
     }
-    FATHOM_RETURN_IF_ERROR(payload_index_.Validate(next, "point " + PointIdToString(ids[i])));
+    if (log_position == 0) {  // (a replicated log's update: as in Upsert)
+      FATHOM_RETURN_IF_ERROR(payload_index_.Validate(next, "point " + PointIdToString(ids[i])));
+    }
     texts[i] = next.dump();
   }
   KvStore::Batch batch(*kv_);
@@ -1956,8 +1964,8 @@ Status CollectionImpl::WriteStoreRows(size_t v, size_t n, const float* x, const 
   return Status::OK();
 }
 
-Status CollectionImpl::ReadVectors(uint32_t slot, Record* record) const {
-  FATHOM_ASSIGN_OR_RETURN(auto value, kv_->Get(Cf::kVectors, RecordKey(id_, slot)));
+Status CollectionImpl::ReadVectors(uint32_t slot, Record* record, const KvStore::ReadView* view) const {
+  FATHOM_ASSIGN_OR_RETURN(auto value, kv_->Get(Cf::kVectors, RecordKey(id_, slot), view));
   if (!value) {
     return Status::Corruption("collection '" + spec_.name + "' slot " + std::to_string(slot) +
                               ": the record's vectors are missing (run `fathom repair`)");
@@ -2000,50 +2008,61 @@ size_t CollectionImpl::memory_bytes() const {
 Status CollectionImpl::Snapshot(const std::string& dir) const {
   std::shared_lock life(life_mutex_);
   FATHOM_RETURN_IF_ERROR(retired_);
-  std::lock_guard write_lock(write_mutex_);
   std::error_code ec;
   if (fs::exists(dir, ec)) return Status::AlreadyExists("snapshot directory '" + dir + "' already exists");
-  size_t estimate = 0;
-  for (const auto& index : indexes_) estimate += 2 * index->memory_bytes();  // records + index
-  FATHOM_RETURN_IF_ERROR(CheckFreeSpace(fs::absolute(dir).parent_path().string(), estimate,
-                                        options_.min_free_disk_bytes));
-  fs::create_directories(dir, ec);
-  if (ec) return Status::IOError("cannot create '" + dir + "': " + ec.message());
-  CollectionSpec spec = this->spec();  // (with the payload indexes made since opening)
-  spec.metadata = metadata();
-  FATHOM_RETURN_IF_ERROR(WriteFileAtomic(dir + "/collection.json", EncodeSpec(spec, 0)));
+  // Under write_mutex_ (no write in flight): the spec, the index files and the log position, and
+  // a read view of the store, all of one moment. The records (the long part: every vector read
+  // and written out) then stream from that view while writes go on.
+  std::unique_ptr<KvStore::ReadView> view;
+  uint64_t position = 0;
+  {
+    std::lock_guard write_lock(write_mutex_);
+    size_t estimate = 0;
+    for (const auto& index : indexes_) estimate += 2 * index->memory_bytes();  // records + index
+    FATHOM_RETURN_IF_ERROR(CheckFreeSpace(fs::absolute(dir).parent_path().string(), estimate,
+                                          options_.min_free_disk_bytes));
+    fs::create_directories(dir, ec);
+    if (ec) return Status::IOError("cannot create '" + dir + "': " + ec.message());
+    CollectionSpec spec = this->spec();  // (with the payload indexes made since opening)
+    spec.metadata = metadata();
+    FATHOM_RETURN_IF_ERROR(WriteFileAtomic(dir + "/collection.json", EncodeSpec(spec, 0)));
+    for (size_t v = 0; v < indexes_.size(); ++v) {
+      FATHOM_RETURN_IF_ERROR(indexes_[v]->Save(dir + "/" + std::to_string(v) + ".fathom"));
+    }
+    FATHOM_ASSIGN_OR_RETURN(auto tuned, kv_->Get(Cf::kMeta, "tuned/" + CollectionPrefix(id_)));
+    if (tuned && *tuned != "{}") FATHOM_RETURN_IF_ERROR(WriteFileAtomic(dir + "/tuned.json", *tuned));
+    position = log_position_.load();
+    view = kv_->NewReadView();
+  }
   // Streamed to the file (through the writer's buffer), never whole in memory.
   FATHOM_ASSIGN_OR_RETURN(auto records, AtomicFileWriter::Create(dir + "/records.bin"));
   FATHOM_RETURN_IF_ERROR(records->Write(kSnapshotMagic, sizeof(kSnapshotMagic) - 1));
   FATHOM_RETURN_IF_ERROR(records->Pod(kSnapshotVersion));
   // Snapshot records carry their vectors inline (one value per record, as in format 1).
   Status inner;
-  Status scan = kv_->Scan(Cf::kRecords, CollectionPrefix(id_),
-                          [&](std::string_view key, std::string_view value) {
-                            const uint32_t slot = ReadBigEndian32(key.data() + 4);
-                            Record record;
-                            bool inline_vectors = false;
-                            inner = DecodeRecord(value, &record, true, &inline_vectors);
-                            if (inner.ok() && !inline_vectors) inner = ReadVectors(slot, &record);
-                            if (!inner.ok()) return false;
-                            const std::string full = EncodeRecord(record, record.payload);
-                            inner = records->Pod(slot);
-                            if (inner.ok()) inner = records->Pod(static_cast<uint32_t>(full.size()));
-                            if (inner.ok()) inner = records->Write(full.data(), full.size());
-                            return inner.ok();
-                          });
+  Status scan = kv_->Scan(
+      Cf::kRecords, CollectionPrefix(id_),
+      [&](std::string_view key, std::string_view value) {
+        const uint32_t slot = ReadBigEndian32(key.data() + 4);
+        Record record;
+        bool inline_vectors = false;
+        inner = DecodeRecord(value, &record, true, &inline_vectors);
+        if (inner.ok() && !inline_vectors) inner = ReadVectors(slot, &record, view.get());
+        if (!inner.ok()) return false;
+        const std::string full = EncodeRecord(record, record.payload);
+        inner = records->Pod(slot);
+        if (inner.ok()) inner = records->Pod(static_cast<uint32_t>(full.size()));
+        if (inner.ok()) inner = records->Write(full.data(), full.size());
+        return inner.ok();
+      },
+      view.get());
   FATHOM_RETURN_IF_ERROR(scan);
   FATHOM_RETURN_IF_ERROR(inner);
   FATHOM_RETURN_IF_ERROR(records->Pod(records->crc()));
   FATHOM_RETURN_IF_ERROR(records->Commit());
-  for (size_t v = 0; v < indexes_.size(); ++v) {
-    FATHOM_RETURN_IF_ERROR(indexes_[v]->Save(dir + "/" + std::to_string(v) + ".fathom"));
-  }
-  FATHOM_ASSIGN_OR_RETURN(auto tuned, kv_->Get(Cf::kMeta, "tuned/" + CollectionPrefix(id_)));
-  if (tuned && *tuned != "{}") FATHOM_RETURN_IF_ERROR(WriteFileAtomic(dir + "/tuned.json", *tuned));
-  // A cluster replica's position in its shard's log, consistent with the records (write_mutex_
-  // is held): a replica restored from this snapshot goes on applying right after it.
-  if (const uint64_t position = log_position_.load(); position > 0) {
+  // A cluster replica's position in its shard's log, of the same moment as the records and index
+  // files: a replica restored from this snapshot goes on applying right after it.
+  if (position > 0) {
     FATHOM_RETURN_IF_ERROR(WriteFileAtomic(dir + "/log_position", std::to_string(position) + "\n"));
   }
   return Status::OK();

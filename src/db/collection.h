@@ -138,8 +138,10 @@ class CollectionImpl final : public Collection {
                                                         bool with_vectors) const;
   // Checks a batch and parses its payloads; `epoch` (optional) receives the payload index epoch
   // the payloads were checked against.
+  // `index_types` false: the payloads are not checked against the payload index's types (a
+  // replicated log's write, already checked where it was accepted: see Upsert).
   Status ValidateRecords(const std::vector<Record>& records, std::vector<nlohmann::json>* payloads,
-                         uint64_t* epoch = nullptr) const;
+                         uint64_t* epoch = nullptr, bool index_types = true) const;
   // The payloads against the payload index's field types (under state_mutex_ shared: a payload
   // index change swaps the index under it exclusively); `epoch` receives payload_index_epoch_.
   Status ValidatePayloads(const std::vector<Record>& records, const std::vector<nlohmann::json>& payloads,
@@ -182,7 +184,7 @@ class CollectionImpl final : public Collection {
   // rows of every slot it replays, so a crash in between loses nothing.
   Status WriteStoreRows(size_t v, size_t n, const float* x, const label_t* labels);
   // Reads a slot's vectors from the vectors column family into record->vectors.
-  Status ReadVectors(uint32_t slot, Record* record) const;
+  Status ReadVectors(uint32_t slot, Record* record, const KvStore::ReadView* view = nullptr) const;
   // The stored payload of a live slot (on_disk_payload: payloads are not cached).
   Result<nlohmann::json> StoredPayload(uint32_t slot) const;
   // The cached payload of a slot, parsed (an empty object when it has none). Caller holds

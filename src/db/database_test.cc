@@ -302,6 +302,60 @@ TEST_F(DatabaseTest, SnapshotCarriesTheLogPosition) {
   EXPECT_EQ(std::move(again->GetCollection("replica")).value()->log_position(), 13u);
 }
 
+TEST_F(DatabaseTest, SnapshotIsOneMomentWhileWritesGoOn) {
+  // Records stream from a read view after the write lock is let go: a snapshot taken while a
+  // writer upserts must still be one moment, consistent with its index files and log position.
+  // Entry p adds point p and sets point 0's payload to p, so a copy at position L holds points
+  // 0..L exactly, point 0 says L, and its index finds every point it holds.
+  auto data = testing::Clustered(2000, 5, 8, 10, 9);
+  auto db = OpenDb();
+  CollectionSpec spec = Spec("moving", 8);
+  spec.indexed_fields.clear();
+  auto c = std::move(db->CreateCollection(spec)).value();
+  auto entry = [&](uint64_t p) {
+    std::vector<Record> r = Records(data, p, p + 1);
+    Record zero = Records(data, 0, 1)[0];
+    zero.payload = R"({"p": )" + std::to_string(p) + "}";
+    r.push_back(zero);
+    return r;
+  };
+  ASSERT_TRUE(c->Upsert(entry(1), 1).ok());
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> written{1};
+  std::thread writer([&] {
+    for (uint64_t p = 2; p < 2000 && !stop.load(); ++p) {
+      if (!c->Upsert(entry(p), p).ok()) break;
+      written.store(p);
+    }
+  });
+  for (int round = 0; round < 4; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    const std::string snap = dir_ + "/moving-" + std::to_string(round);
+    ASSERT_TRUE(c->Snapshot(snap).ok());
+    auto copy = db->RestoreSnapshot(snap, "copy" + std::to_string(round));
+    ASSERT_TRUE(copy.ok()) << copy.status().ToString();
+    const uint64_t at = (*copy)->log_position();
+    ASSERT_GE(at, 1u);
+    EXPECT_EQ((*copy)->Count(), at + 1);
+    auto zero = (*copy)->Get({PointId{uint64_t{0}}}, false);
+    ASSERT_TRUE(zero.ok() && (*zero)[0].has_value());
+    EXPECT_EQ((*zero)[0]->payload, R"({"p":)" + std::to_string(at) + "}");
+    SearchRequest last;
+    last.queries.assign(data.base.begin() + at * 8, data.base.begin() + (at + 1) * 8);
+    last.k = 1;
+    auto found = (*copy)->Search(last);
+    ASSERT_TRUE(found.ok());
+    ASSERT_EQ((*found)[0].size(), 1u);
+    EXPECT_EQ((*found)[0][0].id, PointId{at});  // its index holds the last point it has
+    auto beyond = (*copy)->Get({PointId{at + 1}}, false);
+    ASSERT_TRUE(beyond.ok());
+    EXPECT_FALSE((*beyond)[0].has_value());  // and no record of a later entry
+  }
+  stop.store(true);
+  writer.join();
+  EXPECT_GT(written.load(), 1u);
+}
+
 TEST_F(DatabaseTest, MetadataIsKeptReplacedAndCarriedBySnapshots) {
   const std::string model = R"({"model":{"dimension":8,"name":"resnet50","version":"2"}})";
   {
@@ -1137,6 +1191,39 @@ TEST_F(DatabaseTest, CloseCheckpointsOnlyWhenTheLogIsWorthIt) {
 // stay those of a payload scan, the index holds later upserts to its type (it did not before),
 // values of another type written before it are read from payloads, the spec says what is indexed, and
 // all of it survives a reopen and a crash; metadata updates and index changes keep each other.
+TEST_F(DatabaseTest, ReplicatedWritesApplyWhateverAPayloadIndexMadeSinceSays) {
+  // A cluster replica applies its shard's log: a write the accepting node checked before a
+  // payload index existed may reach the log after the index's entry. Refusing it on apply would
+  // drop an acknowledged write on every replica; it is kept as values from before an index are.
+  auto data = testing::Clustered(10, 1, 8, 2, 5);
+  auto db = OpenDb();
+  CollectionSpec spec = Spec("replica", data.dim);
+  spec.indexed_fields.clear();
+  auto c = std::move(db->CreateCollection(spec)).value();
+  ASSERT_TRUE(c->Upsert(Records(data, 0, 4), 1).ok());
+  ASSERT_TRUE(db->CreatePayloadIndex("replica", "label", FieldType::kInteger).ok());
+  Record text = Records(data, 4, 5)[0];
+  text.payload = R"({"label": "four"})";
+  EXPECT_TRUE(c->Upsert({text}).IsInvalidArgument());  // a client's write: refused, as before
+  EXPECT_EQ(c->log_position(), 1u);
+  Status applied = c->Upsert({text}, 2);  // the log's: applied, and its position kept
+  ASSERT_TRUE(applied.ok()) << applied.ToString();
+  EXPECT_EQ(c->log_position(), 2u);
+  EXPECT_EQ(c->Count(), 5u);
+  PayloadUpdate set;
+  set.op = PayloadUpdate::Op::kSet;
+  set.ids = {PointId{uint64_t{0}}};
+  set.payload = R"({"label": "zero"})";
+  EXPECT_TRUE(c->UpdatePayload(set).status().IsInvalidArgument());
+  auto updated = c->UpdatePayload(set, 3);
+  ASSERT_TRUE(updated.ok()) << updated.status().ToString();
+  EXPECT_EQ(*updated, 1u);
+  EXPECT_EQ(c->log_position(), 3u);
+  // Filters on the indexed field still see both: numbers from the index, text from payloads.
+  EXPECT_EQ(std::move(c->CountByFilter("label >= 0")).value(), 3u);
+  EXPECT_EQ(std::move(c->CountByFilter(R"({"must_not": [{"is_null": {"key": "label"}}]})")).value(), 5u);
+}
+
 TEST_F(DatabaseTest, PayloadIndexesMadeAndDroppedOnALiveCollection) {
   auto data = testing::Clustered(61, 1, 8, 2, 72);
   for (bool on_disk : {false, true}) {

@@ -148,9 +148,17 @@ Status KvStore::SyncWal() {
   return FromRocks(db_->FlushWAL(/*sync=*/true), "log sync failed");
 }
 
-Result<std::optional<std::string>> KvStore::Get(Cf cf, std::string_view key) const {
+KvStore::ReadView::~ReadView() { db_->ReleaseSnapshot(snapshot_); }
+
+std::unique_ptr<KvStore::ReadView> KvStore::NewReadView() const {
+  return std::unique_ptr<ReadView>(new ReadView(db_.get(), db_->GetSnapshot()));
+}
+
+Result<std::optional<std::string>> KvStore::Get(Cf cf, std::string_view key, const ReadView* view) const {
   std::string value;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), Handle(cf), ToSlice(key), &value);
+  rocksdb::ReadOptions options;
+  if (view != nullptr) options.snapshot = view->snapshot_;
+  rocksdb::Status s = db_->Get(options, Handle(cf), ToSlice(key), &value);
   if (s.IsNotFound()) return std::optional<std::string>();
   FATHOM_RETURN_IF_ERROR(FromRocks(s, "read failed"));
   return std::optional<std::string>(std::move(value));
@@ -177,9 +185,11 @@ Result<std::pair<std::optional<std::string>, std::optional<std::string>>> KvStor
 }
 
 Status KvStore::Scan(Cf cf, std::string_view prefix,
-                     const std::function<bool(std::string_view, std::string_view)>& fn) const {
+                     const std::function<bool(std::string_view, std::string_view)>& fn,
+                     const ReadView* view) const {
   rocksdb::ReadOptions options;
   options.fill_cache = false;
+  if (view != nullptr) options.snapshot = view->snapshot_;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options, Handle(cf)));
   for (it->Seek(ToSlice(prefix)); it->Valid(); it->Next()) {
     rocksdb::Slice key = it->key();

@@ -22,6 +22,7 @@
 
 namespace rocksdb {
 class DB;
+class Snapshot;
 class Env;
 class ColumnFamilyHandle;
 class WriteBatch;
@@ -52,6 +53,23 @@ class KvStore {
     std::unique_ptr<rocksdb::WriteBatch> batch_;
   };
 
+  // The store as of one moment (a RocksDB snapshot): reads given it see the writes committed
+  // before it was taken and none after, while writes go on. Held versions are kept until it
+  // goes, so hold it for one long read (a collection snapshot), not for ever.
+  class ReadView {
+   public:
+    ~ReadView();
+    ReadView(const ReadView&) = delete;
+    ReadView& operator=(const ReadView&) = delete;
+
+   private:
+    friend class KvStore;
+    ReadView(rocksdb::DB* db, const rocksdb::Snapshot* snapshot) : db_(db), snapshot_(snapshot) {}
+    rocksdb::DB* db_;
+    const rocksdb::Snapshot* snapshot_;
+  };
+  std::unique_ptr<ReadView> NewReadView() const;
+
   // `env`: the file system to use (tests inject faults); nullptr for the operating system's.
   static Result<std::unique_ptr<KvStore>> Open(const std::string& dir, bool sync,
                                                rocksdb::Env* env = nullptr);
@@ -73,13 +91,15 @@ class KvStore {
   Status Write(Batch& batch);
   // Makes every acknowledged write durable (for buffered databases, before a checkpoint).
   Status SyncWal();
-  Result<std::optional<std::string>> Get(Cf cf, std::string_view key) const;
+  // `view`: read as of that view (see ReadView) instead of now.
+  Result<std::optional<std::string>> Get(Cf cf, std::string_view key, const ReadView* view = nullptr) const;
   // The values of `key` in two column families, read from one snapshot.
   Result<std::pair<std::optional<std::string>, std::optional<std::string>>> GetBoth(Cf first, Cf second,
                                                                                      std::string_view key) const;
   // Calls fn(key, value) for every key starting with prefix, in key order, until it returns false.
   Status Scan(Cf cf, std::string_view prefix,
-              const std::function<bool(std::string_view, std::string_view)>& fn) const;
+              const std::function<bool(std::string_view, std::string_view)>& fn,
+              const ReadView* view = nullptr) const;
   // The last key starting with prefix, if any.
   Result<std::optional<std::string>> LastKey(Cf cf, std::string_view prefix) const;
   Status Flush();

@@ -10,7 +10,7 @@ wait_until are reused) on free loopback ports in a temporary directory, then che
 requests through different nodes: collection create/exists/info/list (with 409 and 400s and
 nothing half-created), upserts with wait=true and their 400s, count (with filter), search and
 batch search against brute-force cosine (with offset), retrieve, payload set/delete/clear,
-deletes by id and filter, scroll pages through every node, recommend and query (single and batch), 501 for snapshots, GET /cluster, `fathom cluster status`, /metrics, moving
+deletes by id and filter, scroll pages through every node, recommend and query (single and batch), 501 for snapshots, payload indexes made and dropped on a live collection, GET /cluster, `fathom cluster status`, /metrics, moving
 a shard replica (add, catch up, remove, last-replica and unknown-node 400s), the Python client,
 and dropping and re-creating the collection (every node must serve the new one at once, and a
 dropped one must be gone from every node as soon as DELETE answered), read_after tokens and
@@ -939,6 +939,67 @@ def run(args, tmp):
         ck.ok(wait_until(lambda: d_log().get("log_entries") == LOG_RETAIN, 30, 0.5),
               "d's log was not trimmed once n2 applies with fsync again", short(d_log()))
         log("18. a buffered replica holds the log back ok")
+
+        # 19. payload indexes made and dropped on a live collection ----------------------------
+        # The metadata names the index (templates follow: GET /collections and the type check of
+        # later writes), and an entry in each shard's log makes it on every replica.
+        nodes = cluster.nodes
+
+        def schema_on(node):
+            return (result_of(node, "GET", BASE) or {}).get("payload_schema", {})
+
+        def replica_fields(node):
+            return [e.get("indexed_fields") for _, e in (local_shards(node) or [])]
+
+        answer = ck.call(n2, "PUT", BASE + "/index?wait=true", {"field_name": "color", "field_schema": "keyword"},
+                         what="create a payload index")
+        ck.ok(answer.get("status") == "completed", "create index with wait answered %s" % short(answer))
+        for node in nodes:
+            ck.ok(wait_until(lambda: schema_on(node).get("color", {}).get("data_type") == "keyword", 10),
+                  "GET /collections/c via %s does not show the index on color" % node.name, short(schema_on(node)))
+            # (a node the rebalance of 17. left without a replica of c has none to check)
+            ck.ok(wait_until(lambda: replica_fields(node) is not None and
+                             all(f == {"color": "keyword"} for f in replica_fields(node)), 10),
+                  "the replicas of c on %s lack the index on color" % node.name, short(replica_fields(node)))
+        ck.ok(sum(len(replica_fields(node) or []) for node in nodes) >= 2 * 3,
+              "c's replicas are not all listed", short([(n.name, replica_fields(n)) for n in nodes]))
+        for k, node in enumerate(nodes):  # every node's template checks a write against the index
+            bad = ck.call(node, "PUT", BASE + "/points?wait=true",
+                          {"points": [{"id": 900 + k, "vector": [1.0, 0.5, 0.0, 0.0], "payload": {"color": 7}}]},
+                          status=400, what="an upsert whose payload does not fit the keyword index")
+            ck.ok("color" in error_text(bad), "the 400 does not name the field: %s" % short(bad))
+            ck.call(node, "PUT", BASE + "/points?wait=true",
+                    {"points": [{"id": 900 + k, "vector": [1.0, 0.5, float(k), 0.0], "payload": {"color": "red" if k % 2 else "blue"}}]},
+                    what="an upsert that fits the index")
+        settle(ck, n1, "upserts with an indexed payload")
+        want_red = sorted(900 + k for k in range(len(nodes)) if k % 2)
+        for node in nodes:
+            hits = ck.call(node, "POST", BASE + "/points/scroll",
+                           {"filter": {"must": [{"key": "color", "match": {"value": "red"}}]}, "limit": 100})
+            ck.ok(sorted(p["id"] for p in hits.get("points", [])) == want_red,
+                  "scroll on the indexed field via %s: %s, expected %s" % (node.name, short(hits), want_red))
+        ck.call(n3, "PUT", BASE + "/index", {"field_name": "color", "field_schema": "nonsense"}, status=400,
+                what="an index of an unknown type")
+        # A replica made after the index has it too.
+        holders = {n.name for n in nodes if any(sh == 0 for sh, _ in (local_shards(n) or []))}
+        spare = next((n for n in nodes if n.name not in holders), None)
+        if spare is not None:
+            ck.call(n1, "POST", "/cluster/collections/c/shards/0/replicas", {"add": spare.name}, what="add a replica")
+            ck.ok(wait_until(lambda: any(sh == 0 and e.get("indexed_fields") == {"color": "keyword"}
+                                         for sh, e in (local_shards(spare) or [])), 30),
+                  "the replica added on %s lacks the index" % spare.name, short(local_shards(spare)))
+        answer = ck.call(n4, "DELETE", BASE + "/index/color?wait=true", what="drop the payload index")
+        ck.ok(answer.get("status") == "completed", "drop index with wait answered %s" % short(answer))
+        for node in nodes:
+            ck.ok(wait_until(lambda: "color" not in schema_on(node), 10),
+                  "GET /collections/c via %s still shows the dropped index" % node.name, short(schema_on(node)))
+            ck.ok(wait_until(lambda: replica_fields(node) is not None and all(f == {} for f in replica_fields(node)), 10),
+                  "the replicas of c on %s still have the dropped index" % node.name, short(replica_fields(node)))
+        ck.call(n1, "PUT", BASE + "/points?wait=true",
+                {"points": [{"id": 950, "vector": [1.0, 0.5, 0.0, 1.0], "payload": {"color": 7}}]},
+                what="an upsert of any payload once the index is gone")
+        ck.call(n2, "DELETE", BASE + "/index/color", status=404, what="dropping an index that is not there")
+        log("19. payload indexes made and dropped ok")
 
         crashed = [n.name for n in cluster.nodes + cluster.nats if not n.running()]
         ck.ok(not crashed, "processes exited during the test: %s" % crashed)
