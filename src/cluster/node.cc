@@ -686,6 +686,7 @@ class Node final : public server::ServerExtension {
         {"POST", "/cluster/local/{name}/scroll", Access::kRead, h(&Node::LocalScroll)},
         {"POST", "/cluster/local/{name}/points", Access::kRead, h(&Node::LocalPoints)},
         {"PUT", "/collections/{name}/index", Access::kWrite, h(&Node::CreateFieldIndex)},
+        {"PATCH", "/collections/{name}", Access::kWrite, h(&Node::UpdateCollection)},
         {"DELETE", "/collections/{name}/index/{field}", Access::kWrite, h(&Node::DeleteFieldIndex)},
     };
     // What the cluster mode does not do yet answers so, instead of touching local collections.
@@ -695,7 +696,6 @@ class Node final : public server::ServerExtension {
     for (const char* path : {"/collections/{name}/snapshots"}) {
       r.push_back({"GET", path, Access::kRead, h(&Node::Unsupported)});
     }
-    r.push_back({"PATCH", "/collections/{name}", Access::kWrite, h(&Node::Unsupported)});
     r.push_back({"POST", "/collections/{name}/tune", Access::kWrite, h(&Node::Unsupported)});
     r.push_back({"DELETE", "/collections/{name}/tune", Access::kWrite, h(&Node::Unsupported)});
     r.push_back(
@@ -1039,8 +1039,8 @@ class Node final : public server::ServerExtension {
         spdlog::warn("cluster: template of '{}': {}", name, s.ToString());
         continue;
       }
-      if (Status s = SyncTemplateIndexes(m); !s.ok()) {
-        spdlog::warn("cluster: payload indexes of the template of '{}': {}", name, s.ToString());
+      if (Status s = SyncTemplate(m); !s.ok()) {
+        spdlog::warn("cluster: the template of '{}': {}", name, s.ToString());
       }
       for (uint32_t s = 0; s < m.shards; ++s) {
         if (!m.Holds(s, o_.node_id)) continue;
@@ -1148,9 +1148,26 @@ class Node final : public server::ServerExtension {
   }
 
   // The template (what GET /collections shows, and what checks writes) gets the payload
-  // indexes the metadata names; the replicas get theirs from the log.
-  Status SyncTemplateIndexes(const Meta& m) {
+  // indexes and the user metadata the collection's metadata entry names; the replicas get their
+  // indexes from the log (and need no user metadata).
+  Status SyncTemplate(const Meta& m) {
     FATHOM_ASSIGN_OR_RETURN(auto t, api_->LocalCollection(m.Template()));
+    Json wanted = m.body.value("metadata", Json::object());
+    if (!wanted.is_object()) wanted = Json::object();
+    if (const std::string text = t->metadata(); text != wanted.dump()) {
+      Json patch = wanted;  // Qdrant's merge, with a null for each key to remove
+      Json have = Json::parse(text, nullptr, false);
+      if (have.is_object()) {
+        for (const auto& [key, value] : have.items()) {
+          if (!wanted.contains(key)) patch[key] = nullptr;
+        }
+      }
+      ApiRequest r;
+      const std::string body = Json{{"metadata", patch}}.dump();
+      r.body = body;
+      r.params = {m.Template()};
+      FATHOM_RETURN_IF_ERROR(AsResult(api_->UpdateCollection(r)).status());
+    }
     const auto want = MetaIndexes(m);
     const auto have = t->spec().indexed_fields;
     for (const auto& [field, type] : want) {
@@ -1705,7 +1722,7 @@ class Node final : public server::ServerExtension {
     }
     if (cached) {
       FATHOM_RETURN_IF_ERROR(EnsureLocal(*cached, cached->Template()));
-      FATHOM_RETURN_IF_ERROR(SyncTemplateIndexes(*cached));  // (nothing to do: two map reads)
+      FATHOM_RETURN_IF_ERROR(SyncTemplate(*cached));  // (mostly nothing to do: two compares)
       return std::move(*cached);
     }
     FATHOM_RETURN_IF_ERROR(server::ValidateName(name, "collection name"));
@@ -1715,7 +1732,7 @@ class Node final : public server::ServerExtension {
     // The template validates writes: make sure this node has it (a collection made a moment
     // ago on another node may not have reached this node's sync yet).
     FATHOM_RETURN_IF_ERROR(EnsureLocal(m, m.Template()));
-    FATHOM_RETURN_IF_ERROR(SyncTemplateIndexes(m));  // (a payload index made a moment ago)
+    FATHOM_RETURN_IF_ERROR(SyncTemplate(m));  // (a payload index made a moment ago, say)
     return m;
   }
 
@@ -2423,6 +2440,42 @@ class Node final : public server::ServerExtension {
     return Publish(m, entries, req, Json::object());
   }
 
+  // PATCH /collections/{name}: as on one node (user metadata merged key by key, a null removing
+  // its key; settings a live collection cannot change refused with the same 400s). The metadata
+  // is kept in the collection's metadata entry (a compare-and-set of the patch, so patches
+  // through different nodes all apply); every node's template follows.
+  Reply UpdateCollection(const ApiRequest& req) {
+    FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
+    ApiRequest local = req;
+    local.params = {m.Template()};
+    Reply checked = api_->UpdateCollection(local);  // checks the request; the template at once
+    if (!checked.ok()) return checked;
+    const Json body = Json::parse(req.body, nullptr, false);
+    auto patch = body.find("metadata");
+    if (patch == body.end() || !patch->is_object()) return checked;
+    for (int attempt = 0;; ++attempt) {
+      uint64_t revision = 0;
+      FATHOM_ASSIGN_OR_RETURN(auto current, collections_kv_->Get(m.name, &revision));
+      if (!current) return Status::NotFound("collection '" + m.name + "' does not exist");
+      FATHOM_ASSIGN_OR_RETURN(Meta now, Meta::Decode(*current));
+      if (now.gen != m.gen) return Status::NotFound("collection '" + m.name + "' was dropped");
+      Json& metadata = now.body["metadata"];
+      if (!metadata.is_object()) metadata = Json::object();
+      for (const auto& [key, value] : patch->items()) {
+        if (value.is_null()) {
+          metadata.erase(key);
+        } else {
+          metadata[key] = value;
+        }
+      }
+      Status written = collections_kv_->Update(m.name, now.Encode(), revision);
+      if (written.ok()) break;
+      if (written.code() != Status::Code::kFailedPrecondition || attempt == 9) return written;
+    }
+    Announce(m.name);
+    return checked;
+  }
+
   Reply SetPayload(const ApiRequest& req) { return UpdatePayload(req, PayloadUpdate::Op::kSet); }
   Reply OverwritePayload(const ApiRequest& req) {
     return UpdatePayload(req, PayloadUpdate::Op::kOverwrite);
@@ -2749,8 +2802,8 @@ class Node final : public server::ServerExtension {
 
   Reply Unsupported(const ApiRequest&) {
     return Reply::Error(501,
-                        "not supported in cluster mode yet (snapshots, PATCH and tune work on a "
-                        "single node; see docs/distributed.md)");
+                        "not supported in cluster mode yet (snapshots and tune work on a single "
+                        "node; see docs/distributed.md)");
   }
 
   // ---- Handlers: cluster status ----

@@ -10,7 +10,7 @@ wait_until are reused) on free loopback ports in a temporary directory, then che
 requests through different nodes: collection create/exists/info/list (with 409 and 400s and
 nothing half-created), upserts with wait=true and their 400s, count (with filter), search and
 batch search against brute-force cosine (with offset), retrieve, payload set/delete/clear,
-deletes by id and filter, scroll pages through every node, recommend and query (single and batch), 501 for snapshots, payload indexes made and dropped on a live collection, GET /cluster, `fathom cluster status`, /metrics, moving
+deletes by id and filter, scroll pages through every node, recommend and query (single and batch), 501 for snapshots, payload indexes made and dropped on a live collection, PATCH of metadata, GET /cluster, `fathom cluster status`, /metrics, moving
 a shard replica (add, catch up, remove, last-replica and unknown-node 400s), the Python client,
 and dropping and re-creating the collection (every node must serve the new one at once, and a
 dropped one must be gone from every node as soon as DELETE answered), read_after tokens and
@@ -1000,6 +1000,24 @@ def run(args, tmp):
                 what="an upsert of any payload once the index is gone")
         ck.call(n2, "DELETE", BASE + "/index/color", status=404, what="dropping an index that is not there")
         log("19. payload indexes made and dropped ok")
+
+        # 20. PATCH /collections/{name}: user metadata, merged key by key, through any node -------
+        def metadata_on(node):
+            return (result_of(node, "GET", BASE) or {}).get("config", {}).get("metadata")
+
+        model = {"name": "resnet50", "version": "2", "dimension": DIM}
+        ck.ok(ck.call(n3, "PATCH", BASE, {"metadata": {"model": model, "owner": "search"}}, what="PATCH metadata") is True,
+              "PATCH did not answer true")
+        ck.ok(ck.call(n1, "PATCH", BASE, {"metadata": {"owner": None, "stage": "canary"}}, what="a second PATCH") is True,
+              "the second PATCH did not answer true")
+        want = {"model": model, "stage": "canary"}
+        for node in nodes:
+            ck.ok(wait_until(lambda: metadata_on(node) == want, 10),
+                  "GET /collections/c via %s: metadata %s, expected %s" % (node.name, short(metadata_on(node)), want))
+        bad = ck.call(n2, "PATCH", BASE, {"params": {"shard_number": 5}}, status=400, what="PATCH of a fixed setting")
+        ck.ok("not supported" in error_text(bad), "the PATCH 400 does not say why: %s" % short(bad))
+        ck.call(n2, "PATCH", "/collections/nope", {"metadata": {"a": 1}}, status=404, what="PATCH of a missing collection")
+        log("20. PATCH metadata ok")
 
         crashed = [n.name for n in cluster.nodes + cluster.nats if not n.running()]
         ck.ok(not crashed, "processes exited during the test: %s" % crashed)
