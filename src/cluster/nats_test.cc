@@ -74,14 +74,26 @@ class NatsServer {
   pid_t pid_ = -1;
 };
 
-TEST(NatsKeyValueTest, KeysListsWhatHasAValueAndEndsWhileOthersChange) {
-  NatsServer server;
-  if (!server.available()) GTEST_SKIP() << "no nats-server installed";
-  auto nats = Nats::Connect({server.url()}, "nats-test", std::chrono::seconds(10));
-  ASSERT_TRUE(nats.ok()) << nats.status().ToString();
-  auto made = (*nats)->Bucket("keys_test", 1, std::chrono::seconds(0));
-  ASSERT_TRUE(made.ok()) << made.status().ToString();
-  KeyValue& kv = **made;
+// A connection to a fresh server and one bucket on it (skipped without a nats-server).
+class NatsKeyValueTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!server_.available()) GTEST_SKIP() << "no nats-server installed";
+    auto nats = Nats::Connect({server_.url()}, "nats-test", std::chrono::seconds(10));
+    ASSERT_TRUE(nats.ok()) << nats.status().ToString();
+    nats_ = std::move(nats).value();
+    auto made = nats_->Bucket("keys_test", 1, std::chrono::seconds(0));
+    ASSERT_TRUE(made.ok()) << made.status().ToString();
+    kv_ = std::move(made).value();
+  }
+
+  NatsServer server_;
+  std::unique_ptr<Nats> nats_;
+  std::unique_ptr<KeyValue> kv_;
+};
+
+TEST_F(NatsKeyValueTest, KeysListsWhatHasAValueAndEndsWhileOthersChange) {
+  KeyValue& kv = *kv_;
 
   auto empty = kv.Keys();
   ASSERT_TRUE(empty.ok()) << empty.status().ToString();
@@ -134,14 +146,8 @@ TEST(NatsKeyValueTest, KeysListsWhatHasAValueAndEndsWhileOthersChange) {
   EXPECT_GT(complete, 90);
 }
 
-TEST(NatsKeyValueTest, KeysEndsWhenAnEntryIsReplacedWhileListing) {
-  NatsServer server;
-  if (!server.available()) GTEST_SKIP() << "no nats-server installed";
-  auto nats = Nats::Connect({server.url()}, "nats-test", std::chrono::seconds(10));
-  ASSERT_TRUE(nats.ok()) << nats.status().ToString();
-  auto made = (*nats)->Bucket("race_test", 1, std::chrono::seconds(0));
-  ASSERT_TRUE(made.ok()) << made.status().ToString();
-  KeyValue& kv = **made;
+TEST_F(NatsKeyValueTest, KeysEndsWhenAnEntryIsReplacedWhileListing) {
+  KeyValue& kv = *kv_;
   ASSERT_TRUE(kv.Put("stable", "v").ok());
   // An entry replaced between the listing's start and its delivery: nats.c's kvStore_Keys
   // waited for ever in 8 of these 300 rounds (until any later write); Keys must end each with

@@ -2413,26 +2413,36 @@ class Node final : public server::ServerExtension {
     return ChangeFieldIndex(m, field, std::nullopt, req);
   }
 
-  Reply ChangeFieldIndex(const Meta& m, const std::string& field,
-                         const std::optional<std::string>& type, const ApiRequest& req) {
-    for (int attempt = 0;; ++attempt) {  // compare-and-set of the metadata
+  // Changes member `key` of collection m's create body (an object: `change` edits it) with a
+  // compare-and-set of its metadata entry, retried when another change came first, then tells
+  // every node. NotFound when the collection was dropped (or dropped and made again) meanwhile.
+  Status ChangeBody(const Meta& m, const char* key, const std::function<void(Json&)>& change) {
+    for (int attempt = 0;; ++attempt) {
       uint64_t revision = 0;
       FATHOM_ASSIGN_OR_RETURN(auto current, collections_kv_->Get(m.name, &revision));
       if (!current) return Status::NotFound("collection '" + m.name + "' does not exist");
       FATHOM_ASSIGN_OR_RETURN(Meta now, Meta::Decode(*current));
       if (now.gen != m.gen) return Status::NotFound("collection '" + m.name + "' was dropped");
-      Json& fields = now.body["indexed_fields"];
-      if (!fields.is_object()) fields = Json::object();
-      if (type) {
-        fields[field] = *type;
-      } else {
-        fields.erase(field);
-      }
+      Json& member = now.body[key];
+      if (!member.is_object()) member = Json::object();
+      change(member);
       Status written = collections_kv_->Update(m.name, now.Encode(), revision);
       if (written.ok()) break;
       if (written.code() != Status::Code::kFailedPrecondition || attempt == 9) return written;
     }
     Announce(m.name);
+    return Status::OK();
+  }
+
+  Reply ChangeFieldIndex(const Meta& m, const std::string& field,
+                         const std::optional<std::string>& type, const ApiRequest& req) {
+    FATHOM_RETURN_IF_ERROR(ChangeBody(m, "indexed_fields", [&](Json& fields) {
+      if (type) {
+        fields[field] = *type;
+      } else {
+        fields.erase(field);
+      }
+    }));
     Json entry{{"op", "index"}, {"field", field}};
     if (type) entry["type"] = *type;
     std::map<uint32_t, std::string> entries;
@@ -2453,14 +2463,7 @@ class Node final : public server::ServerExtension {
     const Json body = Json::parse(req.body, nullptr, false);
     auto patch = body.find("metadata");
     if (patch == body.end() || !patch->is_object()) return checked;
-    for (int attempt = 0;; ++attempt) {
-      uint64_t revision = 0;
-      FATHOM_ASSIGN_OR_RETURN(auto current, collections_kv_->Get(m.name, &revision));
-      if (!current) return Status::NotFound("collection '" + m.name + "' does not exist");
-      FATHOM_ASSIGN_OR_RETURN(Meta now, Meta::Decode(*current));
-      if (now.gen != m.gen) return Status::NotFound("collection '" + m.name + "' was dropped");
-      Json& metadata = now.body["metadata"];
-      if (!metadata.is_object()) metadata = Json::object();
+    FATHOM_RETURN_IF_ERROR(ChangeBody(m, "metadata", [&](Json& metadata) {
       for (const auto& [key, value] : patch->items()) {
         if (value.is_null()) {
           metadata.erase(key);
@@ -2468,11 +2471,7 @@ class Node final : public server::ServerExtension {
           metadata[key] = value;
         }
       }
-      Status written = collections_kv_->Update(m.name, now.Encode(), revision);
-      if (written.ok()) break;
-      if (written.code() != Status::Code::kFailedPrecondition || attempt == 9) return written;
-    }
-    Announce(m.name);
+    }));
     return checked;
   }
 
