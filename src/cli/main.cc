@@ -346,7 +346,8 @@ int Run(int argc, char** argv) {
       ->add_option("--log-retain", cluster_options.log_retain,
                    "with --cluster: the newest log entries each shard's stream keeps; older ones go once every "
                    "live replica has applied them with fsync (a replica behind the log installs a peer's "
-                   "snapshot); -1 (the default) keeps every entry. Experimental: see docs/distributed.md")
+                   "snapshot); -1 (the default) keeps every entry. Experimental, with a known defect on "
+                   "nats-server 2.9: see docs/distributed.md")
       ->capture_default_str();
 
   auto* cluster_cmd = app.add_subcommand("cluster", "a cluster's state, asked of one of its nodes");

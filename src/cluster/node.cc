@@ -596,6 +596,15 @@ class Node final : public server::ServerExtension {
     sync_thread_ = std::thread([this] { SyncLoop(); });
     beat_thread_ = std::thread([this] { BeatLoop(); });
     spdlog::info("cluster: node '{}' joined through {}", o_.node_id, o_.nats_urls.front());
+    if (o_.log_retain >= 0) {
+      spdlog::warn(
+          "cluster: --log-retain {} purges shard streams; on nats-server 2.9 the servers' copies "
+          "of "
+          "a purged stream have diverged when servers were killed, and a replica then missed an "
+          "entry (docs/distributed.md, 'Log retention'): keep every entry (-1) where losing a "
+          "write matters",
+          o_.log_retain);
+    }
     return Status::OK();
   }
 
@@ -811,8 +820,11 @@ class Node final : public server::ServerExtension {
       if (round % 2 == 0) {
         if (Status s = Reconcile(); !s.ok()) spdlog::debug("cluster: sync: {}", s.ToString());
       }
-      if (round % 5 == 0) CountUnavailable();
-      if (round % kTrimEvery == 0) TrimLogs();
+      if (round % kTrimEvery == 0) {  // one status round for both (kTrimEvery: every 5 s)
+        const auto statuses = AskStatuses();
+        CountUnavailable(statuses);
+        TrimLogs(statuses);
+      }
       if (round % 5 == 0) {
         std::lock_guard lock(transfers_mu_);
         ExpireTransfers();
@@ -843,7 +855,7 @@ class Node final : public server::ServerExtension {
   // is away meanwhile and comes back behind the start of the log installs a peer's snapshot. A
   // live replica that does not answer, or holds no applying copy yet, stops the trim of its
   // shard.
-  void TrimLogs() {
+  void TrimLogs(const std::map<std::string, std::optional<Json>>& statuses) {
     if (o_.log_retain < 0) return;
     std::map<std::string, Meta> metas;
     std::set<std::string> live;
@@ -852,7 +864,6 @@ class Node final : public server::ServerExtension {
       metas = metas_;
       live = live_;
     }
-    std::map<std::string, std::optional<Json>> statuses;  // asked once per node per round
     auto applied_on = [&](const std::string& node,
                           const std::string& local) -> std::optional<uint64_t> {
       if (node == o_.node_id) {
@@ -862,12 +873,9 @@ class Node final : public server::ServerExtension {
         if (it == appliers_.end() || it->second->needs_snapshot()) return std::nullopt;
         return it->second->applied();
       }
-      auto it = statuses.find(node);
-      if (it == statuses.end()) {
-        auto st = NodeStatus(node, std::chrono::seconds(2));
-        it = statuses.emplace(node, st.ok() ? std::optional<Json>(*st) : std::nullopt).first;
-      }
-      if (!it->second || !it->second->value("durable", false)) return std::nullopt;
+      auto it = statuses.find(node);  // (a node not asked this round: as one that did not answer)
+      if (it == statuses.end() || !it->second || !it->second->value("durable", false))
+        return std::nullopt;
       for (const Json& sh : (*it->second)["shards"]) {
         if (sh.value("local_name", "") == local && !sh.value("needs_snapshot", false))
           return sh.value("applied", uint64_t{0});
@@ -1194,27 +1202,44 @@ class Node final : public server::ServerExtension {
     return AsResult(r).status();
   }
 
-  // Counts shards with no replica answering (for /metrics), one status request per node.
-  void CountUnavailable() {
+  // The status of every other node that holds a replica, asked all at once (2 s to answer;
+  // nullopt: no answer): one round serves the metrics and the log trim.
+  std::map<std::string, std::optional<Json>> AskStatuses() {
+    std::set<std::string> nodes;
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& [name, m] : metas_) {
+        for (const auto& replicas : m.assignment) nodes.insert(replicas.begin(), replicas.end());
+      }
+    }
+    nodes.erase(o_.node_id);
+    std::map<std::string, std::future<Result<Json>>> asked;
+    for (const std::string& n : nodes) {
+      asked.emplace(n, std::async(std::launch::async,
+                                  [this, n] { return NodeStatus(n, std::chrono::seconds(2)); }));
+    }
+    std::map<std::string, std::optional<Json>> out;
+    for (auto& [n, f] : asked) {
+      auto st = f.get();
+      out.emplace(n, st.ok() ? std::optional<Json>(std::move(st).value()) : std::nullopt);
+    }
+    return out;
+  }
+
+  // Counts shards with no replica answering (for /metrics).
+  void CountUnavailable(const std::map<std::string, std::optional<Json>>& statuses) {
     std::map<std::string, Meta> metas;
     {
       std::lock_guard lock(mu_);
       metas = metas_;
     }
-    std::map<std::string, bool> answered;
     size_t unavailable = 0;
     for (const auto& [name, m] : metas) {
       for (uint32_t s = 0; s < m.shards; ++s) {
         bool any = false;
         for (const std::string& node : m.assignment[s]) {
-          auto it = answered.find(node);
-          if (it == answered.end()) {
-            it = answered
-                     .emplace(node,
-                              node == o_.node_id || NodeStatus(node, std::chrono::seconds(1)).ok())
-                     .first;
-          }
-          any = any || it->second;
+          auto it = statuses.find(node);
+          any = any || node == o_.node_id || (it != statuses.end() && it->second.has_value());
         }
         if (!any) ++unavailable;
       }

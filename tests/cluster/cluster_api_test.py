@@ -10,7 +10,7 @@ wait_until are reused) on free loopback ports in a temporary directory, then che
 requests through different nodes: collection create/exists/info/list (with 409 and 400s and
 nothing half-created), upserts with wait=true and their 400s, count (with filter), search and
 batch search against brute-force cosine (with offset), retrieve, payload set/delete/clear,
-deletes by id and filter, scroll pages through every node, recommend and query (single and batch), 501 for snapshots, payload indexes made and dropped on a live collection, PATCH of metadata, GET /cluster, `fathom cluster status`, /metrics, moving
+deletes by id and filter, scroll pages through every node, recommend and query (single and batch), 501 for snapshots, payload indexes made and dropped on a live collection, PATCH of metadata, GET /cluster (and a shard no replica answers for, in it, the CLI and /metrics), `fathom cluster status`, /metrics, moving
 a shard replica (add, catch up, remove, last-replica and unknown-node 400s), the Python client,
 and dropping and re-creating the collection (every node must serve the new one at once, and a
 dropped one must be gone from every node as soon as DELETE answered), read_after tokens and
@@ -1018,6 +1018,48 @@ def run(args, tmp):
         ck.ok("not supported" in error_text(bad), "the PATCH 400 does not say why: %s" % short(bad))
         ck.call(n2, "PATCH", "/collections/nope", {"metadata": {"a": 1}}, status=404, what="PATCH of a missing collection")
         log("20. PATCH metadata ok")
+
+        # 21. a shard no replica answers for: GET /cluster, `fathom cluster status`, /metrics ---
+        U = "/collections/u"
+        ck.call(n1, "PUT", U, {"vectors": {"size": 4, "distance": "Euclid"}, "shard_number": 4,
+                               "replication_factor": 1}, what="create u (one replica per shard)")
+        u_info = ck.call(n1, "GET", U, what="GET u")
+        owner = next(n for n in nodes if n is not n1 and [n.name] in u_info["shards"])
+        lone = u_info["shards"].index([owner.name])
+
+        def u_shards(node):
+            col = [c for c in (result_of(node, "GET", "/cluster") or {}).get("collections", []) if c["name"] == "u"]
+            return col[0]["shards"] if col else []
+
+        def unavailable_metric(node):
+            st, text = request(node.port, "GET", "/metrics")
+            if st != 200 or not isinstance(text, str):
+                return None
+            for line in text.splitlines():
+                if line.startswith("fathom_cluster_shards_unavailable "):
+                    return float(line.split()[1])
+            return None
+
+        ck.ok(wait_until(lambda: unavailable_metric(n1) == 0, 15), "fathom_cluster_shards_unavailable of n1 is %s, "
+              "expected 0 with every node up" % unavailable_metric(n1))
+        owner.send(signal.SIGSTOP)
+        try:
+            ck.ok(wait_until(lambda: any(sh["shard"] == lone and sh.get("available") is False for sh in u_shards(n1)), 20),
+                  "GET /cluster via n1 does not mark shard %d of u (only on the stopped %s) unavailable" % (lone, owner.name),
+                  short(u_shards(n1), 1500))
+            ck.ok(all(sh.get("available") for sh in u_shards(n1) if sh["shard"] != lone),
+                  "GET /cluster marks other shards of u unavailable", short(u_shards(n1), 1500))
+            cli = subprocess.run([os.path.abspath(args.fathom_binary), "cluster", "status", "--url",
+                                  "http://127.0.0.1:%d" % n1.port], capture_output=True, text=True, timeout=60)
+            ck.ok("SHARD UNAVAILABLE" in cli.stdout, "fathom cluster status does not say a shard of u is unavailable",
+                  "stdout %s\n    stderr %s" % (cli.stdout, cli.stderr))
+            ck.ok(wait_until(lambda: (unavailable_metric(n1) or 0) >= 1, 20),
+                  "fathom_cluster_shards_unavailable of n1 is %s with %s stopped" % (unavailable_metric(n1), owner.name))
+        finally:
+            owner.send(signal.SIGCONT)
+        ck.ok(wait_until(lambda: unavailable_metric(n1) == 0, 30),
+              "fathom_cluster_shards_unavailable of n1 is still %s after %s resumed" % (unavailable_metric(n1), owner.name))
+        log("21. an unavailable shard shows in GET /cluster, the CLI and /metrics ok")
 
         crashed = [n.name for n in cluster.nodes + cluster.nats if not n.running()]
         ck.ok(not crashed, "processes exited during the test: %s" % crashed)
