@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
-#include <set>
+#include <map>
 
 namespace fathom::cluster {
 
@@ -287,56 +287,79 @@ Result<std::vector<std::string>> KeyValue::Keys(std::chrono::milliseconds timeou
                                     deadline - std::chrono::steady_clock::now())
                                     .count());
   };
-  // The bucket's last entry now: the listing is complete once it has read that far.
   const std::string stream = std::string("KV_") + kvStore_Bucket(kv_);
-  jsStreamInfo* info = nullptr;
-  jsErrCode err = jsErrCode(0);
-  jsOptions jo;
-  jsOptions_Init(&jo);
-  jo.Wait = std::max<int64_t>(1, left());
-  natsStatus s = js_GetStreamInfo(&info, js_, stream.c_str(), &jo, &err);
-  if (s == NATS_NOT_FOUND || err == JSStreamNotFoundErr) return std::vector<std::string>{};
-  FATHOM_RETURN_IF_ERROR(FromNats(s, "listing keys: stream " + stream, err));
-  const uint64_t last_seq = info->State.LastSeq, stored = info->State.Msgs;
-  jsStreamInfo_Destroy(info);
-  if (stored == 0) return std::vector<std::string>{};
-
+  // The bucket stream's last sequence and message count now.
+  auto state = [&]() -> Result<std::pair<uint64_t, uint64_t>> {
+    jsStreamInfo* info = nullptr;
+    jsErrCode err = jsErrCode(0);
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = std::max<int64_t>(1, left());
+    natsStatus s = js_GetStreamInfo(&info, js_, stream.c_str(), &jo, &err);
+    if (s == NATS_NOT_FOUND || err == JSStreamNotFoundErr)
+      return std::make_pair(uint64_t{0}, uint64_t{0});
+    FATHOM_RETURN_IF_ERROR(FromNats(s, "listing keys: stream " + stream, err));
+    auto out = std::make_pair(info->State.LastSeq, info->State.Msgs);
+    jsStreamInfo_Destroy(info);
+    return out;
+  };
   kvWatchOptions options;
   kvWatchOptions_Init(&options);
   options.MetaOnly = true;  // (deletes come too: a key's newest entry decides)
   kvWatcher* watcher = nullptr;
-  s = kvStore_WatchAll(&watcher, kv_, &options);
+  natsStatus s = kvStore_WatchAll(&watcher, kv_, &options);
+  if (s == NATS_NOT_FOUND) return std::vector<std::string>{};
   FATHOM_RETURN_IF_ERROR(FromNats(s, "listing keys"));
-  std::set<std::string> keys;
-  while (true) {
-    if (left() <= 0) {
-      s = NATS_TIMEOUT;
-      break;
+  // The watcher delivers each key's newest entry as of its start, in sequence order, then every
+  // later entry. Once it has delivered up to the stream's last sequence, read after it started,
+  // every key's newest entry up to then has come (an entry replaced meanwhile comes as the later
+  // one); entries put meanwhile may move that mark, so it is read again until it holds.
+  Status status;
+  std::map<std::string, bool> keys;  // key -> has a value
+  uint64_t seen = 0;
+  auto target = state();
+  if (!target.ok()) {
+    status = target.status();
+  } else if (target->second > 0) {
+    uint64_t mark = target->first;
+    while (true) {
+      if (seen >= mark) {
+        auto now = state();
+        if (!now.ok()) {
+          status = now.status();
+          break;
+        }
+        if (now->first <= seen) break;  // complete
+        mark = now->first;
+      }
+      if (left() <= 0) {
+        status = Status::Unavailable("listing keys of " + stream + ": no complete answer within " +
+                                     std::to_string(timeout.count()) + " ms");
+        break;
+      }
+      kvEntry* entry = nullptr;
+      s = kvWatcher_Next(&entry, watcher, left());
+      if (s == NATS_TIMEOUT) continue;  // (the deadline check above answers)
+      if (s != NATS_OK) {
+        status = FromNats(s, "listing keys");
+        break;
+      }
+      // nullptr: the watcher counts the initial values as all in. Not trusted: its count comes
+      // from the server's pending numbers, which can end too early (a partial list) or never
+      // (entries replaced while listing).
+      if (entry == nullptr) continue;
+      keys[kvEntry_Key(entry)] = kvEntry_Operation(entry) == kvOp_Put;
+      seen = std::max<uint64_t>(seen, kvEntry_Revision(entry));
+      kvEntry_Destroy(entry);
     }
-    kvEntry* entry = nullptr;
-    s = kvWatcher_Next(&entry, watcher, left());
-    if (s != NATS_OK) break;
-    // nullptr: the watcher counts the initial values as all in. Not trusted: its count comes
-    // from the server's pending numbers, which can end too early (a partial list) or never
-    // (entries deleted while listing); the entry at `last_seq`, or one after it, always comes.
-    if (entry == nullptr) continue;
-    const kvOperation op = kvEntry_Operation(entry);
-    if (op == kvOp_Put) {
-      keys.emplace(kvEntry_Key(entry));
-    } else {
-      keys.erase(kvEntry_Key(entry));
-    }
-    const bool complete = kvEntry_Revision(entry) >= last_seq;
-    kvEntry_Destroy(entry);
-    if (complete) break;
   }
   kvWatcher_Destroy(watcher);
-  if (s == NATS_TIMEOUT) {
-    return Status::Unavailable("listing keys of " + stream + ": no complete answer within " +
-                               std::to_string(timeout.count()) + " ms");
+  FATHOM_RETURN_IF_ERROR(status);
+  std::vector<std::string> out;
+  for (const auto& [key, has_value] : keys) {
+    if (has_value) out.push_back(key);
   }
-  FATHOM_RETURN_IF_ERROR(FromNats(s, "listing keys"));
-  return std::vector<std::string>(keys.begin(), keys.end());
+  return out;
 }
 
 }  // namespace fathom::cluster

@@ -113,7 +113,7 @@ class KeyValue {
   // initial values as all in, a count from the server's pending numbers that can end too early
   // (a partial list) or never (entries deleted while listing: one such wait held a node's
   // metadata sync, and the requests behind it, for good). This one reads until it has seen the
-  // bucket's last entry as of the start.
+  // bucket's last entry, as read after its watcher started and again once it got there.
   Result<std::vector<std::string>> Keys(
       std::chrono::milliseconds timeout = std::chrono::seconds(5));
 

@@ -598,11 +598,10 @@ class Node final : public server::ServerExtension {
     spdlog::info("cluster: node '{}' joined through {}", o_.node_id, o_.nats_urls.front());
     if (o_.log_retain >= 0) {
       spdlog::warn(
-          "cluster: --log-retain {} purges shard streams; on nats-server 2.9 the servers' copies "
-          "of "
-          "a purged stream have diverged when servers were killed, and a replica then missed an "
-          "entry (docs/distributed.md, 'Log retention'): keep every entry (-1) where losing a "
-          "write matters",
+          "cluster: --log-retain {} purges shard streams; on nats-server 2.9 the servers' "
+          "copies of a purged stream have diverged when servers were killed, and a replica then "
+          "missed an entry (docs/distributed.md, 'Log retention'): keep every entry (-1) where "
+          "losing a write matters",
           o_.log_retain);
     }
     return Status::OK();
