@@ -1201,8 +1201,20 @@ class Node final : public server::ServerExtension {
     return AsResult(r).status();
   }
 
-  // The status of every other node that holds a replica, asked all at once (2 s to answer;
-  // nullopt: no answer): one round serves the metrics and the log trim.
+  // The status of each of `nodes`, asked all at once (2 s to answer).
+  std::map<std::string, Result<Json>> AskNodes(const std::set<std::string>& nodes) {
+    std::map<std::string, std::future<Result<Json>>> asked;
+    for (const std::string& n : nodes) {
+      asked.emplace(n, std::async(std::launch::async,
+                                  [this, n] { return NodeStatus(n, std::chrono::seconds(2)); }));
+    }
+    std::map<std::string, Result<Json>> out;
+    for (auto& [n, f] : asked) out.emplace(n, f.get());
+    return out;
+  }
+
+  // The status of every other node that holds a replica (nullopt: no answer): one round serves
+  // the metrics and the log trim.
   std::map<std::string, std::optional<Json>> AskStatuses() {
     std::set<std::string> nodes;
     {
@@ -1212,14 +1224,8 @@ class Node final : public server::ServerExtension {
       }
     }
     nodes.erase(o_.node_id);
-    std::map<std::string, std::future<Result<Json>>> asked;
-    for (const std::string& n : nodes) {
-      asked.emplace(n, std::async(std::launch::async,
-                                  [this, n] { return NodeStatus(n, std::chrono::seconds(2)); }));
-    }
     std::map<std::string, std::optional<Json>> out;
-    for (auto& [n, f] : asked) {
-      auto st = f.get();
+    for (auto& [n, st] : AskNodes(nodes)) {
       out.emplace(n, st.ok() ? std::optional<Json>(std::move(st).value()) : std::nullopt);
     }
     return out;
@@ -2923,14 +2929,7 @@ class Node final : public server::ServerExtension {
     for (const auto& [name, m] : metas) {
       for (const auto& r : m.assignment) nodes.insert(r.begin(), r.end());
     }
-    // One status request per node, all at once.
-    std::map<std::string, std::future<Result<Json>>> asked;
-    for (const std::string& n : nodes) {
-      asked.emplace(n, std::async(std::launch::async,
-                                  [this, n] { return NodeStatus(n, std::chrono::seconds(2)); }));
-    }
-    std::map<std::string, Result<Json>> status;
-    for (auto& [n, f] : asked) status.emplace(n, f.get());
+    const std::map<std::string, Result<Json>> status = AskNodes(nodes);
     Json node_list = Json::array();
     for (const std::string& n : nodes) {
       const auto& st = status.at(n);
