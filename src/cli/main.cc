@@ -344,10 +344,10 @@ int Run(int argc, char** argv) {
   serve_cmd->add_option("--node-id", cluster_options.node_id, "this node's name in the cluster (with --cluster)");
   serve_cmd
       ->add_option("--log-retain", cluster_options.log_retain,
-                   "with --cluster: the newest log entries each shard's stream keeps; older ones go once every "
-                   "live replica has applied them with fsync (a replica behind the log installs a peer's "
-                   "snapshot); -1 (the default) keeps every entry. Experimental, with a known defect on "
-                   "nats-server 2.9: see docs/distributed.md")
+                   "with --cluster: collections created by this node log each shard in streams of this many "
+                   "entries, deleting old ones once every live replica has applied them with fsync (a "
+                   "replica behind the log installs a peer's snapshot); -1 (the default) keeps every entry. "
+                   "Give every node the same value")
       ->capture_default_str();
 
   auto* cluster_cmd = app.add_subcommand("cluster", "a cluster's state, asked of one of its nodes");

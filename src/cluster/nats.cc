@@ -24,8 +24,12 @@ Status FromNats(natsStatus s, std::string_view what, jsErrCode js_error) {
     case NATS_IO_ERROR: return Status::Unavailable(message);
     case NATS_NOT_FOUND: return Status::NotFound(message);
     default:
-      if (js_error == JSStreamNotFoundErr || js_error == JSConsumerNotFoundErr)
+      if (js_error == JSStreamNotFoundErr || js_error == JSConsumerNotFoundErr ||
+          js_error == JSNoMessageFoundErr)
         return Status::NotFound(message);
+      if (js_error == JSStreamStoreFailedErr &&
+          message.find("maximum messages") != std::string::npos)
+        return Status::FailedPrecondition(message + " (full)");
       return Status::Internal(message);
   }
 }
@@ -94,7 +98,8 @@ bool Nats::connected() const {
   return natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED;
 }
 
-Status Nats::EnsureStream(const std::string& name, const std::string& subject, int replicas) {
+Status Nats::EnsureStream(const std::string& name, const std::string& subject, int replicas,
+                          int64_t max_msgs) {
   jsStreamInfo* info = nullptr;
   jsErrCode err = jsErrCode(0);
   if (js_GetStreamInfo(&info, js_, name.c_str(), nullptr, &err) == NATS_OK) {
@@ -110,6 +115,10 @@ Status Nats::EnsureStream(const std::string& name, const std::string& subject, i
   cfg.Storage = js_FileStorage;
   cfg.Replicas = replicas;
   cfg.Duplicates = int64_t{120} * 1000 * 1000 * 1000;  // ns: retries within 2 minutes are dropped
+  if (max_msgs > 0) {
+    cfg.MaxMsgs = max_msgs;
+    cfg.Discard = js_DiscardNew;
+  }
   err = jsErrCode(0);
   natsStatus s = js_AddStream(&info, js_, &cfg, nullptr, &err);
   if (s == NATS_OK) jsStreamInfo_Destroy(info);
@@ -124,14 +133,20 @@ Status Nats::DeleteStream(const std::string& name) {
   return FromNats(s, "deleting stream " + name, err);
 }
 
-Status Nats::PurgeStream(const std::string& name, uint64_t keep_from) {
+Result<std::vector<std::string>> Nats::StreamNames(const std::string& subject_filter) {
+  jsStreamNamesList* list = nullptr;
+  jsErrCode err = jsErrCode(0);
   jsOptions jo;
   jsOptions_Init(&jo);
   jo.Wait = 5000;
-  jo.Stream.Purge.Sequence = keep_from;
-  jsErrCode err = jsErrCode(0);
-  return FromNats(js_PurgeStream(js_, name.c_str(), &jo, &err),
-                  "trimming stream " + name + " before entry " + std::to_string(keep_from), err);
+  jo.Stream.Info.SubjectsFilter = subject_filter.c_str();
+  natsStatus s = js_StreamNames(&list, js_, &jo, &err);
+  if (s == NATS_NOT_FOUND) return std::vector<std::string>();  // (cnats: none matched)
+  FATHOM_RETURN_IF_ERROR(FromNats(s, "streams of " + subject_filter, err));
+  std::vector<std::string> out;
+  for (int i = 0; i < list->Count; ++i) out.emplace_back(list->List[i]);
+  jsStreamNamesList_Destroy(list);
+  return out;
 }
 
 Result<Nats::StreamState> Nats::GetStreamState(const std::string& name) {
@@ -146,19 +161,30 @@ Result<Nats::StreamState> Nats::GetStreamState(const std::string& name) {
   out.first_seq = info->State.FirstSeq;
   out.last_seq = info->State.LastSeq;
   out.messages = info->State.Msgs;
+  out.max_msgs = info->Config != nullptr && info->Config->Discard == js_DiscardNew
+                     ? std::max<int64_t>(info->Config->MaxMsgs, 0)
+                     : 0;
   jsStreamInfo_Destroy(info);
   return out;
 }
 
-Result<int64_t> Nats::MessageTime(const std::string& stream, uint64_t seq) {
+Result<MsgPtr> Nats::GetMessage(const std::string& stream, uint64_t seq) {
   natsMsg* raw = nullptr;
   jsErrCode err = jsErrCode(0);
   jsOptions jo;
   jsOptions_Init(&jo);
   jo.Wait = 2000;
-  FATHOM_RETURN_IF_ERROR(FromNats(js_GetMsg(&raw, js_, stream.c_str(), seq, &jo, &err),
-                                  "message " + std::to_string(seq) + " of " + stream, err));
-  MsgPtr msg(raw);
+  natsStatus s = js_GetMsg(&raw, js_, stream.c_str(), seq, &jo, &err);
+  Status st = FromNats(s, "message " + std::to_string(seq) + " of " + stream, err);
+  // (cnats 3.4 reports a missing stream here as a plain error, without its JetStream code)
+  if (s == NATS_ERR && err == 0 && st.message().find("stream not found") != std::string::npos)
+    return Status::NotFound(st.message());
+  FATHOM_RETURN_IF_ERROR(st);
+  return MsgPtr(raw);
+}
+
+Result<int64_t> Nats::MessageTime(const std::string& stream, uint64_t seq) {
+  FATHOM_ASSIGN_OR_RETURN(MsgPtr msg, GetMessage(stream, seq));
   return natsMsg_GetTime(msg.get());
 }
 

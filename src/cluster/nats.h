@@ -54,17 +54,23 @@ class Nats {
   bool connected() const;
 
   // Creates the stream (file storage, `replicas` copies, 2-minute de-duplication window) unless
-  // it exists already.
-  Status EnsureStream(const std::string& name, const std::string& subject, int replicas);
+  // it exists already. With `max_msgs` > 0 the stream takes that many messages and then refuses
+  // every publish with FailedPrecondition ("full"; JetStream's discard-new policy, enforced as
+  // the replicated log is applied, so every copy ends at the same message).
+  Status EnsureStream(const std::string& name, const std::string& subject, int replicas,
+                      int64_t max_msgs = 0);
   Status DeleteStream(const std::string& name);
   struct StreamState {
     uint64_t first_seq = 0;
     uint64_t last_seq = 0;
     uint64_t messages = 0;
+    int64_t max_msgs = 0;  // as made by EnsureStream (0: no limit)
   };
   Result<StreamState> GetStreamState(const std::string& name);
-  // Removes the stream's entries before sequence `keep_from` (on every replica of the stream).
-  Status PurgeStream(const std::string& name, uint64_t keep_from);
+  // The names of the streams that take subjects matching `subject_filter` (wildcards allowed).
+  Result<std::vector<std::string>> StreamNames(const std::string& subject_filter);
+  // Message `seq` of the stream (NotFound when there is none).
+  Result<MsgPtr> GetMessage(const std::string& stream, uint64_t seq);
   // When the stream stored message `seq` (nanoseconds since the epoch, UTC).
   Result<int64_t> MessageTime(const std::string& stream, uint64_t seq);
 

@@ -205,5 +205,48 @@ TEST_F(NatsKeyValueTest, KeysListsKeysThatAreRewrittenWhileListing) {
   EXPECT_GT(complete, 180);
 }
 
+// A stream made with a message limit is how a shard's log ends one epoch (--log-retain): the
+// publish after the last must fail with an error the writer recognises (FailedPrecondition),
+// the messages stay readable, and the stream is found by its subject.
+TEST_F(NatsKeyValueTest, FullStreamRefusesPublishesAndKeepsItsMessages) {
+  Nats& n = *nats_;
+  ASSERT_TRUE(n.EnsureStream("LOG_0", "full.log.0", 1, 3).ok());
+  ASSERT_TRUE(n.EnsureStream("LOG_0_E1", "full.log.0.1", 1, 3).ok());
+  for (int i = 1; i <= 3; ++i) {
+    auto seq = n.Publish("full.log.0", "m" + std::to_string(i), {}, "id" + std::to_string(i),
+                         std::chrono::seconds(2));
+    ASSERT_TRUE(seq.ok()) << seq.status().ToString();
+    EXPECT_EQ(*seq, uint64_t(i));
+  }
+  auto refused = n.Publish("full.log.0", "late", {}, "id4", std::chrono::seconds(2));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Status::Code::kFailedPrecondition)
+      << refused.status().ToString();
+  auto after = n.GetStreamState("LOG_0");
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->max_msgs, 3);
+  EXPECT_EQ(after->last_seq, 3u);
+  EXPECT_EQ(after->messages, 3u);
+  auto msg = n.GetMessage("LOG_0", 2);
+  ASSERT_TRUE(msg.ok()) << msg.status().ToString();
+  EXPECT_EQ(Data(msg->get()), "m2");
+  auto missing = n.GetMessage("LOG_0_E1", 1);
+  EXPECT_EQ(missing.status().code(), Status::Code::kNotFound) << missing.status().ToString();
+  auto no_stream = n.GetMessage("NO_SUCH_STREAM", 1);
+  EXPECT_EQ(no_stream.status().code(), Status::Code::kNotFound) << no_stream.status().ToString();
+  auto no_state = n.GetStreamState("NO_SUCH_STREAM");
+  EXPECT_EQ(no_state.status().code(), Status::Code::kNotFound) << no_state.status().ToString();
+  auto names = n.StreamNames("full.log.0.>");
+  ASSERT_TRUE(names.ok()) << names.status().ToString();
+  EXPECT_EQ(*names, std::vector<std::string>{"LOG_0_E1"});
+  auto all = n.StreamNames("full.>");
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(std::set<std::string>(all->begin(), all->end()),
+            (std::set<std::string>{"LOG_0", "LOG_0_E1"}));
+  auto none = n.StreamNames("nothing.>");
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_TRUE(none->empty());
+}
+
 }  // namespace
 }  // namespace fathom::cluster

@@ -65,6 +65,30 @@ namespace fs = std::filesystem;
 
 // ---- Metadata ------------------------------------------------------------------------------
 
+// A replica's position in its shard's log. With --log-retain N the log is a chain of streams,
+// one per epoch, each made to take exactly N entries (JetStream refuses the next one: the
+// writer that is refused makes the next epoch's stream and publishes there), and old streams
+// are deleted whole once every replica is past them: nothing is ever purged from a stream (purges
+// diverged the stream's copies on nats-server 2.9.10) and no stream's settings change after it
+// is made (sealing one crashed restarting 2.9.10 servers). A position is epoch << 40 | the entry's
+// sequence in that epoch's stream; (e, 0) is "all of the epochs before e". Epoch 0's stream is
+// the shard's first, so without rotation a position is the stream sequence.
+constexpr int kEpochShift = 40;
+constexpr uint64_t Pos(uint32_t epoch, uint64_t seq) {
+  return uint64_t{epoch} << kEpochShift | seq;
+}
+constexpr uint32_t EpochOf(uint64_t pos) {
+  return uint32_t(pos >> kEpochShift);
+}
+constexpr uint64_t SeqOf(uint64_t pos) {
+  return pos & ((uint64_t{1} << kEpochShift) - 1);
+}
+// "epoch:sequence" (just the sequence in epoch 0), for messages.
+std::string PosText(uint64_t pos) {
+  return EpochOf(pos) == 0 ? std::to_string(pos)
+                           : std::to_string(EpochOf(pos)) + ":" + std::to_string(SeqOf(pos));
+}
+
 // One cluster collection as the `fathom_collections` bucket holds it.
 struct Meta {
   std::string name;
@@ -73,9 +97,22 @@ struct Meta {
   uint32_t replication = 1;
   std::vector<std::vector<std::string>> assignment;  // shard -> nodes holding a replica
   Json body;                                         // the create body, without the cluster fields
+  uint64_t epoch_entries = 0;          // entries an epoch's stream takes (0: one stream, no limit)
+  std::vector<uint32_t> epochs;        // shard -> the newest epoch a writer has started
+  std::vector<uint32_t> first_epochs;  // shard -> the oldest epoch whose stream is kept
 
-  std::string Stream(uint32_t s) const { return "FATHOM_" + gen + "_" + std::to_string(s); }
-  std::string Subject(uint32_t s) const { return "fathom.log." + gen + "." + std::to_string(s); }
+  uint32_t Epoch(uint32_t s) const { return s < epochs.size() ? epochs[s] : 0; }
+  uint32_t FirstEpoch(uint32_t s) const { return s < first_epochs.size() ? first_epochs[s] : 0; }
+  // The stream (and its subject) of shard s's log in epoch e; without e, the current one.
+  std::string Stream(uint32_t s, uint32_t e) const {
+    return "FATHOM_" + gen + "_" + std::to_string(s) + (e == 0 ? "" : "_E" + std::to_string(e));
+  }
+  std::string Subject(uint32_t s, uint32_t e) const {
+    return "fathom.log." + gen + "." + std::to_string(s) + (e == 0 ? "" : "." + std::to_string(e));
+  }
+  std::string Stream(uint32_t s) const { return Stream(s, Epoch(s)); }
+  std::string Subject(uint32_t s) const { return Subject(s, Epoch(s)); }
+  std::string AllSubjects() const { return "fathom.log." + gen + ".>"; }
   std::string Local(uint32_t s) const { return name + "." + gen + ".s" + std::to_string(s); }
   std::string Template() const { return name + "." + gen + ".t"; }
   bool Holds(uint32_t s, const std::string& node) const {
@@ -84,13 +121,16 @@ struct Meta {
   }
 
   std::string Encode() const {
-    return Json{{"name", name},
-                {"gen", gen},
-                {"shards", shards},
-                {"replication_factor", replication},
-                {"assignment", assignment},
-                {"body", body}}
-        .dump();
+    Json j{{"name", name},
+           {"gen", gen},
+           {"shards", shards},
+           {"replication_factor", replication},
+           {"assignment", assignment},
+           {"body", body}};
+    if (epoch_entries > 0) j["epoch_entries"] = epoch_entries;
+    if (!epochs.empty()) j["epochs"] = epochs;
+    if (!first_epochs.empty()) j["first_epochs"] = first_epochs;
+    return j.dump();
   }
   static Result<Meta> Decode(std::string_view text) {
     Json j = Json::parse(text, nullptr, false);
@@ -104,8 +144,13 @@ struct Meta {
       m.replication = j.at("replication_factor").get<uint32_t>();
       m.assignment = j.at("assignment").get<std::vector<std::vector<std::string>>>();
       m.body = j.at("body");
+      m.epoch_entries = j.value("epoch_entries", uint64_t{0});
+      m.epochs = j.value("epochs", std::vector<uint32_t>());
+      m.first_epochs = j.value("first_epochs", std::vector<uint32_t>());
       if (m.shards == 0 || m.assignment.size() != m.shards)
         return Status::Corruption("bad shard assignment");
+      m.epochs.resize(m.shards, 0);
+      m.first_epochs.resize(m.shards, 0);
       return m;
     } catch (const std::exception& e) {
       return Status::Corruption(std::string("cluster metadata: ") + e.what());
@@ -218,6 +263,38 @@ Result<std::string> AsResult(const Reply& r) {
   }
 }
 
+// ---- Where a position stands in a shard's log ----------------------------------------------
+
+// kHolds: the log holds every entry after `position` (its epoch's stream goes on from there);
+// kNotYet: `position` is at the start of an epoch no writer has begun yet (wait); kEpochDone:
+// `position` is the last entry of a full epoch (go on at the next epoch's start, (e + 1, 0));
+// kTrimmed: entries after `position` are gone (a peer's snapshot is needed). Unavailable when
+// NATS cannot tell.
+enum class LogState { kHolds, kNotYet, kEpochDone, kTrimmed };
+Result<LogState> Locate(Nats* nats, const Meta& m, uint32_t s, uint64_t position) {
+  const uint32_t e = EpochOf(position);
+  const uint64_t at = SeqOf(position);
+  auto state = nats->GetStreamState(m.Stream(s, e));
+  if (state.ok()) {
+    if (state->first_seq > at + 1) return LogState::kTrimmed;  // (purged before rotation)
+    if (state->max_msgs > 0 && at >= uint64_t(state->max_msgs)) return LogState::kEpochDone;
+    return LogState::kHolds;
+  }
+  if (state.status().code() != Status::Code::kNotFound) return state.status();
+  // No stream for the epoch: not begun yet, or deleted (then a later one exists).
+  FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> streams, nats->StreamNames(m.AllSubjects()));
+  const std::string prefix = m.Stream(s, 0) + "_E";
+  for (const std::string& name : streams) {
+    if (name.rfind(prefix, 0) == 0 &&
+        std::strtoull(name.c_str() + prefix.size(), nullptr, 10) > e) {
+      return LogState::kTrimmed;
+    }
+  }
+  if (at == 0 && e > 0) return LogState::kNotYet;
+  return Status::Unavailable("the log of " + m.name + " shard " + std::to_string(s) +
+                             " has no stream for epoch " + std::to_string(e));
+}
+
 // ---- A replica applying its shard's stream -------------------------------------------------
 
 class Applier {
@@ -286,16 +363,18 @@ class Applier {
     error_ = std::move(e);
   }
 
+  // A fresh consumer on the stream of this replica's epoch that starts right after what it has
+  // applied (the position in RocksDB, not the consumer's, is the truth: it survives a consumer
+  // lost with its server).
   natsSubscription* Subscribe() {
-    const uint64_t start = applied() + 1;
+    const uint32_t epoch = EpochOf(applied());
+    const uint64_t start = SeqOf(applied()) + 1;
+    const std::string stream = meta_.Stream(shard_, epoch);
+    const std::string subject = meta_.Subject(shard_, epoch);
     jsErrCode err = jsErrCode(0);
-    // A fresh consumer that starts right after what this replica has applied (the position in
-    // RocksDB, not the consumer's, is the truth: it survives a consumer lost with its server).
-    js_DeleteConsumer(nats_->jetstream(), meta_.Stream(shard_).c_str(), node_id_.c_str(), nullptr,
-                      &err);
+    js_DeleteConsumer(nats_->jetstream(), stream.c_str(), node_id_.c_str(), nullptr, &err);
     jsSubOptions so;
     jsSubOptions_Init(&so);
-    const std::string stream = meta_.Stream(shard_);
     so.Stream = stream.c_str();
     so.Config.DeliverPolicy = js_DeliverByStartSequence;
     so.Config.OptStartSeq = start;
@@ -304,8 +383,8 @@ class Applier {
     so.Config.AckWait = int64_t{5} * 1000 * 1000 * 1000;
     natsSubscription* sub = nullptr;
     err = jsErrCode(0);
-    natsStatus s = js_PullSubscribe(&sub, nats_->jetstream(), meta_.Subject(shard_).c_str(),
-                                    node_id_.c_str(), nullptr, &so, &err);
+    natsStatus s = js_PullSubscribe(&sub, nats_->jetstream(), subject.c_str(), node_id_.c_str(),
+                                    nullptr, &so, &err);
     if (s != NATS_OK) {
       SetError(FromNats(s, "subscribing to " + stream, err).ToString());
       return nullptr;
@@ -313,30 +392,73 @@ class Applier {
     return sub;
   }
 
-  // Refreshes the stream's last sequence; true when the stream no longer holds the entry after
-  // this replica's position (trimmed): the replica needs a snapshot, and the applier stops.
-  bool RefreshLastSeq() {
-    auto state = nats_->GetStreamState(meta_.Stream(shard_));
-    if (!state.ok()) return false;
-    last_seq_.store(state->last_seq);
-    if (state->first_seq > applied() + 1) {
-      SetError("the log no longer holds entries " + std::to_string(applied() + 1) + ".." +
-               std::to_string(state->first_seq - 1) + ": installing a snapshot from a peer");
-      needs_snapshot_.store(true);
-      if (on_snapshot_needed_) on_snapshot_needed_();
-      return true;
+  // Looks where this replica's position stands in the log (and refreshes the stream's last
+  // sequence). At the end of a full epoch it records the next epoch's start (kAdvanced: subscribe
+  // again, to the next stream); when the log no longer holds the entries after its position
+  // (kSnapshot) the replica needs a snapshot, and the applier stops; kWait: no stream to read yet.
+  enum class Look { kGoOn, kWait, kAdvanced, kSnapshot };
+  Look LookAtLog() {
+    const uint64_t at = applied();
+    if (auto state = nats_->GetStreamState(meta_.Stream(shard_, EpochOf(at))); state.ok()) {
+      last_seq_.store(std::max(last_seq_.load(), Pos(EpochOf(at), state->last_seq)));
     }
-    return false;
+    auto where = Locate(nats_, meta_, shard_, at);
+    if (!where.ok()) {
+      SetError("looking at the log: " + where.status().ToString());
+      return Look::kGoOn;
+    }
+    switch (*where) {
+      case LogState::kHolds: return Look::kGoOn;
+      case LogState::kNotYet: return Look::kWait;
+      case LogState::kTrimmed:
+        SetError("the log no longer holds the entries after " + PosText(at) +
+                 ": installing a snapshot from a peer");
+        needs_snapshot_.store(true);
+        if (on_snapshot_needed_) on_snapshot_needed_();
+        return Look::kSnapshot;
+      case LogState::kEpochDone: break;
+    }
+    const uint64_t next = Pos(EpochOf(at) + 1, 0);
+    if (Status st = local_->SkipLogPosition(next); !st.ok()) {
+      SetError("starting epoch " + std::to_string(EpochOf(next)) + ": " + st.ToString());
+      return Look::kGoOn;
+    }
+    {
+      std::lock_guard lock(mu_);
+      done_ = next;
+    }
+    cv_.notify_all();
+    spdlog::debug("cluster: {} shard {}: epoch {} of the log done at entry {}", meta_.name, shard_,
+                  EpochOf(at), SeqOf(at));
+    return Look::kAdvanced;
   }
 
   void Run() {
     natsSubscription* sub = nullptr;
+    uint32_t sub_epoch = 0;
     int failures = 0;
     bool idle = false;
     uint64_t applied_at_check = 0;
     auto last_check = Clock::now() - std::chrono::hours(1);
+    auto resubscribe = [&] {
+      natsSubscription_Destroy(sub);
+      sub = nullptr;
+    };
     while (!stop_.load()) {
       if (sub == nullptr) {
+        const Look look = LookAtLog();
+        if (look == Look::kSnapshot) {
+          stop_.store(true);  // (waiters give up at once: the node installs a snapshot)
+          cv_.notify_all();
+          break;
+        }
+        if (look == Look::kAdvanced) continue;
+        if (look == Look::kWait) {  // (the next epoch's stream comes with its first write)
+          std::unique_lock lock(mu_);
+          cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return stop_.load(); });
+          continue;
+        }
+        sub_epoch = EpochOf(applied());
         sub = Subscribe();
         if (sub == nullptr) {
           std::unique_lock lock(mu_);
@@ -354,14 +476,19 @@ class Applier {
       idle = s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0);
       if (s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0)) {
         if (s == NATS_OK) natsMsgList_Destroy(&list);
-        // Idle: refresh the lag and make sure the consumer still exists (a NATS server that
-        // died may have taken it).
+        // Idle: refresh the lag, move on at the end of a sealed epoch, and make sure the
+        // consumer still exists (a NATS server that died may have taken it).
         if (Clock::now() - last_check > std::chrono::seconds(5)) {
           last_check = Clock::now();
-          if (RefreshLastSeq()) {
-            stop_.store(true);  // (waiters give up at once: the node installs a snapshot)
+          const Look look = LookAtLog();
+          if (look == Look::kSnapshot) {
+            stop_.store(true);
             cv_.notify_all();
             break;
+          }
+          if (look == Look::kAdvanced) {
+            resubscribe();
+            continue;
           }
           // Behind, idle, and no progress since the last look: whatever holds the entries back
           // (ones handed to an expired pull, a consumer a failed-over server lost track of),
@@ -370,22 +497,21 @@ class Applier {
           const bool stalled = at < last_seq_.load() && at == applied_at_check;
           applied_at_check = at;
           if (stalled) {
-            SetError("no progress at entry " + std::to_string(at) + " of " +
-                     std::to_string(last_seq_.load()) + ": subscribing again");
-            natsSubscription_Destroy(sub);
-            sub = nullptr;
+            SetError("no progress at entry " + PosText(at) + " of " + PosText(last_seq_.load()) +
+                     ": subscribing again");
+            resubscribe();
             continue;
           }
           jsConsumerInfo* ci = nullptr;
           jsErrCode cerr = jsErrCode(0);
-          natsStatus cs = js_GetConsumerInfo(&ci, nats_->jetstream(), meta_.Stream(shard_).c_str(),
-                                             node_id_.c_str(), nullptr, &cerr);
+          natsStatus cs =
+              js_GetConsumerInfo(&ci, nats_->jetstream(), meta_.Stream(shard_, sub_epoch).c_str(),
+                                 node_id_.c_str(), nullptr, &cerr);
           if (cs == NATS_OK) {
             jsConsumerInfo_Destroy(ci);
             if (applied() >= last_seq_.load()) SetError("");
           } else if (cs == NATS_NOT_FOUND || cerr == JSConsumerNotFoundErr) {
-            natsSubscription_Destroy(sub);
-            sub = nullptr;
+            resubscribe();
           }
         }
         continue;
@@ -393,8 +519,7 @@ class Applier {
       if (s != NATS_OK) {
         SetError(FromNats(s, "reading the log", err).ToString());
         if (++failures >= 10) {
-          natsSubscription_Destroy(sub);
-          sub = nullptr;
+          resubscribe();
           failures = 0;
         }
         std::unique_lock lock(mu_);
@@ -408,37 +533,47 @@ class Applier {
         natsMsg* msg = list.Msgs[i];
         jsMsgMetaData* md = nullptr;
         if (natsMsg_GetMetaData(&md, msg) != NATS_OK) continue;
-        const uint64_t seq = md->Sequence.Stream;
+        const uint64_t seq = md->Sequence.Stream;  // (in this epoch's stream)
         const uint64_t pending = md->NumPending;
         jsMsgMetaData_Destroy(md);
-        const uint64_t at = applied();
+        const uint64_t position = applied();
+        if (EpochOf(position) != sub_epoch) {  // (cannot happen: an epoch ends idle)
+          restart = true;
+          break;
+        }
+        const uint64_t at = SeqOf(position);
         if (seq <= at) {  // applied before a restart: never twice
           last_done = msg;
           continue;
         }
         if (seq != at + 1) {  // a gap: trimmed entries (a snapshot is needed), or a consumer
           restart = true;     // that skipped (start over right after `at`)
-          if (RefreshLastSeq()) {
+          if (LookAtLog() == Look::kSnapshot) {
             stop_.store(true);
             cv_.notify_all();
           }
           break;
         }
-        Status applied_status = Apply(msg, seq);
+        Status applied_status = Apply(msg, Pos(sub_epoch, seq));
         if (!applied_status.ok()) {  // retryable (disk full, closing): try this entry again
-          SetError("applying entry " + std::to_string(seq) + ": " + applied_status.ToString());
+          SetError("applying entry " + PosText(Pos(sub_epoch, seq)) + ": " +
+                   applied_status.ToString());
           restart = true;
           break;
         }
         last_done = msg;
-        last_seq_.store(std::max(last_seq_.load(), seq + pending));
+        last_seq_.store(std::max(last_seq_.load(), Pos(sub_epoch, seq + pending)));
         cv_.notify_all();
+        if (meta_.epoch_entries > 0 && seq >= meta_.epoch_entries) {
+          restart = true;  // the epoch is full: on to the next one's stream (LookAtLog)
+          break;
+        }
       }
       if (last_done != nullptr) natsMsg_Ack(last_done, nullptr);
       natsMsgList_Destroy(&list);
       if (restart) {
-        natsSubscription_Destroy(sub);
-        sub = nullptr;
+        resubscribe();
+        if (meta_.epoch_entries > 0 && SeqOf(applied()) >= meta_.epoch_entries) continue;
         std::unique_lock lock(mu_);
         cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stop_.load(); });
       }
@@ -464,7 +599,7 @@ class Applier {
         c == Status::Code::kAlreadyExists || c == Status::Code::kCorruption) {
       apply_errors_.fetch_add(1);
       spdlog::error("cluster: {} shard {}: log entry {} rejected, skipped: {}", meta_.name, shard_,
-                    seq, s.ToString());
+                    PosText(seq), s.ToString());
       FATHOM_RETURN_IF_ERROR(local_->SkipLogPosition(seq));
       std::lock_guard lock(mu_);
       done_ = seq;
@@ -596,14 +731,6 @@ class Node final : public server::ServerExtension {
     sync_thread_ = std::thread([this] { SyncLoop(); });
     beat_thread_ = std::thread([this] { BeatLoop(); });
     spdlog::info("cluster: node '{}' joined through {}", o_.node_id, o_.nats_urls.front());
-    if (o_.log_retain >= 0) {
-      spdlog::warn(
-          "cluster: --log-retain {} purges shard streams; on nats-server 2.9 the servers' "
-          "copies of a purged stream have diverged when servers were killed, and a replica then "
-          "missed an entry (docs/distributed.md, 'Log retention'): keep every entry (-1) where "
-          "losing a write matters",
-          o_.log_retain);
-    }
     return Status::OK();
   }
 
@@ -847,15 +974,15 @@ class Node final : public server::ServerExtension {
     }
   }
 
-  // Bounded log retention: for each shard whose first live replica (in assignment order) is this
-  // node, removes the stream's entries that every live replica has applied durably (a node whose
-  // writes are not fsynced, --durability buffered, says so in its status and stops the trim of
-  // its shards) and that are more than log_retain entries behind the newest. A replica that
-  // is away meanwhile and comes back behind the start of the log installs a peer's snapshot. A
-  // live replica that does not answer, or holds no applying copy yet, stops the trim of its
-  // shard.
+  // Bounded log retention: each shard's log of a collection made with --log-retain N is a chain
+  // of streams of N entries (see Pos). For each such shard whose first live replica (in
+  // assignment order) is this node, deletes the streams of epochs before the previous one once
+  // every live replica has applied them durably (a node whose writes are not fsynced,
+  // --durability buffered, says so in its status and stops the deletions of its shards). So
+  // the log keeps the last N to 2N entries plus whatever a live replica still needs. A replica
+  // that is away meanwhile and comes back to a deleted epoch installs a peer's snapshot. A live
+  // replica that does not answer, or holds no applying copy yet, stops the deletions.
   void TrimLogs(const std::map<std::string, std::optional<Json>>& statuses) {
-    if (o_.log_retain < 0) return;
     std::map<std::string, Meta> metas;
     std::set<std::string> live;
     {
@@ -882,11 +1009,14 @@ class Node final : public server::ServerExtension {
       return std::nullopt;
     };
     for (const auto& [name, m] : metas) {
+      if (m.epoch_entries == 0) continue;
       for (uint32_t s = 0; s < m.shards && !stopped_.load(); ++s) {
         const auto& nodes = m.assignment[s];
         auto first_live = std::find_if(nodes.begin(), nodes.end(),
                                        [&](const std::string& n) { return live.count(n) > 0; });
         if (first_live == nodes.end() || *first_live != o_.node_id) continue;
+        const uint32_t epoch = m.Epoch(s);
+        if (m.FirstEpoch(s) + 1 >= epoch) continue;  // nothing before the previous epoch
         std::optional<uint64_t> least;
         bool all = true;
         for (const std::string& node : nodes) {
@@ -899,20 +1029,59 @@ class Node final : public server::ServerExtension {
           least = std::min(least.value_or(*applied), *applied);
         }
         if (!all || !least) continue;
-        auto stream = nats_->GetStreamState(m.Stream(s));
-        if (!stream.ok() || stream->last_seq <= uint64_t(o_.log_retain)) continue;
-        const uint64_t keep_from = std::min(*least, stream->last_seq - uint64_t(o_.log_retain)) + 1;
-        if (keep_from <= stream->first_seq) continue;
-        if (Status st = nats_->PurgeStream(m.Stream(s), keep_from); !st.ok()) {
-          spdlog::debug("cluster: {}", st.ToString());
-          continue;
+        for (uint32_t old = m.FirstEpoch(s); old + 1 < epoch && *least >= Pos(old + 1, 0); ++old) {
+          auto gone = nats_->GetStreamState(m.Stream(s, old));
+          if (Status st = nats_->DeleteStream(m.Stream(s, old)); !st.ok()) {
+            spdlog::debug("cluster: {}", st.ToString());
+            break;
+          }
+          Status recorded = ChangeMeta(m, [&](Meta& now) {
+            if (now.first_epochs[s] > old) return false;
+            now.first_epochs[s] = old + 1;
+            return true;
+          });
+          if (!recorded.ok()) break;
+          if (gone.ok()) entries_trimmed_.fetch_add(gone->messages);
+          spdlog::info(
+              "cluster: deleted epoch {} of the log of {} shard {} (live replicas applied "
+              ">= {})",
+              old, name, s, PosText(*least));
         }
-        entries_trimmed_.fetch_add(keep_from - std::max<uint64_t>(stream->first_seq, 1));
-        spdlog::debug(
-            "cluster: trimmed the log of {} shard {} before entry {} (live replicas applied >= {})",
-            name, s, keep_from, *least);
       }
     }
+  }
+
+  // The epoch after `epoch` of shard s's log, for a writer the full stream of `epoch` refused:
+  // makes its stream (if no other writer has yet) and records it in the metadata.
+  Result<uint32_t> NextEpoch(const Meta& m, uint32_t s, uint32_t epoch) {
+    const uint32_t next = epoch + 1;
+    const int stream_replicas = int(std::min<size_t>(m.replication, o_.nats_urls.size()));
+    FATHOM_RETURN_IF_ERROR(nats_->EnsureStream(m.Stream(s, next), m.Subject(s, next),
+                                               stream_replicas, int64_t(m.epoch_entries)));
+    FATHOM_RETURN_IF_ERROR(ChangeMeta(m, [&](Meta& now) {
+      if (now.epochs[s] >= next) return false;
+      now.epochs[s] = next;
+      return true;
+    }));
+    return next;
+  }
+
+  // Compare-and-set of a collection's metadata: `change` edits the current one (false: nothing
+  // to change). NotFound when the collection was dropped.
+  Status ChangeMeta(const Meta& m, const std::function<bool(Meta&)>& change) {
+    for (int attempt = 0;; ++attempt) {
+      uint64_t revision = 0;
+      FATHOM_ASSIGN_OR_RETURN(auto current, collections_kv_->Get(m.name, &revision));
+      if (!current) return Status::NotFound("collection '" + m.name + "' does not exist");
+      FATHOM_ASSIGN_OR_RETURN(Meta now, Meta::Decode(*current));
+      if (now.gen != m.gen) return Status::NotFound("collection '" + m.name + "' was dropped");
+      if (!change(now)) return Status::OK();
+      Status written = collections_kv_->Update(m.name, now.Encode(), revision);
+      if (written.ok()) break;
+      if (written.code() != Status::Code::kFailedPrecondition || attempt == 9) return written;
+    }
+    Announce(m.name);
+    return Status::OK();
   }
 
   // Makes the local database match the bucket: templates of every collection, replicas of the
@@ -1023,8 +1192,8 @@ class Node final : public server::ServerExtension {
             Meta gone;
             gone.name = name;
             gone.gen = gen;
-            auto stream = nats_->GetStreamState(gone.Stream(0));
-            if (stream.ok() || stream.status().code() != Status::Code::kNotFound) {
+            auto streams = nats_->StreamNames(gone.AllSubjects());
+            if (!streams.ok() || !streams->empty()) {
               gone_since_.erase(gen);
               continue;
             }
@@ -1064,8 +1233,8 @@ class Node final : public server::ServerExtension {
         // a snapshot from a peer first, on its own thread; the applier starts once it is in.
         const auto existing = api_->LocalCollection(local);
         const uint64_t position = existing.ok() ? (*existing)->log_position() : 0;
-        if (auto stream = nats_->GetStreamState(m.Stream(s));
-            stream.ok() && stream->first_seq > position + 1) {
+        if (auto where = Locate(nats_.get(), m, s, position);
+            where.ok() && *where == LogState::kTrimmed) {
           std::lock_guard lock(mu_);
           if (stopped_.load()) break;
           if (auto retry = install_retry_.find(local);
@@ -1078,9 +1247,9 @@ class Node final : public server::ServerExtension {
           }
           if (running >= kMaxInstalls) continue;  // the next round starts it
           spdlog::info(
-              "cluster: replica '{}' is at entry {}{} and the log starts at {}: installing a "
-              "peer's snapshot",
-              local, position, existing.ok() ? "" : " (no local copy)", stream->first_seq);
+              "cluster: replica '{}' is at entry {}{}, before the start of the log: "
+              "installing a peer's snapshot",
+              local, PosText(position), existing.ok() ? "" : " (no local copy)");
           installs_.emplace(local, std::async(std::launch::async, [this, m, s] {
                               Status st;
                               try {
@@ -1493,12 +1662,11 @@ class Node final : public server::ServerExtension {
   // holds the entries the trimmed log no longer has; the applier then goes on from the
   // snapshot's position. Tries the replicas in read order.
   Status InstallSnapshot(const Meta& m, uint32_t s) {
-    FATHOM_ASSIGN_OR_RETURN(Nats::StreamState stream, nats_->GetStreamState(m.Stream(s)));
     std::string tried;
     for (const std::string& peer : ReplicaOrder(m, s)) {
       if (peer == o_.node_id) continue;
       if (stopped_.load()) return Status::Unavailable("the node is stopping");
-      Status st = InstallFrom(peer, m, s, stream.first_seq);
+      Status st = InstallFrom(peer, m, s);
       if (st.ok()) return st;
       tried.append(tried.empty() ? "" : "; ").append(peer + ": " + st.message());
     }
@@ -1507,7 +1675,7 @@ class Node final : public server::ServerExtension {
                                (tried.empty() ? "there is no other replica" : tried) + ")");
   }
 
-  Status InstallFrom(const std::string& peer, const Meta& m, uint32_t s, uint64_t log_start) {
+  Status InstallFrom(const std::string& peer, const Meta& m, uint32_t s) {
     const std::string local = m.Local(s);
     FATHOM_ASSIGN_OR_RETURN(const std::string id,
                             Call(peer, "snapshot_make", local, "", "", std::chrono::seconds(2)));
@@ -1538,9 +1706,10 @@ class Node final : public server::ServerExtension {
     const uint64_t position = info.at("log_position").get<uint64_t>();
     const uint64_t size = info.at("size").get<uint64_t>();
     const uint32_t crc = info.at("crc32").get<uint32_t>();
-    if (position + 1 < log_start) {
-      return Status::Unavailable("its replica is at entry " + std::to_string(position) +
-                                 " and the log starts at " + std::to_string(log_start));
+    FATHOM_ASSIGN_OR_RETURN(LogState where, Locate(nats_.get(), m, s, position));
+    if (where == LogState::kTrimmed) {
+      return Status::Unavailable("its replica is at entry " + PosText(position) +
+                                 ", before the start of the log");
     }
     std::error_code ec;
     fs::create_directories(IncomingDir(), ec);
@@ -1587,7 +1756,7 @@ class Node final : public server::ServerExtension {
     FATHOM_RETURN_IF_ERROR(api_->RestoreLocal(unpacked, local));
     snapshots_installed_.fetch_add(1);
     spdlog::info("cluster: replica '{}' installed from {}'s snapshot at entry {} ({} bytes)", local,
-                 peer, position, size);
+                 peer, PosText(position), size);
     return Status::OK();
   }
 
@@ -1848,6 +2017,8 @@ class Node final : public server::ServerExtension {
     m.gen = RandomHex(8);
     m.shards = uint32_t(shards);
     m.replication = uint32_t(replication);
+    // (fixed for the collection's life: every epoch's stream takes this many entries)
+    if (o_.log_retain >= 0) m.epoch_entries = uint64_t(std::max<int64_t>(o_.log_retain, 1));
     m.body = body;
     std::sort(live.begin(), live.end());
     for (uint32_t s = 0; s < m.shards; ++s) {
@@ -1882,7 +2053,9 @@ class Node final : public server::ServerExtension {
     };
     const int stream_replicas = int(std::min<size_t>(m.replication, o_.nats_urls.size()));
     for (uint32_t s = 0; s < m.shards; ++s) {
-      if (Status st = nats_->EnsureStream(m.Stream(s), m.Subject(s), stream_replicas); !st.ok()) {
+      if (Status st = nats_->EnsureStream(m.Stream(s), m.Subject(s), stream_replicas,
+                                          int64_t(m.epoch_entries));
+          !st.ok()) {
         for (uint32_t d = 0; d <= s; ++d) (void)nats_->DeleteStream(m.Stream(d));
         undo_template();
         return st;
@@ -1908,12 +2081,23 @@ class Node final : public server::ServerExtension {
     return Reply::Ok("true");
   }
 
+  // Every stream of the collection's logs (each shard's epochs; by name where NATS does not say).
+  void DeleteStreams(const Meta& m) {
+    std::set<std::string> names;
+    for (uint32_t s = 0; s < m.shards; ++s) {
+      for (uint32_t e = m.FirstEpoch(s); e <= m.Epoch(s) + 1; ++e) names.insert(m.Stream(s, e));
+    }
+    if (auto listed = nats_->StreamNames(m.AllSubjects()); listed.ok())
+      names.insert(listed->begin(), listed->end());
+    for (const std::string& name : names) (void)nats_->DeleteStream(name);
+  }
+
   Reply DropCollection(const ApiRequest& req) {
     FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
     // The tombstone first: it is what lets the nodes delete their copies.
     FATHOM_RETURN_IF_ERROR(dropped_kv_->Put(m.gen, m.name));
     FATHOM_RETURN_IF_ERROR(collections_kv_->Delete(m.name));
-    for (uint32_t s = 0; s < m.shards; ++s) (void)nats_->DeleteStream(m.Stream(s));
+    DeleteStreams(m);
     // Its aliases go with it (as on a single node).
     for (int attempt = 0; attempt < 5; ++attempt) {
       uint64_t revision = 0;
@@ -2147,7 +2331,7 @@ class Node final : public server::ServerExtension {
     if (!added.ok() && added.status().code() != Status::Code::kAlreadyExists) return added.status();
     FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(mv.collection));
     FATHOM_ASSIGN_OR_RETURN(Nats::StreamState stream, nats_->GetStreamState(m.Stream(mv.shard)));
-    const uint64_t target = stream.last_seq;
+    const uint64_t target = Pos(m.Epoch(mv.shard), stream.last_seq);
     const auto deadline = Clock::now() + std::chrono::minutes(30);
     for (;;) {
       if (stopped_.load()) return Status::Unavailable("the node stopped");
@@ -2261,13 +2445,29 @@ class Node final : public server::ServerExtension {
     for (const auto& [s, entry] : entries) {
       futures.push_back(
           std::async(std::launch::async, [&, s = s, entry = &entry]() -> Result<uint64_t> {
+            const auto deadline = Clock::now() + o_.request_timeout;
+            uint32_t epoch = m.Epoch(s);
             Status last;
-            for (int attempt = 0; attempt < 3;
-                 ++attempt) {  // the same message id: JetStream keeps one
-              auto seq = nats_->Publish(m.Subject(s), *entry, {},
+            for (int attempt = 0; attempt < 3;) {  // the same message id: JetStream keeps one
+              auto seq = nats_->Publish(m.Subject(s, epoch), *entry, {},
                                         request_id + "-" + std::to_string(s), o_.request_timeout);
-              if (seq.ok() || seq.status().code() != Status::Code::kUnavailable) return seq;
+              if (seq.ok()) return Pos(epoch, *seq);
+              if (seq.status().code() == Status::Code::kFailedPrecondition && m.epoch_entries > 0 &&
+                  Clock::now() < deadline) {
+                // The epoch's stream is full (the entry is not in it): the next epoch's.
+                FATHOM_ASSIGN_OR_RETURN(epoch, NextEpoch(m, s, epoch));
+                continue;
+              }
+              if (seq.status().code() != Status::Code::kUnavailable) return seq.status();
               last = seq.status();
+              ++attempt;
+              // (a metadata cache two epochs behind names a stream that is gone)
+              if (m.epoch_entries > 0) {
+                if (auto value = collections_kv_->Get(m.name); value.ok() && *value) {
+                  if (auto now = Meta::Decode(**value); now.ok() && now->gen == m.gen)
+                    epoch = std::max(epoch, now->Epoch(s));
+                }
+              }
             }
             return last;
           }));
@@ -2447,21 +2647,12 @@ class Node final : public server::ServerExtension {
   // compare-and-set of its metadata entry, retried when another change came first, then tells
   // every node. NotFound when the collection was dropped (or dropped and made again) meanwhile.
   Status ChangeBody(const Meta& m, const char* key, const std::function<void(Json&)>& change) {
-    for (int attempt = 0;; ++attempt) {
-      uint64_t revision = 0;
-      FATHOM_ASSIGN_OR_RETURN(auto current, collections_kv_->Get(m.name, &revision));
-      if (!current) return Status::NotFound("collection '" + m.name + "' does not exist");
-      FATHOM_ASSIGN_OR_RETURN(Meta now, Meta::Decode(*current));
-      if (now.gen != m.gen) return Status::NotFound("collection '" + m.name + "' was dropped");
+    return ChangeMeta(m, [&](Meta& now) {
       Json& member = now.body[key];
       if (!member.is_object()) member = Json::object();
       change(member);
-      Status written = collections_kv_->Update(m.name, now.Encode(), revision);
-      if (written.ok()) break;
-      if (written.code() != Status::Code::kFailedPrecondition || attempt == 9) return written;
-    }
-    Announce(m.name);
-    return Status::OK();
+      return true;
+    });
   }
 
   Reply ChangeFieldIndex(const Meta& m, const std::string& field,
@@ -2917,6 +3108,32 @@ class Node final : public server::ServerExtension {
   Reply LocalScroll(const ApiRequest& req) { return api_->ScrollPoints(req); }
   Reply LocalPoints(const ApiRequest& req) { return api_->GetPoints(req); }
 
+  // How far position `applied` is behind shard s's log (`current`: the state of the stream of the
+  // shard's current epoch): the entries it has not applied, and when the oldest of them was
+  // stored (nanoseconds since the epoch, UTC; 0 when none is missing or NATS cannot say).
+  std::pair<uint64_t, int64_t> Behind(const Meta& m, uint32_t s, uint64_t applied,
+                                      const Nats::StreamState& current) {
+    const uint32_t epoch = m.Epoch(s);
+    uint64_t lag = 0;
+    int64_t oldest = 0;
+    if (EpochOf(applied) > epoch) return {0, 0};  // (the metadata here is a moment old)
+    for (uint32_t e = std::max(EpochOf(applied), epoch > 64 ? epoch - 64 : 0); e <= epoch; ++e) {
+      const uint64_t from = e == EpochOf(applied) ? SeqOf(applied) : 0;
+      uint64_t last = current.last_seq;
+      if (e != epoch) {
+        auto state = nats_->GetStreamState(m.Stream(s, e));
+        if (!state.ok()) continue;
+        last = state->last_seq;
+      }
+      if (last <= from) continue;
+      lag += last - from;
+      if (oldest == 0) {
+        if (auto stored = nats_->MessageTime(m.Stream(s, e), from + 1); stored.ok())
+          oldest = *stored;
+      }
+    }
+    return {lag, oldest};
+  }
   Reply ClusterStatus(const ApiRequest&) {
     std::map<std::string, Meta> metas;
     std::set<std::string> live;
@@ -2957,16 +3174,14 @@ class Node final : public server::ServerExtension {
               r["points"] = sh["points"];
               const uint64_t applied = sh["applied"].get<uint64_t>();
               if (stream.ok()) {
-                r["lag"] = stream->last_seq > applied ? stream->last_seq - applied : 0;
+                const auto [lag, oldest] = Behind(m, s, applied, *stream);
+                r["lag"] = lag;
                 r["lag_seconds"] = 0.0;
-                if (stream->last_seq > applied) {  // how long the oldest entry it misses has waited
-                  auto stored = nats_->MessageTime(m.Stream(s), applied + 1);
-                  if (stored.ok()) {
-                    const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                            std::chrono::system_clock::now().time_since_epoch())
-                                            .count();
-                    r["lag_seconds"] = std::max<double>(0.0, double(now - *stored) / 1e9);
-                  }
+                if (oldest > 0) {  // how long the oldest entry it misses has waited
+                  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count();
+                  r["lag_seconds"] = std::max<double>(0.0, double(now - oldest) / 1e9);
                 }
               }
               if (sh.contains("error")) r["error"] = sh["error"];
@@ -2981,8 +3196,10 @@ class Node final : public server::ServerExtension {
         if (!available) ++unavailable;
         Json shard{{"shard", s}, {"available", available}, {"replicas", std::move(replicas)}};
         if (stream.ok()) {
-          shard["last_seq"] = stream->last_seq;
-          shard["log_entries"] = stream->messages;  // kept: the rest was trimmed
+          shard["last_seq"] = Pos(m.Epoch(s), stream->last_seq);
+          shard["epoch"] = m.Epoch(s);              // the stream that takes writes
+          shard["first_epoch"] = m.FirstEpoch(s);   // the oldest kept (--log-retain)
+          shard["log_entries"] = stream->messages;  // in the current epoch's stream
         } else {
           shard["log_error"] = stream.status().message();
         }

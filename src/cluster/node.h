@@ -40,11 +40,11 @@ struct ClusterOptions {
   std::chrono::milliseconds request_timeout{5000};
   // How long a write with wait waits for a replica to apply it before answering "acknowledged".
   std::chrono::milliseconds wait_timeout{10000};
-  // Bounded log retention (opt-in, experimental): a shard's stream keeps its last `log_retain`
-  // entries plus every entry some live replica has not applied yet; older ones are removed (a
+  // Bounded log retention (opt-in): the shards of a collection created by this node are logged
+  // in a chain of streams of `log_retain` entries each (one per epoch), and the streams of
+  // epochs before the previous one are deleted once every live replica has applied them (a
   // replica that comes back behind them installs a snapshot from a peer, then applies the rest).
-  // Negative (the default): keep every entry. A 30-minute fault run with retention on lost two
-  // acknowledged writes on one replica (docs/distributed.md), hence off by default.
+  // Negative (the default): one stream per shard that keeps every entry.
   int64_t log_retain = -1;
   // Whether the node's writes are fsynced (--durability fsync, the default): only then do its
   // applied positions let the log be trimmed.

@@ -20,11 +20,12 @@ theirs back) in a temporary directory, removed at the end unless --keep:
  4. check every replica's contents (read through /cluster/local) against the histories, the
     replicas of each shard against each other, and exact search on every node against brute force.
 
-With --log-retain N the nodes trim their logs (opt-in, experimental), so a node away for a while
-comes back behind the trimmed log and installs a peer's snapshot under the faults.
+With --log-retain N the collection's shards are logged in streams of N entries and old ones are
+deleted (docs/distributed.md), so a node away for a while comes back behind the start of the log
+and installs a peer's snapshot under the faults.
 
 It prints one line `cluster-test: nodes=3 nats=3 kills=N pauses=N acked=N lost=N resurrected=N
-diverged=N search_mismatch=N snapshot_installs=N` (a setup failure prints `cluster-test: error: ...` instead) and exits
+diverged=N search_mismatch=N snapshot_installs=N nats_exits=N` (a setup failure prints `cluster-test: error: ...` instead) and exits
 0 only when lost, resurrected, diverged and search_mismatch are 0, something was acknowledged, the
 cluster healed, no Fathom process exited by itself, and (runs of 100 s or more) kills >= 20.
 The final state allowed for an id is the effect of its last acknowledged op or of any
@@ -779,10 +780,11 @@ def run_test(args, tmp):
         crashes = [c for c in nemesis.crashes if c[0] in node_names]
         required_kills = MIN_KILLS if seconds >= MIN_KILLS_SECONDS else 0
         installs = sum(p.tail(10 ** 9).count("installed from") for p in cluster.nodes)
+        nats_exits = len(nemesis.crashes) - len(crashes)  # (reported: a NATS server that crashes)
         print("cluster-test: nodes=3 nats=3 kills=%d pauses=%d acked=%d lost=%d resurrected=%d diverged=%d "
-              "search_mismatch=%d snapshot_installs=%d" % (
+              "search_mismatch=%d snapshot_installs=%d nats_exits=%d" % (
                   nemesis.kills, nemesis.pauses, acked, len(lost), len(resurrected), len(bad_shards),
-                  len(mismatches), installs), flush=True)
+                  len(mismatches), installs, nats_exits), flush=True)
         failed = bool(lost or resurrected or bad_shards or mismatches or crashes or not ok_heal)
         if failed:
             offending = [("lost", p) for p in lost] + [("resurrected", p) for p in resurrected]
