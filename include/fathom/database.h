@@ -337,6 +337,10 @@ class Collection {
   // Forgets what Tune stored for `vector` (durably): searches that leave the knob at 0 use the
   // index's own default again. Returns whether there was anything to forget.
   virtual Result<bool> ResetSearchDefaults(const std::string& vector = "") = 0;
+  // Stores `defaults` as what Tune chose for `vector` (durably), as if Tune had measured them
+  // here: a cluster tunes each shard on one replica and gives every replica the setting that
+  // met the target on all of them. target_recall 0 forgets them, as ResetSearchDefaults.
+  virtual Status StoreSearchDefaults(const std::string& vector, const SearchDefaults& defaults) = 0;
   // RAM and disk bytes, by part (see StorageUsage); usage().ram_bytes == memory_bytes().
   virtual StorageUsage usage() const = 0;
   // When the indexes were last checkpointed successfully by this process (explicitly, every

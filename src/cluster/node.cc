@@ -100,6 +100,9 @@ struct Meta {
   uint64_t epoch_entries = 0;          // entries an epoch's stream takes (0: one stream, no limit)
   std::vector<uint32_t> epochs;        // shard -> the newest epoch a writer has started
   std::vector<uint32_t> first_epochs;  // shard -> the oldest epoch whose stream is kept
+  // What POST /collections/{name}/tune chose, per vector name: {"ef"|"nprobe"|"checks": N,
+  // "target_recall", "recall"} (every replica gets it through its log; templates from here).
+  Json search_defaults = Json::object();
 
   uint32_t Epoch(uint32_t s) const { return s < epochs.size() ? epochs[s] : 0; }
   uint32_t FirstEpoch(uint32_t s) const { return s < first_epochs.size() ? first_epochs[s] : 0; }
@@ -130,6 +133,7 @@ struct Meta {
     if (epoch_entries > 0) j["epoch_entries"] = epoch_entries;
     if (!epochs.empty()) j["epochs"] = epochs;
     if (!first_epochs.empty()) j["first_epochs"] = first_epochs;
+    if (!search_defaults.empty()) j["search_defaults"] = search_defaults;
     return j.dump();
   }
   static Result<Meta> Decode(std::string_view text) {
@@ -147,6 +151,7 @@ struct Meta {
       m.epoch_entries = j.value("epoch_entries", uint64_t{0});
       m.epochs = j.value("epochs", std::vector<uint32_t>());
       m.first_epochs = j.value("first_epochs", std::vector<uint32_t>());
+      m.search_defaults = j.value("search_defaults", Json::object());
       if (m.shards == 0 || m.assignment.size() != m.shards)
         return Status::Corruption("bad shard assignment");
       m.epochs.resize(m.shards, 0);
@@ -263,6 +268,26 @@ Result<std::string> AsResult(const Reply& r) {
   }
 }
 
+// Tuned search defaults as the metadata and the log carry them (null: none).
+Json DefaultsJson(const SearchDefaults& d) {
+  if (d.target_recall == 0) return nullptr;
+  return Json{{"ef", d.ef},
+              {"nprobe", d.nprobe},
+              {"checks", d.checks},
+              {"target_recall", d.target_recall},
+              {"recall", d.recall}};
+}
+SearchDefaults DefaultsFromJson(const Json& j) {
+  SearchDefaults d;
+  if (!j.is_object()) return d;
+  d.ef = j.value("ef", 0);
+  d.nprobe = j.value("nprobe", 0);
+  d.checks = j.value("checks", 0);
+  d.target_recall = j.value("target_recall", 0.0);
+  d.recall = j.value("recall", 0.0);
+  return d;
+}
+
 // ---- Where a position stands in a shard's log ----------------------------------------------
 
 // kHolds: the log holds every entry after `position` (its epoch's stream goes on from there);
@@ -281,8 +306,13 @@ Result<LogState> Locate(Nats* nats, const Meta& m, uint32_t s, uint64_t position
     return LogState::kHolds;
   }
   if (state.status().code() != Status::Code::kNotFound) return state.status();
-  // No stream for the epoch: not begun yet, or deleted (then a later one exists).
+  // No stream for the epoch: not begun yet, or deleted (then a later one exists). The listing
+  // comes from JetStream's meta leader: a stream that reads as missing while its servers fail
+  // over is still listed.
   FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> streams, nats->StreamNames(m.AllSubjects()));
+  if (std::find(streams.begin(), streams.end(), m.Stream(s, e)) != streams.end()) {
+    return Status::Unavailable(m.Stream(s, e) + " does not answer");
+  }
   const std::string prefix = m.Stream(s, 0) + "_E";
   for (const std::string& name : streams) {
     if (name.rfind(prefix, 0) == 0 &&
@@ -476,8 +506,8 @@ class Applier {
       idle = s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0);
       if (s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0)) {
         if (s == NATS_OK) natsMsgList_Destroy(&list);
-        // Idle: refresh the lag, move on at the end of a sealed epoch, and make sure the
-        // consumer still exists (a NATS server that died may have taken it).
+        // Idle: refresh the lag, move on at the end of a full epoch, and make sure the consumer
+        // still exists (a NATS server that died may have taken it).
         if (Clock::now() - last_check > std::chrono::seconds(5)) {
           last_check = Clock::now();
           const Look look = LookAtLog();
@@ -537,7 +567,7 @@ class Applier {
         const uint64_t pending = md->NumPending;
         jsMsgMetaData_Destroy(md);
         const uint64_t position = applied();
-        if (EpochOf(position) != sub_epoch) {  // (cannot happen: an epoch ends idle)
+        if (EpochOf(position) != sub_epoch) {  // (cannot happen: a full epoch ends the batch)
           restart = true;
           break;
         }
@@ -658,6 +688,12 @@ class Applier {
           set_index_(meta_.Local(shard_), e.at("field").get<std::string>(), type));
       // (Not one write with the index: a replay after a crash between them makes it again,
       // which changes nothing.)
+      FATHOM_RETURN_IF_ERROR(local_->SkipLogPosition(seq));
+      return uint64_t{0};
+    }
+    if (op == "defaults") {  // tuned search defaults (POST /collections/{name}/tune): every replica
+      FATHOM_RETURN_IF_ERROR(local_->StoreSearchDefaults(
+          e.value("vector", ""), DefaultsFromJson(e.value("defaults", Json()))));
       FATHOM_RETURN_IF_ERROR(local_->SkipLogPosition(seq));
       return uint64_t{0};
     }
@@ -823,6 +859,8 @@ class Node final : public server::ServerExtension {
         {"PUT", "/collections/{name}/index", Access::kWrite, h(&Node::CreateFieldIndex)},
         {"PATCH", "/collections/{name}", Access::kWrite, h(&Node::UpdateCollection)},
         {"DELETE", "/collections/{name}/index/{field}", Access::kWrite, h(&Node::DeleteFieldIndex)},
+        {"POST", "/collections/{name}/tune", Access::kWrite, h(&Node::Tune)},
+        {"DELETE", "/collections/{name}/tune", Access::kWrite, h(&Node::ResetTune)},
     };
     // What the cluster mode does not do yet answers so, instead of touching local collections.
     for (const char* path : {"/collections/{name}/snapshots"}) {
@@ -831,8 +869,6 @@ class Node final : public server::ServerExtension {
     for (const char* path : {"/collections/{name}/snapshots"}) {
       r.push_back({"GET", path, Access::kRead, h(&Node::Unsupported)});
     }
-    r.push_back({"POST", "/collections/{name}/tune", Access::kWrite, h(&Node::Unsupported)});
-    r.push_back({"DELETE", "/collections/{name}/tune", Access::kWrite, h(&Node::Unsupported)});
     r.push_back(
         {"PUT", "/collections/{name}/snapshots/recover", Access::kWrite, h(&Node::Unsupported)});
     r.push_back({"DELETE", "/collections/{name}/snapshots/{snapshot}", Access::kWrite,
@@ -1344,6 +1380,11 @@ class Node final : public server::ServerExtension {
       r.params = {m.Template()};
       FATHOM_RETURN_IF_ERROR(AsResult(api_->UpdateCollection(r)).status());
     }
+    for (const VectorSpec& v : t->spec().vectors) {
+      const Json want = m.search_defaults.value(v.name, Json());
+      if (DefaultsJson(t->search_defaults(v.name)) != DefaultsJson(DefaultsFromJson(want)))
+        FATHOM_RETURN_IF_ERROR(t->StoreSearchDefaults(v.name, DefaultsFromJson(want)));
+    }
     const auto want = MetaIndexes(m);
     const auto have = t->spec().indexed_fields;
     for (const auto& [field, type] : want) {
@@ -1516,6 +1557,7 @@ class Node final : public server::ServerExtension {
     if (op == "recommend") return api_->Recommend(req);
     if (op == "query") return api_->Query(req);
     if (op == "get") return api_->GetPoints(req);
+    if (op == "tune") return api_->Tune(req);  // (the caller sends "store": false)
     if (op == "point") {
       req.params.push_back(arg);
       return api_->GetPoint(req);
@@ -2671,6 +2713,104 @@ class Node final : public server::ServerExtension {
     return Publish(m, entries, req, Json::object());
   }
 
+  // POST /collections/{name}/tune: tunes every shard on one of its replicas (at once, each
+  // measuring recall against exact search on its own points, nothing stored there), and takes
+  // the largest setting any shard needed: a shard's part of the merged top k is within its own
+  // top k, so the setting that meets the target on every shard meets it on the merge. With
+  // "store" (the default) the setting goes into the collection's metadata (templates: GET
+  // shows it) and, through each shard's log, to every replica, present and future.
+  Reply Tune(const ApiRequest& req) {
+    FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
+    Json body = Json::parse(req.body.empty() ? std::string("{}") : req.body, nullptr, false);
+    if (!body.is_object()) return Reply::Error(400, "tune request: the body must be a JSON object");
+    const bool store = !body.contains("store") || body["store"] != false;
+    body["store"] = false;
+    const std::string shard_body = body.dump();
+    std::vector<std::future<Result<std::string>>> asks;
+    for (uint32_t s = 0; s < m.shards; ++s) {
+      asks.push_back(std::async(std::launch::async, [&, s]() -> Result<std::string> {
+        std::string tried;
+        for (const std::string& node : ReplicaOrder(m, s)) {  // exact search: minutes at scale
+          auto r = Call(node, "tune", m.Local(s), shard_body, "", std::chrono::minutes(30));
+          if (r.ok() || r.status().code() != Status::Code::kUnavailable) return r;
+          tried.append(tried.empty() ? "" : "; ").append(node + ": " + r.status().message());
+        }
+        return Status::Unavailable("shard " + std::to_string(s) + " has no replica answering (" +
+                                   tried + ")");
+      }));
+    }
+    Json shards = Json::array();
+    Json answer{{"knob", ""},      {"value", 0},   {"recall", 1.0},
+                {"reached", true}, {"queries", 0}, {"tried", Json::array()}};
+    for (uint32_t s = 0; s < m.shards; ++s) {
+      FATHOM_ASSIGN_OR_RETURN(std::string text, asks[s].get());
+      Json one = Json::parse(text, nullptr, false);
+      if (!one.is_object()) return Reply::Error(500, "shard " + std::to_string(s) + ": bad answer");
+      answer["knob"] = one.value("knob", "");
+      answer["value"] = std::max(answer["value"].get<int>(), one.value("value", 0));
+      answer["reached"] = answer["reached"].get<bool>() && one.value("reached", true);
+      answer["queries"] = answer["queries"].get<uint64_t>() + one.value("queries", uint64_t{0});
+      one["shard"] = s;
+      shards.push_back(std::move(one));
+    }
+    // The recall each shard measured at the chosen setting (or the nearest it tried below it).
+    for (const Json& one : shards) {
+      double at = one.value("recall", 1.0);
+      for (const Json& t : one.value("tried", Json::array())) {
+        if (t.value("value", 0) <= answer["value"].get<int>()) at = t.value("recall", at);
+      }
+      answer["recall"] = std::min(answer["recall"].get<double>(), at);
+    }
+    if (!shards.empty()) answer["tried"] = shards[0].value("tried", Json::array());
+    answer["shards"] = std::move(shards);
+    const std::string knob = answer["knob"];
+    if (!store || knob.empty()) return Reply::Ok(answer.dump());
+    const std::string vector = body.value("using", Json("")).is_string()
+                                   ? body.value("using", Json("")).get<std::string>()
+                                   : std::string();
+    SearchDefaults d;
+    (knob == "ef" ? d.ef : knob == "nprobe" ? d.nprobe : d.checks) = answer["value"].get<int>();
+    d.target_recall = body.value("target_recall", 0.0);
+    d.recall = answer["recall"];
+    return SetDefaults(m, vector, d, req, std::move(answer));
+  }
+
+  // DELETE /collections/{name}/tune[?using=VECTOR]: every replica forgets the tuned setting.
+  Reply ResetTune(const ApiRequest& req) {
+    FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
+    ApiRequest local = req;  // the template checks the request (and forgets it at once)
+    local.params = {m.Template()};
+    Reply checked = api_->ResetTune(local);
+    if (!checked.ok()) return checked;
+    std::string vector;
+    for (const auto& [key, value] : req.query) {
+      if (key == "using") vector = value;
+    }
+    const bool had = m.search_defaults.contains(vector);
+    if (!had) return Reply::Ok(Json{{"reset", false}}.dump());
+    return SetDefaults(m, vector, SearchDefaults{}, req, Json{{"reset", true}});
+  }
+
+  // Records tuned defaults in the metadata and sends them to every replica through the logs.
+  Reply SetDefaults(const Meta& m, const std::string& vector, const SearchDefaults& d,
+                    const ApiRequest& req, Json answer) {
+    FATHOM_RETURN_IF_ERROR(ChangeMeta(m, [&](Meta& now) {
+      if (d.target_recall == 0) {
+        now.search_defaults.erase(vector);
+      } else {
+        now.search_defaults[vector] = DefaultsJson(d);
+      }
+      return true;
+    }));
+    const std::string entry =
+        Json{{"op", "defaults"}, {"vector", vector}, {"defaults", DefaultsJson(d)}}.dump();
+    std::map<uint32_t, std::string> entries;
+    for (uint32_t s = 0; s < m.shards; ++s) entries[s] = entry;
+    Reply published = Publish(m, entries, req, Json::object());
+    if (!published.ok()) return published;
+    return Reply::Ok(answer.dump());
+  }
+
   // PATCH /collections/{name}: as on one node (user metadata merged key by key, a null removing
   // its key; settings a live collection cannot change refused with the same 400s). The metadata
   // is kept in the collection's metadata entry (a compare-and-set of the patch, so patches
@@ -3022,8 +3162,8 @@ class Node final : public server::ServerExtension {
 
   Reply Unsupported(const ApiRequest&) {
     return Reply::Error(501,
-                        "not supported in cluster mode yet (snapshots and tune work on a single "
-                        "node; see docs/distributed.md)");
+                        "not supported in cluster mode yet (snapshots work on a single node; see "
+                        "docs/distributed.md)");
   }
 
   // ---- Handlers: cluster status ----
@@ -3047,6 +3187,12 @@ class Node final : public server::ServerExtension {
              {"apply_errors", a->apply_errors()}};
       if (a->needs_snapshot()) s["needs_snapshot"] = true;
       if (std::string e = a->error(); !e.empty()) s["error"] = e;
+      Json tuned = Json::object();  // (POST /collections/{name}/tune)
+      for (const VectorSpec& v : a->collection()->spec().vectors) {
+        if (Json d = DefaultsJson(a->collection()->search_defaults(v.name)); !d.is_null())
+          tuned[v.name] = std::move(d);
+      }
+      if (!tuned.empty()) s["search_defaults"] = std::move(tuned);
       Json fields = Json::object();
       for (const auto& [field, type] : a->collection()->spec().indexed_fields)
         fields[field] = FieldTypeName(type);
@@ -3134,6 +3280,7 @@ class Node final : public server::ServerExtension {
     }
     return {lag, oldest};
   }
+
   Reply ClusterStatus(const ApiRequest&) {
     std::map<std::string, Meta> metas;
     std::set<std::string> live;

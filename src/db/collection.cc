@@ -210,6 +210,19 @@ Result<bool> CollectionImpl::ResetSearchDefaults(const std::string& vector) {
   return true;
 }
 
+Status CollectionImpl::StoreSearchDefaults(const std::string& vector, const SearchDefaults& defaults) {
+  const size_t v = VectorIndex(vector);
+  if (v == spec_.vectors.size()) {
+    return Status::InvalidArgument("collection '" + spec_.name + "' has no vector '" + vector + "'");
+  }
+  if (defaults.ef < 0 || defaults.nprobe < 0 || defaults.checks < 0 || !(defaults.target_recall >= 0) ||
+      defaults.target_recall > 1) {
+    return Status::InvalidArgument("search defaults: settings must be >= 0 and target_recall in [0, 1]");
+  }
+  std::lock_guard tune_lock(tune_mutex_);
+  return StoreSearchDefaults(v, defaults.target_recall == 0 ? SearchDefaults{} : defaults);
+}
+
 Status CollectionImpl::StoreSearchDefaults(size_t v, const SearchDefaults& defaults) {
   std::vector<SearchDefaults> all;
   {

@@ -99,6 +99,7 @@ class CollectionImpl final : public Collection {
   Result<TuneResult> Tune(const TuneRequest& request) override;
   SearchDefaults search_defaults(const std::string& vector) const override;
   Result<bool> ResetSearchDefaults(const std::string& vector) override;
+  Status StoreSearchDefaults(const std::string& vector, const SearchDefaults& defaults) override;
   std::chrono::steady_clock::time_point last_checkpoint() const override;
   uint64_t checkpoint_failures() const override;
   size_t memory_bytes() const override;

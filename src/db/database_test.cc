@@ -629,8 +629,25 @@ TEST_F(DatabaseTest, TuneMeetsTheTargetOnFreshQueries) {
     EXPECT_EQ(original->search_defaults().ef, 0);
     EXPECT_EQ(original->ResetSearchDefaults("nope").status().code(), Status::Code::kInvalidArgument);
   }
+  // Stored as given (a cluster gives every replica the setting tuned across its shards), durably.
+  {
+    auto flat = std::move(db->GetCollection("flat")).value();
+    SearchDefaults given;
+    given.ef = 77;
+    given.target_recall = 0.97;
+    given.recall = 0.975;
+    ASSERT_TRUE(flat->StoreSearchDefaults("", given).ok());
+    EXPECT_EQ(flat->search_defaults().ef, 77);
+    EXPECT_EQ(flat->StoreSearchDefaults("nope", given).code(), Status::Code::kInvalidArgument);
+    given.target_recall = 1.5;
+    EXPECT_EQ(flat->StoreSearchDefaults("", given).code(), Status::Code::kInvalidArgument);
+  }
   db.reset();
   db = OpenDb();
+  EXPECT_EQ(std::move(db->GetCollection("flat")).value()->search_defaults().ef, 77);
+  EXPECT_EQ(std::move(db->GetCollection("flat")).value()->search_defaults().recall, 0.975);
+  ASSERT_TRUE(std::move(db->GetCollection("flat")).value()->StoreSearchDefaults("", SearchDefaults{}).ok());
+  EXPECT_EQ(std::move(db->GetCollection("flat")).value()->search_defaults().target_recall, 0.0);
   EXPECT_EQ(std::move(db->GetCollection("clustered")).value()->search_defaults().target_recall, 0.0);
   EXPECT_EQ(std::move(db->GetCollection("clustered_copy")).value()->search_defaults().ef, kept["clustered"].ef);
   // An untuned collection's snapshot has no tuned.json, and restores untuned.

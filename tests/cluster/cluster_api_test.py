@@ -1084,6 +1084,55 @@ def run(args, tmp):
               "fathom_cluster_shards_unavailable of n1 is still %s after %s resumed" % (unavailable_metric(n1), owner.name))
         log("21. an unavailable shard shows in GET /cluster, the CLI and /metrics ok")
 
+        # 22. tune to a target recall: every shard measured, every replica and template told -----
+        TN = "/collections/tn"
+        ck.call(n1, "PUT", TN, {"vectors": {"size": 8, "distance": "Euclid"}, "shard_number": 2,
+                                "replication_factor": 2}, what="create tn")
+        trng = random.Random(7)
+        pts = [{"id": i, "vector": [trng.uniform(-1, 1) for _ in range(8)]} for i in range(1200)]
+        for start in range(0, len(pts), 300):
+            ck.call(nodes[start // 300 % 3], "PUT", TN + "/points?wait=true", {"points": pts[start:start + 300]},
+                    what="upsert into tn")
+        bad = ck.call(n2, "POST", TN + "/tune", {"k": 10}, status=400, what="tune without a target")
+        ck.ok("target_recall" in error_text(bad), "the tune 400 does not name target_recall: %s" % short(bad))
+        tuned = ck.call(n2, "POST", TN + "/tune", {"target_recall": 0.95, "sample": 60}, what="tune tn")
+        ck.ok(tuned.get("knob") == "ef" and tuned.get("value", 0) > 0 and len(tuned.get("shards", [])) == 2
+              and tuned.get("queries") == 120 and tuned.get("reached") is True,
+              "tune of tn answered %s" % short(tuned, 1500))
+        ck.ok(tuned["value"] == max(sh["value"] for sh in tuned["shards"]),
+              "the cluster's setting is not the largest shard's: %s" % short(tuned, 1500))
+        ef = tuned["value"]
+
+        def replica_defaults(node):
+            st, answer = request(node.port, "GET", "/cluster/local")
+            if st != 200:
+                return None
+            return [e.get("search_defaults", {}).get("", {}).get("ef") for e in answer["result"]
+                    if e.get("collection") == "tn"]
+        def all_replicas(want):  # every replica of tn, on whichever node holds it
+            got = [replica_defaults(node) for node in nodes]
+            return None not in got and sum(len(g) for g in got) == 4 and all(d == want for g in got for d in g)
+        ck.ok(wait_until(lambda: all_replicas(ef), 20), "the 4 replicas of tn have tuned ef %s, expected %d"
+              % ([replica_defaults(node) for node in nodes], ef))
+        for node in nodes:
+            ck.ok(wait_until(lambda node=node: (result_of(node, "GET", TN) or {}).get("search_defaults", {})
+                             .get("", {}).get("ef") == ef, 20),
+                  "GET tn via %s shows search_defaults %s, expected ef %d" % (
+                      node.name, short((result_of(node, "GET", TN) or {}).get("search_defaults")), ef))
+        hits = ck.call(n3, "POST", TN + "/points/search", {"vector": pts[5]["vector"], "limit": 1}, what="search tn")
+        ck.ok(hits and hits[0]["id"] == 5, "a search of tn after tuning does not find point 5 first: %s" % short(hits))
+        ck.ok(ck.call(n1, "DELETE", TN + "/tune", what="reset tn's tuning") == {"reset": True},
+              "the first reset of tn does not answer reset: true")
+        ck.ok(wait_until(lambda: all_replicas(None), 20), "the replicas of tn still have tuned ef %s after the reset"
+              % [replica_defaults(node) for node in nodes])
+        for node in nodes:
+            ck.ok(wait_until(lambda node=node: (result_of(node, "GET", TN) or {}).get("search_defaults") == {}, 20),
+                  "GET tn via %s still shows search_defaults after the reset" % node.name)
+        ck.ok(ck.call(n2, "DELETE", TN + "/tune", what="reset tn's tuning again") == {"reset": False},
+              "a second reset of tn does not answer reset: false")
+        ck.call(n2, "DELETE", TN + "/tune?using=nope", status=400, what="reset of a vector tn does not have")
+        log("22. tune in cluster mode (ef %d over 2 shards) ok" % ef)
+
         crashed = [n.name for n in cluster.nodes + cluster.nats if not n.running()]
         ck.ok(not crashed, "processes exited during the test: %s" % crashed)
         print("cluster-api: %d checks passed" % ck.passed, flush=True)
