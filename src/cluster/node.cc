@@ -862,19 +862,18 @@ class Node final : public server::ServerExtension {
         {"POST", "/collections/{name}/tune", Access::kWrite, h(&Node::Tune)},
         {"DELETE", "/collections/{name}/tune", Access::kWrite, h(&Node::ResetTune)},
     };
-    // What the cluster mode does not do yet answers so, instead of touching local collections.
-    for (const char* path : {"/collections/{name}/snapshots"}) {
-      r.push_back({"POST", path, Access::kRead, h(&Node::Unsupported)});
-    }
-    for (const char* path : {"/collections/{name}/snapshots"}) {
-      r.push_back({"GET", path, Access::kRead, h(&Node::Unsupported)});
-    }
+    // Snapshots: made across the shards; kept, listed, downloaded and deleted on the node that
+    // made them, as on a single node.
     r.push_back(
-        {"PUT", "/collections/{name}/snapshots/recover", Access::kWrite, h(&Node::Unsupported)});
+        {"POST", "/collections/{name}/snapshots", Access::kWrite, h(&Node::CreateSnapshot)});
+    r.push_back({"GET", "/collections/{name}/snapshots", Access::kRead,
+                 [this](const ApiRequest& q) { return api_->ListSnapshots(q); }});
+    r.push_back({"PUT", "/collections/{name}/snapshots/recover", Access::kWrite,
+                 h(&Node::RecoverSnapshot)});
     r.push_back({"DELETE", "/collections/{name}/snapshots/{snapshot}", Access::kWrite,
-                 h(&Node::Unsupported)});
-    r.push_back(
-        {"GET", "/collections/{name}/snapshots/{snapshot}", Access::kRead, h(&Node::Unsupported)});
+                 [this](const ApiRequest& q) { return api_->DeleteSnapshot(q); }});
+    r.push_back({"GET", "/collections/{name}/snapshots/{snapshot}", Access::kRead,
+                 [this](const ApiRequest& q) { return api_->DownloadSnapshot(q); }});
     return r;
   }
 
@@ -1719,6 +1718,45 @@ class Node final : public server::ServerExtension {
 
   Status InstallFrom(const std::string& peer, const Meta& m, uint32_t s) {
     const std::string local = m.Local(s);
+    const std::string unpacked = IncomingDir() + "/" + local;
+    RemoveOnExit cleanup({unpacked});
+    std::error_code ec;
+    fs::remove_all(unpacked, ec);
+    uint64_t size = 0;
+    // (the archive, what it unpacks to and the imported copy are on disk at once)
+    FATHOM_ASSIGN_OR_RETURN(
+        const uint64_t position,
+        FetchShard(peer, m, s, unpacked, 3, &size, [&](uint64_t position) -> Status {
+          FATHOM_ASSIGN_OR_RETURN(LogState where, Locate(nats_.get(), m, s, position));
+          if (where == LogState::kTrimmed) {
+            return Status::Unavailable("its replica is at entry " + PosText(position) +
+                                       ", before the start of the log");
+          }
+          return Status::OK();
+        }));
+    // The stale copy goes, the snapshot takes its name. (Between the two the node holds no copy
+    // of the shard; reads go to the other replicas, as they do while nothing applies here.)
+    if (api_->LocalCollection(local).ok()) {
+      ApiRequest drop;
+      drop.params = {local};
+      Reply r = api_->DeleteCollection(drop);
+      if (!r.ok() && r.http_status != 404) return AsResult(r).status();
+    }
+    FATHOM_RETURN_IF_ERROR(api_->RestoreLocal(unpacked, local));
+    snapshots_installed_.fetch_add(1);
+    spdlog::info("cluster: replica '{}' installed from {}'s snapshot at entry {} ({} bytes)", local,
+                 peer, PosText(position), size);
+    return Status::OK();
+  }
+
+  // Has `peer` make a snapshot of its replica of shard s, fetches it in pieces (CRC-32 checked)
+  // and unpacks it into `dir` (which must not exist); returns the log position it holds.
+  // `accept` sees the position before the transfer and may refuse it; `room` is how many times
+  // the archive's size must be free on disk (`*size` gets that size).
+  Result<uint64_t> FetchShard(const std::string& peer, const Meta& m, uint32_t s,
+                              const std::string& dir, int room, uint64_t* size,
+                              const std::function<Status(uint64_t)>& accept) {
+    const std::string local = m.Local(s);
     FATHOM_ASSIGN_OR_RETURN(const std::string id,
                             Call(peer, "snapshot_make", local, "", "", std::chrono::seconds(2)));
     struct Done {  // tells the peer to drop its archive, however this ends
@@ -1746,27 +1784,22 @@ class Node final : public server::ServerExtension {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
     const uint64_t position = info.at("log_position").get<uint64_t>();
-    const uint64_t size = info.at("size").get<uint64_t>();
+    *size = info.at("size").get<uint64_t>();
     const uint32_t crc = info.at("crc32").get<uint32_t>();
-    FATHOM_ASSIGN_OR_RETURN(LogState where, Locate(nats_.get(), m, s, position));
-    if (where == LogState::kTrimmed) {
-      return Status::Unavailable("its replica is at entry " + PosText(position) +
-                                 ", before the start of the log");
-    }
+    FATHOM_RETURN_IF_ERROR(accept(position));
     std::error_code ec;
     fs::create_directories(IncomingDir(), ec);
-    const std::string archive = IncomingDir() + "/" + local + ".tar";
-    const std::string unpacked = IncomingDir() + "/" + local;
-    RemoveOnExit cleanup({archive, unpacked});
-    fs::remove_all(unpacked, ec);
-    // The archive, what it unpacks to and the imported copy are on disk at once.
-    FATHOM_RETURN_IF_ERROR(CheckFreeSpace(IncomingDir(), 3 * size, kTransferReserve));
+    static std::atomic<uint64_t> counter{0};
+    const std::string archive =
+        IncomingDir() + "/" + local + "-" + std::to_string(counter.fetch_add(1)) + ".tar";
+    RemoveOnExit cleanup({archive});
+    FATHOM_RETURN_IF_ERROR(CheckFreeSpace(IncomingDir(), room * *size, kTransferReserve));
     {
       std::ofstream out(archive, std::ios::binary | std::ios::trunc);
       uint32_t got = 0;
       uint64_t offset = 0;
       misses = 0;
-      while (offset < size) {
+      while (offset < *size) {
         if (stopped_.load()) return Status::Unavailable("the node is stopping");
         auto piece = Call(peer, "snapshot_read", local, "", id + " " + std::to_string(offset),
                           std::chrono::seconds(5));
@@ -1786,20 +1819,8 @@ class Node final : public server::ServerExtension {
       if (!out) return Status::IOError("cannot write '" + archive + "' (disk full?)");
       if (got != crc) return Status::Corruption("the snapshot's checksum does not match");
     }
-    FATHOM_RETURN_IF_ERROR(server::ExtractSnapshotArchive(archive, unpacked));
-    // The stale copy goes, the snapshot takes its name. (Between the two the node holds no copy
-    // of the shard; reads go to the other replicas, as they do while nothing applies here.)
-    if (api_->LocalCollection(local).ok()) {
-      ApiRequest drop;
-      drop.params = {local};
-      Reply r = api_->DeleteCollection(drop);
-      if (!r.ok() && r.http_status != 404) return AsResult(r).status();
-    }
-    FATHOM_RETURN_IF_ERROR(api_->RestoreLocal(unpacked, local));
-    snapshots_installed_.fetch_add(1);
-    spdlog::info("cluster: replica '{}' installed from {}'s snapshot at entry {} ({} bytes)", local,
-                 peer, PosText(position), size);
-    return Status::OK();
+    FATHOM_RETURN_IF_ERROR(server::ExtractSnapshotArchive(archive, dir));
+    return position;
   }
 
   // Makes the sync run now.
@@ -3160,10 +3181,160 @@ class Node final : public server::ServerExtension {
     return Reply::Ok(std::move(answer));
   }
 
-  Reply Unsupported(const ApiRequest&) {
-    return Reply::Error(501,
-                        "not supported in cluster mode yet (snapshots work on a single node; see "
-                        "docs/distributed.md)");
+  // ---- Handlers: collection snapshots ----
+
+  // POST /collections/{name}/snapshots: a directory on this node (under its snapshot directory,
+  // so it is listed, downloaded as one tar and deleted as on a single node) holding cluster.json
+  // (the create body, shard count, replication factor, tuned defaults and each shard's log
+  // position) and shard-<s>/, a snapshot of shard s made on one of its replicas. Each shard is
+  // copied at its own moment: a write that goes on meanwhile may be in some shards' copies and
+  // not yet in others'.
+  Reply CreateSnapshot(const ApiRequest& req) {
+    FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(req.params.at(0)));
+    FATHOM_ASSIGN_OR_RETURN(const std::string path, api_->NewSnapshotPath(m.name));
+    bool made = false;
+    struct Undo {
+      const std::string& path;
+      const bool& made;
+      ~Undo() {
+        std::error_code ec;
+        if (!made) fs::remove_all(path, ec);
+      }
+    } undo{path, made};
+    Json positions = Json::array();
+    for (uint32_t s = 0; s < m.shards; ++s) {
+      const std::string dir = path + "/shard-" + std::to_string(s);
+      std::string tried;
+      std::optional<uint64_t> position;
+      for (const std::string& peer : ReplicaOrder(m, s)) {
+        uint64_t size = 0;
+        auto got = FetchShard(peer, m, s, dir, 2, &size, [](uint64_t) { return Status::OK(); });
+        if (got.ok()) {
+          position = *got;
+          break;
+        }
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+        tried.append(tried.empty() ? "" : "; ").append(peer + ": " + got.status().message());
+      }
+      if (!position) {
+        return Status::Unavailable("no replica of shard " + std::to_string(s) + " of '" + m.name +
+                                   "' made a snapshot (" + tried + ")");
+      }
+      positions.push_back(*position);
+    }
+    const Json manifest{{"fathom_cluster_snapshot", 1},
+                        {"name", m.name},
+                        {"shards", m.shards},
+                        {"replication_factor", m.replication},
+                        {"body", m.body},
+                        {"search_defaults", m.search_defaults},
+                        {"log_positions", positions}};
+    {
+      std::ofstream out(path + "/cluster.json", std::ios::trunc);
+      out << manifest.dump(2) << "\n";
+      out.close();
+      if (!out) return Status::IOError("cannot write '" + path + "/cluster.json' (disk full?)");
+    }
+    made = true;
+    spdlog::info("cluster: snapshot '{}' of '{}' ({} shards) written to {}",
+                 fs::path(path).filename().string(), m.name, m.shards, path);
+    return Reply::Ok(api_->DescribeSnapshot(path, m.name).dump());
+  }
+
+  // PUT /collections/{name}/snapshots/recover: {"location": URL} (http:// or a file:// under
+  // this node's snapshot directory) or {"snapshot": one of this node's}, optionally under another
+  // "name". Creates the collection across the cluster as it was (shard count, replication,
+  // settings, payload indexes, tuned defaults) and writes every point of every shard's copy
+  // through the log, in batches: the new collection's replicas get them as any write.
+  Reply RecoverSnapshot(const ApiRequest& req) {
+    FATHOM_ASSIGN_OR_RETURN(
+        const std::string target,
+        api_->RecoverWith(req, [&](const std::string& dir, const std::string& name) {
+          return RecoverInto(dir, name, req);
+        }));
+    FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(target));
+    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> counts,
+                            AskAll(m, "count", "{\"exact\":true}"));
+    uint64_t total = 0;
+    for (const std::string& c : counts) total += Json::parse(c).value("count", uint64_t{0});
+    return Reply::Ok(Json{{"name", target}, {"points_count", total}}.dump());
+  }
+
+  Status RecoverInto(const std::string& dir, const std::string& target, const ApiRequest& req) {
+    std::ifstream in(dir + "/cluster.json");
+    if (!in) {
+      return Status::InvalidArgument(
+          "not a cluster snapshot (it has no cluster.json): a single node's snapshot is recovered "
+          "on a single node");
+    }
+    const Json manifest = Json::parse(in, nullptr, false);
+    if (!manifest.is_object() || !manifest.contains("shards") || !manifest.contains("body")) {
+      return Status::Corruption("cluster.json of the snapshot is not a cluster snapshot manifest");
+    }
+    if (FindMeta(target).ok()) {
+      return Status::AlreadyExists("collection '" + target +
+                                   "' already exists: delete it first or recover under another "
+                                   "\"name\"");
+    }
+    const uint32_t shards = manifest["shards"].get<uint32_t>();
+    Json body = manifest["body"];
+    body["shard_number"] = shards;
+    body["replication_factor"] = manifest.value("replication_factor", 1);
+    ApiRequest create;
+    const std::string create_body = body.dump();
+    create.body = create_body;
+    create.params = {target};
+    FATHOM_RETURN_IF_ERROR(AsResult(CreateCollection(create)).status());
+    FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(target));
+    for (uint32_t s = 0; s < shards; ++s) {
+      const std::string temp = "_recover-" + RandomHex(12);
+      FATHOM_RETURN_IF_ERROR(api_->RestoreLocal(dir + "/shard-" + std::to_string(s), temp));
+      struct Drop {
+        server::Api* api;
+        std::string name;
+        ~Drop() {
+          ApiRequest drop;
+          drop.params = {name};
+          (void)api->DeleteCollection(drop);
+        }
+      } drop{api_, temp};
+      FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> copy, api_->LocalCollection(temp));
+      ScrollRequest scroll;
+      scroll.limit = 256;
+      scroll.with_payload = true;
+      scroll.with_vectors = true;
+      for (;;) {
+        FATHOM_ASSIGN_OR_RETURN(ScrollPage page, copy->Scroll(scroll));
+        if (page.points.empty()) break;
+        Json points = Json::array();
+        for (const Record& r : page.points) {
+          Json p{{"id", IdJson(r.id)}};
+          if (r.vectors.size() == 1 && r.vectors.begin()->first.empty()) {
+            p["vector"] = r.vectors.begin()->second;
+          } else {
+            p["vector"] = Json::object();
+            for (const auto& [name, v] : r.vectors) p["vector"][name] = v;
+          }
+          p["payload"] = r.payload.empty() ? Json::object() : Json::parse(r.payload);
+          points.push_back(std::move(p));
+        }
+        ApiRequest upsert;
+        const std::string upsert_body = Json{{"points", std::move(points)}}.dump();
+        upsert.body = upsert_body;
+        upsert.params = {target};
+        FATHOM_RETURN_IF_ERROR(AsResult(Upsert(upsert)).status());
+        if (!page.next_offset) break;
+        scroll.offset = page.next_offset;
+      }
+    }
+    const Json tuned = manifest.value("search_defaults", Json::object());
+    for (const auto& [vector, d] : tuned.items()) {
+      FATHOM_RETURN_IF_ERROR(
+          AsResult(SetDefaults(m, vector, DefaultsFromJson(d), req, Json::object())).status());
+    }
+    spdlog::info("cluster: recovered '{}' ({} shards) from a snapshot", target, shards);
+    return Status::OK();
   }
 
   // ---- Handlers: cluster status ----

@@ -1938,20 +1938,10 @@ Reply Api::CreateSnapshot(const ApiRequest& req) {
   const std::string& name = req.params.at(0);
   std::shared_lock lock(db_mutex_);
   FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(name));
-  const std::string dir = SnapshotDir(name);
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return Status::IOError("cannot create '" + dir + "': " + ec.message());
   std::lock_guard snapshot_lock(snapshot_mutex_);
-  // UTC timestamps sort by time and say when; a suffix separates snapshots in the same second.
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
-  std::string snapshot = stamp;
-  for (int i = 2; fs::exists(dir + "/" + snapshot, ec); ++i) snapshot = std::string(stamp) + "-" + std::to_string(i);
-  const std::string path = dir + "/" + snapshot;
+  FATHOM_ASSIGN_OR_RETURN(const std::string path, NewSnapshotPath(name));
+  const std::string snapshot = fs::path(path).filename().string();
+  std::error_code ec;
   Status s = c->Snapshot(path);
   if (!s.ok()) {
     fs::remove_all(path, ec);
@@ -2018,7 +2008,8 @@ Reply Api::DownloadSnapshot(const ApiRequest& req) {
   return reply;
 }
 
-Status Api::RecoverFromLocation(const std::string& location, const std::string& api_key, const std::string& target) {
+Status Api::RecoverFromLocation(const std::string& location, const std::string& api_key, const std::string& target,
+                                const Restore& restore) {
   {
     std::shared_lock lock(db_mutex_);
     if (db_ && db_->GetCollection(target).ok()) {
@@ -2101,10 +2092,20 @@ Status Api::RecoverFromLocation(const std::string& location, const std::string& 
   } else {
     return Status::InvalidArgument("snapshot location must be an http:// or file:// URL, got '" + location + "'");
   }
-  return RestoreSnapshot(source, target);
+  return restore(source, target);
 }
 
 Reply Api::RecoverSnapshot(const ApiRequest& req) {
+  FATHOM_ASSIGN_OR_RETURN(const std::string target,
+                          RecoverWith(req, [this](const std::string& dir, const std::string& name) {
+                            return RestoreSnapshot(dir, name);
+                          }));
+  std::shared_lock lock(db_mutex_);
+  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(target));
+  return Reply::Ok(Dump(Json{{"name", target}, {"points_count", c->Count()}}));
+}
+
+Result<std::string> Api::RecoverWith(const ApiRequest& req, const Restore& restore) {
   const std::string& name = req.params.at(0);
   FATHOM_RETURN_IF_ERROR(ValidateName(name, "collection name"));
   FATHOM_ASSIGN_OR_RETURN(Json body, ParseBody(req.body, limits_.max_json_depth));
@@ -2125,17 +2126,15 @@ Reply Api::RecoverSnapshot(const ApiRequest& req) {
     if (body.contains("api_key") && !body["api_key"].is_null()) {
       FATHOM_ASSIGN_OR_RETURN(api_key, GetString(body, "api_key", "recover request"));
     }
-    FATHOM_RETURN_IF_ERROR(RecoverFromLocation(location, api_key, target));
+    FATHOM_RETURN_IF_ERROR(RecoverFromLocation(location, api_key, target, restore));
     spdlog::info("recovered collection '{}' from {}", target, location);
   } else {
     FATHOM_ASSIGN_OR_RETURN(std::string snapshot, GetString(body, "snapshot", ""));
     FATHOM_ASSIGN_OR_RETURN(const std::string path, ExistingSnapshot(name, snapshot));
-    FATHOM_RETURN_IF_ERROR(RestoreSnapshot(path, target));
+    FATHOM_RETURN_IF_ERROR(restore(path, target));
     spdlog::info("recovered snapshot '{}' of collection '{}' as '{}'", snapshot, name, target);
   }
-  std::shared_lock lock(db_mutex_);
-  FATHOM_ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, Find(target));
-  return Reply::Ok(Dump(Json{{"name", target}, {"points_count", c->Count()}}));
+  return target;
 }
 
 Status Api::RestoreSnapshot(const std::string& snapshot_dir, const std::string& name) {
@@ -2146,7 +2145,33 @@ Status Api::RestoreSnapshot(const std::string& snapshot_dir, const std::string& 
                                  "' already exists: delete it first or recover under another "
                                  "\"name\"");
   }
+  std::error_code ec;
+  if (fs::exists(snapshot_dir + "/cluster.json", ec)) {
+    return Status::InvalidArgument("this is a snapshot of a cluster collection (one folder per shard): recover it "
+                                   "through a node of a cluster (fathom serve --cluster)");
+  }
   return db_->RestoreSnapshot(snapshot_dir, name).status();
+}
+
+Result<std::string> Api::NewSnapshotPath(const std::string& collection) {
+  FATHOM_RETURN_IF_ERROR(ValidateName(collection, "collection name"));
+  const std::string dir = SnapshotDir(collection);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return Status::IOError("cannot create '" + dir + "': " + ec.message());
+  // UTC timestamps sort by time and say when; a suffix separates snapshots in the same second.
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+  std::string snapshot = stamp;
+  for (int i = 2; fs::exists(dir + "/" + snapshot, ec); ++i) snapshot = std::string(stamp) + "-" + std::to_string(i);
+  return dir + "/" + snapshot;
+}
+
+Json Api::DescribeSnapshot(const std::string& path, const std::string& collection) const {
+  return SnapshotJson(path, collection);
 }
 
 void Api::RenderMetrics(std::string* out) const {

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <memory>
 #include <mutex>
@@ -142,6 +143,16 @@ class Api {
   Status ParseDelete(const ApiRequest& req, std::vector<PointId>* ids, std::string* filter) const;
   Result<PayloadUpdate> ParsePayloadUpdate(const ApiRequest& req, PayloadUpdate::Op op) const;
   Result<std::vector<AliasOperation>> ParseAliasActions(const ApiRequest& req) const;
+  // Recovery for the cluster mode: the snapshot directory a recover request names (its
+  // "location", downloaded or a file of this server, unpacked; or its "snapshot", one of this
+  // server's) is handed to `restore` with the target collection name; temporary files are
+  // removed after. Returns the target name.
+  using Restore = std::function<Status(const std::string& snapshot_dir, const std::string& target)>;
+  Result<std::string> RecoverWith(const ApiRequest& req, const Restore& restore);
+  // A new, not yet existing, snapshot directory of `collection` (named by the UTC time), and
+  // the answer describing a snapshot directory, as POST /collections/{name}/snapshots gives it.
+  Result<std::string> NewSnapshotPath(const std::string& collection);
+  Json DescribeSnapshot(const std::string& path, const std::string& collection) const;
   // A collection of the local database (cluster replicas apply their log to it directly).
   Result<std::shared_ptr<Collection>> LocalCollection(std::string_view name) const;
   // Restores a snapshot directory (Collection::Snapshot) as local collection `name`
@@ -251,7 +262,8 @@ class Api {
   Result<std::string> ExistingSnapshot(const std::string& collection, const std::string& snapshot) const;
   // Recovers `target` from a Qdrant `location`: http:// (downloaded) or file:// (an archive or
   // a snapshot directory under this server's snapshot directories).
-  Status RecoverFromLocation(const std::string& location, const std::string& api_key, const std::string& target);
+  Status RecoverFromLocation(const std::string& location, const std::string& api_key, const std::string& target,
+                             const Restore& restore);
 
   const std::string data_dir_;
   const ApiLimits limits_;

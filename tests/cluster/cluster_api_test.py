@@ -10,7 +10,7 @@ wait_until are reused) on free loopback ports in a temporary directory, then che
 requests through different nodes: collection create/exists/info/list (with 409 and 400s and
 nothing half-created), upserts with wait=true and their 400s, count (with filter), search and
 batch search against brute-force cosine (with offset), retrieve, payload set/delete/clear,
-deletes by id and filter, scroll pages through every node, recommend and query (single and batch), 501 for snapshots, payload indexes made and dropped on a live collection, PATCH of metadata, GET /cluster (and a shard no replica answers for, in it, the CLI and /metrics), `fathom cluster status`, /metrics, moving
+deletes by id and filter, scroll pages through every node, recommend and query (single and batch), snapshots made across shards and recovered, tune, payload indexes made and dropped on a live collection, PATCH of metadata, GET /cluster (and a shard no replica answers for, in it, the CLI and /metrics), `fathom cluster status`, /metrics, moving
 a shard replica (add, catch up, remove, last-replica and unknown-node 400s), the Python client,
 and dropping and re-creating the collection (every node must serve the new one at once, and a
 dropped one must be gone from every node as soon as DELETE answered), read_after tokens and
@@ -490,8 +490,7 @@ def run(args, tmp):
         rbatch = ck.call(n1, "POST", BASE + "/points/recommend/batch",
                          {"searches": [{"positive": examples[:2], "negative": examples[2:], "limit": 5}]}, what="recommend batch")
         ck.ok([h.get("id") for h in rbatch[0]] == answers[0], "recommend batch differs from recommend", short(rbatch))
-        answer = ck.call(n3, "GET", BASE + "/snapshots", status=501, what="snapshots")
-        ck.ok("cluster mode" in error_text(answer), "the snapshots 501 does not mention cluster mode", short(answer))
+        ck.ok(ck.call(n3, "GET", BASE + "/snapshots", what="snapshots") == [], "c has snapshots on n3 already")
         log("8. scroll ok")
 
         # 9. cluster status, CLI, metrics ---------------------------------------------------
@@ -1132,6 +1131,46 @@ def run(args, tmp):
               "a second reset of tn does not answer reset: false")
         ck.call(n2, "DELETE", TN + "/tune?using=nope", status=400, what="reset of a vector tn does not have")
         log("22. tune in cluster mode (ef %d over 2 shards) ok" % ef)
+
+        # 23. snapshots: made across the shards, listed/downloaded/deleted, recovered elsewhere ----
+        ck.call(n1, "POST", TN + "/points/payload?wait=true", {"payload": {"tag": "kept"}, "points": [1, 2, 3]},
+                what="set payload in tn")
+        tuned = ck.call(n1, "POST", TN + "/tune", {"target_recall": 0.95, "sample": 40}, what="tune tn again")
+        snap = ck.call(n3, "POST", TN + "/snapshots", what="snapshot of tn via n3")
+        ck.ok(snap.get("name") and snap.get("collection") == "tn" and snap.get("size", 0) > 0,
+              "the snapshot answer is %s" % short(snap))
+        listed = ck.call(n3, "GET", TN + "/snapshots", what="list tn's snapshots on n3")
+        ck.ok([x["name"] for x in listed] == [snap["name"]], "n3 lists %s" % short(listed))
+        st, tar = request(n3.port, "GET", TN + "/snapshots/" + snap["name"])
+        ck.ok(st == 200 and tar, "downloading the snapshot from n3 answered %s" % st)
+        recovered = ck.call(n3, "PUT", TN + "/snapshots/recover", {"snapshot": snap["name"], "name": "tn2"},
+                            what="recover tn's snapshot as tn2")
+        ck.ok(recovered == {"name": "tn2", "points_count": 1200}, "the recover answered %s" % short(recovered))
+        ck.call(n3, "PUT", TN + "/snapshots/recover", {"snapshot": snap["name"], "name": "tn2"}, status=409,
+                what="recover onto an existing collection")
+        ck.call(n1, "PUT", "/collections/tn3/snapshots/recover",
+                {"location": "http://127.0.0.1:%d/collections/tn/snapshots/%s" % (n3.port, snap["name"])},
+                what="recover from n3's URL as tn3 through n1")
+        sample_ids = [0, 1, 2, 3, 599, 1199]
+        want = {p["id"]: (p["vector"], p["payload"]) for p in ck.call(
+            n2, "POST", TN + "/points", {"ids": sample_ids, "with_payload": True, "with_vector": True}, what="read tn")}
+        for copy in ("tn2", "tn3"):
+            info = ck.call(n2, "GET", "/collections/" + copy, what="GET " + copy)
+            ck.ok(info.get("points_count") == 1200 and len(info.get("shards", [])) == 2
+                  and info["config"]["params"].get("replication_factor") == 2,
+                  "%s has %s points over %s" % (copy, info.get("points_count"), short(info.get("shards"))))
+            ck.ok(wait_until(lambda copy=copy: (result_of(n2, "GET", "/collections/" + copy) or {})
+                             .get("search_defaults", {}).get("", {}).get("ef") == tuned["value"], 20),
+                  "%s does not carry tn's tuned ef %d" % (copy, tuned["value"]))
+            got = {p["id"]: (p["vector"], p["payload"]) for p in ck.call(
+                n1, "POST", "/collections/%s/points" % copy,
+                {"ids": sample_ids, "with_payload": True, "with_vector": True}, what="read " + copy)}
+            ck.ok(got == want, "%s differs from tn at ids %s" % (copy, [i for i in sample_ids if got.get(i) != want[i]]))
+        ck.ok(ck.call(n3, "DELETE", TN + "/snapshots/" + snap["name"], what="delete the snapshot") is True,
+              "deleting the snapshot did not answer true")
+        ck.ok(ck.call(n3, "GET", TN + "/snapshots", what="list after delete") == [], "the snapshot is still listed")
+        ck.call(n3, "GET", TN + "/snapshots/" + snap["name"], status=404, what="download a deleted snapshot")
+        log("23. cluster snapshots: made, listed, downloaded, recovered twice, deleted ok")
 
         crashed = [n.name for n in cluster.nodes + cluster.nats if not n.running()]
         ck.ok(not crashed, "processes exited during the test: %s" % crashed)
