@@ -2,6 +2,9 @@
 #include "server/api.h"
 
 #include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
 #include <unistd.h>
 
 #include <cmath>
@@ -170,6 +173,16 @@ TEST_F(ApiTest, SnapshotAndRecoverInTheRunningDatabase) {
   EXPECT_TRUE(api_->GetCollection(Req("", {"c"})).ok());
   EXPECT_EQ(api_->RecoverSnapshot(Req(R"({"snapshot": ")" + name + R"("})", {"c"})).http_status, 409);
   EXPECT_EQ(api_->RecoverSnapshot(Req(R"({"snapshot": "../../x"})", {"c"})).http_status, 400);
+  // A cluster's snapshot (cluster.json beside one folder per shard) is refused here, saying why.
+  auto path = api_->NewSnapshotPath("c");
+  ASSERT_TRUE(path.ok()) << path.status().ToString();
+  std::filesystem::create_directories(*path + "/shard-0");
+  std::ofstream(*path + "/cluster.json") << R"({"fathom_cluster_snapshot": 1, "shards": 1})";
+  Reply cluster = api_->RecoverSnapshot(
+      Req(R"({"snapshot": ")" + std::filesystem::path(*path).filename().string() + R"(", "name": "e"})", {"c"}));
+  EXPECT_EQ(cluster.http_status, 400);
+  EXPECT_NE(cluster.error.find("recover it through a node of a cluster"), std::string::npos) << cluster.error;
+  EXPECT_EQ(api_->GetCollection(Req("", {"e"})).http_status, 404);
 }
 
 // The simdjson fast path for search bodies must give exactly what the nlohmann path gives:
