@@ -1147,6 +1147,7 @@ class Node final : public server::ServerExtension {
       std::lock_guard lock(mu_);
       if (std::find(keys.begin(), keys.end(), kAliasesKey) == keys.end()) aliases_.clear();
       metas_ = fresh;  // requests see a drop at once; FindMeta makes a missing template itself
+      stale_.clear();
     }
     // Appliers of dropped collections stop first; so do those of replicas moved off this node,
     // whose local copies then go (the metadata names the nodes that keep the shard).
@@ -1835,7 +1836,9 @@ class Node final : public server::ServerExtension {
   void Forget(const std::string& name) {
     {
       std::lock_guard lock(mu_);
-      metas_.erase(name);
+      // Requests read it from the bucket until the sync refreshes it (it stays listed: GET
+      // /cluster must not drop a collection whose metadata just changed, e.g. a new log epoch).
+      stale_.insert(name);
     }
     std::lock_guard lock(sync_mu_);
     reconcile_now_ = true;
@@ -1980,7 +1983,8 @@ class Node final : public server::ServerExtension {
     {
       std::lock_guard lock(mu_);
       if (auto a = aliases_.find(name); a != aliases_.end()) name = a->second;
-      if (auto it = metas_.find(name); it != metas_.end()) cached = it->second;
+      if (auto it = metas_.find(name); it != metas_.end() && !stale_.count(name))
+        cached = it->second;
     }
     if (cached) {
       FATHOM_RETURN_IF_ERROR(EnsureLocal(*cached, cached->Template()));
@@ -3454,11 +3458,22 @@ class Node final : public server::ServerExtension {
 
   Reply ClusterStatus(const ApiRequest&) {
     std::map<std::string, Meta> metas;
-    std::set<std::string> live;
+    std::set<std::string> live, stale;
     {
       std::lock_guard lock(mu_);
       metas = metas_;
       live = live_;
+      stale = stale_;
+    }
+    for (const std::string& name : stale) {  // changed since the sync: as the bucket has it now
+      auto value = collections_kv_->Get(name);
+      auto fresh =
+          value.ok() && *value ? Meta::Decode(**value) : Result<Meta>(Status::NotFound(""));
+      if (fresh.ok()) {
+        metas[name] = std::move(fresh).value();
+      } else if (value.ok()) {
+        metas.erase(name);  // dropped
+      }
     }
     std::set<std::string> nodes = live;
     for (const auto& [name, m] : metas) {
@@ -3549,7 +3564,8 @@ class Node final : public server::ServerExtension {
   std::map<std::string, Clock::time_point> gone_since_;
 
   mutable std::mutex mu_;
-  std::map<std::string, Meta> metas_;                         // guarded by mu_
+  std::map<std::string, Meta> metas_;  // guarded by mu_
+  std::set<std::string> stale_;        // metas_ entries announced changed since the sync (mu_)
   std::map<std::string, std::shared_ptr<Applier>> appliers_;  // by local name; guarded by mu_
   std::set<std::string> live_;                  // nodes with a heartbeat; guarded by mu_
   std::map<std::string, std::string> aliases_;  // alias -> collection, synced; guarded by mu_
