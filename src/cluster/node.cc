@@ -296,11 +296,14 @@ SearchDefaults DefaultsFromJson(const Json& j) {
 // kTrimmed: entries after `position` are gone (a peer's snapshot is needed). Unavailable when
 // NATS cannot tell.
 enum class LogState { kHolds, kNotYet, kEpochDone, kTrimmed };
-Result<LogState> Locate(Nats* nats, const Meta& m, uint32_t s, uint64_t position) {
+// `*last_seq` (when given) gets the last sequence of the position's epoch stream, if it exists.
+Result<LogState> Locate(Nats* nats, const Meta& m, uint32_t s, uint64_t position,
+                        uint64_t* last_seq = nullptr) {
   const uint32_t e = EpochOf(position);
   const uint64_t at = SeqOf(position);
   auto state = nats->GetStreamState(m.Stream(s, e));
   if (state.ok()) {
+    if (last_seq != nullptr) *last_seq = state->last_seq;
     if (state->first_seq > at + 1) return LogState::kTrimmed;  // (purged before rotation)
     if (state->max_msgs > 0 && at >= uint64_t(state->max_msgs)) return LogState::kEpochDone;
     return LogState::kHolds;
@@ -429,10 +432,9 @@ class Applier {
   enum class Look { kGoOn, kWait, kAdvanced, kSnapshot };
   Look LookAtLog() {
     const uint64_t at = applied();
-    if (auto state = nats_->GetStreamState(meta_.Stream(shard_, EpochOf(at))); state.ok()) {
-      last_seq_.store(std::max(last_seq_.load(), Pos(EpochOf(at), state->last_seq)));
-    }
-    auto where = Locate(nats_, meta_, shard_, at);
+    uint64_t last = 0;
+    auto where = Locate(nats_, meta_, shard_, at, &last);
+    last_seq_.store(std::max(last_seq_.load(), Pos(EpochOf(at), last)));
     if (!where.ok()) {
       SetError("looking at the log: " + where.status().ToString());
       return Look::kGoOn;
@@ -1919,10 +1921,12 @@ class Node final : public server::ServerExtension {
   // (400, 404 of a point) come back at once, unavailable replicas are skipped.
   Result<std::string> AskShard(const Meta& m, uint32_t s, const std::string& op,
                                const std::string& body, const std::string& arg = "",
-                               const ReadOptions& read = {}) {
+                               const ReadOptions& read = {},
+                               std::optional<std::chrono::milliseconds> timeout = std::nullopt) {
     std::string tried;
     for (const std::string& node : ReplicaOrder(m, s)) {
-      auto r = Call(node, op, m.Local(s), body, arg, o_.request_timeout, read.After(s));
+      auto r = Call(node, op, m.Local(s), body, arg, timeout.value_or(o_.request_timeout),
+                    read.After(s));
       if (r.ok() || r.status().code() != Status::Code::kUnavailable) return r;
       tried.append(tried.empty() ? "" : "; ").append(node + ": " + r.status().message());
     }
@@ -2241,35 +2245,48 @@ class Node final : public server::ServerExtension {
   // compare-and-set of its metadata, tells every node, and returns the shard's replicas now.
   Result<std::vector<std::string>> ChangeReplica(const std::string& name, uint32_t shard,
                                                  const std::string& node, bool add) {
-    uint64_t revision = 0;
-    FATHOM_ASSIGN_OR_RETURN(auto current, collections_kv_->Get(name, &revision));
+    FATHOM_RETURN_IF_ERROR(ValidateNodeId(node));
+    FATHOM_ASSIGN_OR_RETURN(auto current, collections_kv_->Get(name));
     if (!current) return Status::NotFound("collection '" + name + "' does not exist");
     FATHOM_ASSIGN_OR_RETURN(Meta m, Meta::Decode(*current));
-    if (shard >= m.shards)
-      return Status::NotFound("collection '" + name + "' has no shard " + std::to_string(shard));
-    const std::string shard_text = std::to_string(shard);
-    FATHOM_RETURN_IF_ERROR(ValidateNodeId(node));
-    std::vector<std::string>& replicas = m.assignment[shard];
-    const bool holds = std::find(replicas.begin(), replicas.end(), node) != replicas.end();
+    std::vector<std::string> live;
     if (add) {
-      if (holds)
-        return Status::AlreadyExists("node '" + node + "' already holds shard " + shard_text);
-      FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> live, nodes_kv_->Keys());
-      if (std::find(live.begin(), live.end(), node) == live.end()) {
-        return Status::InvalidArgument("node '" + node + "' is not a live member of the cluster");
-      }
-      replicas.push_back(node);
-    } else {
-      if (!holds)
-        return Status::NotFound("node '" + node + "' holds no replica of shard " + shard_text);
-      if (replicas.size() == 1)
-        return Status::InvalidArgument("the last replica of a shard cannot be removed");
-      replicas.erase(std::find(replicas.begin(), replicas.end(), node));
+      FATHOM_ASSIGN_OR_RETURN(live, nodes_kv_->Keys());
     }
-    FATHOM_RETURN_IF_ERROR(collections_kv_->Update(m.name, m.Encode(), revision));
-    Announce(m.name);
+    const std::string shard_text = std::to_string(shard);
+    Status refused;
+    std::vector<std::string> result;
+    // (compare-and-set, retried: log epochs change the same metadata while writes go on)
+    FATHOM_RETURN_IF_ERROR(ChangeMeta(m, [&](Meta& now) {
+      refused = Status::OK();
+      if (shard >= now.shards) {
+        refused = Status::NotFound("collection '" + name + "' has no shard " + shard_text);
+        return false;
+      }
+      std::vector<std::string>& replicas = now.assignment[shard];
+      const bool holds = std::find(replicas.begin(), replicas.end(), node) != replicas.end();
+      if (add) {
+        if (holds) {
+          refused = Status::AlreadyExists("node '" + node + "' already holds shard " + shard_text);
+        } else if (std::find(live.begin(), live.end(), node) == live.end()) {
+          refused =
+              Status::InvalidArgument("node '" + node + "' is not a live member of the cluster");
+        } else {
+          replicas.push_back(node);
+        }
+      } else if (!holds) {
+        refused = Status::NotFound("node '" + node + "' holds no replica of shard " + shard_text);
+      } else if (replicas.size() == 1) {
+        refused = Status::InvalidArgument("the last replica of a shard cannot be removed");
+      } else {
+        replicas.erase(std::find(replicas.begin(), replicas.end(), node));
+      }
+      result = replicas;
+      return refused.ok();
+    }));
+    FATHOM_RETURN_IF_ERROR(refused);
     (void)Reconcile();
-    return replicas;
+    return result;
   }
 
   // ---- Rebalancing ----
@@ -2753,15 +2770,8 @@ class Node final : public server::ServerExtension {
     const std::string shard_body = body.dump();
     std::vector<std::future<Result<std::string>>> asks;
     for (uint32_t s = 0; s < m.shards; ++s) {
-      asks.push_back(std::async(std::launch::async, [&, s]() -> Result<std::string> {
-        std::string tried;
-        for (const std::string& node : ReplicaOrder(m, s)) {  // exact search: minutes at scale
-          auto r = Call(node, "tune", m.Local(s), shard_body, "", std::chrono::minutes(30));
-          if (r.ok() || r.status().code() != Status::Code::kUnavailable) return r;
-          tried.append(tried.empty() ? "" : "; ").append(node + ": " + r.status().message());
-        }
-        return Status::Unavailable("shard " + std::to_string(s) + " has no replica answering (" +
-                                   tried + ")");
+      asks.push_back(std::async(std::launch::async, [&, s] {  // exact search: minutes at scale
+        return AskShard(m, s, "tune", shard_body, "", {}, std::chrono::minutes(30));
       }));
     }
     Json shards = Json::array();
@@ -3275,11 +3285,6 @@ class Node final : public server::ServerExtension {
     const Json manifest = Json::parse(in, nullptr, false);
     if (!manifest.is_object() || !manifest.contains("shards") || !manifest.contains("body")) {
       return Status::Corruption("cluster.json of the snapshot is not a cluster snapshot manifest");
-    }
-    if (FindMeta(target).ok()) {
-      return Status::AlreadyExists("collection '" + target +
-                                   "' already exists: delete it first or recover under another "
-                                   "\"name\"");
     }
     const uint32_t shards = manifest["shards"].get<uint32_t>();
     Json body = manifest["body"];
