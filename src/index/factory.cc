@@ -173,7 +173,7 @@ Result<IndexSpec> ParseFactory(std::string_view factory) {
     return Bad(factory, "'" + std::string(head) +
                             "' needs a link count M between 2 and 256 after HNSW (e.g. HNSW32)");
   }
-  bool seen_efc = false, seen_efs = false;
+  bool seen_efc = false, seen_efs = false, seen_pca = false;
   for (size_t i = 1; i < parts.size(); ++i) {
     std::string_view p = parts[i];
     if (p == "SQ8" || p == "FP16" || p == "RBQ" || p == "SQ4") {
@@ -193,14 +193,22 @@ Result<IndexSpec> ParseFactory(std::string_view factory) {
       if (seen_efs) return Bad(factory, "efS given twice");
       seen_efs = true;
       target = &spec.ef_search;
+    } else if (key == "pca") {
+      if (seen_pca) return Bad(factory, "pca given twice");
+      seen_pca = true;
+      target = &spec.pca;
     } else {
       return Bad(factory, "unknown HNSW option '" + std::string(p) +
-                              "': expected SQ8, SQ4, FP16, RBQ, efC=<n> or efS=<n>");
+                              "': expected SQ8, SQ4, FP16, RBQ, efC=<n>, efS=<n> or pca=<n>");
     }
     if (eq == std::string_view::npos || !ParseInt(value, target) || *target < 1 ||
         *target > 100000) {
       return Bad(factory, "option '" + std::string(p) + "' needs an integer between 1 and 100000");
     }
+  }
+  if (spec.pca != 0 && !spec.sq8) {
+    return Bad(factory, "pca=" + std::to_string(spec.pca) +
+                            " walks on projections of SQ8 codes: it needs SQ8 (e.g. HNSW16,SQ8,pca=128)");
   }
   return spec;
 }
@@ -236,6 +244,7 @@ std::string ToFactoryString(const IndexSpec& spec) {
     s += ",efC=" + std::to_string(spec.ef_construction);
   }
   if (spec.ef_search != IndexSpec::kDefaultEfSearch) s += ",efS=" + std::to_string(spec.ef_search);
+  if (spec.pca != 0) s += ",pca=" + std::to_string(spec.pca);
   return s;
 }
 

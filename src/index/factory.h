@@ -1,12 +1,14 @@
 // Factory strings: the one name for an index configuration, in configs, logs and file headers.
 //
 //   Flat                         exact search
-//   HNSW<M>[,SQ8|,FP16|,RBQ][,efC=<n>][,efS=<n>]
+//   HNSW<M>[,SQ8|,SQ4|,FP16|,RBQ][,efC=<n>][,efS=<n>][,pca=<p>]
 //                                HNSW graph with M links per node (2M on level 0); SQ8 traverses
 //                                the graph on 8-bit codes and re-ranks with float32, FP16 keeps
 //                                half-precision vectors only, RBQ traverses on 1-bit RaBitQ codes
 //                                and re-ranks with float32; efC is the construction beam (default
-//                                200), efS the default search beam (64).
+//                                200), efS the default search beam (64); pca (SQ8, l2 or cosine,
+//                                p < dim) walks searches on 8-bit codes of the top p principal
+//                                components and ranks the beam again by the whole codes.
 //   IVF<nlist>[_HNSW<M>],<Flat|FP16|SQ8|SQ4|PQ<m>|PQ<m>x4fs|RBQ>[,nprobe=<n>]
 //                                inverted file: k-means coarse quantizer with nlist lists (a
 //                                flat scan of the centroids, or an HNSW<M> graph over them),
@@ -52,6 +54,9 @@ struct IndexSpec {
   bool sq4 = false;   // HNSW: walked on per-dimension 4-bit scalar codes (",SQ4")
   int ef_construction = kDefaultEfConstruction;
   int ef_search = kDefaultEfSearch;
+  // HNSW with SQ8: searches walk the graph on the top `pca` principal components of the codes
+  // (8 bits each), then rank the beam by the whole codes; 0: on the whole codes.
+  int pca = 0;
   // IVF.
   int nlist = 0;
   int coarse_hnsw_m = 0;  // 0: the centroids are scanned; else an HNSW<M> over them

@@ -8,7 +8,7 @@ namespace fathom {
 namespace {
 
 TEST(FactoryTest, ParsesAndRoundTripsCanonicalForms) {
-  for (const char* s : {"Flat", "HNSW32", "HNSW16,efC=100", "HNSW32,SQ8", "HNSW8,SQ8,efC=50,efS=20", "HNSW16,FP16", "HNSW32,RBQ", "HNSW16,SQ4,efS=32", "KDForest", "KDForest8"}) {
+  for (const char* s : {"Flat", "HNSW32", "HNSW16,efC=100", "HNSW32,SQ8", "HNSW8,SQ8,efC=50,efS=20", "HNSW16,FP16", "HNSW32,RBQ", "HNSW16,SQ4,efS=32", "HNSW16,SQ8,pca=128", "KDForest", "KDForest8"}) {
     auto spec = ParseFactory(s);
     ASSERT_TRUE(spec.ok()) << s << ": " << spec.status().ToString();
     EXPECT_EQ(ToFactoryString(*spec), s);
@@ -42,7 +42,11 @@ TEST(FactoryTest, ErrorsSayWhatWasExpected) {
   expect_error("HNSW", "'HNSW' needs a link count M between 2 and 256 after HNSW (e.g. HNSW32) in index spec 'HNSW'");
   expect_error("HNSW1000", "'HNSW1000' needs a link count M between 2 and 256 after HNSW (e.g. HNSW32) in index spec 'HNSW1000'");
   expect_error("HNSW32,efC=abc", "option 'efC=abc' needs an integer between 1 and 100000 in index spec 'HNSW32,efC=abc'");
-  expect_error("HNSW32,PQ16", "unknown HNSW option 'PQ16': expected SQ8, SQ4, FP16, RBQ, efC=<n> or efS=<n> in index spec 'HNSW32,PQ16'");
+  expect_error("HNSW32,PQ16", "unknown HNSW option 'PQ16': expected SQ8, SQ4, FP16, RBQ, efC=<n>, efS=<n> or pca=<n> in index spec 'HNSW32,PQ16'");
+  expect_error("HNSW16,pca=64", "pca=64 walks on projections of SQ8 codes: it needs SQ8 (e.g. HNSW16,SQ8,pca=128) in index spec 'HNSW16,pca=64'");
+  expect_error("HNSW16,SQ4,pca=64", "pca=64 walks on projections of SQ8 codes: it needs SQ8 (e.g. HNSW16,SQ8,pca=128) in index spec 'HNSW16,SQ4,pca=64'");
+  expect_error("HNSW16,SQ8,pca=64,pca=32", "pca given twice in index spec 'HNSW16,SQ8,pca=64,pca=32'");
+  expect_error("HNSW16,SQ8,pca=0", "option 'pca=0' needs an integer between 1 and 100000 in index spec 'HNSW16,SQ8,pca=0'");
   expect_error("Flat,SQ8", "unexpected option 'SQ8' after Flat: Flat takes no options in index spec 'Flat,SQ8'");
   expect_error("HNSW32,SQ8,SQ8", "give one code (SQ8, SQ4, FP16 or RBQ), once in index spec 'HNSW32,SQ8,SQ8'");
   expect_error("HNSW32,FP16,SQ8", "give one code (SQ8, SQ4, FP16 or RBQ), once in index spec 'HNSW32,FP16,SQ8'");
@@ -57,6 +61,17 @@ TEST(FactoryTest, RaBitQRejectsInnerProduct) {
             "'HNSW32,RBQ': RaBitQ codes estimate l2 distances (and cosine, on unit vectors); for inner product "
             "use SQ8, FP16 or float32");
   EXPECT_TRUE(MakeIndex("HNSW32,RBQ", 64, Metric::kCosine).ok());
+}
+
+TEST(FactoryTest, PcaWalkNeedsL2OrCosineAndFewerComponentsThanDimensions) {
+  auto ip = MakeIndex("HNSW16,SQ8,pca=32", 64, Metric::kInnerProduct);
+  ASSERT_FALSE(ip.ok());
+  EXPECT_EQ(ip.status().message(),
+            "'HNSW16,SQ8,pca=32': pca=32 walks on l2 between projections: it serves l2 and cosine, not inner product");
+  auto wide = MakeIndex("HNSW16,SQ8,pca=64", 64, Metric::kL2);
+  ASSERT_FALSE(wide.ok());
+  EXPECT_EQ(wide.status().message(), "'HNSW16,SQ8,pca=64': pca=64 must be below the dimension (64)");
+  EXPECT_TRUE(MakeIndex("HNSW16,SQ8,pca=32", 64, Metric::kCosine).ok());
 }
 
 TEST(FactoryTest, MakeIndexRejectsBadDimensionAndMetricNames) {

@@ -10,6 +10,8 @@
 
 #include <sys/mman.h>
 
+#include <cblas.h>
+
 #include "index/flat.h"
 #include "index/quantizer.h"
 #include "index/vector_store.h"
@@ -30,6 +32,11 @@ constexpr size_t kMaxPrefetchBytes = 1024;
 // Consolidate once tombstones exceed this fraction of allocated nodes.
 constexpr double kTombstoneFraction = 0.10;
 constexpr size_t kMinTombstonesForConsolidation = 64;
+
+extern "C" void ssyevr_(const char* jobz, const char* range, const char* uplo, const int* n, float* a, const int* lda,
+                        const float* vl, const float* vu, const int* il, const int* iu, const float* abstol, int* m,
+                        float* w, float* z, const int* ldz, int* isuppz, float* work, const int* lwork, int* iwork,
+                        const int* liwork, int* info);
 
 inline uint32_t LoadLink(const uint32_t* p) {
   return std::atomic_ref<uint32_t>(*const_cast<uint32_t*>(p)).load(std::memory_order_acquire);
@@ -69,6 +76,7 @@ struct HnswIndex::Query {
   const float* vec = nullptr;     // normalised for cosine
   const uint8_t* code = nullptr;  // SQ8 code of the query
   const int8_t* qs8 = nullptr;    // SQ8 walk with a norm slot: code - 128 as signed bytes
+  const float* pca = nullptr;     // PCA walk: the code's projection, in levels
   int64_t code_norm = 0;          // and |code|^2
   bool code_exact = false;        // SQ8 with a unit step: the code decodes to exactly the query
   float sum = 0;                  // sum of vec (SQ8 inner product)
@@ -88,6 +96,8 @@ struct HnswIndex::Scratch {
   std::vector<float> qvec;
   std::vector<uint8_t> qcode;
   std::vector<int8_t> qs8;
+  std::vector<float> qpca;
+  std::vector<float> code_floats;
   std::vector<uint32_t> batch;
   std::vector<label_t> rerank_labels;  // on-disk vectors: the candidates to read back
   std::vector<float> rerank_vectors;
@@ -138,10 +148,16 @@ HnswIndex::HnswIndex(size_t dim, Metric metric, const IndexSpec& spec)
                   : spec.rbq  ? RaBitQuantizer(dim).code_size()
                   : spec.sq4  ? sizeof(float) + ScalarQuantizer(dim, 4).code_size()
                               : dim * sizeof(float)),
-      node_bytes_(RoundUp(links0_bytes_ + code_bytes_, 64)),
+      pca_dims_(spec.sq8 && metric != Metric::kInnerProduct && size_t(spec.pca) < dim ? size_t(spec.pca) : 0),
+      // The projections' line(s) after the links and code (a file holds the block as it is,
+      // less the gap before the code).
+      pca_offset_(pca_dims_ != 0 ? RoundUp(links0_bytes_ + code_bytes_, 64) : 0),
+      node_bytes_(RoundUp(links0_bytes_ + code_bytes_, 64) + RoundUp(pca_dims_, 64)),
       // The code starts on a cache line where that costs no memory (128-d SQ8: 2 lines a
       // distance instead of 3; 128-d float32: 8 instead of 9).
-      code_offset_(RoundUp(links0_bytes_, 64) + code_bytes_ <= node_bytes_ ? RoundUp(links0_bytes_, 64) : links0_bytes_),
+      code_offset_(RoundUp(links0_bytes_, 64) + code_bytes_ <= RoundUp(links0_bytes_ + code_bytes_, 64)
+                       ? RoundUp(links0_bytes_, 64)
+                       : links0_bytes_),
       sq8_norm_offset_(spec.sq8 && metric != Metric::kInnerProduct &&
                                RoundUp(code_offset_ + code_bytes_, 4) + 4 <= RoundUp(code_offset_ + code_bytes_, 64)
                            ? RoundUp(code_offset_ + code_bytes_, 4)
@@ -218,6 +234,7 @@ void HnswIndex::Dispatch(DistKind kind, F&& f) {
     case DistKind::kRbqL2: f(std::integral_constant<DistKind, DistKind::kRbqL2>()); return;
     case DistKind::kSq4L2: f(std::integral_constant<DistKind, DistKind::kSq4L2>()); return;
     case DistKind::kSq4Ip: f(std::integral_constant<DistKind, DistKind::kSq4Ip>()); return;
+    case DistKind::kSq8Pca: f(std::integral_constant<DistKind, DistKind::kSq8Pca>()); return;
   }
 }
 
@@ -379,6 +396,7 @@ void HnswIndex::EncodeNode(uint32_t node, const float* v) {
   if (spec_.sq8) {
     Sq8Encode(dst, const_cast<uint8_t*>(Code(node)));
     SetSq8Norm(node);
+    if (pca_ready_.load(std::memory_order_relaxed)) EncodePca(node);
     // (Before the node is linked: a search that reaches it then sees the flag cleared.)
     if (sq8_exact_.load(std::memory_order_relaxed) && !Sq8DecodesExactly(dst, Code(node))) sq8_exact_.store(false);
   }
@@ -399,6 +417,146 @@ void HnswIndex::SetSq8Norm(uint32_t node) {
   int32_t norm = 0;
   for (size_t j = 0; j < dim(); ++j) norm += int32_t{code[j]} * (int32_t{code[j]} - 256);
   std::memcpy(blocks_.data() + size_t{node} * node_bytes_ + sq8_norm_offset_, &norm, sizeof(norm));
+}
+
+void HnswIndex::MaybeTrainPcaLocked(size_t n, const float* x) {
+  if (pca_offset_ == 0 || pca_ready_.load() || !sq_trained_ || num_nodes_ + n < kPcaTrainPoints) return;
+  // A sample of the codes: the stored nodes' (a collection's first small upserts, or a file's
+  // nodes), then the batch's.
+  std::vector<uint8_t> rows;
+  size_t taken = 0;
+  const uint32_t every = std::max<uint32_t>(1, uint32_t(num_nodes_ / kPcaSample));
+  for (uint32_t u = 0; u < num_nodes_ && taken < kPcaSample; u += every) {
+    if (state_[u].load() == kFree) continue;
+    rows.insert(rows.end(), Code(u), Code(u) + dim());
+    ++taken;
+  }
+  const size_t stride = std::max<size_t>(1, n / std::max<size_t>(1, kPcaSample - taken));
+  std::vector<float> row(dim());
+  for (size_t i = 0; i < n && taken < kPcaSample; i += stride, ++taken) {
+    row.assign(x + i * dim(), x + (i + 1) * dim());
+    if (metric() == Metric::kCosine) simd::Normalize(row.data(), dim());
+    rows.resize(rows.size() + dim());
+    Sq8Encode(row.data(), rows.data() + rows.size() - dim());
+  }
+  TrainPcaLocked(rows);
+}
+
+void HnswIndex::TrainPcaLocked(const std::vector<uint8_t>& rows) {
+  const size_t d = dim(), m = rows.size() / d, k = pca_dims_;
+  if (m < 2 * k) return;
+  // PCA of the codes: the top k eigenvectors of their covariance (LAPACK ssyevr).
+  std::vector<float> x(m * d), mean(d, 0.0f);
+  for (size_t i = 0; i < m * d; ++i) x[i] = float(rows[i]);
+  for (size_t i = 0; i < m; ++i) {
+    for (size_t j = 0; j < d; ++j) mean[j] += x[i * d + j];
+  }
+  for (float& v : mean) v /= float(m);
+  for (size_t i = 0; i < m; ++i) {
+    for (size_t j = 0; j < d; ++j) x[i * d + j] -= mean[j];
+  }
+  const int di = int(d);
+  std::vector<float> cov(d * d);
+  cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, di, int(m), 1.0f, x.data(), di, 0.0f, cov.data(), di);
+  const int il = int(d - k + 1), iu = di, ldz = di;
+  const float vl = 0, vu = 0, abstol = 0;
+  int found = 0, info = 0, lwork = -1, liwork = -1, iwork_query = 0;
+  float work_query = 0;
+  std::vector<float> eigenvalues(d), z(d * k);
+  std::vector<int> isuppz(2 * k);
+  // (Row-major upper is column-major lower.)
+  ssyevr_("V", "I", "L", &di, cov.data(), &di, &vl, &vu, &il, &iu, &abstol, &found, eigenvalues.data(), z.data(), &ldz,
+          isuppz.data(), &work_query, &lwork, &iwork_query, &liwork, &info);
+  if (info != 0) return;
+  lwork = int(work_query);
+  liwork = iwork_query;
+  std::vector<float> work(size_t(std::max(1, lwork)));
+  std::vector<int> iwork(size_t(std::max(1, liwork)));
+  ssyevr_("V", "I", "L", &di, cov.data(), &di, &vl, &vu, &il, &iu, &abstol, &found, eigenvalues.data(), z.data(), &ldz,
+          isuppz.data(), work.data(), &lwork, iwork.data(), &liwork, &info);
+  if (info != 0 || found != int(k)) return;
+  pca_basis_.resize(k * d);
+  pca_bias_.resize(k);
+  for (size_t j = 0; j < k; ++j) {
+    const float* column = z.data() + (k - 1 - j) * d;  // (ascending eigenvalues: largest first)
+    std::copy(column, column + d, pca_basis_.begin() + j * d);
+    pca_bias_[j] = simd::Active().dot(column, mean.data(), d);
+  }
+  std::vector<float> proj(m * k);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(k), di, 1.0f, x.data(), di, pca_basis_.data(), di,
+              0.0f, proj.data(), int(k));
+  pca_lo_.assign(k, 0.0f);
+  pca_step_.assign(k, 1.0f);
+  pca_weight_.assign(k, 1.0f);
+  for (size_t j = 0; j < k; ++j) {
+    float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+    for (size_t i = 0; i < m; ++i) {
+      lo = std::min(lo, proj[i * k + j]);
+      hi = std::max(hi, proj[i * k + j]);
+    }
+    const float pad = 0.05f * (hi - lo);
+    pca_lo_[j] = lo - pad;
+    pca_step_[j] = hi > lo ? (hi - lo + 2 * pad) / 255.0f : 1.0f;
+    pca_weight_[j] = pca_step_[j] * pca_step_[j];
+  }
+  pca_ready_.store(true);
+  for (uint32_t u = 0; u < num_nodes_; ++u) {
+    if (state_[u].load() != kFree) EncodePca(u);
+  }
+}
+
+Status HnswIndex::ReadPca(ByteSource& r) {
+  uint8_t ready;
+  FATHOM_RETURN_IF_ERROR(r.Read(&ready));
+  if (ready > 1) return Status::Corruption("HNSW index body has an invalid PCA flag");
+  pca_ready_.store(false);
+  if (ready == 0) return Status::OK();
+  pca_basis_.resize(pca_dims_ * dim());
+  pca_bias_.resize(pca_dims_);
+  pca_lo_.resize(pca_dims_);
+  pca_step_.resize(pca_dims_);
+  for (auto* v : {&pca_basis_, &pca_bias_, &pca_lo_, &pca_step_}) {
+    FATHOM_RETURN_IF_ERROR(r.ReadBytes(v->data(), v->size() * sizeof(float)));
+    for (float x : *v) {
+      if (!std::isfinite(x)) return Status::Corruption("HNSW index body holds a non-finite PCA value");
+    }
+  }
+  pca_weight_.resize(pca_dims_);
+  for (size_t j = 0; j < pca_dims_; ++j) {
+    if (!(pca_step_[j] > 0)) return Status::Corruption("HNSW index body holds a PCA step that is not positive");
+    pca_weight_[j] = pca_step_[j] * pca_step_[j];
+  }
+  pca_ready_.store(true);
+  return Status::OK();
+}
+
+void HnswIndex::EncodePca(uint32_t node) {
+  thread_local std::vector<float> codef;
+  const size_t d = dim();
+  codef.resize(d);
+  const uint8_t* code = Code(node);
+  for (size_t j = 0; j < d; ++j) codef[j] = float(code[j]);
+  uint8_t* out = reinterpret_cast<uint8_t*>(blocks_.data() + size_t{node} * node_bytes_ + pca_offset_);
+  const auto& kern = simd::Active();
+  for (size_t j = 0; j < pca_dims_; ++j) {
+    const float v = kern.dot(pca_basis_.data() + j * d, codef.data(), d) - pca_bias_[j];
+    out[j] = uint8_t(std::clamp(std::nearbyint((v - pca_lo_[j]) / pca_step_[j]), 0.0f, 255.0f));
+  }
+}
+
+void HnswIndex::PreparePca(const uint8_t* code, Scratch& s, Query* q) const {
+  q->pca = nullptr;
+  if (!pca_ready_.load(std::memory_order_acquire)) return;
+  const size_t d = dim();
+  s.code_floats.resize(d);
+  for (size_t j = 0; j < d; ++j) s.code_floats[j] = float(code[j]);
+  s.qpca.resize(pca_dims_);
+  const auto& kern = simd::Active();
+  for (size_t j = 0; j < pca_dims_; ++j) {
+    const float v = kern.dot(pca_basis_.data() + j * d, s.code_floats.data(), d) - pca_bias_[j];
+    s.qpca[j] = (v - pca_lo_[j]) / pca_step_[j];
+  }
+  q->pca = s.qpca.data();
 }
 
 int64_t HnswIndex::Sq8DotDistance(const uint8_t* code, const int8_t* qs8, int64_t code_norm) const {
@@ -467,6 +625,8 @@ float HnswIndex::Distance(const Query& q, uint32_t node) const {
     return q.sq->q_norm - 2 * sq4_.DotInt8(*q.sq, code + sizeof(float)) + norm;
   } else if constexpr (K == DistKind::kSq4Ip) {
     return ip_offset_ - sq4_.DotInt8(*q.sq, Code(node) + sizeof(float));
+  } else if constexpr (K == DistKind::kSq8Pca) {
+    return kern.l2_sqr_f32_u8_weighted(q.pca, pca_weight_.data(), WalkCode<K>(node), pca_dims_);
   } else {
     return ip_offset_ - (sq_lo_ * q.sum + sq_scale_ * kern.dot_f32_u8(q.vec, Code(node), dim()));
   }
@@ -545,6 +705,7 @@ void HnswIndex::PrepareQuery(const float* v, Scratch& s, Query* q) const {
       PrepareSq8Walk(q->code, d, s.qs8, &q->code_norm);
       q->qs8 = s.qs8.data();
     }
+    if (pca_offset_ != 0) PreparePca(q->code, s, q);
   }
 }
 
@@ -588,7 +749,7 @@ void HnswIndex::SearchLevelFrom(const Query& q, int level, size_t ef, Scratch& s
   }
   const uint32_t max_links = static_cast<uint32_t>(MaxLinks(level));
   s.batch.resize(m0_ + 1);
-  const size_t prefetch_bytes = std::min(code_bytes_, kMaxPrefetchBytes);
+  const size_t prefetch_bytes = K == DistKind::kSq8Pca ? pca_dims_ : std::min(code_bytes_, kMaxPrefetchBytes);
   const size_t links_bytes = sizeof(uint32_t) * (1 + max_links);
   while (s.pool.HasNext()) {
     uint32_t u = s.pool.Next();
@@ -620,7 +781,7 @@ void HnswIndex::SearchLevelFrom(const Query& q, int level, size_t ef, Scratch& s
     // that enters the pool has its links requested, as it is likely the next one expanded.
     // Measured (A/B in one process, CNN 128-d and Fashion-MNIST 784-d, SQ8 and float32): 10-30%
     // more QPS than prefetching 3 neighbours ahead.
-    for (size_t i = 0; i < n; ++i) Prefetch(Code(s.batch[i]), prefetch_bytes);
+    for (size_t i = 0; i < n; ++i) Prefetch(WalkCode<K>(s.batch[i]), prefetch_bytes);
     for (size_t i = 0; i < n; ++i) {
       uint32_t v = s.batch[i];
       float d = Distance<K>(q, v);
@@ -666,7 +827,7 @@ void HnswIndex::SearchLevelFiltered(const Query& q, size_t ef, const LabelFilter
     }
   }
   std::make_heap(side.begin(), side.end(), greater);
-  const size_t prefetch_bytes = std::min(code_bytes_, kMaxPrefetchBytes);
+  const size_t prefetch_bytes = K == DistKind::kSq8Pca ? pca_dims_ : std::min(code_bytes_, kMaxPrefetchBytes);
   const size_t cap = m0_;
   s.batch.resize(m0_ + 1);
   s.selected.resize(m0_ + 1);  // this step's rejected neighbours (the two-hop hubs)
@@ -724,7 +885,7 @@ void HnswIndex::SearchLevelFiltered(const Query& q, size_t ef, const LabelFilter
     }
     ++s.expansions;
     s.distances += n;
-    for (size_t i = 0; i < n; ++i) Prefetch(Code(s.batch[i]), prefetch_bytes);  // (as SearchLevelFrom)
+    for (size_t i = 0; i < n; ++i) Prefetch(WalkCode<K>(s.batch[i]), prefetch_bytes);  // (as SearchLevelFrom)
     for (size_t i = 0; i < n; ++i) {
       uint32_t v = s.batch[i];
       float d = Distance<K>(q, v);
@@ -795,6 +956,15 @@ void HnswIndex::SearchOne(const float* query, size_t k, const SearchParams& para
       uint32_t v = s.pool.node(i);
       if (tombstones == 0 || Live(v)) found.emplace_back(s.pool.distance(i), v);
     }
+  }
+  if constexpr (K == DistKind::kSq8Pca) {
+    // Walked on projections: the candidates ranked again by their whole codes.
+    for (size_t i = 0; i < std::min<size_t>(found.size(), 8); ++i) Prefetch(Code(found[i].second), code_bytes_);
+    for (size_t i = 0; i < found.size(); ++i) {
+      if (i + 8 < found.size()) Prefetch(Code(found[i + 8].second), code_bytes_);
+      found[i].first = Distance<DistKind::kSq8L2>(q, found[i].second);
+    }
+    std::sort(found.begin(), found.end());
   }
   if (spec_.rbq && params.rerank <= 0) {
     // Re-rank by the error bound: a candidate whose estimate minus its bound is beyond the k-th
@@ -931,7 +1101,9 @@ Status HnswIndex::Search(size_t n, const float* queries, size_t k, float* distan
     const float* q = queries + i * dim();
     float* d = distances + i * k;
     label_t* l = labels + i * k;
-    Dispatch(SearchKind(), [&](auto kind) { SearchOne<decltype(kind)::value>(q, k, params, s, d, l); });
+    DistKind kind0 = SearchKind();
+    if (kind0 == DistKind::kSq8L2 && pca_enabled_ && pca_ready_.load(std::memory_order_acquire)) kind0 = DistKind::kSq8Pca;
+    Dispatch(kind0, [&](auto kind) { SearchOne<decltype(kind)::value>(q, k, params, s, d, l); });
     if (!s.error.ok()) {
       Status error = std::move(s.error);
       s.error = Status::OK();
@@ -1296,6 +1468,7 @@ Status HnswIndex::Add(size_t n, const float* x, const label_t* labels, const Add
     if ((spec_.sq8 && !sq_trained_) || rbq_due || sq4_due) {
       TrainQuantizerLocked(n, x);
     }
+    MaybeTrainPcaLocked(n, x);
     size_t free_count;
     {
       std::lock_guard label_lock(label_mutex_);
@@ -1685,6 +1858,18 @@ Status HnswIndex::SerializeBody(ByteSink& out, const SaveOptions& options) const
       StringSink sink(&head);
       if (sq4_.trained()) FATHOM_RETURN_IF_ERROR(sq4_.Serialize(sink));
     }
+    if (pca_dims_ != 0) {
+      // pca=<p> (a new option, so no format version): whether the projection is learnt, then
+      // its p x dim basis, p offsets, p lows and p steps (float32). Each node's block then holds
+      // its projection (p bytes) after its code.
+      const bool ready = pca_ready_.load();
+      AppendPod(&head, uint8_t{ready});
+      if (ready) {
+        for (const auto* v : {&pca_basis_, &pca_bias_, &pca_lo_, &pca_step_}) {
+          AppendBytes(&head, v->data(), v->size() * sizeof(float));
+        }
+      }
+    }
   }
   FATHOM_RETURN_IF_ERROR(out.Write(head.data(), head.size()));
   constexpr uint32_t kChunk = 4096;
@@ -1712,6 +1897,7 @@ Status HnswIndex::SerializeBody(ByteSink& out, const SaveOptions& options) const
         for (size_t j = 0; j < size_t(1 + m0_); ++j) links[j] = LoadLink(src + j);
         // The file keeps the code right after the links (padding after it, zero).
         std::memcpy(chunk.data() + at + links0_bytes_, Code(u), code_bytes_);
+        if (pca_dims_ != 0) std::memcpy(chunk.data() + at + pca_offset_, WalkCode<DistKind::kSq8Pca>(u), pca_dims_);
         if (vectors_) AppendBytes(&chunk, Vector(u), dim() * sizeof(float));
         for (int l = 1; l <= levels_[u]; ++l) {
           const uint32_t* list = Links(u, l);
@@ -1804,6 +1990,7 @@ Status HnswIndex::DeserializeBody(ByteSource& r, uint64_t count, uint32_t versio
       sq4_trained_points_ = points;
       if (sq4_trained) FATHOM_RETURN_IF_ERROR(sq4_.Deserialize(r));
     }
+    if (pca_dims_ != 0) FATHOM_RETURN_IF_ERROR(ReadPca(r));
     for (uint32_t u = 0; u < nodes; ++u) {
       uint8_t state;
       FATHOM_RETURN_IF_ERROR(r.Read(&state));
@@ -1853,6 +2040,8 @@ Status HnswIndex::DeserializeBody(ByteSource& r, uint64_t count, uint32_t versio
     }
     sq8_exact_.store(exact);
   }
+  // A projection not learnt when the file was written (too few nodes then) is learnt now.
+  if (pca_dims_ != 0 && !pca_ready_.load()) MaybeTrainPcaLocked(0, nullptr);
   // Labels, on a second thread while the links are checked below (the two passes touch
   // different memory; at 10M nodes each takes seconds). A concurrent save can catch a label on
   // two nodes (its old and its new node during a replacement): one becomes a tombstone, and the

@@ -125,6 +125,12 @@ Result<std::unique_ptr<Index>> MakeIndex(std::string_view factory, size_t dim, M
                                        "': RaBitQ codes estimate l2 distances (and cosine, on unit vectors); "
                                        "for inner product use SQ8, FP16 or float32");
       }
+      if (spec.pca != 0 && (metric == Metric::kInnerProduct || size_t(spec.pca) >= dim)) {
+        return Status::InvalidArgument(
+            "'" + std::string(factory) + "': pca=" + std::to_string(spec.pca) +
+            (metric == Metric::kInnerProduct ? " walks on l2 between projections: it serves l2 and cosine, not inner product"
+                                             : " must be below the dimension (" + std::to_string(dim) + ")"));
+      }
       return std::unique_ptr<Index>(new HnswIndex(dim, metric, spec));
     case IndexSpec::Type::kIvf: {
       if ((spec.code == IndexSpec::Code::kPq || spec.code == IndexSpec::Code::kPq4fs) && dim % size_t(spec.pq_m) != 0) {

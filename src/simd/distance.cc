@@ -143,11 +143,20 @@ float L1Scalar(const float* a, const float* b, size_t d) {
   return sum;
 }
 
+float L2SqrF32U8WeightedScalar(const float* a, const float* w, const uint8_t* codes, size_t d) {
+  float sum = 0;
+  for (size_t i = 0; i < d; ++i) {
+    const float diff = a[i] - float(codes[i]);
+    sum += w[i] * diff * diff;
+  }
+  return sum;
+}
+
 const Kernels kScalarKernels{Isa::kScalar,        L2SqrScalar,    DotScalar,   L2SqrU8Scalar,
                              DotF32U8Scalar,      Pq4BlockSumsScalar, L2SqrF16Scalar, DotF16Scalar,
                              F16ToF32Scalar,      DotF32U4Scalar, RbqDotScalar,
                              DotU8S8Scalar,       DotU4S8Scalar,  false,
-                             L1Scalar};
+                             L1Scalar,            L2SqrF32U8WeightedScalar};
 }  // namespace detail
 
 const char* IsaName(Isa isa) {

@@ -53,6 +53,10 @@ struct Kernels {
   bool vnni;  // dot_u8_s8 and dot_u4_s8 are the VNNI kernels
   // sum_i |a[i] - b[i]| (Manhattan distance).
   float (*l1)(const float* a, const float* b, size_t d);
+  // sum_i w[i] * (a[i] - codes[i])^2: the squared distance from a float point to 8-bit codes
+  // with a step per dimension (a and w in code units: a = (x - lo) / step, w = step^2). The
+  // HNSW walk's sketch bound (a few dimensions, one cache line of codes).
+  float (*l2_sqr_f32_u8_weighted)(const float* a, const float* w, const uint8_t* codes, size_t d);
 };
 
 // The kernels used by every index; chosen once per process.

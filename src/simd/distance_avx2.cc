@@ -273,10 +273,26 @@ float L1(const float* a, const float* b, size_t d) {
   for (; i < d; ++i) sum += std::fabs(a[i] - b[i]);
   return sum;
 }
+
+float L2SqrF32U8Weighted(const float* a, const float* w, const uint8_t* codes, size_t d) {
+  __m256 acc = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 8 <= d; i += 8) {
+    const __m256 c = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + i))));
+    const __m256 diff = _mm256_sub_ps(_mm256_loadu_ps(a + i), c);
+    acc = _mm256_fmadd_ps(_mm256_mul_ps(diff, diff), _mm256_loadu_ps(w + i), acc);
+  }
+  float sum = HorizontalSum(acc);
+  for (; i < d; ++i) {
+    const float diff = a[i] - float(codes[i]);
+    sum += w[i] * diff * diff;
+  }
+  return sum;
+}
 }  // namespace
 
 const Kernels kAvx2Kernels{Isa::kAvx2, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16, F16ToF32,
-                          DotF32U4, RbqDotPopcnt, DotU8S8, DotU4S8, false, L1};
+                          DotF32U4, RbqDotPopcnt, DotU8S8, DotU4S8, false, L1, L2SqrF32U8Weighted};
 }  // namespace detail
 
 }  // namespace fathom::simd

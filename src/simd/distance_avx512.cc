@@ -233,13 +233,35 @@ float L1(const float* a, const float* b, size_t d) {
   }
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
+
+float L2SqrF32U8Weighted(const float* a, const float* w, const uint8_t* codes, size_t d) {
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  size_t i = 0;
+  for (; i + 32 <= d; i += 32) {
+    const __m512 c0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i))));
+    const __m512 c1 =
+        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i + 16))));
+    const __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(a + i), c0);
+    const __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(a + i + 16), c1);
+    acc0 = _mm512_fmadd_ps(_mm512_mul_ps(d0, d0), _mm512_loadu_ps(w + i), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_mul_ps(d1, d1), _mm512_loadu_ps(w + i + 16), acc1);
+  }
+  for (; i < d; i += 16) {
+    const __mmask16 m = (d - i >= 16) ? __mmask16{0xffff} : TailMask16(d - i);
+    const __m512 c = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, codes + i)));
+    const __m512 diff = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, a + i), c);
+    acc0 = _mm512_fmadd_ps(_mm512_mul_ps(diff, diff), _mm512_maskz_loadu_ps(m, w + i), acc0);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
 }  // namespace
 
 namespace detail {
 const Kernels kAvx512Kernels{Isa::kAvx512, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16, F16ToF32,
-                            DotF32U4, RbqDotPopcnt, DotU8S8, DotU4S8, false, L1};
+                            DotF32U4, RbqDotPopcnt, DotU8S8, DotU4S8, false, L1, L2SqrF32U8Weighted};
 const Kernels kAvx512VnniKernels{Isa::kAvx512, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16,
-                                F16ToF32, DotF32U4, RbqDotPopcnt, DotU8S8Vnni, DotU4S8Vnni, true, L1};
+                                F16ToF32, DotF32U4, RbqDotPopcnt, DotU8S8Vnni, DotU4S8Vnni, true, L1,
+                                L2SqrF32U8Weighted};
 }  // namespace detail
 
 }  // namespace fathom::simd

@@ -110,6 +110,27 @@ TEST_P(KernelTest, U8KernelsAreExactOrNearExact) {
   }
 }
 
+// The weighted float-to-code distance of the HNSW sketch bound, unaligned, every length: matches
+// a double-precision loop (the tails of every path included).
+TEST_P(KernelTest, WeightedU8DistanceMatchesReference) {
+  const Kernels* k = ForIsa(GetParam());
+  if (k == nullptr) GTEST_SKIP() << "this CPU cannot run " << IsaName(GetParam());
+  std::mt19937 rng(17);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> pos(-20.f, 280.f), weight(0.01f, 4.f);
+  for (size_t d : kDims) {
+    std::vector<uint8_t> codes(d + 1);
+    std::vector<float> a(d + 1), w(d + 1);
+    for (auto& v : codes) v = static_cast<uint8_t>(byte(rng));
+    for (auto& v : a) v = pos(rng);
+    for (auto& v : w) v = weight(rng);
+    double ref = 0;
+    for (size_t i = 1; i <= d; ++i) ref += double(w[i]) * (double(a[i]) - codes[i]) * (double(a[i]) - codes[i]);
+    EXPECT_NEAR(k->l2_sqr_f32_u8_weighted(a.data() + 1, w.data() + 1, codes.data() + 1, d), ref, 1e-5 * ref + 1e-3)
+        << "d=" << d;
+  }
+}
+
 // 4-bit codes, two per byte (low nibble first), unaligned, every length including odd ones: the
 // dot product with a float query matches a double-precision loop over the unpacked codes.
 TEST_P(KernelTest, U4DotReadsNibblesInOrder) {
