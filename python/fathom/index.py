@@ -32,7 +32,7 @@ class Index:
     >>> D, I = idx.search(xq, 10)      # (nq, 10) float32 distances, (nq, 10) int64 ids
 
     Factory strings: ``"Flat"`` (exact), ``"HNSW<M>"``, ``"HNSW<M>,SQ8"`` with optional
-    ``",efC=<n>"`` and ``",efS=<n>"``, and inverted files ``"IVF<nlist>,Flat"``,
+    ``",efC=<n>"``, ``",efS=<n>"`` and ``",pca=<p>"`` (walk on the top p principal components), and inverted files ``"IVF<nlist>,Flat"``,
     ``"IVF<nlist>,SQ8"``, ``"IVF<nlist>,PQ<m>"``, ``"IVF<nlist>,PQ<m>x4fs"`` (4-bit fast scan),
     ``"IVF<nlist>,RBQ"`` (1-bit RaBitQ codes), ``"IVF<nlist>,FP16"`` (half precision), ``"IVF<nlist>,SQ4"``, ``"OPQ<m>,IVF<nlist>,PQ<m>"``,
     ``"IVF<nlist>_HNSW<M>,..."``, the exact trees for low dimensions ``"KDTree"`` and
