@@ -349,6 +349,16 @@ int Run(int argc, char** argv) {
                    "replica behind the log installs a peer's snapshot); -1 (the default) keeps every entry. "
                    "Give every node the same value")
       ->capture_default_str();
+  int64_t auto_rebalance_seconds = 0;
+  serve_cmd
+      ->add_option("--auto-rebalance", auto_rebalance_seconds,
+                   "with --cluster: move shard replicas without being asked: replace those of a node "
+                   "whose heartbeat has been missing this many seconds, and even out the replicas per "
+                   "node when every holder is live (a joining node gets its share); the live node with "
+                   "the smallest id among those given this option decides; 0 (the default): only "
+                   "`fathom cluster rebalance` and the replicas call move them")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
 
   auto* cluster_cmd = app.add_subcommand("cluster", "a cluster's state, asked of one of its nodes");
   cluster_cmd->require_subcommand(1);
@@ -417,12 +427,15 @@ int Run(int argc, char** argv) {
     status = cluster::StartRebalance(cluster_url, rebalance_dry_run);
   } else if (*serve_cmd) {
     spdlog::set_level(verbose ? spdlog::level::debug : spdlog::level::info);
+    if (auto_rebalance_seconds > 0 && cluster_urls.empty())
+      status = Status::InvalidArgument("--auto-rebalance is for a cluster node: give --cluster nats://... and --node-id");
     if (!cluster_urls.empty() || !cluster_options.node_id.empty()) {
       cluster_options.nats_urls = cluster::SplitUrls(cluster_urls);
       if (cluster_options.nats_urls.empty()) status = Status::InvalidArgument("--node-id needs --cluster nats://...");
       if (status.ok()) status = cluster::ValidateNodeId(cluster_options.node_id);
       if (status.ok() && serve_demo) status = Status::InvalidArgument("--demo is for a single node, not with --cluster");
       cluster_options.durable_applies = ctx.db_options.durability == Durability::kFsync;
+      cluster_options.auto_rebalance = std::chrono::seconds(auto_rebalance_seconds);
       serve.extension = [cluster_options](server::Api* api) { return cluster::StartNode(api, cluster_options); };
     }
     if (status.ok() && serve_demo) status = LoadDemo(ctx.data_dir);

@@ -953,6 +953,7 @@ class Node final : public server::ServerExtension {
               {"time", std::chrono::duration_cast<std::chrono::seconds>(
                            std::chrono::system_clock::now().time_since_epoch())
                            .count()}};
+    if (o_.auto_rebalance.count() > 0) beat["auto_rebalance"] = o_.auto_rebalance.count();
     FATHOM_RETURN_IF_ERROR(nodes_kv_->Put(o_.node_id, beat.dump()));
     if (!members) return Status::OK();
     // (Listing keys costs NATS a temporary consumer: hence not every beat.)
@@ -987,6 +988,7 @@ class Node final : public server::ServerExtension {
         const auto statuses = AskStatuses();
         CountUnavailable(statuses);
         TrimLogs(statuses);
+        if (o_.auto_rebalance.count() > 0) AutoRebalance();
       }
       if (round % 5 == 0) {
         std::lock_guard lock(transfers_mu_);
@@ -2308,9 +2310,8 @@ class Node final : public server::ServerExtension {
     }
   };
 
-  Result<std::vector<Move>> PlanRebalance() {
-    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> live_list, nodes_kv_->Keys());
-    std::set<std::string> live(live_list.begin(), live_list.end());
+  // Every collection's metadata as the bucket holds it now.
+  Result<std::map<std::string, Meta>> LoadMetas() {
     std::map<std::string, Meta> metas;
     FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> keys, collections_kv_->Keys());
     for (const std::string& key : keys) {
@@ -2320,6 +2321,19 @@ class Node final : public server::ServerExtension {
       auto m = Meta::Decode(*value);
       if (m.ok()) metas.emplace(key, std::move(m).value());
     }
+    return metas;
+  }
+
+  Result<std::vector<Move>> PlanRebalance() {
+    FATHOM_ASSIGN_OR_RETURN(std::vector<std::string> live_list, nodes_kv_->Keys());
+    FATHOM_ASSIGN_OR_RETURN(auto metas, LoadMetas());
+    return PlanEvenOut(std::move(metas), std::set<std::string>(live_list.begin(), live_list.end()));
+  }
+
+  // Moves from the live node holding the most replicas to the one holding the fewest that does
+  // not hold that shard yet, until no two differ by more than one.
+  static std::vector<Move> PlanEvenOut(std::map<std::string, Meta> metas,
+                                       const std::set<std::string>& live) {
     std::map<std::string, size_t> count;
     for (const std::string& n : live) count[n] = 0;
     for (const auto& [name, m] : metas) {
@@ -2370,15 +2384,116 @@ class Node final : public server::ServerExtension {
     FATHOM_ASSIGN_OR_RETURN(std::vector<Move> moves, PlanRebalance());
     Json plan = Json::array();
     for (const Move& mv : moves) plan.push_back(mv.ToJson());
-    if (!dry_run && !moves.empty()) {
-      if (rebalance_thread_.joinable()) rebalance_thread_.join();  // (the last one, finished)
-      rebalance_ = RebalanceJob{};
-      rebalance_.state = "running";
-      rebalance_.moves = moves;
-      rebalance_thread_ = std::thread([this] { RunRebalance(); });
-    }
+    if (!dry_run && !moves.empty()) StartMovesLocked(moves, false);
     return Reply::Ok(
         Json{{"moves", std::move(plan)}, {"started", !dry_run && !moves.empty()}}.dump());
+  }
+
+  // Starts a job that makes `moves` one at a time; rebalance_mu_ held, no job running.
+  void StartMovesLocked(std::vector<Move> moves, bool automatic) {
+    if (rebalance_thread_.joinable()) rebalance_thread_.join();  // (the last one, finished)
+    rebalance_ = RebalanceJob{};
+    rebalance_.state = "running";
+    rebalance_.moves = std::move(moves);
+    rebalance_.automatic = automatic;
+    rebalance_thread_ = std::thread([this] { RunRebalance(); });
+  }
+
+  // --auto-rebalance, every few seconds on the sync thread. Of the live nodes whose heartbeat
+  // says they rebalance by themselves, the one with the smallest id decides (the others do
+  // nothing, so two nodes do not plan against the same layout; should they for a moment, as
+  // when membership changes, each add and remove is a compare-and-set and a move that lost
+  // fails cleanly). It notes when each node that holds a replica was first seen without a
+  // heartbeat; once one has been missing for --auto-rebalance seconds, its replicas are
+  // replaced: for each, a new replica on the live node holding the fewest that lacks the shard,
+  // which catches up (a peer's snapshot if the log was trimmed) before the dead one is removed.
+  // A shard with no live replica left, or held by every live node already, keeps its dead
+  // replica. While no holder is missing, the replica counts are evened out as
+  // POST /cluster/rebalance does, so a node that joins (or comes back emptied) gets its share.
+  void AutoRebalance() {
+    std::set<std::string> live;
+    {
+      std::lock_guard lock(mu_);
+      live = live_;
+    }
+    if (live.empty() || live.count(o_.node_id) == 0) return;
+    for (const std::string& n : live) {  // the smallest live id that rebalances decides
+      if (n >= o_.node_id) break;
+      auto beat = nodes_kv_->Get(n);
+      if (!beat.ok()) return;  // not sure: leave it to the next round
+      if (!*beat) continue;
+      Json j = Json::parse(**beat, nullptr, false);
+      if (j.is_object() && j.value("auto_rebalance", int64_t{0}) > 0) {
+        missing_since_.clear();
+        return;
+      }
+    }
+    auto loaded = LoadMetas();
+    if (!loaded.ok()) return;
+    const std::map<std::string, Meta>& metas = *loaded;
+    const auto now = Clock::now();
+    std::set<std::string> missing;
+    for (const auto& [name, m] : metas) {
+      for (const auto& replicas : m.assignment) {
+        for (const std::string& n : replicas) {
+          if (!live.count(n)) missing.insert(n);
+        }
+      }
+    }
+    std::erase_if(missing_since_, [&](const auto& e) { return !missing.count(e.first); });
+    for (const std::string& n : missing) missing_since_.try_emplace(n, now);
+    {
+      std::lock_guard lock(rebalance_mu_);
+      if (rebalance_.state == "running") return;
+    }
+    std::vector<Move> moves =
+        missing.empty() ? PlanEvenOut(metas, live) : PlanReplacements(metas, live, now);
+    if (moves.empty()) return;
+    std::lock_guard lock(rebalance_mu_);
+    if (rebalance_.state == "running") return;  // (a request started one meanwhile)
+    spdlog::info("cluster: auto-rebalance: {} {}", moves.size(),
+                 missing.empty() ? "moves to even out the replicas"
+                                 : "replicas of nodes without a heartbeat to replace");
+    StartMovesLocked(std::move(moves), true);
+  }
+
+  // The replacements for replicas on nodes missing for --auto-rebalance seconds or longer.
+  std::vector<Move> PlanReplacements(std::map<std::string, Meta> metas,
+                                     const std::set<std::string>& live, Clock::time_point now) {
+    std::map<std::string, size_t> count;
+    for (const std::string& n : live) count[n] = 0;
+    for (const auto& [name, m] : metas) {
+      for (const auto& r : m.assignment) {
+        for (const std::string& n : r) {
+          if (live.count(n)) ++count[n];
+        }
+      }
+    }
+    std::vector<Move> moves;
+    for (auto& [name, m] : metas) {
+      for (uint32_t s = 0; s < m.shards; ++s) {
+        std::vector<std::string>& r = m.assignment[s];
+        if (std::none_of(r.begin(), r.end(), [&](const std::string& n) { return live.count(n); }))
+          continue;  // nothing live to copy from
+        for (std::string& n : r) {
+          auto since = missing_since_.find(n);
+          if (live.count(n) || since == missing_since_.end() ||
+              now - since->second < o_.auto_rebalance)
+            continue;
+          std::string to;
+          for (const auto& [candidate, c] : count) {
+            if (std::find(r.begin(), r.end(), candidate) == r.end() &&
+                (to.empty() || c < count[to]))
+              to = candidate;
+          }
+          if (to.empty()) continue;  // every live node holds the shard already
+          moves.push_back(Move{name, s, n, to});
+          n = to;
+          ++count[to];
+        }
+      }
+    }
+    return moves;
   }
 
   void RunRebalance() {
@@ -2420,6 +2535,14 @@ class Node final : public server::ServerExtension {
     for (;;) {
       if (stopped_.load()) return Status::Unavailable("the node stopped");
       auto st = NodeStatus(mv.to, std::chrono::seconds(2));
+      if (!st.ok()) {
+        std::lock_guard lock(mu_);
+        if (!live_.count(mv.to)) {
+          return Status::Unavailable("node " + mv.to + " lost its heartbeat while its new replica of " +
+                                     mv.collection + " shard " + std::to_string(mv.shard) +
+                                     " caught up (left in place)");
+        }
+      }
       if (st.ok()) {
         for (const Json& sh : (*st)["shards"]) {
           if (sh.value("local_name", "") == m.Local(mv.shard) &&
@@ -2445,7 +2568,10 @@ class Node final : public server::ServerExtension {
     if (rebalance_.state.empty()) return nullptr;
     Json moves = Json::array();
     for (const Move& mv : rebalance_.moves) moves.push_back(mv.ToJson());
-    Json j{{"state", rebalance_.state}, {"moves", std::move(moves)}, {"done", rebalance_.done}};
+    Json j{{"state", rebalance_.state},
+           {"moves", std::move(moves)},
+           {"done", rebalance_.done},
+           {"automatic", rebalance_.automatic}};
     if (!rebalance_.error.empty()) j["error"] = rebalance_.error;
     return j;
   }
@@ -3602,10 +3728,14 @@ class Node final : public server::ServerExtension {
     std::vector<Move> moves;
     size_t done = 0;
     std::string error;
+    bool automatic = false;  // started by --auto-rebalance, not by a request
   };
   std::mutex rebalance_mu_;
   RebalanceJob rebalance_;        // guarded by rebalance_mu_
   std::thread rebalance_thread_;  // guarded by rebalance_mu_
+  // --auto-rebalance: when each node holding a replica was first seen without a heartbeat
+  // (while this node decides); the sync thread's own.
+  std::map<std::string, Clock::time_point> missing_since_;
   std::mutex transfers_mu_;
   std::map<std::string, Transfer> transfers_;  // guarded by transfers_mu_
   std::vector<std::future<void>> makers_;      // threads making transfers; guarded by transfers_mu_

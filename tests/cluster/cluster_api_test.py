@@ -1172,6 +1172,69 @@ def run(args, tmp):
         ck.call(n3, "GET", TN + "/snapshots/" + snap["name"], status=404, what="download a deleted snapshot")
         log("23. cluster snapshots: made, listed, downloaded, recovered twice, deleted ok")
 
+        # 24. --auto-rebalance: a dead node's replicas replaced, a node that comes back gets its share ----
+        # n4 alone is given the option, so it decides; it first evens out what sections 18-23 made.
+        n4.stop()
+        n4.argv = n4.argv + ["--auto-rebalance", "2"]
+        n4.start()
+        cluster.wait_healthy(n4, 60)
+        def layout():
+            st = result_of(n1, "GET", "/cluster") or {}
+            return {c["name"]: [[r["node"] for r in sh["replicas"]] for sh in c["shards"]]
+                    for c in st.get("collections", [])}
+        def auto_job():
+            return (result_of(n4, "GET", "/cluster") or {}).get("rebalance")
+        def balanced_and_idle():
+            job = auto_job()
+            counts = replica_counts()
+            return (not job or job["state"] != "running") and max(counts.values()) - min(counts.values()) <= 1
+        ck.ok(wait_until(balanced_and_idle, 120, 0.5), "with --auto-rebalance on n4 the replica counts are %s, job %s"
+              % (replica_counts(), short(auto_job())))
+        ck.ok(wait_until(settle_all, 60, 0.25), "replicas not all caught up before n3 is killed")
+        before = layout()
+        whole = [name for name, shards in before.items() if all(any(n != "n3" for n in r) for r in shards)]
+        counts = {name: ck.call(n1, "POST", "/collections/%s/points/count" % name, {})["count"] for name in whole}
+        replaceable = {(name, s) for name, shards in before.items() for s, r in enumerate(shards)
+                       if "n3" in r and any(n != "n3" for n in r) and not {"n1", "n2", "n4"} <= set(r)}
+        kept = {(name, s) for name, shards in before.items() for s, r in enumerate(shards)
+                if "n3" in r and (name, s) not in replaceable}
+        ck.ok(replaceable, "n3 holds no replica that another node could take over: %s" % short(before))
+        n3.kill()
+        t_kill = time.monotonic()
+        def replaced():
+            now = layout()
+            return (all("n3" not in now[name][s] and len(now[name][s]) == len(before[name][s])
+                        for name, s in replaceable) and auto_job() and auto_job()["state"] != "running")
+        ck.ok(wait_until(replaced, 120, 1), "n3's replicas were not replaced within 120 s of its kill: %s; job %s"
+              % (short(layout()), short(auto_job())))
+        took = time.monotonic() - t_kill
+        job = auto_job()
+        ck.ok(job["automatic"] and job["state"] == "done" and all(m["from"] == "n3" for m in job["moves"]),
+              "the automatic job that replaced n3 is %s" % short(job))
+        now = layout()
+        ck.ok(all("n3" in now[name][s] for name, s in kept),
+              "a shard with no other live replica, or on every live node, lost its replica on n3: %s"
+              % short({"%s/%d" % k: now[k[0]][k[1]] for k in sorted(kept)}))
+        for name, want in counts.items():
+            c = result_of(n2, "POST", "/collections/%s/points/count" % name, {})
+            ck.ok(c and c.get("count") == want, "count of %s via n2 with n3 replaced is %s, expected %d"
+                  % (name, c, want))
+        n3.start()
+        cluster.wait_healthy(n3, 60)
+        ck.ok(wait_until(lambda: replica_counts().get("n3", 0) > len(kept) and balanced_and_idle(), 120, 1),
+              "n3 came back and did not get its share of replicas: counts %s, job %s"
+              % (replica_counts(), short(auto_job())))
+        ck.ok(auto_job()["automatic"] and all(m["to"] == "n3" for m in auto_job()["moves"]),
+              "the job that evened out onto n3 is %s" % short(auto_job()))
+        ck.ok(wait_until(settle_all, 60, 0.25), "replicas not all caught up after n3 got its share")
+        for name, want in counts.items():
+            for node in (n1, n3):
+                c = ck.call(node, "POST", "/collections/%s/points/count" % name, {})
+                ck.ok(c.get("count") == want, "count of %s via %s after n3 came back is %s, expected %d"
+                      % (name, node.name, c, want))
+        log("24. auto-rebalance: %d replicas of killed n3 replaced in %.1f s, %d moved back onto it after its restart"
+            % (len(replaceable), took, len(auto_job()["moves"])))
+
         crashed = [n.name for n in cluster.nodes + cluster.nats if not n.running()]
         ck.ok(not crashed, "processes exited during the test: %s" % crashed)
         print("cluster-api: %d checks passed" % ck.passed, flush=True)
