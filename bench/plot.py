@@ -6,6 +6,8 @@ Usage: /usr/bin/python3 bench/plot.py results.json --out results.png [--min-reca
 
 Curves are drawn in the benchmark's ef order (not re-sorted by recall), so timing noise shows
 as a kink instead of being hidden. Exact indexes (one point each) are drawn as single markers.
+Output of `ann_bench --runs N` is drawn as one curve per index: per ef, the median recall and
+the median QPS over the runs.
 
 With --bytes DIM (the vectors' dimension) the plot is recall against bytes per vector instead:
 one marker per index at the best recall@10 it reaches at --qps-floor queries per second or more,
@@ -18,6 +20,7 @@ import argparse
 import collections
 import json
 import re
+import statistics
 import sys
 
 import matplotlib
@@ -48,6 +51,16 @@ def load_curves(path):
         if missing:
             sys.exit(f"{path}: point {i} lacks {', '.join(sorted(missing))}")
         curves.setdefault((p["library"], p["index"]), []).append(p)
+    # ann_bench --runs N writes every run's points (each with "run"): one point per parameter,
+    # the median recall and the median QPS over the runs.
+    for key, pts in curves.items():
+        by_param = collections.OrderedDict()
+        for p in pts:
+            by_param.setdefault(p.get("param", p.get("ef")), []).append(p)
+        if all(len(group) == 1 for group in by_param.values()):
+            continue
+        curves[key] = [dict(group[0], recall=statistics.median(q["recall"] for q in group),
+                            qps=statistics.median(q["qps"] for q in group)) for group in by_param.values()]
     return curves
 
 
