@@ -19,7 +19,8 @@ over the nodes) until the count is N (B: and every replica has lag 0); searches 
 over the nodes); recall@10 of the single searches against numpy brute force; server CPU per query
 (utime+stime from /proc, Fathom and nats-server separately). B only: SIGKILL n3, upsert --catchup
 new points through n1/n2, restart n3 and time its catch-up. With --log-retain N (the nodes'
-flag; default theirs: every entry kept) below the entries n3 misses, the log is trimmed while n3 is
+flag; default theirs: every entry kept; the nodes then run with --durability fsync, as a replica
+without fsync holds the log back) below the entries n3 misses, the log is trimmed while n3 is
 down and n3 catches up by installing its peers' snapshots (counted from its /metrics) instead of
 replaying the log.
 
@@ -314,7 +315,7 @@ def single_setup(binary, tmp):
     return Setup("single", [node])
 
 
-def cluster_setup(binary, tmp, node_args=()):
+def cluster_setup(binary, tmp, node_args=(), durability="buffered"):
     nats_bin = os.environ.get("NATS_SERVER") or shutil.which("nats-server") or "/usr/sbin/nats-server"
     ports = free_ports(12)
     client_ports, route_ports, monitor_ports, rest_ports = ports[0:3], ports[3:6], ports[6:9], ports[9:12]
@@ -330,7 +331,7 @@ def cluster_setup(binary, tmp, node_args=()):
         nats.append(p)
     urls = ",".join("nats://127.0.0.1:%d" % p for p in client_ports)
     nodes = [Proc("n%d" % (i + 1), [binary, "serve", "--data", os.path.join(tmp, "n%d" % (i + 1)), "--port",
-                                    str(rest_ports[i]), "--durability", "buffered", "--cluster", urls,
+                                    str(rest_ports[i]), "--durability", durability, "--cluster", urls,
                                     "--node-id", "n%d" % (i + 1)] + list(node_args),
                   os.path.join(tmp, "n%d.log" % (i + 1)), rest_ports[i]) for i in range(3)]
     return Setup("cluster", nodes, nats)
@@ -551,7 +552,12 @@ def idle_cpu(setup, seconds=3.0):
     return res
 
 
-def catchup(setup, bodies, n_new, n_total, problems):
+def entries(position, log_retain):
+    """Log entries up to a position: with --log-retain N it is epoch << 40 | sequence in the epoch's stream."""
+    return (position >> 40) * (log_retain or 0) + (position & ((1 << 40) - 1))
+
+
+def catchup(setup, bodies, n_new, n_total, problems, log_retain=None):
     """SIGKILL n3, upsert `bodies` through n1/n2, restart n3, time until its replicas have lag 0."""
     n1, n2, n3 = setup.nodes
     before = cluster_status_now(n1.port)
@@ -570,8 +576,8 @@ def catchup(setup, bodies, n_new, n_total, problems):
         c.close()
     after = cluster_status_now(n1.port)
     seq_after = {s["shard"]: s.get("last_seq") for s, _ in replicas(after, "n3")}
-    missed = sum(seq_after[s] - seq_before[s] for s in seq_after if seq_after[s] is not None
-                 and seq_before.get(s) is not None)
+    missed = sum(entries(seq_after[s], log_retain) - entries(seq_before[s], log_retain) for s in seq_after
+                 if seq_after[s] is not None and seq_before.get(s) is not None)
 
     n3.start()
     t_restart = time.perf_counter()
@@ -591,7 +597,8 @@ def catchup(setup, bodies, n_new, n_total, problems):
                 # Lag of n3's replicas; a replica not open yet has no lag: then its log's growth.
                 lag_at_alive = 0
                 for s, r in replicas(st, "n3"):
-                    lag_at_alive += r["lag"] if "lag" in r else s.get("last_seq", 0) - seq_before.get(s["shard"], 0)
+                    lag_at_alive += r["lag"] if "lag" in r else (entries(s.get("last_seq", 0), log_retain)
+                                                                 - entries(seq_before.get(s["shard"], 0), log_retain))
             if first_alive is not None and all_caught_up(st, "n3"):
                 break
         time.sleep(0.2)
@@ -626,7 +633,7 @@ def catchup(setup, bodies, n_new, n_total, problems):
 
 
 def run_setup(setup, create_body, bodies, queries, d2, kth, n_points, catchup_bodies, n_catchup, problems,
-              searches=True):
+              searches=True, log_retain=None):
     try:
         start(setup, create_body)
         ports = [n.port for n in setup.nodes]
@@ -635,7 +642,7 @@ def run_setup(setup, create_body, bodies, queries, d2, kth, n_points, catchup_bo
             res.update(search(setup, queries, ports, d2, kth, problems))
             res.update(idle_cpu(setup))
         if catchup_bodies:
-            res.update(catchup(setup, catchup_bodies, n_catchup, n_points + n_catchup, problems))
+            res.update(catchup(setup, catchup_bodies, n_catchup, n_points + n_catchup, problems, log_retain))
         check_alive(setup.nodes + setup.nats)
         return res
     finally:
@@ -716,11 +723,13 @@ def main():
             single = single_setup(binary, tmp)
             results["single"] = run_setup(single, {"vectors": {"size": DIM, "distance": "Euclid"}},
                                           bodies, queries, d2, kth, n, None, 0, problems)
-        cluster = cluster_setup(binary, tmp, [] if args.log_retain is None else ["--log-retain", str(args.log_retain)])
+        # (A replica that applies without fsync holds the log back: with --log-retain, fsync.)
+        cluster = cluster_setup(binary, tmp, [] if args.log_retain is None else ["--log-retain", str(args.log_retain)],
+                                "buffered" if args.log_retain is None else "fsync")
         results["cluster"] = run_setup(cluster, {"vectors": {"size": DIM, "distance": "Euclid"},
                                                  "shard_number": 3, "replication_factor": 3},
                                        bodies, queries, d2, kth, n, catchup_bodies, args.catchup, problems,
-                                       searches=not args.catchup_only)
+                                       searches=not args.catchup_only, log_retain=args.log_retain)
     except BenchError as e:
         print("cluster-bench: error: %s" % e, file=sys.stderr)
         for p in problems:

@@ -2538,9 +2538,9 @@ class Node final : public server::ServerExtension {
       if (!st.ok()) {
         std::lock_guard lock(mu_);
         if (!live_.count(mv.to)) {
-          return Status::Unavailable("node " + mv.to + " lost its heartbeat while its new replica of " +
-                                     mv.collection + " shard " + std::to_string(mv.shard) +
-                                     " caught up (left in place)");
+          return Status::Unavailable(
+              "node " + mv.to + " lost its heartbeat while its new replica of " + mv.collection +
+              " shard " + std::to_string(mv.shard) + " caught up (left in place)");
         }
       }
       if (st.ok()) {
