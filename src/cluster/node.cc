@@ -2330,10 +2330,9 @@ class Node final : public server::ServerExtension {
     return PlanEvenOut(std::move(metas), std::set<std::string>(live_list.begin(), live_list.end()));
   }
 
-  // Moves from the live node holding the most replicas to the one holding the fewest that does
-  // not hold that shard yet, until no two differ by more than one.
-  static std::vector<Move> PlanEvenOut(std::map<std::string, Meta> metas,
-                                       const std::set<std::string>& live) {
+  // How many shard replicas each live node holds (0 for one that holds none).
+  static std::map<std::string, size_t> ReplicasPerLiveNode(const std::map<std::string, Meta>& metas,
+                                                           const std::set<std::string>& live) {
     std::map<std::string, size_t> count;
     for (const std::string& n : live) count[n] = 0;
     for (const auto& [name, m] : metas) {
@@ -2343,6 +2342,14 @@ class Node final : public server::ServerExtension {
         }
       }
     }
+    return count;
+  }
+
+  // Moves from the live node holding the most replicas to the one holding the fewest that does
+  // not hold that shard yet, until no two differ by more than one.
+  static std::vector<Move> PlanEvenOut(std::map<std::string, Meta> metas,
+                                       const std::set<std::string>& live) {
+    std::map<std::string, size_t> count = ReplicasPerLiveNode(metas, live);
     std::vector<Move> moves;
     while (count.size() >= 2) {
       auto [lo, hi] =
@@ -2460,15 +2467,7 @@ class Node final : public server::ServerExtension {
   // The replacements for replicas on nodes missing for --auto-rebalance seconds or longer.
   std::vector<Move> PlanReplacements(std::map<std::string, Meta> metas,
                                      const std::set<std::string>& live, Clock::time_point now) {
-    std::map<std::string, size_t> count;
-    for (const std::string& n : live) count[n] = 0;
-    for (const auto& [name, m] : metas) {
-      for (const auto& r : m.assignment) {
-        for (const std::string& n : r) {
-          if (live.count(n)) ++count[n];
-        }
-      }
-    }
+    std::map<std::string, size_t> count = ReplicasPerLiveNode(metas, live);
     std::vector<Move> moves;
     for (auto& [name, m] : metas) {
       for (uint32_t s = 0; s < m.shards; ++s) {
