@@ -18,10 +18,10 @@ over the nodes) until the count is N (B: and every replica has lag 0); searches 
 (4 clients) and in batches of 64 (2 clients), QPS and p50/p99 latency (B: requests round-robin
 over the nodes); recall@10 of the single searches against numpy brute force; server CPU per query
 (utime+stime from /proc, Fathom and nats-server separately). B only: SIGKILL n3, upsert --catchup
-new points through n1/n2, restart n3 and time its catch-up. With --log-retain N (the nodes'
-flag; default theirs: every entry kept; the nodes then run with --durability fsync, as a replica
-without fsync holds the log back) below the entries n3 misses, the log is trimmed while n3 is
-down and n3 catches up by installing its peers' snapshots (counted from its /metrics) instead of
+new points through n1/n2, restart n3 and time its catch-up. With --log-retain N >= 0 (the nodes'
+flag; default theirs: every entry kept) the nodes run with --durability fsync instead of buffered
+(a replica without fsync holds the log back), and with N below the entries n3 misses the log is
+trimmed while n3 is down and n3 catches up by installing its peers' snapshots (counted from its /metrics) instead of
 replaying the log.
 
 Prints a markdown table on stdout (progress on stderr, prefixed '#'); --json writes every number.
@@ -554,7 +554,8 @@ def idle_cpu(setup, seconds=3.0):
 
 def entries(position, log_retain):
     """Log entries up to a position: with --log-retain N it is epoch << 40 | sequence in the epoch's stream."""
-    return (position >> 40) * (log_retain or 0) + (position & ((1 << 40) - 1))
+    per_epoch = max(log_retain, 1) if log_retain is not None and log_retain >= 0 else 0  # (as the nodes do)
+    return (position >> 40) * per_epoch + (position & ((1 << 40) - 1))
 
 
 def catchup(setup, bodies, n_new, n_total, problems, log_retain=None):
@@ -724,8 +725,9 @@ def main():
             results["single"] = run_setup(single, {"vectors": {"size": DIM, "distance": "Euclid"}},
                                           bodies, queries, d2, kth, n, None, 0, problems)
         # (A replica that applies without fsync holds the log back: with --log-retain, fsync.)
+        trimmed = args.log_retain is not None and args.log_retain >= 0
         cluster = cluster_setup(binary, tmp, [] if args.log_retain is None else ["--log-retain", str(args.log_retain)],
-                                "buffered" if args.log_retain is None else "fsync")
+                                "fsync" if trimmed else "buffered")
         results["cluster"] = run_setup(cluster, {"vectors": {"size": DIM, "distance": "Euclid"},
                                                  "shard_number": 3, "replication_factor": 3},
                                        bodies, queries, d2, kth, n, catchup_bodies, args.catchup, problems,

@@ -7,7 +7,7 @@ Usage: /usr/bin/python3 bench/plot.py results.json --out results.png [--min-reca
 Curves are drawn in the benchmark's ef order (not re-sorted by recall), so timing noise shows
 as a kink instead of being hidden. Exact indexes (one point each) are drawn as single markers.
 Output of `ann_bench --runs N` is drawn as one curve per index: per ef, the median recall and
-the median QPS over the runs.
+the median QPS over the runs (build time and memory: the first run's).
 
 With --bytes DIM (the vectors' dimension) the plot is recall against bytes per vector instead:
 one marker per index at the best recall@10 it reaches at --qps-floor queries per second or more,
@@ -54,6 +54,8 @@ def load_curves(path):
     # ann_bench --runs N writes every run's points (each with "run"): one point per parameter,
     # the median recall and the median QPS over the runs.
     for key, pts in curves.items():
+        if not all("run" in p for p in pts):
+            continue
         by_param = collections.OrderedDict()
         for p in pts:
             by_param.setdefault(p.get("param", p.get("ef")), []).append(p)

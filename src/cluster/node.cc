@@ -60,6 +60,8 @@ constexpr size_t kMaxInstalls = 2;                         // replicas this node
 constexpr uint64_t kTransferReserve = uint64_t{64} << 20;  // disk left free by a transfer
 constexpr auto kTransferIdle = std::chrono::minutes(2);
 constexpr int kTrimEvery = 5;  // sync rounds (seconds) between log trims
+// --auto-rebalance: the pause after an automatic job failed before the next one is planned.
+constexpr auto kAutoRebalanceBackoff = std::chrono::seconds(60);
 
 namespace fs = std::filesystem;
 
@@ -2299,7 +2301,8 @@ class Node final : public server::ServerExtension {
   // had (after installing a peer's snapshot if the log was trimmed), remove the source's. Writes
   // and reads go on throughout. Replicas on nodes without a heartbeat are neither counted nor
   // moved (a node that is restarting would otherwise lose its shards); moving off a dead node
-  // for good is the replicas call above. {"dry_run": true} answers the plan alone.
+  // for good is the replicas call above, or --auto-rebalance (AutoRebalance below).
+  // {"dry_run": true} answers the plan alone.
 
   struct Move {
     std::string collection;
@@ -2382,13 +2385,21 @@ class Node final : public server::ServerExtension {
       FATHOM_RETURN_IF_ERROR(server::CheckFields(body, "rebalance request", {"dry_run"}));
     }
     const bool dry_run = body.value("dry_run", false);
-    std::lock_guard lock(rebalance_mu_);
-    if (rebalance_.state == "running") {
-      return Reply::Error(409, "a rebalance is running on this node (" +
+    auto running = [&]() -> std::optional<Reply> {  // (rebalance_mu_ held)
+      if (rebalance_.state != "running") return std::nullopt;
+      return Reply::Error(409, std::string("a") + (rebalance_.automatic ? "n automatic" : "") +
+                                   " rebalance is running on this node (" +
                                    std::to_string(rebalance_.done) + " of " +
                                    std::to_string(rebalance_.moves.size()) + " moves done)");
+    };
+    {
+      std::lock_guard lock(rebalance_mu_);
+      if (auto busy = running()) return *busy;
     }
+    // (planned without the lock: it asks NATS, and the sync thread takes the lock too)
     FATHOM_ASSIGN_OR_RETURN(std::vector<Move> moves, PlanRebalance());
+    std::lock_guard lock(rebalance_mu_);
+    if (auto busy = running()) return *busy;
     Json plan = Json::array();
     for (const Move& mv : moves) plan.push_back(mv.ToJson());
     if (!dry_run && !moves.empty()) StartMovesLocked(moves, false);
@@ -2415,25 +2426,40 @@ class Node final : public server::ServerExtension {
   // replaced: for each, a new replica on the live node holding the fewest that lacks the shard,
   // which catches up (a peer's snapshot if the log was trimmed) before the dead one is removed.
   // A shard with no live replica left, or held by every live node already, keeps its dead
-  // replica. While no holder is missing, the replica counts are evened out as
-  // POST /cluster/rebalance does, so a node that joins (or comes back emptied) gets its share.
-  void AutoRebalance() {
+  // replica. Once no replacement is due and no missing node is within its grace period, the
+  // replica counts of the live nodes are evened out as POST /cluster/rebalance does, so a node
+  // that joins (or comes back emptied) gets its share. A failed automatic move removes the
+  // replica it added, and the next plan waits kAutoRebalanceBackoff; an automatic job stops
+  // between moves once this node no longer decides.
+  // Whether this node decides the automatic rebalancing: it has a heartbeat and no live node
+  // with a smaller id says in its heartbeat that it rebalances by itself (false when unsure).
+  bool DecidesAutoRebalance() {
     std::set<std::string> live;
     {
       std::lock_guard lock(mu_);
       live = live_;
     }
-    if (live.empty() || live.count(o_.node_id) == 0) return;
-    for (const std::string& n : live) {  // the smallest live id that rebalances decides
+    if (o_.auto_rebalance.count() <= 0 || live.count(o_.node_id) == 0) return false;
+    for (const std::string& n : live) {
       if (n >= o_.node_id) break;
       auto beat = nodes_kv_->Get(n);
-      if (!beat.ok()) return;  // not sure: leave it to the next round
+      if (!beat.ok()) return false;
       if (!*beat) continue;
       Json j = Json::parse(**beat, nullptr, false);
-      if (j.is_object() && j.value("auto_rebalance", int64_t{0}) > 0) {
-        missing_since_.clear();
-        return;
-      }
+      if (j.is_object() && j.value("auto_rebalance", int64_t{0}) > 0) return false;
+    }
+    return true;
+  }
+
+  void AutoRebalance() {
+    if (!DecidesAutoRebalance()) {
+      missing_since_.clear();
+      return;
+    }
+    std::set<std::string> live;
+    {
+      std::lock_guard lock(mu_);
+      live = live_;
     }
     auto loaded = LoadMetas();
     if (!loaded.ok()) return;
@@ -2452,15 +2478,26 @@ class Node final : public server::ServerExtension {
     {
       std::lock_guard lock(rebalance_mu_);
       if (rebalance_.state == "running") return;
+      // After an automatic job failed (a replica that did not catch up), a pause before the next
+      // plan, rather than a retry every round.
+      if (rebalance_.automatic && rebalance_.state == "failed" &&
+          now - rebalance_.finished < kAutoRebalanceBackoff)
+        return;
     }
-    std::vector<Move> moves =
-        missing.empty() ? PlanEvenOut(metas, live) : PlanReplacements(metas, live, now);
+    // Replacements first; evening out once no missing node is still within its grace period
+    // (one that stays missing with replicas nothing can replace does not block it).
+    std::vector<Move> moves = PlanReplacements(metas, live, now);
+    const bool waiting = std::any_of(missing_since_.begin(), missing_since_.end(), [&](const auto& e) {
+      return now - e.second < o_.auto_rebalance;
+    });
+    const bool replacing = !moves.empty();
+    if (!replacing && !waiting) moves = PlanEvenOut(metas, live);
     if (moves.empty()) return;
     std::lock_guard lock(rebalance_mu_);
     if (rebalance_.state == "running") return;  // (a request started one meanwhile)
     spdlog::info("cluster: auto-rebalance: {} {}", moves.size(),
-                 missing.empty() ? "moves to even out the replicas"
-                                 : "replicas of nodes without a heartbeat to replace");
+                 replacing ? "replicas of nodes without a heartbeat to replace"
+                           : "moves to even out the replicas");
     StartMovesLocked(std::move(moves), true);
   }
 
@@ -2497,9 +2534,11 @@ class Node final : public server::ServerExtension {
 
   void RunRebalance() {
     std::vector<Move> moves;
+    bool automatic = false;
     {
       std::lock_guard lock(rebalance_mu_);
       moves = rebalance_.moves;
+      automatic = rebalance_.automatic;
     }
     Status failed;
     for (const Move& mv : moves) {
@@ -2507,15 +2546,20 @@ class Node final : public server::ServerExtension {
         failed = Status::Unavailable("the node stopped");
         break;
       }
+      if (automatic && !DecidesAutoRebalance()) {
+        failed = Status::FailedPrecondition("another node decides the automatic rebalancing now");
+        break;
+      }
       spdlog::info("cluster: rebalance: moving {} shard {} from {} to {}", mv.collection, mv.shard,
                    mv.from, mv.to);
-      failed = MoveReplica(mv);
+      failed = MoveReplica(mv, automatic);
       if (!failed.ok()) break;
       std::lock_guard lock(rebalance_mu_);
       ++rebalance_.done;
     }
     std::lock_guard lock(rebalance_mu_);
     rebalance_.state = failed.ok() ? "done" : "failed";
+    rebalance_.finished = Clock::now();
     if (!failed.ok()) {
       rebalance_.error = failed.ToString();
       spdlog::warn("cluster: rebalance stopped: {}", rebalance_.error);
@@ -2523,10 +2567,26 @@ class Node final : public server::ServerExtension {
   }
 
   // Adds mv.to, waits until its replica has applied what mv.from's had when it was added (up to
-  // 30 minutes: a large shard's snapshot), then removes mv.from.
-  Status MoveReplica(const Move& mv) {
+  // 30 minutes: a large shard's snapshot), then removes mv.from. With `undo`, a replica it added
+  // that did not catch up is removed again (automatic moves: the next plan would otherwise add
+  // yet another on the next node); without, it is left in place for the operator.
+  Status MoveReplica(const Move& mv, bool undo = false) {
     auto added = ChangeReplica(mv.collection, mv.shard, mv.to, true);
     if (!added.ok() && added.status().code() != Status::Code::kAlreadyExists) return added.status();
+    Status moved = AwaitAndRemove(mv);
+    if (!moved.ok() && !undo) {
+      return Status(moved.code(), moved.message() + " (its new replica is left in place)");
+    }
+    if (!moved.ok() && added.ok()) {
+      auto undone = ChangeReplica(mv.collection, mv.shard, mv.to, false);
+      spdlog::warn("cluster: auto-rebalance: {} shard {}: {}; its new replica on {} {}", mv.collection,
+                   mv.shard, moved.ToString(), mv.to,
+                   undone.ok() ? "removed again" : "not removed: " + undone.status().ToString());
+    }
+    return moved;
+  }
+
+  Status AwaitAndRemove(const Move& mv) {
     FATHOM_ASSIGN_OR_RETURN(Meta m, FindMeta(mv.collection));
     FATHOM_ASSIGN_OR_RETURN(Nats::StreamState stream, nats_->GetStreamState(m.Stream(mv.shard)));
     const uint64_t target = Pos(m.Epoch(mv.shard), stream.last_seq);
@@ -2539,7 +2599,7 @@ class Node final : public server::ServerExtension {
         if (!live_.count(mv.to)) {
           return Status::Unavailable(
               "node " + mv.to + " lost its heartbeat while its new replica of " + mv.collection +
-              " shard " + std::to_string(mv.shard) + " caught up (left in place)");
+              " shard " + std::to_string(mv.shard) + " caught up");
         }
       }
       if (st.ok()) {
@@ -2556,7 +2616,7 @@ class Node final : public server::ServerExtension {
       if (Clock::now() > deadline) {
         return Status::Unavailable("the new replica of " + mv.collection + " shard " +
                                    std::to_string(mv.shard) + " on " + mv.to +
-                                   " did not catch up within 30 minutes (left in place)");
+                                   " did not catch up within 30 minutes");
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
     }
@@ -3728,6 +3788,7 @@ class Node final : public server::ServerExtension {
     size_t done = 0;
     std::string error;
     bool automatic = false;  // started by --auto-rebalance, not by a request
+    Clock::time_point finished;
   };
   std::mutex rebalance_mu_;
   RebalanceJob rebalance_;        // guarded by rebalance_mu_
