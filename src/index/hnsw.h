@@ -151,6 +151,7 @@ class HnswIndex final : public Index {
   // The file's projection (see SerializeBody).
   Status ReadPca(ByteSource& r);
   // Writes the projection of the node's SQ8 code into its block.
+  void SetPcaHalfBasis();
   void EncodePca(uint32_t node);
   // The query's projection from its SQ8 code, in levels (s.qpca), when learnt.
   void PreparePca(const uint8_t* code, Scratch& s, Query* q) const;
@@ -308,6 +309,8 @@ class HnswIndex final : public Index {
   std::atomic<bool> pca_ready_{false};
   bool pca_enabled_ = true;  // tests and A/B runs switch the pca walk off
   std::vector<float> pca_basis_, pca_bias_, pca_lo_, pca_step_, pca_weight_;
+  // pca_basis_ in half precision: a query's projection reads half the bytes (set with it).
+  std::vector<uint16_t> pca_basis16_;
 
   // Entry point: (level << 32) | node, or kNoEntry; changed under entry_mutex_.
   std::atomic<uint64_t> entry_;
