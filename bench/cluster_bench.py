@@ -552,13 +552,13 @@ def idle_cpu(setup, seconds=3.0):
     return res
 
 
-def entries(position, log_retain):
-    """Log entries up to a position: with --log-retain N it is epoch << 40 | sequence in the epoch's stream."""
-    per_epoch = max(log_retain, 1) if log_retain is not None and log_retain >= 0 else 0  # (as the nodes do)
+def entries(position, per_epoch):
+    """Log entries up to a position, epoch << 40 | sequence in the epoch's stream (per_epoch: the
+    entries of a full epoch's stream; 0 without --log-retain, where the epoch is always 0)."""
     return (position >> 40) * per_epoch + (position & ((1 << 40) - 1))
 
 
-def catchup(setup, bodies, n_new, n_total, problems, log_retain=None):
+def catchup(setup, bodies, n_new, n_total, problems, per_epoch=0):
     """SIGKILL n3, upsert `bodies` through n1/n2, restart n3, time until its replicas have lag 0."""
     n1, n2, n3 = setup.nodes
     before = cluster_status_now(n1.port)
@@ -577,7 +577,7 @@ def catchup(setup, bodies, n_new, n_total, problems, log_retain=None):
         c.close()
     after = cluster_status_now(n1.port)
     seq_after = {s["shard"]: s.get("last_seq") for s, _ in replicas(after, "n3")}
-    missed = sum(entries(seq_after[s], log_retain) - entries(seq_before[s], log_retain) for s in seq_after
+    missed = sum(entries(seq_after[s], per_epoch) - entries(seq_before[s], per_epoch) for s in seq_after
                  if seq_after[s] is not None and seq_before.get(s) is not None)
 
     n3.start()
@@ -598,8 +598,8 @@ def catchup(setup, bodies, n_new, n_total, problems, log_retain=None):
                 # Lag of n3's replicas; a replica not open yet has no lag: then its log's growth.
                 lag_at_alive = 0
                 for s, r in replicas(st, "n3"):
-                    lag_at_alive += r["lag"] if "lag" in r else (entries(s.get("last_seq", 0), log_retain)
-                                                                 - entries(seq_before.get(s["shard"], 0), log_retain))
+                    lag_at_alive += r["lag"] if "lag" in r else (entries(s.get("last_seq", 0), per_epoch)
+                                                                 - entries(seq_before.get(s["shard"], 0), per_epoch))
             if first_alive is not None and all_caught_up(st, "n3"):
                 break
         time.sleep(0.2)
@@ -634,7 +634,7 @@ def catchup(setup, bodies, n_new, n_total, problems, log_retain=None):
 
 
 def run_setup(setup, create_body, bodies, queries, d2, kth, n_points, catchup_bodies, n_catchup, problems,
-              searches=True, log_retain=None):
+              searches=True, per_epoch=0):
     try:
         start(setup, create_body)
         ports = [n.port for n in setup.nodes]
@@ -643,7 +643,7 @@ def run_setup(setup, create_body, bodies, queries, d2, kth, n_points, catchup_bo
             res.update(search(setup, queries, ports, d2, kth, problems))
             res.update(idle_cpu(setup))
         if catchup_bodies:
-            res.update(catchup(setup, catchup_bodies, n_catchup, n_points + n_catchup, problems, log_retain))
+            res.update(catchup(setup, catchup_bodies, n_catchup, n_points + n_catchup, problems, per_epoch))
         check_alive(setup.nodes + setup.nats)
         return res
     finally:
@@ -724,14 +724,15 @@ def main():
             single = single_setup(binary, tmp)
             results["single"] = run_setup(single, {"vectors": {"size": DIM, "distance": "Euclid"}},
                                           bodies, queries, d2, kth, n, None, 0, problems)
-        # (A replica that applies without fsync holds the log back: with --log-retain, fsync.)
-        trimmed = args.log_retain is not None and args.log_retain >= 0
+        # Entries per epoch stream as the nodes make them (0: one stream, no trimming). A replica
+        # that applies without fsync holds the log back, so a trimmed log needs fsync.
+        per_epoch = max(args.log_retain, 1) if args.log_retain is not None and args.log_retain >= 0 else 0
         cluster = cluster_setup(binary, tmp, [] if args.log_retain is None else ["--log-retain", str(args.log_retain)],
-                                "fsync" if trimmed else "buffered")
+                                "fsync" if per_epoch else "buffered")
         results["cluster"] = run_setup(cluster, {"vectors": {"size": DIM, "distance": "Euclid"},
                                                  "shard_number": 3, "replication_factor": 3},
                                        bodies, queries, d2, kth, n, catchup_bodies, args.catchup, problems,
-                                       searches=not args.catchup_only, log_retain=args.log_retain)
+                                       searches=not args.catchup_only, per_epoch=per_epoch)
     except BenchError as e:
         print("cluster-bench: error: %s" % e, file=sys.stderr)
         for p in problems:

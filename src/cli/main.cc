@@ -353,8 +353,8 @@ int Run(int argc, char** argv) {
   serve_cmd
       ->add_option("--auto-rebalance", auto_rebalance_seconds,
                    "with --cluster: move shard replicas without being asked: replace those of a node "
-                   "whose heartbeat has been missing this many seconds, and even out the replicas per "
-                   "node when every holder is live (a joining node gets its share); the live node with "
+                   "whose heartbeat has been missing this many seconds, and, when no replacement is due, even "
+                   "out the replicas per node (a joining node gets its share); the live node with "
                    "the smallest id among those given this option decides; 0 (the default): only "
                    "`fathom cluster rebalance` and the replicas call move them")
       ->check(CLI::NonNegativeNumber)

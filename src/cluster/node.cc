@@ -2407,6 +2407,12 @@ class Node final : public server::ServerExtension {
         Json{{"moves", std::move(plan)}, {"started", !dry_run && !moves.empty()}}.dump());
   }
 
+  // The nodes with a heartbeat, as the last members round saw them.
+  std::set<std::string> LiveNodes() {
+    std::lock_guard lock(mu_);
+    return live_;
+  }
+
   // Starts a job that makes `moves` one at a time; rebalance_mu_ held, no job running.
   void StartMovesLocked(std::vector<Move> moves, bool automatic) {
     if (rebalance_thread_.joinable()) rebalance_thread_.join();  // (the last one, finished)
@@ -2415,6 +2421,21 @@ class Node final : public server::ServerExtension {
     rebalance_.moves = std::move(moves);
     rebalance_.automatic = automatic;
     rebalance_thread_ = std::thread([this] { RunRebalance(); });
+  }
+
+  // Whether this node decides the automatic rebalancing: it has a heartbeat and no live node
+  // with a smaller id says in its heartbeat that it rebalances by itself (false when unsure).
+  bool DecidesAutoRebalance(const std::set<std::string>& live) {
+    if (o_.auto_rebalance.count() <= 0 || live.count(o_.node_id) == 0) return false;
+    for (const std::string& n : live) {
+      if (n >= o_.node_id) break;
+      auto beat = nodes_kv_->Get(n);
+      if (!beat.ok()) return false;
+      if (!*beat) continue;
+      Json j = Json::parse(**beat, nullptr, false);
+      if (j.is_object() && j.value("auto_rebalance", int64_t{0}) > 0) return false;
+    }
+    return true;
   }
 
   // --auto-rebalance, every few seconds on the sync thread. Of the live nodes whose heartbeat
@@ -2431,35 +2452,11 @@ class Node final : public server::ServerExtension {
   // that joins (or comes back emptied) gets its share. A failed automatic move removes the
   // replica it added, and the next plan waits kAutoRebalanceBackoff; an automatic job stops
   // between moves once this node no longer decides.
-  // Whether this node decides the automatic rebalancing: it has a heartbeat and no live node
-  // with a smaller id says in its heartbeat that it rebalances by itself (false when unsure).
-  bool DecidesAutoRebalance() {
-    std::set<std::string> live;
-    {
-      std::lock_guard lock(mu_);
-      live = live_;
-    }
-    if (o_.auto_rebalance.count() <= 0 || live.count(o_.node_id) == 0) return false;
-    for (const std::string& n : live) {
-      if (n >= o_.node_id) break;
-      auto beat = nodes_kv_->Get(n);
-      if (!beat.ok()) return false;
-      if (!*beat) continue;
-      Json j = Json::parse(**beat, nullptr, false);
-      if (j.is_object() && j.value("auto_rebalance", int64_t{0}) > 0) return false;
-    }
-    return true;
-  }
-
   void AutoRebalance() {
-    if (!DecidesAutoRebalance()) {
+    const std::set<std::string> live = LiveNodes();
+    if (!DecidesAutoRebalance(live)) {
       missing_since_.clear();
       return;
-    }
-    std::set<std::string> live;
-    {
-      std::lock_guard lock(mu_);
-      live = live_;
     }
     auto loaded = LoadMetas();
     if (!loaded.ok()) return;
@@ -2546,7 +2543,7 @@ class Node final : public server::ServerExtension {
         failed = Status::Unavailable("the node stopped");
         break;
       }
-      if (automatic && !DecidesAutoRebalance()) {
+      if (automatic && !DecidesAutoRebalance(LiveNodes())) {
         failed = Status::FailedPrecondition("another node decides the automatic rebalancing now");
         break;
       }

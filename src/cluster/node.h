@@ -52,7 +52,7 @@ struct ClusterOptions {
   // Automatic rebalancing (opt-in, --auto-rebalance SECONDS > 0). Of the live nodes started
   // with it, the one with the smallest id replaces the replicas of a node whose heartbeat has
   // been missing this long (a new replica on the live node holding the fewest, caught up, then
-  // the dead one removed) and, while every node that holds a replica beats, evens out how many
+  // the dead one removed) and, once no replacement is due or pending, evens out how many
   // replicas each live node holds (POST /cluster/rebalance's plan: a node that joins gets its
   // share). Zero: replicas move only when asked.
   std::chrono::seconds auto_rebalance{0};

@@ -150,8 +150,9 @@ class HnswIndex final : public Index {
   void MaybeTrainPcaLocked(size_t n, const float* x);
   // The file's projection (see SerializeBody).
   Status ReadPca(ByteSource& r);
-  // Writes the projection of the node's SQ8 code into its block.
+  // pca_basis16_ from pca_basis_ (once the projection is learnt or read).
   void SetPcaHalfBasis();
+  // Writes the projection of the node's SQ8 code into its block.
   void EncodePca(uint32_t node);
   // The query's projection from its SQ8 code, in levels (s.qpca), when learnt.
   void PreparePca(const uint8_t* code, Scratch& s, Query* q) const;
