@@ -135,7 +135,7 @@ class HnswIndex final : public Index {
   void GrowLocked(size_t min_capacity);
   void EncodeNode(uint32_t node, const float* v);
   // The SQ8 code of v: round((v - sq_lo_) / sq_scale_), clamped to [0, 255].
-  void Sq8Encode(const float* v, uint8_t* code) const;
+  void Sq8Encode(const float* __restrict v, uint8_t* __restrict code) const;
   // True when the step is 1 and the code decodes to exactly v.
   bool Sq8DecodesExactly(const float* v, const uint8_t* code) const;
   // Writes node's |b|^2 - 256 * sum(b) at sq8_norm_offset_ (when there is one).
@@ -150,8 +150,8 @@ class HnswIndex final : public Index {
   void MaybeTrainPcaLocked(size_t n, const float* x);
   // The file's projection (see SerializeBody).
   Status ReadPca(ByteSource& r);
-  // pca_basis16_ from pca_basis_ (once the projection is learnt or read).
-  void SetPcaHalfBasis();
+  // pca_basis16_ and pca_query_mul_/add_ from the projection (once it is learnt or read).
+  void SetPcaIntBasis();
   // Writes the projection of the node's SQ8 code into its block.
   void EncodePca(uint32_t node);
   // The query's projection from its SQ8 code, in levels (s.qpca), when learnt.
@@ -310,8 +310,10 @@ class HnswIndex final : public Index {
   std::atomic<bool> pca_ready_{false};
   bool pca_enabled_ = true;  // tests and A/B runs switch the pca walk off
   std::vector<float> pca_basis_, pca_bias_, pca_lo_, pca_step_, pca_weight_;
-  // pca_basis_ in half precision: a query's projection reads half the bytes (set with it).
-  std::vector<uint16_t> pca_basis16_;
+  // pca_basis_ as int16, each component scaled to use the int16 range (set with it): a query's
+  // level on component j is dot_s16(code, row j) * pca_query_mul_[j] + pca_query_add_[j].
+  std::vector<int16_t> pca_basis16_;
+  std::vector<float> pca_query_mul_, pca_query_add_;
 
   // Entry point: (level << 32) | node, or kNoEntry; changed under entry_mutex_.
   std::atomic<uint64_t> entry_;

@@ -57,6 +57,10 @@ struct Kernels {
   // with a step per dimension (a and w in code units: a = (x - lo) / step, w = step^2). The
   // HNSW walk's sketch bound (a few dimensions, one cache line of codes).
   float (*l2_sqr_f32_u8_weighted)(const float* a, const float* w, const uint8_t* codes, size_t d);
+  // sum_i a[i] * b[i] in int32, exact on every path when every partial sum fits in int32 (the
+  // caller bounds the values) and no two adjacent products are both (-32768)^2: the HNSW pca
+  // walk projects a query's 8-bit code with an int16 basis (AVX-512 VNNI: vpdpwssd).
+  int32_t (*dot_s16)(const int16_t* a, const int16_t* b, size_t d);
 };
 
 // The kernels used by every index; chosen once per process.

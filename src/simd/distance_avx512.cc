@@ -8,6 +8,10 @@ namespace fathom::simd {
 namespace {
 
 inline __mmask16 TailMask16(size_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
+// The first min(n, 32) lanes.
+inline __mmask32 TailMask32(size_t n) {
+  return n >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << n) - 1u);
+}
 
 float L2Sqr(const float* a, const float* b, size_t d) {
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
@@ -254,14 +258,52 @@ float L2SqrF32U8Weighted(const float* a, const float* w, const uint8_t* codes, s
   }
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
+
+int32_t DotS16(const int16_t* a, const int16_t* b, size_t d) {
+  __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+  size_t i = 0;
+  for (; i + 64 <= d; i += 64) {
+    acc0 = _mm512_add_epi32(
+        acc0, _mm512_madd_epi16(_mm512_loadu_si512(a + i), _mm512_loadu_si512(b + i)));
+    acc1 = _mm512_add_epi32(
+        acc1, _mm512_madd_epi16(_mm512_loadu_si512(a + i + 32), _mm512_loadu_si512(b + i + 32)));
+  }
+  for (; i < d; i += 32) {
+    const __mmask32 m = TailMask32(d - i);
+    acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(_mm512_maskz_loadu_epi16(m, a + i),
+                                                    _mm512_maskz_loadu_epi16(m, b + i)));
+  }
+  return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
+}
+
+// VNNI: vpdpwssd (pairs of int16 products summed into each int32 lane) per 32 values.
+__attribute__((target("avx512vnni"))) int32_t DotS16Vnni(const int16_t* a, const int16_t* b,
+                                                         size_t d) {
+  __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+  size_t i = 0;
+  for (; i + 64 <= d; i += 64) {
+    acc0 = _mm512_dpwssd_epi32(acc0, _mm512_loadu_si512(a + i), _mm512_loadu_si512(b + i));
+    acc1 =
+        _mm512_dpwssd_epi32(acc1, _mm512_loadu_si512(a + i + 32), _mm512_loadu_si512(b + i + 32));
+  }
+  for (; i < d; i += 32) {
+    const __mmask32 m = TailMask32(d - i);
+    acc0 = _mm512_dpwssd_epi32(acc0, _mm512_maskz_loadu_epi16(m, a + i),
+                               _mm512_maskz_loadu_epi16(m, b + i));
+  }
+  return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
+}
 }  // namespace
 
 namespace detail {
-const Kernels kAvx512Kernels{Isa::kAvx512, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16, F16ToF32,
-                            DotF32U4, RbqDotPopcnt, DotU8S8, DotU4S8, false, L1, L2SqrF32U8Weighted};
-const Kernels kAvx512VnniKernels{Isa::kAvx512, L2Sqr, Dot, L2SqrU8, DotF32U8, Pq4BlockSumsAvx2, L2SqrF16, DotF16,
-                                F16ToF32, DotF32U4, RbqDotPopcnt, DotU8S8Vnni, DotU4S8Vnni, true, L1,
-                                L2SqrF32U8Weighted};
+const Kernels kAvx512Kernels{Isa::kAvx512,       L2Sqr,    Dot,     L2SqrU8,  DotF32U8,
+                             Pq4BlockSumsAvx2,   L2SqrF16, DotF16,  F16ToF32, DotF32U4,
+                             RbqDotPopcnt,       DotU8S8,  DotU4S8, false,    L1,
+                             L2SqrF32U8Weighted, DotS16};
+const Kernels kAvx512VnniKernels{Isa::kAvx512,       L2Sqr,       Dot,         L2SqrU8,  DotF32U8,
+                                 Pq4BlockSumsAvx2,   L2SqrF16,    DotF16,      F16ToF32, DotF32U4,
+                                 RbqDotPopcnt,       DotU8S8Vnni, DotU4S8Vnni, true,     L1,
+                                 L2SqrF32U8Weighted, DotS16Vnni};
 }  // namespace detail
 
 }  // namespace fathom::simd
