@@ -28,6 +28,9 @@
 // and re-rank as SQ8 does. The graph is built on the full codes, as without pca. The projected
 // distances order far points well and near ones less well, so a recall needs a wider beam than
 // without pca, but each step of it costs less (measured in docs/BENCHMARKS.md section 1).
+// The components share one 8-bit step, so a visit's distance is integer arithmetic on the query's
+// rounded half levels (l2_sqr_s16_u8x2: 4 vpdpwssd for p = 128), and the query's projection is
+// int16 dot products (dot_s16).
 //
 // ",SQ4" (any metric): walked on per-dimension 4-bit scalar codes (index/quantizer.h; ranges
 // from the first batch) against the float query, L2 as |q|^2 - 2 <q, x'> + |x'|^2 with |x'|^2
@@ -37,9 +40,10 @@
 //
 // ",RBQ" (l2 and cosine): the graph is walked on 1-bit RaBitQ codes (index/rabitq.h; centre and
 // rotation learnt from the first batch) and built on the float32 vectors, which stay in RAM
-// beside the codes (or, on_disk, in the vector store, as for SQ4). Re-ranking uses the estimator's error bound: a candidate is re-ranked with
-// its exact distance unless its estimate minus the bound already exceeds the k-th exact distance
-// found (SearchParams::rerank > 0 re-ranks a fixed number instead).
+// beside the codes (or, on_disk, in the vector store, as for SQ4). Re-ranking uses the estimator's
+// error bound: a candidate is re-ranked with its exact distance unless its estimate minus the bound
+// already exceeds the k-th exact distance found (SearchParams::rerank > 0 re-ranks a fixed number
+// instead).
 #pragma once
 
 #include <array>
@@ -113,6 +117,10 @@ class HnswIndex final : public Index {
   // (tests and A/B runs; set before searches start).
   bool pca_ready() const { return pca_ready_.load(); }
   void set_pca_enabled_for_testing(bool on) { pca_enabled_ = on; }
+  // Whether the projected walk runs in integers (one step for all components), and forcing the
+  // float walk (tests; set before searches start).
+  bool pca_int_walk() const { return pca_int_walk_; }
+  void set_pca_int_walk_enabled_for_testing(bool on) { pca_int_walk_enabled_ = on; }
 
  private:
   enum class DistKind { kFloatL2, kFloatIp, kFloatL1, kSq8L2, kSq8Ip, kF16L2, kF16Ip, kRbqL2, kSq4L2, kSq4Ip, kSq8Pca };
@@ -314,6 +322,13 @@ class HnswIndex final : public Index {
   // level on component j is dot_s16(code, row j) * pca_query_mul_[j] + pca_query_add_[j].
   std::vector<int16_t> pca_basis16_;
   std::vector<float> pca_query_mul_, pca_query_add_;
+  // One step for all components (every projection learnt since 2026-12-04): the walk compares a
+  // query's rounded half levels with the codes in integers, its distance pca_half_weight_ (the
+  // step squared over 4) times l2_sqr_s16_u8x2; the query's half levels within
+  // [510 - pca_half_limit_, pca_half_limit_]. Set with pca_basis16_.
+  bool pca_int_walk_ = false;
+  bool pca_int_walk_enabled_ = true;  // tests compare it with the float walk
+  float pca_half_weight_ = 0, pca_half_limit_ = 0;
 
   // Entry point: (level << 32) | node, or kNoEntry; changed under entry_mutex_.
   std::atomic<uint64_t> entry_;

@@ -858,6 +858,23 @@ TEST(HnswTest, PcaWalkKeepsRecallExactDistancesAndSurvivesSaveLoad) {
   const double whole = Recall(truth, SearchAll(*index, data, 10, 128), 10);
   hnsw->set_pca_enabled_for_testing(true);
   EXPECT_GE(Recall(truth, found, 10), whole - 0.01);
+  // The projection has one step for all components, so the walk runs in integers (a query's
+  // rounded half levels); the float walk (what files with a step per component use) on the same
+  // index finds nearly the same neighbours.
+  EXPECT_TRUE(hnsw->pca_int_walk());
+  hnsw->set_pca_int_walk_enabled_for_testing(false);
+  const auto found_float = SearchAll(*index, data, 10, 128);
+  hnsw->set_pca_int_walk_enabled_for_testing(true);
+  EXPECT_GE(Recall(truth, found_float, 10), 0.99);
+  EXPECT_NEAR(Recall(truth, found, 10), Recall(truth, found_float, 10), 0.005);
+  size_t same = 0;  // neighbours both walks return, per query
+  for (size_t q = 0; q < data.nq(); ++q) {
+    for (size_t a = 0; a < 10; ++a) {
+      same += std::count(found_float.begin() + q * 10, found_float.begin() + (q + 1) * 10,
+                         found[q * 10 + a]);
+    }
+  }
+  EXPECT_GE(double(same) / double(found.size()), 0.99);
   // Exact distances (the float re-ranking), for every query.
   std::vector<float> dist(data.nq() * 10);
   std::vector<label_t> labels(data.nq() * 10);
@@ -878,6 +895,7 @@ TEST(HnswTest, PcaWalkKeepsRecallExactDistancesAndSurvivesSaveLoad) {
   auto loaded = std::move(Index::Load(path)).value();
   EXPECT_EQ(loaded->factory_string(), "HNSW16,SQ8,pca=64");
   EXPECT_TRUE(dynamic_cast<HnswIndex*>(loaded.get())->pca_ready());
+  EXPECT_TRUE(dynamic_cast<HnswIndex*>(loaded.get())->pca_int_walk());
   EXPECT_EQ(SearchAll(*loaded, data, 10, 128), found);
   // Saved before training (500 nodes): loads untrained, learns with its 1,000th point.
   auto small = std::move(MakeIndex("HNSW16,SQ8,pca=64", data.dim, Metric::kL2)).value();

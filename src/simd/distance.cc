@@ -124,6 +124,15 @@ int32_t DotS16Scalar(const int16_t* a, const int16_t* b, size_t d) {
   return sum;
 }
 
+int32_t L2SqrS16U8x2Scalar(const int16_t* q2, const uint8_t* codes, size_t d) {
+  int32_t sum = 0;
+  for (size_t i = 0; i < d; ++i) {
+    const int32_t diff = int32_t{q2[i]} - 2 * int32_t{codes[i]};
+    sum += diff * diff;
+  }
+  return sum;
+}
+
 int32_t DotU4S8Scalar(const uint8_t* codes, const int8_t* q, size_t bytes) {
   int32_t sum = 0;
   for (size_t t = 0; t < bytes; ++t) sum += int32_t{codes[t] & 15} * q[t] + int32_t{codes[t] >> 4} * q[bytes + t];
@@ -166,7 +175,7 @@ const Kernels kScalarKernels{Isa::kScalar,   L2SqrScalar,
                              RbqDotScalar,   DotU8S8Scalar,
                              DotU4S8Scalar,  false,
                              L1Scalar,       L2SqrF32U8WeightedScalar,
-                             DotS16Scalar};
+                             DotS16Scalar,   L2SqrS16U8x2Scalar};
 }  // namespace detail
 
 const char* IsaName(Isa isa) {

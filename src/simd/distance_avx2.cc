@@ -304,12 +304,36 @@ int32_t DotS16(const int16_t* a, const int16_t* b, size_t d) {
   for (; i < d; ++i) sum += int32_t{a[i]} * int32_t{b[i]};
   return sum;
 }
+
+int32_t L2SqrS16U8x2(const int16_t* q2, const uint8_t* codes, size_t d) {
+  __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i + 32 <= d; i += 32) {
+    const __m256i x0 =
+        _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i)));
+    const __m256i x1 =
+        _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i + 16)));
+    const __m256i d0 = _mm256_sub_epi16(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q2 + i)), _mm256_add_epi16(x0, x0));
+    const __m256i d1 =
+        _mm256_sub_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q2 + i + 16)),
+                         _mm256_add_epi16(x1, x1));
+    acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(d0, d0));
+    acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(d1, d1));
+  }
+  int32_t sum = static_cast<int32_t>(HorizontalSumI32(_mm256_add_epi32(acc0, acc1)));
+  for (; i < d; ++i) {
+    const int32_t diff = int32_t{q2[i]} - 2 * int32_t{codes[i]};
+    sum += diff * diff;
+  }
+  return sum;
+}
 }  // namespace
 
-const Kernels kAvx2Kernels{Isa::kAvx2,         L2Sqr,    Dot,     L2SqrU8,  DotF32U8,
-                           Pq4BlockSumsAvx2,   L2SqrF16, DotF16,  F16ToF32, DotF32U4,
-                           RbqDotPopcnt,       DotU8S8,  DotU4S8, false,    L1,
-                           L2SqrF32U8Weighted, DotS16};
+const Kernels kAvx2Kernels{Isa::kAvx2,         L2Sqr,    Dot,         L2SqrU8,  DotF32U8,
+                           Pq4BlockSumsAvx2,   L2SqrF16, DotF16,      F16ToF32, DotF32U4,
+                           RbqDotPopcnt,       DotU8S8,  DotU4S8,     false,    L1,
+                           L2SqrF32U8Weighted, DotS16,   L2SqrS16U8x2};
 }  // namespace detail
 
 }  // namespace fathom::simd

@@ -223,12 +223,36 @@ void CheckDotS16(const Kernels& k, const std::string& name) {
   EXPECT_EQ(k.dot_s16(full.data(), high.data(), d), int64_t{255} * 10741 * int64_t(d)) << name;
 }
 
+// The pca walk's integer distance (half levels against 8-bit codes): exact at every length,
+// unaligned, and at the extremes its caller allows (|q2 - 2 code| up to 4,095 over 128 dimensions).
+void CheckL2SqrS16U8x2(const Kernels& k, const std::string& name) {
+  std::mt19937 rng(29);
+  std::uniform_int_distribution<int> byte(0, 255), half(-200, 700);
+  for (size_t d : kDims) {
+    std::vector<int16_t> q(d + 1);
+    std::vector<uint8_t> c(d + 1);
+    for (auto& v : q) v = static_cast<int16_t>(half(rng));
+    for (auto& v : c) v = static_cast<uint8_t>(byte(rng));
+    int64_t ref = 0;
+    for (size_t i = 1; i <= d; ++i) ref += (int64_t{q[i]} - 2 * c[i]) * (int64_t{q[i]} - 2 * c[i]);
+    EXPECT_EQ(k.l2_sqr_s16_u8x2(q.data() + 1, c.data() + 1, d), ref) << name << " d=" << d;
+  }
+  const size_t d = 128;
+  std::vector<int16_t> high(d, 4095), low(d, 510 - 4095);
+  std::vector<uint8_t> zeros(d, 0), full(d, 255);
+  EXPECT_EQ(k.l2_sqr_s16_u8x2(high.data(), zeros.data(), d), int64_t{4095} * 4095 * int64_t(d))
+      << name;
+  EXPECT_EQ(k.l2_sqr_s16_u8x2(low.data(), full.data(), d), int64_t{4095} * 4095 * int64_t(d))
+      << name;
+}
+
 TEST_P(KernelTest, IntegerDotProductsAreExact) {
   const Kernels* k = ForIsa(GetParam());
   if (k == nullptr) GTEST_SKIP() << "this CPU cannot run " << IsaName(GetParam());
   CheckDotU8S8(*k, std::string(IsaName(GetParam())) + (k->vnni ? " (VNNI)" : ""));
   CheckDotU4S8(*k, std::string(IsaName(GetParam())) + (k->vnni ? " (VNNI)" : ""));
   CheckDotS16(*k, std::string(IsaName(GetParam())) + (k->vnni ? " (VNNI)" : ""));
+  CheckL2SqrS16U8x2(*k, std::string(IsaName(GetParam())) + (k->vnni ? " (VNNI)" : ""));
   if (GetParam() == Isa::kAvx512) {
     const Kernels* plain = Avx512WithoutVnniForTesting();
     ASSERT_NE(plain, nullptr);
@@ -236,6 +260,7 @@ TEST_P(KernelTest, IntegerDotProductsAreExact) {
     CheckDotU8S8(*plain, "avx512 without VNNI");
     CheckDotU4S8(*plain, "avx512 without VNNI");
     CheckDotS16(*plain, "avx512 without VNNI");
+    CheckL2SqrS16U8x2(*plain, "avx512 without VNNI");
   }
 }
 
