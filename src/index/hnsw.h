@@ -30,7 +30,7 @@
 // without pca, but each step of it costs less (measured in docs/BENCHMARKS.md section 1).
 // The components share one 8-bit step, so a visit's distance is integer arithmetic on the query's
 // rounded half levels (l2_sqr_s16_u8x2: 4 vpdpwssd for p = 128), and the query's projection is
-// int16 dot products (dot_s16).
+// u8 x s8 dot products of its code with an int8 basis (dot_u8_s8).
 //
 // ",SQ4" (any metric): walked on per-dimension 4-bit scalar codes (index/quantizer.h; ranges
 // from the first batch) against the float query, L2 as |q|^2 - 2 <q, x'> + |x'|^2 with |x'|^2
@@ -158,7 +158,8 @@ class HnswIndex final : public Index {
   void MaybeTrainPcaLocked(size_t n, const float* x);
   // The file's projection (see SerializeBody).
   Status ReadPca(ByteSource& r);
-  // pca_basis16_ and pca_query_mul_/add_ from the projection (once it is learnt or read).
+  // pca_basis8_, pca_query_mul_/add_ and the integer walk's constants from the projection (once
+  // it is learnt or read).
   void SetPcaIntBasis();
   // Writes the projection of the node's SQ8 code into its block.
   void EncodePca(uint32_t node);
@@ -318,14 +319,14 @@ class HnswIndex final : public Index {
   std::atomic<bool> pca_ready_{false};
   bool pca_enabled_ = true;  // tests and A/B runs switch the pca walk off
   std::vector<float> pca_basis_, pca_bias_, pca_lo_, pca_step_, pca_weight_;
-  // pca_basis_ as int16, each component scaled to use the int16 range (set with it): a query's
-  // level on component j is dot_s16(code, row j) * pca_query_mul_[j] + pca_query_add_[j].
-  std::vector<int16_t> pca_basis16_;
+  // pca_basis_ as int8, each component scaled so its largest entry is 127 (set with it): a
+  // query's level on component j is dot_u8_s8(code, row j) * pca_query_mul_[j] + pca_query_add_[j].
+  std::vector<int8_t> pca_basis8_;
   std::vector<float> pca_query_mul_, pca_query_add_;
   // One step for all components (every projection learnt since 2026-12-04): the walk compares a
   // query's rounded half levels with the codes in integers, its distance pca_half_weight_ (the
   // step squared over 4) times l2_sqr_s16_u8x2; the query's half levels within
-  // [510 - pca_half_limit_, pca_half_limit_]. Set with pca_basis16_.
+  // [510 - pca_half_limit_, pca_half_limit_]. Set with pca_basis8_.
   bool pca_int_walk_ = false;
   bool pca_int_walk_enabled_ = true;  // tests compare it with the float walk
   float pca_half_weight_ = 0, pca_half_limit_ = 0;

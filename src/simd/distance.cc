@@ -118,12 +118,6 @@ int32_t DotU8S8Scalar(const uint8_t* codes, const int8_t* q, size_t d) {
   return sum;
 }
 
-int32_t DotS16Scalar(const int16_t* a, const int16_t* b, size_t d) {
-  int32_t sum = 0;
-  for (size_t i = 0; i < d; ++i) sum += int32_t{a[i]} * int32_t{b[i]};
-  return sum;
-}
-
 int32_t L2SqrS16U8x2Scalar(const int16_t* q2, const uint8_t* codes, size_t d) {
   int32_t sum = 0;
   for (size_t i = 0; i < d; ++i) {
@@ -167,15 +161,15 @@ float L2SqrF32U8WeightedScalar(const float* a, const float* w, const uint8_t* co
   return sum;
 }
 
-const Kernels kScalarKernels{Isa::kScalar,   L2SqrScalar,
-                             DotScalar,      L2SqrU8Scalar,
-                             DotF32U8Scalar, Pq4BlockSumsScalar,
-                             L2SqrF16Scalar, DotF16Scalar,
-                             F16ToF32Scalar, DotF32U4Scalar,
-                             RbqDotScalar,   DotU8S8Scalar,
-                             DotU4S8Scalar,  false,
-                             L1Scalar,       L2SqrF32U8WeightedScalar,
-                             DotS16Scalar,   L2SqrS16U8x2Scalar};
+const Kernels kScalarKernels{Isa::kScalar,      L2SqrScalar,
+                             DotScalar,         L2SqrU8Scalar,
+                             DotF32U8Scalar,    Pq4BlockSumsScalar,
+                             L2SqrF16Scalar,    DotF16Scalar,
+                             F16ToF32Scalar,    DotF32U4Scalar,
+                             RbqDotScalar,      DotU8S8Scalar,
+                             DotU4S8Scalar,     false,
+                             L1Scalar,          L2SqrF32U8WeightedScalar,
+                             L2SqrS16U8x2Scalar};
 }  // namespace detail
 
 const char* IsaName(Isa isa) {

@@ -58,10 +58,6 @@ struct Kernels {
   // HNSW pca walk on projections learnt with a step per component (index files written before
   // 2026-12-04; see l2_sqr_s16_u8x2).
   float (*l2_sqr_f32_u8_weighted)(const float* a, const float* w, const uint8_t* codes, size_t d);
-  // sum_i a[i] * b[i] in int32, exact on every path when every partial sum fits in int32 (the
-  // caller bounds the values) and no two adjacent products are both (-32768)^2: the HNSW pca
-  // walk projects a query's 8-bit code with an int16 basis (AVX-512 VNNI: vpdpwssd).
-  int32_t (*dot_s16)(const int16_t* a, const int16_t* b, size_t d);
   // sum_i (q2[i] - 2 codes[i])^2 in int32: the squared distance, in half steps, from a point
   // given in half steps (q2, rounded) to 8-bit codes with one step for every dimension (the
   // HNSW pca walk). Exact when d * max |q2[i] - 2 codes[i]|^2 < 2^31.

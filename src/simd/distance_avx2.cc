@@ -290,21 +290,6 @@ float L2SqrF32U8Weighted(const float* a, const float* w, const uint8_t* codes, s
   return sum;
 }
 
-int32_t DotS16(const int16_t* a, const int16_t* b, size_t d) {
-  __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
-  size_t i = 0;
-  for (; i + 32 <= d; i += 32) {
-    const __m256i* x = reinterpret_cast<const __m256i*>(a + i);
-    const __m256i* y = reinterpret_cast<const __m256i*>(b + i);
-    acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(_mm256_loadu_si256(x), _mm256_loadu_si256(y)));
-    acc1 = _mm256_add_epi32(
-        acc1, _mm256_madd_epi16(_mm256_loadu_si256(x + 1), _mm256_loadu_si256(y + 1)));
-  }
-  int32_t sum = static_cast<int32_t>(HorizontalSumI32(_mm256_add_epi32(acc0, acc1)));
-  for (; i < d; ++i) sum += int32_t{a[i]} * int32_t{b[i]};
-  return sum;
-}
-
 int32_t L2SqrS16U8x2(const int16_t* q2, const uint8_t* codes, size_t d) {
   __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
   size_t i = 0;
@@ -330,10 +315,10 @@ int32_t L2SqrS16U8x2(const int16_t* q2, const uint8_t* codes, size_t d) {
 }
 }  // namespace
 
-const Kernels kAvx2Kernels{Isa::kAvx2,         L2Sqr,    Dot,         L2SqrU8,  DotF32U8,
-                           Pq4BlockSumsAvx2,   L2SqrF16, DotF16,      F16ToF32, DotF32U4,
-                           RbqDotPopcnt,       DotU8S8,  DotU4S8,     false,    L1,
-                           L2SqrF32U8Weighted, DotS16,   L2SqrS16U8x2};
+const Kernels kAvx2Kernels{Isa::kAvx2,         L2Sqr,       Dot,     L2SqrU8,  DotF32U8,
+                           Pq4BlockSumsAvx2,   L2SqrF16,    DotF16,  F16ToF32, DotF32U4,
+                           RbqDotPopcnt,       DotU8S8,     DotU4S8, false,    L1,
+                           L2SqrF32U8Weighted, L2SqrS16U8x2};
 }  // namespace detail
 
 }  // namespace fathom::simd

@@ -259,41 +259,6 @@ float L2SqrF32U8Weighted(const float* a, const float* w, const uint8_t* codes, s
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
-int32_t DotS16(const int16_t* a, const int16_t* b, size_t d) {
-  __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
-  size_t i = 0;
-  for (; i + 64 <= d; i += 64) {
-    acc0 = _mm512_add_epi32(
-        acc0, _mm512_madd_epi16(_mm512_loadu_si512(a + i), _mm512_loadu_si512(b + i)));
-    acc1 = _mm512_add_epi32(
-        acc1, _mm512_madd_epi16(_mm512_loadu_si512(a + i + 32), _mm512_loadu_si512(b + i + 32)));
-  }
-  for (; i < d; i += 32) {
-    const __mmask32 m = TailMask32(d - i);
-    acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(_mm512_maskz_loadu_epi16(m, a + i),
-                                                    _mm512_maskz_loadu_epi16(m, b + i)));
-  }
-  return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
-}
-
-// VNNI: vpdpwssd (pairs of int16 products summed into each int32 lane) per 32 values.
-__attribute__((target("avx512vnni"))) int32_t DotS16Vnni(const int16_t* a, const int16_t* b,
-                                                         size_t d) {
-  __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
-  size_t i = 0;
-  for (; i + 64 <= d; i += 64) {
-    acc0 = _mm512_dpwssd_epi32(acc0, _mm512_loadu_si512(a + i), _mm512_loadu_si512(b + i));
-    acc1 =
-        _mm512_dpwssd_epi32(acc1, _mm512_loadu_si512(a + i + 32), _mm512_loadu_si512(b + i + 32));
-  }
-  for (; i < d; i += 32) {
-    const __mmask32 m = TailMask32(d - i);
-    acc0 = _mm512_dpwssd_epi32(acc0, _mm512_maskz_loadu_epi16(m, a + i),
-                               _mm512_maskz_loadu_epi16(m, b + i));
-  }
-  return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
-}
-
 int32_t L2SqrS16U8x2(const int16_t* q2, const uint8_t* codes, size_t d) {
   __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
   size_t i = 0;
@@ -344,19 +309,15 @@ __attribute__((target("avx512vnni"))) int32_t L2SqrS16U8x2Vnni(const int16_t* q2
 }  // namespace
 
 namespace detail {
-const Kernels kAvx512Kernels{Isa::kAvx512,       L2Sqr,    Dot,         L2SqrU8,  DotF32U8,
-                             Pq4BlockSumsAvx2,   L2SqrF16, DotF16,      F16ToF32, DotF32U4,
-                             RbqDotPopcnt,       DotU8S8,  DotU4S8,     false,    L1,
-                             L2SqrF32U8Weighted, DotS16,   L2SqrS16U8x2};
-const Kernels kAvx512VnniKernels{Isa::kAvx512, L2Sqr,
-                                 Dot,          L2SqrU8,
-                                 DotF32U8,     Pq4BlockSumsAvx2,
-                                 L2SqrF16,     DotF16,
-                                 F16ToF32,     DotF32U4,
-                                 RbqDotPopcnt, DotU8S8Vnni,
-                                 DotU4S8Vnni,  true,
-                                 L1,           L2SqrF32U8Weighted,
-                                 DotS16Vnni,   L2SqrS16U8x2Vnni};
+const Kernels kAvx512Kernels{Isa::kAvx512,       L2Sqr,       Dot,     L2SqrU8,  DotF32U8,
+                             Pq4BlockSumsAvx2,   L2SqrF16,    DotF16,  F16ToF32, DotF32U4,
+                             RbqDotPopcnt,       DotU8S8,     DotU4S8, false,    L1,
+                             L2SqrF32U8Weighted, L2SqrS16U8x2};
+const Kernels kAvx512VnniKernels{
+    Isa::kAvx512,       L2Sqr,           Dot,         L2SqrU8,  DotF32U8,
+    Pq4BlockSumsAvx2,   L2SqrF16,        DotF16,      F16ToF32, DotF32U4,
+    RbqDotPopcnt,       DotU8S8Vnni,     DotU4S8Vnni, true,     L1,
+    L2SqrF32U8Weighted, L2SqrS16U8x2Vnni};
 }  // namespace detail
 
 }  // namespace fathom::simd

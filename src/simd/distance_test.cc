@@ -203,26 +203,6 @@ void CheckDotU4S8(const Kernels& k, const std::string& name) {
   EXPECT_EQ(k.dot_u4_s8(full.data(), low.data(), bytes), int64_t{15} * -128 * 2 * int64_t(bytes)) << name;
 }
 
-// int16 dot products (the pca walk's query projection: 8-bit codes times a scaled basis): exact
-// at every length, unaligned, and at the largest magnitudes the caller allows (255 x 10,741 over
-// 784 dimensions, as for Fashion-MNIST, sums within int32).
-void CheckDotS16(const Kernels& k, const std::string& name) {
-  std::mt19937 rng(23);
-  std::uniform_int_distribution<int> code(0, 255), weight(-32767, 32767);
-  for (size_t d : kDims) {
-    std::vector<int16_t> a(d + 1), b(d + 1);
-    for (auto& v : a) v = static_cast<int16_t>(code(rng));
-    for (auto& v : b) v = static_cast<int16_t>(weight(rng) / std::max<size_t>(1, d / 64));
-    int64_t ref = 0;
-    for (size_t i = 1; i <= d; ++i) ref += int64_t{a[i]} * b[i];
-    EXPECT_EQ(k.dot_s16(a.data() + 1, b.data() + 1, d), ref) << name << " d=" << d;
-  }
-  const size_t d = 784;
-  std::vector<int16_t> full(d, 255), low(d, -10741), high(d, 10741);
-  EXPECT_EQ(k.dot_s16(full.data(), low.data(), d), int64_t{255} * -10741 * int64_t(d)) << name;
-  EXPECT_EQ(k.dot_s16(full.data(), high.data(), d), int64_t{255} * 10741 * int64_t(d)) << name;
-}
-
 // The pca walk's integer distance (half levels against 8-bit codes): exact at every length,
 // unaligned, and at the extremes its caller allows (|q2 - 2 code| up to 4,095 over 128 dimensions).
 void CheckL2SqrS16U8x2(const Kernels& k, const std::string& name) {
@@ -251,7 +231,6 @@ TEST_P(KernelTest, IntegerDotProductsAreExact) {
   if (k == nullptr) GTEST_SKIP() << "this CPU cannot run " << IsaName(GetParam());
   CheckDotU8S8(*k, std::string(IsaName(GetParam())) + (k->vnni ? " (VNNI)" : ""));
   CheckDotU4S8(*k, std::string(IsaName(GetParam())) + (k->vnni ? " (VNNI)" : ""));
-  CheckDotS16(*k, std::string(IsaName(GetParam())) + (k->vnni ? " (VNNI)" : ""));
   CheckL2SqrS16U8x2(*k, std::string(IsaName(GetParam())) + (k->vnni ? " (VNNI)" : ""));
   if (GetParam() == Isa::kAvx512) {
     const Kernels* plain = Avx512WithoutVnniForTesting();
@@ -259,7 +238,6 @@ TEST_P(KernelTest, IntegerDotProductsAreExact) {
     EXPECT_FALSE(plain->vnni);
     CheckDotU8S8(*plain, "avx512 without VNNI");
     CheckDotU4S8(*plain, "avx512 without VNNI");
-    CheckDotS16(*plain, "avx512 without VNNI");
     CheckL2SqrS16U8x2(*plain, "avx512 without VNNI");
   }
 }
