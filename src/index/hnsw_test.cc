@@ -875,6 +875,26 @@ TEST(HnswTest, PcaWalkKeepsRecallExactDistancesAndSurvivesSaveLoad) {
     }
   }
   EXPECT_GE(double(same) / double(found.size()), 0.99);
+  // Queries far outside the projection's training range (all black, all white, and values the
+  // SQ8 range clamps): their half levels are clamped so the integer distances cannot overflow,
+  // and each still finds its true nearest neighbour with its exact distance.
+  for (float value : {0.0f, 255.0f, 5000.0f}) {
+    std::vector<float> extreme(data.dim, value);
+    float best_ref = std::numeric_limits<float>::infinity();
+    label_t best_label = -1;
+    for (size_t i = 0; i < data.n(); ++i) {
+      const float d = testing::ReferenceDistance(Metric::kL2, extreme.data(),
+                                                 data.base.data() + i * data.dim, data.dim);
+      if (d < best_ref) best_ref = d, best_label = label_t(i);
+    }
+    float got_dist;
+    label_t got_label;
+    SearchParams wide;
+    wide.ef = 256;
+    ASSERT_TRUE(index->Search(1, extreme.data(), 1, &got_dist, &got_label, wide).ok());
+    EXPECT_EQ(got_label, best_label) << "query of " << value << "s";
+    EXPECT_NEAR(got_dist, best_ref, 1e-4 * best_ref + 1e-3) << "query of " << value << "s";
+  }
   // Exact distances (the float re-ranking), for every query.
   std::vector<float> dist(data.nq() * 10);
   std::vector<label_t> labels(data.nq() * 10);
