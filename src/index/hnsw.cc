@@ -101,6 +101,8 @@ struct HnswIndex::Scratch {
   std::vector<int8_t> qs8;
   std::vector<float> qpca;
   std::vector<int16_t> qpca2;
+  std::vector<float>
+      code_floats;  // pca walk of a file with a step per component: the code as floats
   std::vector<uint32_t> batch;
   std::vector<label_t> rerank_labels;  // on-disk vectors: the candidates to read back
   std::vector<float> rerank_vectors;
@@ -263,7 +265,7 @@ size_t HnswIndex::memory_bytes() const {
          sq4_.memory_bytes() + upper_words_.load() * sizeof(uint32_t) +
          node_of_.capacity() * (sizeof(std::pair<label_t, uint32_t>) + 1) +
          free_nodes_.capacity() * sizeof(uint32_t) +
-         (pca_basis_.size() + 6 * pca_bias_.size()) * sizeof(float) +
+         (pca_basis_.size() + 5 * pca_bias_.size()) * sizeof(float) +
          pca_basis8_.size() * sizeof(int8_t);
 }
 
@@ -487,11 +489,14 @@ void HnswIndex::TrainPcaLocked(const std::vector<uint8_t>& rows) {
     std::copy(column, column + d, pca_basis_.begin() + j * d);
     pca_bias_[j] = simd::Active().dot(column, mean.data(), d);
   }
-  std::vector<float> proj(m * k);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(k), di, 1.0f, x.data(), di, pca_basis_.data(), di,
-              0.0f, proj.data(), int(k));
+  // The sample's projections, as nodes will be projected (the int8 copy of the components:
+  // every projection learnt now has one step, so the integer walk unless p > kMaxIntPcaDims).
+  QuantizePcaBasis();
+  pca_int_walk_ = k <= kMaxIntPcaDims;
+  std::vector<float> proj(m * k), code_floats;
+  for (size_t i = 0; i < m; ++i) PcaValues(rows.data() + i * d, proj.data() + i * k, code_floats);
   // One step for every component (the widest range, padded 5%, over 255 levels), each component
-  // centred in the levels: the walk's distance is then sum (q - x)^2 in integers (SetPcaIntBasis).
+  // centred in the levels: the walk's distance is then sum (q - x)^2 in integers (SetPcaWalk).
   // Measured beside a step per component on Fashion-MNIST: recall within 0.0007 at every ef.
   std::vector<float> centre(k);
   float widest = 0;
@@ -509,7 +514,7 @@ void HnswIndex::TrainPcaLocked(const std::vector<uint8_t>& rows) {
   pca_step_.assign(k, step);
   pca_weight_.assign(k, step * step);
   for (size_t j = 0; j < k; ++j) pca_lo_[j] = centre[j] - 127.5f * step;
-  SetPcaIntBasis();
+  SetPcaWalk();
   pca_ready_.store(true);
   for (uint32_t u = 0; u < num_nodes_; ++u) {
     if (state_[u].load() != kFree) EncodePca(u);
@@ -537,21 +542,21 @@ Status HnswIndex::ReadPca(ByteSource& r) {
     if (!(pca_step_[j] > 0)) return Status::Corruption("HNSW index body holds a PCA step that is not positive");
     pca_weight_[j] = pca_step_[j] * pca_step_[j];
   }
-  SetPcaIntBasis();
+  QuantizePcaBasis();
+  SetPcaWalk();
   pca_ready_.store(true);
   return Status::OK();
 }
 
-void HnswIndex::SetPcaIntBasis() {
-  // Each component as int8, scaled so its largest entry is 127: a query's projection is then
-  // dot_u8_s8 of its code with the rows (13 vpdpbusd a component at 784-d, 100 KB read for 128
-  // components). The rounding error of a projection (~0.6 code units at 784-d) is far below the
-  // walk's 8-bit step (~30): on Fashion-MNIST recall within 0.0002 of an int16 copy of the
-  // components at every ef, and 5-8% more QPS.
+void HnswIndex::QuantizePcaBasis() {
+  // Each component as int8, scaled so its largest entry is 127 (13 vpdpbusd a component at 784-d;
+  // 100 KB for 128 components). Nodes and queries are projected through this same copy, so a
+  // rounding error of the copy shifts both alike: the walk measures differences along slightly
+  // perturbed components, and codes far from the origin (CNN features: ~128 in every dimension)
+  // cost nothing. (An int16 copy was 5-8% slower; float components 20%.)
   const size_t d = dim();
   pca_basis8_.resize(pca_basis_.size());
-  pca_query_mul_.assign(pca_dims_, 0.0f);
-  pca_query_add_.assign(pca_dims_, 0.0f);
+  pca_unscale8_.assign(pca_dims_, 1.0f);
   for (size_t j = 0; j < pca_dims_; ++j) {
     const float* row = pca_basis_.data() + j * d;
     float largest = 0;
@@ -561,15 +566,16 @@ void HnswIndex::SetPcaIntBasis() {
       pca_basis8_[j * d + i] =
           static_cast<int8_t>(std::clamp(std::nearbyint(row[i] * scale), -127.0, 127.0));
     }
-    // (level = (dot / scale - bias - lo) / step, as EncodePca computes a node's before rounding)
-    pca_query_mul_[j] = static_cast<float>(1.0 / (scale * pca_step_[j]));
-    pca_query_add_[j] = -(pca_bias_[j] + pca_lo_[j]) / pca_step_[j];
+    pca_unscale8_[j] = static_cast<float>(1.0 / scale);
   }
+}
+
+void HnswIndex::SetPcaWalk() {
   // The integer walk (l2_sqr_s16_u8x2) needs one step for all components: files written before
-  // that (a step per component) walk with the float kernel. A query's half level is clamped to
-  // [510 - limit, limit] so that it fits int16 and pca_dims_ squares of at most `limit` sum within
-  // int32; limit >= 510 (every code reachable) while pca_dims_ <= 8255.
-  pca_int_walk_ = pca_dims_ > 0 && pca_dims_ <= 8255;
+  // that (a step per component) walk, and project, in float as they did. A query's half level is
+  // clamped to [510 - limit, limit] so that it fits int16 and pca_dims_ squares of at most
+  // `limit` sum within int32; limit >= 510 (every code reachable) while pca_dims_ <= 8255.
+  pca_int_walk_ = pca_dims_ > 0 && pca_dims_ <= kMaxIntPcaDims;
   for (size_t j = 1; j < pca_dims_; ++j) pca_int_walk_ &= pca_step_[j] == pca_step_[0];
   pca_half_weight_ = pca_dims_ > 0 ? 0.25f * pca_step_[0] * pca_step_[0] : 0.0f;
   // (In double: 2^31 - 1 is not a float, and at p = 128 a float limit would round up to 4096.)
@@ -579,34 +585,42 @@ void HnswIndex::SetPcaIntBasis() {
           : 0.0f;
 }
 
-void HnswIndex::EncodePca(uint32_t node) {
-  thread_local std::vector<float> codef;
+void HnswIndex::PcaValues(const uint8_t* code, float* out, std::vector<float>& code_floats) const {
   const size_t d = dim();
-  codef.resize(d);
-  const uint8_t* code = Code(node);
-  for (size_t j = 0; j < d; ++j) codef[j] = float(code[j]);
-  uint8_t* out = reinterpret_cast<uint8_t*>(blocks_.data() + size_t{node} * node_bytes_ + pca_offset_);
   const auto& kern = simd::Active();
+  if (pca_int_walk_) {
+    const int8_t* basis = pca_basis8_.data();
+    for (size_t j = 0; j < pca_dims_; ++j) out[j] = float(kern.dot_u8_s8(code, basis + j * d, d));
+    for (size_t j = 0; j < pca_dims_; ++j) out[j] = out[j] * pca_unscale8_[j] - pca_bias_[j];
+    return;
+  }
+  code_floats.resize(d);
+  for (size_t j = 0; j < d; ++j) code_floats[j] = float(code[j]);
+  for (size_t j = 0; j < pca_dims_; ++j)
+    out[j] = kern.dot(pca_basis_.data() + j * d, code_floats.data(), d) - pca_bias_[j];
+}
+
+void HnswIndex::EncodePca(uint32_t node) {
+  thread_local std::vector<float> values, code_floats;
+  values.resize(pca_dims_);
+  PcaValues(Code(node), values.data(), code_floats);
+  uint8_t* out =
+      reinterpret_cast<uint8_t*>(blocks_.data() + size_t{node} * node_bytes_ + pca_offset_);
   for (size_t j = 0; j < pca_dims_; ++j) {
-    const float v = kern.dot(pca_basis_.data() + j * d, codef.data(), d) - pca_bias_[j];
-    out[j] = uint8_t(std::clamp(std::nearbyint((v - pca_lo_[j]) / pca_step_[j]), 0.0f, 255.0f));
+    out[j] =
+        uint8_t(std::clamp(std::nearbyint((values[j] - pca_lo_[j]) / pca_step_[j]), 0.0f, 255.0f));
   }
 }
 
 void HnswIndex::PreparePca(const uint8_t* code, Scratch& s, Query* q) const {
   q->pca = nullptr;
-  if (!pca_ready_.load(std::memory_order_acquire)) return;
-  const size_t d = dim();
-  s.qpca.resize(pca_dims_);
-  const auto& kern = simd::Active();
-  float* __restrict out = s.qpca.data();
-  const int8_t* basis = pca_basis8_.data();
-  for (size_t j = 0; j < pca_dims_; ++j) out[j] = float(kern.dot_u8_s8(code, basis + j * d, d));
-  const float* mul = pca_query_mul_.data();
-  const float* add = pca_query_add_.data();
-  for (size_t j = 0; j < pca_dims_; ++j) out[j] = out[j] * mul[j] + add[j];
-  q->pca = s.qpca.data();
   q->pca2 = nullptr;
+  if (!pca_ready_.load(std::memory_order_acquire)) return;
+  s.qpca.resize(pca_dims_);
+  float* out = s.qpca.data();
+  PcaValues(code, out, s.code_floats);
+  for (size_t j = 0; j < pca_dims_; ++j) out[j] = (out[j] - pca_lo_[j]) / pca_step_[j];
+  q->pca = out;
   if (pca_int_walk_ && pca_int_walk_enabled_) {
     s.qpca2.resize(pca_dims_);
     int16_t* __restrict half = s.qpca2.data();

@@ -158,9 +158,14 @@ class HnswIndex final : public Index {
   void MaybeTrainPcaLocked(size_t n, const float* x);
   // The file's projection (see SerializeBody).
   Status ReadPca(ByteSource& r);
-  // pca_basis8_, pca_query_mul_/add_ and the integer walk's constants from the projection (once
-  // it is learnt or read).
-  void SetPcaIntBasis();
+  // pca_basis8_ and pca_unscale8_ from pca_basis_ (once the projection is learnt or read).
+  void QuantizePcaBasis();
+  // Whether the walk runs in integers, and its constants (once the steps are learnt or read).
+  void SetPcaWalk();
+  // An SQ8 code's projection on every component (before the levels' low and step), as nodes and
+  // queries alike are projected: through the int8 components with the integer walk, in float
+  // (code_floats: working memory) otherwise.
+  void PcaValues(const uint8_t* code, float* out, std::vector<float>& code_floats) const;
   // Writes the projection of the node's SQ8 code into its block.
   void EncodePca(uint32_t node);
   // The query's projection from its SQ8 code, in levels (s.qpca), when learnt.
@@ -319,14 +324,15 @@ class HnswIndex final : public Index {
   std::atomic<bool> pca_ready_{false};
   bool pca_enabled_ = true;  // tests and A/B runs switch the pca walk off
   std::vector<float> pca_basis_, pca_bias_, pca_lo_, pca_step_, pca_weight_;
-  // pca_basis_ as int8, each component scaled so its largest entry is 127 (set with it): a
-  // query's level on component j is dot_u8_s8(code, row j) * pca_query_mul_[j] + pca_query_add_[j].
+  // pca_basis_ as int8, each component scaled so its largest entry is 127: component j is
+  // pca_basis8_ row j times pca_unscale8_[j] (set with the projection).
   std::vector<int8_t> pca_basis8_;
-  std::vector<float> pca_query_mul_, pca_query_add_;
+  std::vector<float> pca_unscale8_;
+  static constexpr size_t kMaxIntPcaDims = 8255;
   // One step for all components (every projection learnt since 2026-12-04): the walk compares a
   // query's rounded half levels with the codes in integers, its distance pca_half_weight_ (the
   // step squared over 4) times l2_sqr_s16_u8x2; the query's half levels within
-  // [510 - pca_half_limit_, pca_half_limit_]. Set with pca_basis8_.
+  // [510 - pca_half_limit_, pca_half_limit_]. Set by SetPcaWalk.
   bool pca_int_walk_ = false;
   bool pca_int_walk_enabled_ = true;  // tests compare it with the float walk
   float pca_half_weight_ = 0, pca_half_limit_ = 0;
