@@ -29,8 +29,8 @@
 // distances order far points well and near ones less well, so a recall needs a wider beam than
 // without pca, but each step of it costs less (measured in docs/BENCHMARKS.md section 1).
 // The components share one 8-bit step, so a visit's distance is integer arithmetic on the query's
-// rounded half levels (l2_sqr_s16_u8x2: 4 vpdpwssd for p = 128), and the query's projection is
-// u8 x s8 dot products of its code with an int8 basis (dot_u8_s8).
+// rounded half levels (l2_sqr_s16_u8x2: 4 vpdpwssd for p = 128), and nodes and queries alike are
+// projected through an int8 copy of the components (dot_u8_s8).
 //
 // ",SQ4" (any metric): walked on per-dimension 4-bit scalar codes (index/quantizer.h; ranges
 // from the first batch) against the float query, L2 as |q|^2 - 2 <q, x'> + |x'|^2 with |x'|^2
