@@ -259,25 +259,19 @@ float L2SqrF32U8Weighted(const float* a, const float* w, const uint8_t* codes, s
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
+// 32 lanes of q2 - 2 * codes as int16, from position i (the lanes in m; the rest are zero).
+inline __m512i HalfStepDiff(const int16_t* q2, const uint8_t* codes, size_t i, __mmask32 m) {
+  const __m512i x = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, codes + i));
+  return _mm512_sub_epi16(_mm512_maskz_loadu_epi16(m, q2 + i), _mm512_add_epi16(x, x));
+}
+
 int32_t L2SqrS16U8x2(const int16_t* q2, const uint8_t* codes, size_t d) {
   __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
-  size_t i = 0;
-  for (; i + 64 <= d; i += 64) {
-    const __m512i x0 =
-        _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + i)));
-    const __m512i x1 =
-        _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + i + 32)));
-    const __m512i d0 = _mm512_sub_epi16(_mm512_loadu_si512(q2 + i), _mm512_add_epi16(x0, x0));
-    const __m512i d1 = _mm512_sub_epi16(_mm512_loadu_si512(q2 + i + 32), _mm512_add_epi16(x1, x1));
+  for (size_t i = 0; i < d; i += 64) {
+    const __m512i d0 = HalfStepDiff(q2, codes, i, TailMask32(d - i));
+    const __m512i d1 = HalfStepDiff(q2, codes, i + 32, d - i > 32 ? TailMask32(d - i - 32) : 0);
     acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(d0, d0));
     acc1 = _mm512_add_epi32(acc1, _mm512_madd_epi16(d1, d1));
-  }
-  for (; i < d; i += 32) {
-    const __mmask32 m = TailMask32(d - i);
-    const __m512i x = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, codes + i));
-    const __m512i diff =
-        _mm512_sub_epi16(_mm512_maskz_loadu_epi16(m, q2 + i), _mm512_add_epi16(x, x));
-    acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(diff, diff));
   }
   return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
 }
@@ -286,23 +280,11 @@ int32_t L2SqrS16U8x2(const int16_t* q2, const uint8_t* codes, size_t d) {
 __attribute__((target("avx512vnni"))) int32_t L2SqrS16U8x2Vnni(const int16_t* q2,
                                                                const uint8_t* codes, size_t d) {
   __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
-  size_t i = 0;
-  for (; i + 64 <= d; i += 64) {
-    const __m512i x0 =
-        _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + i)));
-    const __m512i x1 =
-        _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + i + 32)));
-    const __m512i d0 = _mm512_sub_epi16(_mm512_loadu_si512(q2 + i), _mm512_add_epi16(x0, x0));
-    const __m512i d1 = _mm512_sub_epi16(_mm512_loadu_si512(q2 + i + 32), _mm512_add_epi16(x1, x1));
+  for (size_t i = 0; i < d; i += 64) {
+    const __m512i d0 = HalfStepDiff(q2, codes, i, TailMask32(d - i));
+    const __m512i d1 = HalfStepDiff(q2, codes, i + 32, d - i > 32 ? TailMask32(d - i - 32) : 0);
     acc0 = _mm512_dpwssd_epi32(acc0, d0, d0);
     acc1 = _mm512_dpwssd_epi32(acc1, d1, d1);
-  }
-  for (; i < d; i += 32) {
-    const __mmask32 m = TailMask32(d - i);
-    const __m512i x = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, codes + i));
-    const __m512i diff =
-        _mm512_sub_epi16(_mm512_maskz_loadu_epi16(m, q2 + i), _mm512_add_epi16(x, x));
-    acc0 = _mm512_dpwssd_epi32(acc0, diff, diff);
   }
   return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
 }
