@@ -5,7 +5,10 @@
 //   snapshot_v1/   a snapshot of the current format
 // All hold collection 'golden' (4-d cosine, HNSW16, 20 points of tests/fixtures/points.jsonl).
 //   index_v2/      index files (format version 2) written before HNSW moved its codes onto a
-//                  cache line in memory: 200 64-d l2 vectors, "HNSW4,FP16" and "HNSW8,SQ8".
+//                  cache line in memory: 200 64-d l2 vectors, "HNSW4,FP16" and "HNSW8,SQ8";
+//                  and hnsw8_sq8_pca8.fathom, written before the pca walk's components shared
+//                  one step (2026-12-04): 1,200 32-d l2 vectors (PcaFixtureVectors),
+//                  "HNSW8,SQ8,pca=8".
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -15,6 +18,7 @@
 
 #include "fathom/database.h"
 #include "fathom/index.h"
+#include "index/hnsw.h"
 #include "storage/kv_store.h"
 #include "util/file.h"
 
@@ -103,6 +107,71 @@ TEST_F(FormatFixtureTest, HnswIndexFilesFromBeforeTheCacheLineLayoutLoad) {
     std::ifstream a(path, std::ios::binary), b(again, std::ios::binary);
     EXPECT_TRUE(std::equal(std::istreambuf_iterator<char>(a), {}, std::istreambuf_iterator<char>(b), {}));
   }
+}
+
+// n 32-d vectors of 4 latent factors plus noise, the same on every machine (the generator of
+// hnsw8_sq8_pca8.fathom used seed 12345 and n = 1,200).
+std::vector<float> PcaFixtureVectors(size_t n, uint64_t seed) {
+  const size_t d = 32;
+  std::vector<float> x(n * d);
+  uint64_t state = seed;
+  auto next = [&]() {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return int((state >> 33) % 201) - 100;
+  };
+  for (size_t i = 0; i < n; ++i) {
+    int f[4];
+    for (auto& v : f) v = next();
+    for (size_t j = 0; j < d; ++j) {
+      int v = next() / 10;
+      for (int r = 0; r < 4; ++r) v += f[r] * (int((j * 7 + size_t(r) * 13) % 5) - 2);
+      x[i * d + j] = float(v) / 64.0f;
+    }
+  }
+  return x;
+}
+
+// A pca index from before the shared step has a step per component: it keeps projecting nodes
+// and queries in float and walking with the float kernel (projecting its queries through the
+// int8 components, as new files do, would not match its nodes), finds every stored point, encodes
+// new points as its old ones, and is written back unchanged.
+TEST_F(FormatFixtureTest, PcaIndexWithAStepPerComponentLoadsAndSearches) {
+  const size_t d = 32, n = 1200;
+  const std::vector<float> x = PcaFixtureVectors(n, 12345);
+  const fs::path path = fs::path(FATHOM_FIXTURES_DIR) / "index_v2" / "hnsw8_sq8_pca8.fathom";
+  auto loaded = Index::Load(path.string());
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  Index& index = **loaded;
+  auto* hnsw = dynamic_cast<HnswIndex*>(&index);
+  ASSERT_NE(hnsw, nullptr);
+  EXPECT_TRUE(hnsw->pca_ready());
+  EXPECT_FALSE(hnsw->pca_int_walk());
+  ASSERT_EQ(index.size(), n);
+  auto found_itself = [&](const std::vector<float>& v, label_t first) {
+    size_t found = 0;
+    for (size_t i = 0; i < v.size() / d; ++i) {
+      float dist;
+      label_t label;
+      SearchParams params;
+      params.ef = 32;
+      EXPECT_TRUE(index.Search(1, &v[i * d], 1, &dist, &label, params).ok());
+      found += label == first + label_t(i) && dist == 0.0f;
+    }
+    return found;
+  };
+  EXPECT_EQ(found_itself(x, 0), n);  // (1,200 of 1,200 with the code that wrote the file)
+  const std::string again = (tmp_ / "again.fathom").string();
+  ASSERT_TRUE(index.Save(again).ok());
+  std::ifstream a(path, std::ios::binary), b(again, std::ios::binary);
+  EXPECT_TRUE(
+      std::equal(std::istreambuf_iterator<char>(a), {}, std::istreambuf_iterator<char>(b), {}));
+  // New points after the load are projected as the file's nodes were.
+  const std::vector<float> more = PcaFixtureVectors(200, 999);
+  std::vector<label_t> labels(200);
+  for (size_t i = 0; i < labels.size(); ++i) labels[i] = label_t(n + i);
+  ASSERT_TRUE(index.Add(labels.size(), more.data(), labels.data()).ok());
+  EXPECT_GE(found_itself(more, label_t(n)), 196u);
+  EXPECT_GE(found_itself(x, 0), n - 6);
 }
 
 TEST_F(FormatFixtureTest, DatabaseVersion1Opens) {
