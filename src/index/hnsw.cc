@@ -101,8 +101,9 @@ struct HnswIndex::Scratch {
   std::vector<int8_t> qs8;
   std::vector<float> qpca;
   std::vector<int16_t> qpca2;
-  std::vector<float>
-      code_floats;  // pca walk of a file with a step per component: the code as floats
+  // pca walk projecting in float (a file with a step per component, or p > kMaxIntPcaDims): the
+  // code as floats
+  std::vector<float> code_floats;
   std::vector<uint32_t> batch;
   std::vector<label_t> rerank_labels;  // on-disk vectors: the candidates to read back
   std::vector<float> rerank_vectors;
@@ -489,12 +490,19 @@ void HnswIndex::TrainPcaLocked(const std::vector<uint8_t>& rows) {
     std::copy(column, column + d, pca_basis_.begin() + j * d);
     pca_bias_[j] = simd::Active().dot(column, mean.data(), d);
   }
-  // The sample's projections, as nodes will be projected (the int8 copy of the components:
-  // every projection learnt now has one step, so the integer walk unless p > kMaxIntPcaDims).
-  QuantizePcaBasis();
-  pca_int_walk_ = k <= kMaxIntPcaDims;
-  std::vector<float> proj(m * k), code_floats;
-  for (size_t i = 0; i < m; ++i) PcaValues(rows.data() + i * d, proj.data() + i * k, code_floats);
+  // The sample's projections, as nodes will be projected: every projection learnt now has one
+  // step, so through the int8 copy of the components where the integer walk can run, else in
+  // float (x is the sample minus its mean: x . comp = code . comp - bias).
+  pca_int_walk_ = IntPcaWalkPossible();
+  std::vector<float> proj(m * k);
+  if (pca_int_walk_) {
+    QuantizePcaBasis();
+    std::vector<float> code_floats;
+    for (size_t i = 0; i < m; ++i) PcaValues(rows.data() + i * d, proj.data() + i * k, code_floats);
+  } else {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(k), di, 1.0f, x.data(), di,
+                pca_basis_.data(), di, 0.0f, proj.data(), int(k));
+  }
   // One step for every component (the widest range, padded 5%, over 255 levels), each component
   // centred in the levels: the walk's distance is then sum (q - x)^2 in integers (SetPcaWalk).
   // Measured beside a step per component on Fashion-MNIST: recall within 0.0007 at every ef.
@@ -542,7 +550,6 @@ Status HnswIndex::ReadPca(ByteSource& r) {
     if (!(pca_step_[j] > 0)) return Status::Corruption("HNSW index body holds a PCA step that is not positive");
     pca_weight_[j] = pca_step_[j] * pca_step_[j];
   }
-  QuantizePcaBasis();
   SetPcaWalk();
   pca_ready_.store(true);
   return Status::OK();
@@ -550,10 +557,10 @@ Status HnswIndex::ReadPca(ByteSource& r) {
 
 void HnswIndex::QuantizePcaBasis() {
   // Each component as int8, scaled so its largest entry is 127 (13 vpdpbusd a component at 784-d;
-  // 100 KB for 128 components). Nodes and queries are projected through this same copy, so a
-  // rounding error of the copy shifts both alike: the walk measures differences along slightly
-  // perturbed components, and codes far from the origin (CNN features: ~128 in every dimension)
-  // cost nothing. (An int16 copy was 5-8% slower; float components 20%.)
+  // 100 KB for 128 components). With the integer walk, nodes and queries are projected through
+  // this same copy, so a rounding error of the copy shifts both alike: the walk measures
+  // differences along slightly perturbed components, and codes far from the origin (CNN features:
+  // ~128 in every dimension) cost nothing. (An int16 copy was 5-8% slower; float components 20%.)
   const size_t d = dim();
   pca_basis8_.resize(pca_basis_.size());
   pca_unscale8_.assign(pca_dims_, 1.0f);
@@ -575,8 +582,14 @@ void HnswIndex::SetPcaWalk() {
   // that (a step per component) walk, and project, in float as they did. A query's half level is
   // clamped to [510 - limit, limit] so that it fits int16 and pca_dims_ squares of at most
   // `limit` sum within int32; limit >= 510 (every code reachable) while pca_dims_ <= 8255.
-  pca_int_walk_ = pca_dims_ > 0 && pca_dims_ <= kMaxIntPcaDims;
+  pca_int_walk_ = IntPcaWalkPossible();
   for (size_t j = 1; j < pca_dims_; ++j) pca_int_walk_ &= pca_step_[j] == pca_step_[0];
+  if (pca_int_walk_) {
+    QuantizePcaBasis();
+  } else {
+    pca_basis8_.clear();
+    pca_unscale8_.clear();
+  }
   pca_half_weight_ = pca_dims_ > 0 ? 0.25f * pca_step_[0] * pca_step_[0] : 0.0f;
   // (In double: 2^31 - 1 is not a float, and at p = 128 a float limit would round up to 4096.)
   pca_half_limit_ =

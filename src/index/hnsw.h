@@ -28,9 +28,10 @@
 // and re-rank as SQ8 does. The graph is built on the full codes, as without pca. The projected
 // distances order far points well and near ones less well, so a recall needs a wider beam than
 // without pca, but each step of it costs less (measured in docs/BENCHMARKS.md section 1).
-// The components share one 8-bit step, so a visit's distance is integer arithmetic on the query's
-// rounded half levels (l2_sqr_s16_u8x2: 4 vpdpwssd for p = 128), and nodes and queries alike are
-// projected through an int8 copy of the components (dot_u8_s8).
+// Projections learnt since 2026-12-04 give the components one 8-bit step, so (for 2 <= p <= 8255)
+// a visit's distance is integer arithmetic on the query's rounded half levels (l2_sqr_s16_u8x2:
+// 4 vpdpwssd for p = 128), and nodes and queries alike are projected through an int8 copy of the
+// components (dot_u8_s8); files from before (a step per component) project and walk in float.
 //
 // ",SQ4" (any metric): walked on per-dimension 4-bit scalar codes (index/quantizer.h; ranges
 // from the first batch) against the float query, L2 as |q|^2 - 2 <q, x'> + |x'|^2 with |x'|^2
@@ -168,7 +169,8 @@ class HnswIndex final : public Index {
   void PcaValues(const uint8_t* code, float* out, std::vector<float>& code_floats) const;
   // Writes the projection of the node's SQ8 code into its block.
   void EncodePca(uint32_t node);
-  // The query's projection from its SQ8 code, in levels (s.qpca), when learnt.
+  // The query's projection from its SQ8 code, in levels (s.qpca), and for the integer walk in
+  // rounded half levels (s.qpca2), when learnt.
   void PreparePca(const uint8_t* code, Scratch& s, Query* q) const;
   // What the walk of kind K reads for a node: its projection (kSq8Pca), else its code.
   template <DistKind K>
@@ -328,7 +330,11 @@ class HnswIndex final : public Index {
   // pca_basis8_ row j times pca_unscale8_[j] (set with the projection).
   std::vector<int8_t> pca_basis8_;
   std::vector<float> pca_unscale8_;
+  // The integer walk: 2 <= p <= kMaxIntPcaDims (its clamp keeps every code reachable up to 8255
+  // components; p = 1 is left to the float walk, since a file from before the shared step with
+  // one component cannot be told from a new one).
   static constexpr size_t kMaxIntPcaDims = 8255;
+  bool IntPcaWalkPossible() const { return pca_dims_ >= 2 && pca_dims_ <= kMaxIntPcaDims; }
   // One step for all components (every projection learnt since 2026-12-04): the walk compares a
   // query's rounded half levels with the codes in integers, its distance pca_half_weight_ (the
   // step squared over 4) times l2_sqr_s16_u8x2; the query's half levels within

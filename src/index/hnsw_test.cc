@@ -950,6 +950,23 @@ TEST(HnswTest, PcaWalkServesCosineAndFilters) {
   EXPECT_GE(Recall(filtered_truth, found, 10), 0.95);
 }
 
+// pca=1 walks in float (a file from before the shared step with one component looks like a new
+// one, so neither walks in integers); pca=2 in integers. One or two components are a coarse walk
+// (recall@10 at ef 256 here: 0.57 and 0.93), but a working one.
+TEST(HnswTest, PcaWalkOfOneComponentStaysInFloat) {
+  auto data = testing::Clustered(3000, 100, 32, 20, 93);
+  auto truth = BruteForce(data, 10, Metric::kL2);
+  for (const char* factory : {"HNSW16,SQ8,pca=1", "HNSW16,SQ8,pca=2"}) {
+    SCOPED_TRACE(factory);
+    auto index = Build(factory, data, Metric::kL2);
+    auto* hnsw = dynamic_cast<HnswIndex*>(index.get());
+    ASSERT_TRUE(hnsw->pca_ready());
+    const bool two = std::string(factory).back() == '2';
+    EXPECT_EQ(hnsw->pca_int_walk(), two);
+    EXPECT_GE(Recall(truth, SearchAll(*index, data, 10, 256), 10), two ? 0.9 : 0.5);
+  }
+}
+
 TEST(HnswTest, FirstInsertAfterLoadDoesNotReallocate) {
   auto data = testing::Clustered(5000, 1, 16, 10, 77);
   auto index = std::move(MakeIndex("HNSW8,SQ8", data.dim, Metric::kL2)).value();

@@ -50,17 +50,18 @@ struct Kernels {
   // (codes[t] >> 4) * q[bytes + t] (q holds the even dimensions' weights, then the odd ones').
   // Exact on every path.
   int32_t (*dot_u4_s8)(const uint8_t* codes, const int8_t* q, size_t bytes);
-  bool vnni;  // dot_u8_s8 and dot_u4_s8 are the VNNI kernels
+  bool vnni;  // dot_u8_s8, dot_u4_s8 and l2_sqr_s16_u8x2 are the VNNI kernels
   // sum_i |a[i] - b[i]| (Manhattan distance).
   float (*l1)(const float* a, const float* b, size_t d);
   // sum_i w[i] * (a[i] - codes[i])^2: the squared distance from a float point to 8-bit codes
   // with a step per dimension (a and w in code units: a = (x - lo) / step, w = step^2). The
-  // HNSW pca walk on projections learnt with a step per component (index files written before
-  // 2026-12-04; see l2_sqr_s16_u8x2).
+  // HNSW pca walk where it cannot run in integers (index files written before 2026-12-04, with a
+  // step per component; p = 1 or p > 8255; see l2_sqr_s16_u8x2).
   float (*l2_sqr_f32_u8_weighted)(const float* a, const float* w, const uint8_t* codes, size_t d);
   // sum_i (q2[i] - 2 codes[i])^2 in int32: the squared distance, in half steps, from a point
   // given in half steps (q2, rounded) to 8-bit codes with one step for every dimension (the
-  // HNSW pca walk). Exact when d * max |q2[i] - 2 codes[i]|^2 < 2^31.
+  // HNSW pca walk). Exact when every |q2[i] - 2 codes[i]| <= 32767 (the SIMD paths subtract in
+  // int16) and d * max |q2[i] - 2 codes[i]|^2 < 2^31.
   int32_t (*l2_sqr_s16_u8x2)(const int16_t* q2, const uint8_t* codes, size_t d);
 };
 
