@@ -491,8 +491,9 @@ void HnswIndex::TrainPcaLocked(const std::vector<uint8_t>& rows) {
     pca_bias_[j] = simd::Active().dot(column, mean.data(), d);
   }
   // The sample's projections, as nodes will be projected: every projection learnt now has one
-  // step, so through the int8 copy of the components where the integer walk can run, else in
-  // float (x is the sample minus its mean: x . comp = code . comp - bias).
+  // step, so through the int8 copy of the components where the integer walk can run (SetPcaWalk
+  // below then keeps it on), else in float (x is the sample minus its mean: x . comp = code .
+  // comp - bias).
   pca_int_walk_ = IntPcaWalkPossible();
   std::vector<float> proj(m * k);
   if (pca_int_walk_) {
@@ -551,6 +552,7 @@ Status HnswIndex::ReadPca(ByteSource& r) {
     pca_weight_[j] = pca_step_[j] * pca_step_[j];
   }
   SetPcaWalk();
+  if (pca_int_walk_) QuantizePcaBasis();  // (derived, not stored: only where it is used)
   pca_ready_.store(true);
   return Status::OK();
 }
@@ -584,12 +586,6 @@ void HnswIndex::SetPcaWalk() {
   // `limit` sum within int32; limit >= 510 (every code reachable) while pca_dims_ <= 8255.
   pca_int_walk_ = IntPcaWalkPossible();
   for (size_t j = 1; j < pca_dims_; ++j) pca_int_walk_ &= pca_step_[j] == pca_step_[0];
-  if (pca_int_walk_) {
-    QuantizePcaBasis();
-  } else {
-    pca_basis8_.clear();
-    pca_unscale8_.clear();
-  }
   pca_half_weight_ = pca_dims_ > 0 ? 0.25f * pca_step_[0] * pca_step_[0] : 0.0f;
   // (In double: 2^31 - 1 is not a float, and at p = 128 a float limit would round up to 4096.)
   pca_half_limit_ =

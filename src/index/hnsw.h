@@ -161,7 +161,8 @@ class HnswIndex final : public Index {
   Status ReadPca(ByteSource& r);
   // pca_basis8_ and pca_unscale8_ from pca_basis_ (once the projection is learnt or read).
   void QuantizePcaBasis();
-  // Whether the walk runs in integers, and its constants (once the steps are learnt or read).
+  // Whether the walk runs in integers, and its constants (once the steps are learnt or read); the
+  // caller builds pca_basis8_ (QuantizePcaBasis) where it does.
   void SetPcaWalk();
   // An SQ8 code's projection on every component (before the levels' low and step), as nodes and
   // queries alike are projected: through the int8 components with the integer walk, in float
